@@ -1,0 +1,3 @@
+from mheads.cli import main
+
+raise SystemExit(main())
