@@ -1,0 +1,93 @@
+"""Model registry: every base network is a factory returning an ``nn.Sequential`` of *named* layers.
+
+Layer names follow the paper (conv1, cccp1, pool2, fc6, ...) so TreeNet split points read as in its tables.
+Adding an architecture is one file with one ``@register_model`` function.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+import torch
+from torch import nn
+
+ModelFn = Callable[..., nn.Sequential]
+
+_REGISTRY: dict[str, ModelFn] = {}
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model name that is not registered."""
+
+
+def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
+    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential``."""
+
+    def deco(fn: ModelFn) -> ModelFn:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of all registered base networks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _check_name(name: str) -> ModelFn:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownModelError(
+            f"model: unknown name {name!r}{hint}; registered models are: {', '.join(list_models())}"
+        )
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs
+) -> nn.Sequential:
+    """Build one registered base network.
+
+    Args:
+        name: a name from :func:`list_models`.
+        num_classes: C, the width of the last layer.
+        in_channels: image channels (3 for CIFAR, 1 for Fashion-MNIST).
+        image_size: square input side; the fully connected layers are sized for it.
+        **kwargs: family-specific options (e.g. ``width`` for NiN/CaffeNet).
+    Returns:
+        ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to ``(B, C)``.
+    """
+    fn = _check_name(name)
+    for field, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
+                              ("image_size", image_size, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{field}: got {value!r}; expected an integer >= {low}")
+    return fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+
+
+def model_factory(name: str, **kwargs) -> Callable[[], nn.Sequential]:
+    """A zero-argument factory for :class:`~mheads.tree.TreeNet` (validates the name at once)."""
+    _check_name(name)
+    return lambda: create_model(name, **kwargs)
+
+
+def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:
+    """Number of features ``features`` produces for one image, found by a dry run on zeros."""
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError as err:
+        raise ValueError(f"image_size: {image_size} is too small for this network ({err})") from None
+    if out.numel() == 0:
+        raise ValueError(f"image_size: {image_size} is too small for this network (no spatial output left)")
+    return out.numel()
+
+
+def parameterized_layers(net: nn.Module) -> list[str]:
+    """Names of the direct children of ``net`` that own parameters: the meaningful split points."""
+    return [n for n, m in net.named_children() if any(True for _ in m.parameters())]

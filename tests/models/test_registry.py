@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from mheads.models import UnknownModelError, create_model, list_models, parameterized_layers
+
+# Small inputs keep the ImageNet-shaped nets fast; sizes are the smallest that leave a spatial output.
+SMALL = {
+    "cifar10_quick": dict(image_size=32),
+    "nin_cifar": dict(image_size=32, width=0.25),
+    "nin_imagenet": dict(image_size=67, width=0.1),
+    "caffenet": dict(image_size=67, width=0.1),
+}
+
+
+def test_registry_lists_the_paper_models():
+    assert set(SMALL) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_model_maps_images_to_class_scores(name):
+    kw = SMALL[name]
+    net = create_model(name, num_classes=7, in_channels=3, **kw)
+    out = net(torch.randn(2, 3, kw["image_size"], kw["image_size"]))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+
+
+def test_unknown_model_lists_registered_names():
+    with pytest.raises(UnknownModelError, match="cifar10_quick.*nin_cifar|did you mean 'cifar10_quick'"):
+        create_model("cifar10_quik")
+
+
+def test_too_small_image_is_refused():
+    with pytest.raises(ValueError, match="image_size"):
+        create_model("caffenet", image_size=16, width=0.1)
+
+
+def test_cifar10_quick_layout_and_parameter_count_by_hand():
+    net = create_model("cifar10_quick", num_classes=10)
+    assert [n for n, _ in net.named_children()] == [
+        "conv1", "pool1", "relu1", "conv2", "relu2", "pool2", "conv3", "relu3", "pool3", "flatten", "ip1", "ip2"]
+    assert parameterized_layers(net) == ["conv1", "conv2", "conv3", "ip1", "ip2"]
+    by_hand = {
+        "conv1": 3 * 32 * 5 * 5 + 32,
+        "conv2": 32 * 32 * 5 * 5 + 32,
+        "conv3": 32 * 64 * 5 * 5 + 64,
+        "ip1": 64 * 4 * 4 * 64 + 64,  # 32 -> 16 -> 8 -> 4 with ceil-mode 3/2 pooling
+        "ip2": 64 * 10 + 10,
+    }
+    for name, n in by_hand.items():
+        assert sum(p.numel() for p in getattr(net, name).parameters()) == n, name
+    assert sum(p.numel() for p in net.parameters()) == sum(by_hand.values()) == 145578
+
+
+def test_cifar10_quick_uses_caffe_ceil_mode_pooling_and_gaussian_init():
+    net = create_model("cifar10_quick")
+    assert net.pool1.ceil_mode and isinstance(net.pool1, torch.nn.MaxPool2d)
+    assert isinstance(net.pool2, torch.nn.AvgPool2d) and net.pool2.ceil_mode
+    assert abs(net.conv1.weight.std().item() - 1e-4) < 2e-5
+    assert abs(net.conv2.weight.std().item() - 1e-2) < 1e-3
+    assert abs(net.ip1.weight.std().item() - 0.1) < 5e-3
+    assert torch.count_nonzero(net.conv1.bias) == 0
+
+
+def test_fashion_mnist_shape():
+    net = create_model("cifar10_quick", in_channels=1, image_size=28)
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
