@@ -1,0 +1,71 @@
+"""Re-evaluate a finished (or checkpointed) run's members, on its own data or another data set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from mheads.build import tree_from_meta
+from mheads.checkpoint import CheckpointError, CheckpointMismatch, latest_checkpoint, load_checkpoint
+from mheads.config import ConfigError, load_config
+from mheads.data import DataError
+from mheads.data_prep import prepare_data
+from mheads.engine import LocalComm, evaluate, resolve_device
+
+
+def _run_meta(run: Path) -> dict:
+    info = run / "run.json"
+    try:
+        return json.loads(info.read_text())["meta"]
+    except FileNotFoundError:
+        raise ConfigError(f"--run {run}: no run.json; is it a run folder written by `mheads train`?") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{info}: unreadable run description ({err})") from None
+
+
+def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The final weights (``model.safetensors``) or, for an unfinished run, its newest committed checkpoint."""
+    final = run / "model.safetensors"
+    meta = _run_meta(run)
+    if final.exists():
+        if final.stat().st_size == 0:
+            raise CheckpointError(f"{final}: zero-byte weights file")
+        try:
+            return load_file(str(final)), meta
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})") from None
+    if latest_checkpoint(run) is None:
+        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) and no committed checkpoint")
+    ck = load_checkpoint(run)
+    if {k: ck.meta.get(k) for k in ("architecture", "members", "split")} != \
+            {k: meta.get(k) for k in ("architecture", "members", "split")}:
+        raise CheckpointMismatch(f"{ck.path}: checkpoint is from another model than {run}/run.json describes", {})
+    return ck.weights, meta
+
+
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> dict:
+    run = Path(run)
+    if not run.is_dir():
+        raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
+    overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
+    cfg = load_config(run / "config.yaml", overrides)
+    weights, meta = load_run_weights(run)
+    data_prepared = prepare_data(cfg, resolve_device(cfg.train.device))
+    got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
+           "num_classes": data_prepared.num_classes}
+    want = {k: meta[k] for k in got}
+    if got != want:
+        diff = ", ".join(f"{k} {got[k]} (model takes {want[k]})" for k in got if got[k] != want[k])
+        raise DataError(f"--data {data or cfg.data.source}: images do not fit the run's model: {diff}")
+    tree = tree_from_meta(meta)
+    tree.load_state_dict(weights)
+    tree.to(data_prepared.device)
+    if cfg.train.channels_last:
+        tree.to(memory_format=torch.channels_last)
+    metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
+    metrics["classes"] = data_prepared.classes
+    return metrics

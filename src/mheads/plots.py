@@ -1,0 +1,77 @@
+"""Figures: the paper's Figure 2 heatmap (share of each class's test examples the oracle gives each member) and
+training curves from a run's evaluation log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[str], path: str | Path,
+                       title: str = "Oracle assignment per class") -> Path:
+    """assignment: (M, C) fractions in [0, 1]; each column sums to 1. Writes a PNG and returns its path."""
+    M, C = len(assignment), len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * C, 1.2 + 0.55 * M))
+    im = ax.imshow([[100 * v for v in row] for row in assignment], cmap="viridis", vmin=0, vmax=100,
+                   aspect="auto")
+    ax.set_xticks(range(C), [str(c) for c in classes], rotation=45, ha="right")
+    ax.set_yticks(range(M), [f"member {m}" for m in range(M)])
+    for m in range(M):
+        for c in range(C):
+            v = 100 * assignment[m][c]
+            ax.text(c, m, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
+    fig.colorbar(im, ax=ax, label="% of the class's test examples")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classes: Sequence[str],
+                 path: str | Path) -> Path:
+    """Several assignment heatmaps side by side (Figure 2 (a)-(d)): panels are (title, (M, C) fractions)."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (title, a) in zip(axes[0], panels):
+        ax.imshow([[100 * v for v in row] for row in a], cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(classes)), [str(c)[:5] for c in classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(a)), [f"m{m}" for m in range(len(a))])
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Train loss and test accuracies (ensemble-mean, oracle, each member) against iterations."""
+    steps = [r["step"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(steps, [r["train_loss"] for r in history], marker="o")
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("training loss")
+    ax2.plot(steps, [100 * r["ensemble_mean_acc"] for r in history], marker="o", label="ensemble-mean")
+    ax2.plot(steps, [100 * r["oracle_acc"] for r in history], marker="s", label="oracle")
+    if history:
+        for m in range(len(history[0]["member_acc"])):
+            ax2.plot(steps, [100 * r["member_acc"][m] for r in history], lw=0.8, alpha=0.6, label=f"member {m}")
+    ax2.set_xlabel("iteration")
+    ax2.set_ylabel("test accuracy (%)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
