@@ -41,10 +41,20 @@ def _num(path: str, v: Any, low: float, *, strict: bool = False, high: float | N
         _fail(path, v, f"a number {rng}")
 
 
+def closest(word: str, options) -> str | None:
+    """The option nearest to a mistyped word, or None."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    prefixed = [o for o in options if str(word).startswith(o) or o.startswith(str(word))]
+    return max(prefixed, key=len) if prefixed else None
+
+
 def _choice(path: str, v: Any, allowed: tuple) -> None:
     if v not in allowed:
-        close = difflib.get_close_matches(str(v), [str(a) for a in allowed], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(v, allowed)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise ConfigError(f"{path}: got {v!r}{hint}; expected one of {', '.join(map(str, allowed))}")
 
 
@@ -243,8 +253,8 @@ def _build(cls, data: Any, path: str):
     for key, value in data.items():
         if key not in names:
             where = f"{path}.{key}" if path else str(key)
-            close = difflib.get_close_matches(str(key), list(names), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            close = closest(key, names)
+            hint = f"did you mean {close!r}? " if close else ""
             raise ConfigError(f"{where}: unknown key; {hint}valid keys are: {', '.join(names)}")
         f = names[key]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None

@@ -14,6 +14,7 @@ import torch
 
 from mheads.config import Config, ConfigError
 from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
+from mheads.strategies import bootstrap_counts
 
 
 
@@ -82,8 +83,6 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Prepared
     normalizer = Normalizer.fit(train_x, d.normalize).to(device)
     weights = None
     if d.bagging:
-        from mheads.strategies import bootstrap_counts
-
         weights = bootstrap_counts(len(train_y), M, cfg.train.seed).float()
     if d.label_split is not None:
         mask = torch.zeros(M, ds.num_classes)
