@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the oracle-assignment heatmap and training curves of a run")
     pl.add_argument("run", help="a run folder")
 
+    r = sub.add_parser("reproduce", help="rerun one of the paper's experiments and tabulate it next to the paper")
+    r.add_argument("name", help="table1, table3, table4, table5, table6, mcl-ce, label-split, table2, ...")
+    r.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
+    r.add_argument("--data", help="data set path (default: the embedded Fashion-MNIST subset)")
+    r.add_argument("--out", required=True, help="sweep folder (rerunning it resumes, skipping finished cells)")
+    r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    r.add_argument("--first-seed", type=int, default=0)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
+
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--config", help="demo recipe (default: experiments/demo.yaml)")
@@ -151,7 +160,17 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "list-models": _cmd_list_models, "plot": _cmd_plot,
+def _cmd_reproduce(args) -> int:
+    from mheads.reproduce import reproduce
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds: got {args.seeds}; expected an integer >= 1")
+    print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
+                    first_seed=args.first_seed))
+    return 0
+
+
+COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval, "list-models": _cmd_list_models, "plot": _cmd_plot,
             "demo": _cmd_demo}
 
 

@@ -1,0 +1,87 @@
+"""Experiment specifications: one YAML per paper table under ``experiments/``.
+
+A spec has a ``title``, a ``base`` config, ``metrics`` (the columns), optional ``scales`` overrides per scale, and
+``cells``: each with a ``row`` label (and optional ``col`` for pivoted tables), a ``config`` override, optional
+per-scale overrides, the ``paper`` numbers for that cell, and optional ``init_from_cell`` (fine-tune from another
+cell's finished run of the same seed). Scale defaults live in ``experiments/scales.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mheads.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml
+from mheads.recipes import REPO_EXPERIMENTS, deep_merge
+
+SCALES = ("smoke", "cpu", "paper")
+SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures"}
+CELL_KEYS = {"row", "col", "config", "scales", "paper", "init_from_cell"}
+
+
+@dataclass
+class Cell:
+    name: str
+    row: str
+    col: str | None
+    config: Config
+    paper: dict = field(default_factory=dict)
+    init_from_cell: str | None = None
+
+
+@dataclass
+class Spec:
+    name: str
+    title: str
+    metrics: list[str]
+    cells: list[Cell]
+    figures: list[str]
+    note: str = ""
+
+
+def experiment_path(name: str, root: Path = REPO_EXPERIMENTS) -> Path:
+    path = root / f"{name.replace('-', '_')}.yaml"
+    if not path.exists():
+        available = sorted(p.stem.replace("_", "-") for p in root.glob("*.yaml")
+                           if p.stem not in ("scales", "demo"))
+        raise ConfigError(f"reproduce: unknown experiment {name!r}; available: {', '.join(available)}")
+    return path
+
+
+def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = (),
+              root: Path = REPO_EXPERIMENTS) -> Spec:
+    if scale not in SCALES:
+        raise ConfigError(f"--scale: got {scale!r}; expected one of {', '.join(SCALES)}")
+    path = experiment_path(name, root)
+    doc = read_yaml(path)
+    unknown = set(doc) - SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+    scales = read_yaml(root / "scales.yaml")
+    base = deep_merge(scales.get(scale) or {}, doc.get("base") or {})
+    base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
+    cells = []
+    for cname, c in (doc.get("cells") or {}).items():
+        bad = set(c) - CELL_KEYS
+        if bad:
+            raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}")
+        data_cfg = deep_merge(base, c.get("config") or {})
+        data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
+        if data is not None:
+            data_cfg = deep_merge(data_cfg, {"data": {"source": str(data)}})
+        data_cfg = apply_overrides(data_cfg, list(overrides))
+        if c.get("init_from_cell"):  # the real path (this seed's run of that cell) is filled in by the sweep
+            data_cfg.setdefault("train", {})["init_from"] = f"@{c['init_from_cell']}"
+        data_cfg["name"] = f"{name}/{cname}"
+        try:
+            cfg = config_from_dict(data_cfg)
+        except ConfigError as err:
+            raise ConfigError(f"{path} (cell {cname!r}): {err}") from None
+        cells.append(Cell(str(cname), str(c.get("row", cname)), c.get("col"), cfg, dict(c.get("paper") or {}),
+                          c.get("init_from_cell")))
+    names = {c.name for c in cells}
+    for c in cells:
+        if c.init_from_cell is not None and c.init_from_cell not in names:
+            raise ConfigError(f"{path}: cell {c.name!r}: init_from_cell {c.init_from_cell!r} is not a cell")
+    return Spec(name, str(doc.get("title", name)), list(doc.get("metrics") or ["ensemble_mean_acc", "oracle_acc"]),
+                cells, list(doc.get("figures") or []), str(doc.get("note", "")))

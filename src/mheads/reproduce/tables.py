@@ -1,0 +1,93 @@
+"""Our numbers next to the paper's: mean +- std over seeds, as markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+from mheads.report import table
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """A percentage from a run's metrics: ``ensemble_mean_acc``, ``oracle_acc``, ``member_acc_<m>``,
+    ``member_acc_mean``, or any other numeric key (reported as is)."""
+    if name.startswith("member_acc_"):
+        accs = metrics["member_acc"]
+        tail = name[len("member_acc_"):]
+        return 100 * (sum(accs) / len(accs) if tail == "mean" else accs[int(tail)])
+    value = metrics[name]
+    return 100 * value if name.endswith("_acc") else float(value)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def fmt(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+def collect(spec, results: dict[str, list[dict]]) -> list[dict]:
+    """One record per (cell, metric): seeds, mean, std, paper value."""
+    out = []
+    for cell in spec.cells:
+        runs = results.get(cell.name, [])
+        for metric in spec.metrics:
+            values = [metric_value(r, metric) for r in runs if _has(r, metric)]
+            mean, std = mean_std(values)
+            out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
+                        "seeds": len(values), "mean": mean, "std": std, "paper": cell.paper.get(metric, ""),
+                        "wall_time_s": sum(r.get("wall_time_s", 0.0) for r in runs)})
+    return out
+
+
+def _has(run: dict, metric: str) -> bool:
+    if metric.startswith("member_acc_"):
+        tail = metric[len("member_acc_"):]
+        return tail == "mean" or int(tail) < len(run["member_acc"])
+    return metric in run
+
+
+def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["cell"])
+        w.writeheader()
+        w.writerows(records)
+    pivot = any(c.col for c in spec.cells)
+    if pivot:
+        rows_order = list(dict.fromkeys(c.row for c in spec.cells))
+        cols_order = list(dict.fromkeys(c.col for c in spec.cells))
+        blocks = []
+        for metric in spec.metrics:
+            cellmap = {(r["row"], r["col"]): r for r in records if r["metric"] == metric}
+            body = []
+            for row in rows_order:
+                line = [row]
+                for col in cols_order:
+                    r = cellmap.get((row, col))
+                    line.append("-" if r is None else f"{fmt(r['mean'], r['std'], r['seeds'])} ({r['paper'] or '-'})")
+                body.append(line)
+            blocks.append(f"**{metric}**, ours (paper):\n\n" + table([""] + [str(c) for c in cols_order], body))
+        md = "\n\n".join(blocks)
+    else:
+        heads = ["", *[h for m in spec.metrics for h in (f"{m} (ours)", "paper")], "seeds", "wall (s)"]
+        body = []
+        for cell in spec.cells:
+            recs = [r for r in records if r["cell"] == cell.name]
+            line = [cell.row]
+            for r in recs:
+                line += [fmt(r["mean"], r["std"], r["seeds"]), str(r["paper"]) if r["paper"] != "" else "-"]
+            line += [str(recs[0]["seeds"]) if recs else "0", f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
+            body.append(line)
+        md = table(heads, body)
+    text = f"# {spec.title}\n\n{header}\n\n{md}\n"
+    if spec.note:
+        text += f"\n{spec.note}\n"
+    (out / "results.md").write_text(text)
+    return text
