@@ -15,8 +15,8 @@ from mheads.config import Config, ConfigError, apply_overrides, config_from_dict
 from mheads.recipes import REPO_EXPERIMENTS, deep_merge
 
 SCALES = ("smoke", "cpu", "paper")
-SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures"}
-CELL_KEYS = {"row", "col", "config", "scales", "paper", "init_from_cell"}
+SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures", "random_label_trials"}
+CELL_KEYS = {"row", "col", "config", "scales", "paper", "init_from_cell", "label_split"}
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Cell:
     config: Config
     paper: dict = field(default_factory=dict)
     init_from_cell: str | None = None
+    label_split: dict | None = None  # {random: seed} or {clusters_of: cell}: resolved by the sweep
 
 
 @dataclass
@@ -61,7 +62,11 @@ def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = ()
     base = deep_merge(scales.get(scale) or {}, doc.get("base") or {})
     base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
     cells = []
-    for cname, c in (doc.get("cells") or {}).items():
+    cell_docs = dict(doc.get("cells") or {})
+    trials = (doc.get("random_label_trials") or {}).get(scale, 0)
+    for i in range(int(trials)):  # label-split specialists: one cell per random split
+        cell_docs[f"random_{i:03d}"] = {"row": f"random split {i}", "label_split": {"random": i}}
+    for cname, c in cell_docs.items():
         bad = set(c) - CELL_KEYS
         if bad:
             raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}")
@@ -78,7 +83,8 @@ def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = ()
         except ConfigError as err:
             raise ConfigError(f"{path} (cell {cname!r}): {err}") from None
         cells.append(Cell(str(cname), str(c.get("row", cname)), c.get("col"), cfg, dict(c.get("paper") or {}),
-                          c.get("init_from_cell")))
+                          c.get("init_from_cell") or (c.get("label_split") or {}).get("clusters_of"),
+                          c.get("label_split")))
     names = {c.name for c in cells}
     for c in cells:
         if c.init_from_cell is not None and c.init_from_cell not in names:

@@ -34,6 +34,20 @@ def _ordered(spec: Spec):
     return order
 
 
+def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
+    """The per-member label lists of a specialist cell: a random even split, or clusters of a generalist."""
+    from mheads.data import load_dataset
+    from mheads.reproduce.label_split import cluster_labels, label_score_covariance, random_split_lists
+
+    spec = cell.label_split
+    if "random" in spec:
+        num_classes = load_dataset(cfg.data.source).num_classes
+        return random_split_lists(num_classes, cfg.model.members, int(spec["random"]) + 1000 * cfg.train.seed)
+    generalist = seed_dir / spec["clusters_of"]
+    cov = label_score_covariance(generalist, cfg)
+    return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
+
+
 def run_cell(cfg, run: Path) -> dict:
     """Finished metrics of one run, training or resuming it as needed."""
     metrics_path = run / "metrics.json"
@@ -59,7 +73,10 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             cfg = copy.deepcopy(cell.config)
             cfg.train.seed = seed
             run = out / f"seed-{seed}" / cell.name
-            if cell.init_from_cell is not None:
+            if cell.label_split is not None:
+                cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
+                cfg.train.init_from = None
+            elif cell.init_from_cell is not None:
                 cfg.train.init_from = str(out / f"seed-{seed}" / cell.init_from_cell)
             print(f"== {name} [{scale}] seed {seed}: {cell.name}", flush=True)
             results.setdefault(cell.name, []).append(run_cell(cfg, run))

@@ -42,7 +42,7 @@ def collect(spec, results: dict[str, list[dict]]) -> list[dict]:
             values = [metric_value(r, metric) for r in runs if _has(r, metric)]
             mean, std = mean_std(values)
             out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
-                        "seeds": len(values), "mean": mean, "std": std, "paper": cell.paper.get(metric, ""),
+                        "seeds": len(values), "mean": mean, "std": std, "paper": _paper(cell.paper.get(metric, "")),
                         "wall_time_s": sum(r.get("wall_time_s", 0.0) for r in runs)})
     return out
 
@@ -85,9 +85,20 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
                 line += [fmt(r["mean"], r["std"], r["seeds"]), str(r["paper"]) if r["paper"] != "" else "-"]
             line += [str(recs[0]["seeds"]) if recs else "0", f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
             body.append(line)
+        trials = [r for r in records if r["cell"].startswith("random_") and r["metric"] == spec.metrics[0]
+                  and r["seeds"]]
+        if trials:
+            vals = [r["mean"] for r in trials]
+            body.append([f"random splits: mean (min-max) of {len(vals)}",
+                         f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})", "91.83 (87.62-94.65)"]
+                        + [""] * (len(heads) - 3))
         md = table(heads, body)
     text = f"# {spec.title}\n\n{header}\n\n{md}\n"
     if spec.note:
         text += f"\n{spec.note}\n"
     (out / "results.md").write_text(text)
     return text
+
+
+def _paper(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)

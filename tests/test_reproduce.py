@@ -1,0 +1,48 @@
+import csv
+
+import pytest
+
+from mheads.config import ConfigError
+from mheads.reproduce import reproduce
+from mheads.reproduce.label_split import cluster_labels
+from mheads.reproduce.spec import load_spec
+
+import torch
+
+
+@pytest.mark.parametrize("name", ["table1", "table3", "table4", "table5", "table6", "mcl-ce", "label-split"])
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_every_experiment_spec_validates_at_every_scale(name, scale):
+    spec = load_spec(name, scale, "/some/cifar10")
+    assert spec.cells and all(c.config.data.source == "/some/cifar10" for c in spec.cells)
+    if scale == "paper":
+        assert all(c.config.train.batch_size == 350 for c in spec.cells if c.config.train.iterations == 5000)
+
+
+def test_unknown_experiment_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="available: .*table1"):
+        load_spec("table9", "smoke", None)
+
+
+def test_smoke_sweep_writes_tables_and_resumes_without_rerunning(tmp_path, capsys):
+    text = reproduce("table1", "smoke", None, tmp_path, seeds=1)
+    assert "80.72" in text and "Random init." in text  # the paper's numbers side by side
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["cell"] for r in rows} == {"single", "random_init", "bagging", "combined"}
+    stamp = (tmp_path / "seed-0/bagging/metrics.json").stat().st_mtime_ns
+    (tmp_path / "seed-0/combined/metrics.json").unlink()  # as if interrupted before the last cell finished
+    (tmp_path / "seed-0/combined/model.safetensors").unlink()
+    reproduce("table1", "smoke", None, tmp_path, seeds=1)
+    assert (tmp_path / "seed-0/bagging/metrics.json").stat().st_mtime_ns == stamp
+    assert (tmp_path / "seed-0/combined/metrics.json").exists()
+
+
+def test_cluster_labels_groups_covarying_labels():
+    cov = torch.zeros(6, 6)
+    for group in ([0, 1], [2, 3, 4], [5]):
+        for i in group:
+            for j in group:
+                cov[i, j] = 1.0
+    groups = cluster_labels(cov, 3)
+    assert sorted(map(sorted, groups)) == [[0, 1], [2, 3, 4], [5]]
