@@ -1,0 +1,140 @@
+"""Image-folder trees: ``train/<class>/*.png|jpg`` and ``test/<class>/...`` (``val/`` also accepted).
+
+Classes are the class folder names sorted alphabetically, unless a ``classes.txt`` at the root lists
+them in label order. Images are decoded with Pillow; a data set is greyscale (C = 1) when every
+image is, otherwise RGB (C = 3, greyscale images repeated over the three channels). All images must
+have the same size: resizing changes the data, so it is left to the user.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from mheads.data.dataset import Split
+from mheads.data.errors import DataError
+from mheads.data.labels import CLASSES_FILE, read_classes_file
+from mheads.data.sources import Source
+
+__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "decode_image", "match", "read"]
+
+LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
+)
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+_TEST_SPLITS = ("test", "val")
+
+
+def _images_by_split(names: set[str]) -> dict[str, dict[str, list[str]]]:
+    """{split: {class: [file names relative to root]}} for split/class/.../file.ext image files."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for name in names:
+        parts = PurePosixPath(name).parts
+        if (
+            len(parts) >= 3
+            and parts[0] in ("train", *_TEST_SPLITS)
+            and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        ):
+            found.setdefault(parts[0], {}).setdefault(parts[1], []).append(name)
+    return found
+
+
+def match(names: set[str]) -> list[str] | None:
+    found = _images_by_split(names)
+    if not found:
+        return None
+    missing = [] if "train" in found else ["train/<class>/*.png|jpg"]
+    if not any(s in found for s in _TEST_SPLITS):
+        missing.append("test/<class>/*.png|jpg")
+    return missing
+
+
+def _natural_key(name: str) -> list[object]:
+    # "img2.png" before "img10.png", as a person numbering files expects.
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decode one image file into (H, W) uint8 for greyscale or (H, W, 3) uint8 for colour."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decode now so a truncated file fails here, naming the file
+            mode = "L" if img.mode in _GREY_MODES else "RGB"
+            return np.asarray(img if img.mode == mode else img.convert(mode))
+    except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
+        raise DataError(
+            f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc}); expected a readable "
+            f"{'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))} file"
+        ) from exc
+
+
+def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
+    """Decode `files` (already in data set order) into one uint8 (N, C, H, W) array."""
+    index = {name: i for i, name in enumerate(files)}
+    pixels: np.ndarray | None = None  # (N, H, W, 3), allocated once the first image gives the size
+    first = ""
+    colour = False
+    for name, data in source.read_many(files):
+        image = decode_image(data, source.where(name))
+        if pixels is None:
+            pixels = np.empty((len(files), image.shape[0], image.shape[1], 3), dtype=np.uint8)
+            first = source.where(name)
+        if image.shape[:2] != pixels.shape[1:3]:
+            raise DataError(
+                f"{source.where(name)}: image is {image.shape[1]}x{image.shape[0]} (WxH) but {first} is "
+                f"{pixels.shape[2]}x{pixels.shape[1]}; all images must have the same size (resize them first)"
+            )
+        colour |= image.ndim == 3
+        pixels[index[name]] = image if image.ndim == 3 else image[:, :, None]
+    assert pixels is not None  # callers pass at least one file
+    channels = pixels if colour else pixels[..., :1]
+    return Split(np.ascontiguousarray(channels.transpose(0, 3, 1, 2)), labels)
+
+
+def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
+    prefix = f"{root}/" if root else ""
+    names = source.names_under(root)
+    found = _images_by_split(names)
+    test_split = next(s for s in _TEST_SPLITS if s in found)
+    train, test = found["train"], found[test_split]
+    for cls in test:
+        if cls not in train:
+            raise DataError(
+                f"{source.where(f'{prefix}{test_split}/{cls}')}: class folder has no matching "
+                f"train/{cls} folder; "
+                f"training classes are {sorted(train)}"
+            )
+    if CLASSES_FILE in names:
+        classes = read_classes_file(source, prefix + CLASSES_FILE)
+        for cls in train:
+            if cls not in classes:
+                raise DataError(
+                    f"{source.where(f'{prefix}train/{cls}')}: class folder is not listed in "
+                    f"{source.where(prefix + CLASSES_FILE)}; listed classes are {classes}"
+                )
+    else:
+        classes = sorted(train)
+    label_of = {cls: i for i, cls in enumerate(classes)}
+
+    def split(by_class: dict[str, list[str]]) -> Split:
+        ordered = [
+            (label_of[cls], f)
+            for cls in sorted(by_class, key=label_of.__getitem__)
+            for f in sorted(by_class[cls], key=_natural_key)
+        ]
+        files = [prefix + f for _, f in ordered]
+        return _read_images(source, files, np.array([label for label, _ in ordered], dtype=np.int64))
+
+    train_split, test_split_data = split(train), split(test)
+    if train_split.images.shape[1] != test_split_data.images.shape[1]:
+        # One split all greyscale, the other colour: promote the greyscale one so both share C.
+        train_split, test_split_data = (
+            Split(np.repeat(s.images, 3, axis=1) if s.images.shape[1] == 1 else s.images, s.labels)
+            for s in (train_split, test_split_data)
+        )
+    return train_split, test_split_data, classes

@@ -1,0 +1,132 @@
+"""Per-recipe preprocessing: normalization fitted on the training images, and batch augmentation.
+
+Pixel scale per mode (images arrive as uint8 0..255):
+- "mean_image": x - mean_image on the 0..255 scale, no rescaling. This is Caffe's ``mean_file``
+  transform used by the paper's CIFAR recipes (CIFAR10-Quick subtracts the mean image and scales
+  nothing), so learning rates from those recipes carry over unchanged.
+- "per_channel": (x - mean_c) / std_c, each channel's statistics over all training pixels, giving
+  zero mean and unit variance (the scale of the input does not matter).
+- "none": x / 255, pixels in [0, 1] with no centring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["NORMALIZE_MODES", "Normalizer", "augment"]
+
+NORMALIZE_MODES = ("mean_image", "per_channel", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class Normalizer:
+    """``normalized = (x - shift) * scale`` with statistics fitted once on the training images.
+
+    shift: (C, H, W) for "mean_image", (C, 1, 1) for "per_channel", () for "none"; float32.
+    scale: () for "mean_image" and "none", (C, 1, 1) for "per_channel"; float32.
+    """
+
+    mode: str
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORMALIZE_MODES:
+            raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got {self.mode!r}")
+
+    @classmethod
+    def fit(cls, images: np.ndarray | torch.Tensor, mode: str) -> Normalizer:
+        """Fit on training images: (N, C, H, W) uint8."""
+        if mode not in NORMALIZE_MODES:
+            raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+        array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if array.dtype != np.uint8 or array.ndim != 4 or len(array) == 0:
+            raise ValueError(
+                "images must be a non-empty uint8 array of shape (N, C, H, W), "
+                f"got {array.dtype} {array.shape}"
+            )
+        if mode == "mean_image":
+            # float64 accumulation: 50,000 images of 0..255 summed in float32 would lose low bits.
+            mean = array.mean(axis=0, dtype=np.float64)
+            return cls(mode, torch.from_numpy(mean.astype(np.float32)), torch.tensor(1.0))
+        if mode == "per_channel":
+            values = np.arange(256, dtype=np.float64)
+            means, stds = [], []
+            for c in range(array.shape[1]):
+                # A 256-bin histogram gives exact statistics without a float copy of the data.
+                counts = np.bincount(array[:, c].ravel(), minlength=256).astype(np.float64)
+                mean = (values * counts).sum() / counts.sum()
+                std = np.sqrt(((values - mean) ** 2 * counts).sum() / counts.sum())
+                means.append(mean)
+                stds.append(std if std > 0 else 1.0)  # a constant channel is centred, not blown up
+            shift = torch.tensor(means, dtype=torch.float32).view(-1, 1, 1)
+            return cls(mode, shift, (1.0 / torch.tensor(stds, dtype=torch.float64)).float().view(-1, 1, 1))
+        return cls(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) uint8 or float -> (B, C, H, W) float32 on x's device."""
+        if x.ndim != 4:
+            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(x.shape)}")
+        if self.mode == "mean_image" and tuple(x.shape[1:]) != tuple(self.shift.shape):
+            raise ValueError(
+                f"images are {'x'.join(map(str, x.shape[1:]))} but the mean image is "
+                f"{'x'.join(map(str, self.shift.shape))} (CxHxW); fit the normalizer on this data set"
+            )
+        if self.mode == "per_channel" and x.shape[1] != self.shift.shape[0]:
+            raise ValueError(
+                f"images have {x.shape[1]} channels but the normalizer was fitted on {self.shift.shape[0]}"
+            )
+        return (x.float() - self.shift.to(x.device)) * self.scale.to(x.device)
+
+    def to(self, device: str | torch.device) -> Normalizer:
+        """A copy whose statistics live on `device` (saves a transfer per batch)."""
+        return Normalizer(self.mode, self.shift.to(device), self.scale.to(device))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain state (a string and two tensors), loadable with ``torch.load(weights_only=True)``."""
+        return {"mode": self.mode, "shift": self.shift.cpu(), "scale": self.scale.cpu()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, object]) -> Normalizer:
+        shift, scale = state.get("shift"), state.get("scale")
+        if not isinstance(shift, torch.Tensor) or not isinstance(scale, torch.Tensor):
+            raise TypeError("normalizer state must hold tensors 'shift' and 'scale'")
+        return cls(str(state.get("mode")), shift.float(), scale.float())
+
+
+def augment(
+    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False
+) -> torch.Tensor:
+    """Random crops and horizontal flips of a whole batch, one draw per example, no Python loop.
+
+    x: (B, C, H, W) float (normalized images: the zero padding then equals the training mean).
+    generator: the source of randomness, drawn in a fixed order (crop offsets (B, 2), then flips (B,))
+      so that a generator seeded per iteration reproduces the batch exactly.
+    crop_padding: pad each side with p zeros, then crop back to H x W at a random offset in 0..2p.
+    flip: mirror each example left-right with probability 1/2.
+    Returns (B, C, H, W), a new tensor (x is not modified).
+    """
+    if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+        raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"x must be a float tensor of shape (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    batch, channels, height, width = x.shape
+    out = x
+    if crop_padding:
+        p = crop_padding
+        offsets = torch.randint(0, 2 * p + 1, (batch, 2), generator=generator, device=generator.device).to(
+            x.device
+        )
+        padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
+        rows = offsets[:, :1] + torch.arange(height, device=x.device)  # (B, H)
+        cols = offsets[:, 1:] + torch.arange(width, device=x.device)  # (B, W)
+        out = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, width + 2 * p))
+        out = out.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
+    if flip:
+        mirror = (torch.rand(batch, generator=generator, device=generator.device) < 0.5).to(x.device)
+        out = torch.where(mirror[:, None, None, None], out.flip(3), out)
+    return out if out is not x else x.clone()

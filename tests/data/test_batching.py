@@ -1,0 +1,66 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mheads.data import BatchPlan, iteration_generator
+from mheads.data.batching import STREAM_AUGMENT, STREAM_TIE_BREAK
+
+
+def test_epochs_are_permutations_and_batches_wrap():
+    plan = BatchPlan(10, 4, seed=3)
+    sequence = torch.cat([plan.indices(i) for i in range(5)])  # 20 = two full epochs
+    assert sorted(sequence[:10].tolist()) == list(range(10))
+    assert sorted(sequence[10:].tolist()) == list(range(10))
+    assert not torch.equal(sequence[:10], sequence[10:])  # a new order each epoch
+    assert torch.equal(plan.indices(2), torch.cat([plan.permutation(0)[8:], plan.permutation(1)[:2]]))
+    assert plan.epoch_of(2) == 0 and plan.epoch_of(3) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 30), batch=st.integers(1, 70), seed=st.integers(0, 2**40), iteration=st.integers(0, 200)
+)
+def test_batch_depends_only_on_seed_and_iteration(n, batch, seed, iteration):
+    plan = BatchPlan(n, batch, seed)
+    start = iteration * batch
+    epochs = range(start // n, (start + batch - 1) // n + 1)
+    stream = torch.cat([plan.permutation(e) for e in epochs])
+    expected = stream[start - epochs[0] * n : start - epochs[0] * n + batch]
+    # A fresh plan (as after a resume) and a plan that walked other batches first agree.
+    used = BatchPlan(n, batch, seed)
+    for i in range(3):
+        used.indices(i)
+    assert torch.equal(BatchPlan(n, batch, seed).indices(iteration), expected)
+    assert torch.equal(used.indices(iteration), expected)
+
+
+def test_seeds_differ_and_returned_indices_are_safe_to_modify():
+    assert not torch.equal(BatchPlan(100, 100, 0).indices(0), BatchPlan(100, 100, 1).indices(0))
+    plan = BatchPlan(8, 8, 0)
+    first = plan.indices(0)
+    first.zero_()
+    assert sorted(plan.indices(0).tolist()) == list(range(8))
+
+
+def test_iteration_generator_streams():
+    draw = lambda g: torch.rand(5, generator=g)
+    assert torch.equal(
+        draw(iteration_generator(7, 3, STREAM_AUGMENT)), draw(iteration_generator(7, 3, STREAM_AUGMENT))
+    )
+    assert not torch.equal(
+        draw(iteration_generator(7, 3, STREAM_AUGMENT)), draw(iteration_generator(7, 3, STREAM_TIE_BREAK))
+    )
+    assert not torch.equal(draw(iteration_generator(7, 3, 0)), draw(iteration_generator(7, 4, 0)))
+    assert not torch.equal(draw(iteration_generator(7, 3, 0)), draw(iteration_generator(8, 3, 0)))
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        BatchPlan(10, 0, 0)
+    with pytest.raises(ValueError, match="num_examples must be an int >= 1, got 0"):
+        BatchPlan(0, 4, 0)
+    with pytest.raises(ValueError, match="iteration must be an int >= 0, got -1"):
+        BatchPlan(10, 4, 0).indices(-1)
+    with pytest.raises(ValueError, match="stream must be an int >= 0"):
+        iteration_generator(0, 0, -2)

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+from data_writers import balanced_labels, image_bytes, make_tar, random_images, write_image_folder
+
+from mheads.data import DataError, load_dataset
+
+CLASSES = ["cat", "dog", "emu"]
+
+
+def _data(channels=3, seed=0):
+    train = (random_images(9, channels, 6, 5, seed), balanced_labels(9, 3))
+    test = (random_images(6, channels, 6, 5, seed + 1), balanced_labels(6, 3))
+    return train, test
+
+
+def _sorted_by_class(split):
+    order = np.argsort(split[1], kind="stable")
+    return split[0][order], split[1][order]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_png_folder_round_trip(tmp_path, channels):
+    train, test = _data(channels)
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    ds = load_dataset(tmp_path / "imgs", cache=False)
+    assert ds.classes == CLASSES and ds.image_shape == (channels, 6, 5)
+    for got, want in ((ds.train, train), (ds.test, test)):
+        images, labels = _sorted_by_class(want)
+        np.testing.assert_array_equal(got.images, images)  # PNG is lossless
+        np.testing.assert_array_equal(got.labels, labels)
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w"])
+def test_archive_equals_folder_and_nested_root(tmp_path, mode):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES, fmt="JPEG")
+    from_folder = load_dataset(tmp_path / "imgs", cache=False)
+    # The archive holds everything under one top folder, as downloaded archives usually do.
+    archive = make_tar(
+        tmp_path / "imgs", tmp_path / ("imgs.tar.gz" if mode == "w:gz" else "imgs.tar"), mode, "top"
+    )
+    from_archive = load_dataset(archive, cache=False)
+    assert from_archive.name == "imgs" and from_archive.classes == CLASSES
+    np.testing.assert_array_equal(from_archive.train.images, from_folder.train.images)
+    np.testing.assert_array_equal(from_archive.test.labels, from_folder.test.labels)
+
+
+def test_natural_order_and_classes_file(tmp_path):
+    root = tmp_path / "imgs"
+    pixels = random_images(12, 1, 4, 4)
+    for i in range(12):  # 0..11: natural order puts 2.png before 10.png
+        for split in ("train", "test"):
+            path = root / split / ("b" if i % 2 else "a") / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image_bytes(pixels[i], "PNG"))
+    ds = load_dataset(root, cache=False)
+    np.testing.assert_array_equal(ds.train.images, pixels[[0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11]])
+    (root / "classes.txt").write_text("b\na\nz\n")
+    ds = load_dataset(root, cache=False)
+    assert ds.classes == ["b", "a", "z"]
+    np.testing.assert_array_equal(ds.train.labels, [0] * 6 + [1] * 6)
+    np.testing.assert_array_equal(ds.train.images, pixels[[1, 3, 5, 7, 9, 11, 0, 2, 4, 6, 8, 10]])
+    (root / "classes.txt").write_text("a\nz\n")
+    with pytest.raises(DataError, match=r"train/b: class folder is not listed in .*classes\.txt"):
+        load_dataset(root, cache=False)
+
+
+def test_mixed_grey_and_colour_becomes_rgb(tmp_path):
+    train, test = _data(3)
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    grey = random_images(1, 1, 6, 5, 9)
+    (tmp_path / "imgs" / "train" / "cat" / "0.png").write_bytes(image_bytes(grey[0], "PNG"))
+    ds = load_dataset(tmp_path / "imgs", cache=False)
+    assert ds.image_shape == (3, 6, 5)
+    np.testing.assert_array_equal(ds.train.images[0], np.repeat(grey[0], 3, axis=0))
+
+
+def test_truncated_jpeg_named_in_folder_and_archive(tmp_path):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES, fmt="JPEG")
+    bad = tmp_path / "imgs" / "test" / "dog" / "1.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"imgs/test/dog/1\.jpg: corrupt or truncated image"):
+        load_dataset(tmp_path / "imgs", cache=False)
+    archive = make_tar(tmp_path / "imgs", tmp_path / "imgs.tgz")
+    with pytest.raises(DataError, match=r"imgs\.tgz:test/dog/1\.jpg: corrupt or truncated image"):
+        load_dataset(archive, cache=False)
+
+
+def test_not_an_image(tmp_path):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    (tmp_path / "imgs" / "train" / "emu" / "x.png").write_bytes(b"this is text")
+    with pytest.raises(
+        DataError, match=r"train/emu/x\.png: corrupt or truncated image \(UnidentifiedImageError"
+    ):
+        load_dataset(tmp_path / "imgs", cache=False)
+
+
+def test_inconsistent_sizes(tmp_path):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    (tmp_path / "imgs" / "train" / "dog" / "2.png").write_bytes(
+        image_bytes(random_images(1, 3, 7, 5)[0], "PNG")
+    )
+    with pytest.raises(
+        DataError, match=r"train/dog/2\.png: image is 5x7 \(WxH\) but .* is 5x6; all images must"
+    ):
+        load_dataset(tmp_path / "imgs", cache=False)
+
+
+def test_test_class_without_train_folder(tmp_path):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    (tmp_path / "imgs" / "test" / "dgo").mkdir()
+    (tmp_path / "imgs" / "test" / "dgo" / "0.png").write_bytes(image_bytes(test[0][0], "PNG"))
+    with pytest.raises(DataError, match=r"test/dgo: class folder has no matching train/dgo folder"):
+        load_dataset(tmp_path / "imgs", cache=False)
+
+
+def test_val_split_and_ignored_files(tmp_path):
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "val": test}, CLASSES)
+    (tmp_path / "imgs" / "train" / "cat" / ".DS_Store").write_bytes(b"\0junk")
+    (tmp_path / "imgs" / "train" / "cat" / "notes.txt").write_text("not an image")
+    ds = load_dataset(tmp_path / "imgs", cache=False)
+    assert len(ds.train) == 9 and len(ds.test) == 6
