@@ -10,12 +10,13 @@ from mheads.reproduce.spec import load_spec
 import torch
 
 
-@pytest.mark.parametrize("name", ["table1", "table3", "table4", "table5", "table6", "mcl-ce", "label-split"])
+@pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6", "mcl-ce",
+                                  "label-split", "guided-backprop"])
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_every_experiment_spec_validates_at_every_scale(name, scale):
     spec = load_spec(name, scale, "/some/cifar10")
     assert spec.cells and all(c.config.data.source == "/some/cifar10" for c in spec.cells)
-    if scale == "paper":
+    if scale == "paper" and spec.cells[0].config.model.name == "cifar10_quick":
         assert all(c.config.train.batch_size == 350 for c in spec.cells if c.config.train.iterations == 5000)
 
 
@@ -46,3 +47,21 @@ def test_cluster_labels_groups_covarying_labels():
                 cov[i, j] = 1.0
     groups = cluster_labels(cov, 3)
     assert sorted(map(sorted, groups)) == [[0, 1], [2, 3, 4], [5]]
+
+
+def test_guided_backprop_passes_only_positive_gradients_through_relus():
+    from torch import nn
+
+    from mheads.reproduce.guided_backprop import guided_saliency
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    x = torch.randn(4, 5)
+    y = torch.tensor([0, 1, 2, 0])
+    g = guided_saliency(net, x, y)
+    # by hand: d score / d hidden = W2[y], masked to positive values at positive pre-activations
+    h = net[0](x)
+    back = net[2].weight[y] * (h > 0)
+    expected = back.clamp(min=0) @ net[0].weight
+    assert torch.allclose(g, expected, atol=1e-6)
+    assert not any(m._backward_hooks for m in net.modules())  # hooks removed

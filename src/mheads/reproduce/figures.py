@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from mheads.plots import heatmap_grid
 
 
-def draw_figures(spec, out: Path, results: dict[str, list[dict]]) -> list[Path]:
+def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None) -> list[Path]:
     written = []
+    if "guided_backprop" in spec.figures and seed_dir is not None:
+        written.append(guided_backprop_figure(spec, seed_dir, out / "guided_backprop.png"))
     if "assignment_heatmaps" in spec.figures:
         panels = [(c.row, results[c.name][0]["oracle_assignment"]) for c in spec.cells
                   if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1]
@@ -16,3 +20,41 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]]) -> list[Path]:
             classes = results[spec.cells[0].name][0]["classes"]
             written.append(heatmap_grid(panels, classes, out / "oracle_assignment.png"))
     return written
+
+
+def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4) -> Path:
+    """Rows: test images; columns: the image, then each member of every cell (Figure 2(e))."""
+    import matplotlib.pyplot as plt
+
+    from mheads.build import tree_from_meta
+    from mheads.data_prep import prepare_data
+    from mheads.evaluate import load_run_weights
+    from mheads.reproduce.guided_backprop import guided_saliency, to_image
+
+    columns = []  # (title, member network)
+    for cell in spec.cells:
+        weights, meta = load_run_weights(seed_dir / cell.name)
+        tree = tree_from_meta(meta)
+        tree.load_state_dict(weights)
+        columns += [(f"{cell.row}\nmember {m}", tree.member(m)) for m in range(tree.num_members)]
+    data = prepare_data(spec.cells[0].config, torch.device("cpu"))
+    x, y = next(data.eval_batches("test", num_images))
+    raw = data.test_x[:num_images].float() / 255.0
+    fig, axes = plt.subplots(num_images, len(columns) + 1, figsize=(1.6 * (len(columns) + 1), 1.7 * num_images),
+                             squeeze=False)
+    grads = [guided_saliency(net, x.contiguous(), y) for _, net in columns]
+    for i in range(num_images):
+        axes[i][0].imshow(raw[i].permute(1, 2, 0).squeeze(-1), cmap="gray")
+        axes[i][0].set_ylabel(data.classes[int(y[i])], fontsize=8)
+        for j, (title, _) in enumerate(columns):
+            img = to_image(grads[j][i])
+            axes[i][j + 1].imshow(img.squeeze(-1), cmap="gray" if img.shape[-1] == 1 else None)
+            if i == 0:
+                axes[i][j + 1].set_title(title, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

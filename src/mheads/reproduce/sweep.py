@@ -88,5 +88,5 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             header = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
                       f"{hw['cores']} cores, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
             text = write_tables(spec, records, out, header)
-    draw_figures(spec, out, results)
+    draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
     return text
