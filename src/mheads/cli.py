@@ -24,7 +24,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mheads.data import DataError
     from mheads.run_dir import RunExistsError
 
-    return (ConfigError, DataError, CheckpointError, RunExistsError, OutputError, UsageError)
+    errors = (ConfigError, DataError, CheckpointError, RunExistsError, OutputError, UsageError)
+    if "mheads.dist" in sys.modules:  # a bad placement is bad input too (dist is imported only under torchrun)
+        errors += (sys.modules["mheads.dist"].PlacementError,)
+    return errors
 
 
 class UsageError(ValueError):

@@ -64,6 +64,18 @@ class LocalComm:
         pass
 
 
+class _NoParameters:
+    """The optimizer of a distributed rank that holds only the loss: nothing to update."""
+
+    param_groups: list = []
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,6 +161,18 @@ def _initial_weights(tree, cfg: Config) -> None:
     warm_start(tree, saved, cfg.train.init_from_member)
 
 
+def _resume_point(out: Path):
+    """The newest usable checkpoint of ``out``, or None when the run never committed one (killed before its
+    first save: it starts over). A run whose committed checkpoints are all damaged is refused, naming what is
+    wrong with each, rather than silently restarted from scratch."""
+    path = latest_checkpoint(out)
+    if path is not None:
+        return load_checkpoint(path)
+    if any((p / "COMMITTED").is_file() for p in (out / "checkpoints").glob("step-*")):
+        load_checkpoint(out)  # raises CheckpointError: "no committed checkpoint in ... (skipped ...)"
+    return None
+
+
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False, comm=None, wrap=None,
         progress: bool | None = None) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics (root)."""
@@ -164,16 +188,16 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     start, sched_state, opt_state, skipped, skipped_total = 0, None, None, 0, 0
-    if resume:
-        ck_path = latest_checkpoint(out)
-        if ck_path is not None:
-            ck = load_checkpoint(ck_path)
-            check_compatible(ck.meta, meta)
-            tree.load_state_dict(ck.weights)
-            start, sched_state, opt_state = int(ck.state["step"]), ck.state["schedule"], ck.state["optimizer"]
-            skipped, skipped_total = int(ck.state["skipped"]), int(ck.state["skipped_total"])
-        else:
-            _initial_weights(tree, cfg)
+    run_loss, run_n = 0.0, 0
+    ck = _resume_point(out) if resume else None
+    if ck is not None:
+        check_compatible(ck.meta, meta, where=ck.path)
+        tree.load_state_dict(ck.weights)
+        start, sched_state, opt_state = int(ck.state["step"]), ck.state["schedule"], ck.state["optimizer"]
+        skipped, skipped_total = int(ck.state["skipped"]), int(ck.state["skipped_total"])
+        # The running train loss since the last evaluation, so that eval.jsonl matches an uninterrupted run.
+        run_loss, run_n = float(ck.state.get("run_loss", 0.0)), int(ck.state.get("run_n", 0))
+        log.info("resuming from %s (iteration %d)", ck.path, start)
     else:
         _initial_weights(tree, cfg)
     owners = member_param_map(tree)
@@ -183,7 +207,8 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     params = [p for p in model.parameters()]
     lr_scale = cfg.model.members if cfg.optim.lr_times_members else 1
     o = cfg.optim
-    opt = torch.optim.SGD(params, lr=o.lr * lr_scale, momentum=o.momentum, weight_decay=o.weight_decay)
+    opt = (torch.optim.SGD(params, lr=o.lr * lr_scale, momentum=o.momentum, weight_decay=o.weight_decay)
+           if params else _NoParameters())
     schedule = Schedule(kind=o.schedule, base_lr=o.lr * lr_scale, gamma=o.gamma, milestones=list(o.milestones),
                         every=o.every, window=o.window, threshold=o.threshold)
     if opt_state is not None:
@@ -193,14 +218,14 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
         if resume:
             for name in ("eval.jsonl", "train.jsonl"):
                 truncate_jsonl(out / name, start)
-        else:
+        if ck is None:  # also a resumed run killed before its first checkpoint: it starts over
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
 
     def checkpoint(step: int) -> None:
         if comm.is_root and wrap is None:
             state = {"step": step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
-                     "skipped": skipped, "skipped_total": skipped_total}
+                     "skipped": skipped, "skipped_total": skipped_total, "run_loss": run_loss, "run_n": run_n}
             save_checkpoint(out, step, {k: v.detach().cpu() for k, v in tree.state_dict().items()}, state, meta,
                             keep=t.keep_checkpoints)
 
@@ -209,7 +234,7 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
     bar = tqdm(total=t.iterations, initial=start, disable=not show,
                unit="it", dynamic_ncols=True, leave=False)
-    run_loss, run_n, train_time, steps_timed = 0.0, 0, 0.0, 0
+    train_time, steps_timed = 0.0, 0
     with _sigterm_flag() as sigterm:
         for it in range(start, t.iterations):
             lr = schedule.lr_at(it)
@@ -263,7 +288,7 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     if not comm.is_root:
         return None
     if full_state is not None:
-        tree.load_state_dict(full_state)
+        tree.load_state_dict(full_state, assign=True)  # assign: the distributed root's tree holds meta tensors
     save_weights(out, tree)
     history = read_jsonl(out / "eval.jsonl")
     result = {

@@ -1,0 +1,162 @@
+"""The communicator the training engine talks to, so that the engine itself never imports torch.distributed.
+
+The engine needs only a few agreements between ranks: the root's loss (for the plateau schedule), "did any rank
+see a NaN", "stop now" (SIGTERM) and a barrier. :class:`DistComm` provides them over the default process group;
+``mheads.engine.LocalComm`` is the single-process stand-in with the same attributes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.distributed as dist
+
+from mheads.dist import faults
+from mheads.dist.faults import DistributedFailure, Heartbeat, collective, failure_from, is_comm_error
+
+__all__ = ["Comm", "DistComm", "default_backend", "init", "init_from_env"]
+
+
+@runtime_checkable
+class Comm(Protocol):
+    """What the engine may ask of the ranks (all calls are collective: every rank makes them, in the same order)."""
+
+    is_root: bool
+    rank: int
+    world_size: int
+
+    def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    def any(self, flag: bool) -> bool: ...
+
+    def barrier(self) -> None: ...
+
+
+def default_backend(device: str | torch.device | None = None) -> str:
+    """``nccl`` when training on CUDA, ``gloo`` otherwise (``device`` None: CUDA if available)."""
+    if device is None:
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+class DistComm:
+    """The engine's communicator over the default process group (create it with :func:`init_from_env`).
+
+    Attributes:
+        rank, world_size: this process's rank and the number of ranks.
+        root_rank: the rank that computes the loss and writes the outputs; ``is_root`` is ``rank == root_rank``.
+        device: where collectives' tensors live (CUDA for NCCL, CPU for gloo).
+        timeout_s: the collective timeout.
+    """
+
+    def __init__(self, rank: int, world_size: int, root_rank: int, device: torch.device, timeout_s: float,
+                 heartbeat: Heartbeat | None = None):
+        if not 0 <= root_rank < world_size:
+            raise ValueError(f"root_rank: got {root_rank!r}; expected a rank in 0..{world_size - 1}")
+        self.rank, self.world_size, self.root_rank = rank, world_size, root_rank
+        self.is_root = rank == root_rank
+        self.device, self.timeout_s = device, timeout_s
+        self._heartbeat = heartbeat
+        self._closed = False
+
+    def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor:
+        """The root's values of ``t`` (any shape, same on every rank), on every rank, on ``t``'s device."""
+        buf = t.detach().to(self.device, copy=True).contiguous()
+        with collective("broadcast_scalars"):
+            dist.broadcast(buf, src=self.root_rank)
+        return buf.to(t.device)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one."""
+        buf = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
+        with collective("any"):
+            dist.all_reduce(buf, op=dist.ReduceOp.MAX)
+        return bool(buf.item())
+
+    def barrier(self) -> None:
+        # An all-reduce rather than dist.barrier(): the same code for gloo and NCCL, under the same timeout.
+        buf = torch.zeros(1, device=self.device)
+        with collective("barrier"):
+            dist.all_reduce(buf)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def failure(self, err: BaseException) -> DistributedFailure | None:
+        """``err`` as a :class:`DistributedFailure` naming the lost rank when it is a communication error (waits at
+        most the timeout to identify the rank); None for any other error, which the caller re-raises."""
+        if isinstance(err, DistributedFailure):
+            return err
+        if not is_comm_error(err):
+            return None
+        return failure_from(err, "training")
+
+    def destroy(self, error: BaseException | None = None) -> None:
+        """Leave the job: records ``done`` for the other ranks, or, when ``error`` is given or an exception is
+        propagating (``destroy()`` in a ``finally``), ``crashed: <error>`` so that they name this rank; the
+        process group is torn down only on success (a broken one may block). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if error is None:
+            error = sys.exc_info()[1]
+        failed = error is not None and not (isinstance(error, SystemExit) and error.code in (0, None))
+        hb = self._heartbeat
+        if hb is not None:
+            if not failed:
+                hb.set_status("done")
+            elif not isinstance(error, DistributedFailure):  # a casualty already recorded "lost: <rank>"
+                first = (str(error).strip().splitlines() or [""])[0]
+                hb.set_status(f"crashed: {type(error).__name__}: {first}"[:500])
+            hb.stop()
+        faults.install(None)
+        if not failed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | None = None, root_rank: int = 0,
+         store_host: int | None = None, device: torch.device | None = None) -> DistComm:
+    """Start the default process group on ``store`` and this rank's heartbeat; returns the communicator.
+
+    Args:
+        store: a ``torch.distributed`` Store every rank reaches (TCPStore, FileStore).
+        timeout_s: collective timeout in seconds; a rank that dies makes the others fail within about this long.
+        backend: ``gloo`` or ``nccl``; None picks by ``device`` (NCCL for CUDA).
+        store_host: the rank whose process serves ``store``, if any (named when the store stops answering).
+        device: the device collectives use; None: ``cuda`` (current device) for NCCL, else CPU.
+    """
+    if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
+        raise ValueError(f"timeout_s: got {timeout_s!r}; expected a number of seconds > 0")
+    backend = backend or default_backend(device)
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend: got {backend!r}; expected 'gloo' or 'nccl'")
+    if device is None:
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    store.set_timeout(timedelta(seconds=timeout_s))
+    dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s))
+    heartbeat = Heartbeat(store, rank, world_size, timeout_s, store_host=store_host)
+    faults.install(heartbeat)
+    return DistComm(rank, world_size, root_rank, torch.device(device), float(timeout_s), heartbeat)
+
+
+def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: int = 0) -> DistComm:
+    """Join the job torchrun started (env ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+    ``MASTER_PORT``). With NCCL each process uses GPU ``LOCAL_RANK``."""
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RuntimeError(f"distributed launch: environment variables {', '.join(missing)} are not set; start "
+                           "the processes with torchrun (see src/mheads/dist/README.md)")
+    backend = backend or default_backend()
+    device = None
+    if backend == "nccl":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout_s)))
+    # Under torchrun the agent serves the store (it outlives the workers); otherwise rank 0's process does.
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    return init(store, rank, world_size, timeout_s=timeout_s, backend=backend, root_rank=root_rank,
+                store_host=None if agent_store else 0, device=device)

@@ -1,0 +1,29 @@
+"""From a run config to a distributed run: the communicator and the model wrapper the engine takes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mheads.dist.comm import DistComm, default_backend, init_from_env
+from mheads.dist.model import DistributedTreeNet
+from mheads.dist.placement import Placement
+from mheads.tree import TreeNet
+
+__all__ = ["setup_from_config"]
+
+
+def setup_from_config(cfg) -> tuple[DistComm, Callable[[TreeNet], DistributedTreeNet]]:
+    """Join the torchrun job for ``cfg`` (``cfg.dist.placement``, ``cfg.dist.timeout_s``, ``cfg.train.device``).
+
+    Returns ``(comm, wrap)`` for ``mheads.engine.fit(..., comm=comm, wrap=wrap)``: ``wrap(tree)`` keeps this rank's
+    part of the TreeNet every rank builds. The backend is NCCL when training on CUDA, gloo on CPU.
+    """
+    placement = Placement.from_dict(cfg.dist.placement)
+    device = cfg.train.device
+    backend = default_backend(None if device == "auto" else device)
+    comm = init_from_env(cfg.dist.timeout_s, backend, root_rank=placement.root_rank)
+
+    def wrap(tree: TreeNet) -> DistributedTreeNet:
+        return DistributedTreeNet(tree, placement)
+
+    return comm, wrap
