@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mheads.config import Config, ConfigError
+from mheads.data import DataError
 from mheads.models import model_factory
 from mheads.tree import TreeNet
 
@@ -21,6 +22,10 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         raise ConfigError(f"model.options: {err}") from None
     except ValueError as err:
         msg = str(err)
+        if msg.startswith("image_size:"):  # the data's images, not a config value, do not fit the network
+            where = cfg.data.source if cfg.data.source is not None else "(the embedded data)"
+            raise DataError(f"data.source {where}: {image_size}x{image_size} images do not fit model.name "
+                            f"{m.name!r}: {msg}; use larger images or another model") from None
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
     if m.exec != "loop":
         if not hasattr(tree, "exec_mode"):

@@ -10,7 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from mheads.build import tree_from_meta
-from mheads.checkpoint import CheckpointError, CheckpointMismatch, latest_checkpoint, load_checkpoint
+from mheads.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from mheads.config import ConfigError, load_config
 from mheads.data import DataError
 from mheads.data_prep import prepare_data
@@ -38,12 +38,10 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
             return load_file(str(final)), meta
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})") from None
-    if latest_checkpoint(run) is None:
+    if not (run / "checkpoints").is_dir():
         raise CheckpointError(f"--run {run}: no final weights (model.safetensors) and no committed checkpoint")
-    ck = load_checkpoint(run)
-    if {k: ck.meta.get(k) for k in ("architecture", "members", "split")} != \
-            {k: meta.get(k) for k in ("architecture", "members", "split")}:
-        raise CheckpointMismatch(f"{ck.path}: checkpoint is from another model than {run}/run.json describes", {})
+    ck = load_checkpoint(run)  # the newest committed one; if none is usable the error names what is wrong
+    check_compatible(ck.meta, meta, where=ck.path)  # names the keys that differ from run.json's model
     return ck.weights, meta
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as save_safetensors
 
-from mheads.atomic import atomic_write_bytes, atomic_write_text
+from mheads.atomic import OutputError, atomic_write_bytes, atomic_write_text, os_reason
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
 
@@ -92,11 +92,19 @@ def write_run_info(out: Path, config_yaml: str, extra: dict | None = None) -> No
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync: a log line is either complete or absent."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line and fsync. A line cut by a crash or a full disk is skipped by :func:`read_jsonl` and
+    dropped on resume (:func:`truncate_jsonl`). Raises OutputError naming the path when the OS refuses."""
+    data = (json.dumps(record) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {os_reason(err)}") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -125,6 +133,9 @@ def save_weights(out: Path, tree) -> None:
         return save_safetensors({k: v.detach().cpu().contiguous() for k, v in sd.items()})
 
     atomic_write_bytes(out / "model.safetensors", blob(tree.state_dict()))
-    (out / "members").mkdir(exist_ok=True)
+    try:
+        (out / "members").mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {out / 'members'}: {os_reason(err)}") from None
     for m in range(tree.num_members):
         atomic_write_bytes(out / "members" / f"member_{m}.safetensors", blob(tree.member(m).state_dict()))

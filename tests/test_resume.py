@@ -1,0 +1,170 @@
+"""Exact resume through the command line: SIGKILL at random moments, SIGKILL inside checkpoint saves, SIGTERM.
+
+Every run here trains the same small configuration (``cli_harness.SMALL_RUN``: 2 members on a shared conv1 trunk,
+MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted ``python -m mheads``
+run: weights, final metrics and the evaluation log. ``scripts/resume_trials.py`` runs more trials.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import time
+
+import pytest
+
+from cli_harness import (CliServer, committed_steps, kill_and_resume, leftovers, run_differences, run_module,
+                         write_config)
+
+pytestmark = pytest.mark.timeout(400)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("resume")
+
+
+@pytest.fixture(scope="module")
+def server(work):
+    s = CliServer(work / "server")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def config(work):
+    return write_config(work / "run.yaml")
+
+
+@pytest.fixture(scope="module")
+def reference(work, config):
+    """The uninterrupted run, trained by a genuine ``python -m mheads train`` process."""
+    out = work / "reference"
+    result = run_module("train", "--config", config, "--out", out, "--no-progress", cwd=work,
+                        env={"MHEADS_CACHE": str(work / "cache")})
+    assert result.returncode == 0, str(result)
+    return out
+
+
+@pytest.fixture(scope="module")
+def forked(server, work, config):
+    """The same run through the CLI server, uninterrupted; its wall time calibrates when kills land."""
+    out = work / "forked"
+    result = server.run("train", "--config", config, "--out", out, "--no-progress")
+    assert result.returncode == 0, str(result)
+    return out, result.seconds
+
+
+def test_same_seed_same_run_bit_identical_across_processes(reference, forked):
+    # Two separate processes, same config and seed, bagging on: weights, metrics and eval log all equal.
+    assert run_differences(reference, forked[0]) == []
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_sigkill_at_random_moments_then_resume_is_exact(server, work, config, reference, forked, trial):
+    rng = random.Random(1000 + trial)
+    out = work / f"trial{trial}"
+    kills = kill_and_resume(server, config, out, rng, duration=forked[1], kills=1 + trial % 2)
+    assert kills, "no kill landed: the trial exercised nothing"
+    assert run_differences(reference, out) == [], [k.phase for k in kills]
+
+
+RESUMING = re.compile(r"resuming from \S*step-(\d+) \(iteration (\d+)\)")
+
+
+class SaveKiller:
+    """SIGKILLs a run inside one of its checkpoint saves: the k-th save it starts (k random in 1..3), at a random
+    moment within the longest save seen so far (10 ms before any; a save runs from its ``.tmp-`` folder appearing
+    to its commit marker), so kills land in every phase of a save and the run still progresses between kills."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.longest = rng, 0.0
+
+    def run(self, server, argv, out, timeout=120.0):
+        ckdir = out / "checkpoints"
+
+        def listing() -> set[str]:
+            return {p.name for p in ckdir.iterdir()} if ckdir.is_dir() else set()
+
+        seen, target, saving = listing(), self.rng.randint(1, 3), None
+        running = server.start(*argv)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not running.done():  # done: it finished before its k-th save
+            names = listing()
+            now = time.monotonic()
+            fresh = sorted(n for n in names - seen if n.startswith(".tmp-"))
+            seen |= names
+            if saving and (ckdir / saving[0] / "COMMITTED").is_file():
+                self.longest = max(self.longest, now - saving[1])
+                saving = None
+            if fresh:
+                target -= 1
+                if target == 0:
+                    time.sleep(self.rng.uniform(0.0, self.longest or 0.01))
+                    running.signal(signal.SIGKILL)
+                    break
+                # ".tmp-step-00000004-ab12" -> "step-00000004"
+                saving = (fresh[-1][len(".tmp-"):].rsplit("-", 1)[0], now)
+            time.sleep(0.0005)
+        return running.wait()
+
+
+def test_sigkill_inside_checkpoint_saves_resumes_from_the_newest_committed(server, work, reference):
+    """Checkpoint every iteration and kill the process inside a save, again and again: each resume starts from
+    the newest committed checkpoint (read off the folder independently), never fails on the partial one, and
+    the run still ends bit-identical (checkpointing does not change training)."""
+    rng = random.Random(7)
+    config = write_config(work / "every-step.yaml", train={"checkpoint_every": 1, "keep_checkpoints": 2})
+    out = work / "every-step"
+    argv = ["train", "--config", config, "--out", out, "--no-progress"]
+    newest, partial, resumed, killer = None, 0, 0, SaveKiller(rng)
+    for kill in range(8):
+        result = killer.run(server, argv, out)
+        assert result.returncode in (0, -signal.SIGKILL), str(result)  # never refused: partial saves are skipped
+        if argv[1] == "--resume":
+            found = RESUMING.search(result.stderr)
+            if newest is None:
+                assert found is None, str(result)
+            else:
+                assert found and int(found.group(1)) == newest == int(found.group(2)), str(result)
+                resumed += 1
+        if result.returncode == 0:
+            break
+        steps = committed_steps(out)
+        if newest is not None:
+            assert steps and steps[-1] >= newest, "a committed checkpoint went missing"
+        newest = steps[-1] if steps else None  # None: killed inside the very first save
+        partial += bool(leftovers(out))
+        argv = ["train", "--resume", out, "--no-progress"]
+    else:
+        result = server.run(*argv)
+        assert result.returncode == 0, str(result)
+        found = RESUMING.search(result.stderr)
+        assert (found and int(found.group(1)) == newest) if newest is not None else not found, str(result)
+        resumed += newest is not None
+    assert resumed >= 4, f"only {resumed} resumes: the run finished too early"
+    assert partial >= 2, f"only {partial} kills left a partial save behind: they did not land inside saves"
+    assert run_differences(reference, out, same_config=False) == []  # it differs in checkpoint_every only
+
+
+def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(server, work, config, reference):
+    out = work / "preempted"
+    running = server.start("train", "--config", config, "--out", out, "--no-progress")
+    deadline = time.monotonic() + 120
+    while not committed_steps(out) and time.monotonic() < deadline and not running.done():  # training under way
+        time.sleep(0.002)
+    time.sleep(0.05)
+    running.signal(signal.SIGTERM)
+    result = running.wait()
+    assert result.returncode == 75, str(result)
+    found = re.fullmatch(r"mheads: preempted \(SIGTERM\) at iteration (\d+); checkpoint written; continue with "
+                         r"`mheads train --resume (\S+)`", result.error_line)
+    assert found and found.group(2) == str(out), str(result)
+    step = int(found.group(1))
+    assert 0 < step < 24 and committed_steps(out)[-1] == step
+    assert "Traceback" not in result.stderr
+    again = server.run("train", "--resume", out, "--no-progress")
+    assert again.returncode == 0, str(again)
+    assert f"(iteration {step})" in again.stderr
+    assert run_differences(reference, out) == []
