@@ -43,10 +43,11 @@ MCL_STREAM, AUG_STREAM, STEP_STREAM = "mcl", "augment", "step"
 class Preempted(Exception):
     """SIGTERM arrived; the run saved a checkpoint at ``step`` and stopped."""
 
-    def __init__(self, step: int, out: Path):
+    def __init__(self, step: int, out: Path, saved: bool = True):
         self.step, self.out = step, out
-        super().__init__(f"preempted (SIGTERM) at iteration {step}; checkpoint written; continue with "
-                         f"`mheads train --resume {out}`")
+        what = ("checkpoint written; continue with `mheads train --resume " + str(out) + "`" if saved else
+                "distributed runs write no periodic checkpoints, so it cannot be resumed")
+        super().__init__(f"preempted (SIGTERM) at iteration {step}; {what}")
 
 
 class LocalComm:
@@ -175,7 +176,15 @@ def _resume_point(out: Path):
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False, comm=None, wrap=None,
         progress: bool | None = None) -> dict | None:
-    """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics (root)."""
+    """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics (root).
+
+    SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with a
+    checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
+    with _sigterm_flag() as sigterm:
+        return _fit(cfg, Path(out), resume, overwrite, comm, wrap, progress, sigterm)
+
+
+def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, progress, sigterm: dict):
     comm = comm or LocalComm()
     out = Path(out)
     if comm.is_root:
@@ -235,55 +244,56 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     bar = tqdm(total=t.iterations, initial=start, disable=not show,
                unit="it", dynamic_ncols=True, leave=False)
     train_time, steps_timed = 0.0, 0
-    with _sigterm_flag() as sigterm:
-        for it in range(start, t.iterations):
-            lr = schedule.lr_at(it)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            t0 = time.perf_counter()
-            try:
-                loss, per_member = train_step(model, opt, data, cfg, it, comm, params, owners)
-            except NumericalFault as fault:
-                if t.nan_policy == "stop":
-                    raise
-                skipped, skipped_total = skipped + 1, skipped_total + 1
-                log.warning("%s (skipped %d in a row)", fault, skipped)
-                if skipped >= t.max_skipped:
-                    raise NumericalFault(fault.step, fault.members,
-                                         f"{fault.where} ({skipped} steps in a row, train.max_skipped)") from None
-                continue
-            skipped = 0
-            dt = time.perf_counter() - t0
-            train_time += dt
-            steps_timed += 1
-            schedule.observe(loss)
-            run_loss += loss
-            run_n += 1
-            step = it + 1
+    metrics, last_eval = None, -1
+    for it in range(start, t.iterations):
+        lr = schedule.lr_at(it)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.perf_counter()
+        try:
+            loss, per_member = train_step(model, opt, data, cfg, it, comm, params, owners)
+        except NumericalFault as fault:
+            if t.nan_policy == "stop":
+                raise
+            skipped, skipped_total = skipped + 1, skipped_total + 1
+            log.warning("%s (skipped %d in a row)", fault, skipped)
+            if skipped >= t.max_skipped:
+                raise NumericalFault(fault.step, fault.members,
+                                     f"{fault.where} ({skipped} steps in a row, train.max_skipped)") from None
+            continue
+        skipped = 0
+        dt = time.perf_counter() - t0
+        train_time += dt
+        steps_timed += 1
+        schedule.observe(loss)
+        run_loss += loss
+        run_n += 1
+        step = it + 1
+        if comm.is_root:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", img_s=f"{images / max(dt, 1e-9):.0f}")
+        if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
+            metrics = evaluate(model, data, cfg, comm)
             if comm.is_root:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", img_s=f"{images / max(dt, 1e-9):.0f}")
-            if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
-                metrics = evaluate(model, data, cfg, comm)
-                if comm.is_root:
-                    rec = {"step": step, "lr": lr, "train_loss": run_loss / max(run_n, 1),
-                           "skipped_total": skipped_total, **metrics}
-                    append_jsonl(out / "eval.jsonl", rec)
-                    msg = (f"[{cfg.name}] iteration {step}/{t.iterations}: train loss {rec['train_loss']:.4f}, "
-                           f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
-                           f"oracle {100 * metrics['oracle_acc']:.2f}%")
-                    bar.write(msg) if show else log.info(msg)
-                    run_loss, run_n = 0.0, 0
-            if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.iterations:
-                checkpoint(step)
-            stop = comm.any(sigterm["hit"])
-            if stop:
-                checkpoint(step)
-                bar.close()
-                raise Preempted(step, out)
+                rec = {"step": step, "lr": lr, "train_loss": run_loss / max(run_n, 1),
+                       "skipped_total": skipped_total, **metrics}
+                append_jsonl(out / "eval.jsonl", rec)
+                msg = (f"[{cfg.name}] iteration {step}/{t.iterations}: train loss {rec['train_loss']:.4f}, "
+                       f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
+                       f"oracle {100 * metrics['oracle_acc']:.2f}%")
+                bar.write(msg) if show else log.info(msg)
+                run_loss, run_n = 0.0, 0
+        if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.iterations:
+            checkpoint(step)
+        stop = comm.any(sigterm["hit"])
+        if stop:
+            checkpoint(step)
+            bar.close()
+            raise Preempted(step, out)
     bar.close()
     checkpoint(t.iterations)
-    final = evaluate(model, data, cfg, comm)
+    # the evaluation at the last iteration, when there was one, is the final one
+    final = metrics if last_eval == t.iterations else evaluate(model, data, cfg, comm)
     full_state = model.full_state_dict() if hasattr(model, "full_state_dict") else None
     if not comm.is_root:
         return None
