@@ -17,3 +17,39 @@ def _deterministic_threads():
 def shared_data_dir() -> Path:
     """Where the full data sets live (``MHEADS_DATA_DIR``, default ../shared/data beside the checkout)."""
     return Path(os.environ.get("MHEADS_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+# ------------------------------------------------------------ fixtures shared by the command-line reliability tests
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, request):
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def server(work):
+    """A fork server that imports torch once and runs ``mheads`` commands as killable child processes."""
+    from cli_harness import CliServer
+
+    s = CliServer(work / "server")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def good(work):
+    """A valid config: 3 iterations, a checkpoint after each (2 kept)."""
+    from cli_harness import write_config
+
+    return write_config(work / "good.yaml", data={"bagging": False, "crop_padding": 0, "flip": False},
+                        train={"iterations": 3, "checkpoint_every": 1, "eval_every": 0})
+
+
+@pytest.fixture(scope="module")
+def finished(server, work, good):
+    """A finished run on the embedded (1-channel, 28x28, 10-class) data."""
+    out = work / "finished"
+    result = server.run("train", "--config", good, "--out", out, "--no-progress")
+    assert result.returncode == 0, str(result)
+    return out

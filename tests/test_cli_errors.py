@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_harness import CliServer, write_config
+from cli_harness import write_config
 from mheads.config import load_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -65,35 +65,7 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-# ---------------------------------------------------------------------------------------------- fixtures
 
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("cli-errors")
-
-
-@pytest.fixture(scope="module")
-def server(work):
-    s = CliServer(work / "server")
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
-def good(work):
-    """A valid config: 3 iterations, a checkpoint after each (2 kept)."""
-    return write_config(work / "good.yaml", data={"bagging": False, "crop_padding": 0, "flip": False},
-                        train={"iterations": 3, "checkpoint_every": 1, "eval_every": 0})
-
-
-@pytest.fixture(scope="module")
-def finished(server, work, good):
-    """A finished run on the embedded (1-channel, 28x28, 10-class) data."""
-    out = work / "finished"
-    result = server.run("train", "--config", good, "--out", out, "--no-progress")
-    assert result.returncode == 0, str(result)
-    return out
 
 
 def run_copy(finished: Path, tmp: Path) -> Path:

@@ -14,22 +14,10 @@ import time
 
 import pytest
 
-from cli_harness import (CliServer, committed_steps, kill_and_resume, leftovers, run_differences, run_module,
+from cli_harness import (committed_steps, kill_and_resume, leftovers, run_differences, run_module,
                          write_config)
 
 pytestmark = pytest.mark.timeout(400)
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("resume")
-
-
-@pytest.fixture(scope="module")
-def server(work):
-    s = CliServer(work / "server")
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

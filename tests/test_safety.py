@@ -26,38 +26,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cli_harness import CliServer, committed_steps, leftovers, run_differences, write_config
+from cli_harness import committed_steps, leftovers, run_differences, write_config
 from mheads import cli
 from mheads.checkpoint import latest_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    return tmp_path_factory.mktemp("safety")
-
-
-@pytest.fixture(scope="module")
-def server(work):
-    s = CliServer(work / "server")
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
-def good(work):
-    """3 iterations with a checkpoint after each (2 kept)."""
-    return write_config(work / "good.yaml", data={"bagging": False, "crop_padding": 0, "flip": False},
-                        train={"iterations": 3, "checkpoint_every": 1, "eval_every": 0})
-
-
-@pytest.fixture(scope="module")
-def finished(server, work, good):
-    out = work / "finished"
-    result = server.run("train", "--config", good, "--out", out, "--no-progress")
-    assert result.returncode == 0, str(result)
-    return out
 
 
 def assert_refused(result, *parts: str, code: int = 2) -> None:

@@ -1,0 +1,58 @@
+"""The benchmark's own machinery: its contenders compute the same thing, its timing and its output files."""
+
+import csv
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_util import Row, format_table, interleaved, write_csv  # noqa: E402
+from workloads import Setup, make_batches, make_tree, plain_models, vmap_forward  # noqa: E402
+
+CPU = Setup(device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("split", [None, "conv2"])
+def test_the_contenders_compute_the_same_member_logits(split):
+    net = make_tree(CPU, 3, split).eval()
+    x = make_batches(CPU, 2, n=1)[0][0]
+    ref = net(x)
+    plain = torch.stack([m.eval()(x) for m in plain_models(CPU, net)])
+    assert (plain - ref).abs().max() <= 1e-6
+    assert (vmap_forward(net)(x) - ref).abs().max() <= 1e-6
+
+
+def test_vmap_forward_refuses_multi_level_trees():
+    with pytest.raises(ValueError, match="one-level"):
+        vmap_forward(make_tree(CPU, 4, [("conv1", 2), ("conv2", 2)]))
+
+
+def test_interleaved_rounds_rotate_and_time_every_contender():
+    calls = []
+    out = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, steps=2,
+                      warmup=1, sync=lambda: None)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert {k: len(v) for k, v in out.items()} == {"a": 3, "b": 3}
+    with pytest.raises(ValueError, match="rounds/steps/warmup"):
+        interleaved({}, rounds=0, steps=1, warmup=0, sync=lambda: None)
+
+
+def test_table_and_csv_carry_ratios_targets_and_hardware(tmp_path):
+    rows = [Row("s1", "base", 200.0, 5.0, 190.0, 500.0, ratio=1.0, ratio_to="base"),
+            Row("s1", "fast", 100.0, 2.0, 95.0, 1000.0, ratio=2.0, ratio_to="base", target=1.25,
+                extra={"samples": 7, "trunk_flop_share": 0.2}),
+            Row("s2", "slow", 400.0, 9.0, 380.0, None, ratio=0.5, ratio_to="base", target=0.9)]
+    table = format_table(rows)
+    assert "## s1" in table and "## s2" in table
+    assert rows[1].meets == "yes" and rows[2].meets == "NO" and rows[0].meets == ""
+    path = tmp_path / "t.csv"
+    write_csv(path, rows, {"cpu": "Test CPU", "torch": "2.x"})
+    with path.open() as f:
+        got = list(csv.DictReader(f))
+    assert [r["name"] for r in got] == ["base", "fast", "slow"]
+    assert got[1]["samples"] == "7" and got[1]["trunk_flop_share"] == "0.2" and got[1]["meets"] == "yes"
+    assert all(r["cpu"] == "Test CPU" for r in got) and got[2]["images_per_s"] == ""
