@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from mheads.run_dir import hardware as run_hardware
 
 CIFAR_MODELS = ("cifar10_quick", "nin_cifar")
 
@@ -159,16 +160,8 @@ def worker(a) -> None:
 
 # --- the launcher -----------------------------------------------------------------------------------------------------
 def hardware() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "torch_version": torch.__version__,
-            "python": platform.python_version()}
+    hw = run_hardware()
+    return {"cpu_model": hw["cpu"], "cpu_cores": hw["cores"], "torch_version": hw["torch"], "python": hw["python"]}
 
 
 def launch(a) -> list[dict]:

@@ -12,6 +12,15 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[str], path: str | Path,
                        title: str = "Oracle assignment per class") -> Path:
     """assignment: (M, C) fractions in [0, 1]; each column sums to 1. Writes a PNG and returns its path."""
@@ -27,12 +36,7 @@ def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[
             ax.text(c, m, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
     fig.colorbar(im, ax=ax, label="% of the class's test examples")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classes: Sequence[str],
@@ -45,12 +49,7 @@ def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classe
         ax.set_xticks(range(len(classes)), [str(c)[:5] for c in classes], rotation=90, fontsize=7)
         ax.set_yticks(range(len(a)), [f"m{m}" for m in range(len(a))])
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -69,9 +68,4 @@ def training_curves(history: Sequence[dict], path: str | Path, title: str = "") 
     ax2.set_ylabel("test accuracy (%)")
     ax2.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
