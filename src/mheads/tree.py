@@ -21,6 +21,8 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import nn
 
+from mheads.fused import check_exec_mode, fused_forward, resolve_exec_mode
+
 SplitSpec = Union[None, str, Sequence[tuple]]
 BaseSpec = Union[nn.Module, Callable[[], nn.Module]]
 
@@ -89,11 +91,15 @@ class TreeNet(nn.Module):
         seed: the run seed; member seeds derive from it (ignored when ``seeds`` is given).
         seeds: an explicit initialization seed per member.
         same_init: start every member from the same weights (the paper's Table 6 experiment).
+        exec_mode: ``"loop"`` runs the branches one after another; ``"fused"`` runs structurally identical sibling
+            branches as one grouped op per layer (:mod:`mheads.fused`, same results up to float rounding);
+            ``"auto"`` picks per device type what the benchmark measured faster. Also a settable attribute.
     """
 
     def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
-                 seeds: Sequence[int] | None = None, same_init: bool = False):
+                 seeds: Sequence[int] | None = None, same_init: bool = False, exec_mode: str = "loop"):
         super().__init__()
+        self.exec_mode = exec_mode
         if not isinstance(num_members, int) or isinstance(num_members, bool) or num_members < 1:
             raise ValueError(f"members: got {num_members!r}; expected an integer >= 1")
         if seeds is None:
@@ -190,8 +196,19 @@ class TreeNet(nn.Module):
         return TreeNode(seq, kids)
 
     # --- use ----------------------------------------------------------------------------------------------------
+    @property
+    def exec_mode(self) -> str:
+        """``"loop"``, ``"fused"`` or ``"auto"`` (see the class docstring); not part of the state_dict."""
+        return self._exec_mode
+
+    @exec_mode.setter
+    def exec_mode(self, mode: str) -> None:
+        self._exec_mode = check_exec_mode(mode)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, ...) -> member logits (M, B, C); each shared layer runs once per batch."""
+        if resolve_exec_mode(self._exec_mode, x.device) == "fused":
+            return fused_forward(self.root, x)
         return torch.stack(self.root(x), dim=0)
 
     def paths(self) -> list[list[TreeNode]]:
