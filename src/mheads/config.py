@@ -178,6 +178,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     channels_last: bool = True
     amp: bool = False  # bf16 autocast (GPU only; on a CPU without bf16 units it is much slower)
+    compile: bool = False  # torch.compile, used only if its gradients match eager mode on a first batch
     threads: int | None = None
 
     def validate(self, p: str = "train") -> None:

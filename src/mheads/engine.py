@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from mheads.atomic import atomic_write_text
 from mheads.build import build_tree, model_meta, tree_from_meta, warm_start
+from mheads.compiled import compile_checked
 from mheads.checkpoint import check_compatible, latest_checkpoint, load_checkpoint, save_checkpoint
 from mheads.config import Config, ConfigError
 from mheads.data_prep import Prepared, prepare_data
@@ -213,6 +214,9 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
     model = wrap(tree) if wrap is not None else tree
     memfmt = torch.channels_last if t.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memfmt)
+    if t.compile:
+        x0, y0, _ = data.train_batch(0, derived_generator(t.seed, "compile-check"))
+        model = compile_checked(model, x0, y0)
     params = [p for p in model.parameters()]
     lr_scale = cfg.model.members if cfg.optim.lr_times_members else 1
     o = cfg.optim
