@@ -186,6 +186,7 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
 
 
 def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, progress, sigterm: dict):
+    wall_start = time.perf_counter()
     comm = comm or LocalComm()
     out = Path(out)
     if comm.is_root:
@@ -314,6 +315,7 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
         "skipped_total": skipped_total,
         "classes": data.classes,
         "history_points": len(history),
+        "wall_time_s": time.perf_counter() - wall_start,  # this process: setup, training, evaluation, saving
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
