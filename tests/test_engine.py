@@ -34,7 +34,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path):
         assert (run / name).exists(), name
     saved = json.loads((run / "metrics.json").read_text())
     for key in ("ensemble_mean_acc", "oracle_acc", "member_acc", "oracle_assignment", "nll", "ece",
-                "param_counts", "train_time_s", "images_per_s"):
+                "param_counts", "train_time_s", "images_per_s", "wall_time_s"):
         assert key in saved
     assert saved["oracle_acc"] >= max(saved["member_acc"])
     assert [r["step"] for r in map(json.loads, (run / "eval.jsonl").read_text().splitlines())] == [2, 4]
@@ -55,7 +55,7 @@ def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
     b = fit(cfg, tmp_path / "b", progress=False)
     wa, wb = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    drop = ("train_time_s", "images_per_s")
+    drop = ("train_time_s", "images_per_s", "wall_time_s")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
