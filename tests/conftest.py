@@ -14,6 +14,16 @@ def _deterministic_threads():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Hundreds of tiny float64 ops: torch's intra-op thread pool only adds wake-up latency there (a lot of it on
+    a loaded machine), so such modules run on one thread and restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_data_dir() -> Path:
     """Where the full data sets live (``MHEADS_DATA_DIR``, default ../shared/data beside the checkout)."""
     return Path(os.environ.get("MHEADS_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -18,14 +18,7 @@ PROPERTY = settings(max_examples=200, deadline=None)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Hundreds of tiny float64 ops: torch's intra-op thread pool only adds wake-up latency here (and a lot
-    # of it on a loaded machine), so run them on one thread and restore the setting afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int = 0) -> torch.Generator:
