@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
-    fig.tight_layout()
+    if not fig.get_constrained_layout():
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -43,12 +44,15 @@ def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classe
                  path: str | Path) -> Path:
     """Several assignment heatmaps side by side (Figure 2 (a)-(d)): panels are (title, (M, C) fractions)."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 3.4), squeeze=False, layout="constrained")
+    im = None
     for ax, (title, a) in zip(axes[0], panels):
-        ax.imshow([[100 * v for v in row] for row in a], cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        im = ax.imshow([[100 * v for v in row] for row in a], cmap="viridis", vmin=0, vmax=100, aspect="auto")
         ax.set_xticks(range(len(classes)), [str(c)[:5] for c in classes], rotation=90, fontsize=7)
         ax.set_yticks(range(len(a)), [f"m{m}" for m in range(len(a))])
         ax.set_title(title, fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label="% of the class's test examples")
     return _save(fig, path)
 
 
