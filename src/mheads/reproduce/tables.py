@@ -85,8 +85,8 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
                 line += [fmt(r["mean"], r["std"], r["seeds"]), str(r["paper"]) if r["paper"] != "" else "-"]
             line += [str(recs[0]["seeds"]) if recs else "0", f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
             body.append(line)
-        trials = [r for r in records if r["cell"].startswith("random_") and r["metric"] == spec.metrics[0]
-                  and r["seeds"]]
+        random_cells = {c.name for c in spec.cells if c.label_split and "random" in c.label_split}
+        trials = [r for r in records if r["cell"] in random_cells and r["metric"] == spec.metrics[0] and r["seeds"]]
         if trials:
             vals = [r["mean"] for r in trials]
             body.append([f"random splits: mean (min-max) of {len(vals)}",
