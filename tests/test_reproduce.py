@@ -65,3 +65,34 @@ def test_guided_backprop_passes_only_positive_gradients_through_relus():
     expected = back.clamp(min=0) @ net[0].weight
     assert torch.allclose(g, expected, atol=1e-6)
     assert not any(m._backward_hooks for m in net.modules())  # hooks removed
+
+
+def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path, one_thread):
+    reproduce("table1", "smoke", None, tmp_path / "table1", seeds=1)
+    text = reproduce("table4", "smoke", None, tmp_path / "table4", seeds=1)
+    k4 = tmp_path / "table4/seed-0/k4"
+    assert k4.is_symlink() and k4.resolve() == (tmp_path / "table1/seed-0/random_init").resolve()
+    assert not (tmp_path / "table4/seed-0/k1").is_symlink()  # MCL k=1 is a different run
+    assert "Reused runs" in text and "k=4 (seed 0)" in text
+    # the table's k=4 row is the random-init ensemble's numbers
+    with open(tmp_path / "table1/results.csv") as f:
+        t1 = {r["metric"]: r["mean"] for r in csv.DictReader(f) if r["cell"] == "random_init"}
+    with open(tmp_path / "table4/results.csv") as f:
+        t4 = {r["metric"]: r["mean"] for r in csv.DictReader(f) if r["cell"] == "k4"}
+    assert t4["oracle_acc"] == t1["oracle_acc"] and t4["ensemble_mean_acc"] == t1["ensemble_mean_acc"]
+    # rerunning keeps the link; --no-reuse in a fresh folder trains the cell itself
+    reproduce("table4", "smoke", None, tmp_path / "table4", seeds=1)
+    assert k4.is_symlink()
+    reproduce("table4", "smoke", None, tmp_path / "fresh", seeds=1, reuse=False)
+    assert not (tmp_path / "fresh/seed-0/k4").is_symlink() and (tmp_path / "fresh/seed-0/k4/metrics.json").exists()
+
+
+def test_bookkeeping_fields_do_not_change_the_result_key():
+    from mheads.reproduce.sweep import result_key
+
+    spec = load_spec("table1", "smoke", None)
+    a = spec.cells[1].config.to_dict()
+    b = {**a, "name": "other", "train": {**a["train"], "checkpoint_every": 7, "eval_batch_size": 13}}
+    assert result_key(a) == result_key(b)
+    c = {**a, "train": {**a["train"], "batch_size": a["train"]["batch_size"] + 1}}
+    assert result_key(a) != result_key(c)

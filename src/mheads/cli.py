@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
+    r.add_argument("--no-reuse", action="store_true",
+                   help="train every cell even when a sibling sweep under the same parent folder already ran its config")
 
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")
@@ -169,7 +171,7 @@ def _cmd_reproduce(args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds: got {args.seeds}; expected an integer >= 1")
     print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
-                    first_seed=args.first_seed))
+                    first_seed=args.first_seed, reuse=not args.no_reuse))
     return 0
 
 

@@ -2,15 +2,21 @@
 
 A cell whose run folder holds ``metrics.json`` is done and is not rerun; a cell with checkpoints but no
 ``metrics.json`` was interrupted and continues from its newest checkpoint (exactly); anything else starts fresh.
+
+Runs are deterministic given their config, so a cell whose config equals a finished run of another sweep beside this
+one (same seed; only the run's name and bookkeeping fields may differ) is not trained again: its run folder becomes a
+relative symlink to that run, and the table says which cells were reused and from where.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from pathlib import Path
 
+from mheads.config import read_yaml
 from mheads.engine import fit
 from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.spec import Spec, load_spec
@@ -48,6 +54,36 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
 
 
+# Config fields that do not change what a run computes: its label and how often it saves.
+BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "eval_batch_size"))
+
+
+def result_key(cfg_dict: dict) -> dict:
+    """The part of a config that determines a run's results."""
+    key = copy.deepcopy(cfg_dict)
+    for path in BOOKKEEPING:
+        node = key
+        for part in path[:-1]:
+            node = node.get(part, {})
+        node.pop(path[-1], None)
+    return key
+
+
+def find_equivalent_run(cfg, seed: int, root: Path, run: Path) -> Path | None:
+    """A finished, non-reused run under ``root/*/seed-<seed>/`` whose config computes the same thing as ``cfg``."""
+    want = result_key(cfg.to_dict())
+    for metrics in sorted(root.glob(f"*/seed-{seed}/*/metrics.json")):
+        other = metrics.parent
+        if other.is_symlink() or other.resolve() == run.resolve() or not (other / "config.yaml").exists():
+            continue
+        try:
+            if result_key(read_yaml(other / "config.yaml")) == want:
+                return other
+        except Exception:  # an unreadable neighbour is simply not a match
+            continue
+    return None
+
+
 def run_cell(cfg, run: Path) -> dict:
     """Finished metrics of one run, training or resuming it as needed."""
     metrics_path = run / "metrics.json"
@@ -62,12 +98,16 @@ def run_cell(cfg, run: Path) -> dict:
 
 
 def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: int = 1,
-              overrides: list[str] = (), first_seed: int = 0) -> str:
-    """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table."""
+              overrides: list[str] = (), first_seed: int = 0, reuse: bool = True) -> str:
+    """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
+
+    With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of retraining.
+    """
     spec = load_spec(name, scale, data, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
+    reused: dict[str, str] = {}
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec):
             cfg = copy.deepcopy(cell.config)
@@ -79,6 +119,14 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             elif cell.init_from_cell is not None:
                 cfg.train.init_from = str(out / f"seed-{seed}" / cell.init_from_cell)
             print(f"== {name} [{scale}] seed {seed}: {cell.name}", flush=True)
+            if reuse and not run.exists() and not run.is_symlink():
+                twin = find_equivalent_run(cfg, seed, out.resolve().parent, run)
+                if twin is not None:
+                    run.parent.mkdir(parents=True, exist_ok=True)
+                    run.symlink_to(os.path.relpath(twin.resolve(), run.parent.resolve()), target_is_directory=True)
+                    print(f"   same config as {twin}: reusing it", flush=True)
+            if run.is_symlink():
+                reused[f"{cell.row} (seed {seed})"] = os.readlink(run)
             results.setdefault(cell.name, []).append(run_cell(cfg, run))
             records = collect(spec, results)
             source = cfg.data.source or "embedded Fashion-MNIST subset"
@@ -87,6 +135,9 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             hw = hardware()
             header = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
                       f"{hw['cores']} cores, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
+            if reused:
+                header += ("\n\nReused runs (identical config, trained once): "
+                           + "; ".join(f"{k} = `{v}`" for k, v in reused.items()) + ".")
             text = write_tables(spec, records, out, header)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
     return text
