@@ -206,7 +206,7 @@ def write_config(path: Path, **sections: dict) -> Path:
     return path
 
 
-TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s")
+TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")  # how a run went, not what
 
 
 def run_differences(ref: Path, other: Path, same_config: bool = True) -> list[str]:

@@ -55,7 +55,7 @@ def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
     b = fit(cfg, tmp_path / "b", progress=False)
     wa, wb = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    drop = ("train_time_s", "images_per_s", "wall_time_s")
+    drop = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
@@ -77,12 +77,18 @@ def test_resume_continues_to_the_same_weights(tmp_path):
 
     shutil.rmtree(tmp_path / "part/checkpoints/step-00000006")
     (tmp_path / "part/model.safetensors").unlink()
-    fit(short, tmp_path / "part", resume=True, progress=False)
+    from mheads.checkpoint import load_checkpoint
+
+    before = load_checkpoint(tmp_path / "part/checkpoints/step-00000004").state
+    m = fit(short, tmp_path / "part", resume=True, progress=False)
     wa = load_file(str(tmp_path / "full/model.safetensors"))
     wb = load_file(str(tmp_path / "part/model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     steps = [json.loads(line)["step"] for line in (tmp_path / "part/eval.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+    # the run's time counts the first process up to its checkpoint, then the resumed one
+    assert m["resumed_from_iteration"] == 4
+    assert 0 < before["wall_time_s"] < m["wall_time_s"] and 0 < before["train_time_s"] < m["train_time_s"]
 
 
 def _step_setup(cfg):

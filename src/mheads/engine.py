@@ -200,6 +200,7 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     start, sched_state, opt_state, skipped, skipped_total = 0, None, None, 0, 0
     run_loss, run_n = 0.0, 0
+    before_wall, before_train = 0.0, 0.0  # time spent by earlier processes of this run, up to their checkpoint
     ck = _resume_point(out) if resume else None
     if ck is not None:
         check_compatible(ck.meta, meta, where=ck.path)
@@ -208,6 +209,7 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
         skipped, skipped_total = int(ck.state["skipped"]), int(ck.state["skipped_total"])
         # The running train loss since the last evaluation, so that eval.jsonl matches an uninterrupted run.
         run_loss, run_n = float(ck.state.get("run_loss", 0.0)), int(ck.state.get("run_n", 0))
+        before_wall, before_train = float(ck.state.get("wall_time_s", 0.0)), float(ck.state.get("train_time_s", 0.0))
         log.info("resuming from %s (iteration %d)", ck.path, start)
     else:
         _initial_weights(tree, cfg)
@@ -236,10 +238,17 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
 
+    # A step is saved once: the preemption path and the end of a resumed run may ask again for a step already on disk
+    # (its state would differ only in the elapsed times, and committed checkpoints are never overwritten).
+    saved_steps = {start} if ck is not None else set()
+
     def checkpoint(step: int) -> None:
-        if comm.is_root and wrap is None:
+        if comm.is_root and wrap is None and step not in saved_steps:
+            saved_steps.add(step)
             state = {"step": step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
-                     "skipped": skipped, "skipped_total": skipped_total, "run_loss": run_loss, "run_n": run_n}
+                     "skipped": skipped, "skipped_total": skipped_total, "run_loss": run_loss, "run_n": run_n,
+                     "wall_time_s": before_wall + time.perf_counter() - wall_start,
+                     "train_time_s": before_train + train_time}
             save_checkpoint(out, step, {k: v.detach().cpu() for k, v in tree.state_dict().items()}, state, meta,
                             keep=t.keep_checkpoints)
 
@@ -309,13 +318,15 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
     result = {
         **final,
         "param_counts": tree.param_counts(),
-        "train_time_s": train_time,
-        "images_per_s": images * steps_timed / train_time if train_time > 0 else math.nan,
+        "train_time_s": before_train + train_time,  # summed over the processes of an interrupted run
+        "images_per_s": images * steps_timed / train_time if train_time > 0 else math.nan,  # this process
         "iterations": t.iterations,
         "skipped_total": skipped_total,
         "classes": data.classes,
         "history_points": len(history),
-        "wall_time_s": time.perf_counter() - wall_start,  # this process: setup, training, evaluation, saving
+        # setup, training, evaluation, saving: this process plus earlier ones up to the checkpoint it resumed from
+        "wall_time_s": before_wall + time.perf_counter() - wall_start,
+        "resumed_from_iteration": start,
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
