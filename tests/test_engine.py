@@ -188,3 +188,14 @@ def test_label_split_specialists_only_see_their_labels():
     assert torch.equal(data.weights[0] > 0, y < 5) and torch.equal(data.weights[1] > 0, y >= 5)
     with pytest.raises(ConfigError, match=r"data.label_split\[1\]: got label 12"):
         prepare_data(tiny(data={"label_split": [[0], [12]]}), torch.device("cpu"))
+
+
+def test_flush_denormal_holds_for_the_run_only():
+    from mheads.engine import _flush_denormal
+
+    tiny_value = torch.tensor([1e-310], dtype=torch.float64)  # a float64 denormal
+    with _flush_denormal(True):
+        assert (tiny_value * 1.0).item() == 0.0
+    assert (tiny_value * 1.0).item() > 0.0
+    with _flush_denormal(False):
+        assert (tiny_value * 1.0).item() > 0.0

@@ -181,8 +181,20 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
 
     SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with a
     checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
-    with _sigterm_flag() as sigterm:
+    with _sigterm_flag() as sigterm, _flush_denormal(cfg.train.flush_denormal):
         return _fit(cfg, Path(out), resume, overwrite, comm, wrap, progress, sigterm)
+
+
+@contextmanager
+def _flush_denormal(on: bool):
+    """``train.flush_denormal`` for the length of a run (a process-wide CPU setting, off again afterwards)."""
+    if not on or not torch.set_flush_denormal(True):  # False: this CPU cannot flush denormals
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, progress, sigterm: dict):

@@ -54,8 +54,10 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
 
 
-# Config fields that do not change what a run computes: its label and how often it saves.
-BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "eval_batch_size"))
+# Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
+# (a speed setting: it changes only values below 1.2e-38, and runs written before it existed lack the field).
+BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "eval_batch_size"),
+               ("train", "flush_denormal"))
 
 
 def result_key(cfg_dict: dict) -> dict:
