@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from mheads.config import read_yaml
+from mheads.config import config_from_dict, read_yaml
 from mheads.engine import fit
 from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.spec import Spec, load_spec
@@ -79,7 +79,8 @@ def find_equivalent_run(cfg, seed: int, root: Path, run: Path) -> Path | None:
         if other.is_symlink() or other.resolve() == run.resolve() or not (other / "config.yaml").exists():
             continue
         try:
-            if result_key(read_yaml(other / "config.yaml")) == want:
+            # through the dataclasses: a run written before a field existed has that field's default
+            if result_key(config_from_dict(read_yaml(other / "config.yaml")).to_dict()) == want:
                 return other
         except Exception:  # an unreadable neighbour is simply not a match
             continue
