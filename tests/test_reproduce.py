@@ -100,3 +100,11 @@ def test_bookkeeping_fields_do_not_change_the_result_key():
     assert result_key(a) == result_key(b)
     c = {**a, "train": {**a["train"], "batch_size": a["train"]["batch_size"] + 1}}
     assert result_key(a) != result_key(c)
+
+
+def test_guided_backprop_rows_show_different_classes():
+    from mheads.reproduce.figures import first_of_each_class
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])  # stored class by class, like an image-folder test set
+    assert first_of_each_class(labels, 3).tolist() == [0, 3, 5]
+    assert first_of_each_class(labels, 9).tolist() == [0, 3, 5, 7]

@@ -38,8 +38,10 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
         tree.load_state_dict(weights)
         columns += [(f"{cell.row}\nmember {m}", tree.member(m)) for m in range(tree.num_members)]
     data = prepare_data(spec.cells[0].config, torch.device("cpu"))
-    x, y = next(data.eval_batches("test", num_images))
-    raw = data.test_x[:num_images].float() / 255.0
+    picks = first_of_each_class(data.test_y, num_images)  # test sets stored class by class would give one class
+    x, y = data.normalizer(data.test_x[picks]).contiguous(), data.test_y[picks]
+    raw = data.test_x[picks].float() / 255.0
+    num_images = len(picks)
     fig, axes = plt.subplots(num_images, len(columns) + 1, figsize=(1.6 * (len(columns) + 1), 1.7 * num_images),
                              squeeze=False)
     grads = [guided_saliency(net, x.contiguous(), y) for _, net in columns]
@@ -58,3 +60,9 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def first_of_each_class(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the first test example of each of the first ``n`` classes present (in label order)."""
+    classes = torch.unique(labels)[:n]
+    return torch.stack([torch.nonzero(labels == c)[0, 0] for c in classes])
