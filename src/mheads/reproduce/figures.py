@@ -39,7 +39,7 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
         columns += [(f"{cell.row}\nmember {m}", tree.member(m)) for m in range(tree.num_members)]
     data = prepare_data(spec.cells[0].config, torch.device("cpu"))
     picks = first_of_each_class(data.test_y, num_images)  # test sets stored class by class would give one class
-    x, y = data.normalizer(data.test_x[picks]).contiguous(), data.test_y[picks]
+    x, y = data.normalizer(data.test_x[picks]), data.test_y[picks]
     raw = data.test_x[picks].float() / 255.0
     num_images = len(picks)
     fig, axes = plt.subplots(num_images, len(columns) + 1, figsize=(1.6 * (len(columns) + 1), 1.7 * num_images),

@@ -55,7 +55,7 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
 
 
 # Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
-# (a speed setting: it changes only values below 1.2e-38, and runs written before it existed lack the field).
+# (a speed setting: it changes only values below 1.2e-38, so runs from before it existed still match).
 BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "eval_batch_size"),
                ("train", "flush_denormal"))
 
