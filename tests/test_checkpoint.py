@@ -43,8 +43,8 @@ def small_weights(step: int) -> dict[str, torch.Tensor]:
     return {"w": torch.full((4, 3), float(step)), "b": torch.arange(3) + step}
 
 
-def save(run: Path, step: int, keep: int = 3) -> Path:
-    return save_checkpoint(run, step, small_weights(step), {"step": step}, META, keep=keep)
+def save(run: Path, step: int, keep: int = 3, pinned=()) -> Path:
+    return save_checkpoint(run, step, small_weights(step), {"step": step}, META, keep=keep, pinned=pinned)
 
 
 def folder_names(run: Path) -> list[str]:
@@ -232,6 +232,12 @@ def test_pruning_keeps_the_newest_k(tmp_path, keep):
     assert [p.name for p in list_checkpoints(tmp_path)] == newest
     assert folder_names(tmp_path) == [p.name for p in list_checkpoints(tmp_path)]
     assert latest_checkpoint(tmp_path).name == "step-00000060"
+
+
+def test_pinned_steps_survive_pruning(tmp_path):
+    for step in range(0, 70, 10):
+        save(tmp_path, step, keep=2, pinned=(10, 30, 99))
+    assert [p.name for p in list_checkpoints(tmp_path)] == [f"step-{s:08d}" for s in (10, 30, 50, 60)]
 
 
 def test_pruning_removes_stale_leftovers_and_keeps_newer_ones(tmp_path):

@@ -113,6 +113,7 @@ def save_checkpoint(
     state: Mapping[str, Any],
     meta: Mapping[str, Any],
     keep: int = 3,
+    pinned: Iterable[int] = (),
 ) -> Path:
     """Write `run_dir/checkpoints/step-{step:08d}/` atomically, then prune to the newest `keep`.
 
@@ -120,6 +121,7 @@ def save_checkpoint(
     state: nested dicts/lists/tuples whose leaves are tensors, int, float, bool, str or None.
     meta: JSON data (str keys; finite numbers) describing the run: architecture, members, split, ...
     keep: committed checkpoints to keep, >= 2 (the newest is never deleted).
+    pinned: steps whose committed checkpoints are never pruned, besides the newest `keep`.
 
     Returns the checkpoint folder. Saving a step that is already committed with identical content
     does nothing; with different content it raises CheckpointError. Raises CheckpointError for
@@ -178,7 +180,7 @@ def save_checkpoint(
         if isinstance(exc, (OSError, OutputError)):
             raise CheckpointWriteError(f"cannot save checkpoint {final}: {_io_reason(exc)}") from exc
         raise
-    _prune(ckdir, keep)
+    _prune(ckdir, keep, frozenset(pinned))
     return final
 
 
@@ -314,8 +316,9 @@ def _scan(ckdir: Path, pattern: re.Pattern[str]) -> Iterable[tuple[int, Path]]:
     ]
 
 
-def _prune(ckdir: Path, keep: int) -> None:
-    """Keep the newest `keep` committed checkpoints; drop everything older than the newest committed one.
+def _prune(ckdir: Path, keep: int, pinned: frozenset = frozenset()) -> None:
+    """Keep the newest `keep` committed checkpoints and those of the `pinned` steps; drop everything else older than
+    the newest committed one.
 
     Best effort: the new checkpoint is already committed, so a failed deletion is logged, not raised.
     """
@@ -324,7 +327,7 @@ def _prune(ckdir: Path, keep: int) -> None:
     if not committed:
         return
     newest = committed[-1][0]
-    kept = {p for _, p in committed[-keep:]}
+    kept = {p for _, p in committed[-keep:]} | {p for s, p in committed if s in pinned}
     doomed = [p for s, p in steps if s < newest and p not in kept]
     # Scratch folders of the newest step or older belong to saves that can no longer finish.
     doomed += [p for s, p in _scan(ckdir, _SCRATCH_DIR) if s <= newest]

@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
     r.add_argument("--no-reuse", action="store_true",
-                   help="train every cell even when a sibling sweep under the same parent folder already ran its config")
+                   help="train every cell in full: no linking to a finished run with the same config in a sweep "
+                        "under the same parent folder, no continuing from another cell's shared pretraining")
 
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")

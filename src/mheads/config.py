@@ -171,6 +171,9 @@ class TrainConfig:
     eval_batch_size: int = 1000
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    # iterations whose checkpoints are saved and never pruned: sweeps keep the end of a shared cross-entropy
+    # pretraining here, for the cells that continue from it (mheads.reproduce.fork)
+    keep_steps: list = field(default_factory=list)
     init_from: str | None = None  # a run folder or checkpoint to start from (fine-tuning)
     init_from_member: int | None = None  # copy this member of init_from into every member (identical members)
     nan_policy: str = "stop"  # stop | skip
@@ -193,6 +196,10 @@ class TrainConfig:
         _int(f"{p}.eval_batch_size", self.eval_batch_size, 1)
         _int(f"{p}.checkpoint_every", self.checkpoint_every, 0)
         _int(f"{p}.keep_checkpoints", self.keep_checkpoints, 2)
+        if not isinstance(self.keep_steps, list):
+            _fail(f"{p}.keep_steps", self.keep_steps, "a list of iterations")
+        for i, s in enumerate(self.keep_steps):
+            _int(f"{p}.keep_steps[{i}]", s, 1)
         _choice(f"{p}.nan_policy", self.nan_policy, ("stop", "skip"))
         _int(f"{p}.max_skipped", self.max_skipped, 1)
         _choice(f"{p}.device", self.device, ("auto", "cpu", "cuda"))

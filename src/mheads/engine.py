@@ -262,7 +262,7 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
                      "wall_time_s": before_wall + time.perf_counter() - wall_start,
                      "train_time_s": before_train + train_time}
             save_checkpoint(out, step, {k: v.detach().cpu() for k, v in tree.state_dict().items()}, state, meta,
-                            keep=t.keep_checkpoints)
+                            keep=t.keep_checkpoints, pinned=t.keep_steps)
 
     model.train()
     images = t.batch_size * t.accumulate
@@ -309,7 +309,7 @@ def _fit(cfg: Config, out: Path, resume: bool, overwrite: bool, comm, wrap, prog
                        f"oracle {100 * metrics['oracle_acc']:.2f}%")
                 bar.write(msg) if show else log.info(msg)
                 run_loss, run_n = 0.0, 0
-        if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.iterations:
+        if (t.checkpoint_every and step % t.checkpoint_every == 0 or step in t.keep_steps) and step < t.iterations:
             checkpoint(step)
         stop = comm.any(sigterm["hit"])
         if stop:

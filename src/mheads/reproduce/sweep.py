@@ -5,7 +5,8 @@ A cell whose run folder holds ``metrics.json`` is done and is not rerun; a cell 
 
 Runs are deterministic given their config, so a cell whose config equals a finished run of another sweep beside this
 one (same seed; only the run's name and bookkeeping fields may differ) is not trained again: its run folder becomes a
-relative symlink to that run, and the table says which cells were reused and from where.
+relative symlink to that run, and the table says which cells were reused and from where. Cells that share a
+cross-entropy pretraining continue from one run's checkpoint at its end (``mheads.reproduce.fork``), also listed.
 """
 
 from __future__ import annotations
@@ -16,17 +17,22 @@ import os
 import time
 from pathlib import Path
 
-from mheads.config import config_from_dict, read_yaml
 from mheads.engine import fit
 from mheads.reproduce.figures import draw_figures
+from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
+from mheads.reproduce.reuse import find_equivalent_run, result_key  # noqa: F401 (result_key: part of the API)
 from mheads.reproduce.spec import Spec, load_spec
 from mheads.reproduce.tables import collect, write_tables
 from mheads.run_dir import RUN_MARKERS, hardware
 
 
-def _ordered(spec: Spec):
+def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
+    """Cells in dependency order; where cells share a cross-entropy pretraining, the longest prefix first (it keeps
+    the checkpoints the others continue from)."""
     done, order = set(), []
     pending = list(spec.cells)
+    if any(keep_steps.values()):
+        pending.sort(key=lambda c: -ce_prefix(c.config))
     while pending:
         progress = False
         for cell in list(pending):
@@ -54,39 +60,6 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
 
 
-# Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
-# (a speed setting: it changes only values below 1.2e-38, so runs from before it existed still match).
-BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "eval_batch_size"),
-               ("train", "flush_denormal"))
-
-
-def result_key(cfg_dict: dict) -> dict:
-    """The part of a config that determines a run's results."""
-    key = copy.deepcopy(cfg_dict)
-    for path in BOOKKEEPING:
-        node = key
-        for part in path[:-1]:
-            node = node.get(part, {})
-        node.pop(path[-1], None)
-    return key
-
-
-def find_equivalent_run(cfg, seed: int, root: Path, run: Path) -> Path | None:
-    """A finished, non-reused run under ``root/*/seed-<seed>/`` whose config computes the same thing as ``cfg``."""
-    want = result_key(cfg.to_dict())
-    for metrics in sorted(root.glob(f"*/seed-{seed}/*/metrics.json")):
-        other = metrics.parent
-        if other.is_symlink() or other.resolve() == run.resolve() or not (other / "config.yaml").exists():
-            continue
-        try:
-            # through the dataclasses: a run written before a field existed has that field's default
-            if result_key(config_from_dict(read_yaml(other / "config.yaml")).to_dict()) == want:
-                return other
-        except Exception:  # an unreadable neighbour is simply not a match
-            continue
-    return None
-
-
 def run_cell(cfg, run: Path) -> dict:
     """Finished metrics of one run, training or resuming it as needed."""
     metrics_path = run / "metrics.json"
@@ -111,10 +84,15 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     reused: dict[str, str] = {}
+    forked: dict[str, str] = {}
+    keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
+    if not reuse:
+        keep_steps = {}
     for seed in range(first_seed, first_seed + seeds):
-        for cell in _ordered(spec):
+        for cell in _ordered(spec, keep_steps):
             cfg = copy.deepcopy(cell.config)
             cfg.train.seed = seed
+            cfg.train.keep_steps = sorted(set(cfg.train.keep_steps) | set(keep_steps.get(cell.name, [])))
             run = out / f"seed-{seed}" / cell.name
             if cell.label_split is not None:
                 cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
@@ -128,8 +106,17 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
                     run.parent.mkdir(parents=True, exist_ok=True)
                     run.symlink_to(os.path.relpath(twin.resolve(), run.parent.resolve()), target_is_directory=True)
                     print(f"   same config as {twin}: reusing it", flush=True)
+            if reuse and not run.exists() and not run.is_symlink():
+                donor = find_fork_donor(cfg, seed, out.resolve().parent, run)
+                if donor is not None:
+                    fork_run(cfg, run, *donor)
+                    print(f"   continuing from {donor[1]} (the same cross-entropy pretraining)", flush=True)
+            label = f"{cell.row}{', ' + cell.col if cell.col else ''} (seed {seed})"
             if run.is_symlink():
-                reused[f"{cell.row} (seed {seed})"] = os.readlink(run)
+                reused[label] = os.readlink(run)
+            elif (fork := forked_from(run)) is not None:
+                forked[label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
+                                 f"at iteration {fork['iteration']}")
             results.setdefault(cell.name, []).append(run_cell(cfg, run))
             records = collect(spec, results)
             source = cfg.data.source or "embedded Fashion-MNIST subset"
@@ -141,6 +128,10 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             if reused:
                 header += ("\n\nReused runs (identical config, trained once): "
                            + "; ".join(f"{k} = `{v}`" for k, v in reused.items()) + ".")
+            if forked:
+                header += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, "
+                           "trained once; their wall times include it): "
+                           + "; ".join(f"{k} from {v}" for k, v in forked.items()) + ".")
             text = write_tables(spec, records, out, header)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
     return text

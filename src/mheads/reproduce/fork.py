@@ -1,0 +1,120 @@
+"""Share a cross-entropy pretraining phase between sweep cells (Table 5: P iterations of cross-entropy, then MCL).
+
+A run with ``loss.pretrain_iterations = P`` trains exactly like an independent cross-entropy ensemble for its
+first P iterations: the same batches, dropout and learning rates; its loss's own fields (k, mix, beta) act only from
+iteration P on. So a cell that differs from another run only in its loss can continue from that run's checkpoint at
+iteration P instead of training those iterations again. The sweep runs the cell with the longest cross-entropy
+prefix first and keeps its checkpoints at the other cells' P (``train.keep_steps``, ``plan_keep_steps``); each other
+cell is then a *fork*: a new run folder holding a copy of that checkpoint, the donor's evaluation records up to P and
+its own config, which resumes like any interrupted run and ends with the weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+from mheads.atomic import fsync_dir, write_durable
+from mheads.checkpoint import list_checkpoints, load_checkpoint
+from mheads.config import config_from_dict, read_yaml
+from mheads.reproduce.reuse import result_key
+from mheads.run_dir import read_jsonl, write_run_info
+
+__all__ = ["ce_prefix", "find_fork_donor", "fork_run", "plan_keep_steps", "prefix_key"]
+
+FORK_INFO = "forked_from"  # the run.json entry naming the donor run and iteration
+
+
+def ce_prefix(cfg) -> int:
+    """How many iterations ``cfg`` trains with independent cross-entropy from its start."""
+    if cfg.loss.name == "independent_ce":
+        return cfg.train.iterations
+    return min(cfg.loss.pretrain_iterations, cfg.train.iterations)
+
+
+def prefix_key(cfg_dict: dict) -> dict:
+    """What determines a run's cross-entropy prefix: its result key without the loss."""
+    key = result_key(cfg_dict)
+    key.pop("loss", None)
+    return key
+
+
+def _fork_point(cfg) -> int:
+    """The iteration a cell could continue from another run at (0: none)."""
+    p = cfg.loss.pretrain_iterations
+    return p if cfg.loss.name != "independent_ce" and 0 < p < cfg.train.iterations else 0
+
+
+def plan_keep_steps(cfgs: list) -> list[list[int]]:
+    """For each config, the iterations to keep checkpoints of: the fork points of the other configs that share its
+    cross-entropy prefix up to there."""
+    keys = [prefix_key(c.to_dict()) for c in cfgs]
+    plans = []
+    for i, cfg in enumerate(cfgs):
+        steps = {_fork_point(other) for j, other in enumerate(cfgs) if j != i and keys[j] == keys[i]}
+        plans.append(sorted(s for s in steps if 0 < s <= ce_prefix(cfg) and s < cfg.train.iterations))
+    return plans
+
+
+def find_fork_donor(cfg, seed: int, root: Path, run: Path) -> tuple[Path, Path] | None:
+    """A run under ``root/*/seed-<seed>/`` whose cross-entropy prefix covers ``cfg``'s pretraining and that kept a
+    checkpoint at its end: (donor run folder, checkpoint folder), or None."""
+    step = _fork_point(cfg)
+    if not step:
+        return None
+    want = prefix_key(cfg.to_dict())
+    seen = {run.resolve()}
+    for config in sorted(root.glob(f"*/seed-{seed}/*/config.yaml")):
+        other = config.parent.resolve()
+        if other in seen:
+            continue
+        seen.add(other)
+        try:
+            ocfg = config_from_dict(read_yaml(config))
+            if ce_prefix(ocfg) < step or prefix_key(ocfg.to_dict()) != want:
+                continue
+            found = [ck for ck in list_checkpoints(other) if ck.name == f"step-{step:08d}"]
+        except Exception:  # an unreadable neighbour is simply not a donor
+            continue
+        if found:
+            return other, found[0]
+    return None
+
+
+def fork_run(cfg, run: Path, donor: Path, checkpoint: Path) -> None:
+    """Create the run folder ``run`` for ``cfg`` continuing from ``donor``'s ``checkpoint``; resume it with
+    ``fit(cfg, run, resume=True)``. The folder appears whole or not at all."""
+    step = load_checkpoint(checkpoint).state["step"]  # verifies the checksums before anything is copied
+    run.parent.mkdir(parents=True, exist_ok=True)
+    for stale in run.parent.glob(f".fork-{run.name}-*"):  # left by a fork that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = run.parent / f".fork-{run.name}-{secrets.token_hex(4)}"
+    try:
+        target = tmp / "checkpoints" / checkpoint.name
+        target.mkdir(parents=True)
+        for f in sorted(checkpoint.iterdir()):
+            write_durable(target / f.name, f.read_bytes())
+        fsync_dir(target)
+        load_checkpoint(target)  # the copy reads back
+        info = json.loads((donor / "run.json").read_text())
+        extra = {k: info[k] for k in ("meta", "param_counts", "data") if k in info}
+        write_run_info(tmp, cfg.to_yaml(), {**extra, FORK_INFO: {"run": str(donor), "iteration": step}})
+        if (donor / "eval.jsonl").exists():
+            records = [r for r in read_jsonl(donor / "eval.jsonl") if r.get("step", 0) <= step]
+            write_durable(tmp / "eval.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+        fsync_dir(tmp)
+        tmp.rename(run)
+        fsync_dir(run.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def forked_from(run: Path) -> dict | None:
+    """``{"run", "iteration"}`` for a forked run folder, else None."""
+    try:
+        return json.loads((run / "run.json").read_text()).get(FORK_INFO)
+    except (OSError, ValueError):
+        return None

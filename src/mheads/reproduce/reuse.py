@@ -1,0 +1,48 @@
+"""Reuse of identical runs: a sweep cell whose config computes exactly what a finished run beside it computed.
+
+Runs are deterministic given their config, so only the fields that change what a run computes are compared
+(``result_key``); the run's name and its bookkeeping (how often it saves and evaluates in bulk, denormal flushing)
+are not.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from mheads.config import config_from_dict, read_yaml
+
+__all__ = ["BOOKKEEPING", "find_equivalent_run", "result_key"]
+
+
+# Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
+# (a speed setting: it changes only values below 1.2e-38, so runs from before it existed still match).
+BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "keep_steps"),
+               ("train", "eval_batch_size"), ("train", "flush_denormal"))
+
+
+def result_key(cfg_dict: dict) -> dict:
+    """The part of a config that determines a run's results."""
+    key = copy.deepcopy(cfg_dict)
+    for path in BOOKKEEPING:
+        node = key
+        for part in path[:-1]:
+            node = node.get(part, {})
+        node.pop(path[-1], None)
+    return key
+
+
+def find_equivalent_run(cfg, seed: int, root: Path, run: Path) -> Path | None:
+    """A finished, non-reused run under ``root/*/seed-<seed>/`` whose config computes the same thing as ``cfg``."""
+    want = result_key(cfg.to_dict())
+    for metrics in sorted(root.glob(f"*/seed-{seed}/*/metrics.json")):
+        other = metrics.parent
+        if other.is_symlink() or other.resolve() == run.resolve() or not (other / "config.yaml").exists():
+            continue
+        try:
+            # through the dataclasses: a run written before a field existed has that field's default
+            if result_key(config_from_dict(read_yaml(other / "config.yaml")).to_dict()) == want:
+                return other
+        except Exception:  # an unreadable neighbour is simply not a match
+            continue
+    return None
