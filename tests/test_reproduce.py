@@ -108,3 +108,23 @@ def test_guided_backprop_rows_show_different_classes():
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])  # stored class by class, like an image-folder test set
     assert first_of_each_class(labels, 3).tolist() == [0, 3, 5]
     assert first_of_each_class(labels, 9).tolist() == [0, 3, 5, 7]
+
+
+def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
+    from mheads.reproduce.sweep import select_cells
+
+    assert [c.name for c in select_cells(load_spec("label-split", "smoke", None), ["hinton_clusters"]).cells] == [
+        "generalist", "hinton_clusters"]
+    with pytest.raises(ConfigError, match=r"--cells: table1 has no cell 'randominit'; its cells: single, random_init"):
+        select_cells(load_spec("table1", "smoke", None), ["randominit"])
+    text = reproduce("table1", "smoke", None, tmp_path, cells=["single"])
+    assert sorted(p.name for p in (tmp_path / "seed-0").iterdir()) == ["single"]
+
+    def seeds(text):  # row label -> (seeds column, paper's ensemble-mean column)
+        rows = [[x.strip() for x in line.split("|")] for line in text.splitlines() if line.startswith("| ")]
+        return {r[1]: (r[-3], r[3]) for r in rows}
+
+    assert seeds(text)["Random init."] == ("0", "80.72")  # not run: no numbers, the paper's kept
+    assert seeds(text)["Single model"][0] == "1"
+    text = reproduce("table1", "smoke", None, tmp_path, cells=["bagging"])  # a later selection keeps the earlier rows
+    assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]

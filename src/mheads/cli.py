@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
+    r.add_argument("--cells", help="comma-separated cells to run (and those they start from), e.g. random_init")
     r.add_argument("--no-reuse", action="store_true",
                    help="train every cell in full: no linking to a finished run with the same config in a sweep "
                         "under the same parent folder, no continuing from another cell's shared pretraining")
@@ -172,7 +173,8 @@ def _cmd_reproduce(args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds: got {args.seeds}; expected an integer >= 1")
     print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
-                    first_seed=args.first_seed, reuse=not args.no_reuse))
+                    first_seed=args.first_seed, reuse=not args.no_reuse,
+                    cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None))
     return 0
 
 

@@ -12,11 +12,13 @@ cross-entropy pretraining continue from one run's checkpoint at its end (``mhead
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 
+from mheads.config import ConfigError
 from mheads.engine import fit
 from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
@@ -44,6 +46,22 @@ def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
         if not progress:
             raise ValueError(f"{spec.name}: init_from_cell dependencies form a cycle: {[c.name for c in pending]}")
     return order
+
+
+def select_cells(spec: Spec, names: list[str]) -> Spec:
+    """``spec`` with only the cells ``names`` and those they depend on (init_from_cell, clusters_of)."""
+    by_name = {c.name: c for c in spec.cells}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"--cells: {spec.name} has no cell {', '.join(map(repr, unknown))}; "
+                          f"its cells: {', '.join(by_name)}")
+    wanted, stack = set(), list(names)
+    while stack:
+        cell = by_name[stack.pop()]
+        if cell.name not in wanted:
+            wanted.add(cell.name)
+            stack += [d for d in (cell.init_from_cell, (cell.label_split or {}).get("clusters_of")) if d]
+    return dataclasses.replace(spec, cells=[c for c in spec.cells if c.name in wanted])
 
 
 def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
@@ -74,12 +92,16 @@ def run_cell(cfg, run: Path) -> dict:
 
 
 def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: int = 1,
-              overrides: list[str] = (), first_seed: int = 0, reuse: bool = True) -> str:
+              overrides: list[str] = (), first_seed: int = 0, reuse: bool = True,
+              cells: list[str] | None = None) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
     With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of retraining.
+    ``cells`` restricts the sweep to those cells (and the cells they start from); the table still lists every cell,
+    with the numbers of those an earlier sweep of ``out`` finished.
     """
     spec = load_spec(name, scale, data, overrides)
+    selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
@@ -94,6 +116,10 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             cfg.train.seed = seed
             cfg.train.keep_steps = sorted(set(cfg.train.keep_steps) | set(keep_steps.get(cell.name, [])))
             run = out / f"seed-{seed}" / cell.name
+            if cell.name not in selected:  # not asked for: in the table only if an earlier sweep finished it
+                if (run / "metrics.json").exists():
+                    results.setdefault(cell.name, []).append(json.loads((run / "metrics.json").read_text()))
+                continue
             if cell.label_split is not None:
                 cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
                 cfg.train.init_from = None
