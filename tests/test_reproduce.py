@@ -128,3 +128,11 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
     assert seeds(text)["Single model"][0] == "1"
     text = reproduce("table1", "smoke", None, tmp_path, cells=["bagging"])  # a later selection keeps the earlier rows
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
+
+
+def test_metric_values_are_percentages_for_every_accuracy():
+    from mheads.reproduce.tables import metric_value
+
+    run = {"ensemble_mean_acc": 0.5, "ensemble_mean_acc_scores": 0.25, "member_acc": [0.1, 0.3], "wall_time_s": 7.0}
+    assert [metric_value(run, m) for m in ("ensemble_mean_acc", "ensemble_mean_acc_scores", "member_acc_1",
+                                            "member_acc_mean", "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])

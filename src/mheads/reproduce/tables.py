@@ -18,7 +18,7 @@ def metric_value(metrics: dict, name: str) -> float:
         tail = name[len("member_acc_"):]
         return 100 * (sum(accs) / len(accs) if tail == "mean" else accs[int(tail)])
     value = metrics[name]
-    return 100 * value if name.endswith("_acc") else float(value)
+    return 100 * value if name.endswith("_acc") or "_acc_" in name else float(value)  # e.g. ensemble_mean_acc_scores
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
