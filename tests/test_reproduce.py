@@ -128,6 +128,9 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
     assert seeds(text)["Single model"][0] == "1"
     text = reproduce("table1", "smoke", None, tmp_path, cells=["bagging"])  # a later selection keeps the earlier rows
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
+    text = reproduce("table1", "smoke", None, tmp_path, cells=["single"])  # also rows of cells ordered after it
+    assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
+    assert seeds((tmp_path / "results.md").read_text())["Bagging"][0] == "1"
 
 
 def test_metric_values_are_percentages_for_every_accuracy():

@@ -105,11 +105,14 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
-    reused: dict[str, str] = {}
-    forked: dict[str, str] = {}
+    shared = {"reused": {}, "forked": {}}  # table notes: cells trained once elsewhere
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
+
+    def tables(seed: int, source) -> str:
+        return write_tables(spec, collect(spec, results), out, _header(scale, source, first_seed, seed, shared))
+
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec, keep_steps):
             cfg = copy.deepcopy(cell.config)
@@ -126,38 +129,49 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             elif cell.init_from_cell is not None:
                 cfg.train.init_from = str(out / f"seed-{seed}" / cell.init_from_cell)
             print(f"== {name} [{scale}] seed {seed}: {cell.name}", flush=True)
-            if reuse and not run.exists() and not run.is_symlink():
-                twin = find_equivalent_run(cfg, seed, out.resolve().parent, run)
-                if twin is not None:
-                    run.parent.mkdir(parents=True, exist_ok=True)
-                    run.symlink_to(os.path.relpath(twin.resolve(), run.parent.resolve()), target_is_directory=True)
-                    print(f"   same config as {twin}: reusing it", flush=True)
-            if reuse and not run.exists() and not run.is_symlink():
-                donor = find_fork_donor(cfg, seed, out.resolve().parent, run)
-                if donor is not None:
-                    fork_run(cfg, run, *donor)
-                    print(f"   continuing from {donor[1]} (the same cross-entropy pretraining)", flush=True)
+            if reuse:
+                _share(cfg, seed, out, run)
             label = f"{cell.row}{', ' + cell.col if cell.col else ''} (seed {seed})"
             if run.is_symlink():
-                reused[label] = os.readlink(run)
+                shared["reused"][label] = f"`{os.readlink(run)}`"
             elif (fork := forked_from(run)) is not None:
-                forked[label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
-                                 f"at iteration {fork['iteration']}")
+                shared["forked"][label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
+                                           f"at iteration {fork['iteration']}")
             results.setdefault(cell.name, []).append(run_cell(cfg, run))
-            records = collect(spec, results)
-            source = cfg.data.source or "embedded Fashion-MNIST subset"
-            if "cifar10-jpeg" in str(source):
-                source += " (CIFAR-10, JPEG copy)"
-            hw = hardware()
-            header = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
-                      f"{hw['cores']} cores, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
-            if reused:
-                header += ("\n\nReused runs (identical config, trained once): "
-                           + "; ".join(f"{k} = `{v}`" for k, v in reused.items()) + ".")
-            if forked:
-                header += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, "
-                           "trained once; their wall times include it): "
-                           + "; ".join(f"{k} from {v}" for k, v in forked.items()) + ".")
-            text = write_tables(spec, records, out, header)
+            tables(seed, cfg.data.source)  # after every run: an interrupted sweep still leaves its table
+    text = tables(first_seed + seeds - 1, spec.cells[0].config.data.source)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
+    return text
+
+
+def _share(cfg, seed: int, out: Path, run: Path) -> None:
+    """Link ``run`` to a finished identical run, or fork it from a shared pretraining, when there is one."""
+    if run.exists() or run.is_symlink():
+        return
+    twin = find_equivalent_run(cfg, seed, out.resolve().parent, run)
+    if twin is not None:
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run.symlink_to(os.path.relpath(twin.resolve(), run.parent.resolve()), target_is_directory=True)
+        print(f"   same config as {twin}: reusing it", flush=True)
+        return
+    donor = find_fork_donor(cfg, seed, out.resolve().parent, run)
+    if donor is not None:
+        fork_run(cfg, run, *donor)
+        print(f"   continuing from {donor[1]} (the same cross-entropy pretraining)", flush=True)
+
+
+def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str:
+    source = source or "embedded Fashion-MNIST subset"
+    if "cifar10-jpeg" in str(source):
+        source = f"{source} (CIFAR-10, JPEG copy)"
+    hw = hardware()
+    text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
+            f"{hw['cores']} cores, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
+    if shared["reused"]:
+        text += ("\n\nReused runs (identical config, trained once): "
+                 + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")
+    if shared["forked"]:
+        text += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, trained "
+                 "once; their wall times include it): "
+                 + "; ".join(f"{k} from {v}" for k, v in shared["forked"].items()) + ".")
     return text
