@@ -30,6 +30,9 @@ def test_yaml_round_trip(tmp_path):
     ("optim.lrate=1", r"optim.lrate: unknown key; did you mean 'lr'\?"),
     ("trian.seed=1", r"trian: unknown key; did you mean 'train'\?"),
     ("train.keep_checkpoints=1", r"train.keep_checkpoints: got 1; expected an integer >= 2"),
+    ("train.keep_steps=[100, 0]", r"train.keep_steps\[1\]: got 0; expected an integer >= 1"),
+    ("train.keep_steps=100", r"train.keep_steps: got 100; expected a list of iterations"),
+    ("optim.milestones=[4000, x]", r"optim.milestones\[1\]: got 'x'; expected an integer >= 1"),
 ])
 def test_bad_values_name_the_field(override, match):
     overrides = ["loss.name=mcl", override] if override.startswith("loss.k") else [override]

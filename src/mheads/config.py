@@ -34,6 +34,13 @@ def _int(path: str, v: Any, low: int | None = None) -> None:
         _fail(path, v, f"an integer >= {low}" if low is not None else "an integer")
 
 
+def _iterations(path: str, v: Any) -> None:
+    if not isinstance(v, list):
+        _fail(path, v, "a list of iterations")
+    for i, it in enumerate(v):
+        _int(f"{path}[{i}]", it, 1)
+
+
 def _num(path: str, v: Any, low: float, *, strict: bool = False, high: float | None = None) -> None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     ok = ok and (v > low if strict else v >= low) and (high is None or v <= high)
@@ -150,10 +157,7 @@ class OptimConfig:
         _num(f"{p}.weight_decay", self.weight_decay, 0.0)
         _choice(f"{p}.schedule", self.schedule, SCHEDULE_KINDS)
         _num(f"{p}.gamma", self.gamma, 0.0, strict=True, high=1.0)
-        if not isinstance(self.milestones, list):
-            _fail(f"{p}.milestones", self.milestones, "a list of iterations")
-        for i, m in enumerate(self.milestones):
-            _int(f"{p}.milestones[{i}]", m, 1)
+        _iterations(f"{p}.milestones", self.milestones)
         if self.schedule == "every":
             _int(f"{p}.every", self.every, 1)
         if self.schedule == "plateau":
@@ -196,10 +200,7 @@ class TrainConfig:
         _int(f"{p}.eval_batch_size", self.eval_batch_size, 1)
         _int(f"{p}.checkpoint_every", self.checkpoint_every, 0)
         _int(f"{p}.keep_checkpoints", self.keep_checkpoints, 2)
-        if not isinstance(self.keep_steps, list):
-            _fail(f"{p}.keep_steps", self.keep_steps, "a list of iterations")
-        for i, s in enumerate(self.keep_steps):
-            _int(f"{p}.keep_steps[{i}]", s, 1)
+        _iterations(f"{p}.keep_steps", self.keep_steps)
         _choice(f"{p}.nan_policy", self.nan_policy, ("stop", "skip"))
         _int(f"{p}.max_skipped", self.max_skipped, 1)
         _choice(f"{p}.device", self.device, ("auto", "cpu", "cuda"))
