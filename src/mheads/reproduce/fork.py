@@ -20,7 +20,7 @@ from mheads.atomic import fsync_dir, write_durable
 from mheads.checkpoint import list_checkpoints, load_checkpoint
 from mheads.config import config_from_dict, read_yaml
 from mheads.reproduce.reuse import result_key
-from mheads.run_dir import read_jsonl, write_run_info
+from mheads.run_dir import truncate_jsonl, write_run_info
 
 __all__ = ["ce_prefix", "find_fork_donor", "fork_run", "plan_keep_steps", "prefix_key"]
 
@@ -86,7 +86,6 @@ def find_fork_donor(cfg, seed: int, root: Path, run: Path) -> tuple[Path, Path] 
 def fork_run(cfg, run: Path, donor: Path, checkpoint: Path) -> None:
     """Create the run folder ``run`` for ``cfg`` continuing from ``donor``'s ``checkpoint``; resume it with
     ``fit(cfg, run, resume=True)``. The folder appears whole or not at all."""
-    step = load_checkpoint(checkpoint).state["step"]  # verifies the checksums before anything is copied
     run.parent.mkdir(parents=True, exist_ok=True)
     for stale in run.parent.glob(f".fork-{run.name}-*"):  # left by a fork that was killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -97,13 +96,13 @@ def fork_run(cfg, run: Path, donor: Path, checkpoint: Path) -> None:
         for f in sorted(checkpoint.iterdir()):
             write_durable(target / f.name, f.read_bytes())
         fsync_dir(target)
-        load_checkpoint(target)  # the copy reads back
+        step = load_checkpoint(target).state["step"]  # the copy reads back, checksums verified
         info = json.loads((donor / "run.json").read_text())
         extra = {k: info[k] for k in ("meta", "param_counts", "data") if k in info}
         write_run_info(tmp, cfg.to_yaml(), {**extra, FORK_INFO: {"run": str(donor), "iteration": step}})
         if (donor / "eval.jsonl").exists():
-            records = [r for r in read_jsonl(donor / "eval.jsonl") if r.get("step", 0) <= step]
-            write_durable(tmp / "eval.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+            write_durable(tmp / "eval.jsonl", (donor / "eval.jsonl").read_bytes())
+            truncate_jsonl(tmp / "eval.jsonl", step)  # the donor's records up to the fork point
         fsync_dir(tmp)
         tmp.rename(run)
         fsync_dir(run.parent)
