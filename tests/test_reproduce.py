@@ -139,3 +139,15 @@ def test_metric_values_are_percentages_for_every_accuracy():
     run = {"ensemble_mean_acc": 0.5, "ensemble_mean_acc_scores": 0.25, "member_acc": [0.1, 0.3], "wall_time_s": 7.0}
     assert [metric_value(run, m) for m in ("ensemble_mean_acc", "ensemble_mean_acc_scores", "member_acc_1",
                                             "member_acc_mean", "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])
+
+
+def test_table_header_names_the_gpu_when_one_trained_the_runs(monkeypatch):
+    from mheads.reproduce import sweep
+
+    base = {"cpu": "Some CPU", "cores": 16, "torch": "2.x"}
+    shared = {"reused": {}, "forked": {}}
+    monkeypatch.setattr(sweep, "hardware", lambda: base)
+    assert "GPU" not in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
+    monkeypatch.setattr(sweep, "hardware", lambda: {**base, "gpu": "NVIDIA H200"})
+    text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
+    assert "Some CPU, 16 cores, GPU NVIDIA H200, torch 2.x" in text and "JPEG copy" in text

@@ -165,8 +165,9 @@ def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str
     if "cifar10-jpeg" in str(source):
         source = f"{source} (CIFAR-10, JPEG copy)"
     hw = hardware()
+    gpu = f", GPU {hw['gpu']}" if "gpu" in hw else ""
     text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
-            f"{hw['cores']} cores, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
+            f"{hw['cores']} cores{gpu}, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
     if shared["reused"]:
         text += ("\n\nReused runs (identical config, trained once): "
                  + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")
