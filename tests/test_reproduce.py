@@ -141,13 +141,19 @@ def test_metric_values_are_percentages_for_every_accuracy():
                                             "member_acc_mean", "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])
 
 
-def test_table_header_names_the_gpu_when_one_trained_the_runs(monkeypatch):
+def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_path):
+    import json
+
     from mheads.reproduce import sweep
 
-    base = {"cpu": "Some CPU", "cores": 16, "torch": "2.x"}
+    monkeypatch.setattr(sweep, "hardware", lambda: {"cpu": "This CPU", "cores": 2, "torch": "2.y"})
     shared = {"reused": {}, "forked": {}}
-    monkeypatch.setattr(sweep, "hardware", lambda: base)
-    assert "GPU" not in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
-    monkeypatch.setattr(sweep, "hardware", lambda: {**base, "gpu": "NVIDIA H200"})
+    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"hardware": {"cpu": "Xeon", "cores": 16, "torch": "2.x",
+                                                          "gpu": "NVIDIA H200"}}))
+    shared["hardware"] = {sweep.trained_on(run), sweep.trained_on(tmp_path / "missing")}
     text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
-    assert "Some CPU, 16 cores, GPU NVIDIA H200, torch 2.x" in text and "JPEG copy" in text
+    assert "This CPU, 2 cores, torch 2.y; Xeon, 16 cores, GPU NVIDIA H200, torch 2.x." in text
+    assert "JPEG copy" in text

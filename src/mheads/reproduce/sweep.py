@@ -105,7 +105,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
-    shared = {"reused": {}, "forked": {}}  # table notes: cells trained once elsewhere
+    shared = {"reused": {}, "forked": {}, "hardware": set()}  # table notes: cells trained once elsewhere; where
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
@@ -122,6 +122,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             if cell.name not in selected:  # not asked for: in the table only if an earlier sweep finished it
                 if (run / "metrics.json").exists():
                     results.setdefault(cell.name, []).append(json.loads((run / "metrics.json").read_text()))
+                    shared["hardware"].add(trained_on(run))
                 continue
             if cell.label_split is not None:
                 cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
@@ -138,6 +139,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
                 shared["forked"][label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
                                            f"at iteration {fork['iteration']}")
             results.setdefault(cell.name, []).append(run_cell(cfg, run))
+            shared["hardware"].add(trained_on(run))
             tables(seed, cfg.data.source)  # after every run: an interrupted sweep still leaves its table
     text = tables(first_seed + seeds - 1, spec.cells[0].config.data.source)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
@@ -160,14 +162,27 @@ def _share(cfg, seed: int, out: Path, run: Path) -> None:
         print(f"   continuing from {donor[1]} (the same cross-entropy pretraining)", flush=True)
 
 
+def describe_hardware(hw: dict) -> str:
+    """One line for a hardware record (``mheads.run_dir.hardware``): CPU, cores, GPU if any, torch."""
+    gpu = f", GPU {hw['gpu']}" if hw.get("gpu") else ""
+    return f"{hw.get('cpu', 'unknown CPU')}, {hw.get('cores', '?')} cores{gpu}, torch {hw.get('torch', '?')}"
+
+
+def trained_on(run: Path) -> str:
+    """The hardware that trained a run, from its run.json (this machine's where the record is missing)."""
+    try:
+        return describe_hardware(json.loads((run / "run.json").read_text())["hardware"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return describe_hardware(hardware())
+
+
 def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str:
     source = source or "embedded Fashion-MNIST subset"
     if "cifar10-jpeg" in str(source):
         source = f"{source} (CIFAR-10, JPEG copy)"
-    hw = hardware()
-    gpu = f", GPU {hw['gpu']}" if "gpu" in hw else ""
-    text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; {hw['cpu']}, "
-            f"{hw['cores']} cores{gpu}, torch {hw['torch']}. Cells: mean ± std over seeds (paper in its column).")
+    where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
+    text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; trained on {where}. "
+            f"Cells: mean ± std over seeds (paper in its column).")
     if shared["reused"]:
         text += ("\n\nReused runs (identical config, trained once): "
                  + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")
