@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from mheads.run_dir import hardware as run_hardware
+from mheads.runs.folder import hardware as run_hardware
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from mheads.run_dir import hardware as run_hardware
+from mheads.runs.folder import hardware as run_hardware
 
 CIFAR_MODELS = ("cifar10_quick", "nin_cifar")
 
@@ -103,9 +103,9 @@ def worker(a) -> None:
 
     from mheads.dist import DistributedTreeNet, Placement, broadcast, init
     from mheads.dist.ops import CommClock, timed
-    from mheads.losses import compute_loss
+    from mheads.ensemble.losses import compute_loss
     from mheads.models import model_factory
-    from mheads.tree import TreeNet
+    from mheads.tree.treenet import TreeNet
 
     rank, world = a.worker, a.procs
     device = torch.device("cuda", rank) if a.backend == "nccl" else torch.device("cpu")

@@ -1,4 +1,4 @@
-"""End-to-end ``mheads.engine.fit`` against the bare training-step loop on in-memory tensors.
+"""End-to-end ``mheads.train.loop.fit`` against the bare training-step loop on in-memory tensors.
 
 ``fit`` has fixed costs (loading and normalizing the data, building the model, the final evaluation and save) that a
 short benchmark would otherwise charge to its iterations. They cancel in a difference: two runs of Na and Nb
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mheads.config import Config, DataConfig, ModelConfig, TrainConfig
-from mheads.engine import fit
+from mheads.train.loop import fit
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -36,9 +36,9 @@ from bench_util import (Row, format_table, hardware, interleaved, matmul_fn, med
 from workloads import (Setup, compile_gradient_error, make_batches, make_tree, mheads_inference,  # noqa: E402
                        mheads_train_step, plain_inference, plain_models, plain_train_step, vmap_forward)
 
-from mheads.cpu_memory import retain_freed_memory  # noqa: E402
-from mheads.flops import count_macs  # noqa: E402
-from mheads.fused import resolve_exec_mode  # noqa: E402
+from cpu_memory import retain_freed_memory  # noqa: E402
+from flops import count_macs  # noqa: E402
+from mheads.tree.fused import resolve_exec_mode  # noqa: E402
 
 M = 4
 TRAIN_BATCH = 100

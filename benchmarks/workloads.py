@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mheads.compiled import gradient_error
-from mheads.losses import independent_ce
+from mheads.train.compiled import gradient_error
+from mheads.ensemble.losses import independent_ce
 from mheads.models import create_model, model_factory
-from mheads.tree import TreeNet
+from mheads.tree.treenet import TreeNet
 
 SGD_KW = dict(lr=0.001, momentum=0.9, weight_decay=0.004)
 
@@ -130,7 +130,7 @@ def mheads_inference(setup: Setup, net: nn.Module, x: torch.Tensor, forward: Cal
 
 
 def vmap_forward(net: TreeNet) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The torch.func alternative to :mod:`mheads.fused` for one-level trees: the trunk once, then
+    """The torch.func alternative to :mod:`mheads.tree.fused` for one-level trees: the trunk once, then
     ``vmap(functional_call)`` over the branches' parameters, stacked at every call so gradients reach them."""
     if any(len(b.branches) for b in net.root.branches):
         raise ValueError("vmap_forward: only one-level trees (a single split point) are supported")
@@ -153,7 +153,7 @@ def vmap_forward(net: TreeNet) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def compile_gradient_error(setup: Setup, net: TreeNet, batch) -> float:
     """Largest relative gradient difference between ``torch.compile(net)`` and eager on one batch (see
-    :mod:`mheads.compiled`: a compiled benchmark must show this is ~0 first)."""
+    :mod:`mheads.train.compiled`: a compiled benchmark must show this is ~0 first)."""
     x, y = batch
     with setup.autocast():
         return gradient_error(net, torch.compile(net), x, y)

@@ -1,7 +1,7 @@
 """Run the ``mheads`` command line many times, cheaply, as real processes that can be killed.
 
 Starting ``python -m mheads`` costs seconds (importing torch), so a server process imports everything once and
-forks one child per command. Each child runs ``mheads.cli.main(argv)`` exactly as ``python -m mheads`` does
+forks one child per command. Each child runs ``mheads.cli.commands.main(argv)`` exactly as ``python -m mheads`` does
 (``SystemExit`` and uncaught exceptions included), with its own stdout, stderr and working folder, and can be
 sent SIGKILL or SIGTERM like any process. ``run_module`` starts a genuine ``python -m mheads`` for the checks
 that must not depend on the server.
@@ -31,7 +31,7 @@ SERVER = r"""
 import json, os, sys, traceback
 import torch  # the expensive import, done once; the children inherit it
 import torch._dynamo  # torch.optim imports it on first use: seconds
-import mheads.cli, mheads.engine, mheads.evaluate, mheads.data  # what the commands import lazily
+import mheads.cli.commands, mheads.train.loop, mheads.train.evaluate, mheads.data  # what the commands import lazily
 print("ready", flush=True)
 for line in sys.stdin:
     req = json.loads(line)
@@ -49,7 +49,7 @@ for line in sys.stdin:
                 os.close(f)
             sys.argv = ["mheads", *req["argv"]]
             try:
-                code = mheads.cli.main(req["argv"])
+                code = mheads.cli.commands.main(req["argv"])
             except SystemExit as exc:  # as the interpreter treats it
                 code = exc.code
                 if code is None:
@@ -252,7 +252,7 @@ def _read(path: Path) -> str:
 
 def committed_steps(run: Path) -> list[int]:
     """Steps whose checkpoint folder holds a commit marker, read straight from the folder (independently of
-    mheads.checkpoint): a kill never damages a committed checkpoint, so the marker is enough."""
+    mheads.runs.checkpoint): a kill never damages a committed checkpoint, so the marker is enough."""
     folder = run / "checkpoints"
     if not folder.is_dir():
         return []

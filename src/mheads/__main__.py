@@ -1,3 +1,3 @@
-from mheads.cli import main
+from mheads.cli.commands import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mheads.data import Normalizer, augment
-from mheads.data.batching import iteration_generator
+from mheads.core.seeding import derived_generator
 
 
 def _images():
@@ -80,15 +80,15 @@ def _reference_augment(x, generator, p, flip):
 @pytest.mark.parametrize("p,flip", [(0, True), (2, False), (3, True), (4, True)])
 def test_augment_matches_per_example_reference(p, flip):
     x = torch.randn(16, 3, 6, 7)
-    got = augment(x, iteration_generator(1, 5, 0), crop_padding=p, flip=flip)
-    want = _reference_augment(x, iteration_generator(1, 5, 0), p, flip)
+    got = augment(x, derived_generator(1, "test", 5, 0), crop_padding=p, flip=flip)
+    want = _reference_augment(x, derived_generator(1, "test", 5, 0), p, flip)
     assert torch.equal(got, want)
     assert got.shape == x.shape
 
 
 def test_augment_pads_with_zeros_and_varies_per_example():
     x = torch.ones(64, 1, 5, 5)
-    out = augment(x, iteration_generator(0, 0, 0), crop_padding=2, flip=True)
+    out = augment(x, derived_generator(0, "test", 0, 0), crop_padding=2, flip=True)
     assert set(out.unique().tolist()) == {0.0, 1.0}
     zeros_per_example = (out == 0).sum(dim=(1, 2, 3))
     assert len(zeros_per_example.unique()) > 3  # different offsets for different examples
@@ -96,9 +96,9 @@ def test_augment_pads_with_zeros_and_varies_per_example():
 
 def test_augment_identity_and_validation():
     x = torch.randn(4, 3, 5, 5)
-    out = augment(x, iteration_generator(0, 0, 0), crop_padding=0, flip=False)
+    out = augment(x, derived_generator(0, "test", 0, 0), crop_padding=0, flip=False)
     assert torch.equal(out, x) and out is not x
-    with pytest.raises(ValueError, match="crop_padding must be an int >= 0, got -1"):
-        augment(x, iteration_generator(0, 0, 0), crop_padding=-1)
+    with pytest.raises(ValueError, match="crop_padding: got -1; expected an integer >= 0"):
+        augment(x, derived_generator(0, "test", 0, 0), crop_padding=-1)
     with pytest.raises(ValueError, match="x must be a float tensor"):
-        augment(x.to(torch.uint8), iteration_generator(0, 0, 0), crop_padding=1)
+        augment(x.to(torch.uint8), derived_generator(0, "test", 0, 0), crop_padding=1)

@@ -51,7 +51,7 @@ def parse_run(run: str):
 
 def build_tree(members: int, split, dtype=torch.float32, size: int = 32):
     from mheads.models import model_factory
-    from mheads.tree import TreeNet
+    from mheads.tree.treenet import TreeNet
 
     return TreeNet(model_factory("cifar10_quick", num_classes=10, image_size=size), members, split, seed=0).to(dtype)
 
@@ -62,7 +62,7 @@ def batch(step: int, dtype=torch.float32, size: int = 32):
 
 
 def loss_of(name: str, logits: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-    from mheads.losses import compute_loss
+    from mheads.ensemble.losses import compute_loss
 
     return compute_loss(name, logits, y, k=1, generator=torch.Generator().manual_seed(5000 + step)).loss
 

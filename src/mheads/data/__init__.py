@@ -5,7 +5,7 @@ uint8 images (N, C, H, W) and int64 labels, caching decoded files as `.npz`. Bad
 `DataError` with a one-line message.
 """
 
-from mheads.data.batching import BatchPlan, iteration_generator
+from mheads.data.batching import BatchPlan
 from mheads.data.dataset import Dataset, Split
 from mheads.data.detect import ACCEPTED_LAYOUTS
 from mheads.data.embedded import EMBEDDED_NAME, load_embedded
@@ -23,7 +23,6 @@ __all__ = [
     "Normalizer",
     "Split",
     "augment",
-    "iteration_generator",
     "load_dataset",
     "load_embedded",
 ]

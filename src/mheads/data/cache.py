@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mheads.atomic import OutputError, atomic_write_bytes
+from mheads.core.atomic import OutputError, atomic_write_bytes
 from mheads.data.dataset import Dataset, Split
 from mheads.data.errors import DataError
 from mheads.data.sources import DirSource

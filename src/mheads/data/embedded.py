@@ -13,6 +13,7 @@ from importlib import resources
 
 import numpy as np
 
+from mheads.core.checks import check_int
 from mheads.data.dataset import Dataset, Split
 from mheads.data.errors import DataError
 
@@ -61,8 +62,7 @@ def build_subset(
 ) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """A class-balanced subset of `full` in original order, with the chosen train and test indices."""
     for field, value in (("train_per_class", train_per_class), ("test_per_class", test_per_class)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{field} must be an int >= 1, got {value!r}")
+        check_int(field, value, 1)
     train_index = _select(full.train.labels, full.num_classes, train_per_class, seed, "train")
     test_index = _select(full.test.labels, full.num_classes, test_per_class, seed, "test")
     subset = Dataset(

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mheads.core.checks import check_int
+
 __all__ = ["NORMALIZE_MODES", "Normalizer", "augment"]
 
 NORMALIZE_MODES = ("mean_image", "per_channel", "none")
@@ -110,8 +112,7 @@ def augment(
     flip: mirror each example left-right with probability 1/2.
     Returns (B, C, H, W), a new tensor (x is not modified).
     """
-    if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-        raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+    check_int("crop_padding", crop_padding, 0)
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"x must be a float tensor of shape (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
     batch, channels, height, width = x.shape

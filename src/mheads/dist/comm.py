@@ -1,8 +1,7 @@
-"""The communicator the training engine talks to, so that the engine itself never imports torch.distributed.
+"""The distributed implementation of the training loop's communicator (``mheads.train.comm.Comm``).
 
-The engine needs only a few agreements between ranks: the root's loss (for the plateau schedule), "did any rank
-see a NaN", "stop now" (SIGTERM) and a barrier. :class:`DistComm` provides them over the default process group;
-``mheads.engine.LocalComm`` is the single-process stand-in with the same attributes.
+:class:`DistComm` answers the loop's few agreements between ranks (the root's loss, "did any rank see a NaN",
+"stop now", a barrier) over the default process group; ``mheads.train.comm.LocalComm`` is the single-process one.
 """
 
 from __future__ import annotations
@@ -10,30 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
 
+from mheads.core.checks import check_number
 from mheads.dist import faults
+from mheads.train.comm import Comm  # noqa: F401 (re-exported: the protocol DistComm implements)
 from mheads.dist.faults import DistributedFailure, Heartbeat, collective, failure_from, is_comm_error
 
 __all__ = ["Comm", "DistComm", "default_backend", "init", "init_from_env"]
-
-
-@runtime_checkable
-class Comm(Protocol):
-    """What the engine may ask of the ranks (all calls are collective: every rank makes them, in the same order)."""
-
-    is_root: bool
-    rank: int
-    world_size: int
-
-    def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor: ...
-
-    def any(self, flag: bool) -> bool: ...
-
-    def barrier(self) -> None: ...
 
 
 def default_backend(device: str | torch.device | None = None) -> str:
@@ -128,8 +113,7 @@ def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | 
         store_host: the rank whose process serves ``store``, if any (named when the store stops answering).
         device: the device collectives use; None: ``cuda`` (current device) for NCCL, else CPU.
     """
-    if not (isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and timeout_s > 0):
-        raise ValueError(f"timeout_s: got {timeout_s!r}; expected a number of seconds > 0")
+    check_number("timeout_s (seconds)", timeout_s, 0, strict_low=True)
     backend = backend or default_backend(device)
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"backend: got {backend!r}; expected 'gloo' or 'nccl'")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from mheads.dist.comm import DistComm, default_backend, init_from_env
 from mheads.dist.model import DistributedTreeNet
 from mheads.dist.placement import Placement
-from mheads.tree import TreeNet
+from mheads.tree.treenet import TreeNet
 
 __all__ = ["setup_from_config"]
 
@@ -15,7 +15,7 @@ __all__ = ["setup_from_config"]
 def setup_from_config(cfg) -> tuple[DistComm, Callable[[TreeNet], DistributedTreeNet]]:
     """Join the torchrun job for ``cfg`` (``cfg.dist.placement``, ``cfg.dist.timeout_s``, ``cfg.train.device``).
 
-    Returns ``(comm, wrap)`` for ``mheads.engine.fit(..., comm=comm, wrap=wrap)``: ``wrap(tree)`` keeps this rank's
+    Returns ``(comm, wrap)`` for ``mheads.train.loop.fit(..., comm=comm, wrap=wrap)``: ``wrap(tree)`` keeps this rank's
     part of the TreeNet every rank builds. The backend is NCCL when training on CUDA, gloo on CPU.
     """
     placement = Placement.from_dict(cfg.dist.placement)

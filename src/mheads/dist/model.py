@@ -20,7 +20,7 @@ from mheads.dist.faults import collective
 from mheads.dist.ops import broadcast, gather
 from mheads.dist.placement import Placement, PlacementError
 from mheads.dist.transfer import recv_named, send_named
-from mheads.tree import TreeNet
+from mheads.tree.treenet import TreeNet
 
 __all__ = ["DistributedTreeNet"]
 
@@ -67,7 +67,7 @@ class DistributedTreeNet(nn.Module):
             raise RuntimeError("DistributedTreeNet: torch.distributed is not initialized; call "
                                "mheads.dist.init_from_env first (under torchrun)")
         if not isinstance(tree, TreeNet):
-            raise TypeError(f"tree: got {type(tree).__name__}; expected a mheads.tree.TreeNet")
+            raise TypeError(f"tree: got {type(tree).__name__}; expected a mheads.tree.treenet.TreeNet")
         if placement is None or isinstance(placement, Mapping):
             placement = Placement.from_dict(placement)
         self.group = group

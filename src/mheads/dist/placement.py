@@ -7,6 +7,7 @@ Ranks are positions in the process group the model runs on (the whole job by def
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from mheads.core.checks import is_int
 from dataclasses import dataclass
 
 __all__ = ["Placement", "PlacementError"]
@@ -19,8 +20,7 @@ class PlacementError(ValueError):
     """A placement that does not fit the model or the number of processes; the message names the field."""
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+_is_int = is_int
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from mheads.core.checks import check_int
+
 ModelFn = Callable[..., nn.Sequential]
 
 _REGISTRY: dict[str, ModelFn] = {}
@@ -65,13 +67,12 @@ def create_model(
     fn = _check_name(name)
     for field, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
                               ("image_size", image_size, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{field}: got {value!r}; expected an integer >= {low}")
+        check_int(field, value, low)
     return fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
 
 
 def model_factory(name: str, **kwargs) -> Callable[[], nn.Sequential]:
-    """A zero-argument factory for :class:`~mheads.tree.TreeNet` (validates the name at once)."""
+    """A zero-argument factory for :class:`~mheads.tree.treenet.TreeNet` (validates the name at once)."""
     _check_name(name)
     return lambda: create_model(name, **kwargs)
 

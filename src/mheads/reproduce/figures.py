@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mheads.plots import heatmap_grid
+from mheads.report.figures import heatmap_grid
 
 
 def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None) -> list[Path]:
@@ -26,10 +26,10 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
     """Rows: test images; columns: the image, then each member of every cell (Figure 2(e))."""
     import matplotlib.pyplot as plt
 
-    from mheads.build import tree_from_meta
-    from mheads.data_prep import prepare_data
-    from mheads.evaluate import load_run_weights
+    from mheads.data.resident import prepare_data
     from mheads.reproduce.guided_backprop import guided_saliency, to_image
+    from mheads.train.build import tree_from_meta
+    from mheads.train.evaluate import load_run_weights
 
     columns = []  # (title, member network)
     for cell in spec.cells:

@@ -16,11 +16,11 @@ import secrets
 import shutil
 from pathlib import Path
 
-from mheads.atomic import fsync_dir, write_durable
-from mheads.checkpoint import list_checkpoints, load_checkpoint
 from mheads.config import config_from_dict, read_yaml
+from mheads.core.atomic import fsync_dir, write_durable
 from mheads.reproduce.reuse import result_key
-from mheads.run_dir import truncate_jsonl, write_run_info
+from mheads.runs.checkpoint import list_checkpoints, load_checkpoint
+from mheads.runs.folder import truncate_jsonl, write_run_info
 
 __all__ = ["ce_prefix", "find_fork_donor", "fork_run", "plan_keep_steps", "prefix_key"]
 

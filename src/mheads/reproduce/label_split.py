@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from mheads.data_prep import prepare_data
-from mheads.evaluate import load_run_weights
-from mheads.build import tree_from_meta
-from mheads.strategies import random_label_split
+from mheads.data.resident import prepare_data
+from mheads.ensemble.strategies import random_label_split
+from mheads.train.build import tree_from_meta
+from mheads.train.evaluate import load_run_weights
 
 
 def random_split_lists(num_classes: int, num_members: int, seed: int) -> list[list[int]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mheads.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml
-from mheads.recipes import REPO_EXPERIMENTS, deep_merge
+from mheads.config.recipes import EXPERIMENTS, deep_merge
 
 SCALES = ("smoke", "cpu", "paper")
 SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures", "random_label_trials"}
@@ -40,7 +40,7 @@ class Spec:
     note: str = ""
 
 
-def experiment_path(name: str, root: Path = REPO_EXPERIMENTS) -> Path:
+def experiment_path(name: str, root: Path = EXPERIMENTS) -> Path:
     path = root / f"{name.replace('-', '_')}.yaml"
     if not path.exists():
         available = sorted(p.stem.replace("_", "-") for p in root.glob("*.yaml")
@@ -50,7 +50,7 @@ def experiment_path(name: str, root: Path = REPO_EXPERIMENTS) -> Path:
 
 
 def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = (),
-              root: Path = REPO_EXPERIMENTS) -> Spec:
+              root: Path = EXPERIMENTS) -> Spec:
     if scale not in SCALES:
         raise ConfigError(f"--scale: got {scale!r}; expected one of {', '.join(SCALES)}")
     path = experiment_path(name, root)

@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 from mheads.config import ConfigError
-from mheads.engine import fit
+from mheads.core.seeding import label_split_trial_seed
 from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
 from mheads.reproduce.reuse import find_equivalent_run, result_key  # noqa: F401 (result_key: part of the API)
 from mheads.reproduce.spec import Spec, load_spec
 from mheads.reproduce.tables import collect, write_tables
-from mheads.run_dir import RUN_MARKERS, hardware
+from mheads.runs.folder import RUN_MARKERS, hardware
+from mheads.train.loop import fit
 
 
 def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
@@ -72,7 +73,7 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     spec = cell.label_split
     if "random" in spec:
         num_classes = load_dataset(cfg.data.source).num_classes
-        return random_split_lists(num_classes, cfg.model.members, int(spec["random"]) + 1000 * cfg.train.seed)
+        return random_split_lists(num_classes, cfg.model.members, label_split_trial_seed(spec["random"], cfg.train.seed))
     generalist = seed_dir / spec["clusters_of"]
     cov = label_score_covariance(generalist, cfg)
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
@@ -163,7 +164,7 @@ def _share(cfg, seed: int, out: Path, run: Path) -> None:
 
 
 def describe_hardware(hw: dict) -> str:
-    """One line for a hardware record (``mheads.run_dir.hardware``): CPU, cores, GPU if any, torch."""
+    """One line for a hardware record (``mheads.runs.folder.hardware``): CPU, cores, GPU if any, torch."""
     gpu = f", GPU {hw['gpu']}" if hw.get("gpu") else ""
     return f"{hw.get('cpu', 'unknown CPU')}, {hw.get('cores', '?')} cores{gpu}, torch {hw.get('torch', '?')}"
 

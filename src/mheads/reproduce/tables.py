@@ -7,7 +7,7 @@ import math
 import statistics
 from pathlib import Path
 
-from mheads.report import table
+from mheads.report.tables import table
 
 
 def metric_value(metrics: dict, name: str) -> float:

@@ -1,0 +1,217 @@
+"""The ``mheads`` command line: thin parsing around the library.
+
+Exit codes: 0 success; 2 bad input (config, data, paths, checkpoints: a one-line message, no traceback unless
+``--debug``); 3 a numerical fault stopped training; 4 a distributed peer failed; 75 preempted by SIGTERM after
+writing a checkpoint (continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT, EXIT_NUMERICAL, EXIT_DIST = 2, 3, 4
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mheads.config import ConfigError
+    from mheads.core.atomic import OutputError
+    from mheads.data import DataError
+    from mheads.runs.checkpoint import CheckpointError
+    from mheads.runs.folder import RunExistsError
+
+    errors = (ConfigError, DataError, CheckpointError, RunExistsError, OutputError, UsageError)
+    if "mheads.dist" in sys.modules:  # a bad placement is bad input too (dist is imported only under torchrun)
+        errors += (sys.modules["mheads.dist"].PlacementError,)
+    return errors
+
+
+class UsageError(ValueError):
+    """A bad command-line combination."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mheads", description="Train diverse deep ensembles (TreeNets, MCL).")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an ensemble from a YAML config")
+    t.add_argument("--config", help="YAML config (defaults to the run's own config.yaml with --resume)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=0.01")
+    t.add_argument("--out", help="output folder for the run")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="re-evaluate a run's saved members")
+    e.add_argument("--run", required=True, help="a run folder written by `mheads train`")
+    e.add_argument("--data", help="data to evaluate on (default: the run's own data source)")
+    e.add_argument("--split", default="test", choices=("train", "test"))
+
+    sub.add_parser("list-models", help="list the registered base networks and their split points")
+
+    pl = sub.add_parser("plot", help="draw the oracle-assignment heatmap and training curves of a run")
+    pl.add_argument("run", help="a run folder")
+
+    r = sub.add_parser("reproduce", help="rerun one of the paper's experiments and tabulate it next to the paper")
+    r.add_argument("name", help="table1, table3, table4, table5, table6, mcl-ce, label-split, table2, ...")
+    r.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
+    r.add_argument("--data", help="data set path (default: the embedded Fashion-MNIST subset)")
+    r.add_argument("--out", required=True, help="sweep folder (rerunning it resumes, skipping finished cells)")
+    r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    r.add_argument("--first-seed", type=int, default=0)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
+    r.add_argument("--cells", help="comma-separated cells to run (and those they start from), e.g. random_init")
+    r.add_argument("--no-reuse", action="store_true",
+                   help="train every cell in full: no linking to a finished run with the same config in a sweep "
+                        "under the same parent folder, no continuing from another cell's shared pretraining")
+
+    d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--config", help="demo recipe (default: experiments/demo.yaml)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    return p
+
+
+def _cmd_train(args) -> int:
+    from mheads.config import load_config
+    from mheads.train.loop import fit
+
+    if args.resume:
+        out = Path(args.resume)
+        if args.out and Path(args.out) != out:
+            raise UsageError(f"--out {args.out}: differs from --resume {args.resume}; give one folder")
+        config = args.config or out / "config.yaml"
+        if not Path(config).exists():
+            raise UsageError(f"--resume {out}: no config.yaml there; is it a run folder written by `mheads train`?")
+    else:
+        if not args.config:
+            raise UsageError("--config: missing; give a YAML config (see experiments/ for examples)")
+        if not args.out:
+            raise UsageError("--out: missing; give a folder for the run's outputs")
+        out, config = Path(args.out), args.config
+    cfg = load_config(config, args.set)
+    comm, wrap = _distributed(cfg)
+    try:
+        metrics = fit(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, comm=comm, wrap=wrap,
+                      progress=False if args.no_progress else None)
+    finally:
+        if comm is not None:
+            comm.destroy()
+    if metrics is not None:
+        from mheads.report.tables import format_run_summary
+
+        print(format_run_summary(cfg.name, metrics))
+        print(f"run written to {out}")
+    return 0
+
+
+def _distributed(cfg):
+    """Under torchrun (WORLD_SIZE > 1) the run is model-parallel across the ranks; otherwise single-process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None, None
+    from mheads.dist import setup_from_config
+
+    return setup_from_config(cfg)
+
+
+def _cmd_eval(args) -> int:
+    from mheads.train.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, data=args.data, split=args.split)
+    from mheads.report.tables import format_run_summary
+
+    print(format_run_summary(f"{args.run} ({args.split})", metrics))
+    print(json.dumps({k: metrics[k] for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
+    return 0
+
+
+def _cmd_list_models(args) -> int:
+    from mheads.models import create_model, list_models, parameterized_layers
+
+    for name in list_models():
+        kw = {"image_size": 227 if name == "caffenet" else 224 if name == "nin_imagenet" else 32}
+        print(f"{name:14s} split points: {', '.join(parameterized_layers(create_model(name, **kw)))}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from mheads.report.figures import assignment_heatmap, training_curves
+    from mheads.runs.folder import read_jsonl
+
+    run = Path(args.run)
+    mpath = run / "metrics.json"
+    if not mpath.exists():
+        raise UsageError(f"{mpath}: not found; is {run} a finished run folder?")
+    try:
+        metrics = json.loads(mpath.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{mpath}: not valid JSON ({err})") from None
+    heat = assignment_heatmap(metrics["oracle_assignment"], metrics["classes"], run / "plots" / "assignment.png",
+                              title=f"Oracle assignment per class: {run.name}")
+    print(f"wrote {heat}")
+    history = read_jsonl(run / "eval.jsonl")
+    if history:
+        print(f"wrote {training_curves(history, run / 'plots' / 'curves.png', title=run.name)}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from mheads.cli.demo import run_demo
+
+    run_demo(Path(args.out), recipe=args.config, overrides=args.set)
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from mheads.reproduce import reproduce
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds: got {args.seeds}; expected an integer >= 1")
+    print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
+                    first_seed=args.first_seed, reuse=not args.no_reuse,
+                    cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None))
+    return 0
+
+
+COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval, "list-models": _cmd_list_models, "plot": _cmd_plot,
+            "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("mheads: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        code, prefix = _exit_code(err)
+        if code is None:
+            raise
+        print(f"mheads: {prefix}{err}", file=sys.stderr)
+        return code
+
+
+def _exit_code(err: Exception) -> tuple[int | None, str]:
+    """The exit code an error ends the command with (None: a bug, shown with its traceback)."""
+    from mheads.train.numerics import NumericalFault
+    from mheads.train.preempt import PREEMPTED_EXIT_CODE, Preempted
+
+    if isinstance(err, Preempted):
+        return PREEMPTED_EXIT_CODE, ""
+    if isinstance(err, NumericalFault):
+        return EXIT_NUMERICAL, "error: "
+    if isinstance(err, _user_errors()):
+        return EXIT_BAD_INPUT, "error: "
+    dist = sys.modules.get("mheads.dist")  # imported only under torchrun: its failures can arise only then
+    if dist is not None and isinstance(err, dist.DistributedFailure):
+        return EXIT_DIST, "error: "
+    return None, ""

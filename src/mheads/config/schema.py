@@ -1,0 +1,244 @@
+"""The run configuration: validated dataclasses, one per section of a config file.
+
+Every error is a :class:`ConfigError` whose one-line message names the field (dotted path), the bad value and what
+is allowed. A :class:`Config` validates itself when built (``__post_init__``) and again when ``fit`` starts, so a
+config built or edited in Python gets the same checks as one read from YAML. Names are checked against the
+registries that own them: models (``mheads.models``), losses (``mheads.ensemble.losses.LOSSES``) and schedules
+(``mheads.train.schedules``); those are imported when a config is validated, not when this module is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from mheads.core.checks import check_choice, check_int, check_iterations, check_number
+
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field, the value and what is allowed."""
+
+
+def _fail(path: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{path}: got {value!r}; expected {allowed}")
+
+
+def _int(path: str, v: Any, low: int | None = None, high: int | None = None) -> None:
+    check_int(path, v, low, high, error=ConfigError)
+
+
+def _num(path: str, v: Any, low: float, *, strict: bool = False, high: float | None = None) -> None:
+    check_number(path, v, low, high, strict_low=strict, error=ConfigError)
+
+
+def _choice(path: str, v: Any, allowed) -> None:
+    check_choice(path, v, allowed, error=ConfigError)
+
+
+def _losses() -> dict:
+    from mheads.ensemble.losses import LOSSES
+
+    return LOSSES
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cifar10_quick"
+    members: int = 4
+    split: Any = None  # None | layer name | [[layer, branches], ...]
+    init: str = "independent"  # independent: a seed per member; same: identical members (Table 6)
+    options: dict = field(default_factory=dict)  # family options, e.g. {width: 0.5}
+    exec: str = "loop"  # loop | fused | auto
+
+    def validate(self, p: str = "model") -> None:
+        from mheads.models import list_models
+
+        _choice(f"{p}.name", self.name, tuple(list_models()))
+        _int(f"{p}.members", self.members, 1)
+        _choice(f"{p}.init", self.init, ("independent", "same"))
+        _choice(f"{p}.exec", self.exec, ("loop", "fused", "auto"))
+        if not isinstance(self.options, dict):
+            _fail(f"{p}.options", self.options, "a mapping of model options, e.g. {width: 0.5}")
+        s = self.split
+        if isinstance(s, list):
+            for i, level in enumerate(s):
+                if not (isinstance(level, (list, tuple)) and len(level) == 2 and isinstance(level[0], str)):
+                    _fail(f"{p}.split[{i}]", level, "a [layer name, number of branches] pair")
+            self.split = [tuple(level) for level in s]
+        elif s is not None and not isinstance(s, str):
+            _fail(f"{p}.split", s, "null (independent members), a layer name, or a list of [layer, branches]")
+
+
+@dataclass
+class DataConfig:
+    source: str | None = None  # None: the embedded Fashion-MNIST subset
+    normalize: str = "mean_image"  # mean_image (Caffe) | per_channel | none
+    crop_padding: int = 0
+    flip: bool = False
+    bagging: bool = False  # each member trains on its own bootstrap sample
+    train_limit: int | None = None  # use the first N training images (class-balanced subsets are up to the user)
+    test_limit: int | None = None
+    label_split: list | None = None  # specialists: per member, the list of labels it trains on
+
+    def validate(self, p: str = "data") -> None:
+        _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
+        _int(f"{p}.crop_padding", self.crop_padding, 0)
+        for name in ("flip", "bagging"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"{p}.{name}", getattr(self, name), "true or false")
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                _int(f"{p}.{name}", getattr(self, name), 1)
+        if self.source is not None and not isinstance(self.source, str):
+            _fail(f"{p}.source", self.source, "a path or null for the embedded data")
+
+
+@dataclass
+class LossConfig:
+    name: str = "independent_ce"
+    k: int = 1  # MCL: members assigned per example
+    mix: float = 0.5  # mcl_ce: weight of the MCL term (1 - mix on independent cross-entropy)
+    beta: float = 0.75  # cmcl: weight pulling non-assigned members toward uniform
+    pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
+
+    def validate(self, members: int, p: str = "loss") -> None:
+        losses = _losses()
+        _choice(f"{p}.name", self.name, tuple(losses))
+        _int(f"{p}.k", self.k, 1)
+        if losses[self.name].assigns and self.k > members:
+            _fail(f"{p}.k", self.k, f"an integer in 1..{members} (model.members)")
+        _num(f"{p}.mix", self.mix, 0.0, high=1.0)
+        _num(f"{p}.beta", self.beta, 0.0)
+        _int(f"{p}.pretrain_iterations", self.pretrain_iterations, 0)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.004
+    lr_times_members: bool = False  # averaged losses scale member gradients by 1/M; the paper raises lr by M
+    schedule: str = "steps"  # fixed | steps | every | plateau
+    milestones: list = field(default_factory=lambda: [4000])
+    gamma: float = 0.1
+    every: int = 0
+    window: int = 1000
+    threshold: float = 0.01
+
+    def validate(self, p: str = "optim") -> None:
+        from mheads.train.schedules import SCHEDULE_KINDS  # the schedules' own list
+
+        _num(f"{p}.lr", self.lr, 0.0, strict=True)
+        _num(f"{p}.momentum", self.momentum, 0.0, high=1.0)
+        _num(f"{p}.weight_decay", self.weight_decay, 0.0)
+        _choice(f"{p}.schedule", self.schedule, SCHEDULE_KINDS)
+        _num(f"{p}.gamma", self.gamma, 0.0, strict=True, high=1.0)
+        check_iterations(f"{p}.milestones", self.milestones, error=ConfigError)
+        if self.schedule == "every":
+            _int(f"{p}.every", self.every, 1)
+        if self.schedule == "plateau":
+            _int(f"{p}.window", self.window, 1)
+        _num(f"{p}.threshold", self.threshold, 0.0, high=1.0)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    iterations: int = 5000
+    batch_size: int = 100
+    accumulate: int = 1  # gradient accumulation over n batches per update (Table 6)
+    eval_every: int = 1000
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    # iterations whose checkpoints are saved and never pruned: sweeps keep the end of a shared cross-entropy
+    # pretraining here, for the cells that continue from it (mheads.reproduce.fork)
+    keep_steps: list = field(default_factory=list)
+    init_from: str | None = None  # a run folder or checkpoint to start from (fine-tuning)
+    init_from_member: int | None = None  # copy this member of init_from into every member (identical members)
+    nan_policy: str = "stop"  # stop | skip
+    max_skipped: int = 10  # skip policy: stop after this many bad steps in a row
+    device: str = "auto"  # auto | cpu | cuda
+    channels_last: bool = True
+    amp: bool = False  # bf16 autocast (GPU only; on a CPU without bf16 units it is much slower)
+    compile: bool = False  # torch.compile, used only if its gradients match eager mode on a first batch
+    threads: int | None = None
+    # CPU: treat denormal floats as zero. MCL's specialised members drive some values into the denormal range,
+    # where x86 arithmetic is many times slower: without this, late MCL k=1 steps ran ~25% slower here.
+    flush_denormal: bool = True
+
+    def validate(self, p: str = "train") -> None:
+        _int(f"{p}.seed", self.seed, 0)
+        _int(f"{p}.iterations", self.iterations, 1)
+        _int(f"{p}.batch_size", self.batch_size, 1)
+        _int(f"{p}.accumulate", self.accumulate, 1)
+        _int(f"{p}.eval_every", self.eval_every, 0)
+        _int(f"{p}.eval_batch_size", self.eval_batch_size, 1)
+        _int(f"{p}.checkpoint_every", self.checkpoint_every, 0)
+        _int(f"{p}.keep_checkpoints", self.keep_checkpoints, 2)
+        check_iterations(f"{p}.keep_steps", self.keep_steps, error=ConfigError)
+        _choice(f"{p}.nan_policy", self.nan_policy, ("stop", "skip"))
+        _int(f"{p}.max_skipped", self.max_skipped, 1)
+        _choice(f"{p}.device", self.device, ("auto", "cpu", "cuda"))
+        if self.threads is not None:
+            _int(f"{p}.threads", self.threads, 1)
+        if self.init_from_member is not None:
+            _int(f"{p}.init_from_member", self.init_from_member, 0)
+            if self.init_from is None:
+                _fail(f"{p}.init_from_member", self.init_from_member, "null unless train.init_from is set")
+
+
+@dataclass
+class DistConfig:
+    placement: dict | None = None  # {trunk: 0, branches: [0, 1, 2]}; default round-robin
+    timeout_s: float = 120.0
+
+    def validate(self, p: str = "dist") -> None:
+        _num(f"{p}.timeout_s", self.timeout_s, 0.0, strict=True)
+        if self.placement is not None and not isinstance(self.placement, dict):
+            _fail(f"{p}.placement", self.placement, "a mapping like {trunk: 0, branches: [0, 1, 2]}")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    name: str = "run"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> Config:
+        self.model.validate()
+        self.data.validate()
+        self.loss.validate(self.model.members)
+        self.optim.validate()
+        self.train.validate()
+        self.dist.validate()
+        if not isinstance(self.name, str) or not self.name:
+            _fail("name", self.name, "a non-empty string naming the run")
+        if self.data.bagging and _losses()[self.loss.name].average is not None:
+            _fail("data.bagging", True, "false with an averaged loss (bagging weights members separately)")
+        if self.data.label_split is not None:
+            ls = self.data.label_split
+            if not isinstance(ls, list) or len(ls) != self.model.members:
+                _fail("data.label_split", ls, f"a list of {self.model.members} label lists (one per member)")
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if isinstance(d["model"]["split"], (list, tuple)):
+            d["model"]["split"] = [list(level) for level in d["model"]["split"]]
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -1,0 +1,115 @@
+"""Device-resident training data: a config's data section as tensors on the training device, batched by index.
+
+The whole training set stays uint8 on the training device (a GPU holds CIFAR-10 in 150 MB); each batch is
+gathered by index, converted to float, normalized and augmented there, so the hot path has no per-sample Python.
+Bagging and label-split specialists are per-member example weights ``(M, N)`` gathered with the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from mheads.config import Config, ConfigError
+from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
+from mheads.ensemble.strategies import bootstrap_counts
+
+__all__ = ["ResidentData", "prepare_data"]
+
+
+@dataclass
+class ResidentData:
+    """The whole data set on the training device (uint8 images, int64 labels) with its batching state: which
+    examples form batch ``b`` (``plan``), normalization, augmentation and per-member example weights."""
+
+    device: torch.device
+    classes: list[str]
+    train_x: torch.Tensor  # (N, C, H, W) uint8
+    train_y: torch.Tensor  # (N,) int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    normalizer: Normalizer
+    plan: BatchPlan
+    weights: torch.Tensor | None  # (M, N) per-member example weights, or None
+    crop_padding: int
+    flip: bool
+    memory_format: torch.memory_format
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[2])
+
+    def train_batch(self, b: int, generator: torch.Generator):
+        """Batch ``b``: (x (B, C, H, W) float, y (B,), per-member weights (M, B) or None)."""
+        idx = self.plan.indices(b).to(self.device)
+        x = self.normalizer(self.train_x[idx])
+        if self.crop_padding or self.flip:
+            x = augment(x, generator, self.crop_padding, self.flip)
+        x = x.contiguous(memory_format=self.memory_format)
+        w = self.weights[:, idx] if self.weights is not None else None
+        return x, self.train_y[idx], w
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        xs, ys = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        for i in range(0, len(ys), batch_size):
+            x = self.normalizer(xs[i:i + batch_size]).contiguous(memory_format=self.memory_format)
+            yield x, ys[i:i + batch_size]
+
+    def describe(self) -> dict:
+        return {"source": self.source, "classes": self.classes, "train": int(len(self.train_y)),
+                "test": int(len(self.test_y)), "image_shape": list(self.train_x.shape[1:])}
+
+
+def _limit(x, y, n):
+    return (x, y) if n is None else (x[:n], y[:n])
+
+
+def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> ResidentData:
+    """Load (or take) the data set, check it fits the model, and build the batching state."""
+    d, M = cfg.data, cfg.model.members
+    ds = dataset if dataset is not None else load_dataset(d.source)
+    C, H, W = ds.image_shape
+    if H != W:
+        raise DataError(f"data.source {d.source}: images are {H}x{W}; the models take square images")
+    train_x, train_y = _limit(ds.train.images, ds.train.labels, d.train_limit)
+    test_x, test_y = _limit(ds.test.images, ds.test.labels, d.test_limit)
+    normalizer = Normalizer.fit(train_x, d.normalize).to(device)
+    weights = None
+    if d.bagging:
+        weights = bootstrap_counts(len(train_y), M, cfg.train.seed).float()
+    if d.label_split is not None:
+        mask = torch.zeros(M, ds.num_classes)
+        for m, labels in enumerate(d.label_split):
+            for c in labels:
+                if not isinstance(c, int) or not 0 <= c < ds.num_classes:
+                    raise ConfigError(f"data.label_split[{m}]: got label {c!r}; expected 0..{ds.num_classes - 1}")
+                mask[m, c] = 1.0
+        spec = mask[:, torch.as_tensor(train_y)]
+        weights = spec if weights is None else weights * spec
+    memfmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    return ResidentData(
+        device=device,
+        classes=list(ds.classes),
+        train_x=torch.as_tensor(train_x).to(device),
+        train_y=torch.as_tensor(train_y, dtype=torch.int64).to(device),
+        test_x=torch.as_tensor(test_x).to(device),
+        test_y=torch.as_tensor(test_y, dtype=torch.int64).to(device),
+        normalizer=normalizer,
+        plan=BatchPlan(len(train_y), cfg.train.batch_size, cfg.train.seed),
+        weights=weights.to(device) if weights is not None else None,
+        crop_padding=d.crop_padding,
+        flip=d.flip,
+        memory_format=memfmt,
+        source=str(d.source) if d.source is not None else "embedded fashion-mnist subset",
+    )

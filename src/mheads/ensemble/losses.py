@@ -1,0 +1,284 @@
+"""Ensemble-aware losses on member logits `(M, B, C)` and integer targets `(B,)` (paper section 6).
+
+All losses are means over the batch. The per-member losses (`independent_ce`, `mcl_loss`, `mcl_ce_loss`,
+`confident_mcl_loss`) accept `weights: (M, B)`, per-member example weights (bagging: how often example i
+occurs in member m's bootstrap sample); member m then contributes `sum_i w_mi * l_mi / B`. The averaged
+losses (`score_averaged_ce`, `prob_averaged_ce`) couple the members through one prediction and take none.
+
+Averaged losses scale each member's gradient by 1/M (section 6.1); the paper compensates with an M times
+larger learning rate, which is a choice of the training recipe and is not folded in here.
+
+Value checks that need a host synchronisation (targets in range, weights finite and non-negative) run only
+for CPU tensors; shapes, dtypes and hyperparameters are always checked. `compute_loss` selects a loss by
+one of the names in `LOSS_NAMES`, for configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from mheads.ensemble.combine import ensemble_nll, mean_scores, member_log_probs, member_nll, pick_targets
+from mheads.ensemble.loss_terms import (
+    assign,
+    check_beta,
+    check_inputs,
+    check_k,
+    check_mix,
+    check_weights,
+    confident_mcl_terms,
+    independent_terms,
+    mcl_terms,
+)
+
+__all__ = [
+    "LOSSES",
+    "LOSS_NAMES",
+    "LossSpec",
+    "LossResult",
+    "compute_loss",
+    "independent_ce",
+    "score_averaged_ce",
+    "prob_averaged_ce",
+    "mcl_assignment",
+    "mcl_loss",
+    "mcl_ce_loss",
+    "confident_mcl_loss",
+]
+
+
+
+def independent_ce(
+    logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sum over members of each member's mean cross-entropy: each member gets exactly the gradient it would
+    get training alone. `logits: (M, B, C)`, `targets: (B,)`, `weights: (M, B)` -> scalar."""
+    check_inputs(logits, targets)
+    check_weights(weights, logits)
+    return independent_terms(member_nll(logits, targets), weights).sum()
+
+
+def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
+
+    Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
+    `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
+
+
+def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
+
+    `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
+    finite where every member's softmax underflows. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    return ensemble_nll(logits, targets).mean()
+
+
+def mcl_assignment(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    *,
+    weights: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The MCL assignment alpha (section 6.2): per example, the k members with the lowest cross-entropy.
+
+    Ties are broken uniformly at random with `generator`. The assignment uses the unweighted per-example
+    cross-entropy, but a member whose weight for an example is 0 (not in its bootstrap sample) is never
+    assigned that example; an example with fewer than k such members is assigned to fewer.
+    Returns `(M, B)` bool.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_weights(weights, logits)
+    with torch.no_grad():
+        return assign(member_nll(logits, targets), k, weights, generator)
+
+
+def mcl_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+    assignment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The oracle set-loss with top-k assignment (section 6.2, appendix C, algorithm 2).
+
+    `(1/B) sum_i sum_m alpha_mi w_mi CE_m(i)` with alpha from `mcl_assignment` (or the given `assignment:
+    (M, B)` bool). Only assigned members receive a gradient for an example. With k = M it equals
+    `independent_ce` exactly. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_weights(weights, logits)
+    return mcl_terms(member_nll(logits, targets), k, generator, weights, assignment)[0].sum()
+
+
+def mcl_ce_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    mix: float = 0.5,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+    assignment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MCL linearly combined with cross-entropy (section 6.2): `mix * mcl_loss + (1 - mix) * independent_ce`.
+
+    `mix` in [0, 1] is the weight of the MCL term: 1 is pure MCL, 0 a standard ensemble. Both terms use the
+    same `weights`. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_mix(mix)
+    check_weights(weights, logits)
+    return _mix_terms(member_nll(logits, targets), k, mix, generator, weights, assignment)[0].sum()
+
+
+def _mix_terms(nll, k, mix, generator, weights, assignment):
+    mcl_part, assignment = mcl_terms(nll, k, generator, weights, assignment)
+    return mix * mcl_part + (1.0 - mix) * independent_terms(nll, weights), assignment
+
+
+def confident_mcl_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    beta: float = 0.75,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+    assignment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Confident MCL (Lee et al., ICML 2017), beyond the paper: members not assigned an example are pushed
+    toward the uniform distribution on it instead of being left free to be over-confident.
+
+    `(1/B) sum_i sum_m w_mi [alpha_mi CE_m(i) + beta (1 - alpha_mi) KL(U || p_m(x_i))]` with
+    `KL(U || p) = -log C - (1/C) sum_c log p_c`. The assignment takes the k members with the lowest
+    `CE_m(i) - beta KL(U || p_m(x_i))`, which minimises this objective per example (for beta = 0 it is the MCL
+    assignment and the loss equals `mcl_loss`). The paper's feature sharing and stochastic labelling are
+    not included. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_beta(beta)
+    check_weights(weights, logits)
+    log_probs = member_log_probs(logits)
+    nll = -pick_targets(log_probs, targets)
+    return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, assignment)[0].sum()
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """What `compute_loss` returns.
+
+    Attributes:
+        loss: scalar tensor to backpropagate.
+        per_member: `(M,)`, detached. For the per-member losses each member's contribution (they sum to
+            `loss`); a member with a non-finite per-example term shows it here even where that term was
+            masked out, since its gradient is non-finite anyway. For the averaged losses, each member's own
+            mean cross-entropy (they do not sum to `loss`).
+        assignment: `(M, B)` bool for the MCL family ("mcl", "mcl_ce", "cmcl"), else None.
+    """
+
+    loss: torch.Tensor
+    per_member: torch.Tensor
+    assignment: torch.Tensor | None
+
+
+def _averaged_result(average, logits, targets, weights) -> LossResult:
+    if weights is not None:
+        raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, got some")
+    with torch.no_grad():
+        own_ce = member_nll(logits, targets).mean(dim=1)
+    return LossResult(average(logits, targets), own_ce, None)
+
+
+def _member_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    log_probs = member_log_probs(logits)
+    return log_probs, -pick_targets(log_probs, targets)  # (M, B, C), (M, B)
+
+
+def _independent(logits, targets, k, mix, beta, weights, generator):
+    _, nll = _member_nll(logits, targets)
+    return independent_terms(nll, weights), None
+
+
+def _mcl(logits, targets, k, mix, beta, weights, generator):
+    _, nll = _member_nll(logits, targets)
+    return mcl_terms(nll, k, generator, weights, None)
+
+
+def _mcl_ce(logits, targets, k, mix, beta, weights, generator):
+    _, nll = _member_nll(logits, targets)
+    return _mix_terms(nll, k, mix, generator, weights, None)
+
+
+def _cmcl(logits, targets, k, mix, beta, weights, generator):
+    log_probs, nll = _member_nll(logits, targets)
+    return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, None)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss selectable by name. ``terms`` maps (logits, targets, k, mix, beta, weights, generator) to
+    ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the members' combined
+    prediction (it takes no per-member weights). ``assigns``: it picks members per example (uses ``loss.k``)."""
+
+    terms: Callable | None = None
+    average: Callable | None = None
+    assigns: bool = False
+
+
+# The one registry of losses: configs validate ``loss.name`` against it; adding a loss is one entry here.
+LOSSES: dict[str, LossSpec] = {
+    "independent_ce": LossSpec(terms=_independent),
+    "score_averaged_ce": LossSpec(average=score_averaged_ce),
+    "prob_averaged_ce": LossSpec(average=prob_averaged_ce),
+    "mcl": LossSpec(terms=_mcl, assigns=True),
+    "mcl_ce": LossSpec(terms=_mcl_ce, assigns=True),
+    "cmcl": LossSpec(terms=_cmcl, assigns=True),
+}
+LOSS_NAMES = tuple(LOSSES)
+
+
+def compute_loss(
+    name: str,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    k: int = 1,
+    mix: float = 0.5,
+    beta: float = 0.75,
+    weights: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> LossResult:
+    """Compute the loss named `name` (one of `LOSS_NAMES`) on `logits: (M, B, C)` and `targets: (B,)`.
+
+    `k` (members per example, 1..M) is used by "mcl", "mcl_ce" and "cmcl"; `mix` (weight of the MCL term in
+    "mcl_ce": `mix * mcl + (1 - mix) * independent_ce`, in [0, 1]) by "mcl_ce"; `beta` (>= 0) by "cmcl".
+    All three are validated whatever the loss. `weights: (M, B)` per-member example weights are accepted by
+    every loss except "score_averaged_ce" and "prob_averaged_ce".
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss name {name!r}; valid names are {', '.join(LOSS_NAMES)}")
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_mix(mix)
+    check_beta(beta)
+    check_weights(weights, logits)
+    spec = LOSSES[name]
+    if spec.average is not None:
+        return _averaged_result(spec.average, logits, targets, weights)
+    per_member, assignment = spec.terms(logits, targets, k, mix, beta, weights, generator)
+    return LossResult(per_member.sum(), per_member.detach(), assignment)

@@ -1,0 +1,1 @@
+"""Presenting results: text tables of runs (``tables``) and figures (``figures``: heatmaps, training curves)."""

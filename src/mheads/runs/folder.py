@@ -1,0 +1,141 @@
+"""The output folder of a run: resolved config, command line, git revision, logs, metrics and member weights.
+
+Everything is written atomically (temporary name, fsync, rename), so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_text, os_reason
+
+RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
+
+
+class RunExistsError(ValueError):
+    """The output folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def git_revision() -> str:
+    """The source checkout's commit (with ``-dirty`` when modified), or 'unknown' outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Check the output folder before any heavy work: refuse to clobber an earlier run by accident."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"--out {out}: is a file; expected a folder for the run's outputs")
+    holds_run = out.is_dir() and any((out / m).exists() for m in RUN_MARKERS)
+    if resume:
+        if not holds_run:
+            raise RunExistsError(f"--resume {out}: no run there to resume (no config.yaml or checkpoints)")
+        return out
+    if holds_run:
+        if not overwrite:
+            raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it or --overwrite "
+                                 "to replace it")
+        for m in (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl"):
+            p = out / m
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise RunExistsError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    return out
+
+
+def write_run_info(out: Path, config_yaml: str, extra: dict | None = None) -> None:
+    atomic_write_text(out / "config.yaml", config_yaml)
+    info = {"command": sys.argv, "git_revision": git_revision(), "hardware": hardware(), **(extra or {})}
+    atomic_write_text(out / "run.json", json.dumps(info, indent=2) + "\n")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync. A line cut by a crash or a full disk is skipped by :func:`read_jsonl` and
+    dropped on resume (:func:`truncate_jsonl`). Raises OutputError naming the path when the OS refuses."""
+    data = (json.dumps(record) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {os_reason(err)}") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash mid-write
+    return out
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Keep only records up to ``max_step`` (on resume, drop what the checkpoint does not cover)."""
+    if path.exists():
+        keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def save_weights(out: Path, tree) -> None:
+    """``model.safetensors`` (the whole TreeNet) and ``members/member_<m>.safetensors`` (each member standalone,
+    loadable into ``create_model(...)`` of the base network)."""
+    def blob(sd: dict) -> bytes:
+        return save_safetensors({k: v.detach().cpu().contiguous() for k, v in sd.items()})
+
+    atomic_write_bytes(out / "model.safetensors", blob(tree.state_dict()))
+    try:
+        (out / "members").mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {out / 'members'}: {os_reason(err)}") from None
+    for m in range(tree.num_members):
+        atomic_write_bytes(out / "members" / f"member_{m}.safetensors", blob(tree.member(m).state_dict()))

@@ -1,0 +1,74 @@
+"""Build the ensemble a config describes: a TreeNet over a registered base network, optionally warm-started."""
+
+from __future__ import annotations
+
+from mheads.config import Config, ConfigError
+from mheads.data import DataError
+from mheads.models import model_factory
+from mheads.tree.treenet import TreeNet
+
+
+def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> TreeNet:
+    """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault."""
+    m = cfg.model
+    try:
+        factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                **m.options)
+        factory()  # surfaces bad options / image sizes once, before copies are built
+        tree = TreeNet(factory, m.members, m.split, seed=cfg.train.seed, same_init=m.init == "same")
+    except TypeError as err:  # an option the family does not take
+        raise ConfigError(f"model.options: {err}") from None
+    except ValueError as err:
+        msg = str(err)
+        if msg.startswith("image_size:"):  # the data's images, not a config value, do not fit the network
+            where = cfg.data.source if cfg.data.source is not None else "(the embedded data)"
+            raise DataError(f"data.source {where}: {image_size}x{image_size} images do not fit model.name "
+                            f"{m.name!r}: {msg}; use larger images or another model") from None
+        raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
+    if m.exec != "loop":
+        if not hasattr(tree, "exec_mode"):
+            raise ConfigError(f"model.exec: got {m.exec!r}; this build supports only 'loop'")
+        tree.exec_mode = m.exec
+    return tree
+
+
+def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> dict:
+    """What a checkpoint records to refuse resuming or evaluating with a different model."""
+    split = cfg.model.split
+    if isinstance(split, (list, tuple)):
+        split = [list(level) for level in split]
+    return {"architecture": cfg.model.name, "members": cfg.model.members, "split": split,
+            "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
+            "options": dict(cfg.model.options)}
+
+
+def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
+    """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller)."""
+    split = meta["split"]
+    if isinstance(split, list):
+        split = [tuple(level) for level in split]
+    factory = model_factory(meta["architecture"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                            image_size=meta["image_size"], **meta.get("options", {}))
+    return TreeNet(factory, meta["members"], split, seed=seed)
+
+
+def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
+    """Copy weights from a trained ``saved`` TreeNet: the whole tree (same layout), or one saved member into every
+    member of ``tree`` (the paper's identical-members fine-tuning, Table 6)."""
+    if from_member is None:
+        try:
+            tree.load_state_dict(saved.state_dict())
+        except RuntimeError as err:
+            raise ConfigError("train.init_from: the saved weights do not fit this model "
+                              f"({str(err).splitlines()[0]}); use the same model.name, members and split, or set "
+                              "train.init_from_member") from None
+        return
+    if not 0 <= from_member < saved.num_members:
+        raise ConfigError(f"train.init_from_member: got {from_member}; expected 0..{saved.num_members - 1}")
+    member_state = saved.member(from_member).state_dict()
+    for m in range(tree.num_members):
+        try:
+            tree.member(m).load_state_dict(member_state)
+        except RuntimeError as err:
+            raise ConfigError(f"train.init_from_member: member {from_member} does not fit this model "
+                              f"({str(err).splitlines()[0]})") from None

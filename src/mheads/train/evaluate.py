@@ -1,0 +1,90 @@
+"""Evaluation: every ensemble metric on a split during training (:func:`evaluate`), and re-evaluating a finished
+(or checkpointed) run's members on its own data or another data set (:func:`evaluate_run`, ``mheads eval``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from mheads.config import Config, ConfigError, load_config
+from mheads.core.seeding import Stream, derived_generator
+from mheads.data import DataError
+from mheads.data.resident import prepare_data
+from mheads.ensemble.accumulator import EnsembleMetrics
+from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from mheads.train.build import tree_from_meta
+from mheads.train.comm import LocalComm
+from mheads.train.device import resolve_device
+
+__all__ = ["evaluate", "evaluate_run", "load_run_weights"]
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg: Config, comm, split: str = "test") -> dict | None:
+    """All ensemble metrics on a split; the dict on the root, None elsewhere."""
+    was_training = model.training
+    model.eval()
+    acc = EnsembleMetrics(cfg.model.members, data.num_classes,
+                          generator=derived_generator(cfg.train.seed, Stream.ORACLE_TIES))
+    for x, y in data.eval_batches(split, cfg.train.eval_batch_size):
+        logits = model(x)  # (M, B, C) at the root
+        if comm.is_root:
+            acc.update(logits.float().cpu(), y.cpu())
+    model.train(was_training)
+    return acc.compute() if comm.is_root else None
+
+
+def _run_meta(run: Path) -> dict:
+    info = run / "run.json"
+    try:
+        return json.loads(info.read_text())["meta"]
+    except FileNotFoundError:
+        raise ConfigError(f"--run {run}: no run.json; is it a run folder written by `mheads train`?") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{info}: unreadable run description ({err})") from None
+
+
+def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The final weights (``model.safetensors``) or, for an unfinished run, its newest committed checkpoint."""
+    final = run / "model.safetensors"
+    meta = _run_meta(run)
+    if final.exists():
+        if final.stat().st_size == 0:
+            raise CheckpointError(f"{final}: zero-byte weights file")
+        try:
+            return load_file(str(final)), meta
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})") from None
+    if not (run / "checkpoints").is_dir():
+        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) and no committed checkpoint")
+    ck = load_checkpoint(run)  # the newest committed one; if none is usable the error names what is wrong
+    check_compatible(ck.meta, meta, where=ck.path)  # names the keys that differ from run.json's model
+    return ck.weights, meta
+
+
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> dict:
+    run = Path(run)
+    if not run.is_dir():
+        raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
+    overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
+    cfg = load_config(run / "config.yaml", overrides)
+    weights, meta = load_run_weights(run)
+    data_prepared = prepare_data(cfg, resolve_device(cfg.train.device))
+    got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
+           "num_classes": data_prepared.num_classes}
+    want = {k: meta[k] for k in got}
+    if got != want:
+        diff = ", ".join(f"{k} {got[k]} (model takes {want[k]})" for k in got if got[k] != want[k])
+        raise DataError(f"--data {data or cfg.data.source}: images do not fit the run's model: {diff}")
+    tree = tree_from_meta(meta)
+    tree.load_state_dict(weights)
+    tree.to(data_prepared.device)
+    if cfg.train.channels_last:
+        tree.to(memory_format=torch.channels_last)
+    metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
+    metrics["classes"] = data_prepared.classes
+    return metrics

@@ -1,0 +1,291 @@
+"""``fit``: restore a run, loop over its iterations, finish it. One loop serves single-process and distributed
+runs (the distributed placement is a model like any other, plus a ``comm`` for the few scalars ranks agree on).
+
+Exact resume: every random draw is derived from the run seed and the position in training (data order, bagging,
+augmentation, MCL tie-breaks, dropout), never from how much randomness was consumed before, so a run killed at any
+moment and resumed from its last checkpoint ends bit-identical to an uninterrupted run on the same machine. What
+else a run carries from iteration to iteration is :class:`RunState`, saved whole in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mheads.config import Config, ConfigError
+from mheads.core.atomic import atomic_write_text
+from mheads.core.seeding import Stream, derived_generator
+from mheads.data.resident import ResidentData, prepare_data
+from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
+from mheads.runs.folder import (
+    append_jsonl,
+    prepare_out_dir,
+    read_jsonl,
+    save_weights,
+    truncate_jsonl,
+    write_run_info,
+)
+from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
+from mheads.train.comm import Comm, LocalComm
+from mheads.train.compiled import compile_checked
+from mheads.train.device import flush_denormal, resolve_device
+from mheads.train.evaluate import evaluate
+from mheads.train.numerics import NumericalFault, member_param_map
+from mheads.train.preempt import Preempted, sigterm_flag
+from mheads.train.schedules import Schedule
+from mheads.train.step import build_optimizer, train_step
+from mheads.tree import TreeNet
+
+__all__ = ["RunState", "fit"]
+
+log = logging.getLogger("mheads")
+
+
+@dataclass
+class RunState:
+    """What a run carries from one iteration to the next; a checkpoint saves all of it."""
+
+    step: int = 0  # iterations done
+    skipped: int = 0  # non-finite steps in a row (train.nan_policy: skip)
+    skipped_total: int = 0
+    run_loss: float = 0.0  # training loss summed since the last evaluation (eval.jsonl's train_loss)
+    run_n: int = 0
+    before_wall: float = 0.0  # seconds spent by earlier processes of this run, up to their checkpoint
+    before_train: float = 0.0
+    train_time: float = 0.0  # seconds of training steps in this process
+    steps_timed: int = 0
+    last_eval: tuple[int, dict | None] | None = None  # (step, metrics) of this process's newest evaluation
+
+    def to_checkpoint(self, opt, schedule: Schedule, wall_s: float) -> dict:
+        return {"step": self.step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
+                "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
+                "train_time_s": self.before_train + self.train_time}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> RunState:
+        return cls(step=int(state["step"]), skipped=int(state["skipped"]),
+                   skipped_total=int(state["skipped_total"]), run_loss=float(state.get("run_loss", 0.0)),
+                   run_n=int(state.get("run_n", 0)), before_wall=float(state.get("wall_time_s", 0.0)),
+                   before_train=float(state.get("train_time_s", 0.0)))
+
+
+@dataclass
+class Run:
+    """Everything one process of a run works with, built once by :func:`_restore`."""
+
+    cfg: Config
+    out: Path
+    comm: Comm
+    data: ResidentData
+    tree: TreeNet  # the whole ensemble (on a distributed rank: the structure, holding this rank's part)
+    model: torch.nn.Module  # what the loop calls: the tree, or its distributed wrapper
+    opt: torch.optim.Optimizer
+    schedule: Schedule
+    meta: dict
+    params: list[torch.nn.Parameter]
+    owners: dict[int, list[int]]
+    state: RunState
+    checkpoints: bool  # distributed runs write no periodic checkpoints
+    wall_start: float
+    resumed_from: int  # the iteration this process started at (0 for a fresh run)
+    saved_steps: set[int] = field(default_factory=set)
+
+
+def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False, comm: Comm | None = None,
+        wrap=None, progress: bool | None = None) -> dict | None:
+    """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics (root).
+
+    SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with a
+    checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
+    cfg.validate()  # a Config built or edited in Python gets the same checks as one read from YAML
+    comm = comm or LocalComm()
+    show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
+    with sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
+        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap)
+        _loop(run, sigterm, show)
+        return _finish(run)
+
+
+def _loop(run: Run, sigterm: dict, show: bool) -> None:
+    """Iterations ``state.step .. train.iterations``, each with its evaluation, checkpoint and SIGTERM check."""
+    t, st = run.cfg.train, run.state
+    images = t.batch_size * t.accumulate
+    bar = tqdm(total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True, leave=False)
+    try:
+        for it in range(st.step, t.iterations):
+            lr = run.schedule.lr_at(it)
+            for g in run.opt.param_groups:
+                g["lr"] = lr
+            done = _update(run, it)
+            if done is None:  # a skipped non-finite step (train.nan_policy: skip)
+                continue
+            loss, seconds = done
+            step = st.step = it + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", img_s=f"{images / max(seconds, 1e-9):.0f}")
+            if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
+                _evaluate(run, step, lr, bar if show else None)
+            if (t.checkpoint_every and step % t.checkpoint_every == 0 or step in t.keep_steps) and step < t.iterations:
+                _checkpoint(run, step)
+            if run.comm.any(sigterm["hit"]):
+                _checkpoint(run, step)
+                raise Preempted(step, run.out)
+    finally:
+        bar.close()
+
+
+def _update(run: Run, it: int) -> tuple[float, float] | None:
+    """One training step: ``(loss, seconds)``, or None when a non-finite step was skipped."""
+    t, st = run.cfg.train, run.state
+    t0 = time.perf_counter()
+    try:
+        loss, _ = train_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params, run.owners)
+    except NumericalFault as fault:
+        if t.nan_policy == "stop":
+            raise
+        st.skipped += 1
+        st.skipped_total += 1
+        log.warning("%s (skipped %d in a row)", fault, st.skipped)
+        if st.skipped >= t.max_skipped:
+            raise NumericalFault(fault.step, fault.members,
+                                 f"{fault.where} ({st.skipped} steps in a row, train.max_skipped)") from None
+        return None
+    seconds = time.perf_counter() - t0
+    st.skipped = 0
+    st.train_time += seconds
+    st.steps_timed += 1
+    run.schedule.observe(loss)
+    st.run_loss += loss
+    st.run_n += 1
+    return loss, seconds
+
+
+def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
+    """Evaluate on the test split, log it to ``eval.jsonl`` and keep it (the final evaluation reuses it)."""
+    st, cfg = run.state, run.cfg
+    metrics = evaluate(run.model, run.data, cfg, run.comm)
+    st.last_eval = (step, metrics)
+    if not run.comm.is_root:
+        return
+    rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1), "skipped_total": st.skipped_total,
+           **metrics}
+    append_jsonl(run.out / "eval.jsonl", rec)
+    msg = (f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
+           f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, oracle {100 * metrics['oracle_acc']:.2f}%")
+    if bar is not None:
+        bar.write(msg)
+    else:
+        log.info(msg)
+    st.run_loss, st.run_n = 0.0, 0
+
+
+def _checkpoint(run: Run, step: int) -> None:
+    """Save ``step`` once: the preemption path and the end of a resumed run may ask again for a step already on
+    disk (its state would differ only in the elapsed times, and committed checkpoints are never overwritten)."""
+    if not (run.comm.is_root and run.checkpoints) or step in run.saved_steps:
+        return
+    run.saved_steps.add(step)
+    t = run.cfg.train
+    state = run.state.to_checkpoint(run.opt, run.schedule, time.perf_counter() - run.wall_start)
+    weights = {k: v.detach().cpu() for k, v in run.tree.state_dict().items()}
+    save_checkpoint(run.out, step, weights, state, run.meta, keep=t.keep_checkpoints, pinned=t.keep_steps)
+
+
+def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap) -> Run:
+    """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``."""
+    wall_start = time.perf_counter()
+    if comm.is_root:
+        prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    data = prepare_data(cfg, device)
+    tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
+    ck = load_latest(out) if resume else None  # None also when a resumed run never committed one: start over
+    state = RunState()
+    if ck is not None:
+        check_compatible(ck.meta, meta, where=ck.path)
+        tree.load_state_dict(ck.weights)
+        state = RunState.from_checkpoint(ck.state)
+        log.info("resuming from %s (iteration %d)", ck.path, state.step)
+    else:
+        _initial_weights(tree, cfg)
+    owners = member_param_map(tree)
+    model = wrap(tree) if wrap is not None else tree
+    model.to(device=device, memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
+    if t.compile:
+        x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
+        model = compile_checked(model, x0, y0)
+    params = list(model.parameters())
+    opt, schedule = build_optimizer(cfg, params)
+    if ck is not None:
+        opt.load_state_dict(ck.state["optimizer"])
+        schedule.load_state_dict(ck.state["schedule"])
+    if comm.is_root:
+        if resume:
+            for name in ("eval.jsonl", "train.jsonl"):
+                truncate_jsonl(out / name, state.step)
+        if ck is None:
+            write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
+                                                 "data": data.describe()})
+    return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
+               meta=meta, params=params, owners=owners, state=state, checkpoints=wrap is None,
+               wall_start=wall_start, resumed_from=state.step, saved_steps={state.step} if ck is not None else set())
+
+
+def _finish(run: Run) -> dict | None:
+    """The last checkpoint, the final metrics (the last evaluation when it was at the last iteration), the
+    weights and ``metrics.json``. Returns the metrics on the root, None elsewhere."""
+    t, st = run.cfg.train, run.state
+    _checkpoint(run, t.iterations)
+    if st.last_eval is not None and st.last_eval[0] == t.iterations:
+        final = st.last_eval[1]
+    else:
+        final = evaluate(run.model, run.data, run.cfg, run.comm)
+    full_state = run.model.full_state_dict() if hasattr(run.model, "full_state_dict") else None
+    if not run.comm.is_root:
+        return None
+    if full_state is not None:
+        run.tree.load_state_dict(full_state, assign=True)  # assign: the distributed root's tree holds meta tensors
+    save_weights(run.out, run.tree)
+    images = t.batch_size * t.accumulate
+    result = {
+        **final,
+        "param_counts": run.tree.param_counts(),
+        "train_time_s": st.before_train + st.train_time,  # summed over the processes of an interrupted run
+        "images_per_s": images * st.steps_timed / st.train_time if st.train_time > 0 else math.nan,  # this process
+        "iterations": t.iterations,
+        "skipped_total": st.skipped_total,
+        "classes": run.data.classes,
+        "history_points": len(read_jsonl(run.out / "eval.jsonl")),
+        # setup, training, evaluation, saving: this process plus earlier ones up to the checkpoint it resumed from
+        "wall_time_s": st.before_wall + time.perf_counter() - run.wall_start,
+        "resumed_from_iteration": run.resumed_from,
+    }
+    atomic_write_text(run.out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _initial_weights(tree: TreeNet, cfg: Config) -> None:
+    """``train.init_from``: start from another run's weights (fine-tuning), whole or one member copied to all."""
+    src = cfg.train.init_from
+    if src is None:
+        return
+    try:
+        ck = load_checkpoint(src)
+    except Exception as err:  # CheckpointError names the path
+        raise ConfigError(f"train.init_from: {err}") from None
+    saved = tree_from_meta(ck.meta, seed=0)
+    saved.load_state_dict(ck.weights)
+    warm_start(tree, saved, cfg.train.init_from_member)

@@ -1,0 +1,204 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mheads.train.loop as engine
+import mheads.train.step as step_module
+from mheads.train.build import build_tree
+from mheads.config import ConfigError, config_from_dict
+from mheads.data.resident import prepare_data
+from mheads.train.comm import LocalComm
+from mheads.train.loop import fit
+from mheads.train.step import train_step
+from mheads.train.numerics import NumericalFault, member_param_map
+from mheads.ensemble.losses import compute_loss as real_compute_loss
+
+
+def tiny(**over):
+    base = {
+        "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
+        "data": {"train_limit": 256, "test_limit": 100},
+        "optim": {"lr": 0.01, "milestones": [3]},
+        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2, "eval_batch_size": 50,
+                  "threads": 1},
+    }
+    for section, values in over.items():
+        base.setdefault(section, {}).update(values)
+    return config_from_dict(base)
+
+
+def test_fit_writes_a_complete_run_folder(tmp_path):
+    m = fit(tiny(), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "run.json", "eval.jsonl", "metrics.json", "model.safetensors",
+                 "members/member_0.safetensors", "members/member_1.safetensors"):
+        assert (run / name).exists(), name
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("ensemble_mean_acc", "oracle_acc", "member_acc", "oracle_assignment", "nll", "ece",
+                "param_counts", "train_time_s", "images_per_s", "wall_time_s"):
+        assert key in saved
+    assert saved["oracle_acc"] >= max(saved["member_acc"])
+    assert [r["step"] for r in map(json.loads, (run / "eval.jsonl").read_text().splitlines())] == [2, 4]
+    info = json.loads((run / "run.json").read_text())
+    assert {"command", "git_revision", "hardware"} <= set(info)
+    assert m["ensemble_mean_acc"] == saved["ensemble_mean_acc"]
+    # a member file is a standalone base network
+    from mheads.models import create_model
+
+    net = create_model("cifar10_quick", num_classes=10, in_channels=1, image_size=28)
+    net.load_state_dict(load_file(str(run / "members/member_1.safetensors")))
+
+
+def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
+    cfg = tiny(loss={"name": "mcl", "k": 1}, data={"crop_padding": 2, "flip": True, "train_limit": 256,
+                                                   "test_limit": 100})
+    a = fit(cfg, tmp_path / "a", progress=False)
+    b = fit(cfg, tmp_path / "b", progress=False)
+    wa, wb = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    drop = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+def test_existing_run_is_not_clobbered(tmp_path):
+    fit(tiny(train={"iterations": 1, "eval_every": 0, "checkpoint_every": 0}), tmp_path / "r", progress=False)
+    from mheads.runs.folder import RunExistsError
+
+    with pytest.raises(RunExistsError, match="already holds a run; pass --resume"):
+        fit(tiny(), tmp_path / "r", progress=False)
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    cfg = tiny(train={"iterations": 6, "checkpoint_every": 2})
+    fit(cfg, tmp_path / "full", progress=False)
+    short = tiny(train={"iterations": 6, "checkpoint_every": 2})
+    # Stop after the checkpoint at step 4 as a crash would: remove the final outputs and the step-6 checkpoint.
+    fit(short, tmp_path / "part", progress=False)
+    import shutil
+
+    shutil.rmtree(tmp_path / "part/checkpoints/step-00000006")
+    (tmp_path / "part/model.safetensors").unlink()
+    from mheads.runs.checkpoint import load_checkpoint
+
+    before = load_checkpoint(tmp_path / "part/checkpoints/step-00000004").state
+    m = fit(short, tmp_path / "part", resume=True, progress=False)
+    wa = load_file(str(tmp_path / "full/model.safetensors"))
+    wb = load_file(str(tmp_path / "part/model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "part/eval.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+    # the run's time counts the first process up to its checkpoint, then the resumed one
+    assert m["resumed_from_iteration"] == 4
+    assert 0 < before["wall_time_s"] < m["wall_time_s"] and 0 < before["train_time_s"] < m["train_time_s"]
+
+
+def _step_setup(cfg):
+    data = prepare_data(cfg, torch.device("cpu"))
+    tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    params = list(tree.parameters())
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    return data, tree, params, opt
+
+
+def test_nan_in_one_member_applies_no_update_and_names_it(monkeypatch):
+    cfg = tiny(model={"members": 3, "split": None})
+    data, tree, params, opt = _step_setup(cfg)
+
+    def poisoned(name, logits, targets, **kw):
+        logits = logits.clone()
+        logits[1, 0, 0] = float("nan")
+        return real_compute_loss(name, logits, targets, **kw)
+
+    monkeypatch.setattr(step_module, "compute_loss", poisoned)
+    before = {k: v.clone() for k, v in tree.state_dict().items()}
+    with pytest.raises(NumericalFault, match="iteration 7 in member 1;") as info:
+        train_step(tree, opt, data, cfg, 7, LocalComm(), params, member_param_map(tree))
+    assert info.value.members == [1]
+    assert all(torch.equal(before[k], v) for k, v in tree.state_dict().items())
+
+
+def test_nan_policy_skip_counts_and_stops_after_a_run_of_bad_steps(monkeypatch, tmp_path):
+    def always_nan(name, logits, targets, **kw):
+        return real_compute_loss(name, logits * float("nan"), targets, **kw)
+
+    monkeypatch.setattr(step_module, "compute_loss", always_nan)
+    cfg = tiny(train={"nan_policy": "skip", "max_skipped": 3, "iterations": 10})
+    with pytest.raises(NumericalFault, match="3 steps in a row"):
+        fit(cfg, tmp_path / "r", progress=False)
+
+
+def test_pretraining_uses_cross_entropy_then_switches(monkeypatch, tmp_path):
+    seen = []
+
+    def spy(name, logits, targets, **kw):
+        seen.append(name)
+        return real_compute_loss(name, logits, targets, **kw)
+
+    monkeypatch.setattr(step_module, "compute_loss", spy)
+    fit(tiny(loss={"name": "mcl", "k": 1, "pretrain_iterations": 2},
+             train={"accumulate": 2, "eval_every": 0, "checkpoint_every": 0}), tmp_path / "r", progress=False)
+    assert seen == ["independent_ce"] * 4 + ["mcl"] * 4  # 2 iterations x 2 accumulated batches each
+
+
+def test_accumulation_matches_one_big_batch():
+    cfg = tiny(train={"accumulate": 2, "batch_size": 8}, model={"split": None})
+    data, tree, params, opt = _step_setup(cfg)
+    opt.param_groups[0]["momentum"] = 0.0
+    torch.manual_seed(0)
+    ref = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    ref.load_state_dict(tree.state_dict())
+    train_step(tree, opt, data, cfg, 0, LocalComm(), params, member_param_map(tree))
+    g = torch.Generator()
+    xs, ys = zip(*[data.train_batch(b, g)[:2] for b in (0, 1)])
+    loss = real_compute_loss("independent_ce", ref(torch.cat(xs)), torch.cat(ys)).loss
+    loss.backward()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p -= 0.01 * p.grad
+    for (k, a), b in zip(tree.state_dict().items(), ref.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_bagging_weights_each_member_by_its_bootstrap_counts():
+    cfg = tiny(data={"bagging": True, "train_limit": 1000}, model={"members": 3})
+    data = prepare_data(cfg, torch.device("cpu"))
+    w = data.weights
+    assert w.shape == (3, 1000) and w.sum(dim=1).tolist() == [1000.0] * 3
+    unique = (w > 0).float().mean(dim=1)
+    assert ((unique > 0.58) & (unique < 0.68)).all()  # 1 - 1/e = 63.2%
+    assert not torch.equal(w[0], w[1])
+    assert torch.equal(w, prepare_data(cfg, torch.device("cpu")).weights)
+
+
+def test_identical_members_from_a_trained_run(tmp_path):
+    fit(tiny(train={"eval_every": 0, "checkpoint_every": 0}), tmp_path / "src", progress=False)
+    cfg = tiny(model={"members": 3, "split": None},
+               train={"init_from": str(tmp_path / "src"), "init_from_member": 1, "iterations": 1})
+    data = prepare_data(cfg, torch.device("cpu"))
+    tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    engine._initial_weights(tree, cfg)
+    x = next(data.eval_batches("test", 4))[0]
+    out = tree(x)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+
+
+def test_label_split_specialists_only_see_their_labels():
+    cfg = tiny(data={"label_split": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]})
+    data = prepare_data(cfg, torch.device("cpu"))
+    y = data.train_y
+    assert torch.equal(data.weights[0] > 0, y < 5) and torch.equal(data.weights[1] > 0, y >= 5)
+    with pytest.raises(ConfigError, match=r"data.label_split\[1\]: got label 12"):
+        prepare_data(tiny(data={"label_split": [[0], [12]]}), torch.device("cpu"))
+
+
+def test_flush_denormal_holds_for_the_run_only():
+    from mheads.train.device import flush_denormal as _flush_denormal
+
+    tiny_value = torch.tensor([1e-310], dtype=torch.float64)  # a float64 denormal
+    with _flush_denormal(True):
+        assert (tiny_value * 1.0).item() == 0.0
+    assert (tiny_value * 1.0).item() > 0.0
+    with _flush_denormal(False):
+        assert (tiny_value * 1.0).item() > 0.0

@@ -1,0 +1,44 @@
+import pytest
+
+from mheads.train.schedules import Schedule
+
+
+def test_cifar10_quick_steps():
+    s = Schedule(kind="steps", base_lr=0.001, milestones=[4000])
+    assert s.lr_at(0) == 0.001 and s.lr_at(3999) == 0.001
+    assert s.lr_at(4000) == pytest.approx(0.0001) and s.lr_at(4999) == pytest.approx(0.0001)
+
+
+def test_several_milestones_and_every():
+    s = Schedule(kind="steps", base_lr=1.0, milestones=[10, 20])
+    assert [s.lr_at(i) for i in (9, 10, 19, 20)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+    e = Schedule(kind="every", base_lr=0.1, every=200_000)
+    assert [e.lr_at(i) for i in (0, 199_999, 200_000, 400_000)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert Schedule(kind="fixed", base_lr=0.5).lr_at(10**6) == 0.5
+
+
+def test_plateau_divides_when_loss_fails_to_drop_one_percent():
+    s = Schedule(kind="plateau", base_lr=0.1, window=3, threshold=0.01)
+    for loss in (2.0, 2.0, 2.0):  # first window: sets the reference
+        s.observe(loss)
+    assert s.lr_at(3) == 0.1
+    for loss in (1.5, 1.5, 1.5):  # dropped 25%: keep
+        s.observe(loss)
+    assert s.lr_at(6) == 0.1
+    for loss in (1.495, 1.495, 1.495):  # dropped only 0.33%: divide by 10
+        s.observe(loss)
+    assert s.lr_at(9) == pytest.approx(0.01)
+
+
+def test_plateau_state_round_trip():
+    s = Schedule(kind="plateau", base_lr=0.1, window=2)
+    for loss in (3.0, 3.0, 3.0, 3.0, 1.0):
+        s.observe(loss)
+    t = Schedule(kind="plateau", base_lr=0.1, window=2)
+    t.load_state_dict(s.state_dict())
+    for sch in (s, t):
+        sch.observe(1.0)
+    assert s.lr_at(0) == t.lr_at(0) == pytest.approx(0.01)
+    fresh = Schedule(kind="plateau", base_lr=0.1, window=2)
+    fresh.load_state_dict(Schedule(kind="plateau", base_lr=0.1, window=2).state_dict())
+    assert fresh.lr_at(0) == 0.1
