@@ -202,3 +202,47 @@ def test_flush_denormal_holds_for_the_run_only():
     assert (tiny_value * 1.0).item() > 0.0
     with _flush_denormal(False):
         assert (tiny_value * 1.0).item() > 0.0
+
+
+@pytest.mark.parametrize("eval_every,expected", [(2, 2), (3, 2), (0, 1)])
+def test_the_final_evaluation_reuses_the_last_one(tmp_path, monkeypatch, eval_every, expected):
+    """4 iterations: evaluations at 2 and 4 (eval_every 2), at 3 and 4 (3: the last iteration always evaluates),
+    none during training (0). The final metrics are the evaluation at iteration 4, never a second pass."""
+    calls = []
+    real = engine.evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", counting)
+    m = fit(tiny(train={"eval_every": eval_every}), tmp_path / "run", progress=False)
+    assert len(calls) == expected
+    if eval_every:
+        last = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[-1])
+        assert last["step"] == 4 and last["ensemble_mean_acc"] == m["ensemble_mean_acc"]
+
+
+def test_a_config_built_in_python_is_validated():
+    from mheads.config import Config, LossConfig, ModelConfig
+
+    with pytest.raises(ConfigError, match=r"loss.k: got 5; expected an integer in 1..2 \(model.members\)"):
+        Config(model=ModelConfig(members=2), loss=LossConfig(name="mcl", k=5))
+    cfg = tiny()
+    cfg.loss.name = "mlc"  # edited after construction: fit checks again before anything is written
+    with pytest.raises(ConfigError, match="loss.name: got 'mlc' \\(did you mean 'mcl'\\?\\)"):
+        fit(cfg, "/nonexistent/never-created")
+
+
+def test_config_loss_names_are_the_loss_registry():
+    """Adding a loss is one entry in mheads.ensemble.losses.LOSSES: configs accept exactly its names."""
+    from mheads.config import LossConfig
+    from mheads.ensemble.losses import LOSSES
+
+    for name, spec in LOSSES.items():
+        LossConfig(name=name, k=2).validate(members=4)
+        if spec.assigns:
+            with pytest.raises(ConfigError, match="loss.k"):
+                LossConfig(name=name, k=5).validate(members=4)
+    with pytest.raises(ConfigError, match="expected one of " + ", ".join(LOSSES)):
+        LossConfig(name="nope").validate(members=4)

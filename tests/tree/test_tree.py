@@ -1,3 +1,6 @@
+import copy
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -87,6 +90,32 @@ def test_parameter_free_layers_follow_the_shared_side_but_dropout_branches():
     nin = TreeNet(model_factory("nin_cifar", width=0.1), 2, "cccp2")
     assert nin.shared_layers()[-1] == "pool1"  # drop1 goes to the branches
     assert "drop1" in dict(nin.root.branches[0].layers.named_children())
+
+
+STOCHASTIC = [  # (layer, convolution before it, input shape)
+    (nn.Dropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout1d(0.5), nn.Conv1d, (4, 3, 6)),
+    (nn.Dropout2d(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout3d(0.5), nn.Conv3d, (4, 3, 6, 6, 6)),
+    (nn.AlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.FeatureAlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.RReLU(), nn.Conv2d, (4, 3, 6, 6)), (nn.Sequential(nn.Identity(), nn.Dropout2d(0.5)), nn.Conv2d, (4, 3, 6, 6)),
+]
+
+
+@pytest.mark.parametrize("stochastic,conv,shape", STOCHASTIC,
+                         ids=[type(s).__name__ if not isinstance(s, nn.Sequential) else "nested" for s, _, _ in STOCHASTIC])
+def test_every_stochastic_layer_after_the_split_goes_to_the_branches(stochastic, conv, shape):
+    """Each member must draw its own mask: a dropout variant left in the trunk would give all members one."""
+    x = torch.randn(*shape)
+
+    def base():
+        features = nn.Sequential(conv(3, 4, 3), copy.deepcopy(stochastic), nn.Flatten())
+        width = features(x).shape[1]
+        return nn.Sequential(OrderedDict(conv=features[0], drop=features[1], flat=features[2], fc=nn.Linear(width, 5)))
+
+    net = TreeNet(base, 3, "conv", same_init=True)  # identical weights: only the randomness can differ
+    assert net.shared_layers() == ["conv"]
+    net.train()
+    out = net(x)
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
 
 
 def test_parameter_counts_for_cifar10_quick_by_hand():

@@ -9,8 +9,9 @@ and its child branches; the leaves, in depth-first order, are members ``0..M-1``
 - ``split=[("conv1", 2), ("conv2", 2)]``: a multi-level, "balanced binary" tree with 2 x 2 = 4 leaves.
 
 Parameter-free layers (ReLU, pooling, flatten, LRN) directly after a split layer stay on the *shared* side: they are
-deterministic, so computing them once per batch gives the same result as computing them per branch. Dropout is the
-exception: it goes to the branches, so that each member draws its own mask.
+deterministic, so computing them once per batch gives the same result as computing them per branch. Stochastic
+layers are the exception (every dropout variant, RReLU, or a container holding one): they go to the branches, so
+that each member draws its own mask.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ class TreeNode(nn.Module):
 
     def num_leaves(self) -> int:
         return 1 if len(self.branches) == 0 else sum(b.num_leaves() for b in self.branches)
+
+
+# Layers that draw randomness in training mode: after a split they go to the branches, so that each member draws
+# its own (every dropout variant subclasses _DropoutNd: Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout).
+STOCHASTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def _is_stochastic(module: nn.Module) -> bool:
+    return any(isinstance(m, STOCHASTIC_LAYERS) for m in module.modules())
 
 
 def _has_params(module: nn.Module) -> bool:
@@ -161,8 +171,7 @@ class TreeNet(nn.Module):
                                  f"{', '.join(names)}")
             idx = names.index(name) + 1
             # Parameter-free deterministic layers right after the split follow the shared side (see module doc).
-            while idx < len(layers) and not _has_params(layers[idx][1]) and not isinstance(layers[idx][1],
-                                                                                          nn.Dropout):
+            while idx < len(layers) and not _has_params(layers[idx][1]) and not _is_stochastic(layers[idx][1]):
                 idx += 1
             if idx <= prev and i > 0:
                 raise ValueError(f"split: level {i} ({name!r}) does not come after the previous split point; "
