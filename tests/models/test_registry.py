@@ -1,19 +1,31 @@
 import pytest
 import torch
 
-from mheads.models import UnknownModelError, create_model, list_models, parameterized_layers
+from mheads.models import UnknownModelError, create_model, list_models, model_info, parameterized_layers
 
-# Small inputs keep the ImageNet-shaped nets fast; sizes are the smallest that leave a spatial output.
-SMALL = {
-    "cifar10_quick": dict(image_size=32),
-    "nin_cifar": dict(image_size=32, width=0.25),
-    "nin_imagenet": dict(image_size=67, width=0.1),
-    "caffenet": dict(image_size=67, width=0.1),
-}
+def small(name: str) -> dict:
+    """A cheap instance of a registered model, from the registry alone: its small options at its smallest input
+    (at least 32 pixels). A newly registered model is covered by every test parametrized over SMALL."""
+    info = model_info(name)
+    return dict(image_size=max(info.min_image_size, 32), **info.small_options)
+
+
+SMALL = {name: small(name) for name in list_models()}
 
 
 def test_registry_lists_the_paper_models():
-    assert set(SMALL) <= set(list_models())
+    assert {"cifar10_quick", "nin_cifar", "nin_imagenet", "caffenet"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_declared_image_sizes_hold(name):
+    info = model_info(name)
+    opts = info.small_options
+    assert create_model(name, **opts)(torch.zeros(1, 3, info.default_image_size, info.default_image_size)).shape == (
+        1, 10)
+    create_model(name, image_size=info.min_image_size, **opts)
+    with pytest.raises(ValueError, match="image_size"):
+        create_model(name, image_size=info.min_image_size - 1, **opts)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

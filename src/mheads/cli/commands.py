@@ -131,11 +131,13 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_list_models(args) -> int:
-    from mheads.models import create_model, list_models, parameterized_layers
+    from mheads.models import create_model, list_models, model_info, parameterized_layers
 
     for name in list_models():
-        kw = {"image_size": 227 if name == "caffenet" else 224 if name == "nin_imagenet" else 32}
-        print(f"{name:14s} split points: {', '.join(parameterized_layers(create_model(name, **kw)))}")
+        info = model_info(name)
+        net = create_model(name, image_size=info.min_image_size, **info.small_options)  # same layers, cheap
+        print(f"{name:14s} images {info.default_image_size}px (min {info.min_image_size}); "
+              f"split points: {', '.join(parameterized_layers(net))}")
     return 0
 
 

@@ -20,7 +20,7 @@ def _even(n: float) -> int:
     return max(2, 2 * round(n / 2))
 
 
-@register_model("caffenet")
+@register_model("caffenet", image_size=227, min_image_size=39, small_options={"width": 0.1})
 def caffenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 227, width: float = 1.0,
              dropout: float = 0.5) -> nn.Sequential:
     """conv1 96@11x11/4, pool, LRN; conv2 256@5x5 (2 groups), pool, LRN; conv3 384@3x3; conv4 384@3x3 (2 groups);

@@ -16,7 +16,7 @@ def _gauss(layer: nn.Module, std: float) -> nn.Module:
     return layer
 
 
-@register_model("cifar10_quick")
+@register_model("cifar10_quick", image_size=32, min_image_size=8)
 def cifar10_quick(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Sequential:
     """conv1 32@5x5 pad 2, max-pool 3/2, ReLU; conv2 32@5x5, ReLU, avg-pool 3/2; conv3 64@5x5, ReLU, avg-pool 3/2;
     ip1 64; ip2 C. Pooling uses Caffe's ceil-mode output size; note that Caffe has no ReLU between ip1 and ip2."""

@@ -38,7 +38,7 @@ def _mlpconv(layers: OrderedDict, names: tuple[str, str, str], cin: int, chans: 
     return cin
 
 
-@register_model("nin_cifar")
+@register_model("nin_cifar", image_size=32, min_image_size=4, small_options={"width": 0.25})
 def nin_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0,
               dropout: float = 0.5) -> nn.Sequential:
     """NiN for CIFAR: conv1 192@5x5, cccp1 160, cccp2 96, max-pool; conv2 192@5x5, cccp3, cccp4 192, avg-pool;
@@ -60,7 +60,7 @@ def nin_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
     return net
 
 
-@register_model("nin_imagenet")
+@register_model("nin_imagenet", image_size=224, min_image_size=39, small_options={"width": 0.1})
 def nin_imagenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0,
                  dropout: float = 0.5) -> nn.Sequential:
     """NiN for ILSVRC (Caffe model zoo): conv1 96@11x11/4, cccp1, cccp2; conv2 256@5x5, cccp3, cccp4;

@@ -7,6 +7,7 @@ Adding an architecture is one file with one ``@register_model`` function.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -16,20 +17,39 @@ from mheads.core.checks import check_int
 
 ModelFn = Callable[..., nn.Sequential]
 
-_REGISTRY: dict[str, ModelFn] = {}
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows of a base network besides how to build it.
+
+    default_image_size: the input side the network was designed for (``create_model``'s default).
+    min_image_size: the smallest square input that still leaves a spatial output.
+    small_options: family options for a cheap instance of the same layout (quick checks and tests).
+    """
+
+    fn: ModelFn
+    default_image_size: int
+    min_image_size: int
+    small_options: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
 
 
 class UnknownModelError(ValueError):
     """Raised for a model name that is not registered."""
 
 
-def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
-    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential``."""
+def register_model(name: str, *, image_size: int, min_image_size: int,
+                   small_options: dict | None = None) -> Callable[[ModelFn], ModelFn]:
+    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential`` with its default
+    and minimum input sizes (tests and ``list-models`` then cover a new model with no other change)."""
+    check_int("image_size", image_size, 1)
+    check_int("min_image_size", min_image_size, 1, image_size)
 
     def deco(fn: ModelFn) -> ModelFn:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = ModelInfo(fn, image_size, min_image_size, dict(small_options or {}))
         return fn
 
     return deco
@@ -40,7 +60,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _check_name(name: str) -> ModelFn:
+def model_info(name: str) -> ModelInfo:
+    """The registry's :class:`ModelInfo` for ``name`` (unknown names suggest the closest registered one)."""
+    return _check_name(name)
+
+
+def _check_name(name: str) -> ModelInfo:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -51,7 +76,7 @@ def _check_name(name: str) -> ModelFn:
 
 
 def create_model(
-    name: str, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs
+    name: str, num_classes: int = 10, in_channels: int = 3, image_size: int | None = None, **kwargs
 ) -> nn.Sequential:
     """Build one registered base network.
 
@@ -59,16 +84,17 @@ def create_model(
         name: a name from :func:`list_models`.
         num_classes: C, the width of the last layer.
         in_channels: image channels (3 for CIFAR, 1 for Fashion-MNIST).
-        image_size: square input side; the fully connected layers are sized for it.
+        image_size: square input side (default: the model's own); the fully connected layers are sized for it.
         **kwargs: family-specific options (e.g. ``width`` for NiN/CaffeNet).
     Returns:
         ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to ``(B, C)``.
     """
-    fn = _check_name(name)
-    for field, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
+    info = _check_name(name)
+    image_size = info.default_image_size if image_size is None else image_size
+    for field_name, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
                               ("image_size", image_size, 1)):
-        check_int(field, value, low)
-    return fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+        check_int(field_name, value, low)
+    return info.fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
 
 
 def model_factory(name: str, **kwargs) -> Callable[[], nn.Sequential]:

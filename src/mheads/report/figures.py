@@ -1,15 +1,16 @@
 """Figures: the paper's Figure 2 heatmap (share of each class's test examples the oracle gives each member) and
-training curves from a run's evaluation log."""
+training curves from a run's evaluation log.
+
+Figures are ``matplotlib.figure.Figure`` objects written straight to files: no pyplot, so importing this module
+or drawing with it never selects or switches the process's matplotlib backend (a user's notebook or GUI keeps
+its own), and no figure stays registered with pyplot after it is saved."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -17,8 +18,7 @@ def _save(fig, path: str | Path) -> Path:
         fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=120)  # a bare Figure renders PNG with matplotlib's Agg canvas, whatever the backend
     return path
 
 
@@ -26,7 +26,8 @@ def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[
                        title: str = "Oracle assignment per class") -> Path:
     """assignment: (M, C) fractions in [0, 1]; each column sums to 1. Writes a PNG and returns its path."""
     M, C = len(assignment), len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * C, 1.2 + 0.55 * M))
+    fig = Figure(figsize=(1.0 + 0.62 * C, 1.2 + 0.55 * M))
+    ax = fig.subplots()
     im = ax.imshow([[100 * v for v in row] for row in assignment], cmap="viridis", vmin=0, vmax=100,
                    aspect="auto")
     ax.set_xticks(range(C), [str(c) for c in classes], rotation=45, ha="right")
@@ -44,7 +45,8 @@ def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classe
                  path: str | Path) -> Path:
     """Several assignment heatmaps side by side (Figure 2 (a)-(d)): panels are (title, (M, C) fractions)."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 3.4), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(4.2 * n + 0.8, 3.4), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)
     im = None
     for ax, (title, a) in zip(axes[0], panels):
         im = ax.imshow([[100 * v for v in row] for row in a], cmap="viridis", vmin=0, vmax=100, aspect="auto")
@@ -59,7 +61,8 @@ def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classe
 def training_curves(history: Sequence[dict], path: str | Path, title: str = "") -> Path:
     """Train loss and test accuracies (ensemble-mean, oracle, each member) against iterations."""
     steps = [r["step"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(steps, [r["train_loss"] for r in history], marker="o")
     ax1.set_xlabel("iteration")
     ax1.set_ylabel("training loss")

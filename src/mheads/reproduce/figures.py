@@ -24,7 +24,7 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path
 
 def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4) -> Path:
     """Rows: test images; columns: the image, then each member of every cell (Figure 2(e))."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from mheads.data.resident import prepare_data
     from mheads.reproduce.guided_backprop import guided_saliency, to_image
@@ -42,8 +42,8 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
     x, y = data.normalizer(data.test_x[picks]), data.test_y[picks]
     raw = data.test_x[picks].float() / 255.0
     num_images = len(picks)
-    fig, axes = plt.subplots(num_images, len(columns) + 1, figsize=(1.6 * (len(columns) + 1), 1.7 * num_images),
-                             squeeze=False)
+    fig = Figure(figsize=(1.6 * (len(columns) + 1), 1.7 * num_images))
+    axes = fig.subplots(num_images, len(columns) + 1, squeeze=False)
     grads = [guided_saliency(net, x.contiguous(), y) for _, net in columns]
     for i in range(num_images):
         axes[i][0].imshow(raw[i].permute(1, 2, 0).squeeze(-1), cmap="gray")
@@ -58,7 +58,6 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
         ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
 from mheads.config import ConfigError
@@ -85,10 +84,7 @@ def run_cell(cfg, run: Path) -> dict:
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     started = run.is_dir() and any((run / m).exists() for m in RUN_MARKERS)
-    t0 = time.perf_counter()
-    metrics = fit(cfg, run, resume=started, overwrite=False)
-    metrics.setdefault("wall_time_s", time.perf_counter() - t0)  # fit's own counts earlier processes of the run
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics = fit(cfg, run, resume=started, overwrite=False)  # writes metrics.json (atomically), with wall_time_s
     return metrics
 
 
@@ -179,8 +175,6 @@ def trained_on(run: Path) -> str:
 
 def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str:
     source = source or "embedded Fashion-MNIST subset"
-    if "cifar10-jpeg" in str(source):
-        source = f"{source} (CIFAR-10, JPEG copy)"
     where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
     text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; trained on {where}. "
             f"Cells: mean ± std over seeds (paper in its column).")

@@ -25,10 +25,7 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
             raise DataError(f"data.source {where}: {image_size}x{image_size} images do not fit model.name "
                             f"{m.name!r}: {msg}; use larger images or another model") from None
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
-    if m.exec != "loop":
-        if not hasattr(tree, "exec_mode"):
-            raise ConfigError(f"model.exec: got {m.exec!r}; this build supports only 'loop'")
-        tree.exec_mode = m.exec
+    tree.exec_mode = m.exec
     return tree
 
 
