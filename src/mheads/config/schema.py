@@ -4,7 +4,7 @@ Every error is a :class:`ConfigError` whose one-line message names the field (do
 is allowed. A :class:`Config` validates itself when built (``__post_init__``) and again when ``fit`` starts, so a
 config built or edited in Python gets the same checks as one read from YAML. Names are checked against the
 registries that own them: models (``mheads.models``), losses (``mheads.ensemble.losses.LOSSES``) and schedules
-(``mheads.train.schedules``); those are imported when a config is validated, not when this module is.
+(``mheads.optim.schedules``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 
 from mheads.core.checks import check_choice, check_int, check_iterations, check_number
+from mheads.ensemble.losses import LOSSES
+from mheads.models import list_models
+from mheads.optim.schedules import SCHEDULE_KINDS
 
 SCHEMA_VERSION = 1
 
@@ -40,12 +43,6 @@ def _choice(path: str, v: Any, allowed) -> None:
     check_choice(path, v, allowed, error=ConfigError)
 
 
-def _losses() -> dict:
-    from mheads.ensemble.losses import LOSSES
-
-    return LOSSES
-
-
 @dataclass
 class ModelConfig:
     name: str = "cifar10_quick"
@@ -56,8 +53,6 @@ class ModelConfig:
     exec: str = "loop"  # loop | fused | auto
 
     def validate(self, p: str = "model") -> None:
-        from mheads.models import list_models
-
         _choice(f"{p}.name", self.name, tuple(list_models()))
         _int(f"{p}.members", self.members, 1)
         _choice(f"{p}.init", self.init, ("independent", "same"))
@@ -107,7 +102,7 @@ class LossConfig:
     pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
 
     def validate(self, members: int, p: str = "loss") -> None:
-        losses = _losses()
+        losses = LOSSES
         _choice(f"{p}.name", self.name, tuple(losses))
         _int(f"{p}.k", self.k, 1)
         if losses[self.name].assigns and self.k > members:
@@ -131,8 +126,6 @@ class OptimConfig:
     threshold: float = 0.01
 
     def validate(self, p: str = "optim") -> None:
-        from mheads.train.schedules import SCHEDULE_KINDS  # the schedules' own list
-
         _num(f"{p}.lr", self.lr, 0.0, strict=True)
         _num(f"{p}.momentum", self.momentum, 0.0, high=1.0)
         _num(f"{p}.weight_decay", self.weight_decay, 0.0)
@@ -226,7 +219,7 @@ class Config:
         self.dist.validate()
         if not isinstance(self.name, str) or not self.name:
             _fail("name", self.name, "a non-empty string naming the run")
-        if self.data.bagging and _losses()[self.loss.name].average is not None:
+        if self.data.bagging and LOSSES[self.loss.name].average is not None:
             _fail("data.bagging", True, "false with an averaged loss (bagging weights members separately)")
         if self.data.label_split is not None:
             ls = self.data.label_split

@@ -133,7 +133,7 @@ def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: in
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise RuntimeError(f"distributed launch: environment variables {', '.join(missing)} are not set; start "
-                           "the processes with torchrun (see src/mheads/dist/README.md)")
+                           "the processes with torchrun (see docs/distributed.md)")
     backend = backend or default_backend()
     device = None
     if backend == "nccl":

@@ -9,7 +9,7 @@ casualty). A rank whose collective fails reads the others' statuses and counters
 or whose heartbeat stopped; a casualty's ``lost:`` report lets the others name the same rank at once.
 
 Every collective in :mod:`mheads.dist` runs inside :func:`collective`, which does this translation, so callers
-(the engine, the CLI) only ever see :class:`DistributedFailure`.
+(the training loop, the CLI) only ever see :class:`DistributedFailure`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""From a run config to a distributed run: the communicator and the model wrapper the engine takes."""
+"""From a run config to a distributed run: the communicator and the model wrapper the training loop takes."""
 
 from __future__ import annotations
 

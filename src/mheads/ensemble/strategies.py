@@ -10,7 +10,7 @@
 - Label split: `random_label_split` assigns each class to one member, evenly, for the hand-designed specialist
   ensembles the paper compares with MCL (section 6, "MCL As Label-Space Clustering").
 
-How the engine realizes bagging: all members of a TreeNet see the same batch (the trunk runs once), so bagging
+How training realizes bagging: all members of a TreeNet see the same batch (the trunk runs once), so bagging
 becomes per-member example weights. With ``counts = bootstrap_counts(...)`` (M, N) and a batch of example indices
 ``idx`` (B,), ``counts[:, idx]`` (M, B) weights member m's per-example loss by how often the example occurs in m's
 sample (0 = not in it). Over an epoch this gives each member the same expected gradient as training on its

@@ -24,6 +24,8 @@ from mheads.config import Config, ConfigError
 from mheads.core.atomic import atomic_write_text
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.resident import ResidentData, prepare_data
+from mheads.optim.build import build_optimizer
+from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
 from mheads.runs.folder import (
     append_jsonl,
@@ -40,8 +42,7 @@ from mheads.train.device import flush_denormal, resolve_device
 from mheads.train.evaluate import evaluate
 from mheads.train.numerics import NumericalFault, member_param_map
 from mheads.train.preempt import Preempted, sigterm_flag
-from mheads.train.schedules import Schedule
-from mheads.train.step import build_optimizer, train_step
+from mheads.train.step import train_step
 from mheads.tree import TreeNet
 
 __all__ = ["RunState", "fit"]

@@ -1,5 +1,5 @@
 """One update: forward over ``train.accumulate`` batches, the ensemble loss at the root, backward, the finiteness
-guard, the optimizer step. Also the optimizer and learning-rate schedule a config describes.
+guard, the optimizer step.
 
 Every random draw of a step is derived from the run seed and the batch number (``mheads.core.seeding``), so a
 resumed run draws exactly what an uninterrupted one would.
@@ -15,38 +15,8 @@ from mheads.config import Config
 from mheads.core.seeding import Stream, derive_seed, derived_generator
 from mheads.ensemble.losses import compute_loss
 from mheads.train.numerics import NumericalFault, all_finite, bad_members
-from mheads.train.schedules import Schedule
 
-__all__ = ["NoParameters", "build_optimizer", "train_step"]
-
-
-class NoParameters:
-    """The optimizer of a distributed rank that holds only the loss: nothing to update."""
-
-    param_groups: list = []
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        pass
-
-    def step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-def build_optimizer(cfg: Config, params: list[torch.nn.Parameter]):
-    """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the paper's)."""
-    o = cfg.optim
-    lr = o.lr * (cfg.model.members if o.lr_times_members else 1)
-    opt = (torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-           if params else NoParameters())
-    schedule = Schedule(kind=o.schedule, base_lr=lr, gamma=o.gamma, milestones=list(o.milestones), every=o.every,
-                        window=o.window, threshold=o.threshold)
-    return opt, schedule
+__all__ = ["train_step"]
 
 
 def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> tuple[float, torch.Tensor]:

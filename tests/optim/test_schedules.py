@@ -1,6 +1,6 @@
 import pytest
 
-from mheads.train.schedules import Schedule
+from mheads.optim.schedules import Schedule
 
 
 def test_cifar10_quick_steps():
