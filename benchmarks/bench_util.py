@@ -1,8 +1,8 @@
 """Timing, hardware description and output for the benchmarks.
 
 Shared machines are noisy: every comparison runs its contenders side by side in interleaved rounds (the order
-rotates each round, so no contender always follows the same neighbour) and reports medians; only ratios measured
-in one run are meaningful.
+rotates each round, so no contender always follows the same neighbour) and reports medians; only ratios
+measured in one run are meaningful.
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def _git_rev() -> str:
     """The checkout's commit, with "+dirty" when tracked files differ from it (read-only git commands)."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=here, timeout=10).returncode
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=here, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=here,
+                               timeout=10).returncode
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev + ("+dirty" if dirty == 1 else "")) if rev else "unknown"
@@ -111,7 +112,8 @@ def hardware(device: torch.device) -> dict[str, str]:
     info = {k: str(v) for k, v in run_hardware().items()}
     info.update(_cpu_details())
     info.update(cores_usable=str(usable), device=str(device),
-                accelerator=torch.cuda.get_device_name(device) if device.type == "cuda" else "none", git=_git_rev())
+                accelerator=torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
+                git=_git_rev())
     if device.type == "cuda":
         # cuDNN convolutions may use TF32 while the float32 torch.mm reference does not: fractions above 100%.
         info["cudnn_tf32"] = str(torch.backends.cudnn.allow_tf32)
@@ -172,8 +174,8 @@ def format_table(rows: list[Row]) -> str:
 def write_csv(path: Path, rows: list[Row], hw: dict[str, str]) -> None:
     """One line per measurement, each carrying the hardware and versions (a CSV that explains itself)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["section", "name", "median_ms", "iqr_ms", "min_ms", "samples", "images_per_s", "ratio", "ratio_to",
-              "target", "meets", "gflop_per_s", "frac_matmul_peak", "note"]
+    fields = ["section", "name", "median_ms", "iqr_ms", "min_ms", "samples", "images_per_s", "ratio",
+              "ratio_to", "target", "meets", "gflop_per_s", "frac_matmul_peak", "note"]
     extra_keys = sorted({k for r in rows for k in r.extra} - set(fields))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

@@ -1,18 +1,19 @@
 """Communication cost of model-parallel TreeNets: the paper's Figure 13 (section 7, appendix E.3).
 
-For each candidate split layer of a base network, a TreeNet with one member per process is split after that layer:
-the trunk on rank 0, one branch per rank, the member logits gathered at rank 0 under the score-averaged loss. We
-report the floats broadcast per batch (the trunk output) and the fraction of the forward-backward time spent
-communicating, medians over repeated steps:
+For each candidate split layer of a base network, a TreeNet with one member per process is split after that
+layer: the trunk on rank 0, one branch per rank, the member logits gathered at rank 0 under the score-averaged
+loss. We report the floats broadcast per batch (the trunk output) and the fraction of the forward-backward
+time spent communicating, medians over repeated steps:
 
-- ``comm %``: time inside the broadcast/gather collectives (both directions) during a training step, over the step
-  time, on rank 0 (the rank holding the shared layers, as in the paper). It includes waiting for slower ranks.
-- ``xfer %``: the cost of moving the trunk output alone (a barrier-aligned broadcast and its backward reduce, the
-  same ops outside a step), over the same step time: the transfer cost the paper plots.
+- ``comm %``: time inside the broadcast/gather collectives (both directions) during a training step, over the
+  step time, on rank 0 (the rank holding the shared layers, as in the paper). It includes waiting for slower
+  ranks.
+- ``xfer %``: the cost of moving the trunk output alone (a barrier-aligned broadcast and its backward reduce,
+  the same ops outside a step), over the same step time: the transfer cost the paper plots.
 
-The paper: 0.49% of the forward-backward time for ILSVRC-Alex x5 sharing pool2 (about 36 M floats per batch), one
-K20 GPU per node, 5.8 GB/s MPI interconnect. Here: gloo over loopback, N CPU processes on one machine (or NCCL with
-``--backend nccl`` and one GPU per process).
+The paper: 0.49% of the forward-backward time for ILSVRC-Alex x5 sharing pool2 (about 36 M floats per batch),
+one K20 GPU per node, 5.8 GB/s MPI interconnect. Here: gloo over loopback, N CPU processes on one machine (or
+NCCL with ``--backend nccl`` and one GPU per process).
 
     python benchmarks/comm_cost.py --out runs/comm_cost                       # cifar10_quick, 3 processes
     python benchmarks/comm_cost.py --out DIR --model caffenet --width 0.25 --image-size 115 --procs 2
@@ -46,14 +47,16 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="cifar10_quick", help="registered base network (mheads list-models)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (nin_*, caffenet)")
     p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's own)")
-    p.add_argument("--classes", type=int, default=None, help="classes (default 10 for CIFAR models, else 1000)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="classes (default 10 for CIFAR models, else 1000)")
     p.add_argument("--procs", type=int, default=3, help="processes = members, one branch each (default 3)")
     p.add_argument("--batch", type=int, default=100, help="batch size (Caffe's CIFAR10-Quick uses 100)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per split")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per split")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--splits", default=None, help="comma-separated split layers (default: every parameterized "
-                                                   "layer but the last, plus 'none' = independent members)")
+    p.add_argument("--splits", default=None,
+                   help="comma-separated split layers (default: every parameterized layer but the last, plus "
+                        "'none' = independent members)")
     p.add_argument("--backend", default="gloo", choices=("gloo", "nccl"))
     p.add_argument("--timeout", type=float, default=300.0, help="collective timeout, seconds")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
@@ -96,7 +99,7 @@ def _median_ms(xs: list[float]) -> float:
     return 1000 * statistics.median(xs)
 
 
-# --- one rank ---------------------------------------------------------------------------------------------------------
+# --- one rank -----------------------------------------------------------------------------------------------
 def worker(a) -> None:
     torch.set_num_threads(a.threads)
     import torch.distributed as dist  # the store only; all communication goes through mheads.dist
@@ -111,7 +114,8 @@ def worker(a) -> None:
     device = torch.device("cuda", rank) if a.backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    comm = init(dist.FileStore(a.store, world), rank, world, timeout_s=a.timeout, backend=a.backend, device=device)
+    comm = init(dist.FileStore(a.store, world), rank, world, timeout_s=a.timeout, backend=a.backend,
+                device=device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, 3, a.image_size, a.image_size, generator=g).to(device)
     y = torch.randint(0, a.classes, (a.batch,), generator=g).to(device)
@@ -158,10 +162,11 @@ def worker(a) -> None:
     comm.destroy()
 
 
-# --- the launcher -----------------------------------------------------------------------------------------------------
+# --- the launcher -------------------------------------------------------------------------------------------
 def hardware() -> dict:
     hw = run_hardware()
-    return {"cpu_model": hw["cpu"], "cpu_cores": hw["cores"], "torch_version": hw["torch"], "python": hw["python"]}
+    return {"cpu_model": hw["cpu"], "cpu_cores": hw["cores"], "torch_version": hw["torch"],
+            "python": hw["python"]}
 
 
 def launch(a) -> list[dict]:
@@ -171,7 +176,8 @@ def launch(a) -> list[dict]:
         store = str(Path(tmp) / "store")
         base = [sys.executable, str(Path(__file__).resolve())] + [arg for arg in sys.argv[1:]]
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-        procs = [subprocess.Popen(base + ["--worker", str(r), "--store", store], env=env) for r in range(a.procs)]
+        procs = [subprocess.Popen(base + ["--worker", str(r), "--store", store], env=env)
+                 for r in range(a.procs)]
         codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"comm_cost: worker exit codes {codes}")
@@ -184,17 +190,19 @@ def launch(a) -> list[dict]:
         fracs = [100 * pr[i]["comm_ms"] / pr[i]["step_ms"] for pr in per_rank]
         rows.append({**row0, "comm_pct": fracs[0], "comm_pct_max_rank": max(fracs),
                      "xfer_pct": 100 * row0["xfer_ms"] / row0["step_ms"], "model": a.model,
-                     "width": a.width if a.width is not None else "", "image_size": a.image_size, "batch": a.batch,
-                     "procs": a.procs, "threads": a.threads, "backend": a.backend, "steps": a.steps, **hw})
+                     "width": a.width if a.width is not None else "", "image_size": a.image_size,
+                     "batch": a.batch, "procs": a.procs, "threads": a.threads, "backend": a.backend,
+                     "steps": a.steps, **hw})
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'split':>8} {'floats/batch':>13} {'step ms':>9} {'comm ms':>9} {'comm %':>7} {'xfer ms':>9} {'xfer %':>7}"
+    head = (f"{'split':>8} {'floats/batch':>13} {'step ms':>9} {'comm ms':>9} {'comm %':>7} {'xfer ms':>9} "
+            f"{'xfer %':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['split']:>8} {r['floats_per_batch']:>13,} {r['step_ms']:>9.2f} {r['comm_ms']:>9.2f} "
-                     f"{r['comm_pct']:>7.2f} {r['xfer_ms']:>9.3f} {r['xfer_pct']:>7.2f}")
+        lines.append(f"{r['split']:>8} {r['floats_per_batch']:>13,} {r['step_ms']:>9.2f} "
+                     f"{r['comm_ms']:>9.2f} {r['comm_pct']:>7.2f} {r['xfer_ms']:>9.3f} {r['xfer_pct']:>7.2f}")
     return "\n".join(lines)
 
 
@@ -210,8 +218,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.plot(xs, [r["comm_pct"] for r in shared], "o-", label="in-step comm (rank 0)")
     ax.plot(xs, [r["xfer_pct"] for r in shared], "s--", label="isolated transfer")
     for r in shared:
-        ax.annotate(r["split"], (r["floats_per_batch"], r["comm_pct"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
+        ax.annotate(r["split"], (r["floats_per_batch"], r["comm_pct"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
     ax.set_xlabel("floats broadcast per batch")
     ax.set_ylabel("% of forward-backward time")
     ax.set_title(title, fontsize=9)

@@ -1,9 +1,9 @@
 """End-to-end ``mheads.train.loop.fit`` against the bare training-step loop on in-memory tensors.
 
-``fit`` has fixed costs (loading and normalizing the data, building the model, the final evaluation and save) that a
-short benchmark would otherwise charge to its iterations. They cancel in a difference: two runs of Na and Nb
-iterations with the same cadence differ by exactly (Nb - Na) iterations plus their periodic evaluations and
-checkpoints, so the marginal cost of one iteration of ``fit`` is ``(T(Nb) - T(Na)) / (Nb - Na)``.
+``fit`` has fixed costs (loading and normalizing the data, building the model, the final evaluation and save)
+that a short benchmark would otherwise charge to its iterations. They cancel in a difference: two runs of Na
+and Nb iterations with the same cadence differ by exactly (Nb - Na) iterations plus their periodic evaluations
+and checkpoints, so the marginal cost of one iteration of ``fit`` is ``(T(Nb) - T(Na)) / (Nb - Na)``.
 
 The cadence keeps the paper recipe's evaluation share: CIFAR10-Quick evaluates 10,000 test images every 1,000
 iterations (10 per iteration); here ``E`` iterations evaluate ``10 E`` images. Checkpoints are written every E
@@ -65,8 +65,8 @@ def marginal_fit_seconds(source: Path, work: Path, *, members: int, split, n_a: 
     """Seconds per iteration of ``fit``, fixed costs cancelled (see the module docstring)."""
     if n_a % every or n_b % every or n_b <= n_a:
         raise ValueError(f"n_a, n_b: got {n_a}, {n_b}; expected multiples of every={every} with n_b > n_a")
-    kw = dict(members=members, split=split, every=every, batch=batch, device=device, channels_last=channels_last,
-              threads=torch.get_num_threads(), amp=amp)
+    kw = dict(members=members, split=split, every=every, batch=batch, device=device,
+              channels_last=channels_last, threads=torch.get_num_threads(), amp=amp)
     t_a = time_fit(fit_config(source, iterations=n_a, **kw), work / "fit_a")
     t_b = time_fit(fit_config(source, iterations=n_b, **kw), work / "fit_b")
     return (t_b - t_a) / (n_b - n_a)

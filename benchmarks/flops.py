@@ -1,13 +1,14 @@
 """Exact multiply-add counts of convolutions and fully connected layers, from the layer shapes.
 
-One forward of a dry-run batch records each Conv2d / Linear call's output shape; its multiply-adds per image are
+One forward of a dry-run batch records each Conv2d / Linear call's output shape; its multiply-adds
+per image are
 
 - Conv2d: ``C_out * H_out * W_out * (C_in / groups) * k_h * k_w``;
 - Linear: ``out_features * in_features`` (times any leading dims past the batch).
 
-Everything else (bias adds, ReLU, pooling, normalization) is left out, as in the usual FLOP tables. A shared TreeNet
-layer runs once per batch and is counted once. FLOPs are 2 x multiply-adds; a training step (forward, input
-gradients, weight gradients) is counted as 3 x the forward.
+Everything else (bias adds, ReLU, pooling, normalization) is left out, as in the usual FLOP tables. A shared
+TreeNet layer runs once per batch and is counted once. FLOPs are 2 x multiply-adds; a training step (forward,
+input gradients, weight gradients) is counted as 3 x the forward.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class FlopCount:
         return 3 * self.forward_flops(batch)
 
     def share(self, prefix: str) -> float:
-        """Fraction of the multiply-adds in layers whose name starts with ``prefix`` (e.g. ``"root.layers."``)."""
+        """Fraction of the multiply-adds in layers whose name starts with ``prefix`` (e.g.
+        ``"root.layers."``)."""
         total = self.total_macs
         return sum(v for k, v in self.macs.items() if k.startswith(prefix)) / total if total else 0.0
 
@@ -48,11 +50,12 @@ def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
     return per_image * module.in_features
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu") -> FlopCount:
+def count_macs(model: nn.Module, input_shape: tuple[int, ...], *,
+               device: torch.device | str = "cpu") -> FlopCount:
     """Multiply-adds per image of ``model`` on inputs of ``input_shape`` (one image, no batch dimension).
 
-    A TreeNet is counted in its loop mode (fused layers do not call the member modules). Raises ValueError for an
-    input shape the model cannot take.
+    A TreeNet is counted in its loop mode (fused layers do not call the member modules). Raises ValueError for
+    an input shape the model cannot take.
     """
     if not input_shape or any(not isinstance(d, int) or d < 1 for d in input_shape):
         raise ValueError(f"input_shape: got {input_shape!r}; expected positive ints, e.g. (3, 32, 32)")

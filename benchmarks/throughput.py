@@ -6,15 +6,16 @@ Sections (numbered as in issue 7), all on CIFAR10-Quick with M=4 unless said oth
 
 1. training-step throughput at batch 100: mheads (independent members, loop / fused / torch.func vmap; TreeNet
    sharing conv1) against the plain loop of 4 separate nn.Modules with 4 SGD optimizers;
-2. end-to-end ``fit`` (batching, augmentation, loss, metrics, logging, checkpoints) against the bare step loop;
-3. achieved GFLOP/s (exact conv/linear FLOPs, training = 3 x forward) as a fraction of a large float32 torch.mm
-   timed in the same rounds;
+2. end-to-end ``fit`` (batching, augmentation, loss, metrics, logging, checkpoints) against the bare step
+   loop;
+3. achieved GFLOP/s (exact conv/linear FLOPs, training = 3 x forward) as a fraction of a large float32
+   torch.mm timed in the same rounds;
 4. inference at batch 1000 against M times one model;
 5. step time against M (1..16) and against the split point (with the trunk's share of the FLOPs).
 
-Contenders run in interleaved rounds and report medians; the table (printed and DIR/throughput.txt) gives ratios
-(the numbers to quote) and the CSV (DIR/throughput.csv) repeats the hardware on every line. Targets that are missed get a torch.profiler table of
-their top operators (DIR/profile_*.txt).
+Contenders run in interleaved rounds and report medians; the table (printed and DIR/throughput.txt) gives
+ratios (the numbers to quote) and the CSV (DIR/throughput.csv) repeats the hardware on every line. Targets
+that are missed get a torch.profiler table of their top operators (DIR/profile_*.txt).
 """
 
 from __future__ import annotations
@@ -31,14 +32,32 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_util import (Row, format_table, hardware, interleaved, matmul_fn, median, spread,  # noqa: E402
-                        synchronizer, write_csv)
-from workloads import (Setup, compile_gradient_error, make_batches, make_tree, mheads_inference,  # noqa: E402
-                       mheads_train_step, plain_inference, plain_models, plain_train_step, vmap_forward)
-
+from bench_util import (  # noqa: E402
+    Row,
+    format_table,
+    hardware,
+    interleaved,
+    matmul_fn,
+    median,
+    spread,
+    synchronizer,
+    write_csv,
+)
 from cpu_memory import retain_freed_memory  # noqa: E402
 from flops import count_macs  # noqa: E402
 from mheads.tree.fused import resolve_exec_mode  # noqa: E402
+from workloads import (  # noqa: E402
+    Setup,
+    compile_gradient_error,
+    make_batches,
+    make_tree,
+    mheads_inference,
+    mheads_train_step,
+    plain_inference,
+    plain_models,
+    plain_train_step,
+    vmap_forward,
+)
 
 M = 4
 TRAIN_BATCH = 100
@@ -62,7 +81,8 @@ class Plan:
 
 
 FULL = Plan(train_rounds=11, train_steps=2, infer_rounds=7, sweep_rounds=5, members=(1, 2, 4, 8, 16),
-            splits=(None, "conv1", "conv2", "conv3", "ip1", "ip2"), fit_iters=(10, 50, 10), fit_rounds=3, warmup=2)
+            splits=(None, "conv1", "conv2", "conv3", "ip1", "ip2"), fit_iters=(10, 50, 10), fit_rounds=3,
+            warmup=2)
 QUICK = Plan(train_rounds=3, train_steps=1, infer_rounds=2, sweep_rounds=2, members=(1, 2, 4),
              splits=(None, "conv1", "ip2"), fit_iters=(4, 12, 4), fit_rounds=1, warmup=1)
 
@@ -89,9 +109,10 @@ class Bench:
         med = median(secs)
         gflops = flops / med / 1e9 if flops else None
         frac = flops / med / self.peak_flops if flops and self.peak_flops else None
-        row = Row(section, name, med * 1e3, spread(secs) * 1e3, min(secs) * 1e3, images / med if images else None,
-                  ratio=median(base) / med if base is not None else None, ratio_to=base_name, target=target,
-                  gflop_per_s=gflops, frac_matmul_peak=frac, note=note, extra={"samples": len(secs), **extra})
+        row = Row(section, name, med * 1e3, spread(secs) * 1e3, min(secs) * 1e3,
+                  images / med if images else None, ratio=median(base) / med if base is not None else None,
+                  ratio_to=base_name, target=target, gflop_per_s=gflops, frac_matmul_peak=frac, note=note,
+                  extra={"samples": len(secs), **extra})
         self.rows.append(row)
         return row
 
@@ -101,13 +122,14 @@ class Bench:
         return f"mheads {what} [{exec_mode}{auto}]"
 
 
-# --- sections ----------------------------------------------------------------------------------------------------
+# --- sections -----------------------------------------------------------------------------------------------
 def training(b: Bench) -> None:
     """Sections 1 and 3."""
     s, p = b.setup, b.plan
     sec = f"1+3. training step, M={M}, batch {TRAIN_BATCH}"
     batches = make_batches(s, TRAIN_BATCH)
-    nets = {(split, mode): make_tree(s, M, split, mode) for split in (None, "conv1") for mode in ("loop", "fused")}
+    nets = {(split, mode): make_tree(s, M, split, mode)
+            for split in (None, "conv1") for mode in ("loop", "fused")}
     plain = plain_models(s, nets[(None, "loop")])
     mm, mm_flops = matmul_fn(s.device, 4096 if s.device.type == "cuda" else 2048)
     c = {"plain loop: 4 nn.Modules, 4 SGD": plain_train_step(s, plain, batches),
@@ -152,7 +174,8 @@ def inference(b: Bench) -> None:
     s, p = b.setup, b.plan
     sec = f"4. inference, M={M}, batch {INFER_BATCH}"
     x = make_batches(s, INFER_BATCH, n=1)[0][0]
-    nets = {(split, mode): make_tree(s, M, split, mode) for split in (None, "conv1") for mode in ("loop", "fused")}
+    nets = {(split, mode): make_tree(s, M, split, mode)
+            for split in (None, "conv1") for mode in ("loop", "fused")}
     plain = plain_models(s, nets[(None, "loop")])
     c = {"M x one model (plain loop)": plain_inference(s, plain, x),
          "one model": plain_inference(s, plain[:1], x)}
@@ -186,7 +209,8 @@ def scaling(b: Bench) -> None:
         base = t[f"M=1 [{mode}]"]
         for m in p.members:
             name = f"M={m} [{mode}]"
-            # ratio = M x (step time of one member) / (step time of M): 1.0 is linear growth, > 1 economy of scale.
+            # ratio = M x (step time of one member) / (step time of M): 1.0 is linear growth, > 1 economy of
+            # scale.
             b.add(sec, name, t[name], TRAIN_BATCH, base=[x * m for x in base], base_name="M x (M=1)",
                   flops=macs[name])
     sec = f"5b. training step vs split point, M={M}, batch {TRAIN_BATCH} [{b.auto}]"
@@ -204,7 +228,8 @@ def scaling(b: Bench) -> None:
         share = count.share("root.layers.")
         b.add(sec, name, t[name], TRAIN_BATCH, base=base, base_name="split None",
               flops=count.train_flops(TRAIN_BATCH),
-              note=f"trunk {share:.0%} of the tree's FLOPs; FLOP ratio vs None {full / count.total_macs:.2f}x",
+              note=f"trunk {share:.0%} of the tree's FLOPs; FLOP ratio vs None "
+                   f"{full / count.total_macs:.2f}x",
               trunk_flop_share=round(share, 4), flop_ratio_vs_independent=round(full / count.total_macs, 4))
 
 
@@ -246,7 +271,7 @@ def fit_section(b: Bench) -> None:
 SECTIONS = {"training": training, "inference": inference, "scaling": scaling, "fit": fit_section}
 
 
-# --- profiling of missed targets ---------------------------------------------------------------------------------
+# --- profiling of missed targets ----------------------------------------------------------------------------
 def profile_missed(b: Bench) -> list[str]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -267,8 +292,8 @@ def profile_missed(b: Bench) -> list[str]:
         table = prof.key_averages().table(sort_by=key, row_limit=12)
         slug = re.sub(r"[^a-z0-9]+", "_", row.name.lower()).strip("_")[:60]
         (b.out / f"profile_{slug}.txt").write_text(f"{row.section} / {row.name}\n{table}\n")
-        reports.append(f"Missed target: {row.name} ({row.ratio:.2f}x vs {row.ratio_to}, target {row.target:.2f}x)."
-                       f" Top operators over {calls} call(s):\n{table}")
+        reports.append(f"Missed target: {row.name} ({row.ratio:.2f}x vs {row.ratio_to}, "
+                       f"target {row.target:.2f}x). Top operators over {calls} call(s):\n{table}")
     return reports
 
 
@@ -277,16 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="folder for throughput.csv and profiles")
     ap.add_argument("--quick", action="store_true", help="few rounds and small sweeps (development)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (GPU; very slow on most CPUs)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast on both sides (GPU; very slow on most CPUs)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every model on both sides")
-    ap.add_argument("--no-channels-last", action="store_true", help="NCHW instead of channels_last on both sides")
+    ap.add_argument("--no-channels-last", action="store_true",
+                    help="NCHW instead of channels_last on both sides")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     ap.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
     ap.add_argument("--no-retain-memory", action="store_true",
-                    help="keep glibc's default malloc thresholds (see mheads.cpu_memory); by default freed memory "
-                         "is kept in the process for both sides")
+                    help="keep glibc's default malloc thresholds (see mheads.cpu_memory); by default freed "
+                         "memory is kept in the process for both sides")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device: got 'cuda' but torch sees no CUDA device; use --device cpu")
@@ -297,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [x.strip() for x in args.sections.split(",") if x.strip()]
     unknown = [x for x in chosen if x not in SECTIONS]
     if unknown or not chosen:
-        ap.error(f"--sections: got {args.sections!r}; expected a comma-separated subset of {', '.join(SECTIONS)}")
+        ap.error(f"--sections: got {args.sections!r}; expected a comma-separated subset of "
+                 f"{', '.join(SECTIONS)}")
     retained = False if args.no_retain_memory else retain_freed_memory()
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True  # both sides: let cuDNN pick its fastest convolution per shape
@@ -319,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     report = ["hardware: " + ", ".join(f"{k}={v}" for k, v in hw.items())]
     if bench.peak_flops:
         report.append(f"float32 torch.mm peak measured in this run: {bench.peak_flops / 1e9:.1f} GFLOP/s")
-    report += ["img/s: images per second through the whole ensemble (every image seen by all members); ratio: the",
+    report += ["img/s: images per second through the whole ensemble (every image seen by all members); "
+               "ratio: the",
                "baseline's time over this row's (higher is better); GFLOP/s from exact conv/linear FLOPs",
                format_table(bench.rows)]
     report += [f"  note [{row.name}]: {row.note}" for row in bench.rows if row.note]

@@ -1,9 +1,10 @@
-"""The things the benchmarks time: training steps and inference passes of mheads and of the plain PyTorch loop.
+"""The things the benchmarks time: training steps and inference passes of mheads and
+of the plain PyTorch loop.
 
 Both sides get the same in-memory batches, the same layout (channels_last unless switched off), the same loss
 (each member's mean cross-entropy) and the same SGD hyperparameters (Caffe's CIFAR10-Quick recipe). The plain
-side is what people write without a library: M separate ``nn.Module`` s, each with its own optimizer, trained one
-after another.
+side is what people write without a library: M separate ``nn.Module`` s, each with its own optimizer, trained
+one after another.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mheads.train.compiled import gradient_error
 from mheads.ensemble.losses import independent_ce
 from mheads.models import create_model, model_factory
+from mheads.train.compiled import gradient_error
 from mheads.tree.treenet import TreeNet
 
 SGD_KW = dict(lr=0.001, momentum=0.9, weight_decay=0.004)
@@ -42,12 +43,14 @@ class Setup:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
 
-def make_batches(setup: Setup, batch: int, n: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(setup: Setup, batch: int, n: int = 4,
+                 seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """n in-memory batches: images (B, 3, 32, 32) in the chosen layout, labels (B,)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        x = torch.randn(batch, 3, 32, 32, generator=g).to(setup.device).contiguous(memory_format=setup.memory_format)
+        x = (torch.randn(batch, 3, 32, 32, generator=g).to(setup.device)
+             .contiguous(memory_format=setup.memory_format))
         y = torch.randint(0, 10, (batch,), generator=g).to(setup.device)
         out.append((x, y))
     return out
@@ -73,7 +76,8 @@ def _maybe_compile(setup: Setup, module: nn.Module) -> Callable:
 
 
 def plain_train_step(setup: Setup, models: list[nn.Module], batches) -> Callable[[], None]:
-    """One step of the plain loop: for each model, zero_grad, forward, cross-entropy, backward, its own SGD step."""
+    """One step of the plain loop: for each model, zero_grad, forward, cross-entropy, backward, its own SGD
+    step."""
     fwds = [_maybe_compile(setup, m) for m in models]
     opts = [torch.optim.SGD(m.parameters(), **SGD_KW) for m in models]
     data = itertools.cycle(batches)
@@ -90,9 +94,10 @@ def plain_train_step(setup: Setup, models: list[nn.Module], batches) -> Callable
     return step
 
 
-def mheads_train_step(setup: Setup, net: nn.Module, batches, forward: Callable | None = None) -> Callable[[], None]:
-    """One step of a TreeNet: one forward to member logits (M, B, C), the summed member losses, one backward, one
-    SGD step over all parameters (the gradients equal the per-member optimizers')."""
+def mheads_train_step(setup: Setup, net: nn.Module, batches,
+                      forward: Callable | None = None) -> Callable[[], None]:
+    """One step of a TreeNet: one forward to member logits (M, B, C), the summed member losses, one backward,
+    one SGD step over all parameters (the gradients equal the per-member optimizers')."""
     fwd = forward if forward is not None else _maybe_compile(setup, net)
     opt = torch.optim.SGD(net.parameters(), **SGD_KW)
     data = itertools.cycle(batches)

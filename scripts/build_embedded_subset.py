@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # run from a checkout without installing
 
-from mheads.data.embedded import (
+from mheads.data.embedded import (  # noqa: E402
     EMBEDDED_FILE,
     SUBSET_SEED,
     TEST_PER_CLASS,
@@ -26,7 +26,7 @@ from mheads.data.embedded import (
     build_subset,
     save_subset,
 )
-from mheads.data.load import load_dataset
+from mheads.data.load import load_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

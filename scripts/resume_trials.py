@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=20, help="number of kill-and-resume trials (default 20)")
     p.add_argument("--max-kills", type=int, default=3, help="SIGKILLs per trial: 1..this, drawn per trial")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    p.add_argument("--workdir", type=Path, help="keep the run folders here (default: a temporary folder, removed)")
+    p.add_argument("--workdir", type=Path,
+                   help="keep the run folders here (default: a temporary folder, removed)")
     args = p.parse_args(argv)
     if args.trials < 1 or args.max_kills < 1:
         p.error(f"--trials and --max-kills must be >= 1, got {args.trials} and {args.max_kills}")

@@ -1,10 +1,10 @@
 """Run the ``mheads`` command line many times, cheaply, as real processes that can be killed.
 
 Starting ``python -m mheads`` costs seconds (importing torch), so a server process imports everything once and
-forks one child per command. Each child runs ``mheads.cli.commands.main(argv)`` exactly as ``python -m mheads`` does
-(``SystemExit`` and uncaught exceptions included), with its own stdout, stderr and working folder, and can be
-sent SIGKILL or SIGTERM like any process. ``run_module`` starts a genuine ``python -m mheads`` for the checks
-that must not depend on the server.
+forks one child per command. Each child runs ``mheads.cli.commands.main(argv)`` exactly as
+``python -m mheads`` does (``SystemExit`` and uncaught exceptions included), with its own stdout, stderr and
+working folder, and can be sent SIGKILL or SIGTERM like any process. ``run_module`` starts a genuine
+``python -m mheads`` for the checks that must not depend on the server.
 
 Also here: the small run every reliability test trains, and the comparison of two run folders.
 """
@@ -31,7 +31,8 @@ SERVER = r"""
 import json, os, sys, traceback
 import torch  # the expensive import, done once; the children inherit it
 import torch._dynamo  # torch.optim imports it on first use: seconds
-import mheads.cli.commands, mheads.train.loop, mheads.train.evaluate, mheads.data  # what the commands import lazily
+# what the commands import lazily
+import mheads.cli.commands, mheads.train.loop, mheads.train.evaluate, mheads.data
 print("ready", flush=True)
 for line in sys.stdin:
     req = json.loads(line)
@@ -192,8 +193,8 @@ SMALL_RUN = {
     "data": {"train_limit": 64, "test_limit": 32, "crop_padding": 2, "flip": True, "bagging": True},
     "loss": {"name": "mcl", "k": 1},
     "optim": {"lr": 0.001, "milestones": [15]},
-    "train": {"iterations": 24, "batch_size": 8, "eval_every": 6, "eval_batch_size": 32, "checkpoint_every": 3,
-              "keep_checkpoints": 2, "threads": 1, "device": "cpu", "seed": 7},
+    "train": {"iterations": 24, "batch_size": 8, "eval_every": 6, "eval_batch_size": 32,
+              "checkpoint_every": 3, "keep_checkpoints": 2, "threads": 1, "device": "cpu", "seed": 7},
 }
 
 
@@ -206,7 +207,8 @@ def write_config(path: Path, **sections: dict) -> Path:
     return path
 
 
-TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")  # how a run went, not what
+TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s",
+               "resumed_from_iteration")  # how a run went, not what
 
 
 def run_differences(ref: Path, other: Path, same_config: bool = True) -> list[str]:
@@ -240,7 +242,8 @@ def run_differences(ref: Path, other: Path, same_config: bool = True) -> list[st
             a, b = ({k: v for k, v in json.loads((run / name).read_text()).items() if k not in TIMING_KEYS}
                     for run in (ref, other))
         else:
-            a, b = ([json.loads(line) for line in (run / name).read_text().splitlines()] for run in (ref, other))
+            a, b = ([json.loads(line) for line in (run / name).read_text().splitlines()]
+                    for run in (ref, other))
         if a != b:
             problems.append(f"{name} differs")
     return problems
@@ -302,7 +305,8 @@ def resume_argv(out: Path, config: Path) -> list:
     return ["train", "--config", config, "--out", out, "--no-progress"]
 
 
-def kill_and_resume(server: CliServer, config: Path, out: Path, rng, duration: float, kills: int) -> list[Kill]:
+def kill_and_resume(server: CliServer, config: Path, out: Path, rng, duration: float,
+                    kills: int) -> list[Kill]:
     """Train ``config`` into ``out``; SIGKILL it ``kills`` times, each at a uniformly random moment within
     ``duration`` seconds of its start, resuming after each kill; let the last resume finish. A run that
     finishes before its kill is started over (the trial must kill something). Returns where the kills landed.

@@ -16,8 +16,8 @@ def _deterministic_threads():
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Hundreds of tiny float64 ops: torch's intra-op thread pool only adds wake-up latency there (a lot of it on
-    a loaded machine), so such modules run on one thread and restore the setting afterwards."""
+    """Hundreds of tiny float64 ops: torch's intra-op thread pool only adds wake-up latency there (a lot of it
+    on a loaded machine), so such modules run on one thread and restore the setting afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -29,7 +29,7 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("MHEADS_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
-# ------------------------------------------------------------ fixtures shared by the command-line reliability tests
+# ------------------------------------------------------ fixtures shared by the command-line reliability tests
 
 
 @pytest.fixture(scope="module")

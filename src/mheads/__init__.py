@@ -1,8 +1,8 @@
 """mheads: diverse deep ensembles in PyTorch (Lee et al. 2015, "Why M Heads are Better than One").
 
-Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the bottom of
-the dependency order up: ``core`` (checks, seeds, atomic files), ``config``, ``models``, ``tree``, ``ensemble``,
-``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
+Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the bottom
+of the dependency order up: ``core`` (checks, seeds, atomic files), ``config``, ``models``, ``tree``,
+``ensemble``, ``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
 """
 
 from mheads.config import Config, ConfigError, load_config

@@ -31,5 +31,6 @@ def test_training_steps_stop_faulting_their_activations_in():
 
     for _ in range(4):  # the heap grows to the step's peak (fragmentation may take a few steps)
         step()
-    # ~75,000 without (a 4 KiB page each, 100 MB per step); a few thousand with it (3,201 seen on a busy machine)
+    # ~75,000 without (a 4 KiB page each, 100 MB per step); a few thousand with it
+    # (3,201 seen on a busy machine)
     assert sum(step() for _ in range(3)) < 7500

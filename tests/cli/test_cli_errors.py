@@ -97,7 +97,8 @@ def bad_config(text: str):
 
 def with_set(*overrides: str):
     def setup(tmp, good, finished):
-        return ["train", "--config", good, "--out", tmp / "out", *[a for o in overrides for a in ("--set", o)]]
+        return ["train", "--config", good, "--out", tmp / "out",
+                *[a for o in overrides for a in ("--set", o)]]
     return setup
 
 
@@ -196,11 +197,13 @@ CASES = [
      ["optim.lrate: unknown key; did you mean 'lr'?", "valid keys are: lr, momentum"]),
     ("lr-zero", with_set("optim.lr=0"), ["optim.lr: got 0; expected a number > 0"]),
     ("lr-negative", with_set("optim.lr=-0.5"), ["optim.lr: got -0.5; expected a number > 0"]),
-    ("batch-size-zero", with_set("train.batch_size=0"), ["train.batch_size: got 0; expected an integer >= 1"]),
+    ("batch-size-zero", with_set("train.batch_size=0"),
+     ["train.batch_size: got 0; expected an integer >= 1"]),
     ("members-zero", with_set("model.members=0"), ["model.members: got 0; expected an integer >= 1"]),
     ("k-zero", with_set("loss.k=0"), ["loss.k: got 0; expected an integer >= 1"]),
     ("k-above-members", with_set("loss.k=3"), ["loss.k: got 3; expected an integer in 1..2 (model.members)"]),
-    ("iterations-zero", with_set("train.iterations=0"), ["train.iterations: got 0; expected an integer >= 1"]),
+    ("iterations-zero", with_set("train.iterations=0"),
+     ["train.iterations: got 0; expected an integer >= 1"]),
     ("unknown-model", with_set("model.name=resnet50"),
      ["model.name: got 'resnet50'", "expected one of", "cifar10_quick", "nin_cifar", "caffenet"]),
     ("unknown-split", with_set("model.split=conv9"), ["model.split", "conv9", "conv1", "conv2", "conv3"]),
@@ -217,7 +220,8 @@ CASES = [
     ("images-too-small", with_data(lambda p: write_image_folder(p, size=4)),
      ["data.source {tmp}/data: 4x4 images do not fit model.name 'cifar10_quick'", "use larger images"]),
     ("eval-data-does-not-fit",
-     lambda tmp, good, fin: ["eval", "--run", fin, "--data", write_image_folder(tmp / "rgb", channels=3, size=32)],
+     lambda tmp, good, fin: ["eval", "--run", fin, "--data",
+                             write_image_folder(tmp / "rgb", channels=3, size=32)],
      ["{tmp}/rgb: images do not fit the run's model", "in_channels 3 (model takes 1)",
       "image_size 32 (model takes 28)", "num_classes 2 (model takes 10)"]),
     ("resume-no-run", lambda tmp, good, fin: ["train", "--resume", tmp / "nothing"],
@@ -240,8 +244,8 @@ CASES = [
     ("eval-checkpoints-truncated", eval_with(no_final_weights(truncate_all("weights.safetensors", 0.3))),
      ["{tmp}/run", "step-00000003/weights.safetensors is truncated"]),
     ("eval-checkpoint-of-another-model", eval_with(no_final_weights(describe_as(members=3, split="conv2"))),
-     ["checkpoint {tmp}/run/checkpoints/step-00000003 does not match", "members: checkpoint has 2, config has 3",
-      "split: checkpoint has 'conv1', config has 'conv2'"]),
+     ["checkpoint {tmp}/run/checkpoints/step-00000003 does not match",
+      "members: checkpoint has 2, config has 3", "split: checkpoint has 'conv1', config has 'conv2'"]),
     ("out-holds-a-run", lambda tmp, good, fin: ["train", "--config", good, "--out", fin],
      [f"--out {'{fin}'}: already holds a run; pass --resume to continue it or --overwrite to replace it"]),
     ("out-below-a-file", lambda tmp, good, fin: ["train", "--config", good, "--out", _file(tmp) / "run"],
@@ -255,7 +259,8 @@ def _file(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize(("setup", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_naming_the_culprit(server, good, finished, tmp_path, setup, expected):
+def test_bad_input_exits_2_with_one_line_naming_the_culprit(server, good, finished, tmp_path, setup,
+                                                            expected):
     argv = setup(tmp_path, good, finished)
     touched = [Path(a) for a in argv if isinstance(a, Path) and Path(a).is_dir() and "run" in Path(a).name]
     before = {p: snapshot(p) for p in touched + [finished]}
@@ -283,4 +288,5 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path):
 
 def test_debug_shows_the_traceback(server, tmp_path):
     result = server.run("--debug", "train", "--config", tmp_path / "nope.yaml", "--out", tmp_path / "out")
-    assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr, str(result)
+    assert (result.returncode == 1 and "Traceback" in result.stderr
+            and "ConfigError" in result.stderr), str(result)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mheads.data import Normalizer, augment
 from mheads.core.seeding import derived_generator
+from mheads.data import Normalizer, augment
 
 
 def _images():

@@ -1,5 +1,5 @@
-"""Fixtures for the multi-process tests: one launch per world size serves many tests (process start-up dominates
-their cost on a small machine)."""
+"""Fixtures for the multi-process tests: one launch per world size serves many tests (process start-up
+dominates their cost on a small machine)."""
 
 import pytest
 from dist_launch import check_ok, run_ranks, run_torchrun
@@ -7,7 +7,8 @@ from dist_worker import WORLD2_RUNS, WORLD3_RUNS
 
 
 def _suite(tmp_path_factory, world: int, items: list[str], launcher=run_ranks) -> list[dict]:
-    ranks = launcher(tmp_path_factory.mktemp(f"world{world}"), "suite", world, ",".join(items), deadline_s=150)
+    ranks = launcher(tmp_path_factory.mktemp(f"world{world}"), "suite", world, ",".join(items),
+                     deadline_s=150)
     check_ok(ranks)
     return [r.result for r in ranks]
 
@@ -20,5 +21,6 @@ def world3(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def world2(tmp_path_factory):
-    """The 2-process runs, launched by torchrun, so that init_from_env (env:// and torchrun's store) is covered."""
+    """The 2-process runs, launched by torchrun, so that init_from_env (env:// and torchrun's store) is
+    covered."""
     return _suite(tmp_path_factory, 2, WORLD2_RUNS, launcher=run_torchrun)

@@ -1,5 +1,5 @@
-"""Launching multi-process tests: each rank is a fresh Python process joining through a FileStore under ``tmp_path``
-(no ports), killed if it outlives a hard deadline."""
+"""Launching multi-process tests: each rank is a fresh Python process joining through a FileStore under
+``tmp_path`` (no ports), killed if it outlives a hard deadline."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def _env(timeout_s: float) -> dict:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MHEADS_TEST_TIMEOUT=str(timeout_s),
                PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")])))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE"):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                "TORCHELASTIC_USE_AGENT_STORE"):
         env.pop(key, None)
     return env
 
@@ -46,7 +47,8 @@ def run_ranks(tmp_path: Path, scenario: str, world: int, arg: str = "", *, deadl
     for r in range(world):
         out, err = open(run_dir / f"out{r}.txt", "w"), open(run_dir / f"err{r}.txt", "w")
         procs.append((subprocess.Popen([sys.executable, str(WORKER), scenario, str(r), str(world), str(store),
-                                        str(run_dir), arg], stdout=out, stderr=err, env=_env(timeout_s)), out, err))
+                                        str(run_dir), arg], stdout=out, stderr=err, env=_env(timeout_s)),
+                      out, err))
     ended = [None] * world
     start = time.time()
     try:
@@ -55,8 +57,8 @@ def run_ranks(tmp_path: Path, scenario: str, world: int, arg: str = "", *, deadl
                 if ended[r] is None and p.poll() is not None:
                     ended[r] = time.time()
             if time.time() - start > deadline_s:
-                raise TimeoutError(f"{scenario} {arg}: ranks {[r for r, e in enumerate(ended) if e is None]} still "
-                                   f"running after {deadline_s} s")
+                raise TimeoutError(f"{scenario} {arg}: ranks {[r for r, e in enumerate(ended) if e is None]} "
+                                   f"still running after {deadline_s} s")
             time.sleep(0.02)
     finally:
         for p, out, err in procs:
@@ -80,8 +82,8 @@ def run_torchrun(tmp_path: Path, scenario: str, world: int, arg: str = "", *, de
     ``mheads.dist.init_from_env``. Every rank shares torchrun's exit code and output."""
     run_dir = tmp_path / f"torchrun-{scenario}"
     run_dir.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", str(WORKER),
-           scenario, "-1", "-1", "env", str(run_dir), arg]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+           str(WORKER), scenario, "-1", "-1", "env", str(run_dir), arg]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=_env(timeout_s), timeout=deadline_s,
                               check=False)

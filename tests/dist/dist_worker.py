@@ -1,7 +1,7 @@
 """One rank of a multi-process test: ``python dist_worker.py SCENARIO RANK WORLD STORE OUT [ARG]``.
 
-Started by ``conftest.launch``; joins through a FileStore (no ports), runs the scenario, writes ``OUT/rank<R>.pt``.
-The tests import this module too, for the inputs and the single-process references.
+Started by ``conftest.launch``; joins through a FileStore (no ports), runs the scenario, writes
+``OUT/rank<R>.pt``. The tests import this module too, for the inputs and the single-process references.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ WIDTH = 5  # feature width of the op tests
 OPS_SIZES = [2, 0, 3]  # rows each rank contributes to the uneven gather
 
 
-# --- inputs shared by the workers and the references -----------------------------------------------------------------
+# --- inputs shared by the workers and the references --------------------------------------------------------
 def ops_input(rank: int, rows: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(100 + rank)
     return torch.randn(rows, WIDTH, generator=g)
@@ -53,12 +53,14 @@ def build_tree(members: int, split, dtype=torch.float32, size: int = 32):
     from mheads.models import model_factory
     from mheads.tree.treenet import TreeNet
 
-    return TreeNet(model_factory("cifar10_quick", num_classes=10, image_size=size), members, split, seed=0).to(dtype)
+    return TreeNet(model_factory("cifar10_quick", num_classes=10, image_size=size), members, split,
+                   seed=0).to(dtype)
 
 
 def batch(step: int, dtype=torch.float32, size: int = 32):
     g = torch.Generator().manual_seed(1000 + step)
-    return torch.randn(BATCH, 3, size, size, generator=g).to(dtype), torch.randint(0, 10, (BATCH,), generator=g)
+    return (torch.randn(BATCH, 3, size, size, generator=g).to(dtype),
+            torch.randint(0, 10, (BATCH,), generator=g))
 
 
 def loss_of(name: str, logits: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
@@ -90,7 +92,7 @@ def train_reference(run: str) -> dict:
             "eval_logits": eval_logits}
 
 
-# --- scenarios ---------------------------------------------------------------------------------------------------------
+# --- scenarios ----------------------------------------------------------------------------------------------
 def scenario_ops(rank: int, world: int, arg: str = "") -> dict:
     import torch.distributed as dist
 
@@ -144,7 +146,8 @@ def scenario_suite(rank: int, world: int, arg: str) -> dict:
     for item in arg.split(","):
         t0, c0 = time.perf_counter(), time.process_time()
         out[item] = scenario_ops(rank, world) if item == "ops" else train_one(rank, item)
-        print(f"{item}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s cpu", flush=True)
+        print(f"{item}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s cpu",
+              flush=True)
     return out
 
 

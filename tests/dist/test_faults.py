@@ -22,7 +22,8 @@ def _check_survivors(ranks, death: float, cause: str) -> None:
         errors = [line for line in r.stderr.splitlines() if line.startswith("mheads: error:")]
         assert len(errors) == 1, r.stderr[-3000:]
         assert "lost rank 2 of 3" in errors[0] and cause in errors[0], errors[0]
-        assert r.ended_at - death < TIMEOUT_S, f"rank {r.rank} exited {r.ended_at - death:.1f} s after rank 2 died"
+        assert r.ended_at - death < TIMEOUT_S, (f"rank {r.rank} exited {r.ended_at - death:.1f} s after "
+                                                f"rank 2 died")
 
 
 def test_killed_rank_is_named_by_the_survivors(tmp_path):

@@ -51,7 +51,8 @@ def test_bad_values_name_the_field(spec, match):
 
 
 def test_comm_errors_are_told_from_programming_errors():
-    gloo = RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1")
+    gloo = RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+                        "[127.0.0.1]:1")
     assert is_comm_error(gloo)
     assert is_comm_error(RuntimeError("Timed out waiting 2000ms for recv operation to complete"))
     assert is_comm_error(DistributedFailure("lost rank 1"))

@@ -1,10 +1,11 @@
 """20 SGD steps of a distributed TreeNet against the single-process run of the same TreeNet.
 
-The runs are float64 except one: in float32 this training is sensitive to the order in which the trunk's gradient
-is summed over the branches (two single-process runs that only group that sum differently end 7e-5 apart in a conv
-bias after 20 steps, while the distributed run equals, bit for bit, the single-process run grouped as it groups
-it), so a float32 comparison can only pass when the grouping happens to agree; float64 shows the algorithm is the
-same. The float32 run (branches on ranks 0-2) is that agreeing case. Images are 16x16 to keep the tests fast.
+The runs are float64 except one: in float32 this training is sensitive to the order in which the trunk's
+gradient is summed over the branches (two single-process runs that only group that sum differently end 7e-5
+apart in a conv bias after 20 steps, while the distributed run equals, bit for bit, the single-process run
+grouped as it groups it), so a float32 comparison can only pass when the grouping happens to agree; float64
+shows the algorithm is the same. The float32 run (branches on ranks 0-2) is that agreeing case. Images are
+16x16 to keep the tests fast.
 """
 
 import pytest

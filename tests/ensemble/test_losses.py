@@ -1,4 +1,5 @@
-"""Tests for mheads.ensemble.losses (ensemble-aware losses, paper section 6) and mheads.ensemble.assignment."""
+"""Tests for mheads.ensemble.losses (ensemble-aware losses, paper section 6) and
+mheads.ensemble.assignment."""
 
 import math
 

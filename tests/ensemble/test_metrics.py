@@ -1,4 +1,5 @@
-"""Tests for mheads.ensemble.metrics, mheads.ensemble.accumulator and mheads.ensemble.exact_sum (paper sections 3.2, 6.2, Figure 2)."""
+"""Tests for mheads.ensemble.metrics, mheads.ensemble.accumulator and mheads.ensemble.exact_sum (paper
+sections 3.2, 6.2, Figure 2)."""
 
 import json
 import math
@@ -10,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mheads.ensemble import metrics as mt
+from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.ensemble.combine import ensemble_nll, member_nll
 from mheads.ensemble.exact_sum import ExactSum
-from mheads.ensemble.accumulator import EnsembleMetrics
 
 PROPERTY = settings(max_examples=200, deadline=None)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n

@@ -96,7 +96,8 @@ def test_no_import_cycles():
 
 
 def name_is_parent(package: str, module: str) -> bool:
-    """A package's __init__ importing its own submodule, which imports the package back, is how packages work."""
+    """A package's __init__ importing its own submodule, which imports the package back, is how packages
+    work."""
     return module.startswith(package + ".")
 
 

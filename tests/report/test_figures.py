@@ -25,5 +25,6 @@ import matplotlib.pyplot as plt
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert plt.get_fignums() == [], plt.get_fignums()
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"MPLBACKEND": ""})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"MPLBACKEND": ""})
     assert done.returncode == 0, done.stderr

@@ -1,17 +1,16 @@
 import csv
 
 import pytest
+import torch
 
 from mheads.config import ConfigError
 from mheads.reproduce import reproduce
 from mheads.reproduce.label_split import cluster_labels
 from mheads.reproduce.spec import load_spec
 
-import torch
 
-
-@pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6", "mcl-ce",
-                                  "label-split", "guided-backprop"])
+@pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6",
+                                  "mcl-ce", "label-split", "guided-backprop"])
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_every_experiment_spec_validates_at_every_scale(name, scale):
     spec = load_spec(name, scale, "/some/cifar10")
@@ -69,7 +68,8 @@ def test_guided_backprop_passes_only_positive_gradients_through_relus():
 
 def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path, one_thread):
     reproduce("table1", "smoke", None, tmp_path / "table1", seeds=1)
-    # a run written before a config field existed (here train.compile) still matches: the field takes its default
+    # a run written before a config field existed (here train.compile) still matches: the field
+    # takes its default
     saved = tmp_path / "table1/seed-0/random_init/config.yaml"
     saved.write_text("".join(line for line in saved.read_text().splitlines(True) if "compile:" not in line))
     text = reproduce("table4", "smoke", None, tmp_path / "table4", seeds=1)
@@ -87,7 +87,8 @@ def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path, on
     reproduce("table4", "smoke", None, tmp_path / "table4", seeds=1)
     assert k4.is_symlink()
     reproduce("table4", "smoke", None, tmp_path / "fresh", seeds=1, reuse=False)
-    assert not (tmp_path / "fresh/seed-0/k4").is_symlink() and (tmp_path / "fresh/seed-0/k4/metrics.json").exists()
+    assert (not (tmp_path / "fresh/seed-0/k4").is_symlink()
+            and (tmp_path / "fresh/seed-0/k4/metrics.json").exists())
 
 
 def test_bookkeeping_fields_do_not_change_the_result_key():
@@ -113,9 +114,10 @@ def test_guided_backprop_rows_show_different_classes():
 def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
     from mheads.reproduce.sweep import select_cells
 
-    assert [c.name for c in select_cells(load_spec("label-split", "smoke", None), ["hinton_clusters"]).cells] == [
-        "generalist", "hinton_clusters"]
-    with pytest.raises(ConfigError, match=r"--cells: table1 has no cell 'randominit'; its cells: single, random_init"):
+    assert [c.name for c in select_cells(load_spec("label-split", "smoke", None),
+                                         ["hinton_clusters"]).cells] == ["generalist", "hinton_clusters"]
+    with pytest.raises(ConfigError, match=r"--cells: table1 has no cell 'randominit'; its cells: single, "
+                                          r"random_init"):
         select_cells(load_spec("table1", "smoke", None), ["randominit"])
     text = reproduce("table1", "smoke", None, tmp_path, cells=["single"])
     assert sorted(p.name for p in (tmp_path / "seed-0").iterdir()) == ["single"]
@@ -126,9 +128,11 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
 
     assert seeds(text)["Random init."] == ("0", "80.72")  # not run: no numbers, the paper's kept
     assert seeds(text)["Single model"][0] == "1"
-    text = reproduce("table1", "smoke", None, tmp_path, cells=["bagging"])  # a later selection keeps the earlier rows
+    text = reproduce("table1", "smoke", None, tmp_path,
+                     cells=["bagging"])  # a later selection keeps the earlier rows
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
-    text = reproduce("table1", "smoke", None, tmp_path, cells=["single"])  # also rows of cells ordered after it
+    text = reproduce("table1", "smoke", None, tmp_path,
+                     cells=["single"])  # also rows of cells ordered after it
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
     assert seeds((tmp_path / "results.md").read_text())["Bagging"][0] == "1"
 
@@ -136,9 +140,11 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
 def test_metric_values_are_percentages_for_every_accuracy():
     from mheads.reproduce.tables import metric_value
 
-    run = {"ensemble_mean_acc": 0.5, "ensemble_mean_acc_scores": 0.25, "member_acc": [0.1, 0.3], "wall_time_s": 7.0}
-    assert [metric_value(run, m) for m in ("ensemble_mean_acc", "ensemble_mean_acc_scores", "member_acc_1",
-                                            "member_acc_mean", "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])
+    run = {"ensemble_mean_acc": 0.5, "ensemble_mean_acc_scores": 0.25, "member_acc": [0.1, 0.3],
+           "wall_time_s": 7.0}
+    assert [metric_value(run, m)
+            for m in ("ensemble_mean_acc", "ensemble_mean_acc_scores", "member_acc_1", "member_acc_mean",
+                      "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])
 
 
 def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_path):
@@ -148,7 +154,8 @@ def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_
 
     monkeypatch.setattr(sweep, "hardware", lambda: {"cpu": "This CPU", "cores": 2, "torch": "2.y"})
     shared = {"reused": {}, "forked": {}}
-    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
+    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0,
+                                                                        shared)
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"hardware": {"cpu": "Xeon", "cores": 16, "torch": "2.x",

@@ -1,13 +1,13 @@
-"""Cells that share a cross-entropy pretraining continue from one run's checkpoint and end exactly where training
-them from scratch ends."""
+"""Cells that share a cross-entropy pretraining continue from one run's checkpoint and end exactly where
+training them from scratch ends."""
 
 import copy
 import json
 
-from mheads.train.loop import fit
 from mheads.reproduce import reproduce
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, plan_keep_steps
 from mheads.reproduce.spec import load_spec
+from mheads.train.loop import fit
 
 TIMING = {"train_time_s", "wall_time_s", "images_per_s", "resumed_from_iteration"}
 
@@ -20,7 +20,8 @@ def _cells():
 def _same_run(a, b):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
-    assert {k: v for k, v in ma.items() if k not in TIMING} == {k: v for k, v in mb.items() if k not in TIMING}
+    assert ({k: v for k, v in ma.items() if k not in TIMING}
+            == {k: v for k, v in mb.items() if k not in TIMING})
     assert [(r / "eval.jsonl").exists() for r in (a, b)] in ([True, True], [False, False])
     if (a / "eval.jsonl").exists():
         assert (a / "eval.jsonl").read_text() == (b / "eval.jsonl").read_text()
@@ -47,7 +48,8 @@ def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread
     assert found is not None and found[0] == donor.resolve() and found[1].name == "step-00000002"
     fork_run(cfg, run, *found)
     assert [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()] == [1, 2]
-    assert json.loads((run / "run.json").read_text())["forked_from"] == {"run": str(donor.resolve()), "iteration": 2}
+    assert json.loads((run / "run.json").read_text())["forked_from"] == {"run": str(donor.resolve()),
+                                                                          "iteration": 2}
     fit(cfg, run, resume=True)
     _same_run(scratch, run)
     assert json.loads((run / "metrics.json").read_text())["resumed_from_iteration"] == 2
@@ -73,7 +75,8 @@ def test_plan_keeps_each_fork_point_on_the_runs_whose_prefix_covers_it():
     names = ["k1_p100", "k1_p2000", "k1_p4000", "k2_p4000"]
     plans = dict(zip(names, plan_keep_steps([cells[n] for n in names])))
     assert [ce_prefix(cells[n]) for n in names] == [1, 2, 5, 5]
-    # the other cells' fork points within each prefix (a cell's own fork point only when another cell shares it)
+    # the other cells' fork points within each prefix
+    # (a cell's own fork point only when another cell shares it)
     assert plans == {"k1_p100": [], "k1_p2000": [1], "k1_p4000": [1, 2, 5], "k2_p4000": [1, 2, 5]}
 
 

@@ -313,7 +313,8 @@ def test_partial_or_corrupt_checkpoint_is_skipped_and_refused(tmp_path, damage, 
         load_checkpoint(bad)
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
     assert save(tmp_path, 3).name == "step-00000003"  # the next save cleans the damaged folder up...
-    if damage is flip_a_byte:  # ...unless only its content changed: pruning reads no data (the load refuses it)
+    if damage is flip_a_byte:  # ...unless only its content changed: pruning reads no data
+        # (the load refuses it)
         assert folder_names(tmp_path) == ["step-00000001", "step-00000002", "step-00000003"]
     else:
         assert folder_names(tmp_path) == ["step-00000001", "step-00000003"]

@@ -2,9 +2,11 @@
 
 - A pickle whose unpickling creates a file, offered as a checkpoint (``train --resume``, ``eval``,
   ``train.init_from``) and as a CIFAR batch (``train`` with ``data.source``): refused, the file never created.
-- A run that blows up: exit code 3, the message names the iteration and the member, the last checkpoint intact.
-- A disk that fills up while saving a checkpoint, the evaluation log or the final weights: exit code 2 naming the
-  path, the previous checkpoint intact, and resuming once there is space again ends as if nothing happened.
+- A run that blows up: exit code 3, the message names the iteration and the member, the last
+  checkpoint intact.
+- A disk that fills up while saving a checkpoint, the evaluation log or the final weights: exit code 2 naming
+  the path, the previous checkpoint intact, and resuming once there is space again ends as if
+  nothing happened.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ def test_the_crafted_pickles_do_run_code_when_loaded_unsafely(tmp_path):
 
 
 def plant_state(run: Path, victim: Path) -> Path:
-    """Put the crafted state.pt in the newest checkpoint and rewrite its commit marker to match, as an attacker
-    who can write the folder would: only the safe loader stands in the way."""
+    """Put the crafted state.pt in the newest checkpoint and rewrite its commit marker to match, as an
+    attacker who can write the folder would: only the safe loader stands in the way."""
     folder = latest_checkpoint(run)
     (folder / "state.pt").write_bytes(crafted_state(victim))
     marker = json.loads((folder / "COMMITTED").read_text())
@@ -105,7 +107,8 @@ def test_a_checkpoint_that_would_run_code_is_refused(server, finished, good, tmp
 def cifar_batch(n: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     return {"batch_label": "batch", "labels": [int(v) for v in rng.integers(0, 10, n)],
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "filenames": [f"{i}.png" for i in range(n)]}
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "filenames": [f"{i}.png" for i in range(n)]}
 
 
 def write_cifar10_python(folder: Path, victim: Path, crafted: str) -> None:
@@ -132,7 +135,8 @@ def test_a_cifar_batch_that_would_run_code_is_refused(server, good, tmp_path, cr
             tar.add(folder, arcname=folder.name)
         shutil.rmtree(folder)
         where = f"{source}:{folder.name}/{crafted}"
-    result = server.run("train", "--config", good, "--out", tmp_path / "out", "--set", f"data.source={source}")
+    result = server.run("train", "--config", good, "--out", tmp_path / "out", "--set",
+                        f"data.source={source}")
     assert_refused(result, f"{where}: refused to load", "open")
     assert not victim.exists()
     assert not (tmp_path / "out" / "config.yaml").exists()
@@ -141,8 +145,8 @@ def test_a_cifar_batch_that_would_run_code_is_refused(server, good, tmp_path, cr
 # ------------------------------------------------------------------------------------- numerical faults
 
 
-FAULT = re.compile(r"mheads: error: non-finite (loss|gradient) at iteration (\d+) in member (\d+)(, member \d+)*; "
-                   r"no update was applied for that step")
+FAULT = re.compile(r"mheads: error: non-finite (loss|gradient) at iteration (\d+) in member (\d+)"
+                   r"(, member \d+)*; no update was applied for that step")
 
 
 def test_a_run_that_blows_up_exits_3_naming_iteration_and_member(server, good, tmp_path):
@@ -154,7 +158,8 @@ def test_a_run_that_blows_up_exits_3_naming_iteration_and_member(server, good, t
     found = FAULT.fullmatch(result.error_line)
     assert found, str(result)
     step = int(found.group(2))
-    # A checkpoint follows every iteration: the newest is the one just before the faulty step, untouched by it.
+    # A checkpoint follows every iteration: the newest is the one just before the faulty step,
+    # untouched by it.
     assert committed_steps(out)[-1] == step and not leftovers(out)
     ck = load_checkpoint(out)
     assert ck.step == step and all(torch.isfinite(w).all() for w in ck.weights.values())
@@ -212,8 +217,8 @@ def uninterrupted(work):
     ("eval.jsonl", 2, "cannot write {out}/eval.jsonl: "),
     ("model.safetensors", 6, "cannot write {out}/model.safetensors: "),
 ], ids=["checkpoint", "eval-log", "final-weights"])
-def test_a_full_disk_while_saving_keeps_the_last_checkpoint(work, uninterrupted, tmp_path, monkeypatch, capsys,
-                                                            trigger, newest, culprit):
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint(work, uninterrupted, tmp_path, monkeypatch,
+                                                            capsys, trigger, newest, culprit):
     out = tmp_path / "run"
     argv = ["train", "--config", str(small_cfg(work)), "--out", str(out), "--no-progress"]
     disk = FullDisk(out, trigger)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from mheads.train.compiled import compile_checked, gradient_error
 from mheads.config import ConfigError
+from mheads.train.compiled import compile_checked, gradient_error
 from mheads.tree.treenet import TreeNet
 
 # torch.compile itself warns about torch.jit deprecations inside torch; not ours to fix
@@ -23,7 +23,8 @@ def _tiny(ceil_avg: bool):
     return make
 
 
-@pytest.mark.slow  # compiling on a CPU takes tens of seconds; the refusal below keeps compile in the default run
+# compiling on a CPU takes tens of seconds; the refusal below keeps compile in the default run
+@pytest.mark.slow
 def test_compile_is_used_when_its_gradients_match_eager():
     tree = TreeNet(_tiny(False), 2, "conv1")
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])

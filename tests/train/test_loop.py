@@ -6,14 +6,14 @@ from safetensors.torch import load_file
 
 import mheads.train.loop as engine
 import mheads.train.step as step_module
-from mheads.train.build import build_tree
 from mheads.config import ConfigError, config_from_dict
 from mheads.data.resident import prepare_data
+from mheads.ensemble.losses import compute_loss as real_compute_loss
+from mheads.train.build import build_tree
 from mheads.train.comm import LocalComm
 from mheads.train.loop import fit
-from mheads.train.step import train_step
 from mheads.train.numerics import NumericalFault, member_param_map
-from mheads.ensemble.losses import compute_loss as real_compute_loss
+from mheads.train.step import train_step
 
 
 def tiny(**over):
@@ -21,8 +21,8 @@ def tiny(**over):
         "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
         "data": {"train_limit": 256, "test_limit": 100},
         "optim": {"lr": 0.01, "milestones": [3]},
-        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2, "eval_batch_size": 50,
-                  "threads": 1},
+        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2,
+                  "eval_batch_size": 50, "threads": 1},
     }
     for section, values in over.items():
         base.setdefault(section, {}).update(values)
@@ -56,7 +56,8 @@ def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
                                                    "test_limit": 100})
     a = fit(cfg, tmp_path / "a", progress=False)
     b = fit(cfg, tmp_path / "b", progress=False)
-    wa, wb = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
+    wa, wb = (load_file(str(tmp_path / "a/model.safetensors")),
+              load_file(str(tmp_path / "b/model.safetensors")))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     drop = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
@@ -74,7 +75,8 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     cfg = tiny(train={"iterations": 6, "checkpoint_every": 2})
     fit(cfg, tmp_path / "full", progress=False)
     short = tiny(train={"iterations": 6, "checkpoint_every": 2})
-    # Stop after the checkpoint at step 4 as a crash would: remove the final outputs and the step-6 checkpoint.
+    # Stop after the checkpoint at step 4 as a crash would: remove the final outputs and the step-6
+    # checkpoint.
     fit(short, tmp_path / "part", progress=False)
     import shutil
 
@@ -206,8 +208,9 @@ def test_flush_denormal_holds_for_the_run_only():
 
 @pytest.mark.parametrize("eval_every,expected", [(2, 2), (3, 2), (0, 1)])
 def test_the_final_evaluation_reuses_the_last_one(tmp_path, monkeypatch, eval_every, expected):
-    """4 iterations: evaluations at 2 and 4 (eval_every 2), at 3 and 4 (3: the last iteration always evaluates),
-    none during training (0). The final metrics are the evaluation at iteration 4, never a second pass."""
+    """4 iterations: evaluations at 2 and 4 (eval_every 2), at 3 and 4 (3: the last iteration always
+    evaluates), none during training (0). The final metrics are the evaluation at iteration 4, never a second
+    pass."""
     calls = []
     real = engine.evaluate
 

@@ -1,8 +1,9 @@
 """Exact resume through the command line: SIGKILL at random moments, SIGKILL inside checkpoint saves, SIGTERM.
 
-Every run here trains the same small configuration (``cli_harness.SMALL_RUN``: 2 members on a shared conv1 trunk,
-MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted ``python -m mheads``
-run: weights, final metrics and the evaluation log. ``scripts/resume_trials.py`` runs more trials.
+Every run here trains the same small configuration (``cli_harness.SMALL_RUN``: 2 members on a shared conv1
+trunk, MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted
+``python -m mheads`` run: weights, final metrics and the evaluation log. ``scripts/resume_trials.py`` runs
+more trials.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import time
 
 import pytest
 
-from cli_harness import (committed_steps, kill_and_resume, leftovers, run_differences, run_module,
-                         write_config)
+from cli_harness import committed_steps, kill_and_resume, leftovers, run_differences, run_module, write_config
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -62,9 +62,10 @@ RESUMING = re.compile(r"resuming from \S*step-(\d+) \(iteration (\d+)\)")
 
 
 class SaveKiller:
-    """SIGKILLs a run inside one of its checkpoint saves: the k-th save it starts (k random in 1..3), at a random
-    moment within the longest save seen so far (10 ms before any; a save runs from its ``.tmp-`` folder appearing
-    to its commit marker), so kills land in every phase of a save and the run still progresses between kills."""
+    """SIGKILLs a run inside one of its checkpoint saves: the k-th save it starts (k random in 1..3), at a
+    random moment within the longest save seen so far (10 ms before any; a save runs from its ``.tmp-`` folder
+    appearing to its commit marker), so kills land in every phase of a save and the run still progresses
+    between kills."""
 
     def __init__(self, rng: random.Random):
         self.rng, self.longest = rng, 0.0
@@ -109,7 +110,8 @@ def test_sigkill_inside_checkpoint_saves_resumes_from_the_newest_committed(serve
     newest, partial, resumed, killer = None, 0, 0, SaveKiller(rng)
     for kill in range(8):
         result = killer.run(server, argv, out)
-        assert result.returncode in (0, -signal.SIGKILL), str(result)  # never refused: partial saves are skipped
+        # never refused: partial saves are skipped
+        assert result.returncode in (0, -signal.SIGKILL), str(result)
         if argv[1] == "--resume":
             found = RESUMING.search(result.stderr)
             if newest is None:
@@ -140,14 +142,15 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(server, work, 
     out = work / "preempted"
     running = server.start("train", "--config", config, "--out", out, "--no-progress")
     deadline = time.monotonic() + 120
-    while not committed_steps(out) and time.monotonic() < deadline and not running.done():  # training under way
+    while (not committed_steps(out) and time.monotonic() < deadline
+           and not running.done()):  # training under way
         time.sleep(0.002)
     time.sleep(0.05)
     running.signal(signal.SIGTERM)
     result = running.wait()
     assert result.returncode == 75, str(result)
-    found = re.fullmatch(r"mheads: preempted \(SIGTERM\) at iteration (\d+); checkpoint written; continue with "
-                         r"`mheads train --resume (\S+)`", result.error_line)
+    found = re.fullmatch(r"mheads: preempted \(SIGTERM\) at iteration (\d+); checkpoint written; "
+                         r"continue with `mheads train --resume (\S+)`", result.error_line)
     assert found and found.group(2) == str(out), str(result)
     step = int(found.group(1))
     assert 0 < step < 24 and committed_steps(out)[-1] == step

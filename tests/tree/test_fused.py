@@ -1,12 +1,13 @@
-"""Fused execution (mheads.tree.fused) against the member loop: same logits, same gradients, same parameters."""
+"""Fused execution (mheads.tree.fused) against the member loop: same logits, same gradients, same
+parameters."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mheads.tree.fused import AUTO_EXEC, ExecModeError, fused_nodes, resolve_exec_mode
 from mheads.models import model_factory
+from mheads.tree.fused import AUTO_EXEC, ExecModeError, fused_nodes, resolve_exec_mode
 from mheads.tree.treenet import TreeNet
 
 TOL = 1e-5

@@ -7,7 +7,6 @@ from torch import nn
 
 from mheads.models import create_model, model_factory, parameterized_layers
 from mheads.tree.treenet import TreeNet
-
 from models.test_registry import SMALL
 
 
@@ -96,12 +95,14 @@ STOCHASTIC = [  # (layer, convolution before it, input shape)
     (nn.Dropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout1d(0.5), nn.Conv1d, (4, 3, 6)),
     (nn.Dropout2d(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout3d(0.5), nn.Conv3d, (4, 3, 6, 6, 6)),
     (nn.AlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.FeatureAlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
-    (nn.RReLU(), nn.Conv2d, (4, 3, 6, 6)), (nn.Sequential(nn.Identity(), nn.Dropout2d(0.5)), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.RReLU(), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.Sequential(nn.Identity(), nn.Dropout2d(0.5)), nn.Conv2d, (4, 3, 6, 6)),
 ]
 
 
 @pytest.mark.parametrize("stochastic,conv,shape", STOCHASTIC,
-                         ids=[type(s).__name__ if not isinstance(s, nn.Sequential) else "nested" for s, _, _ in STOCHASTIC])
+                         ids=[type(s).__name__ if not isinstance(s, nn.Sequential) else "nested"
+                              for s, _, _ in STOCHASTIC])
 def test_every_stochastic_layer_after_the_split_goes_to_the_branches(stochastic, conv, shape):
     """Each member must draw its own mask: a dropout variant left in the trunk would give all members one."""
     x = torch.randn(*shape)
@@ -109,7 +110,8 @@ def test_every_stochastic_layer_after_the_split_goes_to_the_branches(stochastic,
     def base():
         features = nn.Sequential(conv(3, 4, 3), copy.deepcopy(stochastic), nn.Flatten())
         width = features(x).shape[1]
-        return nn.Sequential(OrderedDict(conv=features[0], drop=features[1], flat=features[2], fc=nn.Linear(width, 5)))
+        return nn.Sequential(OrderedDict(conv=features[0], drop=features[1], flat=features[2],
+                                         fc=nn.Linear(width, 5)))
 
     net = TreeNet(base, 3, "conv", same_init=True)  # identical weights: only the randomness can differ
     assert net.shared_layers() == ["conv"]

@@ -25,7 +25,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mheads.runs.folder import RunExistsError
 
     errors = (ConfigError, DataError, CheckpointError, RunExistsError, OutputError, UsageError)
-    if "mheads.dist" in sys.modules:  # a bad placement is bad input too (dist is imported only under torchrun)
+    # a bad placement is bad input too (dist is imported only under torchrun)
+    if "mheads.dist" in sys.modules:
         errors += (sys.modules["mheads.dist"].PlacementError,)
     return errors
 
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train an ensemble from a YAML config")
     t.add_argument("--config", help="YAML config (defaults to the run's own config.yaml with --resume)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=0.01")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. optim.lr=0.01")
     t.add_argument("--out", help="output folder for the run")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -57,18 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the oracle-assignment heatmap and training curves of a run")
     pl.add_argument("run", help="a run folder")
 
-    r = sub.add_parser("reproduce", help="rerun one of the paper's experiments and tabulate it next to the paper")
+    r = sub.add_parser("reproduce",
+                       help="rerun one of the paper's experiments and tabulate it next to the paper")
     r.add_argument("name", help="table1, table3, table4, table5, table6, mcl-ce, label-split, table2, ...")
     r.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
     r.add_argument("--data", help="data set path (default: the embedded Fashion-MNIST subset)")
-    r.add_argument("--out", required=True, help="sweep folder (rerunning it resumes, skipping finished cells)")
+    r.add_argument("--out", required=True,
+                   help="sweep folder (rerunning it resumes, skipping finished cells)")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
-    r.add_argument("--cells", help="comma-separated cells to run (and those they start from), e.g. random_init")
+    r.add_argument("--cells",
+                   help="comma-separated cells to run (and those they start from), e.g. random_init")
     r.add_argument("--no-reuse", action="store_true",
-                   help="train every cell in full: no linking to a finished run with the same config in a sweep "
-                        "under the same parent folder, no continuing from another cell's shared pretraining")
+                   help="train every cell in full: no linking to a finished run with the same config in a "
+                        "sweep under the same parent folder, no continuing from another cell's shared "
+                        "pretraining")
 
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")
@@ -87,7 +93,8 @@ def _cmd_train(args) -> int:
             raise UsageError(f"--out {args.out}: differs from --resume {args.resume}; give one folder")
         config = args.config or out / "config.yaml"
         if not Path(config).exists():
-            raise UsageError(f"--resume {out}: no config.yaml there; is it a run folder written by `mheads train`?")
+            raise UsageError(f"--resume {out}: no config.yaml there; "
+                             "is it a run folder written by `mheads train`?")
     else:
         if not args.config:
             raise UsageError("--config: missing; give a YAML config (see experiments/ for examples)")
@@ -111,7 +118,8 @@ def _cmd_train(args) -> int:
 
 
 def _distributed(cfg):
-    """Under torchrun (WORLD_SIZE > 1) the run is model-parallel across the ranks; otherwise single-process."""
+    """Under torchrun (WORLD_SIZE > 1) the run is model-parallel across the ranks; otherwise
+    single-process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None, None
     from mheads.dist import setup_from_config
@@ -126,7 +134,8 @@ def _cmd_eval(args) -> int:
     from mheads.report.tables import format_run_summary
 
     print(format_run_summary(f"{args.run} ({args.split})", metrics))
-    print(json.dumps({k: metrics[k] for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
+    print(json.dumps({k: metrics[k]
+                      for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
     return 0
 
 
@@ -153,7 +162,8 @@ def _cmd_plot(args) -> int:
         metrics = json.loads(mpath.read_text())
     except json.JSONDecodeError as err:
         raise UsageError(f"{mpath}: not valid JSON ({err})") from None
-    heat = assignment_heatmap(metrics["oracle_assignment"], metrics["classes"], run / "plots" / "assignment.png",
+    heat = assignment_heatmap(metrics["oracle_assignment"], metrics["classes"],
+                              run / "plots" / "assignment.png",
                               title=f"Oracle assignment per class: {run.name}")
     print(f"wrote {heat}")
     history = read_jsonl(run / "eval.jsonl")
@@ -180,8 +190,8 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
-COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval, "list-models": _cmd_list_models, "plot": _cmd_plot,
-            "demo": _cmd_demo}
+COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
+            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""``mheads demo``: train a single model, an independent ensemble, a TreeNet and an MCL ensemble on the embedded
-Fashion-MNIST subset, print the comparison table and write the Figure 2-style heatmaps."""
+"""``mheads demo``: train a single model, an independent ensemble, a TreeNet and an MCL ensemble on the
+embedded Fashion-MNIST subset, print the comparison table and write the Figure 2-style heatmaps."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def run_demo(out: Path, recipe: str | None = None, overrides: list[str] = ()) ->
     rows, panels, classes = [], [], None
     t_all = time.perf_counter()
     for name, cfg in configs.items():
-        print(f"== {name}: {cfg.model.members} x {cfg.model.name}, split {cfg.model.split}, loss {cfg.loss.name}",
-              flush=True)
+        print(f"== {name}: {cfg.model.members} x {cfg.model.name}, split {cfg.model.split}, "
+              f"loss {cfg.loss.name}", flush=True)
         t0 = time.perf_counter()
         metrics = fit(cfg, out / slug(name), overwrite=True)
         seconds = time.perf_counter() - t0

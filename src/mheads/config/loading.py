@@ -44,11 +44,13 @@ def config_from_dict(data: dict) -> Config:
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string (it wants ``1.0e-3``), yet that is how people write learning rates."""
+    """YAML 1.1 reads ``1e-3`` as a string (it wants ``1.0e-3``), yet that is how people write learning
+    rates."""
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def _yaml_error(path: Path, err: yaml.YAMLError) -> ConfigError:
@@ -75,7 +77,8 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a YAML mapping (key: value), got {type(data).__name__}")
+        raise ConfigError(f"{path}: the config must be a YAML mapping (key: value), "
+                          f"got {type(data).__name__}")
     return data
 
 

@@ -9,15 +9,17 @@ from pathlib import Path
 
 from mheads.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml
 
-# The recipes ship inside the package (experiments/ in the source tree is the package mheads.experiments), so an
-# installed wheel finds them as an editable install does. Installed packages are folders on disk, never zipped.
+# The recipes ship inside the package (experiments/ in the source tree is the package mheads.experiments), so
+# an installed wheel finds them as an editable install does. Installed packages are folders on disk, never
+# zipped.
 EXPERIMENTS = Path(str(importlib.resources.files("mheads.experiments")))
 
 
 def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = (deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict)
+                  else copy.deepcopy(v))
     return out
 
 
@@ -38,7 +40,8 @@ def load_recipe(path: Path, overrides: list[str] = ()) -> dict[str, Config]:
     doc = read_yaml(path)
     unknown = set(doc) - {"base", "runs"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a recipe has 'base' and 'runs'")
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; "
+                          "a recipe has 'base' and 'runs'")
     runs = doc.get("runs") or {}
     if not isinstance(runs, dict) or not runs:
         raise ConfigError(f"{path}: 'runs' must map run names to config overrides")

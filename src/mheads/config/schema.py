@@ -1,10 +1,10 @@
 """The run configuration: validated dataclasses, one per section of a config file.
 
-Every error is a :class:`ConfigError` whose one-line message names the field (dotted path), the bad value and what
-is allowed. A :class:`Config` validates itself when built (``__post_init__``) and again when ``fit`` starts, so a
-config built or edited in Python gets the same checks as one read from YAML. Names are checked against the
-registries that own them: models (``mheads.models``), losses (``mheads.ensemble.losses.LOSSES``) and schedules
-(``mheads.optim.schedules``).
+Every error is a :class:`ConfigError` whose one-line message names the field (dotted path), the bad value and
+what is allowed. A :class:`Config` validates itself when built (``__post_init__``) and again when ``fit``
+starts, so a config built or edited in Python gets the same checks as one read from YAML. Names are checked
+against the registries that own them: models (``mheads.models``), losses (``mheads.ensemble.losses.LOSSES``)
+and schedules (``mheads.optim.schedules``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class DataConfig:
     crop_padding: int = 0
     flip: bool = False
     bagging: bool = False  # each member trains on its own bootstrap sample
-    train_limit: int | None = None  # use the first N training images (class-balanced subsets are up to the user)
+    # use the first N training images (class-balanced subsets are up to the user)
+    train_limit: int | None = None
     test_limit: int | None = None
     label_split: list | None = None  # specialists: per member, the list of labels it trains on
 

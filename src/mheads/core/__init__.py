@@ -1,4 +1,5 @@
-"""Primitives every other package builds on: argument checks, derived seeds and stream tags, atomic file writes.
+"""Primitives every other package builds on: argument checks, derived seeds and stream tags, atomic file
+writes.
 
 Nothing here imports another ``mheads`` package.
 """

@@ -2,8 +2,8 @@
 
 Every message has the same shape, ``<field>: got <value>; expected <what is allowed>``, so an error names the
 field, the bad value and what would be accepted. ``bool`` is never an integer here (``True`` is not a member
-count). Library functions raise ``ValueError``; the config passes its own ``ConfigError`` (a ``ValueError``) as
-``error``.
+count). Library functions raise ``ValueError``; the config passes its own ``ConfigError`` (a ``ValueError``)
+as ``error``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def closest(word: Any, options: Iterable[Any]) -> str | None:
     return max(prefixed, key=len) if prefixed else None
 
 
-def check_choice(field: str, value: Any, allowed: Iterable[Any], *, error: type[Exception] = ValueError) -> Any:
+def check_choice(field: str, value: Any, allowed: Iterable[Any], *,
+                 error: type[Exception] = ValueError) -> Any:
     """``value`` if it is one of ``allowed``; otherwise the error suggests the closest option."""
     allowed = tuple(allowed)
     if value not in allowed:

@@ -16,8 +16,8 @@ __all__ = ["Stream", "derive_seed", "derived_generator", "label_split_trial_seed
 
 
 class Stream:
-    """The tag of every random stream a run draws from (one per purpose, so that adding a consumer of randomness
-    never shifts the numbers another one draws). Changing a tag changes every run that uses it."""
+    """The tag of every random stream a run draws from (one per purpose, so that adding a consumer of
+    randomness never shifts the numbers another one draws). Changing a tag changes every run that uses it."""
 
     EPOCH = "epoch"  # the order of the training set in each epoch (data.batching.BatchPlan)
     STEP = "step"  # the global generator during one update: dropout and anything else drawing globally
@@ -58,11 +58,12 @@ def member_init_seeds(seed: int, num_members: int) -> list[int]:
     """One initialization seed per member (the random-initialization strategy), derived from the run seed.
 
     A linear formula rather than :func:`derive_seed`: every published TreeNet run was initialized with it, so
-    changing it would change every result in RESULTS.md. Member m's seed does not depend on ``num_members``."""
+    changing it would change every result in RESULTS.md. Member m's seed does not depend on
+    ``num_members``."""
     return [(int(seed) * 1_000_003 + 7919 * m + 1) % (2**63) for m in range(num_members)]
 
 
 def label_split_trial_seed(trial: int, run_seed: int) -> int:
-    """The seed of random label-split trial ``trial`` for the run seed ``run_seed`` (``reproduce label-split``);
-    the published trials used this formula."""
+    """The seed of random label-split trial ``trial`` for the run seed ``run_seed``
+    (``reproduce label-split``); the published trials used this formula."""
     return int(trial) + 1000 * int(run_seed)

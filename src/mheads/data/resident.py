@@ -1,8 +1,8 @@
 """Device-resident training data: a config's data section as tensors on the training device, batched by index.
 
 The whole training set stays uint8 on the training device (a GPU holds CIFAR-10 in 150 MB); each batch is
-gathered by index, converted to float, normalized and augmented there, so the hot path has no per-sample Python.
-Bagging and label-split specialists are per-member example weights ``(M, N)`` gathered with the batch.
+gathered by index, converted to float, normalized and augmented there, so the hot path has no per-sample
+Python. Bagging and label-split specialists are per-member example weights ``(M, N)`` gathered with the batch.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         for m, labels in enumerate(d.label_split):
             for c in labels:
                 if not isinstance(c, int) or not 0 <= c < ds.num_classes:
-                    raise ConfigError(f"data.label_split[{m}]: got label {c!r}; expected 0..{ds.num_classes - 1}")
+                    raise ConfigError(f"data.label_split[{m}]: got label {c!r}; "
+                                      f"expected 0..{ds.num_classes - 1}")
                 mask[m, c] = 1.0
         spec = mask[:, torch.as_tensor(train_y)]
         weights = spec if weights is None else weights * spec

@@ -1,8 +1,10 @@
-"""Model-parallel ensembles on torch.distributed (paper section 7, appendix E); the only package that imports it.
+"""Model-parallel ensembles on torch.distributed (paper section 7, appendix E); the only package that imports
+it.
 
 - :func:`broadcast`, :func:`gather`: autograd-aware collectives (MPI-Caffe's MPIBroadcast / MPIGather).
 - :class:`Placement`: which rank holds the trunk, each top-level branch and the loss.
-- :class:`DistributedTreeNet`: one rank's part of a TreeNet; returns the member logits ``(M, B, C)`` at the root.
+- :class:`DistributedTreeNet`: one rank's part of a TreeNet; returns the member logits ``(M, B, C)`` at the
+  root.
 - :class:`DistComm`, :func:`init_from_env`: the training loop's communicator under torchrun.
 - :class:`DistributedFailure`: a lost rank, named, instead of a hang.
 """

@@ -1,7 +1,8 @@
 """The distributed implementation of the training loop's communicator (``mheads.train.comm.Comm``).
 
 :class:`DistComm` answers the loop's few agreements between ranks (the root's loss, "did any rank see a NaN",
-"stop now", a barrier) over the default process group; ``mheads.train.comm.LocalComm`` is the single-process one.
+"stop now", a barrier) over the default process group; ``mheads.train.comm.LocalComm`` is the single-process
+one.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch.distributed as dist
 
 from mheads.core.checks import check_number
 from mheads.dist import faults
-from mheads.train.comm import Comm  # noqa: F401 (re-exported: the protocol DistComm implements)
 from mheads.dist.faults import DistributedFailure, Heartbeat, collective, failure_from, is_comm_error
+from mheads.train.comm import Comm  # noqa: F401 (re-exported: the protocol DistComm implements)
 
 __all__ = ["Comm", "DistComm", "default_backend", "init", "init_from_env"]
 
@@ -33,7 +34,8 @@ class DistComm:
 
     Attributes:
         rank, world_size: this process's rank and the number of ranks.
-        root_rank: the rank that computes the loss and writes the outputs; ``is_root`` is ``rank == root_rank``.
+        root_rank: the rank that computes the loss and writes the outputs; ``is_root`` is
+            ``rank == root_rank``.
         device: where collectives' tensors live (CUDA for NCCL, CPU for gloo).
         timeout_s: the collective timeout.
     """
@@ -71,8 +73,9 @@ class DistComm:
             torch.cuda.synchronize(self.device)
 
     def failure(self, err: BaseException) -> DistributedFailure | None:
-        """``err`` as a :class:`DistributedFailure` naming the lost rank when it is a communication error (waits at
-        most the timeout to identify the rank); None for any other error, which the caller re-raises."""
+        """``err`` as a :class:`DistributedFailure` naming the lost rank when it is a communication error
+        (waits at most the timeout to identify the rank); None for any other error, which the caller
+        re-raises."""
         if isinstance(err, DistributedFailure):
             return err
         if not is_comm_error(err):
@@ -102,13 +105,14 @@ class DistComm:
             dist.destroy_process_group()
 
 
-def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | None = None, root_rank: int = 0,
-         store_host: int | None = None, device: torch.device | None = None) -> DistComm:
+def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | None = None,
+         root_rank: int = 0, store_host: int | None = None, device: torch.device | None = None) -> DistComm:
     """Start the default process group on ``store`` and this rank's heartbeat; returns the communicator.
 
     Args:
         store: a ``torch.distributed`` Store every rank reaches (TCPStore, FileStore).
-        timeout_s: collective timeout in seconds; a rank that dies makes the others fail within about this long.
+        timeout_s: collective timeout in seconds; a rank that dies makes the others fail within about this
+            long.
         backend: ``gloo`` or ``nccl``; None picks by ``device`` (NCCL for CUDA).
         store_host: the rank whose process serves ``store``, if any (named when the store stops answering).
         device: the device collectives use; None: ``cuda`` (current device) for NCCL, else CPU.
@@ -118,10 +122,11 @@ def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | 
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"backend: got {backend!r}; expected 'gloo' or 'nccl'")
     if device is None:
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        device = (torch.device("cuda", torch.cuda.current_device()) if backend == "nccl"
+                  else torch.device("cpu"))
     store.set_timeout(timedelta(seconds=timeout_s))
-    dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=timeout_s))
     heartbeat = Heartbeat(store, rank, world_size, timeout_s, store_host=store_host)
     faults.install(heartbeat)
     return DistComm(rank, world_size, root_rank, torch.device(device), float(timeout_s), heartbeat)
@@ -132,8 +137,8 @@ def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: in
     ``MASTER_PORT``). With NCCL each process uses GPU ``LOCAL_RANK``."""
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise RuntimeError(f"distributed launch: environment variables {', '.join(missing)} are not set; start "
-                           "the processes with torchrun (see docs/distributed.md)")
+        raise RuntimeError(f"distributed launch: environment variables {', '.join(missing)} are not set; "
+                           "start the processes with torchrun (see docs/distributed.md)")
     backend = backend or default_backend()
     device = None
     if backend == "nccl":

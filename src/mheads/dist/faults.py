@@ -1,12 +1,14 @@
-"""Lost ranks: turn a failed collective into a one-line :class:`DistributedFailure` that names the rank at fault.
+"""Lost ranks: turn a failed collective into a one-line :class:`DistributedFailure` that names the rank at
+fault.
 
-When a process dies, gloo reports "Connection closed by peer [127.0.0.1]:41234" (or a timeout) on the ranks that
-talk to it, which names an address, not a rank, and the ranks that only talk to the survivors fail a moment later
-with the same kind of message about a survivor. To name the culprit, every rank keeps a heartbeat in the rendezvous
-store (which torchrun's agent hosts, so it outlives the workers): a counter bumped by a daemon thread, and a
-status written when it leaves (``done``, ``crashed: <its error>``, or ``lost: <rank>: <why>`` when it is itself a
-casualty). A rank whose collective fails reads the others' statuses and counters and names the rank that crashed,
-or whose heartbeat stopped; a casualty's ``lost:`` report lets the others name the same rank at once.
+When a process dies, gloo reports "Connection closed by peer [127.0.0.1]:41234" (or a timeout) on the ranks
+that talk to it, which names an address, not a rank, and the ranks that only talk to the survivors fail a
+moment later with the same kind of message about a survivor. To name the culprit, every rank keeps a heartbeat
+in the rendezvous store (which torchrun's agent hosts, so it outlives the workers): a counter bumped by a
+daemon thread, and a status written when it leaves (``done``, ``crashed: <its error>``, or
+``lost: <rank>: <why>`` when it is itself a casualty). A rank whose collective fails reads the others'
+statuses and counters and names the rank that crashed, or whose heartbeat stopped; a casualty's ``lost:``
+report lets the others name the same rank at once.
 
 Every collective in :mod:`mheads.dist` runs inside :func:`collective`, which does this translation, so callers
 (the training loop, the CLI) only ever see :class:`DistributedFailure`.
@@ -57,22 +59,24 @@ class Heartbeat:
     """This rank's heartbeat and status in ``store``, and a watch on every other rank's.
 
     Args:
-        store: a ``torch.distributed.Store`` all ranks share; the thread uses a clone of it (its own connection).
+        store: a ``torch.distributed.Store`` all ranks share; the thread uses a clone of it (its own
+            connection).
         rank, world_size: this process's rank and the number of ranks.
-        timeout_s: the collective timeout; the heartbeat period is a tenth of it (at most 1 s, at least 50 ms),
-            and a rank counts as lost when its counter has not moved for three periods.
-        store_host: the rank whose process hosts the store (rank 0 when not launched by torchrun, which hosts it
-            in its agent); None when the store does not live in a worker.
+        timeout_s: the collective timeout; the heartbeat period is a tenth of it (at most 1 s, at least 50
+            ms), and a rank counts as lost when its counter has not moved for three periods.
+        store_host: the rank whose process hosts the store (rank 0 when not launched by torchrun, which hosts
+            it in its agent); None when the store does not live in a worker.
     """
 
     def __init__(self, store, rank: int, world_size: int, timeout_s: float, store_host: int | None = None):
         if not timeout_s > 0:
             raise ValueError(f"timeout_s: got {timeout_s!r}; expected a number of seconds > 0")
-        self.rank, self.world_size, self.timeout_s, self.store_host = rank, world_size, float(timeout_s), store_host
+        self.rank, self.world_size = rank, world_size
+        self.timeout_s, self.store_host = float(timeout_s), store_host
         self.period = min(1.0, max(0.05, timeout_s / 10))
         self.stale_after = 3 * self.period
-        # One connection per thread (the beating thread, and the main thread's reads and status): a store client is
-        # not meant to be shared by threads, and either may block while the other must go on.
+        # One connection per thread (the beating thread, and the main thread's reads and status): a store
+        # client is not meant to be shared by threads, and either may block while the other must go on.
         def own(store):
             return dist.PrefixStore("mheads/heartbeat", store.clone() if hasattr(store, "clone") else store)
 
@@ -148,8 +152,8 @@ class Heartbeat:
                 store_error = self._store_error
             if store_error is not None:
                 if self.store_host is not None and self.store_host != self.rank:
-                    return self.store_host, ("its process hosted the rendezvous store, which stopped answering "
-                                             f"({store_error})")
+                    return self.store_host, ("its process hosted the rendezvous store, which stopped "
+                                             f"answering ({store_error})")
                 return None, f"the rendezvous store stopped answering ({store_error})"
             if time.monotonic() >= end:
                 return None, f"no rank was seen to crash or go silent within {deadline_s:.0f} s"
@@ -182,7 +186,8 @@ class Heartbeat:
         return None
 
 
-# The heartbeat of this process, set by `mheads.dist.comm.init`; None when torch.distributed was set up elsewhere.
+# The heartbeat of this process, set by `mheads.dist.comm.init`; None when torch.distributed was set up
+# elsewhere.
 _heartbeat: Heartbeat | None = None
 
 
@@ -203,8 +208,8 @@ def failure_from(err: BaseException, what: str) -> DistributedFailure:
         hb.set_status(f"failed: {why}")
         return DistributedFailure(f"{what} on rank {hb.rank} failed ({_first_line(err)}); {why}")
     hb.set_status(f"lost: {lost}: {why}")
-    return DistributedFailure(f"lost rank {lost} of {hb.world_size}: {why}; rank {hb.rank} stopped during {what}",
-                              lost)
+    return DistributedFailure(f"lost rank {lost} of {hb.world_size}: {why}; "
+                              f"rank {hb.rank} stopped during {what}", lost)
 
 
 @contextmanager

@@ -13,10 +13,11 @@ __all__ = ["setup_from_config"]
 
 
 def setup_from_config(cfg) -> tuple[DistComm, Callable[[TreeNet], DistributedTreeNet]]:
-    """Join the torchrun job for ``cfg`` (``cfg.dist.placement``, ``cfg.dist.timeout_s``, ``cfg.train.device``).
+    """Join the torchrun job for ``cfg`` (``cfg.dist.placement``, ``cfg.dist.timeout_s``,
+    ``cfg.train.device``).
 
-    Returns ``(comm, wrap)`` for ``mheads.train.loop.fit(..., comm=comm, wrap=wrap)``: ``wrap(tree)`` keeps this rank's
-    part of the TreeNet every rank builds. The backend is NCCL when training on CUDA, gloo on CPU.
+    Returns ``(comm, wrap)`` for ``mheads.train.loop.fit(..., comm=comm, wrap=wrap)``: ``wrap(tree)`` keeps
+    this rank's part of the TreeNet every rank builds. The backend is NCCL when training on CUDA, gloo on CPU.
     """
     placement = Placement.from_dict(cfg.dist.placement)
     device = cfg.train.device

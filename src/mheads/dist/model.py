@@ -1,11 +1,11 @@
 """A TreeNet split across processes (paper section 7, appendix E): MPI-Caffe's broadcast/gather placement.
 
-Every rank builds the same TreeNet (same config and seeds, hence the same initial weights as a single-process run)
-and wraps it; each rank keeps only its part. Per batch: the trunk rank runs the root's layers and broadcasts their
-output to the branch ranks; each branch rank runs its branches; the member logits are gathered at the root rank,
-which computes the loss. Backward retraces the same path: the root's gradient is scattered back to the branch
-ranks, and the trunk-output gradients are summed at the trunk rank. Each rank then steps its own optimizer over its
-own parameters.
+Every rank builds the same TreeNet (same config and seeds, hence the same initial weights as a single-process
+run) and wraps it; each rank keeps only its part. Per batch: the trunk rank runs the root's layers and
+broadcasts their output to the branch ranks; each branch rank runs its branches; the member logits are
+gathered at the root rank, which computes the loss. Backward retraces the same path: the root's gradient is
+scattered back to the branch ranks, and the trunk-output gradients are summed at the trunk rank. Each rank
+then steps its own optimizer over its own parameters.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ __all__ = ["DistributedTreeNet"]
 
 
 class _Remote(nn.Module):
-    """Stands in for a branch another rank holds (keeps the branch indices, hence the state_dict keys, intact)."""
+    """Stands in for a branch another rank holds (keeps the branch indices, hence the state_dict keys,
+    intact)."""
 
     def __init__(self, rank: int):
         super().__init__()
@@ -40,8 +41,9 @@ class _Remote(nn.Module):
 
 
 def _tie(anchor: torch.Tensor, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """A zero-element ``shape`` tensor on ``anchor``'s graph: its backward sends a zero gradient into ``anchor``,
-    so that ranks with no members of their own still run the backward collectives of ``anchor``'s history."""
+    """A zero-element ``shape`` tensor on ``anchor``'s graph: its backward sends a zero gradient into
+    ``anchor``, so that ranks with no members of their own still run the backward collectives of ``anchor``'s
+    history."""
     view = anchor.reshape(-1)[:0].reshape((0,) + (1,) * (len(shape) - 1))
     return view.expand(shape).to(dtype)
 
@@ -50,9 +52,9 @@ class DistributedTreeNet(nn.Module):
     """The part of a TreeNet this rank holds, with the communication that joins the parts.
 
     Args:
-        tree: the full TreeNet, built identically on every rank. It is consumed: the parts other ranks hold are
-            moved to the ``meta`` device (shapes only, no memory), so ``tree.param_counts()`` still describes the
-            whole model but ``tree``'s weights are only partly real.
+        tree: the full TreeNet, built identically on every rank. It is consumed: the parts other ranks hold
+            are moved to the ``meta`` device (shapes only, no memory), so ``tree.param_counts()`` still
+            describes the whole model but ``tree``'s weights are only partly real.
         placement: a :class:`Placement` (or its config mapping); None: trunk and root on rank 0, branches
             round-robin.
         group: the process group the model spans (None: the whole job); placement ranks are ranks in it.
@@ -73,7 +75,8 @@ class DistributedTreeNet(nn.Module):
         self.group = group
         self._ranks = dist.get_process_group_ranks(group if group is not None else dist.group.WORLD)
         if dist.get_rank() not in self._ranks:
-            raise ValueError(f"group: this process (rank {dist.get_rank()}) is not in the group {self._ranks}")
+            raise ValueError(f"group: this process (rank {dist.get_rank()}) is not in the group "
+                             f"{self._ranks}")
         world = len(self._ranks)
         root = tree.root
         n_branches = len(root.branches)
@@ -90,8 +93,8 @@ class DistributedTreeNet(nn.Module):
         idle = [r for r in range(world) if r not in self._bcast_ranks and r not in self._gather_ranks]
         if idle:
             raise PlacementError(f"placement: ranks {idle} would hold no part of the model (trunk rank "
-                                 f"{p.trunk_rank}, branch ranks {p.branch_ranks}, root rank {p.root_rank}); start "
-                                 f"fewer processes or place branches there")
+                                 f"{p.trunk_rank}, branch ranks {p.branch_ranks}, root rank {p.root_rank}); "
+                                 f"start fewer processes or place branches there")
         # A collective is needed only where a part lives on another rank than its consumer (None = the world).
         self._bcast = len(self._bcast_ranks) > 1
         self._gather = len(self._gather_ranks) > 1
@@ -102,12 +105,13 @@ class DistributedTreeNet(nn.Module):
         offsets = [sum(leaves[:j]) for j in range(n_branches)]
         order = [m for r in self._gather_ranks for j in range(n_branches) if p.branch_ranks[j] == r
                  for m in range(offsets[j], offsets[j] + leaves[j])]
-        self._sizes = [sum(n for j, n in enumerate(leaves) if p.branch_ranks[j] == r) for r in self._gather_ranks]
+        self._sizes = [sum(n for j, n in enumerate(leaves) if p.branch_ranks[j] == r)
+                       for r in self._gather_ranks]
         pos = [order.index(m) for m in range(self.num_members)]
         self._perm = None if pos == list(range(self.num_members)) else torch.tensor(pos)
 
-        # Keep this rank's part; the rest goes to the meta device (shape inference only). tree.state_dict() still
-        # lists every key, which is how the root knows the full layout.
+        # Keep this rank's part; the rest goes to the meta device (shape inference only). tree.state_dict()
+        # still lists every key, which is how the root knows the full layout.
         self._local = [j for j in range(n_branches) if p.branch_ranks[j] == self.rank]
         holds_trunk = self.has_trunk and self.rank == p.trunk_rank
         if not holds_trunk:
@@ -126,7 +130,7 @@ class DistributedTreeNet(nn.Module):
         self._owner = {k: self._owner_of(k) for k in self._keys}
         self._shape_cache: dict = {}
 
-    # --- construction helpers ---------------------------------------------------------------------------------
+    # --- construction helpers -------------------------------------------------------------------------------
     def _subgroup(self, ranks: list[int]):
         """A process group over ``ranks`` (group ranks); the model's own group when it covers all of them."""
         if len(ranks) == self.world_size:
@@ -145,10 +149,10 @@ class DistributedTreeNet(nn.Module):
             return self.placement.branch_ranks[int(key.split(".")[2])]
         raise ValueError(f"state key {key!r}: not under root.layers or root.branches; cannot place it")
 
-    # --- forward ----------------------------------------------------------------------------------------------
+    # --- forward --------------------------------------------------------------------------------------------
     def _meta_shape(self, what: str, x: torch.Tensor, h: torch.Tensor | None) -> tuple:
-        """Shape of the trunk output (``what="trunk"``) or of one member's logits (``"leaf"``) for input ``x``,
-        from the meta copies (no memory, no arithmetic); cached per input shape."""
+        """Shape of the trunk output (``what="trunk"``) or of one member's logits (``"leaf"``) for input
+        ``x``, from the meta copies (no memory, no arithmetic); cached per input shape."""
         key = (what, tuple(x.shape), x.dtype)
         if key not in self._shape_cache:
             with torch.no_grad():
@@ -161,7 +165,8 @@ class DistributedTreeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, ...), the same batch on every rank -> on the root, member logits (M, B, C) in member order;
-        elsewhere a zero-element (0, B, C) tensor whose backward runs this rank's share of the backward pass."""
+        elsewhere a zero-element (0, B, C) tensor whose backward runs this rank's share of the backward
+        pass."""
         p = self.placement
         # Exchanged tensors use at least float32, so that every rank agrees on the dtype even under autocast
         # (bf16 -> f32 -> bf16 is exact, so the branches see the same values as in a single process).
@@ -176,15 +181,17 @@ class DistributedTreeNet(nn.Module):
             if self._holds_trunk:
                 h = broadcast(h.to(cdtype), src, self._bgroup)
             else:
-                h = broadcast(torch.empty(self._meta_shape("trunk", x, None), dtype=cdtype, device=x.device), src,
-                              self._bgroup)
+                h = broadcast(torch.empty(self._meta_shape("trunk", x, None), dtype=cdtype, device=x.device),
+                              src, self._bgroup)
         outs = [leaf for j in self._local for leaf in self.root.branches[j](h)]
         if outs:
             local = torch.stack(outs).to(cdtype)  # (m_rank, B, C)
         else:
             shape = (0,) + self._meta_shape("leaf", x, None if h is None else h.detach().to("meta"))
-            local = _tie(h, shape, cdtype) if h is not None else torch.empty(shape, dtype=cdtype, device=x.device)
-        if self.rank not in self._gather_ranks:  # the trunk rank holding no branch: backward = broadcast's reduce
+            local = (_tie(h, shape, cdtype) if h is not None
+                     else torch.empty(shape, dtype=cdtype, device=x.device))
+        # the trunk rank holding no branch: backward = broadcast's reduce
+        if self.rank not in self._gather_ranks:
             return local
         out = local
         if self._gather:
@@ -193,7 +200,7 @@ class DistributedTreeNet(nn.Module):
             out = out.index_select(0, self._perm.to(out.device))
         return out
 
-    # --- whole-model state at the root ------------------------------------------------------------------------
+    # --- whole-model state at the root ----------------------------------------------------------------------
     def _device(self) -> torch.device:
         g = self.group if self.group is not None else dist.group.WORLD
         if dist.get_backend(g) == "nccl":
@@ -207,9 +214,9 @@ class DistributedTreeNet(nn.Module):
     def gather_tensors(self, local: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Collect named tensors from their owner ranks at the root (collective).
 
-        ``local``: on each rank, tensors named by full-TreeNet state keys this rank owns (its weights, or e.g. its
-        optimizer's momentum buffer per parameter name). Returns on the root every rank's entries on the CPU, in
-        state-key order; ``{}`` elsewhere."""
+        ``local``: on each rank, tensors named by full-TreeNet state keys this rank owns (its weights, or e.g.
+        its optimizer's momentum buffer per parameter name). Returns on the root every rank's entries on the
+        CPU, in state-key order; ``{}`` elsewhere."""
         wrong = [k for k in local if self._owner.get(k) != self.rank]
         if wrong:
             raise KeyError(f"gather_tensors: keys {wrong[:3]} are not held by rank {self.rank}")
@@ -225,9 +232,10 @@ class DistributedTreeNet(nn.Module):
 
     def scatter_tensors(self, full: Mapping[str, torch.Tensor] | None, *,
                         complete: bool = False) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`gather_tensors` (collective): ``full`` on the root (None elsewhere); returns on
-        each rank the entries it owns, on the CPU. ``complete``: every state key must be present. The root checks
-        the keys before anything is sent, so a wrong dict fails on every rank instead of leaving them waiting."""
+        """The inverse of :meth:`gather_tensors` (collective): ``full`` on the root (None elsewhere); returns
+        on each rank the entries it owns, on the CPU. ``complete``: every state key must be present. The root
+        checks the keys before anything is sent, so a wrong dict fails on every rank instead of leaving them
+        waiting."""
         device, root = self._device(), self.placement.root_rank
         ok = torch.ones(1, dtype=torch.int32, device=device)
         problem = None
@@ -257,8 +265,8 @@ class DistributedTreeNet(nn.Module):
         return {k: v.detach().to("cpu", copy=True) for k, v in full.items() if self._owner[k] == root}
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The complete TreeNet state_dict (same keys as ``tree.state_dict()``, CPU tensors) on the root; ``{}``
-        on the other ranks. Collective."""
+        """The complete TreeNet state_dict (same keys as ``tree.state_dict()``, CPU tensors) on the root;
+        ``{}`` on the other ranks. Collective."""
         return self.gather_tensors(self.state_dict())
 
     def load_full_state_dict(self, state: Mapping[str, torch.Tensor] | None) -> None:

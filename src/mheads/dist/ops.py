@@ -4,10 +4,10 @@ Written on plain ``torch.distributed`` collectives: ``torch.distributed.nn.funct
 functional-collectives broadcast gives non-source ranks a wrong gradient. Ranks are global ranks, as in
 ``torch.distributed``; ``group`` is any process group (None: the whole job) and may be a subset of the ranks.
 
-Every rank of the group must call an op, and, when gradients are enabled, must later run its backward (which is
-another collective), in the same order on every rank. So that the backward runs even on a rank whose input needs no
-gradient (a receiver of a broadcast, a rank contributing zero rows to a gather), the output is tied to an internal
-placeholder that requires grad whenever grad mode is on.
+Every rank of the group must call an op, and, when gradients are enabled, must later run its backward (which
+is another collective), in the same order on every rank. So that the backward runs even on a rank whose input
+needs no gradient (a receiver of a broadcast, a rank contributing zero rows to a gather), the output is tied
+to an internal placeholder that requires grad whenever grad mode is on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ __all__ = ["CommClock", "broadcast", "gather", "timed"]
 
 
 class CommClock:
-    """Seconds this process spent inside the ops' collectives (forward and backward) while :func:`timed` is on."""
+    """Seconds this process spent inside the ops' collectives (forward and backward) while :func:`timed` is
+    on."""
 
     def __init__(self):
         self.seconds, self.calls = 0.0, 0
@@ -36,9 +37,9 @@ _clock: CommClock | None = None
 
 @contextmanager
 def timed(clock: CommClock) -> Iterator[CommClock]:
-    """Accumulate into ``clock`` the time spent in :func:`broadcast` / :func:`gather` collectives within the block
-    (the communication-cost benchmark). On CUDA the device is synchronized around each collective, so that the
-    time is the collective's, not the queued kernels'."""
+    """Accumulate into ``clock`` the time spent in :func:`broadcast` / :func:`gather` collectives within the
+    block (the communication-cost benchmark). On CUDA the device is synchronized around each collective, so
+    that the time is the collective's, not the queued kernels'."""
     global _clock
     previous, _clock = _clock, clock
     try:
@@ -66,7 +67,8 @@ def _comm(what: str, device: torch.device):
 
 
 def _anchor(x: torch.Tensor) -> torch.Tensor:
-    # Zero-element leaf that requires grad: makes the op's output part of the graph on every rank (module doc).
+    # Zero-element leaf that requires grad: makes the op's output part of the graph on every rank (module
+    # doc).
     return torch.empty(0, device=x.device, requires_grad=torch.is_grad_enabled() and not x.requires_grad)
 
 
@@ -79,7 +81,8 @@ def _check_member(name: str, rank: int, ranks: list[int]) -> None:
         raise ValueError(f"{name}: got rank {rank}; it is not in the group (ranks {ranks})")
     me = dist.get_rank()
     if me not in ranks:  # torch.distributed would silently skip the collective on a non-member
-        raise ValueError(f"group: this process (rank {me}) is not in the group (ranks {ranks}); only members call")
+        raise ValueError(f"group: this process (rank {me}) is not in the group (ranks {ranks}); "
+                         "only members call")
 
 
 class _Broadcast(torch.autograd.Function):
@@ -109,12 +112,12 @@ def broadcast(x: torch.Tensor, src: int, group=None) -> torch.Tensor:
     """Copy ``x`` from rank ``src`` to every rank of ``group``.
 
     Args:
-        x: on ``src``, the tensor to send; on the other ranks, a tensor of the same shape and dtype whose values are
-            ignored (``torch.empty`` is enough).
+        x: on ``src``, the tensor to send; on the other ranks, a tensor of the same shape and dtype whose
+            values are ignored (``torch.empty`` is enough).
         src: the sending rank (global rank, a member of ``group``).
     Returns:
-        A new tensor equal to ``src``'s ``x`` on every rank. Backward: the gradients of all the copies are summed
-        into ``src``'s ``x`` (``dist.reduce``); other ranks' ``x`` gets no gradient.
+        A new tensor equal to ``src``'s ``x`` on every rank. Backward: the gradients of all the copies are
+        summed into ``src``'s ``x`` (``dist.reduce``); other ranks' ``x`` gets no gradient.
     """
     _check_member("broadcast src", src, _group_ranks(group))
     return _Broadcast.apply(x, src, group, _anchor(x))
@@ -131,7 +134,8 @@ def _exchange_sizes(n: int, ranks: list[int], group, device: torch.device) -> li
 
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dst: int, group, sizes: list[int], anchor: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, dst: int, group, sizes: list[int],
+                anchor: torch.Tensor) -> torch.Tensor:
         ctx.dst, ctx.group, ctx.sizes = dst, group, sizes
         ctx.is_dst = dist.get_rank() == dst
         ctx.x_needs_grad = x.requires_grad
@@ -175,11 +179,12 @@ def gather(x: torch.Tensor, dst: int, group=None, sizes: Sequence[int] | None = 
     Args:
         x: ``(n_r, *S)`` on group rank r; ``n_r`` may differ between ranks (0 allowed), ``S`` must not.
         dst: the receiving rank (global rank, a member of ``group``).
-        sizes: every group rank's ``n_r``, in group-rank order, when the caller knows them (a static placement);
-            None exchanges them first (one extra small collective).
+        sizes: every group rank's ``n_r``, in group-rank order, when the caller knows them (a static
+            placement); None exchanges them first (one extra small collective).
     Returns:
-        On ``dst``: ``(sum_r n_r, *S)``, rank by rank in group-rank order. Elsewhere: a zero-element ``(0, *S)``
-        tensor on the graph, whose backward delivers this rank's rows of ``dst``'s gradient (``dist.scatter``).
+        On ``dst``: ``(sum_r n_r, *S)``, rank by rank in group-rank order. Elsewhere: a zero-element
+        ``(0, *S)`` tensor on the graph, whose backward delivers this rank's rows of ``dst``'s gradient
+        (``dist.scatter``).
     """
     ranks = _group_ranks(group)
     _check_member("gather dst", dst, ranks)
@@ -191,7 +196,8 @@ def gather(x: torch.Tensor, dst: int, group=None, sizes: Sequence[int] | None = 
     else:
         sizes = [int(s) for s in sizes]
         if len(sizes) != len(ranks):
-            raise ValueError(f"gather sizes: got {len(sizes)} sizes; the group has {len(ranks)} ranks, give one each")
+            raise ValueError(f"gather sizes: got {len(sizes)} sizes; the group has {len(ranks)} ranks, "
+                             "give one each")
         if sizes[me] != x.shape[0]:
             raise ValueError(f"gather sizes[{me}]: got {sizes[me]}; this rank's x has {x.shape[0]} rows")
     return _Gather.apply(x, dst, group, sizes, _anchor(x))

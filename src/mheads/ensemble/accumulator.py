@@ -1,9 +1,9 @@
 """Streaming ensemble metrics: feed a data set batch by batch, get exactly the whole-set values.
 
 Counts are integers and floating sums are `ExactSum`s, so `compute()` after any split into batches returns
-the same numbers, bit for bit, as the pure functions of `mheads.ensemble.metrics` on the whole set, provided each
-example's float64 statistics do not depend on which batch it came in (true on CPU). Random tie-breaking in
-the oracle assignment draws from `generator` in example order, so a CPU generator seeded the same way gives
+the same numbers, bit for bit, as the pure functions of `mheads.ensemble.metrics` on the whole set, provided
+each example's float64 statistics do not depend on which batch it came in (true on CPU). Random tie-breaking
+in the oracle assignment draws from `generator` in example order, so a CPU generator seeded the same way gives
 the same assignment for any batching.
 """
 

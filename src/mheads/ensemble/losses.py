@@ -198,7 +198,8 @@ class LossResult:
 
 def _averaged_result(average, logits, targets, weights) -> LossResult:
     if weights is not None:
-        raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, got some")
+        raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, "
+                         "got some")
     with torch.no_grad():
         own_ce = member_nll(logits, targets).mean(dim=1)
     return LossResult(average(logits, targets), own_ce, None)
@@ -232,8 +233,9 @@ def _cmcl(logits, targets, k, mix, beta, weights, generator):
 @dataclass(frozen=True)
 class LossSpec:
     """A loss selectable by name. ``terms`` maps (logits, targets, k, mix, beta, weights, generator) to
-    ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the members' combined
-    prediction (it takes no per-member weights). ``assigns``: it picks members per example (uses ``loss.k``)."""
+    ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the members'
+    combined prediction (it takes no per-member weights). ``assigns``: it picks members per example (uses
+    ``loss.k``)."""
 
     terms: Callable | None = None
     average: Callable | None = None

@@ -1,8 +1,8 @@
 """Ensemble metrics on member logits `(M, B, C)` and integer targets `(B,)` (paper sections 3.2 and 6.2).
 
-Pure functions of one batch (or a whole data set at once); `mheads.ensemble.accumulator.EnsembleMetrics` accumulates
-the same quantities batch by batch and gives exactly the same values. Everything is computed in float64
-without gradients, and floating sums go through `ExactSum`, so the result never depends on batching.
+Pure functions of one batch (or a whole data set at once); `mheads.ensemble.accumulator.EnsembleMetrics`
+accumulates the same quantities batch by batch and gives exactly the same values. Everything is computed in
+float64 without gradients, and floating sums go through `ExactSum`, so the result never depends on batching.
 
 Predictions are argmaxes with ties going to the lowest class index (torch.argmax's rule); top-k counts a
 target as found when fewer than k classes rank ahead of it under the same rule.

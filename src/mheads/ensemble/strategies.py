@@ -1,20 +1,20 @@
 """Ensembling strategies as data (section 4, Table 1): bootstrap samples and label splits.
 
 - Random initialization is a seed per member (``mheads.core.seeding.member_init_seeds``, used by ``TreeNet``);
-  ``model.init: same`` gives every member member 0's seed, i.e. one set of initial weights (the paper's "Bagging"
-  column keeps initial weights equal so that only the data differs).
-- Bagging: each member draws its own bootstrap sample of the N training examples (N draws with replacement, once
-  for the whole run) and sees only that sample. About 1 - 1/e = 63.2% of the examples appear in a sample, some of
-  them several times (section 4).
+  ``model.init: same`` gives every member member 0's seed, i.e. one set of initial weights (the paper's
+  "Bagging" column keeps initial weights equal so that only the data differs).
+- Bagging: each member draws its own bootstrap sample of the N training examples (N draws with replacement,
+  once for the whole run) and sees only that sample. About 1 - 1/e = 63.2% of the examples appear in a sample,
+  some of them several times (section 4).
 - Combined: both of the above.
 - Label split: `random_label_split` assigns each class to one member, evenly, for the hand-designed specialist
   ensembles the paper compares with MCL (section 6, "MCL As Label-Space Clustering").
 
 How training realizes bagging: all members of a TreeNet see the same batch (the trunk runs once), so bagging
-becomes per-member example weights. With ``counts = bootstrap_counts(...)`` (M, N) and a batch of example indices
-``idx`` (B,), ``counts[:, idx]`` (M, B) weights member m's per-example loss by how often the example occurs in m's
-sample (0 = not in it). Over an epoch this gives each member the same expected gradient as training on its
-bootstrap sample; weights of 0 remove an example from that member entirely, as in bagging.
+becomes per-member example weights. With ``counts = bootstrap_counts(...)`` (M, N) and a batch of example
+indices ``idx`` (B,), ``counts[:, idx]`` (M, B) weights member m's per-example loss by how often the example
+occurs in m's sample (0 = not in it). Over an epoch this gives each member the same expected gradient as
+training on its bootstrap sample; weights of 0 remove an example from that member entirely, as in bagging.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def bootstrap_indices(num_examples: int, num_members: int, seed: int) -> torch.T
     check_int("seed", seed)
     return torch.stack(
         [
-            torch.randint(num_examples, (num_examples,), generator=derived_generator(seed, Stream.BOOTSTRAP, m))
+            torch.randint(num_examples, (num_examples,),
+                          generator=derived_generator(seed, Stream.BOOTSTRAP, m))
             for m in range(num_members)
         ]
     )

@@ -1,4 +1,5 @@
-"""Caffe's CIFAR10-Quick (examples/cifar10/cifar10_quick_train_test.prototxt), the paper's CIFAR-10 base model."""
+"""Caffe's CIFAR10-Quick (examples/cifar10/cifar10_quick_train_test.prototxt), the paper's CIFAR-10 base
+model."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def _gauss(layer: nn.Module, std: float) -> nn.Module:
 
 @register_model("cifar10_quick", image_size=32, min_image_size=8)
 def cifar10_quick(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Sequential:
-    """conv1 32@5x5 pad 2, max-pool 3/2, ReLU; conv2 32@5x5, ReLU, avg-pool 3/2; conv3 64@5x5, ReLU, avg-pool 3/2;
-    ip1 64; ip2 C. Pooling uses Caffe's ceil-mode output size; note that Caffe has no ReLU between ip1 and ip2."""
+    """conv1 32@5x5 pad 2, max-pool 3/2, ReLU; conv2 32@5x5, ReLU, avg-pool 3/2; conv3 64@5x5, ReLU,
+    avg-pool 3/2; ip1 64; ip2 C. Pooling uses Caffe's ceil-mode output size; note that Caffe has no ReLU
+    between ip1 and ip2."""
     layers = OrderedDict(
         conv1=_gauss(nn.Conv2d(in_channels, 32, 5, padding=2), 0.0001),
         pool1=nn.MaxPool2d(3, 2, ceil_mode=True),

@@ -1,7 +1,7 @@
 """Network in Network (Lin, Chen, Yan 2014): the CIFAR model and the ILSVRC model, with Caffe layer names.
 
-``width`` scales every hidden channel count (1.0 is the published network) so that CPU-sized analogues and tests
-can use the same topology and the same split-point names.
+``width`` scales every hidden channel count (1.0 is the published network) so that CPU-sized analogues and
+tests can use the same topology and the same split-point names.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def _mlpconv(layers: OrderedDict, names: tuple[str, str, str], cin: int, chans: 
 def nin_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0,
               dropout: float = 0.5) -> nn.Sequential:
     """NiN for CIFAR: conv1 192@5x5, cccp1 160, cccp2 96, max-pool; conv2 192@5x5, cccp3, cccp4 192, avg-pool;
-    conv3 192@3x3, cccp5 192, cccp6 C, global average pool. Gaussian init, std 0.05, as in the Caffe recipe."""
+    conv3 192@3x3, cccp5 192, cccp6 C, global average pool. Gaussian init, std 0.05, as in the Caffe
+    recipe."""
     L: OrderedDict = OrderedDict()
     c = _mlpconv(L, ("conv1", "cccp1", "cccp2"), in_channels,
                  (_ch(192, width), _ch(160, width), _ch(96, width)), 5, 0.05, padding=2)

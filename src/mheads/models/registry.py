@@ -41,8 +41,9 @@ class UnknownModelError(ValueError):
 
 def register_model(name: str, *, image_size: int, min_image_size: int,
                    small_options: dict | None = None) -> Callable[[ModelFn], ModelFn]:
-    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential`` with its default
-    and minimum input sizes (tests and ``list-models`` then cover a new model with no other change)."""
+    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential`` with its
+    default and minimum input sizes (tests and ``list-models`` then cover a new model with no other
+    change)."""
     check_int("image_size", image_size, 1)
     check_int("min_image_size", min_image_size, 1, image_size)
 
@@ -87,7 +88,8 @@ def create_model(
         image_size: square input side (default: the model's own); the fully connected layers are sized for it.
         **kwargs: family-specific options (e.g. ``width`` for NiN/CaffeNet).
     Returns:
-        ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to ``(B, C)``.
+        ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to
+        ``(B, C)``.
     """
     info = _check_name(name)
     image_size = info.default_image_size if image_size is None else image_size

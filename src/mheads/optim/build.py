@@ -33,11 +33,12 @@ class NoParameters:
 
 
 def build_optimizer(cfg: Config, params: list[torch.nn.Parameter]):
-    """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the paper's)."""
+    """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M
+    (the paper's)."""
     o = cfg.optim
     lr = o.lr * (cfg.model.members if o.lr_times_members else 1)
     opt = (torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
            if params else NoParameters())
-    schedule = Schedule(kind=o.schedule, base_lr=lr, gamma=o.gamma, milestones=list(o.milestones), every=o.every,
-                        window=o.window, threshold=o.threshold)
+    schedule = Schedule(kind=o.schedule, base_lr=lr, gamma=o.gamma, milestones=list(o.milestones),
+                        every=o.every, window=o.window, threshold=o.threshold)
     return opt, schedule

@@ -1,12 +1,15 @@
 """Learning-rate schedules by iteration (paper section 3.1).
 
 - ``fixed``: the base rate throughout.
-- ``steps``: multiply by ``gamma`` at each listed iteration (CIFAR10-Quick: 0.001, then 0.0001 from 4,000 of 5,000).
+- ``steps``: multiply by ``gamma`` at each listed iteration (CIFAR10-Quick: 0.001, then 0.0001
+  from 4,000 of 5,000).
 - ``every``: multiply by ``gamma`` every ``every`` iterations (ILSVRC-NiN: every 200,000).
-- ``plateau``: the paper's CIFAR100-NiN rule: multiply by ``gamma`` whenever the mean training loss over a window of
-  ``window`` iterations fails to drop by at least ``threshold`` (1%) relative to the previous window's mean.
+- ``plateau``: the paper's CIFAR100-NiN rule: multiply by ``gamma`` whenever the mean training loss over a
+  window of ``window`` iterations fails to drop by at least ``threshold`` (1%) relative to the previous
+  window's mean.
 
-A schedule's mutable state (only ``plateau`` has any) is plain numbers, so checkpoints stay ``weights_only``-loadable.
+A schedule's mutable state (only ``plateau`` has any) is plain numbers, so checkpoints stay
+``weights_only``-loadable.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Presenting results: text tables of runs (``tables``) and figures (``figures``: heatmaps, training curves)."""
+"""Presenting results: text tables of runs (``tables``) and figures (``figures``: heatmaps, training
+curves)."""

@@ -1,9 +1,9 @@
-"""Figures: the paper's Figure 2 heatmap (share of each class's test examples the oracle gives each member) and
-training curves from a run's evaluation log.
+"""Figures: the paper's Figure 2 heatmap (share of each class's test examples the oracle gives each member)
+and training curves from a run's evaluation log.
 
-Figures are ``matplotlib.figure.Figure`` objects written straight to files: no pyplot, so importing this module
-or drawing with it never selects or switches the process's matplotlib backend (a user's notebook or GUI keeps
-its own), and no figure stays registered with pyplot after it is saved."""
+Figures are ``matplotlib.figure.Figure`` objects written straight to files: no pyplot, so importing this
+module or drawing with it never selects or switches the process's matplotlib backend (a user's notebook or GUI
+keeps its own), and no figure stays registered with pyplot after it is saved."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[
     for m in range(M):
         for c in range(C):
             v = 100 * assignment[m][c]
-            ax.text(c, m, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
+            ax.text(c, m, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < 60 else "black")
     fig.colorbar(im, ax=ax, label="% of the class's test examples")
     ax.set_title(title)
     return _save(fig, path)
@@ -70,7 +71,8 @@ def training_curves(history: Sequence[dict], path: str | Path, title: str = "") 
     ax2.plot(steps, [100 * r["oracle_acc"] for r in history], marker="s", label="oracle")
     if history:
         for m in range(len(history[0]["member_acc"])):
-            ax2.plot(steps, [100 * r["member_acc"][m] for r in history], lw=0.8, alpha=0.6, label=f"member {m}")
+            ax2.plot(steps, [100 * r["member_acc"][m] for r in history], lw=0.8, alpha=0.6,
+                     label=f"member {m}")
     ax2.set_xlabel("iteration")
     ax2.set_ylabel("test accuracy (%)")
     ax2.legend(fontsize=7)

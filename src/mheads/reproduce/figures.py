@@ -38,7 +38,8 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
         tree.load_state_dict(weights)
         columns += [(f"{cell.row}\nmember {m}", tree.member(m)) for m in range(tree.num_members)]
     data = prepare_data(spec.cells[0].config, torch.device("cpu"))
-    picks = first_of_each_class(data.test_y, num_images)  # test sets stored class by class would give one class
+    # test sets stored class by class would give one class
+    picks = first_of_each_class(data.test_y, num_images)
     x, y = data.normalizer(data.test_x[picks]), data.test_y[picks]
     raw = data.test_x[picks].float() / 255.0
     num_images = len(picks)

@@ -1,12 +1,14 @@
-"""Share a cross-entropy pretraining phase between sweep cells (Table 5: P iterations of cross-entropy, then MCL).
+"""Share a cross-entropy pretraining phase between sweep cells (Table 5: P iterations of cross-entropy, then
+MCL).
 
 A run with ``loss.pretrain_iterations = P`` trains exactly like an independent cross-entropy ensemble for its
-first P iterations: the same batches, dropout and learning rates; its loss's own fields (k, mix, beta) act only from
-iteration P on. So a cell that differs from another run only in its loss can continue from that run's checkpoint at
-iteration P instead of training those iterations again. The sweep runs the cell with the longest cross-entropy
-prefix first and keeps its checkpoints at the other cells' P (``train.keep_steps``, ``plan_keep_steps``); each other
-cell is then a *fork*: a new run folder holding a copy of that checkpoint, the donor's evaluation records up to P and
-its own config, which resumes like any interrupted run and ends with the weights an uninterrupted run would have.
+first P iterations: the same batches, dropout and learning rates; its loss's own fields (k, mix, beta) act
+only from iteration P on. So a cell that differs from another run only in its loss can continue from that
+run's checkpoint at iteration P instead of training those iterations again. The sweep runs the cell with the
+longest cross-entropy prefix first and keeps its checkpoints at the other cells' P (``train.keep_steps``,
+``plan_keep_steps``); each other cell is then a *fork*: a new run folder holding a copy of that checkpoint,
+the donor's evaluation records up to P and its own config, which resumes like any interrupted run and ends
+with the weights an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def _fork_point(cfg) -> int:
 
 
 def plan_keep_steps(cfgs: list) -> list[list[int]]:
-    """For each config, the iterations to keep checkpoints of: the fork points of the other configs that share its
-    cross-entropy prefix up to there."""
+    """For each config, the iterations to keep checkpoints of: the fork points of the other configs that share
+    its cross-entropy prefix up to there."""
     keys = [prefix_key(c.to_dict()) for c in cfgs]
     plans = []
     for i, cfg in enumerate(cfgs):
@@ -59,8 +61,8 @@ def plan_keep_steps(cfgs: list) -> list[list[int]]:
 
 
 def find_fork_donor(cfg, seed: int, root: Path, run: Path) -> tuple[Path, Path] | None:
-    """A run under ``root/*/seed-<seed>/`` whose cross-entropy prefix covers ``cfg``'s pretraining and that kept a
-    checkpoint at its end: (donor run folder, checkpoint folder), or None."""
+    """A run under ``root/*/seed-<seed>/`` whose cross-entropy prefix covers ``cfg``'s pretraining and that
+    kept a checkpoint at its end: (donor run folder, checkpoint folder), or None."""
     step = _fork_point(cfg)
     if not step:
         return None

@@ -1,5 +1,5 @@
-"""Guided backpropagation (Springenberg et al. 2015), the paper's Figure 2(e): the gradient of a class score with
-respect to the input image, where every ReLU passes back only positive gradients at positive inputs."""
+"""Guided backpropagation (Springenberg et al. 2015), the paper's Figure 2(e): the gradient of a class score
+with respect to the input image, where every ReLU passes back only positive gradients at positive inputs."""
 
 from __future__ import annotations
 

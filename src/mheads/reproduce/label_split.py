@@ -1,9 +1,11 @@
 """Label-space specialists (paper section 6.2, "MCL as label-space clustering").
 
-- Random even splits: the C labels are dealt at random to the M members; each member trains only on examples of
-  its labels (per-member example weights), and the ensemble's oracle accuracy is measured, over many trials.
+- Random even splits: the C labels are dealt at random to the M members; each member trains only on examples
+  of its labels (per-member example weights), and the ensemble's oracle accuracy is measured, over many
+  trials.
 - Hinton-style clusters (Hinton, Vinyals, Dean 2015): a generalist's label scores over the training set give a
-  C x C covariance matrix; k-means on its rows groups easily confused labels; each member specializes on a group.
+  C x C covariance matrix; k-means on its rows groups easily confused labels; each member specializes on a
+  group.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def random_split_lists(num_classes: int, num_members: int, seed: int) -> list[li
 
 @torch.no_grad()
 def label_score_covariance(run, cfg, device=torch.device("cpu"), max_examples: int = 10000) -> torch.Tensor:
-    """(C, C) covariance of a trained generalist's softmax scores over (up to ``max_examples``) training images."""
+    """(C, C) covariance of a trained generalist's softmax scores over (up to ``max_examples``) training
+    images."""
     weights, meta = load_run_weights(run)
     net = tree_from_meta(meta)
     net.load_state_dict(weights)

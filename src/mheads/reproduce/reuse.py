@@ -1,8 +1,8 @@
 """Reuse of identical runs: a sweep cell whose config computes exactly what a finished run beside it computed.
 
 Runs are deterministic given their config, so only the fields that change what a run computes are compared
-(``result_key``); the run's name and its bookkeeping (how often it saves and evaluates in bulk, denormal flushing)
-are not.
+(``result_key``); the run's name and its bookkeeping (how often it saves and evaluates in bulk, denormal
+flushing) are not.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ __all__ = ["BOOKKEEPING", "find_equivalent_run", "result_key"]
 
 # Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
 # (a speed setting: it changes only values below 1.2e-38, so runs from before it existed still match).
-BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"), ("train", "keep_steps"),
-               ("train", "eval_batch_size"), ("train", "flush_denormal"))
+BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
+               ("train", "keep_steps"), ("train", "eval_batch_size"), ("train", "flush_denormal"))
 
 
 def result_key(cfg_dict: dict) -> dict:
@@ -33,7 +33,8 @@ def result_key(cfg_dict: dict) -> dict:
 
 
 def find_equivalent_run(cfg, seed: int, root: Path, run: Path) -> Path | None:
-    """A finished, non-reused run under ``root/*/seed-<seed>/`` whose config computes the same thing as ``cfg``."""
+    """A finished, non-reused run under ``root/*/seed-<seed>/`` whose config computes the same thing as
+    ``cfg``."""
     want = result_key(cfg.to_dict())
     for metrics in sorted(root.glob(f"*/seed-{seed}/*/metrics.json")):
         other = metrics.parent

@@ -1,9 +1,9 @@
 """Experiment specifications: one YAML per paper table under ``experiments/``.
 
-A spec has a ``title``, a ``base`` config, ``metrics`` (the columns), optional ``scales`` overrides per scale, and
-``cells``: each with a ``row`` label (and optional ``col`` for pivoted tables), a ``config`` override, optional
-per-scale overrides, the ``paper`` numbers for that cell, and optional ``init_from_cell`` (fine-tune from another
-cell's finished run of the same seed). Scale defaults live in ``experiments/scales.yaml``.
+A spec has a ``title``, a ``base`` config, ``metrics`` (the columns), optional ``scales`` overrides per scale,
+and ``cells``: each with a ``row`` label (and optional ``col`` for pivoted tables), a ``config`` override,
+optional per-scale overrides, the ``paper`` numbers for that cell, and optional ``init_from_cell`` (fine-tune
+from another cell's finished run of the same seed). Scale defaults live in ``experiments/scales.yaml``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from mheads.config import Config, ConfigError, apply_overrides, config_from_dict
 from mheads.config.recipes import EXPERIMENTS, deep_merge
 
 SCALES = ("smoke", "cpu", "paper")
-SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures", "random_label_trials"}
+SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures",
+             "random_label_trials"}
 CELL_KEYS = {"row", "col", "config", "scales", "paper", "init_from_cell", "label_split"}
 
 
@@ -57,7 +58,8 @@ def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = ()
     doc = read_yaml(path)
     unknown = set(doc) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; "
+                          f"allowed: {', '.join(sorted(SPEC_KEYS))}")
     scales = read_yaml(root / "scales.yaml")
     base = deep_merge(scales.get(scale) or {}, doc.get("base") or {})
     base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
@@ -69,7 +71,8 @@ def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = ()
     for cname, c in cell_docs.items():
         bad = set(c) - CELL_KEYS
         if bad:
-            raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}")
+            raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; "
+                              f"allowed: {sorted(CELL_KEYS)}")
         data_cfg = deep_merge(base, c.get("config") or {})
         data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
         if data is not None:
@@ -89,5 +92,6 @@ def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = ()
     for c in cells:
         if c.init_from_cell is not None and c.init_from_cell not in names:
             raise ConfigError(f"{path}: cell {c.name!r}: init_from_cell {c.init_from_cell!r} is not a cell")
-    return Spec(name, str(doc.get("title", name)), list(doc.get("metrics") or ["ensemble_mean_acc", "oracle_acc"]),
+    return Spec(name, str(doc.get("title", name)),
+                list(doc.get("metrics") or ["ensemble_mean_acc", "oracle_acc"]),
                 cells, list(doc.get("figures") or []), str(doc.get("note", "")))

@@ -1,12 +1,14 @@
 """Run every cell of an experiment for each seed, resumably, then write the tables and figures.
 
 A cell whose run folder holds ``metrics.json`` is done and is not rerun; a cell with checkpoints but no
-``metrics.json`` was interrupted and continues from its newest checkpoint (exactly); anything else starts fresh.
+``metrics.json`` was interrupted and continues from its newest checkpoint (exactly); anything else starts
+fresh.
 
-Runs are deterministic given their config, so a cell whose config equals a finished run of another sweep beside this
-one (same seed; only the run's name and bookkeeping fields may differ) is not trained again: its run folder becomes a
-relative symlink to that run, and the table says which cells were reused and from where. Cells that share a
-cross-entropy pretraining continue from one run's checkpoint at its end (``mheads.reproduce.fork``), also listed.
+Runs are deterministic given their config, so a cell whose config equals a finished run of another sweep
+beside this one (same seed; only the run's name and bookkeeping fields may differ) is not trained again: its
+run folder becomes a relative symlink to that run, and the table says which cells were reused and from where.
+Cells that share a cross-entropy pretraining continue from one run's checkpoint at its end
+(``mheads.reproduce.fork``), also listed.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from mheads.train.loop import fit
 
 
 def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
-    """Cells in dependency order; where cells share a cross-entropy pretraining, the longest prefix first (it keeps
-    the checkpoints the others continue from)."""
+    """Cells in dependency order; where cells share a cross-entropy pretraining, the longest prefix first (it
+    keeps the checkpoints the others continue from)."""
     done, order = set(), []
     pending = list(spec.cells)
     if any(keep_steps.values()):
@@ -44,7 +46,8 @@ def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
                 pending.remove(cell)
                 progress = True
         if not progress:
-            raise ValueError(f"{spec.name}: init_from_cell dependencies form a cycle: {[c.name for c in pending]}")
+            raise ValueError(f"{spec.name}: init_from_cell dependencies form a cycle: "
+                             f"{[c.name for c in pending]}")
     return order
 
 
@@ -72,7 +75,8 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     spec = cell.label_split
     if "random" in spec:
         num_classes = load_dataset(cfg.data.source).num_classes
-        return random_split_lists(num_classes, cfg.model.members, label_split_trial_seed(spec["random"], cfg.train.seed))
+        return random_split_lists(num_classes, cfg.model.members,
+                                  label_split_trial_seed(spec["random"], cfg.train.seed))
     generalist = seed_dir / spec["clusters_of"]
     cov = label_score_covariance(generalist, cfg)
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
@@ -84,7 +88,8 @@ def run_cell(cfg, run: Path) -> dict:
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     started = run.is_dir() and any((run / m).exists() for m in RUN_MARKERS)
-    metrics = fit(cfg, run, resume=started, overwrite=False)  # writes metrics.json (atomically), with wall_time_s
+    # writes metrics.json (atomically), with wall_time_s
+    metrics = fit(cfg, run, resume=started, overwrite=False)
     return metrics
 
 
@@ -93,22 +98,24 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
               cells: list[str] | None = None) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
-    With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of retraining.
-    ``cells`` restricts the sweep to those cells (and the cells they start from); the table still lists every cell,
-    with the numbers of those an earlier sweep of ``out`` finished.
+    With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of
+    retraining. ``cells`` restricts the sweep to those cells (and the cells they start from); the table still
+    lists every cell, with the numbers of those an earlier sweep of ``out`` finished.
     """
     spec = load_spec(name, scale, data, overrides)
     selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
-    shared = {"reused": {}, "forked": {}, "hardware": set()}  # table notes: cells trained once elsewhere; where
+    # table notes: cells trained once elsewhere; where
+    shared = {"reused": {}, "forked": {}, "hardware": set()}
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
 
     def tables(seed: int, source) -> str:
-        return write_tables(spec, collect(spec, results), out, _header(scale, source, first_seed, seed, shared))
+        return write_tables(spec, collect(spec, results), out,
+                            _header(scale, source, first_seed, seed, shared))
 
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec, keep_steps):
@@ -182,7 +189,7 @@ def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str
         text += ("\n\nReused runs (identical config, trained once): "
                  + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")
     if shared["forked"]:
-        text += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, trained "
-                 "once; their wall times include it): "
+        text += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, "
+                 "trained once; their wall times include it): "
                  + "; ".join(f"{k} from {v}" for k, v in shared["forked"].items()) + ".")
     return text

@@ -18,7 +18,8 @@ def metric_value(metrics: dict, name: str) -> float:
         tail = name[len("member_acc_"):]
         return 100 * (sum(accs) / len(accs) if tail == "mean" else accs[int(tail)])
     value = metrics[name]
-    return 100 * value if name.endswith("_acc") or "_acc_" in name else float(value)  # e.g. ensemble_mean_acc_scores
+    # e.g. ensemble_mean_acc_scores
+    return 100 * value if name.endswith("_acc") or "_acc_" in name else float(value)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -42,7 +43,8 @@ def collect(spec, results: dict[str, list[dict]]) -> list[dict]:
             values = [metric_value(r, metric) for r in runs if _has(r, metric)]
             mean, std = mean_std(values)
             out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
-                        "seeds": len(values), "mean": mean, "std": std, "paper": _paper(cell.paper.get(metric, "")),
+                        "seeds": len(values), "mean": mean, "std": std,
+                        "paper": _paper(cell.paper.get(metric, "")),
                         "wall_time_s": sum(r.get("wall_time_s", 0.0) for r in runs)})
     return out
 
@@ -71,9 +73,11 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
                 line = [row]
                 for col in cols_order:
                     r = cellmap.get((row, col))
-                    line.append("-" if r is None else f"{fmt(r['mean'], r['std'], r['seeds'])} ({r['paper'] or '-'})")
+                    line.append("-" if r is None
+                                else f"{fmt(r['mean'], r['std'], r['seeds'])} ({r['paper'] or '-'})")
                 body.append(line)
-            blocks.append(f"**{metric}**, ours (paper):\n\n" + table([""] + [str(c) for c in cols_order], body))
+            blocks.append(f"**{metric}**, ours (paper):\n\n"
+                          + table([""] + [str(c) for c in cols_order], body))
         md = "\n\n".join(blocks)
     else:
         heads = ["", *[h for m in spec.metrics for h in (f"{m} (ours)", "paper")], "seeds", "wall (s)"]
@@ -86,11 +90,13 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
             line += [str(recs[0]["seeds"]) if recs else "0", f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
             body.append(line)
         random_cells = {c.name for c in spec.cells if c.label_split and "random" in c.label_split}
-        trials = [r for r in records if r["cell"] in random_cells and r["metric"] == spec.metrics[0] and r["seeds"]]
+        trials = [r for r in records
+                  if r["cell"] in random_cells and r["metric"] == spec.metrics[0] and r["seeds"]]
         if trials:
             vals = [r["mean"] for r in trials]
             body.append([f"random splits: mean (min-max) of {len(vals)}",
-                         f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})", "91.83 (87.62-94.65)"]
+                         f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})",
+                         "91.83 (87.62-94.65)"]
                         + [""] * (len(heads) - 3))
         md = table(heads, body)
     text = f"# {spec.title}\n\n{header}\n\n{md}\n"

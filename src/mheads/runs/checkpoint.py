@@ -318,8 +318,8 @@ def _scan(ckdir: Path, pattern: re.Pattern[str]) -> Iterable[tuple[int, Path]]:
 
 
 def _prune(ckdir: Path, keep: int, pinned: frozenset = frozenset()) -> None:
-    """Keep the newest `keep` committed checkpoints and those of the `pinned` steps; drop everything else older than
-    the newest committed one.
+    """Keep the newest `keep` committed checkpoints and those of the `pinned` steps; drop everything else
+    older than the newest committed one.
 
     Best effort: the new checkpoint is already committed, so a failed deletion is logged, not raised.
     """

@@ -29,7 +29,8 @@ def git_revision() -> str:
     """The source checkout's commit (with ``-dirty`` when modified), or 'unknown' outside a git checkout."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
         if rev.returncode != 0:
             return "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
@@ -48,8 +49,8 @@ def hardware() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -67,8 +68,8 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         return out
     if holds_run:
         if not overwrite:
-            raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it or --overwrite "
-                                 "to replace it")
+            raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it "
+                                 "or --overwrite to replace it")
         for m in (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl"):
             p = out / m
             if p.is_dir():
@@ -92,8 +93,8 @@ def write_run_info(out: Path, config_yaml: str, extra: dict | None = None) -> No
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line and fsync. A line cut by a crash or a full disk is skipped by :func:`read_jsonl` and
-    dropped on resume (:func:`truncate_jsonl`). Raises OutputError naming the path when the OS refuses."""
+    """Append one JSON line and fsync. A line cut by a crash or a full disk is skipped by :func:`read_jsonl`
+    and dropped on resume (:func:`truncate_jsonl`). Raises OutputError naming the path when the OS refuses."""
     data = (json.dumps(record) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -127,8 +128,8 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 
 def save_weights(out: Path, tree) -> None:
-    """``model.safetensors`` (the whole TreeNet) and ``members/member_<m>.safetensors`` (each member standalone,
-    loadable into ``create_model(...)`` of the base network)."""
+    """``model.safetensors`` (the whole TreeNet) and ``members/member_<m>.safetensors`` (each member
+    standalone, loadable into ``create_model(...)`` of the base network)."""
     def blob(sd: dict) -> bytes:
         return save_safetensors({k: v.detach().cpu().contiguous() for k, v in sd.items()})
 

@@ -1,4 +1,5 @@
-"""Build the ensemble a config describes: a TreeNet over a registered base network, optionally warm-started."""
+"""Build the ensemble a config describes: a TreeNet over a registered base network, optionally
+warm-started."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
     """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault."""
     m = cfg.model
     try:
-        factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                                **m.options)
+        factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels,
+                                image_size=image_size, **m.options)
         factory()  # surfaces bad options / image sizes once, before copies are built
         tree = TreeNet(factory, m.members, m.split, seed=cfg.train.seed, same_init=m.init == "same")
     except TypeError as err:  # an option the family does not take
@@ -44,21 +45,22 @@ def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
     split = meta["split"]
     if isinstance(split, list):
         split = [tuple(level) for level in split]
-    factory = model_factory(meta["architecture"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
-                            image_size=meta["image_size"], **meta.get("options", {}))
+    factory = model_factory(meta["architecture"], num_classes=meta["num_classes"],
+                            in_channels=meta["in_channels"], image_size=meta["image_size"],
+                            **meta.get("options", {}))
     return TreeNet(factory, meta["members"], split, seed=seed)
 
 
 def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
-    """Copy weights from a trained ``saved`` TreeNet: the whole tree (same layout), or one saved member into every
-    member of ``tree`` (the paper's identical-members fine-tuning, Table 6)."""
+    """Copy weights from a trained ``saved`` TreeNet: the whole tree (same layout), or one saved member into
+    every member of ``tree`` (the paper's identical-members fine-tuning, Table 6)."""
     if from_member is None:
         try:
             tree.load_state_dict(saved.state_dict())
         except RuntimeError as err:
             raise ConfigError("train.init_from: the saved weights do not fit this model "
-                              f"({str(err).splitlines()[0]}); use the same model.name, members and split, or set "
-                              "train.init_from_member") from None
+                              f"({str(err).splitlines()[0]}); use the same model.name, members and split, "
+                              "or set train.init_from_member") from None
         return
     if not 0 <= from_member < saved.num_members:
         raise ConfigError(f"train.init_from_member: got {from_member}; expected 0..{saved.num_members - 1}")

@@ -1,7 +1,7 @@
 """The communicator protocol the training loop talks to, and its single-process implementation.
 
-The loop needs only a few agreements between ranks: the root's loss (for the plateau schedule), "did any rank see
-a NaN", "stop now" (SIGTERM) and a barrier. :class:`LocalComm` answers them for one process;
+The loop needs only a few agreements between ranks: the root's loss (for the plateau schedule),
+"did any rank see a NaN", "stop now" (SIGTERM) and a barrier. :class:`LocalComm` answers them for one process;
 ``mheads.dist.DistComm`` answers them over torch.distributed, so the loop itself never imports it.
 """
 
@@ -16,7 +16,8 @@ __all__ = ["Comm", "LocalComm"]
 
 @runtime_checkable
 class Comm(Protocol):
-    """What the loop may ask of the ranks (all calls are collective: every rank makes them, in the same order)."""
+    """What the loop may ask of the ranks (all calls are collective: every rank makes them, in the same
+    order)."""
 
     is_root: bool
     rank: int

@@ -16,7 +16,8 @@ GRADIENT_TOLERANCE = 1e-3  # relative to the largest gradient entry; float32 reo
 
 
 def gradient_error(eager: torch.nn.Module, compiled, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Largest relative difference between the compiled and eager gradients of ``independent_ce`` on one batch."""
+    """Largest relative difference between the compiled and eager gradients of ``independent_ce`` on one
+    batch."""
     params = list(eager.parameters())
     grads = []
     for fwd in (eager, compiled):
@@ -30,7 +31,7 @@ def compile_checked(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     compiled = torch.compile(model)
     err = gradient_error(model, compiled, x, y)
     if not err <= GRADIENT_TOLERANCE:
-        raise ConfigError(f"train.compile: torch.compile's gradients differ from eager mode by {err:.1%} on this "
-                          f"model with torch {torch.__version__} (allowed {GRADIENT_TOLERANCE:.0e}); train without "
-                          "compile")
+        raise ConfigError(f"train.compile: torch.compile's gradients differ from eager mode by {err:.1%} "
+                          f"on this model with torch {torch.__version__} (allowed {GRADIENT_TOLERANCE:.0e}); "
+                          "train without compile")
     return compiled

@@ -1,5 +1,6 @@
-"""Evaluation: every ensemble metric on a split during training (:func:`evaluate`), and re-evaluating a finished
-(or checkpointed) run's members on its own data or another data set (:func:`evaluate_run`, ``mheads eval``)."""
+"""Evaluation: every ensemble metric on a split during training (:func:`evaluate`), and re-evaluating a
+finished (or checkpointed) run's members on its own data or another data set (:func:`evaluate_run`,
+``mheads eval``)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,15 @@ def _run_meta(run: Path) -> dict:
     try:
         return json.loads(info.read_text())["meta"]
     except FileNotFoundError:
-        raise ConfigError(f"--run {run}: no run.json; is it a run folder written by `mheads train`?") from None
+        raise ConfigError(f"--run {run}: no run.json; "
+                          "is it a run folder written by `mheads train`?") from None
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info}: unreadable run description ({err})") from None
 
 
 def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The final weights (``model.safetensors``) or, for an unfinished run, its newest committed checkpoint."""
+    """The final weights (``model.safetensors``) or, for an unfinished run, its newest committed
+    checkpoint."""
     final = run / "model.safetensors"
     meta = _run_meta(run)
     if final.exists():
@@ -58,9 +61,11 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             return load_file(str(final)), meta
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})") from None
+            raise CheckpointError(f"{final}: unreadable or truncated weights "
+                                  f"({str(err).splitlines()[0]})") from None
     if not (run / "checkpoints").is_dir():
-        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) and no committed checkpoint")
+        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) "
+                              "and no committed checkpoint")
     ck = load_checkpoint(run)  # the newest committed one; if none is usable the error names what is wrong
     check_compatible(ck.meta, meta, where=ck.path)  # names the keys that differ from run.json's model
     return ck.weights, meta

@@ -1,10 +1,12 @@
 """``fit``: restore a run, loop over its iterations, finish it. One loop serves single-process and distributed
-runs (the distributed placement is a model like any other, plus a ``comm`` for the few scalars ranks agree on).
+runs (the distributed placement is a model like any other, plus a ``comm`` for the few scalars ranks agree
+on).
 
-Exact resume: every random draw is derived from the run seed and the position in training (data order, bagging,
-augmentation, MCL tie-breaks, dropout), never from how much randomness was consumed before, so a run killed at any
-moment and resumed from its last checkpoint ends bit-identical to an uninterrupted run on the same machine. What
-else a run carries from iteration to iteration is :class:`RunState`, saved whole in every checkpoint.
+Exact resume: every random draw is derived from the run seed and the position in training (data order,
+bagging, augmentation, MCL tie-breaks, dropout), never from how much randomness was consumed before, so a run
+killed at any moment and resumed from its last checkpoint ends bit-identical to an uninterrupted run on the
+same machine. What else a run carries from iteration to iteration is :class:`RunState`, saved whole in every
+checkpoint.
 """
 
 from __future__ import annotations
@@ -101,12 +103,13 @@ class Run:
     saved_steps: set[int] = field(default_factory=set)
 
 
-def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False, comm: Comm | None = None,
-        wrap=None, progress: bool | None = None) -> dict | None:
-    """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics (root).
+def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+        comm: Comm | None = None, wrap=None, progress: bool | None = None) -> dict | None:
+    """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
+    (root).
 
-    SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with a
-    checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
+    SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with
+    a checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
     cfg.validate()  # a Config built or edited in Python gets the same checks as one read from YAML
     comm = comm or LocalComm()
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
@@ -117,10 +120,12 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
 
 
 def _loop(run: Run, sigterm: dict, show: bool) -> None:
-    """Iterations ``state.step .. train.iterations``, each with its evaluation, checkpoint and SIGTERM check."""
+    """Iterations ``state.step .. train.iterations``, each with its evaluation, checkpoint and SIGTERM
+    check."""
     t, st = run.cfg.train, run.state
     images = t.batch_size * t.accumulate
-    bar = tqdm(total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True,
+               leave=False)
     try:
         for it in range(st.step, t.iterations):
             lr = run.schedule.lr_at(it)
@@ -135,7 +140,8 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", img_s=f"{images / max(seconds, 1e-9):.0f}")
             if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
                 _evaluate(run, step, lr, bar if show else None)
-            if (t.checkpoint_every and step % t.checkpoint_every == 0 or step in t.keep_steps) and step < t.iterations:
+            if (t.checkpoint_every and step % t.checkpoint_every == 0
+                    or step in t.keep_steps) and step < t.iterations:
                 _checkpoint(run, step)
             if run.comm.any(sigterm["hit"]):
                 _checkpoint(run, step)
@@ -177,11 +183,12 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     st.last_eval = (step, metrics)
     if not run.comm.is_root:
         return
-    rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1), "skipped_total": st.skipped_total,
-           **metrics}
+    rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1),
+           "skipped_total": st.skipped_total, **metrics}
     append_jsonl(run.out / "eval.jsonl", rec)
     msg = (f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
-           f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, oracle {100 * metrics['oracle_acc']:.2f}%")
+           f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
+           f"oracle {100 * metrics['oracle_acc']:.2f}%")
     if bar is not None:
         bar.write(msg)
     else:
@@ -190,8 +197,9 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
 
 
 def _checkpoint(run: Run, step: int) -> None:
-    """Save ``step`` once: the preemption path and the end of a resumed run may ask again for a step already on
-    disk (its state would differ only in the elapsed times, and committed checkpoints are never overwritten)."""
+    """Save ``step`` once: the preemption path and the end of a resumed run may ask again for a step already
+    on disk (its state would differ only in the elapsed times, and committed checkpoints are never
+    overwritten)."""
     if not (run.comm.is_root and run.checkpoints) or step in run.saved_steps:
         return
     run.saved_steps.add(step)
@@ -242,7 +250,8 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
                                                  "data": data.describe()})
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
                meta=meta, params=params, owners=owners, state=state, checkpoints=wrap is None,
-               wall_start=wall_start, resumed_from=state.step, saved_steps={state.step} if ck is not None else set())
+               wall_start=wall_start, resumed_from=state.step,
+               saved_steps={state.step} if ck is not None else set())
 
 
 def _finish(run: Run) -> dict | None:
@@ -258,19 +267,22 @@ def _finish(run: Run) -> dict | None:
     if not run.comm.is_root:
         return None
     if full_state is not None:
-        run.tree.load_state_dict(full_state, assign=True)  # assign: the distributed root's tree holds meta tensors
+        # assign: the distributed root's tree holds meta tensors
+        run.tree.load_state_dict(full_state, assign=True)
     save_weights(run.out, run.tree)
     images = t.batch_size * t.accumulate
     result = {
         **final,
         "param_counts": run.tree.param_counts(),
         "train_time_s": st.before_train + st.train_time,  # summed over the processes of an interrupted run
-        "images_per_s": images * st.steps_timed / st.train_time if st.train_time > 0 else math.nan,  # this process
+        # this process
+        "images_per_s": images * st.steps_timed / st.train_time if st.train_time > 0 else math.nan,
         "iterations": t.iterations,
         "skipped_total": st.skipped_total,
         "classes": run.data.classes,
         "history_points": len(read_jsonl(run.out / "eval.jsonl")),
-        # setup, training, evaluation, saving: this process plus earlier ones up to the checkpoint it resumed from
+        # setup, training, evaluation, saving: this process plus earlier ones up to the checkpoint
+        # it resumed from
         "wall_time_s": st.before_wall + time.perf_counter() - run.wall_start,
         "resumed_from_iteration": run.resumed_from,
     }
@@ -279,7 +291,8 @@ def _finish(run: Run) -> dict | None:
 
 
 def _initial_weights(tree: TreeNet, cfg: Config) -> None:
-    """``train.init_from``: start from another run's weights (fine-tuning), whole or one member copied to all."""
+    """``train.init_from``: start from another run's weights (fine-tuning), whole or one member copied to
+    all."""
     src = cfg.train.init_from
     if src is None:
         return

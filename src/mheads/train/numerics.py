@@ -11,7 +11,8 @@ class NumericalFault(RuntimeError):
     def __init__(self, step: int, members: list[int], where: str):
         self.step, self.members, self.where = step, members, where
         who = ", ".join(f"member {m}" for m in members) if members else "the shared trunk"
-        super().__init__(f"non-finite {where} at iteration {step} in {who}; no update was applied for that step")
+        super().__init__(f"non-finite {where} at iteration {step} in {who}; "
+                         "no update was applied for that step")
 
 
 def member_param_map(tree) -> dict[int, list[int]]:

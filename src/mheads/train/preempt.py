@@ -1,4 +1,5 @@
-"""Preemption: SIGTERM ends a run after the current iteration with a checkpoint, and the exit code that says so."""
+"""Preemption: SIGTERM ends a run after the current iteration with a checkpoint, and the exit code that says
+so."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""One update: forward over ``train.accumulate`` batches, the ensemble loss at the root, backward, the finiteness
-guard, the optimizer step.
+"""One update: forward over ``train.accumulate`` batches, the ensemble loss at the root, backward, the
+finiteness guard, the optimizer step.
 
 Every random draw of a step is derived from the run seed and the batch number (``mheads.core.seeding``), so a
 resumed run draws exactly what an uninterrupted one would.
@@ -20,8 +20,9 @@ __all__ = ["train_step"]
 
 
 def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> tuple[float, torch.Tensor]:
-    """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss) as seen by the root; raises
-    :class:`NumericalFault` (after zeroing the gradients, so no update happens) on a non-finite loss/gradient."""
+    """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss) as seen by the root;
+    raises :class:`NumericalFault` (after zeroing the gradients, so no update happens) on a non-finite
+    loss/gradient."""
     t, L = cfg.train, cfg.loss
     torch.manual_seed(derive_seed(t.seed, Stream.STEP, it))  # dropout and anything else drawing globally
     opt.zero_grad(set_to_none=True)

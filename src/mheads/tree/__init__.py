@@ -1,5 +1,5 @@
-"""TreeNets (paper section 5): members that share a base network's first layers and branch at split points, and
-the fused execution of sibling branches (grouped convolutions, batched matmuls)."""
+"""TreeNets (paper section 5): members that share a base network's first layers and branch at split points,
+and the fused execution of sibling branches (grouped convolutions, batched matmuls)."""
 
 from mheads.tree.fused import EXEC_MODES, ExecModeError, fused_nodes, resolve_exec_mode
 from mheads.tree.treenet import TreeNet, TreeNode

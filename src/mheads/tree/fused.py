@@ -1,23 +1,25 @@
 """Fused execution of TreeNet members: structurally identical sibling branches run as one op per layer.
 
-The loop path (:class:`~mheads.tree.treenet.TreeNode`) calls each branch in turn. The fused path runs the G sibling
-branches of a node together, layer by layer:
+The loop path (:class:`~mheads.tree.treenet.TreeNode`) calls each branch in turn. The fused path runs the G
+sibling branches of a node together, layer by layer:
 
 - ``Conv2d``: one grouped convolution over the channel-concatenated member inputs, with the members' weights
   concatenated along the output channels (``groups = G x conv.groups``). While several members still read the
-  same input (right after a split) no input copy is made: the data group feeds all its members' filters at once
-  (with a shared trunk output that is one plain convolution with G x C_out filters).
+  same input (right after a split) no input copy is made: the data group feeds all its members' filters at
+  once (with a shared trunk output that is one plain convolution with G x C_out filters).
 - ``Linear``: one batched matrix multiply (``baddbmm``) over the members' stacked weights.
-- ReLU, pooling, flatten, LRN, dropout: applied once to the stacked tensor. Dropout draws one independent mask per
-  element, so each member still gets its own mask, but from a different random stream than the loop: in training
-  mode with dropout the two modes give equally distributed, not identical, results.
+- ReLU, pooling, flatten, LRN, dropout: applied once to the stacked tensor. Dropout draws one independent mask
+  per element, so each member still gets its own mask, but from a different random stream than the loop: in
+  training mode with dropout the two modes give equally distributed, not identical, results.
 
-Parameters are concatenated at forward time, so gradients flow to the TreeNet's own parameters; ``state_dict``,
-optimizers and checkpoints see no difference. Fused layers do not call the member modules, so a node falls back to
-the loop (for its own branches; deeper nodes may still fuse) when its branches differ in structure, contain a layer
-type not in :data:`FUSABLE_LAYERS` (BatchNorm, Dropout2d, custom modules, ...), or carry module hooks.
+Parameters are concatenated at forward time, so gradients flow to the TreeNet's own parameters;
+``state_dict``, optimizers and checkpoints see no difference. Fused layers do not call the member modules, so
+a node falls back to the loop (for its own branches; deeper nodes may still fuse) when its branches differ in
+structure, contain a layer type not in :data:`FUSABLE_LAYERS` (BatchNorm, Dropout2d, custom modules, ...), or
+carry module hooks.
 
-Whether fusing pays depends on the device: :data:`AUTO_EXEC` records what ``benchmarks/throughput.py`` measured.
+Whether fusing pays depends on the device: :data:`AUTO_EXEC` records what ``benchmarks/throughput.py``
+measured.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ if TYPE_CHECKING:  # treenet.py imports this module
 EXEC_MODES = ("loop", "fused", "auto")
 
 # What ``exec_mode="auto"`` runs on each device type.
-# cpu: benchmarks/throughput.py, 2-core AMD EPYC (family 25, AVX2+FMA), torch 2.13, CIFAR10-Quick, M=4, batch 100,
-#   channels_last, five runs: loop time / fused time = 0.81-0.94 for independent members and 0.93-1.04 sharing
-#   conv1 (training), 0.74 and 0.78-0.83 at inference (batch 1000): oneDNN's grouped convolutions are slower than
-#   separate ones, so the loop stays the CPU default.
-# cuda: benchmarks/results/h200/throughput.txt, one NVIDIA H200, torch 2.11 + CUDA 13, same workload: loop time /
-#   fused time = 1.42 for independent members (6.4 vs 4.5 ms per step) and 1.49 sharing conv1 (5.8 vs 3.9 ms):
-#   kernel launches bound this small network there, and fusing issues one launch per layer for all members.
+# cpu: benchmarks/throughput.py, 2-core AMD EPYC (family 25, AVX2+FMA), torch 2.13, CIFAR10-Quick, M=4,
+#   batch 100, channels_last, five runs: loop time / fused time = 0.81-0.94 for independent members and
+#   0.93-1.04 sharing conv1 (training), 0.74 and 0.78-0.83 at inference (batch 1000): oneDNN's grouped
+#   convolutions are slower than separate ones, so the loop stays the CPU default.
+# cuda: benchmarks/results/h200/throughput.txt, one NVIDIA H200, torch 2.11 + CUDA 13, same workload:
+#   loop time / fused time = 1.42 for independent members (6.4 vs 4.5 ms per step) and 1.49 sharing conv1
+#   (5.8 vs 3.9 ms): kernel launches bound this small network there, and fusing issues one launch per layer
+#   for all members.
 AUTO_EXEC = {"cpu": "loop", "cuda": "fused"}
 
 
@@ -57,14 +60,15 @@ def check_exec_mode(mode: object) -> str:
 
 
 def resolve_exec_mode(mode: str, device: torch.device | str) -> str:
-    """``"loop"`` or ``"fused"``: ``auto`` looks the device type up in :data:`AUTO_EXEC` (unknown types: loop)."""
+    """``"loop"`` or ``"fused"``: ``auto`` looks the device type up in :data:`AUTO_EXEC`
+    (unknown types: loop)."""
     check_exec_mode(mode)
     if mode != "auto":
         return mode
     return AUTO_EXEC.get(torch.device(device).type, "loop")
 
 
-# --- the stacked state ------------------------------------------------------------------------------------------
+# --- the stacked state --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Group:
     """G = gd x rep members' activations in one tensor.
@@ -106,11 +110,12 @@ def _materialize(s: _Group) -> _Group:
         b, ch = s.t.shape[:2]
         c = ch // s.gd
         rest = s.t.shape[2:]
-        t = s.t.reshape(b, s.gd, 1, c, *rest).expand(b, s.gd, s.rep, c, *rest).reshape(b, s.gd * s.rep * c, *rest)
+        t = (s.t.reshape(b, s.gd, 1, c, *rest).expand(b, s.gd, s.rep, c, *rest)
+             .reshape(b, s.gd * s.rep * c, *rest))
     return _Group(t, s.stacked, s.gd * s.rep, 1)
 
 
-# --- one fused op per layer type ---------------------------------------------------------------------------------
+# --- one fused op per layer type ----------------------------------------------------------------------------
 def _conv2d(layers: list[nn.Conv2d], s: _Group) -> _Group:
     c = layers[0]
     if c.groups > 1:  # the input split of a grouped conv is per member: each member needs its own input block
@@ -201,7 +206,8 @@ FUSABLE_LAYERS = tuple(_OPS)
 
 
 def _hooked(module: nn.Module) -> bool:
-    # Fused layers never call the member modules, so their hooks would silently not run: such nodes use the loop.
+    # Fused layers never call the member modules, so their hooks would silently not run: such nodes use the
+    # loop.
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or module._backward_pre_hooks)
 
@@ -222,8 +228,10 @@ _SCALARS = (int, float, bool, str, tuple, type(None))
 
 
 def _layer_signature(layer: nn.Module) -> tuple:
-    # torch layers keep their configuration (kernel_size, stride, p, ceil_mode, ...) as public plain attributes.
-    cfg = tuple(sorted((k, v) for k, v in vars(layer).items() if not k.startswith("_") and isinstance(v, _SCALARS)))
+    # torch layers keep their configuration (kernel_size, stride, p, ceil_mode, ...) as public plain
+    # attributes.
+    cfg = tuple(sorted((k, v) for k, v in vars(layer).items()
+                       if not k.startswith("_") and isinstance(v, _SCALARS)))
     params = tuple((n, tuple(p.shape), p.dtype, p.device) for n, p in layer.named_parameters())
     return type(layer), cfg, params
 
@@ -286,9 +294,10 @@ def fusion_plan(root: "TreeNode") -> dict[int, bool]:
     return hit[1]
 
 
-# --- running ------------------------------------------------------------------------------------------------------
+# --- running ------------------------------------------------------------------------------------------------
 def _run_group(nodes: list["TreeNode"], s: _Group) -> torch.Tensor:
-    """G structurally identical nodes on state s (G = s.gd * s.rep) -> their leaves' outputs (leaves, B, ...)."""
+    """G structurally identical nodes on state s (G = s.gd * s.rep) -> their leaves' outputs
+    (leaves, B, ...)."""
     for layers in zip(*(node.layers for node in nodes)):
         s = _OPS[type(layers[0])](list(layers), s)
     n = len(nodes[0].branches)

@@ -1,17 +1,18 @@
 """TreeNets (paper section 5): M members that share their first layers and branch at named split points.
 
-A TreeNet is a tree of :class:`TreeNode` s. Each node holds a run of consecutive named layers of the base network
-and its child branches; the leaves, in depth-first order, are members ``0..M-1``. The spectrum of the paper:
+A TreeNet is a tree of :class:`TreeNode` s. Each node holds a run of consecutive named layers of the base
+network and its child branches; the leaves, in depth-first order, are members ``0..M-1``. The spectrum of the
+paper:
 
 - ``split=None``: an empty root with M branches, each a whole base network (the independent ensemble);
 - ``split="conv1"``: conv1 is shared, M branches hold the rest (split names are the *last shared layer*);
 - ``split=<last layer>``: everything shared, M empty leaves (the single-model end; all members are equal);
 - ``split=[("conv1", 2), ("conv2", 2)]``: a multi-level, "balanced binary" tree with 2 x 2 = 4 leaves.
 
-Parameter-free layers (ReLU, pooling, flatten, LRN) directly after a split layer stay on the *shared* side: they are
-deterministic, so computing them once per batch gives the same result as computing them per branch. Stochastic
-layers are the exception (every dropout variant, RReLU, or a container holding one): they go to the branches, so
-that each member draws its own mask.
+Parameter-free layers (ReLU, pooling, flatten, LRN) directly after a split layer stay on the *shared* side:
+they are deterministic, so computing them once per batch gives the same result as computing them per branch.
+Stochastic layers are the exception (every dropout variant, RReLU, or a container holding one): they go to the
+branches, so that each member draws its own mask.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class TreeNode(nn.Module):
         return 1 if len(self.branches) == 0 else sum(b.num_leaves() for b in self.branches)
 
 
-# Layers that draw randomness in training mode: after a split they go to the branches, so that each member draws
-# its own (every dropout variant subclasses _DropoutNd: Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout).
+# Layers that draw randomness in training mode: after a split they go to the branches, so that each member
+# draws its own (every dropout variant subclasses _DropoutNd: Dropout, Dropout1d/2d/3d, AlphaDropout,
+# FeatureAlphaDropout).
 STOCHASTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
 
 
@@ -78,7 +80,8 @@ def _normalize_split(split: SplitSpec, num_members: int) -> list[tuple]:
         try:
             name, n = level
         except (TypeError, ValueError):
-            raise ValueError(f"split[{i}]: got {level!r}; expected a (layer name, number of branches) pair") from None
+            raise ValueError(f"split[{i}]: got {level!r}; "
+                             "expected a (layer name, number of branches) pair") from None
         levels.append((name, n))
     if not levels:
         raise ValueError("split: got an empty list; use None for independent members or name a layer")
@@ -89,18 +92,20 @@ class TreeNet(nn.Module):
     """An ensemble of M members sharing a trunk, from any base network.
 
     Args:
-        base: an ``nn.Sequential`` (or any module whose ordered named children are its layers), or a zero-argument
-            factory returning one. With a factory each member's copy is built under its own seed, so the base's own
-            initialization (e.g. Caffe's Gaussian fillers) is kept; with a module, member 0 keeps its weights and the
-            others are re-initialized with each layer's ``reset_parameters()``.
+        base: an ``nn.Sequential`` (or any module whose ordered named children are its layers), or a
+            zero-argument factory returning one. With a factory each member's copy is built under its own
+            seed, so the base's own initialization (e.g. Caffe's Gaussian fillers) is kept; with a module,
+            member 0 keeps its weights and the others are re-initialized with each layer's
+            ``reset_parameters()``.
         num_members: M >= 1.
         split: see the module docstring.
         seed: the run seed; member seeds derive from it (ignored when ``seeds`` is given).
         seeds: an explicit initialization seed per member.
         same_init: start every member from the same weights (the paper's Table 6 experiment).
-        exec_mode: ``"loop"`` runs the branches one after another; ``"fused"`` runs structurally identical sibling
-            branches as one grouped op per layer (:mod:`mheads.tree.fused`, same results up to float rounding);
-            ``"auto"`` picks per device type what the benchmark measured faster. Also a settable attribute.
+        exec_mode: ``"loop"`` runs the branches one after another; ``"fused"`` runs structurally identical
+            sibling branches as one grouped op per layer (:mod:`mheads.tree.fused`, same results up to float
+            rounding); ``"auto"`` picks per device type what the benchmark measured faster. Also a settable
+            attribute.
     """
 
     def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
@@ -126,7 +131,7 @@ class TreeNet(nn.Module):
         cuts = self._cut_points(copies[0])
         self.root = self._build_node(copies, 0, 0, num_members, cuts)
 
-    # --- construction -------------------------------------------------------------------------------------------
+    # --- construction ---------------------------------------------------------------------------------------
     @staticmethod
     def _build_copies(base: BaseSpec, seeds: list[int]) -> list[nn.Module]:
         copies: list[nn.Module] = []
@@ -146,7 +151,8 @@ class TreeNet(nn.Module):
                 elif callable(base):
                     net = base()
                     if not isinstance(net, nn.Module):
-                        raise ValueError(f"base: the factory returned {type(net).__name__}; expected an nn.Module")
+                        raise ValueError(f"base: the factory returned {type(net).__name__}; "
+                                         "expected an nn.Module")
                 else:
                     raise ValueError(f"base: got {type(base).__name__}; expected an nn.Module or a factory")
             built[s] = net
@@ -154,7 +160,8 @@ class TreeNet(nn.Module):
         return copies
 
     def _cut_points(self, net: nn.Module) -> list[int]:
-        """For each level, the index just past the last shared layer (including absorbed parameter-free layers)."""
+        """For each level, the index just past the last shared layer (including absorbed parameter-free
+        layers)."""
         layers = list(net.named_children())
         names = self.layer_names
         cuts, prev, leaves = [], 0, 1
@@ -163,15 +170,18 @@ class TreeNet(nn.Module):
             leaves *= n
             if name is None:
                 if i > 0:
-                    raise ValueError(f"split: level {i} has no layer name; only the first level may branch at the input")
+                    raise ValueError(f"split: level {i} has no layer name; "
+                                     "only the first level may branch at the input")
                 cuts.append(0)
                 continue
             if name not in names:
-                raise ValueError(f"split: {name!r} is not a layer of the base network; valid layer names are: "
-                                 f"{', '.join(names)}")
+                raise ValueError(f"split: {name!r} is not a layer of the base network; "
+                                 f"valid layer names are: {', '.join(names)}")
             idx = names.index(name) + 1
-            # Parameter-free deterministic layers right after the split follow the shared side (see module doc).
-            while idx < len(layers) and not _has_params(layers[idx][1]) and not _is_stochastic(layers[idx][1]):
+            # Parameter-free deterministic layers right after the split follow the shared side
+            # (see module doc).
+            while (idx < len(layers) and not _has_params(layers[idx][1])
+                   and not _is_stochastic(layers[idx][1])):
                 idx += 1
             if idx <= prev and i > 0:
                 raise ValueError(f"split: level {i} ({name!r}) does not come after the previous split point; "
@@ -180,8 +190,8 @@ class TreeNet(nn.Module):
             prev = idx
         if leaves != self.num_members:
             desc = " x ".join(str(n) for _, n in self.levels)
-            raise ValueError(f"split: the tree has {desc} = {leaves} leaves but members is {self.num_members}; "
-                             "the number of leaves must equal M")
+            raise ValueError(f"split: the tree has {desc} = {leaves} leaves "
+                             f"but members is {self.num_members}; the number of leaves must equal M")
         return cuts
 
     def _build_node(self, copies: list[nn.Module], level: int, lo: int, hi: int, cuts: list[int]) -> TreeNode:
@@ -196,10 +206,11 @@ class TreeNet(nn.Module):
             return TreeNode(seq)
         n = self.levels[level][1]
         size = (hi - lo) // n
-        kids = [self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts) for j in range(n)]
+        kids = [self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts)
+                for j in range(n)]
         return TreeNode(seq, kids)
 
-    # --- use ----------------------------------------------------------------------------------------------------
+    # --- use ------------------------------------------------------------------------------------------------
     @property
     def exec_mode(self) -> str:
         """``"loop"``, ``"fused"`` or ``"auto"`` (see the class docstring); not part of the state_dict."""
@@ -230,7 +241,8 @@ class TreeNet(nn.Module):
         return out
 
     def member(self, m: int) -> nn.Sequential:
-        """Member ``m`` as a standalone base network ``(B, ...) -> (B, C)``, sharing this TreeNet's weights."""
+        """Member ``m`` as a standalone base network ``(B, ...) -> (B, C)``, sharing this TreeNet's
+        weights."""
         if not 0 <= m < self.num_members:
             raise ValueError(f"member: got {m!r}; expected 0..{self.num_members - 1}")
         seq = nn.Sequential()
@@ -244,8 +256,9 @@ class TreeNet(nn.Module):
         return [name for name, _ in self.root.layers.named_children()]
 
     def param_counts(self) -> dict:
-        """Parameter counts: ``total`` (unique), ``shared`` (in nodes used by more than one member), ``per_member``
-        (each root-to-leaf path), ``independent`` (M separate base networks) and ``ratio`` = total / independent."""
+        """Parameter counts: ``total`` (unique), ``shared`` (in nodes used by more than one member),
+        ``per_member`` (each root-to-leaf path), ``independent`` (M separate base networks) and
+        ``ratio`` = total / independent."""
         def count(node: TreeNode) -> int:
             return sum(p.numel() for p in node.layers.parameters())
 
