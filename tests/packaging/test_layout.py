@@ -106,3 +106,14 @@ def test_the_readme_architecture_lists_every_package():
     section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
     for package in LAYERS:
         assert f"{package}/" in section, package
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject.toml lists the packages explicitly (experiments/ is mapped in as mheads.experiments): a
+    package missing there is missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(SRC.parent).parts) for p in SRC.rglob("*")
+             if (p / "__init__.py").is_file()}
+    assert listed == found | {"mheads", "mheads.experiments"}

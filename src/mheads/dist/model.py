@@ -85,7 +85,7 @@ class DistributedTreeNet(nn.Module):
         self.rank = self._ranks.index(dist.get_rank())
         self.is_root = self.rank == p.root_rank
         self.num_members = tree.num_members
-        self.has_trunk = len(root.layers) > 0
+        self.has_trunk = not root.is_identity
         leaves = [b.num_leaves() for b in root.branches]
 
         self._bcast_ranks = sorted({p.trunk_rank, *p.branch_ranks}) if self.has_trunk else []

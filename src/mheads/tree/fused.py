@@ -238,8 +238,8 @@ def _layer_signature(layer: nn.Module) -> tuple:
 
 def _subtree_signature(node: "TreeNode") -> tuple | None:
     """A hashable description of a subtree's structure, or None if some layer cannot be fused."""
-    if any(_hooked(m) for m in (node, node.layers, node.branches)):
-        return None
+    if any(_hooked(m) for m in (node, node.layers, node.branches)) or type(node.layers) is not nn.Sequential:
+        return None  # hooks must run; a traced segment (fx) or a whole custom module is not a list of layers
     layers = []
     for layer in node.layers:
         if not _layer_ok(layer):

@@ -1,43 +1,59 @@
 """TreeNets (paper section 5): M members that share their first layers and branch at named split points.
 
-A TreeNet is a tree of :class:`TreeNode` s. Each node holds a run of consecutive named layers of the base
-network and its child branches; the leaves, in depth-first order, are members ``0..M-1``. The spectrum of the
-paper:
+A TreeNet is a tree of :class:`TreeNode` s. Each node holds a part of the base network and its child branches;
+the leaves, in depth-first order, are members ``0..M-1``. The spectrum of the paper:
 
-- ``split=None``: an empty root with M branches, each a whole base network (the independent ensemble);
+- ``split=None``: an empty root with M branches, each a whole base network (the independent ensemble); each
+  member runs the base's own ``forward``, so any ``nn.Module`` works;
 - ``split="conv1"``: conv1 is shared, M branches hold the rest (split names are the *last shared layer*);
 - ``split=<last layer>``: everything shared, M empty leaves (the single-model end; all members are equal);
 - ``split=[("conv1", 2), ("conv2", 2)]``: a multi-level, "balanced binary" tree with 2 x 2 = 4 leaves.
 
-Parameter-free layers (ReLU, pooling, flatten, LRN) directly after a split layer stay on the *shared* side:
-they are deterministic, so computing them once per batch gives the same result as computing them per branch.
-Stochastic layers are the exception (every dropout variant, RReLU, or a container holding one): they go to the
-branches, so that each member draws its own mask.
+Two ways to cut. An ``nn.Sequential`` base split at its own children's names is cut between children (how the
+registry's paper networks are built): parameter-free layers (ReLU, pooling, flatten, LRN) directly after a
+split layer stay on the *shared* side, since they are deterministic and computing them once per batch gives
+the same result; stochastic layers (every dropout variant, RReLU, or a container holding one) go to the
+branches, so that each member draws its own mask. Any other base, or a module path such as ``"layer2"`` or
+``"layer3.1"``, is traced with ``torch.fx`` and cut exactly at that module's output (:mod:`mheads.tree.cut`),
+keeping residual additions and functional ops inside ``forward``. A model fx cannot trace is built from
+explicit parts with :meth:`TreeNet.from_parts`.
+
+BatchNorm: a BatchNorm in the trunk normalizes the shared batch once; each branch owns its own statistics;
+``eval()`` reaches every member. With bagging, a member's BatchNorm statistics are those of the whole shared
+batch, including examples its bootstrap sample left out (bagging weights only the loss).
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 import torch
+import torch.fx as fx
 from torch import nn
 
 from mheads.core.checks import check_int
 from mheads.core.seeding import member_init_seeds
+from mheads.tree.cut import cut_module, stitch, trace
 from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
+from mheads.tree.members import INIT_MODES, BaseSpec, build_members
+
+__all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
 
 SplitSpec = Union[None, str, Sequence[tuple]]
-BaseSpec = Union[nn.Module, Callable[[], nn.Module]]
 
 
 class TreeNode(nn.Module):
-    """A run of named layers followed by zero or more child branches."""
+    """A part of the base network (``layers``) followed by zero or more child branches."""
 
-    def __init__(self, layers: nn.Sequential, branches: Sequence["TreeNode"] = ()):
+    def __init__(self, layers: nn.Module, branches: Sequence["TreeNode"] = ()):
         super().__init__()
         self.layers = layers
         self.branches = nn.ModuleList(branches)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the node computes nothing (an empty root: the independent ensemble)."""
+        return isinstance(self.layers, nn.Sequential) and len(self.layers) == 0
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Returns the outputs of every leaf under this node, depth-first: a list of ``(B, C)``."""
@@ -92,91 +108,122 @@ class TreeNet(nn.Module):
     """An ensemble of M members sharing a trunk, from any base network.
 
     Args:
-        base: an ``nn.Sequential`` (or any module whose ordered named children are its layers), or a
-            zero-argument factory returning one. With a factory each member's copy is built under its own
-            seed, so the base's own initialization (e.g. Caffe's Gaussian fillers) is kept; with a module,
-            member 0 keeps its weights and the others are re-initialized with each layer's
-            ``reset_parameters()``.
+        base: any ``nn.Module``, or a zero-argument factory returning one (see :mod:`mheads.tree.members` for
+            how each member is initialized from either).
         num_members: M >= 1.
         split: see the module docstring.
         seed: the run seed; member seeds derive from it (ignored when ``seeds`` is given).
         seeds: an explicit initialization seed per member.
-        same_init: start every member from the same weights (the paper's Table 6 experiment).
+        same_init: start every member from the same weights (the paper's Table 6); the same as
+        ``init="same"``.
+        init: ``"independent"`` (each member from its own seed), ``"same"`` or ``"pretrained"`` (every member
+            starts from the base's weights; the module paths in ``reinit`` are redrawn per member).
+        reinit: module paths each member redraws from its own seed with ``init="pretrained"`` (e.g.
+        ``["fc"]``).
         exec_mode: ``"loop"`` runs the branches one after another; ``"fused"`` runs structurally identical
             sibling branches as one grouped op per layer (:mod:`mheads.tree.fused`, same results up to float
             rounding); ``"auto"`` picks per device type what the benchmark measured faster. Also a settable
             attribute.
+        example_input: a batch (or its shape) to check the cut on: with identical weights each member must
+            reproduce the base's own ``forward`` exactly (in eval mode, so BatchNorm statistics are not
+            touched).
     """
 
     def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
-                 seeds: Sequence[int] | None = None, same_init: bool = False, exec_mode: str = "loop"):
+                 seeds: Sequence[int] | None = None, same_init: bool = False, init: str | None = None,
+                 reinit: Sequence[str] = (), exec_mode: str = "loop",
+                 example_input: torch.Tensor | Sequence[int] | None = None):
         super().__init__()
         self.exec_mode = exec_mode
         check_int("members", num_members, 1)
+        init = init if init is not None else ("same" if same_init else "independent")
+        if init not in INIT_MODES:
+            raise ValueError(f"init: got {init!r}; expected one of {', '.join(INIT_MODES)}")
         if seeds is None:
             seeds = member_init_seeds(seed, num_members)
         seeds = [int(s) for s in seeds]
         if len(seeds) != num_members:
             raise ValueError(f"seeds: got {len(seeds)} seeds for {num_members} members; give one per member")
-        if same_init:
+        if init == "same":
             seeds = [seeds[0]] * num_members
         self.num_members = num_members
         self.seeds = seeds
         self.split = split
-        copies = self._build_copies(base, seeds)
-        self.layer_names = [name for name, _ in copies[0].named_children()]
-        if not self.layer_names:
-            raise ValueError("base: the network has no named layers (children) to split")
+        self.init = init
+        copies = build_members(base, seeds, init, reinit)
         self.levels = _normalize_split(split, num_members)
-        cuts = self._cut_points(copies[0])
-        self.root = self._build_node(copies, 0, 0, num_members, cuts)
+        self._check_levels()
+        names = [name for name, _ in copies[0].named_children()]
+        sequential = isinstance(copies[0], nn.Sequential) and type(copies[0]).forward is nn.Sequential.forward
+        self._graph: fx.Graph | None = None
+        if sequential and all(name is None or name in names for name, _ in self.levels):
+            self.layer_names = names
+            if not names:
+                raise ValueError("base: the network has no named layers (children) to split")
+            cuts = self._cut_points(copies[0])
+            self.root = self._build_node(copies, 0, 0, num_members, cuts)
+        elif self.levels[0][0] is None and len(self.levels) == 1:  # independent members: their own forward
+            self.layer_names = names
+            self.root = TreeNode(nn.Sequential(), [TreeNode(net) for net in copies])
+        else:
+            self.layer_names = [n for n, _ in copies[0].named_modules() if n]
+            points = [name for name, _ in self.levels if name is not None]
+            if self.levels[0][0] is None:
+                raise ValueError("split: a traced model branches at the input only with split=None")
+            self._graph = trace(copies[0], set(points))
+            segments = [cut_module(net, points) for net in copies]
+            self.root = self._build_graph_node(segments, 0, 0, num_members)
+        if example_input is not None:
+            self.check_cut(copies[0], example_input)
+
+    @classmethod
+    def from_parts(cls, trunk: nn.Module, branch: BaseSpec, num_members: int, *, seed: int = 0,
+                   seeds: Sequence[int] | None = None, exec_mode: str = "loop") -> TreeNet:
+        """A TreeNet from explicit parts, for models ``torch.fx`` cannot trace: one ``trunk`` module shared by
+        all members, and a branch per member built by ``branch`` (a factory, called under each member's seed,
+        or a module, copied and redrawn per member). Member m computes ``branch_m(trunk(x))``."""
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        net.exec_mode = exec_mode
+        check_int("members", num_members, 1)
+        seeds = [int(s) for s in (seeds if seeds is not None else member_init_seeds(seed, num_members))]
+        if len(seeds) != num_members:
+            raise ValueError(f"seeds: got {len(seeds)} seeds for {num_members} members; give one per member")
+        if not isinstance(trunk, nn.Module):
+            raise ValueError(f"trunk: got {type(trunk).__name__}; expected an nn.Module")
+        net.num_members, net.seeds, net.split, net.init = num_members, seeds, "parts", "independent"
+        net.levels = [("trunk", num_members)]
+        net.layer_names = ["trunk", "branch"]
+        net._graph = None
+        branches = build_members(branch, seeds, "independent")
+        net.root = TreeNode(nn.Sequential(trunk) if not isinstance(trunk, nn.Sequential) else trunk,
+                            [TreeNode(b) for b in branches])
+        return net
 
     # --- construction ---------------------------------------------------------------------------------------
-    @staticmethod
-    def _build_copies(base: BaseSpec, seeds: list[int]) -> list[nn.Module]:
-        copies: list[nn.Module] = []
-        built: dict[int, nn.Module] = {}
-        for m, s in enumerate(seeds):
-            if s in built:  # identical seeds give identical weights: copy instead of rebuilding
-                copies.append(copy.deepcopy(built[s]))
-                continue
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                if isinstance(base, nn.Module):
-                    net = copy.deepcopy(base)
-                    if m > 0:
-                        for mod in net.modules():
-                            if hasattr(mod, "reset_parameters") and mod is not net:
-                                mod.reset_parameters()
-                elif callable(base):
-                    net = base()
-                    if not isinstance(net, nn.Module):
-                        raise ValueError(f"base: the factory returned {type(net).__name__}; "
-                                         "expected an nn.Module")
-                else:
-                    raise ValueError(f"base: got {type(base).__name__}; expected an nn.Module or a factory")
-            built[s] = net
-            copies.append(net)
-        return copies
+    def _check_levels(self) -> None:
+        leaves = 1
+        for i, (name, n) in enumerate(self.levels):
+            check_int(f"split: level {i}'s number of branches", n, 1)
+            leaves *= n
+            if name is None and i > 0:
+                raise ValueError(f"split: level {i} has no layer name; "
+                                 "only the first level may branch at the input")
+        if leaves != self.num_members:
+            desc = " x ".join(str(n) for _, n in self.levels)
+            raise ValueError(f"split: the tree has {desc} = {leaves} leaves "
+                             f"but members is {self.num_members}; the number of leaves must equal M")
 
     def _cut_points(self, net: nn.Module) -> list[int]:
         """For each level, the index just past the last shared layer (including absorbed parameter-free
         layers)."""
         layers = list(net.named_children())
         names = self.layer_names
-        cuts, prev, leaves = [], 0, 1
+        cuts, prev = [], 0
         for i, (name, n) in enumerate(self.levels):
-            check_int(f"split: level {i}'s number of branches", n, 1)
-            leaves *= n
             if name is None:
-                if i > 0:
-                    raise ValueError(f"split: level {i} has no layer name; "
-                                     "only the first level may branch at the input")
                 cuts.append(0)
                 continue
-            if name not in names:
-                raise ValueError(f"split: {name!r} is not a layer of the base network; "
-                                 f"valid layer names are: {', '.join(names)}")
             idx = names.index(name) + 1
             # Parameter-free deterministic layers right after the split follow the shared side
             # (see module doc).
@@ -188,10 +235,6 @@ class TreeNet(nn.Module):
                                  "list split layers in network order")
             cuts.append(idx)
             prev = idx
-        if leaves != self.num_members:
-            desc = " x ".join(str(n) for _, n in self.levels)
-            raise ValueError(f"split: the tree has {desc} = {leaves} leaves "
-                             f"but members is {self.num_members}; the number of leaves must equal M")
         return cuts
 
     def _build_node(self, copies: list[nn.Module], level: int, lo: int, hi: int, cuts: list[int]) -> TreeNode:
@@ -209,6 +252,39 @@ class TreeNet(nn.Module):
         kids = [self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts)
                 for j in range(n)]
         return TreeNode(seq, kids)
+
+    def _build_graph_node(self, segments: list[list[fx.GraphModule]], level: int, lo: int,
+                          hi: int) -> TreeNode:
+        """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy."""
+        part = segments[lo][level]
+        if level == len(self.levels):
+            return TreeNode(part)
+        n = self.levels[level][1]
+        size = (hi - lo) // n
+        kids = [self._build_graph_node(segments, level + 1, lo + j * size, lo + (j + 1) * size)
+                for j in range(n)]
+        return TreeNode(part, kids)
+
+    @torch.no_grad()
+    def check_cut(self, reference: nn.Module, example: torch.Tensor | Sequence[int]) -> None:
+        """Refuse a cut that does not reproduce the base: member 0 (built from ``reference``'s weights) must
+        give exactly ``reference(example)``. Runs in eval mode (BatchNorm statistics untouched), then restores
+        modes."""
+        x = example if isinstance(example, torch.Tensor) else torch.randn(*example)
+        modes = {m: m.training for m in (*self.modules(), *reference.modules())}
+        try:
+            self.eval()
+            reference.eval()
+            want, got = reference(x), self.member(0)(x)
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        if not (isinstance(got, torch.Tensor) and got.shape == want.shape and torch.equal(got, want)):
+            diff = (got - want).abs().max().item() if got.shape == want.shape else f"shape {tuple(got.shape)}"
+            raise ValueError(f"split: the cut of {type(reference).__name__} at {self.split!r} does not "
+                             f"reproduce its forward (max difference {diff} on a probe batch): its forward "
+                             "is not its children run in order, or not what torch.fx traced (Python control "
+                             "flow on attributes is frozen at tracing); use split=None or TreeNet.from_parts")
 
     # --- use ------------------------------------------------------------------------------------------------
     @property
@@ -240,19 +316,28 @@ class TreeNet(nn.Module):
         walk(self.root, [])
         return out
 
-    def member(self, m: int) -> nn.Sequential:
-        """Member ``m`` as a standalone base network ``(B, ...) -> (B, C)``, sharing this TreeNet's
-        weights."""
+    def member(self, m: int) -> nn.Module:
+        """Member ``m`` as a standalone base network ``(B, ...) -> (B, C)``, sharing this TreeNet's weights;
+        its ``state_dict`` keys are the base network's own (a member file loads into the base)."""
         if not 0 <= m < self.num_members:
             raise ValueError(f"member: got {m!r}; expected 0..{self.num_members - 1}")
+        path = self.paths()[m]
+        if self._graph is not None:
+            return stitch([node.layers for node in path], self._graph)
+        parts = [node.layers for node in path if not node.is_identity]
+        names = [n for p in parts if isinstance(p, nn.Sequential) for n, _ in p.named_children()]
+        if not all(isinstance(p, nn.Sequential) for p in parts) or len(set(names)) != len(names):
+            return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
         seq = nn.Sequential()
-        for node in self.paths()[m]:
+        for node in path:
             for name, layer in node.layers.named_children():
                 seq.add_module(name, layer)
         return seq
 
     def shared_layers(self) -> list[str]:
-        """Names of the layers that every member shares (the root's layers)."""
+        """Names of the layers (module paths) that every member shares (the root's layers)."""
+        if self._graph is not None:
+            return [str(n.target) for n in self.root.layers.graph.nodes if n.op == "call_module"]
         return [name for name, _ in self.root.layers.named_children()]
 
     def param_counts(self) -> dict:
