@@ -20,12 +20,13 @@ from mheads.ensemble.losses import (
     score_averaged_ce,
 )
 from mheads.models import create_model, list_models, model_factory, register_model
+from mheads.train.api import fit
 from mheads.tree import TreeNet
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LOSSES", "LOSS_NAMES", "Config", "ConfigError", "EnsembleMetrics", "TreeNet", "compute_loss",
+    "LOSSES", "LOSS_NAMES", "Config", "ConfigError", "EnsembleMetrics", "TreeNet", "compute_loss", "fit",
     "confident_mcl_loss", "create_model", "independent_ce", "list_models", "load_config", "mcl_assignment",
     "mcl_ce_loss", "mcl_loss", "model_factory", "prob_averaged_ce", "register_model", "score_averaged_ce",
 ]

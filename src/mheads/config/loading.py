@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 from mheads.config.schema import Config, ConfigError
 from mheads.core.checks import closest
 
-__all__ = ["apply_overrides", "config_from_dict", "load_config", "read_yaml"]
+__all__ = ["apply_overrides", "config_from_dict", "config_from_settings", "load_config", "read_yaml"]
 
 
 def _build(cls, data: Any, path: str):
@@ -106,3 +107,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate."""
     data = read_yaml(path) if path is not None else {}
     return config_from_dict(apply_overrides(data, list(overrides)))
+
+
+def config_from_settings(settings: Mapping[str, Any] | None) -> Config:
+    """A validated :class:`Config` from dotted keys with Python values, the keys ``--set`` takes (the Python
+    API's ``settings``), e.g. ``{"loss.name": "mcl", "loss.k": 1, "train.iterations": 300}``."""
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ConfigError(f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
+                          "values")
+    data: dict = {}
+    for key, value in (settings or {}).items():
+        if not isinstance(key, str) or not key or not all(key.split(".")):
+            raise ConfigError(f"settings: key {key!r}; expected a dotted config key such as 'loss.name'")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"settings: {key!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return config_from_dict(data)

@@ -17,7 +17,7 @@ import yaml
 
 from mheads.core.checks import check_choice, check_int, check_iterations, check_number
 from mheads.ensemble.losses import LOSSES
-from mheads.models import list_models
+from mheads.models import import_model, is_import_path, list_models
 from mheads.optim.schedules import SCHEDULE_KINDS
 
 SCHEMA_VERSION = 1
@@ -43,20 +43,41 @@ def _choice(path: str, v: Any, allowed) -> None:
     check_choice(path, v, allowed, error=ConfigError)
 
 
+# model.name of a run whose model was given to mheads.fit as a Python object (rebuilt from Python, not by
+# name)
+PYTHON_MODEL = "python"
+INIT_MODES = ("independent", "same", "pretrained")
+
+
 @dataclass
 class ModelConfig:
+    # a registered family, an import path "package.module:function" (called with model.options, and with
+    # num_classes / in_channels / image_size where it takes them), or "python" (a model given to mheads.fit)
     name: str = "cifar10_quick"
     members: int = 4
-    split: Any = None  # None | layer name | [[layer, branches], ...]
-    init: str = "independent"  # independent: a seed per member; same: identical members (Table 6)
+    split: Any = None  # None | layer name or module path | [[layer, branches], ...]
+    # independent: a seed per member; same: identical members (Table 6); pretrained: every member from the
+    # base's weights, the module paths in reinit redrawn per member
+    init: str = "independent"
+    reinit: list = field(default_factory=list)
     options: dict = field(default_factory=dict)  # family options, e.g. {width: 0.5}
     exec: str = "loop"  # loop | fused | auto
 
     def validate(self, p: str = "model") -> None:
-        _choice(f"{p}.name", self.name, tuple(list_models()))
+        if is_import_path(self.name):
+            try:
+                import_model(self.name)
+            except ValueError as err:
+                raise ConfigError(f"{p}.name: {err}") from None
+        elif self.name != PYTHON_MODEL:
+            _choice(f"{p}.name", self.name, tuple(list_models()))
         _int(f"{p}.members", self.members, 1)
-        _choice(f"{p}.init", self.init, ("independent", "same"))
+        _choice(f"{p}.init", self.init, INIT_MODES)
         _choice(f"{p}.exec", self.exec, ("loop", "fused", "auto"))
+        if not isinstance(self.reinit, list) or not all(isinstance(r, str) and r for r in self.reinit):
+            _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
+        if self.reinit and self.init != "pretrained":
+            _fail(f"{p}.reinit", self.reinit, "[] unless model.init is pretrained")
         if not isinstance(self.options, dict):
             _fail(f"{p}.options", self.options, "a mapping of model options, e.g. {width: 0.5}")
         s = self.split

@@ -7,6 +7,8 @@ Adding an architecture is one file with one ``@register_model`` function.
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,6 +68,41 @@ def model_info(name: str) -> ModelInfo:
     return _check_name(name)
 
 
+def is_import_path(name: object) -> bool:
+    """``"package.module:function"``: a model built by user code rather than a registered family."""
+    return isinstance(name, str) and name.count(":") == 1 and all(name.partition(":")[::2])
+
+
+def import_model(name: str) -> Callable[..., nn.Module]:
+    """The callable an import path names (``"my_package.nets:resnet_small"``)."""
+    module_name, _, attr = name.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UnknownModelError(f"model: cannot import {module_name!r} for {name!r} ({err})") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+    if not callable(obj):
+        raise UnknownModelError(f"model: {name!r} names no callable; expected 'package.module:function' "
+                                "returning an nn.Module")
+    return obj
+
+
+def _create_imported(name: str, sizes: dict, kwargs: dict) -> nn.Module:
+    fn = import_model(name)
+    try:
+        params = inspect.signature(fn).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):  # builtins without a signature
+        params, takes_all = {}, False
+    # The data's sizes go to the function only where it takes them: user code need not know mheads.
+    given = {k: v for k, v in sizes.items() if v is not None and (takes_all or k in params)}
+    net = fn(**given, **kwargs)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"model: {name!r} returned {type(net).__name__}; expected an nn.Module")
+    return net
+
+
 def _check_name(name: str) -> ModelInfo:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
@@ -78,7 +115,7 @@ def _check_name(name: str) -> ModelInfo:
 
 def create_model(
     name: str, num_classes: int = 10, in_channels: int = 3, image_size: int | None = None, **kwargs
-) -> nn.Sequential:
+) -> nn.Module:
     """Build one registered base network.
 
     Args:
@@ -91,6 +128,9 @@ def create_model(
         ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to
         ``(B, C)``.
     """
+    if is_import_path(name):
+        sizes = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+        return _create_imported(name, sizes, kwargs)
     info = _check_name(name)
     image_size = info.default_image_size if image_size is None else image_size
     for field_name, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
@@ -99,19 +139,29 @@ def create_model(
     return info.fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
 
 
-def model_factory(name: str, **kwargs) -> Callable[[], nn.Sequential]:
+def model_factory(name: str, **kwargs) -> Callable[[], nn.Module]:
     """A zero-argument factory for :class:`~mheads.tree.treenet.TreeNet` (validates the name at once)."""
-    _check_name(name)
+    if is_import_path(name):
+        import_model(name)
+    else:
+        _check_name(name)
     return lambda: create_model(name, **kwargs)
 
 
 def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:
-    """Number of features ``features`` produces for one image, found by a dry run on zeros."""
+    """Number of features ``features`` produces for one image, found by a dry run on zeros (in eval mode, so
+    no
+    BatchNorm statistics move and no dropout draws: nothing trains before training starts)."""
+    modes = {m: m.training for m in features.modules()}
+    features.eval()
     try:
         with torch.no_grad():
             out = features(torch.zeros(1, in_channels, image_size, image_size))
     except RuntimeError as err:
         raise ValueError(f"image_size: {image_size} is too small for this network ({err})") from None
+    finally:
+        for m, training in modes.items():
+            m.training = training
     if out.numel() == 0:
         raise ValueError(f"image_size: {image_size} is too small for this network (no spatial output left)")
     return out.numel()

@@ -4,6 +4,7 @@ warm-started."""
 from __future__ import annotations
 
 from mheads.config import Config, ConfigError
+from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
 from mheads.models import model_factory
 from mheads.tree.treenet import TreeNet
@@ -12,11 +13,15 @@ from mheads.tree.treenet import TreeNet
 def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> TreeNet:
     """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault."""
     m = cfg.model
+    if m.name == PYTHON_MODEL:
+        raise ConfigError("model.name: 'python' names a model given to mheads.fit as a Python object; "
+                          "pass the model to mheads.fit (or name a registered model or an import path)")
     try:
         factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels,
                                 image_size=image_size, **m.options)
         factory()  # surfaces bad options / image sizes once, before copies are built
-        tree = TreeNet(factory, m.members, m.split, seed=cfg.train.seed, same_init=m.init == "same")
+        tree = TreeNet(factory, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
+                       example_input=(1, in_channels, image_size, image_size))
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
     except ValueError as err:
@@ -42,6 +47,10 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
 
 def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
     """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller)."""
+    if meta["architecture"] == PYTHON_MODEL:
+        raise ConfigError("this run's model was given to mheads.fit as a Python object, so it cannot be "
+                          "rebuilt by name: load members/member_<m>.safetensors into your model, or train "
+                          "with model.name set to an import path ('package.module:function')")
     split = meta["split"]
     if isinstance(split, list):
         split = [tuple(level) for level in split]

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from mheads.config import Config, ConfigError
 from mheads.core.atomic import atomic_write_text
 from mheads.core.seeding import Stream, derived_generator
+from mheads.data.dataset import Dataset
 from mheads.data.resident import ResidentData, prepare_data
 from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
@@ -104,9 +105,11 @@ class Run:
 
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-        comm: Comm | None = None, wrap=None, progress: bool | None = None) -> dict | None:
+        comm: Comm | None = None, wrap=None, progress: bool | None = None, model: TreeNet | None = None,
+        dataset: Dataset | None = None) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
-    (root).
+    (root). ``model`` and ``dataset`` replace what ``cfg.model`` and ``cfg.data.source`` would build and load
+    (the Python API, :func:`mheads.fit`, passes them).
 
     SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with
     a checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
@@ -114,7 +117,7 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     comm = comm or LocalComm()
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
     with sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
-        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap)
+        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset)
         _loop(run, sigterm, show)
         return _finish(run)
 
@@ -209,7 +212,8 @@ def _checkpoint(run: Run, step: int) -> None:
     save_checkpoint(run.out, step, weights, state, run.meta, keep=t.keep_checkpoints, pinned=t.keep_steps)
 
 
-def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap) -> Run:
+def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap,
+             model: TreeNet | None = None, dataset: Dataset | None = None) -> Run:
     """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``."""
     wall_start = time.perf_counter()
     if comm.is_root:
@@ -218,8 +222,9 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
-    data = prepare_data(cfg, device)
-    tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    data = prepare_data(cfg, device, dataset=dataset)
+    tree = model if model is not None else build_tree(cfg, data.num_classes, data.in_channels,
+                                                      data.image_size)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     ck = load_latest(out) if resume else None  # None also when a resumed run never committed one: start over
     state = RunState()

@@ -270,7 +270,9 @@ class TreeNet(nn.Module):
         """Refuse a cut that does not reproduce the base: member 0 (built from ``reference``'s weights) must
         give exactly ``reference(example)``. Runs in eval mode (BatchNorm statistics untouched), then restores
         modes."""
-        x = example if isinstance(example, torch.Tensor) else torch.randn(*example)
+        # A private generator: the probe must not move the global random state of the caller.
+        x = example if isinstance(example, torch.Tensor) else torch.randn(
+            *example, generator=torch.Generator().manual_seed(0))
         modes = {m: m.training for m in (*self.modules(), *reference.modules())}
         try:
             self.eval()

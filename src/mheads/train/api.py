@@ -1,0 +1,93 @@
+"""The Python training API: ``mheads.fit(model, train, test, out=..., settings=...)``.
+
+It trains a TreeNet (or any module, wrapped as an M-member ensemble) on the user's own data and writes the
+same run folder as ``mheads train``: everything the command line does (resume, checkpoints, evaluation,
+bagging, every loss) goes through the same loop.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from mheads.config import Config, ConfigError, config_from_settings
+from mheads.config.schema import PYTHON_MODEL
+from mheads.data import Dataset, load_dataset
+from mheads.data.from_torch import from_torch_datasets
+from mheads.train import loop
+from mheads.tree import TreeNet
+
+__all__ = ["fit"]
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _data(cfg: Config, train: Any, test: Any, progress: bool) -> Dataset:
+    if train is None or _is_path(train):
+        if test is not None:
+            raise ConfigError("test: a data path holds its own test split (train/ and test/); give "
+                              "test=None, or Datasets for both train and test")
+        if train is not None:
+            cfg.data.source = str(train)
+        return load_dataset(cfg.data.source)
+    if isinstance(train, Dataset):
+        return train
+    if not (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
+        raise ConfigError(f"train: got {type(train).__name__}; expected a map-style torch Dataset of (image, "
+                          "label), a data path, or None for the embedded Fashion-MNIST subset")
+    return from_torch_datasets(train, test, progress=progress)
+
+
+def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: tuple) -> TreeNet:
+    m = cfg.model
+    if isinstance(model, TreeNet):
+        if m.members != model.num_members:
+            m.members = model.num_members  # the TreeNet given decides; the run records what it trains
+        split = model.split
+        m.split = split if split is None or isinstance(split, (str, list)) else [list(s) for s in split]
+        return model
+    tree = TreeNet(model, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
+                   example_input=(1, *shape))
+    tree.exec_mode = m.exec
+    return tree
+
+
+def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any = None, test: Any = None, *,
+        out: str | os.PathLike, settings: Mapping[str, Any] | None = None, resume: bool = False,
+        overwrite: bool = False, progress: bool | None = None) -> dict:
+    """Train an ensemble and write the run folder ``out``; returns the final metrics (``metrics.json``).
+
+    Args:
+        model: a :class:`TreeNet`; any ``nn.Module`` or a zero-argument factory, wrapped as ``model.members``
+            members split at ``model.split`` (None: independent members, each running the module's own
+            ``forward``; a module path such as ``"layer2"``: a shared trunk) and initialized per
+            ``model.init`` (``"pretrained"`` keeps the module's weights in every member); or a registered
+            model name or an import path ``"package.module:function"``, built as the command line builds it.
+            train, test: map-style ``torch.utils.data.Dataset`` s of ``(image, label)`` (uint8 or [0, 1] float
+            images, one shape; ``test=None`` evaluates on ``train``), or a data path the command line reads
+            (its own train and test splits), or None for the embedded Fashion-MNIST subset.
+        out: the run folder (written as ``mheads train --out`` writes it).
+        settings: dotted config keys, as ``--set`` takes them: ``{"loss.name": "mcl", "loss.k": 1,
+            "train.iterations": 300}``.
+        resume: continue the run in ``out`` from its newest checkpoint, exactly.
+        overwrite: replace a run already in ``out``.
+        progress: show a progress bar (default: when stderr is a terminal).
+    """
+    cfg = config_from_settings(settings)
+    if isinstance(model, str):
+        cfg.model.name = model
+        cfg.validate()
+    show = progress if progress is not None else False
+    dataset = _data(cfg, train, test, bool(show))
+    tree = None
+    if not isinstance(model, str):
+        cfg.model.name = PYTHON_MODEL
+        tree = _tree(model, cfg, tuple(dataset.train.images.shape[1:]))
+    metrics = loop.fit(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress, model=tree,
+                       dataset=dataset)
+    return metrics
