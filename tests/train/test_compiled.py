@@ -42,3 +42,14 @@ def test_compile_is_refused_when_its_gradients_are_wrong():
         pytest.skip(f"this torch ({torch.__version__}) compiles avg_pool2d(ceil_mode=True) correctly")
     with pytest.raises(ConfigError, match=r"train.compile: torch.compile's gradients differ from eager mode"):
         compile_checked(tree, x, y)
+
+
+def test_the_gradient_check_leaves_batchnorm_statistics_alone():
+    from mheads.train.compiled import gradient_error
+
+    net = TreeNet(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                              torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 10)), 2, None)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(5, 3, 6, 6), torch.randint(0, 10, (5,))
+    assert gradient_error(net, net, x, y) == 0.0  # the eager model against itself: no compile needed here
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # running stats, counters

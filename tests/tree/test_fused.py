@@ -1,6 +1,10 @@
 """Fused execution (mheads.tree.fused) against the member loop: same logits, same gradients, same
 parameters."""
 
+import copy
+import warnings
+from collections import OrderedDict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,7 +112,12 @@ def test_unfusable_branches_fall_back_to_the_loop():
     net = TreeNet(base, 2, None, exec_mode="fused")
     assert fused_nodes(net.root) == 0
     x = torch.randn(4, 6)
-    assert torch.equal(net(x), torch.stack(net.root(x)))
+    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):  # said once, not silently
+        out = net(x)
+    assert torch.equal(out, torch.stack(net.root(x)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net(x)  # ... and only once
 
 
 def test_a_hooked_branch_layer_runs_in_the_loop_and_its_hook_fires():
@@ -117,7 +126,8 @@ def test_a_hooked_branch_layer_runs_in_the_loop_and_its_hook_fires():
     assert fused_nodes(net.root) == 1
     calls = []
     handle = net.root.branches[1].layers.conv2.register_forward_hook(lambda *a: calls.append(1))
-    net(x)
+    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):
+        net(x)
     assert calls == [1] and fused_nodes(net.root) == 0
     handle.remove()
     assert fused_nodes(net.root) == 1
@@ -129,7 +139,8 @@ def test_a_hooked_node_is_called_so_its_hook_fires():
     net.root.register_forward_hook(lambda *a: calls.append("root"))
     net.root.branches[0].register_forward_hook(lambda *a: calls.append("branch"))
     x = torch.randn(2, 3, 32, 32)
-    out = net(x)
+    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):
+        out = net(x)
     assert calls == ["branch", "root"]
     assert torch.equal(out, torch.stack(net.root(x)))
 
@@ -141,7 +152,8 @@ def test_the_plan_follows_a_replaced_layer():
     assert fused_nodes(net.root) == 1
     net.root.branches[0].layers.relu3 = nn.Tanh()
     assert fused_nodes(net.root) == 0
-    assert torch.equal(net(x), torch.stack(net.root(x)))
+    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):
+        assert torch.equal(net(x), torch.stack(net.root(x)))
 
 
 def test_exec_mode_is_validated_settable_and_outside_the_state_dict():
@@ -163,3 +175,29 @@ def test_auto_resolves_by_device_type():
     assert resolve_exec_mode("auto", "meta") == "loop"  # not measured: the plain path
     assert resolve_exec_mode("fused", "cpu") == "fused"
     assert resolve_exec_mode("loop", "cuda") == "loop"
+
+
+def _bn_net():
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 6, 3, padding=1), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(6, 6, 3, padding=1), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
+        flat=nn.Flatten(), fc=nn.Linear(6, 10)))
+
+
+@pytest.mark.parametrize("split", [None, "conv1", "bn1"])
+def test_batchnorm_fuses_and_matches_the_loop_in_outputs_gradients_and_statistics(split):
+    net = TreeNet(_bn_net, 3, split, seed=2)
+    x = torch.randn(8, 3, 6, 6)
+    y = torch.randint(0, 10, (8,))
+    twin = copy.deepcopy(net)
+    ref, ref_g = _logits_and_grads(net, "loop", x, y)  # training mode: batch statistics, running stats move
+    out, out_g = _logits_and_grads(twin, "fused", x, y)
+    assert fused_nodes(twin.root) >= 1
+    torch.testing.assert_close(out, ref, rtol=TOL, atol=TOL)
+    for a, b in zip(out_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+    for (k, a), b in zip(twin.state_dict().items(), net.state_dict().values()):  # running stats, counters
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL, msg=k)
+    net.eval()
+    twin.eval()
+    torch.testing.assert_close(twin(x), net(x), rtol=TOL, atol=TOL)  # eval: running statistics

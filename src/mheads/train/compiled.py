@@ -19,10 +19,18 @@ def gradient_error(eager: torch.nn.Module, compiled, x: torch.Tensor, y: torch.T
     """Largest relative difference between the compiled and eager gradients of ``independent_ce`` on one
     batch."""
     params = list(eager.parameters())
+    # Training-mode forwards move BatchNorm statistics: the check must leave the model as it found it, since
+    # nothing may train before training starts (and a resumed run must see its checkpoint's statistics).
+    buffers = {name: b.clone() for name, b in eager.named_buffers()}
     grads = []
-    for fwd in (eager, compiled):
-        loss = independent_ce(fwd(x).float(), y)
-        grads.append(torch.autograd.grad(loss, params))
+    try:
+        for fwd in (eager, compiled):
+            loss = independent_ce(fwd(x).float(), y)
+            grads.append(torch.autograd.grad(loss, params))
+    finally:
+        with torch.no_grad():
+            for name, b in eager.named_buffers():
+                b.copy_(buffers[name])
     return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(*grads))
 
 

@@ -8,6 +8,8 @@ sibling branches of a node together, layer by layer:
   same input (right after a split) no input copy is made: the data group feeds all its members' filters at
   once (with a shared trunk output that is one plain convolution with G x C_out filters).
 - ``Linear``: one batched matrix multiply (``baddbmm``) over the members' stacked weights.
+- ``BatchNorm2d``: one normalization over the members' concatenated channels (statistics are per channel, so
+  this is exact); the members' running statistics are updated as their own calls would.
 - ReLU, pooling, flatten, LRN, dropout: applied once to the stacked tensor. Dropout draws one independent mask
   per element, so each member still gets its own mask, but from a different random stream than the loop: in
   training mode with dropout the two modes give equally distributed, not identical, results.
@@ -24,6 +26,7 @@ measured.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
@@ -162,6 +165,34 @@ def _dropout(layers: list[nn.Dropout], s: _Group) -> _Group:
     return replace(s, t=F.dropout(s.t, d.p, True))
 
 
+def _batch_norm(layers: list[nn.modules.batchnorm._BatchNorm], s: _Group) -> _Group:
+    """One normalization over the members' channels: each member's statistics and affine parameters are its
+    own (per channel), so concatenating them along the channels is exact; running statistics are written
+    back."""
+    bn = layers[0]
+    s = _to_grouped(_materialize(s))  # each member normalizes its own copy with its own parameters
+    track = bn.training and bn.track_running_stats
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if track and bn.num_batches_tracked is not None:
+        for layer in layers:
+            layer.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch = bn.training or bn.running_mean is None
+    keep = not bn.training or bn.track_running_stats
+    stats = keep and bn.running_mean is not None
+    mean = torch.cat([layer.running_mean for layer in layers]) if stats else None
+    var = torch.cat([layer.running_var for layer in layers]) if stats else None
+    w = torch.cat([layer.weight for layer in layers]) if bn.affine else None
+    b = torch.cat([layer.bias for layer in layers]) if bn.affine else None
+    t = F.batch_norm(s.t, mean, var, w, b, use_batch, factor, bn.eps)
+    if track and mean is not None:  # F.batch_norm updated the concatenated copies: hand each member its part
+        with torch.no_grad():
+            for layer, m, v in zip(layers, mean.chunk(len(layers)), var.chunk(len(layers))):
+                layer.running_mean.copy_(m)
+                layer.running_var.copy_(v)
+    return replace(s, t=t)
+
+
 def _spatial(fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> Callable[[list, _Group], _Group]:
     """A per-channel op on (B, C, H, W): runs on the channel-grouped tensor as is."""
     def op(layers: list[nn.Module], s: _Group) -> _Group:
@@ -191,6 +222,7 @@ _OPS: dict[type, Callable[[list, _Group], _Group]] = {
     nn.ReLU: _relu,
     nn.Identity: _identity,
     nn.Dropout: _dropout,
+    nn.BatchNorm2d: _batch_norm,
     nn.MaxPool2d: _spatial(lambda m, t: F.max_pool2d(t, m.kernel_size, m.stride, m.padding, m.dilation,
                                                      ceil_mode=m.ceil_mode)),
     nn.AvgPool2d: _spatial(lambda m, t: F.avg_pool2d(t, m.kernel_size, m.stride, m.padding, m.ceil_mode,
@@ -221,6 +253,8 @@ def _layer_ok(layer: nn.Module) -> bool:
         return layer.start_dim == 1 and layer.end_dim == -1
     if isinstance(layer, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
         return not layer.return_indices
+    if isinstance(layer, nn.BatchNorm2d):  # members must agree on the update rule to share one call
+        return layer.track_running_stats == (layer.running_mean is not None)
     return True
 
 
@@ -269,6 +303,7 @@ def _plan(root: "TreeNode") -> dict[int, bool]:
     return plan
 
 
+_WARNED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[int, bool]]]" = weakref.WeakKeyDictionary()
 
 
@@ -322,9 +357,18 @@ def fused_forward(root: "TreeNode", x: torch.Tensor) -> torch.Tensor:
     """x: (B, ...) -> member logits (M, B, C), equal to ``torch.stack(root(x))`` up to float rounding.
 
     Each node's own layers run as modules (hooks fire); sibling branches run fused where :func:`fusion_plan`
-    allows, else in a loop.
+    allows, else in a loop. A tree where nothing fuses says so once (a warning), rather than silently running
+    the loop under the name of the fused mode.
     """
-    return _leaves(root, x, fusion_plan(root))
+    plan = fusion_plan(root)
+    if not any(plan.values()) and any(len(n.branches) > 1 for n in root.modules() if hasattr(n, "branches")):
+        if root not in _WARNED:
+            _WARNED.add(root)
+            warnings.warn("exec_mode 'fused': no sibling branches of this TreeNet can be fused (their layers "
+                          f"are not all of {', '.join(t.__name__ for t in FUSABLE_LAYERS)}, or differ, or "
+                          "carry hooks, or are traced segments of a custom module); running the member loop",
+                          UserWarning, stacklevel=3)
+    return _leaves(root, x, plan)
 
 
 def fused_nodes(root: "TreeNode") -> int:
