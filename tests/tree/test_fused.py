@@ -112,7 +112,8 @@ def test_unfusable_branches_fall_back_to_the_loop():
     net = TreeNet(base, 2, None, exec_mode="fused")
     assert fused_nodes(net.root) == 0
     x = torch.randn(4, 6)
-    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):  # said once, not silently
+    # said once, not silently
+    with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):
         out = net(x)
     assert torch.equal(out, torch.stack(net.root(x)))
     with warnings.catch_warnings():
@@ -180,8 +181,8 @@ def test_auto_resolves_by_device_type():
 def _bn_net():
     return nn.Sequential(OrderedDict(
         conv1=nn.Conv2d(3, 6, 3, padding=1), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(6, 6, 3, padding=1), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(), fc=nn.Linear(6, 10)))
+        conv2=nn.Conv2d(6, 6, 3, padding=1), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(6, 10)))
 
 
 @pytest.mark.parametrize("split", [None, "conv1", "bn1"])
