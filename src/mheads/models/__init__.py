@@ -1,6 +1,6 @@
 """Base networks: the registry of families (see :mod:`mheads.models.registry`), one file per family."""
 
-from mheads.models import caffenet, cifar10_quick, nin  # noqa: F401  (register the families)
+from mheads.models import caffenet, cifar10_quick, nin, resnet  # noqa: F401  (register the families)
 from mheads.models.registry import (
     ModelInfo,
     UnknownModelError,
