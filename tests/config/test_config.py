@@ -25,7 +25,7 @@ def test_yaml_round_trip(tmp_path):
     ("model.members=0", r"model.members: got 0"),
     ("train.iterations=0", r"train.iterations: got 0"),
     ("loss.k=9", r"loss.k: got 9; expected an integer in 1..4"),
-    ("optim.schedule=cosine", r"optim.schedule: got 'cosine'.*fixed, steps, every, plateau"),
+    ("optim.schedule=cosin", r"optim.schedule: got 'cosin' \(did you mean 'cosine'\?\).*every, cosine, plat"),
     ("model.name=resnet", r"model.name: got 'resnet'.*cifar10_quick"),
     ("optim.lrate=1", r"optim.lrate: unknown key; did you mean 'lr'\?"),
     ("trian.seed=1", r"trian: unknown key; did you mean 'train'\?"),

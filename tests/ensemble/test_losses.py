@@ -410,3 +410,29 @@ def test_permuting_members_permutes_the_assignment_and_keeps_every_loss(m, b, c,
         torch.testing.assert_close(moved.per_member, base.per_member[perm], rtol=1e-12, atol=1e-12)
         if base.assignment is not None:
             assert torch.equal(moved.assignment, base.assignment[perm])
+
+
+@pytest.mark.parametrize("name", ["independent_ce", "mcl", "mcl_ce", "cmcl", "score_averaged_ce",
+                                  "prob_averaged_ce"])
+def test_label_smoothing_known_answer_and_zero_changes_nothing(name):
+    from mheads.ensemble.losses import compute_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(2, 3, 4, generator=g, dtype=torch.float64), torch.tensor([0, 3, 1])
+    plain = compute_loss(name, logits, targets, k=2, generator=torch.Generator().manual_seed(1))
+    zero = compute_loss(name, logits, targets, k=2, label_smoothing=0.0,
+                        generator=torch.Generator().manual_seed(1))
+    assert torch.equal(plain.loss, zero.loss)
+    # by hand: (1 - eps) * CE + eps * mean over classes of -log p, summed over members
+    if name == "independent_ce":
+        eps = 0.2
+        logp = torch.log_softmax(logits, -1)
+        want = sum(((1 - eps) * -logp[m, torch.arange(3), targets] - eps * logp[m].mean(-1)).mean()
+                   for m in range(2))
+        got = compute_loss(name, logits, targets, label_smoothing=eps).loss
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got, sum(torch.nn.functional.cross_entropy(logits[m], targets,
+                                                                             label_smoothing=eps)
+                                            for m in range(2)))
+    with pytest.raises(ValueError, match="label_smoothing: got 1.5"):
+        compute_loss(name, logits, targets, k=2, label_smoothing=1.5)

@@ -18,6 +18,7 @@ import yaml
 from mheads.core.checks import check_choice, check_int, check_iterations, check_number
 from mheads.ensemble.losses import LOSSES
 from mheads.models import import_model, is_import_path, list_models
+from mheads.optim.build import OPTIMIZERS
 from mheads.optim.schedules import SCHEDULE_KINDS
 
 SCHEMA_VERSION = 1
@@ -122,6 +123,7 @@ class LossConfig:
     mix: float = 0.5  # mcl_ce: weight of the MCL term (1 - mix on independent cross-entropy)
     beta: float = 0.75  # cmcl: weight pulling non-assigned members toward uniform
     pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
+    label_smoothing: float = 0.0  # cross-entropy against (1 - eps) one-hot + eps uniform targets
 
     def validate(self, members: int, p: str = "loss") -> None:
         losses = LOSSES
@@ -132,15 +134,21 @@ class LossConfig:
         _num(f"{p}.mix", self.mix, 0.0, high=1.0)
         _num(f"{p}.beta", self.beta, 0.0)
         _int(f"{p}.pretrain_iterations", self.pretrain_iterations, 0)
+        _num(f"{p}.label_smoothing", self.label_smoothing, 0.0, high=1.0)
 
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
     lr: float = 0.001
-    momentum: float = 0.9
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd: Nesterov momentum
     weight_decay: float = 0.004
+    # false: no weight decay on BatchNorm and bias parameters (every parameter with fewer than 2 dimensions)
+    decay_norm_and_bias: bool = True
     lr_times_members: bool = False  # averaged losses scale member gradients by 1/M; the paper raises lr by M
-    schedule: str = "steps"  # fixed | steps | every | plateau
+    schedule: str = "steps"  # fixed | steps | every | cosine | plateau
+    warmup: int = 0  # linear learning-rate warm-up over the first iterations (any schedule)
     milestones: list = field(default_factory=lambda: [4000])
     gamma: float = 0.1
     every: int = 0
@@ -148,8 +156,15 @@ class OptimConfig:
     threshold: float = 0.01
 
     def validate(self, p: str = "optim") -> None:
+        _choice(f"{p}.name", self.name, OPTIMIZERS)
         _num(f"{p}.lr", self.lr, 0.0, strict=True)
         _num(f"{p}.momentum", self.momentum, 0.0, high=1.0)
+        for name in ("nesterov", "decay_norm_and_bias"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"{p}.{name}", getattr(self, name), "true or false")
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            _fail(f"{p}.nesterov", True, "false unless optim.name is sgd with optim.momentum > 0")
+        _int(f"{p}.warmup", self.warmup, 0)
         _num(f"{p}.weight_decay", self.weight_decay, 0.0)
         _choice(f"{p}.schedule", self.schedule, SCHEDULE_KINDS)
         _num(f"{p}.gamma", self.gamma, 0.0, strict=True, high=1.0)

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 
 import torch
 
-from mheads.ensemble.combine import ensemble_nll, mean_scores, member_log_probs, member_nll, pick_targets
+from mheads.core.checks import check_number
+from mheads.ensemble.combine import (
+    ensemble_log_probs,
+    ensemble_nll,
+    mean_scores,
+    member_log_probs,
+    member_nll,
+    pick_targets,
+)
 from mheads.ensemble.loss_terms import (
     assign,
     check_beta,
@@ -60,23 +68,39 @@ def independent_ce(
     return independent_terms(member_nll(logits, targets), weights).sum()
 
 
-def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def smoothed_nll(log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy against targets smoothed by ``label_smoothing`` = eps (Szegedy et al. 2016): ``(1 - eps)
+    * -log p(y) + eps * mean_c -log p(c)``. ``log_probs: (..., B, C)``, ``targets: (B,)`` -> ``(..., B)``."""
+    nll = -pick_targets(log_probs, targets)
+    if label_smoothing:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=-1)
+    return nll
+
+
+def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
 
     Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
     `logits: (M, B, C)`, `targets: (B,)` -> scalar.
     """
     check_inputs(logits, targets)
+    if label_smoothing:
+        return smoothed_nll(member_log_probs(mean_scores(logits).unsqueeze(0)), targets,
+                            label_smoothing).mean()
     return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
 
 
-def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
 
     `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
     finite where every member's softmax underflows. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
     """
     check_inputs(logits, targets)
+    if label_smoothing:
+        return smoothed_nll(ensemble_log_probs(logits), targets, label_smoothing).mean()
     return ensemble_nll(logits, targets).mean()
 
 
@@ -196,37 +220,38 @@ class LossResult:
     assignment: torch.Tensor | None
 
 
-def _averaged_result(average, logits, targets, weights) -> LossResult:
+def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
     if weights is not None:
         raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, "
                          "got some")
     with torch.no_grad():
         own_ce = member_nll(logits, targets).mean(dim=1)
-    return LossResult(average(logits, targets), own_ce, None)
+    return LossResult(average(logits, targets, label_smoothing), own_ce, None)
 
 
-def _member_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _member_nll(logits: torch.Tensor, targets: torch.Tensor,
+                smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     log_probs = member_log_probs(logits)
-    return log_probs, -pick_targets(log_probs, targets)  # (M, B, C), (M, B)
+    return log_probs, smoothed_nll(log_probs, targets, smoothing)  # (M, B, C), (M, B)
 
 
-def _independent(logits, targets, k, mix, beta, weights, generator):
-    _, nll = _member_nll(logits, targets)
+def _independent(logits, targets, k, mix, beta, weights, generator, smoothing):
+    _, nll = _member_nll(logits, targets, smoothing)
     return independent_terms(nll, weights), None
 
 
-def _mcl(logits, targets, k, mix, beta, weights, generator):
-    _, nll = _member_nll(logits, targets)
+def _mcl(logits, targets, k, mix, beta, weights, generator, smoothing):
+    _, nll = _member_nll(logits, targets, smoothing)
     return mcl_terms(nll, k, generator, weights, None)
 
 
-def _mcl_ce(logits, targets, k, mix, beta, weights, generator):
-    _, nll = _member_nll(logits, targets)
+def _mcl_ce(logits, targets, k, mix, beta, weights, generator, smoothing):
+    _, nll = _member_nll(logits, targets, smoothing)
     return _mix_terms(nll, k, mix, generator, weights, None)
 
 
-def _cmcl(logits, targets, k, mix, beta, weights, generator):
-    log_probs, nll = _member_nll(logits, targets)
+def _cmcl(logits, targets, k, mix, beta, weights, generator, smoothing):
+    log_probs, nll = _member_nll(logits, targets, smoothing)
     return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, None)
 
 
@@ -264,6 +289,7 @@ def compute_loss(
     beta: float = 0.75,
     weights: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    label_smoothing: float = 0.0,
 ) -> LossResult:
     """Compute the loss named `name` (one of `LOSS_NAMES`) on `logits: (M, B, C)` and `targets: (B,)`.
 
@@ -279,8 +305,9 @@ def compute_loss(
     check_mix(mix)
     check_beta(beta)
     check_weights(weights, logits)
+    check_number("label_smoothing", label_smoothing, 0.0, 1.0)
     spec = LOSSES[name]
     if spec.average is not None:
-        return _averaged_result(spec.average, logits, targets, weights)
-    per_member, assignment = spec.terms(logits, targets, k, mix, beta, weights, generator)
+        return _averaged_result(spec.average, logits, targets, weights, label_smoothing)
+    per_member, assignment = spec.terms(logits, targets, k, mix, beta, weights, generator, label_smoothing)
     return LossResult(per_member.sum(), per_member.detach(), assignment)

@@ -1,9 +1,11 @@
 """Residual networks for 32x32 images, written as ordinary modules (residual additions and functional ops in
-``forward``): TreeNets cut them at module paths with torch.fx (``"conv1"``, ``"layer1"``, ``"layer2.0"``, ...).
+``forward``): TreeNets cut them at module paths with torch.fx (``"conv1"``, ``"layer1"``, ``"layer2.0"``,
+...).
 
-- ``resnet20`` / ``resnet32`` / ``resnet56``: He et al. 2016 (section 4.2), 3 stages of n basic blocks with 16, 32
-  and 64 filters, identity shortcuts with zero-padded channels where the shape changes (option A, parameter-free);
-  ResNet-20 has 0.27 M parameters (91.25% single-model CIFAR-10 test accuracy with the paper's full schedule).
+- ``resnet20`` / ``resnet32`` / ``resnet56``: He et al. 2016 (section 4.2), 3 stages of n basic blocks with
+  16, 32 and 64 filters, identity shortcuts with zero-padded channels where the shape changes (option A,
+  parameter-free); ResNet-20 has 0.27 M parameters (91.25% single-model CIFAR-10 test accuracy with the
+  paper's full schedule).
 - ``resnet18_cifar``: the ImageNet ResNet-18 block layout (2, 2, 2, 2 basic blocks, 64 to 512 filters) with a
   3x3 stem and no max-pooling, the common CIFAR variant; projection (1x1 convolution) shortcuts.
 - ``wrn28_10``: Wide ResNet 28-10 (Zagoruyko & Komodakis 2016): pre-activation blocks, 4 per stage, widths
@@ -93,19 +95,22 @@ def _he_resnet(n: int, num_classes: int, in_channels: int, image_size: int, widt
 
 
 @register_model("resnet20", image_size=32, min_image_size=1)
-def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0) -> nn.Module:
+def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+             width: float = 1.0) -> nn.Module:
     """ResNet-20 for CIFAR (He et al. 2016): 3 x 3 basic blocks; ``width`` scales every stage's filters."""
     return _he_resnet(3, num_classes, in_channels, image_size, width)
 
 
 @register_model("resnet32", image_size=32, min_image_size=1)
-def resnet32(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0) -> nn.Module:
+def resnet32(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+             width: float = 1.0) -> nn.Module:
     """ResNet-32 for CIFAR (He et al. 2016): 3 x 5 basic blocks."""
     return _he_resnet(5, num_classes, in_channels, image_size, width)
 
 
 @register_model("resnet56", image_size=32, min_image_size=1, small_options={"width": 0.5})
-def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0) -> nn.Module:
+def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+             width: float = 1.0) -> nn.Module:
     """ResNet-56 for CIFAR (He et al. 2016): 3 x 9 basic blocks."""
     return _he_resnet(9, num_classes, in_channels, image_size, width)
 
@@ -113,13 +118,15 @@ def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, 
 @register_model("resnet18_cifar", image_size=32, min_image_size=1, small_options={"width": 0.125})
 def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
                    width: float = 1.0) -> nn.Module:
-    """ResNet-18 for CIFAR: 2, 2, 2, 2 basic blocks of 64, 128, 256, 512 filters (times ``width``), 3x3 stem."""
+    """ResNet-18 for CIFAR: 2, 2, 2, 2 basic blocks of 64, 128, 256, 512 filters (times ``width``), 3x3
+    stem."""
     widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
     return CifarResNet([2, 2, 2, 2], widths, num_classes, in_channels, projection=True)
 
 
 class WideBlock(nn.Module):
-    """Pre-activation basic block: bn -> relu -> conv -> bn -> relu -> (dropout) -> conv, plus the shortcut."""
+    """Pre-activation basic block: bn -> relu -> conv -> bn -> relu -> (dropout) -> conv, plus the
+    shortcut."""
 
     def __init__(self, cin: int, cout: int, stride: int, dropout: float):
         super().__init__()

@@ -11,7 +11,9 @@ from mheads.optim.schedules import Schedule
 if TYPE_CHECKING:  # the config sits above this package: it validates against the schedules here
     from mheads.config import Config
 
-__all__ = ["NoParameters", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "NoParameters", "build_optimizer", "param_groups"]
+
+OPTIMIZERS = ("sgd", "adamw")
 
 
 class NoParameters:
@@ -32,13 +34,32 @@ class NoParameters:
         pass
 
 
+def param_groups(params: list[torch.nn.Parameter], weight_decay: float, decay_norm_and_bias: bool):
+    """The parameters as optimizer groups: one, or two where BatchNorm and bias parameters (fewer than 2
+    dimensions) take no weight decay."""
+    if decay_norm_and_bias:
+        return params
+    decay = [p for p in params if p.ndim >= 2]
+    plain = [p for p in params if p.ndim < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": plain, "weight_decay": 0.0}) if g["params"]]
+
+
 def build_optimizer(cfg: Config, params: list[torch.nn.Parameter]):
-    """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M
-    (the paper's)."""
+    """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the
+    paper's)."""
     o = cfg.optim
     lr = o.lr * (cfg.model.members if o.lr_times_members else 1)
-    opt = (torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-           if params else NoParameters())
+    if not params:
+        opt = NoParameters()
+    else:
+        groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
+        if o.name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                  nesterov=o.nesterov)
     schedule = Schedule(kind=o.schedule, base_lr=lr, gamma=o.gamma, milestones=list(o.milestones),
-                        every=o.every, window=o.window, threshold=o.threshold)
+                        every=o.every, window=o.window, threshold=o.threshold, total=cfg.train.iterations,
+                        warmup=o.warmup)
     return opt, schedule

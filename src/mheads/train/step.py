@@ -36,6 +36,7 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> 
             logits = model(x)  # (M, B, C) at the root
         if comm.is_root:
             res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
+                               label_smoothing=L.label_smoothing,
                                generator=derived_generator(t.seed, Stream.MCL, b, device=logits.device))
             loss = res.loss / t.accumulate
             per_member = res.per_member if per_member is None else per_member + res.per_member
