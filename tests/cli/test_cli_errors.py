@@ -194,7 +194,7 @@ CASES = [
     ("yaml-malformed", bad_config("model:\n  name: cifar10_quick\n  members: [1, 2\ntrain: {}\n"),
      ["c.yaml: malformed YAML at line 4, column 6: expected ',' or ']'"]),
     ("unknown-key", bad_config("optim:\n  lrate: 0.1\n"),
-     ["optim.lrate: unknown key; did you mean 'lr'?", "valid keys are: lr, momentum"]),
+     ["optim.lrate: unknown key; did you mean 'lr'?", "valid keys are: name, lr, momentum"]),
     ("lr-zero", with_set("optim.lr=0"), ["optim.lr: got 0; expected a number > 0"]),
     ("lr-negative", with_set("optim.lr=-0.5"), ["optim.lr: got -0.5; expected a number > 0"]),
     ("batch-size-zero", with_set("train.batch_size=0"),
