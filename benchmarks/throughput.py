@@ -44,7 +44,7 @@ from bench_util import (  # noqa: E402
     write_csv,
 )
 from cpu_memory import retain_freed_memory  # noqa: E402
-from flops import count_macs  # noqa: E402
+from mheads.tree.flops import count_macs  # noqa: E402
 from mheads.tree.fused import resolve_exec_mode  # noqa: E402
 from workloads import (  # noqa: E402
     Setup,

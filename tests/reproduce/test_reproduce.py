@@ -164,3 +164,18 @@ def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_
     text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
     assert "This CPU, 2 cores, torch 2.y; Xeon, 16 cores, GPU NVIDIA H200, torch 2.x." in text
     assert "data /d/cifar10-jpeg.tar.gz," in text  # the data as given: no data set is special-cased
+
+
+def test_table2_reports_what_sharing_saves_and_draws_accuracy_against_it(tmp_path):
+    reproduce("table2", "smoke", None, tmp_path / "t2", cells=["independent", "conv2", "single"], reuse=False)
+    with open(tmp_path / "t2" / "results.csv") as f:
+        rows = {(r["cell"], r["metric"]): float(r["mean"]) for r in csv.DictReader(f) if r["seeds"] != "0"}
+    # CIFAR10-Quick on 28x28 grey images: conv1 has 1*32*25 + 32 = 832 parameters, conv2 32*32*25 + 32 =
+    # 25,632
+    ind, conv2, single = (rows[(c, "params_k")] for c in ("independent", "conv2", "single"))
+    assert ind == pytest.approx(4 * single) and conv2 == pytest.approx(ind - 3 * (832 + 25632) / 1000)
+    assert rows[("independent", "shared_params_pct")] == 0
+    assert rows[("conv2", "shared_params_pct")] == pytest.approx(100 * (832 + 25632) / (1000 * single))
+    flops = {c: rows[(c, "train_mflops_per_image")] for c in ("independent", "conv2", "single")}
+    assert flops["independent"] == pytest.approx(4 * flops["single"]) and flops["single"] < flops["conv2"]
+    assert (tmp_path / "t2" / "accuracy_vs_sharing.png").is_file()

@@ -78,3 +78,25 @@ def training_curves(history: Sequence[dict], path: str | Path, title: str = "") 
     ax2.legend(fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def accuracy_vs_sharing(points: Sequence[tuple[str, dict]], path: str | Path, title: str = "") -> Path:
+    """Ensemble-mean and oracle accuracy against the share of each member's parameters that its TreeNet shares
+    (Table 2): points are (label, metrics with ``shared_params_pct``); a single model is drawn as a line."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    trees = [(label, m) for label, m in points if len(m["member_acc"]) > 1]
+    xs = [m["shared_params_pct"] for _, m in trees]
+    for key, marker, name in (("ensemble_mean_acc", "o", "ensemble-mean"), ("oracle_acc", "s", "oracle")):
+        ax.plot(xs, [100 * m[key] for _, m in trees], marker=marker, label=name)
+    for label, m in trees:
+        ax.annotate(label.split(" ")[0], (m["shared_params_pct"], 100 * m["ensemble_mean_acc"]),
+                    textcoords="offset points", xytext=(4, -12), fontsize=8)
+    for label, m in points:
+        if len(m["member_acc"]) == 1:
+            ax.axhline(100 * m["ensemble_mean_acc"], color="grey", ls="--", lw=1, label=label)
+    ax.set_xlabel("parameters of a member shared with the others (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

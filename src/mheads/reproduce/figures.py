@@ -6,13 +6,17 @@ from pathlib import Path
 
 import torch
 
-from mheads.report.figures import heatmap_grid
+from mheads.report.figures import accuracy_vs_sharing, heatmap_grid
 
 
 def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None) -> list[Path]:
     written = []
     if "guided_backprop" in spec.figures and seed_dir is not None:
         written.append(guided_backprop_figure(spec, seed_dir, out / "guided_backprop.png"))
+    if "accuracy_vs_sharing" in spec.figures:
+        points = [(c.row, results[c.name][0]) for c in spec.cells if results.get(c.name)]
+        if points:
+            written.append(accuracy_vs_sharing(points, out / "accuracy_vs_sharing.png", title=spec.title))
     if "assignment_heatmaps" in spec.figures:
         panels = [(c.row, results[c.name][0]["oracle_assignment"]) for c in spec.cells
                   if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1]

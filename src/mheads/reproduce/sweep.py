@@ -125,7 +125,8 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             run = out / f"seed-{seed}" / cell.name
             if cell.name not in selected:  # not asked for: in the table only if an earlier sweep finished it
                 if (run / "metrics.json").exists():
-                    results.setdefault(cell.name, []).append(json.loads((run / "metrics.json").read_text()))
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    results.setdefault(cell.name, []).append(with_costs(spec, run, metrics))
                     shared["hardware"].add(trained_on(run))
                 continue
             if cell.label_split is not None:
@@ -142,12 +143,33 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             elif (fork := forked_from(run)) is not None:
                 shared["forked"][label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
                                            f"at iteration {fork['iteration']}")
-            results.setdefault(cell.name, []).append(run_cell(cfg, run))
+            results.setdefault(cell.name, []).append(with_costs(spec, run, run_cell(cfg, run)))
             shared["hardware"].add(trained_on(run))
             tables(seed, cfg.data.source)  # after every run: an interrupted sweep still leaves its table
     text = tables(first_seed + seeds - 1, spec.cells[0].config.data.source)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
     return text
+
+
+COST_METRICS = ("params_k", "shared_params_pct", "train_mflops_per_image")
+
+
+def with_costs(spec, run: Path, metrics: dict) -> dict:
+    """``metrics`` plus what the ensemble costs, where the spec's table asks for it (Table 2): parameters (in
+    thousands), the share of a member's parameters in layers it shares, and training FLOPs per image (3 x the
+    forward multiply-adds x 2, shared layers counted once: mheads.tree.flops)."""
+    if not any(m in COST_METRICS for m in spec.metrics):
+        return metrics
+    from mheads.train.build import tree_from_meta
+    from mheads.tree.flops import count_macs
+
+    meta = json.loads((run / "run.json").read_text())["meta"]
+    counts = metrics["param_counts"]
+    tree = tree_from_meta(meta)
+    flops = count_macs(tree, (meta["in_channels"], meta["image_size"], meta["image_size"])).train_flops()
+    return {**metrics, "params_k": counts["total"] / 1000,
+            "shared_params_pct": 100 * counts["shared"] / counts["per_member"][0],
+            "train_mflops_per_image": flops / 1e6}
 
 
 def _share(cfg, seed: int, out: Path, run: Path) -> None:

@@ -1,8 +1,8 @@
 import pytest
 from torch import nn
 
-from flops import count_macs
 from mheads.models import create_model, model_factory
+from mheads.tree.flops import count_macs
 from mheads.tree.treenet import TreeNet
 
 # CIFAR10-Quick by hand: conv1 32x32x32 outputs x 3x5x5; conv2 16x16x32 x 32x5x5; conv3 8x8x64 x 32x5x5;
