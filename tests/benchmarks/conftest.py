@@ -1,5 +1,7 @@
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+
 # The benchmark helpers (benchmarks/*.py) are scripts, not a package: their tests import them by file name.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks"))
