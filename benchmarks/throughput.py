@@ -43,7 +43,7 @@ from bench_util import (  # noqa: E402
     synchronizer,
     write_csv,
 )
-from cpu_memory import retain_freed_memory  # noqa: E402
+from mheads.train.allocator import retain_freed_memory  # noqa: E402
 from mheads.tree.flops import count_macs  # noqa: E402
 from mheads.tree.fused import resolve_exec_mode  # noqa: E402
 from workloads import (  # noqa: E402
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     ap.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
     ap.add_argument("--no-retain-memory", action="store_true",
-                    help="keep glibc's default malloc thresholds (see mheads.cpu_memory); by default freed "
-                         "memory is kept in the process for both sides")
+                    help="keep glibc's default malloc thresholds (see mheads.train.allocator); by default "
+                         "freed memory is kept in the process for both sides")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device: got 'cuda' but torch sees no CUDA device; use --device cpu")

@@ -38,6 +38,7 @@ from mheads.runs.folder import (
     truncate_jsonl,
     write_run_info,
 )
+from mheads.train.allocator import retain_freed_memory
 from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
 from mheads.train.compiled import compile_checked
@@ -222,6 +223,10 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
+    if device.type == "cpu":
+        # Keep freed memory in the process: without it the first hundreds of CPU steps fault their activation
+        # buffers back in page by page (20-40% slower); the benchmarks measure with it, so runs train with it.
+        retain_freed_memory()
     data = prepare_data(cfg, device, dataset=dataset)
     tree = model if model is not None else build_tree(cfg, data.num_classes, data.in_channels,
                                                       data.image_size)

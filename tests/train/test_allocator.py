@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cpu_memory import retain_freed_memory
 from mheads.models import model_factory
+from mheads.train.allocator import retain_freed_memory
 from mheads.tree.treenet import TreeNet
 
 resource = pytest.importorskip("resource")
