@@ -11,7 +11,13 @@ Sections (numbered as in issue 7), all on CIFAR10-Quick with M=4 unless said oth
 3. achieved GFLOP/s (exact conv/linear FLOPs, training = 3 x forward) as a fraction of a large float32
    torch.mm timed in the same rounds;
 4. inference at batch 1000 against M times one model;
-5. step time against M (1..16) and against the split point (with the trunk's share of the FLOPs).
+5. step time against M (1..16) and against the split point (with the trunk's share of the FLOPs);
+6. ResNet-20 (a base that is not an nn.Sequential: residual additions in forward), M=4, batch 128, SGD lr 0.1
+   momentum 0.9: the plain loop of 4 ResNet-20s with 4 SGD optimizers against mheads independent members
+   (each runs the ResNet's own forward) and TreeNets cut with torch.fx after the stem ("bn1") and after the
+   first stage ("layer1"), each with its FLOP ratio to the plain loop (the speed-up its FLOPs predict); and
+   the cost of the fx cut itself: one ResNet-20's own forward+backward against the same model cut after
+   layer1 with segments chained (expected ratio about 1.0).
 
 Contenders run in interleaved rounds and report medians; the table (printed and DIR/throughput.txt) gives
 ratios (the numbers to quote) and the CSV (DIR/throughput.csv) repeats the hardware on every line. Targets
@@ -25,7 +31,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -47,12 +53,16 @@ from mheads.train.allocator import retain_freed_memory  # noqa: E402
 from mheads.tree.flops import count_macs  # noqa: E402
 from mheads.tree.fused import resolve_exec_mode  # noqa: E402
 from workloads import (  # noqa: E402
+    RESNET_SGD_KW,
     Setup,
+    base_model,
     compile_gradient_error,
+    fx_chain,
     make_batches,
     make_tree,
     mheads_inference,
     mheads_train_step,
+    named_loss,
     plain_inference,
     plain_models,
     plain_train_step,
@@ -63,6 +73,8 @@ M = 4
 TRAIN_BATCH = 100
 INFER_BATCH = 1000
 IMAGE = (3, 32, 32)
+RESNET_BATCH = 128
+RESNET_SPLITS = ("bn1", "layer1")  # after the stem, after the first stage
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,47 @@ def fit_section(b: Bench) -> None:
                "crop+flip augmentation")
 
 
-SECTIONS = {"training": training, "inference": inference, "scaling": scaling, "fit": fit_section}
+def resnet20(b: Bench, batch: int = RESNET_BATCH) -> None:
+    """Section 6: ResNet-20 ensembles (fx-cut TreeNets) against the plain loop, and the fx cut's own cost."""
+    s, p = replace(b.setup, model="resnet20"), b.plan
+    sec = f"6a. ResNet-20 training step, M={M}, batch {batch}, SGD lr 0.1"
+    batches = make_batches(s, batch)
+    nets = {split: make_tree(s, M, split) for split in (None, *RESNET_SPLITS)}
+    plain = plain_models(s, nets[None])
+    base_name, bn = f"plain loop: {M} ResNet-20s, {M} SGD", "plain loop"
+    c = {base_name: plain_train_step(s, plain, batches, sgd=RESNET_SGD_KW)}
+    loss = named_loss("independent_ce")
+    for split, net in nets.items():
+        c[b.tree_label(split, "loop")] = mheads_train_step(s, net, batches, sgd=RESNET_SGD_KW, loss=loss)
+    t = b.run(sec, c, p.train_rounds, p.train_steps)
+    one = count_macs(plain[0], IMAGE, device=s.device)
+    base = t[base_name]
+    b.add(sec, base_name, base, batch, base=base, base_name=bn, flops=M * one.train_flops(batch))
+    for split, net in nets.items():
+        count = count_macs(net, IMAGE, device=s.device)
+        flop_ratio = M * one.total_macs / count.total_macs
+        b.add(sec, b.tree_label(split, "loop"), t[b.tree_label(split, "loop")], batch, base=base, base_name=bn,
+              flops=count.train_flops(batch), flop_ratio_vs_plain=round(flop_ratio, 4),
+              trunk_flop_share=round(count.share("root.layers."), 4),
+              note=f"FLOP ratio vs plain loop {flop_ratio:.2f}x (the speed-up its FLOPs predict)")
+
+    sec = f"6b. fx-cut cost: one ResNet-20 forward+backward, batch {batch}"
+    model = base_model(s)
+    chain = fx_chain(model, ["layer1"])  # shares model's parameters
+    own, cut = "ResNet-20, its own forward", "same model cut after layer1 (torch.fx), segments chained"
+    t = b.run(sec, {own: plain_train_step(s, [model], batches, sgd=None),
+                    cut: plain_train_step(s, [chain], batches, sgd=None)}, p.train_rounds, p.train_steps)
+    flops = {name: count_macs(m, IMAGE, device=s.device).train_flops(batch)
+             for name, m in ((own, model), (cut, chain))}
+    b.add(sec, own, t[own], batch, base=t[own], base_name="own forward", flops=flops[own])
+    b.add(sec, cut, t[cut], batch, base=t[own], base_name="own forward", flops=flops[cut],
+          note="no optimizer step; same FLOPs as the own forward"
+               + ("" if flops[cut] == flops[own] else " (NOT: the FLOP counts differ)")
+               + ", so the ratio should be about 1.0")
+
+
+SECTIONS = {"training": training, "inference": inference, "scaling": scaling, "fit": fit_section,
+            "resnet20": resnet20}
 
 
 # --- profiling of missed targets ----------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 of the plain PyTorch loop.
 
 Both sides get the same in-memory batches, the same layout (channels_last unless switched off), the same loss
-(each member's mean cross-entropy) and the same SGD hyperparameters (Caffe's CIFAR10-Quick recipe). The plain
-side is what people write without a library: M separate ``nn.Module`` s, each with its own optimizer, trained
-one after another.
+(each member's mean cross-entropy) and the same SGD hyperparameters (Caffe's CIFAR10-Quick recipe by default,
+``RESNET_SGD_KW`` for the ResNets). The plain side is what people write without a library: M separate
+``nn.Module`` s, each with its own optimizer, trained one after another.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from mheads.ensemble.losses import independent_ce
+from mheads.ensemble.losses import compute_loss, independent_ce
 from mheads.models import create_model, model_factory
 from mheads.train.compiled import gradient_error
+from mheads.tree.cut import cut_module
 from mheads.tree.treenet import TreeNet
 
 SGD_KW = dict(lr=0.001, momentum=0.9, weight_decay=0.004)
+RESNET_SGD_KW = dict(lr=0.1, momentum=0.9)
 
 
 @dataclass(frozen=True)
@@ -61,45 +63,65 @@ def make_tree(setup: Setup, members: int, split, exec_mode: str = "loop", seed: 
     return net.to(device=setup.device, memory_format=setup.memory_format)
 
 
+def base_model(setup: Setup) -> nn.Module:
+    """One ``setup.model`` on the setup's device, in its layout."""
+    return create_model(setup.model).to(device=setup.device, memory_format=setup.memory_format)
+
+
 def plain_models(setup: Setup, like: TreeNet) -> list[nn.Module]:
     """Separate base networks holding copies of ``like``'s member weights (same math, separate modules)."""
     models = []
     for m in range(like.num_members):
-        net = create_model(setup.model)
+        net = base_model(setup)
         net.load_state_dict(like.member(m).state_dict())
-        models.append(net.to(device=setup.device, memory_format=setup.memory_format))
+        models.append(net)
     return models
+
+
+def fx_chain(model: nn.Module, points: list[str]) -> nn.Sequential:
+    """``model`` cut with torch.fx after each module of ``points`` (:func:`mheads.tree.cut.cut_module`), its
+    segments chained: the same function on the same (shared) parameters, run the way a TreeNet runs a
+    traced base."""
+    return nn.Sequential(*cut_module(model, points))
+
+
+def named_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The registry loss ``name`` (:func:`mheads.ensemble.losses.compute_loss`) as ``(logits, y) -> loss``,
+    the way training computes it."""
+    return lambda logits, y: compute_loss(name, logits, y).loss
 
 
 def _maybe_compile(setup: Setup, module: nn.Module) -> Callable:
     return torch.compile(module) if setup.compile else module
 
 
-def plain_train_step(setup: Setup, models: list[nn.Module], batches) -> Callable[[], None]:
+def plain_train_step(setup: Setup, models: list[nn.Module], batches,
+                     sgd: dict | None = SGD_KW) -> Callable[[], None]:
     """One step of the plain loop: for each model, zero_grad, forward, cross-entropy, backward, its own SGD
-    step."""
+    step (``sgd``: its keyword arguments; None: forward and backward only, no optimizer)."""
     fwds = [_maybe_compile(setup, m) for m in models]
-    opts = [torch.optim.SGD(m.parameters(), **SGD_KW) for m in models]
+    opts = [torch.optim.SGD(m.parameters(), **sgd) if sgd is not None else None for m in models]
     data = itertools.cycle(batches)
 
     def step() -> None:
         x, y = next(data)
-        for fwd, opt in zip(fwds, opts):
-            opt.zero_grad(set_to_none=True)
+        for model, fwd, opt in zip(models, fwds, opts):
+            (opt if opt is not None else model).zero_grad(set_to_none=True)
             with setup.autocast():
                 out = fwd(x)
             F.cross_entropy(out.float(), y).backward()
-            opt.step()
+            if opt is not None:
+                opt.step()
 
     return step
 
 
-def mheads_train_step(setup: Setup, net: nn.Module, batches,
-                      forward: Callable | None = None) -> Callable[[], None]:
-    """One step of a TreeNet: one forward to member logits (M, B, C), the summed member losses, one backward,
-    one SGD step over all parameters (the gradients equal the per-member optimizers')."""
+def mheads_train_step(setup: Setup, net: nn.Module, batches, forward: Callable | None = None,
+                      sgd: dict = SGD_KW, loss: Callable = independent_ce) -> Callable[[], None]:
+    """One step of a TreeNet: one forward to member logits (M, B, C), the summed member losses (``loss``), one
+    backward, one SGD step over all parameters (the gradients equal the per-member optimizers')."""
     fwd = forward if forward is not None else _maybe_compile(setup, net)
-    opt = torch.optim.SGD(net.parameters(), **SGD_KW)
+    opt = torch.optim.SGD(net.parameters(), **sgd)
     data = itertools.cycle(batches)
 
     def step() -> None:
@@ -107,7 +129,7 @@ def mheads_train_step(setup: Setup, net: nn.Module, batches,
         opt.zero_grad(set_to_none=True)
         with setup.autocast():
             logits = fwd(x)
-        independent_ce(logits.float(), y).backward()
+        loss(logits.float(), y).backward()
         opt.step()
 
     return step

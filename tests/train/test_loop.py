@@ -249,3 +249,22 @@ def test_config_loss_names_are_the_loss_registry():
                 LossConfig(name=name, k=5).validate(members=4)
     with pytest.raises(ConfigError, match="expected one of " + ", ".join(LOSSES)):
         LossConfig(name="nope").validate(members=4)
+
+
+def test_members_start_from_a_weights_file_with_init_pretrained(tmp_path):
+    fit(tiny(model={"members": 1, "split": None}), tmp_path / "donor", progress=False)
+    donor = tmp_path / "donor" / "members" / "member_0.safetensors"
+    cfg = tiny(model={"members": 2, "split": None, "init": "pretrained", "reinit": ["ip2"],
+                      "weights": str(donor)}, train={"iterations": 1, "eval_every": 0, "checkpoint_every": 0})
+    tree = build_tree(cfg, 10, 1, 28)
+    want = load_file(str(donor))
+    for m in range(2):
+        got = tree.member(m).state_dict()
+        assert torch.equal(got["conv2.weight"], want["conv2.weight"])
+        assert not torch.equal(got["ip2.weight"], want["ip2.weight"])  # redrawn per member from its seed
+    assert not torch.equal(tree.member(0).state_dict()["ip2.weight"], tree.member(1).state_dict()["ip2.weight"])
+    with pytest.raises(ConfigError, match="model.weights: .*nowhere.safetensors: no such file"):
+        build_tree(tiny(model={"weights": str(tmp_path / "nowhere.safetensors")}), 10, 1, 28)
+    bad = tiny(model={"name": "nin_cifar", "weights": str(donor)})
+    with pytest.raises(ConfigError, match="model.weights: .* does not fit model.name"):
+        build_tree(bad, 10, 1, 32)

@@ -61,6 +61,9 @@ class ModelConfig:
     # base's weights, the module paths in reinit redrawn per member
     init: str = "independent"
     reinit: list = field(default_factory=list)
+    # a .safetensors file of the base network's weights (pretrained, or a member file of another run), loaded
+    # into the base before the members are made from it per model.init
+    weights: str | None = None
     options: dict = field(default_factory=dict)  # family options, e.g. {width: 0.5}
     exec: str = "loop"  # loop | fused | auto
 
@@ -79,6 +82,9 @@ class ModelConfig:
             _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
         if self.reinit and self.init != "pretrained":
             _fail(f"{p}.reinit", self.reinit, "[] unless model.init is pretrained")
+        if self.weights is not None and not (isinstance(self.weights, str) and self.weights):
+            _fail(f"{p}.weights", self.weights, "null or the path of a .safetensors file of the base's "
+                  "weights")
         if not isinstance(self.options, dict):
             _fail(f"{p}.options", self.options, "a mapping of model options, e.g. {width: 0.5}")
         s = self.split

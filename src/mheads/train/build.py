@@ -3,6 +3,10 @@ warm-started."""
 
 from __future__ import annotations
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
@@ -19,8 +23,9 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
     try:
         factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels,
                                 image_size=image_size, **m.options)
-        factory()  # surfaces bad options / image sizes once, before copies are built
-        tree = TreeNet(factory, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
+        first = factory()  # surfaces bad options / image sizes once, before copies are built
+        base = factory if m.weights is None else _with_weights(first, m.weights)
+        tree = TreeNet(base, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
                        example_input=(1, in_channels, image_size, image_size))
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
@@ -33,6 +38,23 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
     tree.exec_mode = m.exec
     return tree
+
+
+def _with_weights(net: torch.nn.Module, path: str) -> torch.nn.Module:
+    """``net`` with the weights of the safetensors file ``path`` (``model.weights``)."""
+    try:
+        state = load_file(path)
+    except FileNotFoundError:
+        raise ConfigError(f"model.weights: {path}: no such file") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ConfigError(f"model.weights: {path}: not a readable safetensors file "
+                          f"({str(err).splitlines()[0]})") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"model.weights: {path} does not fit model.name with these options "
+                          f"({' '.join(str(err).split())[:300]})") from None
+    return net
 
 
 def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> dict:
