@@ -262,7 +262,8 @@ def test_members_start_from_a_weights_file_with_init_pretrained(tmp_path):
         got = tree.member(m).state_dict()
         assert torch.equal(got["conv2.weight"], want["conv2.weight"])
         assert not torch.equal(got["ip2.weight"], want["ip2.weight"])  # redrawn per member from its seed
-    assert not torch.equal(tree.member(0).state_dict()["ip2.weight"], tree.member(1).state_dict()["ip2.weight"])
+    assert not torch.equal(tree.member(0).state_dict()["ip2.weight"],
+                           tree.member(1).state_dict()["ip2.weight"])
     with pytest.raises(ConfigError, match="model.weights: .*nowhere.safetensors: no such file"):
         build_tree(tiny(model={"weights": str(tmp_path / "nowhere.safetensors")}), 10, 1, 28)
     bad = tiny(model={"name": "nin_cifar", "weights": str(donor)})
