@@ -2,6 +2,7 @@
 
 import csv
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,15 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_util import Row, format_table, interleaved, write_csv  # noqa: E402
-from workloads import Setup, make_batches, make_tree, plain_models, vmap_forward  # noqa: E402
+from workloads import (  # noqa: E402
+    Setup,
+    base_model,
+    fx_chain,
+    make_batches,
+    make_tree,
+    plain_models,
+    vmap_forward,
+)
 
 CPU = Setup(device=torch.device("cpu"))
 
@@ -56,3 +65,33 @@ def test_table_and_csv_carry_ratios_targets_and_hardware(tmp_path):
     assert [r["name"] for r in got] == ["base", "fast", "slow"]
     assert got[1]["samples"] == "7" and got[1]["trunk_flop_share"] == "0.2" and got[1]["meets"] == "yes"
     assert all(r["cpu"] == "Test CPU" for r in got) and got[2]["images_per_s"] == ""
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resnet20_contenders_compute_the_same_member_logits():
+    setup = replace(CPU, model="resnet20")
+    x = make_batches(setup, 2, n=1)[0][0]
+    for split in (None, "bn1", "layer1"):
+        net = make_tree(setup, 2, split).eval()
+        plain = torch.stack([m.eval()(x) for m in plain_models(setup, net)])
+        assert (plain - net(x)).abs().max() <= 1e-5
+    model = base_model(setup).eval()
+    assert torch.equal(fx_chain(model, ["layer1"])(x), model(x))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
+    """The section itself (tiny: batch 2, one round, no warm-up), so a break in it fails here."""
+    import throughput
+
+    plan = replace(throughput.QUICK, train_rounds=1, train_steps=1, warmup=0)
+    bench = throughput.Bench(CPU, plan, tmp_path)
+    throughput.resnet20(bench, batch=2)
+    rows = {r.name: r for r in bench.rows}
+    assert "resnet20" in throughput.SECTIONS and len(rows) == len(bench.rows) == 6
+    assert all(r.median_ms > 0 and r.ratio > 0 and r.gflop_per_s > 0 for r in rows.values())
+    flop_ratio = {split: rows[bench.tree_label(split, "loop")].extra["flop_ratio_vs_plain"]
+                  for split in (None, "bn1", "layer1")}
+    assert flop_ratio[None] == 1.0 < flop_ratio["bn1"] < flop_ratio["layer1"]
+    own, cut = [r for r in bench.rows if r.section.startswith("6b.")]
+    assert own.ratio == 1.0 and "fx" in cut.name and "NOT" not in cut.note  # the cut has the model's FLOPs

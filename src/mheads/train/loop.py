@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from mheads.runs.folder import (
     truncate_jsonl,
     write_run_info,
 )
+from mheads.runs.lock import RunLock
 from mheads.train.allocator import retain_freed_memory
 from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
@@ -117,7 +119,8 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     cfg.validate()  # a Config built or edited in Python gets the same checks as one read from YAML
     comm = comm or LocalComm()
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
-    with sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
+    lock = RunLock(out, create=not resume) if comm.is_root else nullcontext()
+    with lock, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
         run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset)
         _loop(run, sigterm, show)
         return _finish(run)
