@@ -297,9 +297,10 @@ def resnet20(b: Bench, batch: int = RESNET_BATCH) -> None:
     base = t[base_name]
     b.add(sec, base_name, base, batch, base=base, base_name=bn, flops=M * one.train_flops(batch))
     for split, net in nets.items():
+        name = b.tree_label(split, "loop")
         count = count_macs(net, IMAGE, device=s.device)
         flop_ratio = M * one.total_macs / count.total_macs
-        b.add(sec, b.tree_label(split, "loop"), t[b.tree_label(split, "loop")], batch, base=base, base_name=bn,
+        b.add(sec, name, t[name], batch, base=base, base_name=bn,
               flops=count.train_flops(batch), flop_ratio_vs_plain=round(flop_ratio, 4),
               trunk_flop_share=round(count.share("root.layers."), 4),
               note=f"FLOP ratio vs plain loop {flop_ratio:.2f}x (the speed-up its FLOPs predict)")

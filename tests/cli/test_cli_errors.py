@@ -62,7 +62,7 @@ def write_image_folder(folder: Path, channels: int = 1, size: int = 28, per_clas
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` and a hash of its bytes: compared before and after a refused command."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".mheads.lock"}  # who last held it
 
 
 

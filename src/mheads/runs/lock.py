@@ -37,12 +37,15 @@ class RunLock:
     def __enter__(self) -> RunLock:
         if self.out.exists() and not self.out.is_dir():
             return self  # not a folder: the run's own checks name the problem
-        if not self.out.is_dir():
-            if not self.create:
-                return self
-            self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not self.out.is_dir():
+                if not self.create:
+                    return self
+                self.out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return self  # a folder that cannot be made or written holds no run: the run's own checks say why
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
