@@ -62,7 +62,8 @@ def write_image_folder(folder: Path, channels: int = 1, size: int = 28, per_clas
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` and a hash of its bytes: compared before and after a refused command."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".mheads.lock"}  # who last held it
+            # the run lock records who last held the folder: not part of the run's record
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".mheads.lock"}
 
 
 
