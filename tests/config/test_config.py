@@ -61,3 +61,45 @@ def test_override_syntax():
     assert apply_overrides({}, ["a.b=3", "c=[1, 2]"]) == {"a": {"b": 3}, "c": [1, 2]}
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["novalue"])
+
+
+def test_configs_are_read_only_from_small_regular_files(tmp_path):
+    import os
+    import threading
+
+    from mheads.config import read_yaml
+    from mheads.config.loading import MAX_CONFIG_BYTES
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    done = []
+    reader = threading.Thread(target=lambda: done.append(pytest.raises(ConfigError, read_yaml, fifo)))
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and "not a regular file" in str(done[0].value)  # refused, not a hang
+    with pytest.raises(ConfigError, match="/dev/zero: not a regular file"):
+        read_yaml("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\n" + "#" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError, match="a config file is at most 1,048,576"):
+        read_yaml(big)
+
+
+def test_duplicate_keys_and_alias_bombs_are_refused(tmp_path):
+    from mheads.config import read_yaml
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("train:\n  iterations: 10\n  batch_size: 4\n  iterations: 20\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: duplicate key 'iterations' at line 4 \(first at line 2\)"):
+        read_yaml(dup)
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 7):
+        levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nname: *a6\n")  # about 600 bytes standing for 9**7 = 4.8 M values
+    with pytest.raises(ConfigError, match=r"bomb.yaml: the document expands to [\d,]+ values through YAML "
+                                          r"aliases"):
+        read_yaml(bomb)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("base: &b {lr: 0.1}\noptim: *b\n")  # ordinary anchors still work
+    assert read_yaml(ok)["optim"] == {"lr": 0.1}

@@ -6,7 +6,9 @@ Unknown keys are refused with the closest valid key suggested.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -44,14 +46,62 @@ def config_from_dict(data: dict) -> Config:
     return _build(Config, data or {}, "").validate()
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; recipes a few kilobytes
+MAX_EXPANDED_NODES = 100_000  # values a document may expand to through YAML aliases
+
+
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-3`` as a string (it wants ``1.0e-3``), yet that is how people write learning
-    rates."""
+    rates. Duplicate keys are refused (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # unhashable keys fail in PyYAML's own construction with their own message
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]}); each "
+                                  "key may appear once in a mapping")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
                               list("-+0123456789"))
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values ``node`` stands for once every alias is expanded (aliases share nodes: memoized)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle (an alias to an enclosing node) counts once; PyYAML builds it as a cycle
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def load_yaml_text(text: str):
+    """Parse one YAML document safely: mheads's loader, and a bound on alias expansion ("billion laughs")."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise ConfigError(f"the document expands to {size:,} values through YAML aliases (&anchor / "
+                              f"*alias); at most {MAX_EXPANDED_NODES:,} are allowed")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _yaml_error(path: Path, err: yaml.YAMLError) -> ConfigError:
@@ -62,19 +112,32 @@ def _yaml_error(path: Path, err: yaml.YAMLError) -> ConfigError:
 
 
 def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a regular file of at most ``MAX_CONFIG_BYTES`` (a FIFO, a device such as /dev/zero
+    or a huge file is refused before anything is read)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{path}: is a folder; expected a YAML config file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe, device or socket); expected a YAML "
+                              "config file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {st.st_size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}")
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; expected a YAML config file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config ({err})") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: grew past {MAX_CONFIG_BYTES:,} bytes while being read")
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = load_yaml_text(text)
     except yaml.YAMLError as err:
         raise _yaml_error(path, err) from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -90,9 +153,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set: got {item!r}; expected key=value, e.g. optim.lr=0.01")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.load(raw, Loader=_Loader) if raw else None
+            value = load_yaml_text(raw) if raw else None
         except yaml.YAMLError:
             value = raw
+        except ConfigError as err:
+            raise ConfigError(f"--set {key}: {err}") from None
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
