@@ -614,3 +614,14 @@ def test_sigkill_while_saving_never_leaves_a_loadable_partial_checkpoint(tmp_pat
         zygote.stdin.close()
         zygote.stdout.close()
         zygote.stderr.close()
+
+
+def test_run_records_are_strict_json(tmp_path):
+    from mheads.runs.folder import append_jsonl, read_jsonl, strict_json
+
+    record = {"nll": float("nan"), "rate": float("inf"), "acc": [0.5, float("-inf")], "ok": 1.0}
+    assert json.loads(strict_json(record)) == {"nll": None, "rate": None, "acc": [0.5, None], "ok": 1.0}
+    append_jsonl(tmp_path / "eval.jsonl", record)
+    text = (tmp_path / "eval.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert read_jsonl(tmp_path / "eval.jsonl")[0]["nll"] is None

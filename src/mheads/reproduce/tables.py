@@ -18,6 +18,8 @@ def metric_value(metrics: dict, name: str) -> float:
         tail = name[len("member_acc_"):]
         return 100 * (sum(accs) / len(accs) if tail == "mean" else accs[int(tail)])
     value = metrics[name]
+    if value is None:  # written as null: a NaN or infinity (strict JSON)
+        return math.nan
     # e.g. ensemble_mean_acc_scores
     return 100 * value if name.endswith("_acc") or "_acc_" in name else float(value)
 

@@ -6,6 +6,7 @@ Everything is written atomically (temporary name, fsync, rename), so a crash nev
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -89,13 +90,29 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
 def write_run_info(out: Path, config_yaml: str, extra: dict | None = None) -> None:
     atomic_write_text(out / "config.yaml", config_yaml)
     info = {"command": sys.argv, "git_revision": git_revision(), "hardware": hardware(), **(extra or {})}
-    atomic_write_text(out / "run.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / "run.json", strict_json(info, indent=2) + "\n")
+
+
+def strict_json(obj, **kwargs) -> str:
+    """``json.dumps`` that strict JSON readers accept: NaN and infinities (a diverged NLL, an undefined rate)
+    are written as null."""
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync. A line cut by a crash or a full disk is skipped by :func:`read_jsonl`
     and dropped on resume (:func:`truncate_jsonl`). Raises OutputError naming the path when the OS refuses."""
-    data = (json.dumps(record) + "\n").encode()
+    data = (strict_json(record) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
@@ -124,7 +141,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     """Keep only records up to ``max_step`` (on resume, drop what the checkpoint does not cover)."""
     if path.exists():
         keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+        atomic_write_text(path, "".join(strict_json(r) + "\n" for r in keep))
 
 
 def save_weights(out: Path, tree) -> None:

@@ -11,7 +11,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -36,6 +35,7 @@ from mheads.runs.folder import (
     prepare_out_dir,
     read_jsonl,
     save_weights,
+    strict_json,
     truncate_jsonl,
     write_run_info,
 )
@@ -299,7 +299,7 @@ def _finish(run: Run) -> dict | None:
         "wall_time_s": st.before_wall + time.perf_counter() - run.wall_start,
         "resumed_from_iteration": run.resumed_from,
     }
-    atomic_write_text(run.out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(run.out / "metrics.json", strict_json(result, indent=2) + "\n")
     return result
 
 
