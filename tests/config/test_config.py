@@ -90,7 +90,8 @@ def test_duplicate_keys_and_alias_bombs_are_refused(tmp_path):
 
     dup = tmp_path / "dup.yaml"
     dup.write_text("train:\n  iterations: 10\n  batch_size: 4\n  iterations: 20\n")
-    with pytest.raises(ConfigError, match=r"dup.yaml: duplicate key 'iterations' at line 4 \(first at line 2\)"):
+    with pytest.raises(ConfigError,
+                       match=r"dup.yaml: duplicate key 'iterations' at line 4 \(first at line 2\)"):
         read_yaml(dup)
     levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, 7):
