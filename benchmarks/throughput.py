@@ -411,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         for report in profile_missed(bench):
             print("\n" + report)
     for path in bench.scratch:
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     print(f"\nwrote {csv_path} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -87,7 +87,10 @@ def test_fit_is_deterministic_and_resumes_exactly(tmp_path):
     # "b" stopped after its checkpoint at iteration 2, as a crash would leave it; resume from there
     for name in ("metrics.json", "model.safetensors", "members"):
         target = tmp_path / "b" / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-00000004")
     mheads.fit(seeded_base(), Images(64, 0), Images(32, 1), out=tmp_path / "b", settings=settings,
                resume=True)
