@@ -1,32 +1,43 @@
 """mheads: diverse deep ensembles in PyTorch (Lee et al. 2015, "Why M Heads are Better than One").
 
-Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the bottom
-of the dependency order up: ``core`` (checks, seeds, atomic files), ``config``, ``models``, ``tree``,
-``ensemble``, ``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
+Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the bottom of
+the dependency order up: ``core`` (checks, seeds, atomic files), ``models``, ``tree``, ``ensemble``, ``optim``,
+``config``, ``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
+
+The names load on first use (PEP 562), so ``mheads`` on the command line starts, and installs its signal
+handling, before torch is imported.
 """
 
-from mheads.config import Config, ConfigError, load_config
-from mheads.ensemble.accumulator import EnsembleMetrics
-from mheads.ensemble.losses import (
-    LOSS_NAMES,
-    LOSSES,
-    compute_loss,
-    confident_mcl_loss,
-    independent_ce,
-    mcl_assignment,
-    mcl_ce_loss,
-    mcl_loss,
-    prob_averaged_ce,
-    score_averaged_ce,
-)
-from mheads.models import create_model, list_models, model_factory, register_model
-from mheads.train.api import fit
-from mheads.tree import TreeNet
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LOSSES", "LOSS_NAMES", "Config", "ConfigError", "EnsembleMetrics", "TreeNet", "compute_loss", "fit",
-    "confident_mcl_loss", "create_model", "independent_ce", "list_models", "load_config", "mcl_assignment",
-    "mcl_ce_loss", "mcl_loss", "model_factory", "prob_averaged_ce", "register_model", "score_averaged_ce",
-]
+_EXPORTS = {
+    "Config": "mheads.config", "ConfigError": "mheads.config", "load_config": "mheads.config",
+    "EnsembleMetrics": "mheads.ensemble.accumulator",
+    "LOSSES": "mheads.ensemble.losses", "LOSS_NAMES": "mheads.ensemble.losses",
+    "compute_loss": "mheads.ensemble.losses", "confident_mcl_loss": "mheads.ensemble.losses",
+    "independent_ce": "mheads.ensemble.losses", "mcl_assignment": "mheads.ensemble.losses",
+    "mcl_ce_loss": "mheads.ensemble.losses", "mcl_loss": "mheads.ensemble.losses",
+    "prob_averaged_ce": "mheads.ensemble.losses", "score_averaged_ce": "mheads.ensemble.losses",
+    "create_model": "mheads.models", "list_models": "mheads.models", "model_factory": "mheads.models",
+    "register_model": "mheads.models",
+    "fit": "mheads.train.api",
+    "TreeNet": "mheads.tree", "split_points": "mheads.tree",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mheads' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

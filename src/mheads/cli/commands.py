@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -101,6 +102,10 @@ def _cmd_train(args) -> int:
         if not args.out:
             raise UsageError("--out: missing; give a folder for the run's outputs")
         out, config = Path(args.out), args.config
+        inside = Path(config).resolve().parent == out.resolve()
+        if args.overwrite and inside and Path(config).name in _cleared():
+            raise UsageError(f"--config {config}: is inside --out {out}, which --overwrite clears; copy it "
+                             "elsewhere first")
     cfg = load_config(config, args.set)
     comm, wrap = _distributed(cfg)
     try:
@@ -115,6 +120,12 @@ def _cmd_train(args) -> int:
         print(format_run_summary(cfg.name, metrics))
         print(f"run written to {out}")
     return 0
+
+
+def _cleared() -> tuple[str, ...]:
+    from mheads.runs.folder import CLEARED_BY_OVERWRITE
+
+    return CLEARED_BY_OVERWRITE
 
 
 def _distributed(cfg):
@@ -156,17 +167,23 @@ def _cmd_plot(args) -> int:
 
     run = Path(args.run)
     mpath = run / "metrics.json"
-    if not mpath.exists():
+    if not mpath.is_file():
         raise UsageError(f"{mpath}: not found; is {run} a finished run folder?")
     try:
-        metrics = json.loads(mpath.read_text())
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{mpath}: not valid JSON ({err})") from None
+        metrics = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{mpath}: not readable JSON ({err})") from None
+    fields = ("oracle_assignment", "classes")
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), list) for k in fields):
+        raise UsageError(f"{mpath}: not a run's metrics (expected an object with the lists "
+                         f"{' and '.join(fields)}); was it written by mheads train?")
     heat = assignment_heatmap(metrics["oracle_assignment"], metrics["classes"],
                               run / "plots" / "assignment.png",
                               title=f"Oracle assignment per class: {run.name}")
     print(f"wrote {heat}")
-    history = read_jsonl(run / "eval.jsonl")
+    keys = ("step", "train_loss", "member_acc")
+    history = [r for r in read_jsonl(run / "eval.jsonl")
+               if isinstance(r, dict) and all(isinstance(r.get(k), (int, float, list)) for k in keys)]
     if history:
         print(f"wrote {training_curves(history, run / 'plots' / 'curves.png', title=run.name)}")
     return 0
@@ -184,6 +201,10 @@ def _cmd_reproduce(args) -> int:
 
     if args.seeds < 1:
         raise UsageError(f"--seeds: got {args.seeds}; expected an integer >= 1")
+    if args.first_seed < 0:
+        raise UsageError(f"--first-seed: got {args.first_seed}; expected an integer >= 0")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: is a file; expected a folder for the sweep")
     print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
                     first_seed=args.first_seed, reuse=not args.no_reuse,
                     cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None))
@@ -194,7 +215,29 @@ COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
             "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo}
 
 
+class EarlyTermination(Exception):
+    """SIGTERM before a run installed its own handler (starting up, loading data, building the model)."""
+
+
+def _early_sigterm(signum, frame) -> None:
+    raise EarlyTermination()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # First of all: a SIGTERM while starting up ends with a clear line and exit 75, not a bare exit 143. A run
+    # replaces this handler with its own (a checkpoint, then exit 75) while it trains.
+    try:
+        previous = signal.signal(signal.SIGTERM, _early_sigterm)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -202,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mheads: interrupted", file=sys.stderr)
         return 130
+    except EarlyTermination:
+        from mheads.train.preempt import PREEMPTED_EXIT_CODE
+
+        print("mheads: stopped by SIGTERM before training began: nothing new to resume; run the command "
+              "again", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     except Exception as err:
         if args.debug:
             raise

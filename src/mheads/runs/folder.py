@@ -20,6 +20,8 @@ from safetensors.torch import save as save_safetensors
 from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_text, os_reason
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
+# what --overwrite removes from a run folder before a new run starts there
+CLEARED_BY_OVERWRITE = (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl")
 
 
 class RunExistsError(ValueError):
@@ -71,7 +73,7 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         if not overwrite:
             raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it "
                                  "or --overwrite to replace it")
-        for m in (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl"):
+        for m in CLEARED_BY_OVERWRITE:
             p = out / m
             if p.is_dir():
                 shutil.rmtree(p)

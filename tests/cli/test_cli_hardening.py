@@ -1,0 +1,69 @@
+"""Hostile and unusual command lines: a SIGTERM while starting, malformed run records, impossible sweep
+arguments, a config that --overwrite would delete."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mheads.cli import main
+
+SMALL = ("model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+         "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n")
+
+
+def test_sigterm_while_starting_exits_75_with_a_line_not_143(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    proc = subprocess.Popen([sys.executable, "-m", "mheads", "train", "--config", str(config), "--out",
+                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the interpreter is up; torch, data and the model are still loading
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "stopped by SIGTERM before training began" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"\xff\xfe not utf-8", b'{"classes": 3}', None],
+                         ids=["list", "string", "not-utf8", "wrong-types", "folder"])
+def test_plot_refuses_malformed_metrics_with_exit_2(tmp_path, content, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    if content is None:
+        (run / "metrics.json").mkdir()
+    else:
+        (run / "metrics.json").write_bytes(content)
+    (run / "eval.jsonl").write_text('[1]\n{"step": "x"}\n')
+    assert main(["plot", str(run)]) == 2
+    assert capsys.readouterr().err.startswith("mheads: error: ")
+
+
+def test_plot_skips_malformed_evaluation_lines(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"oracle_assignment": [[1.0]], "classes": ["a"]}))
+    (run / "eval.jsonl").write_text('[1]\n{"step": "x"}\n')
+    assert main(["plot", str(run)]) == 0 and (run / "plots" / "assignment.png").is_file()
+
+
+def test_reproduce_refuses_a_negative_first_seed_and_a_file_as_out(tmp_path, capsys):
+    assert main(["reproduce", "table1", "--out", str(tmp_path / "t"), "--first-seed", "-5"]) == 2
+    assert "--first-seed: got -5; expected an integer >= 0" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["reproduce", "table1", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; expected a folder" in capsys.readouterr().err
+
+
+def test_overwrite_never_deletes_the_config_it_reads(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    inside = run / "config.yaml"  # the resolved config the run wrote, edited in place by a user
+    assert main(["train", "--config", str(inside), "--out", str(run), "--overwrite", "--no-progress"]) == 2
+    assert "which --overwrite clears; copy it elsewhere first" in capsys.readouterr().err
+    assert inside.is_file()
