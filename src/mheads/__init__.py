@@ -1,8 +1,7 @@
 """mheads: diverse deep ensembles in PyTorch (Lee et al. 2015, "Why M Heads are Better than One").
 
-Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the bottom
-of
-the dependency order up: ``core`` (checks, seeds, atomic files), ``models``, ``tree``, ``ensemble``,
+Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the
+bottom of the dependency order up: ``core`` (checks, seeds, atomic files), ``models``, ``tree``, ``ensemble``,
 ``optim``, ``config``, ``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
 
 The names load on first use (PEP 562), so ``mheads`` on the command line starts, and installs its signal
