@@ -61,6 +61,7 @@ from workloads import (  # noqa: E402
     make_batches,
     make_tree,
     mheads_inference,
+    mheads_member_step,
     mheads_train_step,
     named_loss,
     plain_inference,
@@ -292,10 +293,14 @@ def resnet20(b: Bench, batch: int = RESNET_BATCH) -> None:
     loss = named_loss("independent_ce")
     for split, net in nets.items():
         c[b.tree_label(split, "loop")] = mheads_train_step(s, net, batches, sgd=RESNET_SGD_KW, loss=loss)
+    one_by_one = "mheads independent [members one by one, what fit does]"
+    c[one_by_one] = mheads_member_step(s, nets[None], batches, sgd=RESNET_SGD_KW)
     t = b.run(sec, c, p.train_rounds, p.train_steps)
     one = count_macs(plain[0], IMAGE, device=s.device)
     base = t[base_name]
     b.add(sec, base_name, base, batch, base=base, base_name=bn, flops=M * one.train_flops(batch))
+    b.add(sec, one_by_one, t[one_by_one], batch, base=base, base_name=bn, flops=M * one.train_flops(batch),
+          note="independent cross-entropy: each member's forward and backward in turn (fit's path)")
     for split, net in nets.items():
         name = b.tree_label(split, "loop")
         count = count_macs(net, IMAGE, device=s.device)

@@ -22,6 +22,7 @@ from torch.func import functional_call, vmap
 from mheads.ensemble.losses import compute_loss, independent_ce
 from mheads.models import create_model, model_factory
 from mheads.train.compiled import gradient_error
+from mheads.train.step import member_by_member
 from mheads.tree.cut import cut_module
 from mheads.tree.treenet import TreeNet
 
@@ -130,6 +131,21 @@ def mheads_train_step(setup: Setup, net: nn.Module, batches, forward: Callable |
         with setup.autocast():
             logits = fwd(x)
         loss(logits.float(), y).backward()
+        opt.step()
+
+    return step
+
+
+def mheads_member_step(setup: Setup, net: nn.Module, batches, sgd: dict = SGD_KW) -> Callable[[], None]:
+    """One step of independent members the way ``fit`` takes it when the loss separates by member
+    (``mheads.train.step.member_by_member``): each member's forward and backward in turn, one SGD step."""
+    opt = torch.optim.SGD(net.parameters(), **sgd)
+    data = itertools.cycle(batches)
+
+    def step() -> None:
+        x, y = next(data)
+        opt.zero_grad(set_to_none=True)
+        member_by_member(net, x, y, None, autocast=setup.autocast)
         opt.step()
 
     return step

@@ -88,7 +88,8 @@ def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
     bench = throughput.Bench(CPU, plan, tmp_path)
     throughput.resnet20(bench, batch=2)
     rows = {r.name: r for r in bench.rows}
-    assert "resnet20" in throughput.SECTIONS and len(rows) == len(bench.rows) == 6
+    assert "resnet20" in throughput.SECTIONS and len(rows) == len(bench.rows) == 7
+    assert any("one by one" in name for name in rows)  # the member-by-member step fit takes
     assert all(r.median_ms > 0 and r.ratio > 0 and r.gflop_per_s > 0 for r in rows.values())
     flop_ratio = {split: rows[bench.tree_label(split, "loop")].extra["flop_ratio_vs_plain"]
                   for split in (None, "bn1", "layer1")}

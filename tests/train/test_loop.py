@@ -104,13 +104,21 @@ def _step_setup(cfg):
     return data, tree, params, opt
 
 
-def test_nan_in_one_member_applies_no_update_and_names_it(monkeypatch):
+@pytest.mark.parametrize("joint", [True, False], ids=["joint", "member-by-member"])
+def test_nan_in_one_member_applies_no_update_and_names_it(monkeypatch, joint):
     cfg = tiny(model={"members": 3, "split": None})
     data, tree, params, opt = _step_setup(cfg)
+    calls = []
+    if joint:
+        monkeypatch.setattr(step_module, "members_separable", lambda *args: False)
 
     def poisoned(name, logits, targets, **kw):
         logits = logits.clone()
-        logits[1, 0, 0] = float("nan")
+        calls.append(1)
+        if joint:
+            logits[1, 0, 0] = float("nan")
+        elif len(calls) == 2:  # member 1's own call
+            logits[0, 0, 0] = float("nan")
         return real_compute_loss(name, logits, targets, **kw)
 
     monkeypatch.setattr(step_module, "compute_loss", poisoned)
@@ -269,3 +277,30 @@ def test_members_start_from_a_weights_file_with_init_pretrained(tmp_path):
     bad = tiny(model={"name": "nin_cifar", "weights": str(donor)})
     with pytest.raises(ConfigError, match="model.weights: .* does not fit model.name"):
         build_tree(bad, 10, 1, 32)
+
+
+def test_independent_members_step_one_by_one_with_the_joint_paths_exact_result(tmp_path, monkeypatch):
+    """Independent cross-entropy on independent members: fit runs each member's forward and backward in turn
+    (one member's activations alive at a time), ending bit-identical to one joint backward."""
+    calls = []
+    real = step_module.member_by_member
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    over = dict(model={"members": 3, "split": None, "init": "same"},
+                data={"train_limit": 256, "test_limit": 100, "bagging": True, "crop_padding": 2,
+                      "flip": True},
+                train={"accumulate": 2}, loss={"label_smoothing": 0.1},
+                optim={"schedule": "plateau", "window": 2, "milestones": [3]})
+    monkeypatch.setattr(step_module, "member_by_member", spy)
+    a = fit(tiny(**over), tmp_path / "a", progress=False)
+    assert len(calls) == 4 * 2  # every batch of every update
+    monkeypatch.setattr(step_module, "members_separable", lambda *args: False)  # the joint path
+    b = fit(tiny(**over), tmp_path / "b", progress=False)
+    assert len(calls) == 8
+    wa, wb = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert {k: a[k] for k in ("nll", "ensemble_mean_acc", "member_acc")} == {
+        k: b[k] for k in ("nll", "ensemble_mean_acc", "member_acc")}

@@ -15,8 +15,35 @@ from mheads.config import Config
 from mheads.core.seeding import Stream, derive_seed, derived_generator
 from mheads.ensemble.losses import compute_loss
 from mheads.train.numerics import NumericalFault, all_finite, bad_members
+from mheads.tree import TreeNet, resolve_exec_mode
 
-__all__ = ["train_step"]
+__all__ = ["member_by_member", "members_separable", "train_step"]
+
+
+def members_separable(model, loss_name: str, device: torch.device) -> bool:
+    """Whether one update may run the members one after another: independent members (no shared layer) under a
+    loss that is a sum of per-member terms, on the loop path, in one process. The plain PyTorch loop steps its
+    models that way; one joint backward over M members keeps all their activations alive at once."""
+    return (loss_name == "independent_ce" and isinstance(model, TreeNet) and model.root.is_identity
+            and resolve_exec_mode(model.exec_mode, device) == "loop")
+
+
+def member_by_member(tree: TreeNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
+                     divisor: int = 1, label_smoothing: float = 0.0,
+                     autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward each member in turn (independent cross-entropy, its loss over ``divisor``): the
+    same gradients as one joint backward, with one member's activations alive at a time. Returns (the summed
+    loss over ``divisor``, per-member losses (M,)), detached, equal to the joint path's."""
+    per = []
+    for m, node in enumerate(tree.root.branches):
+        with autocast():
+            logits = node(x)[0].unsqueeze(0)  # (1, B, C)
+        res = compute_loss("independent_ce", logits.float(), y, weights=None if w is None else w[m:m + 1],
+                           label_smoothing=label_smoothing)
+        (res.loss / divisor).backward()
+        per.append(res.per_member)
+    per_member = torch.cat(per)
+    return (per_member.sum() / divisor).detach(), per_member
 
 
 def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> tuple[float, torch.Tensor]:
@@ -27,12 +54,19 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> 
     torch.manual_seed(derive_seed(t.seed, Stream.STEP, it))  # dropout and anything else drawing globally
     opt.zero_grad(set_to_none=True)
     loss_name = L.name if it >= L.pretrain_iterations else "independent_ce"
+    separate = comm.world_size == 1 and members_separable(model, loss_name, data.device)
     total = torch.zeros((), device=data.device)
     per_member = None
     for a in range(t.accumulate):
         b = it * t.accumulate + a
         x, y, w = data.train_batch(b, derived_generator(t.seed, Stream.AUGMENT, b, device=data.device))
-        with torch.autocast(data.device.type, dtype=torch.bfloat16) if t.amp else nullcontext():
+        autocast = (lambda: torch.autocast(data.device.type, dtype=torch.bfloat16)) if t.amp else nullcontext
+        if separate:
+            loss, part = member_by_member(model, x, y, w, t.accumulate, L.label_smoothing, autocast)
+            per_member = part if per_member is None else per_member + part
+            total = total + loss
+            continue
+        with autocast():
             logits = model(x)  # (M, B, C) at the root
         if comm.is_root:
             res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
