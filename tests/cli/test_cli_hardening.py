@@ -67,3 +67,9 @@ def test_overwrite_never_deletes_the_config_it_reads(tmp_path, capsys):
     assert main(["train", "--config", str(inside), "--out", str(run), "--overwrite", "--no-progress"]) == 2
     assert "which --overwrite clears; copy it elsewhere first" in capsys.readouterr().err
     assert inside.is_file()
+
+
+def test_a_closed_pipe_ends_quietly():
+    done = subprocess.run(f"{sys.executable} -m mheads list-models | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr and "Broken" not in done.stderr

@@ -186,9 +186,9 @@ def test_save_refuses_state_that_is_not_plain_data(tmp_path, state, culprit):
 @pytest.mark.parametrize(
     ("kwargs", "culprit"),
     [
-        ({"step": -1}, r"step must be an int >= 0, got -1"),
-        ({"step": 2.0}, r"step must be an int >= 0, got 2\.0"),
-        ({"keep": 1}, r"keep must be an int >= 2 .*got 1"),
+        ({"step": -1}, r"step: got -1; expected an integer >= 0"),
+        ({"step": 2.0}, r"step: got 2\.0; expected an integer >= 0"),
+        ({"keep": 1}, r"keep \(the newest is never deleted\): got 1; expected an integer >= 2"),
         ({"meta": {"lr": float("nan")}}, r"meta\['lr'\] is nan; meta numbers must be finite"),
         ({"meta": {1: "x"}}, r"meta has key 1 of type int; meta keys must be str"),
         ({"meta": {"shape": torch.Size([3])}}, r"meta\['shape'\] is a torch\.Size"),

@@ -245,6 +245,9 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("mheads: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`mheads list-models | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush fails quietly too
+        return 0
     except EarlyTermination:
         from mheads.train.preempt import PREEMPTED_EXIT_CODE
 

@@ -37,6 +37,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
+from mheads.core.checks import check_int
 from mheads.core.atomic import OutputError, atomic_write_bytes, fsync_dir, os_reason, write_durable
 
 __all__ = [
@@ -129,10 +130,8 @@ def save_checkpoint(
     invalid arguments (before touching the disk) and CheckpointWriteError when the OS refuses a write;
     in every case previously committed checkpoints are intact and no temporary folder is left behind.
     """
-    if type(step) is not int or step < 0:
-        raise CheckpointError(f"step must be an int >= 0, got {step!r}")
-    if type(keep) is not int or keep < 2:
-        raise CheckpointError(f"keep must be an int >= 2 (the newest is never deleted), got {keep!r}")
+    check_int("step", step, 0, error=CheckpointError)
+    check_int("keep (the newest is never deleted)", keep, 2, error=CheckpointError)
     # Serialize everything first: a bad argument must fail before the disk is touched.
     meta_doc = {"schema_version": SCHEMA_VERSION, "step": step, "meta": _plain_json(meta, "meta")}
     blobs = {
