@@ -304,3 +304,18 @@ def test_independent_members_step_one_by_one_with_the_joint_paths_exact_result(t
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert {k: a[k] for k in ("nll", "ensemble_mean_acc", "member_acc")} == {
         k: b[k] for k in ("nll", "ensemble_mean_acc", "member_acc")}
+
+
+def test_a_skipped_last_iteration_still_checkpoints_the_iteration_it_reached(tmp_path, monkeypatch):
+    from mheads.runs.checkpoint import load_checkpoint
+
+    calls = []
+
+    def nan_at_the_end(name, logits, targets, **kw):
+        calls.append(1)
+        return real_compute_loss(name, logits * (float("nan") if len(calls) == 4 else 1.0), targets, **kw)
+
+    monkeypatch.setattr(step_module, "compute_loss", nan_at_the_end)
+    fit(tiny(train={"nan_policy": "skip", "checkpoint_every": 0}), tmp_path / "run", progress=False)
+    ck = load_checkpoint(tmp_path / "run")
+    assert ck.step == ck.state["step"] == 4  # a resume starts after the skipped iteration, as the run did

@@ -71,8 +71,10 @@ class RunState:
     steps_timed: int = 0
     last_eval: tuple[int, dict | None] | None = None  # (step, metrics) of this process's newest evaluation
 
-    def to_checkpoint(self, opt, schedule: Schedule, wall_s: float) -> dict:
-        return {"step": self.step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+    def to_checkpoint(self, step: int, opt, schedule: Schedule, wall_s: float) -> dict:
+        """The state to save at iteration ``step`` (which a run whose last iterations were skipped as
+        non-finite has passed without advancing ``self.step``)."""
+        return {"step": step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                 "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
                 "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
                 "train_time_s": self.before_train + self.train_time}
@@ -211,7 +213,7 @@ def _checkpoint(run: Run, step: int) -> None:
         return
     run.saved_steps.add(step)
     t = run.cfg.train
-    state = run.state.to_checkpoint(run.opt, run.schedule, time.perf_counter() - run.wall_start)
+    state = run.state.to_checkpoint(step, run.opt, run.schedule, time.perf_counter() - run.wall_start)
     weights = {k: v.detach().cpu() for k, v in run.tree.state_dict().items()}
     save_checkpoint(run.out, step, weights, state, run.meta, keep=t.keep_checkpoints, pinned=t.keep_steps)
 
