@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+from mheads.train.preempt import PREEMPTED_EXIT_CODE  # light: no torch before a command needs it
+
 EXIT_BAD_INPUT, EXIT_NUMERICAL, EXIT_DIST = 2, 3, 4
 
 
@@ -215,17 +217,18 @@ COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
             "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo}
 
 
-class EarlyTermination(Exception):
-    """SIGTERM before a run installed its own handler (starting up, loading data, building the model)."""
-
-
 def _early_sigterm(signum, frame) -> None:
-    raise EarlyTermination()
+    """SIGTERM outside a training loop (starting up, loading data, between a sweep's runs): stop at once. An
+    exception raised here could land inside an import and leave a half-imported module behind, so the process
+    ends as a kill would, which every writer already survives (atomic files, committed checkpoints)."""
+    os.write(2, b"mheads: stopped by SIGTERM outside a training loop: nothing new to resume; run the command "
+                b"again to continue\n")
+    os._exit(PREEMPTED_EXIT_CODE)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # First of all: a SIGTERM while starting up ends with a clear line and exit 75, not a bare exit 143. A run
-    # replaces this handler with its own (a checkpoint, then exit 75) while it trains.
+    # First of all: a SIGTERM while starting up ends with a clear line and exit 75, not a bare exit 143. A
+    # training loop replaces this handler with its own (a checkpoint, then exit 75) while it runs.
     try:
         previous = signal.signal(signal.SIGTERM, _early_sigterm)
     except ValueError:  # not the main thread (an embedding application): leave signals alone
@@ -248,12 +251,6 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:  # the reader went away (`mheads list-models | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush fails quietly too
         return 0
-    except EarlyTermination:
-        from mheads.train.preempt import PREEMPTED_EXIT_CODE
-
-        print("mheads: stopped by SIGTERM before training began: nothing new to resume; run the command "
-              "again", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
     except Exception as err:
         if args.debug:
             raise
@@ -267,7 +264,7 @@ def _main(argv: list[str] | None) -> int:
 def _exit_code(err: Exception) -> tuple[int | None, str]:
     """The exit code an error ends the command with (None: a bug, shown with its traceback)."""
     from mheads.train.numerics import NumericalFault
-    from mheads.train.preempt import PREEMPTED_EXIT_CODE, Preempted
+    from mheads.train.preempt import Preempted
 
     if isinstance(err, Preempted):
         return PREEMPTED_EXIT_CODE, ""
