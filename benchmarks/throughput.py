@@ -254,7 +254,7 @@ def fit_section(b: Bench) -> None:
     sec = f"2. end-to-end fit vs bare step loop, M={M}, batch {TRAIN_BATCH}"
     n_a, n_b, every = p.fit_iters
     source = write_synthetic_cifar10(b.out / "synthetic-cifar10", n_train=2000, n_test=10 * every)
-    b.scratch += [source, source.with_name(source.name + ".mheads.npz")]  # the data and the loader's cache
+    b.scratch += [source, source.with_name(source.name + ".mheads-cache")]  # the data and the loader's cache
     net = make_tree(s, M, None, b.auto)
     bare = mheads_train_step(s, net, make_batches(s, TRAIN_BATCH))
     fit_s, bare_s = [], []

@@ -8,6 +8,7 @@ setup, training steps, checkpoint saves, the final evaluation and the final save
 ``torch.equal``, metrics.json (timings aside) and eval.jsonl.
 
     python scripts/resume_trials.py --trials 20
+    python scripts/resume_trials.py --trials 10 --stream   # the streaming loader with 2 worker processes
 
 Exit status 0 when every trial matches, 1 otherwise. Runs on the CPU; about a second per trial on an idle
 machine after ~10 s of start-up (the trials share one process that imported torch, see tests/cli_harness.py).
@@ -27,7 +28,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the CLI harness the tests use
 
-from cli_harness import CliServer, kill_and_resume, run_differences, run_module, write_config  # noqa: E402
+from cli_harness import (  # noqa: E402
+    CliServer,
+    kill_and_resume,
+    run_differences,
+    run_module,
+    streamed_sections,
+    write_config,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     p.add_argument("--workdir", type=Path,
                    help="keep the run folders here (default: a temporary folder, removed)")
+    p.add_argument("--stream", action="store_true",
+                   help="stream a generated folder of varied-size JPEGs with 2 DataLoader workers "
+                        "(data.loader: stream, random-resized crops) instead of the resident embedded data")
     args = p.parse_args(argv)
     if args.trials < 1 or args.max_kills < 1:
         p.error(f"--trials and --max-kills must be >= 1, got {args.trials} and {args.max_kills}")
@@ -45,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     server = None
     try:
-        config = write_config(work / "run.yaml")
+        if args.stream:
+            from mheads.data.shards import write_varied_folder
+
+            folder = write_varied_folder(work / "varied", 96, 24, 4, sizes=(16, 40), seed=1)
+            config = write_config(work / "run.yaml", **streamed_sections(folder))
+        else:
+            config = write_config(work / "run.yaml")
         env = {"MHEADS_CACHE": str(work / "cache")}
         t0 = time.monotonic()
         ref = run_module("train", "--config", config, "--out", work / "reference", "--no-progress", cwd=work,

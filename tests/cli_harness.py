@@ -198,6 +198,14 @@ SMALL_RUN = {
 }
 
 
+def streamed_sections(folder: Path) -> dict:
+    """SMALL_RUN's overrides to stream a folder of varied-size JPEGs (``write_varied_folder``) with 2 worker
+    processes, random-resized crops and flips."""
+    return {"data": {"source": str(folder), "loader": "stream", "workers": 2, "image_size": 16,
+                     "train_crop": "random_resized", "crop_padding": 0, "train_limit": None,
+                     "test_limit": None}}
+
+
 def write_config(path: Path, **sections: dict) -> Path:
     """SMALL_RUN with ``section={key: value}`` overrides, written as YAML to ``path``."""
     cfg = json.loads(json.dumps(SMALL_RUN))
@@ -207,7 +215,7 @@ def write_config(path: Path, **sections: dict) -> Path:
     return path
 
 
-TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s",
+TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s", "data_wait_s",
                "resumed_from_iteration")  # how a run went, not what
 
 

@@ -179,3 +179,18 @@ def test_table2_reports_what_sharing_saves_and_draws_accuracy_against_it(tmp_pat
     flops = {c: rows[(c, "train_mflops_per_image")] for c in ("independent", "conv2", "single")}
     assert flops["independent"] == pytest.approx(4 * flops["single"]) and flops["single"] < flops["conv2"]
     assert (tmp_path / "t2" / "accuracy_vs_sharing.png").is_file()
+
+
+def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(tmp_path):
+    from mheads.data.shards import write_varied_folder
+
+    folder = write_varied_folder(tmp_path / "ilsvrc", 48, 16, 4, sizes=(60, 110), seed=2)
+    reproduce("table2-ilsvrc", "smoke", str(folder), tmp_path / "out", seeds=1)
+    with open(tmp_path / "out" / "results.csv") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"ensemble", "conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "single"}
+    import json
+
+    info = json.loads((tmp_path / "out/seed-0/conv1/run.json").read_text())
+    assert info["data"]["loader"] == "stream" and info["data"]["image_shape"] == [3, 64, 64]
+    assert info["meta"]["architecture"] == "nin_imagenet"

@@ -63,3 +63,24 @@ def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path
     finally:
         release(holder)  # SIGKILL
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # a SIGKILLed holder: resumable
+
+
+HOLD_AND_FORK = """
+import os, sys, time
+from mheads.runs.lock import RunLock
+with RunLock(sys.argv[1]):
+    if os.fork() == 0:  # a DataLoader worker, say: it outlives its killed parent for a while
+        time.sleep(30)
+        os._exit(0)
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    release(proc)
+    with RunLock(tmp_path / "run"):  # the child still lives, but closed its copy of the lock at fork
+        pass

@@ -15,7 +15,15 @@ import time
 
 import pytest
 
-from cli_harness import committed_steps, kill_and_resume, leftovers, run_differences, run_module, write_config
+from cli_harness import (
+    committed_steps,
+    kill_and_resume,
+    leftovers,
+    run_differences,
+    run_module,
+    streamed_sections,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -56,6 +64,19 @@ def test_sigkill_at_random_moments_then_resume_is_exact(server, work, config, re
     kills = kill_and_resume(server, config, out, rng, duration=forked[1], kills=1 + trial % 2)
     assert kills, "no kill landed: the trial exercised nothing"
     assert run_differences(reference, out) == [], [k.phase for k in kills]
+
+
+def test_streamed_run_with_two_workers_resumes_exactly(server, work):
+    from mheads.data.shards import write_varied_folder
+
+    folder = write_varied_folder(work / "varied", 96, 24, 4, sizes=(16, 40), seed=1)
+    config = write_config(work / "streamed.yaml", **streamed_sections(folder))
+    ref = server.run("train", "--config", config, "--out", work / "streamed-ref", "--no-progress")
+    assert ref.returncode == 0, str(ref)
+    for trial in range(2):
+        out = work / f"streamed{trial}"
+        kills = kill_and_resume(server, config, out, random.Random(77 + trial), duration=ref.seconds, kills=2)
+        assert kills and run_differences(work / "streamed-ref", out) == [], [k.phase for k in kills]
 
 
 RESUMING = re.compile(r"resuming from \S*step-(\d+) \(iteration (\d+)\)")

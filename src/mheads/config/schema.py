@@ -108,10 +108,42 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     label_split: list | None = None  # specialists: per member, the list of labels it trains on
+    # resident: the decoded set on the training device; stream: DataLoader workers decode image files per
+    # batch; auto: stream when the source can be streamed and (image_size or train_crop asks for resizing, or
+    # the decoded set would exceed memory_budget_mb), else resident
+    loader: str = "auto"
+    image_size: int | None = None  # stream: the side of the square images the model sees (null: the images')
+    # stream: pad (the eval view, then crop_padding on the device) | random (shorter side to eval_resize, a
+    # random image_size square: Caffe's ImageNet crop) | random_resized (Inception's crop: random area and aspect)
+    train_crop: str = "pad"
+    crop_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random_resized: the crop's area range
+    eval_resize: int | None = None  # stream: shorter side before the centre crop (null: image_size)
+    workers: int | None = None  # stream: decoding processes (null: the cores the training threads leave, 1+)
+    memory_budget_mb: int | None = None  # auto: the decoded size above which it streams (null: half the RAM)
+    on_bad_image: str = "stop"  # stream: stop (exit 2, naming the file) | skip (counted in the metrics)
+    stats_images: int = 50000  # stream: normalization statistics from all images, or a seeded sample this big
 
     def validate(self, p: str = "data") -> None:
         _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
         _int(f"{p}.crop_padding", self.crop_padding, 0)
+        _choice(f"{p}.loader", self.loader, ("auto", "resident", "stream"))
+        _choice(f"{p}.train_crop", self.train_crop, ("pad", "random", "random_resized"))
+        _choice(f"{p}.on_bad_image", self.on_bad_image, ("stop", "skip"))
+        for name in ("image_size", "eval_resize", "workers", "memory_budget_mb"):
+            if getattr(self, name) is not None:
+                _int(f"{p}.{name}", getattr(self, name), 0 if name == "workers" else 1)
+        _int(f"{p}.stats_images", self.stats_images, 1)
+        cs = self.crop_scale
+        if (not isinstance(cs, (list, tuple)) or len(cs) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
+                or not 0 < cs[0] <= cs[1] <= 1):
+            _fail(f"{p}.crop_scale", cs, "[low, high] with 0 < low <= high <= 1")
+        if None not in (self.eval_resize, self.image_size) and self.eval_resize < self.image_size:
+            _fail(f"{p}.eval_resize", self.eval_resize, f"at least data.image_size ({self.image_size})")
+        if self.loader == "resident" and (self.image_size is not None or self.train_crop != "pad"):
+            what = "data.image_size" if self.image_size is not None else f"data.train_crop: {self.train_crop}"
+            _fail(f"{p}.loader", "resident", f"stream or auto when {what} is set (resident data is used as "
+                  "stored)")
         for name in ("flip", "bagging"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"{p}.{name}", getattr(self, name), "true or false")

@@ -27,6 +27,8 @@ class Stream:
     COMPILE_CHECK = "compile-check"  # the batch torch.compile is checked on
     BOOTSTRAP = "bootstrap"  # bagging: each member's bootstrap sample
     LABEL_SPLIT = "label-split"  # a random even split of the labels among members
+    CROP = "crop"  # a streamed example's random-resized crop (per batch and place in the batch)
+    NORMALIZER = "normalizer"  # the sample of training images streamed normalization statistics come from
 
 _SEED_BITS = 63  # torch.Generator.manual_seed takes any 64-bit value; 63 keeps it a positive Python int
 

@@ -1,7 +1,7 @@
 """Data sets for mheads: readers for the common on-disk formats, preprocessing and batching.
 
 `load_dataset` turns a path (or nothing, for the embedded Fashion-MNIST subset) into a `Dataset` of
-uint8 images (N, C, H, W) and int64 labels, caching decoded files as `.npz`. Bad input raises
+uint8 images (N, C, H, W) and int64 labels, caching decoded files as memory-mapped `.npy`. Bad input raises
 `DataError` with a one-line message.
 """
 

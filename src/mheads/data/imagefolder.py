@@ -20,7 +20,7 @@ from mheads.data.errors import DataError
 from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
 
-__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "decode_image", "match", "read"]
+__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "decode_image", "images_by_split", "match", "natural_key", "read"]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
 IMAGE_SUFFIXES = frozenset(
@@ -30,7 +30,7 @@ _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 _TEST_SPLITS = ("test", "val")
 
 
-def _images_by_split(names: set[str]) -> dict[str, dict[str, list[str]]]:
+def images_by_split(names: set[str]) -> dict[str, dict[str, list[str]]]:
     """{split: {class: [file names relative to root]}} for split/class/.../file.ext image files."""
     found: dict[str, dict[str, list[str]]] = {}
     for name in names:
@@ -45,7 +45,7 @@ def _images_by_split(names: set[str]) -> dict[str, dict[str, list[str]]]:
 
 
 def match(names: set[str]) -> list[str] | None:
-    found = _images_by_split(names)
+    found = images_by_split(names)
     if not found:
         return None
     missing = [] if "train" in found else ["train/<class>/*.png|jpg"]
@@ -54,7 +54,7 @@ def match(names: set[str]) -> list[str] | None:
     return missing
 
 
-def _natural_key(name: str) -> list[object]:
+def natural_key(name: str) -> list[object]:
     # "img2.png" before "img10.png", as a person numbering files expects.
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -99,7 +99,7 @@ def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
 def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
     prefix = f"{root}/" if root else ""
     names = source.names_under(root)
-    found = _images_by_split(names)
+    found = images_by_split(names)
     test_split = next(s for s in _TEST_SPLITS if s in found)
     train, test = found["train"], found[test_split]
     for cls in test:
@@ -125,7 +125,7 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
         ordered = [
             (label_of[cls], f)
             for cls in sorted(by_class, key=label_of.__getitem__)
-            for f in sorted(by_class[cls], key=_natural_key)
+            for f in sorted(by_class[cls], key=natural_key)
         ]
         files = [prefix + f for _, f in ordered]
         return _read_images(source, files, np.array([label for label, _ in ordered], dtype=np.int64))

@@ -57,7 +57,7 @@ def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True)
 
     source: None or "fashion-mnist-subset" for the embedded subset; otherwise the path of a folder or
     tar archive holding one of the layouts in `mheads.data.detect.ACCEPTED_LAYOUTS`.
-    cache: reuse and write the `.npz` cache described in `mheads.data.cache`.
+    cache: reuse and write the memory-mapped cache described in `mheads.data.cache`.
 
     Raises `DataError` (a ValueError) with a one-line message for any bad input.
     """

@@ -11,6 +11,7 @@ Pixel scale per mode (images arrive as uint8 0..255):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,10 @@ import torch.nn.functional as F
 
 from mheads.core.checks import check_int
 
-__all__ = ["NORMALIZE_MODES", "Normalizer", "augment"]
+__all__ = ["NORMALIZE_MODES", "Normalizer", "NormalizerStats", "augment"]
 
 NORMALIZE_MODES = ("mean_image", "per_channel", "none")
+FIT_CHUNK = 4096  # images read at a time by Normalizer.fit
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,33 +43,29 @@ class Normalizer:
             raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got {self.mode!r}")
 
     @classmethod
-    def fit(cls, images: np.ndarray | torch.Tensor, mode: str) -> Normalizer:
-        """Fit on training images: (N, C, H, W) uint8."""
-        if mode not in NORMALIZE_MODES:
-            raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
-        array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        if array.dtype != np.uint8 or array.ndim != 4 or len(array) == 0:
+    def fit(cls, images: np.ndarray | torch.Tensor, mode: str, *, chunk: int = FIT_CHUNK) -> Normalizer:
+        """Fit on training images: (N, C, H, W) uint8 (a numpy array, memory map or tensor).
+
+        The images are read `chunk` at a time through `NormalizerStats`, so no more than a chunk is ever
+        copied (a memory-mapped set larger than RAM is fine); the result does not depend on `chunk`.
+        """
+        _check_mode(mode)
+        check_int("chunk", chunk, 1)
+        if not isinstance(images, torch.Tensor):
+            images = np.asarray(images)
+        dtype_ok = images.dtype == (torch.uint8 if isinstance(images, torch.Tensor) else np.uint8)
+        if not dtype_ok or images.ndim != 4 or len(images) == 0:
             raise ValueError(
                 "images must be a non-empty uint8 array of shape (N, C, H, W), "
-                f"got {array.dtype} {array.shape}"
+                f"got {_describe(images)}"
             )
-        if mode == "mean_image":
-            # float64 accumulation: 50,000 images of 0..255 summed in float32 would lose low bits.
-            mean = array.mean(axis=0, dtype=np.float64)
-            return cls(mode, torch.from_numpy(mean.astype(np.float32)), torch.tensor(1.0))
-        if mode == "per_channel":
-            values = np.arange(256, dtype=np.float64)
-            means, stds = [], []
-            for c in range(array.shape[1]):
-                # A 256-bin histogram gives exact statistics without a float copy of the data.
-                counts = np.bincount(array[:, c].ravel(), minlength=256).astype(np.float64)
-                mean = (values * counts).sum() / counts.sum()
-                std = np.sqrt(((values - mean) ** 2 * counts).sum() / counts.sum())
-                means.append(mean)
-                stds.append(std if std > 0 else 1.0)  # a constant channel is centred, not blown up
-            shift = torch.tensor(means, dtype=torch.float32).view(-1, 1, 1)
-            return cls(mode, shift, (1.0 / torch.tensor(stds, dtype=torch.float64)).float().view(-1, 1, 1))
-        return cls(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
+        if mode == "none":  # needs no statistics
+            return cls(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
+        _, channels, height, width = (int(d) for d in images.shape)
+        stats = NormalizerStats(channels, height, width, modes=(mode,))
+        for start in range(0, len(images), chunk):
+            stats.update(images[start : start + chunk])
+        return stats.finish(mode)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) uint8 or float -> (B, C, H, W) float32 on x's device."""
@@ -98,6 +96,95 @@ class Normalizer:
         if not isinstance(shift, torch.Tensor) or not isinstance(scale, torch.Tensor):
             raise TypeError("normalizer state must hold tensors 'shift' and 'scale'")
         return cls(str(state.get("mode")), shift.float(), scale.float())
+
+
+class NormalizerStats:
+    """Exact statistics for `Normalizer`, accumulated batch by batch.
+
+    ``update`` adds a batch of uint8 images; ``finish(mode)`` gives the `Normalizer` that
+    ``Normalizer.fit`` gives on all the images seen, bit for bit, whatever the batch sizes and order: the
+    state is integers only (an int64 sum per pixel for the mean image, a 256-bin histogram per channel),
+    so every partial sum is exact. The state is ``C*H*W + 256*C`` int64 values, whatever the data set size.
+
+    modes: the modes ``finish`` will be asked for; leaving one out skips its work in ``update`` (the
+    histograms cost most of it, and only "per_channel" needs them).
+    """
+
+    def __init__(
+        self, channels: int, height: int, width: int, *, modes: Iterable[str] = NORMALIZE_MODES
+    ) -> None:
+        self.shape = (check_int("channels", channels, 1), check_int("height", height, 1),
+                      check_int("width", width, 1))
+        self.modes = (modes,) if isinstance(modes, str) else tuple(modes)
+        for mode in self.modes:
+            _check_mode(mode)
+        self._sum = np.zeros(self.shape, dtype=np.int64) if "mean_image" in self.modes else None
+        self._hist = np.zeros((channels, 256), dtype=np.int64) if "per_channel" in self.modes else None
+        self.count = 0
+
+    def update(self, batch: np.ndarray | torch.Tensor) -> NormalizerStats:
+        """Add `batch`: (B, C, H, W) uint8, numpy array or tensor (any device); B may be 0. Returns self."""
+        array = batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else batch
+        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.shape[1:] != self.shape:
+            expected = "x".join(map(str, self.shape))
+            raise ValueError(
+                f"batch must be a uint8 array of shape (B, C, H, W) with CxHxW = {expected}, "
+                f"got {_describe(batch)}"
+            )
+        if len(array) == 0:
+            return self
+        if self._sum is not None:
+            # The int64 accumulator makes numpy cast a buffer at a time: no int64 copy of the batch.
+            self._sum += array.sum(axis=0, dtype=np.int64)
+        if self._hist is not None:
+            for c in range(self.shape[0]):
+                self._hist[c] += np.bincount(array[:, c].ravel(), minlength=256)
+        self.count += len(array)
+        return self
+
+    def finish(self, mode: str) -> Normalizer:
+        """The `Normalizer` of `mode` fitted on every image passed to `update`."""
+        _check_mode(mode)
+        if mode not in self.modes:
+            raise ValueError(
+                f"normalize mode {mode!r} was not tracked; expected one of {', '.join(self.modes)} "
+                "(the modes given to NormalizerStats)"
+            )
+        if self.count == 0:
+            raise ValueError("no images were added; expected at least one image before finish()")
+        if mode == "mean_image":
+            assert self._sum is not None
+            # Exact integer sums, one rounding in the division: equals array.mean(axis=0, dtype=float64).
+            mean = self._sum.astype(np.float64) / self.count
+            return Normalizer(mode, torch.from_numpy(mean.astype(np.float32)), torch.tensor(1.0))
+        if mode == "per_channel":
+            values = np.arange(256, dtype=np.float64)
+            means, stds = [], []
+            assert self._hist is not None
+            for c in range(self.shape[0]):
+                # A 256-bin histogram gives exact statistics without a float copy of the data.
+                counts = self._hist[c].astype(np.float64)
+                mean = (values * counts).sum() / counts.sum()
+                std = np.sqrt(((values - mean) ** 2 * counts).sum() / counts.sum())
+                means.append(mean)
+                stds.append(std if std > 0 else 1.0)  # a constant channel is centred, not blown up
+            shift = torch.tensor(means, dtype=torch.float32).view(-1, 1, 1)
+            return Normalizer(
+                mode, shift, (1.0 / torch.tensor(stds, dtype=torch.float64)).float().view(-1, 1, 1)
+            )
+        return Normalizer(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
+
+
+def _check_mode(mode: object) -> None:
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"{dtype} {type(value).__name__} of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 def augment(

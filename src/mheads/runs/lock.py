@@ -3,7 +3,9 @@
 Two ``mheads train`` on one ``--out`` would rewrite each other's ``config.yaml`` and ``run.json`` and delete each
 other's temporary checkpoints. The first process takes ``flock`` on ``<out>/.mheads.lock`` and keeps it until it
 ends; a second one is refused at once, naming the holder. The operating system releases the lock when the holder
-dies, however it dies, so a SIGKILLed run can be resumed right away.
+dies, however it dies, so a SIGKILLed run can be resumed right away. A ``flock`` belongs to the open file, which
+forked children share: processes forked while the lock is held (DataLoader workers) close their copy at once, so
+workers outliving a killed run by a few seconds do not keep its folder locked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from mheads.runs.folder import RunExistsError
 __all__ = ["LOCK_FILE", "RunLock", "RunLockedError"]
 
 LOCK_FILE = ".mheads.lock"
+
+_HELD: set[int] = set()  # lock descriptors this process holds
+
+
+def _close_in_child() -> None:
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 class RunLockedError(RunExistsError):
@@ -58,10 +74,12 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.close(self._fd)  # closing releases the lock; the file stays (another process may hold it next)
             self._fd = None
 

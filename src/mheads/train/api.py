@@ -8,6 +8,7 @@ bagging, every loss) goes through the same loop.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -15,8 +16,8 @@ from torch import nn
 
 from mheads.config import Config, ConfigError, config_from_settings
 from mheads.config.schema import PYTHON_MODEL
-from mheads.data import Dataset, load_dataset
-from mheads.data.from_torch import from_torch_datasets
+from mheads.data import Dataset
+from mheads.data.loader import TorchData
 from mheads.train import loop
 from mheads.tree import TreeNet
 
@@ -27,20 +28,22 @@ def _is_path(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike))
 
 
-def _data(cfg: Config, train: Any, test: Any, progress: bool) -> Dataset:
+def _data(cfg: Config, train: Any, test: Any) -> Dataset | TorchData | None:
+    """What the loop reads: None (``cfg.data.source``), a decoded Dataset, or the user's torch Datasets
+    (decoded whole or streamed per ``data.loader``)."""
     if train is None or _is_path(train):
         if test is not None:
             raise ConfigError("test: a data path holds its own test split (train/ and test/); give "
                               "test=None, or Datasets for both train and test")
         if train is not None:
             cfg.data.source = str(train)
-        return load_dataset(cfg.data.source)
+        return None
     if isinstance(train, Dataset):
         return train
     if not (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
         raise ConfigError(f"train: got {type(train).__name__}; expected a map-style torch Dataset of (image, "
                           "label), a data path, or None for the embedded Fashion-MNIST subset")
-    return from_torch_datasets(train, test, progress=progress)
+    return TorchData(train, test)
 
 
 def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: tuple) -> TreeNet:
@@ -57,6 +60,10 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
     return tree
 
 
+def _tree_for_data(model, cfg: Config, data) -> TreeNet:
+    return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
+
+
 def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any = None, test: Any = None, *,
         out: str | os.PathLike, settings: Mapping[str, Any] | None = None, resume: bool = False,
         overwrite: bool = False, progress: bool | None = None) -> dict:
@@ -69,7 +76,8 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
             ``model.init`` (``"pretrained"`` keeps the module's weights in every member); or a registered
             model name or an import path ``"package.module:function"``, built as the command line builds it.
             train, test: map-style ``torch.utils.data.Dataset`` s of ``(image, label)`` (uint8 or [0, 1] float
-            images, one shape; ``test=None`` evaluates on ``train``), or a data path the command line reads
+            images; one shape, or any sizes when streamed at ``data.image_size``; ``test=None`` evaluates on
+            ``train``), or a data path the command line reads
             (its own train and test splits), or None for the embedded Fashion-MNIST subset.
         out: the run folder (written as ``mheads train --out`` writes it).
         settings: dotted config keys, as ``--set`` takes them: ``{"loss.name": "mcl", "loss.k": 1,
@@ -82,12 +90,11 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
     if isinstance(model, str):
         cfg.model.name = model
         cfg.validate()
-    show = progress if progress is not None else False
-    dataset = _data(cfg, train, test, bool(show))
-    tree = None
+    dataset = _data(cfg, train, test)
+    build = None
     if not isinstance(model, str):
         cfg.model.name = PYTHON_MODEL
-        tree = _tree(model, cfg, tuple(dataset.train.images.shape[1:]))
-    metrics = loop.fit(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress, model=tree,
+        build = partial(_tree_for_data, model, cfg)  # built once the data (and so the image shape) is known
+    metrics = loop.fit(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress, model=build,
                        dataset=dataset)
     return metrics

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from mheads.config import Config, ConfigError, load_config
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data import DataError
-from mheads.data.resident import prepare_data
+from mheads.data.loader import prepare
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from mheads.train.build import tree_from_meta
@@ -78,7 +78,7 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") 
     overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
     cfg = load_config(run / "config.yaml", overrides)
     weights, meta = load_run_weights(run)
-    data_prepared = prepare_data(cfg, resolve_device(cfg.train.device))
+    data_prepared = prepare(cfg, resolve_device(cfg.train.device))
     got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
            "num_classes": data_prepared.num_classes}
     want = {k: meta[k] for k in got}

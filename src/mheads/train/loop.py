@@ -26,7 +26,9 @@ from mheads.config import Config, ConfigError
 from mheads.core.atomic import atomic_write_text
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.dataset import Dataset
-from mheads.data.resident import ResidentData, prepare_data
+from mheads.data.loader import TorchData, prepare
+from mheads.data.resident import ResidentData
+from mheads.data.streaming import StreamData
 from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
@@ -94,7 +96,7 @@ class Run:
     cfg: Config
     out: Path
     comm: Comm
-    data: ResidentData
+    data: ResidentData | StreamData
     tree: TreeNet  # the whole ensemble (on a distributed rank: the structure, holding this rank's part)
     model: torch.nn.Module  # what the loop calls: the tree, or its distributed wrapper
     opt: torch.optim.Optimizer
@@ -110,11 +112,12 @@ class Run:
 
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-        comm: Comm | None = None, wrap=None, progress: bool | None = None, model: TreeNet | None = None,
-        dataset: Dataset | None = None) -> dict | None:
+        comm: Comm | None = None, wrap=None, progress: bool | None = None, model=None,
+        dataset: Dataset | TorchData | None = None) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
     (root). ``model`` and ``dataset`` replace what ``cfg.model`` and ``cfg.data.source`` would build and load
-    (the Python API, :func:`mheads.fit`, passes them).
+    (the Python API, :func:`mheads.fit`, passes them); ``model`` is a TreeNet or a function of the prepared
+    data returning one.
 
     SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with
     a checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
@@ -123,9 +126,13 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
     lock = RunLock(out, create=not resume) if comm.is_root else nullcontext()
     with lock, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
-        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset)
-        _loop(run, sigterm, show)
-        return _finish(run)
+        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset, show)
+        try:
+            _loop(run, sigterm, show)
+            return _finish(run)
+        finally:
+            if isinstance(run.data, StreamData):
+                run.data.close()
 
 
 def _loop(run: Run, sigterm: dict, show: bool) -> None:
@@ -135,6 +142,7 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
     images = t.batch_size * t.accumulate
     bar = tqdm(total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True,
                leave=False)
+    waited = getattr(run.data, "wait_s", 0.0)
     try:
         for it in range(st.step, t.iterations):
             lr = run.schedule.lr_at(it)
@@ -146,7 +154,11 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
             loss, seconds = done
             step = st.step = it + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", img_s=f"{images / max(seconds, 1e-9):.0f}")
+            post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2g}", "img_s": f"{images / max(seconds, 1e-9):.0f}"}
+            if isinstance(run.data, StreamData):  # the time this step waited for its batches
+                post["wait_ms"] = f"{1000 * (run.data.wait_s - waited):.0f}"
+                waited = run.data.wait_s
+            bar.set_postfix(post)
             if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
                 _evaluate(run, step, lr, bar if show else None)
             if (t.checkpoint_every and step % t.checkpoint_every == 0
@@ -219,7 +231,7 @@ def _checkpoint(run: Run, step: int) -> None:
 
 
 def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap,
-             model: TreeNet | None = None, dataset: Dataset | None = None) -> Run:
+             model=None, dataset: Dataset | TorchData | None = None, show: bool = False) -> Run:
     """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``."""
     wall_start = time.perf_counter()
     if comm.is_root:
@@ -232,9 +244,11 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         # Keep freed memory in the process: without it the first hundreds of CPU steps fault their activation
         # buffers back in page by page (20-40% slower); the benchmarks measure with it, so runs train with it.
         retain_freed_memory()
-    data = prepare_data(cfg, device, dataset=dataset)
-    tree = model if model is not None else build_tree(cfg, data.num_classes, data.in_channels,
-                                                      data.image_size)
+    data = prepare(cfg, device, dataset=dataset, progress=show)
+    if model is None:
+        tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+    else:
+        tree = model if isinstance(model, TreeNet) else model(data)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     ck = load_latest(out) if resume else None  # None also when a resumed run never committed one: start over
     state = RunState()
@@ -301,6 +315,8 @@ def _finish(run: Run) -> dict | None:
         "wall_time_s": st.before_wall + time.perf_counter() - run.wall_start,
         "resumed_from_iteration": run.resumed_from,
     }
+    if isinstance(run.data, StreamData):  # this process
+        result.update(data_wait_s=run.data.wait_s, skipped_images=run.data.skipped_images)
     atomic_write_text(run.out / "metrics.json", strict_json(result, indent=2) + "\n")
     return result
 

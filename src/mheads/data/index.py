@@ -1,0 +1,412 @@
+"""Where each image of a streamed data set lives, without decoding any: an :class:`ImageIndex` per split.
+
+Three layouts are indexed for streaming (``data.loader: stream``):
+
+- an image folder, ``train/<class>/*.jpg`` and ``test/<class>/...`` (or ``val/``), ImageNet's layout;
+- the same tree inside an uncompressed ``.tar`` (one file, members read in place at their byte offsets);
+- WebDataset shards: a folder of ``.tar`` files whose names contain ``train`` or ``test``/``val``, each
+  sample a group of members sharing a key (``0001.jpg`` + ``0001.cls``, the label as decimal text), with an
+  optional ``classes.txt`` beside them naming the labels in order.
+
+Shards are read by byte offset rather than through the ``webdataset`` package: its datasets are iterable
+streams with shuffle buffers, while exact resume needs batch ``b`` to be a pure function of the seed and
+``b`` (``data.batching.BatchPlan``), i.e. random access to example ``i``; an uncompressed tar member is a
+contiguous byte range, so an index of (shard, offset, size) gives that access at the cost of one header scan.
+
+The index is compact on purpose: names are one UTF-8 buffer with end offsets and the rest are numpy arrays,
+so DataLoader workers forked from the training process share it page for page (a list of 200,000 Python
+strings would be copied into every worker as reference counts change).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from mheads.data.errors import DataError
+from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key
+from mheads.data.labels import CLASSES_FILE, read_classes_file
+from mheads.data.sources import ARCHIVE_SUFFIXES, DirSource
+
+__all__ = ["ImageIndex", "StreamIndex", "check_headers", "index_source", "streamable"]
+
+_TEST_SPLITS = ("test", "val")
+_LABEL_EXTS = ("cls", "label", "cls.txt")
+
+
+class ImageIndex:
+    """The images of one split: example ``i`` is file ``names[i]`` under ``root`` (``container[i] == -1``) or
+    bytes ``offsets[i] : offsets[i] + sizes[i]`` of the tar file ``containers[container[i]]``."""
+
+    def __init__(
+        self,
+        root: Path,
+        names: list[str],
+        labels: list[int] | np.ndarray,
+        *,
+        containers: list[str] = (),
+        container=None,
+        offsets=None,
+        sizes=None,
+    ):
+        encoded = [n.encode("utf-8") for n in names]
+        self.root = str(root)
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+        self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.containers = tuple(str(c) for c in containers)
+        n = len(names)
+        self.container = np.full(n, -1, np.int32) if container is None else np.asarray(container, np.int32)
+        self.offsets = np.zeros(n, np.int64) if offsets is None else np.asarray(offsets, np.int64)
+        self.sizes = np.full(n, -1, np.int64) if sizes is None else np.asarray(sizes, np.int64)
+        self._fds: dict[int, int] = {}
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_fds"], state["_pid"] = {}, -1  # file descriptors do not cross processes by pickling
+        return state
+
+    def name(self, i: int) -> str:
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return bytes(self._blob[start : int(self._ends[i])]).decode("utf-8")
+
+    def where(self, i: int) -> str:
+        """How messages name example ``i``: its file path, or ``shard.tar:member``."""
+        c = int(self.container[i])
+        if c < 0:
+            return os.path.join(self.root, self.name(i))
+        return f"{self.containers[c]}:{self.name(i)}"
+
+    def _fd(self, c: int) -> int:
+        if self._pid != os.getpid():  # a forked worker opens its own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        fd = self._fds.get(c)
+        if fd is None:
+            fd = self._fds[c] = os.open(self.containers[c], os.O_RDONLY)
+        return fd
+
+    def read(self, i: int, limit: int | None = None) -> bytes:
+        """The bytes of example ``i`` (the first ``limit`` of them when given)."""
+        c = int(self.container[i])
+        try:
+            if c < 0:
+                with open(os.path.join(self.root, self.name(i)), "rb") as f:
+                    return f.read() if limit is None else f.read(limit)
+            size = int(self.sizes[i]) if limit is None else min(limit, int(self.sizes[i]))
+            data = os.pread(self._fd(c), size, int(self.offsets[i]))
+        except OSError as exc:
+            raise DataError(f"{self.where(i)}: cannot read ({exc.strerror or exc})") from exc
+        if len(data) < size:
+            raise DataError(f"{self.where(i)}: truncated ({len(data)} of {size} bytes readable)")
+        return data
+
+    def size(self, i: int) -> int:
+        c = int(self.container[i])
+        if c >= 0:
+            return int(self.sizes[i])
+        try:
+            return os.stat(os.path.join(self.root, self.name(i))).st_size
+        except OSError as exc:
+            raise DataError(f"{self.where(i)}: cannot read ({exc.strerror or exc})") from exc
+
+
+@dataclass(frozen=True, eq=False)
+class StreamIndex:
+    """A streamed data set: both splits' indexes and the class names in label order."""
+
+    train: ImageIndex
+    test: ImageIndex
+    classes: list[str]
+    kind: str  # "image folder" | "tar" | "shards"
+
+
+def streamable(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is a layout the streaming loader reads (see the module docstring)."""
+    if path is None:
+        return False
+    p = Path(path).expanduser()
+    if p.is_dir():
+        names = set(DirSource(p).files())
+        return bool(images_by_split(names)) or any(n.endswith(".tar") for n in names)
+    return p.is_file() and p.name.lower().endswith(".tar") and _plain_tar(p)
+
+
+def _plain_tar(p: Path) -> bool:
+    try:
+        with tarfile.open(p, "r:"):
+            return True
+    except (tarfile.TarError, OSError):
+        return False
+
+
+def index_source(path: str | os.PathLike) -> StreamIndex:
+    """Index the data set at ``path`` for streaming; raises :class:`DataError` naming what is wrong."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"data.source {p}: no such file or folder")
+    if p.is_file():
+        if p.name.lower().endswith(ARCHIVE_SUFFIXES) and not p.name.lower().endswith(".tar"):
+            raise DataError(
+                f"data.source {p}: a compressed archive cannot be read at random, which streaming "
+                "needs; extract it (tar xf) or write it as plain .tar, or use data.loader: resident"
+            )
+        if not _plain_tar(p):
+            raise DataError(f"data.source {p}: not a readable uncompressed tar file")
+        return _index_tar(p)
+    files = DirSource(p).files()
+    found = images_by_split(set(files))
+    if found:
+        return _index_tree(p, found, set(files), containers=None)
+    shards = [f for f in files if f.endswith(".tar")]
+    if shards:
+        return _index_shards(p, shards, set(files))
+    raise DataError(
+        f"data.source {p}: no train/<class>/ images and no .tar shards found; expected an image "
+        "folder (train/<class>/*.jpg, test/<class>/...), a plain .tar of one, or a folder of "
+        "WebDataset shards (*train*.tar, *test*.tar)"
+    )
+
+
+def _classes(read_text, names: set[str], prefix: str, found_classes, where: str) -> list[str]:
+    if prefix + CLASSES_FILE in names:
+        classes = read_text(prefix + CLASSES_FILE)
+        for cls in found_classes:
+            if cls not in classes:
+                raise DataError(
+                    f"{where}/train/{cls}: class folder is not listed in {CLASSES_FILE}; "
+                    f"listed classes are {classes}"
+                )
+        return classes
+    return sorted(found_classes)
+
+
+def _ordered(by_class: dict[str, list[str]], label_of: dict[str, int]) -> tuple[list[str], list[int]]:
+    """Files in the resident reader's order (label, then natural file order), so example ``i`` is the same
+    image whichever loader reads the set."""
+    names, labels = [], []
+    for cls in sorted(by_class, key=label_of.__getitem__):
+        for f in sorted(by_class[cls], key=natural_key):
+            names.append(f)
+            labels.append(label_of[cls])
+    return names, labels
+
+
+def _index_tree(p: Path, found, names: set[str], containers) -> StreamIndex:
+    test_name = next((s for s in _TEST_SPLITS if s in found), None)
+    if "train" not in found or test_name is None:
+        missing = "train" if "train" not in found else "test (or val)"
+        raise DataError(
+            f"data.source {p}: no {missing}/<class>/ images; expected train/<class>/*.jpg and "
+            "test/<class>/*.jpg"
+        )
+    train, test = found["train"], found[test_name]
+    for cls in test:
+        if cls not in train:
+            raise DataError(
+                f"{p}/{test_name}/{cls}: class folder has no matching train/{cls} folder; "
+                f"training classes are {sorted(train)}"
+            )
+    source = DirSource(p) if containers is None else None
+
+    def read_text(name):
+        if source is not None:
+            return read_classes_file(source, name)
+        return _classes_from_bytes(containers[1](name), f"{p}:{name}")
+
+    classes = _classes(read_text, names, "", train, str(p))
+    label_of = {c: i for i, c in enumerate(classes)}
+    splits = []
+    for by_class in (train, test):
+        files, labels = _ordered(by_class, label_of)
+        if containers is None:
+            splits.append(ImageIndex(p, files, labels))
+        else:
+            members = containers[0]
+            splits.append(
+                ImageIndex(
+                    p.parent,
+                    files,
+                    labels,
+                    containers=[str(p)],
+                    container=[0] * len(files),
+                    offsets=[members[f].offset_data for f in files],
+                    sizes=[members[f].size for f in files],
+                )
+            )
+    return StreamIndex(splits[0], splits[1], classes, "image folder" if containers is None else "tar")
+
+
+def _classes_from_bytes(data: bytes, where: str) -> list[str]:
+    try:
+        classes = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not UTF-8 text; expected one class name per line") from None
+    if not classes or len(set(classes)) != len(classes):
+        raise DataError(f"{where}: expected one distinct class name per line")
+    return classes
+
+
+def _scan(tar_path: Path) -> dict[str, tarfile.TarInfo]:
+    members = {}
+    try:
+        with tarfile.open(tar_path, "r:") as tar:
+            for info in tar:
+                parts = tuple(q for q in PurePosixPath(info.name.lstrip("/")).parts if q != ".")
+                if info.isreg() and parts and ".." not in parts and not any(q.startswith(".") for q in parts):
+                    members["/".join(parts)] = info
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{tar_path}: unreadable tar file ({exc})") from exc
+    return members
+
+
+def _index_tar(p: Path) -> StreamIndex:
+    members = _scan(p)
+    found = images_by_split(set(members))
+    if not found:
+        raise DataError(
+            f"data.source {p}: the tar holds no train/<class>/ images; a single tar must hold an "
+            "image folder (WebDataset shards go in a folder: *train*.tar and *test*.tar)"
+        )
+
+    def read_member(name):
+        with open(p, "rb") as f:
+            f.seek(members[name].offset_data)
+            return f.read(members[name].size)
+
+    return _index_tree(p, found, set(members), containers=(members, read_member))
+
+
+def _shard_split(name: str) -> str | None:
+    low = name.lower()
+    if "train" in low:
+        return "train"
+    return "test" if any(s in low for s in _TEST_SPLITS) else None
+
+
+def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
+    per_split: dict[str, list] = {"train": [], "test": []}
+    containers: list[str] = []
+    for shard in sorted(shards, key=natural_key):
+        split = _shard_split(shard)
+        if split is None:
+            raise DataError(
+                f"{p / shard}: shard name says neither train nor test/val; name shards "
+                "like train-000000.tar and test-000000.tar"
+            )
+        path = p / shard
+        members = _scan(path)
+        samples: dict[str, dict[str, tarfile.TarInfo]] = {}
+        for name, info in members.items():
+            base = PurePosixPath(name)
+            key, _, ext = base.name.partition(".")
+            samples.setdefault(str(base.parent / key), {})[ext.lower()] = info
+        c = len(containers)
+        containers.append(str(path))
+        with open(path, "rb") as f:
+            for key in sorted(samples, key=natural_key):
+                parts = samples[key]
+                image = next((e for e in parts if "." + e in IMAGE_SUFFIXES), None)
+                label = next((e for e in _LABEL_EXTS if e in parts), None)
+                if image is None or label is None:
+                    raise DataError(
+                        f"{path}:{key}: sample has {sorted(parts)}; expected an image "
+                        f"({'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) and a label "
+                        "(.cls holding the class index)"
+                    )
+                f.seek(parts[label].offset_data)
+                text = f.read(min(parts[label].size, 64))
+                try:
+                    y = int(text.decode("ascii").strip())
+                except (UnicodeDecodeError, ValueError):
+                    raise DataError(
+                        f"{path}:{key}.{label}: label {text[:20]!r} is not a class index"
+                    ) from None
+                if y < 0:
+                    raise DataError(
+                        f"{path}:{key}.{label}: label {y} is negative; expected a class index >= 0"
+                    )
+                info = parts[image]
+                per_split[split].append((f"{key}.{image}", y, c, info.offset_data, info.size))
+    for split, rows in per_split.items():
+        if not rows:
+            raise DataError(
+                f"data.source {p}: no {split} shards; expected *{split}*.tar files beside the other split's"
+            )
+    high = max(r[1] for rows in per_split.values() for r in rows)
+    if CLASSES_FILE in files:
+        classes = read_classes_file(DirSource(p), CLASSES_FILE)
+        if high >= len(classes):
+            raise DataError(f"{p}: label {high} is outside the {len(classes)} classes of {CLASSES_FILE}")
+    else:
+        classes = [str(i) for i in range(high + 1)]
+    idx = []
+    for split in ("train", "test"):
+        rows = per_split[split]
+        idx.append(
+            ImageIndex(
+                p,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                containers=containers,
+                container=[r[2] for r in rows],
+                offsets=[r[3] for r in rows],
+                sizes=[r[4] for r in rows],
+            )
+        )
+    return StreamIndex(idx[0], idx[1], classes, "shards")
+
+
+_MAGIC = (
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+)
+
+
+def header_ok(head: bytes) -> bool:
+    """Whether ``head`` (a file's first 12 bytes) starts like an image format Pillow reads."""
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def check_headers(index: ImageIndex, split: str, progress: bool = False) -> list[tuple[int, str]]:
+    """``(i, reason)`` for every example whose file is empty or does not start like an image: the cheap check
+    run before training (sizes and headers; a file that passes may still fail to decode)."""
+    from tqdm import tqdm
+
+    bad = []
+    for i in tqdm(
+        range(len(index)),
+        desc=f"checking {split} files",
+        disable=not progress,
+        leave=False,
+        unit="file",
+        mininterval=1.0,
+    ):
+        try:
+            head = index.read(i, 12)
+        except DataError as err:
+            bad.append((i, str(err)))
+            continue
+        if not head:
+            bad.append((i, f"{index.where(i)}: empty file"))
+        elif not header_ok(head):
+            bad.append((i, f"{index.where(i)}: not an image (starts with {head[:8]!r})"))
+    return bad

@@ -1,0 +1,449 @@
+"""Streamed training data: DataLoader worker processes decode image files per batch, for data sets larger
+than memory or with images of any size (``data.loader: stream``).
+
+The training process sees the same interface as :class:`~mheads.data.resident.ResidentData`
+(``train_batch(b, generator)``, ``eval_batches``), and batch ``b`` is made the same way: its examples are
+``BatchPlan.indices(b)``, so which examples form a batch is a function of the seed and ``b`` and the order
+workers finish in does not matter (the DataLoader hands batches back in sampler order). Workers decode, take
+the geometric view (``mheads.data.transforms``; a random-resized crop draws from a generator seeded by the
+run seed, ``b`` and the example's place in the batch) and send uint8 tensors; normalization, pad-and-crop and
+flips then run on the training device with the batch generator, exactly as for resident data. Hence:
+
+- a run killed at any moment and resumed ends bit-identical to an uninterrupted one, with any number of
+  workers (resuming at iteration ``i`` starts the sampler at batch ``i``);
+- a set of fixed-size images streamed with ``train_crop: pad`` gives the very batches (and so the very
+  weights) the resident loader gives.
+
+Normalization statistics are exact integer sums over the training images' evaluation view (all of them up
+to ``data.stats_images``, else a seeded sample), computed by the workers before training starts.
+
+Bad files: before training, every file's size and header are checked and a bad one stops the run (exit 2)
+naming it; a file that still fails to decode during training stops it too, or with ``data.on_bad_image:
+skip`` is replaced by the next readable example in index order (deterministic, so resume stays exact) and
+counted (``skipped_images`` in the metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mheads.config import Config, ConfigError
+from mheads.core.seeding import Stream, derive_seed
+from mheads.data.batching import BatchPlan
+from mheads.data.errors import DataError
+from mheads.data.from_torch import _image as _user_image
+from mheads.data.from_torch import _label as _user_label
+from mheads.data.index import ImageIndex, StreamIndex, check_headers
+from mheads.data.preprocess import Normalizer, NormalizerStats, augment
+from mheads.data.transforms import decode, eval_view, random_crop, random_resized_crop, to_tensor
+from mheads.ensemble.strategies import bootstrap_counts
+
+__all__ = ["FileExamples", "StreamData", "TorchExamples", "prepare_stream"]
+
+log = logging.getLogger(__name__)
+
+_MAX_SUBSTITUTES = 64  # on_bad_image: skip tries this many following examples before giving up
+_PROBE = 16  # training images decoded to decide greyscale (1 channel) or colour (3)
+
+
+class FileExamples:
+    """Examples read from an :class:`ImageIndex` (image files or tar members)."""
+
+    def __init__(self, index: ImageIndex):
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def labels(self) -> np.ndarray:
+        return self.index.labels
+
+    def load(self, i: int, channels: int | None):
+        return decode(self.index.read(i), self.index.where(i), channels), int(self.index.labels[i])
+
+    def where(self, i: int) -> str:
+        return self.index.where(i)
+
+
+class TorchExamples:
+    """Examples of a user's map-style ``torch.utils.data.Dataset`` of ``(image, label)``, read per batch in
+    the workers (images: PIL, uint8 ``(C, H, W)`` / ``(H, W)``, or floats in [0, 1]; any size)."""
+
+    def __init__(self, dataset, name: str):
+        try:
+            self.n = len(dataset)
+        except TypeError:
+            raise DataError(
+                f"{name}: {type(dataset).__name__} has no len(); give a map-style torch Dataset"
+            ) from None
+        if self.n == 0:
+            raise DataError(f"{name}: the data set is empty")
+        self.dataset, self.name = dataset, name
+        self._labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _item(self, i: int):
+        item = self.dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(f"{self.name}[{i}]: got {type(item).__name__}; expected an (image, label) pair")
+        return item
+
+    def labels(self) -> np.ndarray:
+        """Every label (the ``targets`` attribute when the data set has one, else one pass over it)."""
+        if self._labels is None:
+            targets = getattr(self.dataset, "targets", None)
+            if targets is not None and len(targets) == self.n:
+                values = [_user_label(t, f"{self.name}.targets[{i}]") for i, t in enumerate(targets)]
+            else:
+                values = [_user_label(self._item(i)[1], f"{self.name}[{i}]") for i in range(self.n)]
+            self._labels = np.asarray(values, dtype=np.int64)
+        return self._labels
+
+    def load(self, i: int, channels: int | None):
+        from PIL import Image
+
+        x, y = self._item(i)[:2]
+        where = f"{self.name}[{i}]"
+        a = _user_image(x, where)  # (C, H, W) uint8
+        if a.shape[0] not in (1, 3):
+            raise DataError(f"{where}: image with {a.shape[0]} channels; expected 1 or 3")
+        img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+        mode = "L" if (channels == 1 or (channels is None and a.shape[0] == 1)) else "RGB"
+        return (img if img.mode == mode else img.convert(mode)), _user_label(y, where)
+
+    def where(self, i: int) -> str:
+        return f"{self.name}[{i}]"
+
+
+@dataclass(frozen=True)
+class View:
+    """What a worker makes of one decoded image."""
+
+    size: int
+    channels: int
+    resize: int  # evaluation view: shorter side before the centre crop
+    train_crop: str  # data.train_crop: pad (the evaluation view) | random | random_resized
+    crop_scale: tuple[float, float]
+    seed: int
+    num_classes: int
+
+
+class _Examples(torch.utils.data.Dataset):
+    """Worker side: key ``(i, b, pos)`` (``b < 0``: an evaluation view) to ``(image, label, index, skipped,
+    error)``."""
+
+    def __init__(self, source, view: View, skip: bool, limit: int):
+        self.source, self.view, self.skip, self.n = source, view, skip, limit
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _one(self, j: int, b: int, pos: int):
+        v = self.view
+        img, y = self.source.load(j, v.channels)
+        if not 0 <= y < v.num_classes:
+            raise DataError(
+                f"{self.source.where(j)}: label {y} is outside the class range 0..{v.num_classes - 1}"
+            )
+        if b >= 0 and v.train_crop != "pad":
+            rng = np.random.default_rng(derive_seed(v.seed, Stream.CROP, b, pos))
+            if v.train_crop == "random":
+                img = random_crop(img, v.size, v.resize, rng)
+            else:
+                img = random_resized_crop(img, v.size, rng, v.crop_scale)
+        else:
+            img = eval_view(img, v.size, v.resize)
+        return to_tensor(img), y
+
+    def __getitem__(self, key):
+        i, b, pos = key
+        error = ""
+        for attempt in range(_MAX_SUBSTITUTES if self.skip else 1):
+            j = (i + attempt) % self.n
+            try:
+                x, y = self._one(j, b, pos)
+                return x, y, j, attempt, ""
+            except DataError as err:
+                error = str(err)
+        if self.skip:
+            error = f"{error} (and the {_MAX_SUBSTITUTES - 1} examples after it are unreadable too)"
+        return None, -1, i, 0, error
+
+
+def _collate(items):
+    for item in items:
+        if item[4]:
+            return item[4]
+    return (
+        torch.stack([it[0] for it in items]),
+        torch.tensor([it[1] for it in items], dtype=torch.int64),
+        torch.tensor([it[2] for it in items], dtype=torch.int64),
+        sum(it[3] for it in items),
+    )
+
+
+class _TrainKeys:
+    """Batch sampler: batches ``start .. stop - 1`` of the plan, each a list of ``(index, b, position)``."""
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int):
+        self.plan, self.start, self.stop = plan, start, stop
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self):
+        for b in range(self.start, self.stop):
+            yield [(int(i), b, p) for p, i in enumerate(self.plan.indices(b).tolist())]
+
+
+def default_workers(requested: int | None) -> int:
+    """``data.workers``, or the cores the training threads leave (at least one)."""
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - torch.get_num_threads())
+
+
+@dataclass
+class StreamData:
+    """Training data decoded per batch by DataLoader workers; the interface of ``ResidentData``."""
+
+    device: torch.device
+    classes: list[str]
+    train_set: _Examples
+    test_set: _Examples
+    normalizer: Normalizer
+    plan: BatchPlan
+    weights: torch.Tensor | None
+    crop_padding: int
+    flip: bool
+    memory_format: torch.memory_format
+    source: str
+    workers: int
+    total_batches: int
+    wait_s: float = 0.0  # seconds the training process waited for batches
+    skipped_images: int = 0
+    _iter: Iterator | None = field(default=None, repr=False)
+    _next: int = -1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_set.view.channels
+
+    @property
+    def image_size(self) -> int:
+        return self.train_set.view.size
+
+    def _loader(self, dataset, batches) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+        )
+
+    def _next_batch(self, it: Iterator):
+        t0 = time.perf_counter()
+        batch = next(it)
+        self.wait_s += time.perf_counter() - t0
+        if isinstance(batch, str):
+            raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
+        x, y, idx, skipped = batch
+        self.skipped_images += skipped
+        return x, y, idx
+
+    def train_batch(self, b: int, generator: torch.Generator):
+        """Batch ``b``: (x (B, C, H, W) float, y (B,), per-member weights (M, B) or None)."""
+        if self._iter is None or b != self._next:
+            self.close()
+            self._iter = iter(
+                self._loader(self.train_set, _TrainKeys(self.plan, b, max(self.total_batches, b + 1)))
+            )
+        x, y, idx = self._next_batch(self._iter)
+        self._next = b + 1
+        x = self.normalizer(x.to(self.device, non_blocking=True))
+        if self.crop_padding or self.flip:
+            x = augment(x, generator, self.crop_padding, self.flip)
+        x = x.contiguous(memory_format=self.memory_format)
+        idx = idx.to(self.device)
+        w = self.weights[:, idx] if self.weights is not None else None
+        return x, y.to(self.device), w
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ds = self.test_set if split == "test" else self.train_set
+        batches = [
+            [(i, -1, 0) for i in range(s, min(s + batch_size, ds.n))] for s in range(0, ds.n, batch_size)
+        ]
+        it = iter(self._loader(ds, batches))
+        for _ in batches:
+            x, y, _ = self._next_batch(it)
+            x = self.normalizer(x.to(self.device, non_blocking=True)).contiguous(
+                memory_format=self.memory_format
+            )
+            yield x, y.to(self.device)
+
+    def close(self) -> None:
+        """Stop the training batches' workers (a new iterator starts them again)."""
+        self._iter, self._next = None, -1
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "classes": self.classes,
+            "train": self.train_set.n,
+            "test": self.test_set.n,
+            "image_shape": [self.in_channels, self.image_size, self.image_size],
+            "loader": "stream",
+            "workers": self.workers,
+        }
+
+
+def _channels(source, n: int) -> int:
+    for i in range(min(n, _PROBE)):
+        try:
+            img, _ = source.load(i, None)
+        except DataError:
+            continue
+        if img.mode != "L":
+            return 3
+    return 1
+
+
+def _native_size(source, n: int, where: str) -> int:
+    """The side of the first readable training image, which must be square (``data.image_size`` unset)."""
+    for i in range(min(n, _PROBE)):
+        try:
+            img, _ = source.load(i, None)
+        except DataError:
+            continue
+        w, h = img.size
+        if w != h:
+            raise DataError(
+                f"{source.where(i)}: image is {w}x{h}; set data.image_size to stream images that "
+                "are not square (they are resized and centre-cropped to it)"
+            )
+        return w
+    raise DataError(f"data.source {where}: none of the first {min(n, _PROBE)} training images is readable")
+
+
+def _fit_normalizer(loader_of, ds: _Examples, mode: str, limit: int, seed: int) -> Normalizer:
+    n = ds.n
+    if n <= limit:
+        order = np.arange(n)
+    else:
+        order = np.sort(
+            np.random.default_rng(derive_seed(seed, Stream.NORMALIZER)).choice(n, limit, replace=False)
+        )
+    stats = NormalizerStats(ds.view.channels, ds.view.size, ds.view.size, modes=(mode,))
+    keys = [[(int(i), -1, 0) for i in order[s : s + 500]] for s in range(0, len(order), 500)]
+    for batch in loader_of(ds, keys):
+        if isinstance(batch, str):
+            raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
+        stats.update(batch[0])
+    return stats.finish(mode)
+
+
+def prepare_stream(
+    cfg: Config,
+    device: torch.device,
+    index: StreamIndex | None = None,
+    *,
+    train=None,
+    test=None,
+    progress: bool = False,
+) -> StreamData:
+    """The streamed data ``cfg.data`` describes: from an index of files (``index``), or from a user's torch
+    Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``)."""
+    d, t, M = cfg.data, cfg.train, cfg.model.members
+    if index is not None:
+        for split, idx in (("train", index.train), ("test", index.test)):
+            bad = check_headers(idx, split, progress)
+            if bad:
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                if d.on_bad_image == "stop":
+                    raise DataError(
+                        f"{bad[0][1]}{more}; remove or replace it, or set data.on_bad_image: skip"
+                    )
+                log.warning("%s%s: skipped where drawn (data.on_bad_image: skip)", bad[0][1], more)
+        train_src, test_src = FileExamples(index.train), FileExamples(index.test)
+        classes, where = list(index.classes), f"{d.source} ({index.kind})"
+    else:
+        train_src = TorchExamples(train, "train")
+        test_src = TorchExamples(test, "test") if test is not None else train_src
+        labels = train_src.labels()
+        count = int(labels.max()) + 1
+        classes = [str(c) for c in getattr(train, "classes", [])] or [str(i) for i in range(count)]
+        where = "python Datasets"
+    n_train = min(len(train_src), d.train_limit or len(train_src))
+    n_test = min(len(test_src), d.test_limit or len(test_src))
+    size = d.image_size if d.image_size is not None else _native_size(train_src, n_train, str(d.source))
+    view = View(
+        size=size,
+        channels=_channels(train_src, n_train),
+        resize=d.eval_resize or size,
+        train_crop=d.train_crop,
+        crop_scale=tuple(float(v) for v in d.crop_scale),
+        seed=t.seed,
+        num_classes=len(classes),
+    )
+    skip = d.on_bad_image == "skip"
+    train_set, test_set = _Examples(train_src, view, skip, n_train), _Examples(test_src, view, skip, n_test)
+    workers = default_workers(d.workers)
+    memfmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    data = StreamData(
+        device=device,
+        classes=classes,
+        train_set=train_set,
+        test_set=test_set,
+        normalizer=Normalizer("none", torch.tensor(0.0), torch.tensor(1.0)),
+        plan=BatchPlan(n_train, t.batch_size, t.seed),
+        weights=None,
+        crop_padding=d.crop_padding,
+        flip=d.flip,
+        memory_format=memfmt,
+        source=where,
+        workers=workers,
+        total_batches=t.iterations * t.accumulate,
+    )
+    data.normalizer = _fit_normalizer(data._loader, train_set, d.normalize, d.stats_images, t.seed).to(device)
+    weights = None
+    if d.bagging:
+        weights = bootstrap_counts(n_train, M, t.seed).float()
+    if d.label_split is not None:
+        mask = torch.zeros(M, len(classes))
+        for m, labels in enumerate(d.label_split):
+            for c in labels:
+                if not isinstance(c, int) or not 0 <= c < len(classes):
+                    raise ConfigError(
+                        f"data.label_split[{m}]: got label {c!r}; expected 0..{len(classes) - 1}"
+                    )
+                mask[m, c] = 1.0
+        spec = mask[:, torch.as_tensor(train_src.labels()[:n_train])]
+        weights = spec if weights is None else weights * spec
+    data.weights = weights.to(device) if weights is not None else None
+    log.info(
+        "streaming %s: %d train / %d test images at %dx%d, %d workers",
+        where,
+        n_train,
+        n_test,
+        size,
+        size,
+        workers,
+    )
+    return data
