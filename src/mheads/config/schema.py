@@ -114,7 +114,7 @@ class DataConfig:
     loader: str = "auto"
     image_size: int | None = None  # stream: the side of the square images the model sees (null: the images')
     # stream: pad (the eval view, then crop_padding on the device) | random (shorter side to eval_resize, a
-    # random image_size square: Caffe's ImageNet crop) | random_resized (Inception's crop: random area and aspect)
+    # random image_size square: Caffe's ImageNet crop) | random_resized (Inception's)
     train_crop: str = "pad"
     crop_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random_resized: the crop's area range
     eval_resize: int | None = None  # stream: shorter side before the centre crop (null: image_size)
