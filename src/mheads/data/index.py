@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from array import array
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,26 +46,31 @@ class ImageIndex:
     def __init__(
         self,
         root: Path,
-        names: list[str],
-        labels: list[int] | np.ndarray,
+        blob: np.ndarray,
+        ends: np.ndarray,
+        labels: np.ndarray,
         *,
-        containers: list[str] = (),
+        containers=(),
         container=None,
         offsets=None,
         sizes=None,
     ):
-        encoded = [n.encode("utf-8") for n in names]
         self.root = str(root)
-        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
-        self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+        self._blob, self._ends = np.asarray(blob, np.uint8), np.asarray(ends, np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.containers = tuple(str(c) for c in containers)
-        n = len(names)
+        n = len(self.labels)
         self.container = np.full(n, -1, np.int32) if container is None else np.asarray(container, np.int32)
         self.offsets = np.zeros(n, np.int64) if offsets is None else np.asarray(offsets, np.int64)
         self.sizes = np.full(n, -1, np.int64) if sizes is None else np.asarray(sizes, np.int64)
         self._fds: dict[int, int] = {}
         self._pid = -1
+
+    @classmethod
+    def from_names(cls, root: Path, names: list[str], labels, **kw) -> ImageIndex:
+        encoded = [n.encode("utf-8") for n in names]
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+        return cls(root, blob, np.cumsum([len(e) for e in encoded], dtype=np.int64), labels, **kw)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -128,14 +134,39 @@ class StreamIndex:
     kind: str  # "image folder" | "tar" | "shards"
 
 
+def _split_dirs(p: Path) -> tuple[Path | None, Path | None]:
+    train = p / "train"
+    test = next((p / s for s in _TEST_SPLITS if (p / s).is_dir()), None)
+    return (train if train.is_dir() else None), test
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+
+
+def _tars(p: Path) -> list[str]:
+    """``.tar`` files at the top of ``p`` or in its train/, test/ or val/ folders, relative to ``p``."""
+    return [
+        q.relative_to(p).as_posix()
+        for folder in (p, p / "train", p / "test", p / "val")
+        if folder.is_dir()
+        for q in folder.iterdir()
+        if q.name.endswith(".tar") and q.is_file()
+    ]
+
+
 def streamable(path: str | os.PathLike | None) -> bool:
-    """Whether ``path`` is a layout the streaming loader reads (see the module docstring)."""
+    """Whether ``path`` is a layout the streaming loader reads (see the module docstring); cheap: it lists
+    the top folders only."""
     if path is None:
         return False
     p = Path(path).expanduser()
     if p.is_dir():
-        names = set(DirSource(p).files())
-        return bool(images_by_split(names)) or any(n.endswith(".tar") for n in names)
+        train, _ = _split_dirs(p)
+        return bool(train is not None and _class_dirs(train)) or bool(_tars(p))
     return p.is_file() and p.name.lower().endswith(".tar") and _plain_tar(p)
 
 
@@ -161,18 +192,98 @@ def index_source(path: str | os.PathLike) -> StreamIndex:
         if not _plain_tar(p):
             raise DataError(f"data.source {p}: not a readable uncompressed tar file")
         return _index_tar(p)
-    files = DirSource(p).files()
-    found = images_by_split(set(files))
-    if found:
-        return _index_tree(p, found, set(files), containers=None)
-    shards = [f for f in files if f.endswith(".tar")]
+    train, test = _split_dirs(p)
+    if train is not None and _class_dirs(train):
+        return _index_folder(p, train, test)
+    shards = _tars(p)
     if shards:
-        return _index_shards(p, shards, set(files))
+        return _index_shards(p, shards, {CLASSES_FILE} if (p / CLASSES_FILE).is_file() else set())
     raise DataError(
         f"data.source {p}: no train/<class>/ images and no .tar shards found; expected an image "
         "folder (train/<class>/*.jpg, test/<class>/...), a plain .tar of one, or a folder of "
         "WebDataset shards (*train*.tar, *test*.tar)"
     )
+
+
+class _Builder:
+    """Names appended one by one into one byte buffer: no list of Python strings for a whole split."""
+
+    def __init__(self):
+        self.blob, self.ends, self.labels = bytearray(), array("q"), array("q")
+
+    def add(self, name: str, label: int) -> None:
+        self.blob += name.encode("utf-8")
+        self.ends.append(len(self.blob))
+        self.labels.append(label)
+
+    def build(self, root: Path) -> ImageIndex:
+        return ImageIndex(
+            root,
+            np.frombuffer(bytes(self.blob), np.uint8),
+            np.frombuffer(self.ends, np.int64),
+            np.frombuffer(self.labels, np.int64),
+        )
+
+
+def _walk_error(exc: OSError) -> None:
+    raise DataError(f"{exc.filename}: cannot list the folder ({exc.strerror or exc})") from exc
+
+
+def _images_under(folder: Path, rel: str) -> list[str]:
+    """Image files below ``folder`` (any depth), named relative to the data set's root (``rel`` is
+    ``folder``'s name there)."""
+    found = []
+    for here, dirs, names in os.walk(folder, onerror=_walk_error):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        sub = os.path.relpath(here, folder)
+        prefix = rel if sub == "." else f"{rel}/{Path(sub).as_posix()}"
+        found.extend(
+            f"{prefix}/{n}"
+            for n in names
+            if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES
+        )
+    return found
+
+
+def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
+    """An image folder, one class folder at a time, in the resident reader's order (label, then natural file
+    order), so example ``i`` is the same image whichever loader reads the set."""
+    if test is None:
+        raise DataError(
+            f"data.source {p}: no test (or val)/<class>/ images; expected train/<class>/*.jpg and "
+            "test/<class>/*.jpg"
+        )
+    train_classes, test_classes = _class_dirs(train), _class_dirs(test)
+    for cls in test_classes:
+        if cls not in train_classes:
+            raise DataError(
+                f"{test / cls}: class folder has no matching train/{cls} folder; "
+                f"training classes are {train_classes}"
+            )
+    if (p / CLASSES_FILE).is_file():
+        classes = read_classes_file(DirSource(p), CLASSES_FILE)
+        for cls in train_classes:
+            if cls not in classes:
+                raise DataError(
+                    f"{train / cls}: class folder is not listed in {p / CLASSES_FILE}; listed "
+                    f"classes are {classes}"
+                )
+    else:
+        classes = train_classes
+    splits = []
+    for folder, present in ((train, set(train_classes)), (test, set(test_classes))):
+        builder = _Builder()
+        for label, cls in enumerate(classes):
+            if cls in present:
+                for name in sorted(_images_under(folder / cls, f"{folder.name}/{cls}"), key=natural_key):
+                    builder.add(name, label)
+        if not builder.ends:
+            raise DataError(
+                f"{folder}: no images in its class folders; expected "
+                f"{'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))} files"
+            )
+        splits.append(builder.build(p))
+    return StreamIndex(splits[0], splits[1], classes, "image folder")
 
 
 def _classes(read_text, names: set[str], prefix: str, found_classes, where: str) -> list[str]:
@@ -227,11 +338,11 @@ def _index_tree(p: Path, found, names: set[str], containers) -> StreamIndex:
     for by_class in (train, test):
         files, labels = _ordered(by_class, label_of)
         if containers is None:
-            splits.append(ImageIndex(p, files, labels))
+            splits.append(ImageIndex.from_names(p, files, labels))
         else:
             members = containers[0]
             splits.append(
-                ImageIndex(
+                ImageIndex.from_names(
                     p.parent,
                     files,
                     labels,
@@ -351,7 +462,7 @@ def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
     for split in ("train", "test"):
         rows = per_split[split]
         idx.append(
-            ImageIndex(
+            ImageIndex.from_names(
                 p,
                 [r[0] for r in rows],
                 [r[1] for r in rows],
