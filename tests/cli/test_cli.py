@@ -63,3 +63,19 @@ def test_list_models_names_split_points():
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("cifar10_quick"))
     assert "conv1, conv2, conv3, ip1, ip2" in line
     assert "cccp1" in proc.stdout and "fc6" in proc.stdout
+
+
+def test_shard_then_stream_from_the_shards(tmp_path):
+    from mheads.data.shards import write_varied_folder
+
+    folder = write_varied_folder(tmp_path / "photos", 24, 8, 3, sizes=(20, 36), seed=4)
+    proc = mheads("shard", folder, tmp_path / "shards", "--per-shard", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote 4 shards to {tmp_path / 'shards'}"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "data": {"source": str(tmp_path / "shards"), "image_size": 16}}))
+    proc = mheads("train", "--config", cfg, "--out", tmp_path / "run", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["loader"] == "stream"
+    bad = mheads("shard", folder, tmp_path / "x", "--per-shard", "0")
+    assert bad.returncode == 2 and "--per-shard: got 0; expected an integer >= 1" in bad.stderr

@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
                         "sweep under the same parent folder, no continuing from another cell's shared "
                         "pretraining")
 
+    sh = sub.add_parser("shard", help="write an image folder (or a plain .tar of one) as WebDataset tar shards "
+                                      "for streaming (data.loader: stream)")
+    sh.add_argument("source", help="an image folder: train/<class>/*.jpg and test/<class>/...")
+    sh.add_argument("out", help="folder for train-000000.tar, ..., test-000000.tar, ... and classes.txt")
+    sh.add_argument("--per-shard", type=int, default=10000, help="images per shard (default 10000)")
+
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--config", help="demo recipe (default: experiments/demo.yaml)")
@@ -152,6 +158,16 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_shard(args) -> int:
+    from mheads.data.shards import write_shards
+
+    if args.per_shard < 1:
+        raise UsageError(f"--per-shard: got {args.per_shard}; expected an integer >= 1")
+    paths = write_shards(args.source, args.out, args.per_shard)
+    print(f"wrote {len(paths)} shards to {args.out}")
+    return 0
+
+
 def _cmd_list_models(args) -> int:
     from mheads.models import create_model, list_models, model_info, parameterized_layers
 
@@ -214,7 +230,7 @@ def _cmd_reproduce(args) -> int:
 
 
 COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
-            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo}
+            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo, "shard": _cmd_shard}
 
 
 def _early_sigterm(signum, frame) -> None:
