@@ -84,6 +84,13 @@ def test_streamed_fixed_size_set_trains_exactly_like_resident(folder, tmp_path):
     assert info["data"]["loader"] == "stream" and info["data"]["workers"] == 2
 
 
+def test_label_split_specialists_stream_like_resident(folder, tmp_path):
+    split = {"label_split": [[0, 1], [2, 3]], "bagging": False}
+    fit(_cfg(folder, loader="resident", **split), tmp_path / "r", progress=False)
+    fit(_cfg(folder, loader="stream", workers=1, **split), tmp_path / "s", progress=False)
+    assert _same(tmp_path / "r", tmp_path / "s")
+
+
 def test_shards_and_plain_tar_read_the_same_examples(folder, tmp_path):
     shards = tmp_path / "shards"
     paths = write_shards(folder, shards, per_shard=20)
@@ -227,3 +234,21 @@ def test_prepare_names_what_cannot_stream(tmp_path):
         tar.addfile(info, io.BytesIO(b"abc"))
     with pytest.raises(DataError, match=r"0001: sample has \['jpg'\]; expected an image .* and a label"):
         index_source(shards)
+
+
+def test_class_subsets_and_validation_splits_agree_between_loaders(folder, tmp_path):
+    sub = {"classes": ["d", 0, 2], "val_fraction": 0.25, "bagging": False}
+    r = prepare(_cfg(folder, loader="resident", **sub), torch.device("cpu"))
+    s = prepare(_cfg(folder, loader="stream", workers=0, **sub), torch.device("cpu"))
+    assert r.classes == s.classes == ["d", "a", "c"]
+    assert {k: r.split_size(k) for k in ("train", "val", "test", "ood")} == {
+        k: s.split_size(k) for k in ("train", "val", "test", "ood")} == {"train": 27, "val": 9, "test": 12, "ood": 4}
+    for split in ("val", "test", "ood"):
+        (rx, ry), (sx, sy) = next(r.eval_batches(split, 64)), next(s.eval_batches(split, 64))
+        assert torch.equal(rx, sx) and torch.equal(ry, sy)
+    assert set(next(r.eval_batches("test", 64))[1].tolist()) == {0, 1, 2}
+    fit(_cfg(folder, loader="resident", **sub), tmp_path / "r", progress=False)
+    fit(_cfg(folder, loader="stream", workers=1, **sub), tmp_path / "s", progress=False)
+    assert _same(tmp_path / "r", tmp_path / "s")
+    with pytest.raises(DataError, match=r"data.classes: got 'zebra'; expected a class of the data set"):
+        prepare(_cfg(folder, loader="resident", classes=["zebra", "a"]), torch.device("cpu"))

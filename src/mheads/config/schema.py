@@ -108,6 +108,10 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     label_split: list | None = None  # specialists: per member, the list of labels it trains on
+    # keep only these classes of the source (indices or names), relabelled 0.. in this order; the final evaluation
+    # then scores the test images of the other classes as out-of-distribution (the open-set protocol)
+    classes: list | None = None
+    val_fraction: float = 0.0  # held out of the training set (seeded) to fit temperature scaling after training
     # resident: the decoded set on the training device; stream: DataLoader workers decode image files per
     # batch; auto: stream when the source can be streamed and (image_size or train_crop asks for resizing, or
     # the decoded set would exceed memory_budget_mb), else resident
@@ -133,6 +137,11 @@ class DataConfig:
             if getattr(self, name) is not None:
                 _int(f"{p}.{name}", getattr(self, name), 0 if name == "workers" else 1)
         _int(f"{p}.stats_images", self.stats_images, 1)
+        _num(f"{p}.val_fraction", self.val_fraction, 0.0, high=0.5)
+        if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2 or any(
+                isinstance(c, bool) or not isinstance(c, (int, str)) for c in self.classes)
+                or len(set(self.classes)) != len(self.classes)):
+            _fail(f"{p}.classes", self.classes, "null or a list of at least 2 distinct class indices or names")
         cs = self.crop_scale
         if (not isinstance(cs, (list, tuple)) or len(cs) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from mheads.config import Config, ConfigError
 from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
+from mheads.data.subsets import class_ids, keep_classes, val_split
 from mheads.ensemble.strategies import bootstrap_counts
 
 __all__ = ["ResidentData", "prepare_data"]
@@ -37,6 +39,9 @@ class ResidentData:
     flip: bool
     memory_format: torch.memory_format
     source: str
+    val_x: torch.Tensor | None = None  # data.val_fraction: held out of training, for calibration
+    val_y: torch.Tensor | None = None
+    ood_x: torch.Tensor | None = None  # data.classes: the test images of the other classes (open set)
 
     @property
     def num_classes(self) -> int:
@@ -60,15 +65,30 @@ class ResidentData:
         w = self.weights[:, idx] if self.weights is not None else None
         return x, self.train_y[idx], w
 
+    def split_size(self, split: str) -> int:
+        """Examples in ``split`` ("train", "test", "val" or "ood"; 0 for a split the run does not have)."""
+        xs = {"train": self.train_x, "test": self.test_x, "val": self.val_x, "ood": self.ood_x}[split]
+        return 0 if xs is None else len(xs)
+
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        xs, ys = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        """Batches of ``split`` in order: "test", "train", "val" or "ood" (labels of "ood" are -1)."""
+        xs, ys = {"test": (self.test_x, self.test_y), "train": (self.train_x, self.train_y),
+                  "val": (self.val_x, self.val_y), "ood": (self.ood_x, None)}[split]
+        if xs is None:
+            return
+        if ys is None:
+            ys = torch.full((len(xs),), -1, dtype=torch.int64, device=xs.device)
         for i in range(0, len(ys), batch_size):
             x = self.normalizer(xs[i:i + batch_size]).contiguous(memory_format=self.memory_format)
             yield x, ys[i:i + batch_size]
 
     def describe(self) -> dict:
-        return {"source": self.source, "classes": self.classes, "train": int(len(self.train_y)),
-                "test": int(len(self.test_y)), "image_shape": list(self.train_x.shape[1:])}
+        out = {"source": self.source, "classes": self.classes, "train": int(len(self.train_y)),
+               "test": int(len(self.test_y)), "image_shape": list(self.train_x.shape[1:])}
+        for split in ("val", "ood"):
+            if self.split_size(split):
+                out[split] = self.split_size(split)
+        return out
 
 
 def _limit(x, y, n):
@@ -82,26 +102,41 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
     C, H, W = ds.image_shape
     if H != W:
         raise DataError(f"data.source {d.source}: images are {H}x{W}; the models take square images")
-    train_x, train_y = _limit(ds.train.images, ds.train.labels, d.train_limit)
-    test_x, test_y = _limit(ds.test.images, ds.test.labels, d.test_limit)
+    train_x, train_y, test_x, test_y = ds.train.images, ds.train.labels, ds.test.images, ds.test.labels
+    classes, ood_x = list(ds.classes), None
+    if d.classes is not None:
+        ids = class_ids(d.classes, classes)
+        kept, train_y = keep_classes(train_y, ids, len(classes))
+        train_x = train_x[kept]
+        kept, new_test_y = keep_classes(test_y, ids, len(classes))
+        ood_x = test_x[np.setdiff1d(np.arange(len(test_y)), kept)]
+        test_x, test_y, classes = test_x[kept], new_test_y, [classes[i] for i in ids]
+        ood_x = ood_x[:d.test_limit] if d.test_limit is not None else ood_x
+    train_x, train_y = _limit(train_x, train_y, d.train_limit)
+    test_x, test_y = _limit(test_x, test_y, d.test_limit)
+    val_x = val_y = None
+    if d.val_fraction:
+        keep, held = val_split(len(train_y), d.val_fraction, cfg.train.seed)
+        val_x, val_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[keep], train_y[keep]
     normalizer = Normalizer.fit(train_x, d.normalize).to(device)
     weights = None
     if d.bagging:
         weights = bootstrap_counts(len(train_y), M, cfg.train.seed).float()
     if d.label_split is not None:
-        mask = torch.zeros(M, ds.num_classes)
+        mask = torch.zeros(M, len(classes))
         for m, labels in enumerate(d.label_split):
             for c in labels:
-                if not isinstance(c, int) or not 0 <= c < ds.num_classes:
+                if not isinstance(c, int) or not 0 <= c < len(classes):
                     raise ConfigError(f"data.label_split[{m}]: got label {c!r}; "
-                                      f"expected 0..{ds.num_classes - 1}")
+                                      f"expected 0..{len(classes) - 1}")
                 mask[m, c] = 1.0
         spec = mask[:, torch.as_tensor(train_y)]
         weights = spec if weights is None else weights * spec
     memfmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     return ResidentData(
         device=device,
-        classes=list(ds.classes),
+        classes=classes,
         train_x=torch.as_tensor(train_x).to(device),
         train_y=torch.as_tensor(train_y, dtype=torch.int64).to(device),
         test_x=torch.as_tensor(test_x).to(device),
@@ -113,4 +148,7 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         flip=d.flip,
         memory_format=memfmt,
         source=str(d.source) if d.source is not None else "embedded fashion-mnist subset",
+        val_x=None if val_x is None else torch.as_tensor(val_x).to(device),
+        val_y=None if val_y is None else torch.as_tensor(val_y, dtype=torch.int64).to(device),
+        ood_x=None if ood_x is None or not len(ood_x) else torch.as_tensor(ood_x).to(device),
     )

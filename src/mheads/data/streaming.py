@@ -43,6 +43,7 @@ from mheads.data.from_torch import _image as _user_image
 from mheads.data.from_torch import _label as _user_label
 from mheads.data.index import ImageIndex, StreamIndex, check_headers
 from mheads.data.preprocess import Normalizer, NormalizerStats, augment
+from mheads.data.subsets import class_ids, keep_classes, val_split
 from mheads.data.transforms import decode, eval_view, random_crop, random_resized_crop, to_tensor
 from mheads.ensemble.strategies import bootstrap_counts
 
@@ -142,19 +143,36 @@ class _Examples(torch.utils.data.Dataset):
     """Worker side: key ``(i, b, pos)`` (``b < 0``: an evaluation view) to ``(image, label, index, skipped,
     error)``."""
 
-    def __init__(self, source, view: View, skip: bool, limit: int):
-        self.source, self.view, self.skip, self.n = source, view, skip, limit
+    def __init__(
+        self,
+        source,
+        view: View,
+        skip: bool,
+        indices: np.ndarray,
+        relabel: np.ndarray | None,
+        source_classes: int,
+    ):
+        self.source, self.view, self.skip = source, view, skip
+        self.indices, self.relabel, self.source_classes = (
+            np.asarray(indices, np.int64),
+            relabel,
+            source_classes,
+        )
+        self.n = len(self.indices)
 
     def __len__(self) -> int:
         return self.n
 
     def _one(self, j: int, b: int, pos: int):
         v = self.view
-        img, y = self.source.load(j, v.channels)
-        if not 0 <= y < v.num_classes:
+        src = int(self.indices[j])
+        img, y = self.source.load(src, v.channels)
+        if not 0 <= y < self.source_classes:
             raise DataError(
-                f"{self.source.where(j)}: label {y} is outside the class range 0..{v.num_classes - 1}"
+                f"{self.source.where(src)}: label {y} is outside the class range 0..{self.source_classes - 1}"
             )
+        if self.relabel is not None:
+            y = int(self.relabel[y])
         if b >= 0 and v.train_crop != "pad":
             rng = np.random.default_rng(derive_seed(v.seed, Stream.CROP, b, pos))
             if v.train_crop == "random":
@@ -222,6 +240,8 @@ class StreamData:
     classes: list[str]
     train_set: _Examples
     test_set: _Examples
+    val_set: _Examples | None
+    ood_set: _Examples | None
     normalizer: Normalizer
     plan: BatchPlan
     weights: torch.Tensor | None
@@ -286,7 +306,9 @@ class StreamData:
         return x, y.to(self.device), w
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        ds = self.test_set if split == "test" else self.train_set
+        ds = {"test": self.test_set, "train": self.train_set, "val": self.val_set, "ood": self.ood_set}[split]
+        if ds is None:
+            return
         batches = [
             [(i, -1, 0) for i in range(s, min(s + batch_size, ds.n))] for s in range(0, ds.n, batch_size)
         ]
@@ -297,6 +319,11 @@ class StreamData:
                 memory_format=self.memory_format
             )
             yield x, y.to(self.device)
+
+    def split_size(self, split: str) -> int:
+        """Examples in ``split`` ("train", "test", "val" or "ood"; 0 for a split the run does not have)."""
+        ds = {"test": self.test_set, "train": self.train_set, "val": self.val_set, "ood": self.ood_set}[split]
+        return 0 if ds is None else ds.n
 
     def close(self) -> None:
         """Stop the training batches' workers (a new iterator starts them again)."""
@@ -311,6 +338,7 @@ class StreamData:
             "image_shape": [self.in_channels, self.image_size, self.image_size],
             "loader": "stream",
             "workers": self.workers,
+            **{split: self.split_size(split) for split in ("val", "ood") if self.split_size(split)},
         }
 
 
@@ -390,8 +418,21 @@ def prepare_stream(
         count = int(labels.max()) + 1
         classes = [str(c) for c in getattr(train, "classes", [])] or [str(i) for i in range(count)]
         where = "python Datasets"
-    n_train = min(len(train_src), d.train_limit or len(train_src))
-    n_test = min(len(test_src), d.test_limit or len(test_src))
+    all_classes, relabel = classes, None
+    train_idx, test_idx, val_idx, ood_idx = np.arange(len(train_src)), np.arange(len(test_src)), None, None
+    if d.classes is not None:
+        ids = class_ids(d.classes, classes)
+        train_idx, _ = keep_classes(train_src.labels(), ids, len(classes))
+        test_idx, _ = keep_classes(test_src.labels(), ids, len(classes))
+        ood_idx = np.setdiff1d(np.arange(len(test_src)), test_idx)[: d.test_limit]
+        relabel = np.full(len(classes), -1, dtype=np.int64)
+        relabel[ids] = np.arange(len(ids))
+        classes = [classes[i] for i in ids]
+    train_idx, test_idx = train_idx[: d.train_limit], test_idx[: d.test_limit]
+    if d.val_fraction:
+        keep, held = val_split(len(train_idx), d.val_fraction, t.seed)
+        train_idx, val_idx = train_idx[keep], train_idx[held]
+    n_train, n_test = len(train_idx), len(test_idx)
     size = d.image_size if d.image_size is not None else _native_size(train_src, n_train, str(d.source))
     view = View(
         size=size,
@@ -402,8 +443,19 @@ def prepare_stream(
         seed=t.seed,
         num_classes=len(classes),
     )
-    skip = d.on_bad_image == "skip"
-    train_set, test_set = _Examples(train_src, view, skip, n_train), _Examples(test_src, view, skip, n_test)
+    skip, k = d.on_bad_image == "skip", len(all_classes)
+    train_set, test_set = (
+        _Examples(train_src, view, skip, train_idx, relabel, k),
+        _Examples(test_src, view, skip, test_idx, relabel, k),
+    )
+    val_set = (
+        None if val_idx is None or not len(val_idx) else _Examples(train_src, view, skip, val_idx, relabel, k)
+    )
+    ood_set = (
+        None
+        if ood_idx is None or not len(ood_idx)
+        else _Examples(test_src, view, skip, ood_idx, np.full(k, -1, dtype=np.int64), k)
+    )
     workers = default_workers(d.workers)
     memfmt = torch.channels_last if t.channels_last else torch.contiguous_format
     data = StreamData(
@@ -411,6 +463,8 @@ def prepare_stream(
         classes=classes,
         train_set=train_set,
         test_set=test_set,
+        val_set=val_set,
+        ood_set=ood_set,
         normalizer=Normalizer("none", torch.tensor(0.0), torch.tensor(1.0)),
         plan=BatchPlan(n_train, t.batch_size, t.seed),
         weights=None,
@@ -434,7 +488,8 @@ def prepare_stream(
                         f"data.label_split[{m}]: got label {c!r}; expected 0..{len(classes) - 1}"
                     )
                 mask[m, c] = 1.0
-        spec = mask[:, torch.as_tensor(train_src.labels()[:n_train])]
+        labels = train_src.labels()[train_idx]
+        spec = mask[:, torch.as_tensor(labels if relabel is None else relabel[labels])]
         weights = spec if weights is None else weights * spec
     data.weights = weights.to(device) if weights is not None else None
     log.info(
