@@ -241,8 +241,8 @@ def test_class_subsets_and_validation_splits_agree_between_loaders(folder, tmp_p
     r = prepare(_cfg(folder, loader="resident", **sub), torch.device("cpu"))
     s = prepare(_cfg(folder, loader="stream", workers=0, **sub), torch.device("cpu"))
     assert r.classes == s.classes == ["d", "a", "c"]
-    assert {k: r.split_size(k) for k in ("train", "val", "test", "ood")} == {
-        k: s.split_size(k) for k in ("train", "val", "test", "ood")} == {"train": 27, "val": 9, "test": 12, "ood": 4}
+    sizes = {"train": 27, "val": 9, "test": 12, "ood": 4}
+    assert {k: r.split_size(k) for k in sizes} == {k: s.split_size(k) for k in sizes} == sizes
     for split in ("val", "test", "ood"):
         (rx, ry), (sx, sy) = next(r.eval_batches(split, 64)), next(s.eval_batches(split, 64))
         assert torch.equal(rx, sx) and torch.equal(ry, sy)

@@ -56,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="a run folder written by `mheads train`")
     e.add_argument("--data", help="data to evaluate on (default: the run's own data source)")
     e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--ood", action="append", default=[], metavar="PATH",
+                   help="an out-of-distribution data set (its test split); repeatable. A run trained on "
+                        "data.classes also scores its other classes (open_set)")
+    e.add_argument("--no-figures", action="store_true", help="write no PNGs under <run>/plots/")
+
+    pr = sub.add_parser("predict", help="what a run's ensemble says about image files")
+    pr.add_argument("--run", required=True, help="a run folder written by `mheads train`")
+    pr.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
+    pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
+    pr.add_argument("--format", default="text", choices=("text", "json", "csv"))
+    pr.add_argument("--output", help="write here instead of printing")
 
     sub.add_parser("list-models", help="list the registered base networks and their split points")
 
@@ -79,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                         "sweep under the same parent folder, no continuing from another cell's shared "
                         "pretraining")
 
-    sh = sub.add_parser("shard", help="write an image folder (or a plain .tar of one) as WebDataset tar shards "
-                                      "for streaming (data.loader: stream)")
+    sh = sub.add_parser("shard", help="write an image folder (or a plain .tar of one) as WebDataset tar "
+                                      "shards for streaming (data.loader: stream)")
     sh.add_argument("source", help="an image folder: train/<class>/*.jpg and test/<class>/...")
     sh.add_argument("out", help="folder for train-000000.tar, ..., test-000000.tar, ... and classes.txt")
     sh.add_argument("--per-shard", type=int, default=10000, help="images per shard (default 10000)")
@@ -147,14 +158,43 @@ def _distributed(cfg):
 
 
 def _cmd_eval(args) -> int:
+    from mheads.report.tables import format_run_summary
     from mheads.train.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, data=args.data, split=args.split)
-    from mheads.report.tables import format_run_summary
+    if args.split == "test":
+        from mheads.train.eval_report import format_report, report_run
 
-    print(format_run_summary(f"{args.run} ({args.split})", metrics))
+        report = report_run(args.run, data=args.data, ood=args.ood, figures=not args.no_figures)
+        metrics = report["metrics"]
+        print(format_run_summary(f"{args.run} ({args.split})", metrics))
+        print(format_report("uncertainty", report))
+        suffix = "" if args.data is None else f"-{Path(args.data).name}"
+        print(f"report: {Path(args.run) / 'eval-report'}{suffix}.json"
+              + (f"; figures: {Path(args.run) / 'plots'}" if not args.no_figures else ""))
+    else:
+        if args.ood:
+            raise UsageError("--ood: out-of-distribution sets are scored against the test split; drop "
+                             "--split train")
+        metrics = evaluate_run(args.run, data=args.data, split=args.split)
+        print(format_run_summary(f"{args.run} ({args.split})", metrics))
     print(json.dumps({k: metrics[k]
                       for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from mheads.train.predict import format_predictions, predict
+
+    if args.top < 1:
+        raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
+    text = format_predictions(predict(args.run, args.paths, top=args.top), args.format)
+    if args.output:
+        from mheads.core.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.output), text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
     return 0
 
 
@@ -230,7 +270,8 @@ def _cmd_reproduce(args) -> int:
 
 
 COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
-            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo, "shard": _cmd_shard}
+            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo, "shard": _cmd_shard,
+            "predict": _cmd_predict}
 
 
 def _early_sigterm(signum, frame) -> None:

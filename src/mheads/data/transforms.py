@@ -102,6 +102,6 @@ def random_resized_crop(
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """(C, H, W) uint8."""
-    a = np.asarray(img, dtype=np.uint8)
+    a = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns about read-only arrays
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(a))

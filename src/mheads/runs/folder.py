@@ -159,3 +159,53 @@ def save_weights(out: Path, tree) -> None:
         raise OutputError(f"cannot write {out / 'members'}: {os_reason(err)}") from None
     for m in range(tree.num_members):
         atomic_write_bytes(out / "members" / f"member_{m}.safetensors", blob(tree.member(m).state_dict()))
+
+
+NORMALIZER_FILE = "normalizer.safetensors"
+CALIBRATION_FILE = "calibration.json"
+UNCERTAINTY_FILE = "uncertainty.json"  # the uncertainty report of a run with a held-out or open-set split
+
+
+def save_normalizer(out: Path, normalizer) -> None:
+    """The run's input normalization (fitted on its training images), so ``mheads predict`` needs no data."""
+    state = normalizer.to_dict()
+    data = save_safetensors({"shift": state["shift"].contiguous(), "scale": state["scale"].contiguous()},
+                            metadata={"mode": state["mode"]})
+    atomic_write_bytes(Path(out) / NORMALIZER_FILE, data)
+
+
+def load_normalizer(out: Path):
+    """The saved normalizer, or None for a run from before it was saved (or an unreadable file)."""
+    from safetensors import SafetensorError, safe_open
+
+    from mheads.data.preprocess import Normalizer
+
+    path = Path(out) / NORMALIZER_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            mode = (f.metadata() or {}).get("mode")
+            return Normalizer.from_dict({"mode": mode, "shift": f.get_tensor("shift"),
+                                         "scale": f.get_tensor("scale")})
+    except (SafetensorError, OSError, ValueError, TypeError):
+        return None
+
+
+def save_calibration(out: Path, calibration: dict) -> None:
+    atomic_write_text(Path(out) / CALIBRATION_FILE, strict_json(calibration, indent=2) + "\n")
+
+
+def load_calibration(out: Path) -> dict | None:
+    """The run's temperature scaling (``calibration.json``), or None when it has none."""
+    path = Path(out) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        cal = json.loads(path.read_text())
+        float(cal["temperature"])
+        [float(t) for t in cal["member_temperatures"]]
+        return cal
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OutputError(f"{path}: unreadable calibration ({err}); delete it to evaluate "
+                          "uncalibrated") from None

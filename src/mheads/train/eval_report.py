@@ -1,0 +1,175 @@
+"""``mheads eval``'s report: every ensemble and uncertainty metric of a run, on its own test split and on
+out-of-distribution sets, written as JSON into the run folder with figures (reliability diagram, risk-coverage
+curve, OOD score histograms), and printed as tables."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from mheads.core.atomic import atomic_write_text
+from mheads.data import DataError
+from mheads.data.index import streamable
+from mheads.data.load import dataset_name
+from mheads.data.loader import prepare
+from mheads.ensemble.calibration import apply_temperature, reliability_bins
+from mheads.ensemble.selective import risk_coverage_curve
+from mheads.ensemble.uncertainty_report import uncertainty_arrays
+from mheads.report.tables import pct, table
+from mheads.runs.folder import load_calibration, strict_json
+from mheads.train.analysis import analyse, collect_logits
+from mheads.train.comm import LocalComm
+from mheads.train.evaluate import evaluate, load_for_eval
+
+__all__ = ["format_report", "report_run"]
+
+
+def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
+    """Member logits on the test split of the data set at ``path``, seen as the run sees its own data (its
+    image size, its normalization)."""
+    c = copy.deepcopy(cfg)
+    d = c.data
+    d.source, d.classes, d.val_fraction, d.label_split, d.bagging, d.train_limit = (
+        str(path),
+        None,
+        0.0,
+        None,
+        False,
+        None,
+    )
+    if streamable(path):
+        d.loader, d.image_size = "stream", in_data.image_size
+    elif d.image_size is not None:
+        d.loader, d.image_size, d.train_crop = "resident", None, "pad"
+    od = prepare(c, in_data.device)
+    if (od.in_channels, od.image_size) != (in_data.in_channels, in_data.image_size):
+        raise DataError(
+            f"--ood {path}: {od.in_channels}-channel {od.image_size}x{od.image_size} images; the "
+            f"run's model takes {in_data.in_channels}-channel {in_data.image_size}x{in_data.image_size}"
+        )
+    od.normalizer = in_data.normalizer
+    return collect_logits(tree, od, "test", cfg.train.eval_batch_size)[0]
+
+
+def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), figures: bool = True) -> dict:
+    """The report of ``run`` (see the module docstring); writes ``eval-report.json`` (``eval-report-<data
+    set>.json`` with ``data``) and, with ``figures``, PNGs under ``<run>/plots/``."""
+    run = Path(run)
+    cfg, tree, d = load_for_eval(run, data)
+    metrics = evaluate(tree, d, cfg, LocalComm())
+    oods = {}
+    for path in ood:
+        name = dataset_name(Path(path))
+        oods[name if name not in oods else str(path)] = _ood_logits(tree, cfg, d, path)
+    calibration = load_calibration(run)
+    test = collect_logits(tree, d, "test", cfg.train.eval_batch_size)
+    report = {
+        "metrics": {k: v for k, v in metrics.items() if k != "oracle_assignment"},
+        **analyse(tree, d, cfg, calibration, oods, test=test),
+    }
+    suffix = "" if data is None else f"-{dataset_name(Path(data))}"
+    atomic_write_text(run / f"eval-report{suffix}.json", strict_json(report, indent=1) + "\n")
+    if figures:
+        report["figures"] = _figures(run, suffix, test, calibration, oods, d, cfg, tree, report)
+    return report
+
+
+def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list[str]:
+    from mheads.report.uncertainty_figures import reliability_diagram, risk_coverage, score_histograms
+
+    logits, y = test
+    plots = run / "plots"
+    arrays = {"uncalibrated": uncertainty_arrays(logits, y)}
+    if calibration is not None:
+        arrays["temperature-scaled"] = uncertainty_arrays(
+            apply_temperature(logits, calibration["temperature"]), y
+        )
+    bins = {
+        k: {n: v.tolist() for n, v in reliability_bins(a["confidence"], a["correct"]).items()}
+        for k, a in arrays.items()
+    }
+    out = [
+        reliability_diagram(bins, plots / f"reliability{suffix}.png"),
+        risk_coverage(
+            {
+                k: tuple(t.tolist() for t in risk_coverage_curve(a["confidence"], a["correct"]))
+                for k, a in arrays.items()
+            },
+            plots / f"risk_coverage{suffix}.png",
+        ),
+    ]
+    sets = dict(oods)
+    if d.split_size("ood"):
+        sets["open_set"] = collect_logits(tree, d, "ood", cfg.train.eval_batch_size)[0]
+    for name, out_logits in sets.items():
+        a = uncertainty_arrays(logits, y, out_logits)
+        aurocs = {k: v["auroc"] for k, v in report["ood"][name].items()}
+        out.append(
+            score_histograms(
+                {k: v.tolist() for k, v in a["scores"].items()},
+                {k: v.tolist() for k, v in a["ood_scores"].items()},
+                plots / f"ood_{name}{suffix}.png",
+                out_label=name,
+                aurocs=aurocs,
+            )
+        )
+    return [str(p) for p in out]
+
+
+def format_report(name: str, report: dict) -> str:
+    """The report as text tables: calibration and selective prediction, then OOD detection per set."""
+    rows = []
+    for label, r in (("uncalibrated", report), ("temperature-scaled", report.get("calibrated"))):
+        if r is None:
+            continue
+        rows.append(
+            [
+                label,
+                pct(r["ensemble_mean_acc"]),
+                pct(r["oracle_acc"]),
+                f"{r['nll']:.4f}",
+                f"{r['ece']:.4f}",
+                f"{r['adaptive_ece']:.4f}",
+                f"{r['classwise_ece']:.4f}",
+                f"{r['aurc']:.4f}",
+                f"{r['entropy']['epistemic']:.4f}",
+            ]
+        )
+    lines = [
+        f"{name}: {report['test_examples']} test examples"
+        + (f", temperature {report['calibration']['temperature']:.3f}" if "calibration" in report else ""),
+        table(
+            [
+                "",
+                "ensemble-mean",
+                "oracle",
+                "NLL",
+                "ECE",
+                "adaptive ECE",
+                "class-wise ECE",
+                "AURC",
+                "mutual info",
+            ],
+            rows,
+        ),
+    ]
+    for set_name, crits in report.get("ood", {}).items():
+        lines.append(f"out-of-distribution: {set_name} ({report['ood_examples'][set_name]} images)")
+        lines.append(
+            table(
+                ["criterion", "AUROC", "AUPR-in", "AUPR-out", "FPR@95%TPR"],
+                [
+                    [
+                        c,
+                        f"{v['auroc']:.4f}",
+                        f"{v['aupr_in']:.4f}",
+                        f"{v['aupr_out']:.4f}",
+                        f"{v['fpr95']:.4f}",
+                    ]
+                    for c, v in crits.items()
+                ],
+            )
+        )
+    return "\n".join(lines)

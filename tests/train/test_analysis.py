@@ -1,0 +1,118 @@
+"""Temperature scaling on the held-out split, the uncertainty report at the end of training, and ``mheads eval``
+/ ``mheads predict`` on the run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mheads.cli import main
+from mheads.config import config_from_settings
+from mheads.runs.folder import load_calibration, load_normalizer
+from mheads.train.loop import fit
+
+SETTINGS = {"model.members": 3, "loss.name": "mcl", "data.classes": [0, 1, 2, 3, 4], "data.val_fraction": 0.1,
+            "data.train_limit": 1500, "data.test_limit": 300, "train.iterations": 20, "train.batch_size": 32,
+            "train.eval_every": 20, "train.device": "cpu", "train.threads": 1, "optim.lr": 0.01}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis") / "run"
+    metrics = fit(config_from_settings(SETTINGS), out, progress=False)
+    return out, metrics
+
+
+def test_a_held_out_run_is_calibrated_and_reports_open_set_detection(run):
+    out, metrics = run
+    cal = load_calibration(out)
+    assert cal["val_examples"] == 150 and len(cal["member_temperatures"]) == 3
+    assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9  # the fit minimizes exactly this NLL
+    assert metrics["temperature"] == cal["temperature"] > 0
+    report = json.loads((out / "uncertainty.json").read_text())
+    assert report["test_examples"] == 300 and report["ood_examples"]["open_set"] == 300
+    for crit in ("max_prob", "entropy", "mutual_info", "energy", "disagreement", "max_member_prob"):
+        assert metrics[f"ood_auroc_{crit}"] == report["ood"]["open_set"][crit]["auroc"]
+        assert 0.0 <= metrics[f"ood_fpr95_{crit}"] <= 1.0
+    assert load_normalizer(out).mode == "mean_image"
+
+
+def test_eval_reproduces_the_recorded_report_and_draws_it(run, capsys):
+    out, metrics = run
+    assert main(["eval", "--run", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "out-of-distribution: open_set (300 images)" in text and "temperature-scaled" in text
+    report = json.loads((out / "eval-report.json").read_text())
+    recorded = json.loads((out / "uncertainty.json").read_text())
+    assert report["ood"] == recorded["ood"] and report["calibrated"] == recorded["calibrated"]
+    assert report["metrics"]["ensemble_mean_acc"] == metrics["ensemble_mean_acc"]
+    for name in ("reliability.png", "risk_coverage.png", "ood_open_set.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_scores_another_data_set_as_out_of_distribution(run, tmp_path, capsys):
+    out, _ = run
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "noise" / split / "x").mkdir(parents=True)
+        for i in range(20):  # 40x40 noise: streamed, resized to the model's 28x28
+            Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(
+                tmp_path / "noise" / split / "x" / f"{i}.png")
+    assert main(["eval", "--run", str(out), "--ood", str(tmp_path / "noise"), "--no-figures"]) == 0
+    report = json.loads((out / "eval-report.json").read_text())
+    assert report["ood_examples"] == {"noise": 20, "open_set": 300}
+    assert "out-of-distribution: noise (20 images)" in capsys.readouterr().out
+
+
+def test_predict_prints_each_image_with_members_and_proposals(run, tmp_path, capsys):
+    out, _ = run
+    from mheads.data import load_embedded
+
+    ds = load_embedded()
+    for i in range(3):
+        Image.fromarray(ds.test.images[i, 0]).save(tmp_path / f"img{i}.png")
+    Image.fromarray(np.full((50, 70), 128, np.uint8)).save(tmp_path / "wide.png")  # resized + centre-cropped
+    assert main(["predict", "--run", str(out), str(tmp_path), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == [str(tmp_path / f) for f in ("img0.png", "img1.png", "img2.png",
+                                                                            "wide.png")]
+    assert all("| members: " in ln and "| proposals: " in ln for ln in lines)
+    assert main(["predict", "--run", str(out), str(tmp_path / "img0.png"), "--format", "json"]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    classes = json.loads((out / "run.json").read_text())["data"]["classes"]
+    assert len(rec["top"]) == 3 and {t["class"] for t in rec["top"]} <= set(classes)
+    assert abs(sum(t["prob"] for t in rec["top"])) <= 1.0 + 1e-3 and len(rec["members"]) == 3
+    assert [p["prob"] for p in rec["proposals"]] == sorted((p["prob"] for p in rec["proposals"]), reverse=True)
+    assert main(["predict", "--run", str(out), str(tmp_path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 4 and rows[0]["member2_class"] in classes
+
+
+def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
+    """The image path (PNG, decode, evaluation view, saved normalizer) gives the model the very input eval does."""
+    from mheads.data import load_embedded
+    from mheads.train.evaluate import load_for_eval
+    from mheads.train.predict import predict
+
+    out, _ = run
+    cfg, tree, data = load_for_eval(out)
+    x, _ = next(data.eval_batches("test", 4))
+    want = torch.softmax(tree(x).float(), dim=-1).mean(dim=0)  # uncalibrated ensemble
+    ds = load_embedded()
+    kept = [i for i, y in enumerate(ds.test.labels) if y < 5][:4]
+    for j, i in enumerate(kept):
+        Image.fromarray(ds.test.images[i, 0]).save(tmp_path / f"{j}.png")
+    cal = (out / "calibration.json").read_text()
+    (out / "calibration.json").unlink()
+    try:
+        recs = predict(out, [tmp_path], top=1)
+    finally:
+        (out / "calibration.json").write_text(cal)
+    got = [r["top"][0]["prob"] for r in recs]
+    assert got == pytest.approx(want.max(dim=-1).values.tolist(), abs=1e-4)
