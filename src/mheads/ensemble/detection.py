@@ -45,7 +45,7 @@ def _cumulative_counts(positive: torch.Tensor, negative: torch.Tensor) -> tuple[
     """True and false positives `(T,)` int64 when "score >= t" is flagged, for each distinct score t in
     descending order; the last entries are the class sizes."""
     scores = torch.cat([positive, negative])
-    labels = torch.cat([torch.ones_like(positive, dtype=torch.int64), torch.zeros_like(negative, dtype=torch.int64)])
+    labels = (torch.arange(scores.shape[0]) < positive.shape[0]).to(torch.int64)  # positives come first
     order = torch.sort(scores, descending=True, stable=True).indices
     _, group_sizes = torch.unique_consecutive(scores[order], return_counts=True)
     ends = group_sizes.cumsum(0) - 1  # last position of each tie group

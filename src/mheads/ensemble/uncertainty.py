@@ -25,6 +25,7 @@ from mheads.ensemble.metrics import disagreeing_pairs
 __all__ = [
     "CRITERIA",
     "check_member_logits",
+    "check_targets",
     "check_logits_targets",
     "entropy_decomposition",
     "max_prob_score",
@@ -53,22 +54,27 @@ def check_member_logits(logits: torch.Tensor, field: str = "logits") -> torch.Te
     return logits64
 
 
-def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`logits: (M, B, C)`, `targets: (B,)` integer classes in `[0, C)` -> float64 logits, int64 targets."""
-    logits64 = check_member_logits(logits)
-    _, batch, num_classes = logits64.shape
+def check_targets(targets: torch.Tensor, batch: int, num_classes: int, device: torch.device) -> torch.Tensor:
+    """`targets: (B,)` integer classes in `[0, C)` on `device` -> int64 targets."""
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets: got {type(targets).__name__}; expected a torch.Tensor of shape (B,)")
     if targets.ndim != 1 or targets.shape[0] != batch:
         raise ValueError(f"targets: got shape {tuple(targets.shape)}; expected (B,) = ({batch},)")
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
         raise ValueError(f"targets: got dtype {targets.dtype}; expected an integer tensor of class indices")
-    if targets.device != logits.device:
-        raise ValueError(f"targets: got device {targets.device}; expected the logits' device {logits.device}")
+    if targets.device != device:
+        raise ValueError(f"targets: got device {targets.device}; expected {device}")
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= num_classes:
         raise ValueError(f"targets: got values in [{low}, {high}]; expected values in [0, {num_classes})")
-    return logits64, targets.long()
+    return targets.long()
+
+
+def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logits: (M, B, C)`, `targets: (B,)` integer classes in `[0, C)` -> float64 logits, int64 targets."""
+    logits64 = check_member_logits(logits)
+    _, batch, num_classes = logits64.shape
+    return logits64, check_targets(targets, batch, num_classes, logits.device)
 
 
 # ---------------------------------------------------------------- entropy decomposition
