@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mheads.ensemble.assignment import topk_assignment
 from mheads.ensemble.losses import (
     LOSS_NAMES,
+    LOSSES,
     LossResult,
     compute_loss,
     confident_mcl_loss,
@@ -32,6 +33,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def needs(name: str, logits: torch.Tensor, k: int = 1, scores: torch.Tensor | None = None) -> dict:
+    """What loss `name` needs beyond the common arguments: k (1 for a single-winner loss) and, for a scored
+    loss, the scoring heads' logits (`scores`, default all zero)."""
+    spec = LOSSES[name]
+    out = {"k": 1 if spec.single_winner else k}
+    if spec.scores:
+        out["score_logits"] = torch.zeros(logits.shape[:2], dtype=logits.dtype) if scores is None else scores
+    return out
 
 
 # ---------------------------------------------------------------- known answers
@@ -136,7 +147,7 @@ def test_prob_averaged_ce_matches_float64_reference(m, b, c, seed, scale):
 
 def test_compute_loss_per_member_and_assignment():
     for name in LOSS_NAMES:
-        result = compute_loss(name, KNOWN_LOGITS, KNOWN_TARGETS, k=1, generator=gen())
+        result = compute_loss(name, KNOWN_LOGITS, KNOWN_TARGETS, generator=gen(), **needs(name, KNOWN_LOGITS))
         assert isinstance(result, LossResult)
         assert result.loss.ndim == 0 and result.per_member.shape == (2,)
         assert not result.per_member.requires_grad
@@ -176,7 +187,7 @@ def test_per_member_names_the_diverging_member_even_when_unassigned():
     logits[2, 1] = float("nan")
     targets = torch.tensor([0, 1, 2, 3])
     for name in LOSS_NAMES:
-        result = compute_loss(name, logits, targets)
+        result = compute_loss(name, logits, targets, **needs(name, logits))
         assert not torch.isfinite(result.loss), name
         assert torch.isfinite(result.per_member[:2]).all() and torch.isnan(result.per_member[2]), name
 
@@ -242,9 +253,11 @@ def test_gradcheck_every_loss(name):
     if name not in ("score_averaged_ce", "prob_averaged_ce"):
         weights = torch.tensor([[1, 0, 2, 1], [1, 1, 0, 3], [0, 2, 1, 1]], dtype=torch.float64)
 
+    extra = needs(name, logits, k=2, scores=torch.randn(3, 4, generator=gen(1), dtype=torch.float64))
+
     def fn(x):
         # A fixed generator keeps any tie-break identical between the perturbed evaluations.
-        return compute_loss(name, x, targets, k=2, mix=0.4, beta=0.6, weights=weights, generator=gen()).loss
+        return compute_loss(name, x, targets, mix=0.4, beta=0.6, weights=weights, generator=gen(), **extra).loss
 
     assert torch.autograd.gradcheck(fn, (logits,))
 
@@ -344,7 +357,9 @@ def test_one_member_reduces_every_loss_to_cross_entropy(case):
     logits, targets, _, seed = case
     want = F.cross_entropy(logits[0], targets)
     for name in LOSS_NAMES:
-        got = compute_loss(name, logits, targets, generator=gen(seed)).loss
+        # The scoring term is not a cross-entropy of the classes: weight 0 leaves the MCL part.
+        got = compute_loss(name, logits, targets, generator=gen(seed), score_weight=0.0,
+                           **needs(name, logits)).loss
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
 
 
@@ -402,10 +417,11 @@ def test_permuting_members_permutes_the_assignment_and_keeps_every_loss(m, b, c,
     perm = list(range(m))
     rnd.shuffle(perm)
     perm = torch.tensor(perm)
+    scores = torch.randn(m, b, generator=g, dtype=torch.float64)
     for name in LOSS_NAMES:
         k = min(2, m)
-        base = compute_loss(name, logits, targets, k=k)
-        moved = compute_loss(name, logits[perm], targets, k=k)
+        base = compute_loss(name, logits, targets, **needs(name, logits, k, scores))
+        moved = compute_loss(name, logits[perm], targets, **needs(name, logits, k, scores[perm]))
         torch.testing.assert_close(moved.loss, base.loss, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(moved.per_member, base.per_member[perm], rtol=1e-12, atol=1e-12)
         if base.assignment is not None:

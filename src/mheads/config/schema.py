@@ -66,6 +66,9 @@ class ModelConfig:
     weights: str | None = None
     options: dict = field(default_factory=dict)  # family options, e.g. {width: 0.5}
     exec: str = "loop"  # loop | fused | auto
+    # each member also predicts whether it wins the input (loss.name mcl_scored trains it): one linear head
+    # per member on the trunk's output (global-average-pooled; with split null, on the member's own logits)
+    scoring_heads: bool = False
 
     def validate(self, p: str = "model") -> None:
         if is_import_path(self.name):
@@ -78,6 +81,8 @@ class ModelConfig:
         _int(f"{p}.members", self.members, 1)
         _choice(f"{p}.init", self.init, INIT_MODES)
         _choice(f"{p}.exec", self.exec, ("loop", "fused", "auto"))
+        if not isinstance(self.scoring_heads, bool):
+            _fail(f"{p}.scoring_heads", self.scoring_heads, "true or false")
         if not isinstance(self.reinit, list) or not all(isinstance(r, str) and r for r in self.reinit):
             _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
         if self.reinit and self.init != "pretrained":
@@ -108,10 +113,10 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     label_split: list | None = None  # specialists: per member, the list of labels it trains on
-    # keep only these classes of the source (indices or names), relabelled 0.. in this order; the final evaluation
-    # then scores the test images of the other classes as out-of-distribution (the open-set protocol)
+    # keep only these classes of the source (indices or names), relabelled 0.. in this order; the final
+    # evaluation then scores the test images of the other classes as out-of-distribution (open set)
     classes: list | None = None
-    val_fraction: float = 0.0  # held out of the training set (seeded) to fit temperature scaling after training
+    val_fraction: float = 0.0  # held out of the training set, seeded: fits temperature scaling at the end
     # resident: the decoded set on the training device; stream: DataLoader workers decode image files per
     # batch; auto: stream when the source can be streamed and (image_size or train_crop asks for resizing, or
     # the decoded set would exceed memory_budget_mb), else resident
@@ -141,7 +146,7 @@ class DataConfig:
         if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2 or any(
                 isinstance(c, bool) or not isinstance(c, (int, str)) for c in self.classes)
                 or len(set(self.classes)) != len(self.classes)):
-            _fail(f"{p}.classes", self.classes, "null or a list of at least 2 distinct class indices or names")
+            _fail(f"{p}.classes", self.classes, "null or a list of >= 2 distinct class indices or names")
         cs = self.crop_scale
         if (not isinstance(cs, (list, tuple)) or len(cs) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
@@ -169,17 +174,35 @@ class LossConfig:
     k: int = 1  # MCL: members assigned per example
     mix: float = 0.5  # mcl_ce: weight of the MCL term (1 - mix on independent cross-entropy)
     beta: float = 0.75  # cmcl: weight pulling non-assigned members toward uniform
+    epsilon: float = 0.05  # rwta: the non-winners' share of each example, in [0, 1) (0 is mcl)
+    temperature: float = 1.0  # amcl: the starting temperature T0 > 0 of the soft assignment
+    # amcl: the iteration at which the temperature reaches 0 (exponential decay, then exactly mcl with k 1)
+    anneal_iterations: int = 1000
+    score_weight: float = 1.0  # mcl_scored: weight of the scoring heads' binary cross-entropy
     pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
     label_smoothing: float = 0.0  # cross-entropy against (1 - eps) one-hot + eps uniform targets
 
-    def validate(self, members: int, p: str = "loss") -> None:
+    def validate(self, members: int, p: str = "loss", model: ModelConfig | None = None) -> None:
+        """``model``: also check the loss against the model (a scored loss needs ``model.scoring_heads``)."""
         losses = LOSSES
         _choice(f"{p}.name", self.name, tuple(losses))
+        spec = losses[self.name]
         _int(f"{p}.k", self.k, 1)
-        if losses[self.name].assigns and self.k > members:
+        if spec.assigns and self.k > members:
             _fail(f"{p}.k", self.k, f"an integer in 1..{members} (model.members)")
+        if spec.single_winner and self.k != 1:
+            _fail(f"{p}.k", self.k, f"1 with {p}.name {self.name} (it anneals toward a single winner)")
         _num(f"{p}.mix", self.mix, 0.0, high=1.0)
         _num(f"{p}.beta", self.beta, 0.0)
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps < 1.0:
+            _fail(f"{p}.epsilon", eps, "a number >= 0.0 and < 1.0")
+        _num(f"{p}.temperature", self.temperature, 0.0, strict=True)
+        _int(f"{p}.anneal_iterations", self.anneal_iterations, 0)
+        _num(f"{p}.score_weight", self.score_weight, 0.0)
+        if model is not None and spec.scores and model.scoring_heads is not True:
+            _fail("model.scoring_heads", model.scoring_heads,
+                  f"true with {p}.name {self.name} (the loss trains the members' scoring heads)")
         _int(f"{p}.pretrain_iterations", self.pretrain_iterations, 0)
         _num(f"{p}.label_smoothing", self.label_smoothing, 0.0, high=1.0)
 

@@ -74,26 +74,26 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
 
 
 def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
-    """Decode `files` (already in data set order) into one uint8 (N, C, H, W) array."""
+    """Decode `files` (already in data set order) into one uint8 (N, C, H, W) array, written image by image
+    into its final layout (no second full-size copy: a decoded set near the size of memory still fits)."""
     index = {name: i for i, name in enumerate(files)}
-    pixels: np.ndarray | None = None  # (N, H, W, 3), allocated once the first image gives the size
+    pixels: np.ndarray | None = None  # (N, 3, H, W), allocated once the first image gives the size
     first = ""
     colour = False
     for name, data in source.read_many(files):
         image = decode_image(data, source.where(name))
         if pixels is None:
-            pixels = np.empty((len(files), image.shape[0], image.shape[1], 3), dtype=np.uint8)
+            pixels = np.empty((len(files), 3, image.shape[0], image.shape[1]), dtype=np.uint8)
             first = source.where(name)
-        if image.shape[:2] != pixels.shape[1:3]:
+        if image.shape[:2] != pixels.shape[2:]:
             raise DataError(
                 f"{source.where(name)}: image is {image.shape[1]}x{image.shape[0]} (WxH) but {first} is "
-                f"{pixels.shape[2]}x{pixels.shape[1]}; all images must have the same size (resize them first)"
+                f"{pixels.shape[3]}x{pixels.shape[2]}; all images must have the same size (resize them first)"
             )
         colour |= image.ndim == 3
-        pixels[index[name]] = image if image.ndim == 3 else image[:, :, None]
+        pixels[index[name]] = image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
     assert pixels is not None  # callers pass at least one file
-    channels = pixels if colour else pixels[..., :1]
-    return Split(np.ascontiguousarray(channels.transpose(0, 3, 1, 2)), labels)
+    return Split(pixels if colour else np.ascontiguousarray(pixels[:, :1]), labels)
 
 
 def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:

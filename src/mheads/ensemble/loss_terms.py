@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from mheads.core.checks import check_int, check_number
+from mheads.core.checks import check_int, check_number, is_number
 from mheads.ensemble.assignment import topk_assignment
 from mheads.ensemble.combine import check_logits_targets
 
-__all__ = ["check_k", "check_mix", "check_beta", "check_inputs", "check_weights"]
+__all__ = ["check_k", "check_mix", "check_beta", "check_epsilon", "check_temperature", "check_score_weight",
+           "check_score_logits", "check_inputs", "check_weights"]
 
 
 # ---------------------------------------------------------------- argument checks
@@ -33,6 +35,37 @@ def check_mix(mix: float) -> None:
 def check_beta(beta: float) -> None:
     """`beta`, the confident-MCL penalty weight, must be a finite number >= 0."""
     check_number("beta", beta, 0.0)
+
+
+def check_epsilon(epsilon: float) -> None:
+    """`epsilon`, the weight relaxed winner-takes-all gives the non-assigned members, must lie in [0, 1)."""
+    if not (is_number(epsilon) and 0.0 <= epsilon < 1.0):
+        raise ValueError(f"epsilon: got {epsilon!r}; expected a number >= 0.0 and < 1.0")
+
+
+def check_temperature(temperature: float) -> None:
+    """`temperature`, annealed MCL's current temperature, must be a finite number >= 0 (0: plain MCL)."""
+    check_number("temperature", temperature, 0.0)
+
+
+def check_score_weight(score_weight: float) -> None:
+    """`score_weight`, the weight of the scoring heads' cross-entropy, must be a finite number >= 0."""
+    check_number("score_weight", score_weight, 0.0)
+
+
+def check_score_logits(score_logits: torch.Tensor | None, logits: torch.Tensor) -> None:
+    """`score_logits`: a floating `(M, B)` tensor on the logits' device (the scoring heads' outputs)."""
+    expected = tuple(logits.shape[:2])
+    if not isinstance(score_logits, torch.Tensor):
+        raise ValueError(f"score_logits: got {type(score_logits).__name__}; expected a floating tensor of "
+                         f"shape (M, B) = {expected} (the scoring heads' logits, "
+                         "TreeNet.forward_with_scores)")
+    if tuple(score_logits.shape) != expected or not score_logits.is_floating_point():
+        raise ValueError(f"score_logits: got {score_logits.dtype} of shape {tuple(score_logits.shape)}; "
+                         f"expected a floating tensor of shape (M, B) = {expected}")
+    if score_logits.device != logits.device:
+        raise ValueError(f"score_logits: got a tensor on {score_logits.device}; expected one on the logits' "
+                         f"device {logits.device}")
 
 
 def check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -139,3 +172,77 @@ def confident_mcl_terms(
         assignment = given_assignment(assignment, nll)
     per_member = member_sums(torch.where(assignment, nll, beta * kl_uniform), weights)
     return flag_non_finite(per_member, nll, kl_uniform), assignment
+
+
+def relaxed_mcl_terms(
+    nll: torch.Tensor,
+    k: int,
+    epsilon: float,
+    generator: torch.Generator | None,
+    weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nll: (M, B)` -> relaxed winner-takes-all contributions `(M,)` and the (MCL) assignment `(M, B)` bool.
+
+    Each of the k assigned members weighs its term by `1 - epsilon`, each of the `M - k` others by
+    `k epsilon / (M - k)`, so an example's weights sum to k as in MCL. With `epsilon = 0`, or no member left
+    out (k = M), it is `mcl_terms` itself, draw for draw."""
+    num_members = nll.shape[0]
+    if epsilon == 0 or k == num_members:
+        return mcl_terms(nll, k, generator, weights, None)
+    assignment = assign(nll, k, weights, generator)
+    share = k * epsilon / (num_members - k)
+    per_member = member_sums(torch.where(assignment, (1.0 - epsilon) * nll, share * nll), weights)
+    return flag_non_finite(per_member, nll), assignment
+
+
+def soft_assignment(nll: torch.Tensor, temperature: float, weights: torch.Tensor | None) -> torch.Tensor:
+    """Annealed MCL's Boltzmann assignment `q_m = softmax_m(-nll_m / T)` per example, `(M, B)`, detached.
+
+    Computed from `nll - min_m nll`, so that a tiny T gives the one-hot winner (ties share) instead of NaN.
+    Members with a non-finite cost or bagging weight 0 get q = 0; an example with no such member, q = 0."""
+    costs = nll.detach()
+    ok = torch.isfinite(costs)
+    if weights is not None:
+        ok = ok & (weights > 0)
+    costs = torch.where(ok, costs, math.inf)
+    shifted = costs - costs.min(dim=0, keepdim=True).values
+    q = torch.softmax(torch.where(ok, -shifted / temperature, -math.inf), dim=0)
+    return torch.where(ok.any(dim=0, keepdim=True), q, 0.0)
+
+
+def annealed_mcl_terms(
+    nll: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None,
+    weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nll: (M, B)` -> annealed-MCL contributions `(M,)` and the hard (k = 1, MCL) assignment `(M, B)` bool.
+
+    `T > 0`: `sum_i w_mi q_mi nll_mi / B` with q from `soft_assignment`; `T = 0`: `mcl_terms` with k = 1, draw
+    for draw. The hard assignment is returned in both cases (the win counts of the collapse diagnostic)."""
+    if temperature == 0:
+        return mcl_terms(nll, 1, generator, weights, None)
+    assignment = assign(nll, 1, weights, generator)
+    q = soft_assignment(nll, temperature, weights)
+    # torch.where, not q * nll alone: 0 * inf (a member with q = 0 and an infinite loss) would be NaN.
+    per_member = member_sums(torch.where(q > 0, q * nll, 0.0), weights)
+    return flag_non_finite(per_member, nll), assignment
+
+
+def scored_mcl_terms(
+    nll: torch.Tensor,
+    score_logits: torch.Tensor,
+    k: int,
+    score_weight: float,
+    generator: torch.Generator | None,
+    weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nll: (M, B)`, `score_logits: (M, B)` -> MCL contributions plus each member's share of
+    `score_weight * mean_{m,i} BCE(score_logits_mi, alpha_mi)` `(M,)`, and the assignment `(M, B)` bool.
+
+    The target alpha is the (detached) MCL assignment; the bagging weights weigh the MCL terms only, since
+    the scores learn the assignment training actually made."""
+    mcl_part, assignment = mcl_terms(nll, k, generator, weights, None)
+    target = assignment.to(score_logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(score_logits, target, reduction="none")  # (M, B)
+    return mcl_part + score_weight * bce.mean(dim=1) / bce.shape[0], assignment

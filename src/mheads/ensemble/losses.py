@@ -1,9 +1,10 @@
 """Ensemble-aware losses on member logits `(M, B, C)` and integer targets `(B,)` (paper section 6).
 
-All losses are means over the batch. The per-member losses (`independent_ce`, `mcl_loss`, `mcl_ce_loss`,
-`confident_mcl_loss`) accept `weights: (M, B)`, per-member example weights (bagging: how often example i
-occurs in member m's bootstrap sample); member m then contributes `sum_i w_mi * l_mi / B`. The averaged
-losses (`score_averaged_ce`, `prob_averaged_ce`) couple the members through one prediction and take none.
+All losses are means over the batch. The per-member losses (`independent_ce`, the MCL family: `mcl_loss`,
+`mcl_ce_loss`, `confident_mcl_loss`, `relaxed_mcl_loss`, `annealed_mcl_loss`, `scored_mcl_loss`) accept
+`weights: (M, B)`, per-member example weights (bagging: how often example i occurs in member m's bootstrap
+sample); member m then contributes `sum_i w_mi * l_mi / B`. The averaged losses (`score_averaged_ce`,
+`prob_averaged_ce`) couple the members through one prediction and take none.
 
 Averaged losses scale each member's gradient by 1/M (section 6.1); the paper compensates with an M times
 larger learning rate, which is a choice of the training recipe and is not folded in here.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mheads.core.checks import check_number
+from mheads.core.checks import check_int, check_number
 from mheads.ensemble.combine import (
     ensemble_log_probs,
     ensemble_nll,
@@ -30,21 +31,29 @@ from mheads.ensemble.combine import (
     pick_targets,
 )
 from mheads.ensemble.loss_terms import (
+    annealed_mcl_terms,
     assign,
     check_beta,
+    check_epsilon,
     check_inputs,
     check_k,
     check_mix,
+    check_score_logits,
+    check_score_weight,
+    check_temperature,
     check_weights,
     confident_mcl_terms,
     independent_terms,
     mcl_terms,
+    relaxed_mcl_terms,
+    scored_mcl_terms,
 )
 
 __all__ = [
     "LOSSES",
     "LOSS_NAMES",
     "LossSpec",
+    "LossParams",
     "LossResult",
     "compute_loss",
     "independent_ce",
@@ -54,8 +63,11 @@ __all__ = [
     "mcl_loss",
     "mcl_ce_loss",
     "confident_mcl_loss",
+    "relaxed_mcl_loss",
+    "annealed_mcl_loss",
+    "annealed_temperature",
+    "scored_mcl_loss",
 ]
-
 
 
 def independent_ce(
@@ -202,6 +214,100 @@ def confident_mcl_loss(
     return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, assignment)[0].sum()
 
 
+def relaxed_mcl_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    epsilon: float = 0.05,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Relaxed winner-takes-all (Rupprecht et al., "Learning in an Uncertain World: Representing Ambiguity
+    Through Multiple Hypotheses", ICCV 2017): the non-winners keep a small share of every
+    example, so that no member is starved of gradient.
+
+    `(1/B) sum_i sum_m w_mi r_mi CE_m(i)` with `r_mi = 1 - epsilon` for the k members MCL assigns (its
+    assignment and random tie-breaking, `mcl_assignment`) and `r_mi = k epsilon / (M - k)` for the other
+    `M - k`: an example's weights sum to k, as in MCL. With k = 1 this is the paper's form: the winner
+    `1 - epsilon`, each of the others `epsilon / (M - 1)`. `epsilon = 0` is `mcl_loss` exactly, and k = M
+    (nothing to relax) is `independent_ce`. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_epsilon(epsilon)
+    check_weights(weights, logits)
+    return relaxed_mcl_terms(member_nll(logits, targets), k, epsilon, generator, weights)[0].sum()
+
+
+def annealed_mcl_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Annealed MCL (Perera, Letzelter et al., "Annealed Multiple Choice Learning: Overcoming limitations of
+    Winner-takes-all with annealing", NeurIPS 2024): a soft, deterministic-annealing assignment.
+
+    `(1/B) sum_i sum_m w_mi q_mi CE_m(i)` with `q_mi = softmax_m(-CE_m(i) / T)` (detached; members with
+    bagging weight 0 excluded). A large T weighs the members uniformly (`independent_ce / M`); `T = 0` is
+    `mcl_loss` with k = 1 exactly. Training lowers T with `annealed_temperature`. `logits: (M, B, C)`,
+    `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_temperature(temperature)
+    check_weights(weights, logits)
+    return annealed_mcl_terms(member_nll(logits, targets), temperature, generator, weights)[0].sum()
+
+
+# Annealed MCL's temperature falls exponentially to this fraction of T0 at anneal_iterations, then is 0.
+ANNEAL_FLOOR = 1e-3
+
+
+def annealed_temperature(temperature: float, anneal_iterations: int, iteration: int) -> float:
+    """The temperature of annealed MCL at training iteration `iteration` (0-based): `T0 * rho^t` as in Perera,
+    Letzelter et al. (NeurIPS 2024), with rho chosen so that T reaches `ANNEAL_FLOOR * T0` at
+    `anneal_iterations`, i.e. `T0 * ANNEAL_FLOOR ** (t / anneal_iterations)`, and exactly 0 (plain MCL) from
+    iteration `anneal_iterations` on. `temperature` = T0 > 0 (`loss.temperature`), `anneal_iterations` >= 0
+    (`loss.anneal_iterations`; 0: MCL from the start)."""
+    check_number("temperature", temperature, 0.0, strict_low=True)
+    check_int("anneal_iterations", anneal_iterations, 0)
+    check_int("iteration", iteration, 0)
+    if iteration >= anneal_iterations:
+        return 0.0
+    return float(temperature * ANNEAL_FLOOR ** (iteration / anneal_iterations))
+
+
+def scored_mcl_loss(
+    logits: torch.Tensor,
+    score_logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 1,
+    score_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MCL with scoring heads, after resilient MCL (Letzelter et al., "Resilient Multiple Choice Learning: A
+    learned scoring scheme with application to audio scene analysis", NeurIPS 2023): each member
+    also predicts, per input, the probability that it is assigned the input.
+
+    `mcl_loss + score_weight * mean_{m,i} BCE(score_logits_mi, alpha_mi)`, where alpha is the MCL assignment
+    (k, tie-breaking and bagging eligibility as in `mcl_loss`; a target, never differentiated) and
+    `score_logits: (M, B)` the scoring heads' logits (`TreeNet.forward_with_scores`). Bagging weights weigh
+    the MCL part only. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    """
+    check_inputs(logits, targets)
+    check_k(k, logits.shape[0])
+    check_score_logits(score_logits, logits)
+    check_score_weight(score_weight)
+    check_weights(weights, logits)
+    nll = member_nll(logits, targets)
+    return scored_mcl_terms(nll, score_logits, k, score_weight, generator, weights)[0].sum()
+
+
 @dataclass(frozen=True)
 class LossResult:
     """What `compute_loss` returns.
@@ -209,10 +315,12 @@ class LossResult:
     Attributes:
         loss: scalar tensor to backpropagate.
         per_member: `(M,)`, detached. For the per-member losses each member's contribution (they sum to
-            `loss`); a member with a non-finite per-example term shows it here even where that term was
-            masked out, since its gradient is non-finite anyway. For the averaged losses, each member's own
-            mean cross-entropy (they do not sum to `loss`).
-        assignment: `(M, B)` bool for the MCL family ("mcl", "mcl_ce", "cmcl"), else None.
+            `loss`; for "mcl_scored" it includes the member's share of the scoring term); a member with a
+            non-finite per-example term shows it here even where that term was masked out, since its gradient
+            is non-finite anyway. For the averaged losses, each member's own mean cross-entropy (they do not
+            sum to `loss`).
+        assignment: `(M, B)` bool for the losses that assign (`LossSpec.assigns`: "mcl", "mcl_ce", "cmcl",
+            "rwta", "amcl" (its hard k = 1 assignment, whatever the temperature), "mcl_scored"), else None.
     """
 
     loss: torch.Tensor
@@ -235,36 +343,67 @@ def _member_nll(logits: torch.Tensor, targets: torch.Tensor,
     return log_probs, smoothed_nll(log_probs, targets, smoothing)  # (M, B, C), (M, B)
 
 
-def _independent(logits, targets, k, mix, beta, weights, generator, smoothing):
-    _, nll = _member_nll(logits, targets, smoothing)
+@dataclass(frozen=True)
+class LossParams:
+    """The hyperparameters `compute_loss` hands to a loss's ``terms`` (each loss reads the ones it uses)."""
+
+    k: int = 1
+    mix: float = 0.5
+    beta: float = 0.75
+    epsilon: float = 0.05
+    temperature: float = 0.0
+    score_weight: float = 1.0
+    label_smoothing: float = 0.0
+
+
+def _independent(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
     return independent_terms(nll, weights), None
 
 
-def _mcl(logits, targets, k, mix, beta, weights, generator, smoothing):
-    _, nll = _member_nll(logits, targets, smoothing)
-    return mcl_terms(nll, k, generator, weights, None)
+def _mcl(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
+    return mcl_terms(nll, p.k, generator, weights, None)
 
 
-def _mcl_ce(logits, targets, k, mix, beta, weights, generator, smoothing):
-    _, nll = _member_nll(logits, targets, smoothing)
-    return _mix_terms(nll, k, mix, generator, weights, None)
+def _mcl_ce(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
+    return _mix_terms(nll, p.k, p.mix, generator, weights, None)
 
 
-def _cmcl(logits, targets, k, mix, beta, weights, generator, smoothing):
-    log_probs, nll = _member_nll(logits, targets, smoothing)
-    return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, None)
+def _cmcl(logits, targets, p, weights, generator, score_logits):
+    log_probs, nll = _member_nll(logits, targets, p.label_smoothing)
+    return confident_mcl_terms(log_probs, nll, p.k, p.beta, generator, weights, None)
+
+
+def _rwta(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
+    return relaxed_mcl_terms(nll, p.k, p.epsilon, generator, weights)
+
+
+def _amcl(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
+    return annealed_mcl_terms(nll, p.temperature, generator, weights)
+
+
+def _mcl_scored(logits, targets, p, weights, generator, score_logits):
+    _, nll = _member_nll(logits, targets, p.label_smoothing)
+    return scored_mcl_terms(nll, score_logits.to(nll.dtype), p.k, p.score_weight, generator, weights)
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A loss selectable by name. ``terms`` maps (logits, targets, k, mix, beta, weights, generator) to
-    ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the members'
-    combined prediction (it takes no per-member weights). ``assigns``: it picks members per example (uses
-    ``loss.k``)."""
+    """A loss selectable by name. ``terms`` maps (logits, targets, params: `LossParams`, weights, generator,
+    score_logits) to ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the
+    members' combined prediction (it takes no per-member weights). ``assigns``: it picks members per example
+    (uses ``loss.k``; its assignment feeds the win counts). ``single_winner``: it takes only k = 1.
+    ``scores``: it needs the scoring heads' logits (training calls ``TreeNet.forward_with_scores``)."""
 
     terms: Callable | None = None
     average: Callable | None = None
     assigns: bool = False
+    single_winner: bool = False
+    scores: bool = False
 
 
 # The one registry of losses: configs validate ``loss.name`` against it; adding a loss is one entry here.
@@ -275,6 +414,9 @@ LOSSES: dict[str, LossSpec] = {
     "mcl": LossSpec(terms=_mcl, assigns=True),
     "mcl_ce": LossSpec(terms=_mcl_ce, assigns=True),
     "cmcl": LossSpec(terms=_cmcl, assigns=True),
+    "rwta": LossSpec(terms=_rwta, assigns=True),
+    "amcl": LossSpec(terms=_amcl, assigns=True, single_winner=True),
+    "mcl_scored": LossSpec(terms=_mcl_scored, assigns=True, scores=True),
 }
 LOSS_NAMES = tuple(LOSSES)
 
@@ -287,16 +429,23 @@ def compute_loss(
     k: int = 1,
     mix: float = 0.5,
     beta: float = 0.75,
+    epsilon: float = 0.05,
+    temperature: float = 0.0,
+    score_logits: torch.Tensor | None = None,
+    score_weight: float = 1.0,
     weights: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     label_smoothing: float = 0.0,
 ) -> LossResult:
     """Compute the loss named `name` (one of `LOSS_NAMES`) on `logits: (M, B, C)` and `targets: (B,)`.
 
-    `k` (members per example, 1..M) is used by "mcl", "mcl_ce" and "cmcl"; `mix` (weight of the MCL term in
-    "mcl_ce": `mix * mcl + (1 - mix) * independent_ce`, in [0, 1]) by "mcl_ce"; `beta` (>= 0) by "cmcl".
-    All three are validated whatever the loss. `weights: (M, B)` per-member example weights are accepted by
-    every loss except "score_averaged_ce" and "prob_averaged_ce".
+    `k` (members per example, 1..M) is used by "mcl", "mcl_ce", "cmcl", "rwta" and "mcl_scored" ("amcl"
+    takes only k = 1); `mix` (weight of the MCL term in "mcl_ce": `mix * mcl + (1 - mix) * independent_ce`,
+    in [0, 1]) by "mcl_ce"; `beta` (>= 0) by "cmcl"; `epsilon` (in [0, 1), the non-winners' share) by "rwta";
+    `temperature` (>= 0, this iteration's `annealed_temperature`; 0 is MCL) by "amcl"; `score_logits: (M, B)`
+    (required) and `score_weight` (>= 0) by "mcl_scored". The numbers are validated whatever the loss.
+    `weights: (M, B)` per-member example weights are accepted by every loss except "score_averaged_ce" and
+    "prob_averaged_ce".
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss name {name!r}; valid names are {', '.join(LOSS_NAMES)}")
@@ -304,10 +453,18 @@ def compute_loss(
     check_k(k, logits.shape[0])
     check_mix(mix)
     check_beta(beta)
+    check_epsilon(epsilon)
+    check_temperature(temperature)
+    check_score_weight(score_weight)
     check_weights(weights, logits)
     check_number("label_smoothing", label_smoothing, 0.0, 1.0)
     spec = LOSSES[name]
+    if spec.single_winner and k != 1:
+        raise ValueError(f"k: got {k!r}; expected 1 for loss {name!r} (it anneals toward a single winner)")
+    if spec.scores:
+        check_score_logits(score_logits, logits)
     if spec.average is not None:
         return _averaged_result(spec.average, logits, targets, weights, label_smoothing)
-    per_member, assignment = spec.terms(logits, targets, k, mix, beta, weights, generator, label_smoothing)
+    params = LossParams(k, mix, beta, epsilon, temperature, score_weight, label_smoothing)
+    per_member, assignment = spec.terms(logits, targets, params, weights, generator, score_logits)
     return LossResult(per_member.sum(), per_member.detach(), assignment)

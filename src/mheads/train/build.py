@@ -3,6 +3,8 @@ warm-started."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -17,6 +19,7 @@ from mheads.tree.treenet import TreeNet
 def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> TreeNet:
     """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault."""
     m = cfg.model
+    check_scoring(cfg)
     if m.name == PYTHON_MODEL:
         raise ConfigError("model.name: 'python' names a model given to mheads.fit as a Python object; "
                           "pass the model to mheads.fit (or name a registered model or an import path)")
@@ -26,7 +29,7 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         first = factory()  # surfaces bad options / image sizes once, before copies are built
         base = factory if m.weights is None else _with_weights(first, m.weights)
         tree = TreeNet(base, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                       example_input=(1, in_channels, image_size, image_size))
+                       example_input=(1, in_channels, image_size, image_size), scoring_heads=m.scoring_heads)
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
     except ValueError as err:
@@ -38,6 +41,18 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
     tree.exec_mode = m.exec
     return tree
+
+
+def check_scoring(cfg: Config) -> None:
+    """A scored loss needs ``model.scoring_heads`` (checked here too, as ``Config.validate`` checks the loss
+    without the model); scoring heads need a model that builds them. Distributed runs (under torchrun,
+    ``WORLD_SIZE`` > 1, as ``mheads train`` decides) place only the trunk and the branches, so they refuse the
+    heads here, before any rank builds a model."""
+    m = cfg.model
+    cfg.loss.validate(m.members, model=m)
+    if m.scoring_heads and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("model.scoring_heads: got True; expected false in a distributed run (its placement "
+                          "holds only the trunk and the branches, not the scoring heads)")
 
 
 def _with_weights(net: torch.nn.Module, path: str) -> torch.nn.Module:
@@ -62,9 +77,12 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
     split = cfg.model.split
     if isinstance(split, (list, tuple)):
         split = [list(level) for level in split]
-    return {"architecture": cfg.model.name, "members": cfg.model.members, "split": split,
+    meta = {"architecture": cfg.model.name, "members": cfg.model.members, "split": split,
             "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
             "options": dict(cfg.model.options)}
+    if cfg.model.scoring_heads:  # recorded only when on: the meta of a run without heads is unchanged
+        meta["scoring_heads"] = True
+    return meta
 
 
 def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
@@ -79,15 +97,23 @@ def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
     factory = model_factory(meta["architecture"], num_classes=meta["num_classes"],
                             in_channels=meta["in_channels"], image_size=meta["image_size"],
                             **meta.get("options", {}))
-    return TreeNet(factory, meta["members"], split, seed=seed)
+    if not meta.get("scoring_heads", False):
+        return TreeNet(factory, meta["members"], split, seed=seed)
+    return TreeNet(factory, meta["members"], split, seed=seed, scoring_heads=True,
+                   example_input=(1, meta["in_channels"], meta["image_size"], meta["image_size"]))
 
 
 def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
     """Copy weights from a trained ``saved`` TreeNet: the whole tree (same layout), or one saved member into
     every member of ``tree`` (the paper's identical-members fine-tuning, Table 6)."""
     if from_member is None:
+        state = saved.state_dict()
+        if getattr(tree, "scoring", None) is None:  # from a run with scoring heads: drop them
+            state = {k: v for k, v in state.items() if not k.startswith("scoring.")}
+        elif getattr(saved, "scoring", None) is None:  # the new heads start from zero
+            state.update({f"scoring.{k}": v for k, v in tree.scoring.state_dict().items()})
         try:
-            tree.load_state_dict(saved.state_dict())
+            tree.load_state_dict(state)
         except RuntimeError as err:
             raise ConfigError("train.init_from: the saved weights do not fit this model "
                               f"({str(err).splitlines()[0]}); use the same model.name, members and split, "

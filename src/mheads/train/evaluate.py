@@ -26,17 +26,37 @@ __all__ = ["evaluate", "evaluate_run", "load_run_weights"]
 
 @torch.no_grad()
 def evaluate(model, data, cfg: Config, comm, split: str = "test") -> dict | None:
-    """All ensemble metrics on a split; the dict on the root, None elsewhere."""
+    """All ensemble metrics on a split; the dict on the root, None elsewhere.
+
+    A tree with scoring heads (``model.scoring_heads``) adds ``scored_acc`` (the prediction of the member
+    with the highest score) and ``score_weighted_acc`` (the members' probabilities weighted by their sigmoid
+    scores, normalized)."""
+    from mheads.tree.scoring import scored_predictions
+
     was_training = model.training
     model.eval()
     acc = EnsembleMetrics(cfg.model.members, data.num_classes,
                           generator=derived_generator(cfg.train.seed, Stream.ORACLE_TIES))
+    scored = getattr(model, "scoring", None) is not None and hasattr(model, "forward_with_scores")
+    right, seen = [0, 0], 0  # correct (scored, score-weighted) predictions, examples
     for x, y in data.eval_batches(split, cfg.train.eval_batch_size):
-        logits = model(x)  # (M, B, C) at the root
+        if scored:
+            logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
+        else:
+            logits = model(x)  # (M, B, C) at the root
         if comm.is_root:
             acc.update(logits.float().cpu(), y.cpu())
+            if scored:
+                for i, pred in enumerate(scored_predictions(logits.float().cpu(), scores.float().cpu())):
+                    right[i] += int((pred == y.cpu()).sum())
+                seen += len(y)
     model.train(was_training)
-    return acc.compute() if comm.is_root else None
+    if not comm.is_root:
+        return None
+    metrics = acc.compute()
+    if scored:
+        metrics.update(scored_acc=right[0] / max(seen, 1), score_weighted_acc=right[1] / max(seen, 1))
+    return metrics
 
 
 def _run_meta(run: Path) -> dict:
@@ -71,7 +91,8 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return ck.weights, meta
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> dict:
+def load_for_eval(run: str | Path, data: str | None = None):
+    """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source)."""
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
@@ -79,17 +100,26 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") 
     cfg = load_config(run / "config.yaml", overrides)
     weights, meta = load_run_weights(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device))
-    got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
-           "num_classes": data_prepared.num_classes}
-    want = {k: meta[k] for k in got}
-    if got != want:
-        diff = ", ".join(f"{k} {got[k]} (model takes {want[k]})" for k in got if got[k] != want[k])
-        raise DataError(f"--data {data or cfg.data.source}: images do not fit the run's model: {diff}")
+    _check_fits(data_prepared, meta, data or cfg.data.source)
     tree = tree_from_meta(meta)
     tree.load_state_dict(weights)
     tree.to(data_prepared.device)
     if cfg.train.channels_last:
         tree.to(memory_format=torch.channels_last)
+    return cfg, tree, data_prepared
+
+
+def _check_fits(data_prepared, meta: dict, where) -> None:
+    got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
+           "num_classes": data_prepared.num_classes}
+    want = {k: meta[k] for k in got}
+    if got != want:
+        diff = ", ".join(f"{k} {got[k]} (model takes {want[k]})" for k in got if got[k] != want[k])
+        raise DataError(f"--data {where}: images do not fit the run's model: {diff}")
+
+
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> dict:
+    cfg, tree, data_prepared = load_for_eval(run, data)
     metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
     metrics["classes"] = data_prepared.classes
     return metrics

@@ -33,9 +33,13 @@ from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
 from mheads.runs.folder import (
+    NORMALIZER_FILE,
+    UNCERTAINTY_FILE,
     append_jsonl,
     prepare_out_dir,
     read_jsonl,
+    save_calibration,
+    save_normalizer,
     save_weights,
     strict_json,
     truncate_jsonl,
@@ -43,6 +47,7 @@ from mheads.runs.folder import (
 )
 from mheads.runs.lock import RunLock
 from mheads.train.allocator import retain_freed_memory
+from mheads.train.analysis import analyse, calibrate, summary
 from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
 from mheads.train.compiled import compile_checked
@@ -67,6 +72,9 @@ class RunState:
     skipped_total: int = 0
     run_loss: float = 0.0  # training loss summed since the last evaluation (eval.jsonl's train_loss)
     run_n: int = 0
+    # (M,) int64: training examples each member was assigned since the last evaluation (eval.jsonl's
+    # win_fraction); None while the loss assigns nothing
+    wins: torch.Tensor | None = None
     before_wall: float = 0.0  # seconds spent by earlier processes of this run, up to their checkpoint
     before_train: float = 0.0
     train_time: float = 0.0  # seconds of training steps in this process
@@ -79,14 +87,27 @@ class RunState:
         return {"step": step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
                 "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
                 "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
-                "train_time_s": self.before_train + self.train_time}
+                "train_time_s": self.before_train + self.train_time,
+                "wins": None if self.wins is None else [int(n) for n in self.wins.tolist()]}
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> RunState:
         return cls(step=int(state["step"]), skipped=int(state["skipped"]),
                    skipped_total=int(state["skipped_total"]), run_loss=float(state.get("run_loss", 0.0)),
                    run_n=int(state.get("run_n", 0)), before_wall=float(state.get("wall_time_s", 0.0)),
-                   before_train=float(state.get("train_time_s", 0.0)))
+                   before_train=float(state.get("train_time_s", 0.0)),
+                   # a list of ints, or None (also in checkpoints older than the win counts)
+                   wins=None if state.get("wins") is None else torch.tensor(state["wins"], dtype=torch.int64))
+
+    def win_fraction(self) -> dict:
+        """``{"win_fraction": [M floats summing to 1]}``: the share of the training examples each member was
+        assigned since the last evaluation, the collapse diagnostic of the assigning losses (a member near 0
+        has stopped winning); empty when nothing was assigned."""
+        if self.wins is None:
+            return {}
+        counts = [int(n) for n in self.wins.tolist()]
+        total = sum(counts)
+        return {"win_fraction": [n / total for n in counts]} if total else {}
 
 
 @dataclass
@@ -176,7 +197,8 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     t, st = run.cfg.train, run.state
     t0 = time.perf_counter()
     try:
-        loss, _ = train_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params, run.owners)
+        loss, _, wins = train_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params,
+                                   run.owners)
     except NumericalFault as fault:
         if t.nan_policy == "stop":
             raise
@@ -194,6 +216,8 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     run.schedule.observe(loss)
     st.run_loss += loss
     st.run_n += 1
+    if wins is not None:  # summed on the device: no host synchronisation per step
+        st.wins = wins if st.wins is None else st.wins.to(wins.device) + wins
     return loss, seconds
 
 
@@ -205,7 +229,7 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     if not run.comm.is_root:
         return
     rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1),
-           "skipped_total": st.skipped_total, **metrics}
+           "skipped_total": st.skipped_total, **st.win_fraction(), **metrics}
     append_jsonl(run.out / "eval.jsonl", rec)
     msg = (f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
            f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
@@ -214,7 +238,7 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
         bar.write(msg)
     else:
         log.info(msg)
-    st.run_loss, st.run_n = 0.0, 0
+    st.run_loss, st.run_n, st.wins = 0.0, 0, None
 
 
 def _checkpoint(run: Run, step: int) -> None:
@@ -277,6 +301,8 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         if ck is None:
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
+        if not (out / NORMALIZER_FILE).exists():
+            save_normalizer(out, data.normalizer)
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
                meta=meta, params=params, owners=owners, state=state, checkpoints=wrap is None,
                wall_start=wall_start, resumed_from=state.step,
@@ -299,6 +325,7 @@ def _finish(run: Run) -> dict | None:
         # assign: the distributed root's tree holds meta tensors
         run.tree.load_state_dict(full_state, assign=True)
     save_weights(run.out, run.tree)
+    uncertainty = _uncertainty(run)
     images = t.batch_size * t.accumulate
     result = {
         **final,
@@ -315,10 +342,24 @@ def _finish(run: Run) -> dict | None:
         "wall_time_s": st.before_wall + time.perf_counter() - run.wall_start,
         "resumed_from_iteration": run.resumed_from,
     }
+    result.update(uncertainty)
     if isinstance(run.data, StreamData):  # this process
         result.update(data_wait_s=run.data.wait_s, skipped_images=run.data.skipped_images)
     atomic_write_text(run.out / "metrics.json", strict_json(result, indent=2) + "\n")
     return result
+
+
+def _uncertainty(run: Run) -> dict:
+    """For a run with a held-out split (temperature scaling, ``calibration.json``) or an open-set split (the
+    classes it did not train on): the uncertainty report (``uncertainty.json``) and its headline numbers."""
+    if run.comm.world_size != 1 or not (run.data.split_size("val") or run.data.split_size("ood")):
+        return {}
+    calibration = calibrate(run.model, run.data, run.cfg)
+    if calibration is not None:
+        save_calibration(run.out, calibration)
+    report = analyse(run.model, run.data, run.cfg, calibration)
+    atomic_write_text(run.out / UNCERTAINTY_FILE, strict_json(report, indent=2) + "\n")
+    return summary(report)
 
 
 def _initial_weights(tree: TreeNet, cfg: Config) -> None:

@@ -11,13 +11,13 @@ from contextlib import nullcontext
 
 import torch
 
-from mheads.config import Config
+from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derive_seed, derived_generator
-from mheads.ensemble.losses import compute_loss
+from mheads.ensemble.losses import LOSSES, annealed_temperature, compute_loss
 from mheads.train.numerics import NumericalFault, all_finite, bad_members
 from mheads.tree import TreeNet, resolve_exec_mode
 
-__all__ = ["member_by_member", "members_separable", "train_step"]
+__all__ = ["has_scoring_heads", "member_by_member", "members_separable", "train_step"]
 
 
 def members_separable(model, loss_name: str, device: torch.device) -> bool:
@@ -46,17 +46,40 @@ def member_by_member(tree: TreeNet, x: torch.Tensor, y: torch.Tensor, w: torch.T
     return (per_member.sum() / divisor).detach(), per_member
 
 
-def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> tuple[float, torch.Tensor]:
-    """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss) as seen by the root;
-    raises :class:`NumericalFault` (after zeroing the gradients, so no update happens) on a non-finite
-    loss/gradient."""
+def has_scoring_heads(model) -> bool:
+    """Whether ``model`` (a TreeNet, or a wrapper that forwards attributes, like ``torch.compile``'s) has
+    scoring heads and :meth:`~mheads.tree.TreeNet.forward_with_scores`."""
+    return getattr(model, "scoring", None) is not None and hasattr(model, "forward_with_scores")
+
+
+def _check_scoring(model, cfg: Config, scored: bool) -> None:
+    if scored and not cfg.model.scoring_heads:
+        cfg.loss.validate(cfg.model.members, model=cfg.model)  # raises, naming model.scoring_heads
+    if cfg.model.scoring_heads and not has_scoring_heads(model):
+        raise ConfigError(f"model.scoring_heads: got True; expected false for this model: the "
+                          f"{type(model).__name__} being trained has no scoring heads (a distributed model, "
+                          "or a model given to fit: build the TreeNet with scoring_heads=True)")
+
+
+def train_step(model, opt, data, cfg: Config, it: int, comm, params,
+               owners) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+    """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss, wins) as seen by the
+    root, wins being how many of the step's examples each member was assigned, ``(M,)`` int64 on the
+    device, for the losses that assign (None otherwise, and off the root); raises :class:`NumericalFault`
+    (after zeroing the gradients, so no update happens) on a non-finite loss/gradient.
+
+    Annealed MCL ("amcl") gets the temperature of iteration ``it`` (``annealed_temperature``); a loss with
+    scores ("mcl_scored") gets the scoring heads' logits from ``model.forward_with_scores``."""
     t, L = cfg.train, cfg.loss
     torch.manual_seed(derive_seed(t.seed, Stream.STEP, it))  # dropout and anything else drawing globally
     opt.zero_grad(set_to_none=True)
     loss_name = L.name if it >= L.pretrain_iterations else "independent_ce"
+    scored = LOSSES[loss_name].scores
+    _check_scoring(model, cfg, scored)
+    temperature = annealed_temperature(L.temperature, L.anneal_iterations, it)
     separate = comm.world_size == 1 and members_separable(model, loss_name, data.device)
     total = torch.zeros((), device=data.device)
-    per_member = None
+    per_member = wins = None
     for a in range(t.accumulate):
         b = it * t.accumulate + a
         x, y, w = data.train_batch(b, derived_generator(t.seed, Stream.AUGMENT, b, device=data.device))
@@ -66,14 +89,23 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> 
             per_member = part if per_member is None else per_member + part
             total = total + loss
             continue
+        scores = None
         with autocast():
-            logits = model(x)  # (M, B, C) at the root
+            if scored:
+                logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
+            else:
+                logits = model(x)  # (M, B, C) at the root
         if comm.is_root:
             res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
+                               epsilon=L.epsilon, temperature=temperature, score_weight=L.score_weight,
+                               score_logits=None if scores is None else scores.float(),
                                label_smoothing=L.label_smoothing,
                                generator=derived_generator(t.seed, Stream.MCL, b, device=logits.device))
             loss = res.loss / t.accumulate
             per_member = res.per_member if per_member is None else per_member + res.per_member
+            if res.assignment is not None:
+                won = res.assignment.sum(dim=1)  # (M,)
+                wins = won if wins is None else wins + won
             total = total + loss.detach()
         else:
             loss = logits.sum()  # zero-element: its backward pulls this rank's gradient from the root
@@ -83,4 +115,4 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params, owners) -> 
         opt.zero_grad(set_to_none=True)
         raise NumericalFault(it, members, where)
     opt.step()
-    return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member
+    return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member, wins

@@ -18,6 +18,11 @@ branches, so that each member draws its own mask. Any other base, or a module pa
 keeping residual additions and functional ops inside ``forward``. A model fx cannot trace is built from
 explicit parts with :meth:`TreeNet.from_parts`.
 
+Scoring heads (``scoring_heads=True``, :mod:`mheads.tree.scoring`): each member also predicts, from shared
+features, the probability that it wins an input; :meth:`TreeNet.forward_with_scores` returns them with the
+logits. The features are the trunk's output (global-average-pooled when 4-D, flattened); a tree without a
+trunk (``split=None``) has no shared features, so each member's head reads that member's own logits.
+
 BatchNorm: a BatchNorm in the trunk normalizes the shared batch once; each branch owns its own statistics;
 ``eval()`` reaches every member. With bagging, a member's BatchNorm statistics are those of the whole shared
 batch, including examples its bootstrap sample left out (bagging weights only the loss).
@@ -36,6 +41,7 @@ from mheads.core.seeding import member_init_seeds
 from mheads.tree.cut import cut_module, stitch, trace
 from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
 from mheads.tree.members import INIT_MODES, BaseSpec, build_members
+from mheads.tree.scoring import ScoringHeads, score_features
 
 __all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
 
@@ -126,15 +132,18 @@ class TreeNet(nn.Module):
             attribute.
         example_input: a batch (or its shape) to check the cut on: with identical weights each member must
             reproduce the base's own ``forward`` exactly (in eval mode, so BatchNorm statistics are not
-            touched).
+            touched). Also sizes the scoring heads.
+        scoring_heads: give each member a scoring head (``self.scoring``, see the module docstring and
+            :meth:`add_scoring_heads`); needs ``example_input``. ``None`` otherwise.
     """
 
     def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
                  seeds: Sequence[int] | None = None, same_init: bool = False, init: str | None = None,
                  reinit: Sequence[str] = (), exec_mode: str = "loop",
-                 example_input: torch.Tensor | Sequence[int] | None = None):
+                 example_input: torch.Tensor | Sequence[int] | None = None, scoring_heads: bool = False):
         super().__init__()
         self.exec_mode = exec_mode
+        self.scoring: ScoringHeads | None = None
         check_int("members", num_members, 1)
         init = init if init is not None else ("same" if same_init else "independent")
         if init not in INIT_MODES:
@@ -175,6 +184,11 @@ class TreeNet(nn.Module):
             self.root = self._build_graph_node(segments, 0, 0, num_members)
         if example_input is not None:
             self.check_cut(copies[0], example_input)
+        if scoring_heads:
+            if example_input is None:
+                raise ValueError("scoring_heads: got True without example_input; expected an example batch "
+                                 "(or its shape) to size the heads")
+            self.add_scoring_heads(example_input)
 
     @classmethod
     def from_parts(cls, trunk: nn.Module, branch: BaseSpec, num_members: int, *, seed: int = 0,
@@ -185,6 +199,7 @@ class TreeNet(nn.Module):
         net = cls.__new__(cls)
         nn.Module.__init__(net)
         net.exec_mode = exec_mode
+        net.scoring = None
         check_int("members", num_members, 1)
         seeds = [int(s) for s in (seeds if seeds is not None else member_init_seeds(seed, num_members))]
         if len(seeds) != num_members:
@@ -288,6 +303,25 @@ class TreeNet(nn.Module):
                              "is not its children run in order, or not what torch.fx traced (Python control "
                              "flow on attributes is frozen at tracing); use split=None or TreeNet.from_parts")
 
+    @torch.no_grad()
+    def add_scoring_heads(self, example: torch.Tensor | Sequence[int]) -> ScoringHeads:
+        """Give each member a zero-initialized scoring head (``self.scoring``), sized by running ``example``
+        (a batch or its shape) through the trunk (or, without a trunk, the members) in eval mode."""
+        device = next(self.parameters()).device
+        x = example.to(device) if isinstance(example, torch.Tensor) else torch.randn(
+            *example, generator=torch.Generator().manual_seed(0)).to(device)
+        modes = {m: m.training for m in self.modules()}
+        try:
+            self.eval()
+            shared = not self.root.is_identity
+            feats = score_features(self.root.layers(x)) if shared else torch.stack(self.root(x))
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        self.scoring = ScoringHeads(self.num_members, feats.shape[-1], shared).to(
+            device=feats.device, dtype=feats.dtype)
+        return self.scoring
+
     # --- use ------------------------------------------------------------------------------------------------
     @property
     def exec_mode(self) -> str:
@@ -303,6 +337,36 @@ class TreeNet(nn.Module):
         if resolve_exec_mode(self._exec_mode, x.device) == "fused":
             return fused_forward(self.root, x)
         return torch.stack(self.root(x), dim=0)
+
+    def forward_with_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, ...) -> (member logits (M, B, C), score logits (M, B)); the logits are :meth:`forward`'s
+        and the trunk runs once. Score logits come from the scoring heads on the pooled trunk output, or,
+        without a trunk, on each member's own logits (gradients flow into the features either way)."""
+        if self.scoring is None:
+            raise ValueError("forward_with_scores: this TreeNet has no scoring heads; build it with "
+                             "scoring_heads=True (model.scoring_heads: true)")
+        if self.root.is_identity:
+            logits = self(x)
+            return logits, self.scoring(logits)
+        h = self.root.layers(x)
+        below = self._below_trunk()
+        if resolve_exec_mode(self._exec_mode, x.device) == "fused":
+            logits = fused_forward(below, h)
+        else:
+            logits = torch.stack(below(h), dim=0)
+        return logits, self.scoring(score_features(h))
+
+    def _below_trunk(self) -> TreeNode:
+        """The root's branches under an empty node: the tree after its trunk, for running them on a trunk
+        output already computed. Kept outside the module registry (not a second owner in the state_dict), and
+        rebuilt when the root's branches change."""
+        view = self.__dict__.get("_below")
+        branches = list(self.root.branches)
+        if view is None or len(view.branches) != len(branches) or any(
+                a is not b for a, b in zip(view.branches, branches)):
+            view = TreeNode(nn.Sequential(), branches)
+            self.__dict__["_below"] = view
+        return view
 
     def paths(self) -> list[list[TreeNode]]:
         """For each member, the nodes on its root-to-leaf path."""
