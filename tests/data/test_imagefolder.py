@@ -125,3 +125,31 @@ def test_val_split_and_ignored_files(tmp_path):
     (tmp_path / "imgs" / "train" / "cat" / "notes.txt").write_text("not an image")
     ds = load_dataset(tmp_path / "imgs", cache=False)
     assert len(ds.train) == 9 and len(ds.test) == 6
+
+
+def test_an_image_header_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    from mheads.data.imagefolder import MAX_PIXELS, decode_image
+    from mheads.data.transforms import decode
+
+    def png(w, h):  # a real 4x4 PNG whose header is rewritten to declare w x h (with a valid checksum)
+        data = bytearray(image_bytes(np.zeros((1, 4, 4), np.uint8), "PNG"))
+        chunk = b"IHDR" + struct.pack(">II", w, h) + bytes(data[24:29])
+        data[12:29] = chunk
+        data[29:33] = struct.pack(">I", zlib.crc32(chunk))
+        return bytes(data)
+
+    bomb = png(12000, 12000)
+    assert 12000 * 12000 > MAX_PIXELS
+    for fn in (lambda: decode_image(bomb, "x/bomb.png"), lambda: decode(bomb, "x/bomb.png")):
+        with pytest.raises(DataError, match=r"x/bomb.png: image header declares 12000x12000 pixels; refused"):
+            fn()
+    root = tmp_path / "d"
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        (root / split / "a" / "0.png").write_bytes(image_bytes(np.zeros((1, 4, 4), np.uint8), "PNG"))
+    (root / "train" / "a" / "1.png").write_bytes(bomb)  # not the first image: every image is checked
+    with pytest.raises(DataError, match="1.png: image header declares 12000x12000"):
+        load_dataset(root, cache=False)

@@ -9,13 +9,14 @@ come from the page cache on demand, so a decoded data set larger than RAM (but n
 trains, and ``torch.from_numpy`` on the result gives a writable tensor sharing those pages. Labels are small
 and read into memory. Everything is loaded with ``allow_pickle=False``: the cache can hold only plain arrays.
 
-Where: beside the source when its folder is writable, otherwise under ``$MHEADS_CACHE`` (default
-``~/.cache/mheads``) as ``<source name>-<hash of the source's path>.mheads-cache``. A folder without any
-write permission bit counts as read-only even for root, so shared read-only copies of data sets are never
-written into.
+Where: never beside the data (shared data sets are often read-only, and users' data folders are not ours to
+litter), but in the cache folder: ``data.cache_dir`` when a config sets it, else ``$MHEADS_CACHE``, else the
+platform's user cache directory (``$XDG_CACHE_HOME/mheads``, default ``~/.cache/mheads``), as
+``<source name>-<hash of the source's path>.mheads-cache``.
 
-Validity: ``meta.json`` records a fingerprint of the source (size and modification time of the archive, or
-of every file in a folder) and the cache is ignored once the source changes; each ``.npy`` must also have
+Validity: ``meta.json`` records a fingerprint of the source, a hash of its content (every byte of the archive,
+or every file's name and bytes in a folder: a few milliseconds for CIFAR-10's 20 MB archive), so a source
+edited in place, even keeping its size and modification time, is read again; each ``.npy`` must also have
 exactly the shape and dtype that ``meta.json`` records and its full length, so a damaged cache is ignored
 (with a warning) rather than half read.
 
@@ -44,13 +45,15 @@ from mheads.data.dataset import Dataset, Split
 from mheads.data.errors import DataError
 from mheads.data.sources import DirSource
 
-__all__ = ["CACHE_SUFFIX", "CACHE_VERSION", "cache_locations", "fingerprint", "load_cache", "save_cache"]
+__all__ = ["CACHE_SUFFIX", "CACHE_VERSION", "cache_locations", "fingerprint", "load_cache", "save_cache",
+           "user_cache_dir"]
 
 log = logging.getLogger(__name__)
 
 # Bump when the readers' output for the same files, or the cache layout, changes, so old caches are rebuilt.
-# Version 1 was a single compressed `<source>.mheads.npz`; such files are left alone and never read.
-CACHE_VERSION = 2
+# Version 1 was a single compressed `<source>.mheads.npz`; such files are left alone and never read. Version 3
+# keys the cache on a hash of the source's content (version 2: its sizes and modification times).
+CACHE_VERSION = 3
 CACHE_SUFFIX = ".mheads-cache"
 _META = "meta.json"
 # The arrays of a cache and the dtype each must have.
@@ -64,40 +67,41 @@ _WRITE_CHUNK_BYTES = 64 << 20  # copy at most this much of an array at a time wh
 _STALE_SECONDS = 3600  # a temporary folder untouched this long belongs to a writer that died
 
 
+def _hash_file(digest, path: Path) -> None:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+
+
 def fingerprint(path: Path) -> str:
-    """Changes whenever the source's bytes plausibly changed (size or mtime of any file)."""
-    if path.is_file():
-        st = path.stat()
-        return f"v{CACHE_VERSION}:file:{st.st_size}:{st.st_mtime_ns}"
+    """A hash of the source's content: it changes whenever any byte (or, in a folder, any file name) does."""
     digest = hashlib.blake2b(digest_size=16)
+    if path.is_file():
+        _hash_file(digest, path)
+        return f"v{CACHE_VERSION}:file:{digest.hexdigest()}"
     files = DirSource(path).files()
     for name in files:
-        st = (path / name).stat()
-        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(f"{name}\0".encode())
+        _hash_file(digest, path / name)
     return f"v{CACHE_VERSION}:dir:{len(files)}:{digest.hexdigest()}"
 
 
-def _user_cache_dir() -> Path:
-    return Path(os.environ.get("MHEADS_CACHE") or Path.home() / ".cache" / "mheads").expanduser()
+def user_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` (``data.cache_dir``), else ``$MHEADS_CACHE``, else ``$XDG_CACHE_HOME/mheads`` or
+    ``~/.cache/mheads``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("MHEADS_CACHE"):
+        return Path(os.environ["MHEADS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "mheads"
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
-    except OSError:
-        return False
-
-
-def _beside(resolved: Path) -> Path:
-    return resolved.parent / f"{resolved.name}{CACHE_SUFFIX}"
-
-
-def cache_locations(path: Path) -> list[Path]:
-    """Where the cache folder of `path` may live, in the order they are tried for writing."""
+def cache_locations(path: Path, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where the cache folder of `path` lives (a list, for the callers that try several)."""
     path = path.resolve()
     tag = hashlib.blake2b(str(path).encode(), digest_size=8).hexdigest()
-    user = _user_cache_dir() / f"{path.name}-{tag}{CACHE_SUFFIX}"
-    return [_beside(path), user] if _writable(path.parent) else [user]
+    return [user_cache_dir(cache_dir) / f"{path.name}-{tag}{CACHE_SUFFIX}"]
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -173,14 +177,12 @@ def _load_folder(cache: Path, expected: str) -> Dataset | None:
     )
 
 
-def load_cache(path: Path, expected: str) -> Dataset | None:
+def load_cache(path: Path, expected: str, cache_dir: str | os.PathLike | None = None) -> Dataset | None:
     """The cached data set of `path` if a cache with fingerprint `expected` exists, else None.
 
     Image arrays come back as copy-on-write `np.memmap`s of the cache files; labels are in memory.
     """
-    resolved = path.resolve()
-    candidates = {_beside(resolved), *cache_locations(path)}
-    for cache in sorted(candidates):
+    for cache in cache_locations(path, cache_dir):
         if not cache.is_dir():
             continue
         try:
@@ -309,9 +311,10 @@ def _move_into_place(new: Path, cache: Path) -> None:
     raise OSError(errno.EEXIST, f"{cache} keeps being replaced by other writers")
 
 
-def save_cache(path: Path, expected: str, dataset: Dataset) -> Path | None:
+def save_cache(path: Path, expected: str, dataset: Dataset,
+               cache_dir: str | os.PathLike | None = None) -> Path | None:
     """Write the cache of `path`; returns where, or None if no location was writable (not an error)."""
-    for cache in cache_locations(path):
+    for cache in cache_locations(path, cache_dir):
         tmp = None
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -20,7 +21,8 @@ from mheads.data.errors import DataError
 from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
 
-__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "decode_image", "images_by_split", "match", "natural_key", "read"]
+__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "MAX_PIXELS", "check_pixels", "decode_image", "images_by_split",
+           "match", "natural_key", "open_image", "read"]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
 IMAGE_SUFFIXES = frozenset(
@@ -59,13 +61,46 @@ def natural_key(name: str) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+# Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS), enforced as an error on every image:
+# Pillow only warns between it and twice it, and a 12000x12000 header would allocate 432 MB per image first.
+MAX_PIXELS = 89_478_485
+
+
+def check_pixels(size: tuple[int, int], where: str) -> None:
+    """Refuse an image whose header declares more than ``MAX_PIXELS`` pixels, before it is decoded."""
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise DataError(f"{where}: image header declares {w}x{h} pixels; refused above {MAX_PIXELS:,} "
+                        "pixels (a decompression bomb, or an image to resize before training)")
+
+
+def open_image(data: bytes, where: str) -> Image.Image:
+    """``Image.open`` on untrusted bytes, refusing (``DataError``) an image declaring too many pixels before
+    anything is decoded; Pillow's own bomb warning (an error under ``-W error``) is left to this check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise DataError(f"{where}: image header declares more than {2 * MAX_PIXELS:,} pixels; refused "
+                            f"above {MAX_PIXELS:,} (a decompression bomb, or an image to resize)") from None
+    try:
+        check_pixels(img.size, where)
+    except DataError:
+        img.close()
+        raise
+    return img
+
+
 def decode_image(data: bytes, where: str) -> np.ndarray:
     """Decode one image file into (H, W) uint8 for greyscale or (H, W, 3) uint8 for colour."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, where) as img:
             img.load()  # decode now so a truncated file fails here, naming the file
             mode = "L" if img.mode in _GREY_MODES else "RGB"
             return np.asarray(img if img.mode == mode else img.convert(mode))
+    except DataError:
+        raise
     except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
         raise DataError(
             f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc}); expected a readable "

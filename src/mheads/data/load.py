@@ -52,12 +52,14 @@ def _check_path(path: Path) -> None:
         )
 
 
-def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True) -> Dataset:
+def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> Dataset:
     """Load a data set into memory as uint8 images and int64 labels.
 
     source: None or "fashion-mnist-subset" for the embedded subset; otherwise the path of a folder or
     tar archive holding one of the layouts in `mheads.data.detect.ACCEPTED_LAYOUTS`.
     cache: reuse and write the memory-mapped cache described in `mheads.data.cache`.
+    cache_dir: where that cache lives (``data.cache_dir``; default: ``mheads.data.cache.user_cache_dir()``).
 
     Raises `DataError` (a ValueError) with a one-line message for any bad input.
     """
@@ -71,7 +73,7 @@ def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True)
         stamp = fingerprint(path) if cache else ""
     except OSError as exc:
         raise DataError(f"{exc.filename or path}: cannot read ({exc.strerror or exc})") from exc
-    if cache and (cached := load_cache(path, stamp)) is not None:
+    if cache and (cached := load_cache(path, stamp, cache_dir)) is not None:
         return cached
     start = time.perf_counter()
     name = dataset_name(path)
@@ -81,5 +83,5 @@ def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True)
     dataset = Dataset(name=name, train=train, test=test, classes=classes)
     log.info("read %s (%s) in %.1f s", path, layout.format.kind, time.perf_counter() - start)
     if cache:
-        save_cache(path, stamp, dataset)
+        save_cache(path, stamp, dataset, cache_dir)
     return dataset

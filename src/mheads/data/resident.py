@@ -98,7 +98,7 @@ def _limit(x, y, n):
 def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> ResidentData:
     """Load (or take) the data set, check it fits the model, and build the batching state."""
     d, M = cfg.data, cfg.model.members
-    ds = dataset if dataset is not None else load_dataset(d.source)
+    ds = dataset if dataset is not None else load_dataset(d.source, cache_dir=d.cache_dir)
     C, H, W = ds.image_shape
     if H != W:
         raise DataError(f"data.source {d.source}: images are {H}x{W}; the models take square images")

@@ -18,7 +18,6 @@ exactly as for device-resident data.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 
 from mheads.data.errors import DataError
+from mheads.data.imagefolder import open_image
 
 __all__ = ["decode", "eval_view", "random_crop", "random_resized_crop", "to_tensor"]
 
@@ -36,11 +36,13 @@ def decode(data: bytes, where: str, channels: int | None = None) -> Image.Image:
     """Decode an image file's bytes; ``channels`` 1 gives mode "L", 3 gives "RGB", None keeps greyscale images
     grey and makes every other image RGB."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, where) as img:
             img.load()
             grey = img.mode in _GREY_MODES
             mode = "L" if (channels == 1 or (channels is None and grey)) else "RGB"
             return img if img.mode == mode else img.convert(mode)
+    except DataError:
+        raise
     except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
         raise DataError(f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
 
