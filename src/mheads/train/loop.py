@@ -298,6 +298,8 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         if resume:
             for name in ("eval.jsonl", "train.jsonl"):
                 truncate_jsonl(out / name, state.step)
+            if ck is not None:
+                _record_changes(out, cfg, state.step)
         if ck is None:
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
@@ -347,6 +349,38 @@ def _finish(run: Run) -> dict | None:
         result.update(data_wait_s=run.data.wait_s, skipped_images=run.data.skipped_images)
     atomic_write_text(run.out / "metrics.json", strict_json(result, indent=2) + "\n")
     return result
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "options" and k != "placement":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _record_changes(out: Path, cfg: Config, step: int) -> None:
+    """A run resumed with other settings (``--set``, or an edited ``config.yaml``) records them: every changed
+    field with its old and new value and the iteration from which the new one applies, appended to
+    ``config_history.jsonl``, and ``config.yaml`` rewritten to the settings the run now trains with; so the
+    folder never describes a run that did not happen."""
+    import yaml
+
+    try:
+        before = _flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
+    except (OSError, yaml.YAMLError):
+        before = {}
+    now = _flat(cfg.to_dict())
+    changes = {k: [before.get(k), v] for k, v in now.items() if k in before and before[k] != v}
+    if not changes:
+        return
+    append_jsonl(out / "config_history.jsonl", {"step": step, "changes": changes})
+    atomic_write_text(out / "config.yaml", cfg.to_yaml())
+    said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+    log.warning("resumed at iteration %d with changed settings (recorded in %s): %s", step,
+                out / "config_history.jsonl", said)
 
 
 def _uncertainty(run: Run) -> dict:
