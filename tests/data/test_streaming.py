@@ -252,3 +252,29 @@ def test_class_subsets_and_validation_splits_agree_between_loaders(folder, tmp_p
     assert _same(tmp_path / "r", tmp_path / "s")
     with pytest.raises(DataError, match=r"data.classes: got 'zebra'; expected a class of the data set"):
         prepare(_cfg(folder, loader="resident", classes=["zebra", "a"]), torch.device("cpu"))
+
+
+def test_limits_take_a_seeded_class_stratified_subset(folder):
+    from mheads.data.subsets import stratified_limit
+
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])  # class-sorted, like an image folder
+    keep = stratified_limit(labels, 20, seed=0, split="train")
+    assert np.bincount(labels[keep]).tolist() == [10, 6, 3, 1] and list(keep) == sorted(keep)
+    assert list(keep) == list(stratified_limit(labels, 20, seed=0, split="train"))
+    assert list(keep) != list(stratified_limit(labels, 20, seed=1, split="train"))
+    assert (
+        len(stratified_limit(labels, 7, 0, "test")) == 7 and len(stratified_limit(labels, 500, 0, "x")) == 100
+    )
+    r = prepare(_cfg(folder, loader="resident", train_limit=8, bagging=False), torch.device("cpu"))
+    s = prepare(_cfg(folder, loader="stream", workers=0, train_limit=8, bagging=False), torch.device("cpu"))
+    assert sorted(r.train_y.tolist()) == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+    ]  # the folder's first 8 files are all class a
+    assert torch.equal(next(r.eval_batches("train", 8))[0], next(s.eval_batches("train", 8))[0])

@@ -14,6 +14,8 @@ from mheads.ensemble.losses import (
     LOSS_NAMES,
     LOSSES,
     LossResult,
+    annealed_mcl_loss,
+    annealed_temperature,
     compute_loss,
     confident_mcl_loss,
     independent_ce,
@@ -21,7 +23,9 @@ from mheads.ensemble.losses import (
     mcl_ce_loss,
     mcl_loss,
     prob_averaged_ce,
+    relaxed_mcl_loss,
     score_averaged_ce,
+    scored_mcl_loss,
 )
 
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -257,7 +261,8 @@ def test_gradcheck_every_loss(name):
 
     def fn(x):
         # A fixed generator keeps any tie-break identical between the perturbed evaluations.
-        return compute_loss(name, x, targets, mix=0.4, beta=0.6, weights=weights, generator=gen(), **extra).loss
+        return compute_loss(name, x, targets, mix=0.4, beta=0.6, weights=weights, generator=gen(),
+                            **extra).loss
 
     assert torch.autograd.gradcheck(fn, (logits,))
 
@@ -452,3 +457,175 @@ def test_label_smoothing_known_answer_and_zero_changes_nothing(name):
                                             for m in range(2)))
     with pytest.raises(ValueError, match="label_smoothing: got 1.5"):
         compute_loss(name, logits, targets, k=2, label_smoothing=1.5)
+
+
+# ---------------------------------------------------------------- the modern winner-takes-all family
+
+# One example (target 1), three members: p(y) = 3/4, 1/2, 1/4, so member 0 wins, then member 1.
+THREE_LOGITS = torch.tensor([[[0.0, LN3]], [[0.0, 0.0]], [[LN3, 0.0]]], dtype=torch.float64)
+THREE_TARGETS = torch.tensor([1])
+NLL_A, NLL_B, NLL_C = math.log(4 / 3), LN2, math.log(4.0)
+
+
+def test_known_relaxed_wta():
+    # k = 1: the winner (member 0 on both examples) weighs 1 - eps, the other member eps / (M - 1) = eps.
+    result = compute_loss("rwta", KNOWN_LOGITS, KNOWN_TARGETS, epsilon=0.1)
+    want = [0.9 * (NLL00 + NLL01) / 2, 0.1 * (NLL1 + NLL1) / 2]
+    assert result.per_member.tolist() == pytest.approx(want, abs=1e-12)
+    assert result.loss.item() == pytest.approx(sum(want), abs=1e-12)
+    assert result.assignment.tolist() == [[True, True], [False, False]]
+    # M = 3, k = 1: the two losers share eps = 0.2 equally.
+    got = relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=1, epsilon=0.2).item()
+    assert got == pytest.approx(0.8 * NLL_A + 0.1 * NLL_B + 0.1 * NLL_C, abs=1e-12)
+    # M = 3, k = 2: both winners weigh 1 - eps, the one loser k eps / (M - k) = 0.4 (weights sum to k).
+    got = relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=2, epsilon=0.2).item()
+    assert got == pytest.approx(0.8 * (NLL_A + NLL_B) + 0.4 * NLL_C, abs=1e-12)
+    # k = M: nothing to relax.
+    assert torch.equal(relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=3, epsilon=0.2),
+                       independent_ce(THREE_LOGITS, THREE_TARGETS))
+
+
+def test_known_annealed_mcl():
+    # T = 1: q_m = p_m(y) / sum_m p_m(y): [3/4, 1/4] on example 0, [1/2, 1/4] / (3/4) = [2/3, 1/3] on
+    # example 1.
+    want = (0.75 * NLL00 + 0.25 * NLL1 + (2 / 3) * NLL01 + (1 / 3) * NLL1) / 2
+    assert annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 1.0).item() == pytest.approx(want, abs=1e-12)
+    # T = 2: q_m proportional to sqrt(p_m(y)).
+    r3, r2 = math.sqrt(3), math.sqrt(2)
+    want = ((r3 * NLL00 + NLL1) / (r3 + 1) + (r2 * NLL01 + NLL1) / (r2 + 1)) / 2
+    assert annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 2.0).item() == pytest.approx(want, abs=1e-12)
+    # T -> infinity: uniform weights, the mean of the member losses.
+    uniform = independent_ce(KNOWN_LOGITS, KNOWN_TARGETS).item() / 2
+    assert annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 1e12).item() == pytest.approx(uniform, rel=1e-9)
+    # T = 0 is MCL, and so is a temperature so small that q is exactly one-hot (no NaN from -inf / 0).
+    mcl = mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 1, gen())
+    assert torch.equal(annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 0.0, gen()), mcl)
+    assert torch.equal(annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 1e-30, gen()), mcl)
+    # Whatever T, the result carries MCL's hard assignment (the win counts).
+    result = compute_loss("amcl", KNOWN_LOGITS, KNOWN_TARGETS, temperature=5.0)
+    assert result.assignment.tolist() == [[True, True], [False, False]]
+
+
+def test_known_annealed_mcl_with_bagging_weights():
+    # Example 1 is not in member 0's sample: q = [0, 1] there.
+    weights = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    want = (0.75 * NLL00 + 0.25 * NLL1 + NLL1) / 2
+    got = annealed_mcl_loss(KNOWN_LOGITS, KNOWN_TARGETS, 1.0, weights=weights).item()
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_annealed_mcl_gradient_treats_the_soft_assignment_as_constant():
+    logits, targets = _float64_case(m=3, b=5, c=4)
+    (grad,) = torch.autograd.grad(annealed_mcl_loss(logits, targets, 0.7), logits)
+    x = logits.detach().requires_grad_(True)
+    nll = F.cross_entropy(x.reshape(-1, 4), targets.repeat(3), reduction="none").view(3, 5)
+    q = torch.softmax(-nll.detach() / 0.7, dim=0)
+    (want,) = torch.autograd.grad((q * nll).sum() / 5, x)
+    torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-12)
+
+
+def test_annealed_mcl_names_only_the_diverging_member():
+    logits = torch.randn(3, 4, 5, generator=gen())
+    logits[2, 1] = float("nan")
+    result = compute_loss("amcl", logits, torch.tensor([0, 1, 2, 3]), temperature=1.0)
+    assert torch.isfinite(result.per_member[:2]).all() and torch.isnan(result.per_member[2])
+
+
+def test_annealed_temperature_schedule():
+    assert annealed_temperature(2.0, 10, 0) == 2.0
+    assert annealed_temperature(2.0, 10, 5) == pytest.approx(2.0 * math.sqrt(1e-3), rel=1e-12)
+    assert annealed_temperature(2.0, 10, 9) == pytest.approx(2.0 * 1e-3 ** 0.9, rel=1e-12)
+    assert annealed_temperature(2.0, 10, 10) == 0.0 and annealed_temperature(2.0, 10, 500) == 0.0
+    assert annealed_temperature(2.0, 0, 0) == 0.0  # no annealing: MCL from the start
+    values = [annealed_temperature(1.5, 50, t) for t in range(60)]
+    assert all(a > b for a, b in zip(values[:50], values[1:51])) and values[50:] == [0.0] * 10
+    with pytest.raises(ValueError, match=r"temperature: got 0.0; expected a number > 0.0"):
+        annealed_temperature(0.0, 10, 0)
+    with pytest.raises(ValueError, match=r"iteration: got -1; expected an integer >= 0"):
+        annealed_temperature(1.0, 10, -1)
+
+
+def test_known_scored_mcl():
+    scores = torch.tensor([[0.0, LN3], [LN3, 0.0]], dtype=torch.float64)
+    # BCE against the assignment [[1, 1], [0, 0]]: -log sigmoid(s) for 1, -log(1 - sigmoid(s)) for 0.
+    bce = [[LN2, math.log(4 / 3)], [math.log(4.0), LN2]]
+    result = compute_loss("mcl_scored", KNOWN_LOGITS, KNOWN_TARGETS, score_logits=scores, score_weight=0.5)
+    want = [(NLL00 + NLL01) / 2 + 0.5 * sum(bce[0]) / 4, 0.5 * sum(bce[1]) / 4]
+    assert result.per_member.tolist() == pytest.approx(want, abs=1e-12)
+    assert result.loss.item() == pytest.approx(sum(want), abs=1e-12)
+    got = scored_mcl_loss(KNOWN_LOGITS, scores, KNOWN_TARGETS, score_weight=0.5)
+    assert torch.equal(got, result.loss)
+
+
+def test_scored_mcl_targets_the_assignment():
+    g = gen(4)
+    logits = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 4, (6,), generator=g)
+    scores = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    result = compute_loss("mcl_scored", logits, targets, k=2, score_logits=scores, score_weight=2.0,
+                          generator=gen())
+    assert torch.equal(result.assignment, mcl_assignment(logits, targets, 2, generator=gen()))
+    (grad,) = torch.autograd.grad(result.loss, scores)
+    # d/ds of weight * mean BCE(s, alpha) = weight * (sigmoid(s) - alpha) / (M B)
+    want = 2.0 * (torch.sigmoid(scores.detach()) - result.assignment.double()) / 18
+    torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-15)
+
+
+def test_compute_loss_matches_the_new_functions():
+    g = gen(3)
+    logits, targets = torch.randn(3, 6, 4, generator=g), torch.randint(0, 4, (6,), generator=g)
+    w = torch.randint(0, 3, (3, 6), generator=g).float()
+    scores = torch.randn(3, 6, generator=g)
+    pairs = [
+        ("rwta", relaxed_mcl_loss(logits, targets, 2, 0.3, gen(), weights=w), dict(k=2, epsilon=0.3)),
+        ("amcl", annealed_mcl_loss(logits, targets, 0.5, gen(), weights=w), dict(temperature=0.5)),
+        ("mcl_scored", scored_mcl_loss(logits, scores, targets, 2, 0.7, gen(), weights=w),
+         dict(k=2, score_logits=scores, score_weight=0.7)),
+    ]
+    for name, expected, kwargs in pairs:
+        assert torch.equal(compute_loss(name, logits, targets, weights=w, generator=gen(), **kwargs).loss,
+                           expected), name
+
+
+@PROPERTY
+@given(ensembles())
+def test_the_new_losses_reduce_to_mcl_at_their_endpoints(case):
+    logits, targets, weights, seed = case
+    m = logits.shape[0]
+    for w in (None, weights):
+        for k in range(1, m + 1):
+            mcl = compute_loss("mcl", logits, targets, k=k, weights=w, generator=gen(seed))
+            rwta = compute_loss("rwta", logits, targets, k=k, epsilon=0.0, weights=w, generator=gen(seed))
+            assert torch.equal(rwta.loss, mcl.loss) and torch.equal(rwta.assignment, mcl.assignment)
+            assert torch.equal(rwta.per_member, mcl.per_member)
+            scored = compute_loss("mcl_scored", logits, targets, k=k, weights=w, generator=gen(seed),
+                                  score_logits=torch.zeros(logits.shape[:2], dtype=logits.dtype),
+                                  score_weight=0.0)
+            assert torch.equal(scored.loss, mcl.loss) and torch.equal(scored.assignment, mcl.assignment)
+            relaxed = compute_loss("rwta", logits, targets, k=k, epsilon=0.3, weights=w, generator=gen(seed))
+            assert torch.equal(relaxed.assignment, mcl.assignment)
+        mcl = compute_loss("mcl", logits, targets, k=1, weights=w, generator=gen(seed))
+        amcl = compute_loss("amcl", logits, targets, temperature=0.0, weights=w, generator=gen(seed))
+        assert torch.equal(amcl.loss, mcl.loss) and torch.equal(amcl.assignment, mcl.assignment)
+        soft = compute_loss("amcl", logits, targets, temperature=3.0, weights=w, generator=gen(seed))
+        assert torch.equal(soft.assignment, mcl.assignment)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "rwta", "epsilon": 1.0}, r"epsilon: got 1.0; expected a number >= 0.0 and < 1.0"),
+        ({"name": "rwta", "epsilon": -0.1}, r"epsilon: got -0.1"),
+        ({"name": "amcl", "temperature": -1.0}, r"temperature: got -1.0; expected a number >= 0.0"),
+        ({"name": "amcl", "temperature": float("nan")}, r"temperature: got nan"),
+        ({"name": "amcl", "k": 2}, r"k: got 2; expected 1 for loss 'amcl'"),
+        ({"name": "mcl_scored"}, r"score_logits: got NoneType; expected a floating tensor of shape \(M, B\)"),
+        ({"name": "mcl_scored", "score_logits": torch.zeros(2, 3)},
+         r"score_logits: got torch.float32 of shape \(2, 3\)"),
+        ({"name": "mcl_scored", "score_logits": torch.zeros(2, 2), "score_weight": -1.0},
+         r"score_weight: got -1.0; expected a number >= 0.0"),
+    ],
+)
+def test_the_new_losses_reject_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        compute_loss(kwargs.pop("name"), KNOWN_LOGITS, KNOWN_TARGETS, **kwargs)

@@ -1,5 +1,5 @@
-"""Temperature scaling on the held-out split, the uncertainty report at the end of training, and ``mheads eval``
-/ ``mheads predict`` on the run."""
+"""Temperature scaling on the held-out split, the uncertainty report at the end of training, and
+``mheads eval`` / ``mheads predict`` on the run."""
 
 from __future__ import annotations
 
@@ -17,9 +17,20 @@ from mheads.config import config_from_settings
 from mheads.runs.folder import load_calibration, load_normalizer
 from mheads.train.loop import fit
 
-SETTINGS = {"model.members": 3, "loss.name": "mcl", "data.classes": [0, 1, 2, 3, 4], "data.val_fraction": 0.1,
-            "data.train_limit": 1500, "data.test_limit": 300, "train.iterations": 20, "train.batch_size": 32,
-            "train.eval_every": 20, "train.device": "cpu", "train.threads": 1, "optim.lr": 0.01}
+SETTINGS = {
+    "model.members": 3,
+    "loss.name": "mcl",
+    "data.classes": [0, 1, 2, 3, 4],
+    "data.val_fraction": 0.1,
+    "data.train_limit": 1500,
+    "data.test_limit": 300,
+    "train.iterations": 20,
+    "train.batch_size": 32,
+    "train.eval_every": 20,
+    "train.device": "cpu",
+    "train.threads": 1,
+    "optim.lr": 0.01,
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +74,8 @@ def test_eval_scores_another_data_set_as_out_of_distribution(run, tmp_path, caps
         (tmp_path / "noise" / split / "x").mkdir(parents=True)
         for i in range(20):  # 40x40 noise: streamed, resized to the model's 28x28
             Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(
-                tmp_path / "noise" / split / "x" / f"{i}.png")
+                tmp_path / "noise" / split / "x" / f"{i}.png"
+            )
     assert main(["eval", "--run", str(out), "--ood", str(tmp_path / "noise"), "--no-figures"]) == 0
     report = json.loads((out / "eval-report.json").read_text())
     assert report["ood_examples"] == {"noise": 20, "open_set": 300}
@@ -80,23 +92,25 @@ def test_predict_prints_each_image_with_members_and_proposals(run, tmp_path, cap
     Image.fromarray(np.full((50, 70), 128, np.uint8)).save(tmp_path / "wide.png")  # resized + centre-cropped
     assert main(["predict", "--run", str(out), str(tmp_path), "--top", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split(":")[0] for ln in lines] == [str(tmp_path / f) for f in ("img0.png", "img1.png", "img2.png",
-                                                                            "wide.png")]
+    assert [ln.split(":")[0] for ln in lines] == [
+        str(tmp_path / f) for f in ("img0.png", "img1.png", "img2.png", "wide.png")
+    ]
     assert all("| members: " in ln and "| proposals: " in ln for ln in lines)
     assert main(["predict", "--run", str(out), str(tmp_path / "img0.png"), "--format", "json"]) == 0
     rec = json.loads(capsys.readouterr().out)[0]
     classes = json.loads((out / "run.json").read_text())["data"]["classes"]
     assert len(rec["top"]) == 3 and {t["class"] for t in rec["top"]} <= set(classes)
     assert abs(sum(t["prob"] for t in rec["top"])) <= 1.0 + 1e-3 and len(rec["members"]) == 3
-    assert [p["prob"] for p in rec["proposals"]] == sorted((p["prob"] for p in rec["proposals"]), reverse=True)
+    assert [p["prob"] for p in rec["proposals"]] == sorted(
+        (p["prob"] for p in rec["proposals"]), reverse=True
+    )
     assert main(["predict", "--run", str(out), str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 4 and rows[0]["member2_class"] in classes
 
 
 def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
-    """The image path (PNG, decode, evaluation view, saved normalizer) gives the model the very input eval does."""
-    from mheads.data import load_embedded
+    """The image path (PNG, decode, evaluation view, saved normalizer) gives the model eval's very input."""
     from mheads.train.evaluate import load_for_eval
     from mheads.train.predict import predict
 
@@ -104,10 +118,8 @@ def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
     cfg, tree, data = load_for_eval(out)
     x, _ = next(data.eval_batches("test", 4))
     want = torch.softmax(tree(x).float(), dim=-1).mean(dim=0)  # uncalibrated ensemble
-    ds = load_embedded()
-    kept = [i for i, y in enumerate(ds.test.labels) if y < 5][:4]
-    for j, i in enumerate(kept):
-        Image.fromarray(ds.test.images[i, 0]).save(tmp_path / f"{j}.png")
+    for j in range(4):  # the test split's first four images, as files
+        Image.fromarray(data.test_x[j, 0].numpy()).save(tmp_path / f"{j}.png")
     cal = (out / "calibration.json").read_text()
     (out / "calibration.json").unlink()
     try:

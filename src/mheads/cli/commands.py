@@ -162,7 +162,7 @@ def _cmd_eval(args) -> int:
     from mheads.train.evaluate import evaluate_run
 
     if args.split == "test":
-        from mheads.train.eval_report import format_report, report_run
+        from mheads.report.evaluation import format_report, report_run
 
         report = report_run(args.run, data=args.data, ood=args.ood, figures=not args.no_figures)
         metrics = report["metrics"]

@@ -109,7 +109,7 @@ class DataConfig:
     crop_padding: int = 0
     flip: bool = False
     bagging: bool = False  # each member trains on its own bootstrap sample
-    # use the first N training images (class-balanced subsets are up to the user)
+    # use N training (test) images: a class-stratified subset, seeded by train.seed (mheads.data.subsets)
     train_limit: int | None = None
     test_limit: int | None = None
     label_split: list | None = None  # specialists: per member, the list of labels it trains on
@@ -131,6 +131,7 @@ class DataConfig:
     memory_budget_mb: int | None = None  # auto: the decoded size above which it streams (null: half the RAM)
     on_bad_image: str = "stop"  # stream: stop (exit 2, naming the file) | skip (counted in the metrics)
     stats_images: int = 50000  # stream: normalization statistics from all images, or a seeded sample this big
+    cache_dir: str | None = None  # decoded-data cache folder (null: $MHEADS_CACHE or ~/.cache/mheads)
 
     def validate(self, p: str = "data") -> None:
         _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
@@ -142,6 +143,8 @@ class DataConfig:
             if getattr(self, name) is not None:
                 _int(f"{p}.{name}", getattr(self, name), 0 if name == "workers" else 1)
         _int(f"{p}.stats_images", self.stats_images, 1)
+        if self.cache_dir is not None and (not isinstance(self.cache_dir, str) or not self.cache_dir):
+            _fail(f"{p}.cache_dir", self.cache_dir, "null or a folder path")
         _num(f"{p}.val_fraction", self.val_fraction, 0.0, high=0.5)
         if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2 or any(
                 isinstance(c, bool) or not isinstance(c, (int, str)) for c in self.classes)
@@ -176,7 +179,8 @@ class LossConfig:
     beta: float = 0.75  # cmcl: weight pulling non-assigned members toward uniform
     epsilon: float = 0.05  # rwta: the non-winners' share of each example, in [0, 1) (0 is mcl)
     temperature: float = 1.0  # amcl: the starting temperature T0 > 0 of the soft assignment
-    # amcl: the iteration at which the temperature reaches 0 (exponential decay, then exactly mcl with k 1)
+    # amcl: the iteration (counted from 0, pretraining included) at which the temperature reaches 0: it decays
+    # exponentially to T0 / 1000 there, then is 0, exactly mcl with k 1 (ensemble.losses.annealed_temperature)
     anneal_iterations: int = 1000
     score_weight: float = 1.0  # mcl_scored: weight of the scoring heads' binary cross-entropy
     pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
@@ -320,7 +324,7 @@ class Config:
     def validate(self) -> Config:
         self.model.validate()
         self.data.validate()
-        self.loss.validate(self.model.members)
+        self.loss.validate(self.model.members, model=self.model)
         self.optim.validate()
         self.train.validate()
         self.dist.validate()

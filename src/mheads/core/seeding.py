@@ -28,6 +28,7 @@ class Stream:
     BOOTSTRAP = "bootstrap"  # bagging: each member's bootstrap sample
     LABEL_SPLIT = "label-split"  # a random even split of the labels among members
     CROP = "crop"  # a streamed example's random-resized crop (per batch and place in the batch)
+    SUBSET = "subset"  # data.train_limit / test_limit: which examples of each class a limited split keeps
     VAL_SPLIT = "val-split"  # the training examples held out for calibration (data.val_fraction)
     NORMALIZER = "normalizer"  # the sample of training images streamed normalization statistics come from
 

@@ -15,7 +15,7 @@ import torch
 
 from mheads.config import Config, ConfigError
 from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
-from mheads.data.subsets import class_ids, keep_classes, val_split
+from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
 from mheads.ensemble.strategies import bootstrap_counts
 
 __all__ = ["ResidentData", "prepare_data"]
@@ -91,8 +91,8 @@ class ResidentData:
         return out
 
 
-def _limit(x, y, n):
-    return (x, y) if n is None else (x[:n], y[:n])
+def _limit(x, y, keep):
+    return (x, y) if len(keep) == len(y) else (x[keep], y[keep])
 
 
 def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> ResidentData:
@@ -112,8 +112,9 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         ood_x = test_x[np.setdiff1d(np.arange(len(test_y)), kept)]
         test_x, test_y, classes = test_x[kept], new_test_y, [classes[i] for i in ids]
         ood_x = ood_x[:d.test_limit] if d.test_limit is not None else ood_x
-    train_x, train_y = _limit(train_x, train_y, d.train_limit)
-    test_x, test_y = _limit(test_x, test_y, d.test_limit)
+    seed = cfg.train.seed
+    train_x, train_y = _limit(train_x, train_y, stratified_limit(train_y, d.train_limit, seed, "train"))
+    test_x, test_y = _limit(test_x, test_y, stratified_limit(test_y, d.test_limit, seed, "test"))
     val_x = val_y = None
     if d.val_fraction:
         keep, held = val_split(len(train_y), d.val_fraction, cfg.train.seed)

@@ -43,7 +43,7 @@ from mheads.data.from_torch import _image as _user_image
 from mheads.data.from_torch import _label as _user_label
 from mheads.data.index import ImageIndex, StreamIndex, check_headers
 from mheads.data.preprocess import Normalizer, NormalizerStats, augment
-from mheads.data.subsets import class_ids, keep_classes, val_split
+from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
 from mheads.data.transforms import decode, eval_view, random_crop, random_resized_crop, to_tensor
 from mheads.ensemble.strategies import bootstrap_counts
 
@@ -428,7 +428,10 @@ def prepare_stream(
         relabel = np.full(len(classes), -1, dtype=np.int64)
         relabel[ids] = np.arange(len(ids))
         classes = [classes[i] for i in ids]
-    train_idx, test_idx = train_idx[: d.train_limit], test_idx[: d.test_limit]
+    if d.train_limit is not None:
+        train_idx = train_idx[stratified_limit(train_src.labels()[train_idx], d.train_limit, t.seed, "train")]
+    if d.test_limit is not None:
+        test_idx = test_idx[stratified_limit(test_src.labels()[test_idx], d.test_limit, t.seed, "test")]
     if d.val_fraction:
         keep, held = val_split(len(train_idx), d.val_fraction, t.seed)
         train_idx, val_idx = train_idx[keep], train_idx[held]

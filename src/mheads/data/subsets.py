@@ -1,6 +1,7 @@
-"""Which examples a run uses: a subset of the classes (``data.classes``, the open-set protocol) and a held-out
-validation split carved from the training set (``data.val_fraction``), both as index arrays, the same for the
-resident and the streaming loader."""
+"""Which examples a run uses: a subset of the classes (``data.classes``, the open-set protocol), a seeded
+class-stratified subset of a split (``data.train_limit`` / ``test_limit``) and a held-out validation split
+carved from the training set (``data.val_fraction``), all as index arrays, the same for the resident and the
+streaming loader."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mheads.core.checks import check_number
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.errors import DataError
 
-__all__ = ["class_ids", "keep_classes", "val_split"]
+__all__ = ["class_ids", "keep_classes", "stratified_limit", "val_split"]
 
 
 def class_ids(requested: list, classes: list[str]) -> list[int]:
@@ -52,3 +53,28 @@ def val_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
         raise DataError(f"data.val_fraction: {fraction} of {n} training examples leaves none to train on")
     perm = torch.randperm(n, generator=derived_generator(seed, Stream.VAL_SPLIT)).numpy()
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def stratified_limit(labels: np.ndarray, limit: int | None, seed: int, split: str) -> np.ndarray:
+    """Positions (increasing) of a seeded, class-stratified subset of ``limit`` examples: each class keeps its
+    share of the split (``floor(limit * n_c / N)``, the remaining places to the classes with the largest
+    fractional shares, lower class first on ties), drawn at random within the class. All positions when
+    ``limit`` is None or not below the split's size. (Taking the first ``limit`` files of a class-sorted image
+    folder would keep one or two classes.)"""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if limit is None or limit >= n:
+        return np.arange(n)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = limit * counts / n
+    quota = np.floor(exact).astype(np.int64)
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - quota[i]), i))
+    for i in order[: limit - int(quota.sum())]:
+        quota[i] += 1
+    gen = derived_generator(seed, Stream.SUBSET, split)
+    keep = []
+    for c, q in zip(classes, quota):
+        members = np.flatnonzero(labels == c)
+        pick = torch.randperm(len(members), generator=gen)[: int(q)].numpy()
+        keep.append(members[pick])
+    return np.sort(np.concatenate(keep))

@@ -267,7 +267,8 @@ ANNEAL_FLOOR = 1e-3
 
 
 def annealed_temperature(temperature: float, anneal_iterations: int, iteration: int) -> float:
-    """The temperature of annealed MCL at training iteration `iteration` (0-based): `T0 * rho^t` as in Perera,
+    """The temperature of annealed MCL at training iteration `iteration` (0-based, counted from the start of
+    the run, `loss.pretrain_iterations` included): `T0 * rho^t` as in Perera,
     Letzelter et al. (NeurIPS 2024), with rho chosen so that T reaches `ANNEAL_FLOOR * T0` at
     `anneal_iterations`, i.e. `T0 * ANNEAL_FLOOR ** (t / anneal_iterations)`, and exactly 0 (plain MCL) from
     iteration `anneal_iterations` on. `temperature` = T0 > 0 (`loss.temperature`), `anneal_iterations` >= 0
