@@ -10,7 +10,7 @@ from mheads.reproduce.spec import load_spec
 
 
 @pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6",
-                                  "mcl-ce", "label-split", "guided-backprop"])
+                                  "mcl-ce", "label-split", "guided-backprop", "open-set"])
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_every_experiment_spec_validates_at_every_scale(name, scale):
     spec = load_spec(name, scale, "/some/cifar10")
