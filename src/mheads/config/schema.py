@@ -32,8 +32,17 @@ def _fail(path: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{path}: got {value!r}; expected {allowed}")
 
 
+# Every count in a config is at most this (2**53: still exact in float64, far inside int64), so no arithmetic
+# the run does with it (iterations x accumulate x batch size, seeds, indices) can overflow.
+MAX_COUNT = 2**53
+# The optimizers compute in float32: a learning rate (times members, times weight decay) stays finite there.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _int(path: str, v: Any, low: int | None = None, high: int | None = None) -> None:
     check_int(path, v, low, high, error=ConfigError)
+    if high is None and v > MAX_COUNT:
+        _fail(path, v, f"an integer at most {MAX_COUNT} (2**53)")
 
 
 def _num(path: str, v: Any, low: float, *, strict: bool = False, high: float | None = None) -> None:
@@ -330,6 +339,15 @@ class Config:
         self.dist.validate()
         if not isinstance(self.name, str) or not self.name:
             _fail("name", self.name, "a non-empty string naming the run")
+        t, o = self.train, self.optim
+        if t.iterations * t.accumulate * t.batch_size > MAX_COUNT:
+            _fail("train.iterations", t.iterations, f"train.iterations x train.accumulate ({t.accumulate}) x "
+                  f"train.batch_size ({t.batch_size}) at most {MAX_COUNT} images")
+        lr = o.lr * (self.model.members if o.lr_times_members else 1)
+        if lr > FLOAT32_MAX or lr * max(o.weight_decay, 1.0) > FLOAT32_MAX:
+            _fail("optim.lr", o.lr, f"a learning rate whose product with the members (when "
+                  f"optim.lr_times_members) and optim.weight_decay stays below {FLOAT32_MAX:.3g} (the "
+                  "optimizer computes in float32)")
         if self.data.bagging and LOSSES[self.loss.name].average is not None:
             _fail("data.bagging", True, "false with an averaged loss (bagging weights members separately)")
         if self.data.label_split is not None:

@@ -29,6 +29,7 @@ from mheads.data.dataset import Dataset
 from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData
+from mheads.models import model_factory
 from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
@@ -55,6 +56,7 @@ from mheads.train.device import flush_denormal, resolve_device
 from mheads.train.evaluate import evaluate
 from mheads.train.numerics import NumericalFault, member_param_map
 from mheads.train.preempt import Preempted, sigterm_flag
+from mheads.train.resources import check_resources
 from mheads.train.step import train_step
 from mheads.tree import TreeNet
 
@@ -269,10 +271,15 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         # buffers back in page by page (20-40% slower); the benchmarks measure with it, so runs train with it.
         retain_freed_memory()
     data = prepare(cfg, device, dataset=dataset, progress=show)
+    shape = (data.in_channels, data.image_size, data.image_size)
     if model is None:
+        if comm.world_size == 1 and (base := _one_base(cfg, data)) is not None:
+            check_resources(cfg, base, shape, device)  # before M members and their optimizer state exist
         tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
+        if comm.world_size == 1:
+            check_resources(cfg, tree.member(0), shape, device, include_parameters=False)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     ck = load_latest(out) if resume else None  # None also when a resumed run never committed one: start over
     state = RunState()
@@ -349,6 +356,16 @@ def _finish(run: Run) -> dict | None:
         result.update(data_wait_s=run.data.wait_s, skipped_images=run.data.skipped_images)
     atomic_write_text(run.out / "metrics.json", strict_json(result, indent=2) + "\n")
     return result
+
+
+def _one_base(cfg: Config, data):
+    """One member's base network for the resource estimate, or None where building it fails (build_tree then
+    reports why, naming the field)."""
+    try:
+        return model_factory(cfg.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
+                             image_size=data.image_size, **cfg.model.options)()
+    except Exception:  # noqa: BLE001 - any failure is build_tree's to report
+        return None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
