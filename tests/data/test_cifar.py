@@ -160,3 +160,22 @@ def test_unpickler_refuses_object_arrays_and_other_codecs():
     assert safe_unpickle(pickle.dumps({"a": [1, 2.5, "x", b"y"]}, protocol=2), "f") == {
         "a": [1, 2.5, "x", b"y"]
     }
+
+
+def test_python_batches_of_different_image_sizes_are_refused_naming_both(tmp_path):
+    classes = [f"c{i}" for i in range(10)]
+    write_cifar10_python(
+        tmp_path / "c",
+        (random_images(8, 3, 32, 32), balanced_labels(8, 10)),
+        (random_images(4, 3, 32, 32), balanced_labels(4, 10)),
+        classes,
+    )
+    (tmp_path / "c" / "data_batch_2").write_bytes(
+        cifar_python_batch(random_images(4, 3, 16, 16), balanced_labels(4, 10), "labels")
+    )
+    with pytest.raises(
+        DataError,
+        match=r"data_batch_2: images are 16x16 but .*data_batch_1's are 32x32; all "
+        r"batches must share one size",
+    ):
+        load_dataset(tmp_path / "c", cache=False)

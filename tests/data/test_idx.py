@@ -84,3 +84,25 @@ def test_parse_idx_rejects_bad_headers():
         parse_idx(gzip.compress(idx_bytes(np.arange(6, dtype=np.uint8).reshape(2, 3))), "f", gzipped=True),
         np.arange(6).reshape(2, 3),
     )
+
+
+def test_bad_idx_data_is_refused_naming_the_file(tmp_path):
+    from mheads.data.idx import parse_idx
+
+    # a header whose shape product overflows int64 (65535^5 > 2^63): refused as truncated, not wrapped around
+    huge = bytes([0, 0, 8, 5]) + (65535).to_bytes(4, "big") * 5 + b"\0" * 16
+    with pytest.raises(
+        DataError, match=r"x.idx: idx file truncated: 40 bytes, expected 1208833588708967444709399 for shape"
+    ):
+        parse_idx(huge, "x.idx", False)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 200], dtype=np.uint8)  # one stray label far above the others
+    write_idx_folder(tmp_path / "stray", (np.zeros((8, 4, 4)), labels), (np.zeros((3, 4, 4)), labels[:3]))
+    with pytest.raises(
+        DataError,
+        match=r"labels run up to 200 but 197 of 0..200 never occur .* label 200 has 1 "
+        r"example\(s\): a stray label\?",
+    ):
+        load_dataset(tmp_path / "stray", cache=False)
+    write_idx_folder(tmp_path / "empty", (np.zeros((4, 4, 4)), labels[:4]), (np.zeros((0, 4, 4)), labels[:0]))
+    with pytest.raises(DataError, match=r"the test split has no images; expected at least one"):
+        load_dataset(tmp_path / "empty", cache=False)

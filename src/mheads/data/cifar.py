@@ -136,7 +136,15 @@ def _python_batch(source: Source, name: str, label_key: str) -> Split:
     return Split(data.reshape(-1, 3, side, side).copy(), labels.astype(np.int64))
 
 
-def _concat(parts: list[Split]) -> Split:
+def _concat(parts: list[Split], wheres: list[str] | None = None) -> Split:
+    """The batches of a split as one; batches holding images of another size are refused naming both files."""
+    for i, p in enumerate(parts[1:], 1):
+        if p.images.shape[1:] != parts[0].images.shape[1:]:
+            first, other = (wheres[0], wheres[i]) if wheres else ("batch 0", f"batch {i}")
+            size = "x".join(map(str, p.images.shape[2:]))
+            want = "x".join(map(str, parts[0].images.shape[2:]))
+            raise DataError(f"{other}: images are {size} but {first}'s are {want}; all batches must share "
+                            "one size")
     return Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
 
 
@@ -151,12 +159,14 @@ def read_python10(source: Source, root: str, name: str) -> tuple[Split, Split, l
     classes = _names(
         _load_dict(source, prefix + "batches.meta"), "label_names", source.where(prefix + "batches.meta")
     )
+    batches = _batches(names, _PY_BATCH)
     train = [
         _checked(_python_batch(source, prefix + n, "labels"), classes, source.where(prefix + n))
-        for n in _batches(names, _PY_BATCH)
+        for n in batches
     ]
     test = _python_batch(source, prefix + "test_batch", "labels")
-    return _concat(train), _checked(test, classes, source.where(prefix + "test_batch")), classes
+    train_split = _concat(train, [source.where(prefix + n) for n in batches])
+    return train_split, _checked(test, classes, source.where(prefix + "test_batch")), classes
 
 
 def read_python100(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:

@@ -60,6 +60,10 @@ class Dataset:
                 f"{_shape(self.test.images.shape[1:])}; both splits must share one image shape"
             )
         for split_name, split in (("train", self.train), ("test", self.test)):
+            if not len(split):
+                raise DataError(f"data set {self.name!r}: the {split_name} split has no images; expected at "
+                                "least one (checked before training, not after it)")
+        for split_name, split in (("train", self.train), ("test", self.test)):
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(self.classes)):
                 bad = int(split.labels.min() if split.labels.min() < 0 else split.labels.max())
                 raise DataError(

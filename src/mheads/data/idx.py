@@ -7,6 +7,7 @@ the number of dimensions, one big-endian uint32 per dimension, then the values i
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 
@@ -73,7 +74,7 @@ def parse_idx(data: bytes, where: str, gzipped: bool) -> np.ndarray:
     if ndim == 0 or len(data) < header:
         raise DataError(f"{where}: truncated idx header ({len(data)} bytes for {ndim} dimensions)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python ints: a crafted header cannot overflow the product
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataError(
@@ -101,6 +102,17 @@ def _read_pair(source: Source, images_name: str, labels_name: str) -> Split:
     return Split(images[:, None].copy(), labels.astype(np.int64))
 
 
+def _check_no_gaps(labels: np.ndarray, top: int, where: str) -> None:
+    """With classes inferred from the labels (no classes.txt), every label 0..top must occur: one stray label
+    far above the others would otherwise make a model with that many classes."""
+    counts = np.bincount(labels, minlength=top + 1)
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        raise DataError(f"{where}: labels run up to {top} but {len(missing)} of 0..{top} never occur (e.g. "
+                        f"{int(missing[0])}); label {top} has {int(counts[top])} example(s): a stray label? "
+                        f"list the classes in a {CLASSES_FILE} beside the files, or fix the labels")
+
+
 def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
     """Read the train and t10k pairs under `root`.
 
@@ -119,6 +131,8 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
     else:
         top = max(int(train.labels.max(initial=0)), int(test.labels.max(initial=0)))
         classes = [str(i) for i in range(top + 1)]
+        _check_no_gaps(np.concatenate([train.labels, test.labels]), top,
+                       source.where(prefix + files[("train", "labels")]))
     check_label_range(train.labels, len(classes), source.where(prefix + files[("train", "labels")]))
     check_label_range(test.labels, len(classes), source.where(prefix + files[("t10k", "labels")]))
     return train, test, classes
