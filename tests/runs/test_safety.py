@@ -106,9 +106,12 @@ def test_a_checkpoint_that_would_run_code_is_refused(server, finished, good, tmp
 
 def cifar_batch(n: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {"batch_label": "batch", "labels": [int(v) for v in rng.integers(0, 10, n)],
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "filenames": [f"{i}.png" for i in range(n)]}
+    return {
+        "batch_label": "batch",
+        "labels": [int(v) for v in rng.integers(0, 10, n)],
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        "filenames": [f"{i}.png" for i in range(n)],
+    }
 
 
 def write_cifar10_python(folder: Path, victim: Path, crafted: str) -> None:
@@ -122,8 +125,9 @@ def write_cifar10_python(folder: Path, victim: Path, crafted: str) -> None:
         (folder / name).write_bytes(pickle.dumps(content, protocol=2))
 
 
-@pytest.mark.parametrize("crafted,archive", [("data_batch_1", False), ("batches.meta", False),
-                                             ("test_batch", True)])
+@pytest.mark.parametrize(
+    "crafted,archive", [("data_batch_1", False), ("batches.meta", False), ("test_batch", True)]
+)
 def test_a_cifar_batch_that_would_run_code_is_refused(server, good, tmp_path, crafted, archive):
     victim = tmp_path / "pwned"
     folder = tmp_path / "cifar-10-batches-py"
@@ -135,8 +139,9 @@ def test_a_cifar_batch_that_would_run_code_is_refused(server, good, tmp_path, cr
             tar.add(folder, arcname=folder.name)
         shutil.rmtree(folder)
         where = f"{source}:{folder.name}/{crafted}"
-    result = server.run("train", "--config", good, "--out", tmp_path / "out", "--set",
-                        f"data.source={source}")
+    result = server.run(
+        "train", "--config", good, "--out", tmp_path / "out", "--set", f"data.source={source}"
+    )
     assert_refused(result, f"{where}: refused to load", "open")
     assert not victim.exists()
     assert not (tmp_path / "out" / "config.yaml").exists()
@@ -145,14 +150,26 @@ def test_a_cifar_batch_that_would_run_code_is_refused(server, good, tmp_path, cr
 # ------------------------------------------------------------------------------------- numerical faults
 
 
-FAULT = re.compile(r"mheads: error: non-finite (loss|gradient) at iteration (\d+) in member (\d+)"
-                   r"(, member \d+)*; no update was applied for that step")
+FAULT = re.compile(
+    r"mheads: error: non-finite (loss|gradient) at iteration (\d+) in member (\d+)"
+    r"(, member \d+)*; no update was applied for that step"
+)
 
 
 def test_a_run_that_blows_up_exits_3_naming_iteration_and_member(server, good, tmp_path):
     out = tmp_path / "out"
-    result = server.run("train", "--config", good, "--out", out, "--no-progress",
-                        "--set", "optim.lr=1e12", "--set", "train.iterations=20")
+    result = server.run(
+        "train",
+        "--config",
+        good,
+        "--out",
+        out,
+        "--no-progress",
+        "--set",
+        "optim.lr=1e12",
+        "--set",
+        "train.iterations=20",
+    )
     assert result.returncode == 3, str(result)
     assert "Traceback" not in result.stderr, str(result)
     found = FAULT.fullmatch(result.error_line)
@@ -167,12 +184,27 @@ def test_a_run_that_blows_up_exits_3_naming_iteration_and_member(server, good, t
 
 
 def test_skip_policy_stops_after_max_skipped_in_a_row(server, good, tmp_path):
-    result = server.run("train", "--config", good, "--out", tmp_path / "out", "--no-progress",
-                        "--set", "optim.lr=1e12", "--set", "train.iterations=20",
-                        "--set", "train.nan_policy=skip", "--set", "train.max_skipped=2")
+    result = server.run(
+        "train",
+        "--config",
+        good,
+        "--out",
+        tmp_path / "out",
+        "--no-progress",
+        "--set",
+        "optim.lr=1e12",
+        "--set",
+        "train.iterations=20",
+        "--set",
+        "train.nan_policy=skip",
+        "--set",
+        "train.max_skipped=2",
+    )
     assert result.returncode == 3, str(result)
-    assert re.search(r"non-finite \w+ \(2 steps in a row, train.max_skipped\) at iteration \d+ in member \d",
-                     result.error_line), str(result)
+    assert re.search(
+        r"non-finite \w+ \(2 steps in a row, train.max_skipped\) at iteration \d+ in member \d",
+        result.error_line,
+    ), str(result)
     assert result.stderr.count("skipped 1 in a row") == 1, str(result)
 
 
@@ -212,13 +244,18 @@ def uninterrupted(work):
     return out
 
 
-@pytest.mark.parametrize("trigger,newest,culprit", [
-    (".tmp-step-00000004", 2, "cannot save checkpoint {out}/checkpoints/step-00000004: "),
-    ("eval.jsonl", 2, "cannot write {out}/eval.jsonl: "),
-    ("model.safetensors", 6, "cannot write {out}/model.safetensors: "),
-], ids=["checkpoint", "eval-log", "final-weights"])
-def test_a_full_disk_while_saving_keeps_the_last_checkpoint(work, uninterrupted, tmp_path, monkeypatch,
-                                                            capsys, trigger, newest, culprit):
+@pytest.mark.parametrize(
+    "trigger,newest,culprit",
+    [
+        (".tmp-step-00000004", 2, "cannot save checkpoint {out}/checkpoints/step-00000004: "),
+        ("eval.jsonl", 2, "cannot write {out}/eval.jsonl: "),
+        ("model.safetensors", 6, "cannot write {out}/model.safetensors: "),
+    ],
+    ids=["checkpoint", "eval-log", "final-weights"],
+)
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint(
+    work, uninterrupted, tmp_path, monkeypatch, capsys, trigger, newest, culprit
+):
     out = tmp_path / "run"
     argv = ["train", "--config", str(small_cfg(work)), "--out", str(out), "--no-progress"]
     disk = FullDisk(out, trigger)
@@ -236,3 +273,65 @@ def test_a_full_disk_while_saving_keeps_the_last_checkpoint(work, uninterrupted,
     assert run_differences(uninterrupted, out) == []
     final = load_file(str(out / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in final.values())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda m: m.update(members=0),
+            r"run.json: the model description does not build a model \(members: got 0",
+        ),
+        (
+            lambda m: m.update(architecture="zzz"),
+            r"run.json: the model description does not build a model \(model: "
+            r"unknown name 'zzz'",
+        ),
+        (lambda m: m.pop("split"), r"run.json: the model description lacks 'split'"),
+    ],
+)
+def test_eval_of_an_edited_run_description_exits_2_naming_the_file(tmp_path, edit, message):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+        "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
+    )
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    edit(info["meta"])
+    (run / "run.json").write_text(json.dumps(info))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mheads", "eval", "--run", str(run), "--no-figures"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_of_weights_from_another_model_exits_2(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+        "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
+    )
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    weights = load_file(str(run / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = torch.zeros(3)
+    save_file(weights, str(run / "model.safetensors"))
+    from mheads.runs.checkpoint import CheckpointError
+    from mheads.train.evaluate import evaluate_run
+
+    with pytest.raises(CheckpointError, match=r"its weights do not fit the model its run.json describes"):
+        evaluate_run(run)

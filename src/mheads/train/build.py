@@ -13,6 +13,7 @@ from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
 from mheads.models import model_factory
+from mheads.runs.checkpoint import CheckpointError
 from mheads.tree.treenet import TreeNet
 
 
@@ -85,22 +86,32 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
     return meta
 
 
-def tree_from_meta(meta: dict, seed: int = 0) -> TreeNet:
-    """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller)."""
-    if meta["architecture"] == PYTHON_MODEL:
+def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None) -> TreeNet:
+    """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller). A meta
+    that does not describe a buildable model (edited, foreign or damaged: a missing key, an unknown
+    architecture, ``members: 0``) raises ``CheckpointError`` naming ``where`` and the field."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where or 'checkpoint'}: the model description is not a JSON object")
+    if meta.get("architecture") == PYTHON_MODEL:
         raise ConfigError("this run's model was given to mheads.fit as a Python object, so it cannot be "
                           "rebuilt by name: load members/member_<m>.safetensors into your model, or train "
                           "with model.name set to an import path ('package.module:function')")
-    split = meta["split"]
-    if isinstance(split, list):
-        split = [tuple(level) for level in split]
-    factory = model_factory(meta["architecture"], num_classes=meta["num_classes"],
-                            in_channels=meta["in_channels"], image_size=meta["image_size"],
-                            **meta.get("options", {}))
-    if not meta.get("scoring_heads", False):
-        return TreeNet(factory, meta["members"], split, seed=seed)
-    return TreeNet(factory, meta["members"], split, seed=seed, scoring_heads=True,
-                   example_input=(1, meta["in_channels"], meta["image_size"], meta["image_size"]))
+    try:
+        split = meta["split"]
+        if isinstance(split, list):
+            split = [tuple(level) for level in split]
+        factory = model_factory(meta["architecture"], num_classes=meta["num_classes"],
+                                in_channels=meta["in_channels"], image_size=meta["image_size"],
+                                **meta.get("options", {}))
+        if not meta.get("scoring_heads", False):
+            return TreeNet(factory, meta["members"], split, seed=seed)
+        return TreeNet(factory, meta["members"], split, seed=seed, scoring_heads=True,
+                       example_input=(1, meta["in_channels"], meta["image_size"], meta["image_size"]))
+    except KeyError as err:
+        raise CheckpointError(f"{where or 'checkpoint'}: the model description lacks {err}") from None
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{where or 'checkpoint'}: the model description does not build a model "
+                              f"({' '.join(str(err).split())[:300]})") from None
 
 
 def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:

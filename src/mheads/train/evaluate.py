@@ -21,7 +21,7 @@ from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
 
-__all__ = ["evaluate", "evaluate_run", "load_run_weights"]
+__all__ = ["evaluate", "evaluate_run", "load_run_weights", "load_weights_checked"]
 
 
 @torch.no_grad()
@@ -101,12 +101,23 @@ def load_for_eval(run: str | Path, data: str | None = None):
     weights, meta = load_run_weights(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device))
     _check_fits(data_prepared, meta, data or cfg.data.source)
-    tree = tree_from_meta(meta)
-    tree.load_state_dict(weights)
+    tree = tree_from_meta(meta, where=str(Path(run) / "run.json"))
+    load_weights_checked(tree, weights, run)
     tree.to(data_prepared.device)
     if cfg.train.channels_last:
         tree.to(memory_format=torch.channels_last)
     return cfg, tree, data_prepared
+
+
+def load_weights_checked(tree, weights: dict, run) -> None:
+    """Load a run's weights into the tree its run.json describes; weights of another shape or set of names
+    (another run's, or edited) raise ``CheckpointError`` naming the run instead of torch's traceback."""
+    try:
+        tree.load_state_dict(weights)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise CheckpointError(f"--run {run}: its weights do not fit the model its run.json describes "
+                              f"({'; '.join(lines[1:3])[:300]})") from None
 
 
 def _check_fits(data_prepared, meta: dict, where) -> None:

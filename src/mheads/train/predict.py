@@ -28,7 +28,7 @@ from mheads.ensemble.losses import LOSSES
 from mheads.ensemble.uncertainty import disagreement_score, entropy_decomposition
 from mheads.runs.folder import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
-from mheads.train.evaluate import load_run_weights
+from mheads.train.evaluate import load_run_weights, load_weights_checked
 
 __all__ = ["format_predictions", "image_paths", "predict"]
 
@@ -69,8 +69,8 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
         raise ConfigError(f"--run {run}: no config.yaml; is it a run folder written by `mheads train`?")
     cfg = load_config(run / "config.yaml")
     weights, meta = load_run_weights(run)
-    tree = tree_from_meta(meta)
-    tree.load_state_dict(weights)
+    tree = tree_from_meta(meta, where=str(run / "run.json"))
+    load_weights_checked(tree, weights, run)
     tree.eval()
     device = torch.device("cpu")
     normalizer = _normalizer(run, cfg, device)
