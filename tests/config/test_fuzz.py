@@ -88,3 +88,16 @@ def test_image_headers_followed_by_garbage_are_refused(tail, magic):
         decode_image(magic + tail, "x")
     except DataError:
         pass
+
+
+def test_label_split_entries_must_be_lists_of_class_indices():
+    import pytest
+
+    for bad, where in (
+        ([0, 1], r"data.label_split\[0\]: got 0"),
+        ([[0], [1, "a"]], r"data.label_split\[1\]"),
+        ([[0], []], r"data.label_split\[1\]: got \[\]"),
+    ):
+        with pytest.raises(ConfigError, match=where):
+            config_from_settings({"model.members": 2, "data.label_split": bad})
+    config_from_settings({"model.members": 2, "data.label_split": [[0], [1, 2]]})

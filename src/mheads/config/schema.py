@@ -354,6 +354,10 @@ class Config:
             ls = self.data.label_split
             if not isinstance(ls, list) or len(ls) != self.model.members:
                 _fail("data.label_split", ls, f"a list of {self.model.members} label lists (one per member)")
+            for m, labels in enumerate(ls):
+                ok = isinstance(labels, list) and bool(labels)
+                if not ok or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in labels):
+                    _fail(f"data.label_split[{m}]", labels, "a non-empty list of class indices >= 0")
         return self
 
     def to_dict(self) -> dict:
