@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mheads.core.checks import check_choice, check_int, check_iterations, check_number
+from mheads.core.checks import check_choice, check_int, check_iterations, check_number, is_int
 from mheads.ensemble.losses import LOSSES
 from mheads.models import import_model, is_import_path, list_models
 from mheads.optim.build import OPTIMIZERS
@@ -356,7 +356,7 @@ class Config:
                 _fail("data.label_split", ls, f"a list of {self.model.members} label lists (one per member)")
             for m, labels in enumerate(ls):
                 ok = isinstance(labels, list) and bool(labels)
-                if not ok or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in labels):
+                if not ok or not all(is_int(c) and c >= 0 for c in labels):
                     _fail(f"data.label_split[{m}]", labels, "a non-empty list of class indices >= 0")
         return self
 
