@@ -153,3 +153,23 @@ def test_an_image_header_declaring_too_many_pixels_is_refused_before_decoding(tm
     (root / "train" / "a" / "1.png").write_bytes(bomb)  # not the first image: every image is checked
     with pytest.raises(DataError, match="1.png: image header declares 12000x12000"):
         load_dataset(root, cache=False)
+
+
+def test_a_folder_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    import mheads.data.imagefolder as imagefolder
+
+    write_image_folder(
+        tmp_path / "d",
+        {
+            "train": (random_images(4, 3, 8, 8), balanced_labels(4, 2)),
+            "test": (random_images(2, 3, 8, 8), balanced_labels(2, 2)),
+        },
+        ["a", "b"],
+    )
+    monkeypatch.setattr(imagefolder, "available_memory", lambda: 500)  # 4 images x 3 x 8 x 8 = 768 bytes
+    with pytest.raises(
+        DataError,
+        match=r"4 images of 8x8 decode to 0.0 MiB, more than the 0.0 MiB of memory "
+        r"available; stream them instead \(data.loader: stream\)",
+    ):
+        load_dataset(tmp_path / "d", cache=False)

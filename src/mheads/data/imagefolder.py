@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 import numpy as np
 from PIL import Image
 
+from mheads.core.resources import available_memory, gib
 from mheads.data.dataset import Split
 from mheads.data.errors import DataError
 from mheads.data.labels import CLASSES_FILE, read_classes_file
@@ -118,6 +119,12 @@ def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
     for name, data in source.read_many(files):
         image = decode_image(data, source.where(name))
         if pixels is None:
+            need = len(files) * 3 * image.shape[0] * image.shape[1]
+            if need > available_memory():
+                size = f"{image.shape[1]}x{image.shape[0]}"
+                raise DataError(f"{source.where(name)}: {len(files):,} images of {size} decode to {gib(need)}, "
+                                f"more than the {gib(available_memory())} of memory available; stream them "
+                                "instead (data.loader: stream)")
             pixels = np.empty((len(files), 3, image.shape[0], image.shape[1]), dtype=np.uint8)
             first = source.where(name)
         if image.shape[:2] != pixels.shape[2:]:
