@@ -122,8 +122,9 @@ def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
             need = len(files) * 3 * image.shape[0] * image.shape[1]
             if need > available_memory():
                 size = f"{image.shape[1]}x{image.shape[0]}"
+                avail = gib(available_memory())
                 raise DataError(f"{source.where(name)}: {len(files):,} images of {size} decode to "
-                                f"{gib(need)}, more than the {gib(available_memory())} of memory available; stream them "
+                                f"{gib(need)}, more than the {avail} of memory available; stream them "
                                 "instead (data.loader: stream)")
             pixels = np.empty((len(files), 3, image.shape[0], image.shape[1]), dtype=np.uint8)
             first = source.where(name)
