@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derive_seed
@@ -370,7 +371,9 @@ def _native_size(source, n: int, where: str) -> int:
     raise DataError(f"data.source {where}: none of the first {min(n, _PROBE)} training images is readable")
 
 
-def _fit_normalizer(loader_of, ds: _Examples, mode: str, limit: int, seed: int) -> Normalizer:
+def _fit_normalizer(
+    loader_of, ds: _Examples, mode: str, limit: int, seed: int, progress: bool = False
+) -> Normalizer:
     n = ds.n
     if n <= limit:
         order = np.arange(n)
@@ -380,7 +383,15 @@ def _fit_normalizer(loader_of, ds: _Examples, mode: str, limit: int, seed: int) 
         )
     stats = NormalizerStats(ds.view.channels, ds.view.size, ds.view.size, modes=(mode,))
     keys = [[(int(i), -1, 0) for i in order[s : s + 500]] for s in range(0, len(order), 500)]
-    for batch in loader_of(ds, keys):
+    batches = tqdm(
+        loader_of(ds, keys),
+        total=len(keys),
+        desc="normalization statistics",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
+    for batch in batches:
         if isinstance(batch, str):
             raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
         stats.update(batch[0])
@@ -478,7 +489,9 @@ def prepare_stream(
         workers=workers,
         total_batches=t.iterations * t.accumulate,
     )
-    data.normalizer = _fit_normalizer(data._loader, train_set, d.normalize, d.stats_images, t.seed).to(device)
+    data.normalizer = _fit_normalizer(
+        data._loader, train_set, d.normalize, d.stats_images, t.seed, progress
+    ).to(device)
     weights = None
     if d.bagging:
         weights = bootstrap_counts(n_train, M, t.seed).float()
