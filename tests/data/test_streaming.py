@@ -224,7 +224,7 @@ def test_transforms():
 
 def test_prepare_names_what_cannot_stream(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"0" * 10)
-    with pytest.raises(ConfigError, match="data.loader: stream cannot read"):
+    with pytest.raises(DataError, match="x.bin: a file that is not a tar archive"):
         prepare(_cfg(tmp_path / "x.bin", loader="stream"), torch.device("cpu"))
     shards = tmp_path / "sh"
     shards.mkdir()
@@ -278,3 +278,26 @@ def test_limits_take_a_seeded_class_stratified_subset(folder):
         3,
     ]  # the folder's first 8 files are all class a
     assert torch.equal(next(r.eval_batches("train", 8))[0], next(s.eval_batches("train", 8))[0])
+
+
+def test_resizing_streams_any_source_and_embedded_data(tmp_path):
+    cfg = _cfg(None, image_size=20, normalize="mean_image", bagging=False)
+    cfg.data.source = None  # the embedded Fashion-MNIST subset, 28x28, decoded whole
+    assert choose_loader(cfg) == "stream"
+    data = prepare(cfg, torch.device("cpu"))
+    x, _ = next(data.eval_batches("test", 4))
+    assert x.shape == (4, 1, 20, 20) and data.describe()["loader"] == "stream"
+
+
+def test_descriptors_stay_under_a_cap_and_shards_never_mix_with_old_ones(folder, tmp_path, monkeypatch):
+    import mheads.data.index as index_module
+
+    shards = tmp_path / "shards"
+    write_shards(folder, shards, per_shard=8)  # 6 train shards and 2 test shards
+    monkeypatch.setattr(index_module, "_MAX_OPEN", 2)
+    idx = index_source(shards).train
+    ref = index_source(folder).train
+    assert [idx.read(i) for i in range(len(idx))] == [ref.read(i) for i in range(len(ref))]
+    assert len(idx._fds) == 2
+    with pytest.raises(DataError, match="already holds .tar files"):
+        write_shards(folder, shards, per_shard=20)

@@ -36,6 +36,7 @@ from mheads.data.sources import ARCHIVE_SUFFIXES, DirSource
 __all__ = ["ImageIndex", "StreamIndex", "check_headers", "index_source", "streamable"]
 
 _TEST_SPLITS = ("test", "val")
+_MAX_OPEN = 128  # tar descriptors kept open per process
 _LABEL_EXTS = ("cls", "label", "cls.txt")
 
 
@@ -63,8 +64,7 @@ class ImageIndex:
         self.container = np.full(n, -1, np.int32) if container is None else np.asarray(container, np.int32)
         self.offsets = np.zeros(n, np.int64) if offsets is None else np.asarray(offsets, np.int64)
         self.sizes = np.full(n, -1, np.int64) if sizes is None else np.asarray(sizes, np.int64)
-        self._fds: dict[int, int] = {}
-        self._pid = -1
+        self._fds: dict[int, int] = {}  # container -> descriptor, in order of use
 
     @classmethod
     def from_names(cls, root: Path, names: list[str], labels, **kw) -> ImageIndex:
@@ -77,7 +77,7 @@ class ImageIndex:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_fds"], state["_pid"] = {}, -1  # file descriptors do not cross processes by pickling
+        state["_fds"] = {}  # file descriptors do not cross processes by pickling
         return state
 
     def name(self, i: int) -> str:
@@ -92,11 +92,15 @@ class ImageIndex:
         return f"{self.containers[c]}:{self.name(i)}"
 
     def _fd(self, c: int) -> int:
-        if self._pid != os.getpid():  # a forked worker opens its own descriptors
-            self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(c)
+        """An open descriptor of container ``c``. A forked worker uses the ones it inherited (``pread`` moves
+        no shared offset); at most ``_MAX_OPEN`` stay open per process, least recently used closed first, so a
+        set of thousands of shards stays under the open-file limit."""
+        fd = self._fds.pop(c, None)
         if fd is None:
-            fd = self._fds[c] = os.open(self.containers[c], os.O_RDONLY)
+            while len(self._fds) >= _MAX_OPEN:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            fd = os.open(self.containers[c], os.O_RDONLY)
+        self._fds[c] = fd  # most recently used last
         return fd
 
     def read(self, i: int, limit: int | None = None) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mheads.config import Config, ConfigError
+from mheads.config import Config
 from mheads.data.dataset import Dataset
 from mheads.data.from_torch import from_torch_datasets
 from mheads.data.index import index_source, streamable
@@ -80,10 +80,10 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
             return "stream"
         n = len(dataset.train) + (len(dataset.test) if dataset.test is not None else 0)
         return "stream" if n * _first_image_bytes(dataset.train) > memory_budget(cfg) else "resident"
+    if resize:  # only the streaming loader resizes; a source it cannot index is decoded, then streamed
+        return "stream"
     if not streamable(d.source):
         return "resident"
-    if resize:
-        return "stream"
     from mheads.data.streaming import FileExamples
 
     index = index_source(d.source)
@@ -113,20 +113,10 @@ def prepare(
             test=_SplitItems(dataset.test, dataset.classes),
             progress=progress,
         )
-    if cfg.data.source is None:
-        # the embedded subset is tiny and already decoded: stream it from memory (e.g. at another image size)
-        ds = load_dataset(None)
-        return prepare_stream(
-            cfg,
-            device,
-            train=_SplitItems(ds.train, ds.classes),
-            test=_SplitItems(ds.test, ds.classes),
-            progress=progress,
-        )
-    if not streamable(cfg.data.source):
-        raise ConfigError(
-            f"data.loader: stream cannot read data.source {cfg.data.source} (a compressed archive "
-            "or a format decoded whole); use an image folder, a plain .tar or .tar shards, or "
-            "data.loader: resident"
-        )
+    if cfg.data.source is None or not streamable(cfg.data.source):
+        # the embedded subset, or a format read whole (idx, CIFAR batches, a compressed archive): decoded
+        # once, then streamed from memory through the workers (e.g. to resize it)
+        ds = load_dataset(cfg.data.source, cache_dir=cfg.data.cache_dir)
+        return prepare_stream(cfg, device, train=_SplitItems(ds.train, ds.classes),
+                              test=_SplitItems(ds.test, ds.classes), progress=progress)
     return prepare_stream(cfg, device, index_source(cfg.data.source), progress=progress)

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from mheads.core.atomic import atomic_write_text
+from mheads.data.errors import DataError
 from mheads.data.index import ImageIndex, index_source
 
 __all__ = ["write_shards", "write_varied_folder"]
@@ -49,6 +50,9 @@ def write_shards(source: str | os.PathLike, out: str | os.PathLike, per_shard: i
         raise ValueError(f"per_shard: got {per_shard!r}; expected an integer >= 1")
     index = index_source(source)
     out = Path(out)
+    if out.is_dir() and any(p.suffix == ".tar" for p in out.iterdir()):
+        raise DataError(f"{out}: already holds .tar files; shards left from another write would be read as "
+                        "more examples: give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     paths = _write_split(index.train, out, "train", per_shard) + _write_split(
         index.test, out, "test", per_shard

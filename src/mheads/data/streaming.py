@@ -343,24 +343,23 @@ class StreamData:
         }
 
 
-def _channels(source, n: int) -> int:
-    for i in range(min(n, _PROBE)):
+def _probe(source, indices: np.ndarray):
+    """The first readable images among the training examples ``indices[:_PROBE]`` (those the run uses)."""
+    for i in indices[:_PROBE]:
         try:
-            img, _ = source.load(i, None)
+            yield int(i), source.load(int(i), None)[0]
         except DataError:
             continue
-        if img.mode != "L":
-            return 3
-    return 1
 
 
-def _native_size(source, n: int, where: str) -> int:
+def _channels(source, indices: np.ndarray) -> int:
+    """3 when any probed training image is in colour, else 1 (colour images met later are made grey)."""
+    return 3 if any(img.mode != "L" for _, img in _probe(source, indices)) else 1
+
+
+def _native_size(source, indices: np.ndarray, where: str) -> int:
     """The side of the first readable training image, which must be square (``data.image_size`` unset)."""
-    for i in range(min(n, _PROBE)):
-        try:
-            img, _ = source.load(i, None)
-        except DataError:
-            continue
+    for i, img in _probe(source, indices):
         w, h = img.size
         if w != h:
             raise DataError(
@@ -368,7 +367,9 @@ def _native_size(source, n: int, where: str) -> int:
                 "are not square (they are resized and centre-cropped to it)"
             )
         return w
-    raise DataError(f"data.source {where}: none of the first {min(n, _PROBE)} training images is readable")
+    raise DataError(
+        f"data.source {where}: none of the first {min(len(indices), _PROBE)} training images is readable"
+    )
 
 
 def _fit_normalizer(
@@ -435,7 +436,8 @@ def prepare_stream(
         ids = class_ids(d.classes, classes)
         train_idx, _ = keep_classes(train_src.labels(), ids, len(classes))
         test_idx, _ = keep_classes(test_src.labels(), ids, len(classes))
-        ood_idx = np.setdiff1d(np.arange(len(test_src)), test_idx)[: d.test_limit]
+        ood_idx = np.setdiff1d(np.arange(len(test_src)), test_idx)
+        ood_idx = ood_idx[stratified_limit(test_src.labels()[ood_idx], d.test_limit, t.seed, "ood")]
         relabel = np.full(len(classes), -1, dtype=np.int64)
         relabel[ids] = np.arange(len(ids))
         classes = [classes[i] for i in ids]
@@ -447,10 +449,10 @@ def prepare_stream(
         keep, held = val_split(len(train_idx), d.val_fraction, t.seed)
         train_idx, val_idx = train_idx[keep], train_idx[held]
     n_train, n_test = len(train_idx), len(test_idx)
-    size = d.image_size if d.image_size is not None else _native_size(train_src, n_train, str(d.source))
+    size = d.image_size if d.image_size is not None else _native_size(train_src, train_idx, str(d.source))
     view = View(
         size=size,
-        channels=_channels(train_src, n_train),
+        channels=_channels(train_src, train_idx),
         resize=d.eval_resize or size,
         train_crop=d.train_crop,
         crop_scale=tuple(float(v) for v in d.crop_scale),

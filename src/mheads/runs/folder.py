@@ -21,7 +21,9 @@ from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_tex
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
 # what --overwrite removes from a run folder before a new run starts there
-CLEARED_BY_OVERWRITE = (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl")
+CLEARED_BY_OVERWRITE = (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl",
+                        "normalizer.safetensors", "calibration.json", "uncertainty.json", "config_history.jsonl",
+                        "eval-report.json")
 
 
 class RunExistsError(ValueError):

@@ -17,6 +17,7 @@ from mheads.data import DataError
 from mheads.data.loader import prepare
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from mheads.runs.folder import load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
@@ -100,6 +101,9 @@ def load_for_eval(run: str | Path, data: str | None = None):
     cfg = load_config(run / "config.yaml", overrides)
     weights, meta = load_run_weights(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device))
+    saved = load_normalizer(run)
+    if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
+        data_prepared.normalizer = saved.to(data_prepared.device)
     _check_fits(data_prepared, meta, data or cfg.data.source)
     tree = tree_from_meta(meta, where=str(Path(run) / "run.json"))
     load_weights_checked(tree, weights, run)

@@ -34,7 +34,6 @@ from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
 from mheads.runs.folder import (
-    NORMALIZER_FILE,
     UNCERTAINTY_FILE,
     append_jsonl,
     prepare_out_dir,
@@ -310,8 +309,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         if ck is None:
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
-        if not (out / NORMALIZER_FILE).exists():
-            save_normalizer(out, data.normalizer)
+        save_normalizer(out, data.normalizer)  # every start: a resume may have changed the data settings
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
                meta=meta, params=params, owners=owners, state=state, checkpoints=wrap is None,
                wall_start=wall_start, resumed_from=state.step,

@@ -27,12 +27,18 @@ def _count(module: nn.Module) -> int:
 
 
 def _activation_bytes(base: nn.Module, shape: tuple[int, int, int]) -> int:
-    """Bytes autograd saves for the backward pass of one example through ``base`` (eval mode, CPU)."""
+    """Bytes autograd saves for the backward pass of one example through ``base`` (eval mode, CPU): each
+    saved storage once, the parameters' own storages (saved by every layer, but not per example) left out."""
+    params = {p.untyped_storage().data_ptr() for p in base.parameters()}
+    seen: set[int] = set()
     saved = 0
 
     def pack(t):
         nonlocal saved
-        saved += t.numel() * t.element_size()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen.add(ptr)
+            saved += t.untyped_storage().nbytes()
         return t
 
     was = base.training
@@ -66,7 +72,7 @@ def check_resources(cfg: Config, base: nn.Module, shape: tuple[int, int, int], d
     estimate otherwise."""
     parts = estimate_bytes(cfg, base, shape, include_parameters)
     total = sum(parts.values())
-    avail = available_memory(device.type)
+    avail = available_memory(device)
     if total <= _HEADROOM * avail:
         return parts
     t, d, m = cfg.train, cfg.data, cfg.model
