@@ -275,6 +275,18 @@ def test_a_full_disk_while_saving_keeps_the_last_checkpoint(
     assert all(torch.isfinite(t).all() for t in final.values())
 
 
+def _tiny_run(tmp_path):
+    """A finished 2-member run of one iteration, trained through the command line."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+        "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
+    )
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    return run
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -296,13 +308,7 @@ def test_eval_of_an_edited_run_description_exits_2_naming_the_file(tmp_path, edi
     import subprocess
     import sys
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
-        "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
-    )
-    run = tmp_path / "run"
-    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    run = _tiny_run(tmp_path)
     info = json.loads((run / "run.json").read_text())
     edit(info["meta"])
     (run / "run.json").write_text(json.dumps(info))
@@ -319,13 +325,7 @@ def test_eval_of_an_edited_run_description_exits_2_naming_the_file(tmp_path, edi
 def test_eval_of_weights_from_another_model_exits_2(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
-        "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
-    )
-    run = tmp_path / "run"
-    assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    run = _tiny_run(tmp_path)
     weights = load_file(str(run / "model.safetensors"))
     name = next(iter(weights))
     weights[name] = torch.zeros(3)
