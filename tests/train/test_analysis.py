@@ -128,3 +128,24 @@ def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
         (out / "calibration.json").write_text(cal)
     got = [r["top"][0]["prob"] for r in recs]
     assert got == pytest.approx(want.max(dim=-1).values.tolist(), abs=1e-4)
+
+
+def test_predict_and_eval_work_on_a_run_from_before_normalizers_and_calibration_were_saved(run, tmp_path):
+    import shutil
+
+    from mheads.train.predict import predict
+
+    out, _ = run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for name in ("normalizer.safetensors", "calibration.json", "uncertainty.json", "eval-report.json"):
+        (old / name).unlink(missing_ok=True)
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(tmp_path / "x.png")
+    recs = predict(old, [tmp_path / "x.png"], top=1)  # the normalizer is refitted on the run's data
+    new = predict(
+        out, [tmp_path / "x.png"], top=1
+    )  # saved normalizer, and temperatures (no effect on argmax)
+    assert [m["class"] for m in recs[0]["members"]] == [m["class"] for m in new[0]["members"]]
+    assert main(["eval", "--run", str(old), "--no-figures"]) == 0
+    report = json.loads((old / "eval-report.json").read_text())
+    assert "calibrated" not in report and report["ood"]["open_set"]["entropy"]["auroc"] > 0
