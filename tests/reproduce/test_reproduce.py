@@ -194,3 +194,13 @@ def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(t
     info = json.loads((tmp_path / "out/seed-0/conv1/run.json").read_text())
     assert info["data"]["loader"] == "stream" and info["data"]["image_shape"] == [3, 64, 64]
     assert info["meta"]["architecture"] == "nin_imagenet"
+
+
+def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path):
+    reproduce("table6", "smoke", None, tmp_path, seeds=1)
+    png = tmp_path / "finetune_curves.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    import json
+
+    history = [json.loads(line) for line in (tmp_path / "seed-0/k1/eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == [2, 4] and all("oracle_acc" in r for r in history)

@@ -7,6 +7,7 @@ keeps its own), and no figure stays registered with pyplot after it is saved."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -77,6 +78,22 @@ def training_curves(history: Sequence[dict], path: str | Path, title: str = "") 
     ax2.set_ylabel("test accuracy (%)")
     ax2.legend(fontsize=7)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def finetune_curves(series: Sequence[tuple[str, Sequence[dict]]], path: str | Path, title: str = "") -> Path:
+    """Oracle (solid) and ensemble-mean (dashed) test accuracy against fine-tuning iterations, one colour per
+    run (Table 6): ``series`` are (label, the run's eval.jsonl records)."""
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, history in series:  # matplotlib's colour cycle, one colour per run
+        steps = [r["step"] for r in history]
+        line, = ax.plot(steps, [100 * r["oracle_acc"] for r in history], marker="o", ms=3, label=label)
+        ax.plot(steps, [100 * r["ensemble_mean_acc"] for r in history], ls="--", lw=1, color=line.get_color())
+    ax.set_xlabel("fine-tuning iteration")
+    ax.set_ylabel("test accuracy (%): oracle solid, ensemble-mean dashed")
+    ax.legend(fontsize=8)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     return _save(fig, path)
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from mheads.report.figures import accuracy_vs_sharing, heatmap_grid
+from mheads.report.figures import accuracy_vs_sharing, finetune_curves, heatmap_grid
+from mheads.runs.folder import read_jsonl
 
 
 def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None) -> list[Path]:
@@ -17,6 +18,12 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path
         points = [(c.row, results[c.name][0]) for c in spec.cells if results.get(c.name)]
         if points:
             written.append(accuracy_vs_sharing(points, out / "accuracy_vs_sharing.png", title=spec.title))
+    if "finetune_curves" in spec.figures and seed_dir is not None:
+        series = [(c.row, read_jsonl(seed_dir / c.name / "eval.jsonl")) for c in spec.cells
+                  if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()]
+        series = [(label, history) for label, history in series if history]
+        if series:
+            written.append(finetune_curves(series, out / "finetune_curves.png", title=spec.title))
     if "assignment_heatmaps" in spec.figures:
         panels = [(c.row, results[c.name][0]["oracle_assignment"]) for c in spec.cells
                   if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1]
