@@ -426,9 +426,9 @@ def prepare_stream(
     else:
         train_src = TorchExamples(train, "train")
         test_src = TorchExamples(test, "test") if test is not None else train_src
-        labels = train_src.labels()
-        count = int(labels.max()) + 1
-        classes = [str(c) for c in getattr(train, "classes", [])] or [str(i) for i in range(count)]
+        # its own class names when it has them (torchvision's do); otherwise one pass over its labels
+        classes = [str(c) for c in getattr(train, "classes", [])]
+        classes = classes or [str(i) for i in range(int(train_src.labels().max()) + 1)]
         where = "python Datasets"
     all_classes, relabel = classes, None
     train_idx, test_idx, val_idx, ood_idx = np.arange(len(train_src)), np.arange(len(test_src)), None, None
