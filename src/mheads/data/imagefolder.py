@@ -23,7 +23,7 @@ from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
 
 __all__ = ["IMAGE_SUFFIXES", "LAYOUT", "MAX_PIXELS", "check_pixels", "decode_image", "images_by_split",
-           "match", "natural_key", "open_image", "read"]
+           "match", "natural_key", "open_image", "ordered_files", "read"]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
 IMAGE_SUFFIXES = frozenset(
@@ -139,7 +139,10 @@ def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
     return Split(pixels if colour else np.ascontiguousarray(pixels[:, :1]), labels)
 
 
-def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
+def ordered_files(source: Source, root: str) -> tuple[list[str], list[tuple[list[str], np.ndarray]]]:
+    """The class names, and per split (train, then test) its image files (named relative to the source) with
+    their labels, in data set order: by label, then natural file order within a class. Every reader of an
+    image folder, resident or streamed, uses this order: example ``i`` is one image for all of them."""
     prefix = f"{root}/" if root else ""
     names = source.names_under(root)
     found = images_by_split(names)
@@ -163,17 +166,21 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
     else:
         classes = sorted(train)
     label_of = {cls: i for i, cls in enumerate(classes)}
-
-    def split(by_class: dict[str, list[str]]) -> Split:
+    splits = []
+    for by_class in (train, test):
         ordered = [
             (label_of[cls], f)
             for cls in sorted(by_class, key=label_of.__getitem__)
             for f in sorted(by_class[cls], key=natural_key)
         ]
-        files = [prefix + f for _, f in ordered]
-        return _read_images(source, files, np.array([label for label, _ in ordered], dtype=np.int64))
+        splits.append(([prefix + f for _, f in ordered],
+                       np.array([label for label, _ in ordered], dtype=np.int64)))
+    return classes, splits
 
-    train_split, test_split_data = split(train), split(test)
+
+def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
+    classes, splits = ordered_files(source, root)
+    train_split, test_split_data = (_read_images(source, files, labels) for files, labels in splits)
     if train_split.images.shape[1] != test_split_data.images.shape[1]:
         # One split all greyscale, the other colour: promote the greyscale one so both share C.
         train_split, test_split_data = (

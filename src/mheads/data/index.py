@@ -29,11 +29,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from mheads.data.errors import DataError
-from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key
+from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key, ordered_files
 from mheads.data.labels import CLASSES_FILE, read_classes_file
-from mheads.data.sources import ARCHIVE_SUFFIXES, DirSource
+from mheads.data.sources import ARCHIVE_SUFFIXES, ArchiveSource, DirSource
 
-__all__ = ["ImageIndex", "StreamIndex", "check_headers", "index_source", "streamable"]
+__all__ = ["ImageIndex", "StreamIndex", "index_source", "streamable"]
 
 _TEST_SPLITS = ("test", "val")
 _MAX_OPEN = 128  # tar descriptors kept open per process
@@ -290,85 +290,6 @@ def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
     return StreamIndex(splits[0], splits[1], classes, "image folder")
 
 
-def _classes(read_text, names: set[str], prefix: str, found_classes, where: str) -> list[str]:
-    if prefix + CLASSES_FILE in names:
-        classes = read_text(prefix + CLASSES_FILE)
-        for cls in found_classes:
-            if cls not in classes:
-                raise DataError(
-                    f"{where}/train/{cls}: class folder is not listed in {CLASSES_FILE}; "
-                    f"listed classes are {classes}"
-                )
-        return classes
-    return sorted(found_classes)
-
-
-def _ordered(by_class: dict[str, list[str]], label_of: dict[str, int]) -> tuple[list[str], list[int]]:
-    """Files in the resident reader's order (label, then natural file order), so example ``i`` is the same
-    image whichever loader reads the set."""
-    names, labels = [], []
-    for cls in sorted(by_class, key=label_of.__getitem__):
-        for f in sorted(by_class[cls], key=natural_key):
-            names.append(f)
-            labels.append(label_of[cls])
-    return names, labels
-
-
-def _index_tree(p: Path, found, names: set[str], containers) -> StreamIndex:
-    test_name = next((s for s in _TEST_SPLITS if s in found), None)
-    if "train" not in found or test_name is None:
-        missing = "train" if "train" not in found else "test (or val)"
-        raise DataError(
-            f"data.source {p}: no {missing}/<class>/ images; expected train/<class>/*.jpg and "
-            "test/<class>/*.jpg"
-        )
-    train, test = found["train"], found[test_name]
-    for cls in test:
-        if cls not in train:
-            raise DataError(
-                f"{p}/{test_name}/{cls}: class folder has no matching train/{cls} folder; "
-                f"training classes are {sorted(train)}"
-            )
-    source = DirSource(p) if containers is None else None
-
-    def read_text(name):
-        if source is not None:
-            return read_classes_file(source, name)
-        return _classes_from_bytes(containers[1](name), f"{p}:{name}")
-
-    classes = _classes(read_text, names, "", train, str(p))
-    label_of = {c: i for i, c in enumerate(classes)}
-    splits = []
-    for by_class in (train, test):
-        files, labels = _ordered(by_class, label_of)
-        if containers is None:
-            splits.append(ImageIndex.from_names(p, files, labels))
-        else:
-            members = containers[0]
-            splits.append(
-                ImageIndex.from_names(
-                    p.parent,
-                    files,
-                    labels,
-                    containers=[str(p)],
-                    container=[0] * len(files),
-                    offsets=[members[f].offset_data for f in files],
-                    sizes=[members[f].size for f in files],
-                )
-            )
-    return StreamIndex(splits[0], splits[1], classes, "image folder" if containers is None else "tar")
-
-
-def _classes_from_bytes(data: bytes, where: str) -> list[str]:
-    try:
-        classes = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError:
-        raise DataError(f"{where}: not UTF-8 text; expected one class name per line") from None
-    if not classes or len(set(classes)) != len(classes):
-        raise DataError(f"{where}: expected one distinct class name per line")
-    return classes
-
-
 def _scan(tar_path: Path) -> dict[str, tarfile.TarInfo]:
     members = {}
     try:
@@ -383,20 +304,22 @@ def _scan(tar_path: Path) -> dict[str, tarfile.TarInfo]:
 
 
 def _index_tar(p: Path) -> StreamIndex:
+    """An image folder inside one uncompressed tar, in the resident reader's file order, read in place."""
     members = _scan(p)
-    found = images_by_split(set(members))
-    if not found:
+    if not images_by_split(set(members)):
         raise DataError(
             f"data.source {p}: the tar holds no train/<class>/ images; a single tar must hold an "
             "image folder (WebDataset shards go in a folder: *train*.tar and *test*.tar)"
         )
-
-    def read_member(name):
-        with open(p, "rb") as f:
-            f.seek(members[name].offset_data)
-            return f.read(members[name].size)
-
-    return _index_tree(p, found, set(members), containers=(members, read_member))
+    with ArchiveSource(p) as source:
+        classes, splits = ordered_files(source, "")
+    train, test = (
+        ImageIndex.from_names(p.parent, files, labels, containers=[str(p)], container=[0] * len(files),
+                              offsets=[members[f].offset_data for f in files],
+                              sizes=[members[f].size for f in files])
+        for files, labels in splits
+    )
+    return StreamIndex(train, test, classes, "tar")
 
 
 def _shard_split(name: str) -> str | None:
@@ -477,51 +400,3 @@ def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
             )
         )
     return StreamIndex(idx[0], idx[1], classes, "shards")
-
-
-_MAGIC = (
-    b"\xff\xd8\xff",
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-    b"P1",
-    b"P2",
-    b"P3",
-    b"P4",
-    b"P5",
-    b"P6",
-)
-
-
-def header_ok(head: bytes) -> bool:
-    """Whether ``head`` (a file's first 12 bytes) starts like an image format Pillow reads."""
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def check_headers(index: ImageIndex, split: str, progress: bool = False) -> list[tuple[int, str]]:
-    """``(i, reason)`` for every example whose file is empty or does not start like an image: the cheap check
-    run before training (sizes and headers; a file that passes may still fail to decode)."""
-    from tqdm import tqdm
-
-    bad = []
-    for i in tqdm(
-        range(len(index)),
-        desc=f"checking {split} files",
-        disable=not progress,
-        leave=False,
-        unit="file",
-        mininterval=1.0,
-    ):
-        try:
-            head = index.read(i, 12)
-        except DataError as err:
-            bad.append((i, str(err)))
-            continue
-        if not head:
-            bad.append((i, f"{index.where(i)}: empty file"))
-        elif not header_ok(head):
-            bad.append((i, f"{index.where(i)}: not an image (starts with {head[:8]!r})"))
-    return bad

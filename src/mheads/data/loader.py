@@ -18,6 +18,7 @@ import torch
 
 from mheads.config import Config
 from mheads.data.dataset import Dataset
+from mheads.data.examples import FileExamples
 from mheads.data.from_torch import from_torch_datasets
 from mheads.data.index import index_source, streamable
 from mheads.data.load import load_dataset
@@ -84,8 +85,6 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
         return "stream"
     if not streamable(d.source):
         return "resident"
-    from mheads.data.streaming import FileExamples
-
     index = index_source(d.source)
     img, _ = FileExamples(index.train).load(0, None)
     decoded = (len(index.train) + len(index.test)) * img.size[0] * img.size[1] * len(img.getbands())
