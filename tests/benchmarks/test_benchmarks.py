@@ -96,3 +96,18 @@ def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
     assert flop_ratio[None] == 1.0 < flop_ratio["bn1"] < flop_ratio["layer1"]
     own, cut = [r for r in bench.rows if r.section.startswith("6b.")]
     assert own.ratio == 1.0 and "fx" in cut.name and "NOT" not in cut.note  # the cut has the model's FLOPs
+
+
+def test_peer_trainers_benchmark_writes_one_row_per_trainer(tmp_path):
+    import peers
+
+    assert peers.main(["--out", str(tmp_path), "--rounds", "1", "--iters", "1,2"]) == 0
+    text = (tmp_path / "peers.txt").read_text()
+    assert "bare plain loop" in text and "mheads fit" in text and "hardware:" in text
+    with open(tmp_path / "peers.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["name"] for r in rows} >= {"bare plain loop (4 modules, 4 SGD)", "mheads fit"}
+    assert all(float(r["median_ms"]) > 0 for r in rows)
+    assert not (tmp_path / "synthetic-cifar10").exists()  # the data it wrote is gone
+    with pytest.raises(SystemExit):
+        peers.main(["--out", str(tmp_path), "--iters", "3,2"])
