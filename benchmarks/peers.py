@@ -1,5 +1,5 @@
-"""End-to-end trainers side by side: ``mheads.fit`` against torchensemble's ``VotingClassifier.fit`` and the bare
-plain loop, on the same workload, in one run.
+"""End-to-end trainers side by side: ``mheads.fit`` against torchensemble's ``VotingClassifier.fit`` and the
+bare plain loop, on the same workload, in one run.
 
     python benchmarks/peers.py --out DIR [--rounds 5] [--iters 20,60]
 
@@ -32,7 +32,6 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_util import Row, format_table, hardware, median, spread, write_csv  # noqa: E402
 from fit_bench import write_synthetic_cifar10  # noqa: E402
-
 from mheads.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig  # noqa: E402
 from mheads.models import create_model  # noqa: E402
 from mheads.train.allocator import retain_freed_memory  # noqa: E402
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             per[name].append((contenders[name](n_b) - contenders[name](n_a)) / (n_b - n_a))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {1000 * v[-1]:.1f} ms" for n, v in per.items()),
-              flush=True)
+        done = ", ".join(f"{n} {1000 * v[-1]:.1f} ms" for n, v in per.items())
+        print(f"round {r + 1}/{args.rounds}: {done}", flush=True)
     base = per[names[0]]
     section = (f"end-to-end trainers, CIFAR10-Quick x{M}, batch {BATCH}, marginal time per iteration "
                f"(T({n_b}) - T({n_a})) / {n_b - n_a}")

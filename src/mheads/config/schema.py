@@ -310,9 +310,11 @@ class TrainConfig:
 class DistConfig:
     placement: dict | None = None  # {trunk: 0, branches: [0, 1, 2]}; default round-robin
     timeout_s: float = 120.0
+    replicas: int = 1  # data-parallel copies of the placement; world size = replicas x its ranks
 
     def validate(self, p: str = "dist") -> None:
         _num(f"{p}.timeout_s", self.timeout_s, 0.0, strict=True)
+        _int(f"{p}.replicas", self.replicas, 1)
         if self.placement is not None and not isinstance(self.placement, dict):
             _fail(f"{p}.placement", self.placement, "a mapping like {trunk: 0, branches: [0, 1, 2]}")
 
@@ -340,6 +342,9 @@ class Config:
         if not isinstance(self.name, str) or not self.name:
             _fail("name", self.name, "a non-empty string naming the run")
         t, o = self.train, self.optim
+        if t.batch_size % self.dist.replicas:
+            _fail("dist.replicas", self.dist.replicas, f"a divisor of train.batch_size ({t.batch_size}): "
+                  "each replica reads an equal shard of every batch")
         if t.iterations * t.accumulate * t.batch_size > MAX_COUNT:
             _fail("train.iterations", t.iterations, f"train.iterations x train.accumulate ({t.accumulate}) x "
                   f"train.batch_size ({t.batch_size}) at most {MAX_COUNT} images")

@@ -16,7 +16,20 @@ import torch
 from mheads.core.checks import check_int
 from mheads.core.seeding import Stream, derived_generator
 
-__all__ = ["BatchPlan"]
+__all__ = ["BatchPlan", "shard_rows"]
+
+
+def shard_rows(shard: tuple[int, int] | None, batch: int) -> slice:
+    """The rows of a ``batch``-example batch that data-parallel replica ``shard = (index, count)`` reads
+    (equal consecutive shards; all of them when ``shard`` is None)."""
+    if shard is None:
+        return slice(0, batch)
+    index, count = shard
+    if count < 1 or not 0 <= index < count or batch % count:
+        raise ValueError(f"shard: got {shard} for a batch of {batch}; expected (index, count) with "
+                         "0 <= index < count and count dividing the batch")
+    size = batch // count
+    return slice(index * size, (index + 1) * size)
 
 
 class BatchPlan:

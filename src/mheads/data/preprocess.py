@@ -188,7 +188,8 @@ def _describe(value: object) -> str:
 
 
 def augment(
-    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False
+    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False,
+    *, shard: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random crops and horizontal flips of a whole batch, one draw per example, no Python loop.
 
@@ -197,24 +198,31 @@ def augment(
       so that a generator seeded per iteration reproduces the batch exactly.
     crop_padding: pad each side with p zeros, then crop back to H x W at a random offset in 0..2p.
     flip: mirror each example left-right with probability 1/2.
+    shard: ``(start, total)`` when ``x`` is rows ``start .. start + B - 1`` of a batch of ``total`` (a
+      data-parallel replica's shard): the draws are the whole batch's, so each row gets what it would get in
+      the whole batch.
     Returns (B, C, H, W), a new tensor (x is not modified).
     """
     check_int("crop_padding", crop_padding, 0)
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"x must be a float tensor of shape (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
     batch, channels, height, width = x.shape
+    start, total = shard if shard is not None else (0, batch)
+    rows_of_shard = slice(start, start + batch)
     out = x
     if crop_padding:
         p = crop_padding
-        offsets = torch.randint(0, 2 * p + 1, (batch, 2), generator=generator, device=generator.device).to(
-            x.device
-        )
+        offsets = torch.randint(0, 2 * p + 1, (total, 2), generator=generator, device=generator.device)[
+            rows_of_shard
+        ].to(x.device)
         padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
         rows = offsets[:, :1] + torch.arange(height, device=x.device)  # (B, H)
         cols = offsets[:, 1:] + torch.arange(width, device=x.device)  # (B, W)
         out = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, width + 2 * p))
         out = out.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
     if flip:
-        mirror = (torch.rand(batch, generator=generator, device=generator.device) < 0.5).to(x.device)
+        mirror = (torch.rand(total, generator=generator, device=generator.device)[rows_of_shard] < 0.5).to(
+            x.device
+        )
         out = torch.where(mirror[:, None, None, None], out.flip(3), out)
     return out if out is not x else x.clone()

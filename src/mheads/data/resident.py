@@ -15,6 +15,7 @@ import torch
 
 from mheads.config import Config, ConfigError
 from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
+from mheads.data.batching import shard_rows
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
 from mheads.ensemble.strategies import bootstrap_counts
 
@@ -42,6 +43,7 @@ class ResidentData:
     val_x: torch.Tensor | None = None  # data.val_fraction: held out of training, for calibration
     val_y: torch.Tensor | None = None
     ood_x: torch.Tensor | None = None  # data.classes: the test images of the other classes (open set)
+    shard: tuple[int, int] | None = None  # (replica, replicas): read only this replica's rows of each batch
 
     @property
     def num_classes(self) -> int:
@@ -56,11 +58,14 @@ class ResidentData:
         return int(self.train_x.shape[2])
 
     def train_batch(self, b: int, generator: torch.Generator):
-        """Batch ``b``: (x (B, C, H, W) float, y (B,), per-member weights (M, B) or None)."""
-        idx = self.plan.indices(b).to(self.device)
+        """Batch ``b`` (this replica's rows of it, with ``shard``): (x (B, C, H, W) float, y (B,), per-member
+        weights (M, B) or None)."""
+        idx = self.plan.indices(b)
+        rows = shard_rows(self.shard, len(idx))
+        idx = idx[rows].to(self.device)
         x = self.normalizer(self.train_x[idx])
         if self.crop_padding or self.flip:
-            x = augment(x, generator, self.crop_padding, self.flip)
+            x = augment(x, generator, self.crop_padding, self.flip, shard=(rows.start, self.plan.batch_size))
         x = x.contiguous(memory_format=self.memory_format)
         w = self.weights[:, idx] if self.weights is not None else None
         return x, self.train_y[idx], w

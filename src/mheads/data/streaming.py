@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derive_seed
-from mheads.data.batching import BatchPlan
+from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
 from mheads.data.examples import FileExamples, TorchExamples
 from mheads.data.headers import check_headers
@@ -141,17 +141,19 @@ def _collate(items):
 
 
 class _TrainKeys:
-    """Batch sampler: batches ``start .. stop - 1`` of the plan, each a list of ``(index, b, position)``."""
+    """Batch sampler: batches ``start .. stop - 1`` of the plan, each a list of ``(index, b, position)`` (the
+    rows of a data-parallel replica's ``shard`` only, keeping their positions in the whole batch)."""
 
-    def __init__(self, plan: BatchPlan, start: int, stop: int):
+    def __init__(self, plan: BatchPlan, start: int, stop: int, shard: tuple[int, int] | None = None):
         self.plan, self.start, self.stop = plan, start, stop
+        self.rows = shard_rows(shard, plan.batch_size)
 
     def __len__(self) -> int:
         return max(self.stop - self.start, 0)
 
     def __iter__(self):
         for b in range(self.start, self.stop):
-            yield [(int(i), b, p) for p, i in enumerate(self.plan.indices(b).tolist())]
+            yield [(int(i), b, p) for p, i in enumerate(self.plan.indices(b).tolist())][self.rows]
 
 
 def default_workers(requested: int | None) -> int:
@@ -183,6 +185,7 @@ class StreamData:
     total_batches: int
     wait_s: float = 0.0  # seconds the training process waited for batches
     skipped_images: int = 0
+    shard: tuple[int, int] | None = None  # (replica, replicas): read only this replica's rows of each batch
     _iter: Iterator | None = field(default=None, repr=False)
     _next: int = -1
 
@@ -223,13 +226,15 @@ class StreamData:
         if self._iter is None or b != self._next:
             self.close()
             self._iter = iter(
-                self._loader(self.train_set, _TrainKeys(self.plan, b, max(self.total_batches, b + 1)))
+                self._loader(self.train_set,
+                             _TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
             )
         x, y, idx = self._next_batch(self._iter)
         self._next = b + 1
         x = self.normalizer(x.to(self.device, non_blocking=True))
         if self.crop_padding or self.flip:
-            x = augment(x, generator, self.crop_padding, self.flip)
+            start = shard_rows(self.shard, self.plan.batch_size).start
+            x = augment(x, generator, self.crop_padding, self.flip, shard=(start, self.plan.batch_size))
         x = x.contiguous(memory_format=self.memory_format)
         idx = idx.to(self.device)
         w = self.weights[:, idx] if self.weights is not None else None

@@ -7,8 +7,10 @@ one.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import timedelta
 
 import torch
@@ -17,6 +19,8 @@ import torch.distributed as dist
 from mheads.core.checks import check_number
 from mheads.dist import faults
 from mheads.dist.faults import DistributedFailure, Heartbeat, collective, failure_from, is_comm_error
+from mheads.dist.layout import Layout
+from mheads.dist.transfer import recv_named, send_named
 from mheads.train.comm import Comm  # noqa: F401 (re-exported: the protocol DistComm implements)
 
 __all__ = ["Comm", "DistComm", "default_backend", "init", "init_from_env"]
@@ -38,6 +42,8 @@ class DistComm:
             ``rank == root_rank``.
         device: where collectives' tensors live (CUDA for NCCL, CPU for gloo).
         timeout_s: the collective timeout.
+        layout: the (replicas x model ranks) grid (:mod:`mheads.dist.layout`); ``replica`` and ``replicas``
+            repeat its coordinates. Only replica 0 evaluates and gathers checkpoints.
     """
 
     def __init__(self, rank: int, world_size: int, root_rank: int, device: torch.device, timeout_s: float,
@@ -49,6 +55,66 @@ class DistComm:
         self.device, self.timeout_s = device, timeout_s
         self._heartbeat = heartbeat
         self._closed = False
+        self.layout = Layout(1, world_size, 0, rank)
+        self.replica, self.replicas = 0, 1
+
+    def set_layout(self, layout: Layout) -> None:
+        """Adopt the (replicas x model ranks) grid of :func:`mheads.dist.layout.make_layout`."""
+        self.layout, self.replica, self.replicas = layout, layout.replica, layout.replicas
+
+    def broadcast_json(self, obj):
+        """The root's ``obj`` (anything JSON can carry) on every rank; the other ranks' ``obj`` is ignored.
+        JSON, not pickle: nothing a rank receives can run code."""
+        data = json.dumps(obj).encode() if self.is_root else b""
+        n = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        with collective("broadcast_json"):
+            dist.broadcast(n, src=self.root_rank)
+            buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device) if self.is_root
+                   else torch.empty(int(n.item()), dtype=torch.uint8, device=self.device))
+            dist.broadcast(buf, src=self.root_rank)
+        return json.loads(bytes(buf.cpu().tolist()).decode()) if not self.is_root else obj
+
+    def average_gradients(self, params) -> None:
+        """Average the gradients of ``params`` over this rank's copies in the other replicas (one all-reduce
+        of the flattened gradients, torch's own; a no-op with one replica). Parameters without a gradient
+        are left alone: which ones have none follows from the model's structure, the same in every
+        replica."""
+        if self.replicas == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        with collective("averaging gradients over replicas"):
+            dist.all_reduce(flat, group=self.layout.replica_group)
+        flat.div_(self.replicas)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def sum_over_replicas(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over this rank's copies in every replica (the replica roots' losses and MCL win
+        counts); ``t`` itself with one replica."""
+        if self.replicas == 1:
+            return t
+        buf = t.detach().to(self.device, copy=True).contiguous()
+        with collective("summing over replicas"):
+            dist.all_reduce(buf, group=self.layout.replica_group)
+        return buf.to(t.device)
+
+    def copy_from_first_replica(self, named: Mapping[str, torch.Tensor], keys: list[str]) -> dict:
+        """Replica 0's ``named`` tensors (named by ``keys``) on this rank's copy in every other replica
+        (point to point over the replica group); replica 0 gets its own ``named`` back."""
+        if self.replicas == 1:
+            return dict(named)
+        lay = self.layout
+        if self.replica == 0:
+            for r in range(1, self.replicas):
+                send_named(named, keys, lay.global_rank(r, lay.model_rank), self.device)
+            return dict(named)
+        got = recv_named(keys, lay.global_rank(0, lay.model_rank), self.device)
+        return got
 
     def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor:
         """The root's values of ``t`` (any shape, same on every rank), on every rank, on ``t``'s device."""

@@ -1,8 +1,10 @@
 """The communicator protocol the training loop talks to, and its single-process implementation.
 
 The loop needs only a few agreements between ranks: the root's loss (for the plateau schedule),
-"did any rank see a NaN", "stop now" (SIGTERM) and a barrier. :class:`LocalComm` answers them for one process;
-``mheads.dist.DistComm`` answers them over torch.distributed, so the loop itself never imports it.
+"did any rank see a NaN", "stop now" (SIGTERM), a barrier, the resumed run's state (JSON) and, with
+data-parallel replicas, the gradient average and replica 0's weights on a resume. :class:`LocalComm`
+answers them for one process; ``mheads.dist.DistComm`` answers them over torch.distributed, so the loop
+itself never imports it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ class Comm(Protocol):
     is_root: bool
     rank: int
     world_size: int
+    replica: int  # this process's data-parallel replica (0 evaluates and saves)
+    replicas: int
 
     def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    def broadcast_json(self, obj): ...
+
+    def average_gradients(self, params) -> None: ...
+
+    def sum_over_replicas(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    def copy_from_first_replica(self, named, keys: list[str]) -> dict: ...
 
     def any(self, flag: bool) -> bool: ...
 
@@ -33,10 +45,22 @@ class Comm(Protocol):
 class LocalComm:
     """The single-process :class:`Comm`: this process is the root and agrees with itself."""
 
-    is_root, rank, world_size = True, 0, 1
+    is_root, rank, world_size, replica, replicas = True, 0, 1, 0, 1
 
     def broadcast_scalars(self, t: torch.Tensor) -> torch.Tensor:
         return t
+
+    def broadcast_json(self, obj):
+        return obj
+
+    def average_gradients(self, params) -> None:
+        pass
+
+    def sum_over_replicas(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def copy_from_first_replica(self, named, keys: list[str]) -> dict:
+        return dict(named)
 
     def any(self, flag: bool) -> bool:
         return bool(flag)

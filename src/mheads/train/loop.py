@@ -52,6 +52,7 @@ from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_star
 from mheads.train.comm import Comm, LocalComm
 from mheads.train.compiled import compile_checked
 from mheads.train.device import flush_denormal, resolve_device
+from mheads.train.dist_checkpoint import gather_checkpoint, is_distributed, restore_parts, run_state_json
 from mheads.train.evaluate import evaluate
 from mheads.train.numerics import NumericalFault, member_param_map
 from mheads.train.preempt import Preempted, sigterm_flag
@@ -82,10 +83,10 @@ class RunState:
     steps_timed: int = 0
     last_eval: tuple[int, dict | None] | None = None  # (step, metrics) of this process's newest evaluation
 
-    def to_checkpoint(self, step: int, opt, schedule: Schedule, wall_s: float) -> dict:
+    def to_checkpoint(self, step: int, optimizer_state: dict, schedule: Schedule, wall_s: float) -> dict:
         """The state to save at iteration ``step`` (which a run whose last iterations were skipped as
         non-finite has passed without advancing ``self.step``)."""
-        return {"step": step, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+        return {"step": step, "optimizer": optimizer_state, "schedule": schedule.state_dict(),
                 "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
                 "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
                 "train_time_s": self.before_train + self.train_time,
@@ -127,7 +128,6 @@ class Run:
     params: list[torch.nn.Parameter]
     owners: dict[int, list[int]]
     state: RunState
-    checkpoints: bool  # distributed runs write no periodic checkpoints
     wall_start: float
     resumed_from: int  # the iteration this process started at (0 for a fresh run)
     saved_steps: set[int] = field(default_factory=set)
@@ -225,7 +225,8 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
 def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     """Evaluate on the test split, log it to ``eval.jsonl`` and keep it (the final evaluation reuses it)."""
     st, cfg = run.state, run.cfg
-    metrics = evaluate(run.model, run.data, cfg, run.comm)
+    # replica 0 evaluates for all (the replicas hold the same weights); its root writes
+    metrics = evaluate(run.model, run.data, cfg, run.comm) if run.comm.replica == 0 else None
     st.last_eval = (step, metrics)
     if not run.comm.is_root:
         return
@@ -245,13 +246,21 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
 def _checkpoint(run: Run, step: int) -> None:
     """Save ``step`` once: the preemption path and the end of a resumed run may ask again for a step already
     on disk (its state would differ only in the elapsed times, and committed checkpoints are never
-    overwritten)."""
-    if not (run.comm.is_root and run.checkpoints) or step in run.saved_steps:
+    overwritten). Distributed: collective over replica 0's ranks, whose parts the root writes as one
+    single-process checkpoint (``mheads.train.dist_checkpoint``)."""
+    if step in run.saved_steps:
         return
     run.saved_steps.add(step)
+    if is_distributed(run.model):
+        got = gather_checkpoint(run.cfg, run.tree, run.model, run.opt) if run.comm.replica == 0 else None
+        if got is None:
+            return
+        weights, optimizer_state = got
+    else:
+        weights = {k: v.detach().cpu() for k, v in run.tree.state_dict().items()}
+        optimizer_state = run.opt.state_dict()
     t = run.cfg.train
-    state = run.state.to_checkpoint(step, run.opt, run.schedule, time.perf_counter() - run.wall_start)
-    weights = {k: v.detach().cpu() for k, v in run.tree.state_dict().items()}
+    state = run.state.to_checkpoint(step, optimizer_state, run.schedule, time.perf_counter() - run.wall_start)
     save_checkpoint(run.out, step, weights, state, run.meta, keep=t.keep_checkpoints, pinned=t.keep_steps)
 
 
@@ -270,6 +279,8 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         # buffers back in page by page (20-40% slower); the benchmarks measure with it, so runs train with it.
         retain_freed_memory()
     data = prepare(cfg, device, dataset=dataset, progress=show)
+    if comm.replicas > 1:  # a data-parallel replica reads its shard of every batch
+        data.shard = (comm.replica, comm.replicas)
     shape = (data.in_channels, data.image_size, data.image_size)
     if model is None:
         if comm.world_size == 1 and (base := _one_base(cfg, data)) is not None:
@@ -280,13 +291,19 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         if comm.world_size == 1:
             check_resources(cfg, tree.member(0), shape, device, include_parameters=False)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
-    ck = load_latest(out) if resume else None  # None also when a resumed run never committed one: start over
-    state = RunState()
+    # the root reads the checkpoint (None also when a resumed run never committed one: start over) and tells
+    # every rank the run state; a distributed run's parts are sent to their ranks once the model is wrapped
+    ck = load_latest(out) if resume and comm.is_root else None
     if ck is not None:
         check_compatible(ck.meta, meta, where=ck.path)
-        tree.load_state_dict(ck.weights)
-        state = RunState.from_checkpoint(ck.state)
-        log.info("resuming from %s (iteration %d)", ck.path, state.step)
+    shared = comm.broadcast_json(None if ck is None else run_state_json(ck.state))
+    state = RunState()
+    if shared is not None:
+        state = RunState.from_checkpoint(shared)
+        if wrap is None:
+            tree.load_state_dict(ck.weights)
+        log.info("resuming from %s (iteration %d)", ck.path if ck is not None else "the root's checkpoint",
+                 state.step)
     else:
         _initial_weights(tree, cfg)
     owners = member_param_map(tree)
@@ -297,9 +314,12 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         model = compile_checked(model, x0, y0)
     params = list(model.parameters())
     opt, schedule = build_optimizer(cfg, params)
-    if ck is not None:
-        opt.load_state_dict(ck.state["optimizer"])
-        schedule.load_state_dict(ck.state["schedule"])
+    if shared is not None:
+        if is_distributed(model):
+            restore_parts(cfg, tree, model, opt, comm, ck)
+        else:
+            opt.load_state_dict(ck.state["optimizer"])
+        schedule.load_state_dict(shared["schedule"])
     if comm.is_root:
         if resume:
             for name in ("eval.jsonl", "train.jsonl"):
@@ -311,9 +331,8 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
                                                  "data": data.describe()})
         save_normalizer(out, data.normalizer)  # every start: a resume may have changed the data settings
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
-               meta=meta, params=params, owners=owners, state=state, checkpoints=wrap is None,
-               wall_start=wall_start, resumed_from=state.step,
-               saved_steps={state.step} if ck is not None else set())
+               meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
+               resumed_from=state.step, saved_steps={state.step} if shared is not None else set())
 
 
 def _finish(run: Run) -> dict | None:
@@ -321,11 +340,13 @@ def _finish(run: Run) -> dict | None:
     weights and ``metrics.json``. Returns the metrics on the root, None elsewhere."""
     t, st = run.cfg.train, run.state
     _checkpoint(run, t.iterations)
+    if run.comm.replica != 0:  # replica 0 evaluates and saves for every replica
+        return None
     if st.last_eval is not None and st.last_eval[0] == t.iterations:
         final = st.last_eval[1]
     else:
         final = evaluate(run.model, run.data, run.cfg, run.comm)
-    full_state = run.model.full_state_dict() if hasattr(run.model, "full_state_dict") else None
+    full_state = run.model.full_state_dict() if is_distributed(run.model) else None
     if not run.comm.is_root:
         return None
     if full_state is not None:

@@ -15,13 +15,10 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: a checkpoint was written on SIGTERM; re
 class Preempted(Exception):
     """SIGTERM arrived; the run saved a checkpoint at ``step`` and stopped."""
 
-    def __init__(self, step: int, out: Path, saved: bool = True):
+    def __init__(self, step: int, out: Path):
         self.step, self.out = step, out
-        if saved:
-            what = f"checkpoint written; continue with `mheads train --resume {out}`"
-        else:
-            what = "distributed runs write no periodic checkpoints, so it cannot be resumed"
-        super().__init__(f"preempted (SIGTERM) at iteration {step}; {what}")
+        super().__init__(f"preempted (SIGTERM) at iteration {step}; checkpoint written; continue with "
+                         f"`mheads train --resume {out}`")
 
 
 @contextmanager

@@ -46,6 +46,17 @@ def member_by_member(tree: TreeNet, x: torch.Tensor, y: torch.Tensor, w: torch.T
     return (per_member.sum() / divisor).detach(), per_member
 
 
+def _tie_generator(seed: int, b: int, logits: torch.Tensor, shard) -> torch.Generator:
+    """MCL's tie-breaking generator for batch ``b``; a data-parallel replica skips the draws of the rows
+    before its shard (a CPU generator is consumed example by example, ``M`` uniforms each:
+    ``mheads.ensemble.assignment``), so each example breaks ties as it would in the whole batch."""
+    g = derived_generator(seed, Stream.MCL, b, device=logits.device)
+    if shard is not None and shard[0]:
+        before = shard[0] * logits.shape[1] * logits.shape[0]
+        torch.rand(before, generator=g, device=g.device, dtype=torch.float64)
+    return g
+
+
 def has_scoring_heads(model) -> bool:
     """Whether ``model`` (a TreeNet, or a wrapper that forwards attributes, like ``torch.compile``'s) has
     scoring heads and :meth:`~mheads.tree.TreeNet.forward_with_scores`."""
@@ -78,6 +89,8 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
     _check_scoring(model, cfg, scored)
     temperature = annealed_temperature(L.temperature, L.anneal_iterations, it)
     separate = comm.world_size == 1 and members_separable(model, loss_name, data.device)
+    computes_loss = getattr(model, "is_root", comm.is_root)  # a replica's own root, with data parallelism
+    shard = getattr(data, "shard", None)
     total = torch.zeros((), device=data.device)
     per_member = wins = None
     for a in range(t.accumulate):
@@ -95,12 +108,12 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
                 logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
             else:
                 logits = model(x)  # (M, B, C) at the root
-        if comm.is_root:
+        if computes_loss:
             res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
                                epsilon=L.epsilon, temperature=temperature, score_weight=L.score_weight,
                                score_logits=None if scores is None else scores.float(),
                                label_smoothing=L.label_smoothing,
-                               generator=derived_generator(t.seed, Stream.MCL, b, device=logits.device))
+                               generator=_tie_generator(t.seed, b, logits, shard))
             loss = res.loss / t.accumulate
             per_member = res.per_member if per_member is None else per_member + res.per_member
             if res.assignment is not None:
@@ -110,6 +123,10 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
         else:
             loss = logits.sum()  # zero-element: its backward pulls this rank's gradient from the root
         loss.backward()
+    comm.average_gradients(params)  # over data-parallel replicas (a no-op without)
+    if computes_loss and comm.replicas > 1:  # every replica root's shard: the mean over the whole batch
+        total = comm.sum_over_replicas(total) / comm.replicas
+        wins = None if wins is None else comm.sum_over_replicas(wins)
     if comm.any(not all_finite(per_member, params)):
         members, where = bad_members(per_member, params, owners, cfg.model.members)
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,92 @@
+"""Checkpoints of a distributed run, in the single-process layout.
+
+A checkpoint of a run trained on several processes is what a single process training the same TreeNet would
+have saved: the whole TreeNet's weights and the optimizer state numbered as a single-process optimizer over
+the whole tree numbers it. Replica 0's ranks send their parts to the root (collective over replica 0's
+placement), which writes the checkpoint as usual (atomic commit, hashes, keep-last-K): a checkpoint exists
+only once every rank's part is in it. So ``mheads eval`` reads the folder as any other, and a run can be
+resumed on any placement, a single process included.
+
+On resume the root reads the checkpoint; the run state (JSON) goes to every rank, each of replica 0's ranks
+receives its part of the weights and optimizer state, and the other replicas copy replica 0's ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from mheads.optim.build import build_optimizer
+from mheads.optim.state import FIELDS, by_field, from_named, names_in_order, to_named
+
+__all__ = ["gather_checkpoint", "is_distributed", "restore_parts", "run_state_json"]
+
+
+def is_distributed(model) -> bool:
+    """Whether ``model`` is one rank's part of a placement (it can gather and scatter named tensors)."""
+    return hasattr(model, "gather_tensors") and hasattr(model, "scatter_tensors")
+
+
+def _full_names(cfg, tree) -> tuple[list[str], list[dict]]:
+    """The whole tree's parameter names in a single-process optimizer's numbering, and its groups."""
+    template, _ = build_optimizer(cfg, list(tree.parameters()))
+    return names_in_order(template, tree.named_parameters()), template.state_dict().get("param_groups", [])
+
+
+def gather_checkpoint(cfg, tree, model, opt) -> tuple[dict, dict] | None:
+    """``(weights, optimizer state_dict)`` of the whole TreeNet at the root, in the single-process layout;
+    None on the other ranks. Collective over the model's ranks (replica 0's)."""
+    weights = model.full_state_dict()
+    local = to_named(opt.state_dict(), names_in_order(opt, model.named_parameters()))
+    per_field = by_field(local)
+    gathered = {f: model.gather_tensors(per_field[f]) for f in FIELDS}
+    if not model.is_root:
+        return None
+    named: dict[str, dict[str, torch.Tensor]] = {}
+    for f, tensors in gathered.items():
+        for name, t in tensors.items():
+            named.setdefault(name, {})[f] = t
+    names, groups = _full_names(cfg, tree)
+    lr = [g["lr"] for g in getattr(opt, "param_groups", [])[:1]]
+    if lr:  # the rate of the iteration just done, as a single process's groups would hold it
+        groups = [{**g, "lr": lr[0]} for g in groups]
+    return weights, from_named(named, names, groups)
+
+
+def run_state_json(state: Mapping) -> dict:
+    """The part of a checkpoint's state every rank needs and JSON carries: everything but the optimizer."""
+    return {k: v for k, v in state.items() if k != "optimizer"}
+
+
+def restore_parts(cfg, tree, model, opt, comm, ck) -> None:
+    """Load this rank's part of checkpoint ``ck`` (given on the root, None elsewhere) into ``model`` and
+    ``opt``. Collective over every rank."""
+    local_names = names_in_order(opt, model.named_parameters())
+    if comm.replica == 0:
+        model.load_full_state_dict(ck.weights if model.is_root else None)
+        per_field = {f: {} for f in FIELDS}
+        if model.is_root:
+            names, _ = _full_names(cfg, tree)
+            per_field = by_field(to_named(ck.state["optimizer"], names))
+        named: dict[str, dict[str, torch.Tensor]] = {}
+        for f in FIELDS:
+            for name, t in model.scatter_tensors(per_field[f]).items():
+                named.setdefault(name, {})[f] = t
+    else:
+        named = {}
+    # the other replicas take replica 0's part: its weights (and buffers), then each optimizer field
+    keys = list(model.state_keys())
+    weights = comm.copy_from_first_replica(model.state_dict() if comm.replica == 0 else {}, keys)
+    if comm.replica != 0:
+        model.load_state_dict(weights, strict=True)
+        for f in FIELDS:
+            for name, t in comm.copy_from_first_replica({}, keys).items():
+                named.setdefault(name, {})[f] = t
+    else:
+        for f in FIELDS:
+            comm.copy_from_first_replica({n: v[f] for n, v in named.items() if f in v}, keys)
+    if local_names:
+        device = next(model.parameters()).device
+        named = {n: {f: t.to(device) if f != "step" else t for f, t in v.items()} for n, v in named.items()}
+        opt.load_state_dict(from_named(named, local_names, opt.state_dict()["param_groups"]))
