@@ -3,7 +3,7 @@ dominates their cost on a small machine)."""
 
 import pytest
 from dist_launch import check_ok, run_ranks, run_torchrun
-from dist_worker import WORLD2_RUNS, WORLD3_RUNS
+from dist_worker import REPLICA_RUNS, WORLD2_RUNS, WORLD3_RUNS
 
 
 def _suite(tmp_path_factory, world: int, items: list[str], launcher=run_ranks) -> list[dict]:
@@ -17,6 +17,18 @@ def _suite(tmp_path_factory, world: int, items: list[str], launcher=run_ranks) -
 def world3(tmp_path_factory):
     """Per rank: {item: result} for the op checks and the 3-process training runs."""
     return _suite(tmp_path_factory, 3, ["ops"] + WORLD3_RUNS)
+
+
+@pytest.fixture(scope="session")
+def replicas2(tmp_path_factory):
+    """2 data-parallel replicas x 1 model rank."""
+    return _suite(tmp_path_factory, 2, REPLICA_RUNS[2])
+
+
+@pytest.fixture(scope="session")
+def replicas4(tmp_path_factory):
+    """2 data-parallel replicas x 2 model ranks (a TreeNet split after conv1, MCL)."""
+    return _suite(tmp_path_factory, 4, REPLICA_RUNS[4])
 
 
 @pytest.fixture(scope="session")

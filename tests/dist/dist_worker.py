@@ -34,11 +34,17 @@ TRAIN_CASES = {
     "quick4_12": (3, 4, "conv1", [1, 2, 1, 2], 0, 0),
     "quick_trunk1": (3, 3, "conv1", [0, 2, 0], 1, 0),
     "indep4": (2, 4, None, None, 0, 0),
+    # one copy of the placement per data-parallel replica (the world is replicas x these ranks)
+    "indep4_1": (1, 4, None, None, 0, 0),
+    "quick4_2": (2, 4, "conv1", [0, 1, 0, 1], 0, 0),
 }
 # The runs the tests make (``case:loss:dtype:image_size``); see test_train.py for why most are float64.
 WORLD3_RUNS = ["quick3:mcl:f32:16", "quick3:score_averaged_ce:f64:16", "quick4_12:mcl:f64:16",
                "quick4_12:score_averaged_ce:f64:16", "quick_trunk1:mcl:f64:16"]
 WORLD2_RUNS = ["indep4:mcl:f64:16", "indep4:score_averaged_ce:f64:16"]
+# 2 replicas x 1 rank and 2 replicas x 2 ranks, each replica training on half of every batch
+REPLICA_RUNS = {2: ["indep4_1:mcl:f64:16"], 4: ["quick4_2:mcl:f64:16"]}
+REPLICAS = 2
 DTYPES = {"f32": torch.float32, "f64": torch.float64}
 STEPS, BATCH = 20, 16
 
@@ -145,7 +151,12 @@ def scenario_suite(rank: int, world: int, arg: str) -> dict:
     out = {}
     for item in arg.split(","):
         t0, c0 = time.perf_counter(), time.process_time()
-        out[item] = scenario_ops(rank, world) if item == "ops" else train_one(rank, item)
+        if item == "ops":
+            out[item] = scenario_ops(rank, world)
+        elif item in REPLICA_RUNS.get(world, []):
+            out[item] = train_replicated(item)
+        else:
+            out[item] = train_one(rank, item)
         print(f"{item}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s cpu",
               flush=True)
     return out
@@ -181,6 +192,40 @@ def train_one(rank: int, run: str) -> dict:
     reloaded = model.full_state_dict()
     return {"losses": losses, "state": final, "eval_logits": eval_logits, "initial": initial,
             "reloaded": reloaded, "local_keys": list(model.state_dict().keys())}
+
+
+def train_replicated(run: str) -> dict:
+    """``run`` with ``REPLICAS`` data-parallel replicas of its placement: each replica trains on its shard of
+    every batch (the rows ``mheads.data.batching.shard_rows`` gives it), gradients averaged over replicas by
+    the communicator, the loss summed over the replica roots; what fit does with ``dist.replicas``."""
+    from mheads.data.batching import shard_rows
+    from mheads.dist import DistributedTreeNet, Placement
+    from mheads.dist.layout import make_layout
+
+    (_, members, split, branches, trunk, root), loss_name, dtype, size = parse_run(run)
+    layout = make_layout(REPLICAS)
+    COMM.set_layout(layout)
+    model = DistributedTreeNet(build_tree(members, split, dtype, size), Placement(trunk, branches, root),
+                               group=layout.model_group)
+    params = list(model.parameters())
+    opt = sgd(params) if params else None
+    rows = shard_rows((layout.replica, REPLICAS), BATCH)
+    losses = []
+    for step in range(STEPS):
+        x, y = batch(step, dtype, size)
+        if opt is not None:
+            opt.zero_grad()
+        logits = model(x[rows])
+        loss = loss_of(loss_name, logits, y[rows], step) if model.is_root else logits.sum()
+        loss.backward()
+        COMM.average_gradients(params)
+        if model.is_root:
+            losses.append(float(COMM.sum_over_replicas(loss.detach().reshape(1))[0]) / REPLICAS)
+        if opt is not None:
+            opt.step()
+    final = model.full_state_dict() if layout.replica == 0 else {}
+    return {"losses": losses, "state": final, "replica": layout.replica, "model_rank": layout.model_rank,
+            "is_root": model.is_root}
 
 
 def scenario_fault(rank: int, world: int, arg: str) -> dict:

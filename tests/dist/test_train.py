@@ -11,7 +11,15 @@ shows the algorithm is the same. The float32 run (branches on ranks 0-2) is that
 import pytest
 import torch
 from dist_launch import one_thread
-from dist_worker import STEPS, WORLD2_RUNS, WORLD3_RUNS, build_tree, parse_run, train_reference
+from dist_worker import (
+    REPLICA_RUNS,
+    STEPS,
+    WORLD2_RUNS,
+    WORLD3_RUNS,
+    build_tree,
+    parse_run,
+    train_reference,
+)
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
 
@@ -59,3 +67,20 @@ def test_each_rank_holds_its_part_and_state_round_trips(run, request):
         expected = [k for k in initial if (k.startswith("root.layers.") and split is not None and r == trunk)
                     or (k.startswith("root.branches.") and branches[int(k.split(".")[2])] == r)]
         assert res[run]["local_keys"] == expected, f"rank {r}"
+
+
+@pytest.mark.parametrize("world, run", [(w, r) for w, runs in REPLICA_RUNS.items() for r in runs])
+def test_data_parallel_replicas_match_the_single_process_run_on_the_whole_batch(world, run, request):
+    """2 replicas x 1 rank and 2 replicas x 2 ranks (TreeNet split after conv1, MCL), each replica on half of
+    every batch: per-step losses and final weights equal the single-process run on the whole batch."""
+    ranks = request.getfixturevalue(f"replicas{world}")
+    ref = reference(run)
+    roots = [r[run] for r in ranks if r[run]["is_root"]]
+    assert [(r["replica"]) for r in roots] == [0, 1]  # one loss-computing root per replica
+    for got in roots:  # both replica roots see the whole batch's loss
+        torch.testing.assert_close(torch.tensor(got["losses"]), torch.tensor(ref["losses"]), rtol=0, atol=TOL)
+    state = roots[0]["state"]
+    assert list(state) == list(ref["state"])
+    for key, value in ref["state"].items():
+        torch.testing.assert_close(state[key], value, rtol=0, atol=TOL, msg=key)
+    assert all(r[run]["state"] == {} for r in ranks if r[run]["replica"] != 0)

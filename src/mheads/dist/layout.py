@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import torch.distributed as dist
 
+from mheads.config import ConfigError
+
 __all__ = ["Layout", "LayoutError", "make_layout"]
 
 
-class LayoutError(ValueError):
+class LayoutError(ConfigError):
     """A replica count that does not fit the job; the message names ``dist.replicas``."""
 
 
