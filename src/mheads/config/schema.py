@@ -284,6 +284,11 @@ class TrainConfig:
     # CPU: treat denormal floats as zero. MCL's specialised members drive some values into the denormal range,
     # where x86 arithmetic is many times slower: without this, late MCL k=1 steps ran ~25% slower here.
     flush_denormal: bool = True
+    # step: decide the finiteness guard and read the loss on the host every step (free on a CPU); deferred:
+    # keep them on the device and read them every log_every iterations and at evaluations and checkpoints
+    # (no host synchronisation in between: what a GPU needs); auto: deferred on CUDA, step elsewhere
+    sync: str = "auto"
+    log_every: int = 100
 
     def validate(self, p: str = "train") -> None:
         _int(f"{p}.seed", self.seed, 0)
@@ -298,6 +303,8 @@ class TrainConfig:
         _choice(f"{p}.nan_policy", self.nan_policy, ("stop", "skip"))
         _int(f"{p}.max_skipped", self.max_skipped, 1)
         _choice(f"{p}.device", self.device, ("auto", "cpu", "cuda"))
+        _choice(f"{p}.sync", self.sync, ("auto", "step", "deferred"))
+        _int(f"{p}.log_every", self.log_every, 1)
         if self.threads is not None:
             _int(f"{p}.threads", self.threads, 1)
         if self.init_from_member is not None:

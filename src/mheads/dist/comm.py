@@ -130,6 +130,14 @@ class DistComm:
             dist.all_reduce(buf, op=dist.ReduceOp.MAX)
         return bool(buf.item())
 
+    def all_true(self, flag: torch.Tensor) -> torch.Tensor:
+        """A 0-d bool tensor, True where ``flag`` is True on every rank, on ``flag``'s device; no host
+        synchronisation (the all-reduce runs on the device with NCCL)."""
+        buf = flag.detach().to(self.device, torch.int32).reshape(1)
+        with collective("all_true"):
+            dist.all_reduce(buf, op=dist.ReduceOp.MIN)
+        return buf.to(flag.device).reshape(()).bool()
+
     def barrier(self) -> None:
         # An all-reduce rather than dist.barrier(): the same code for gloo and NCCL, under the same timeout.
         buf = torch.zeros(1, device=self.device)

@@ -39,6 +39,8 @@ class Comm(Protocol):
 
     def any(self, flag: bool) -> bool: ...
 
+    def all_true(self, flag: torch.Tensor) -> torch.Tensor: ...
+
     def barrier(self) -> None: ...
 
 
@@ -64,6 +66,9 @@ class LocalComm:
 
     def any(self, flag: bool) -> bool:
         return bool(flag)
+
+    def all_true(self, flag: torch.Tensor) -> torch.Tensor:
+        return flag
 
     def barrier(self) -> None:
         pass

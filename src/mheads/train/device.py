@@ -8,7 +8,7 @@ import torch
 
 from mheads.config import ConfigError
 
-__all__ = ["flush_denormal", "resolve_device"]
+__all__ = ["flush_denormal", "resolve_device", "resolve_sync"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,3 +30,11 @@ def flush_denormal(on: bool):
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def resolve_sync(sync: str, device: torch.device) -> str:
+    """``train.sync``: ``auto`` is ``deferred`` on CUDA (a host read there waits for the device) and ``step``
+    elsewhere (on a CPU reading a value costs nothing)."""
+    if sync == "auto":
+        return "deferred" if device.type == "cuda" else "step"
+    return sync

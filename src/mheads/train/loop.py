@@ -51,13 +51,13 @@ from mheads.train.analysis import analyse, calibrate, summary
 from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
 from mheads.train.compiled import compile_checked
-from mheads.train.device import flush_denormal, resolve_device
+from mheads.train.device import flush_denormal, resolve_device, resolve_sync
 from mheads.train.dist_checkpoint import gather_checkpoint, is_distributed, restore_parts, run_state_json
 from mheads.train.evaluate import evaluate
-from mheads.train.numerics import NumericalFault, member_param_map
+from mheads.train.numerics import DeviceTally, NumericalFault, member_param_map, members_from_flags
 from mheads.train.preempt import Preempted, sigterm_flag
 from mheads.train.resources import check_resources
-from mheads.train.step import train_step
+from mheads.train.step import deferred_step, train_step
 from mheads.tree import TreeNet
 
 __all__ = ["RunState", "fit"]
@@ -131,6 +131,7 @@ class Run:
     wall_start: float
     resumed_from: int  # the iteration this process started at (0 for a fresh run)
     saved_steps: set[int] = field(default_factory=set)
+    tally: DeviceTally | None = None  # train.sync: deferred: what the device holds until the next read
 
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -170,17 +171,21 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
             lr = run.schedule.lr_at(it)
             for g in run.opt.param_groups:
                 g["lr"] = lr
-            done = _update(run, it)
+            done = _update(run, it) if run.tally is None else _update_deferred(run, it)
             if done is None:  # a skipped non-finite step (train.nan_policy: skip)
                 continue
             loss, seconds = done
             step = st.step = it + 1
             bar.update(1)
-            post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2g}", "img_s": f"{images / max(seconds, 1e-9):.0f}"}
-            if isinstance(run.data, StreamData):  # the time this step waited for its batches
-                post["wait_ms"] = f"{1000 * (run.data.wait_s - waited):.0f}"
-                waited = run.data.wait_s
-            bar.set_postfix(post)
+            if run.tally is not None and step % t.log_every == 0:  # a logging point: read the device
+                loss = _settle(run)
+            if loss is not None:
+                post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2g}",
+                        "img_s": f"{images / max(seconds, 1e-9):.0f}"}
+                if isinstance(run.data, StreamData):  # the time this step waited for its batches
+                    post["wait_ms"] = f"{1000 * (run.data.wait_s - waited):.0f}"
+                    waited = run.data.wait_s
+                bar.set_postfix(post)
             if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
                 _evaluate(run, step, lr, bar if show else None)
             if (t.checkpoint_every and step % t.checkpoint_every == 0
@@ -222,8 +227,49 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     return loss, seconds
 
 
+def _update_deferred(run: Run, it: int) -> tuple[None, float]:
+    """One training step under ``train.sync: deferred``: ``(None, seconds)``, the loss and the guard's verdict
+    left on the device (``run.tally``) until the next logging point."""
+    t0 = time.perf_counter()
+    out = deferred_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params)
+    run.tally.add(it, out)
+    st = run.state
+    if out.wins is not None:
+        st.wins = out.wins if st.wins is None else st.wins.to(out.wins.device) + out.wins
+    seconds = time.perf_counter() - t0
+    st.train_time += seconds
+    st.steps_timed += 1
+    return None, seconds
+
+
+def _settle(run: Run) -> float | None:
+    """A logging point of a deferred-sync run: read what the device accumulated (one synchronisation) into the
+    run state, and apply ``train.nan_policy`` to the updates the guard undid since the last one. Returns the
+    mean loss of the applied updates since then (None if there were none, or nothing to read)."""
+    if run.tally is None:
+        return None
+    t, st = run.cfg.train, run.state
+    got = run.tally.read()
+    st.run_loss += got["loss_sum"]
+    st.run_n += got["applied"]
+    if got["bad"]:
+        st.skipped_total += got["bad"]
+        members, where = members_from_flags(got["flags"], run.params, run.owners, run.cfg.model.members,
+                                            has_member_losses=run.comm.is_root)
+        fault = NumericalFault(got["first_bad"], members, where)
+        if t.nan_policy == "stop":
+            raise fault
+        log.warning("%s (%d updates undone since the last logging point, at most %d in a row)", fault,
+                    got["bad"], got["longest"])
+        if got["longest"] >= t.max_skipped:
+            raise NumericalFault(fault.step, fault.members,
+                                 f"{fault.where} ({got['longest']} steps in a row, train.max_skipped)")
+    return got["loss_sum"] / got["applied"] if got["applied"] else None
+
+
 def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     """Evaluate on the test split, log it to ``eval.jsonl`` and keep it (the final evaluation reuses it)."""
+    _settle(run)
     st, cfg = run.state, run.cfg
     # replica 0 evaluates for all (the replicas hold the same weights); its root writes
     metrics = evaluate(run.model, run.data, cfg, run.comm) if run.comm.replica == 0 else None
@@ -250,6 +296,7 @@ def _checkpoint(run: Run, step: int) -> None:
     single-process checkpoint (``mheads.train.dist_checkpoint``)."""
     if step in run.saved_steps:
         return
+    _settle(run)  # the run state the checkpoint saves, and no undone update unreported
     run.saved_steps.add(step)
     if is_distributed(run.model):
         got = gather_checkpoint(run.cfg, run.tree, run.model, run.opt) if run.comm.replica == 0 else None
@@ -330,15 +377,19 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
         save_normalizer(out, data.normalizer)  # every start: a resume may have changed the data settings
+    # the plateau schedule needs every step's loss before the next step's rate: it reads each step
+    deferred = resolve_sync(t.sync, device) == "deferred" and schedule.kind != "plateau"
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
                meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
-               resumed_from=state.step, saved_steps={state.step} if shared is not None else set())
+               resumed_from=state.step, saved_steps={state.step} if shared is not None else set(),
+               tally=DeviceTally(device) if deferred else None)
 
 
 def _finish(run: Run) -> dict | None:
     """The last checkpoint, the final metrics (the last evaluation when it was at the last iteration), the
     weights and ``metrics.json``. Returns the metrics on the root, None elsewhere."""
     t, st = run.cfg.train, run.state
+    _settle(run)
     _checkpoint(run, t.iterations)
     if run.comm.replica != 0:  # replica 0 evaluates and saves for every replica
         return None

@@ -1,8 +1,20 @@
-"""Numerical faults during training: which member's loss or gradient went non-finite."""
+"""Numerical faults during training: which member's loss or gradient went non-finite.
+
+Two ways to guard an update. ``train.sync: step`` decides on the host before the optimizer step
+(:func:`all_finite`, one synchronisation per step, free on a CPU). ``train.sync: deferred`` (the CUDA
+default) decides on the device: :func:`guarded_step` applies the update and puts back the old values where
+the step was not finite, as AMP's GradScaler skips a step, and :class:`DeviceTally` keeps the counts on the
+device until the loop reads them at a logging point.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
+
+__all__ = ["DeferredStep", "DeviceTally", "NumericalFault", "all_finite", "bad_members", "finite_flags",
+           "guarded_step", "member_param_map"]
 
 
 class NumericalFault(RuntimeError):
@@ -53,4 +65,123 @@ def bad_members(per_member: torch.Tensor | None, params: list[torch.Tensor], own
                 shared = True
     if shared and not found:
         return [], "gradient"  # only layers that several members share: reported as the shared trunk
+    return sorted(found), "gradient"
+
+
+def finite_flags(per_member: torch.Tensor | None, params: list[torch.Tensor]) -> torch.Tensor:
+    """``(M + P,)`` bool on the device, no synchronisation: whether each member's loss (the first M, when
+    there are per-member losses) and each parameter's gradient (one per parameter with a gradient) is
+    finite."""
+    sums = [p.grad.sum().reshape(1) for p in params if p.grad is not None]
+    parts = ([] if per_member is None else [per_member.detach().reshape(-1)]) + sums
+    if not parts:
+        return torch.ones(1, dtype=torch.bool)
+    device = parts[0].device
+    return torch.isfinite(torch.cat([t.to(device, torch.float32) for t in parts]))
+
+
+def guarded_step(opt, params: list[torch.Tensor], ok: torch.Tensor) -> None:
+    """``opt.step()``, undone on the device where ``ok`` (0-d bool) is False: every parameter and optimizer
+    state tensor keeps its value from before the step, and state the step created is zeroed (the fresh state
+    of SGD's momentum and of Adam's moments and step count). Exact when ``ok``: ``where`` returns the
+    stepped values themselves."""
+    tracked = [p for p in params if p.grad is not None]
+    before = [p.detach().clone() for p in tracked]
+    state_before = {id(p): {k: v.clone() for k, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
+                    for p in tracked if p in getattr(opt, "state", {})}
+    opt.step()
+    with torch.no_grad():
+        for p, old in zip(tracked, before):
+            p.copy_(torch.where(ok.to(p.device), p, old))
+        for p in tracked:
+            old = state_before.get(id(p), {})
+            for k, v in getattr(opt, "state", {}).get(p, {}).items():
+                if isinstance(v, torch.Tensor):
+                    v.copy_(torch.where(ok.to(v.device), v, old[k] if k in old else torch.zeros_like(v)))
+
+
+@dataclass
+class DeferredStep:
+    """One update under ``train.sync: deferred``, all on the device: the loss (0-d), whether the update was
+    applied (0-d bool), the finiteness flags (:func:`finite_flags`) and MCL win counts (or None)."""
+
+    loss: torch.Tensor
+    ok: torch.Tensor
+    flags: torch.Tensor
+    wins: torch.Tensor | None
+
+
+@dataclass
+class DeviceTally:
+    """Sums a deferred-sync run keeps on the device between logging points; :meth:`read` brings them to the
+    host in one transfer."""
+
+    device: torch.device
+    loss_sum: torch.Tensor = None  # float64: the same additions as the host's running sum
+    applied: torch.Tensor = None  # updates applied
+    bad: torch.Tensor = None  # updates undone
+    run: torch.Tensor = None  # undone in a row, now
+    longest: torch.Tensor = None  # the longest such run since the last read
+    first_bad: torch.Tensor = None  # iteration of the first undone update since the last read (-1: none)
+    first_flags: torch.Tensor | None = None  # its finiteness flags
+    losses: list = field(default_factory=list)  # per-step losses, kept only when a schedule needs them
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        z = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.applied, self.bad, self.longest = z.clone(), z.clone(), z.clone()
+        self.run = z.clone() if self.run is None else self.run  # a run of bad steps continues across reads
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        self.first_flags, self.losses = None, []
+
+    def add(self, it: int, step: DeferredStep, keep_loss: bool = False) -> None:
+        ok = step.ok.to(self.device)
+        bad = (~ok).to(torch.int64)
+        self.loss_sum += torch.where(ok, step.loss.to(self.device, torch.float64), 0.0)
+        self.applied += 1 - bad
+        self.bad += bad
+        self.run = (self.run + 1) * bad
+        self.longest = torch.maximum(self.longest, self.run)
+        first = (self.first_bad < 0) & (bad > 0)
+        self.first_bad = torch.where(first, torch.full_like(self.first_bad, it), self.first_bad)
+        flags = step.flags.to(self.device)
+        self.first_flags = flags if self.first_flags is None else torch.where(first, flags, self.first_flags)
+        if keep_loss:
+            self.losses.append(step.loss.detach())
+
+    def read(self) -> dict:
+        """The sums since the last read, on the host (the one synchronisation), and a reset."""
+        head = torch.stack([self.loss_sum, self.applied.double(), self.bad.double(), self.longest.double(),
+                            self.first_bad.double()]).tolist()
+        out = {"loss_sum": head[0], "applied": int(head[1]), "bad": int(head[2]), "longest": int(head[3]),
+               "first_bad": int(head[4]),
+               "flags": None if self.first_flags is None or head[2] == 0 else self.first_flags.tolist(),
+               "losses": [float(v) for v in torch.stack(self.losses).tolist()] if self.losses else []}
+        self.reset()
+        return out
+
+
+def members_from_flags(flags: list[bool], params: list[torch.Tensor], owners: dict[int, list[int]],
+                       num_members: int, has_member_losses: bool) -> tuple[list[int], str]:
+    """:func:`bad_members` from the flags a deferred step recorded (:func:`finite_flags`)."""
+    if has_member_losses:
+        bad = [m for m in range(num_members) if not flags[m]]
+        if bad:
+            return bad, "loss"
+        flags = flags[num_members:]
+    with_grad = [p for p in params if p.grad is not None] or params
+    found: set[int] = set()
+    shared = False
+    for p, fine in zip(with_grad, flags):
+        if not fine:
+            who = owners.get(id(p), [])
+            if len(who) == 1:
+                found.add(who[0])
+            else:
+                shared = True
+    if shared and not found:
+        return [], "gradient"
     return sorted(found), "gradient"

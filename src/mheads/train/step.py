@@ -14,10 +14,18 @@ import torch
 from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derive_seed, derived_generator
 from mheads.ensemble.losses import LOSSES, annealed_temperature, compute_loss
-from mheads.train.numerics import NumericalFault, all_finite, bad_members
+from mheads.train.numerics import (
+    DeferredStep,
+    NumericalFault,
+    all_finite,
+    bad_members,
+    finite_flags,
+    guarded_step,
+)
 from mheads.tree import TreeNet, resolve_exec_mode
 
-__all__ = ["has_scoring_heads", "member_by_member", "members_separable", "train_step"]
+__all__ = ["deferred_step", "forward_backward", "has_scoring_heads", "member_by_member", "members_separable",
+           "train_step"]
 
 
 def members_separable(model, loss_name: str, device: torch.device) -> bool:
@@ -81,6 +89,31 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
 
     Annealed MCL ("amcl") gets the temperature of iteration ``it`` (``annealed_temperature``); a loss with
     scores ("mcl_scored") gets the scoring heads' logits from ``model.forward_with_scores``."""
+    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params)
+    if comm.any(not all_finite(per_member, params)):
+        members, where = bad_members(per_member, params, owners, cfg.model.members)
+        opt.zero_grad(set_to_none=True)
+        raise NumericalFault(it, members, where)
+    opt.step()
+    return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member, wins
+
+
+def deferred_step(model, opt, data, cfg: Config, it: int, comm, params) -> DeferredStep:
+    """:func:`train_step` without a host synchronisation (``train.sync: deferred``, the CUDA default): the
+    finiteness guard is decided on the device and a non-finite update is undone there
+    (:func:`~mheads.train.numerics.guarded_step`); the loss, the flag and which values were finite stay on
+    the device for the loop to read at its next logging point."""
+    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params)
+    flags = finite_flags(per_member, params)
+    ok = comm.all_true(flags.all())
+    guarded_step(opt, params, ok)
+    return DeferredStep(total, ok, flags, wins)
+
+
+def forward_backward(model, opt, data, cfg: Config, it: int, comm,
+                     params) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
+    data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
     t, L = cfg.train, cfg.loss
     torch.manual_seed(derive_seed(t.seed, Stream.STEP, it))  # dropout and anything else drawing globally
     opt.zero_grad(set_to_none=True)
@@ -127,9 +160,4 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
     if computes_loss and comm.replicas > 1:  # every replica root's shard: the mean over the whole batch
         total = comm.sum_over_replicas(total) / comm.replicas
         wins = None if wins is None else comm.sum_over_replicas(wins)
-    if comm.any(not all_finite(per_member, params)):
-        members, where = bad_members(per_member, params, owners, cfg.model.members)
-        opt.zero_grad(set_to_none=True)
-        raise NumericalFault(it, members, where)
-    opt.step()
-    return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member, wins
+    return total, per_member, wins
