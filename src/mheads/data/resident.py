@@ -62,7 +62,10 @@ class ResidentData:
         weights (M, B) or None)."""
         idx = self.plan.indices(b)
         rows = shard_rows(self.shard, len(idx))
-        idx = idx[rows].to(self.device)
+        idx = idx[rows]
+        # on CUDA from pinned memory without blocking: a pageable copy would wait for the queued kernels
+        idx = (idx.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda"
+               else idx.to(self.device))
         x = self.normalizer(self.train_x[idx])
         if self.crop_padding or self.flip:
             x = augment(x, generator, self.crop_padding, self.flip, shard=(rows.start, self.plan.batch_size))

@@ -191,7 +191,10 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
             if (t.checkpoint_every and step % t.checkpoint_every == 0
                     or step in t.keep_steps) and step < t.iterations:
                 _checkpoint(run, step)
-            if run.comm.any(sigterm["hit"]):
+            # agreeing on SIGTERM is a collective, read on the host: a deferred-sync distributed run asks only
+            # at its logging points (every rank decides alike from the step)
+            ask = run.tally is None or run.comm.world_size == 1 or step % t.log_every == 0
+            if ask and run.comm.any(sigterm["hit"]):
                 _checkpoint(run, step)
                 raise Preempted(step, run.out)
     finally:
