@@ -55,7 +55,8 @@ def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path
     holder = hold(out)  # a live run of this folder
     try:
         started = time.monotonic()
-        assert main(["train", "--config", str(config), "--out", str(out), "--overwrite", "--no-progress"]) == 2
+        args = ["train", "--config", str(config), "--out", str(out), "--overwrite", "--no-progress"]
+        assert main(args) == 2
         assert main(["train", "--resume", str(out), "--no-progress"]) == 2
         assert time.monotonic() - started < 30  # refused at once, not after training
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK_FILE} == {
@@ -78,7 +79,8 @@ with RunLock(sys.argv[1]):
 
 
 def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")],
+                            stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout.readline().strip() == "held"
     release(proc)

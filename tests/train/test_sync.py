@@ -157,3 +157,11 @@ def test_guarded_step_is_opt_step_when_finite_and_a_no_op_when_not(name):
     guarded_step(opt, [p], torch.tensor(True))
     ref.step()
     assert torch.equal(p, q)
+
+
+def test_deferred_guard_when_the_parameters_with_gradients_change(tmp_path):
+    # the scoring heads get gradients only once their loss starts, after the cross-entropy pretraining
+    cfg = tiny(model={"scoring_heads": True}, loss={"name": "mcl_scored", "pretrain_iterations": 3},
+               train={"sync": "deferred", "log_every": 10})
+    fit(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped_total"] == 0

@@ -127,7 +127,9 @@ def _cmd_train(args) -> int:
                              "elsewhere first")
     cfg = load_config(config, args.set)
     resume, overwrite = bool(args.resume), args.overwrite
-    if not resume and _restarted_run(out):
+    from mheads.runs.folder import restarted_here
+
+    if not resume and restarted_here(out):
         # torchrun --max-restarts started this command again after a failure: continue the run it began
         # (from its newest committed checkpoint, or from the start if it committed none), never clear it
         print(f"mheads: restart {os.environ['TORCHELASTIC_RESTART_COUNT']} under torchrun: resuming {out}",
@@ -152,18 +154,6 @@ def _cleared() -> tuple[str, ...]:
     from mheads.runs.folder import CLEARED_BY_OVERWRITE
 
     return CLEARED_BY_OVERWRITE
-
-
-def _restarted_run(out: Path) -> bool:
-    """Whether torchrun restarted this command (``TORCHELASTIC_RESTART_COUNT`` > 0) and ``out`` holds the run
-    the earlier attempt began."""
-    from mheads.runs.folder import RUN_MARKERS
-
-    try:
-        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    except ValueError:
-        return False
-    return restarts > 0 and out.is_dir() and any((out / m).exists() for m in RUN_MARKERS)
 
 
 def _distributed(cfg):

@@ -236,9 +236,9 @@ class StreamData:
             start = shard_rows(self.shard, self.plan.batch_size).start
             x = augment(x, generator, self.crop_padding, self.flip, shard=(start, self.plan.batch_size))
         x = x.contiguous(memory_format=self.memory_format)
-        idx = idx.to(self.device)
+        idx = idx.to(self.device, non_blocking=True)  # pinned on CUDA: no wait for the queued kernels
         w = self.weights[:, idx] if self.weights is not None else None
-        return x, y.to(self.device), w
+        return x, y.to(self.device, non_blocking=True), w
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         ds = {"test": self.test_set, "train": self.train_set, "val": self.val_set, "ood": self.ood_set}[split]

@@ -197,7 +197,9 @@ class DistributedTreeNet(nn.Module):
         if self._gather:
             out = gather(local, self._ranks[p.root_rank], self._ggroup, sizes=self._sizes)
         if self.is_root and self._perm is not None:
-            out = out.index_select(0, self._perm.to(out.device))
+            if self._perm.device != out.device:  # moved once, not copied from the host every batch
+                self._perm = self._perm.to(out.device)
+            out = out.index_select(0, self._perm)
         return out
 
     # --- whole-model state at the root ----------------------------------------------------------------------

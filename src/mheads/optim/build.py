@@ -55,7 +55,10 @@ def build_optimizer(cfg: Config, params: list[torch.nn.Parameter]):
     else:
         groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
         if o.name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
+            # capturable on CUDA: its step count stays on the device, so a step can be guarded there
+            # (train.sync: deferred) without reading it back
+            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay,
+                                    capturable=any(p.is_cuda for p in params))
         else:
             opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
                                   nesterov=o.nesterov)

@@ -22,8 +22,30 @@ from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_tex
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
 # what --overwrite removes from a run folder before a new run starts there
 CLEARED_BY_OVERWRITE = (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl",
-                        "normalizer.safetensors", "calibration.json", "uncertainty.json", "config_history.jsonl",
-                        "eval-report.json")
+                        "normalizer.safetensors", "calibration.json", "uncertainty.json",
+                        "config_history.jsonl", "eval-report.json", ".torchrun-job")
+LAUNCH_FILE = ".torchrun-job"  # the torchrun job (TORCHELASTIC_RUN_ID) that last started training here
+
+
+def record_launch(out: Path) -> None:
+    """Under torchrun, note the job's id in the run folder (the root, once the folder is its): a restart of
+    the same job resumes this run; another job's restart does not take it over."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if job:
+        atomic_write_text(Path(out) / LAUNCH_FILE, job + "\n")
+
+
+def restarted_here(out: Path) -> bool:
+    """Whether this process is a torchrun restart (``TORCHELASTIC_RESTART_COUNT`` > 0) of the job that began
+    the run in ``out`` (its :func:`record_launch` id, and a run there to resume)."""
+    try:
+        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        recorded = (Path(out) / LAUNCH_FILE).read_text().strip()
+    except (ValueError, OSError):
+        return False
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    holds_run = any((Path(out) / m).exists() for m in RUN_MARKERS)
+    return restarts > 0 and bool(job) and recorded == job and holds_run
 
 
 class RunExistsError(ValueError):

@@ -1,11 +1,11 @@
 """One process per run folder: an exclusive advisory lock held for the run's lifetime.
 
-Two ``mheads train`` on one ``--out`` would rewrite each other's ``config.yaml`` and ``run.json`` and delete each
-other's temporary checkpoints. The first process takes ``flock`` on ``<out>/.mheads.lock`` and keeps it until it
-ends; a second one is refused at once, naming the holder. The operating system releases the lock when the holder
-dies, however it dies, so a SIGKILLed run can be resumed right away. A ``flock`` belongs to the open file, which
-forked children share: processes forked while the lock is held (DataLoader workers) close their copy at once, so
-workers outliving a killed run by a few seconds do not keep its folder locked.
+Two ``mheads train`` on one ``--out`` would rewrite each other's ``config.yaml`` and ``run.json`` and delete
+each other's temporary checkpoints. The first process takes ``flock`` on ``<out>/.mheads.lock`` and keeps it
+until it ends; a second one is refused at once, naming the holder. The operating system releases the lock when
+the holder dies, however it dies, so a SIGKILLed run can be resumed right away. A ``flock`` belongs to the
+open file, which forked children share: processes forked while the lock is held (DataLoader workers) close
+their copy at once, so workers outliving a killed run by a few seconds do not keep its folder locked.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class RunLock:
             os.close(fd)
             raise RunLockedError(f"--out {self.out}: another mheads process is using this run folder "
                                  f"({holder}); wait for it to end, or choose another --out") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join(sys.argv)}
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         self._fd = fd

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import torch
 
+from mheads.config import ConfigError
 from mheads.optim.build import build_optimizer
 from mheads.optim.state import FIELDS, by_field, from_named, names_in_order, to_named
 
@@ -34,9 +35,9 @@ def _full_names(cfg, tree) -> tuple[list[str], list[dict]]:
     return names_in_order(template, tree.named_parameters()), template.state_dict().get("param_groups", [])
 
 
-def gather_checkpoint(cfg, tree, model, opt) -> tuple[dict, dict] | None:
-    """``(weights, optimizer state_dict)`` of the whole TreeNet at the root, in the single-process layout;
-    None on the other ranks. Collective over the model's ranks (replica 0's)."""
+def gather_checkpoint(cfg, tree, model, opt, lr: float) -> tuple[dict, dict] | None:
+    """``(weights, optimizer state_dict)`` of the whole TreeNet at the root, in the single-process layout
+    (its groups at rate ``lr``); None on the other ranks. Collective over the model's ranks (replica 0's)."""
     weights = model.full_state_dict()
     local = to_named(opt.state_dict(), names_in_order(opt, model.named_parameters()))
     per_field = by_field(local)
@@ -48,10 +49,18 @@ def gather_checkpoint(cfg, tree, model, opt) -> tuple[dict, dict] | None:
         for name, t in tensors.items():
             named.setdefault(name, {})[f] = t
     names, groups = _full_names(cfg, tree)
-    lr = [g["lr"] for g in getattr(opt, "param_groups", [])[:1]]
-    if lr:  # the rate of the iteration just done, as a single process's groups would hold it
-        groups = [{**g, "lr": lr[0]} for g in groups]
-    return weights, from_named(named, names, groups)
+    return weights, from_named(named, names, [{**g, "lr": lr} for g in groups])
+
+
+def _check_groups(saved: Mapping, groups: list[dict], where) -> None:
+    """The checkpoint's optimizer groups must number the parameters as this run's do (``optim`` settings
+    that regroup them, like ``optim.decay_norm_and_bias``, cannot change on a resume)."""
+    have = [len(g["params"]) for g in saved.get("param_groups", [])]
+    want = [len(g["params"]) for g in groups]
+    if have != want:
+        raise ConfigError(f"{where}: its optimizer groups hold {have} parameters, this run's {want}; "
+                          "optim.decay_norm_and_bias (or another setting that groups the parameters) differs "
+                          "from the run that saved it: resume with the same optim settings")
 
 
 def run_state_json(state: Mapping) -> dict:
@@ -67,7 +76,8 @@ def restore_parts(cfg, tree, model, opt, comm, ck) -> None:
         model.load_full_state_dict(ck.weights if model.is_root else None)
         per_field = {f: {} for f in FIELDS}
         if model.is_root:
-            names, _ = _full_names(cfg, tree)
+            names, groups = _full_names(cfg, tree)
+            _check_groups(ck.state["optimizer"], groups, ck.path)
             per_field = by_field(to_named(ck.state["optimizer"], names))
         named: dict[str, dict[str, torch.Tensor]] = {}
         for f in FIELDS:

@@ -38,6 +38,7 @@ from mheads.runs.folder import (
     append_jsonl,
     prepare_out_dir,
     read_jsonl,
+    record_launch,
     save_calibration,
     save_normalizer,
     save_weights,
@@ -237,8 +238,9 @@ def _update_deferred(run: Run, it: int) -> tuple[None, float]:
     out = deferred_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params)
     run.tally.add(it, out)
     st = run.state
-    if out.wins is not None:
-        st.wins = out.wins if st.wins is None else st.wins.to(out.wins.device) + out.wins
+    if out.wins is not None:  # an undone update assigned nothing (as in step mode)
+        wins = out.wins * out.ok.to(out.wins.device)
+        st.wins = wins if st.wins is None else st.wins.to(wins.device) + wins
     seconds = time.perf_counter() - t0
     st.train_time += seconds
     st.steps_timed += 1
@@ -252,13 +254,16 @@ def _settle(run: Run) -> float | None:
     if run.tally is None:
         return None
     t, st = run.cfg.train, run.state
+    t0 = time.perf_counter()
     got = run.tally.read()
+    st.train_time += time.perf_counter() - t0  # the device work the steps queued, waited for here
+    st.skipped = got["in_a_row"]
     st.run_loss += got["loss_sum"]
     st.run_n += got["applied"]
     if got["bad"]:
         st.skipped_total += got["bad"]
         members, where = members_from_flags(got["flags"], run.params, run.owners, run.cfg.model.members,
-                                            has_member_losses=run.comm.is_root)
+                                            has_member_losses=getattr(run.model, "is_root", run.comm.is_root))
         fault = NumericalFault(got["first_bad"], members, where)
         if t.nan_policy == "stop":
             raise fault
@@ -274,8 +279,9 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     """Evaluate on the test split, log it to ``eval.jsonl`` and keep it (the final evaluation reuses it)."""
     _settle(run)
     st, cfg = run.state, run.cfg
-    # replica 0 evaluates for all (the replicas hold the same weights); its root writes
-    metrics = evaluate(run.model, run.data, cfg, run.comm) if run.comm.replica == 0 else None
+    # every replica evaluates, so that they stay in step (a replica waiting on another's evaluation in its
+    # next all-reduce could outlast dist.timeout_s); only the root computes and writes the metrics
+    metrics = evaluate(run.model, run.data, cfg, run.comm)
     st.last_eval = (step, metrics)
     if not run.comm.is_root:
         return
@@ -302,7 +308,8 @@ def _checkpoint(run: Run, step: int) -> None:
     _settle(run)  # the run state the checkpoint saves, and no undone update unreported
     run.saved_steps.add(step)
     if is_distributed(run.model):
-        got = gather_checkpoint(run.cfg, run.tree, run.model, run.opt) if run.comm.replica == 0 else None
+        lr = run.schedule.lr_at(max(step - 1, 0))  # the rate of the iteration just done
+        got = gather_checkpoint(run.cfg, run.tree, run.model, run.opt, lr) if run.comm.replica == 0 else None
         if got is None:
             return
         weights, optimizer_state = got
@@ -320,6 +327,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     wall_start = time.perf_counter()
     if comm.is_root:
         prepare_out_dir(out, resume=resume, overwrite=overwrite)
+        record_launch(out)
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)

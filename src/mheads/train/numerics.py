@@ -70,13 +70,15 @@ def bad_members(per_member: torch.Tensor | None, params: list[torch.Tensor], own
 
 def finite_flags(per_member: torch.Tensor | None, params: list[torch.Tensor]) -> torch.Tensor:
     """``(M + P,)`` bool on the device, no synchronisation: whether each member's loss (the first M, when
-    there are per-member losses) and each parameter's gradient (one per parameter with a gradient) is
-    finite."""
-    sums = [p.grad.sum().reshape(1) for p in params if p.grad is not None]
+    there are per-member losses) and each parameter's gradient (one per entry of ``params``, in order; a
+    parameter without a gradient counts as finite) is finite. The length never changes during a run, even
+    where the parameters that get gradients do (scoring heads after a pretraining)."""
+    device = per_member.device if per_member is not None else (params[0].device if params else None)
+    zero = torch.zeros(1, device=device)
+    sums = [p.grad.sum().reshape(1) if p.grad is not None else zero for p in params]
     parts = ([] if per_member is None else [per_member.detach().reshape(-1)]) + sums
     if not parts:
         return torch.ones(1, dtype=torch.bool)
-    device = parts[0].device
     return torch.isfinite(torch.cat([t.to(device, torch.float32) for t in parts]))
 
 
@@ -120,7 +122,7 @@ class DeviceTally:
     loss_sum: torch.Tensor = None  # float64: the same additions as the host's running sum
     applied: torch.Tensor = None  # updates applied
     bad: torch.Tensor = None  # updates undone
-    run: torch.Tensor = None  # undone in a row, now
+    run: torch.Tensor = None  # undone in a row, now (RunState.skipped at each read)
     longest: torch.Tensor = None  # the longest such run since the last read
     first_bad: torch.Tensor = None  # iteration of the first undone update since the last read (-1: none)
     first_flags: torch.Tensor | None = None  # its finiteness flags
@@ -155,9 +157,9 @@ class DeviceTally:
     def read(self) -> dict:
         """The sums since the last read, on the host (the one synchronisation), and a reset."""
         head = torch.stack([self.loss_sum, self.applied.double(), self.bad.double(), self.longest.double(),
-                            self.first_bad.double()]).tolist()
+                            self.first_bad.double(), self.run.double()]).tolist()
         out = {"loss_sum": head[0], "applied": int(head[1]), "bad": int(head[2]), "longest": int(head[3]),
-               "first_bad": int(head[4]),
+               "first_bad": int(head[4]), "in_a_row": int(head[5]),
                "flags": None if self.first_flags is None or head[2] == 0 else self.first_flags.tolist(),
                "losses": [float(v) for v in torch.stack(self.losses).tolist()] if self.losses else []}
         self.reset()
@@ -172,10 +174,9 @@ def members_from_flags(flags: list[bool], params: list[torch.Tensor], owners: di
         if bad:
             return bad, "loss"
         flags = flags[num_members:]
-    with_grad = [p for p in params if p.grad is not None] or params
     found: set[int] = set()
     shared = False
-    for p, fine in zip(with_grad, flags):
+    for p, fine in zip(params, flags):
         if not fine:
             who = owners.get(id(p), [])
             if len(who) == 1:

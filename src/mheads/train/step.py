@@ -115,7 +115,9 @@ def forward_backward(model, opt, data, cfg: Config, it: int, comm,
     """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
     data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
     t, L = cfg.train, cfg.loss
-    torch.manual_seed(derive_seed(t.seed, Stream.STEP, it))  # dropout and anything else drawing globally
+    # dropout and anything else drawing globally; each data-parallel replica draws its own
+    keys = (Stream.STEP, it) if comm.replicas == 1 else (Stream.STEP, it, "replica", comm.replica)
+    torch.manual_seed(derive_seed(t.seed, *keys))
     opt.zero_grad(set_to_none=True)
     loss_name = L.name if it >= L.pretrain_iterations else "independent_ce"
     scored = LOSSES[loss_name].scores
