@@ -8,6 +8,7 @@ flushing) are not.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 from mheads.config import config_from_dict, read_yaml
@@ -24,13 +25,17 @@ BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpo
 
 
 def result_key(cfg_dict: dict) -> dict:
-    """The part of a config that determines a run's results."""
+    """The part of a config that determines a run's results. A data source that exists on disk is compared
+    by its resolved path, so ``../shared/data/x`` and ``/work/shared/data/x`` name the same data."""
     key = copy.deepcopy(cfg_dict)
     for path in BOOKKEEPING:
         node = key
         for part in path[:-1]:
             node = node.get(part, {})
         node.pop(path[-1], None)
+    source = key.get("data", {}).get("source")
+    if isinstance(source, str) and source and os.path.exists(source):
+        key["data"]["source"] = str(Path(source).resolve())
     return key
 
 
