@@ -50,22 +50,9 @@ def all_finite(per_member: torch.Tensor | None, params: list[torch.Tensor]) -> b
 def bad_members(per_member: torch.Tensor | None, params: list[torch.Tensor], owners: dict[int, list[int]],
                 num_members: int) -> tuple[list[int], str]:
     """The slow path after :func:`all_finite` failed: name the members and whether the loss or a gradient."""
-    if per_member is not None:
-        bad = [m for m in range(num_members) if not torch.isfinite(per_member[m])]
-        if bad:
-            return bad, "loss"
-    found: set[int] = set()
-    shared = False
-    for p in params:
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            who = owners.get(id(p), [])
-            if len(who) == 1:
-                found.add(who[0])
-            else:
-                shared = True
-    if shared and not found:
-        return [], "gradient"  # only layers that several members share: reported as the shared trunk
-    return sorted(found), "gradient"
+    losses = [] if per_member is None else [bool(torch.isfinite(per_member[m])) for m in range(num_members)]
+    grads = [p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params]
+    return members_from_flags(losses + grads, params, owners, num_members, per_member is not None)
 
 
 def finite_flags(per_member: torch.Tensor | None, params: list[torch.Tensor]) -> torch.Tensor:
@@ -168,7 +155,10 @@ class DeviceTally:
 
 def members_from_flags(flags: list[bool], params: list[torch.Tensor], owners: dict[int, list[int]],
                        num_members: int, has_member_losses: bool) -> tuple[list[int], str]:
-    """:func:`bad_members` from the flags a deferred step recorded (:func:`finite_flags`)."""
+    """The members to name for a non-finite step, and whether its loss or a gradient: ``flags`` say which
+    member losses (the first ``num_members``, when ``has_member_losses``) and which parameters' gradients (one
+    per entry of ``params``) were finite (:func:`finite_flags`, or :func:`bad_members` on the host). A
+    gradient only in layers several members share is reported as the shared trunk (no member)."""
     if has_member_losses:
         bad = [m for m in range(num_members) if not flags[m]]
         if bad:
