@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -196,11 +197,25 @@ def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(t
     assert info["meta"]["architecture"] == "nin_imagenet"
 
 
-def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path):
+def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path, monkeypatch):
+    import mheads.reproduce.figures as figures
+
+    drawn = {}
+    real = figures.finetune_curves
+
+    def spy(series, path, title=""):
+        drawn.update(series)
+        return real(series, path, title)
+
+    monkeypatch.setattr(figures, "finetune_curves", spy)
     reproduce("table6", "smoke", None, tmp_path, seeds=1)
+    # each curve starts at iteration 0 from the run it fine-tunes (identical members: the single model)
+    single = json.loads((tmp_path / "seed-0/single/metrics.json").read_text())
+    base = json.loads((tmp_path / "seed-0/base_ensemble/metrics.json").read_text())
+    assert [r["step"] for r in drawn["k=1"]] == [0, 2, 4]
+    assert drawn["k=1"][0]["oracle_acc"] == base["oracle_acc"]
+    assert drawn["identical members, k=1"][0]["oracle_acc"] == single["ensemble_mean_acc"]
     png = tmp_path / "finetune_curves.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
-    import json
-
     history = [json.loads(line) for line in (tmp_path / "seed-0/k1/eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history] == [2, 4] and all("oracle_acc" in r for r in history)

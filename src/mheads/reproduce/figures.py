@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,9 +20,10 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path
         if points:
             written.append(accuracy_vs_sharing(points, out / "accuracy_vs_sharing.png", title=spec.title))
     if "finetune_curves" in spec.figures and seed_dir is not None:
-        series = [(c.row, read_jsonl(seed_dir / c.name / "eval.jsonl")) for c in spec.cells
+        series = [(c.row, _start(seed_dir / c.init_from_cell) + read_jsonl(seed_dir / c.name / "eval.jsonl"))
+                  for c in spec.cells
                   if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()]
-        series = [(label, history) for label, history in series if history]
+        series = [(label, history) for label, history in series if len(history) > 1]
         if series:
             written.append(finetune_curves(series, out / "finetune_curves.png", title=spec.title))
     if "assignment_heatmaps" in spec.figures:
@@ -31,6 +33,16 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path
             classes = results[spec.cells[0].name][0]["classes"]
             written.append(heatmap_grid(panels, classes, out / "oracle_assignment.png"))
     return written
+
+
+def _start(run: Path) -> list[dict]:
+    """The point a fine-tuning curve starts from: the final test accuracies of the run it starts from, at
+    iteration 0 (for identical members, one model copied M times: its accuracy is their oracle and mean)."""
+    try:
+        m = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"step": 0, "oracle_acc": m["oracle_acc"], "ensemble_mean_acc": m["ensemble_mean_acc"]}]
 
 
 def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4) -> Path:
