@@ -72,7 +72,7 @@ class DistComm:
             buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device) if self.is_root
                    else torch.empty(int(n.item()), dtype=torch.uint8, device=self.device))
             dist.broadcast(buf, src=self.root_rank)
-        return json.loads(bytes(buf.cpu().tolist()).decode()) if not self.is_root else obj
+        return json.loads(buf.cpu().numpy().tobytes().decode()) if not self.is_root else obj
 
     def average_gradients(self, params) -> None:
         """Average the gradients of ``params`` over this rank's copies in the other replicas (one all-reduce
@@ -219,6 +219,9 @@ def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: in
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     store, rank, world_size = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout_s)))
+    # A torchrun restart (--max-restarts) may meet the earlier attempt's keys in the agent's store (the
+    # process group's addresses, the heartbeats and statuses of processes now dead): each attempt has its own.
+    store = dist.PrefixStore(f"mheads/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     # Under torchrun the agent serves the store (it outlives the workers); otherwise rank 0's process does.
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     return init(store, rank, world_size, timeout_s=timeout_s, backend=backend, root_rank=root_rank,
