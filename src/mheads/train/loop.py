@@ -46,6 +46,7 @@ from mheads.runs.folder import (
     truncate_jsonl,
     write_run_info,
 )
+from mheads.runs.history import record_changes
 from mheads.runs.lock import RunLock
 from mheads.train.allocator import retain_freed_memory
 from mheads.train.analysis import analyse, calibrate, summary
@@ -58,59 +59,13 @@ from mheads.train.evaluate import evaluate
 from mheads.train.numerics import DeviceTally, NumericalFault, member_param_map, members_from_flags
 from mheads.train.preempt import Preempted, sigterm_flag
 from mheads.train.resources import check_resources
+from mheads.train.state import RunState
 from mheads.train.step import deferred_step, train_step
 from mheads.tree import TreeNet
 
 __all__ = ["RunState", "fit"]
 
 log = logging.getLogger("mheads")
-
-
-@dataclass
-class RunState:
-    """What a run carries from one iteration to the next; a checkpoint saves all of it."""
-
-    step: int = 0  # iterations done
-    skipped: int = 0  # non-finite steps in a row (train.nan_policy: skip)
-    skipped_total: int = 0
-    run_loss: float = 0.0  # training loss summed since the last evaluation (eval.jsonl's train_loss)
-    run_n: int = 0
-    # (M,) int64: training examples each member was assigned since the last evaluation (eval.jsonl's
-    # win_fraction); None while the loss assigns nothing
-    wins: torch.Tensor | None = None
-    before_wall: float = 0.0  # seconds spent by earlier processes of this run, up to their checkpoint
-    before_train: float = 0.0
-    train_time: float = 0.0  # seconds of training steps in this process
-    steps_timed: int = 0
-    last_eval: tuple[int, dict | None] | None = None  # (step, metrics) of this process's newest evaluation
-
-    def to_checkpoint(self, step: int, optimizer_state: dict, schedule: Schedule, wall_s: float) -> dict:
-        """The state to save at iteration ``step`` (which a run whose last iterations were skipped as
-        non-finite has passed without advancing ``self.step``)."""
-        return {"step": step, "optimizer": optimizer_state, "schedule": schedule.state_dict(),
-                "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
-                "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
-                "train_time_s": self.before_train + self.train_time,
-                "wins": None if self.wins is None else [int(n) for n in self.wins.tolist()]}
-
-    @classmethod
-    def from_checkpoint(cls, state: dict) -> RunState:
-        return cls(step=int(state["step"]), skipped=int(state["skipped"]),
-                   skipped_total=int(state["skipped_total"]), run_loss=float(state.get("run_loss", 0.0)),
-                   run_n=int(state.get("run_n", 0)), before_wall=float(state.get("wall_time_s", 0.0)),
-                   before_train=float(state.get("train_time_s", 0.0)),
-                   # a list of ints, or None (also in checkpoints older than the win counts)
-                   wins=None if state.get("wins") is None else torch.tensor(state["wins"], dtype=torch.int64))
-
-    def win_fraction(self) -> dict:
-        """``{"win_fraction": [M floats summing to 1]}``: the share of the training examples each member was
-        assigned since the last evaluation, the collapse diagnostic of the assigning losses (a member near 0
-        has stopped winning); empty when nothing was assigned."""
-        if self.wins is None:
-            return {}
-        counts = [int(n) for n in self.wins.tolist()]
-        total = sum(counts)
-        return {"win_fraction": [n / total for n in counts]} if total else {}
 
 
 @dataclass
@@ -383,7 +338,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
             for name in ("eval.jsonl", "train.jsonl"):
                 truncate_jsonl(out / name, state.step)
             if ck is not None:
-                _record_changes(out, cfg, state.step)
+                record_changes(out, cfg, state.step)
         if ck is None:
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
@@ -447,38 +402,6 @@ def _one_base(cfg: Config, data):
                              image_size=data.image_size, **cfg.model.options)()
     except Exception:  # noqa: BLE001 - any failure is build_tree's to report
         return None
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "options" and k != "placement":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _record_changes(out: Path, cfg: Config, step: int) -> None:
-    """A run resumed with other settings (``--set``, or an edited ``config.yaml``) records them: every changed
-    field with its old and new value and the iteration from which the new one applies, appended to
-    ``config_history.jsonl``, and ``config.yaml`` rewritten to the settings the run now trains with; so the
-    folder never describes a run that did not happen."""
-    import yaml
-
-    try:
-        before = _flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
-    except (OSError, yaml.YAMLError):
-        before = {}
-    now = _flat(cfg.to_dict())
-    changes = {k: [before.get(k), v] for k, v in now.items() if k in before and before[k] != v}
-    if not changes:
-        return
-    append_jsonl(out / "config_history.jsonl", {"step": step, "changes": changes})
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
-    log.warning("resumed at iteration %d with changed settings (recorded in %s): %s", step,
-                out / "config_history.jsonl", said)
 
 
 def _uncertainty(run: Run) -> dict:
