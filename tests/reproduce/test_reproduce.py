@@ -155,14 +155,14 @@ def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_
 
     monkeypatch.setattr(sweep, "hardware", lambda: {"cpu": "This CPU", "cores": 2, "torch": "2.y"})
     shared = {"reused": {}, "forked": {}}
-    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0,
+    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", [0],
                                                                         shared)
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"hardware": {"cpu": "Xeon", "cores": 16, "torch": "2.x",
                                                           "gpu": "NVIDIA H200"}}))
     shared["hardware"] = {sweep.trained_on(run), sweep.trained_on(tmp_path / "missing")}
-    text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", 0, 0, shared)
+    text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", [0], shared)
     assert "This CPU, 2 cores, torch 2.y; Xeon, 16 cores, GPU NVIDIA H200, torch 2.x." in text
     assert "data /d/cifar10-jpeg.tar.gz," in text  # the data as given: no data set is special-cased
 
@@ -219,3 +219,44 @@ def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path, monkeypatch):
     assert png.read_bytes()[:4] == b"\x89PNG"
     history = [json.loads(line) for line in (tmp_path / "seed-0/k1/eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history] == [2, 4] and all("oracle_acc" in r for r in history)
+
+
+def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_thread):
+    import statistics
+
+    from mheads.reproduce.tables import read_seed_rows
+
+    reproduce("table1", "smoke", None, tmp_path / "a", cells=["single"])  # seed 0, elsewhere
+    (tmp_path / "b").mkdir()
+    text = reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"],
+                     pool_with=tmp_path / "a")
+    assert "seeds 0..1" in text
+    values = {r["seed"]: r["value"] for r in read_seed_rows(tmp_path / "b/seeds.csv")
+              if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc"}
+    assert set(values) == {0, 1}
+    assert values[0] == json.loads((tmp_path / "a/seed-0/single/metrics.json").read_text())[
+        "ensemble_mean_acc"] * 100
+    with open(tmp_path / "b/results.csv") as f:
+        row = next(r for r in csv.DictReader(f)
+                   if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc")
+    assert int(row["seeds"]) == 2
+    assert float(row["mean"]) == pytest.approx(statistics.fmean(values.values()))
+    assert float(row["std"]) == pytest.approx(statistics.stdev(values.values()))
+    # pooling with its own seeds.csv again counts nothing twice: this sweep's seed comes from this sweep
+    reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"],
+              pool_with=tmp_path / "b/seeds.csv")
+    assert len(read_seed_rows(tmp_path / "b/seeds.csv")) == 2 * 2  # two seeds x two metrics of one cell
+
+
+def test_pool_with_names_the_file_and_the_missing_columns(tmp_path):
+    from mheads.reproduce.tables import read_seed_rows
+
+    with pytest.raises(ConfigError, match="no such file"):
+        read_seed_rows(tmp_path / "nothing.csv")
+    (tmp_path / "seeds.csv").write_text("cell,seed,metric\nsingle,0,oracle_acc\n")
+    with pytest.raises(ConfigError, match=r"missing column\(s\) \['hardware', 'value', 'wall_time_s'\]"):
+        read_seed_rows(tmp_path)
+    (tmp_path / "seeds.csv").write_text("cell,seed,metric,value,wall_time_s,hardware\n"
+                                        "single,x,oracle_acc,1,2,h\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        read_seed_rows(tmp_path)

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="train every cell in full: no linking to a finished run with the same config in a "
                         "sweep under the same parent folder, no continuing from another cell's shared "
                         "pretraining")
+    r.add_argument("--pool-with", metavar="SEEDS_CSV",
+                   help="an earlier sweep's seeds.csv (or its results folder): its runs of other seeds join "
+                        "the table's mean ± std, e.g. experiments/results/table1-cpu")
 
     sh = sub.add_parser("shard", help="write an image folder (or a plain .tar of one) as WebDataset tar "
                                       "shards for streaming (data.loader: stream)")
@@ -274,7 +277,8 @@ def _cmd_reproduce(args) -> int:
         raise UsageError(f"--out {args.out}: is a file; expected a folder for the sweep")
     print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
                     first_seed=args.first_seed, reuse=not args.no_reuse,
-                    cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None))
+                    cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None,
+                    pool_with=args.pool_with))
     return 0
 
 

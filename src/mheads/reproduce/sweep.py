@@ -25,7 +25,7 @@ from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
 from mheads.reproduce.reuse import find_equivalent_run, result_key  # noqa: F401 (result_key: part of the API)
 from mheads.reproduce.spec import Spec, load_spec
-from mheads.reproduce.tables import collect, write_tables
+from mheads.reproduce.tables import collect, pool, read_seed_rows, seed_rows, write_seed_rows, write_tables
 from mheads.runs.folder import RUN_MARKERS, hardware
 from mheads.train.loop import fit
 
@@ -95,27 +95,39 @@ def run_cell(cfg, run: Path) -> dict:
 
 def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: int = 1,
               overrides: list[str] = (), first_seed: int = 0, reuse: bool = True,
-              cells: list[str] | None = None) -> str:
+              cells: list[str] | None = None, pool_with: str | Path | None = None) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
     With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of
     retraining. ``cells`` restricts the sweep to those cells (and the cells they start from); the table still
-    lists every cell, with the numbers of those an earlier sweep of ``out`` finished.
+    lists every cell, with the numbers of those an earlier sweep of ``out`` finished. ``pool_with`` names
+    the ``seeds.csv`` of an earlier sweep (perhaps on other hardware): its rows for seeds outside this sweep's
+    join the table's mean +- std. Every sweep writes its per-seed numbers to ``out/seeds.csv``.
     """
     spec = load_spec(name, scale, data, overrides)
+    prior = read_seed_rows(pool_with) if pool_with is not None else []
     selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
+    rows: list[dict] = []  # per seed: seeds.csv
     # table notes: cells trained once elsewhere; where
     shared = {"reused": {}, "forked": {}, "hardware": set()}
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
 
-    def tables(seed: int, source) -> str:
-        return write_tables(spec, collect(spec, results), out,
-                            _header(scale, source, first_seed, seed, shared))
+    def tables(source) -> str:
+        every = pool(rows, prior, range(first_seed, first_seed + seeds), spec)
+        write_seed_rows(out / "seeds.csv", every)
+        shared["hardware"] |= {r["hardware"] for r in every}
+        return write_tables(spec, collect(spec, every), out,
+                            _header(scale, source, sorted({r["seed"] for r in every}), shared))
+
+    def record(cell, seed: int, run: Path, metrics: dict) -> None:
+        metrics = with_costs(spec, run, metrics)
+        results.setdefault(cell.name, []).append(metrics)
+        rows.extend(seed_rows(spec, cell.name, seed, metrics, trained_on(run)))
 
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec, keep_steps):
@@ -125,9 +137,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             run = out / f"seed-{seed}" / cell.name
             if cell.name not in selected:  # not asked for: in the table only if an earlier sweep finished it
                 if (run / "metrics.json").exists():
-                    metrics = json.loads((run / "metrics.json").read_text())
-                    results.setdefault(cell.name, []).append(with_costs(spec, run, metrics))
-                    shared["hardware"].add(trained_on(run))
+                    record(cell, seed, run, json.loads((run / "metrics.json").read_text()))
                 continue
             if cell.label_split is not None:
                 cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
@@ -143,10 +153,9 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             elif (fork := forked_from(run)) is not None:
                 shared["forked"][label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
                                            f"at iteration {fork['iteration']}")
-            results.setdefault(cell.name, []).append(with_costs(spec, run, run_cell(cfg, run)))
-            shared["hardware"].add(trained_on(run))
-            tables(seed, cfg.data.source)  # after every run: an interrupted sweep still leaves its table
-    text = tables(first_seed + seeds - 1, spec.cells[0].config.data.source)
+            record(cell, seed, run, run_cell(cfg, run))
+            tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
+    text = tables(spec.cells[0].config.data.source)
     draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
     return text
 
@@ -202,10 +211,10 @@ def trained_on(run: Path) -> str:
         return describe_hardware(hardware())
 
 
-def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str:
+def _header(scale: str, source, seeds: list[int], shared: dict) -> str:
     source = source or "embedded Fashion-MNIST subset"
     where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
-    text = (f"Scale `{scale}`, data {source}, seeds {first_seed}..{seed}; trained on {where}. "
+    text = (f"Scale `{scale}`, data {source}, {_seed_list(seeds)}; trained on {where}. "
             f"Cells: mean ± std over seeds (paper in its column).")
     if shared["reused"]:
         text += ("\n\nReused runs (identical config, trained once): "
@@ -215,3 +224,11 @@ def _header(scale: str, source, first_seed: int, seed: int, shared: dict) -> str
                  "trained once; their wall times include it): "
                  + "; ".join(f"{k} from {v}" for k, v in shared["forked"].items()) + ".")
     return text
+
+
+def _seed_list(seeds: list[int]) -> str:
+    if not seeds:
+        return "no seeds finished yet"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))

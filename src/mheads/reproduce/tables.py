@@ -7,6 +7,7 @@ import math
 import statistics
 from pathlib import Path
 
+from mheads.config import ConfigError
 from mheads.report.tables import table
 
 
@@ -36,26 +37,78 @@ def fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
-def collect(spec, results: dict[str, list[dict]]) -> list[dict]:
-    """One record per (cell, metric): seeds, mean, std, paper value."""
-    out = []
-    for cell in spec.cells:
-        runs = results.get(cell.name, [])
-        for metric in spec.metrics:
-            values = [metric_value(r, metric) for r in runs if _has(r, metric)]
-            mean, std = mean_std(values)
-            out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
-                        "seeds": len(values), "mean": mean, "std": std,
-                        "paper": _paper(cell.paper.get(metric, "")),
-                        "wall_time_s": sum(r.get("wall_time_s", 0.0) for r in runs)})
-    return out
-
-
 def _has(run: dict, metric: str) -> bool:
     if metric.startswith("member_acc_"):
         tail = metric[len("member_acc_"):]
         return tail == "mean" or int(tail) < len(run["member_acc"])
     return metric in run
+
+
+SEED_FIELDS = ("cell", "seed", "metric", "value", "wall_time_s", "hardware")
+
+
+def seed_rows(spec, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
+    """One run's numbers as per-seed rows (``seeds.csv``): one per table metric the run has."""
+    return [{"cell": cell, "seed": seed, "metric": m, "value": metric_value(metrics, m),
+             "wall_time_s": float(metrics.get("wall_time_s", 0.0)), "hardware": hardware}
+            for m in spec.metrics if _has(metrics, m)]
+
+
+def collect(spec, rows: list[dict]) -> list[dict]:
+    """One record per (cell, metric): seeds, mean, std, paper value, from per-seed rows (``seed_rows``)."""
+    out = []
+    for cell in spec.cells:
+        mine = [r for r in rows if r["cell"] == cell.name]
+        walls = {r["seed"]: r["wall_time_s"] for r in mine}  # one wall time per run
+        for metric in spec.metrics:
+            values = [r["value"] for r in sorted(mine, key=lambda r: r["seed"]) if r["metric"] == metric]
+            mean, std = mean_std(values)
+            out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
+                        "seeds": len(values), "mean": mean, "std": std,
+                        "paper": _paper(cell.paper.get(metric, "")),
+                        "wall_time_s": sum(walls.values())})
+    return out
+
+
+def write_seed_rows(path: Path, rows: list[dict]) -> None:
+    """Every run's numbers, one row per (cell, seed, metric): what a later sweep pools its seeds with."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=SEED_FIELDS)
+        w.writeheader()
+        w.writerows(sorted(rows, key=lambda r: (r["seed"], r["cell"], r["metric"])))
+
+
+def read_seed_rows(path: Path) -> list[dict]:
+    """The rows of a ``seeds.csv`` (or of the one in a results folder), checked."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "seeds.csv"
+    if not path.is_file():
+        raise ConfigError(f"--pool-with {path}: no such file; expected a seeds.csv that a sweep wrote "
+                         f"(or the folder holding one)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(SEED_FIELDS) - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"--pool-with {path}: missing column(s) {sorted(missing)}; "
+                             f"a seeds.csv has {', '.join(SEED_FIELDS)}")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            try:
+                rows.append({"cell": r["cell"], "seed": int(r["seed"]), "metric": r["metric"],
+                             "value": float(r["value"]), "wall_time_s": float(r["wall_time_s"] or 0.0),
+                             "hardware": r["hardware"]})
+            except ValueError as err:
+                raise ConfigError(f"--pool-with {path}, line {line}: {err}") from None
+    return rows
+
+
+def pool(rows: list[dict], prior: list[dict], seeds: range, spec) -> list[dict]:
+    """``rows`` plus the ``prior`` rows of other seeds (runs an earlier sweep trained, perhaps elsewhere) for
+    this spec's cells and metrics; a seed this sweep runs is taken from this sweep only."""
+    cells, metrics = {c.name for c in spec.cells}, set(spec.metrics)
+    return rows + [r for r in prior
+                   if r["seed"] not in seeds and r["cell"] in cells and r["metric"] in metrics]
 
 
 def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
