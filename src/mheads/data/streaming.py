@@ -26,7 +26,6 @@ counted (``skipped_images`` in the metrics).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -44,124 +43,15 @@ from mheads.data.examples import FileExamples, TorchExamples
 from mheads.data.headers import check_headers
 from mheads.data.index import StreamIndex
 from mheads.data.preprocess import Normalizer, NormalizerStats, augment
+from mheads.data.stream_worker import Examples, TrainKeys, View, collate, default_workers
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
-from mheads.data.transforms import eval_view, random_crop, random_resized_crop, to_tensor
 from mheads.ensemble.strategies import bootstrap_counts
 
 __all__ = ["StreamData", "default_workers", "prepare_stream"]
 
 log = logging.getLogger(__name__)
 
-_MAX_SUBSTITUTES = 64  # on_bad_image: skip tries this many following examples before giving up
 _PROBE = 16  # training images decoded to decide greyscale (1 channel) or colour (3)
-
-
-@dataclass(frozen=True)
-class View:
-    """What a worker makes of one decoded image."""
-
-    size: int
-    channels: int
-    resize: int  # evaluation view: shorter side before the centre crop
-    train_crop: str  # data.train_crop: pad (the evaluation view) | random | random_resized
-    crop_scale: tuple[float, float]
-    seed: int
-    num_classes: int
-
-
-class _Examples(torch.utils.data.Dataset):
-    """Worker side: key ``(i, b, pos)`` (``b < 0``: an evaluation view) to ``(image, label, index, skipped,
-    error)``."""
-
-    def __init__(
-        self,
-        source,
-        view: View,
-        skip: bool,
-        indices: np.ndarray,
-        relabel: np.ndarray | None,
-        source_classes: int,
-    ):
-        self.source, self.view, self.skip = source, view, skip
-        self.indices, self.relabel, self.source_classes = (
-            np.asarray(indices, np.int64),
-            relabel,
-            source_classes,
-        )
-        self.n = len(self.indices)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def _one(self, j: int, b: int, pos: int):
-        v = self.view
-        src = int(self.indices[j])
-        img, y = self.source.load(src, v.channels)
-        if not 0 <= y < self.source_classes:
-            raise DataError(
-                f"{self.source.where(src)}: label {y} is outside the class range 0..{self.source_classes - 1}"
-            )
-        if self.relabel is not None:
-            y = int(self.relabel[y])
-        if b >= 0 and v.train_crop != "pad":
-            rng = np.random.default_rng(derive_seed(v.seed, Stream.CROP, b, pos))
-            if v.train_crop == "random":
-                img = random_crop(img, v.size, v.resize, rng)
-            else:
-                img = random_resized_crop(img, v.size, rng, v.crop_scale)
-        else:
-            img = eval_view(img, v.size, v.resize)
-        return to_tensor(img), y
-
-    def __getitem__(self, key):
-        i, b, pos = key
-        error = ""
-        for attempt in range(_MAX_SUBSTITUTES if self.skip else 1):
-            j = (i + attempt) % self.n
-            try:
-                x, y = self._one(j, b, pos)
-                return x, y, j, attempt, ""
-            except DataError as err:
-                error = str(err)
-        if self.skip:
-            error = f"{error} (and the {_MAX_SUBSTITUTES - 1} examples after it are unreadable too)"
-        return None, -1, i, 0, error
-
-
-def _collate(items):
-    for item in items:
-        if item[4]:
-            return item[4]
-    return (
-        torch.stack([it[0] for it in items]),
-        torch.tensor([it[1] for it in items], dtype=torch.int64),
-        torch.tensor([it[2] for it in items], dtype=torch.int64),
-        sum(it[3] for it in items),
-    )
-
-
-class _TrainKeys:
-    """Batch sampler: batches ``start .. stop - 1`` of the plan, each a list of ``(index, b, position)`` (the
-    rows of a data-parallel replica's ``shard`` only, keeping their positions in the whole batch)."""
-
-    def __init__(self, plan: BatchPlan, start: int, stop: int, shard: tuple[int, int] | None = None):
-        self.plan, self.start, self.stop = plan, start, stop
-        self.rows = shard_rows(shard, plan.batch_size)
-
-    def __len__(self) -> int:
-        return max(self.stop - self.start, 0)
-
-    def __iter__(self):
-        for b in range(self.start, self.stop):
-            yield [(int(i), b, p) for p, i in enumerate(self.plan.indices(b).tolist())][self.rows]
-
-
-def default_workers(requested: int | None) -> int:
-    """``data.workers``, or the cores the training threads leave (at least one)."""
-    if requested is not None:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - torch.get_num_threads())
 
 
 @dataclass
@@ -170,10 +60,10 @@ class StreamData:
 
     device: torch.device
     classes: list[str]
-    train_set: _Examples
-    test_set: _Examples
-    val_set: _Examples | None
-    ood_set: _Examples | None
+    train_set: Examples
+    test_set: Examples
+    val_set: Examples | None
+    ood_set: Examples | None
     normalizer: Normalizer
     plan: BatchPlan
     weights: torch.Tensor | None
@@ -206,7 +96,7 @@ class StreamData:
             dataset,
             batch_sampler=batches,
             num_workers=self.workers,
-            collate_fn=_collate,
+            collate_fn=collate,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
         )
@@ -227,7 +117,7 @@ class StreamData:
             self.close()
             self._iter = iter(
                 self._loader(self.train_set,
-                             _TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
+                             TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
             )
         x, y, idx = self._next_batch(self._iter)
         self._next = b + 1
@@ -307,7 +197,7 @@ def _native_size(source, indices: np.ndarray, where: str) -> int:
 
 
 def _fit_normalizer(
-    loader_of, ds: _Examples, mode: str, limit: int, seed: int, progress: bool = False
+    loader_of, ds: Examples, mode: str, limit: int, seed: int, progress: bool = False
 ) -> Normalizer:
     n = ds.n
     if n <= limit:
@@ -395,16 +285,16 @@ def prepare_stream(
     )
     skip, k = d.on_bad_image == "skip", len(all_classes)
     train_set, test_set = (
-        _Examples(train_src, view, skip, train_idx, relabel, k),
-        _Examples(test_src, view, skip, test_idx, relabel, k),
+        Examples(train_src, view, skip, train_idx, relabel, k),
+        Examples(test_src, view, skip, test_idx, relabel, k),
     )
     val_set = (
-        None if val_idx is None or not len(val_idx) else _Examples(train_src, view, skip, val_idx, relabel, k)
+        None if val_idx is None or not len(val_idx) else Examples(train_src, view, skip, val_idx, relabel, k)
     )
     ood_set = (
         None
         if ood_idx is None or not len(ood_idx)
-        else _Examples(test_src, view, skip, ood_idx, np.full(k, -1, dtype=np.int64), k)
+        else Examples(test_src, view, skip, ood_idx, np.full(k, -1, dtype=np.int64), k)
     )
     workers = default_workers(d.workers)
     memfmt = torch.channels_last if t.channels_last else torch.contiguous_format

@@ -1,0 +1,128 @@
+"""The worker side of streamed data (``mheads.data.streaming``): what a DataLoader worker process makes of
+one key ``(index, batch, position)`` (decode, label check, the geometric view), how a batch of those is
+collated, and the batch sampler that yields a plan's batches as such keys."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mheads.core.seeding import Stream, derive_seed
+from mheads.data.batching import BatchPlan, shard_rows
+from mheads.data.errors import DataError
+from mheads.data.transforms import eval_view, random_crop, random_resized_crop, to_tensor
+
+__all__ = ["Examples", "TrainKeys", "View", "collate", "default_workers"]
+
+_MAX_SUBSTITUTES = 64  # on_bad_image: skip tries this many following examples before giving up
+
+
+@dataclass(frozen=True)
+class View:
+    """What a worker makes of one decoded image."""
+
+    size: int
+    channels: int
+    resize: int  # evaluation view: shorter side before the centre crop
+    train_crop: str  # data.train_crop: pad (the evaluation view) | random | random_resized
+    crop_scale: tuple[float, float]
+    seed: int
+    num_classes: int
+
+
+class Examples(torch.utils.data.Dataset):
+    """Worker side: key ``(i, b, pos)`` (``b < 0``: an evaluation view) to ``(image, label, index, skipped,
+    error)``."""
+
+    def __init__(
+        self,
+        source,
+        view: View,
+        skip: bool,
+        indices: np.ndarray,
+        relabel: np.ndarray | None,
+        source_classes: int,
+    ):
+        self.source, self.view, self.skip = source, view, skip
+        self.indices, self.relabel, self.source_classes = (
+            np.asarray(indices, np.int64),
+            relabel,
+            source_classes,
+        )
+        self.n = len(self.indices)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _one(self, j: int, b: int, pos: int):
+        v = self.view
+        src = int(self.indices[j])
+        img, y = self.source.load(src, v.channels)
+        if not 0 <= y < self.source_classes:
+            raise DataError(
+                f"{self.source.where(src)}: label {y} is outside the class range 0..{self.source_classes - 1}"
+            )
+        if self.relabel is not None:
+            y = int(self.relabel[y])
+        if b >= 0 and v.train_crop != "pad":
+            rng = np.random.default_rng(derive_seed(v.seed, Stream.CROP, b, pos))
+            if v.train_crop == "random":
+                img = random_crop(img, v.size, v.resize, rng)
+            else:
+                img = random_resized_crop(img, v.size, rng, v.crop_scale)
+        else:
+            img = eval_view(img, v.size, v.resize)
+        return to_tensor(img), y
+
+    def __getitem__(self, key):
+        i, b, pos = key
+        error = ""
+        for attempt in range(_MAX_SUBSTITUTES if self.skip else 1):
+            j = (i + attempt) % self.n
+            try:
+                x, y = self._one(j, b, pos)
+                return x, y, j, attempt, ""
+            except DataError as err:
+                error = str(err)
+        if self.skip:
+            error = f"{error} (and the {_MAX_SUBSTITUTES - 1} examples after it are unreadable too)"
+        return None, -1, i, 0, error
+
+
+def collate(items):
+    for item in items:
+        if item[4]:
+            return item[4]
+    return (
+        torch.stack([it[0] for it in items]),
+        torch.tensor([it[1] for it in items], dtype=torch.int64),
+        torch.tensor([it[2] for it in items], dtype=torch.int64),
+        sum(it[3] for it in items),
+    )
+
+
+class TrainKeys:
+    """Batch sampler: batches ``start .. stop - 1`` of the plan, each a list of ``(index, b, position)`` (the
+    rows of a data-parallel replica's ``shard`` only, keeping their positions in the whole batch)."""
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int, shard: tuple[int, int] | None = None):
+        self.plan, self.start, self.stop = plan, start, stop
+        self.rows = shard_rows(shard, plan.batch_size)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self):
+        for b in range(self.start, self.stop):
+            yield [(int(i), b, p) for p, i in enumerate(self.plan.indices(b).tolist())][self.rows]
+
+
+def default_workers(requested: int | None) -> int:
+    """``data.workers``, or the cores the training threads leave (at least one)."""
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - torch.get_num_threads())
