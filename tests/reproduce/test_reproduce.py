@@ -227,36 +227,55 @@ def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_
     from mheads.reproduce.tables import read_seed_rows
 
     reproduce("table1", "smoke", None, tmp_path / "a", cells=["single"])  # seed 0, elsewhere
-    (tmp_path / "b").mkdir()
     text = reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"],
                      pool_with=tmp_path / "a")
     assert "seeds 0..1" in text
-    values = {r["seed"]: r["value"] for r in read_seed_rows(tmp_path / "b/seeds.csv")
+    rows = read_seed_rows(tmp_path / "b/seeds.csv")
+    values = {r["seed"]: r["value"] for r in rows
               if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc"}
-    assert set(values) == {0, 1}
-    assert values[0] == json.loads((tmp_path / "a/seed-0/single/metrics.json").read_text())[
-        "ensemble_mean_acc"] * 100
+    first = json.loads((tmp_path / "a/seed-0/single/metrics.json").read_text())
+    assert values[0] == first["ensemble_mean_acc"] * 100 and set(values) == {0, 1}
+    assert {(r["experiment"], r["scale"], r["data"]) for r in rows} == {("table1", "smoke", "embedded")}
     with open(tmp_path / "b/results.csv") as f:
         row = next(r for r in csv.DictReader(f)
                    if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc")
     assert int(row["seeds"]) == 2
     assert float(row["mean"]) == pytest.approx(statistics.fmean(values.values()))
     assert float(row["std"]) == pytest.approx(statistics.stdev(values.values()))
-    # pooling with its own seeds.csv again counts nothing twice: this sweep's seed comes from this sweep
-    reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"],
-              pool_with=tmp_path / "b/seeds.csv")
-    assert len(read_seed_rows(tmp_path / "b/seeds.csv")) == 2 * 2  # two seeds x two metrics of one cell
+    second = json.loads((tmp_path / "b/seed-1/single/metrics.json").read_text())
+    assert float(row["wall_time_s"]) == pytest.approx(first["wall_time_s"] + second["wall_time_s"])
+    # a rerun of the folder keeps the pooled seed without --pool-with, and pooling the same rows again, or the
+    # folder's own file, counts nothing twice
+    for again in (None, tmp_path / "a", tmp_path / "b/seeds.csv"):
+        reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"], pool_with=again)
+        assert len(read_seed_rows(tmp_path / "b/seeds.csv")) == 2 * 2  # two seeds x two metrics, one cell
+    # a seed this sweep runs for one cell leaves the pooled seed of the other cells in place
+    reproduce("table1", "smoke", None, tmp_path / "c", cells=["random_init"])
+    reproduce("table1", "smoke", None, tmp_path / "b", first_seed=0, cells=["random_init"],
+              pool_with=tmp_path / "c")
+    cells = {(r["cell"], r["seed"]) for r in read_seed_rows(tmp_path / "b/seeds.csv")}
+    assert cells == {("single", 0), ("single", 1), ("random_init", 0)}
+    # a wrong scale is refused, naming it
+    with pytest.raises(ConfigError, match=r"another sweep: scale 'smoke' \(this sweep: 'cpu'\)"):
+        reproduce("table1", "cpu", None, tmp_path / "d", cells=["single"], pool_with=tmp_path / "a")
 
 
-def test_pool_with_names_the_file_and_the_missing_columns(tmp_path):
-    from mheads.reproduce.tables import read_seed_rows
+def test_pool_with_names_the_file_and_what_is_wrong_in_it(tmp_path):
+    from mheads.reproduce.tables import SEED_FIELDS, read_seed_rows
 
     with pytest.raises(ConfigError, match="no such file"):
         read_seed_rows(tmp_path / "nothing.csv")
+    (tmp_path / "results.csv").write_text("cell\n")
+    with pytest.raises(ConfigError, match="predates seeds.csv"):
+        read_seed_rows(tmp_path)
     (tmp_path / "seeds.csv").write_text("cell,seed,metric\nsingle,0,oracle_acc\n")
-    with pytest.raises(ConfigError, match=r"missing column\(s\) \['hardware', 'value', 'wall_time_s'\]"):
+    with pytest.raises(ConfigError, match=r"missing column\(s\) \['data', 'experiment', 'hardware', "):
         read_seed_rows(tmp_path)
-    (tmp_path / "seeds.csv").write_text("cell,seed,metric,value,wall_time_s,hardware\n"
-                                        "single,x,oracle_acc,1,2,h\n")
-    with pytest.raises(ConfigError, match="line 2"):
-        read_seed_rows(tmp_path)
+    head = ",".join(SEED_FIELDS) + "\n"
+    good = "table1,cpu,x.tar,single,0,oracle_acc,1,2,h\n"
+    for body, error in (("table1,cpu,x.tar,single,x,oracle_acc,1,2,h\n", "line 2"),
+                        ("table1,cpu,x.tar,single,0\n", "line 2"),  # a short line
+                        (good + good, "lines 2 and 3 both hold cell 'single', seed 0, oracle_acc")):
+        (tmp_path / "seeds.csv").write_text(head + body)
+        with pytest.raises(ConfigError, match=error):
+            read_seed_rows(tmp_path)

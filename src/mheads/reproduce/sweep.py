@@ -25,7 +25,15 @@ from mheads.reproduce.figures import draw_figures
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
 from mheads.reproduce.reuse import find_equivalent_run, result_key  # noqa: F401 (result_key: part of the API)
 from mheads.reproduce.spec import Spec, load_spec
-from mheads.reproduce.tables import collect, pool, read_seed_rows, seed_rows, write_seed_rows, write_tables
+from mheads.reproduce.tables import (
+    check_priors,
+    collect,
+    pool,
+    read_seed_rows,
+    seed_rows,
+    write_seed_rows,
+    write_tables,
+)
 from mheads.runs.folder import RUN_MARKERS, hardware
 from mheads.train.loop import fit
 
@@ -101,13 +109,21 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of
     retraining. ``cells`` restricts the sweep to those cells (and the cells they start from); the table still
     lists every cell, with the numbers of those an earlier sweep of ``out`` finished. ``pool_with`` names
-    the ``seeds.csv`` of an earlier sweep (perhaps on other hardware): its rows for seeds outside this sweep's
-    join the table's mean +- std. Every sweep writes its per-seed numbers to ``out/seeds.csv``.
+    the ``seeds.csv`` of an earlier sweep of the same experiment, scale and data (perhaps on other hardware):
+    its runs (cell and seed) that this sweep does not have join the table's mean +- std. Every sweep writes
+    its per-seed numbers, pooled ones included, to ``out/seeds.csv`` and keeps them on later reruns of
+    ``out``. Figures draw this sweep's own runs only.
     """
     spec = load_spec(name, scale, data, overrides)
-    prior = read_seed_rows(pool_with) if pool_with is not None else []
-    selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out = Path(out)
+    ident = {"experiment": name.replace("_", "-"), "scale": scale,
+             "data": data_label(spec.cells[0].config.data.source)}
+    # earlier rows: this folder's own seeds.csv (seeds an earlier pooling brought in), then --pool-with
+    sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
+        [Path(pool_with)] if pool_with is not None else [])
+    priors = [(str(p), read_seed_rows(p)) for p in sources]
+    check_priors(priors, spec, ident)  # a prior of another sweep stops here, before any training
+    selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     rows: list[dict] = []  # per seed: seeds.csv
@@ -118,7 +134,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
         keep_steps = {}
 
     def tables(source) -> str:
-        every = pool(rows, prior, range(first_seed, first_seed + seeds), spec)
+        every = pool(rows, priors, spec)
         write_seed_rows(out / "seeds.csv", every)
         shared["hardware"] |= {r["hardware"] for r in every}
         return write_tables(spec, collect(spec, every), out,
@@ -127,7 +143,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     def record(cell, seed: int, run: Path, metrics: dict) -> None:
         metrics = with_costs(spec, run, metrics)
         results.setdefault(cell.name, []).append(metrics)
-        rows.extend(seed_rows(spec, cell.name, seed, metrics, trained_on(run)))
+        rows.extend(seed_rows(spec, ident, cell.name, seed, metrics, trained_on(run)))
 
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec, keep_steps):
@@ -232,3 +248,9 @@ def _seed_list(seeds: list[int]) -> str:
     if seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}"
     return "seeds " + ", ".join(map(str, seeds))
+
+
+def data_label(source) -> str:
+    """The data set a sweep trained on, as ``seeds.csv`` names it: the file or folder name (paths differ
+    between machines), or ``embedded``."""
+    return Path(str(source).rstrip("/")).name if source else "embedded"

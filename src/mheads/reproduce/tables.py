@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 from pathlib import Path
 
 from mheads.config import ConfigError
+from mheads.core.atomic import atomic_write_text
 from mheads.report.tables import table
 
 
@@ -44,12 +46,14 @@ def _has(run: dict, metric: str) -> bool:
     return metric in run
 
 
-SEED_FIELDS = ("cell", "seed", "metric", "value", "wall_time_s", "hardware")
+SEED_FIELDS = ("experiment", "scale", "data", "cell", "seed", "metric", "value", "wall_time_s", "hardware")
+_IDENTITY = ("experiment", "scale", "data")  # what a pooled row must share with the sweep it joins
 
 
-def seed_rows(spec, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
-    """One run's numbers as per-seed rows (``seeds.csv``): one per table metric the run has."""
-    return [{"cell": cell, "seed": seed, "metric": m, "value": metric_value(metrics, m),
+def seed_rows(spec, ident: dict, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
+    """One run's numbers as per-seed rows (``seeds.csv``): one per table metric the run has. ``ident`` names
+    the experiment, scale and data (``experiment``, ``scale``, ``data``)."""
+    return [{**ident, "cell": cell, "seed": seed, "metric": m, "value": metric_value(metrics, m),
              "wall_time_s": float(metrics.get("wall_time_s", 0.0)), "hardware": hardware}
             for m in spec.metrics if _has(metrics, m)]
 
@@ -71,11 +75,13 @@ def collect(spec, rows: list[dict]) -> list[dict]:
 
 
 def write_seed_rows(path: Path, rows: list[dict]) -> None:
-    """Every run's numbers, one row per (cell, seed, metric): what a later sweep pools its seeds with."""
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SEED_FIELDS)
-        w.writeheader()
-        w.writerows(sorted(rows, key=lambda r: (r["seed"], r["cell"], r["metric"])))
+    """Every run's numbers, one row per (cell, seed, metric): what a later sweep pools its seeds with. Written
+    atomically: an interrupted write leaves the previous file."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=SEED_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(sorted(rows, key=lambda r: (r["seed"], r["cell"], r["metric"])))
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_seed_rows(path: Path) -> list[dict]:
@@ -84,31 +90,61 @@ def read_seed_rows(path: Path) -> list[dict]:
     if path.is_dir():
         path = path / "seeds.csv"
     if not path.is_file():
-        raise ConfigError(f"--pool-with {path}: no such file; expected a seeds.csv that a sweep wrote "
-                         f"(or the folder holding one)")
+        older = " (its results.csv predates seeds.csv)" if (path.parent / "results.csv").is_file() else ""
+        raise ConfigError(f"{path}: no such file{older}; expected a seeds.csv that a sweep wrote "
+                          f"(or the folder holding one)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = set(SEED_FIELDS) - set(reader.fieldnames or [])
         if missing:
-            raise ConfigError(f"--pool-with {path}: missing column(s) {sorted(missing)}; "
-                             f"a seeds.csv has {', '.join(SEED_FIELDS)}")
-        rows = []
+            raise ConfigError(f"{path}: missing column(s) {sorted(missing)}; "
+                              f"a seeds.csv has {', '.join(SEED_FIELDS)}")
+        rows, seen = [], {}
         for line, r in enumerate(reader, start=2):
             try:
-                rows.append({"cell": r["cell"], "seed": int(r["seed"]), "metric": r["metric"],
-                             "value": float(r["value"]), "wall_time_s": float(r["wall_time_s"] or 0.0),
-                             "hardware": r["hardware"]})
-            except ValueError as err:
-                raise ConfigError(f"--pool-with {path}, line {line}: {err}") from None
+                row = {**{k: r[k] for k in _IDENTITY}, "cell": r["cell"], "seed": int(r["seed"]),
+                       "metric": r["metric"], "value": float(r["value"]),
+                       "wall_time_s": float(r["wall_time_s"] or 0.0), "hardware": r["hardware"]}
+            except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
+                raise ConfigError(f"{path}, line {line}: {err}") from None
+            key = (row["cell"], row["seed"], row["metric"])
+            if key in seen:
+                raise ConfigError(f"{path}: lines {seen[key]} and {line} both hold cell "
+                                  f"{key[0]!r}, seed {key[1]}, {key[2]}; a seeds.csv has one row for each")
+            seen[key] = line
+            rows.append(row)
     return rows
 
 
-def pool(rows: list[dict], prior: list[dict], seeds: range, spec) -> list[dict]:
-    """``rows`` plus the ``prior`` rows of other seeds (runs an earlier sweep trained, perhaps elsewhere) for
-    this spec's cells and metrics; a seed this sweep runs is taken from this sweep only."""
+def check_priors(priors: list[tuple[str, list[dict]]], spec, ident: dict) -> None:
+    """Refuse a prior (``(name, rows)``) of another experiment, scale or data; say which of its rows ``pool``
+    leaves out (cells or metrics the spec no longer has)."""
     cells, metrics = {c.name for c in spec.cells}, set(spec.metrics)
-    return rows + [r for r in prior
-                   if r["seed"] not in seeds and r["cell"] in cells and r["metric"] in metrics]
+    for name, prior in priors:
+        for r in prior:
+            wrong = [f"{k} {r[k]!r} (this sweep: {ident[k]!r})" for k in _IDENTITY if r[k] != ident[k]]
+            if wrong:
+                raise ConfigError(f"{name}: its rows are of another sweep: {', '.join(wrong)}; "
+                                  f"pool only seeds of the same experiment, scale and data")
+        dropped = sorted({r["cell"] if r["cell"] not in cells else r["metric"]
+                          for r in prior if r["cell"] not in cells or r["metric"] not in metrics})
+        if dropped:
+            print(f"   {name}: leaving out rows of cells or metrics {spec.name} does not have: "
+                  f"{', '.join(dropped)}", flush=True)
+
+
+def pool(rows: list[dict], priors: list[tuple[str, list[dict]]], spec) -> list[dict]:
+    """``rows`` (this sweep's) plus, from each ``(name, rows)`` of ``priors`` in turn (``check_priors``), the
+    rows of runs not already there: a (cell, seed) comes from this sweep if it ran it, else from the first
+    prior that has it; rows of cells or metrics the spec does not have are left out."""
+    cells, metrics = {c.name for c in spec.cells}, set(spec.metrics)
+    out, have = list(rows), {(r["cell"], r["seed"]) for r in rows}
+    for _, prior in priors:
+        fresh = [r for r in prior if (r["cell"], r["seed"]) not in have
+                 and r["cell"] in cells and r["metric"] in metrics]
+        out += fresh
+        have |= {(r["cell"], r["seed"]) for r in fresh}
+    return out
 
 
 def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
