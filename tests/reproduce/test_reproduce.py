@@ -255,9 +255,17 @@ def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_
               pool_with=tmp_path / "c")
     cells = {(r["cell"], r["seed"]) for r in read_seed_rows(tmp_path / "b/seeds.csv")}
     assert cells == {("single", 0), ("single", 1), ("random_init", 0)}
-    # a wrong scale is refused, naming it
+    # a wrong scale, or other --set overrides, is refused, naming it
     with pytest.raises(ConfigError, match=r"another sweep: scale 'smoke' \(this sweep: 'cpu'\)"):
         reproduce("table1", "cpu", None, tmp_path / "d", cells=["single"], pool_with=tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"overrides '' \(this sweep: 'optim.lr=0.002'\)"):
+        reproduce("table1", "smoke", None, tmp_path / "d", cells=["single"], pool_with=tmp_path / "a",
+                  overrides=["optim.lr=0.002"])
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("metrics.json"))  # nothing trained
+    # a sweep with overrides says so in its table, and its rows carry them
+    text = reproduce("table1", "smoke", None, tmp_path / "e", cells=["single"], overrides=["optim.lr=0.002"])
+    assert "Every cell with `optim.lr=0.002` (`--set`)." in text
+    assert {r["overrides"] for r in read_seed_rows(tmp_path / "e")} == {"optim.lr=0.002"}
 
 
 def test_pool_with_names_the_file_and_what_is_wrong_in_it(tmp_path):
@@ -272,10 +280,13 @@ def test_pool_with_names_the_file_and_what_is_wrong_in_it(tmp_path):
     with pytest.raises(ConfigError, match=r"missing column\(s\) \['data', 'experiment', 'hardware', "):
         read_seed_rows(tmp_path)
     head = ",".join(SEED_FIELDS) + "\n"
-    good = "table1,cpu,x.tar,single,0,oracle_acc,1,2,h\n"
-    for body, error in (("table1,cpu,x.tar,single,x,oracle_acc,1,2,h\n", "line 2"),
-                        ("table1,cpu,x.tar,single,0\n", "line 2"),  # a short line
+    good = "table1,cpu,x.tar,,single,0,oracle_acc,1,2,h\n"
+    for body, error in (("table1,cpu,x.tar,,single,x,oracle_acc,1,2,h\n", "line 2"),
+                        ("table1,cpu,x.tar,,single,0\n", "line 2"),  # a short line
                         (good + good, "lines 2 and 3 both hold cell 'single', seed 0, oracle_acc")):
         (tmp_path / "seeds.csv").write_text(head + body)
         with pytest.raises(ConfigError, match=error):
             read_seed_rows(tmp_path)
+    # a seeds.csv from before the overrides column reads as a sweep without overrides
+    (tmp_path / "seeds.csv").write_text(head.replace("overrides,", "") + good.replace(",,", ","))
+    assert read_seed_rows(tmp_path)[0]["overrides"] == ""

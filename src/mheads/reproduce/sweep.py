@@ -117,7 +117,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     spec = load_spec(name, scale, data, overrides)
     out = Path(out)
     ident = {"experiment": name.replace("_", "-"), "scale": scale,
-             "data": data_label(spec.cells[0].config.data.source)}
+             "data": data_label(spec.cells[0].config.data.source), "overrides": "; ".join(overrides)}
     # earlier rows: this folder's own seeds.csv (seeds an earlier pooling brought in), then --pool-with
     sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
         [Path(pool_with)] if pool_with is not None else [])
@@ -138,7 +138,8 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
         write_seed_rows(out / "seeds.csv", every)
         shared["hardware"] |= {r["hardware"] for r in every}
         return write_tables(spec, collect(spec, every), out,
-                            _header(scale, source, sorted({r["seed"] for r in every}), shared))
+                            _header(scale, source, sorted({r["seed"] for r in every}), shared,
+                                    overrides))
 
     def record(cell, seed: int, run: Path, metrics: dict) -> None:
         metrics = with_costs(spec, run, metrics)
@@ -227,11 +228,13 @@ def trained_on(run: Path) -> str:
         return describe_hardware(hardware())
 
 
-def _header(scale: str, source, seeds: list[int], shared: dict) -> str:
+def _header(scale: str, source, seeds: list[int], shared: dict, overrides=()) -> str:
     source = source or "embedded Fashion-MNIST subset"
     where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
     text = (f"Scale `{scale}`, data {source}, {_seed_list(seeds)}; trained on {where}. "
             f"Cells: mean ± std over seeds (paper in its column).")
+    if overrides:
+        text += " Every cell with " + ", ".join(f"`{o}`" for o in overrides) + " (`--set`)."
     if shared["reused"]:
         text += ("\n\nReused runs (identical config, trained once): "
                  + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")

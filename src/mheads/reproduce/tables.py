@@ -46,13 +46,16 @@ def _has(run: dict, metric: str) -> bool:
     return metric in run
 
 
-SEED_FIELDS = ("experiment", "scale", "data", "cell", "seed", "metric", "value", "wall_time_s", "hardware")
-_IDENTITY = ("experiment", "scale", "data")  # what a pooled row must share with the sweep it joins
+SEED_FIELDS = ("experiment", "scale", "data", "overrides", "cell", "seed", "metric", "value", "wall_time_s",
+               "hardware")
+# what a pooled row must share with the sweep it joins; overrides: the sweep's --set, "; "-joined
+_IDENTITY = ("experiment", "scale", "data", "overrides")
+_OPTIONAL = {"overrides": ""}  # columns a seeds.csv written before them lacks, and their value there
 
 
 def seed_rows(spec, ident: dict, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
     """One run's numbers as per-seed rows (``seeds.csv``): one per table metric the run has. ``ident`` names
-    the experiment, scale and data (``experiment``, ``scale``, ``data``)."""
+    the sweep (``experiment``, ``scale``, ``data``, ``overrides``)."""
     return [{**ident, "cell": cell, "seed": seed, "metric": m, "value": metric_value(metrics, m),
              "wall_time_s": float(metrics.get("wall_time_s", 0.0)), "hardware": hardware}
             for m in spec.metrics if _has(metrics, m)]
@@ -95,15 +98,15 @@ def read_seed_rows(path: Path) -> list[dict]:
                           f"(or the folder holding one)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = set(SEED_FIELDS) - set(reader.fieldnames or [])
+        missing = set(SEED_FIELDS) - set(reader.fieldnames or []) - set(_OPTIONAL)
         if missing:
             raise ConfigError(f"{path}: missing column(s) {sorted(missing)}; "
                               f"a seeds.csv has {', '.join(SEED_FIELDS)}")
         rows, seen = [], {}
         for line, r in enumerate(reader, start=2):
             try:
-                row = {**{k: r[k] for k in _IDENTITY}, "cell": r["cell"], "seed": int(r["seed"]),
-                       "metric": r["metric"], "value": float(r["value"]),
+                row = {**{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY}, "cell": r["cell"],
+                       "seed": int(r["seed"]), "metric": r["metric"], "value": float(r["value"]),
                        "wall_time_s": float(r["wall_time_s"] or 0.0), "hardware": r["hardware"]}
             except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
                 raise ConfigError(f"{path}, line {line}: {err}") from None
@@ -125,7 +128,7 @@ def check_priors(priors: list[tuple[str, list[dict]]], spec, ident: dict) -> Non
             wrong = [f"{k} {r[k]!r} (this sweep: {ident[k]!r})" for k in _IDENTITY if r[k] != ident[k]]
             if wrong:
                 raise ConfigError(f"{name}: its rows are of another sweep: {', '.join(wrong)}; "
-                                  f"pool only seeds of the same experiment, scale and data")
+                                  f"pool only seeds of the same experiment, scale, data and --set overrides")
         dropped = sorted({r["cell"] if r["cell"] not in cells else r["metric"]
                           for r in prior if r["cell"] not in cells or r["metric"] not in metrics})
         if dropped:
