@@ -136,7 +136,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     def tables(source) -> str:
         every = pool(rows, priors, spec)
         write_seed_rows(out / "seeds.csv", every)
-        shared["hardware"] |= {r["hardware"] for r in every}
+        shared["hardware"] = {r["hardware"] for r in every}  # derived: rows a later run replaced drop out
         return write_tables(spec, collect(spec, every), out,
                             _header(scale, source, sorted({r["seed"] for r in every}), shared,
                                     overrides))
