@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -290,3 +291,18 @@ def test_pool_with_names_the_file_and_what_is_wrong_in_it(tmp_path):
     # a seeds.csv from before the overrides column reads as a sweep without overrides
     (tmp_path / "seeds.csv").write_text(head.replace("overrides,", "") + good.replace(",,", ","))
     assert read_seed_rows(tmp_path)[0]["overrides"] == ""
+
+
+def test_the_seeds_column_names_a_metric_that_averages_fewer_seeds(tmp_path):
+    from mheads.reproduce.tables import collect, write_tables
+
+    spec = load_spec("table1", "smoke", None)
+    rows = [{"cell": "single", "seed": seed, "metric": metric, "value": 70.0 + seed, "wall_time_s": 1.0}
+            for seed in (0, 1) for metric in spec.metrics if seed == 0 or metric != "oracle_acc"]
+    text = write_tables(spec, collect(spec, rows), tmp_path, "header")
+    line = next(x for x in text.splitlines() if x.startswith("| Single"))
+    assert re.search(r"\|\s+2 \(oracle_acc: 1\) \|", line) and "70.50 ± 0.71" in line
+    whole = rows + [{**rows[0], "seed": 1, "metric": "oracle_acc"}]
+    line = next(x for x in write_tables(spec, collect(spec, whole), tmp_path, "h").splitlines()
+                if x.startswith("| Single"))
+    assert re.search(r"\|\s+2 \|", line) and "oracle_acc:" not in line

@@ -181,7 +181,7 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
             line = [cell.row]
             for r in recs:
                 line += [fmt(r["mean"], r["std"], r["seeds"]), str(r["paper"]) if r["paper"] != "" else "-"]
-            line += [str(recs[0]["seeds"]) if recs else "0", f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
+            line += [seeds_label(recs), f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
             body.append(line)
         random_cells = {c.name for c in spec.cells if c.label_split and "random" in c.label_split}
         trials = [r for r in records
@@ -198,6 +198,16 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
         text += f"\n{spec.note}\n"
     (out / "results.md").write_text(text)
     return text
+
+
+def seeds_label(recs: list[dict]) -> str:
+    """A row's seed count: one number when every metric averages the same seeds, else also the metrics that
+    average fewer (a pooled seed lacking them): no column silently rests on fewer seeds than the row says."""
+    if not recs:
+        return "0"
+    most = max(r["seeds"] for r in recs)
+    fewer = [f"{r['metric']}: {r['seeds']}" for r in recs if r["seeds"] < most]
+    return str(most) + (f" ({', '.join(fewer)})" if fewer else "")
 
 
 def _paper(value) -> str:
