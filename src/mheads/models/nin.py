@@ -32,7 +32,7 @@ def _check_init(init: str) -> str:
     return init
 
 
-def _conv(cin: int, cout: int, k: int, std: float, init: str = "caffe", **kw) -> nn.Conv2d:
+def _conv(cin: int, cout: int, k: int, std: float, init: str, **kw) -> nn.Conv2d:
     conv = nn.Conv2d(cin, cout, k, **kw)
     if init == "he":
         nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
@@ -43,7 +43,7 @@ def _conv(cin: int, cout: int, k: int, std: float, init: str = "caffe", **kw) ->
 
 
 def _mlpconv(layers: OrderedDict, names: tuple[str, str, str], cin: int, chans: tuple[int, int, int],
-             k: int, std: float, relu_last: bool = True, init: str = "caffe", **conv_kw) -> int:
+             k: int, std: float, relu_last: bool = True, *, init: str, **conv_kw) -> int:
     """One NiN block: a k x k conv followed by two 1x1 convs ("cccp"), each followed by a ReLU."""
     c1, c2, c3 = chans
     for i, (name, cout) in enumerate(zip(names, (c1, c2, c3))):
