@@ -183,6 +183,16 @@ def test_table2_reports_what_sharing_saves_and_draws_accuracy_against_it(tmp_pat
     assert (tmp_path / "t2" / "accuracy_vs_sharing.png").is_file()
 
 
+def test_a_later_seed_draws_its_figures_beside_seed_0s_not_over_them(tmp_path, one_thread):
+    out = tmp_path / "t2"
+    reproduce("table2", "smoke", None, out, cells=["single"], reuse=False)
+    first = (out / "accuracy_vs_sharing.png").read_bytes()
+    reproduce("table2", "smoke", None, out, cells=["single"], reuse=False, first_seed=2)
+    assert (out / "accuracy_vs_sharing.png").read_bytes() == first
+    later = (out / "accuracy_vs_sharing_seed2.png").read_bytes()
+    assert later[:4] == b"\x89PNG"  # before: seed 2 drew over seed 0's file and no _seed2 file existed
+
+
 def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(tmp_path):
     from mheads.data.shards import write_varied_folder
 

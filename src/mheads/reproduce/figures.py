@@ -11,27 +11,34 @@ from mheads.report.figures import accuracy_vs_sharing, finetune_curves, heatmap_
 from mheads.runs.folder import read_jsonl
 
 
-def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None) -> list[Path]:
+def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None,
+                 seed: int = 0) -> list[Path]:
+    """Draw ``spec``'s figures from the runs of one seed (the sweep's first) into ``out``. Seed 0's figures
+    take the plain names (``oracle_assignment.png``); another seed's carry its number
+    (``oracle_assignment_seed2.png``), so a sweep that adds a seed never draws over an earlier seed's
+    figure."""
+    tag = "" if seed == 0 else f"_seed{seed}"
     written = []
     if "guided_backprop" in spec.figures and seed_dir is not None:
-        written.append(guided_backprop_figure(spec, seed_dir, out / "guided_backprop.png"))
+        written.append(guided_backprop_figure(spec, seed_dir, out / f"guided_backprop{tag}.png"))
     if "accuracy_vs_sharing" in spec.figures:
         points = [(c.row, results[c.name][0]) for c in spec.cells if results.get(c.name)]
         if points:
-            written.append(accuracy_vs_sharing(points, out / "accuracy_vs_sharing.png", title=spec.title))
+            written.append(accuracy_vs_sharing(points, out / f"accuracy_vs_sharing{tag}.png",
+                                               title=spec.title))
     if "finetune_curves" in spec.figures and seed_dir is not None:
         series = [(c.row, _start(seed_dir / c.init_from_cell) + read_jsonl(seed_dir / c.name / "eval.jsonl"))
                   for c in spec.cells
                   if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()]
         series = [(label, history) for label, history in series if len(history) > 1]
         if series:
-            written.append(finetune_curves(series, out / "finetune_curves.png", title=spec.title))
+            written.append(finetune_curves(series, out / f"finetune_curves{tag}.png", title=spec.title))
     if "assignment_heatmaps" in spec.figures:
         panels = [(c.row, results[c.name][0]["oracle_assignment"]) for c in spec.cells
                   if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1]
         if panels:
             classes = results[spec.cells[0].name][0]["classes"]
-            written.append(heatmap_grid(panels, classes, out / "oracle_assignment.png"))
+            written.append(heatmap_grid(panels, classes, out / f"oracle_assignment{tag}.png"))
     return written
 
 

@@ -112,7 +112,8 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     the ``seeds.csv`` of an earlier sweep of the same experiment, scale and data (perhaps on other hardware):
     its runs (cell and seed) that this sweep does not have join the table's mean +- std. Every sweep writes
     its per-seed numbers, pooled ones included, to ``out/seeds.csv`` and keeps them on later reruns of
-    ``out``. Figures draw this sweep's own runs only.
+    ``out``. Figures draw this sweep's own runs of its first seed; a first seed other than 0 names its figures
+    ``*_seedN.png``, beside (not over) seed 0's.
     """
     spec = load_spec(name, scale, data, overrides)
     out = Path(out)
@@ -173,7 +174,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             record(cell, seed, run, run_cell(cfg, run))
             tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
     text = tables(spec.cells[0].config.data.source)
-    draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}")
+    draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}", seed=first_seed)
     return text
 
 
