@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             per[name].append((contenders[name](n_b) - contenders[name](n_a)) / (n_b - n_a))
         done = ", ".join(f"{n} {1000 * v[-1]:.1f} ms" for n, v in per.items())
         print(f"round {r + 1}/{args.rounds}: {done}", flush=True)
+    noisy = [n for n, v in per.items() if median(v) <= 0]
+    if noisy:  # T(Nb) <= T(Na): the machine's noise exceeds Nb - Na iterations of work
+        print(f"warning: marginal time <= 0 for {', '.join(noisy)}: the difference of {n_b - n_a} iterations "
+              "is below this machine's noise; raise --iters or --rounds", file=sys.stderr)
     base = per[names[0]]
     section = (f"end-to-end trainers, CIFAR10-Quick x{M}, batch {BATCH}, marginal time per iteration "
                f"(T({n_b}) - T({n_a})) / {n_b - n_a}")

@@ -1,6 +1,7 @@
 """The benchmark's own machinery: its contenders compute the same thing, its timing and its output files."""
 
 import csv
+import math
 import sys
 from dataclasses import replace
 
@@ -107,7 +108,9 @@ def test_peer_trainers_benchmark_writes_one_row_per_trainer(tmp_path):
     with open(tmp_path / "peers.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["name"] for r in rows} >= {"bare plain loop (4 modules, 4 SGD)", "mheads fit"}
-    assert all(float(r["median_ms"]) > 0 for r in rows)
+    # one round of 1 vs 2 iterations times noise as much as work (a loaded machine gave -54.6 ms): the numbers
+    # must be there, not positive
+    assert all(math.isfinite(float(r["median_ms"])) for r in rows)
     assert not (tmp_path / "synthetic-cifar10").exists()  # the data it wrote is gone
     with pytest.raises(SystemExit):
         peers.main(["--out", str(tmp_path), "--iters", "3,2"])
