@@ -11,22 +11,22 @@ from mheads.report.figures import accuracy_vs_sharing, finetune_curves, heatmap_
 from mheads.runs.folder import read_jsonl
 
 
-def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed_dir: Path | None = None,
-                 seed: int = 0) -> list[Path]:
-    """Draw ``spec``'s figures from the runs of one seed (the sweep's first) into ``out``. Seed 0's figures
-    take the plain names (``oracle_assignment.png``); another seed's carry its number
-    (``oracle_assignment_seed2.png``), so a sweep that adds a seed never draws over an earlier seed's
+def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed: int = 0) -> list[Path]:
+    """Draw ``spec``'s figures from the runs of one seed (the sweep's first, under ``out/seed-N``) into
+    ``out``. Seed 0's figures take the plain names (``oracle_assignment.png``); another seed's carry its
+    number (``oracle_assignment_seed2.png``), so a sweep that adds a seed never draws over an earlier seed's
     figure."""
+    seed_dir = out / f"seed-{seed}"
     tag = "" if seed == 0 else f"_seed{seed}"
     written = []
-    if "guided_backprop" in spec.figures and seed_dir is not None:
+    if "guided_backprop" in spec.figures:
         written.append(guided_backprop_figure(spec, seed_dir, out / f"guided_backprop{tag}.png"))
     if "accuracy_vs_sharing" in spec.figures:
         points = [(c.row, results[c.name][0]) for c in spec.cells if results.get(c.name)]
         if points:
             written.append(accuracy_vs_sharing(points, out / f"accuracy_vs_sharing{tag}.png",
                                                title=spec.title))
-    if "finetune_curves" in spec.figures and seed_dir is not None:
+    if "finetune_curves" in spec.figures:
         series = [(c.row, _start(seed_dir / c.init_from_cell) + read_jsonl(seed_dir / c.name / "eval.jsonl"))
                   for c in spec.cells
                   if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()]

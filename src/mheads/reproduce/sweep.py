@@ -174,7 +174,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             record(cell, seed, run, run_cell(cfg, run))
             tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
     text = tables(spec.cells[0].config.data.source)
-    draw_figures(spec, out, results, seed_dir=out / f"seed-{first_seed}", seed=first_seed)
+    draw_figures(spec, out, results, seed=first_seed)
     return text
 
 
