@@ -1,8 +1,8 @@
-"""Dead class scores in a finished sweep: for each run of one seed, each member's classes whose logit is the
-same for every test image (a class score that died, e.g. behind NiN's ReLU before its global average pool:
-that member never predicts the class), each member's accuracy, and the ensemble-mean accuracy (probabilities
-averaged) of all members and of a fixed subset of them, so that cells can be compared without a member that
-lost a class.
+"""Dead class scores in a finished sweep. For each run of one seed: each member's classes whose logit is the
+same for every test image (a class score that died, e.g. behind NiN's ReLU before its global average pool),
+the classes it never predicts (a score that is dead on nearly every image), each member's accuracy, and the
+ensemble-mean accuracy (probabilities averaged) of all members and of a fixed subset of them, so that cells
+can be compared without a member that lost a class.
 
     python scripts/dead_class_scores.py runs/table2-nin-cpu [--seed 0] [--members 0,1,3]
 """
@@ -36,9 +36,19 @@ def dead_classes(logits: torch.Tensor) -> list[list[int]]:
     return [torch.nonzero(row == 0).flatten().tolist() for row in spread]
 
 
+def never_predicted(logits: torch.Tensor, num_classes: int) -> list[list[int]]:
+    """Per member, the classes that are never its top-1 prediction over the examples of ``logits``."""
+    return [sorted(set(range(num_classes)) - set(row.argmax(dim=-1).tolist())) for row in logits]
+
+
 def ensemble_mean_acc(logits: torch.Tensor, labels: torch.Tensor, members: list[int]) -> float:
     probs = logits[members].softmax(dim=-1).mean(dim=0)
     return (probs.argmax(dim=-1) == labels).float().mean().item()
+
+
+def _text(per_member: list[list[int]], names: list[str]) -> str:
+    return "; ".join(f"member {m}: {', '.join(names[c] for c in cs)}"
+                     for m, cs in enumerate(per_member) if cs) or "none"
 
 
 def main() -> None:
@@ -52,8 +62,9 @@ def main() -> None:
         raise SystemExit(f"sweep: no finished run (metrics.json) under {args.sweep / f'seed-{args.seed}'}")
     subset = [int(m) for m in args.members.split(",") if m.strip()]
     rows = []
-    print("| run | member accuracy (%) | dead class scores | ensemble-mean (%) | subset ensemble-mean (%) |")
-    print("|---|---|---|---:|---:|")
+    print("| run | member accuracy (%) | dead class scores | never predicted | ensemble-mean (%) "
+          "| subset ensemble-mean (%) |")
+    print("|---|---|---|---|---:|---:|")
     for run in runs:
         logits, labels, names = member_logits(run)
         members = list(range(logits.shape[0]))
@@ -61,15 +72,16 @@ def main() -> None:
         if bad:
             raise SystemExit(f"--members: got {bad}; {run} has members 0..{len(members) - 1}")
         accs = [(logits[m].argmax(-1) == labels).float().mean().item() for m in members]
-        dead = dead_classes(logits)
-        dead_text = "; ".join(f"member {m}: {', '.join(names[c] for c in cs)}"
-                              for m, cs in enumerate(dead) if cs)
+        dead, unseen = dead_classes(logits), never_predicted(logits, logits.shape[-1])
+
         full = ensemble_mean_acc(logits, labels, members)
         part = ensemble_mean_acc(logits, labels, subset) if subset else None
         rows.append({"run": run.name, "member_acc": accs,
                      "dead_classes": [[names[c] for c in cs] for cs in dead],
+                     "never_predicted": [[names[c] for c in cs] for cs in unseen],
                      "ensemble_mean_acc": full, "subset": subset, "subset_ensemble_mean_acc": part})
-        print(f"| {run.name} | {' / '.join(f'{100 * a:.2f}' for a in accs)} | {dead_text or 'none'} | "
+        print(f"| {run.name} | {' / '.join(f'{100 * a:.2f}' for a in accs)} | {_text(dead, names)} | "
+              f"{_text(unseen, names)} | "
               f"{100 * full:.2f} | {'' if part is None else f'{100 * part:.2f}'} |")
     print(json.dumps(rows))
 

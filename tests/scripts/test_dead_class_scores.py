@@ -20,6 +20,13 @@ def test_a_constant_logit_is_a_dead_class_and_only_that_member_has_it():
     assert dcs.dead_classes(logits) == [[], [2], [0]]
 
 
+def test_a_class_no_example_ranks_first_is_never_predicted():
+    logits = torch.zeros(2, 3, 3)
+    logits[0, :, 1] = 5.0  # member 0 always says class 1
+    logits[1, [0, 1, 2], [0, 1, 2]] = 5.0  # member 1 says each class once
+    assert dcs.never_predicted(logits, 3) == [[0, 2], []]
+
+
 def test_subset_ensemble_mean_averages_only_the_chosen_members():
     labels = torch.tensor([0, 1])
     logits = torch.tensor([[[9.0, 0.0], [0.0, 9.0]],   # member 0: both right
