@@ -114,3 +114,38 @@ def test_peer_trainers_benchmark_writes_one_row_per_trainer(tmp_path):
     assert not (tmp_path / "synthetic-cifar10").exists()  # the data it wrote is gone
     with pytest.raises(SystemExit):
         peers.main(["--out", str(tmp_path), "--iters", "3,2"])
+
+
+def test_split_cost_times_every_split_and_predicts_the_speed_up_from_flops(tmp_path, capsys):
+    import split_cost
+
+    out = tmp_path / "split_cost.csv"
+    split_cost.main(["--model", "nin_cifar", "--option", "width=0.125", "--option", "init=he",
+                     "--members", "2", "--batch", "2", "--splits", "none,cccp2,conv3",
+                     "--rounds", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])
+    with out.open() as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["split None", "split cccp2", "split conv3"]
+    assert float(rows["split None"]["ratio"]) == 1.0
+    flop_ratios = [float(rows[n]["flop_ratio_vs_independent"]) for n in rows]
+    assert flop_ratios[0] == 1.0 and 1.0 < flop_ratios[1] < flop_ratios[2]  # deeper sharing, fewer FLOPs
+    assert "FLOP ratio vs None" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--splits", "conv9"], "--splits: 'conv9' is not a split point of cifar10_quick"),
+    (["--splits", "ip2"], "--splits: 'ip2' is not a split point"),  # the last layer: nothing left to split
+])
+def test_split_cost_refuses_a_layer_that_is_not_a_split_point(argv, message):
+    import split_cost
+
+    with pytest.raises(SystemExit, match=message):
+        split_cost.main(argv + ["--rounds", "1"])
+
+
+def test_split_cost_refuses_a_malformed_option(capsys):
+    import split_cost
+
+    with pytest.raises(SystemExit):
+        split_cost.main(["--option", "width"])
+    assert "--option: got 'width'; expected KEY=VALUE" in capsys.readouterr().err
