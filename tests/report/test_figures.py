@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from mheads.report.figures import assignment_heatmap, heatmap_grid, training_curves
+from mheads.report.figures import assignment_heatmap, heatmap_grid, label_offsets, training_curves
 
 
 def test_figures_are_written_as_png(tmp_path):
@@ -28,3 +28,13 @@ assert plt.get_fignums() == [], plt.get_fignums()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"MPLBACKEND": ""})
     assert done.returncode == 0, done.stderr
+
+
+def test_labels_of_crowded_points_take_different_slots():
+    # NiN's split sweep: four points in the first 10% of the axis, three near 60%, two near 100%
+    xs = [0.0, 5.7, 8.8, 10.3, 55.6, 59.3, 63.0, 95.5, 99.2]
+    offsets = label_offsets(xs)
+    for group in (offsets[0:4], offsets[4:7], offsets[7:9]):
+        assert len(set(group)) == len(group)  # no two neighbours print at the same place
+    assert offsets[0] == offsets[4] == offsets[7]  # a point far from the previous one starts over
+    assert label_offsets([0.0, 50.0, 100.0]) == [label_offsets([1.0])[0]] * 3

@@ -97,6 +97,21 @@ def finetune_curves(series: Sequence[tuple[str, Sequence[dict]]], path: str | Pa
     return _save(fig, path)
 
 
+_LABEL_SLOTS = ((4, -12), (4, 6), (4, -22), (4, 16))  # below, above, further below, further above
+
+
+def label_offsets(xs: Sequence[float], min_gap: float = 0.08) -> list[tuple[int, int]]:
+    """Text offsets (points) for labels of points at ``xs``, in order: a label whose point lies within
+    ``min_gap`` of the x span of the previous one takes the next slot (below, above, further below, further
+    above), so that labels of crowded points do not print over each other."""
+    gap = min_gap * ((max(xs) - min(xs)) if len(xs) > 1 else 0.0)
+    slots, out = 0, []
+    for i, x in enumerate(xs):
+        slots = slots + 1 if i and abs(x - xs[i - 1]) < gap else 0
+        out.append(_LABEL_SLOTS[slots % len(_LABEL_SLOTS)])
+    return out
+
+
 def accuracy_vs_sharing(points: Sequence[tuple[str, dict]], path: str | Path, title: str = "") -> Path:
     """Ensemble-mean and oracle accuracy against the share of each member's parameters that its TreeNet shares
     (Table 2): points are (label, metrics with ``shared_params_pct``); a single model is drawn as a line."""
@@ -106,9 +121,11 @@ def accuracy_vs_sharing(points: Sequence[tuple[str, dict]], path: str | Path, ti
     xs = [m["shared_params_pct"] for _, m in trees]
     for key, marker, name in (("ensemble_mean_acc", "o", "ensemble-mean"), ("oracle_acc", "s", "oracle")):
         ax.plot(xs, [100 * m[key] for _, m in trees], marker=marker, label=name)
-    for label, m in trees:
+    for (label, m), offset in zip(trees, label_offsets(xs)):
+        far = abs(offset[1]) > 12  # a leader line to the point it names
         ax.annotate(label.split(" ")[0], (m["shared_params_pct"], 100 * m["ensemble_mean_acc"]),
-                    textcoords="offset points", xytext=(4, -12), fontsize=8)
+                    textcoords="offset points", xytext=offset, fontsize=8,
+                    arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if far else None)
     for label, m in points:
         if len(m["member_acc"]) == 1:
             ax.axhline(100 * m["ensemble_mean_acc"], color="grey", ls="--", lw=1, label=label)
