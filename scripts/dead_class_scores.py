@@ -15,19 +15,16 @@ from pathlib import Path
 
 import torch
 
+from mheads.ensemble.metrics import ensemble_mean_accuracy, member_accuracy
+from mheads.train.analysis import collect_logits
 from mheads.train.evaluate import load_for_eval
 
 
 def member_logits(run: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``(logits (M, N, C), labels (N,), class names)`` of a run on its test split."""
     cfg, tree, data = load_for_eval(run)
-    tree.eval()
-    logits, labels = [], []
-    with torch.no_grad():
-        for x, y in data.eval_batches("test", cfg.train.eval_batch_size):
-            logits.append(tree(x).float().cpu())
-            labels.append(y.cpu())
-    return torch.cat(logits, dim=1), torch.cat(labels), list(data.classes)
+    logits, labels = collect_logits(tree, data, "test", cfg.train.eval_batch_size)
+    return logits, labels, list(data.classes)
 
 
 def dead_classes(logits: torch.Tensor) -> list[list[int]]:
@@ -42,8 +39,8 @@ def never_predicted(logits: torch.Tensor, num_classes: int) -> list[list[int]]:
 
 
 def ensemble_mean_acc(logits: torch.Tensor, labels: torch.Tensor, members: list[int]) -> float:
-    probs = logits[members].softmax(dim=-1).mean(dim=0)
-    return (probs.argmax(dim=-1) == labels).float().mean().item()
+    """Ensemble-mean accuracy (probabilities averaged) of the ``members`` of ``logits`` (M, N, C)."""
+    return ensemble_mean_accuracy(logits[members], labels)
 
 
 def _text(per_member: list[list[int]], names: list[str]) -> str:
@@ -71,9 +68,8 @@ def main() -> None:
         bad = [m for m in subset if m not in members]
         if bad:
             raise SystemExit(f"--members: got {bad}; {run} has members 0..{len(members) - 1}")
-        accs = [(logits[m].argmax(-1) == labels).float().mean().item() for m in members]
+        accs = member_accuracy(logits, labels).tolist()
         dead, unseen = dead_classes(logits), never_predicted(logits, logits.shape[-1])
-
         full = ensemble_mean_acc(logits, labels, members)
         part = ensemble_mean_acc(logits, labels, subset) if subset else None
         rows.append({"run": run.name, "member_acc": accs,
