@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mheads.data.decode import as_8bit
 from mheads.data.errors import DataError
 from mheads.data.from_torch import _image as _user_image
 from mheads.data.from_torch import _label as _user_label
@@ -75,6 +76,8 @@ class TorchExamples:
 
         x, y = self._item(i)[:2]
         where = f"{self.name}[{i}]"
+        if hasattr(x, "getbands"):  # a PIL image: to 8-bit as image files are (16-bit scaled, float refused)
+            return as_8bit(x, where, channels), _user_label(y, where)
         a = _user_image(x, where)  # (C, H, W) uint8
         if a.shape[0] not in (1, 3):
             raise DataError(f"{where}: image with {a.shape[0]} channels; expected 1 or 3")

@@ -1,23 +1,22 @@
 """Image-folder trees: ``train/<class>/*.png|jpg`` and ``test/<class>/...`` (``val/`` also accepted).
 
 Classes are the class folder names sorted alphabetically, unless a ``classes.txt`` at the root lists
-them in label order. Images are decoded with Pillow; a data set is greyscale (C = 1) when every
-image is, otherwise RGB (C = 3, greyscale images repeated over the three channels). All images must
+them in label order. Images are decoded to 8-bit pixels by :mod:`mheads.data.decode` (16-bit images
+scaled, 32-bit and float images refused); a data set is greyscale (C = 1) when every image is,
+otherwise RGB (C = 3, greyscale images repeated over the three channels). All images must
 have the same size: resizing changes the data, so it is left to the user.
 """
 
 from __future__ import annotations
 
-import io
 import re
-import warnings
 from pathlib import PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from mheads.core.resources import available_memory, gib
 from mheads.data.dataset import Split
+from mheads.data.decode import IMAGE_SUFFIXES, MAX_PIXELS, check_pixels, decode, open_image
 from mheads.data.errors import DataError
 from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
@@ -26,10 +25,6 @@ __all__ = ["IMAGE_SUFFIXES", "LAYOUT", "MAX_PIXELS", "check_pixels", "decode_ima
            "match", "natural_key", "open_image", "ordered_files", "read"]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
-)
-_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 _TEST_SPLITS = ("test", "val")
 
 
@@ -62,51 +57,10 @@ def natural_key(name: str) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-# Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS), enforced as an error on every image:
-# Pillow only warns between it and twice it, and a 12000x12000 header would allocate 432 MB per image first.
-MAX_PIXELS = 89_478_485
-
-
-def check_pixels(size: tuple[int, int], where: str) -> None:
-    """Refuse an image whose header declares more than ``MAX_PIXELS`` pixels, before it is decoded."""
-    w, h = size
-    if w * h > MAX_PIXELS:
-        raise DataError(f"{where}: image header declares {w}x{h} pixels; refused above {MAX_PIXELS:,} "
-                        "pixels (a decompression bomb, or an image to resize before training)")
-
-
-def open_image(data: bytes, where: str) -> Image.Image:
-    """``Image.open`` on untrusted bytes, refusing (``DataError``) an image declaring too many pixels before
-    anything is decoded; Pillow's own bomb warning (an error under ``-W error``) is left to this check."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            raise DataError(f"{where}: image header declares more than {2 * MAX_PIXELS:,} pixels; refused "
-                            f"above {MAX_PIXELS:,} (a decompression bomb, or an image to resize)") from None
-    try:
-        check_pixels(img.size, where)
-    except DataError:
-        img.close()
-        raise
-    return img
-
-
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Decode one image file into (H, W) uint8 for greyscale or (H, W, 3) uint8 for colour."""
-    try:
-        with open_image(data, where) as img:
-            img.load()  # decode now so a truncated file fails here, naming the file
-            mode = "L" if img.mode in _GREY_MODES else "RGB"
-            return np.asarray(img if img.mode == mode else img.convert(mode))
-    except DataError:
-        raise
-    except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
-        raise DataError(
-            f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc}); expected a readable "
-            f"{'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))} file"
-        ) from exc
+    """Decode one image file into (H, W) uint8 for greyscale or (H, W, 3) uint8 for colour
+    (:func:`mheads.data.decode.decode`: 16-bit images scaled, 32-bit and float images refused)."""
+    return np.asarray(decode(data, where))
 
 
 def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:

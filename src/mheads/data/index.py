@@ -28,7 +28,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from mheads.data.decode import MAX_IMAGE_BYTES
 from mheads.data.errors import DataError
+from mheads.data.files import check_name, display, read_regular, skipped, walk_files
 from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key, ordered_files
 from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import ARCHIVE_SUFFIXES, ArchiveSource, DirSource
@@ -106,10 +108,13 @@ class ImageIndex:
     def read(self, i: int, limit: int | None = None) -> bytes:
         """The bytes of example ``i`` (the first ``limit`` of them when given)."""
         c = int(self.container[i])
+        if c < 0:  # a file: regular files only, bounded before reading (mheads.data.files)
+            return read_regular(os.path.join(self.root, self.name(i)), self.where(i), limit=limit,
+                                max_bytes=MAX_IMAGE_BYTES)
+        if int(self.sizes[i]) > MAX_IMAGE_BYTES:
+            raise DataError(f"{self.where(i)}: member of {int(self.sizes[i]):,} bytes; image files above "
+                            f"{MAX_IMAGE_BYTES:,} bytes are refused before reading")
         try:
-            if c < 0:
-                with open(os.path.join(self.root, self.name(i)), "rb") as f:
-                    return f.read() if limit is None else f.read(limit)
             size = int(self.sizes[i]) if limit is None else min(limit, int(self.sizes[i]))
             data = os.pread(self._fd(c), size, int(self.offsets[i]))
         except OSError as exc:
@@ -146,9 +151,12 @@ def _split_dirs(p: Path) -> tuple[Path | None, Path | None]:
 
 def _class_dirs(folder: Path) -> list[str]:
     try:
-        return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+        names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not skipped(e.name))
     except OSError as exc:
-        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+        raise DataError(f"{display(folder)}: cannot list the folder ({exc.strerror or exc})") from exc
+    for name in names:
+        check_name(folder / name)
+    return names
 
 
 def _tars(p: Path) -> list[str]:
@@ -229,24 +237,10 @@ class _Builder:
         )
 
 
-def _walk_error(exc: OSError) -> None:
-    raise DataError(f"{exc.filename}: cannot list the folder ({exc.strerror or exc})") from exc
-
-
-def _images_under(folder: Path, rel: str) -> list[str]:
-    """Image files below ``folder`` (any depth), named relative to the data set's root (``rel`` is
-    ``folder``'s name there)."""
-    found = []
-    for here, dirs, names in os.walk(folder, onerror=_walk_error):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        sub = os.path.relpath(here, folder)
-        prefix = rel if sub == "." else f"{rel}/{Path(sub).as_posix()}"
-        found.extend(
-            f"{prefix}/{n}"
-            for n in names
-            if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES
-        )
-    return found
+def _images_under(p: Path, folder: Path) -> list[str]:
+    """Image files below ``folder`` (any depth), named relative to the data set's root ``p``; walked by the
+    rules every folder reader shares (:func:`mheads.data.files.walk_files`)."""
+    return [n for n in walk_files(p, folder) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
 
 
 def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
@@ -279,7 +273,7 @@ def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
         builder = _Builder()
         for label, cls in enumerate(classes):
             if cls in present:
-                for name in sorted(_images_under(folder / cls, f"{folder.name}/{cls}"), key=natural_key):
+                for name in sorted(_images_under(p, folder / cls), key=natural_key):
                     builder.add(name, label)
         if not builder.ends:
             raise DataError(

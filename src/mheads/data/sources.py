@@ -7,19 +7,20 @@ compressed archive is decompressed in one forward pass instead of being rewound 
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from mheads.data.bounds import read_limit
+from mheads.data.decode import IMAGE_SUFFIXES, MAX_IMAGE_BYTES
 from mheads.data.errors import DataError
+from mheads.data.files import read_regular, walk_files
+from mheads.data.tars import TarReader
 
 __all__ = ["ARCHIVE_SUFFIXES", "ArchiveSource", "DirSource", "Source", "is_archive_name", "open_source"]
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
 
 
 def is_archive_name(path: str | os.PathLike) -> bool:
@@ -68,7 +69,9 @@ class Source:
 
 
 class DirSource(Source):
-    """The files under a folder (symbolic links to files are followed)."""
+    """The files under a folder, walked and read by the rules of :mod:`mheads.data.files` (regular files only,
+    links followed only inside the folder, UTF-8 names); an image file is read only up to
+    ``MAX_IMAGE_BYTES``."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -76,93 +79,54 @@ class DirSource(Source):
 
     def files(self) -> list[str]:
         if self._files is None:
-            found = []
-            for folder, dirs, names in os.walk(self.path, onerror=self._walk_error):
-                dirs[:] = [d for d in dirs if not _skipped((d,))]
-                rel = Path(folder).relative_to(self.path)
-                for name in names:
-                    if not _skipped((name,)) and (Path(folder) / name).is_file():
-                        found.append((rel / name).as_posix())
-            self._files = sorted(found)
+            self._files = sorted(walk_files(self.path))
         return self._files
 
-    def _walk_error(self, exc: OSError) -> None:
-        # os.walk skips unreadable folders silently by default; a half-listed data set must not pass.
-        raise DataError(
-            f"{exc.filename or self.path}: cannot list the folder ({exc.strerror or exc})"
-        ) from exc
-
     def read(self, name: str) -> bytes:
-        try:
-            return (self.path / name).read_bytes()
-        except OSError as exc:
-            raise DataError(f"{self.where(name)}: cannot read the file ({exc.strerror or exc})") from exc
+        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        return read_regular(self.path / name, self.where(name),
+                            max_bytes=MAX_IMAGE_BYTES if image else read_limit())
 
     def where(self, name: str) -> str:
         return str(self.path / name)
 
 
 class ArchiveSource(Source):
-    """The regular-file members of a tar archive (plain, gzip, bzip2 or xz), read without extracting."""
+    """The regular-file members of a tar archive (plain, gzip, bzip2 or xz), read without extracting, through
+    :class:`mheads.data.tars.TarReader`: a cut or corrupt archive is refused, not read in part, and no
+    member above the read limit (:mod:`mheads.data.bounds`) is read."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._tar: tarfile.TarFile | None = None
+        self._reader: TarReader | None = None
         self._members: dict[str, tarfile.TarInfo] | None = None
 
-    def _open(self) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo]]:
-        if self._tar is None or self._members is None:
+    def _open(self) -> tuple[TarReader, dict[str, tarfile.TarInfo]]:
+        if self._reader is None or self._members is None:
+            self._reader = TarReader(self.path)
             try:
-                # Kept open across reads (closed by close()), so no context manager here.
-                self._tar = tarfile.open(self.path, "r:*")  # noqa: SIM115
                 members = {}
-                for info in self._tar.getmembers():
+                for info in self._reader.members(max_size=self._reader.limit):
                     name = PurePosixPath(info.name.lstrip("/"))
                     parts = tuple(p for p in name.parts if p != ".")
                     # Links are skipped: names never lead out of the archive, and data sets need none.
                     if info.isreg() and parts and ".." not in parts and not _skipped(parts):
                         members["/".join(parts)] = info
-                self._check_end_marker(self._tar)
-            except _ARCHIVE_ERRORS as exc:
+            except BaseException:
                 self.close()
-                raise DataError(
-                    f"{self.path}: not a readable tar archive or truncated ({_reason(exc)}); expected a "
-                    f"{'/'.join(ARCHIVE_SUFFIXES)} file"
-                ) from exc
+                raise
             self._members = members
-        return self._tar, self._members
-
-    def _check_end_marker(self, tar: tarfile.TarFile) -> None:
-        # tarfile stops listing silently when an uncompressed archive is cut at a header boundary, so
-        # members would go missing without an error; a complete archive ends with zero blocks after
-        # the last member. (Compressed archives are covered by their stream's own end check.)
-        if (
-            isinstance(tar.fileobj, io.BufferedReader)
-            and self.path.stat().st_size - tar.offset < tarfile.BLOCKSIZE
-        ):
-            raise tarfile.ReadError("archive ends without the end-of-archive blocks")
+        return self._reader, self._members
 
     def files(self) -> list[str]:
         return sorted(self._open()[1])
 
     def read(self, name: str) -> bytes:
-        tar, members = self._open()
+        reader, members = self._open()
         if name not in members:
             raise DataError(f"{self.where(name)}: no such member in the archive")
-        try:
-            handle = tar.extractfile(members[name])
-            assert handle is not None  # regular members always have a file object
-            data = handle.read()
-        except _ARCHIVE_ERRORS as exc:
-            raise DataError(
-                f"{self.where(name)}: cannot read the member, archive corrupt or truncated ({_reason(exc)})"
-            ) from exc
-        if len(data) != members[name].size:
-            raise DataError(
-                f"{self.where(name)}: member is truncated ({len(data)} of {members[name].size} bytes); "
-                "archive corrupt"
-            )
-        return data
+        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        return reader.read(members[name], self.where(name), MAX_IMAGE_BYTES if image else None)
 
     def read_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         _, members = self._open()
@@ -174,9 +138,9 @@ class ArchiveSource(Source):
         return f"{self.path}:{name}"
 
     def close(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-        self._tar = None
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
         self._members = None
 
 
@@ -185,8 +149,3 @@ def open_source(path: Path) -> Source:
     if path.is_dir():
         return DirSource(path)
     return ArchiveSource(path)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, DataError) else f"{type(exc).__name__}: {text}"

@@ -4,6 +4,8 @@ Workers hand the training process square uint8 tensors of ``data.image_size`` pi
 is cheap on a whole batch (normalization, pad-and-crop, flips) happens afterwards on the training device,
 exactly as for device-resident data.
 
+Images come to them decoded to 8-bit pixels by :func:`mheads.data.decode.decode` (re-exported here).
+
 - ``eval_view``: resize the shorter side to ``resize`` (bilinear, antialiased) and take the centre
   ``size`` x ``size`` square: ImageNet's "resize 256, centre crop 224" with ``resize=256, size=224``. An image
   already ``size`` x ``size`` with ``resize == size`` is returned untouched, so a set of fixed-size images
@@ -24,28 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mheads.data.errors import DataError
-from mheads.data.imagefolder import open_image
+from mheads.data.decode import decode
 
 __all__ = ["decode", "eval_view", "random_crop", "random_resized_crop", "to_tensor"]
-
-_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-
-
-def decode(data: bytes, where: str, channels: int | None = None) -> Image.Image:
-    """Decode an image file's bytes; ``channels`` 1 gives mode "L", 3 gives "RGB", None keeps greyscale images
-    grey and makes every other image RGB."""
-    try:
-        with open_image(data, where) as img:
-            img.load()
-            grey = img.mode in _GREY_MODES
-            mode = "L" if (channels == 1 or (channels is None and grey)) else "RGB"
-            return img if img.mode == mode else img.convert(mode)
-    except DataError:
-        raise
-    except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
-        raise DataError(f"{where}: corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
-
 
 def eval_view(img: Image.Image, size: int, resize: int) -> Image.Image:
     """Shorter side to ``resize``, then the centre ``size`` x ``size`` crop (``resize >= size``)."""
