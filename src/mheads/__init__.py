@@ -24,7 +24,7 @@ _EXPORTS = {
     "prob_averaged_ce": "mheads.ensemble.losses", "score_averaged_ce": "mheads.ensemble.losses",
     "create_model": "mheads.models", "list_models": "mheads.models", "model_factory": "mheads.models",
     "register_model": "mheads.models",
-    "fit": "mheads.train.api",
+    "fit": "mheads.train.api", "load_run": "mheads.train.evaluate",
     "TreeNet": "mheads.tree", "split_points": "mheads.tree",
 }
 

@@ -38,6 +38,10 @@ class UsageError(ValueError):
     """A bad command-line combination."""
 
 
+_MODEL_HELP = ("the model of a run trained on an import path (package.module:function): a run folder never "
+               "names code to import, so you name it (trusting that code)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mheads", description="Train diverse deep ensembles (TreeNets, MCL).")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -51,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--model", metavar="IMPORT_PATH", help="with --resume: " + _MODEL_HELP)
 
     e = sub.add_parser("eval", help="re-evaluate a run's saved members")
     e.add_argument("--run", required=True, help="a run folder written by `mheads train`")
@@ -60,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="an out-of-distribution data set (its test split); repeatable. A run trained on "
                         "data.classes also scores its other classes (open_set)")
     e.add_argument("--no-figures", action="store_true", help="write no PNGs under <run>/plots/")
+    e.add_argument("--model", metavar="IMPORT_PATH", help=_MODEL_HELP)
 
     pr = sub.add_parser("predict", help="what a run's ensemble says about image files")
     pr.add_argument("--run", required=True, help="a run folder written by `mheads train`")
@@ -67,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
     pr.add_argument("--format", default="text", choices=("text", "json", "csv"))
     pr.add_argument("--output", help="write here instead of printing")
+    pr.add_argument("--model", metavar="IMPORT_PATH", help=_MODEL_HELP)
 
     sub.add_parser("list-models", help="list the registered base networks and their split points")
 
@@ -128,7 +135,15 @@ def _cmd_train(args) -> int:
         if args.overwrite and inside and Path(config).name in _cleared():
             raise UsageError(f"--config {config}: is inside --out {out}, which --overwrite clears; copy it "
                              "elsewhere first")
-    cfg = load_config(config, args.set)
+    overrides = list(args.set)
+    if args.model:
+        if not args.resume:
+            raise UsageError("--model: only with --resume (a new run names its model in its config's "
+                             "model.name)")
+        overrides.append(f"model.name={json.dumps(args.model)}")
+    cfg = load_config(config, overrides)
+    if args.resume and args.config is None:
+        _check_folder_model(cfg, overrides, out)
     resume, overwrite = bool(args.resume), args.overwrite
     from mheads.runs.folder import restarted_here
 
@@ -151,6 +166,18 @@ def _cmd_train(args) -> int:
         print(format_run_summary(cfg.name, metrics))
         print(f"run written to {out}")
     return 0
+
+
+def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
+    """A resumed run's config.yaml comes from its folder, which never names code to import: a model given by
+    import path must be named again on the command line (``--model``) before anything imports it."""
+    from mheads.train.reopen import needs_user_model
+
+    named = any(o.split("=", 1)[0].strip() == "model.name" for o in overrides)
+    if needs_user_model(cfg.model.name) and not named:
+        raise UsageError(f"--resume {out}: this run's model is {cfg.model.name!r}, named by its config.yaml; "
+                         "a run folder never names code to import, so name the model yourself: --model "
+                         "package.module:function (or --config with your own config)")
 
 
 def _cleared() -> tuple[str, ...]:
@@ -176,7 +203,8 @@ def _cmd_eval(args) -> int:
     if args.split == "test":
         from mheads.report.evaluation import format_report, report_run
 
-        report = report_run(args.run, data=args.data, ood=args.ood, figures=not args.no_figures)
+        report = report_run(args.run, data=args.data, ood=args.ood, figures=not args.no_figures,
+                            model=args.model)
         metrics = report["metrics"]
         print(format_run_summary(f"{args.run} ({args.split})", metrics))
         print(format_report("uncertainty", report))
@@ -187,7 +215,7 @@ def _cmd_eval(args) -> int:
         if args.ood:
             raise UsageError("--ood: out-of-distribution sets are scored against the test split; drop "
                              "--split train")
-        metrics = evaluate_run(args.run, data=args.data, split=args.split)
+        metrics = evaluate_run(args.run, data=args.data, split=args.split, model=args.model)
         print(format_run_summary(f"{args.run} ({args.split})", metrics))
     print(json.dumps({k: metrics[k]
                       for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
@@ -199,7 +227,7 @@ def _cmd_predict(args) -> int:
 
     if args.top < 1:
         raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
-    text = format_predictions(predict(args.run, args.paths, top=args.top), args.format)
+    text = format_predictions(predict(args.run, args.paths, top=args.top, model=args.model), args.format)
     if args.output:
         from mheads.core.atomic import atomic_write_text
 

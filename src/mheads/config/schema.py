@@ -17,7 +17,7 @@ import yaml
 
 from mheads.core.checks import check_choice, check_int, check_iterations, check_number, is_int
 from mheads.ensemble.losses import LOSSES
-from mheads.models import import_model, is_import_path, list_models
+from mheads.models import is_import_path, list_models
 from mheads.optim.build import OPTIMIZERS
 from mheads.optim.schedules import SCHEDULE_KINDS
 
@@ -80,12 +80,10 @@ class ModelConfig:
     scoring_heads: bool = False
 
     def validate(self, p: str = "model") -> None:
-        if is_import_path(self.name):
-            try:
-                import_model(self.name)
-            except ValueError as err:
-                raise ConfigError(f"{p}.name: {err}") from None
-        elif self.name != PYTHON_MODEL:
+        # An import path is only checked for form here: importing runs its module's code, which happens when
+        # the model is built for training, never when a run folder's config.yaml is read (eval, predict,
+        # resume: the user names such a model on the command line; see mheads.train.build.tree_from_meta).
+        if not is_import_path(self.name) and self.name != PYTHON_MODEL:
             _choice(f"{p}.name", self.name, tuple(list_models()))
         _int(f"{p}.members", self.members, 1)
         _choice(f"{p}.init", self.init, INIT_MODES)

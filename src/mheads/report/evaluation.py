@@ -53,11 +53,12 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
     return collect_logits(tree, od, "test", cfg.train.eval_batch_size)[0]
 
 
-def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), figures: bool = True) -> dict:
+def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), figures: bool = True,
+               model=None) -> dict:
     """The report of ``run`` (see the module docstring); writes ``eval-report.json`` (``eval-report-<data
     set>.json`` with ``data``) and, with ``figures``, PNGs under ``<run>/plots/``."""
     run = Path(run)
-    cfg, tree, d = load_for_eval(run, data)
+    cfg, tree, d = load_for_eval(run, data, model)  # model: see mheads.train.reopen
     metrics = evaluate(tree, d, cfg, LocalComm())
     oods = {}
     for path in ood:

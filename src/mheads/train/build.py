@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
-from mheads.models import model_factory
+from mheads.models import UnknownModelError, model_factory
 from mheads.runs.checkpoint import CheckpointError
+from mheads.train.reopen import ModelSpec, base_factory, check_fits_memory, check_meta
 from mheads.tree.treenet import TreeNet
 
 
@@ -33,6 +34,8 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
                        example_input=(1, in_channels, image_size, image_size), scoring_heads=m.scoring_heads)
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
+    except UnknownModelError as err:  # an import path that does not import, or names no callable
+        raise ConfigError(f"model.name: {str(err).removeprefix('model: ')}") from None
     except ValueError as err:
         msg = str(err)
         if msg.startswith("image_size:"):  # the data's images, not a config value, do not fit the network
@@ -86,31 +89,34 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
     return meta
 
 
-def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None) -> TreeNet:
-    """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller). A meta
-    that does not describe a buildable model (edited, foreign or damaged: a missing key, an unknown
-    architecture, ``members: 0``) raises ``CheckpointError`` naming ``where`` and the field."""
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{where or 'checkpoint'}: the model description is not a JSON object")
-    if meta.get("architecture") == PYTHON_MODEL:
-        raise ConfigError("this run's model was given to mheads.fit as a Python object, so it cannot be "
-                          "rebuilt by name: load members/member_<m>.safetensors into your model, or train "
-                          "with model.name set to an import path ('package.module:function')")
+def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: ModelSpec = None) -> TreeNet:
+    """Rebuild the TreeNet structure a checkpoint's meta describes (weights are loaded by the caller).
+
+    A registered architecture is rebuilt from the registry; one given by import path or as a Python object is
+    rebuilt only from ``model``, which the user names (see :mod:`mheads.train.reopen`: nothing a run
+    folder names is imported or called). Every size is bounded, and the parameters counted on the meta device
+    against the memory there is, before anything is allocated. A meta that does not describe a buildable
+    model (edited, foreign or damaged: a missing key, an unknown architecture, ``members: 0``) raises
+    ``CheckpointError`` naming ``where`` and the field."""
+    where = where or "checkpoint"
+    meta = check_meta(meta, where)
+    split = meta["split"]
+    if isinstance(split, list):
+        split = [tuple(level) if isinstance(level, list) else level for level in split]
     try:
-        split = meta["split"]
-        if isinstance(split, list):
-            split = [tuple(level) for level in split]
-        factory = model_factory(meta["architecture"], num_classes=meta["num_classes"],
-                                in_channels=meta["in_channels"], image_size=meta["image_size"],
-                                **meta.get("options", {}))
-        if not meta.get("scoring_heads", False):
-            return TreeNet(factory, meta["members"], split, seed=seed)
-        return TreeNet(factory, meta["members"], split, seed=seed, scoring_heads=True,
-                       example_input=(1, meta["in_channels"], meta["image_size"], meta["image_size"]))
-    except KeyError as err:
-        raise CheckpointError(f"{where or 'checkpoint'}: the model description lacks {err}") from None
+        base = base_factory(meta, model, where)
+        check_fits_memory(base, meta["members"], where)
+        shape = (1, meta["in_channels"], meta["image_size"], meta["image_size"])
+        user = model is not None and not isinstance(model, str)
+        heads = bool(meta.get("scoring_heads", False))
+        if not heads and not user:
+            return TreeNet(base, meta["members"], split, seed=seed)
+        # a user's module may need an example input to be cut (torch.fx); weights come from the run
+        return TreeNet(base, meta["members"], split, seed=seed, scoring_heads=heads, example_input=shape)
+    except CheckpointError:
+        raise
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{where or 'checkpoint'}: the model description does not build a model "
+        raise CheckpointError(f"{where}: the model description does not build a model "
                               f"({' '.join(str(err).split())[:300]})") from None
 
 

@@ -5,6 +5,7 @@ finished (or checkpointed) run's members on its own data or another data set (:f
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,8 +22,10 @@ from mheads.runs.folder import load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
+from mheads.train.reopen import ModelSpec
+from mheads.tree.treenet import TreeNet
 
-__all__ = ["evaluate", "evaluate_run", "load_run_weights", "load_weights_checked"]
+__all__ = ["evaluate", "evaluate_run", "load_run", "load_run_weights", "load_weights_checked"]
 
 
 @torch.no_grad()
@@ -92,8 +95,10 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return ck.weights, meta
 
 
-def load_for_eval(run: str | Path, data: str | None = None):
-    """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source)."""
+def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None):
+    """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source).
+    ``model``: the model of a run trained on an import path or a Python object, named by the user (a run
+    folder never names code to import; see :mod:`mheads.train.reopen`)."""
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
@@ -104,13 +109,33 @@ def load_for_eval(run: str | Path, data: str | None = None):
     saved = load_normalizer(run)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
         data_prepared.normalizer = saved.to(data_prepared.device)
-    _check_fits(data_prepared, meta, data or cfg.data.source)
-    tree = tree_from_meta(meta, where=str(Path(run) / "run.json"))
+    _check_fits(data_prepared, meta, data or cfg.data.source or "(the embedded data)")
+    tree = tree_from_meta(meta, where=str(Path(run) / "run.json"), model=model)
     load_weights_checked(tree, weights, run)
     tree.to(data_prepared.device)
     if cfg.train.channels_last:
         tree.to(memory_format=torch.channels_last)
     return cfg, tree, data_prepared
+
+
+def load_run(run: str | os.PathLike, model: ModelSpec = None) -> TreeNet:
+    """The trained ensemble of a run folder (its final weights, or an unfinished run's newest checkpoint), in
+    eval mode on the CPU.
+
+    Args:
+        run: a run folder written by ``mheads train`` or ``mheads.fit``.
+        model: for a run trained on an import path or on a Python object, the model, named by you: an
+            ``nn.Module`` of the same architecture (its weights are replaced by the run's), a zero-argument
+            factory, or the import path. A run folder never names code to import or call; a run of a
+            registered model needs none.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise ConfigError(f"run: {run}: not a folder; give a run folder written by `mheads train`")
+    weights, meta = load_run_weights(run)
+    tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
+    load_weights_checked(tree, weights, run)
+    return tree.eval()
 
 
 def load_weights_checked(tree, weights: dict, run) -> None:
@@ -133,8 +158,9 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
         raise DataError(f"--data {where}: images do not fit the run's model: {diff}")
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test") -> dict:
-    cfg, tree, data_prepared = load_for_eval(run, data)
+def evaluate_run(run: str | Path, data: str | None = None, split: str = "test",
+                 model: ModelSpec = None) -> dict:
+    cfg, tree, data_prepared = load_for_eval(run, data, model)
     metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
     metrics["classes"] = data_prepared.classes
     return metrics

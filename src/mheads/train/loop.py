@@ -29,10 +29,16 @@ from mheads.data.dataset import Dataset
 from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData
-from mheads.models import model_factory
+from mheads.models import is_import_path, model_factory
 from mheads.optim.build import build_optimizer
 from mheads.optim.schedules import Schedule
-from mheads.runs.checkpoint import check_compatible, load_checkpoint, load_latest, save_checkpoint
+from mheads.runs.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    load_latest,
+    save_checkpoint,
+)
 from mheads.runs.folder import (
     UNCERTAINTY_FILE,
     append_jsonl,
@@ -314,7 +320,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     if shared is not None:
         state = RunState.from_checkpoint(shared)
         if wrap is None:
-            tree.load_state_dict(ck.weights)
+            _load_checkpoint_weights(tree, ck)
         log.info("resuming from %s (iteration %d)", ck.path if ck is not None else "the root's checkpoint",
                  state.step)
     else:
@@ -427,6 +433,22 @@ def _initial_weights(tree: TreeNet, cfg: Config) -> None:
         ck = load_checkpoint(src)
     except Exception as err:  # CheckpointError names the path
         raise ConfigError(f"train.init_from: {err}") from None
-    saved = tree_from_meta(ck.meta, seed=0)
-    saved.load_state_dict(ck.weights)
+    # the checkpoint's folder names no code: a model given by import path is the one this config names
+    named = cfg.model.name if is_import_path(cfg.model.name) else None
+    try:
+        saved = tree_from_meta(ck.meta, seed=0, where=str(ck.path), model=named)
+    except CheckpointError as err:
+        raise ConfigError(f"train.init_from: {err}") from None
+    _load_checkpoint_weights(saved, ck)
     warm_start(tree, saved, cfg.train.init_from_member)
+
+
+def _load_checkpoint_weights(tree: TreeNet, ck) -> None:
+    """A checkpoint's weights into the tree its meta describes; weights of another architecture (an edited
+    or foreign checkpoint whose hash was recomputed) raise ``CheckpointError`` naming it, not a traceback."""
+    try:
+        tree.load_state_dict(ck.weights)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise CheckpointError(f"{ck.path}: its weights do not fit the model it describes "
+                              f"({'; '.join(lines[1:3])[:300]})") from None

@@ -29,6 +29,7 @@ from mheads.ensemble.uncertainty import disagreement_score, entropy_decompositio
 from mheads.runs.folder import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.evaluate import load_run_weights, load_weights_checked
+from mheads.train.reopen import ModelSpec
 
 __all__ = ["format_predictions", "image_paths", "predict"]
 
@@ -62,14 +63,14 @@ def _normalizer(run: Path, cfg: Config, device: torch.device) -> Normalizer:
 
 
 def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int = 3,
-            batch_size: int = 64) -> list[dict]:
+            batch_size: int = 64, model: ModelSpec = None) -> list[dict]:
     """One record per image (see the module docstring)."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--run {run}: no config.yaml; is it a run folder written by `mheads train`?")
     cfg = load_config(run / "config.yaml")
     weights, meta = load_run_weights(run)
-    tree = tree_from_meta(meta, where=str(run / "run.json"))
+    tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
     load_weights_checked(tree, weights, run)
     tree.eval()
     device = torch.device("cpu")
