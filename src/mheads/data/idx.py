@@ -15,7 +15,13 @@ import numpy as np
 
 from mheads.data.dataset import Split
 from mheads.data.errors import DataError
-from mheads.data.labels import CLASSES_FILE, FASHION_MNIST_CLASSES, check_label_range, read_classes_file
+from mheads.data.labels import (
+    CLASSES_FILE,
+    FASHION_MNIST_CLASSES,
+    check_label_range,
+    classes_from_labels,
+    read_classes_file,
+)
 from mheads.data.sources import Source
 
 __all__ = ["LAYOUT", "match", "parse_idx", "read"]
@@ -102,17 +108,6 @@ def _read_pair(source: Source, images_name: str, labels_name: str) -> Split:
     return Split(images[:, None].copy(), labels.astype(np.int64))
 
 
-def _check_no_gaps(labels: np.ndarray, top: int, where: str) -> None:
-    """With classes inferred from the labels (no classes.txt), every label 0..top must occur: one stray label
-    far above the others would otherwise make a model with that many classes."""
-    counts = np.bincount(labels, minlength=top + 1)
-    missing = np.flatnonzero(counts == 0)
-    if len(missing):
-        raise DataError(f"{where}: labels run up to {top} but {len(missing)} of 0..{top} never occur (e.g. "
-                        f"{int(missing[0])}); label {top} has {int(counts[top])} example(s): a stray label? "
-                        f"list the classes in a {CLASSES_FILE} beside the files, or fix the labels")
-
-
 def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]:
     """Read the train and t10k pairs under `root`.
 
@@ -129,10 +124,8 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
     elif "fashion" in name.lower():
         classes = list(FASHION_MNIST_CLASSES)
     else:
-        top = max(int(train.labels.max(initial=0)), int(test.labels.max(initial=0)))
-        classes = [str(i) for i in range(top + 1)]
-        _check_no_gaps(np.concatenate([train.labels, test.labels]), top,
-                       source.where(prefix + files[("train", "labels")]))
+        classes = classes_from_labels(np.concatenate([train.labels, test.labels]),
+                                      source.where(prefix + files[("train", "labels")]))
     check_label_range(train.labels, len(classes), source.where(prefix + files[("train", "labels")]))
     check_label_range(test.labels, len(classes), source.where(prefix + files[("t10k", "labels")]))
     return train, test, classes

@@ -21,6 +21,7 @@ strings would be copied into every worker as reference counts change).
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from array import array
 from dataclasses import dataclass
@@ -32,14 +33,17 @@ from mheads.data.decode import MAX_IMAGE_BYTES
 from mheads.data.errors import DataError
 from mheads.data.files import check_name, display, read_regular, skipped, walk_files
 from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key, ordered_files
-from mheads.data.labels import CLASSES_FILE, read_classes_file
+from mheads.data.labels import CLASSES_FILE, classes_from_labels, read_classes_file
 from mheads.data.sources import ARCHIVE_SUFFIXES, ArchiveSource, DirSource
+from mheads.data.tars import TarReader
 
 __all__ = ["ImageIndex", "StreamIndex", "index_source", "streamable"]
 
 _TEST_SPLITS = ("test", "val")
 _MAX_OPEN = 128  # tar descriptors kept open per process
 _LABEL_EXTS = ("cls", "label", "cls.txt")
+_LABEL_TEXT = re.compile(rb"\s*(\d{1,18})\s*")  # 18 digits stay below 2**63
+_MAX_LABEL_BYTES = 64
 
 
 class ImageIndex:
@@ -184,9 +188,9 @@ def streamable(path: str | os.PathLike | None) -> bool:
 
 def _plain_tar(p: Path) -> bool:
     try:
-        with tarfile.open(p, "r:"):
+        with TarReader(p, plain_only=True):  # reads the first header only, bounded
             return True
-    except (tarfile.TarError, OSError):
+    except DataError:
         return False
 
 
@@ -201,9 +205,7 @@ def index_source(path: str | os.PathLike) -> StreamIndex:
                 f"data.source {p}: a compressed archive cannot be read at random, which streaming "
                 "needs; extract it (tar xf) or write it as plain .tar, or use data.loader: resident"
             )
-        if not _plain_tar(p):
-            raise DataError(f"data.source {p}: not a readable uncompressed tar file")
-        return _index_tar(p)
+        return _index_tar(p)  # its scan names what is wrong with a tar that is not plain and complete
     train, test = _split_dirs(p)
     if train is not None and _class_dirs(train):
         return _index_folder(p, train, test)
@@ -285,15 +287,14 @@ def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
 
 
 def _scan(tar_path: Path) -> dict[str, tarfile.TarInfo]:
+    """The regular members of an uncompressed tar by name; a truncated or corrupt tar, or one listing more
+    members than memory allows, is refused (:class:`mheads.data.tars.TarReader`), never indexed in part."""
     members = {}
-    try:
-        with tarfile.open(tar_path, "r:") as tar:
-            for info in tar:
-                parts = tuple(q for q in PurePosixPath(info.name.lstrip("/")).parts if q != ".")
-                if info.isreg() and parts and ".." not in parts and not any(q.startswith(".") for q in parts):
-                    members["/".join(parts)] = info
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{tar_path}: unreadable tar file ({exc})") from exc
+    with TarReader(tar_path, plain_only=True) as reader:
+        for info in reader.members():  # no size bound here: members are read one by one, each bounded
+            parts = tuple(q for q in PurePosixPath(info.name.lstrip("/")).parts if q != ".")
+            if info.isreg() and parts and ".." not in parts and not any(q.startswith(".") for q in parts):
+                members["/".join(parts)] = info
     return members
 
 
@@ -321,6 +322,22 @@ def _shard_split(name: str) -> str | None:
     if "train" in low:
         return "train"
     return "test" if any(s in low for s in _TEST_SPLITS) else None
+
+
+def _read_label(f, info: tarfile.TarInfo, where: str) -> int:
+    """The class index in label member ``info`` of the open shard ``f``: decimal digits only, so "2.7", "-1",
+    "1_000" or "0x10" are refused rather than truncated or reinterpreted."""
+    if info.size > _MAX_LABEL_BYTES:
+        raise DataError(f"{where}: label file of {info.size} bytes; expected a class index as decimal text "
+                        f"(at most {_MAX_LABEL_BYTES} bytes)")
+    f.seek(info.offset_data)
+    text = f.read(info.size)
+    match = _LABEL_TEXT.fullmatch(text)
+    if match is None:
+        raise DataError(f"{where}: label {text[:20]!r} is not a class index; expected a non-negative decimal "
+                        "integer (at most 18 digits) such as 3: fractions, signs and other text are refused, "
+                        "not rounded")
+    return int(match[1])
 
 
 def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
@@ -353,32 +370,24 @@ def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
                         f"({'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) and a label "
                         "(.cls holding the class index)"
                     )
-                f.seek(parts[label].offset_data)
-                text = f.read(min(parts[label].size, 64))
-                try:
-                    y = int(text.decode("ascii").strip())
-                except (UnicodeDecodeError, ValueError):
-                    raise DataError(
-                        f"{path}:{key}.{label}: label {text[:20]!r} is not a class index"
-                    ) from None
-                if y < 0:
-                    raise DataError(
-                        f"{path}:{key}.{label}: label {y} is negative; expected a class index >= 0"
-                    )
+                y = _read_label(f, parts[label], f"{path}:{key}.{label}")
                 info = parts[image]
-                per_split[split].append((f"{key}.{image}", y, c, info.offset_data, info.size))
+                per_split[split].append((f"{key}.{image}", y, c, info.offset_data, info.size, label))
     for split, rows in per_split.items():
         if not rows:
             raise DataError(
                 f"data.source {p}: no {split} shards; expected *{split}*.tar files beside the other split's"
             )
-    high = max(r[1] for rows in per_split.values() for r in rows)
+    top = max((r for rows in per_split.values() for r in rows), key=lambda r: r[1])
+    where = f"{containers[top[2]]}:{top[0].rsplit('.', 1)[0]}.{top[5]}"  # the label file of the largest label
     if CLASSES_FILE in files:
         classes = read_classes_file(DirSource(p), CLASSES_FILE)
-        if high >= len(classes):
-            raise DataError(f"{p}: label {high} is outside the {len(classes)} classes of {CLASSES_FILE}")
+        if top[1] >= len(classes):
+            raise DataError(f"{where}: label {top[1]} is outside the {len(classes)} classes of "
+                            f"{p / CLASSES_FILE}; expected a class index 0..{len(classes) - 1}")
     else:
-        classes = [str(i) for i in range(high + 1)]
+        labels = np.fromiter((r[1] for rows in per_split.values() for r in rows), np.int64)
+        classes = classes_from_labels(labels, where)
     idx = []
     for split in ("train", "test"):
         rows = per_split[split]
