@@ -7,12 +7,14 @@ the number of dimensions, one big-endian uint32 per dimension, then the values i
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import re
 import zlib
 
 import numpy as np
 
+from mheads.data.bounds import read_limit, too_big
 from mheads.data.dataset import Split
 from mheads.data.errors import DataError
 from mheads.data.labels import (
@@ -60,15 +62,36 @@ def match(names: set[str]) -> list[str] | None:
     return [f"{s}-{k}-idx{d}-ubyte[.gz]" for (s, k), d in _ROLES.items() if (s, k) not in found]
 
 
+def _gunzip(data: bytes, where: str) -> bytes:
+    """Decompress a gzipped idx file, never more than its header declares plus one byte: the header is
+    inflated first and the size it declares checked against the read limit (`mheads.data.bounds`), then the
+    rest is inflated up to that size. A few kilobytes of gzip can inflate to gigabytes, and gzip's own length
+    field is neither checked nor trusted."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as stream:
+            head = stream.read(4)
+            ndim = head[3] if len(head) == 4 and head[:2] == b"\0\0" else 0
+            head += stream.read(4 * ndim)
+            if ndim == 0 or len(head) < 4 + 4 * ndim:
+                return head  # parse_idx names what is wrong with a header this short
+            dims = (int.from_bytes(head[i : i + 4], "big") for i in range(4, len(head), 4))
+            declared = len(head) + math.prod(dims)  # Python ints: no overflow
+            limit = read_limit()
+            if declared > limit:
+                raise too_big(f"{where}: idx header", declared, limit, "declares")
+            # One byte more than declared, so parse_idx reports trailing data rather than ignoring it.
+            rest = stream.read(declared - len(head) + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"{where}: corrupt or truncated gzip data ({exc}); expected a gzip-compressed idx file"
+        ) from exc
+    return head + rest
+
+
 def parse_idx(data: bytes, where: str, gzipped: bool) -> np.ndarray:
     """Decode one idx file into a uint8 array of the shape its header declares."""
     if gzipped:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{where}: corrupt or truncated gzip data ({exc}); expected a gzip-compressed idx file"
-            ) from exc
+        data = _gunzip(data, where)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise DataError(f"{where}: not an idx file (bad magic number); expected bytes 00 00 <type> <ndim>")
     if data[2] != 0x08:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tarfile
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from mheads.data.detect import ACCEPTED_LAYOUTS, detect_layout
 from mheads.data.embedded import EMBEDDED_NAME, load_embedded
 from mheads.data.errors import DataError
 from mheads.data.sources import ARCHIVE_SUFFIXES, is_archive_name, open_source
+from mheads.data.tars import is_tar
 
 __all__ = ["dataset_name", "load_dataset"]
 
@@ -36,11 +36,7 @@ def _check_path(path: Path) -> None:
             "(the embedded default)"
         )
     if path.is_file() and not is_archive_name(path):
-        try:
-            is_tar = tarfile.is_tarfile(path)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
-        if not is_tar:
+        if not is_tar(path):  # not tarfile.is_tarfile: it reads a first header of any declared size
             raise DataError(
                 f"{path}: a file that is not a tar archive; expected a folder or a "
                 f"{'/'.join(ARCHIVE_SUFFIXES)} "

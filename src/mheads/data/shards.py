@@ -8,6 +8,7 @@ streaming loader reads them back with example ``i`` unchanged (same images, same
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mheads.core.atomic import atomic_write_text
+from mheads.core.atomic import OutputError, atomic_write_text, os_reason
 from mheads.data.errors import DataError
 from mheads.data.index import ImageIndex, index_source
 
@@ -33,31 +34,56 @@ def _write_split(index: ImageIndex, out: Path, split: str, per_shard: int) -> li
     for s, start in enumerate(range(0, len(index), per_shard)):
         path = out / f"{split}-{s:06d}.tar"
         tmp = path.with_name(path.name + ".tmp")
-        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-            for i in range(start, min(start + per_shard, len(index))):
-                ext = PurePosixPath(index.name(i)).suffix.lower().lstrip(".") or "jpg"
-                key = f"{i:09d}"
-                _add(tar, f"{key}.{ext}", index.read(i))
-                _add(tar, f"{key}.cls", str(int(index.labels[i])).encode())
-        os.replace(tmp, path)
+        try:
+            with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+                for i in range(start, min(start + per_shard, len(index))):
+                    # Member names are the example number and the image's suffix only: no file name of the
+                    # source reaches a shard.
+                    ext = PurePosixPath(index.name(i)).suffix.lower().lstrip(".") or "jpg"
+                    key = f"{i:09d}"
+                    _add(tar, f"{key}.{ext}", index.read(i))
+                    _add(tar, f"{key}.cls", str(int(index.labels[i])).encode())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, OSError):
+                raise OutputError(f"{tmp}: cannot write the shard ({os_reason(exc)})") from exc
+            raise
         paths.append(path)
     return paths
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be a new or empty folder, or one holding no .tar files (the reader would take old shards
+    for more examples)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; expected the path of a new or empty folder to "
+                        "write the shards into")
+    if out.is_dir() and any(p.suffix == ".tar" for p in out.iterdir()):
+        raise DataError(f"{out}: already holds .tar files; shards left from another write would be read as "
+                        "more examples: give an empty or new folder")
 
 
 def write_shards(source: str | os.PathLike, out: str | os.PathLike, per_shard: int = 10000) -> list[Path]:
     """Write the streamable data set ``source`` as shards in the folder ``out``; returns the shard paths."""
     if not isinstance(per_shard, int) or per_shard < 1:
         raise ValueError(f"per_shard: got {per_shard!r}; expected an integer >= 1")
-    index = index_source(source)
     out = Path(out)
-    if out.is_dir() and any(p.suffix == ".tar" for p in out.iterdir()):
-        raise DataError(f"{out}: already holds .tar files; shards left from another write would be read as "
-                        "more examples: give an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)  # before indexing, which can take minutes
+    index = index_source(source)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the folder ({os_reason(exc)}); expected a writable path "
+                          "for a new folder") from exc
     paths = _write_split(index.train, out, "train", per_shard) + _write_split(
         index.test, out, "test", per_shard
     )
-    atomic_write_text(out / "classes.txt", "\n".join(index.classes) + "\n")
+    try:
+        atomic_write_text(out / "classes.txt", "\n".join(index.classes) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{out / 'classes.txt'}: cannot write ({os_reason(exc)})") from exc
     return paths
 
 

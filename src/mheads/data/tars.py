@@ -28,11 +28,12 @@ from pathlib import Path
 from mheads.data.bounds import read_at_most, read_limit, too_big
 from mheads.data.errors import DataError
 
-__all__ = ["ENTRY_BYTES", "TAR_ERRORS", "TarReader"]
+__all__ = ["ENTRY_BYTES", "TAR_ERRORS", "TarReader", "is_tar"]
 
 # Memory one listed member costs: tarfile's TarInfo and the reader's index entry (about 500 bytes measured).
 ENTRY_BYTES = 1024
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+_NOT_TAR = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)  # is_tar: False
 # (signature, compression, opener of a decompressing file object over the raw file)
 _MAGICS = (
     (b"\x1f\x8b", "gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
@@ -177,3 +178,20 @@ class TarReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_tar(path: Path) -> bool:
+    """Whether ``path`` opens as a tar archive (plain or compressed): its first header parses. A file that
+    cannot be read, or whose first header asks for more than the read limit, raises `DataError`."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        with TarReader(path):
+            return True
+    except DataError as exc:
+        if isinstance(exc.__cause__, _NOT_TAR):
+            return False
+        raise
