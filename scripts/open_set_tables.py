@@ -76,7 +76,7 @@ def main() -> None:
         )
     for metric, title in (
         ("auroc", "OOD AUROC (higher is better)"),
-        ("fpr95", "FPR at 95% TPR (lower is better)"),
+        ("fpr95_in", "FPR at 95% TPR, in-distribution positive (lower is better)"),
     ):
         out += ["", f"{title}:", "", _row(["", *CRITERIA]), _row(["---"] + ["---:"] * len(CRITERIA))]
         for label, (u, _) in runs.items():

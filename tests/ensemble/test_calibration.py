@@ -52,12 +52,31 @@ def test_equal_mass_sizes_follow_array_split():
     assert cb.reliability_bins(confidence, correct, 2)["count"].tolist() == [3, 2]
 
 
-def test_equal_mass_ties_put_incorrect_first():
-    # Two equal confidences, one right and one wrong, split across two bins: the wrong one goes first,
-    # whatever the input order, so the value never depends on it.
+def test_equal_mass_ties_share_a_bin_whatever_their_correctness():
+    # Two equal confidences, one right and one wrong: a threshold cannot separate them, so they share the
+    # first bin (accuracy 1/2 at confidence 1/2: perfectly calibrated) and the second bin stays empty. Sorting
+    # the wrong one first and cutting between them gave 0.5.
     for correct in (b([True, False]), b([False, True])):
-        assert cb.adaptive_ece(t([0.5, 0.5]), correct, 2) == 0.5
-        assert cb.reliability_bins(t([0.5, 0.5]), correct, 2)["accuracy"].tolist() == [0.0, 1.0]
+        assert cb.adaptive_ece(t([0.5, 0.5]), correct, 2) == 0.0
+        assert cb.reliability_bins(t([0.5, 0.5]), correct, 2)["accuracy"].tolist() == [0.5]
+
+
+def test_a_calibrated_tie_group_has_zero_adaptive_ece():
+    # 1000 examples all at confidence 0.7, 700 of them right: every cut falls inside the one tie group, and
+    # sorting incorrect-first filled the low bins with the errors (0.399 with 15 bins).
+    confidence = torch.full((1000,), 0.7, dtype=torch.float64)
+    correct = torch.arange(1000) % 10 < 7
+    assert cb.adaptive_ece(confidence, correct) == pytest.approx(0.0, abs=1e-12)
+    assert cb.reliability_bins(confidence, correct)["count"].tolist() == [1000]
+
+
+def test_a_tie_group_straddling_a_cut_goes_whole_to_the_lower_bin():
+    # Sorted: .1 F, .4 T, .4 F, .4 T, .9 T; bins of 3 and 2 would cut the .4 group after its second member.
+    # Edges: the 3rd confidence (.4) and the 5th (.9): the whole .4 group joins bin 0 -> {.1 .4 .4 .4}, {.9}.
+    confidence, correct = t([0.4, 0.9, 0.1, 0.4, 0.4]), b([True, True, False, False, True])
+    expected = (abs(2 - 1.3) + abs(1 - 0.9)) / 5
+    assert cb.adaptive_ece(confidence, correct, 2) == pytest.approx(expected, abs=1e-15)
+    assert cb.reliability_bins(confidence, correct, 2)["count"].tolist() == [4, 1]
 
 
 @SLOW_PROPERTY

@@ -138,3 +138,50 @@ def test_bad_inputs(confidence, correct, error, message):
 def test_bad_coverage(coverage):
     with pytest.raises(ValueError, match=r"coverages\[1\]: got"):
         sl.risk_at_coverage(CONFIDENCE, CORRECT, (0.5, coverage))
+
+
+# ---------------------------------------------------------------- E-AURC (excess AURC)
+
+
+def test_known_eaurc():
+    # Confidences .9 .8 .7 .6, the second wrong: risks at k = 1..4 are 0, 1/2, 1/3, 1/4 -> AURC = 13/48.
+    # The oracle puts the error last: risks 0, 0, 0, 1/4 -> AURC* = 1/16 = 3/48, so E-AURC = 10/48.
+    confidence, correct = t([0.9, 0.8, 0.7, 0.6]), b([True, False, True, True])
+    assert sl.aurc(confidence, correct) == pytest.approx(13 / 48, abs=1e-15)
+    assert sl.oracle_aurc(correct) == pytest.approx(1 / 16, abs=1e-15)
+    assert sl.eaurc(confidence, correct) == pytest.approx(10 / 48, abs=1e-15)
+
+
+def test_eaurc_is_zero_for_the_oracle_ranking_and_for_all_right_or_all_wrong():
+    assert sl.eaurc(t([0.9, 0.8, 0.1]), b([True, True, False])) == 0.0
+    assert sl.eaurc(t([0.5, 0.2]), b([True, True])) == 0.0
+    assert sl.oracle_aurc(b([False, False, False])) == 1.0
+    assert sl.eaurc(t([0.1, 0.2, 0.3]), b([False] * 3)) == 0.0
+
+
+def test_oracle_aurc_approaches_geifmans_closed_form():
+    # r + (1 - r) ln(1 - r), the large-N limit, with r = 0.3.
+    import math
+
+    correct = torch.arange(100000) % 10 >= 3
+    assert sl.oracle_aurc(correct) == pytest.approx(0.3 + 0.7 * math.log(0.7), abs=1e-4)
+
+
+@PROPERTY
+@given(examples())
+def test_eaurc_is_non_negative_and_the_oracle_ranking_attains_it(data):
+    confidence, correct = data
+    assert sl.eaurc(confidence, correct) >= -1e-15
+    # Distinct confidences with every correct example above every error (a tie group would enter whole).
+    oracle = 2 * correct.to(torch.float64) + torch.arange(len(correct), dtype=torch.float64) / len(correct)
+    assert sl.aurc(oracle, correct) == pytest.approx(sl.oracle_aurc(correct), abs=1e-15)
+
+
+@pytest.mark.parametrize("correct, message", [
+    (torch.zeros(0, dtype=torch.bool), r"correct: got \(0,\)"),
+    (torch.tensor([1, 0]), "correct: got dtype torch.int64"),
+    ([True], "correct: got list"),
+])
+def test_bad_oracle_input(correct, message):
+    with pytest.raises(ValueError, match=message):
+        sl.oracle_aurc(correct)

@@ -14,7 +14,7 @@ from mheads.ensemble import uncertainty as un
 from mheads.ensemble.calibration import adaptive_ece, classwise_ece
 from mheads.ensemble.combine import ensemble_probs
 from mheads.ensemble.detection import detection_metrics
-from mheads.ensemble.selective import aurc
+from mheads.ensemble.selective import aurc, eaurc
 from mheads.ensemble.uncertainty_report import uncertainty_arrays, uncertainty_report
 
 PROPERTY = settings(max_examples=100, deadline=None)
@@ -208,6 +208,7 @@ def test_report_is_json_and_matches_the_pure_functions():
     assert report["adaptive_ece"] == adaptive_ece(confidence, correct)
     assert report["classwise_ece"] == classwise_ece(probs, targets)
     assert report["aurc"] == aurc(confidence, correct)
+    assert report["eaurc"] == eaurc(confidence, correct) and 0 <= report["eaurc"] <= report["aurc"]
     assert list(report["risk_at_coverage"]) == ["0.5", "0.8", "0.9", "0.95", "1.0"]
     assert report["risk_at_coverage"]["1.0"] == pytest.approx(1 - mt.ensemble_mean_accuracy(logits, targets))
     assert list(report["oracle_at_k"]) == ["1", "2", "3"]
@@ -218,6 +219,7 @@ def test_report_is_json_and_matches_the_pure_functions():
     assert set(report["ood"]) == set(un.CRITERIA)
     for name, score in un.CRITERIA.items():
         assert report["ood"][name] == detection_metrics(score(logits), score(ood))
+    assert report["ood_conventions"]["fpr95_in"].startswith("the OOD literature's FPR95: in-distribution")
     # diffuse OOD logits: the total entropy separates them well
     assert report["ood"]["entropy"]["auroc"] > 0.8
 

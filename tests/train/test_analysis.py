@@ -14,7 +14,7 @@ from PIL import Image
 
 from mheads.cli import main
 from mheads.config import config_from_settings
-from mheads.runs.folder import load_calibration, load_normalizer
+from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.loop import fit
 
 SETTINGS = {
@@ -42,7 +42,7 @@ def run(tmp_path_factory):
 
 def test_a_held_out_run_is_calibrated_and_reports_open_set_detection(run):
     out, metrics = run
-    cal = load_calibration(out)
+    cal = load_calibration(out, 3)
     assert cal["val_examples"] == 150 and len(cal["member_temperatures"]) == 3
     assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9  # the fit minimizes exactly this NLL
     assert metrics["temperature"] == cal["temperature"] > 0
@@ -50,15 +50,18 @@ def test_a_held_out_run_is_calibrated_and_reports_open_set_detection(run):
     assert report["test_examples"] == 300 and report["ood_examples"]["open_set"] == 300
     for crit in ("max_prob", "entropy", "mutual_info", "energy", "disagreement", "max_member_prob"):
         assert metrics[f"ood_auroc_{crit}"] == report["ood"]["open_set"][crit]["auroc"]
-        assert 0.0 <= metrics[f"ood_fpr95_{crit}"] <= 1.0
-    assert load_normalizer(out).mode == "mean_image"
+        for positive in ("in", "out"):
+            fpr95 = report["ood"]["open_set"][crit][f"fpr95_{positive}"]
+            assert metrics[f"ood_fpr95_{positive}_{crit}"] == fpr95 and 0.0 <= fpr95 <= 1.0
+    assert load_normalizer(out, 1, 28).mode == "mean_image"
 
 
 def test_eval_reproduces_the_recorded_report_and_draws_it(run, capsys):
     out, metrics = run
     assert main(["eval", "--run", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "out-of-distribution: open_set (300 images)" in text and "temperature-scaled" in text
+    assert "temperature-scaled" in text
+    assert "out-of-distribution: open_set (300 images; AUPR chance: in 0.500, out 0.500)" in text
     report = json.loads((out / "eval-report.json").read_text())
     recorded = json.loads((out / "uncertainty.json").read_text())
     assert report["ood"] == recorded["ood"] and report["calibrated"] == recorded["calibrated"]
@@ -79,7 +82,8 @@ def test_eval_scores_another_data_set_as_out_of_distribution(run, tmp_path, caps
     assert main(["eval", "--run", str(out), "--ood", str(tmp_path / "noise"), "--no-figures"]) == 0
     report = json.loads((out / "eval-report.json").read_text())
     assert report["ood_examples"] == {"noise": 20, "open_set": 300}
-    assert "out-of-distribution: noise (20 images)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "out-of-distribution: noise (20 images; AUPR chance: in 0.938, out 0.062)" in text
 
 
 def test_predict_prints_each_image_with_members_and_proposals(run, tmp_path, capsys):

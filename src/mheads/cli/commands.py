@@ -223,11 +223,13 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from mheads.train.predict import format_predictions, predict
+    from mheads.train.predict import predict
+    from mheads.train.predict_format import failed, format_predictions
 
     if args.top < 1:
         raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
-    text = format_predictions(predict(args.run, args.paths, top=args.top, model=args.model), args.format)
+    records = predict(args.run, args.paths, top=args.top, model=args.model)
+    text = format_predictions(records, args.format)
     if args.output:
         from mheads.core.atomic import atomic_write_text
 
@@ -235,6 +237,14 @@ def _cmd_predict(args) -> int:
         print(f"wrote {args.output}")
     else:
         print(text)
+    if any("ood" in r and r["ood"] is None for r in records):
+        print("mheads: no OOD flag: the run has no threshold for it (it is fitted on a held-out split: train "
+              "with data.val_fraction > 0)", file=sys.stderr)
+    bad = failed(records)
+    if bad:
+        print(f"mheads: error: {len(bad)} of {len(records)} images could not be read (their records say "
+              "why); the others were predicted", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

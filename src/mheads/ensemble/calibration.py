@@ -4,10 +4,15 @@ Binned calibration errors are `(1/N) sum_b |sum_{i in b} (y_i - p_i)|`, i.e. `su
 conf_b|`, in float64 (y_i is 1 for a correct prediction, or for the class at hand). Equal-width bins are
 `(j/K, (j+1)/K]` with 0 in the first bin (the rule of `mheads.ensemble.metrics.expected_calibration_error`).
 
-Equal-mass bins (`adaptive_ece`): sort the examples by confidence ascending (ties: incorrect before correct,
-so the result never depends on input order), then cut the sorted list into `num_bins` consecutive groups
-with `numpy.array_split`'s sizes: with `N = q num_bins + r`, the first r (least confident) groups have
-q + 1 examples and the rest q. When N < num_bins the last groups are empty and contribute nothing.
+Equal-mass bins (`adaptive_ece`): sort the confidences ascending and cut the sorted list into `num_bins`
+consecutive groups with `numpy.array_split`'s sizes (with `N = q num_bins + r`, the first r, least
+confident, groups have q + 1 examples and the rest q); group b's last confidence is the edge `e_b`, and an
+example goes to the first bin whose edge is >= its confidence. Without ties that is exactly the array_split
+groups. Equal confidences always share a bin (a threshold cannot separate them, as in `selective` and
+`detection`): a tie group straddling a cut goes whole to the lower bin, which grows while the next ones
+shrink or empty. So the result depends only on the (confidence, correct) pairs, never on input order or on
+the correct/incorrect mix inside a tie group (splitting one by correctness would invent a calibration gap:
+0.5 for a 50%-accurate tie at confidence 0.5, whose ECE is 0). Empty bins contribute nothing.
 
 Temperature scaling (Guo et al. 2017) divides member logits by T > 0. `fit_temperature` minimises the mean
 NLL over `u = log T` in `[-5, 5]` deterministically: a grid of 21 points (step 0.5) finds the best basin
@@ -61,15 +66,14 @@ def _equal_width_bins(values: torch.Tensor, num_bins: int) -> torch.Tensor:
     return torch.bucketize(values, edges, right=False)
 
 
-def _equal_mass_bins(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int) -> torch.Tensor:
+def _equal_mass_bins(confidence: torch.Tensor, num_bins: int) -> torch.Tensor:
     """Bin index `(N,)` int64 of each example under the equal-mass rule of the module docstring."""
-    by_correct = torch.sort(correct.to(torch.int64), stable=True).indices
-    order = by_correct[torch.sort(confidence[by_correct], stable=True).indices]
     q, r = divmod(confidence.shape[0], num_bins)
     sizes = torch.tensor([q + 1] * r + [q] * (num_bins - r), dtype=torch.int64)
-    bins = torch.empty_like(order)
-    bins[order] = torch.repeat_interleave(torch.arange(num_bins), sizes)
-    return bins
+    ends = sizes.cumsum(0) - 1  # last sorted position of each group; an empty group repeats the one before
+    edges = torch.sort(confidence).values[ends.clamp(min=0)]
+    edges[sizes == 0] = float("inf")  # empty groups (N < num_bins) come last and must take no example
+    return torch.searchsorted(edges, confidence, right=False)
 
 
 def _checked_binary(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int):
@@ -88,7 +92,7 @@ def _binned_error(values: torch.Tensor, hits: torch.Tensor, bins: torch.Tensor, 
 def adaptive_ece(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = NUM_ECE_BINS) -> float:
     """ECE with `num_bins` equal-mass bins. `confidence: (N,)` in [0, 1], `correct: (N,)` bool."""
     confidence, correct = _checked_binary(confidence, correct, num_bins)
-    return _binned_error(confidence, correct, _equal_mass_bins(confidence, correct, num_bins), num_bins)
+    return _binned_error(confidence, correct, _equal_mass_bins(confidence, num_bins), num_bins)
 
 
 def classwise_ece(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = NUM_ECE_BINS) -> float:
@@ -120,7 +124,7 @@ def reliability_bins(
     (mean) and `accuracy`, each `(K,)` over the K non-empty bins in ascending confidence."""
     confidence, correct = _checked_binary(confidence, correct, num_bins)
     if adaptive:
-        bins = _equal_mass_bins(confidence, correct, num_bins)
+        bins = _equal_mass_bins(confidence, num_bins)
     else:
         bins = _equal_width_bins(confidence, num_bins)
     count = torch.bincount(bins, minlength=num_bins)

@@ -9,6 +9,11 @@ AURC (Geifman et al. 2019) is the mean of the selective risks at the coverages `
 `AURC = (1/N) sum_k risk(k)`. With ties, the k that fall inside a tie group all get that group's risk
 (the group enters together), so `AURC = (1/N) sum_g s_g e_g / n_g` with `s_g` the size of group g.
 Without ties this is exactly Geifman's `(1/N) sum_k (errors among the top k) / k`.
+
+E-AURC (excess AURC, Geifman et al. 2019, Sec. 3) is AURC minus the AURC of the oracle ranking, which keeps
+every correct example before every error: with E errors, `AURC* = (1/N) sum_{k=N-E+1}^{N} (k - N + E) / k`
+(exact for finite N; Geifman's `r + (1 - r) ln(1 - r)` with `r = E / N` is its large-N limit). It is 0 for a
+perfect ranking whatever the error rate, so it compares confidence rankings across models of unequal accuracy.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ __all__ = [
     "check_confidence_correct",
     "risk_coverage_curve",
     "aurc",
+    "oracle_aurc",
+    "eaurc",
     "risk_at_coverage",
 ]
 
@@ -77,6 +84,22 @@ def aurc(confidence: torch.Tensor, correct: torch.Tensor) -> float:
     kept, errors = _groups(confidence, correct)
     sizes = [n - before for n, before in zip(kept, [0, *kept[:-1]])]
     return math.fsum(s * e / n for s, e, n in zip(sizes, errors, kept)) / kept[-1]
+
+
+def oracle_aurc(correct: torch.Tensor) -> float:
+    """AURC of the oracle ranking (every correct example first), `(1/N) sum_{k>N-E} (k - N + E) / k`."""
+    if not isinstance(correct, torch.Tensor) or correct.ndim != 1 or correct.shape[0] < 1:
+        got = tuple(correct.shape) if isinstance(correct, torch.Tensor) else type(correct).__name__
+        raise ValueError(f"correct: got {got}; expected a bool tensor of shape (N,) with N >= 1")
+    if correct.dtype != torch.bool:
+        raise ValueError(f"correct: got dtype {correct.dtype}; expected torch.bool")
+    n, e = correct.shape[0], int((~correct).sum())
+    return math.fsum((k - n + e) / k for k in range(n - e + 1, n + 1)) / n
+
+
+def eaurc(confidence: torch.Tensor, correct: torch.Tensor) -> float:
+    """Excess AURC, `aurc - oracle_aurc` (>= 0; 0 for a ranking with every error below every correct one)."""
+    return aurc(confidence, correct) - oracle_aurc(correct)
 
 
 def risk_at_coverage(

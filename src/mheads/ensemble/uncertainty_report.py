@@ -16,9 +16,9 @@ import torch
 from mheads.core.checks import check_int
 from mheads.ensemble.calibration import adaptive_ece, classwise_ece
 from mheads.ensemble.combine import ensemble_probs
-from mheads.ensemble.detection import detection_metrics
+from mheads.ensemble.detection import CONVENTIONS, detection_metrics
 from mheads.ensemble.metrics import NUM_ECE_BINS
-from mheads.ensemble.selective import COVERAGES, aurc, risk_at_coverage
+from mheads.ensemble.selective import COVERAGES, aurc, eaurc, risk_at_coverage
 from mheads.ensemble.sets import distinct_predictions, oracle_at_k, top1_set_coverage
 from mheads.ensemble.uncertainty import (
     CRITERIA,
@@ -82,10 +82,12 @@ def uncertainty_report(
     """A JSON-ready dict of plain floats (string keys):
 
     `num_examples`; `entropy` {total, aleatoric, epistemic} means on in-distribution data; `adaptive_ece`
-    (equal-mass) and `classwise_ece` with `num_bins` bins; `aurc` and `risk_at_coverage` {str(c): risk}
-    with the max averaged probability as confidence; `top1_set_coverage`, `oracle_at_k` {str(k): value}
-    for k = 1..M and `distinct_predictions`. With `ood_logits: (M, K, C)` also `num_ood_examples`,
-    `ood_entropy` (the same means on OOD data) and `ood` {criterion: {auroc, aupr_in, aupr_out, fpr95}}.
+    (equal-mass) and `classwise_ece` with `num_bins` bins; `aurc`, `eaurc` (excess AURC) and
+    `risk_at_coverage` {str(c): risk} with the max averaged probability as confidence; `top1_set_coverage`,
+    `oracle_at_k` {str(k): value} for k = 1..M and `distinct_predictions`. With `ood_logits: (M, K, C)` also
+    `num_ood_examples`, `ood_entropy` (the same means on OOD data), `ood` {criterion: {auroc, aupr_in,
+    aupr_in_chance, aupr_out, aupr_out_chance, fpr95_in, fpr95_out}} and `ood_conventions` (which class is
+    positive in each, in words: `mheads.ensemble.detection.CONVENTIONS`).
     """
     check_int("num_bins", num_bins, 1)
     logits64, targets = check_logits_targets(logits, targets)
@@ -99,6 +101,7 @@ def uncertainty_report(
         "adaptive_ece": adaptive_ece(confidence, correct, num_bins),
         "classwise_ece": classwise_ece(ensemble_probs(logits64), targets, num_bins),
         "aurc": aurc(confidence, correct),
+        "eaurc": eaurc(confidence, correct),
         "risk_at_coverage": {str(float(c)): r for c, r in risks.items()},
         "top1_set_coverage": top1_set_coverage(logits64, targets),
         "oracle_at_k": {str(k): oracle_at_k(logits64, targets, k) for k in range(1, logits64.shape[0] + 1)},
@@ -110,4 +113,5 @@ def uncertainty_report(
         report["ood"] = {
             name: detection_metrics(arrays["scores"][name], arrays["ood_scores"][name]) for name in CRITERIA
         }
+        report["ood_conventions"] = dict(CONVENTIONS)
     return report

@@ -18,7 +18,8 @@ from mheads.ensemble.calibration import apply_temperature, reliability_bins
 from mheads.ensemble.selective import risk_coverage_curve
 from mheads.ensemble.uncertainty_report import uncertainty_arrays
 from mheads.report.tables import pct, table
-from mheads.runs.folder import load_calibration, strict_json
+from mheads.runs.folder import strict_json
+from mheads.runs.run_files import load_calibration
 from mheads.train.analysis import analyse, collect_logits
 from mheads.train.comm import LocalComm
 from mheads.train.evaluate import evaluate, load_for_eval
@@ -64,7 +65,7 @@ def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), fi
     for path in ood:
         name = dataset_name(Path(path))
         oods[name if name not in oods else str(path)] = _ood_logits(tree, cfg, d, path)
-    calibration = load_calibration(run)
+    calibration = load_calibration(run, tree.num_members)
     test = collect_logits(tree, d, "test", cfg.train.eval_batch_size)
     report = {
         "metrics": {k: v for k, v in metrics.items() if k != "oracle_assignment"},
@@ -119,6 +120,12 @@ def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list
     return [str(p) for p in out]
 
 
+FPR95_NOTE = ("FPR95-in: the OOD literature's FPR at 95% TPR (in-distribution positive): the share of "
+              "OOD images accepted at the threshold that accepts 95% of the test images; FPR95-out (OOD "
+              "positive): the share of test images flagged at the threshold that flags 95% of the OOD "
+              "images. AUPR chance = the positive class's share.")
+
+
 def format_report(name: str, report: dict) -> str:
     """The report as text tables: calibration and selective prediction, then OOD detection per set."""
     rows = []
@@ -135,42 +142,34 @@ def format_report(name: str, report: dict) -> str:
                 f"{r['adaptive_ece']:.4f}",
                 f"{r['classwise_ece']:.4f}",
                 f"{r['aurc']:.4f}",
+                f"{r['eaurc']:.4f}" if "eaurc" in r else "-",
                 f"{r['entropy']['epistemic']:.4f}",
             ]
         )
-    lines = [
-        f"{name}: {report['test_examples']} test examples"
-        + (f", temperature {report['calibration']['temperature']:.3f}" if "calibration" in report else ""),
-        table(
-            [
-                "",
-                "ensemble-mean",
-                "oracle",
-                "NLL",
-                "ECE",
-                "adaptive ECE",
-                "class-wise ECE",
-                "AURC",
-                "mutual info",
-            ],
-            rows,
-        ),
-    ]
+    if "calibration" in report:
+        scaling = f", temperature {report['calibration']['temperature']:.3f}"
+    else:
+        scaling = f"; temperature scaling {report.get('temperature_scaling', 'not fitted')}"
+    head = ["", "ensemble-mean", "oracle", "NLL", "ECE", "adaptive ECE", "class-wise ECE", "AURC", "E-AURC",
+            "mutual info"]
+    lines = [f"{name}: {report['test_examples']} test examples{scaling}", table(head, rows)]
     for set_name, crits in report.get("ood", {}).items():
-        lines.append(f"out-of-distribution: {set_name} ({report['ood_examples'][set_name]} images)")
+        first = next(iter(crits.values()))
+        chance = (f"; AUPR chance: in {first['aupr_in_chance']:.3f}, out {first['aupr_out_chance']:.3f}"
+                  if "aupr_in_chance" in first else "")
+        lines.append(f"out-of-distribution: {set_name} ({report['ood_examples'][set_name]} images{chance})")
         lines.append(
             table(
-                ["criterion", "AUROC", "AUPR-in", "AUPR-out", "FPR@95%TPR"],
-                [
-                    [
-                        c,
-                        f"{v['auroc']:.4f}",
-                        f"{v['aupr_in']:.4f}",
-                        f"{v['aupr_out']:.4f}",
-                        f"{v['fpr95']:.4f}",
-                    ]
-                    for c, v in crits.items()
-                ],
+                ["criterion", "AUROC", "AUPR-in", "AUPR-out", "FPR95-in", "FPR95-out"],
+                [[c, *(_cell(v, k) for k in ("auroc", "aupr_in", "aupr_out", "fpr95_in", "fpr95_out"))]
+                 for c, v in crits.items()],
             )
         )
+    if report.get("ood"):
+        lines.append(FPR95_NOTE)
     return "\n".join(lines)
+
+
+def _cell(values: dict, key: str) -> str:
+    """A metric to 4 places; '-' where a report from an older version lacks it."""
+    return f"{values[key]:.4f}" if key in values else "-"

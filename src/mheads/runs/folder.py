@@ -152,22 +152,32 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a ``.jsonl`` run log, one per line; a line that is not a UTF-8 JSON object (cut by
+    a crash mid-write, or edited) is skipped."""
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash mid-write
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
-    """Keep only records up to ``max_step`` (on resume, drop what the checkpoint does not cover)."""
+    """Keep only records up to ``max_step`` (on resume, drop what the checkpoint does not cover; an edited
+    record whose step is not a number goes too)."""
     if path.exists():
-        keep = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+        keep = [r for r in read_jsonl(path) if _step(r) <= max_step]
         atomic_write_text(path, "".join(strict_json(r) + "\n" for r in keep))
+
+
+def _step(record: dict) -> float:
+    step = record.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
 
 
 def save_weights(out: Path, tree) -> None:
@@ -198,38 +208,5 @@ def save_normalizer(out: Path, normalizer) -> None:
     atomic_write_bytes(Path(out) / NORMALIZER_FILE, data)
 
 
-def load_normalizer(out: Path):
-    """The saved normalizer, or None for a run from before it was saved (or an unreadable file)."""
-    from safetensors import SafetensorError, safe_open
-
-    from mheads.data.preprocess import Normalizer
-
-    path = Path(out) / NORMALIZER_FILE
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            mode = (f.metadata() or {}).get("mode")
-            return Normalizer.from_dict({"mode": mode, "shift": f.get_tensor("shift"),
-                                         "scale": f.get_tensor("scale")})
-    except (SafetensorError, OSError, ValueError, TypeError):
-        return None
-
-
 def save_calibration(out: Path, calibration: dict) -> None:
     atomic_write_text(Path(out) / CALIBRATION_FILE, strict_json(calibration, indent=2) + "\n")
-
-
-def load_calibration(out: Path) -> dict | None:
-    """The run's temperature scaling (``calibration.json``), or None when it has none."""
-    path = Path(out) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    try:
-        cal = json.loads(path.read_text())
-        float(cal["temperature"])
-        [float(t) for t in cal["member_temperatures"]]
-        return cal
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise OutputError(f"{path}: unreadable calibration ({err}); delete it to evaluate "
-                          "uncalibrated") from None

@@ -8,14 +8,24 @@ compute the same numbers from the same weights, so ``mheads eval`` reproduces wh
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from mheads.config import Config
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.ensemble.calibration import apply_temperature, fit_temperature
+from mheads.ensemble.detection import threshold_at_tpr
+from mheads.ensemble.losses import LOSSES
+from mheads.ensemble.uncertainty import CRITERIA
 from mheads.ensemble.uncertainty_report import uncertainty_report
 
-__all__ = ["analyse", "calibrate", "collect_logits", "summary"]
+__all__ = ["analyse", "calibrate", "collect_logits", "summary", "NOT_CALIBRATED"]
+
+log = logging.getLogger("mheads")
+NOT_CALIBRATED = ("not fitted: the run has no held-out split (train with data.val_fraction > 0, e.g. 0.1, to "
+                  "fit it); every number is uncalibrated")
+OOD_TPR = 0.95  # the share of held-out in-distribution images that `predict`'s OOD flag leaves unflagged
 
 
 @torch.no_grad()
@@ -34,17 +44,27 @@ def collect_logits(model, data, split: str, batch_size: int) -> tuple[torch.Tens
 
 
 def calibrate(model, data, cfg: Config) -> dict | None:
-    """Temperature scaling on the held-out split (None without one): one temperature for the averaged
-    prediction, and one per member for the members' own predictions."""
+    """Temperature scaling on the held-out split (None without one, said in the log): one temperature for the
+    averaged prediction, one per member for each member alone, and ``ood_threshold``, the threshold of
+    ``mheads predict``'s OOD flag: the criterion (``max_member_prob`` for an assigning loss, whose members are
+    specialists, else ``max_prob``) on the temperature-scaled held-out logits, at the score below which
+    ``OOD_TPR`` of those in-distribution images fall."""
     if not data.split_size("val"):
+        log.info("temperature scaling skipped: %s", NOT_CALIBRATED.removeprefix("not fitted: "))
         return None
     logits, y = collect_logits(model, data, "val", cfg.train.eval_batch_size)
     t = fit_temperature(logits, y)
     per = fit_temperature(logits, y, per_member=True)
     before = _ensemble_nll(logits, y)
+    scaled = apply_temperature(logits, t)
+    criterion = "max_member_prob" if cfg.loss.name in LOSSES and LOSSES[cfg.loss.name].assigns else "max_prob"
+    threshold = threshold_at_tpr(CRITERIA[criterion](scaled), OOD_TPR)
     return {"temperature": float(t), "member_temperatures": [float(v) for v in per],
             "val_examples": int(len(y)), "val_nll_before": before,
-            "val_nll_after": _ensemble_nll(apply_temperature(logits, t), y)}
+            "val_nll_after": _ensemble_nll(scaled, y),
+            "ood_threshold": {"criterion": criterion, "threshold": threshold, "tpr": OOD_TPR,
+                              "fitted_on": f"the held-out split ({int(len(y))} images), logits divided by "
+                                           "temperature"}}
 
 
 def _ensemble_nll(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -65,7 +85,9 @@ def analyse(model, data, cfg: Config, calibration: dict | None = None,
     if data.split_size("ood"):
         ood["open_set"] = collect_logits(model, data, "ood", cfg.train.eval_batch_size)[0]
     report = {"test_examples": int(len(y)), **_report(logits, y, ood)}
-    if calibration is not None:
+    if calibration is None:
+        report["temperature_scaling"] = NOT_CALIBRATED
+    else:
         t = calibration["temperature"]
         scaled = {k: apply_temperature(v, t) for k, v in ood.items()}
         report["calibration"] = calibration
@@ -100,5 +122,6 @@ def summary(report: dict) -> dict:
         prefix = "ood" if name == "open_set" else f"ood_{name}"
         for crit, values in crits.items():
             out[f"{prefix}_auroc_{crit}"] = values["auroc"]
-            out[f"{prefix}_fpr95_{crit}"] = values["fpr95"]
+            out[f"{prefix}_fpr95_in_{crit}"] = values["fpr95_in"]  # in-distribution positive (the literature)
+            out[f"{prefix}_fpr95_out_{crit}"] = values["fpr95_out"]  # OOD positive
     return out

@@ -18,7 +18,7 @@ from mheads.data import DataError
 from mheads.data.loader import prepare
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
-from mheads.runs.folder import load_normalizer
+from mheads.runs.run_files import load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
@@ -70,8 +70,9 @@ def _run_meta(run: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"--run {run}: no run.json; "
                           "is it a run folder written by `mheads train`?") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{info}: unreadable run description ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{info}: unreadable run description ({type(err).__name__}: {str(err)[:100]}); "
+                          "expected the UTF-8 JSON object `mheads train` writes") from None
 
 
 def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -106,10 +107,10 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     cfg = load_config(run / "config.yaml", overrides)
     weights, meta = load_run_weights(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device))
-    saved = load_normalizer(run)
+    _check_fits(data_prepared, meta, data or cfg.data.source or "(the embedded data)")
+    saved = load_normalizer(run, data_prepared.in_channels, data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
         data_prepared.normalizer = saved.to(data_prepared.device)
-    _check_fits(data_prepared, meta, data or cfg.data.source or "(the embedded data)")
     tree = tree_from_meta(meta, where=str(Path(run) / "run.json"), model=model)
     load_weights_checked(tree, weights, run)
     tree.to(data_prepared.device)

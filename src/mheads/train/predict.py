@@ -1,10 +1,25 @@
 """``mheads predict``: what a trained ensemble says about image files.
 
 Per image, named by its path: the ensemble's top classes with their probabilities (the members' averaged
-probabilities, after the run's temperature scaling when it has one), each member's top-1 class and
-confidence, the uncertainty scores (total / aleatoric / epistemic entropy, member disagreement), and for an
-ensemble trained with an assigning loss (MCL and its family) the members' proposals ranked by confidence: an
-MCL member is a specialist, so its proposal matters when it is confident, not on average.
+probabilities), each member's top-1 class and confidence, the uncertainty scores (total / aleatoric /
+epistemic entropy, member disagreement), for an ensemble trained with an assigning loss (MCL and its family)
+the members' proposals ranked by confidence (an MCL member is a specialist, so its proposal matters when it
+is confident, not on average), and an OOD flag where the run has a threshold for it.
+
+One temperature applies to every number of a record: the ensemble's (``calibration.json``'s ``temperature``,
+fitted on the held-out split; 1 without one), so each member's probabilities are the very ones the ensemble
+averages, and the member confidences, the proposals, the aleatoric entropy (their mean entropy) and the
+total entropy never contradict each other. The per-member temperatures (each member calibrated alone) are
+reported in ``calibration.json`` but not used here: mixing them with the ensemble's made a member look sure
+while the aleatoric entropy said it was not.
+
+The OOD flag (``ood``) compares the run's criterion (``calibration.json``'s ``ood_threshold``: ``max_prob``,
+or ``max_member_prob`` for an assigning loss) on the same temperature-scaled logits with a threshold fitted
+on the held-out split at training (the score below which 95% of those in-distribution images fall): ``true``
+above it. A run without a held-out split has no threshold, and its records say ``"ood": null``.
+
+An image that cannot be read or decoded gets a record with its ``error`` and no prediction; the others are
+predicted as usual (``mheads predict`` then exits 2 after printing them all).
 
 Images are decoded with Pillow and given the run's evaluation view (shorter side to ``data.eval_resize``,
 centre crop to the model's image size; an image already that size is used as is) and its normalization.
@@ -12,8 +27,6 @@ centre crop to the model's image size; an image already that size is used as is)
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -22,13 +35,16 @@ import torch
 
 from mheads.config import Config, ConfigError, load_config
 from mheads.data import DataError, Normalizer
+from mheads.data.decode import read_image_file
 from mheads.data.imagefolder import IMAGE_SUFFIXES, natural_key
 from mheads.data.transforms import decode, eval_view, to_tensor
+from mheads.ensemble.calibration import apply_temperature
 from mheads.ensemble.losses import LOSSES
-from mheads.ensemble.uncertainty import disagreement_score, entropy_decomposition
-from mheads.runs.folder import load_calibration, load_normalizer
+from mheads.ensemble.uncertainty import CRITERIA, disagreement_score, entropy_decomposition
+from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.evaluate import load_run_weights, load_weights_checked
+from mheads.train.predict_format import format_predictions
 from mheads.train.reopen import ModelSpec
 
 __all__ = ["format_predictions", "image_paths", "predict"]
@@ -52,8 +68,8 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _normalizer(run: Path, cfg: Config, device: torch.device) -> Normalizer:
-    saved = load_normalizer(run)
+def _normalizer(run: Path, cfg: Config, device: torch.device, meta: dict) -> Normalizer:
+    saved = load_normalizer(run, meta["in_channels"], meta["image_size"])
     if saved is not None:
         return saved.to(device)
     # a run from before normalizers were saved with it: refit on its training data, as `mheads eval` does
@@ -74,8 +90,8 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
     load_weights_checked(tree, weights, run)
     tree.eval()
     device = torch.device("cpu")
-    normalizer = _normalizer(run, cfg, device)
-    calibration = load_calibration(run)
+    normalizer = _normalizer(run, cfg, device, meta)
+    calibration = load_calibration(run, meta["members"])
     size, channels = meta["image_size"], meta["in_channels"]
     resize = cfg.data.eval_resize or size
     classes = _classes(run, meta)
@@ -84,13 +100,21 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
     files = image_paths(paths)
     records = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        x = torch.stack([to_tensor(eval_view(decode(f.read_bytes(), str(f), channels), size, resize))
-                         for f in chunk])
+        chunk, images = [], []
+        for f in files[start:start + batch_size]:
+            try:
+                img = decode(read_image_file(f), str(f), channels)
+                images.append(to_tensor(eval_view(img, size, resize)))
+                chunk.append(f)
+            except (DataError, OSError) as err:  # this image only: report it and go on with the others
+                records.append({"path": str(f), "error": str(err)})
+        if not images:
+            continue
         with torch.no_grad():
-            logits = tree(normalizer(x)).float()  # (M, B, C)
+            logits = tree(normalizer(torch.stack(images))).float()  # (M, B, C)
         records.extend(_records(chunk, logits, classes, top, assigning, calibration))
-    return records
+    order = {str(f): i for i, f in enumerate(files)}
+    return sorted(records, key=lambda r: order[r["path"]])  # the files' order, errors in their place
 
 
 def _classes(run: Path, meta: dict) -> list[str]:
@@ -105,58 +129,32 @@ def _classes(run: Path, meta: dict) -> list[str]:
 
 
 def _records(files, logits: torch.Tensor, classes, top: int, assigning: bool, calibration: dict | None):
-    t_ens = float(calibration["temperature"]) if calibration else 1.0
-    t_mem = (torch.tensor(calibration["member_temperatures"], dtype=torch.float32).view(-1, 1, 1)
-             if calibration else torch.ones(1, 1, 1))
-    ensemble = torch.softmax(logits / t_ens, dim=-1).mean(dim=0)  # (B, C)
-    members = torch.softmax(logits / t_mem, dim=-1)  # (M, B, C)
-    total, aleatoric, epistemic = entropy_decomposition(logits / t_ens)
+    temperature = calibration["temperature"] if calibration else 1.0
+    scaled = apply_temperature(logits, temperature)  # the one temperature of every number below
+    members = torch.softmax(scaled, dim=-1)  # (M, B, C)
+    ensemble = members.mean(dim=0)  # (B, C)
+    total, aleatoric, epistemic = entropy_decomposition(scaled)
     disagreement = disagreement_score(logits)
     conf, pred = members.max(dim=-1)  # (M, B)
+    flag = calibration.get("ood_threshold") if calibration else None
+    ood_scores = CRITERIA[flag["criterion"]](scaled) if flag else None  # (B,), higher = more OOD
     out = []
     for i, f in enumerate(files):
         p, c = ensemble[i].topk(top)
-        rec = {"path": str(f),
+        rec = {"path": str(f), "temperature": temperature,
                "top": [{"class": classes[int(k)], "prob": round(float(v), 4)} for v, k in zip(p, c)],
                "members": [{"class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
                            for m in range(logits.shape[0])],
                "entropy": round(float(total[i]), 4), "aleatoric": round(float(aleatoric[i]), 4),
-               "epistemic": round(float(epistemic[i]), 4), "disagreement": round(float(disagreement[i]), 4)}
+               "epistemic": round(float(epistemic[i]), 4), "disagreement": round(float(disagreement[i]), 4),
+               "ood": None}
+        if flag:
+            score = float(ood_scores[i])
+            rec["ood"] = {"flag": score > flag["threshold"], "score": round(score, 4),
+                          "criterion": flag["criterion"], "threshold": round(flag["threshold"], 4)}
         if assigning:
             order = conf[:, i].argsort(descending=True, stable=True)
             rec["proposals"] = [{"member": int(m), "class": classes[int(pred[m, i])],
                                  "prob": round(float(conf[m, i]), 4)} for m in order]
         out.append(rec)
     return out
-
-
-def format_predictions(records: list[dict], fmt: str = "text") -> str:
-    """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image)."""
-    if fmt == "json":
-        return json.dumps(records, indent=1)
-    if fmt == "csv":
-        buf = io.StringIO()
-        members = len(records[0]["members"]) if records else 0
-        tops = len(records[0]["top"]) if records else 0
-        head = (["path"] + [f"top{k + 1}_{x}" for k in range(tops) for x in ("class", "prob")]
-                + [f"member{m}_{x}" for m in range(members) for x in ("class", "prob")]
-                + ["entropy", "aleatoric", "epistemic", "disagreement"])
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(head)
-        for r in records:
-            w.writerow([r["path"]] + [v for t in r["top"] for v in (t["class"], t["prob"])]
-                       + [v for t in r["members"] for v in (t["class"], t["prob"])]
-                       + [r["entropy"], r["aleatoric"], r["epistemic"], r["disagreement"]])
-        return buf.getvalue().rstrip("\n")
-    lines = []
-    for r in records:
-        top = ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r["top"])
-        mem = ", ".join(f"{t['class']} {100 * t['prob']:.0f}%" for t in r["members"])
-        line = (f"{r['path']}: {top} | members: {mem} | entropy {r['entropy']:.3f} "
-                f"(aleatoric {r['aleatoric']:.3f}, epistemic {r['epistemic']:.3f}), "
-                f"disagreement {r['disagreement']:.2f}")
-        if "proposals" in r:
-            line += " | proposals: " + ", ".join(f"{t['class']} ({100 * t['prob']:.0f}%, m{t['member']})"
-                                                 for t in r["proposals"])
-        lines.append(line)
-    return "\n".join(lines)

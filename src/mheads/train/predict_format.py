@@ -1,0 +1,67 @@
+"""``mheads predict``'s records (see :mod:`mheads.train.predict`) as text, JSON or CSV. A record with an
+``error`` (an image that could not be read) keeps its place in every format: a text line ``PATH: error:
+...``, the JSON record as it is, a CSV row with only its path and error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+__all__ = ["format_predictions", "failed"]
+
+
+def failed(records: list[dict]) -> list[dict]:
+    """The records of images that could not be read."""
+    return [r for r in records if "error" in r]
+
+
+def _csv(records: list[dict]) -> str:
+    good = [r for r in records if "error" not in r]
+    members = len(good[0]["members"]) if good else 0
+    tops = len(good[0]["top"]) if good else 0
+    head = (["path"] + [f"top{k + 1}_{x}" for k in range(tops) for x in ("class", "prob")]
+            + [f"member{m}_{x}" for m in range(members) for x in ("class", "prob")]
+            + ["entropy", "aleatoric", "epistemic", "disagreement", "temperature", "ood", "ood_score",
+               "error"])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for r in records:
+        if "error" in r:
+            w.writerow([r["path"]] + [""] * (len(head) - 2) + [r["error"]])
+            continue
+        ood = r["ood"]
+        w.writerow([r["path"]] + [v for t in r["top"] for v in (t["class"], t["prob"])]
+                   + [v for t in r["members"] for v in (t["class"], t["prob"])]
+                   + [r["entropy"], r["aleatoric"], r["epistemic"], r["disagreement"], r["temperature"],
+                      "" if ood is None else int(ood["flag"]), "" if ood is None else ood["score"], ""])
+    return buf.getvalue().rstrip("\n")
+
+
+def _line(r: dict) -> str:
+    if "error" in r:
+        return f"{r['path']}: error: {r['error']}"
+    top = ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r["top"])
+    mem = ", ".join(f"{t['class']} {100 * t['prob']:.0f}%" for t in r["members"])
+    line = (f"{r['path']}: {top} | members: {mem} | entropy {r['entropy']:.3f} "
+            f"(aleatoric {r['aleatoric']:.3f}, epistemic {r['epistemic']:.3f}), "
+            f"disagreement {r['disagreement']:.2f}")
+    if "proposals" in r:
+        line += " | proposals: " + ", ".join(f"{t['class']} ({100 * t['prob']:.0f}%, m{t['member']})"
+                                             for t in r["proposals"])
+    ood = r.get("ood")
+    if ood is not None:
+        side = ">" if ood["flag"] else "<="
+        line += (f" | OOD: {'yes' if ood['flag'] else 'no'} ({ood['criterion']} {ood['score']:.4f} {side} "
+                 f"{ood['threshold']:.4f})")
+    return line
+
+
+def format_predictions(records: list[dict], fmt: str = "text") -> str:
+    """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image)."""
+    if fmt == "json":
+        return json.dumps(records, indent=1)
+    if fmt == "csv":
+        return _csv(records)
+    return "\n".join(_line(r) for r in records)
