@@ -76,8 +76,10 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
                         f"{display(root)}; copy the files into it rather than linking out of it")
     rel_top = top.relative_to(root).as_posix()
     found: list[str] = []
-    # (folder, its name relative to root, its resolved path, the resolved folders above it, itself included)
-    stack = [(str(top), "" if rel_top == "." else rel_top, real_top, frozenset({real_top}))]
+    # (folder, its name relative to root, its resolved path, the resolved folders above it, itself included):
+    # a link back to any of those is a loop
+    above = {real_root, real_top, *(os.path.realpath(root / q) for q in Path(rel_top).parents)}
+    stack = [(str(top), "" if rel_top == "." else rel_top, real_top, frozenset(above))]
     while stack:
         folder, rel, real_folder, above = stack.pop()
         try:
