@@ -5,6 +5,7 @@ the interface the streaming loader's workers read through (:mod:`mheads.data.str
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from mheads.data.decode import as_8bit
 from mheads.data.errors import DataError
@@ -60,14 +61,16 @@ class TorchExamples:
             raise DataError(f"{self.name}[{i}]: got {type(item).__name__}; expected an (image, label) pair")
         return item
 
-    def labels(self) -> np.ndarray:
-        """Every label (the ``targets`` attribute when the data set has one, else one pass over it)."""
+    def labels(self, progress: bool = False) -> np.ndarray:
+        """Every label (the ``targets`` attribute when the data set has one, else one pass over it, with a
+        progress bar when ``progress``)."""
         if self._labels is None:
             targets = getattr(self.dataset, "targets", None)
             if targets is not None and len(targets) == self.n:
                 values = [_user_label(t, f"{self.name}.targets[{i}]") for i, t in enumerate(targets)]
             else:
-                values = [_user_label(self._item(i)[1], f"{self.name}[{i}]") for i in range(self.n)]
+                scan = tqdm(range(self.n), desc=f"{self.name} labels", disable=not progress, leave=False)
+                values = [_user_label(self._item(i)[1], f"{self.name}[{i}]") for i in scan]
             self._labels = np.asarray(values, dtype=np.int64)
         return self._labels
 

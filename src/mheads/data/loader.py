@@ -5,6 +5,11 @@
 or a user's torch Datasets) and either the images must be resized (``data.image_size``, ``data.train_crop:
 random_resized``) or the decoded set would exceed ``data.memory_budget_mb`` (default: half the machine's RAM);
 otherwise the data is resident, which is what every run before streaming existed used.
+
+A user's Datasets (``mheads.fit``) are sized from their ``len()`` and first example before any other is read:
+decoded whole they must fit the memory there is, streamed their per-example bookkeeping (indices, labels,
+epoch orders: about ``STREAM_BYTES_PER_EXAMPLE``) must; a set too large for either is refused, saying which,
+and the choice is logged.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ from typing import Any
 
 import torch
 
-from mheads.config import Config
+from mheads.config import Config, ConfigError
+from mheads.core.resources import available_memory, gib
 from mheads.data.dataset import Dataset
+from mheads.data.errors import DataError
 from mheads.data.examples import FileExamples
-from mheads.data.from_torch import from_torch_datasets
+from mheads.data.from_torch import _image, check_user_dataset, from_torch_datasets
 from mheads.data.index import index_source, streamable
 from mheads.data.load import load_dataset
 from mheads.data.resident import prepare_data
 
-__all__ = ["TorchData", "choose_loader", "memory_budget", "prepare"]
+__all__ = ["STREAM_BYTES_PER_EXAMPLE", "TorchData", "choose_loader", "memory_budget", "prepare"]
 
 log = logging.getLogger(__name__)
+
+# streamed: an int64 index, an int64 label and two epochs' int64 orders per training example, with slack
+STREAM_BYTES_PER_EXAMPLE = 48
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,11 +71,35 @@ def memory_budget(cfg: Config) -> int:
         return 8 * 2**30
 
 
-def _first_image_bytes(ds) -> int:
-    x = ds[0][0]
-    if hasattr(x, "getbands"):
-        return x.size[0] * x.size[1] * len(x.getbands())
-    return int(torch.as_tensor(x).numel())
+def _torch_sizes(data: TorchData) -> tuple[int, int, int]:
+    """``(train examples, test examples, bytes of train[0] decoded)``, each Dataset checked first (one-line
+    errors for an empty or iterable Dataset, items that are not pairs, images that are paths)."""
+    n_train, first = check_user_dataset(data.train, "train")
+    n_test = check_user_dataset(data.test, "test")[0] if data.test is not None else 0
+    return n_train, n_test, int(_image(first[0], "train[0]").nbytes)
+
+
+def _check_torch_fits(cfg: Config, kind: str, data: TorchData) -> None:
+    """Refuse user Datasets too large to hold as ``kind`` loads them, before reading more than one example."""
+    n_train, n_test, image = _torch_sizes(data)
+    avail = available_memory("cpu")
+    if kind == "resident":
+        need = 2 * (n_train + n_test) * image  # the decoded images, then stacked into one array
+        log.info("python Datasets: %d train / %d test examples of %d bytes read whole into memory (%s)",
+                 n_train, n_test, image, gib(need // 2))
+        if need > 0.9 * avail:
+            raise ConfigError(f"data.loader: got {cfg.data.loader}; reading the {n_train} train and {n_test} "
+                              f"test images whole needs about {gib(need)} but {gib(avail)} of memory is "
+                              "available; set data.loader: stream")
+        return
+    need = (n_train + n_test) * STREAM_BYTES_PER_EXAMPLE
+    log.info("python Datasets: %d train / %d test examples streamed (decoded whole: %s)", n_train, n_test,
+             gib((n_train + n_test) * image))
+    if need > 0.9 * avail:
+        raise DataError(f"train: {n_train} examples (test: {n_test}); streaming keeps about "
+                        f"{STREAM_BYTES_PER_EXAMPLE} bytes per example (indices, labels, epoch orders): "
+                        f"{gib(need)}, but {gib(avail)} of memory is available; train on a part of it "
+                        "(torch.utils.data.Subset)")
 
 
 def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> str:
@@ -79,8 +113,8 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
     if isinstance(dataset, TorchData):
         if resize:
             return "stream"
-        n = len(dataset.train) + (len(dataset.test) if dataset.test is not None else 0)
-        return "stream" if n * _first_image_bytes(dataset.train) > memory_budget(cfg) else "resident"
+        n_train, n_test, image = _torch_sizes(dataset)
+        return "stream" if (n_train + n_test) * image > memory_budget(cfg) else "resident"
     if resize:  # only the streaming loader resizes; a source it cannot index is decoded, then streamed
         return "stream"
     if not streamable(d.source):
@@ -96,6 +130,8 @@ def prepare(
 ):
     """The training data for ``cfg`` on ``device``: ``ResidentData`` or ``StreamData``."""
     kind = choose_loader(cfg, dataset)
+    if isinstance(dataset, TorchData):
+        _check_torch_fits(cfg, kind, dataset)
     if kind == "resident":
         if isinstance(dataset, TorchData):
             dataset = from_torch_datasets(dataset.train, dataset.test, progress=progress)

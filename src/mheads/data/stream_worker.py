@@ -1,10 +1,20 @@
 """The worker side of streamed data (``mheads.data.streaming``): what a DataLoader worker process makes of
 one key ``(index, batch, position)`` (decode, label check, the geometric view), how a batch of those is
-collated, and the batch sampler that yields a plan's batches as such keys."""
+collated, the batch sampler that yields a plan's batches as such keys, and the workers' signal handling.
+
+Signals: a scheduler's SIGTERM (``timeout``, Slurm, systemd) reaches every process of the job, the workers
+too. The training process decides what it means (finish the iteration, checkpoint, exit 75) and ends its
+workers itself, so a worker ignores SIGTERM and SIGINT from anyone but its parent (:func:`worker_init`), and
+the parent holds both while it starts workers (:func:`workers_shielded`), so that none arrives in the moment
+before a worker has set that up.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +25,10 @@ from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
 from mheads.data.transforms import eval_view, random_crop, random_resized_crop, to_tensor
 
-__all__ = ["Examples", "TrainKeys", "View", "collate", "default_workers"]
+__all__ = ["Examples", "TrainKeys", "View", "collate", "default_workers", "worker_init", "workers_shielded"]
 
 _MAX_SUBSTITUTES = 64  # on_bad_image: skip tries this many following examples before giving up
+_SHIELDED = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -126,3 +137,37 @@ def default_workers(requested: int | None) -> int:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - torch.get_num_threads())
+
+
+@contextmanager
+def workers_shielded():
+    """Hold SIGTERM and SIGINT in this thread while DataLoader workers are started: a forked worker starts
+    with them blocked (the signal mask is inherited), so a signal sent to the whole group then waits for
+    :func:`worker_init` instead of killing the worker. This process gets any that arrived once it leaves."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of every streaming DataLoader: SIGTERM and SIGINT stay blocked in the worker and a
+    thread takes them; one sent by the parent (the DataLoader ending a worker that did not stop when asked)
+    ends the worker, any other (a group or job-wide signal) is ignored: the parent decides."""
+    if not hasattr(signal, "sigwaitinfo"):  # no siginfo here (macOS): ignore both outright
+        for sig in _SHIELDED:
+            signal.signal(sig, signal.SIG_IGN)
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)  # threads started from here on inherit it
+    parent = os.getppid()
+
+    def take() -> None:
+        while True:
+            if signal.sigwaitinfo(_SHIELDED).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=take, name="mheads-worker-signals", daemon=True).start()

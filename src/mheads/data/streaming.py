@@ -21,12 +21,18 @@ Bad files: before training, every file's size and header are checked and a bad o
 naming it; a file that still fails to decode during training stops it too, or with ``data.on_bad_image:
 skip`` is replaced by the next readable example in index order (deterministic, so resume stays exact) and
 counted (``skipped_images`` in the metrics).
+
+Workers: they ignore SIGTERM and SIGINT (the training process decides: a checkpoint, then exit 75; see
+:mod:`mheads.data.stream_worker`). A worker that dies (the out-of-memory killer) or sends no batch for
+``WORKER_TIMEOUT_S`` (stopped, hung) ends the run with one line (:class:`StreamWorkerError`, exit 2) instead
+of a DataLoader traceback or a wait without end; the run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -36,22 +42,111 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mheads.config import Config, ConfigError
+from mheads.core.resources import available_memory, gib
 from mheads.core.seeding import Stream, derive_seed
 from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
 from mheads.data.examples import FileExamples, TorchExamples
+from mheads.data.from_torch import class_names
 from mheads.data.headers import check_headers
 from mheads.data.index import StreamIndex
 from mheads.data.preprocess import Normalizer, NormalizerStats, augment
-from mheads.data.stream_worker import Examples, TrainKeys, View, collate, default_workers
+from mheads.data.stream_worker import (
+    Examples,
+    TrainKeys,
+    View,
+    collate,
+    default_workers,
+    worker_init,
+    workers_shielded,
+)
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
 from mheads.ensemble.strategies import bootstrap_counts
 
-__all__ = ["StreamData", "default_workers", "prepare_stream"]
+__all__ = ["WORKER_TIMEOUT_S", "StreamData", "StreamWorkerError", "default_workers", "prepare_stream",
+           "worker_errors"]
 
 log = logging.getLogger(__name__)
 
 _PROBE = 16  # training images decoded to decide greyscale (1 channel) or colour (3)
+PREFETCH = 4  # batches each worker decodes ahead
+WORKER_TIMEOUT_S = 600.0  # no batch from the workers for this long: one is stopped or hung
+_STATS_BATCH = 500  # images per batch of the normalization pass, at most
+_STATS_BATCH_BYTES = 64 * 2**20  # ... and at most this many decoded bytes
+_LONG_SCAN = 10_000  # reading more labels than this before training is announced
+
+
+class StreamWorkerError(DataError):
+    """A DataLoader worker died (the out-of-memory killer, a signal sent to it alone) or sent nothing for
+    ``WORKER_TIMEOUT_S`` (stopped or hung). Bad input in the sense of the exit codes (2): the machine could
+    not run the workers the config asks for; the run folder stays resumable."""
+
+
+def worker_failure(err: BaseException) -> StreamWorkerError | None:
+    """The one-line error for a DataLoader's worker-failure ``RuntimeError`` (raised where the main process
+    waits for a batch, or by torch's SIGCHLD handler anywhere in it), or None for any other error."""
+    msg = " ".join(str(err).split())
+    if not isinstance(err, RuntimeError):
+        return None
+    if msg.startswith("DataLoader timed out after"):
+        return StreamWorkerError(
+            f"data.workers: no batch came from the worker processes for {msg.split('after ')[1].rstrip('.')} "
+            "(a worker is stopped or hung); they were ended: resume the run (mheads train --resume) once "
+            "they can run, or set data.workers: 0 to decode in the training process")
+    if msg.startswith("DataLoader worker"):
+        cause = msg.split(". ")[0].removeprefix("DataLoader ")
+        return StreamWorkerError(
+            f"data.workers: a {cause} (the out-of-memory killer ends workers this way); resume the run "
+            "(mheads train --resume), with fewer data.workers or a smaller train.batch_size if memory is "
+            "short")
+    return None
+
+
+@contextmanager
+def worker_errors():
+    """Turn a DataLoader worker failure raised anywhere inside into :class:`StreamWorkerError`."""
+    try:
+        yield
+    except RuntimeError as err:
+        failure = worker_failure(err)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _stop_workers(it) -> None:
+    """End the workers of a DataLoader iterator that timed out with SIGKILL, the one signal a stopped process
+    obeys (left alive, one would hang this process's exit: Python joins its child processes). They are
+    first taken off torch's list of workers whose death is an error. This reaches into the iterator's
+    private state, each step guarded: where it is not there (another torch), only the exit can hang."""
+    workers = list(getattr(it, "_workers", ()))
+    if getattr(it, "_worker_pids_set", False):
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._remove_worker_pids(id(it))
+        it._worker_pids_set = False
+    for w in workers:
+        if w.is_alive():
+            w.kill()
+    for w in workers:
+        w.join(timeout=5)
+    shutdown = getattr(it, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def _fetch(it):
+    """The next batch of ``it``; a worker failure as :class:`StreamWorkerError` (workers that timed out are
+    ended first)."""
+    try:
+        return next(it)
+    except RuntimeError as err:
+        failure = worker_failure(err)
+        if failure is None:
+            raise
+        if "no batch came" in str(failure):
+            _stop_workers(it)
+        raise failure from None
 
 
 @dataclass
@@ -75,7 +170,9 @@ class StreamData:
     total_batches: int
     wait_s: float = 0.0  # seconds the training process waited for batches
     skipped_images: int = 0
+    image_size_set: bool = True  # data.image_size was given (False: the images' own size)
     shard: tuple[int, int] | None = None  # (replica, replicas): read only this replica's rows of each batch
+    timeout_s: float = WORKER_TIMEOUT_S  # waiting longer for a batch from the workers is an error
     _iter: Iterator | None = field(default=None, repr=False)
     _next: int = -1
 
@@ -91,19 +188,29 @@ class StreamData:
     def image_size(self) -> int:
         return self.train_set.view.size
 
-    def _loader(self, dataset, batches) -> DataLoader:
-        return DataLoader(
+    @property
+    def queued_batches(self) -> int:
+        """Batches the workers decode ahead of the one in use (what the resource check counts)."""
+        return self.workers * PREFETCH
+
+    def _start(self, dataset, batches) -> Iterator:
+        """An iterator over ``batches`` of ``dataset``, its workers started (see the module docstring)."""
+        loader = DataLoader(
             dataset,
             batch_sampler=batches,
             num_workers=self.workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if self.workers else None,
+            prefetch_factor=PREFETCH if self.workers else None,
+            worker_init_fn=worker_init if self.workers else None,
+            timeout=self.timeout_s if self.workers else 0,
         )
+        with workers_shielded():
+            return iter(loader)
 
     def _next_batch(self, it: Iterator):
         t0 = time.perf_counter()
-        batch = next(it)
+        batch = _fetch(it)
         self.wait_s += time.perf_counter() - t0
         if isinstance(batch, str):
             raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
@@ -115,10 +222,8 @@ class StreamData:
         """Batch ``b``: (x (B, C, H, W) float, y (B,), per-member weights (M, B) or None)."""
         if self._iter is None or b != self._next:
             self.close()
-            self._iter = iter(
-                self._loader(self.train_set,
-                             TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
-            )
+            self._iter = self._start(self.train_set,
+                                     TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
         x, y, idx = self._next_batch(self._iter)
         self._next = b + 1
         x = self.normalizer(x.to(self.device, non_blocking=True))
@@ -137,7 +242,7 @@ class StreamData:
         batches = [
             [(i, -1, 0) for i in range(s, min(s + batch_size, ds.n))] for s in range(0, ds.n, batch_size)
         ]
-        it = iter(self._loader(ds, batches))
+        it = self._start(ds, batches)
         for _ in batches:
             x, y, _ = self._next_batch(it)
             x = self.normalizer(x.to(self.device, non_blocking=True)).contiguous(
@@ -196,8 +301,29 @@ def _native_size(source, indices: np.ndarray, where: str) -> int:
     )
 
 
+def _stats_plan(data: StreamData, ds: Examples, mode: str, count: int) -> int:
+    """Images per batch of the normalization pass; refuses (``ConfigError`` naming ``data.image_size``) a pass
+    whose statistics and batches in flight would not fit the memory there is, before any is allocated."""
+    view = ds.view
+    image = view.channels * view.size * view.size  # bytes of one decoded uint8 image
+    per_batch = max(1, min(_STATS_BATCH, count, _STATS_BATCH_BYTES // image))
+    # the batches the workers decode ahead, the one being added and its stacked copy in collate
+    batches = per_batch * image * (data.queued_batches + 2)
+    # mean_image: an int64 sum per pixel, its float64 mean and the float32 mean image (8 + 8 + 4 bytes)
+    state = 20 * image if mode == "mean_image" else 0
+    need, avail = batches + state, available_memory("cpu")
+    if need > 0.9 * avail:
+        size = (f"got {view.size}" if data.image_size_set else
+                f"unset, and the images are {view.size}x{view.size}")
+        raise ConfigError(f"data.image_size: {size}; the normalization statistics ({mode}) would need about "
+                          f"{gib(need)} ({data.queued_batches + 2} batches of {per_batch} images in flight"
+                          f"{', the mean image' if state else ''}) but {gib(avail)} of memory is available; "
+                          "set a smaller data.image_size (or fewer data.workers)")
+    return per_batch
+
+
 def _fit_normalizer(
-    loader_of, ds: Examples, mode: str, limit: int, seed: int, progress: bool = False
+    data: StreamData, ds: Examples, mode: str, limit: int, seed: int, progress: bool = False
 ) -> Normalizer:
     n = ds.n
     if n <= limit:
@@ -206,17 +332,18 @@ def _fit_normalizer(
         order = np.sort(
             np.random.default_rng(derive_seed(seed, Stream.NORMALIZER)).choice(n, limit, replace=False)
         )
+    per_batch = _stats_plan(data, ds, mode, len(order))
     stats = NormalizerStats(ds.view.channels, ds.view.size, ds.view.size, modes=(mode,))
-    keys = [[(int(i), -1, 0) for i in order[s : s + 500]] for s in range(0, len(order), 500)]
-    batches = tqdm(
-        loader_of(ds, keys),
-        total=len(keys),
+    keys = [[(int(i), -1, 0) for i in order[s : s + per_batch]] for s in range(0, len(order), per_batch)]
+    it = data._start(ds, keys)
+    for _ in tqdm(
+        keys,
         desc="normalization statistics",
         unit="batch",
         disable=not progress,
         leave=False,
-    )
-    for batch in batches:
+    ):
+        batch = _fetch(it)
         if isinstance(batch, str):
             raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
         stats.update(batch[0])
@@ -250,9 +377,15 @@ def prepare_stream(
     else:
         train_src = TorchExamples(train, "train")
         test_src = TorchExamples(test, "test") if test is not None else train_src
-        # its own class names when it has them (torchvision's do); otherwise one pass over its labels
-        classes = [str(c) for c in getattr(train, "classes", [])]
-        classes = classes or [str(i) for i in range(int(train_src.labels().max()) + 1)]
+        # its own class names when it has them (torchvision's do; a label outside them stops the run where
+        # it is read); otherwise one pass over its labels, announced when long
+        if getattr(train, "classes", None) is not None:
+            classes = [str(c) for c in train.classes]
+        else:
+            if getattr(train, "targets", None) is None and len(train_src) > _LONG_SCAN:
+                log.info("reading the labels of all %d train examples to count the classes (give the "
+                         "Dataset `classes` and `targets` attributes to skip this pass)", len(train_src))
+            classes = class_names(train, train_src.labels(progress))
         where = "python Datasets"
     all_classes, relabel = classes, None
     train_idx, test_idx, val_idx, ood_idx = np.arange(len(train_src)), np.arange(len(test_src)), None, None
@@ -314,10 +447,10 @@ def prepare_stream(
         source=where,
         workers=workers,
         total_batches=t.iterations * t.accumulate,
+        image_size_set=d.image_size is not None,
     )
-    data.normalizer = _fit_normalizer(
-        data._loader, train_set, d.normalize, d.stats_images, t.seed, progress
-    ).to(device)
+    data.normalizer = _fit_normalizer(data, train_set, d.normalize, d.stats_images, t.seed, progress)
+    data.normalizer = data.normalizer.to(device)
     weights = None
     if d.bagging:
         weights = bootstrap_counts(n_train, M, t.seed).float()

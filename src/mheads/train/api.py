@@ -12,13 +12,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from mheads.config import Config, ConfigError, config_from_settings
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import Dataset
+from mheads.data.from_torch import check_user_dataset
 from mheads.data.loader import TorchData
 from mheads.train import loop
+from mheads.train.device import resolve_device
+from mheads.train.resources import check_model_size
 from mheads.tree import TreeNet
 
 __all__ = ["fit"]
@@ -40,14 +45,31 @@ def _data(cfg: Config, train: Any, test: Any) -> Dataset | TorchData | None:
         return None
     if isinstance(train, Dataset):
         return train
-    if not (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
-        raise ConfigError(f"train: got {type(train).__name__}; expected a map-style torch Dataset of (image, "
-                          "label), a data path, or None for the embedded Fashion-MNIST subset")
+    for name, ds in (("train", train), ("test", test)):
+        if ds is None or isinstance(ds, IterableDataset):  # an IterableDataset: check_user_dataset says why
+            continue
+        if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+            raise ConfigError(f"{name}: got {type(ds).__name__}; expected a map-style torch Dataset of "
+                              "(image, label), a data path, or None for the embedded Fashion-MNIST subset")
+    check_user_dataset(train, "train")  # one-line errors before training (an empty Dataset, a dict item, ...)
+    if test is not None:
+        check_user_dataset(test, "test")
     return TorchData(train, test)
+
+
+def _check_trainable(module: nn.Module, what: str) -> None:
+    if not any(p.requires_grad for p in module.parameters()):
+        raise ConfigError(f"model: {what} has no trainable parameters; expected a module with parameters to "
+                          "train (nn.Conv2d, nn.Linear, ...), not a fixed function")
 
 
 def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: tuple) -> TreeNet:
     m = cfg.model
+    if not isinstance(model, nn.Module):  # a factory: its network sized on the meta device before M are built
+        name = getattr(model, "__name__", type(model).__name__)
+        if check_model_size(cfg, model, resolve_device(cfg.train.device), what=name) is not None:
+            with torch.device("meta"):
+                _check_trainable(model(), f"the network {name} builds")
     if isinstance(model, TreeNet):
         if m.members != model.num_members:
             m.members = model.num_members  # the TreeNet given decides; the run records what it trains
@@ -87,6 +109,11 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
         progress: show a progress bar (default: when stderr is a terminal).
     """
     cfg = config_from_settings(settings)
+    if not isinstance(model, (str, nn.Module)) and not callable(model):
+        raise ConfigError(f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
+                          "zero-argument function returning an nn.Module, or a registered model name")
+    if isinstance(model, nn.Module):
+        _check_trainable(model, type(model).__name__)  # before the data is read
     if isinstance(model, str):
         cfg.model.name = model
         cfg.validate()

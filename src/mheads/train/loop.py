@@ -28,9 +28,9 @@ from mheads.core.seeding import Stream, derived_generator
 from mheads.data.dataset import Dataset
 from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
-from mheads.data.streaming import StreamData
+from mheads.data.streaming import StreamData, worker_errors
 from mheads.models import is_import_path, model_factory
-from mheads.optim.build import build_optimizer
+from mheads.optim.build import build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import (
     CheckpointError,
@@ -64,7 +64,7 @@ from mheads.train.dist_checkpoint import gather_checkpoint, is_distributed, rest
 from mheads.train.evaluate import evaluate
 from mheads.train.numerics import DeviceTally, NumericalFault, member_param_map, members_from_flags
 from mheads.train.preempt import Preempted, sigterm_flag
-from mheads.train.resources import check_resources
+from mheads.train.resources import check_model_size, check_resources
 from mheads.train.state import RunState
 from mheads.train.step import deferred_step, train_step
 from mheads.tree import TreeNet
@@ -110,7 +110,8 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     comm = comm or LocalComm()
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
     lock = RunLock(out, create=not resume) if comm.is_root else nullcontext()
-    with lock, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal):
+    # worker_errors: a streaming worker killed (the OOM killer) raises here wherever this process is: one line
+    with lock, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal), worker_errors():
         run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset, show)
         try:
             _loop(run, sigterm, show)
@@ -131,8 +132,7 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
     try:
         for it in range(st.step, t.iterations):
             lr = run.schedule.lr_at(it)
-            for g in run.opt.param_groups:
-                g["lr"] = lr
+            set_rate(run.opt, lr)  # times each group's multiplier (optim.bias_lr_mult, trunk_lr_mult)
             done = _update(run, it) if run.tally is None else _update_deferred(run, it)
             if done is None:  # a skipped non-finite step (train.nan_policy: skip)
                 continue
@@ -302,13 +302,15 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         data.shard = (comm.replica, comm.replicas)
     shape = (data.in_channels, data.image_size, data.image_size)
     if model is None:
-        if comm.world_size == 1 and (base := _one_base(cfg, data)) is not None:
-            check_resources(cfg, base, shape, device)  # before M members and their optimizer state exist
+        if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
+            # before M members and their optimizer state exist
+            check_resources(cfg, base, shape, device, queued=getattr(data, "queued_batches", 0))
         tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
         if comm.world_size == 1:
-            check_resources(cfg, tree.member(0), shape, device, include_parameters=False)
+            check_resources(cfg, tree.member(0), shape, device, include_parameters=False,
+                            queued=getattr(data, "queued_batches", 0))
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     # the root reads the checkpoint (None also when a resumed run never committed one: start over) and tells
     # every rank the run state; a distributed run's parts are sent to their ranks once the model is wrapped
@@ -332,7 +334,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
         model = compile_checked(model, x0, y0)
     params = list(model.parameters())
-    opt, schedule = build_optimizer(cfg, params)
+    opt, schedule = build_optimizer(cfg, params, tree)
     if shared is not None:
         if is_distributed(model):
             restore_parts(cfg, tree, model, opt, comm, ck)
@@ -400,12 +402,18 @@ def _finish(run: Run) -> dict | None:
     return result
 
 
-def _one_base(cfg: Config, data):
+def _one_base(cfg: Config, data, device: torch.device):
     """One member's base network for the resource estimate, or None where building it fails (build_tree then
-    reports why, naming the field)."""
+    reports why, naming the field). Its size is checked on the meta device first (``ConfigError`` when
+    ``model.members`` copies would not fit), so a network too large for memory is never allocated."""
     try:
-        return model_factory(cfg.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
-                             image_size=data.image_size, **cfg.model.options)()
+        factory = model_factory(cfg.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
+                                image_size=data.image_size, **cfg.model.options)
+    except Exception:  # noqa: BLE001 - any failure is build_tree's to report
+        return None
+    check_model_size(cfg, factory, device)
+    try:
+        return factory()
     except Exception:  # noqa: BLE001 - any failure is build_tree's to report
         return None
 
