@@ -1,7 +1,8 @@
 """Building blocks of the losses in `mheads.ensemble.losses`: argument checks and per-member loss terms.
 
-Each `*_terms` function returns the members' contributions `(M,)` (their sum is the loss) and, for the MCL
-family, the assignment `(M, B)` bool.
+Each `*_terms` function reads per-example member losses `nll: (M, B)` (whatever the task: cross-entropy,
+squared error, a Gaussian NLL, an image's mean pixel cross-entropy) and returns the members' contributions
+`(M,)` (their sum is the loss) and, for the MCL family, the assignment `(M, B)` bool.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from mheads.ensemble.assignment import topk_assignment
 from mheads.ensemble.combine import check_logits_targets
 
 __all__ = ["check_k", "check_mix", "check_beta", "check_epsilon", "check_temperature", "check_score_weight",
-           "check_score_logits", "check_inputs", "check_weights"]
+           "check_score_logits", "check_inputs", "check_member_losses", "check_weights", "confident_terms",
+           "uniform_kl"]
 
 
 # ---------------------------------------------------------------- argument checks
@@ -71,6 +73,16 @@ def check_score_logits(score_logits: torch.Tensor | None, logits: torch.Tensor) 
 def check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:
     """Shapes and dtypes always; target values only on CPU, where reading them costs no device sync."""
     check_logits_targets(logits, targets, check_values=logits.device.type == "cpu")
+
+
+def check_member_losses(losses: torch.Tensor) -> None:
+    """`losses`: per-example member losses, a floating `(M, B)` tensor with M, B >= 1 (non-finite values are
+    not an error: the losses report them in their member's contribution)."""
+    if not isinstance(losses, torch.Tensor):
+        raise TypeError(f"member_losses must be a torch.Tensor, got {type(losses).__name__}")
+    if losses.ndim != 2 or min(losses.shape) < 1 or not losses.is_floating_point():
+        raise ValueError(f"member_losses: got {losses.dtype} of shape {tuple(losses.shape)}; expected a "
+                         "floating tensor of shape (M, B) with M, B >= 1")
 
 
 def check_weights(weights: torch.Tensor | None, logits: torch.Tensor) -> None:
@@ -152,6 +164,12 @@ def mcl_terms(
     return flag_non_finite(per_member, nll), assignment
 
 
+def uniform_kl(log_probs: torch.Tensor) -> torch.Tensor:
+    """`KL(U || p)` over the last axis: `(..., C)` log-probabilities -> `(...)`, `-log C - mean_c log p_c`."""
+    # KL(U || p_m) = sum_c (1/C) log((1/C) / p_mc) = -log C - mean_c log p_mc
+    return -math.log(log_probs.shape[-1]) - log_probs.mean(dim=-1)
+
+
 def confident_mcl_terms(
     log_probs: torch.Tensor,
     nll: torch.Tensor,
@@ -162,16 +180,28 @@ def confident_mcl_terms(
     assignment: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`log_probs: (M, B, C)`, `nll: (M, B)` -> confident-MCL contributions `(M,)` and the assignment."""
-    # KL(U || p_m) = sum_c (1/C) log((1/C) / p_mc) = -log C - mean_c log p_mc
-    kl_uniform = -math.log(log_probs.shape[-1]) - log_probs.mean(dim=-1)  # (M, B)
+    return confident_terms(nll, uniform_kl(log_probs), k, beta, generator, weights, assignment)
+
+
+def confident_terms(
+    nll: torch.Tensor,
+    penalty: torch.Tensor,
+    k: int,
+    beta: float,
+    generator: torch.Generator | None,
+    weights: torch.Tensor | None,
+    assignment: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nll: (M, B)`, `penalty: (M, B)` (the non-winners' term; for a categorical output `KL(U || p_m)`,
+    `uniform_kl`) -> confident-MCL contributions `(M,)` and the assignment `(M, B)` bool."""
     if assignment is None:
         # Per example the loss is beta * sum_m KL_m + sum_m alpha_m (CE_m - beta KL_m), so the k members with
         # the lowest CE_m - beta KL_m minimise it exactly (Lee et al. 2017, their "cmcl_v0").
-        assignment = assign(nll - beta * kl_uniform, k, weights, generator)
+        assignment = assign(nll - beta * penalty, k, weights, generator)
     else:
         assignment = given_assignment(assignment, nll)
-    per_member = member_sums(torch.where(assignment, nll, beta * kl_uniform), weights)
-    return flag_non_finite(per_member, nll, kl_uniform), assignment
+    per_member = member_sums(torch.where(assignment, nll, beta * penalty), weights)
+    return flag_non_finite(per_member, nll, penalty), assignment
 
 
 def relaxed_mcl_terms(

@@ -37,16 +37,19 @@ from mheads.ensemble.loss_terms import (
     check_epsilon,
     check_inputs,
     check_k,
+    check_member_losses,
     check_mix,
     check_score_logits,
     check_score_weight,
     check_temperature,
     check_weights,
     confident_mcl_terms,
+    confident_terms,
     independent_terms,
     mcl_terms,
     relaxed_mcl_terms,
     scored_mcl_terms,
+    uniform_kl,
 )
 from mheads.ensemble.wta import (  # the winner-takes-all family, re-exported for callers of this module
     annealed_mcl_loss,
@@ -56,12 +59,16 @@ from mheads.ensemble.wta import (  # the winner-takes-all family, re-exported fo
 )
 
 __all__ = [
+    "ENSEMBLE_LOSSES",
+    "ENSEMBLE_LOSS_NAMES",
     "LOSSES",
+    "LOSS_ALIASES",
     "LOSS_NAMES",
     "LossSpec",
     "LossParams",
     "LossResult",
     "compute_loss",
+    "ensemble_loss",
     "independent_ce",
     "score_averaged_ce",
     "prob_averaged_ce",
@@ -118,7 +125,8 @@ def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
     """
     check_inputs(logits, targets)
     if label_smoothing:
-        return smoothed_nll(ensemble_log_probs(logits), targets, label_smoothing).mean()
+        # (1, B, C): pick_targets reads member-shaped values (before issue 32 this path raised)
+        return smoothed_nll(ensemble_log_probs(logits).unsqueeze(0), targets, label_smoothing).mean()
     return ensemble_nll(logits, targets).mean()
 
 
@@ -268,69 +276,151 @@ class LossParams:
     label_smoothing: float = 0.0
 
 
-def _independent(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+# Every ``terms`` maps per-example member losses to the members' contributions, whatever the task:
+# (nll (M, B), penalty (M, B) or None, params, weights, generator, score_logits)
+# -> ((M,), assignment or None).
+
+
+def _independent(nll, penalty, p, weights, generator, score_logits):
     return independent_terms(nll, weights), None
 
 
-def _mcl(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+def _mcl(nll, penalty, p, weights, generator, score_logits):
     return mcl_terms(nll, p.k, generator, weights, None)
 
 
-def _mcl_ce(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+def _mcl_ce(nll, penalty, p, weights, generator, score_logits):
     return _mix_terms(nll, p.k, p.mix, generator, weights, None)
 
 
-def _cmcl(logits, targets, p, weights, generator, score_logits):
-    log_probs, nll = _member_nll(logits, targets, p.label_smoothing)
-    return confident_mcl_terms(log_probs, nll, p.k, p.beta, generator, weights, None)
+def _cmcl(nll, penalty, p, weights, generator, score_logits):
+    return confident_terms(nll, penalty, p.k, p.beta, generator, weights, None)
 
 
-def _rwta(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+def _rwta(nll, penalty, p, weights, generator, score_logits):
     return relaxed_mcl_terms(nll, p.k, p.epsilon, generator, weights)
 
 
-def _amcl(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+def _amcl(nll, penalty, p, weights, generator, score_logits):
     return annealed_mcl_terms(nll, p.temperature, generator, weights)
 
 
-def _mcl_scored(logits, targets, p, weights, generator, score_logits):
-    _, nll = _member_nll(logits, targets, p.label_smoothing)
+def _mcl_scored(nll, penalty, p, weights, generator, score_logits):
     return scored_mcl_terms(nll, score_logits.to(nll.dtype), p.k, p.score_weight, generator, weights)
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A loss selectable by name. ``terms`` maps (logits, targets, params: `LossParams`, weights, generator,
-    score_logits) to ``(per_member (M,), assignment (M, B) or None)``; ``average`` instead names a loss of the
-    members' combined prediction (it takes no per-member weights). ``assigns``: it picks members per example
-    (uses ``loss.k``; its assignment feeds the win counts). ``single_winner``: it takes only k = 1.
-    ``scores``: it needs the scoring heads' logits (training calls ``TreeNet.forward_with_scores``)."""
+    """A loss selectable by name. ``terms`` maps per-example member losses (nll: `(M, B)`, penalty: `(M, B)`
+    or None, params: `LossParams`, weights, generator, score_logits) to ``(per_member (M,), assignment (M, B)
+    or None)``; ``average`` instead names a loss of the members' combined prediction (it takes no per-member
+    weights). ``assigns``: it picks members per example (uses ``loss.k``; its assignment feeds the win
+    counts). ``single_winner``: it takes only k = 1. ``scores``: it needs the scoring heads' logits (training
+    calls ``TreeNet.forward_with_scores``). ``penalty``: it needs the non-winners' per-example term (confident
+    MCL: `KL(U || p_m)`, defined only for categorical outputs)."""
 
     terms: Callable | None = None
     average: Callable | None = None
     assigns: bool = False
     single_winner: bool = False
     scores: bool = False
+    penalty: bool = False
 
 
-# The one registry of losses: configs validate ``loss.name`` against it; adding a loss is one entry here.
-LOSSES: dict[str, LossSpec] = {
-    "independent_ce": LossSpec(terms=_independent),
-    "score_averaged_ce": LossSpec(average=score_averaged_ce),
-    "prob_averaged_ce": LossSpec(average=prob_averaged_ce),
+# The losses of per-example member losses `(M, B)`, for any task (`ensemble_loss`; sMCL's point: MCL is
+# agnostic to the loss). A task adds its own losses of the combined prediction (mheads.tasks).
+ENSEMBLE_LOSSES: dict[str, LossSpec] = {
+    "independent": LossSpec(terms=_independent),
     "mcl": LossSpec(terms=_mcl, assigns=True),
     "mcl_ce": LossSpec(terms=_mcl_ce, assigns=True),
-    "cmcl": LossSpec(terms=_cmcl, assigns=True),
+    "cmcl": LossSpec(terms=_cmcl, assigns=True, penalty=True),
     "rwta": LossSpec(terms=_rwta, assigns=True),
     "amcl": LossSpec(terms=_amcl, assigns=True, single_winner=True),
     "mcl_scored": LossSpec(terms=_mcl_scored, assigns=True, scores=True),
 }
+ENSEMBLE_LOSS_NAMES = tuple(ENSEMBLE_LOSSES)
+# Classification's name for "independent", accepted by `ensemble_loss` too, so a config's loss name means the
+# same for every task.
+LOSS_ALIASES = {"independent_ce": "independent"}
+
+# The one registry of classification losses: configs validate ``loss.name`` against it; adding a loss is one
+# entry here (or in ENSEMBLE_LOSSES, which every task shares).
+LOSSES: dict[str, LossSpec] = {
+    "independent_ce": ENSEMBLE_LOSSES["independent"],
+    "score_averaged_ce": LossSpec(average=score_averaged_ce),
+    "prob_averaged_ce": LossSpec(average=prob_averaged_ce),
+    **{name: ENSEMBLE_LOSSES[name] for name in ("mcl", "mcl_ce", "cmcl", "rwta", "amcl", "mcl_scored")},
+}
 LOSS_NAMES = tuple(LOSSES)
+
+
+def _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight, label_smoothing) -> None:
+    check_k(k, num_members)
+    check_mix(mix)
+    check_beta(beta)
+    check_epsilon(epsilon)
+    check_temperature(temperature)
+    check_score_weight(score_weight)
+    check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def _check_spec(name: str, spec: LossSpec, k: int, score_logits, like: torch.Tensor) -> None:
+    if spec.single_winner and k != 1:
+        raise ValueError(f"k: got {k!r}; expected 1 for loss {name!r} (it anneals toward a single winner)")
+    if spec.scores:
+        check_score_logits(score_logits, like)
+
+
+def _terms_result(spec: LossSpec, nll, penalty, params, weights, generator, score_logits) -> LossResult:
+    per_member, assignment = spec.terms(nll, penalty, params, weights, generator, score_logits)
+    return LossResult(per_member.sum(), per_member.detach(), assignment)
+
+
+def ensemble_loss(
+    name: str,
+    member_losses: torch.Tensor,
+    *,
+    k: int = 1,
+    mix: float = 0.5,
+    beta: float = 0.75,
+    epsilon: float = 0.05,
+    temperature: float = 0.0,
+    score_logits: torch.Tensor | None = None,
+    score_weight: float = 1.0,
+    weights: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    penalty: torch.Tensor | None = None,
+) -> LossResult:
+    """The ensemble loss `name` (one of `ENSEMBLE_LOSS_NAMES`, or "independent_ce" for "independent") on
+    per-example member losses `member_losses: (M, B)`, for any task (sMCL, Lee et al. NeurIPS 2016: MCL
+    needs only a per-example loss). The result is the mean over the batch, as `compute_loss`.
+
+    "independent": `sum_m mean_i l_mi`. "mcl": top-k winner-takes-all (section 6.2; ties at random with
+    `generator`). "mcl_ce": `mix * mcl + (1 - mix) * independent`. "cmcl": confident MCL, the non-winners pay
+    `beta * penalty` instead (`penalty: (M, B)` required; `KL(U || p_m)` for a categorical output).
+    "rwta": relaxed WTA (`epsilon`). "amcl": annealed MCL's soft assignment at `temperature` (k = 1).
+    "mcl_scored": MCL plus `score_weight` times the BCE of `score_logits: (M, B)` against the assignment
+    (resilient MCL). `weights: (M, B)` are per-member example weights (bagging). Hyperparameters are checked
+    whatever the loss. `compute_loss` on logits `(M, B, C)` is this on the members' cross-entropies.
+    """
+    name = LOSS_ALIASES.get(name, name)
+    if name not in ENSEMBLE_LOSSES:
+        names = ", ".join(ENSEMBLE_LOSS_NAMES + tuple(LOSS_ALIASES))
+        raise ValueError(f"loss: got {name!r}; expected one of {names} (a task adds the losses of its "
+                         "combined prediction: mheads.tasks)")
+    check_member_losses(member_losses)
+    _check_params(k, member_losses.shape[0], mix, beta, epsilon, temperature, score_weight, 0.0)
+    check_weights(weights, member_losses)
+    spec = ENSEMBLE_LOSSES[name]
+    _check_spec(name, spec, k, score_logits, member_losses)
+    if spec.penalty:
+        if not isinstance(penalty, torch.Tensor) or penalty.shape != member_losses.shape:
+            got = tuple(penalty.shape) if isinstance(penalty, torch.Tensor) else type(penalty).__name__
+            raise ValueError(f"penalty: got {got}; loss {name!r} needs the non-winners' term, a tensor of "
+                             f"shape (M, B) = {tuple(member_losses.shape)} (defined for categorical outputs: "
+                             "KL(U || p_m))")
+    params = LossParams(k, mix, beta, epsilon, temperature, score_weight)
+    return _terms_result(spec, member_losses, penalty, params, weights, generator, score_logits)
 
 
 def compute_loss(
@@ -357,26 +447,19 @@ def compute_loss(
     `temperature` (>= 0, this iteration's `annealed_temperature`; 0 is MCL) by "amcl"; `score_logits: (M, B)`
     (required) and `score_weight` (>= 0) by "mcl_scored". The numbers are validated whatever the loss.
     `weights: (M, B)` per-member example weights are accepted by every loss except "score_averaged_ce" and
-    "prob_averaged_ce".
+    "prob_averaged_ce". Apart from those two, this is `ensemble_loss` on the members' (smoothed)
+    cross-entropies `(M, B)`, with `KL(U || p_m)` as confident MCL's penalty.
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss name {name!r}; valid names are {', '.join(LOSS_NAMES)}")
     check_inputs(logits, targets)
-    check_k(k, logits.shape[0])
-    check_mix(mix)
-    check_beta(beta)
-    check_epsilon(epsilon)
-    check_temperature(temperature)
-    check_score_weight(score_weight)
+    _check_params(k, logits.shape[0], mix, beta, epsilon, temperature, score_weight, label_smoothing)
     check_weights(weights, logits)
-    check_number("label_smoothing", label_smoothing, 0.0, 1.0)
     spec = LOSSES[name]
-    if spec.single_winner and k != 1:
-        raise ValueError(f"k: got {k!r}; expected 1 for loss {name!r} (it anneals toward a single winner)")
-    if spec.scores:
-        check_score_logits(score_logits, logits)
+    _check_spec(name, spec, k, score_logits, logits)
     if spec.average is not None:
         return _averaged_result(spec.average, logits, targets, weights, label_smoothing)
     params = LossParams(k, mix, beta, epsilon, temperature, score_weight, label_smoothing)
-    per_member, assignment = spec.terms(logits, targets, params, weights, generator, score_logits)
-    return LossResult(per_member.sum(), per_member.detach(), assignment)
+    log_probs, nll = _member_nll(logits, targets, label_smoothing)
+    penalty = uniform_kl(log_probs) if spec.penalty else None
+    return _terms_result(spec, nll, penalty, params, weights, generator, score_logits)
