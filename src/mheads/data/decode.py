@@ -105,7 +105,7 @@ def as_8bit(img: Image.Image, where: str, channels: int | None = None) -> Image.
     if mode in _SIXTEEN_BIT or (mode == "I" and img.format in _SIXTEEN_BIT_AS_I):
         img = _sixteen_to_8bit(img, where)
     elif mode in ("I", "F") or mode.startswith(("I;", "F;")):
-        kind = "floating-point" if mode.startswith("F") else "32-bit integer"
+        kind = "floating-point" if mode.startswith("F") else "32-bit integer" if mode == "I" else "integer"
         raise DataError(
             f"{where}: {kind} image (mode {mode}); its range of values is not in the file, so it is not "
             "guessed: convert it to an 8-bit or 16-bit image (PNG or TIFF) first"
