@@ -208,8 +208,7 @@ def _cmd_eval(args) -> int:
         metrics = report["metrics"]
         print(format_run_summary(f"{args.run} ({args.split})", metrics))
         print(format_report("uncertainty", report))
-        suffix = "" if args.data is None else f"-{Path(args.data).name}"
-        print(f"report: {Path(args.run) / 'eval-report'}{suffix}.json"
+        print(f"report: {report['report_file']}"
               + (f"; figures: {Path(args.run) / 'plots'}" if not args.no_figures else ""))
     else:
         if args.ood:

@@ -5,12 +5,16 @@ curve, OOD score histograms), and printed as tables."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
 
 from mheads.core.atomic import atomic_write_text
 from mheads.data import DataError
+from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.index import streamable
 from mheads.data.load import dataset_name
 from mheads.data.loader import prepare
@@ -29,7 +33,14 @@ __all__ = ["format_report", "report_run"]
 
 def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
     """Member logits on the test split of the data set at ``path``, seen as the run sees its own data (its
-    image size, its normalization)."""
+    image size, its normalization, its channels: colour images are converted for a greyscale model and the
+    other way round, as ``mheads predict`` does). A folder with only a ``test/`` split (an OOD set needs no
+    training images) is read file by file, exactly as ``predict`` reads them."""
+    channels = getattr(in_data.normalizer, "channels", in_data.in_channels)  # the model's
+    normalizer = getattr(in_data.normalizer, "normalizer", in_data.normalizer)  # the run's own
+    folder = Path(path)
+    if folder.is_dir() and (folder / "test").is_dir() and not (folder / "train").exists():
+        return _file_logits(tree, cfg, normalizer, channels, in_data, folder / "test")
     c = copy.deepcopy(cfg)
     d = c.data
     d.source, d.classes, d.val_fraction, d.label_split, d.bagging, d.train_limit = (
@@ -45,13 +56,35 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
     elif d.image_size is not None:
         d.loader, d.image_size, d.train_crop = "resident", None, "pad"
     od = prepare(c, in_data.device)
-    if (od.in_channels, od.image_size) != (in_data.in_channels, in_data.image_size):
+    if od.image_size != in_data.image_size or (
+        od.in_channels != channels and (od.in_channels, channels) not in CONVERTIBLE
+    ):
         raise DataError(
             f"--ood {path}: {od.in_channels}-channel {od.image_size}x{od.image_size} images; the "
-            f"run's model takes {in_data.in_channels}-channel {in_data.image_size}x{in_data.image_size}"
+            f"run's model takes {channels}-channel {in_data.image_size}x{in_data.image_size}"
         )
-    od.normalizer = in_data.normalizer
+    od.normalizer = ChannelView(normalizer, channels)
     return collect_logits(tree, od, "test", cfg.train.eval_batch_size)[0]
+
+
+@torch.no_grad()
+def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) -> torch.Tensor:
+    """Member logits ``(M, K, C)`` of the image files under ``folder``, read as ``mheads predict`` reads
+    them."""
+    from mheads.train.predict import image_paths, load_image
+
+    size = in_data.image_size
+    resize = cfg.data.eval_resize or size
+    files = image_paths([folder])
+    was_training = tree.training
+    tree.eval()
+    out = []
+    batch = cfg.train.eval_batch_size
+    for start in range(0, len(files), batch):
+        x = torch.stack([load_image(f, channels, size, resize) for f in files[start:start + batch]])
+        out.append(tree(normalizer(x.to(in_data.device))).float().cpu())
+    tree.train(was_training)
+    return torch.cat(out, dim=1)
 
 
 def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), figures: bool = True,
@@ -71,11 +104,32 @@ def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), fi
         "metrics": {k: v for k, v in metrics.items() if k != "oracle_assignment"},
         **analyse(tree, d, cfg, calibration, oods, test=test),
     }
-    suffix = "" if data is None else f"-{dataset_name(Path(data))}"
+    report["data"] = OWN_DATA if data is None else os.path.abspath(data)
+    suffix = _report_suffix(run, data)
     atomic_write_text(run / f"eval-report{suffix}.json", strict_json(report, indent=1) + "\n")
+    report["report_file"] = str(run / f"eval-report{suffix}.json")
     if figures:
         report["figures"] = _figures(run, suffix, test, calibration, oods, d, cfg, tree, report)
     return report
+
+
+OWN_DATA = "(the run's own data source)"
+
+
+def _report_suffix(run: Path, data: str | None) -> str:
+    """One report per evaluated data set: ``eval-report.json`` for the run's own data, ``eval-report-<data
+    set name>.json`` for another (``x.tar.gz`` -> ``-x``), and ``eval-report-<name>-<hash of its absolute
+    path>.json`` when that name already holds the report of another data set of the same name."""
+    if data is None:
+        return ""
+    name, where = dataset_name(Path(data)), os.path.abspath(data)
+    try:
+        recorded = json.loads((run / f"eval-report-{name}.json").read_bytes().decode("utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):  # none yet, or unreadable: it is this set's to (re)write
+        recorded = where
+    if recorded in (where, None):
+        return f"-{name}"
+    return f"-{name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
 def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list[str]:

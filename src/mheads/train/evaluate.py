@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from mheads.config import Config, ConfigError, load_config
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data import DataError
+from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
@@ -107,10 +108,17 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     cfg = load_config(run / "config.yaml", overrides)
     weights, meta = load_run_weights(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device))
-    _check_fits(data_prepared, meta, data or cfg.data.source or "(the embedded data)")
-    saved = load_normalizer(run, data_prepared.in_channels, data_prepared.image_size)
+    where = data or cfg.data.source or "(the embedded data)"
+    _check_fits(data_prepared, meta, where)
+    saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
         data_prepared.normalizer = saved.to(data_prepared.device)
+    if data_prepared.in_channels != meta["in_channels"]:  # colour <-> greyscale, converted as predict does
+        if saved is None:
+            raise DataError(f"--data {where}: {data_prepared.in_channels}-channel images for a "
+                            f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
+                            "apply after converting them (a run from before it was saved)")
+        data_prepared.normalizer = ChannelView(data_prepared.normalizer, meta["in_channels"])
     tree = tree_from_meta(meta, where=str(Path(run) / "run.json"), model=model)
     load_weights_checked(tree, weights, run)
     tree.to(data_prepared.device)
@@ -154,6 +162,8 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
     got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
            "num_classes": data_prepared.num_classes}
     want = {k: meta[k] for k in got}
+    if (got["in_channels"], want["in_channels"]) in CONVERTIBLE:  # colour <-> greyscale: converted
+        got["in_channels"] = want["in_channels"]
     if got != want:
         diff = ", ".join(f"{k} {got[k]} (model takes {want[k]})" for k in got if got[k] != want[k])
         raise DataError(f"--data {where}: images do not fit the run's model: {diff}")

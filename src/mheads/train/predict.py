@@ -47,7 +47,7 @@ from mheads.train.evaluate import load_run_weights, load_weights_checked
 from mheads.train.predict_format import format_predictions
 from mheads.train.reopen import ModelSpec
 
-__all__ = ["format_predictions", "image_paths", "predict"]
+__all__ = ["format_predictions", "image_paths", "load_image", "predict"]
 
 
 def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
@@ -103,8 +103,7 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
         chunk, images = [], []
         for f in files[start:start + batch_size]:
             try:
-                img = decode(read_image_file(f), str(f), channels)
-                images.append(to_tensor(eval_view(img, size, resize)))
+                images.append(load_image(f, channels, size, resize))
                 chunk.append(f)
             except (DataError, OSError) as err:  # this image only: report it and go on with the others
                 records.append({"path": str(f), "error": str(err)})
@@ -115,6 +114,13 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
         records.extend(_records(chunk, logits, classes, top, assigning, calibration))
     order = {str(f): i for i, f in enumerate(files)}
     return sorted(records, key=lambda r: order[r["path"]])  # the files' order, errors in their place
+
+
+def load_image(path: Path, channels: int, size: int, resize: int) -> torch.Tensor:
+    """The image file at ``path`` as the run's model sees it, ``(channels, size, size)`` uint8: read
+    (bounded), decoded to ``channels`` (Pillow converts colour and greyscale), shorter side to ``resize``,
+    centre crop. Raises ``DataError`` naming the file."""
+    return to_tensor(eval_view(decode(read_image_file(path), str(path), channels), size, resize))
 
 
 def _classes(run: Path, meta: dict) -> list[str]:
