@@ -1,0 +1,215 @@
+"""The task interface: what a member's output means (issue 32; sMCL, Lee et al. NeurIPS 2016: MCL needs only a
+per-example loss).
+
+A `Task` turns member outputs `(M, B, ...)` and a batch's targets into:
+
+- `member_losses(outputs, target) -> (M, B)`: each member's per-example loss, differentiable. Every ensemble
+  loss (`Task.loss`, over `mheads.ensemble.losses.ensemble_loss`) reads only these, so a new task needs no
+  loss code of its own.
+- `combine(outputs)`: the ensemble's prediction, the one place per task where members are combined.
+- `combined_loss(name, outputs, target) -> (B,)`: the losses of that combined prediction the task defines
+  (its names are `averaged`: score and probability averaging for classification, the loss of the mean
+  prediction for regression, ...).
+- `penalty(outputs, target) -> (M, B) | None`: confident MCL's non-winner term, `KL(U || p_m)` where the
+  output is categorical; None where confident MCL is not defined.
+- `score_logits(outputs) -> (M, B) | None`: the scoring heads' logits when the outputs carry them.
+- `errors(outputs, target) -> (M, B)` float64: the error under which the oracle picks its member (default:
+  the member losses); `oracle(outputs, target) -> Oracle(member (B,), error (B,))`.
+- `metric_terms(outputs, target, **extra)` and `finish_metrics(sums, num_examples)`: metrics as additive
+  terms, so that `metrics(outputs, target)` on a whole set and `TaskMetrics` fed batch by batch agree exactly.
+- `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from mheads.ensemble.exact_sum import ExactSum
+from mheads.ensemble.losses import (
+    ENSEMBLE_LOSS_NAMES,
+    ENSEMBLE_LOSSES,
+    LOSS_ALIASES,
+    LossResult,
+    ensemble_loss,
+)
+
+__all__ = ["Oracle", "Task", "TaskMetrics", "Terms", "check_outputs", "first_argmin", "reduce_terms"]
+
+
+Terms = dict[str, torch.Tensor]  # metric terms: float (B,) per-example values or integer counts
+
+
+class Oracle(NamedTuple):
+    """Per example, the best member (`member: (B,)` int64, ties to the lowest index) and its error
+    (`error: (B,)` float64) under the task's `errors`."""
+
+    member: torch.Tensor
+    error: torch.Tensor
+
+
+def check_outputs(outputs: Any, target: Any, min_ndim: int = 3, name: str = "outputs") -> None:
+    """`outputs`: a floating tensor `(M, B, ...)` with at least `min_ndim` axes; `target`: a tensor whose
+    first axis is B, on the same device."""
+    if not isinstance(outputs, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(f"{name} and target must be torch.Tensors, got {type(outputs).__name__} and "
+                        f"{type(target).__name__}")
+    if outputs.ndim < min_ndim or not outputs.is_floating_point() or min(outputs.shape) < 1:
+        raise ValueError(f"{name}: got {outputs.dtype} of shape {tuple(outputs.shape)}; expected a floating "
+                         f"tensor (M, B, ...) with at least {min_ndim} axes, none empty")
+    if target.ndim < 1 or target.shape[0] != outputs.shape[1]:
+        raise ValueError(f"target: got shape {tuple(target.shape)}; expected its first axis to be the batch, "
+                         f"B = {outputs.shape[1]}")
+    if target.device != outputs.device:
+        raise ValueError(f"target: on {target.device}; expected the {name}' device {outputs.device}")
+
+
+def first_argmin(values: torch.Tensor) -> torch.Tensor:
+    """`(M, B)` -> `(B,)` the lowest member index attaining each column's minimum (NaN ranks last)."""
+    values = torch.where(torch.isnan(values), torch.inf, values)
+    best = values.min(dim=0, keepdim=True).values
+    return (values == best).to(torch.int64).argmax(dim=0)
+
+
+def reduce_terms(terms: dict[str, torch.Tensor], into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add one batch's metric terms into running sums: a float tensor `(B,)` holds per-example values (summed
+    exactly with `ExactSum`), an integer tensor of any shape holds counts (added)."""
+    into = {} if into is None else into
+    for key, value in terms.items():
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            if value.ndim != 1:
+                raise ValueError(f"metric term {key!r}: got a float tensor of shape {tuple(value.shape)}; "
+                                 "expected per-example values (B,)")
+            into.setdefault(key, ExactSum()).add(value.to(torch.float64).tolist())
+        else:
+            into[key] = value.to(torch.int64) + into[key] if key in into else value.to(torch.int64)
+    return into
+
+
+def _sums(reduced: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.value() if isinstance(v, ExactSum) else v) for k, v in reduced.items()}
+
+
+class Task:
+    """Base class of the tasks; see the module docstring. Subclasses are frozen dataclasses of their settings
+    and override `member_losses`, `combine` and the metric methods; the rest has generic defaults."""
+
+    name: str = "task"
+    averaged: tuple[str, ...] = ()  # names of this task's losses of the combined prediction
+    default_loss: str = "independent"  # the loss a task's users start from
+
+    # ------------------------------------------------------------------ what a subclass defines
+    def head_width(self) -> int:
+        raise NotImplementedError(f"task {self.name!r} does not say its head width")
+
+    def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
+        check_outputs(outputs, target)
+
+    def member_losses(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def combine(self, outputs: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def combined_loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise ValueError(f"loss: got {name!r}; task {self.name!r} defines no loss of its combined prediction")
+
+    def penalty(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def score_logits(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def errors(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.member_losses(outputs, target).to(torch.float64)
+
+    def metric_terms(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> Terms:
+        raise NotImplementedError
+
+    def finish_metrics(self, sums: dict[str, Any], num_examples: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ generic
+    def loss_names(self) -> tuple[str, ...]:
+        """Every loss name `loss` accepts for this task."""
+        names = [n for n in ENSEMBLE_LOSS_NAMES if not (ENSEMBLE_LOSSES[n].penalty and not self.has_penalty)]
+        return tuple(names) + tuple(LOSS_ALIASES) + self.averaged
+
+    @property
+    def has_penalty(self) -> bool:
+        """Whether confident MCL ("cmcl") is defined: the output is categorical."""
+        return type(self).penalty is not Task.penalty
+
+    def oracle(self, outputs: torch.Tensor, target: torch.Tensor) -> Oracle:
+        """Per example the member with the lowest `errors` (ties to the lowest index) and that error."""
+        self.check(outputs, target)
+        errors = self.errors(outputs, target)
+        member = first_argmin(errors)
+        return Oracle(member, errors.gather(0, member.unsqueeze(0)).squeeze(0))
+
+    def loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor, *,
+             weights: torch.Tensor | None = None, score_logits: torch.Tensor | None = None,
+             **params: Any) -> LossResult:
+        """The ensemble loss `name` on this task: one of `ENSEMBLE_LOSS_NAMES` ("cmcl" where `penalty` is
+        defined) over `member_losses`, or one of `averaged` (a loss of `combine`'s prediction; no `weights`).
+        `params`: `ensemble_loss`'s k, mix, beta, epsilon, temperature, score_weight, generator. A scored loss
+        reads `score_logits` from the outputs when they carry them."""
+        self.check(outputs, target)
+        if name in self.averaged:
+            if weights is not None:
+                raise ValueError(f"loss {name!r} averages the members and takes no per-member weights, "
+                                 "got some")
+            ensemble_loss("independent", torch.zeros(outputs.shape[:2]), **params)  # validates the numbers
+            with torch.no_grad():
+                own = self.member_losses(outputs, target).mean(dim=1)
+            return LossResult(self.combined_loss(name, outputs, target).mean(), own, None)
+        spec = ENSEMBLE_LOSSES.get(LOSS_ALIASES.get(name, name))
+        if spec is None or (spec.penalty and not self.has_penalty):
+            why = " (confident MCL needs a categorical output)" if spec is not None else ""
+            raise ValueError(f"loss: got {name!r}; expected one of {', '.join(self.loss_names())} for task "
+                             f"{self.name!r}{why}")
+        nll = self.member_losses(outputs, target)
+        penalty = self.penalty(outputs, target) if spec.penalty else None
+        if spec.scores and score_logits is None:
+            score_logits = self.score_logits(outputs)
+        return ensemble_loss(name, nll, penalty=penalty, score_logits=score_logits, weights=weights, **params)
+
+    def metrics(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> dict[str, Any]:
+        """The task's metrics on one batch or a whole collected set (JSON-ready numbers)."""
+        reduced = reduce_terms(self.metric_terms(outputs, target, **extra))
+        return self.finish_metrics(_sums(reduced), int(outputs.shape[1]))
+
+    @staticmethod
+    def from_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs: Any) -> Task:
+        """A task from a per-example loss `(output (B, ...), target) -> (B,)`: `mheads.tasks.custom_task`."""
+        from mheads.tasks.custom import custom_task
+
+        return custom_task(loss_fn, **kwargs)
+
+
+class TaskMetrics:
+    """A task's metrics fed batch by batch: `update(outputs, target, **extra)`, then `compute()` returns what
+    `task.metrics` returns on the concatenated set (exact sums: equal whatever the batching, as long as each
+    example's terms do not depend on its batch)."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: dict[str, Any] = {}
+        self._n = 0
+
+    @torch.no_grad()
+    def update(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> None:
+        reduce_terms(self.task.metric_terms(outputs, target, **extra), self._sums)
+        self._n += int(outputs.shape[1])
+
+    def compute(self) -> dict[str, Any]:
+        if self._n == 0:
+            raise ValueError("TaskMetrics.compute: no batch was added")
+        return self.task.finish_metrics(_sums(self._sums), self._n)
