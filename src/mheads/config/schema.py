@@ -116,6 +116,9 @@ class DataConfig:
     crop_padding: int = 0
     flip: bool = False
     bagging: bool = False  # each member trains on its own bootstrap sample
+    # train on only the distinct images of bagging member m's bootstrap sample (seeded by train.seed), each
+    # once: about 63.2% of the set (section 4's control for bagging's loss of unique data)
+    bootstrap_unique: int | None = None
     # use N training (test) images: a class-stratified subset, seeded by train.seed (mheads.data.subsets)
     train_limit: int | None = None
     test_limit: int | None = None
@@ -174,6 +177,10 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _int(f"{p}.{name}", getattr(self, name), 1)
+        if self.bootstrap_unique is not None:
+            _int(f"{p}.bootstrap_unique", self.bootstrap_unique, 0)
+            if self.bagging:
+                _fail(f"{p}.bootstrap_unique", self.bootstrap_unique, "null with data.bagging: true")
         if self.source is not None and not isinstance(self.source, str):
             _fail(f"{p}.source", self.source, "a path or null for the embedded data")
 
@@ -228,6 +235,15 @@ class OptimConfig:
     # false: no weight decay on BatchNorm and bias parameters (every parameter with fewer than 2 dimensions)
     decay_norm_and_bias: bool = True
     lr_times_members: bool = False  # averaged losses scale member gradients by 1/M; the paper raises lr by M
+    # per-group multipliers, Caffe's lr_mult / decay_mult: a bias (a parameter named ...bias) trains at
+    # lr * bias_lr_mult with weight decay weight_decay * bias_decay_mult (CIFAR10-Quick's prototxt: lr_mult 2
+    # on every bias, no decay_mult, i.e. 2 and 1); the schedule's rate is scaled by each group's multiplier at
+    # every step. 1 and 1: one rate and one decay for every parameter (the results committed before issue 34)
+    bias_lr_mult: float = 1.0
+    bias_decay_mult: float = 1.0
+    # rate multiplier of parameters that several members share (a TreeNet's trunk receives the sum of their
+    # gradients): a number >= 0, or inverse_members (1 / the number of members sharing it: 1/M for the trunk)
+    trunk_lr_mult: Any = 1.0
     schedule: str = "steps"  # fixed | steps | every | cosine | plateau
     warmup: int = 0  # linear learning-rate warm-up over the first iterations (any schedule)
     milestones: list = field(default_factory=lambda: [4000])
@@ -255,6 +271,14 @@ class OptimConfig:
         if self.schedule == "plateau":
             _int(f"{p}.window", self.window, 1)
         _num(f"{p}.threshold", self.threshold, 0.0, high=1.0)
+        from mheads.optim.build import INVERSE_MEMBERS  # kept inside OptimConfig (shared file)
+
+        _num(f"{p}.bias_lr_mult", self.bias_lr_mult, 0.0)
+        _num(f"{p}.bias_decay_mult", self.bias_decay_mult, 0.0)
+        if self.trunk_lr_mult != INVERSE_MEMBERS:
+            if isinstance(self.trunk_lr_mult, str):
+                _fail(f"{p}.trunk_lr_mult", self.trunk_lr_mult, f"a number >= 0 or {INVERSE_MEMBERS}")
+            _num(f"{p}.trunk_lr_mult", self.trunk_lr_mult, 0.0)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from mheads.config import Config, ConfigError
 from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
 from mheads.data.batching import shard_rows
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
-from mheads.ensemble.strategies import bootstrap_counts
+from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
 __all__ = ["ResidentData", "prepare_data"]
 
@@ -128,6 +128,9 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
     if d.val_fraction:
         keep, held = val_split(len(train_y), d.val_fraction, cfg.train.seed)
         val_x, val_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[keep], train_y[keep]
+    if d.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
+        keep = bootstrap_unique(len(train_y), d.bootstrap_unique, cfg.train.seed).numpy()
         train_x, train_y = train_x[keep], train_y[keep]
     normalizer = Normalizer.fit(train_x, d.normalize).to(device)
     weights = None

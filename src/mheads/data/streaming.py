@@ -61,7 +61,7 @@ from mheads.data.stream_worker import (
     workers_shielded,
 )
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
-from mheads.ensemble.strategies import bootstrap_counts
+from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
 __all__ = ["WORKER_TIMEOUT_S", "StreamData", "StreamWorkerError", "default_workers", "prepare_stream",
            "worker_errors"]
@@ -405,6 +405,8 @@ def prepare_stream(
     if d.val_fraction:
         keep, held = val_split(len(train_idx), d.val_fraction, t.seed)
         train_idx, val_idx = train_idx[keep], train_idx[held]
+    if d.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
+        train_idx = train_idx[bootstrap_unique(len(train_idx), d.bootstrap_unique, t.seed).numpy()]
     n_train, n_test = len(train_idx), len(test_idx)
     size = d.image_size if d.image_size is not None else _native_size(train_src, train_idx, str(d.source))
     view = View(

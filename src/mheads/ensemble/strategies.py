@@ -24,7 +24,7 @@ import torch
 from mheads.core.checks import check_int
 from mheads.core.seeding import Stream, derived_generator
 
-__all__ = ["bootstrap_counts", "bootstrap_indices", "random_label_split"]
+__all__ = ["bootstrap_counts", "bootstrap_indices", "bootstrap_unique", "random_label_split"]
 
 
 def bootstrap_indices(num_examples: int, num_members: int, seed: int) -> torch.Tensor:
@@ -50,6 +50,14 @@ def bootstrap_counts(num_examples: int, num_members: int, seed: int) -> torch.Te
     indices = bootstrap_indices(num_examples, num_members, seed)
     counts = torch.zeros(num_members, num_examples, dtype=torch.float32)
     return counts.scatter_add_(1, indices, torch.ones_like(indices, dtype=torch.float32))
+
+
+def bootstrap_unique(num_examples: int, member: int, seed: int) -> torch.Tensor:
+    """(U,) int64, sorted: the distinct examples of member ``member``'s bootstrap sample (the one
+    :func:`bootstrap_indices` draws for it), U about 63.2% of N. Training one model on exactly these, each
+    once, is section 4's control: bagging's loss of unique data without its duplicates."""
+    check_int("member", member, 0)
+    return torch.unique(bootstrap_indices(num_examples, member + 1, seed)[member])
 
 
 def random_label_split(num_classes: int, num_members: int, seed: int) -> torch.Tensor:

@@ -1,4 +1,10 @@
-"""The optimizer and learning-rate schedule a config's ``optim`` section describes."""
+"""The optimizer and learning-rate schedule a config's ``optim`` section describes.
+
+Per-group multipliers follow Caffe's ``param { lr_mult decay_mult }``: a parameter's rate at each step is the
+schedule's rate times its group's ``lr_mult`` (:func:`set_rate`), and its weight decay ``optim.weight_decay``
+times its ``decay_mult``. With every multiplier at 1 the optimizer is built exactly as before they existed
+(one group, no ``lr_mult`` key), so runs without them are bit-identical to earlier versions.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,10 @@ from mheads.optim.schedules import Schedule
 if TYPE_CHECKING:  # the config sits above this package: it validates against the schedules here
     from mheads.config import Config
 
-__all__ = ["OPTIMIZERS", "NoParameters", "build_optimizer", "param_groups"]
+__all__ = ["INVERSE_MEMBERS", "OPTIMIZERS", "NoParameters", "build_optimizer", "param_groups", "set_rate"]
 
 OPTIMIZERS = ("sgd", "adamw")
+INVERSE_MEMBERS = "inverse_members"  # optim.trunk_lr_mult: 1 / (members sharing the parameter)
 
 
 class NoParameters:
@@ -45,15 +52,71 @@ def param_groups(params: list[torch.nn.Parameter], weight_decay: float, decay_no
                         {"params": plain, "weight_decay": 0.0}) if g["params"]]
 
 
-def build_optimizer(cfg: Config, params: list[torch.nn.Parameter]):
+def has_multipliers(o) -> bool:
+    """Whether ``optim`` asks for any rate or decay multiplier other than 1."""
+    return o.bias_lr_mult != 1 or o.bias_decay_mult != 1 or o.trunk_lr_mult != 1
+
+
+def _holders(tree) -> dict[int, int]:
+    """id(parameter) -> how many members' root-to-leaf paths hold it (M for a TreeNet's trunk, 1 for a
+    member's own layers, 0 for parameters outside the paths such as scoring heads)."""
+    count: dict[int, int] = {}
+    for path in tree.paths():
+        for node in path:
+            for p in node.layers.parameters():
+                count[id(p)] = count.get(id(p), 0) + 1
+    return count
+
+
+def multiplied_groups(params: list[torch.nn.Parameter], o, tree, lr: float) -> list[dict]:
+    """Groups of equal ``(lr_mult, weight_decay)``, in order of first appearance, each carrying its
+    ``lr_mult``. A bias is a parameter whose name ends in ``bias`` (Caffe's second blob of a convolution or
+    inner product); the trunk multiplier applies to parameters held by more than one member."""
+    name_of = {id(p): n for n, p in tree.named_parameters()}
+    holders = _holders(tree)
+    groups: dict[tuple[float, float], dict] = {}
+    for p in params:
+        if id(p) not in name_of:
+            raise ValueError("optim multipliers: a parameter to optimize is not in the TreeNet (its name "
+                             "decides whether it is a bias)")
+        bias = name_of[id(p)].rsplit(".", 1)[-1] == "bias"
+        mult = o.bias_lr_mult if bias else 1.0
+        shared = holders.get(id(p), 0)
+        if shared > 1:
+            mult *= 1.0 / shared if o.trunk_lr_mult == INVERSE_MEMBERS else float(o.trunk_lr_mult)
+        decay = o.weight_decay * (o.bias_decay_mult if bias else 1.0)
+        if not o.decay_norm_and_bias and p.ndim < 2:
+            decay = 0.0
+        key = (float(mult), float(decay))
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": key[1], "lr_mult": key[0], "lr": lr * key[0]}
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def set_rate(opt, lr: float) -> None:
+    """Set every group's rate for the next step: ``lr`` times the group's ``lr_mult`` (groups without one,
+    the default, take ``lr`` itself)."""
+    for g in opt.param_groups:
+        g["lr"] = lr * g["lr_mult"] if "lr_mult" in g else lr
+
+
+def build_optimizer(cfg: Config, params: list[torch.nn.Parameter], tree=None):
     """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the
-    paper's)."""
+    paper's). ``tree``: the TreeNet that holds ``params``, needed by the per-group multipliers (names say
+    which parameters are biases, its paths which are shared)."""
     o = cfg.optim
     lr = o.lr * (cfg.model.members if o.lr_times_members else 1)
     if not params:
         opt = NoParameters()
     else:
-        groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
+        if has_multipliers(o):
+            if tree is None:
+                raise ValueError("optim.bias_lr_mult / bias_decay_mult / trunk_lr_mult: build_optimizer "
+                                 "needs the TreeNet (tree=) to group the parameters")
+            groups = multiplied_groups(params, o, tree, lr)
+        else:
+            groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
         if o.name == "adamw":
             # capturable on CUDA: its step count stays on the device, so a step can be guarded there
             # (train.sync: deferred) without reading it back

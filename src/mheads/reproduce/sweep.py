@@ -90,10 +90,29 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
 
 
+def _check_same_optim(cfg, run: Path) -> None:
+    """A finished run is this cell's result only if it trained with the cell's optimizer settings: the
+    recipe's defaults changed once (issue 34: Caffe's bias rate in the `cpu` and `paper` scales), and a folder
+    of runs from before must not pass for the new recipe."""
+    path = run / "config.yaml"
+    if not path.exists():
+        return
+    from mheads.config import config_from_dict, read_yaml
+
+    # through the dataclasses: a run written before a field existed has that field's default
+    have = dataclasses.asdict(config_from_dict(read_yaml(path)).optim)
+    want = dataclasses.asdict(cfg.optim)
+    diff = [f"optim.{k}: {have[k]!r} there, {want[k]!r} here" for k in want if have.get(k) != want[k]]
+    if diff:
+        raise ConfigError(f"{run}: finished with other optimizer settings than this cell "
+                          f"({'; '.join(diff)}); pass --set for the settings it ran with, or a new --out")
+
+
 def run_cell(cfg, run: Path) -> dict:
     """Finished metrics of one run, training or resuming it as needed."""
     metrics_path = run / "metrics.json"
     if metrics_path.exists():
+        _check_same_optim(cfg, run)
         return json.loads(metrics_path.read_text())
     started = run.is_dir() and any((run / m).exists() for m in RUN_MARKERS)
     # writes metrics.json (atomically), with wall_time_s

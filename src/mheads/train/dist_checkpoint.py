@@ -31,7 +31,7 @@ def is_distributed(model) -> bool:
 
 def _full_names(cfg, tree) -> tuple[list[str], list[dict]]:
     """The whole tree's parameter names in a single-process optimizer's numbering, and its groups."""
-    template, _ = build_optimizer(cfg, list(tree.parameters()))
+    template, _ = build_optimizer(cfg, list(tree.parameters()), tree)
     return names_in_order(template, tree.named_parameters()), template.state_dict().get("param_groups", [])
 
 

@@ -30,7 +30,7 @@ from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData, worker_errors
 from mheads.models import is_import_path, model_factory
-from mheads.optim.build import build_optimizer
+from mheads.optim.build import build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import (
     CheckpointError,
@@ -132,8 +132,7 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
     try:
         for it in range(st.step, t.iterations):
             lr = run.schedule.lr_at(it)
-            for g in run.opt.param_groups:
-                g["lr"] = lr
+            set_rate(run.opt, lr)  # times each group's multiplier (optim.bias_lr_mult, trunk_lr_mult)
             done = _update(run, it) if run.tally is None else _update_deferred(run, it)
             if done is None:  # a skipped non-finite step (train.nan_policy: skip)
                 continue
@@ -335,7 +334,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
         model = compile_checked(model, x0, y0)
     params = list(model.parameters())
-    opt, schedule = build_optimizer(cfg, params)
+    opt, schedule = build_optimizer(cfg, params, tree)
     if shared is not None:
         if is_distributed(model):
             restore_parts(cfg, tree, model, opt, comm, ck)
