@@ -83,6 +83,7 @@ class Classification(Task):
 
     def loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor, **params: Any) -> LossResult:
         """`compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)`."""
+        self.check(outputs, target)
         return compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)
 
     def metric_terms(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> Terms:

@@ -1,0 +1,80 @@
+"""mheads.tasks.classification: today's math behind the Task interface, unchanged."""
+
+import pytest
+import torch
+
+from mheads.ensemble import metrics as mt
+from mheads.ensemble.losses import LOSS_NAMES, LOSSES, compute_loss
+from mheads.tasks import Task, TaskMetrics, classification
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def batch(seed=0, m=3, b=7, c=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(m, b, c, generator=g, dtype=torch.float64), torch.randint(0, c, (b,), generator=g)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_task_loss_is_compute_loss_and_the_generic_path_agrees(name, smoothing):
+    """`Classification.loss` is compute_loss; the generic `Task.loss` (member losses -> ensemble_loss, or the
+    task's combined loss) gives the same numbers: bit for bit for the member losses, to rounding for the two
+    averaged ones (computed through another expression)."""
+    logits, targets = batch()
+    task = classification(4, label_smoothing=smoothing)
+    kw = {"k": 1 if LOSSES[name].single_winner else 2, "temperature": 0.5}
+    if LOSSES[name].scores:
+        kw["score_logits"] = torch.randn(3, 7, dtype=torch.float64)
+    want = compute_loss(name, logits, targets, label_smoothing=smoothing,
+                        generator=torch.Generator().manual_seed(3), **kw)
+    got = task.loss(name, logits, targets, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(got.loss, want.loss)
+    generic = Task.loss(task, name, logits, targets, generator=torch.Generator().manual_seed(3), **kw)
+    if LOSSES[name].average is None:
+        assert torch.equal(generic.loss, want.loss) and torch.equal(generic.per_member, want.per_member)
+        assert torch.equal(generic.assignment, want.assignment) if want.assignment is not None else True
+    else:
+        assert generic.loss.item() == pytest.approx(want.loss.item(), rel=1e-12)
+        if not smoothing:  # compute_loss reports the members' unsmoothed cross-entropy there
+            assert torch.allclose(generic.per_member, want.per_member, rtol=1e-12)
+
+
+def test_metrics_are_the_ensemble_metrics_and_batching_does_not_matter():
+    logits, targets = batch(1, b=20)
+    task = classification(4)
+    got = task.metrics(logits, targets)
+    assert got["ensemble_mean_acc"] == mt.ensemble_mean_accuracy(logits, targets)
+    assert got["ensemble_mean_acc_scores"] == mt.ensemble_mean_accuracy(logits, targets, average="scores")
+    assert got["oracle_acc"] == mt.oracle_accuracy(logits, targets)
+    assert got["member_acc"] == mt.member_accuracy(logits, targets).tolist()
+    assert got["nll"] == pytest.approx(mt.negative_log_likelihood(logits, targets), rel=1e-14)
+    assert got["mean_member_nll"] == pytest.approx(mt.mean_member_nll(logits, targets), rel=1e-14)
+    acc = TaskMetrics(task)
+    for lo in range(0, 20, 6):
+        acc.update(logits[:, lo:lo + 6], targets[lo:lo + 6])
+    assert acc.compute() == got
+
+
+def test_oracle_is_the_best_member_and_its_top1_error():
+    # Example 0: only member 1 is right; example 1: members 0 and 2 are right (lowest index); example 2: none.
+    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
+                           [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
+                           [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    targets = torch.tensor([0, 0, 1])
+    oracle = classification(2).oracle(logits, targets)
+    assert oracle.member.tolist() == [1, 0, 0] and oracle.error.tolist() == [0.0, 0.0, 1.0]
+    assert 1 - oracle.error.mean().item() == pytest.approx(mt.oracle_accuracy(logits, targets))
+
+
+def test_combine_head_width_and_checks():
+    logits, targets = batch()
+    task = classification(4)
+    assert task.head_width() == 4
+    assert torch.allclose(task.combine(logits), torch.softmax(logits, -1).mean(0))
+    with pytest.raises(ValueError, match="num_classes = 5"):
+        classification(5).loss("mcl", logits, targets)
+    with pytest.raises(ValueError, match="num_classes: got None"):
+        classification().head_width()
+    with pytest.raises(ValueError, match="label_smoothing: got 2"):
+        classification(label_smoothing=2)
