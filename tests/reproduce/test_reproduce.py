@@ -12,7 +12,7 @@ from mheads.reproduce.spec import load_spec
 
 
 @pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6",
-                                  "mcl-ce", "label-split", "guided-backprop", "open-set"])
+                                  "mcl-ce", "label-split", "guided-backprop", "open-set", "bagging-control"])
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_every_experiment_spec_validates_at_every_scale(name, scale):
     spec = load_spec(name, scale, "/some/cifar10")
@@ -316,3 +316,18 @@ def test_the_seeds_column_names_a_metric_that_averages_fewer_seeds(tmp_path):
     line = next(x for x in write_tables(spec, collect(spec, whole), tmp_path, "h").splitlines()
                 if x.startswith("| Single"))
     assert re.search(r"\|\s+2 \|", line) and "oracle_acc:" not in line
+
+
+def test_cifar10_quick_scales_follow_caffes_bias_rate_and_the_old_recipe_stays_reachable():
+    for scale in ("cpu", "paper"):
+        assert {c.config.optim.bias_lr_mult for c in load_spec("table1", scale, None).cells} == {2}
+        old = load_spec("table1", scale, None, ["optim.bias_lr_mult=1"])
+        assert {c.config.optim.bias_lr_mult for c in old.cells} == {1}
+        assert {c.config.optim.bias_lr_mult for c in load_spec("table2-nin", scale, None).cells} == {1}
+
+
+def test_a_finished_run_of_other_optimizer_settings_is_refused(tmp_path, one_thread):
+    reproduce("table1", "smoke", None, tmp_path, cells=["single"])
+    (tmp_path / "seeds.csv").unlink()  # which refuses to pool rows of other overrides on its own
+    with pytest.raises(ConfigError, match=r"optim.bias_lr_mult: 1.0 there, 2 here"):
+        reproduce("table1", "smoke", None, tmp_path, cells=["single"], overrides=["optim.bias_lr_mult=2"])
