@@ -3,8 +3,8 @@
 Sources: every ``experiments/results/*/seeds.csv`` (per-seed values) and ``results.csv`` (mean, std over
 seeds). Checks, each on every line of RESULTS.md (or the file given):
 
-- ``m ± s`` after per-seed values ``a / b / c`` (in a table row or in text): m and s are the mean and the
-  sample standard deviation (n - 1) of those values, rounded to two decimals;
+- a table cell ``m ± s`` right after a cell of per-seed values ``a / b / c``: m and s are the mean and the
+  sample standard deviation (n - 1) of those values (to the 0.005 their rounding allows);
 - ``X (a / b / c)``: X is the mean of the values in brackets (a difference of means quoted with the
   differences of each seed), to the last digit written;
 - every ``m ± s`` is a (mean, std) of some committed results.csv row or seeds.csv group, to two decimals;
@@ -77,7 +77,9 @@ def check(lines: list[str], values, pairs, params):
         for g in GROUP.finditer(line):
             parts = [g.group(1)] + [p.strip() for p in g.group(2).split("/") if p.strip()]
             tail = line[g.end():]
-            pm = re.match(r"[^±|\d]*\|?\s*\**(\d+\.\d+)\** ± (\d+\.\d+)", tail)
+            # a table cell of per-seed values followed by the cell of their mean ± std
+            in_cell = line[:g.start()].rstrip().endswith("|")
+            pm = re.match(r"\s*\|\s*(\d+\.\d+) ± (\d+\.\d+)", tail) if in_cell else None
             nums = [_f(p) for p in parts]
             if pm and len(nums) >= 2 and all(not p.startswith(("+", "-", "−")) for p in parts):
                 m, s = statistics.mean(nums), statistics.stdev(nums)
