@@ -77,8 +77,8 @@ def test_members_with_the_base_weights_reproduce_its_forward_exactly(split):
         assert sorted(tree.member(m).state_dict()) == sorted(base.state_dict())  # loads into the base
 
 
-def test_a_cut_that_does_not_reproduce_the_forward_is_refused():
-    class ModeDependent(nn.Module):  # fx bakes in the branch taken while tracing (training mode)
+def test_python_on_self_training_is_traced_in_both_modes():
+    class ModeDependent(nn.Module):  # fx freezes the branch taken while tracing: traced once per mode
         def __init__(self):
             super().__init__()
             self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
@@ -89,9 +89,29 @@ def test_a_cut_that_does_not_reproduce_the_forward_is_refused():
                 h = h * 2
             return self.b(h)
 
-    with pytest.raises(ValueError, match=r"does not reproduce its forward \(max difference"):
-        TreeNet(ModeDependent(), 2, "a", example_input=(3, 4))
-    TreeNet(ModeDependent(), 2, None, example_input=(3, 4))  # its own forward: nothing to refuse
+    base = ModeDependent()
+    tree = TreeNet(base, 2, "a", init="same", example_input=(3, 4))
+    x = torch.randn(3, 4)
+    for mode in (True, False):
+        tree.train(mode)
+        base.train(mode)
+        assert torch.equal(tree(x)[1], base(x)) and torch.equal(tree.member(1)(x), base(x))
+
+
+def test_a_cut_that_does_not_reproduce_the_forward_is_refused():
+    class Counting(nn.Module):  # Python state fx freezes at tracing
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.calls = nn.Linear(4, 4), nn.Linear(4, 2), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.b(self.a(x)) * self.calls
+
+    with pytest.raises(ValueError, match=r"member 0 of the cut at 'a' against Counting.forward in eval mode "
+                                         r"on a \(3, 4\) probe batch: max \|difference\| .* above the "
+                                         "tolerance"):
+        TreeNet(Counting(), 2, "a", example_input=(3, 4))
 
 
 def test_a_sequential_subclass_with_its_own_forward_is_traced():
@@ -163,7 +183,7 @@ def test_a_bare_parameter_is_redrawn_per_member():
     base = nn.Sequential(nn.Linear(4, 8), Scale(), nn.Linear(8, 2))
     tree = TreeNet(base, 3, None, seed=1)
     gammas = [tree.member(m).state_dict()["1.gamma"] for m in range(3)]
-    assert torch.equal(gammas[0], base[1].gamma)  # member 0 is the module itself
+    assert not torch.equal(gammas[0], base[1].gamma)  # member 0 is redrawn too: one distribution for all
     assert not torch.equal(gammas[1], gammas[0]) and not torch.equal(gammas[2], gammas[1])
     base[1].gamma = nn.Parameter(torch.arange(8), requires_grad=False)  # integers cannot be redrawn: named
     with pytest.raises(ValueError, match=r"cannot redraw base.1.gamma: Scale has no reset_parameters"):

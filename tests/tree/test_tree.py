@@ -166,8 +166,11 @@ def test_user_sequential_base():
     base.add_module("fc2", nn.Linear(8, 3))
     net = TreeNet(base, num_members=2, split="fc1")
     assert net.shared_layers() == ["fc1", "act"]
-    assert torch.equal(net.member(0).fc2.weight, base.fc2.weight)  # member 0 keeps the user's weights
-    assert not torch.equal(net.member(1).fc2.weight, base.fc2.weight)
+    # from an instance every member is redrawn, member 0 included: one distribution for all
+    assert not torch.equal(net.member(0).fc2.weight, base.fc2.weight)
+    assert not torch.equal(net.member(1).fc2.weight, net.member(0).fc2.weight)
+    same = TreeNet(base, num_members=2, split="fc1", init="pretrained")
+    assert torch.equal(same.member(1).fc2.weight, base.fc2.weight)  # init="pretrained" keeps the weights
     assert net(torch.randn(4, 6)).shape == (2, 4, 3)
 
 

@@ -38,10 +38,11 @@ from torch import nn
 
 from mheads.core.checks import check_int
 from mheads.core.seeding import member_init_seeds
-from mheads.tree.cut import cut_module, stitch, trace
+from mheads.tree.cut import CutError, analyse, cut_graphs, pick, segment, stitch, why_not
 from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
 from mheads.tree.members import INIT_MODES, BaseSpec, build_members
 from mheads.tree.scoring import ScoringHeads, score_features
+from mheads.tree.sharing import canonical_names, share_with_ancestors, used_objects
 
 __all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
 
@@ -51,10 +52,20 @@ SplitSpec = Union[None, str, Sequence[tuple]]
 class TreeNode(nn.Module):
     """A part of the base network (``layers``) followed by zero or more child branches."""
 
-    def __init__(self, layers: nn.Module, branches: Sequence["TreeNode"] = ()):
+    def __init__(self, layers: nn.Module, branches: Sequence["TreeNode"] = (), output=None,
+                 model_name: str = "the base"):
         super().__init__()
         self.layers = layers
         self.branches = nn.ModuleList(branches)
+        self.output = output  # a leaf's choice from a dict or tuple output (not state: a plain attribute)
+        self.model_name = model_name
+
+    def finish(self, h):
+        """A leaf's prediction from its layers' output ``h``: ``h[output]`` when ``output`` is set; a dict or
+        tuple without it is refused naming its keys."""
+        if self.output is None and isinstance(h, torch.Tensor):
+            return h
+        return pick(h, self.output, self.model_name)
 
     @property
     def is_identity(self) -> bool:
@@ -65,7 +76,7 @@ class TreeNode(nn.Module):
         """Returns the outputs of every leaf under this node, depth-first: a list of ``(B, C)``."""
         h = self.layers(x)
         if len(self.branches) == 0:
-            return [h]
+            return [self.finish(h)]
         out: list[torch.Tensor] = []
         for branch in self.branches:
             out.extend(branch(h))
@@ -130,9 +141,11 @@ class TreeNet(nn.Module):
             sibling branches as one grouped op per layer (:mod:`mheads.tree.fused`, same results up to float
             rounding); ``"auto"`` picks per device type what the benchmark measured faster. Also a settable
             attribute.
-        example_input: a batch (or its shape) to check the cut on: with identical weights each member must
-            reproduce the base's own ``forward`` exactly (in eval mode, so BatchNorm statistics are not
-            touched). Also sizes the scoring heads.
+        example_input: a batch (or its shape) to check the cut on (:meth:`check_cut`): member 0 must
+            reproduce the base's own ``forward`` in eval mode (BatchNorm statistics untouched) within a
+            tolerance scaled to the dtype and the output's magnitude. Also sizes the scoring heads.
+        output: the prediction, for a base whose ``forward`` returns a dict (a key) or a tuple or list (an
+            index); ``None`` (the default) for a base returning a tensor.
         scoring_heads: give each member a scoring head (``self.scoring``, see the module docstring and
             :meth:`add_scoring_heads`); needs ``example_input``. ``None`` otherwise.
     """
@@ -140,8 +153,14 @@ class TreeNet(nn.Module):
     def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
                  seeds: Sequence[int] | None = None, same_init: bool = False, init: str | None = None,
                  reinit: Sequence[str] = (), exec_mode: str = "loop",
-                 example_input: torch.Tensor | Sequence[int] | None = None, scoring_heads: bool = False):
+                 example_input: torch.Tensor | Sequence[int] | None = None, scoring_heads: bool = False,
+                 output=None):
         super().__init__()
+        if output is not None and not isinstance(output, (str, int)) or isinstance(output, bool):
+            raise ValueError(f"output: got {output!r}; expected a key (str) or an index (int) of the base's "
+                             "output, or None for a base returning a tensor")
+        self.output = output
+        self.cut_check: str | None = None
         self.exec_mode = exec_mode
         self.scoring: ScoringHeads | None = None
         check_int("members", num_members, 1)
@@ -159,12 +178,13 @@ class TreeNet(nn.Module):
         self.seeds = seeds
         self.split = split
         self.init = init
-        copies = build_members(base, seeds, init, reinit)
+        copies, self.init_scheme = build_members(base, seeds, init, reinit, describe=True)
+        self.model_name = type(copies[0]).__name__
         self.levels = _normalize_split(split, num_members)
         self._check_levels()
         names = [name for name, _ in copies[0].named_children()]
         sequential = isinstance(copies[0], nn.Sequential) and type(copies[0]).forward is nn.Sequential.forward
-        self._graph: fx.Graph | None = None
+        self._graph: dict[bool, fx.Graph] | None = None
         if sequential and all(name is None or name in names for name, _ in self.levels):
             self.layer_names = names
             if not names:
@@ -173,15 +193,13 @@ class TreeNet(nn.Module):
             self.root = self._build_node(copies, 0, 0, num_members, cuts)
         elif self.levels[0][0] is None and len(self.levels) == 1:  # independent members: their own forward
             self.layer_names = names
-            self.root = TreeNode(nn.Sequential(), [TreeNode(net) for net in copies])
+            self.root = TreeNode(nn.Sequential(),
+                                 [TreeNode(net, (), output, self.model_name) for net in copies])
         else:
             self.layer_names = [n for n, _ in copies[0].named_modules() if n]
-            points = [name for name, _ in self.levels if name is not None]
             if self.levels[0][0] is None:
                 raise ValueError("split: a traced model branches at the input only with split=None")
-            self._graph = trace(copies[0], set(points))
-            segments = [cut_module(net, points) for net in copies]
-            self.root = self._build_graph_node(segments, 0, 0, num_members)
+            self._build_traced(copies)
         if example_input is not None:
             self.check_cut(copies[0], example_input)
         if scoring_heads:
@@ -268,40 +286,94 @@ class TreeNet(nn.Module):
                 for j in range(n)]
         return TreeNode(seq, kids)
 
-    def _build_graph_node(self, segments: list[list[fx.GraphModule]], level: int, lo: int,
-                          hi: int) -> TreeNode:
-        """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy."""
+    def _build_traced(self, copies: list[nn.Module]) -> None:
+        """Trace member 0's copy (both modes, see :mod:`mheads.tree.cut`), cut its graphs at the split points
+        and give every member's copy the same segments."""
+        points = [name for name, _ in self.levels]
+        found = analyse(copies[0])
+        for p in points:
+            if p not in found.points:
+                raise CutError(why_not(found, p))
+        order = {n: i for i, n in enumerate(found.graphs[True].nodes)}
+        cuts = [found.cuts[True][p] for p in points]
+        if [order[c] for c in cuts] != sorted(order[c] for c in cuts) or len(set(cuts)) != len(cuts):
+            raise CutError(f"split: {points} are not in the order forward calls them (or two of them cut at "
+                           "the same place); list split points in that order")
+        graphs = {mode: cut_graphs(found.graphs[mode], [found.cuts[mode][p] for p in points], copies[0],
+                                   self.output) for mode in {True, False}
+                  if mode or found.graphs[False] is not found.graphs[True]}
+        graphs.setdefault(False, graphs[True])
+        self._graph = {mode: _whole(found.graphs[mode], copies[0], self.output) for mode in (True, False)}
+        if found.graphs[False] is found.graphs[True]:
+            self._graph[False] = self._graph[True]
+        for net in copies[1:]:  # constants fx stored on the traced copy (plain tensor attributes)
+            for g in self._graph.values():
+                for n in g.nodes:
+                    if n.op == "get_attr" and not _has_path(net, n.target) and "." not in n.target:
+                        setattr(net, n.target, getattr(copies[0], n.target))
+        segments = [[segment(net, {mode: graphs[mode][level] for mode in (True, False)},
+                             f"{self.model_name}Segment") for level in range(len(points) + 1)]
+                    for net in copies]
+        canon = canonical_names(copies[0])
+        self.root = self._build_graph_node(segments, copies, canon, {}, 0, 0, self.num_members)
+
+    def _build_graph_node(self, segments: list[list[nn.Module]], copies: list[nn.Module], canon: dict,
+                          inherited: dict, level: int, lo: int, hi: int) -> TreeNode:
+        """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy, using
+        the objects of its ancestors wherever the base uses one object on both sides of a cut (a module called
+        again, a tied weight): modules used in the trunk stay shared."""
         part = segments[lo][level]
+        share_with_ancestors(part, canon, inherited)
         if level == len(self.levels):
-            return TreeNode(part)
+            return TreeNode(part, (), None, self.model_name)
+        below = {**inherited, **used_objects(part, canon)}
         n = self.levels[level][1]
         size = (hi - lo) // n
-        kids = [self._build_graph_node(segments, level + 1, lo + j * size, lo + (j + 1) * size)
-                for j in range(n)]
-        return TreeNode(part, kids)
+        kids = [self._build_graph_node(segments, copies, canon, below, level + 1, lo + j * size,
+                                       lo + (j + 1) * size) for j in range(n)]
+        return TreeNode(part, kids, None, self.model_name)
 
     @torch.no_grad()
-    def check_cut(self, reference: nn.Module, example: torch.Tensor | Sequence[int]) -> None:
-        """Refuse a cut that does not reproduce the base: member 0 (built from ``reference``'s weights) must
-        give exactly ``reference(example)``. Runs in eval mode (BatchNorm statistics untouched), then restores
-        modes."""
+    def check_cut(self, reference: nn.Module, example: torch.Tensor | Sequence[int]) -> str:
+        """Refuse a cut that does not reproduce the base: member 0 (built from ``reference``'s weights), run
+        as the tree runs it, must give ``reference(example)`` within ``64 x eps(dtype) x max |output|`` (a
+        traced graph may reorder float operations). Runs in eval mode on a batch of at least 2 (BatchNorm
+        statistics untouched), then restores modes. Returns (and keeps in ``self.cut_check``) what it
+        compared."""
         # A private generator: the probe must not move the global random state of the caller.
         x = example if isinstance(example, torch.Tensor) else torch.randn(
-            *example, generator=torch.Generator().manual_seed(0))
+            *((max(2, example[0]), *example[1:]) if len(example) else example),
+            generator=torch.Generator().manual_seed(0))
+        if isinstance(x, torch.Tensor) and x.ndim >= 1 and x.shape[0] == 1:
+            x = torch.cat([x, x.flip(-1) if x.ndim >= 2 else x])  # two different examples where it can
         modes = {m: m.training for m in (*self.modules(), *reference.modules())}
         try:
             self.eval()
             reference.eval()
-            want, got = reference(x), self.member(0)(x)
+            want = pick(reference(x.clone()), self.output, self.model_name)
+            h = x.clone()
+            for node in self.paths()[0]:
+                h = node.layers(h)
+            got = self.paths()[0][-1].finish(h)
         finally:
             for m, training in modes.items():
                 m.training = training
-        if not (isinstance(got, torch.Tensor) and got.shape == want.shape and torch.equal(got, want)):
-            diff = (got - want).abs().max().item() if got.shape == want.shape else f"shape {tuple(got.shape)}"
-            raise ValueError(f"split: the cut of {type(reference).__name__} at {self.split!r} does not "
-                             f"reproduce its forward (max difference {diff} on a probe batch): its forward "
-                             "is not its children run in order, or not what torch.fx traced (Python control "
-                             "flow on attributes is frozen at tracing); use split=None or TreeNet.from_parts")
+        what = (f"member 0 of the cut at {self.split!r} against {self.model_name}.forward in eval mode on a "
+                f"{tuple(x.shape)} probe batch")
+        if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor) or got.shape != want.shape:
+            shape = lambda t: tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__  # noqa: E731
+            raise ValueError(f"split: {what}: output {shape(got)} instead of {shape(want)}; use split=None "
+                             "or TreeNet.from_parts")
+        scale = float(want.abs().max()) if want.numel() and want.is_floating_point() else 0.0
+        tol = 64 * torch.finfo(want.dtype).eps * scale if want.is_floating_point() else 0.0
+        diff = float((got.double() - want.double()).abs().max()) if want.numel() else 0.0
+        if not diff <= tol:
+            raise ValueError(f"split: {what}: max |difference| {diff:.3g} above the tolerance {tol:.3g} "
+                             f"(64 x {want.dtype} eps x max |output| {scale:.3g}): its forward is not what "
+                             "torch.fx traced (Python control flow on tensor values or attributes is frozen "
+                             "at tracing); use split=None or TreeNet.from_parts")
+        self.cut_check = f"{what}: max |difference| {diff:.3g} <= tolerance {tol:.3g}"
+        return self.cut_check
 
     @torch.no_grad()
     def add_scoring_heads(self, example: torch.Tensor | Sequence[int]) -> ScoringHeads:
@@ -389,8 +461,12 @@ class TreeNet(nn.Module):
             raise ValueError(f"member: got {m!r}; expected 0..{self.num_members - 1}")
         path = self.paths()[m]
         if self._graph is not None:
-            return stitch([node.layers for node in path], self._graph)
+            member = stitch([node.layers for node in path], self._graph)
+            member.training = self.training  # its graph follows its own flag (its layers share the tree's)
+            return member
         parts = [node.layers for node in path if not node.is_identity]
+        if path[-1].output is not None:
+            return Chosen(parts[0] if len(parts) == 1 else nn.Sequential(*parts), path[-1])
         names = [n for p in parts if isinstance(p, nn.Sequential) for n, _ in p.named_children()]
         if not all(isinstance(p, nn.Sequential) for p in parts) or len(set(names)) != len(names):
             return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
@@ -403,25 +479,62 @@ class TreeNet(nn.Module):
     def shared_layers(self) -> list[str]:
         """Names of the layers (module paths) that every member shares (the root's layers)."""
         if self._graph is not None:
-            return [str(n.target) for n in self.root.layers.graph.nodes if n.op == "call_module"]
+            return list(dict.fromkeys(str(n.target) for g in self.root.layers.graphs() for n in g.nodes
+                                      if n.op == "call_module"))
         return [name for name, _ in self.root.layers.named_children()]
 
     def param_counts(self) -> dict:
-        """Parameter counts: ``total`` (unique), ``shared`` (in nodes used by more than one member),
-        ``per_member`` (each root-to-leaf path), ``independent`` (M separate base networks) and
-        ``ratio`` = total / independent."""
-        def count(node: TreeNode) -> int:
-            return sum(p.numel() for p in node.layers.parameters())
-
+        """Parameter counts: ``total`` (unique), ``shared`` (used by more than one member, counted once),
+        ``per_member`` (each root-to-leaf path, a tied weight once), ``independent`` (M separate base
+        networks) and ``ratio`` = total / independent. Parameters are told apart by identity, so a module or a
+        weight the base uses on both sides of a cut counts once."""
+        members = []
+        for path in self.paths():
+            seen: dict[int, int] = {}
+            for node in path:
+                for p in node.layers.parameters():
+                    seen[id(p)] = p.numel()
+            members.append(seen)
+        uses: dict[int, int] = {}
+        for seen in members:
+            for k in seen:
+                uses[k] = uses.get(k, 0) + 1
+        sizes = {k: n for seen in members for k, n in seen.items()}
         total = sum(p.numel() for p in self.parameters())
-        shared = 0
-        stack = [self.root]
-        while stack:
-            node = stack.pop()
-            if node.num_leaves() > 1:
-                shared += count(node)
-            stack.extend(node.branches)
-        per_member = [sum(count(n) for n in path) for path in self.paths()]
+        shared = sum(sizes[k] for k, c in uses.items() if c > 1)
+        per_member = [sum(seen.values()) for seen in members]
         independent = sum(per_member)
         return {"total": total, "shared": shared, "per_member": per_member, "independent": independent,
                 "ratio": total / independent if independent else 1.0}
+
+
+class Chosen(nn.Module):
+    """A member whose base returns a dict or tuple, returning the chosen prediction; its ``state_dict`` and
+    ``load_state_dict`` are the base's own (keys without a prefix)."""
+
+    def __init__(self, net: nn.Module, leaf: TreeNode):
+        super().__init__()
+        self.net = net
+        self.__dict__["leaf"] = leaf
+
+    def forward(self, x):
+        return self.leaf.finish(self.net(x))
+
+    def state_dict(self, *args, **kwargs):
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _has_path(module: nn.Module, target: str) -> bool:
+    for p in target.split("."):
+        if not hasattr(module, p):
+            return False
+        module = getattr(module, p)
+    return True
+
+
+def _whole(graph: fx.Graph, owner: nn.Module, output) -> fx.Graph:
+    """The whole model's graph returning the chosen prediction (what a standalone member runs)."""
+    return cut_graphs(graph, [], owner, output)[0]
