@@ -12,6 +12,12 @@ larger learning rate, which is a choice of the training recipe and is not folded
 Value checks that need a host synchronisation (targets in range, weights finite and non-negative) run only
 for CPU tensors; shapes, dtypes and hyperparameters are always checked. `compute_loss` selects a loss by
 one of the names in `LOSS_NAMES`, for configs.
+
+Every loss but the two averaged ones is a function of the per-example member losses `(M, B)` alone:
+`ensemble_loss(name, member_losses, ...)` computes it for any task (names in `ENSEMBLE_LOSS_NAMES`:
+"independent", "mcl", "mcl_ce", "cmcl" (given the non-winners' `penalty: (M, B)`), "rwta", "amcl",
+"mcl_scored"), and `compute_loss` is that on the members' cross-entropies. `mheads.tasks` supplies the member
+losses of other tasks (regression, multiple hypotheses, segmentation, a user's loss).
 """
 
 from __future__ import annotations
