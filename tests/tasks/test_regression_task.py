@@ -141,6 +141,8 @@ def test_every_ensemble_loss_runs_and_cmcl_is_refused():
         assert torch.isfinite(task.loss(name, out, y).loss)
     with pytest.raises(ValueError, match="no per-member weights"):
         task.loss("averaged", out, y, weights=torch.ones(3, 5))
+    with pytest.raises(ValueError, match="k: got 4; expected an integer in 1..3"):
+        task.loss("averaged", out, y, k=4)  # refused like every other loss, though unused
 
 
 def test_variance_floor_and_argument_checks():

@@ -73,6 +73,7 @@ __all__ = [
     "LossSpec",
     "LossParams",
     "LossResult",
+    "check_loss_params",
     "compute_loss",
     "ensemble_loss",
     "independent_ce",
@@ -368,6 +369,14 @@ def _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight,
     check_temperature(temperature)
     check_score_weight(score_weight)
     check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def check_loss_params(num_members: int, *, k: int = 1, mix: float = 0.5, beta: float = 0.75,
+                      epsilon: float = 0.05, temperature: float = 0.0, score_weight: float = 1.0,
+                      generator: torch.Generator | None = None) -> None:
+    """Check `ensemble_loss`'s hyperparameters for M = `num_members` without computing a loss (for the losses
+    of a combined prediction, which read none of them but must refuse the same bad values)."""
+    _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight, 0.0)
 
 
 def _check_spec(name: str, spec: LossSpec, k: int, score_logits, like: torch.Tensor) -> None:

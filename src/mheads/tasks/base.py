@@ -33,6 +33,7 @@ from mheads.ensemble.losses import (
     ENSEMBLE_LOSSES,
     LOSS_ALIASES,
     LossResult,
+    check_loss_params,
     ensemble_loss,
 )
 
@@ -163,7 +164,7 @@ class Task:
             if weights is not None:
                 raise ValueError(f"loss {name!r} averages the members and takes no per-member weights, "
                                  "got some")
-            ensemble_loss("independent", torch.zeros(outputs.shape[:2]), **params)  # validates the numbers
+            check_loss_params(outputs.shape[0], **params)
             with torch.no_grad():
                 own = self.member_losses(outputs, target).mean(dim=1)
             return LossResult(self.combined_loss(name, outputs, target).mean(), own, None)
