@@ -157,7 +157,12 @@ def workers_shielded():
 def worker_init(worker_id: int) -> None:
     """``worker_init_fn`` of every streaming DataLoader: SIGTERM and SIGINT stay blocked in the worker and a
     thread takes them; one sent by the parent (the DataLoader ending a worker that did not stop when asked)
-    ends the worker, any other (a group or job-wide signal) is ignored: the parent decides."""
+    ends the worker, any other (a group or job-wide signal) is ignored: the parent decides.
+
+    Its batches reach the parent through named shared memory ("file_system"), not by passing a descriptor:
+    receiving a descriptor needs the sending worker to answer, so a batch already queued by a worker that was
+    then stopped would hang the parent where no DataLoader timeout reaches."""
+    torch.multiprocessing.set_sharing_strategy("file_system")  # this worker process only
     if not hasattr(signal, "sigwaitinfo"):  # no siginfo here (macOS): ignore both outright
         for sig in _SHIELDED:
             signal.signal(sig, signal.SIG_IGN)

@@ -31,6 +31,7 @@ of a DataLoader traceback or a wait without end; the run resumes from its last c
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,12 +94,13 @@ def worker_failure(err: BaseException) -> StreamWorkerError | None:
             f"data.workers: no batch came from the worker processes for {msg.split('after ')[1].rstrip('.')} "
             "(a worker is stopped or hung); they were ended: resume the run (mheads train --resume) once "
             "they can run, or set data.workers: 0 to decode in the training process")
-    if msg.startswith("DataLoader worker"):
-        cause = msg.split(". ")[0].removeprefix("DataLoader ")
+    found = re.match(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\) (.*)", msg)
+    if found:
+        pids, how = found.group(1), found.group(2).split(". ")[0].rstrip(".")
         return StreamWorkerError(
-            f"data.workers: a {cause} (the out-of-memory killer ends workers this way); resume the run "
-            "(mheads train --resume), with fewer data.workers or a smaller train.batch_size if memory is "
-            "short")
+            f"data.workers: worker process {pids} {how} (the out-of-memory killer ends processes with "
+            "SIGKILL); resume the run (mheads train --resume), with fewer data.workers or a smaller "
+            "train.batch_size if memory is short")
     return None
 
 
@@ -450,6 +452,7 @@ def prepare_stream(
         workers=workers,
         total_batches=t.iterations * t.accumulate,
         image_size_set=d.image_size is not None,
+        timeout_s=WORKER_TIMEOUT_S,
     )
     data.normalizer = _fit_normalizer(data, train_set, d.normalize, d.stats_images, t.seed, progress)
     data.normalizer = data.normalizer.to(device)
