@@ -104,15 +104,17 @@ def test_dropout_in_training_gives_each_member_its_own_mask():
     assert torch.equal(out[0], out[1])  # same weights, no dropout: the same member
 
 
-def test_unfusable_branches_fall_back_to_the_loop():
+def test_branches_without_a_fused_op_run_under_vmap_and_differing_ones_loop():
     base = nn.Sequential()
     base.add_module("fc1", nn.Linear(6, 8))
-    base.add_module("act", nn.Tanh())  # no fused op for Tanh
+    base.add_module("act", nn.Tanh())  # no fused op for Tanh: the branches run under torch.func.vmap
     base.add_module("fc2", nn.Linear(8, 3))
     net = TreeNet(base, 2, None, exec_mode="fused")
-    assert fused_nodes(net.root) == 0
+    assert fused_nodes(net.root) == 1
     x = torch.randn(4, 6)
-    # said once, not silently
+    torch.testing.assert_close(net(x), torch.stack(net.root(x)), rtol=TOL, atol=TOL)
+    net.root.branches[1].layers.act = nn.Sigmoid()  # the branches now differ: the loop, said once
+    assert fused_nodes(net.root) == 0
     with pytest.warns(UserWarning, match="no sibling branches of this TreeNet can be fused"):
         out = net(x)
     assert torch.equal(out, torch.stack(net.root(x)))

@@ -184,7 +184,13 @@ def save_weights(out: Path, tree) -> None:
     """``model.safetensors`` (the whole TreeNet) and ``members/member_<m>.safetensors`` (each member
     standalone, loadable into ``create_model(...)`` of the base network)."""
     def blob(sd: dict) -> bytes:
-        return save_safetensors({k: v.detach().cpu().contiguous() for k, v in sd.items()})
+        out, seen = {}, set()
+        for k, v in sd.items():
+            v = v.detach().cpu().contiguous()
+            ptr = v.untyped_storage().data_ptr()
+            out[k] = v.clone() if v.numel() and ptr in seen else v  # safetensors refuses tied tensors
+            seen.add(ptr)
+        return save_safetensors(out)
 
     atomic_write_bytes(out / "model.safetensors", blob(tree.state_dict()))
     try:

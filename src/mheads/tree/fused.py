@@ -15,10 +15,11 @@ sibling branches of a node together, layer by layer:
   training mode with dropout the two modes give equally distributed, not identical, results.
 
 Parameters are concatenated at forward time, so gradients flow to the TreeNet's own parameters;
-``state_dict``, optimizers and checkpoints see no difference. Fused layers do not call the member modules, so
-a node falls back to the loop (for its own branches; deeper nodes may still fuse) when its branches differ in
-structure, contain a layer type not in :data:`FUSABLE_LAYERS` (BatchNorm, Dropout2d, custom modules, ...), or
-carry module hooks.
+``state_dict``, optimizers and checkpoints see no difference. Fused layers do not call the member modules.
+Identical branches these ops do not cover (a layer type not in :data:`FUSABLE_LAYERS`, a traced segment of
+any model, a custom module) run as one ``torch.func.vmap`` over the members' stacked parameters
+(:mod:`mheads.tree.vmapped`). A node falls back to the loop (for its own branches; deeper nodes may still
+fuse) when its branches differ in structure or carry module hooks.
 
 Whether fusing pays depends on the device: :data:`AUTO_EXEC` records what ``benchmarks/throughput.py``
 measured.
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mheads.tree.vmapped import module_signature, run_vmapped
 
 if TYPE_CHECKING:  # treenet.py imports this module
     from mheads.tree.treenet import TreeNode
@@ -288,23 +291,28 @@ def _subtree_signature(node: "TreeNode") -> tuple | None:
     return tuple(layers), tuple(kids)
 
 
-def _plan(root: "TreeNode") -> dict[int, bool]:
-    """For each node (by id): whether its branches run fused."""
-    plan: dict[int, bool] = {}
+def _plan(root: "TreeNode") -> dict[int, str | bool]:
+    """For each node (by id): how its branches run: ``"ops"`` (one fused op per layer), ``"vmap"`` (any
+    identical branches, :mod:`mheads.tree.vmapped`) or False (the loop)."""
+    plan: dict[int, str | bool] = {}
     stack = [root]
     while stack:
         node = stack.pop()
-        fuse = False
+        fuse: str | bool = False
         if len(node.branches) >= 2 and not _hooked(node.branches):
             sigs = [_subtree_signature(b) for b in node.branches]
-            fuse = sigs[0] is not None and all(s == sigs[0] for s in sigs)
+            if sigs[0] is not None and all(s == sigs[0] for s in sigs):
+                fuse = "ops"
+            else:
+                sigs = [module_signature(b) for b in node.branches]
+                fuse = "vmap" if sigs[0] is not None and all(s == sigs[0] for s in sigs) else False
         plan[id(node)] = fuse
         stack.extend(node.branches)
     return plan
 
 
 _WARNED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
-_PLANS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[int, bool]]]" = weakref.WeakKeyDictionary()
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict]]" = weakref.WeakKeyDictionary()
 
 
 def _tree_key(root: nn.Module) -> tuple:
@@ -318,7 +326,7 @@ def _tree_key(root: nn.Module) -> tuple:
     return tuple(out)
 
 
-def fusion_plan(root: "TreeNode") -> dict[int, bool]:
+def fusion_plan(root: "TreeNode") -> dict[int, str | bool]:
     """The cached plan for ``root``; re-made when a module in the tree was replaced, gained or lost a hook, or
     changed train/eval mode (a cheap check per forward)."""
     key = _tree_key(root)
@@ -342,14 +350,18 @@ def _run_group(nodes: list["TreeNode"], s: _Group) -> torch.Tensor:
     return _run_group(kids, replace(s, rep=s.rep * n))
 
 
-def _leaves(node: "TreeNode", x: torch.Tensor, plan: dict[int, bool]) -> torch.Tensor:
+def _leaves(node: "TreeNode", x: torch.Tensor, plan: dict) -> torch.Tensor:
     if _hooked(node):  # its hooks expect the node to be called: do so (the loop, from here down)
         return torch.stack(node(x))
     h = node.layers(x)
     if len(node.branches) == 0:
-        return h.unsqueeze(0)
-    if plan[id(node)]:
+        return node.finish(h).unsqueeze(0)
+    if plan[id(node)] == "ops":
         return _run_group(list(node.branches), _Group(h, False, 1, len(node.branches)))
+    if plan[id(node)] == "vmap":
+        out = run_vmapped(list(node.branches), h.expand(len(node.branches), *h.shape))
+        if out is not None:
+            return out
     return torch.cat([_leaves(b, h, plan) for b in node.branches])
 
 
@@ -364,13 +376,11 @@ def fused_forward(root: "TreeNode", x: torch.Tensor) -> torch.Tensor:
     if not any(plan.values()) and any(len(n.branches) > 1 for n in root.modules() if hasattr(n, "branches")):
         if root not in _WARNED:
             _WARNED.add(root)
-            warnings.warn("exec_mode 'fused': no sibling branches of this TreeNet can be fused (their layers "
-                          f"are not all of {', '.join(t.__name__ for t in FUSABLE_LAYERS)}, or differ, or "
-                          "carry hooks, or are traced segments of a custom module); running the member loop",
-                          UserWarning, stacklevel=3)
+            warnings.warn("exec_mode 'fused': no sibling branches of this TreeNet can be fused (they differ "
+                          "in structure or carry hooks); running the member loop", UserWarning, stacklevel=3)
     return _leaves(root, x, plan)
 
 
 def fused_nodes(root: "TreeNode") -> int:
     """How many nodes run their branches fused (0: the fused mode is the loop for this tree)."""
-    return sum(fusion_plan(root).values())
+    return sum(bool(v) for v in fusion_plan(root).values())
