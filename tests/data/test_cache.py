@@ -242,8 +242,14 @@ def _drop_array(cache):
     (cache / "test_labels.npy").unlink()
 
 
+def _huge_meta(cache):
+    # Still valid JSON (trailing spaces), but over the 64 MiB a meta.json may take: never read whole.
+    with open(cache / "meta.json", "a") as f:
+        f.write(" " * ((64 << 20) + 1))
+
+
 @pytest.mark.parametrize(
-    "damage", [_truncate, _drop_meta, _bad_json, _wrong_shape, _wrong_dtype, _drop_array]
+    "damage", [_truncate, _drop_meta, _bad_json, _wrong_shape, _wrong_dtype, _drop_array, _huge_meta]
 )
 def test_damaged_cache_is_ignored_and_rewritten(tmp_path, reads, caplog, damage):
     train, _ = _write(tmp_path / "d")

@@ -32,6 +32,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -65,6 +66,7 @@ _ARRAYS = {
 }
 _WRITE_CHUNK_BYTES = 64 << 20  # copy at most this much of an array at a time when writing it
 _STALE_SECONDS = 3600  # a temporary folder untouched this long belongs to a writer that died
+_MAX_META_BYTES = 64 << 20  # meta.json holds names and shapes: 100,000 class names take a few MB
 
 
 def _hash_file(digest, path: Path) -> None:
@@ -108,7 +110,11 @@ def cache_locations(path: Path, cache_dir: str | os.PathLike | None = None) -> l
 
 
 def _read_meta(cache: Path) -> dict:
-    meta = json.loads((cache / _META).read_text(encoding="utf-8"))
+    with open(cache / _META, "rb") as f:
+        data = f.read(_MAX_META_BYTES + 1)
+    if len(data) > _MAX_META_BYTES:
+        raise ValueError(f"{_META} is over {_MAX_META_BYTES >> 20} MiB")
+    meta = json.loads(data.decode("utf-8"))
     if not isinstance(meta, dict):
         raise ValueError(f"{_META} is not a JSON object")
     return meta
@@ -151,7 +157,7 @@ def _check_npy(file: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
                 f"{file.name} holds {got_dtype} {tuple(got_shape)}"
                 f"{' (Fortran order)' if fortran_order else ''}; expected {dtype} {shape}"
             )
-        expected = handle.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = handle.tell() + math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
         size = os.fstat(handle.fileno()).st_size
     if size != expected:
         raise ValueError(f"{file.name} is {size} bytes; expected {expected} (truncated or damaged)")

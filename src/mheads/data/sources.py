@@ -125,7 +125,7 @@ class ArchiveSource(Source):
         reader, members = self._open()
         if name not in members:
             raise DataError(f"{self.where(name)}: no such member in the archive")
-        image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        image = os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES  # not PurePosixPath: 60,000 times
         return reader.read(members[name], self.where(name), MAX_IMAGE_BYTES if image else None)
 
     def read_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:

@@ -34,6 +34,7 @@ __all__ = ["ENTRY_BYTES", "TAR_ERRORS", "TarReader", "is_tar"]
 ENTRY_BYTES = 1024
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
 _NOT_TAR = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)  # is_tar: False
+_TAIL_BYTES = 16 << 20  # zero padding accepted after the end-of-archive block (GNU tar pads to 10 KiB)
 # (signature, compression, opener of a decompressing file object over the raw file)
 _MAGICS = (
     (b"\x1f\x8b", "gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
@@ -138,10 +139,21 @@ class TarReader:
         if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
             problem = "ends" if len(block) < tarfile.BLOCKSIZE else "has an unreadable header"
             raise DataError(
-                f"{self.path}: {problem} at byte {offset}, after {count} members, where the next member or "
+                f"{self.path}: {problem} at byte {offset}, after {count} member(s), where the next member or "
                 "the end-of-archive block should be: the archive is truncated or corrupt; expected a "
                 "complete tar file (copy or download it again)"
             )
+        # What follows is padding: zeros, ending soon. Reading it to the end also reaches the end of a
+        # compressed stream, where its checksum and length are checked (a cut trailer is a cut archive).
+        left = _TAIL_BYTES
+        while chunk := self._guard.read(min(1 << 20, left + 1)):
+            if chunk.count(0) != len(chunk) or len(chunk) > left:
+                raise DataError(
+                    f"{self.path}: more data after the end-of-archive block at byte {offset} (another "
+                    "archive appended, or corruption); expected one tar archive ending there (zero padding "
+                    f"of at most {_TAIL_BYTES >> 20} MiB)"
+                )
+            left -= len(chunk)
 
     def read(self, info: tarfile.TarInfo, where: str, max_bytes: int | None = None) -> bytes:
         """The data of member ``info`` (``where`` names it in errors), refused before reading when its
