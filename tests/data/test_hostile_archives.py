@@ -196,8 +196,17 @@ def hostile(tmp_path_factory):
     _idx_bomb(d / "lying.tar", idx_bytes(np.zeros((4, 28, 28), np.uint8))[:16], 3 * GIB)
     declares_5gb = bytes([0, 0, 8, 3]) + (5000).to_bytes(4, "big") + (1000).to_bytes(4, "big") * 2
     _idx_bomb(d / "declared.tar", declares_5gb, 3 * GIB)
+    # A folder of MNIST files whose train images are a sparse 12 GiB file (read whole before: not an image,
+    # so no image-size bound applied).
+    labels = idx_bytes(np.zeros(4, np.uint8))
+    (d / "sparse-idx").mkdir()
+    with open(d / "sparse-idx" / "train-images-idx3-ubyte", "wb") as f:
+        f.truncate(12 * GIB)
+    for name, data in (("train-labels-idx1-ubyte", labels), ("t10k-labels-idx1-ubyte", labels),
+                       ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((4, 28, 28), np.uint8)))):
+        (d / "sparse-idx" / name).write_bytes(data)
     calls = [f"load_dataset({str(d / n)!r}, cache=False)"
-             for n in ("three.tar.gz", "five.tar.gz", "lying.tar", "declared.tar")]
+             for n in ("three.tar.gz", "five.tar.gz", "lying.tar", "declared.tar", "sparse-idx")]
     for kind in ("pax", "longname"):
         _header_bomb(d / kind / "set.tar", kind, 5 * GIB)
         _header_bomb(d / kind / "shards" / "train-000000.tar", kind, 5 * GIB)
@@ -231,6 +240,8 @@ def test_decompression_bombs_are_refused_before_they_are_inflated(hostile):
         "3152 for shape (4, 28, 28)")
     assert _said(hostile, "load_dataset('D/declared.tar', cache=False)").startswith(
         f"{d / 'declared.tar'}:train-images-idx3-ubyte.gz: idx header: declares 5000000016 bytes")
+    assert _said(hostile, "load_dataset('D/sparse-idx', cache=False)").startswith(
+        f"{d / 'sparse-idx' / 'train-images-idx3-ubyte'}: file is 12,884,901,888 bytes; files above ")
 
 
 @pytest.mark.parametrize("kind", ["pax", "longname"])
