@@ -301,16 +301,18 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     if comm.replicas > 1:  # a data-parallel replica reads its shard of every batch
         data.shard = (comm.replica, comm.replicas)
     shape = (data.in_channels, data.image_size, data.image_size)
+    # what the check counts beside the model: batches streamed ahead, the largest split evaluated at once
+    sizes = {"queued": getattr(data, "queued_batches", 0),
+             "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood"))}
     if model is None:
         if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
             # before M members and their optimizer state exist
-            check_resources(cfg, base, shape, device, queued=getattr(data, "queued_batches", 0))
+            check_resources(cfg, base, shape, device, **sizes)
         tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
         if comm.world_size == 1:
-            check_resources(cfg, tree.member(0), shape, device, include_parameters=False,
-                            queued=getattr(data, "queued_batches", 0))
+            check_resources(cfg, tree.member(0), shape, device, include_parameters=False, **sizes)
     meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     # the root reads the checkpoint (None also when a resumed run never committed one: start over) and tells
     # every rank the run state; a distributed run's parts are sent to their ranks once the model is wrapped

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from mheads.config import Config, ConfigError
+from mheads.config.schema import PYTHON_MODEL
 from mheads.core.resources import available_memory, gib
 
 __all__ = ["check_model_size", "check_resources", "estimate_bytes", "parameter_bytes"]
@@ -66,6 +67,8 @@ def check_model_size(cfg: Config, factory: Callable[[], nn.Module], device: torc
     what, on = what or m.name, torch.device(device).type
     if one * copies > _HEADROOM * avail:  # one member alone does not fit: its own size is the problem
         field, value = ("model.options", m.options) if m.options else ("model.name", m.name)
+        if m.name == PYTHON_MODEL:  # a module or factory given to mheads.fit
+            field, value = "model", what
         raise ConfigError(f"{field}: got {value!r}; one member of {what} would need about "
                           f"{gib(one * copies)} (parameters {gib(one)}, with gradients and optimizer state) "
                           f"but {gib(avail)} of memory is available on {on}; choose a smaller network")
@@ -121,11 +124,13 @@ def _dry_run(base: nn.Module, shape: tuple[int, int, int]) -> tuple[int, int, in
 
 
 def estimate_bytes(cfg: Config, base: nn.Module, shape: tuple[int, int, int],
-                   include_parameters: bool = True, queued: int = 0) -> dict[str, int]:
+                   include_parameters: bool = True, queued: int = 0,
+                   eval_examples: int | None = None) -> dict[str, int]:
     """The estimate's parts in bytes: ``parameters`` (all members, with gradients and optimizer state),
     ``activations`` (one training batch through the members alive at once), ``inputs`` (the padded batch,
     and the ``queued`` uint8 batches a streaming loader decodes ahead) and ``evaluation`` (one batch of
-    ``train.eval_batch_size`` through every member, its inputs and logits)."""
+    ``train.eval_batch_size``, or of the ``eval_examples`` the largest evaluated split has when fewer,
+    through every member, with its inputs and logits)."""
     t, d, M = cfg.train, cfg.data, cfg.model.members
     params = _count(base) * M * _COPIES.get(cfg.optim.name, 4) if include_parameters else 0
     alive = 1 if cfg.loss.name == "independent_ce" and cfg.model.split is None else M
@@ -135,17 +140,18 @@ def estimate_bytes(cfg: Config, base: nn.Module, shape: tuple[int, int, int],
     p = d.crop_padding
     inputs = t.batch_size * c * (h + 2 * p) * (w + 2 * p) * 4 * 3  # uint8 gather, float, padded and cropped
     inputs += queued * t.batch_size * c * h * w
-    e = t.eval_batch_size
+    e = t.eval_batch_size if eval_examples is None else min(t.eval_batch_size, eval_examples)
     # every member's largest layer, the float batch and its uint8 source, the (M, B, C) logits and their copy
     evaluation = e * (peak * M + c * h * w * (5 + queued) + 2 * M * logits)
     return {"parameters": params, "activations": acts, "inputs": inputs, "evaluation": evaluation}
 
 
 def check_resources(cfg: Config, base: nn.Module, shape: tuple[int, int, int], device: torch.device,
-                    include_parameters: bool = True, queued: int = 0) -> dict[str, int]:
-    """Raise ``ConfigError`` naming the field when the estimate exceeds the available memory; returns the
-    estimate otherwise."""
-    parts = estimate_bytes(cfg, base, shape, include_parameters, queued)
+                    include_parameters: bool = True, queued: int = 0,
+                    eval_examples: int | None = None) -> dict[str, int]:
+    """Raise ``ConfigError`` naming the field when the estimate (:func:`estimate_bytes`) exceeds the available
+    memory; returns the estimate otherwise."""
+    parts = estimate_bytes(cfg, base, shape, include_parameters, queued, eval_examples)
     total = parts["parameters"] + max(parts["activations"] + parts["inputs"], parts["evaluation"])
     avail = available_memory(device)
     if total <= _HEADROOM * avail:
