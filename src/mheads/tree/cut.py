@@ -14,7 +14,9 @@ they are, so the segments chained reproduce ``forward``. Analyses are cached per
 
 from __future__ import annotations
 
+import inspect
 import operator
+import sys
 import traceback
 import weakref
 from dataclasses import dataclass, field
@@ -40,13 +42,28 @@ EXPLICIT_PARTS = ("build the TreeNet from explicit parts instead: TreeNet.from_p
 _TORCH_DIR = str(Path(torch.__file__).parent)
 
 
+def _library_leaves() -> tuple[tuple, tuple]:
+    """Modules and functions a model library registered as not traceable (timm's ``register_notrace_module``
+    and ``register_notrace_function``, used by its own fx feature extraction), when it is imported."""
+    fx_reg = sys.modules.get("timm.layers._fx")
+    if fx_reg is None:
+        return (), ()
+    fns = tuple(f for f in fx_reg.get_notrace_functions() if callable(f))
+    return tuple(fx_reg.get_notrace_modules()), fns
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, root_name: str):
-        super().__init__()
+        self.library_modules, functions = _library_leaves()
+        super().__init__(autowrap_functions=functions)
         self.root_name = root_name
         self.kept: dict[str, str] = {}  # leaf path -> why it is kept whole
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, self.library_modules):
+            lib = type(m).__module__.split(".")[0]
+            self.kept.setdefault(qualname, f"{lib} registers it as not traceable")
+            return True
         if super().is_leaf_module(m, qualname):
             lib = type(m).__module__.split(".")[0]
             self.kept.setdefault(qualname, f"a {lib}.nn module, traced as one call")
@@ -62,7 +79,7 @@ def _trace(model: nn.Module, training: bool) -> tuple[fx.Graph, dict[str, str]]:
     tracer = _Tracer(type(model).__name__)
     try:
         model.train(training)
-        return tracer.trace(model), tracer.kept
+        return _drop_fixed(tracer.trace(model, concrete_args=_defaults(model))), tracer.kept
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError, ... naming the call
         first = " ".join(str(err).split())[:300]
         raise CutError(f"split: {type(model).__name__} cannot be traced by torch.fx{_where(err)} "
@@ -70,6 +87,34 @@ def _trace(model: nn.Module, training: bool) -> tuple[fx.Graph, dict[str, str]]:
     finally:
         for m, t in modes.items():
             m.training = t
+
+
+def _defaults(model: nn.Module) -> dict | None:
+    """The optional arguments of ``forward`` after the input (timm's ``attn_mask=None``), fixed at their
+    defaults: a TreeNet base is called with one tensor."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    fixed = {p.name: p.default for p in params if p.default is not p.empty
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return fixed or None
+
+
+def _drop_fixed(graph: fx.Graph) -> fx.Graph:
+    """Remove the placeholders of arguments fixed at their defaults and the checks fx adds on them, so the
+    graph takes the input alone."""
+    for ph in [n for n in graph.nodes if n.op == "placeholder"][1:]:
+        chain, todo = [], [ph]
+        while todo:
+            n = todo.pop()
+            chain.append(n)
+            todo.extend(n.users)
+        if all(n is ph or n.op == "call_function" for n in chain):
+            order = {n: i for i, n in enumerate(graph.nodes)}
+            for n in sorted(set(chain), key=lambda n: -order[n]):
+                graph.erase_node(n)
+    return graph
 
 
 def _where(err: BaseException) -> str:
