@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from mheads.config.schema import PYTHON_MODEL
@@ -28,8 +27,9 @@ from mheads.core.checks import is_int
 from mheads.core.resources import available_memory, gib
 from mheads.models import is_import_path, list_models, model_factory
 from mheads.runs.checkpoint import CheckpointError
+from mheads.train.resources import parameter_bytes
 
-__all__ = ["MAX_SIZES", "ModelSpec", "base_factory", "check_meta", "needs_user_model", "parameter_bytes"]
+__all__ = ["MAX_SIZES", "ModelSpec", "base_factory", "check_fits_memory", "check_meta", "needs_user_model"]
 
 # A user's model: an nn.Module (its architecture; weights come from the run), a zero-argument factory, or an
 # import path / registered name typed by the user.
@@ -99,22 +99,14 @@ def base_factory(meta: dict, model: ModelSpec, where: str) -> Callable[[], nn.Mo
                           "factory or an import path 'package.module:function'")
 
 
-def parameter_bytes(factory: Callable[[], nn.Module] | nn.Module) -> int:
-    """Bytes of one base network's parameters and buffers, counted on the meta device (nothing allocated)."""
-    if isinstance(factory, nn.Module):
-        net = factory
-    else:
-        with torch.device("meta"):
-            net = factory()
-    tensors = [*net.parameters(), *net.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def check_fits_memory(factory, members: int, where: str) -> None:
     """Refuse a model whose ``members`` copies of the base (an upper bound: a shared trunk is counted per
     member) need more memory than there is, before any of it is allocated."""
     try:
-        one = parameter_bytes(factory)
+        if isinstance(factory, nn.Module):  # the user's instance: already built
+            one = sum(t.numel() * t.element_size() for t in (*factory.parameters(), *factory.buffers()))
+        else:
+            one = parameter_bytes(factory)
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
         raise CheckpointError(f"{where}: the model description does not build a model "
                               f"({' '.join(str(err).split())[:300]})") from None
