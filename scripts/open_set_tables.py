@@ -77,12 +77,17 @@ def main() -> None:
     for metric, title in (
         ("auroc", "OOD AUROC (higher is better)"),
         ("fpr95_in", "FPR at 95% TPR, in-distribution positive (lower is better)"),
+        ("fpr95_out", "FPR at 95% TPR, OOD positive (lower is better)"),
     ):
         out += ["", f"{title}:", "", _row(["", *CRITERIA]), _row(["---"] + ["---:"] * len(CRITERIA))]
         for label, (u, _) in runs.items():
-            values = {k: u["ood"]["open_set"][k][metric] for k in CRITERIA}
-            best = max(values.values()) if metric == "auroc" else min(values.values())
-            out.append(_row([label] + [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in values.values()]))
+            # uncertainty.json files written before FPR95 named its positive class hold only "fpr95" (OOD
+            # positive, today's fpr95_out): their cells read n/a, never the other convention's value
+            values = {k: u["ood"]["open_set"][k].get(metric) for k in CRITERIA}
+            known = [v for v in values.values() if v is not None]
+            best = (max(known) if metric == "auroc" else min(known)) if known else None
+            out.append(_row([label] + ["n/a" if v is None else f"**{v:.3f}**" if v == best else f"{v:.3f}"
+                                       for v in values.values()]))
     print("\n".join(out))
 
 

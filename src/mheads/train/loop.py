@@ -424,6 +424,9 @@ def _uncertainty(run: Run) -> dict:
     """For a run with a held-out split (temperature scaling, ``calibration.json``) or an open-set split (the
     classes it did not train on): the uncertainty report (``uncertainty.json``) and its headline numbers."""
     if run.comm.world_size != 1 or not (run.data.split_size("val") or run.data.split_size("ood")):
+        if run.comm.is_root and run.comm.world_size == 1:  # said once, not silently skipped
+            log.info("temperature scaling and the uncertainty report skipped: no held-out split (set "
+                     "data.val_fraction, e.g. 0.1; `mheads eval` still reports the uncalibrated numbers)")
         return {}
     calibration = calibrate(run.model, run.data, run.cfg)
     if calibration is not None:
