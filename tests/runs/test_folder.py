@@ -19,3 +19,15 @@ def test_a_torchrun_restart_resumes_only_the_run_its_own_job_began(tmp_path, mon
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
     (run / "config.yaml").unlink()  # our attempt died before writing anything to resume: start afresh
     assert not restarted_here(run)
+
+
+def test_overwrite_clears_every_eval_report_of_the_replaced_run(tmp_path):
+    from mheads.runs.folder import prepare_out_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("config.yaml", "eval-report.json", "eval-report-cifar10.json", "eval-report-x-1a2b.json",
+                 "notes.txt"):
+        (out / name).write_text("x")
+    prepare_out_dir(out, resume=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]

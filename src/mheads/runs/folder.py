@@ -97,8 +97,8 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         if not overwrite:
             raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it "
                                  "or --overwrite to replace it")
-        for m in CLEARED_BY_OVERWRITE:
-            p = out / m
+        # one report per evaluated data set (eval-report-<data set>.json) belongs to the run replaced
+        for p in [*(out / m for m in CLEARED_BY_OVERWRITE), *out.glob("eval-report-*.json")]:
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():

@@ -36,6 +36,7 @@ import torch
 from mheads.config import Config, ConfigError, load_config
 from mheads.data import DataError, Normalizer
 from mheads.data.decode import read_image_file
+from mheads.data.files import display
 from mheads.data.imagefolder import IMAGE_SUFFIXES, natural_key
 from mheads.data.transforms import decode, eval_view, to_tensor
 from mheads.ensemble.calibration import apply_temperature
@@ -55,10 +56,12 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            # anything named like an image but a folder is listed, FIFOs and devices included: its read then
+            # refuses it for that image alone (reported, never opened blocking), never skipped silently
+            files = [f for f in p.rglob("*") if not f.is_dir() and f.suffix.lower() in IMAGE_SUFFIXES
                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
             found.extend(sorted(files, key=lambda f: natural_key(str(f))))
-        elif p.is_file():
+        elif p.exists() or p.is_symlink():  # a file, or something its read will refuse by name
             found.append(p)
         else:
             raise DataError(f"{p}: no such file or folder; expected image files or folders of them")
@@ -106,13 +109,13 @@ def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int 
                 images.append(load_image(f, channels, size, resize))
                 chunk.append(f)
             except (DataError, OSError) as err:  # this image only: report it and go on with the others
-                records.append({"path": str(f), "error": str(err)})
+                records.append({"path": display(f), "error": str(err)})
         if not images:
             continue
         with torch.no_grad():
             logits = tree(normalizer(torch.stack(images))).float()  # (M, B, C)
         records.extend(_records(chunk, logits, classes, top, assigning, calibration))
-    order = {str(f): i for i, f in enumerate(files)}
+    order = {display(f): i for i, f in enumerate(files)}
     return sorted(records, key=lambda r: order[r["path"]])  # the files' order, errors in their place
 
 
@@ -147,7 +150,7 @@ def _records(files, logits: torch.Tensor, classes, top: int, assigning: bool, ca
     out = []
     for i, f in enumerate(files):
         p, c = ensemble[i].topk(top)
-        rec = {"path": str(f), "temperature": temperature,
+        rec = {"path": display(f), "temperature": temperature,
                "top": [{"class": classes[int(k)], "prob": round(float(v), 4)} for v, k in zip(p, c)],
                "members": [{"class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
                            for m in range(logits.shape[0])],
