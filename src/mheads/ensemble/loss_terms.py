@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 from mheads.core.checks import check_int, check_number, is_number
 from mheads.ensemble.assignment import topk_assignment
-from mheads.ensemble.combine import check_logits_targets
+from mheads.ensemble.combine import check_logits_targets, member_log_probs, pick_targets
 
 __all__ = ["check_k", "check_mix", "check_beta", "check_epsilon", "check_temperature", "check_score_weight",
            "check_score_logits", "check_inputs", "check_member_losses", "check_weights", "confident_terms",
-           "uniform_kl"]
+           "uniform_kl", "check_label_smoothing", "smoothed_nll", "smoothed_member_nll"]
 
 
 # ---------------------------------------------------------------- argument checks
@@ -53,6 +53,26 @@ def check_temperature(temperature: float) -> None:
 def check_score_weight(score_weight: float) -> None:
     """`score_weight`, the weight of the scoring heads' cross-entropy, must be a finite number >= 0."""
     check_number("score_weight", score_weight, 0.0)
+
+
+def check_label_smoothing(label_smoothing: float) -> None:
+    """`label_smoothing`, the share of the target spread over every class, must be a number in [0, 1]."""
+    check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+
+
+def smoothed_nll(log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy against targets smoothed by ``label_smoothing`` = eps (Szegedy et al. 2016): ``(1 - eps)
+    * -log p(y) + eps * mean_c -log p(c)``. ``log_probs: (..., B, C)``, ``targets: (B,)`` -> ``(..., B)``."""
+    nll = -pick_targets(log_probs, targets)
+    if label_smoothing:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=-1)
+    return nll
+
+
+def smoothed_member_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Each member's (smoothed) cross-entropy per example, `(M, B, C), (B,) -> (M, B)`: what
+    `compute_loss` hands the per-member losses."""
+    return smoothed_nll(member_log_probs(logits), targets, label_smoothing)
 
 
 def check_score_logits(score_logits: torch.Tensor | None, logits: torch.Tensor) -> None:

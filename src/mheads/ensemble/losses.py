@@ -27,14 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
-from mheads.core.checks import check_number
 from mheads.ensemble.combine import (
     ensemble_log_probs,
     ensemble_nll,
     mean_scores,
     member_log_probs,
     member_nll,
-    pick_targets,
 )
 from mheads.ensemble.loss_terms import (
     annealed_mcl_terms,
@@ -43,6 +41,7 @@ from mheads.ensemble.loss_terms import (
     check_epsilon,
     check_inputs,
     check_k,
+    check_label_smoothing,
     check_member_losses,
     check_mix,
     check_score_logits,
@@ -55,6 +54,8 @@ from mheads.ensemble.loss_terms import (
     mcl_terms,
     relaxed_mcl_terms,
     scored_mcl_terms,
+    smoothed_member_nll,
+    smoothed_nll,
     uniform_kl,
 )
 from mheads.ensemble.wta import (  # the winner-takes-all family, re-exported for callers of this module
@@ -91,46 +92,45 @@ __all__ = [
 
 
 def independent_ce(
-    logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None = None
+    logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Sum over members of each member's mean cross-entropy: each member gets exactly the gradient it would
     get training alone. `logits: (M, B, C)`, `targets: (B,)`, `weights: (M, B)` -> scalar."""
     check_inputs(logits, targets)
     check_weights(weights, logits)
-    return independent_terms(member_nll(logits, targets), weights).sum()
+    check_label_smoothing(label_smoothing)
+    return independent_terms(smoothed_member_nll(logits, targets, label_smoothing), weights).sum()
 
 
-def smoothed_nll(log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy against targets smoothed by ``label_smoothing`` = eps (Szegedy et al. 2016): ``(1 - eps)
-    * -log p(y) + eps * mean_c -log p(c)``. ``log_probs: (..., B, C)``, ``targets: (B,)`` -> ``(..., B)``."""
-    nll = -pick_targets(log_probs, targets)
-    if label_smoothing:
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=-1)
-    return nll
-
-
-def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
+def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *,
+                      weights: None = None) -> torch.Tensor:
     """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
 
     Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
-    `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    `logits: (M, B, C)`, `targets: (B,)` -> scalar. `weights` is refused (as by `compute_loss`): the members
+    are averaged, not weighted one by one.
     """
     check_inputs(logits, targets)
+    _no_weights(score_averaged_ce, weights)
+    check_label_smoothing(label_smoothing)
     if label_smoothing:
         return smoothed_nll(member_log_probs(mean_scores(logits).unsqueeze(0)), targets,
                             label_smoothing).mean()
     return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
 
 
-def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
-                     label_smoothing: float = 0.0) -> torch.Tensor:
+def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *,
+                     weights: None = None) -> torch.Tensor:
     """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
 
     `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
     finite where every member's softmax underflows. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
+    `weights` is refused, as by `score_averaged_ce`.
     """
     check_inputs(logits, targets)
+    _no_weights(prob_averaged_ce, weights)
+    check_label_smoothing(label_smoothing)
     if label_smoothing:
         # (1, B, C): pick_targets reads member-shaped values (before issue 32 this path raised)
         return smoothed_nll(ensemble_log_probs(logits).unsqueeze(0), targets, label_smoothing).mean()
@@ -167,6 +167,7 @@ def mcl_loss(
     *,
     weights: torch.Tensor | None = None,
     assignment: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The oracle set-loss with top-k assignment (section 6.2, appendix C, algorithm 2).
 
@@ -177,7 +178,9 @@ def mcl_loss(
     check_inputs(logits, targets)
     check_k(k, logits.shape[0])
     check_weights(weights, logits)
-    return mcl_terms(member_nll(logits, targets), k, generator, weights, assignment)[0].sum()
+    check_label_smoothing(label_smoothing)
+    nll = smoothed_member_nll(logits, targets, label_smoothing)
+    return mcl_terms(nll, k, generator, weights, assignment)[0].sum()
 
 
 def mcl_ce_loss(
@@ -189,6 +192,7 @@ def mcl_ce_loss(
     *,
     weights: torch.Tensor | None = None,
     assignment: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """MCL linearly combined with cross-entropy (section 6.2): `mix * mcl_loss + (1 - mix) * independent_ce`.
 
@@ -199,7 +203,9 @@ def mcl_ce_loss(
     check_k(k, logits.shape[0])
     check_mix(mix)
     check_weights(weights, logits)
-    return _mix_terms(member_nll(logits, targets), k, mix, generator, weights, assignment)[0].sum()
+    check_label_smoothing(label_smoothing)
+    nll = smoothed_member_nll(logits, targets, label_smoothing)
+    return _mix_terms(nll, k, mix, generator, weights, assignment)[0].sum()
 
 
 def _mix_terms(nll, k, mix, generator, weights, assignment):
@@ -216,6 +222,7 @@ def confident_mcl_loss(
     *,
     weights: torch.Tensor | None = None,
     assignment: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Confident MCL (Lee et al., ICML 2017), beyond the paper: members not assigned an example are pushed
     toward the uniform distribution on it instead of being left free to be over-confident.
@@ -230,8 +237,9 @@ def confident_mcl_loss(
     check_k(k, logits.shape[0])
     check_beta(beta)
     check_weights(weights, logits)
+    check_label_smoothing(label_smoothing)
     log_probs = member_log_probs(logits)
-    nll = -pick_targets(log_probs, targets)
+    nll = smoothed_nll(log_probs, targets, label_smoothing)
     return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, assignment)[0].sum()
 
 
@@ -255,10 +263,14 @@ class LossResult:
     assignment: torch.Tensor | None
 
 
-def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
+def _no_weights(average, weights) -> None:
     if weights is not None:
-        raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, "
-                         "got some")
+        raise ValueError(f"weights: loss {average.__name__!r} averages the members and takes no per-member "
+                         "weights; got some (expected None)")
+
+
+def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
+    _no_weights(average, weights)
     with torch.no_grad():
         own_ce = member_nll(logits, targets).mean(dim=1)
     return LossResult(average(logits, targets, label_smoothing), own_ce, None)
@@ -368,7 +380,7 @@ def _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight,
     check_epsilon(epsilon)
     check_temperature(temperature)
     check_score_weight(score_weight)
-    check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+    check_label_smoothing(label_smoothing)
 
 
 def check_loss_params(num_members: int, *, k: int = 1, mix: float = 0.5, beta: float = 0.75,

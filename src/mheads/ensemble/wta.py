@@ -8,18 +8,19 @@ from __future__ import annotations
 import torch
 
 from mheads.core.checks import check_int, check_number
-from mheads.ensemble.combine import member_nll
 from mheads.ensemble.loss_terms import (
     annealed_mcl_terms,
     check_epsilon,
     check_inputs,
     check_k,
+    check_label_smoothing,
     check_score_logits,
     check_score_weight,
     check_temperature,
     check_weights,
     relaxed_mcl_terms,
     scored_mcl_terms,
+    smoothed_member_nll,
 )
 
 __all__ = ["ANNEAL_FLOOR", "annealed_mcl_loss", "annealed_temperature", "relaxed_mcl_loss", "scored_mcl_loss"]
@@ -33,6 +34,7 @@ def relaxed_mcl_loss(
     generator: torch.Generator | None = None,
     *,
     weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Relaxed winner-takes-all (Rupprecht et al., "Learning in an Uncertain World: Representing Ambiguity
     Through Multiple Hypotheses", ICCV 2017): the non-winners keep a small share of every
@@ -48,16 +50,19 @@ def relaxed_mcl_loss(
     check_k(k, logits.shape[0])
     check_epsilon(epsilon)
     check_weights(weights, logits)
-    return relaxed_mcl_terms(member_nll(logits, targets), k, epsilon, generator, weights)[0].sum()
+    check_label_smoothing(label_smoothing)
+    nll = smoothed_member_nll(logits, targets, label_smoothing)
+    return relaxed_mcl_terms(nll, k, epsilon, generator, weights)[0].sum()
 
 
 def annealed_mcl_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    temperature: float,
+    temperature: float = 0.0,
     generator: torch.Generator | None = None,
     *,
     weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Annealed MCL (Perera, Letzelter et al., "Annealed Multiple Choice Learning: Overcoming limitations of
     Winner-takes-all with annealing", NeurIPS 2024): a soft, deterministic-annealing assignment.
@@ -70,7 +75,9 @@ def annealed_mcl_loss(
     check_inputs(logits, targets)
     check_temperature(temperature)
     check_weights(weights, logits)
-    return annealed_mcl_terms(member_nll(logits, targets), temperature, generator, weights)[0].sum()
+    check_label_smoothing(label_smoothing)
+    nll = smoothed_member_nll(logits, targets, label_smoothing)
+    return annealed_mcl_terms(nll, temperature, generator, weights)[0].sum()
 
 
 # Annealed MCL's temperature falls exponentially to this fraction of T0 at anneal_iterations, then is 0.
@@ -101,6 +108,7 @@ def scored_mcl_loss(
     generator: torch.Generator | None = None,
     *,
     weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """MCL with scoring heads, after resilient MCL (Letzelter et al., "Resilient Multiple Choice Learning: A
     learned scoring scheme with application to audio scene analysis", NeurIPS 2023): each member
@@ -116,5 +124,6 @@ def scored_mcl_loss(
     check_score_logits(score_logits, logits)
     check_score_weight(score_weight)
     check_weights(weights, logits)
-    nll = member_nll(logits, targets)
+    check_label_smoothing(label_smoothing)
+    nll = smoothed_member_nll(logits, targets, label_smoothing)
     return scored_mcl_terms(nll, score_logits, k, score_weight, generator, weights)[0].sum()
