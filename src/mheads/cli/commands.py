@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--config", help="demo recipe (default: experiments/demo.yaml)")
+    d.add_argument("--config", help="a spec file like experiments/demo.yaml (the default)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     return p
 

@@ -8,9 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from mheads.config.recipes import find_recipe, load_recipe, slug
 from mheads.report.figures import heatmap_grid
 from mheads.report.tables import pct, table
+from mheads.reproduce.spec import load_spec
 from mheads.train.loop import fit
 
 HEADERS = ["run", "members", "member acc (%)", "ensemble-mean (%)", "oracle (%)", "params", "time (s)"]
@@ -24,15 +24,18 @@ def summary_row(name: str, m: int, metrics: dict, seconds: float) -> list:
 
 
 def run_demo(out: Path, recipe: str | None = None, overrides: list[str] = ()) -> list[list]:
-    configs = load_recipe(find_recipe(recipe, "demo.yaml"), overrides)
+    """Train every cell of the demo spec (``experiments/demo.yaml``, or the spec file ``recipe``) into
+    ``out/<cell>``, with no scale preset; returns the table's rows."""
+    spec = load_spec(recipe or "demo", None, None, overrides)
     out.mkdir(parents=True, exist_ok=True)
     rows, panels, classes = [], [], None
     t_all = time.perf_counter()
-    for name, cfg in configs.items():
+    for cell in spec.cells:
+        name, cfg = cell.row, cell.config
         print(f"== {name}: {cfg.model.members} x {cfg.model.name}, split {cfg.model.split}, "
               f"loss {cfg.loss.name}", flush=True)
         t0 = time.perf_counter()
-        metrics = fit(cfg, out / slug(name), overwrite=True)
+        metrics = fit(cfg, out / cell.name, overwrite=True)
         seconds = time.perf_counter() - t0
         rows.append(summary_row(name, cfg.model.members, metrics, seconds))
         classes = metrics["classes"]

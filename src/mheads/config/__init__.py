@@ -1,5 +1,5 @@
-"""Run configuration: the validated dataclasses (``schema``), reading them from YAML with overrides
-(``loading``) and recipe files of named runs (``recipes``)."""
+"""Run configuration: the validated dataclasses (``schema``) and reading them from YAML with overrides
+(``loading``). Files of many runs (the paper's tables, the demo) are specs: :mod:`mheads.reproduce.spec`."""
 
 from mheads.config.loading import (
     apply_overrides,

@@ -1,19 +1,26 @@
-"""Experiment specifications: one YAML per paper table under ``experiments/``.
+"""Experiment specifications, the one recipe format: one YAML per paper table under ``experiments/``, and the
+demo (``experiments/demo.yaml``).
 
 A spec has a ``title``, a ``base`` config, ``metrics`` (the columns), optional ``scales`` overrides per scale,
 and ``cells``: each with a ``row`` label (and optional ``col`` for pivoted tables), a ``config`` override,
 optional per-scale overrides, the ``paper`` numbers for that cell, and optional ``init_from_cell`` (fine-tune
-from another cell's finished run of the same seed). Scale defaults live in ``experiments/scales.yaml``.
+from another cell's finished run of the same seed). Scale defaults live in ``experiments/scales.yaml``; a spec
+loaded without a scale (the demo) is its own ``base`` and cells only.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mheads.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml
-from mheads.config.recipes import EXPERIMENTS, deep_merge
 
+# The specs ship inside the package (experiments/ in the source tree is the package mheads.experiments), so
+# an installed wheel finds them as an editable install does. Installed packages are folders on disk, never
+# zipped.
+EXPERIMENTS = Path(str(importlib.resources.files("mheads.experiments")))
 SCALES = ("smoke", "cpu", "paper")
 SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures",
              "random_label_trials"}
@@ -41,7 +48,26 @@ class Spec:
     note: str = ""
 
 
+def deep_merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, section by section (nested dicts merge; anything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = (deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict)
+                  else copy.deepcopy(v))
+    return out
+
+
+def is_spec_path(name: str) -> bool:
+    """A spec named by its file (``my/demo.yaml``) rather than by a packaged experiment's name."""
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
 def experiment_path(name: str, root: Path = EXPERIMENTS) -> Path:
+    """The spec file of a packaged experiment's name (``table1``, ``label-split``) or of a YAML path."""
+    if is_spec_path(name):
+        if not Path(name).is_file():
+            raise ConfigError(f"{name}: spec file not found")
+        return Path(name)
     path = root / f"{name.replace('-', '_')}.yaml"
     if not path.exists():
         available = sorted(p.stem.replace("_", "-") for p in root.glob("*.yaml")
@@ -50,31 +76,52 @@ def experiment_path(name: str, root: Path = EXPERIMENTS) -> Path:
     return path
 
 
-def load_spec(name: str, scale: str, data: str | None, overrides: list[str] = (),
-              root: Path = EXPERIMENTS) -> Spec:
-    if scale not in SCALES:
-        raise ConfigError(f"--scale: got {scale!r}; expected one of {', '.join(SCALES)}")
-    path = experiment_path(name, root)
+def _read_spec(path: Path) -> dict:
     doc = read_yaml(path)
+    if "runs" in doc:  # the recipe format before issue 33: base + runs
+        raise ConfigError(f"{path}: 'runs' is the old recipe format; list the runs under 'cells' "
+                          "(each with a 'row' label and its overrides under 'config')")
     unknown = set(doc) - SPEC_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; "
                           f"allowed: {', '.join(sorted(SPEC_KEYS))}")
-    scales = read_yaml(root / "scales.yaml")
-    base = deep_merge(scales.get(scale) or {}, doc.get("base") or {})
-    base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
+    if not isinstance(doc.get("cells"), dict) or not doc["cells"]:
+        raise ConfigError(f"{path}: cells: got {doc.get('cells')!r}; "
+                          "expected a mapping of cell names to cells")
+    return doc
+
+
+def load_spec(name: str, scale: str | None, data: str | None, overrides: list[str] = (),
+              root: Path = EXPERIMENTS) -> Spec:
+    """The validated cells of the experiment ``name`` (a packaged name or a spec file) at ``scale``.
+
+    ``scale`` None applies no scale preset (the demo); ``data`` sets every cell's ``data.source``;
+    ``overrides`` are ``--set`` strings applied to every cell last.
+    """
+    if scale is not None and scale not in SCALES:
+        raise ConfigError(f"--scale: got {scale!r}; expected one of {', '.join(SCALES)}")
+    path = experiment_path(name, root)
+    if is_spec_path(name):
+        name = path.stem.replace("_", "-")
+    doc = _read_spec(path)
+    base = doc.get("base") or {}
+    if scale is not None:
+        base = deep_merge(read_yaml(root / "scales.yaml").get(scale) or {}, base)
+        base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
     cells = []
-    cell_docs = dict(doc.get("cells") or {})
-    trials = (doc.get("random_label_trials") or {}).get(scale, 0)
+    cell_docs = dict(doc["cells"])
+    trials = (doc.get("random_label_trials") or {}).get(scale, 0) if scale is not None else 0
     for i in range(int(trials)):  # label-split specialists: one cell per random split
         cell_docs[f"random_{i:03d}"] = {"row": f"random split {i}", "label_split": {"random": i}}
     for cname, c in cell_docs.items():
+        c = c or {}
         bad = set(c) - CELL_KEYS
         if bad:
             raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; "
                               f"allowed: {sorted(CELL_KEYS)}")
         data_cfg = deep_merge(base, c.get("config") or {})
-        data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
+        if scale is not None:
+            data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
         if data is not None:
             data_cfg = deep_merge(data_cfg, {"data": {"source": str(data)}})
         data_cfg = apply_overrides(data_cfg, list(overrides))
