@@ -189,7 +189,7 @@ def test_bad_logits_type():
 ])
 def test_bad_targets(targets, message):
     with pytest.raises(ValueError, match=message):
-        un.check_logits_targets(torch.zeros(2, 3, 4), targets)
+        un.checked_float64_logits_targets(torch.zeros(2, 3, 4), targets)
 
 
 # ---------------------------------------------------------------- report

@@ -34,7 +34,7 @@ from mheads.core.checks import check_int, check_number
 from mheads.ensemble.combine import ensemble_nll, member_nll
 from mheads.ensemble.metrics import NUM_ECE_BINS
 from mheads.ensemble.selective import check_confidence_correct
-from mheads.ensemble.uncertainty import check_logits_targets, check_targets
+from mheads.ensemble.uncertainty import check_targets, checked_float64_logits_targets
 
 __all__ = [
     "LOG_T_RANGE",
@@ -168,7 +168,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, per_member: boo
     """
     if not isinstance(per_member, bool):
         raise TypeError(f"per_member: got {per_member!r}; expected a bool")
-    logits64, targets = check_logits_targets(logits, targets)
+    logits64, targets = checked_float64_logits_targets(logits, targets)
     if per_member:
         def objective(u: torch.Tensor) -> torch.Tensor:
             return member_nll(logits64 / u.exp().view(-1, 1, 1), targets).mean(dim=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mheads.core.checks import check_int
-from mheads.ensemble.uncertainty import check_logits_targets, check_member_logits
+from mheads.ensemble.uncertainty import check_member_logits, checked_float64_logits_targets
 
 __all__ = ["top1_set_coverage", "oracle_at_k", "distinct_predictions"]
 
@@ -18,7 +18,7 @@ __all__ = ["top1_set_coverage", "oracle_at_k", "distinct_predictions"]
 def top1_set_coverage(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of examples whose target is in the set `{argmax_c z_mc : m = 1..M}` of member predictions.
     By definition this is `mheads.ensemble.metrics.oracle_accuracy` seen as a set-valued prediction."""
-    logits64, targets = check_logits_targets(logits, targets)
+    logits64, targets = checked_float64_logits_targets(logits, targets)
     return int((logits64.argmax(dim=-1) == targets).any(dim=0).sum()) / targets.shape[0]
 
 
@@ -28,7 +28,7 @@ def oracle_at_k(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
     probability; equal confidences rank the lower member index first) predicts the target.
 
     k = 1 is the accuracy of "trust the most confident member"; k = M is the oracle accuracy."""
-    logits64, targets = check_logits_targets(logits, targets)
+    logits64, targets = checked_float64_logits_targets(logits, targets)
     check_int("k", k, 1, logits64.shape[0])
     probs = torch.softmax(logits64, dim=-1)
     hits = probs.argmax(dim=-1) == targets  # (M, B)

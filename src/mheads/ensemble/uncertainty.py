@@ -26,7 +26,7 @@ __all__ = [
     "CRITERIA",
     "check_member_logits",
     "check_targets",
-    "check_logits_targets",
+    "checked_float64_logits_targets",
     "entropy_decomposition",
     "max_prob_score",
     "entropy_score",
@@ -70,8 +70,14 @@ def check_targets(targets: torch.Tensor, batch: int, num_classes: int, device: t
     return targets.long()
 
 
-def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`logits: (M, B, C)`, `targets: (B,)` integer classes in `[0, C)` -> float64 logits, int64 targets."""
+def checked_float64_logits_targets(logits: torch.Tensor,
+                                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logits: (M, B, C)`, `targets: (B,)` integer classes in `[0, C)` -> float64 logits, int64 targets.
+
+    Checks and converts (every metric here computes in float64); raises ValueError/TypeError naming the bad
+    argument. The losses' check, which converts nothing and may skip reading the targets' values on an
+    accelerator, is :func:`mheads.ensemble.combine.check_logits_targets`.
+    """
     logits64 = check_member_logits(logits)
     _, batch, num_classes = logits64.shape
     return logits64, check_targets(targets, batch, num_classes, logits.device)

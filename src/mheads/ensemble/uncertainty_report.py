@@ -22,8 +22,8 @@ from mheads.ensemble.selective import COVERAGES, aurc, eaurc, risk_at_coverage
 from mheads.ensemble.sets import distinct_predictions, oracle_at_k, top1_set_coverage
 from mheads.ensemble.uncertainty import (
     CRITERIA,
-    check_logits_targets,
     check_member_logits,
+    checked_float64_logits_targets,
     entropy_decomposition,
 )
 
@@ -57,7 +57,7 @@ def uncertainty_arrays(
     """Per-example arrays for figures (reliability diagram, risk-coverage curve, score histograms), CPU:
     `confidence: (N,)` float64 max averaged probability, `correct: (N,)` bool, `scores: {criterion: (N,)}`
     (higher = more OOD) and, with `ood_logits: (M, K, C)`, `ood_scores: {criterion: (K,)}`."""
-    logits64, targets = check_logits_targets(logits, targets)
+    logits64, targets = checked_float64_logits_targets(logits, targets)
     ood64 = _check_ood(logits64, ood_logits)
     probs = ensemble_probs(logits64)
     arrays: dict[str, object] = {
@@ -90,7 +90,7 @@ def uncertainty_report(
     positive in each, in words: `mheads.ensemble.detection.CONVENTIONS`).
     """
     check_int("num_bins", num_bins, 1)
-    logits64, targets = check_logits_targets(logits, targets)
+    logits64, targets = checked_float64_logits_targets(logits, targets)
     ood64 = _check_ood(logits64, ood_logits)
     arrays = uncertainty_arrays(logits64, targets, ood64)
     confidence, correct = arrays["confidence"], arrays["correct"]
