@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from mheads.core.checks import check_number
 from mheads.dist import faults
-from mheads.dist.faults import DistributedFailure, Heartbeat, collective, failure_from, is_comm_error
+from mheads.dist.faults import DistributedFailure, Heartbeat, collective
 from mheads.dist.layout import Layout
 from mheads.dist.transfer import recv_named, send_named
 from mheads.train.comm import Comm  # noqa: F401 (re-exported: the protocol DistComm implements)
@@ -145,16 +145,6 @@ class DistComm:
             dist.all_reduce(buf)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-    def failure(self, err: BaseException) -> DistributedFailure | None:
-        """``err`` as a :class:`DistributedFailure` naming the lost rank when it is a communication error
-        (waits at most the timeout to identify the rank); None for any other error, which the caller
-        re-raises."""
-        if isinstance(err, DistributedFailure):
-            return err
-        if not is_comm_error(err):
-            return None
-        return failure_from(err, "training")
 
     def destroy(self, error: BaseException | None = None) -> None:
         """Leave the job: records ``done`` for the other ranks, or, when ``error`` is given or an exception is
