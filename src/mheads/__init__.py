@@ -24,7 +24,9 @@ _EXPORTS = {
     "prob_averaged_ce": "mheads.ensemble.losses", "score_averaged_ce": "mheads.ensemble.losses",
     "create_model": "mheads.models", "list_models": "mheads.models", "model_factory": "mheads.models",
     "register_model": "mheads.models",
-    "fit": "mheads.train.api", "load_run": "mheads.train.evaluate",
+    "FitResult": "mheads.train.result", "fit": "mheads.train.api", "load_run": "mheads.train.evaluate",
+    "evaluate": "mheads.train.api_eval", "predict": "mheads.train.api_eval",
+    "train_step": "mheads.train.user_step",
     "TreeNet": "mheads.tree", "split_points": "mheads.tree",
 }
 

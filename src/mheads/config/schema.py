@@ -78,6 +78,9 @@ class ModelConfig:
     # each member also predicts whether it wins the input (loss.name mcl_scored trains it): one linear head
     # per member on the trunk's output (global-average-pooled; with split null, on the member's own logits)
     scoring_heads: bool = False
+    # the prediction of a base whose forward returns a dict (a key, e.g. "logits") or a tuple or list (an
+    # index, e.g. 0); null for a base returning the logits tensor itself
+    output: str | int | None = None
 
     def validate(self, p: str = "model") -> None:
         # An import path is only checked for form here: importing runs its module's code, which happens when
@@ -90,6 +93,10 @@ class ModelConfig:
         _choice(f"{p}.exec", self.exec, ("loop", "fused", "auto"))
         if not isinstance(self.scoring_heads, bool):
             _fail(f"{p}.scoring_heads", self.scoring_heads, "true or false")
+        out = self.output
+        if out is not None and (isinstance(out, bool) or not isinstance(out, (str, int)) or out == ""):
+            _fail(f"{p}.output", out, "null, a key of the base's dict output (e.g. logits) or an index of "
+                  "its tuple output (e.g. 0)")
         if not isinstance(self.reinit, list) or not all(isinstance(r, str) and r for r in self.reinit):
             _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
         if self.reinit and self.init != "pretrained":

@@ -1,4 +1,4 @@
-"""The Python training API: ``mheads.fit(model, train, test, out=..., settings=...)``.
+"""The Python training API: ``mheads.fit(model, train, test, out=..., settings=...)`` -> :class:`FitResult`.
 
 It trains a TreeNet (or any module, wrapped as an M-member ensemble) on the user's own data and writes the
 same run folder as ``mheads train``: everything the command line does (resume, checkpoints, evaluation,
@@ -7,26 +7,32 @@ bagging, every loss) goes through the same loop.
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler, default_collate
 
 from mheads.config import Config, ConfigError, config_from_settings
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import Dataset
 from mheads.data.from_torch import check_user_dataset
 from mheads.data.loader import TorchData
+from mheads.models import is_import_path
 from mheads.train import loop
 from mheads.train.device import resolve_device
+from mheads.train.evaluate import load_run
 from mheads.train.resources import check_model_size
+from mheads.train.result import FitResult
 from mheads.tree import TreeNet
 
-__all__ = ["fit"]
+__all__ = ["FitResult", "fit"]
+
+log = logging.getLogger("mheads")
 
 
 def _is_path(x: Any) -> bool:
@@ -75,9 +81,13 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
             m.members = model.num_members  # the TreeNet given decides; the run records what it trains
         split = model.split
         m.split = split if split is None or isinstance(split, (str, list)) else [list(s) for s in split]
+        if m.output is not None and m.output != model.output:
+            raise ConfigError(f"model.output: got {m.output!r}; expected {model.output!r}, the output= of "
+                              "the TreeNet given (or leave model.output unset)")
+        m.output = model.output  # recorded in run.json, so load_run rebuilds the same selection
         return model
     tree = TreeNet(model, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                   example_input=(1, *shape))
+                   example_input=(1, *shape), output=m.output)
     tree.exec_mode = m.exec
     return tree
 
@@ -86,10 +96,50 @@ def _tree_for_data(model, cfg: Config, data) -> TreeNet:
     return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
 
 
+
+# What a DataLoader given as train or test hands fit, and what fit does instead of the rest of it.
+LOADER_TAKEN = "its dataset and batch_size"
+LOADER_IGNORED = ("sampler/shuffle/batch_sampler (mheads' own seeded batch plan is what makes resume exact; "
+                  "bagging and data.train_limit choose examples), collate_fn (items are read one by one; "
+                  "augment with data.crop_padding / data.flip), num_workers / pin_memory (data.loader, "
+                  "data.workers), drop_last, generator")
+TASKS = (None, "classification")
+
+
+def _config(settings: Mapping[str, Any] | Config | None) -> tuple[Config, set[str] | None]:
+    """The run's config and the keys ``settings`` names (None for a Config, which names every value)."""
+    if isinstance(settings, Config):
+        return copy.deepcopy(settings).validate(), None  # fit writes into its config: never the caller's
+    return config_from_settings(settings), set(settings or ())
+
+
+def _from_loader(name: str, data: Any, cfg: Config, named: set[str] | None) -> Any:
+    """The Dataset under a DataLoader (its batch size into the config unless the settings name one); any other
+    ``data`` as it is."""
+    if not isinstance(data, DataLoader):
+        return data
+    key = "batch_size" if name == "train" else "eval_batch_size"
+    size = data.batch_size  # None where a batch_sampler decides the batches
+    if size is not None and named is not None and f"train.{key}" not in named:
+        setattr(cfg.train, key, size)
+    used = getattr(cfg.train, key)
+    custom = [what for what, odd in (
+        ("a collate_fn", data.collate_fn is not default_collate),
+        ("a sampler", not isinstance(data.sampler, (SequentialSampler, RandomSampler))),
+        ("a batch_sampler", data.batch_size is None)) if odd]
+    log_at = logging.WARNING if custom else logging.INFO
+    log.log(log_at, "%s: from the DataLoader, %s (train.%s %d%s); ignored: %s%s", name, LOADER_TAKEN, key,
+            used, "" if size == used else f", not its {size}: the settings name one", LOADER_IGNORED,
+            f"; its own {', '.join(custom)} is not applied" if custom else "")
+    return data.dataset
+
+
 def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any = None, test: Any = None, *,
-        out: str | os.PathLike, settings: Mapping[str, Any] | None = None, resume: bool = False,
-        overwrite: bool = False, progress: bool | None = None) -> dict:
-    """Train an ensemble and write the run folder ``out``; returns the final metrics (``metrics.json``).
+        out: str | os.PathLike, settings: Mapping[str, Any] | Config | None = None, task: str | None = None,
+        resume: bool = False, overwrite: bool = False, progress: bool | None = None) -> FitResult:
+    """Train an ensemble and write the run folder ``out``; returns a :class:`FitResult`: the trained TreeNet
+    (``.tree``, eval mode), the final metrics (``.metrics``, also readable as ``result["oracle_acc"]``) and
+    the run folder (``.run``).
 
     Args:
         model: a :class:`TreeNet`; any ``nn.Module`` or a zero-argument factory, wrapped as ``model.members``
@@ -97,18 +147,35 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
             ``forward``; a module path such as ``"layer2"``: a shared trunk) and initialized per
             ``model.init`` (``"pretrained"`` keeps the module's weights in every member); or a registered
             model name or an import path ``"package.module:function"``, built as the command line builds it.
-            train, test: map-style ``torch.utils.data.Dataset`` s of ``(image, label)`` (uint8 or [0, 1] float
+            A base whose ``forward`` returns a dict or tuple names its prediction with ``model.output``.
+        train, test: map-style ``torch.utils.data.Dataset`` s of ``(image, label)`` (uint8 or [0, 1] float
             images; one shape, or any sizes when streamed at ``data.image_size``; ``test=None`` evaluates on
-            ``train``), or a data path the command line reads
-            (its own train and test splits), or None for the embedded Fashion-MNIST subset.
+            ``train``), or ``DataLoader`` s over them, or a data path the command line reads (its own train
+            and test splits), or None for the embedded Fashion-MNIST subset. From a ``DataLoader`` fit takes
+            its dataset and its ``batch_size`` (``train.batch_size``; a test loader's:
+            ``train.eval_batch_size``) unless ``settings`` name that key (a ``Config`` names every key, so
+            its own batch sizes apply); it ignores the loader's sampler and shuffle (mheads' own seeded
+            batch plan is what makes resume exact), collate_fn, workers and drop_last, and logs what it took.
         out: the run folder (written as ``mheads train --out`` writes it).
         settings: dotted config keys, as ``--set`` takes them: ``{"loss.name": "mcl", "loss.k": 1,
-            "train.iterations": 300}``.
+            "train.iterations": 300}``; or a :class:`mheads.Config` (copied: fit never changes yours).
+        task: what the members' outputs mean; ``None`` or ``"classification"`` (the only task fit trains
+            yet).
         resume: continue the run in ``out`` from its newest checkpoint, exactly.
         overwrite: replace a run already in ``out``.
         progress: show a progress bar (default: when stderr is a terminal).
+
+    The process is left as found: the global random state (fit seeds its own, forked, generator: dropout
+    draws from it), ``torch.get_num_threads()`` and glibc's malloc settings (``mheads train`` raises its
+    thresholds for CPU speed; call ``mheads.train.allocator.retain_freed_memory()`` to do so here).
     """
-    cfg = config_from_settings(settings)
+    if task not in TASKS:
+        raise ConfigError(f"task: got {task!r}; expected None or 'classification' (the only task mheads.fit "
+                          "trains yet)")
+    if settings is not None and not isinstance(settings, (Mapping, Config)):
+        raise ConfigError(f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
+                          "values or a mheads.Config")
+    cfg, named = _config(settings)
     if not isinstance(model, (str, nn.Module)) and not callable(model):
         raise ConfigError(f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
                           "zero-argument function returning an nn.Module, or a registered model name")
@@ -117,11 +184,23 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
     if isinstance(model, str):
         cfg.model.name = model
         cfg.validate()
+    train, test = _from_loader("train", train, cfg, named), _from_loader("test", test, cfg, named)
     dataset = _data(cfg, train, test)
+    built: list[TreeNet] = []
     build = None
     if not isinstance(model, str):
         cfg.model.name = PYTHON_MODEL
-        build = partial(_tree_for_data, model, cfg)  # built once the data (and so the image shape) is known
-    metrics = loop.fit(cfg, Path(out), resume=resume, overwrite=overwrite, progress=progress, model=build,
-                       dataset=dataset)
-    return metrics
+
+        def build(data) -> TreeNet:  # once the data (and so the image shape) is known
+            built.append(_tree_for_data(model, cfg, data))
+            return built[-1]
+    out = Path(out)
+    metrics = loop.fit(cfg, out, resume=resume, overwrite=overwrite, progress=progress, model=build,
+                       dataset=dataset, retain_memory=False)
+    if built:
+        tree = built[-1]
+    else:  # a model named by string: rebuilt from its run folder, as a user would reopen it
+        with torch.random.fork_rng(devices=[]):
+            tree = load_run(out, model=model if is_import_path(model) else None)
+        tree.to(resolve_device(cfg.train.device))
+    return FitResult(tree.eval(), out, metrics)

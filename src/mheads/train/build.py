@@ -31,7 +31,8 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         first = factory()  # surfaces bad options / image sizes once, before copies are built
         base = factory if m.weights is None else _with_weights(first, m.weights)
         tree = TreeNet(base, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                       example_input=(1, in_channels, image_size, image_size), scoring_heads=m.scoring_heads)
+                       example_input=(1, in_channels, image_size, image_size), scoring_heads=m.scoring_heads,
+                       output=m.output)
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
     except UnknownModelError as err:  # an import path that does not import, or names no callable
@@ -86,6 +87,8 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
             "options": dict(cfg.model.options)}
     if cfg.model.scoring_heads:  # recorded only when on: the meta of a run without heads is unchanged
         meta["scoring_heads"] = True
+    if cfg.model.output is not None:  # likewise: a base returning a dict or tuple (model.output)
+        meta["output"] = cfg.model.output
     return meta
 
 
@@ -109,10 +112,12 @@ def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: M
         shape = (1, meta["in_channels"], meta["image_size"], meta["image_size"])
         user = model is not None and not isinstance(model, str)
         heads = bool(meta.get("scoring_heads", False))
+        output = meta.get("output")  # checked by TreeNet: a key or an index
         if not heads and not user:
-            return TreeNet(base, meta["members"], split, seed=seed)
+            return TreeNet(base, meta["members"], split, seed=seed, output=output)
         # a user's module may need an example input to be cut (torch.fx); weights come from the run
-        return TreeNet(base, meta["members"], split, seed=seed, scoring_heads=heads, example_input=shape)
+        return TreeNet(base, meta["members"], split, seed=seed, scoring_heads=heads, example_input=shape,
+                       output=output)
     except CheckpointError:
         raise
     except (ValueError, TypeError) as err:

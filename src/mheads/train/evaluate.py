@@ -97,18 +97,23 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return ck.weights, meta
 
 
-def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None):
-    """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source).
-    ``model``: the model of a run trained on an import path or a Python object, named by the user (a run
-    folder never names code to import; see :mod:`mheads.train.reopen`)."""
+def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None, dataset=None, tree=None):
+    """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source) or on
+    ``dataset`` (a decoded :class:`~mheads.data.Dataset`, e.g. a user's torch Dataset read by
+    ``from_torch_datasets``). ``model``: the model of a run trained on an import path or a Python object,
+    named by the user (a run folder never names code to import; see :mod:`mheads.train.reopen`). ``tree``:
+    the run's trained TreeNet already in memory (``mheads.fit``'s), used instead of rebuilding it."""
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
     overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
     cfg = load_config(run / "config.yaml", overrides)
-    weights, meta = load_run_weights(run)
-    data_prepared = prepare(cfg, resolve_device(cfg.train.device))
-    where = data or cfg.data.source or "(the embedded data)"
+    if tree is None:
+        weights, meta = load_run_weights(run)
+    else:
+        meta = _run_meta(run)
+    data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
+    where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
     _check_fits(data_prepared, meta, where)
     saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
@@ -119,6 +124,8 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
                             f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
                             "apply after converting them (a run from before it was saved)")
         data_prepared.normalizer = ChannelView(data_prepared.normalizer, meta["in_channels"])
+    if tree is not None:
+        return cfg, tree, data_prepared
     tree = tree_from_meta(meta, where=str(Path(run) / "run.json"), model=model)
     load_weights_checked(tree, weights, run)
     tree.to(data_prepared.device)
@@ -170,8 +177,8 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
 
 
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test",
-                 model: ModelSpec = None) -> dict:
-    cfg, tree, data_prepared = load_for_eval(run, data, model)
+                 model: ModelSpec = None, dataset=None, tree=None) -> dict:
+    cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree)
     metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
     metrics["classes"] = data_prepared.classes
     return metrics

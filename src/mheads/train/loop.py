@@ -54,7 +54,6 @@ from mheads.runs.folder import (
 )
 from mheads.runs.history import record_changes
 from mheads.runs.lock import RunLock
-from mheads.train.allocator import retain_freed_memory
 from mheads.train.analysis import analyse, calibrate, summary
 from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
@@ -64,6 +63,7 @@ from mheads.train.dist_checkpoint import gather_checkpoint, is_distributed, rest
 from mheads.train.evaluate import evaluate
 from mheads.train.numerics import DeviceTally, NumericalFault, member_param_map, members_from_flags
 from mheads.train.preempt import Preempted, sigterm_flag
+from mheads.train.process import run_process_state
 from mheads.train.resources import check_model_size, check_resources
 from mheads.train.state import RunState
 from mheads.train.step import deferred_step, train_step
@@ -98,11 +98,15 @@ class Run:
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
         comm: Comm | None = None, wrap=None, progress: bool | None = None, model=None,
-        dataset: Dataset | TorchData | None = None) -> dict | None:
+        dataset: Dataset | TorchData | None = None, retain_memory: bool = True) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
     (root). ``model`` and ``dataset`` replace what ``cfg.model`` and ``cfg.data.source`` would build and load
     (the Python API, :func:`mheads.fit`, passes them); ``model`` is a TreeNet or a function of the prepared
     data returning one.
+
+    The process is left as found (:mod:`mheads.train.process`): the global random state and torch's thread
+    count are restored on return; ``retain_memory`` raises glibc's malloc thresholds on a CPU run (faster, but
+    for the rest of the process: ``mheads.fit`` passes False).
 
     SIGTERM (preemption) at any point before the last iteration ends the run after the current iteration with
     a checkpoint and :class:`Preempted`; one arriving during the final evaluation lets the run finish."""
@@ -111,7 +115,8 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     show = (comm.is_root and sys.stderr.isatty()) if progress is None else (progress and comm.is_root)
     lock = RunLock(out, create=not resume) if comm.is_root else nullcontext()
     # worker_errors: a streaming worker killed (the OOM killer) raises here wherever this process is: one line
-    with lock, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal), worker_errors():
+    process = run_process_state(resolve_device(cfg.train.device), cfg.train.threads, retain_memory)
+    with lock, process, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal), worker_errors():
         run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset, show)
         try:
             _loop(run, sigterm, show)
@@ -290,13 +295,7 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         prepare_out_dir(out, resume=resume, overwrite=overwrite)
         record_launch(out)
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    if device.type == "cpu":
-        # Keep freed memory in the process: without it the first hundreds of CPU steps fault their activation
-        # buffers back in page by page (20-40% slower); the benchmarks measure with it, so runs train with it.
-        retain_freed_memory()
+    device = resolve_device(t.device)  # fit set train.threads (and the allocator) for the run
     data = prepare(cfg, device, dataset=dataset, progress=show)
     if comm.replicas > 1:  # a data-parallel replica reads its shard of every batch
         data.shard = (comm.replica, comm.replicas)

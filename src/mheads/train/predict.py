@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,11 +45,12 @@ from mheads.ensemble.losses import LOSSES
 from mheads.ensemble.uncertainty import CRITERIA, disagreement_score, entropy_decomposition
 from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
-from mheads.train.evaluate import load_run_weights, load_weights_checked
+from mheads.train.evaluate import _run_meta, load_run_weights, load_weights_checked
 from mheads.train.predict_format import format_predictions
 from mheads.train.reopen import ModelSpec
 
-__all__ = ["format_predictions", "image_paths", "load_image", "predict"]
+__all__ = ["OpenedRun", "format_predictions", "image_paths", "load_image", "open_run", "predict",
+           "predict_images"]
 
 
 def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
@@ -81,42 +83,87 @@ def _normalizer(run: Path, cfg: Config, device: torch.device, meta: dict) -> Nor
     return prepare(cfg, device).normalizer
 
 
-def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int = 3,
-            batch_size: int = 64, model: ModelSpec = None) -> list[dict]:
-    """One record per image (see the module docstring)."""
+@dataclass
+class OpenedRun:
+    """What prediction needs of a run folder, read once."""
+
+    tree: torch.nn.Module  # in eval mode (on the CPU, unless the caller's)
+    normalizer: Normalizer
+    calibration: dict | None
+    classes: list[str]
+    assigning: bool
+    channels: int
+    size: int
+    resize: int
+
+
+def open_run(run: str | os.PathLike, model: ModelSpec = None,
+             tree: torch.nn.Module | None = None) -> OpenedRun:
+    """A run folder's model, normalization, calibration and class names, for :func:`predict` and
+    :func:`predict_images`; ``tree``: the run's trained TreeNet already in memory (``mheads.fit``'s), used
+    instead of rebuilding it."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--run {run}: no config.yaml; is it a run folder written by `mheads train`?")
     cfg = load_config(run / "config.yaml")
-    weights, meta = load_run_weights(run)
-    tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
-    load_weights_checked(tree, weights, run)
+    if tree is None:
+        weights, meta = load_run_weights(run)
+        tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
+        load_weights_checked(tree, weights, run)
+    else:
+        meta = _run_meta(run)
     tree.eval()
-    device = torch.device("cpu")
-    normalizer = _normalizer(run, cfg, device, meta)
-    calibration = load_calibration(run, meta["members"])
-    size, channels = meta["image_size"], meta["in_channels"]
-    resize = cfg.data.eval_resize or size
-    classes = _classes(run, meta)
-    top = max(1, min(top, len(classes)))
-    assigning = LOSSES[cfg.loss.name].assigns if cfg.loss.name in LOSSES else False
+    size = meta["image_size"]
+    return OpenedRun(tree, _normalizer(run, cfg, torch.device("cpu"), meta),
+                     load_calibration(run, meta["members"]), _classes(run, meta),
+                     LOSSES[cfg.loss.name].assigns if cfg.loss.name in LOSSES else False,
+                     meta["in_channels"], size, cfg.data.eval_resize or size)
+
+
+def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int = 3,
+            batch_size: int = 64, model: ModelSpec = None, tree: torch.nn.Module | None = None) -> list[dict]:
+    """One record per image (see the module docstring); ``tree``: as :func:`open_run` takes it."""
+    opened = open_run(run, model, tree)
     files = image_paths(paths)
     records = []
     for start in range(0, len(files), batch_size):
         chunk, images = [], []
         for f in files[start:start + batch_size]:
             try:
-                images.append(load_image(f, channels, size, resize))
+                images.append(load_image(f, opened.channels, opened.size, opened.resize))
                 chunk.append(f)
             except (DataError, OSError) as err:  # this image only: report it and go on with the others
                 records.append({"path": display(f), "error": str(err)})
-        if not images:
-            continue
-        with torch.no_grad():
-            logits = tree(normalizer(torch.stack(images))).float()  # (M, B, C)
-        records.extend(_records(chunk, logits, classes, top, assigning, calibration))
+        if images:
+            records.extend(_predicted(opened, torch.stack(images), [("path", display(f)) for f in chunk],
+                                      top))
     order = {display(f): i for i, f in enumerate(files)}
     return sorted(records, key=lambda r: order[r["path"]])  # the files' order, errors in their place
+
+
+def predict_images(opened: OpenedRun, images: torch.Tensor, *, top: int = 3, batch_size: int = 64,
+                   first: int = 0) -> list[dict]:
+    """One record per image of ``images``: ``(N, C, H, W)`` uint8 at the run's image size and channels (as
+    decoded and cropped for the model); each record names its ``index`` (``first`` + its row) instead of a
+    path."""
+    want = (opened.channels, opened.size, opened.size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != want or images.dtype != torch.uint8:
+        raise DataError(f"inputs: got {images.dtype} images of shape {tuple(images.shape)}; expected uint8 "
+                        f"(N, {', '.join(map(str, want))}), the run's channels and image size")
+    records = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        keys = [("index", first + start + i) for i in range(len(chunk))]
+        records.extend(_predicted(opened, chunk, keys, top))
+    return records
+
+
+def _predicted(opened: OpenedRun, images: torch.Tensor, keys: list[tuple[str, object]], top: int):
+    device = next(opened.tree.parameters()).device
+    with torch.no_grad():
+        logits = opened.tree(opened.normalizer(images.to(device))).float().cpu()  # (M, B, C)
+    top = max(1, min(top, len(opened.classes)))
+    return _records(keys, logits, opened.classes, top, opened.assigning, opened.calibration)
 
 
 def load_image(path: Path, channels: int, size: int, resize: int) -> torch.Tensor:
@@ -137,7 +184,7 @@ def _classes(run: Path, meta: dict) -> list[str]:
     return [str(i) for i in range(meta["num_classes"])]
 
 
-def _records(files, logits: torch.Tensor, classes, top: int, assigning: bool, calibration: dict | None):
+def _records(keys, logits: torch.Tensor, classes, top: int, assigning: bool, calibration: dict | None):
     temperature = calibration["temperature"] if calibration else 1.0
     scaled = apply_temperature(logits, temperature)  # the one temperature of every number below
     members = torch.softmax(scaled, dim=-1)  # (M, B, C)
@@ -148,9 +195,9 @@ def _records(files, logits: torch.Tensor, classes, top: int, assigning: bool, ca
     flag = calibration.get("ood_threshold") if calibration else None
     ood_scores = CRITERIA[flag["criterion"]](scaled) if flag else None  # (B,), higher = more OOD
     out = []
-    for i, f in enumerate(files):
+    for i, (key, value) in enumerate(keys):  # ("path", the file shown) or ("index", the row)
         p, c = ensemble[i].topk(top)
-        rec = {"path": display(f), "temperature": temperature,
+        rec = {key: value, "temperature": temperature,
                "top": [{"class": classes[int(k)], "prob": round(float(v), 4)} for v, k in zip(p, c)],
                "members": [{"class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
                            for m in range(logits.shape[0])],

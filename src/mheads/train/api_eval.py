@@ -1,0 +1,168 @@
+"""The Python API's evaluation and prediction: ``mheads.evaluate`` and ``mheads.predict``, thin over
+``mheads eval`` / ``mheads predict``'s code (:mod:`mheads.train.evaluate`, :mod:`mheads.train.predict`).
+
+A run folder (or the :class:`~mheads.train.result.FitResult` of ``mheads.fit``) is evaluated as training
+evaluated it: the run's config, its saved normalization, its image size. A bare :class:`TreeNet` has no run:
+it sees the batches exactly as the data gives them (uint8 images scaled to [0, 1], nothing else), so a tree
+trained in your own loop is evaluated on what your loop fed it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from mheads.config import ConfigError
+from mheads.core.seeding import Stream, derived_generator
+from mheads.data.errors import DataError
+from mheads.data.from_torch import _image, _label, from_torch_datasets, pair
+from mheads.ensemble.accumulator import EnsembleMetrics
+from mheads.train import predict as predicting
+from mheads.train.evaluate import evaluate_run
+from mheads.train.reopen import ModelSpec
+from mheads.train.result import FitResult
+from mheads.tree import TreeNet
+
+__all__ = ["evaluate", "predict"]
+
+EVAL_BATCH = 256  # a bare TreeNet's Dataset, batched in order
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _run(run: Any, what: str) -> tuple[Path, TreeNet | None]:
+    """A run folder and, for a FitResult, its trained tree (in memory: no model= needed to rebuild it)."""
+    if isinstance(run, FitResult):
+        return Path(run.run), run.tree
+    if _is_path(run):
+        return Path(run), None
+    raise ConfigError(f"{what}: got {type(run).__name__}; expected a run folder, the FitResult of mheads.fit"
+                      f"{' or a TreeNet' if what == 'run_or_tree' else ''}")
+
+
+def _dataset(data: Any) -> Any:
+    return data.dataset if isinstance(data, DataLoader) else data
+
+
+def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, split: str = "test",
+             batch_size: int | None = None) -> dict:
+    """Every ensemble metric (``ensemble_mean_acc``, ``oracle_acc``, ``member_acc``, NLL, ECE, ...).
+
+    Args:
+        run_or_tree: a run folder written by ``mheads.fit`` / ``mheads train``, or ``fit``'s
+            :class:`FitResult`, evaluated as ``mheads eval`` does (the run's config, normalization and image
+            size); or a :class:`TreeNet`, which sees the batches as ``data`` gives them.
+        data: for a run: None (its own data, ``split``), a data path, or a map-style Dataset (or a DataLoader
+            over one: its dataset) of ``(image, label)`` as ``fit`` takes them, read whole and evaluated
+            under the run's settings (``data.test_limit`` included). For a TreeNet (required): a
+            ``DataLoader`` (its batches, as they come), or a Dataset of ``(image, label)`` batched in order.
+        model: for a run folder trained on a Python object or an import path, the model (see
+            ``mheads.load_run``).
+        split: the run's split with ``data=None`` (``"test"``, ``"val"``, ``"ood"``, ``"train"``).
+        batch_size: a TreeNet's Dataset is read this many items at a time (default 256).
+    """
+    if isinstance(run_or_tree, TreeNet):
+        if data is None or _is_path(data):
+            raise ConfigError(f"data: got {data!r}; a TreeNet is evaluated on a Dataset or DataLoader of "
+                              "(image, label) (a data path needs a run: pass the run folder)")
+        return _tree_metrics(run_or_tree, _batches(data, batch_size or EVAL_BATCH))
+    run, tree = _run(run_or_tree, "run_or_tree")
+    if data is None or _is_path(data):
+        return evaluate_run(run, None if data is None else str(data), split, model, tree=tree)
+    dataset = from_torch_datasets(_dataset(data))  # one read: its test split is the same as its train
+    return evaluate_run(run, None, "test", model, dataset=dataset, tree=tree)
+
+
+def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(data, DataLoader):
+        return data
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise ConfigError(f"data: got {type(data).__name__}; expected a map-style Dataset of (image, label) "
+                          "or a DataLoader")
+    return _in_order(data, batch_size)
+
+
+def _in_order(ds, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(ds), batch_size):
+        xs, ys = [], []
+        for i in range(start, min(start + batch_size, len(ds))):
+            x, y = pair(ds[i], f"data[{i}]")
+            xs.append(torch.from_numpy(_image(x, f"data[{i}]")))
+            ys.append(_label(y, f"data[{i}]"))
+        yield torch.stack(xs), torch.tensor(ys)
+
+
+@torch.no_grad()
+def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
+    device = next(tree.parameters()).device
+    was_training = tree.training
+    tree.eval()
+    acc = None
+    try:
+        for batch in batches:
+            x, y = batch[0], batch[1]
+            x = x.to(device)
+            x = x.float() / 255 if x.dtype == torch.uint8 else x
+            logits = tree(x).float().cpu()  # (M, B, C)
+            if acc is None:  # the classes: the members' output width
+                acc = EnsembleMetrics(tree.num_members, logits.shape[-1],
+                                      generator=derived_generator(0, Stream.ORACLE_TIES))
+            acc.update(logits, torch.as_tensor(y).cpu())
+    finally:
+        tree.train(was_training)
+    if acc is None:
+        raise DataError("data: no batches; expected a non-empty Dataset or DataLoader")
+    return acc.compute()
+
+
+def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
+            batch_size: int = 64) -> list[dict]:
+    """What the ensemble of a run says about ``inputs``: one record per image, as ``mheads predict`` prints
+    them (the top classes with the members' averaged probabilities, each member's top class, the entropy
+    split, disagreement, the OOD flag where the run has a threshold, an assigning loss's ranked proposals).
+
+    Args:
+        run: a run folder, or ``mheads.fit``'s :class:`FitResult`.
+        inputs: image files or folders (a path or a list of them; records name each ``path``, an unreadable
+            file gets an ``error``), or images as tensors: a batch ``(N, C, H, W)`` (or one ``(C, H, W)``),
+            a map-style Dataset of images or ``(image, label)`` pairs, or a DataLoader over one; uint8 or
+            [0, 1] float at the run's channels and image size (records name each ``index``).
+        model: for a run folder trained on a Python object or an import path, the model (see
+            ``mheads.load_run``).
+        top: how many of the ensemble's classes each record lists.
+    """
+    path, tree = _run(run, "run")
+    if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
+        paths = [inputs] if _is_path(inputs) else list(inputs)
+        return predicting.predict(path, paths, top=top, batch_size=batch_size, model=model, tree=tree)
+    opened = predicting.open_run(path, model=model, tree=tree)
+    if isinstance(inputs, torch.Tensor):
+        images = inputs.unsqueeze(0) if inputs.ndim == 3 else inputs
+        if images.ndim != 4:
+            raise DataError(f"inputs: a tensor of shape {tuple(inputs.shape)}; expected images (N, C, H, W) "
+                            "or one image (C, H, W)")
+        return predicting.predict_images(opened, _uint8(list(images), 0), top=top, batch_size=batch_size)
+    ds = _dataset(inputs)
+    if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+        raise ConfigError(f"inputs: got {type(inputs).__name__}; expected image paths, a tensor of images, "
+                          "or a map-style Dataset (or DataLoader) of images")
+    records = []
+    for start in range(0, len(ds), batch_size):
+        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+        images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        records.extend(predicting.predict_images(opened, _uint8(images, start), top=top,
+                                                 batch_size=batch_size, first=start))
+    return records
+
+
+def _uint8(images: list, first: int) -> torch.Tensor:
+    """Images as fit reads them (uint8; [0, 1] floats scaled and rounded), stacked."""
+    return torch.stack([torch.from_numpy(_image(x, f"inputs[{first + i}]")) for i, x in enumerate(images)])
+
