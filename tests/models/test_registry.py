@@ -78,3 +78,16 @@ def test_cifar10_quick_uses_caffe_ceil_mode_pooling_and_gaussian_init():
 def test_fashion_mnist_shape():
     net = create_model("cifar10_quick", in_channels=1, image_size=28)
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_the_module_docstring_holds_sequential_families_and_resnets_cut_by_module_path():
+    from torch import nn
+
+    from mheads.tree import split_points
+
+    for name in ("cifar10_quick", "nin_cifar", "caffenet"):  # named layers, as in the paper's tables
+        net = create_model(name, **SMALL[name])
+        assert type(net) is nn.Sequential and "conv1" in dict(net.named_children())
+    resnet = create_model("resnet20")
+    assert not isinstance(resnet, nn.Sequential)  # forward code: cut at module paths by tracing
+    assert {"conv1", "layer1", "layer2.0"} <= set(split_points(resnet))

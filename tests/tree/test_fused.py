@@ -173,11 +173,37 @@ def test_exec_mode_is_validated_settable_and_outside_the_state_dict():
 
 
 def test_auto_resolves_by_device_type():
-    assert resolve_exec_mode("auto", "cpu") == AUTO_EXEC["cpu"]
-    assert resolve_exec_mode("auto", torch.device("cuda", 0)) == AUTO_EXEC["cuda"]
+    # the values benchmarks/results/{cpu,h200}/throughput.csv measured, written out (not read from AUTO_EXEC)
+    assert resolve_exec_mode("auto", "cpu") == "loop"
+    assert resolve_exec_mode("auto", torch.device("cuda", 0)) == "fused"
     assert resolve_exec_mode("auto", "meta") == "loop"  # not measured: the plain path
     assert resolve_exec_mode("fused", "cpu") == "fused"
     assert resolve_exec_mode("loop", "cuda") == "loop"
+
+
+def _step_medians(csv_path) -> dict[str, float]:
+    """The committed benchmark's training-step medians (ms) of the independent ensemble, per exec mode."""
+    import csv
+
+    with open(csv_path) as f:
+        rows = [r for r in csv.DictReader(f) if r["section"].startswith("1+3. training step")]
+    out = {}
+    for r in rows:
+        for mode in ("loop", "fused"):
+            if r["name"].startswith(f"mheads independent [{mode}"):
+                out[mode] = float(r["median_ms"])
+    return out
+
+
+@pytest.mark.parametrize("folder, device", [("cpu", "cpu"), ("h200", "cuda")])
+def test_auto_never_picks_the_mode_the_committed_benchmark_measured_slower(folder, device):
+    from conftest import REPO
+
+    medians = _step_medians(REPO / "benchmarks/results" / folder / "throughput.csv")
+    assert set(medians) == {"loop", "fused"}
+    chosen = resolve_exec_mode("auto", device)
+    assert AUTO_EXEC[device] == chosen
+    assert medians[chosen] <= 1.05 * min(medians.values()), (chosen, medians)  # within noise of the best
 
 
 def _bn_net():

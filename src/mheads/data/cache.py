@@ -1,8 +1,9 @@
 """An uncompressed, memory-mapped copy of a decoded data set: the second load takes a second, not minutes.
 
-Layout: a folder ``<source name>.mheads-cache`` holding ``train_images.npy``, ``train_labels.npy``,
-``test_images.npy`` and ``test_labels.npy`` (plain ``.npy`` files, uncompressed) and ``meta.json`` (data set
-name, class names, source fingerprint, cache version, and the shape and dtype of each array).
+Layout: one folder per source, ``<source name>-<hash of its path>.mheads-cache`` in the cache folder (see
+"Where" below), holding ``train_images.npy`` and ``test_images.npy`` (uint8), ``train_labels.npy`` and
+``test_labels.npy`` (int64), plain uncompressed ``.npy`` files, and ``meta.json`` (data set name, class names,
+source fingerprint, cache version, and the shape and dtype of each array).
 
 Loading maps the image arrays instead of reading them (``np.load(mmap_mode="c")``, copy-on-write): pages
 come from the page cache on demand, so a decoded data set larger than RAM (but not than the disk) still

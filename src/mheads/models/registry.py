@@ -1,7 +1,10 @@
-"""Model registry: every base network is a factory returning an ``nn.Sequential`` of *named* layers.
+"""Model registry: every base network is a factory ``fn(num_classes, in_channels, image_size, **kw)``
+returning an ``nn.Module`` that maps ``(B, in_channels, S, S)`` to ``(B, C)``.
 
-Layer names follow the paper (conv1, cccp1, pool2, fc6, ...) so TreeNet split points read as in its tables.
-Adding an architecture is one file with one ``@register_model`` function.
+The paper's families (CIFAR10-Quick, NiN, CaffeNet) are ``nn.Sequential`` of *named* layers, named as in the
+paper (conv1, cccp1, pool2, fc6, ...) so TreeNet split points read as in its tables; the residual networks
+(:mod:`mheads.models.resnet`) are ordinary modules with ``forward`` code, cut at module paths (``layer2.0``)
+by the tree's torch.fx tracing. Adding an architecture is one file with one ``@register_model`` function.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 from mheads.core.checks import check_int
 
-ModelFn = Callable[..., nn.Sequential]
+ModelFn = Callable[..., nn.Module]
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -43,7 +46,7 @@ class UnknownModelError(ValueError):
 
 def register_model(name: str, *, image_size: int, min_image_size: int,
                    small_options: dict | None = None) -> Callable[[ModelFn], ModelFn]:
-    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Sequential`` with its
+    """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Module`` with its
     default and minimum input sizes (tests and ``list-models`` then cover a new model with no other
     change)."""
     check_int("image_size", image_size, 1)
@@ -125,8 +128,8 @@ def create_model(
         image_size: square input side (default: the model's own); the fully connected layers are sized for it.
         **kwargs: family-specific options (e.g. ``width`` for NiN/CaffeNet).
     Returns:
-        ``nn.Sequential`` whose children are the named layers, mapping ``(B, in_channels, S, S)`` to
-        ``(B, C)``.
+        an ``nn.Module`` mapping ``(B, in_channels, S, S)`` to ``(B, C)``: an ``nn.Sequential`` of named
+        layers for the paper's families, a module with its own ``forward`` for the ResNets.
     """
     if is_import_path(name):
         sizes = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
@@ -150,8 +153,7 @@ def model_factory(name: str, **kwargs) -> Callable[[], nn.Module]:
 
 def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:
     """Number of features ``features`` produces for one image, found by a dry run on zeros (in eval mode, so
-    no
-    BatchNorm statistics move and no dropout draws: nothing trains before training starts)."""
+    no BatchNorm statistics move and no dropout draws: nothing trains before training starts)."""
     modes = {m: m.training for m in features.modules()}
     features.eval()
     try:
@@ -168,5 +170,6 @@ def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int
 
 
 def parameterized_layers(net: nn.Module) -> list[str]:
-    """Names of the direct children of ``net`` that own parameters: the meaningful split points."""
+    """Names of the direct children of ``net`` that own parameters: its top-level split points (the paper's
+    layers for a Sequential family; a TreeNet also cuts deeper: :func:`mheads.tree.split_points`)."""
     return [n for n, m in net.named_children() if any(True for _ in m.parameters())]

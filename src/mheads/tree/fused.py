@@ -17,9 +17,10 @@ sibling branches of a node together, layer by layer:
 Parameters are concatenated at forward time, so gradients flow to the TreeNet's own parameters;
 ``state_dict``, optimizers and checkpoints see no difference. Fused layers do not call the member modules.
 Identical branches these ops do not cover (a layer type not in :data:`FUSABLE_LAYERS`, a traced segment of
-any model, a custom module) run as one ``torch.func.vmap`` over the members' stacked parameters
-(:mod:`mheads.tree.vmapped`). A node falls back to the loop (for its own branches; deeper nodes may still
-fuse) when its branches differ in structure or carry module hooks.
+any model, a custom module) run as one ``torch.func.vmap`` over the members' stacked parameters and buffers
+(:mod:`mheads.tree.vmapped`; BatchNorm statistics written back, randomness drawn per member). A node falls
+back to the loop (for its own branches; deeper nodes may still fuse) when its branches differ in structure,
+carry module hooks, or hold an op that ``vmap`` cannot batch (said once, as a warning).
 
 Whether fusing pays depends on the device: :data:`AUTO_EXEC` records what ``benchmarks/throughput.py``
 measured.
