@@ -1,0 +1,165 @@
+"""`.npz` arrays as an `(input, target)` Dataset for any task (issue 32).
+
+`read_npz(path, inputs="x", targets="y", kind=...)` reads two named arrays of one `.npz` file (`np.savez` or
+`np.savez_compressed`), N examples each:
+
+- inputs: any shape `(N, ...)`: `(N, F)` features, `(N, C, T)` series, `(N, C, H, W)` images; floating
+  arrays become float32 (every value finite, within float32's range), integer arrays int64 (token ids);
+- targets by `kind`: "classification" `(N,)` integer class indices (int64; exact, so 2.7 and booleans are
+  refused; `num_classes` bounds them); "regression" `(N,)` or `(N, D)` finite numbers (float32);
+  "segmentation" `(N, H, W)` integer masks (int64) of classes `0..num_classes-1` or `ignore_index`, with
+  inputs `(N, C, H, W)` of the same H and W.
+
+Nothing is unpickled (`allow_pickle=False`; an object array is refused). Sizes are bounded before anything is
+allocated: the file by `mheads.data.bounds.read_limit()`, each array by the shape and dtype in its `.npy`
+header (Python integers, no wrap-around), which must also fit the member's declared size in the archive.
+Errors are one line naming the file, the array and the bad value (with its index).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from mheads.core.checks import check_choice, check_int
+from mheads.data.bounds import read_limit, too_big
+from mheads.data.errors import DataError
+from mheads.data.files import display, read_regular
+from mheads.data.pairs import TensorPairs
+from mheads.data.tables import MAX_CLASSES
+
+__all__ = ["KINDS", "read_npz"]
+
+KINDS = ("classification", "regression", "segmentation")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(member)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, _, dtype = read[version](member, max_header_size=10_000)
+    return tuple(int(s) for s in shape), dtype
+
+
+def _load(archive: zipfile.ZipFile, key: str, where: str, limit: int) -> np.ndarray:
+    name = f"{key}.npy"
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        keys = sorted(n[:-4] for n in archive.namelist() if n.endswith(".npy"))
+        raise DataError(f"{where}: no array {key!r}; expected one of the file's arrays: "
+                        f"{', '.join(map(repr, keys)) or 'none'}") from None
+    at = f"{where}:{key}"
+    if info.file_size > limit:
+        raise too_big(at, info.file_size, limit, "declares")
+    try:
+        with archive.open(info) as member:
+            shape, dtype = _header(member)
+            if dtype.hasobject:
+                raise DataError(f"{at}: an object array ({dtype}); expected a numeric array (objects need "
+                                "pickle, which is never loaded)")
+            size = math.prod(shape) * dtype.itemsize  # Python ints: a 2**62-element shape cannot wrap
+            if size > info.file_size:
+                raise DataError(f"{at}: header declares shape {shape} of {dtype} ({size} bytes) but the "
+                                f"member holds {info.file_size} bytes; expected an intact .npy")
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as exc:  # any failure on untrusted bytes means a bad file
+        raise DataError(f"{at}: corrupt or unreadable array ({type(exc).__name__}: {exc})") from None
+
+
+def _first(bad: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def _as_float32(array: np.ndarray, at: str) -> torch.Tensor:
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"{at}: dtype {array.dtype}; expected a floating or integer array")
+    wide = array.astype(np.float64)
+    bad = ~np.isfinite(wide) | (np.abs(wide) > _F32_MAX)
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{at}: got {array[i]!r} at index {i}; expected finite numbers within float32's "
+                        "range")
+    return torch.from_numpy(wide.astype(np.float32))
+
+
+def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None = None) -> torch.Tensor:
+    allowed = f"integer class indices 0..{top - 1}" + (f" or ignore_index {ignore_index}"
+                                                       if ignore_index is not None else "")
+    if array.dtype.kind == "f":
+        fractional = ~np.isfinite(array) | (array != np.round(array))
+        if fractional.any():
+            i = _first(fractional)
+            raise DataError(f"{at}: got {array[i]!r} at index {i}; expected {allowed} (exact)")
+    elif array.dtype.kind not in "iu":
+        raise DataError(f"{at}: dtype {array.dtype}; expected {allowed}")
+    wide = array.astype(np.float64) if array.dtype.kind == "f" else array
+    bad = (wide < 0) | (wide >= top)
+    if ignore_index is not None:
+        bad &= wide != ignore_index
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{at}: got {array[i]!r} at index {i}; expected {allowed}")
+    return torch.from_numpy(wide.astype(np.int64))
+
+
+def read_npz(path: str | os.PathLike, inputs: str = "x", targets: str = "y", *, kind: str,
+             num_classes: int | None = None, ignore_index: int = 255) -> TensorPairs:
+    """`TensorPairs(inputs, targets)` from the arrays `inputs` and `targets` of a `.npz` file; see the
+    module docstring."""
+    check_choice("kind", kind, KINDS)
+    for field, value in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{field}: got {value!r}; expected the name of an array in the file")
+    if num_classes is not None:
+        check_int("num_classes", num_classes, 1)
+    check_int("ignore_index", ignore_index, 0)
+    where = display(path)
+    limit = read_limit()
+    data = read_regular(path, where, max_bytes=limit)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{where}: not a .npz file ({exc}); expected an archive written by "
+                        "np.savez") from None
+    with archive:
+        x = _load(archive, inputs, where, limit)
+        y = _load(archive, targets, where, limit - x.nbytes)
+    xa, ya = f"{where}:{inputs}", f"{where}:{targets}"
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{xa}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per "
+                        "example")
+    if y.ndim < 1 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{ya}: shape {y.shape}; expected its first axis N = {x.shape[0]}, as the inputs'")
+    if x.dtype.kind in "iu":
+        inputs_t = torch.from_numpy(x.astype(np.int64))
+    else:
+        inputs_t = _as_float32(x, xa)
+    top = num_classes if num_classes is not None else MAX_CLASSES
+    if kind == "classification":
+        if y.ndim != 1:
+            raise DataError(f"{ya}: shape {y.shape}; expected (N,) class indices")
+        targets_t = _as_classes(y, ya, top)
+    elif kind == "regression":
+        if y.ndim > 2:
+            raise DataError(f"{ya}: shape {y.shape}; expected (N,) or (N, D) regression targets")
+        targets_t = _as_float32(y, ya)
+    else:
+        if y.ndim != 3 or x.ndim != 4 or x.shape[2:] != y.shape[1:]:
+            raise DataError(f"{ya}: shape {y.shape} for inputs {x.shape}; expected masks (N, H, W) and "
+                            "inputs (N, C, H, W) of the same H and W")
+        if y.dtype.kind not in "iu":
+            raise DataError(f"{ya}: dtype {y.dtype}; expected integer class masks")
+        targets_t = _as_classes(y, ya, top, ignore_index)
+    return TensorPairs(inputs_t, targets_t)
