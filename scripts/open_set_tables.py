@@ -11,15 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
-CELLS = [
-    ("single", "single model"),
-    ("independent", "independent ensemble"),
-    ("mcl", "MCL k=1"),
-    ("cmcl", "Confident MCL k=1"),
-    ("amcl", "annealed MCL"),
-    ("scored", "scoring-head MCL k=1"),
-]
-CRITERIA = ["max_prob", "entropy", "mutual_info", "energy", "disagreement", "max_member_prob"]
+from mheads.ensemble.uncertainty import CRITERIA as LIBRARY_CRITERIA
+from mheads.reproduce.spec import load_spec
+
+# the experiment's cells (name, row label) and the library's OOD criteria, in their order
+CELLS = [(c.name, c.row) for c in load_spec("open-set", None, None).cells]
+CRITERIA = list(LIBRARY_CRITERIA)
 
 
 def _row(cells):
