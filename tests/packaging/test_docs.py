@@ -1,0 +1,83 @@
+"""The documentation a newcomer navigates: README.md, CONTRIBUTING.md, CHANGELOG.md and docs/*.md.
+
+Every relative link reaches a file (and its #anchor a heading there); every Python block in docs/ runs as
+written, or is compiled and says on the line before it why it is not run (``<!-- not run: REASON -->``);
+every YAML block parses. The README's own Python blocks are the quick start's, run by test_readme.py.
+"""
+
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+PAGES = sorted(
+    [REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "CHANGELOG.md", *(REPO / "docs").glob("*.md")]
+)
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+BLOCK = re.compile(
+    r"(?:^<!-- not run: (?P<why>[^\n]+) -->\n)?^```(?P<lang>\w*)\n(?P<code>.*?)^```", re.M | re.S
+)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # '#' lines in code: not headings
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+def blocks(path, lang: str) -> list[re.Match]:
+    return [m for m in BLOCK.finditer(path.read_text()) if m["lang"] == lang]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_reaches_a_file_and_heading(page):
+    assert page.is_file(), page
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto: not checked offline
+        file, _, anchor = target.partition("#")
+        dest = (page.parent / file).resolve() if file else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.name}")
+    assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def test_the_readme_points_to_every_docs_page():
+    readme = (REPO / "README.md").read_text()
+    missing = [p.name for p in (REPO / "docs").glob("*.md") if f"(docs/{p.name})" not in readme]
+    assert not missing, f"docs pages the README does not link: {missing}"
+
+
+def test_the_readmes_python_blocks_are_all_in_the_quick_start():
+    """test_readme.py runs the quick start's blocks; any other Python block in the README goes untested."""
+    readme = (REPO / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert len(blocks(REPO / "README.md", "python")) == len(re.findall(r"^```python$", quick, flags=re.M))
+
+
+DOC_PYTHON = [(p, i) for p in sorted((REPO / "docs").glob("*.md")) for i, _ in enumerate(blocks(p, "python"))]
+
+
+@pytest.mark.parametrize("page,index", DOC_PYTHON, ids=[f"{p.name}-{i}" for p, i in DOC_PYTHON])
+def test_docs_python_blocks_run_as_written(page, index, tmp_path, monkeypatch):
+    block = blocks(page, "python")[index]
+    code = compile(block["code"], f"{page.name} block {index}", "exec")
+    if block["why"]:
+        return  # compiled above; the page says why it cannot run here (e.g. it needs torchrun)
+    monkeypatch.chdir(tmp_path)
+    exec(code, {"__name__": "__main__"})
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_yaml_blocks_parse(page):
+    for block in blocks(page, "yaml"):
+        assert isinstance(yaml.safe_load(block["code"]), dict), block["code"]
