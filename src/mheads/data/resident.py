@@ -160,7 +160,9 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         crop_padding=d.crop_padding,
         flip=d.flip,
         memory_format=memfmt,
-        source=str(d.source) if d.source is not None else "embedded fashion-mnist subset",
+        source=(str(d.source) if d.source is not None  # a user's Datasets: named as streaming names them
+                else "python Datasets" if dataset is not None and ds.name == "python"
+                else "embedded fashion-mnist subset"),
         val_x=None if val_x is None else torch.as_tensor(val_x).to(device),
         val_y=None if val_y is None else torch.as_tensor(val_y, dtype=torch.int64).to(device),
         ood_x=None if ood_x is None or not len(ood_x) else torch.as_tensor(ood_x).to(device),

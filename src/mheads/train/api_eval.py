@@ -9,6 +9,7 @@ trained in your own loop is evaluated on what your loop fed it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from mheads.tree import TreeNet
 __all__ = ["evaluate", "predict"]
 
 EVAL_BATCH = 256  # a bare TreeNet's Dataset, batched in order
+PYTHON_DATA = "python Datasets"  # run.json's data source of a run trained on the user's Datasets
 
 
 def _is_path(x: Any) -> bool:
@@ -74,10 +76,20 @@ def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, spl
                               "(image, label) (a data path needs a run: pass the run folder)")
         return _tree_metrics(run_or_tree, _batches(data, batch_size or EVAL_BATCH))
     run, tree = _run(run_or_tree, "run_or_tree")
+    if data is None and _trained_on_python_data(run):
+        raise ConfigError(f"data: got None; the run {run} trained on Python Datasets, which its folder does "
+                          "not hold: pass the Dataset (or DataLoader) to evaluate on, e.g. your test set")
     if data is None or _is_path(data):
         return evaluate_run(run, None if data is None else str(data), split, model, tree=tree)
     dataset = from_torch_datasets(_dataset(data))  # one read: its test split is the same as its train
     return evaluate_run(run, None, "test", model, dataset=dataset, tree=tree)
+
+
+def _trained_on_python_data(run: Path) -> bool:
+    try:
+        return json.loads((run / "run.json").read_text())["data"]["source"] == PYTHON_DATA
+    except (OSError, ValueError, KeyError, TypeError):  # evaluate_run names what is wrong with the folder
+        return False
 
 
 def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
