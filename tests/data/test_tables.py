@@ -107,7 +107,7 @@ def test_hostile_parquet(tmp_path, monkeypatch):
              ({"a": [1.0, 2.0], "y": [1, 2.7]}, "classification", "row 2, column 'y': got 2.7"),
              ({"a": [1.0, 2.0], "y": [True, False]}, "classification", "got True"),
              ({"a": [1.0, float("inf")], "y": [1.0, 2.0]}, "regression", "row 2, column 'a': got inf"),
-             ({"a": ["1", "2"], "y": [1.0, 2.0]}, "regression", "column 'a': got '1' (large_string)")]
+             ({"a": ["1", "2"], "y": [1.0, 2.0]}, "regression", "column 'a': got '1' (")]
     for i, (frame, kind, needle) in enumerate(cases):
         pd.DataFrame(frame).to_parquet(tmp_path / f"{i}.parquet")
         with pytest.raises(DataError) as err:

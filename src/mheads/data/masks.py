@@ -41,9 +41,6 @@ MASK_MODES = ("L", "P")
 def _by_name(root: Path, folder: str, suffixes: frozenset[str]) -> dict[str, str]:
     """{name without suffix: file relative to root/folder} for the files below root/folder."""
     top = root / folder
-    if not top.is_dir():
-        raise DataError(f"{display(top)}: no such folder; expected {folder}/ beside "
-                        f"{'masks' if folder == 'images' else 'images'}/ in {display(root)}")
     out: dict[str, str] = {}
     for rel in sorted(walk_files(top)):
         path = PurePosixPath(rel)
@@ -94,6 +91,10 @@ def read_mask_folder(root: str | os.PathLike, *, images: str = "images", masks: 
         raise ValueError(f"ignore_index: got {ignore_index}; expected a value outside the classes "
                          f"0..{num_classes - 1}")
     root = Path(root)
+    for folder, other in ((images, masks), (masks, images)):
+        if not (root / folder).is_dir():
+            raise DataError(f"{display(root / folder)}: no such folder; expected {folder}/ beside {other}/ "
+                            f"in {display(root)}")
     image_files = _by_name(root, images, IMAGE_SUFFIXES)
     mask_files = _by_name(root, masks, frozenset({".png"}))
     for a, b, folder in ((image_files, mask_files, masks), (mask_files, image_files, images)):
@@ -106,7 +107,7 @@ def read_mask_folder(root: str | os.PathLike, *, images: str = "images", masks: 
     pixels, labels = [], []
     for name in sorted(image_files):
         where = display(root / images / image_files[name])
-        picture = np.asarray(decode(read_image_file(root / images / image_files[name], where), where))
+        picture = np.array(decode(read_image_file(root / images / image_files[name], where), where))
         mask = _mask(root / masks / mask_files[name], num_classes, ignore_index)
         if mask.shape != picture.shape[:2]:
             raise DataError(f"{display(root / masks / mask_files[name])}: {mask.shape[1]}x{mask.shape[0]} "
