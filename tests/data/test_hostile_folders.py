@@ -164,3 +164,22 @@ def test_links_inside_the_folder_are_followed_alike_by_both_loaders_and_loops_re
     for reader in (index_source, lambda r: load_dataset(r, cache=False)):
         with pytest.raises(DataError, match=r"again: symbolic link loop \(it leads back to "):
             reader(root)
+
+
+def test_a_fifo_named_classes_txt_is_refused_not_skipped(tmp_path):
+    """A FIFO where classes.txt belongs (image folder or shards) is named in a one-line error, not opened
+    blocking and not silently ignored (the class order would then come from the folder names)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = tmp_path / "set"
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        Image.new("L", (8, 8), 3).save(root / split / "a" / "x.png")
+    os.mkfifo(root / "classes.txt")
+    code = ("import sys\nfrom mheads.data.index import index_source\nfrom mheads.data import DataError\n"
+            f"try:\n    index_source({str(root)!r})\nexcept DataError as e:\n    print('refused', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("refused") and "classes.txt" in r.stdout and "FIFO" in r.stdout.upper(), r

@@ -211,7 +211,7 @@ def index_source(path: str | os.PathLike) -> StreamIndex:
         return _index_folder(p, train, test)
     shards = _tars(p)
     if shards:
-        return _index_shards(p, shards, {CLASSES_FILE} if (p / CLASSES_FILE).is_file() else set())
+        return _index_shards(p, shards, {CLASSES_FILE} if _present(p / CLASSES_FILE) else set())
     raise DataError(
         f"data.source {p}: no train/<class>/ images and no .tar shards found; expected an image "
         "folder (train/<class>/*.jpg, test/<class>/...), a plain .tar of one, or a folder of "
@@ -260,7 +260,7 @@ def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
                 f"{test / cls}: class folder has no matching train/{cls} folder; "
                 f"training classes are {train_classes}"
             )
-    if (p / CLASSES_FILE).is_file():
+    if _present(p / CLASSES_FILE):
         classes = read_classes_file(DirSource(p), CLASSES_FILE)
         for cls in train_classes:
             if cls not in classes:
@@ -403,3 +403,9 @@ def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
             )
         )
     return StreamIndex(idx[0], idx[1], classes, "shards")
+
+
+def _present(path: Path) -> bool:
+    """Anything at ``path``, a FIFO or a device included: reading it then refuses what is not a regular file,
+    by name, rather than skipping it silently."""
+    return path.exists() or path.is_symlink()
