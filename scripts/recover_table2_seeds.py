@@ -15,12 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mheads.reproduce.tables import write_seed_rows
+
 SEED0_COMMIT = "73d5e8e"
 FOLDER = Path("experiments/results/table2-cpu")
 IDENT = {"experiment": "table2", "scale": "cpu", "data": "cifar10-jpeg.tar.gz", "overrides": ""}
 HARDWARE = "Intel(R) Xeon(R) Processor, 2 cores, torch 2.13.0+cpu"
-FIELDS = ["experiment", "scale", "data", "overrides", "cell", "seed", "metric", "value", "wall_time_s",
-          "hardware"]
 
 
 def _rows(text: str) -> dict[tuple[str, str], dict]:
@@ -44,13 +44,9 @@ def main() -> int:
         w0 = float(old[key]["wall_time_s"])
         w1 = float(r["wall_time_s"]) - w0
         for seed, value, wall in ((0, v0, w0), (1, v1, w1)):
-            out.append({**IDENT, "cell": key[0], "seed": seed, "metric": key[1], "value": repr(value),
-                        "wall_time_s": repr(wall), "hardware": HARDWARE})
-    out.sort(key=lambda r: (r["cell"], r["seed"], r["metric"]))
-    with open(FOLDER / "seeds.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(out)
+            out.append({**IDENT, "cell": key[0], "seed": seed, "metric": key[1], "value": value,
+                        "wall_time_s": wall, "hardware": HARDWARE})
+    write_seed_rows(FOLDER / "seeds.csv", out)  # as a sweep writes it, so a later sweep pools these seeds
     print(f"{FOLDER / 'seeds.csv'}: {len(out)} rows")
     return 0
 

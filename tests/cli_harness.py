@@ -6,7 +6,8 @@ forks one child per command. Each child runs ``mheads.cli.commands.main(argv)`` 
 working folder, and can be sent SIGKILL or SIGTERM like any process. ``run_module`` starts a genuine
 ``python -m mheads`` for the checks that must not depend on the server.
 
-Also here: the small run every reliability test trains, and the comparison of two run folders.
+Also here: the small run every reliability test trains (run folders compare with
+``mheads.runs.compare.run_differences``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from mheads.runs.compare import TIMING_KEYS, run_differences  # noqa: F401 (the tests compare runs with these)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,52 +216,6 @@ def write_config(path: Path, **sections: dict) -> Path:
         cfg.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
-
-
-TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s", "data_wait_s",
-               "resumed_from_iteration")  # how a run went, not what
-
-
-def run_differences(ref: Path, other: Path, same_config: bool = True) -> list[str]:
-    """What differs between two finished run folders: every weight file bit for bit, metrics.json (but the
-    timings), eval.jsonl, run.json's model description and (``same_config``) config.yaml. [] when the runs
-    are the same."""
-    import torch
-    from safetensors.torch import load_file
-
-    problems = []
-    names = ["model.safetensors", *sorted(p.relative_to(ref).as_posix() for p in (ref / "members").iterdir())]
-    for name in names:
-        if not (other / name).is_file():
-            problems.append(f"{name}: missing")
-            continue
-        a, b = load_file(str(ref / name)), load_file(str(other / name))
-        if a.keys() != b.keys():
-            problems.append(f"{name}: different tensors {sorted(a.keys() ^ b.keys())}")
-        problems += [f"{name}: {k} differs" for k in a if k in b and not torch.equal(a[k], b[k])]
-    if same_config and (ref / "config.yaml").read_text() != _read(other / "config.yaml"):
-        problems.append("config.yaml differs")
-    info = [json.loads(_read(run / "run.json") or "{}") for run in (ref, other)]
-    for key in ("meta", "param_counts", "data"):
-        if info[0].get(key) != info[1].get(key):
-            problems.append(f"run.json: {key} differs")
-    for name in ("metrics.json", "eval.jsonl"):
-        if not (other / name).is_file():
-            problems.append(f"{name}: missing")
-            continue
-        if name == "metrics.json":
-            a, b = ({k: v for k, v in json.loads((run / name).read_text()).items() if k not in TIMING_KEYS}
-                    for run in (ref, other))
-        else:
-            a, b = ([json.loads(line) for line in (run / name).read_text().splitlines()]
-                    for run in (ref, other))
-        if a != b:
-            problems.append(f"{name} differs")
-    return problems
-
-
-def _read(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
 
 
 def committed_steps(run: Path) -> list[int]:
