@@ -28,6 +28,7 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo_and_a_sweep(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "mheads/experiments/table1.yaml" in names and "mheads/experiments/scales.yaml" in names
     assert not [n for n in names if "results/" in n], "experiment results must stay out of the wheel"
+    assert "mheads/py.typed" in names and any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
