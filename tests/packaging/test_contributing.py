@@ -3,8 +3,8 @@
 Each step's code block starts with a comment naming the file it goes in (``# src/mheads/models/...``). The
 new source files are loaded from a temporary folder under the module names their paths give
 (``mheads.models.tiny_convnet``), the registration block's entries are added to the real registries, and its
-test file is run; the blocks that train then run as written. The registries and ``sys.modules`` are put back
-afterwards, so no other test sees the example model or loss.
+test file is run; the blocks that train run as written in the slow tier. The registries and ``sys.modules``
+are put back afterwards, so no other test sees the example model or loss.
 """
 
 import importlib.util
@@ -107,14 +107,9 @@ def test_adding_a_model_as_the_guide_says(sandbox):
     opt.step()
     assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters())), "one step moved nothing"
 
-    (train,) = [b for b in python_blocks(section("Adding a model")) if not b.startswith("# ")]
-    exec(compile(train, "CONTRIBUTING.md, adding a model", "exec"), {"__name__": "__main__"})
-    assert (sandbox / "runs" / "tiny" / "metrics.json").is_file()
 
-
-def test_adding_a_loss_as_the_guide_says(sandbox):
-    model_blocks, blocks = by_file(section("Adding a model")), by_file(section("Adding a loss"))
-    load_as("mheads.models.tiny_convnet", write(sandbox, MODEL_FILE, model_blocks[MODEL_FILE]))
+def add_the_loss(sandbox) -> dict[str, str]:
+    blocks = by_file(section("Adding a loss"))
     load_as("mheads.ensemble.worst_k", write(sandbox, LOSS_FILE, blocks[LOSS_FILE]))
     # The registration block holds the import and the entries to add to the two dict literals of losses.py.
     entries = {"LossSpec": losses.LossSpec}
@@ -122,7 +117,11 @@ def test_adding_a_loss_as_the_guide_says(sandbox):
     assert set(entries["ENSEMBLE_LOSSES"]) == set(entries["LOSSES"]) == {"worst_k"}
     losses.ENSEMBLE_LOSSES.update(entries["ENSEMBLE_LOSSES"])
     losses.LOSSES.update(entries["LOSSES"])
+    return blocks
 
+
+def test_adding_a_loss_as_the_guide_says(sandbox):
+    blocks = add_the_loss(sandbox)
     tests = load_as("test_worst_k", write(sandbox, LOSS_TEST, blocks[LOSS_TEST]))
     names = [n for n in dir(tests) if n.startswith("test_")]
     assert names
@@ -138,7 +137,14 @@ def test_adding_a_loss_as_the_guide_says(sandbox):
     outputs, target = torch.randn(3, 4, 2), torch.randn(4, 2)
     assert regression(2).loss("worst_k", outputs, target, k=2).assignment.sum(dim=0).tolist() == [2] * 4
 
-    (train,) = [b for b in python_blocks(section("Adding a loss")) if not b.startswith("# ")]
-    exec(compile(train, "CONTRIBUTING.md, adding a loss", "exec"), {"__name__": "__main__"})
-    run = sandbox / "runs" / "tiny-worst-k"
-    assert "worst_k" in (run / "config.yaml").read_text() and (run / "metrics.json").is_file()
+
+@pytest.mark.slow  # two short fit runs, 5-15 s; the steps above cover the same registrations in the fast tier
+def test_the_guides_training_blocks_run_as_written(sandbox):
+    model = by_file(section("Adding a model"))[MODEL_FILE]
+    load_as("mheads.models.tiny_convnet", write(sandbox, MODEL_FILE, model))
+    add_the_loss(sandbox)
+    for title, run in (("Adding a model", "tiny"), ("Adding a loss", "tiny-worst-k")):
+        (train,) = [b for b in python_blocks(section(title)) if not b.startswith("# ")]
+        exec(compile(train, f"CONTRIBUTING.md, {title.lower()}", "exec"), {"__name__": "__main__"})
+        assert (sandbox / "runs" / run / "metrics.json").is_file()
+    assert "name: worst_k" in (sandbox / "runs" / "tiny-worst-k" / "config.yaml").read_text()
