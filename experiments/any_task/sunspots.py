@@ -21,7 +21,7 @@ def series() -> np.ndarray:
     """The 309 yearly values (float64), 1700 first."""
     import statsmodels.api as sm  # optional: only this example needs it
 
-    return sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float64)
+    return np.array(sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"], dtype=np.float64)  # writable
 
 
 def windows(values: np.ndarray, t_in: int, t_out: int, first_target: int, last_target: int) -> TensorPairs:
