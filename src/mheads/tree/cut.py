@@ -314,7 +314,8 @@ def cut_graphs(graph: fx.Graph, cuts: list[fx.Node], owner: nn.Module, output=No
     if len(inputs) != 1:
         raise CutError(f"split: forward takes {len(inputs)} inputs; a TreeNet base takes one tensor")
     output, chosen = next(n for n in nodes if n.op == "output"), output
-    out, start = [], inputs[0]
+    out: list[fx.Graph] = []
+    start = inputs[0]
     for end in [*cuts, None]:
         g = fx.Graph()
         env = {start: g.placeholder("x")}
@@ -364,7 +365,7 @@ def _fresh(graph: fx.Graph) -> fx.Graph:
     return g
 
 
-def stitch(parts: list[nn.Module], graphs: dict[bool, fx.Graph]) -> ModeGraphModule:
+def stitch(parts: list[ModeGraphModule], graphs: dict[bool, fx.Graph]) -> ModeGraphModule:
     """One module running ``graphs`` (the whole model) with the submodules and parameters of ``parts``: a
     member of a TreeNet as a standalone network whose ``state_dict`` keys are the base's own. Never writes
     into the parts' modules."""

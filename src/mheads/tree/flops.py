@@ -42,7 +42,7 @@ class FlopCount:
         return sum(v for k, v in self.macs.items() if k.startswith(prefix)) / total if total else 0.0
 
 
-def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
+def _layer_macs(module: nn.Conv2d | nn.Linear, out: torch.Tensor) -> int:
     per_image = out[0].numel()
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
@@ -62,7 +62,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *,
     names = {m: n for n, m in model.named_modules()}
     macs: dict[str, int] = {}
 
-    def hook(module: nn.Module, args, out) -> None:
+    def hook(module: nn.Conv2d | nn.Linear, args, out) -> None:
         name = names[module]
         macs[name] = macs.get(name, 0) + _layer_macs(module, out)
 
@@ -71,7 +71,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *,
     was_training = model.training
     try:
         if mode is not None:
-            model.exec_mode = "loop"
+            setattr(model, "exec_mode", "loop")  # a TreeNet's property (not a Module attribute)
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, *input_shape, device=device))
@@ -81,6 +81,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], *,
         for h in handles:
             h.remove()
         if mode is not None:
-            model.exec_mode = mode
+            setattr(model, "exec_mode", mode)
         model.train(was_training)
     return FlopCount(macs)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,7 @@ class ExecModeError(ValueError):
 def check_exec_mode(mode: object) -> str:
     if mode not in EXEC_MODES:
         raise ExecModeError(f"exec_mode: got {mode!r}; expected one of {', '.join(EXEC_MODES)}")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 def resolve_exec_mode(mode: str, device: torch.device | str) -> str:
@@ -129,7 +129,8 @@ def _conv2d(layers: list[nn.Conv2d], s: _Group) -> _Group:
         s = _materialize(s)
     s = _to_grouped(s)
     w = torch.cat([layer.weight for layer in layers])  # (G*C_out, C_in/groups, kh, kw), member-major
-    b = torch.cat([layer.bias for layer in layers]) if c.bias is not None else None
+    biases = _all_or_none([layer.bias for layer in layers])
+    b = torch.cat(biases) if biases is not None else None
     t = F.conv2d(s.t, w, b, c.stride, c.padding, c.dilation, s.gd * c.groups)
     return _Group(t, False, s.gd * s.rep, 1)
 
@@ -177,32 +178,67 @@ def _batch_norm(layers: list[nn.modules.batchnorm._BatchNorm], s: _Group) -> _Gr
     s = _to_grouped(_materialize(s))  # each member normalizes its own copy with its own parameters
     track = bn.training and bn.track_running_stats
     factor = 0.0 if bn.momentum is None else bn.momentum
-    if track and bn.num_batches_tracked is not None:
-        for layer in layers:
-            layer.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    counts = _all_or_none([layer.num_batches_tracked for layer in layers])
+    if track and counts is not None:
+        for count in counts:
+            count.add_(1)
+        factor = 1.0 / float(counts[0]) if bn.momentum is None else bn.momentum
     use_batch = bn.training or bn.running_mean is None
     keep = not bn.training or bn.track_running_stats
-    stats = keep and bn.running_mean is not None
-    mean = torch.cat([layer.running_mean for layer in layers]) if stats else None
-    var = torch.cat([layer.running_var for layer in layers]) if stats else None
-    w = torch.cat([layer.weight for layer in layers]) if bn.affine else None
-    b = torch.cat([layer.bias for layer in layers]) if bn.affine else None
+    means = _all_or_none([layer.running_mean for layer in layers])
+    variances = _all_or_none([layer.running_var for layer in layers])
+    mean = var = None
+    if keep and means is not None and variances is not None:
+        mean, var = torch.cat(means), torch.cat(variances)
+    weights = _all_or_none([layer.weight for layer in layers]) if bn.affine else None
+    biases = _all_or_none([layer.bias for layer in layers]) if bn.affine else None
+    w = torch.cat(weights) if weights is not None else None
+    b = torch.cat(biases) if biases is not None else None
     t = F.batch_norm(s.t, mean, var, w, b, use_batch, factor, bn.eps)
-    if track and mean is not None:  # F.batch_norm updated the concatenated copies: hand each member its part
+    if track and means is not None and variances is not None and mean is not None and var is not None:
+        # F.batch_norm updated the concatenated copies: hand each member its part
         with torch.no_grad():
-            for layer, m, v in zip(layers, mean.chunk(len(layers)), var.chunk(len(layers))):
-                layer.running_mean.copy_(m)
-                layer.running_var.copy_(v)
+            for old_m, old_v, m, v in zip(means, variances, mean.chunk(len(layers)), var.chunk(len(layers))):
+                old_m.copy_(m)
+                old_v.copy_(v)
     return replace(s, t=t)
 
 
-def _spatial(fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> Callable[[list, _Group], _Group]:
+def _all_or_none(tensors: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
+    """Every member's tensor (a bias, a running statistic), or None when the layers have none (members fuse
+    only when their layers agree on this: :func:`_layer_signature`, :func:`_layer_ok`)."""
+    present = [t for t in tensors if t is not None]
+    return present if present and len(present) == len(tensors) else None
+
+
+_Layer = TypeVar("_Layer", bound=nn.Module)
+
+
+def _spatial(fn: Callable[[_Layer, torch.Tensor], torch.Tensor]) -> Callable[[list[_Layer], _Group], _Group]:
     """A per-channel op on (B, C, H, W): runs on the channel-grouped tensor as is."""
-    def op(layers: list[nn.Module], s: _Group) -> _Group:
+    def op(layers: list[_Layer], s: _Group) -> _Group:
         s = _to_grouped(s)
         return replace(s, t=fn(layers[0], s.t))
     return op
+
+
+def _max_pool(m: nn.MaxPool2d, t: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(t, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
+
+
+def _avg_pool(m: nn.AvgPool2d, t: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(t, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                        m.divisor_override)
+
+
+def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, t: torch.Tensor) -> torch.Tensor:
+    return F.adaptive_avg_pool2d(t, m.output_size)
+
+
+def _adaptive_max_pool(m: nn.AdaptiveMaxPool2d, t: torch.Tensor) -> torch.Tensor:
+    # None in output_size (keep that size) is valid at run time, as nn.AdaptiveMaxPool2d.forward passes it;
+    # torch's annotation of the function lists ints only.
+    return F.adaptive_max_pool2d(t, m.output_size)  # type: ignore[arg-type]
 
 
 def _lrn(layers: list[nn.LocalResponseNorm], s: _Group) -> _Group:
@@ -227,12 +263,10 @@ _OPS: dict[type, Callable[[list, _Group], _Group]] = {
     nn.Identity: _identity,
     nn.Dropout: _dropout,
     nn.BatchNorm2d: _batch_norm,
-    nn.MaxPool2d: _spatial(lambda m, t: F.max_pool2d(t, m.kernel_size, m.stride, m.padding, m.dilation,
-                                                     ceil_mode=m.ceil_mode)),
-    nn.AvgPool2d: _spatial(lambda m, t: F.avg_pool2d(t, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                                                     m.count_include_pad, m.divisor_override)),
-    nn.AdaptiveAvgPool2d: _spatial(lambda m, t: F.adaptive_avg_pool2d(t, m.output_size)),
-    nn.AdaptiveMaxPool2d: _spatial(lambda m, t: F.adaptive_max_pool2d(t, m.output_size)),
+    nn.MaxPool2d: _spatial(_max_pool),
+    nn.AvgPool2d: _spatial(_avg_pool),
+    nn.AdaptiveAvgPool2d: _spatial(_adaptive_avg_pool),
+    nn.AdaptiveMaxPool2d: _spatial(_adaptive_max_pool),
     nn.LocalResponseNorm: _lrn,
     nn.Flatten: _flatten,
 }
@@ -374,12 +408,23 @@ def fused_forward(root: "TreeNode", x: torch.Tensor) -> torch.Tensor:
     the loop under the name of the fused mode.
     """
     plan = fusion_plan(root)
-    if not any(plan.values()) and any(len(n.branches) > 1 for n in root.modules() if hasattr(n, "branches")):
+    if not any(plan.values()) and _has_siblings(root):
         if root not in _WARNED:
             _WARNED.add(root)
             warnings.warn("exec_mode 'fused': no sibling branches of this TreeNet can be fused (they differ "
                           "in structure or carry hooks); running the member loop", UserWarning, stacklevel=3)
     return _leaves(root, x, plan)
+
+
+def _has_siblings(root: "TreeNode") -> bool:
+    """Whether some node of the tree has two branches or more (walks TreeNodes only, not the layers)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if len(node.branches) > 1:
+            return True
+        stack.extend(node.branches)
+    return False
 
 
 def fused_nodes(root: "TreeNode") -> int:

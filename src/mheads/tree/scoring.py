@@ -41,11 +41,12 @@ class ScoringHeads(nn.Module):
     def __init__(self, num_members: int, in_features: int, shared: bool):
         super().__init__()
         self.shared = shared
-        self.heads = nn.ModuleList(nn.utils.skip_init(nn.Linear, in_features, 1) for _ in range(num_members))
+        heads = [nn.utils.skip_init(nn.Linear, in_features, 1) for _ in range(num_members)]
         with torch.no_grad():
-            for head in self.heads:
+            for head in heads:
                 head.weight.zero_()
                 head.bias.zero_()
+        self.heads = nn.ModuleList(heads)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``features``: ``(B, F)`` (shared) or ``(M, B, F)`` (per member) -> score logits ``(M, B)``."""

@@ -41,7 +41,7 @@ def _walk(module: nn.Module, prefix: str, visit) -> None:
         if child is None:
             continue
         if visit(module, "m", name, f"{prefix}{name}", child) is None:
-            _walk(module._modules[name], f"{prefix}{name}.", visit)
+            _walk(child, f"{prefix}{name}.", visit)  # not replaced: still module._modules[name]
 
 
 def used_objects(part: nn.Module, canon: dict[str, str]) -> dict[str, object]:

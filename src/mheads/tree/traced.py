@@ -27,9 +27,15 @@ __all__ = ["ModeGraphModule", "clone_input_if_mutated", "mutated_input", "reads_
 _READS_TRAINING = re.compile(r"\bself\s*\.\s*training\b")
 
 
-@functools.lru_cache(maxsize=None)
 def reads_training(cls: type) -> bool:
     """True when ``cls.forward`` (its own source) reads ``self.training``."""
+    return _reads_training(cls)
+
+
+# Cached per class. Behind a plain function because typeshed's lru_cache wants Hashable arguments, which the
+# class object of an nn.Module (its __hash__ is an instance method) does not satisfy for the checker.
+@functools.lru_cache(maxsize=None)
+def _reads_training(cls: type) -> bool:
     fwd = cls.__dict__.get("forward")
     if fwd is None or cls.__module__.startswith("torch."):
         return False
@@ -115,7 +121,7 @@ def _may_alias(node: fx.Node, owner: nn.Module | None) -> bool:
     if node.op == "call_module":
         if owner is None:
             return True
-        m = owner.get_submodule(node.target)
+        m = owner.get_submodule(str(node.target))  # a call_module target is the module's path
         # layers that always make a new tensor; anything else (Identity, Dropout in eval, a custom leaf) may
         # return its input
         return not isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
@@ -131,7 +137,7 @@ def _may_alias(node: fx.Node, owner: nn.Module | None) -> bool:
 def _writes(node: fx.Node, owner: nn.Module | None) -> bool:
     """Whether ``node`` writes into its first argument (a module of unknown ``owner``: assume it may)."""
     if node.op == "call_module":
-        return owner is None or getattr(owner.get_submodule(node.target), "inplace", False) is True
+        return owner is None or getattr(owner.get_submodule(str(node.target)), "inplace", False) is True
     name = _name(node.target)
     return (name.endswith("_") and not name.endswith("__")) or node.kwargs.get("inplace") is True or \
         node.target in _INPLACE_FUNCTIONS

@@ -30,7 +30,7 @@ batch, including examples its bootstrap sample left out (bagging weights only th
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Sequence, Union, overload
 
 import torch
 import torch.fx as fx
@@ -43,10 +43,28 @@ from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
 from mheads.tree.members import INIT_MODES, BaseSpec, build_members
 from mheads.tree.scoring import ScoringHeads, score_features
 from mheads.tree.sharing import canonical_names, share_with_ancestors, used_objects
+from mheads.tree.traced import ModeGraphModule
 
 __all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
 
 SplitSpec = Union[None, str, Sequence[tuple]]
+
+if TYPE_CHECKING:
+    class _Branches(nn.ModuleList):
+        """What the checker sees of ``TreeNode.branches``: a ``ModuleList`` holding TreeNodes only (at run
+        time it is a plain ``nn.ModuleList``)."""
+
+        def __iter__(self) -> Iterator[TreeNode]: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> nn.ModuleList: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> TreeNode: ...
+
+        def __getitem__(self, idx: int | slice) -> TreeNode | nn.ModuleList: ...
+else:
+    _Branches = nn.ModuleList
 
 
 class TreeNode(nn.Module):
@@ -56,7 +74,7 @@ class TreeNode(nn.Module):
                  model_name: str = "the base"):
         super().__init__()
         self.layers = layers
-        self.branches = nn.ModuleList(branches)
+        self.branches = _Branches(branches)
         self.output = output  # a leaf's choice from a dict or tuple output (not state: a plain attribute)
         self.model_name = model_name
 
@@ -317,7 +335,7 @@ class TreeNet(nn.Module):
         canon = canonical_names(copies[0])
         self.root = self._build_graph_node(segments, copies, canon, {}, 0, 0, self.num_members)
 
-    def _build_graph_node(self, segments: list[list[nn.Module]], copies: list[nn.Module], canon: dict,
+    def _build_graph_node(self, segments: list[list[ModeGraphModule]], copies: list[nn.Module], canon: dict,
                           inherited: dict, level: int, lo: int, hi: int) -> TreeNode:
         """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy, using
         the objects of its ancestors wherever the base uses one object on both sides of a cut (a module called
@@ -461,7 +479,7 @@ class TreeNet(nn.Module):
             raise ValueError(f"member: got {m!r}; expected 0..{self.num_members - 1}")
         path = self.paths()[m]
         if self._graph is not None:
-            member = stitch([node.layers for node in path], self._graph)
+            member = stitch(_segments(path), self._graph)
             member.training = self.training  # its graph follows its own flag (its layers share the tree's)
             return member
         parts = [node.layers for node in path if not node.is_identity]
@@ -479,8 +497,8 @@ class TreeNet(nn.Module):
     def shared_layers(self) -> list[str]:
         """Names of the layers (module paths) that every member shares (the root's layers)."""
         if self._graph is not None:
-            return list(dict.fromkeys(str(n.target) for g in self.root.layers.graphs() for n in g.nodes
-                                      if n.op == "call_module"))
+            return list(dict.fromkeys(str(n.target) for g in _segments([self.root])[0].graphs()
+                                      for n in g.nodes if n.op == "call_module"))
         return [name for name, _ in self.root.layers.named_children()]
 
     def param_counts(self) -> dict:
@@ -512,6 +530,8 @@ class Chosen(nn.Module):
     """A member whose base returns a dict or tuple, returning the chosen prediction; its ``state_dict`` and
     ``load_state_dict`` are the base's own (keys without a prefix)."""
 
+    leaf: TreeNode  # kept out of the module registry (its layers are the net's)
+
     def __init__(self, net: nn.Module, leaf: TreeNode):
         super().__init__()
         self.net = net
@@ -525,6 +545,18 @@ class Chosen(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _segments(nodes: list[TreeNode]) -> list[ModeGraphModule]:
+    """The layers of a traced tree's nodes, each a segment (:meth:`TreeNet._build_traced` builds nothing
+    else)."""
+    out = []
+    for node in nodes:
+        if not isinstance(node.layers, ModeGraphModule):
+            raise TypeError(f"TreeNet: a traced tree's node holds a {type(node.layers).__name__}, not a "
+                            "traced segment; this is a bug in mheads.tree (please report it)")
+        out.append(node.layers)
+    return out
 
 
 def _has_path(module: nn.Module, target: str) -> bool:

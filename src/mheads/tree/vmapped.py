@@ -30,6 +30,8 @@ import torch.fx as fx
 from torch import nn
 from torch.func import functional_call, vmap
 
+from mheads.tree.traced import ModeGraphModule
+
 if TYPE_CHECKING:
     from mheads.tree.treenet import TreeNode
 
@@ -53,8 +55,9 @@ def module_signature(node: "TreeNode") -> tuple | None:
     for name, sub in node.layers.named_modules(remove_duplicate=False):
         if _hooked(sub):
             return None
+        kind: object
         if isinstance(sub, fx.GraphModule):
-            graphs = sub.graphs() if hasattr(sub, "graphs") else [sub.graph]
+            graphs = sub.graphs() if isinstance(sub, ModeGraphModule) else [sub.graph]
             kind = tuple(g.python_code(root_module="self").src for g in graphs)
         else:
             kind = type(sub)
