@@ -27,7 +27,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mheads.runs.checkpoint import CheckpointError
     from mheads.runs.folder import RunExistsError
 
-    errors = (ConfigError, DataError, CheckpointError, RunExistsError, OutputError, UsageError)
+    errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, RunExistsError,
+                                               OutputError, UsageError)
     # a bad placement is bad input too (dist is imported only under torchrun)
     if "mheads.dist" in sys.modules:
         errors += (sys.modules["mheads.dist"].PlacementError,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mheads.report.figures import heatmap_grid
@@ -23,12 +24,14 @@ def summary_row(name: str, m: int, metrics: dict, seconds: float) -> list:
             f"{metrics['param_counts']['total']:,}", f"{seconds:.0f}"]
 
 
-def run_demo(out: Path, recipe: str | None = None, overrides: list[str] = ()) -> list[list]:
+def run_demo(out: Path, recipe: str | None = None, overrides: Sequence[str] = ()) -> list[list]:
     """Train every cell of the demo spec (``experiments/demo.yaml``, or the spec file ``recipe``) into
     ``out/<cell>``, with no scale preset; returns the table's rows."""
-    spec = load_spec(recipe or "demo", None, None, overrides)
+    spec = load_spec(recipe or "demo", None, None, list(overrides))
     out.mkdir(parents=True, exist_ok=True)
-    rows, panels, classes = [], [], None
+    rows: list[list] = []
+    panels: list[tuple[str, list[list[float]]]] = []
+    classes: list[str] = []
     t_all = time.perf_counter()
     for cell in spec.cells:
         name, cfg = cell.row, cell.config
@@ -36,6 +39,8 @@ def run_demo(out: Path, recipe: str | None = None, overrides: list[str] = ()) ->
               f"loss {cfg.loss.name}", flush=True)
         t0 = time.perf_counter()
         metrics = fit(cfg, out / cell.name, overwrite=True)
+        if metrics is None:  # fit returns None off the root rank only; the demo runs in one process
+            raise RuntimeError(f"demo: training {cell.name!r} returned no metrics")
         seconds = time.perf_counter() - t0
         rows.append(summary_row(name, cfg.model.members, metrics, seconds))
         classes = metrics["classes"]

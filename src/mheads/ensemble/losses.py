@@ -399,6 +399,9 @@ def _check_spec(name: str, spec: LossSpec, k: int, score_logits, like: torch.Ten
 
 
 def _terms_result(spec: LossSpec, nll, penalty, params, weights, generator, score_logits) -> LossResult:
+    if spec.terms is None:  # a loss of the combined prediction: its callers return before this
+        raise ValueError(f"loss: got a loss of the members' combined prediction ({spec.average!r}); expected "
+                         "one of per-example member losses (ENSEMBLE_LOSS_NAMES)")
     per_member, assignment = spec.terms(nll, penalty, params, weights, generator, score_logits)
     return LossResult(per_member.sum(), per_member.detach(), assignment)
 

@@ -207,13 +207,13 @@ def expected_calibration_error(
     check_num_bins(num_bins)
     logits64, targets = prepare(logits, targets)
     bins, correct, confidence = calibration_terms(ensemble_probs(logits64), targets, num_bins)
-    bins, correct, confidence = bins.tolist(), correct.tolist(), _to_list(confidence)
+    bin_list, correct_list = bins.tolist(), correct.tolist()
     sums = [ExactSum() for _ in range(num_bins)]
     counts = [0] * num_bins
-    for b, hit, conf in zip(bins, correct, confidence):
+    for b, hit, conf in zip(bin_list, correct_list, _to_list(confidence)):
         sums[b].add((-conf,))
         counts[b] += hit
-    return ece_from_bins(sums, counts, len(bins))
+    return ece_from_bins(sums, counts, len(bin_list))
 
 
 def pairwise_disagreement(logits: torch.Tensor) -> float:

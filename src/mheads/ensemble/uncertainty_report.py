@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 
@@ -27,7 +28,19 @@ from mheads.ensemble.uncertainty import (
     entropy_decomposition,
 )
 
-__all__ = ["uncertainty_report", "uncertainty_arrays"]
+__all__ = ["UncertaintyArrays", "uncertainty_report", "uncertainty_arrays"]
+
+
+class _InDistributionArrays(TypedDict):
+    confidence: torch.Tensor  # (N,) float64
+    correct: torch.Tensor  # (N,) bool
+    scores: dict[str, torch.Tensor]  # criterion -> (N,)
+
+
+class UncertaintyArrays(_InDistributionArrays, total=False):
+    """What :func:`uncertainty_arrays` returns (a plain dict): ``ood_scores`` only with OOD logits."""
+
+    ood_scores: dict[str, torch.Tensor]  # criterion -> (K,)
 
 
 def _check_ood(logits64: torch.Tensor, ood_logits: torch.Tensor | None) -> torch.Tensor | None:
@@ -53,14 +66,14 @@ def _entropies(logits64: torch.Tensor) -> dict[str, float]:
 @torch.no_grad()
 def uncertainty_arrays(
     logits: torch.Tensor, targets: torch.Tensor, ood_logits: torch.Tensor | None = None
-) -> dict[str, object]:
+) -> UncertaintyArrays:
     """Per-example arrays for figures (reliability diagram, risk-coverage curve, score histograms), CPU:
     `confidence: (N,)` float64 max averaged probability, `correct: (N,)` bool, `scores: {criterion: (N,)}`
     (higher = more OOD) and, with `ood_logits: (M, K, C)`, `ood_scores: {criterion: (K,)}`."""
     logits64, targets = checked_float64_logits_targets(logits, targets)
     ood64 = _check_ood(logits64, ood_logits)
     probs = ensemble_probs(logits64)
-    arrays: dict[str, object] = {
+    arrays: UncertaintyArrays = {
         "confidence": probs.amax(dim=-1).clamp(max=1.0).cpu(),
         "correct": (probs.argmax(dim=-1) == targets).cpu(),
         "scores": {name: score(logits64).cpu() for name, score in CRITERIA.items()},

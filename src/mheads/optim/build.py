@@ -101,12 +101,14 @@ def set_rate(opt, lr: float) -> None:
         g["lr"] = lr * g["lr_mult"] if "lr_mult" in g else lr
 
 
-def build_optimizer(cfg: Config, params: list[torch.nn.Parameter], tree=None):
+def build_optimizer(cfg: Config, params: list[torch.nn.Parameter],
+                    tree=None) -> tuple[torch.optim.Optimizer | NoParameters, Schedule]:
     """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the
     paper's). ``tree``: the TreeNet that holds ``params``, needed by the per-group multipliers (names say
     which parameters are biases, its paths which are shared)."""
     o = cfg.optim
     lr = o.lr * (cfg.model.members if o.lr_times_members else 1)
+    opt: torch.optim.Optimizer | NoParameters
     if not params:
         opt = NoParameters()
     else:

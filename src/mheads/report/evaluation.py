@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -87,13 +88,15 @@ def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) ->
     return torch.cat(out, dim=1)
 
 
-def report_run(run: str | Path, data: str | None = None, ood: list[str] = (), figures: bool = True,
+def report_run(run: str | Path, data: str | None = None, ood: Sequence[str] = (), figures: bool = True,
                model=None) -> dict:
     """The report of ``run`` (see the module docstring); writes ``eval-report.json`` (``eval-report-<data
     set>.json`` with ``data``) and, with ``figures``, PNGs under ``<run>/plots/``."""
     run = Path(run)
     cfg, tree, d = load_for_eval(run, data, model)  # model: see mheads.train.reopen
     metrics = evaluate(tree, d, cfg, LocalComm())
+    if metrics is None:  # evaluate returns None off the root rank only; a LocalComm is the root
+        raise RuntimeError("report_run: evaluate returned no metrics for a single-process evaluation")
     oods = {}
     for path in ood:
         name = dataset_name(Path(path))
@@ -150,8 +153,7 @@ def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list
         reliability_diagram(bins, plots / f"reliability{suffix}.png"),
         risk_coverage(
             {
-                k: tuple(t.tolist() for t in risk_coverage_curve(a["confidence"], a["correct"]))
-                for k, a in arrays.items()
+                k: _as_lists(*risk_coverage_curve(a["confidence"], a["correct"])) for k, a in arrays.items()
             },
             plots / f"risk_coverage{suffix}.png",
         ),
@@ -172,6 +174,10 @@ def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list
             )
         )
     return [str(p) for p in out]
+
+
+def _as_lists(coverage: torch.Tensor, risk: torch.Tensor) -> tuple[list[float], list[float]]:
+    return coverage.tolist(), risk.tolist()
 
 
 FPR95_NOTE = ("FPR95-in: the OOD literature's FPR at 95% TPR (in-distribution positive): the share of "

@@ -37,10 +37,10 @@ def run_differences(ref: str | Path, other: str | Path, same_config: bool = True
         if not (other / name).is_file():
             problems.append(f"{name}: missing")
             continue
-        a, b = load_file(str(ref / name)), load_file(str(other / name))
-        if a.keys() != b.keys():
-            problems.append(f"{name}: different tensors {sorted(a.keys() ^ b.keys())}")
-        problems += [f"{name}: {k} differs" for k in a if k in b and not torch.equal(a[k], b[k])]
+        ta, tb = load_file(str(ref / name)), load_file(str(other / name))
+        if ta.keys() != tb.keys():
+            problems.append(f"{name}: different tensors {sorted(ta.keys() ^ tb.keys())}")
+        problems += [f"{name}: {k} differs" for k in ta if k in tb and not torch.equal(ta[k], tb[k])]
     if same_config and _read(ref / "config.yaml") != _read(other / "config.yaml"):
         problems.append("config.yaml differs")
     info = [json.loads(_read(run / "run.json") or "{}") for run in (ref, other)]
@@ -51,6 +51,8 @@ def run_differences(ref: str | Path, other: str | Path, same_config: bool = True
         if not (other / name).is_file():
             problems.append(f"{name}: missing")
             continue
+        a: object
+        b: object
         if name == "metrics.json":
             a, b = ({k: v for k, v in json.loads((run / name).read_text()).items() if k not in TIMING_KEYS}
                     for run in (ref, other))

@@ -48,7 +48,8 @@ class RunLock:
     :class:`RunLockedError` when another process holds it."""
 
     def __init__(self, out: str | os.PathLike, *, create: bool = True):
-        self.out, self.create, self._fd = Path(out), create, None
+        self.out, self.create = Path(out), create
+        self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
         if self.out.exists() and not self.out.is_dir():

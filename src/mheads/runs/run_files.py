@@ -98,11 +98,12 @@ def load_calibration(out: str | Path, members: int) -> dict | None:
 def _normalizer_shapes(mode: str, channels: int, size: int) -> dict[str, tuple[int, ...]]:
     """The shapes of shift and scale a normalizer of ``mode`` has for ``channels`` x ``size`` x ``size``
     images (see :class:`mheads.data.preprocess.Normalizer`)."""
-    return {
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {
         "mean_image": {"shift": (channels, size, size), "scale": ()},
         "per_channel": {"shift": (channels, 1, 1), "scale": (channels, 1, 1)},
         "none": {"shift": (), "scale": ()},
-    }[mode]
+    }
+    return shapes[mode]
 
 
 def load_normalizer(out: str | Path, in_channels: int, image_size: int):

@@ -23,7 +23,7 @@ A `Task` turns member outputs `(M, B, ...)` and a batch's targets into:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -98,9 +98,10 @@ class Task:
     """Base class of the tasks; see the module docstring. Subclasses are frozen dataclasses of their settings
     and override `member_losses`, `combine` and the metric methods; the rest has generic defaults."""
 
-    name: str = "task"
-    averaged: tuple[str, ...] = ()  # names of this task's losses of the combined prediction
-    default_loss: str = "independent"  # the loss a task's users start from
+    # Class-level constants (a subclass may compute them from its settings with a property instead).
+    name: ClassVar[str] = "task"
+    averaged: ClassVar[tuple[str, ...]] = ()  # names of this task's losses of the combined prediction
+    default_loss: ClassVar[str] = "independent"  # the loss a task's users start from
 
     # ------------------------------------------------------------------ what a subclass defines
     def head_width(self) -> int:
