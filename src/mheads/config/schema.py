@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from mheads.config.task import TaskConfig, TaskConfigError, task_loss_names, task_loss_spec
 from mheads.core.checks import check_choice, check_int, check_iterations, check_number, is_int
-from mheads.ensemble.losses import LOSSES
 from mheads.models import is_import_path, list_models
 from mheads.optim.build import OPTIMIZERS
 from mheads.optim.schedules import SCHEDULE_KINDS
@@ -149,6 +149,17 @@ class DataConfig:
     on_bad_image: str = "stop"  # stream: stop (exit 2, naming the file) | skip (counted in the metrics)
     stats_images: int = 50000  # stream: normalization statistics from all images, or a seeded sample this big
     cache_dir: str | None = None  # decoded-data cache folder (null: $MHEADS_CACHE or ~/.cache/mheads)
+    # a CSV / Parquet table source (data.source a .csv, .tsv, .parquet or .pq file): the input columns
+    # (a list of names); its targets are data.targets
+    features: list | None = None
+    # a table source: the target columns (a name or a list); an .npz source: the targets' array name
+    # (null: "y"); a mask-folder source (images/ beside masks/): unused
+    targets: Any = None
+    inputs: str | None = None  # an .npz source: the inputs' array name (null: "x")
+    split_column: str | None = None  # a table source: a column of train / val / test per row
+    # a table, .npz or mask-folder source without split_column: the seeded share of examples held out as the
+    # test split (null: none; the run then evaluates on its training examples)
+    test_fraction: float | None = None
 
     def validate(self, p: str = "data") -> None:
         _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
@@ -188,6 +199,22 @@ class DataConfig:
             _int(f"{p}.bootstrap_unique", self.bootstrap_unique, 0)
             if self.bagging:
                 _fail(f"{p}.bootstrap_unique", self.bootstrap_unique, "null with data.bagging: true")
+        if self.features is not None and (not isinstance(self.features, list) or not self.features
+                                          or not all(isinstance(c, str) and c for c in self.features)):
+            _fail(f"{p}.features", self.features, "null or a non-empty list of column names")
+        t = self.targets
+        if t is not None and not (isinstance(t, str) and t) and not (
+                isinstance(t, list) and t and all(isinstance(c, str) and c for c in t)):
+            _fail(f"{p}.targets", t, "null, a column or array name, or a non-empty list of column names")
+        for name in ("inputs", "split_column"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, str) and v):
+                _fail(f"{p}.{name}", v, "null or a name")
+        if self.test_fraction is not None:
+            _num(f"{p}.test_fraction", self.test_fraction, 0.0, strict=True, high=0.9)
+            if self.split_column is not None:
+                _fail(f"{p}.test_fraction", self.test_fraction, "null with data.split_column (the table "
+                      "names each row's split)")
         if self.source is not None and not isinstance(self.source, str):
             _fail(f"{p}.source", self.source, "a path or null for the embedded data")
 
@@ -207,11 +234,14 @@ class LossConfig:
     pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
     label_smoothing: float = 0.0  # cross-entropy against (1 - eps) one-hot + eps uniform targets
 
-    def validate(self, members: int, p: str = "loss", model: ModelConfig | None = None) -> None:
-        """``model``: also check the loss against the model (a scored loss needs ``model.scoring_heads``)."""
-        losses = LOSSES
-        _choice(f"{p}.name", self.name, tuple(losses))
-        spec = losses[self.name]
+    def validate(self, members: int, p: str = "loss", model: ModelConfig | None = None,
+                 task: TaskConfig | None = None) -> None:
+        """``model``: also check the loss against the model (a scored loss needs ``model.scoring_heads``,
+        unless the task's outputs carry the scores). ``task``: the names it takes (default:
+        classification's)."""
+        task = task if task is not None else TaskConfig()
+        _choice(f"{p}.name", self.name, task_loss_names(task))
+        spec = task_loss_spec(task, self.name)
         _int(f"{p}.k", self.k, 1)
         if spec.assigns and self.k > members:
             _fail(f"{p}.k", self.k, f"an integer in 1..{members} (model.members)")
@@ -225,7 +255,8 @@ class LossConfig:
         _num(f"{p}.temperature", self.temperature, 0.0, strict=True)
         _int(f"{p}.anneal_iterations", self.anneal_iterations, 0)
         _num(f"{p}.score_weight", self.score_weight, 0.0)
-        if model is not None and spec.scores and model.scoring_heads is not True:
+        own_scores = task.name == "multi_hypothesis"  # its outputs carry a score logit per hypothesis
+        if model is not None and spec.scores and model.scoring_heads is not True and not own_scores:
             _fail("model.scoring_heads", model.scoring_heads,
                   f"true with {p}.name {self.name} (the loss trains the members' scoring heads)")
         _int(f"{p}.pretrain_iterations", self.pretrain_iterations, 0)
@@ -363,6 +394,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     name: str = "run"
 
     def __post_init__(self) -> None:
@@ -371,7 +403,13 @@ class Config:
     def validate(self) -> Config:
         self.model.validate()
         self.data.validate()
-        self.loss.validate(self.model.members, model=self.model)
+        if not isinstance(self.task, TaskConfig):
+            _fail("task", self.task, "a mapping of task settings, e.g. {name: regression}")
+        try:
+            self.task.validate()
+        except TaskConfigError as err:
+            raise ConfigError(str(err)) from None
+        self.loss.validate(self.model.members, model=self.model, task=self.task)
         self.optim.validate()
         self.train.validate()
         self.dist.validate()
@@ -389,7 +427,7 @@ class Config:
             _fail("optim.lr", o.lr, f"a learning rate whose product with the members (when "
                   f"optim.lr_times_members) and optim.weight_decay stays below {FLOAT32_MAX:.3g} (the "
                   "optimizer computes in float32)")
-        if self.data.bagging and LOSSES[self.loss.name].average is not None:
+        if self.data.bagging and task_loss_spec(self.task, self.loss.name).average is not None:
             _fail("data.bagging", True, "false with an averaged loss (bagging weights members separately)")
         if self.data.label_split is not None:
             ls = self.data.label_split

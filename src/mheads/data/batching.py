@@ -10,13 +10,44 @@ tie-breaks) is keyed the same way, by ``mheads.core.seeding``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from mheads.core.checks import check_int
 from mheads.core.seeding import Stream, derived_generator
 
-__all__ = ["BatchPlan", "shard_rows"]
+__all__ = ["BatchPlan", "BatchSource", "shard_rows"]
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """What the training loop reads: a source of batches. The resident loader
+    (:class:`~mheads.data.resident.ResidentData`), the streaming one
+    (:class:`~mheads.data.streaming.StreamData`) and a user's Datasets of any shape
+    (:class:`~mheads.data.tensors.TensorData`) implement it.
+
+    ``train_batch(b, generator)``: batch ``b`` of the run's seeded plan, ``(inputs, targets, per-member
+    weights (M, B) or None)``, a pure function of the run seed and ``b`` (exact resume); ``generator`` draws
+    its augmentation. ``eval_batches(split, batch_size)``: ``(inputs, targets)`` of a split in order.
+    ``split_size(split)``: its examples (0 when the run has no such split)."""
+
+    device: torch.device
+    shard: tuple[int, int] | None
+
+    def train_batch(self, b: int,
+                    generator: torch.Generator) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+        ...
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Any, torch.Tensor]]:
+        ...
+
+    def split_size(self, split: str) -> int:
+        ...
+
+    def describe(self) -> dict:
+        ...
 
 
 def shard_rows(shard: tuple[int, int] | None, batch: int) -> slice:

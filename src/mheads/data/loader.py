@@ -30,8 +30,11 @@ from mheads.data.from_torch import _image, check_user_dataset, from_torch_datase
 from mheads.data.index import index_source, streamable
 from mheads.data.load import load_dataset
 from mheads.data.resident import prepare_data
+from mheads.data.sources_task import read_task_source, task_source_kind
+from mheads.data.tensors import is_image_input, prepare_tensors
 
-__all__ = ["STREAM_BYTES_PER_EXAMPLE", "TorchData", "choose_loader", "memory_budget", "prepare"]
+__all__ = ["STREAM_BYTES_PER_EXAMPLE", "TorchData", "choose_loader", "memory_budget", "prepare",
+           "uses_tensors"]
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +128,29 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
     return "stream" if decoded > memory_budget(cfg) else "resident"
 
 
+def uses_tensors(cfg: Config, dataset: Dataset | TorchData | None = None) -> bool:
+    """Whether the data is read as tensors of any shape (:mod:`mheads.data.tensors`): any task but
+    classification, a table / ``.npz`` / mask-folder source, or a user's classification Datasets whose inputs
+    are not square images (and no resizing asked for)."""
+    if not cfg.task.is_classification or task_source_kind(cfg.data.source) is not None:
+        return True
+    if not isinstance(dataset, TorchData) or cfg.data.image_size is not None or cfg.data.loader == "stream":
+        return False
+    return not is_image_input(check_user_dataset(dataset.train, "train")[1][0])
+
+
 def prepare(
     cfg: Config, device: torch.device, *, dataset: Dataset | TorchData | None = None, progress: bool = False
 ):
-    """The training data for ``cfg`` on ``device``: ``ResidentData`` or ``StreamData``."""
+    """The training data for ``cfg`` on ``device``: ``ResidentData`` or ``StreamData`` for images,
+    ``TensorData`` for inputs and targets of any shape (:func:`uses_tensors`)."""
+    if uses_tensors(cfg, dataset):
+        if isinstance(dataset, Dataset):
+            raise ConfigError(f"task.name: got {cfg.task.name!r}; a decoded image Dataset holds class "
+                              "labels: give (input, target) torch Datasets for this task")
+        if isinstance(dataset, TorchData):
+            return prepare_tensors(cfg, device, dataset.train, dataset.test)
+        return prepare_tensors(cfg, device, *read_task_source(cfg), source=str(cfg.data.source))
     kind = choose_loader(cfg, dataset)
     if isinstance(dataset, TorchData):
         _check_torch_fits(cfg, kind, dataset)

@@ -21,10 +21,12 @@ from mheads.ensemble.combine import (
     member_log_probs,
 )
 from mheads.ensemble.loss_terms import check_inputs, uniform_kl
-from mheads.ensemble.losses import LossResult, compute_loss, smoothed_nll
+from mheads.ensemble.losses import LOSS_ALIASES, LossResult, compute_loss, smoothed_nll
 from mheads.tasks.base import Task, Terms
 
 __all__ = ["Classification", "classification"]
+
+CE_NAMES = {v: k for k, v in LOSS_ALIASES.items()}  # "independent" -> "independent_ce"
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,10 @@ class Classification(Task):
         return (outputs.detach().argmax(dim=-1) != target).to(torch.float64)
 
     def loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor, **params: Any) -> LossResult:
-        """`compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)`."""
+        """`compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)`;
+        "independent" (every other task's name of it) is "independent_ce"."""
         self.check(outputs, target)
+        name = CE_NAMES.get(name, name)
         return compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)
 
     def metric_terms(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> Terms:

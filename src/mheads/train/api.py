@@ -8,6 +8,7 @@ bagging, every loss) goes through the same loop.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -17,12 +18,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler, default_collate
 
-from mheads.config import Config, ConfigError, config_from_settings
+from mheads.config import Config, ConfigError, TaskConfig, config_from_settings, task_config_of
 from mheads.config.schema import PYTHON_MODEL
+from mheads.config.task import PYTHON_TASK, TASK_NAMES
 from mheads.data import Dataset
 from mheads.data.from_torch import check_user_dataset
 from mheads.data.loader import TorchData
+from mheads.data.tensors import TensorData
 from mheads.models import is_import_path
+from mheads.tasks import Classification, Task
 from mheads.train import loop
 from mheads.train.device import resolve_device
 from mheads.train.evaluate import load_run
@@ -69,7 +73,7 @@ def _check_trainable(module: nn.Module, what: str) -> None:
                           "train (nn.Conv2d, nn.Linear, ...), not a fixed function")
 
 
-def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: tuple) -> TreeNet:
+def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: Any) -> TreeNet:
     m = cfg.model
     if not isinstance(model, nn.Module):  # a factory: its network sized on the meta device before M are built
         name = getattr(model, "__name__", type(model).__name__)
@@ -86,13 +90,17 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
                               "the TreeNet given (or leave model.output unset)")
         m.output = model.output  # recorded in run.json, so load_run rebuilds the same selection
         return model
+    example = (1, *shape) if isinstance(shape, tuple) else shape  # a batch of inputs of any shape, or None
     tree = TreeNet(model, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                   example_input=(1, *shape), output=m.output)
+                   example_input=example, output=m.output)
     tree.exec_mode = m.exec
     return tree
 
 
 def _tree_for_data(model, cfg: Config, data) -> TreeNet:
+    if isinstance(data, TensorData):  # inputs of any shape: built on the first one (a dict: not probed)
+        example = data.example_input()
+        return _tree(model, cfg, example if isinstance(example, torch.Tensor) else None)
     return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
 
 
@@ -103,7 +111,31 @@ LOADER_IGNORED = ("sampler/shuffle/batch_sampler (mheads' own seeded batch plan 
                   "bagging and data.train_limit choose examples), collate_fn (items are read one by one; "
                   "augment with data.crop_padding / data.flip), num_workers / pin_memory (data.loader, "
                   "data.workers), drop_last, generator")
-TASKS = (None, "classification")
+
+
+def _task_settings(task: Any,
+                   settings: Mapping[str, Any] | Config | None) -> Mapping[str, Any] | Config | None:
+    """``settings`` with ``task`` in them (before they are validated: a loss may need the task): a name as
+    ``task.name``, a Task as its config section (a built-in one by name and options, a user's as
+    ``python``)."""
+    if task is None:
+        return settings
+    if isinstance(task, str):
+        tc = TaskConfig(task)
+    elif isinstance(task, Task):
+        tc = task_config_of(task)
+    else:
+        raise ConfigError(f"task: got {type(task).__name__}; expected None, a task name "
+                          f"({', '.join(TASK_NAMES[:-1])}) or a mheads.tasks.Task")
+    if isinstance(settings, Config):
+        cfg = copy.deepcopy(settings)
+        cfg.task = tc
+        return cfg.validate()
+    given = dict(settings or {})
+    if isinstance(task, str):
+        return {"task.name": task, **given}
+    extra = {"loss.label_smoothing": task.label_smoothing} if isinstance(task, Classification) else {}
+    return {**{f"task.{k}": v for k, v in dataclasses.asdict(tc).items()}, **extra, **given}
 
 
 def _config(settings: Mapping[str, Any] | Config | None) -> tuple[Config, set[str] | None]:
@@ -135,7 +167,8 @@ def _from_loader(name: str, data: Any, cfg: Config, named: set[str] | None) -> A
 
 
 def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any = None, test: Any = None, *,
-        out: str | os.PathLike, settings: Mapping[str, Any] | Config | None = None, task: str | None = None,
+        out: str | os.PathLike, settings: Mapping[str, Any] | Config | None = None,
+        task: str | Task | None = None,
         resume: bool = False, overwrite: bool = False, progress: bool | None = None) -> FitResult:
     """Train an ensemble and write the run folder ``out``; returns a :class:`FitResult`: the trained TreeNet
     (``.tree``, eval mode), the final metrics (``.metrics``, also readable as ``result["oracle_acc"]``) and
@@ -159,8 +192,14 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
         out: the run folder (written as ``mheads train --out`` writes it).
         settings: dotted config keys, as ``--set`` takes them: ``{"loss.name": "mcl", "loss.k": 1,
             "train.iterations": 300}``; or a :class:`mheads.Config` (copied: fit never changes yours).
-        task: what the members' outputs mean; ``None`` or ``"classification"`` (the only task fit trains
-            yet).
+        task: what the members' outputs mean (docs/tasks.md): None (``settings``' ``task.name``, default
+            classification), a name ("classification", "regression", "multi_hypothesis", "segmentation";
+            its options as ``task.*`` settings), or a :class:`mheads.tasks.Task` (a built-in one is recorded
+            in the run by name and options; a user's task, e.g. ``mheads.tasks.custom_task(loss_fn)``,
+            reopens from Python only, with ``task=`` passed again). For any task but classification of square
+            images, ``train`` and ``test`` hold ``(input, target)`` pairs of any shape: features ``(F,)``,
+            sequences ``(C, T)``, images ``(C, H, W)`` of any size, dicts of tensors; targets class indices,
+            float vectors or masks (read whole onto the device).
         resume: continue the run in ``out`` from its newest checkpoint, exactly.
         overwrite: replace a run already in ``out``.
         progress: show a progress bar (default: when stderr is a terminal).
@@ -169,13 +208,12 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
     draws from it), ``torch.get_num_threads()`` and glibc's malloc settings (``mheads train`` raises its
     thresholds for CPU speed; call ``mheads.train.allocator.retain_freed_memory()`` to do so here).
     """
-    if task not in TASKS:
-        raise ConfigError(f"task: got {task!r}; expected None or 'classification' (the only task mheads.fit "
-                          "trains yet)")
     if settings is not None and not isinstance(settings, (Mapping, Config)):
         raise ConfigError(f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
                           "values or a mheads.Config")
-    cfg, named = _config(settings)
+    named = None if isinstance(settings, Config) else set(settings or ())  # what fit must not override
+    cfg, _ = _config(_task_settings(task, settings))
+    user_task = task if isinstance(task, Task) and cfg.task.name == PYTHON_TASK else None
     if not isinstance(model, (str, nn.Module)) and not callable(model):
         raise ConfigError(f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
                           "zero-argument function returning an nn.Module, or a registered model name")
@@ -196,7 +234,7 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
             return built[-1]
     out = Path(out)
     metrics = loop.fit(cfg, out, resume=resume, overwrite=overwrite, progress=progress, model=build,
-                       dataset=dataset, retain_memory=False)
+                       dataset=dataset, retain_memory=False, task=user_task)
     if built:
         tree = built[-1]
     else:  # a model named by string: rebuilt from its run folder, as a user would reopen it

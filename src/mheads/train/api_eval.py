@@ -18,13 +18,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from mheads.config import ConfigError
+from mheads.config import ConfigError, task_config_of
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.errors import DataError
 from mheads.data.from_torch import _image, _label, from_torch_datasets, pair
+from mheads.data.loader import TorchData
 from mheads.ensemble.accumulator import EnsembleMetrics
+from mheads.tasks import Classification, Task
 from mheads.train import predict as predicting
 from mheads.train.evaluate import evaluate_run
+from mheads.train.predict_task import is_tensor_run, predict_inputs, read_input_files
 from mheads.train.reopen import ModelSpec
 from mheads.train.result import FitResult
 from mheads.tree import TreeNet
@@ -54,7 +57,7 @@ def _dataset(data: Any) -> Any:
 
 
 def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, split: str = "test",
-             batch_size: int | None = None) -> dict:
+             batch_size: int | None = None, task: Task | None = None) -> dict:
     """Every ensemble metric (``ensemble_mean_acc``, ``oracle_acc``, ``member_acc``, NLL, ECE, ...).
 
     Args:
@@ -69,13 +72,25 @@ def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, spl
             ``mheads.load_run``).
         split: the run's split with ``data=None`` (``"test"``, ``"val"``, ``"ood"``, ``"train"``).
         batch_size: a TreeNet's Dataset is read this many items at a time (default 256).
+        task: a run that trained a user's task (``custom_task``): that Task again; a TreeNet of any task
+            but classification: its task (then ``data`` holds ``(input, target)`` pairs of any shape). A
+            run's built-in task comes from its config, and its metrics are the task's (docs/tasks.md).
     """
     if isinstance(run_or_tree, TreeNet):
         if data is None or _is_path(data):
             raise ConfigError(f"data: got {data!r}; a TreeNet is evaluated on a Dataset or DataLoader of "
                               "(image, label) (a data path needs a run: pass the run folder)")
+        if task is not None and not isinstance(task, Classification):
+            return _tree_task_metrics(run_or_tree, task, _dataset(data), batch_size or EVAL_BATCH)
         return _tree_metrics(run_or_tree, _batches(data, batch_size or EVAL_BATCH))
     run, tree = _run(run_or_tree, "run_or_tree")
+    if is_tensor_run(run):  # a run on inputs of any shape (any task): its data read as tensors
+        if data is None and _trained_on_python_data(run):
+            raise ConfigError(f"data: got None; the run {run} trained on Python Datasets, which its folder "
+                              "does not hold: pass the Dataset (or DataLoader) to evaluate on")
+        if data is None or _is_path(data):
+            return evaluate_run(run, None if data is None else str(data), split, model, tree=tree, task=task)
+        return evaluate_run(run, None, "test", model, dataset=TorchData(_dataset(data)), tree=tree, task=task)
     if data is None and _trained_on_python_data(run):
         raise ConfigError(f"data: got None; the run {run} trained on Python Datasets, which its folder does "
                           "not hold: pass the Dataset (or DataLoader) to evaluate on, e.g. your test set")
@@ -83,6 +98,19 @@ def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, spl
         return evaluate_run(run, None if data is None else str(data), split, model, tree=tree)
     dataset = from_torch_datasets(_dataset(data))  # one read: its test split is the same as its train
     return evaluate_run(run, None, "test", model, dataset=dataset, tree=tree)
+
+
+def _tree_task_metrics(tree: TreeNet, task: Task, ds: Any, batch_size: int) -> dict:
+    """A bare TreeNet's task metrics on ``(input, target)`` pairs of any shape, batched in order."""
+    from mheads.config import Config
+    from mheads.data.tensors import prepare_tensors
+    from mheads.train.evaluate import task_metrics
+
+    device = next(tree.parameters()).device
+    cfg = Config()
+    cfg.task = task_config_of(task)
+    data = prepare_tensors(cfg, device, ds, None, classes=[])
+    return task_metrics(tree, data, task, batch_size)
 
 
 def _trained_on_python_data(run: Path) -> bool:
@@ -135,7 +163,7 @@ def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
 
 
 def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
-            batch_size: int = 64) -> list[dict]:
+            batch_size: int = 64, task: Task | None = None) -> list[dict]:
     """What the ensemble of a run says about ``inputs``: one record per image, as ``mheads predict`` prints
     them (the top classes with the members' averaged probabilities, each member's top class, the entropy
     split, disagreement, the OOD flag where the run has a threshold, an assigning loss's ranked proposals).
@@ -149,8 +177,21 @@ def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
         model: for a run folder trained on a Python object or an import path, the model (see
             ``mheads.load_run``).
         top: how many of the ensemble's classes each record lists.
+        task: for a run that trained a user's task, that Task again.
+
+    A run on inputs of any shape (any task; see :mod:`mheads.train.predict_task`) takes ``inputs`` as a
+    batch ``(N, ...)`` (or one example), a dict of batched tensors, a map-style Dataset of inputs or
+    ``(input, target)`` pairs, or files (table rows, ``.npz`` arrays, images); each record holds every
+    member's hypothesis (and score), the ensemble's prediction and its uncertainty.
     """
     path, tree = _run(run, "run")
+    if is_tensor_run(path):
+        if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
+            paths = [str(inputs)] if _is_path(inputs) else [str(p) for p in inputs]
+            batch, keys = read_input_files(path, paths)
+            return predict_inputs(path, batch, model=model, tree=tree, task=task, top=top,
+                                  batch_size=batch_size, keys=keys)
+        return predict_inputs(path, inputs, model=model, tree=tree, task=task, top=top, batch_size=batch_size)
     if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
         paths = [inputs] if _is_path(inputs) else list(inputs)
         return predicting.predict(path, paths, top=top, batch_size=batch_size, model=model, tree=tree)

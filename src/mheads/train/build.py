@@ -12,14 +12,28 @@ from safetensors.torch import load_file
 from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
+from mheads.data.tensors import spec_example
 from mheads.models import UnknownModelError, model_factory
 from mheads.runs.checkpoint import CheckpointError
 from mheads.train.reopen import ModelSpec, base_factory, check_fits_memory, check_meta
 from mheads.tree.treenet import TreeNet
 
 
-def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> TreeNet:
-    """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault."""
+def input_sizes(spec: dict | None) -> tuple[int, int] | None:
+    """``(in_channels, image_size)`` a registered or import-path factory is called with for inputs of any
+    shape (:func:`mheads.data.tensors.input_spec`): the first and last axis of one example (features
+    ``(F,)``: F and F; a dict input: 1 and 1)."""
+    if spec is None:
+        return None
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    return (int(shape[0]), int(shape[-1])) if isinstance(shape, list) and shape else (1, 1)
+
+
+def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
+               example=None) -> TreeNet:
+    """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault. ``example``:
+    for inputs that are not square images, a batch of them (a tensor or a dict of tensors) to build on;
+    ``num_classes`` is then the task's head width."""
     m = cfg.model
     check_scoring(cfg)
     if m.name == PYTHON_MODEL:
@@ -30,9 +44,10 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int)
                                 image_size=image_size, **m.options)
         first = factory()  # surfaces bad options / image sizes once, before copies are built
         base = factory if m.weights is None else _with_weights(first, m.weights)
+        shape = (1, in_channels, image_size, image_size) if example is None else (
+            example if isinstance(example, torch.Tensor) else None)
         tree = TreeNet(base, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                       example_input=(1, in_channels, image_size, image_size), scoring_heads=m.scoring_heads,
-                       output=m.output)
+                       example_input=shape, scoring_heads=m.scoring_heads, output=m.output)
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
     except UnknownModelError as err:  # an import path that does not import, or names no callable
@@ -54,7 +69,7 @@ def check_scoring(cfg: Config) -> None:
     ``WORLD_SIZE`` > 1, as ``mheads train`` decides) place only the trunk and the branches, so they refuse the
     heads here, before any rank builds a model."""
     m = cfg.model
-    cfg.loss.validate(m.members, model=m)
+    cfg.loss.validate(m.members, model=m, task=cfg.task)
     if m.scoring_heads and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("model.scoring_heads: got True; expected false in a distributed run (its placement "
                           "holds only the trunk and the branches, not the scoring heads)")
@@ -77,8 +92,11 @@ def _with_weights(net: torch.nn.Module, path: str) -> torch.nn.Module:
     return net
 
 
-def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int) -> dict:
-    """What a checkpoint records to refuse resuming or evaluating with a different model."""
+def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int,
+               input_spec: dict | None = None) -> dict:
+    """What a checkpoint records to refuse resuming or evaluating with a different model. ``input_spec``:
+    inputs that are not images, recorded as ``input`` (``in_channels`` and ``image_size`` are then 1); any
+    task but classification is recorded as ``task`` (its name and options)."""
     split = cfg.model.split
     if isinstance(split, (list, tuple)):
         split = [list(level) for level in split]
@@ -89,6 +107,10 @@ def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int)
         meta["scoring_heads"] = True
     if cfg.model.output is not None:  # likewise: a base returning a dict or tuple (model.output)
         meta["output"] = cfg.model.output
+    if input_spec is not None:  # likewise: inputs of any shape (mheads.data.tensors)
+        meta["input"] = input_spec
+    if not cfg.task.is_classification:
+        meta["task"] = {"name": cfg.task.name, **cfg.task.options()}
     return meta
 
 
@@ -107,9 +129,14 @@ def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: M
     if isinstance(split, list):
         split = [tuple(level) if isinstance(level, list) else level for level in split]
     try:
-        base = base_factory(meta, model, where)
+        spec = meta.get("input")
+        example = None if spec is None else spec_example(spec, where)
+        sizes = input_sizes(spec)
+        sized = meta if sizes is None else {**meta, "in_channels": sizes[0], "image_size": sizes[1]}
+        base = base_factory(sized, model, where)
         check_fits_memory(base, meta["members"], where)
-        shape = (1, meta["in_channels"], meta["image_size"], meta["image_size"])
+        shape = (1, meta["in_channels"], meta["image_size"], meta["image_size"]) if spec is None else (
+            example if isinstance(example, torch.Tensor) else None)
         user = model is not None and not isinstance(model, str)
         heads = bool(meta.get("scoring_heads", False))
         output = meta.get("output")  # checked by TreeNet: a key or an index

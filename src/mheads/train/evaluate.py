@@ -17,26 +17,50 @@ from mheads.core.seeding import Stream, derived_generator
 from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
+from mheads.data.tensors import TensorData
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from mheads.runs.run_files import load_normalizer
+from mheads.tasks import Classification, Task, TaskMetrics
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
 from mheads.train.reopen import ModelSpec
+from mheads.train.task_run import run_task
 from mheads.tree.treenet import TreeNet
 
 __all__ = ["evaluate", "evaluate_run", "load_run", "load_run_weights", "load_weights_checked"]
 
 
 @torch.no_grad()
-def evaluate(model, data, cfg: Config, comm, split: str = "test") -> dict | None:
-    """All ensemble metrics on a split; the dict on the root, None elsewhere.
+def task_metrics(model, data, task: Task, batch_size: int, split: str = "test", is_root: bool = True) -> dict:
+    """A task's metrics (:class:`~mheads.tasks.TaskMetrics`) on a split, batch by batch."""
+    was_training = model.training
+    model.eval()
+    acc = TaskMetrics(task)
+    try:
+        for x, y in data.eval_batches(split, batch_size):
+            outputs = model(x)  # (M, B, ...) at the root
+            if is_root:
+                acc.update(outputs.float(), y)
+    finally:
+        model.train(was_training)
+    return {"task": task.name, **acc.compute()} if is_root else {}
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg: Config, comm, split: str = "test", task: Task | None = None) -> dict | None:
+    """All ensemble metrics on a split; the dict on the root, None elsewhere. ``task``: any task but
+    classification reports its own metrics (:func:`task_metrics`).
 
     A tree with scoring heads (``model.scoring_heads``) adds ``scored_acc`` (the prediction of the member
     with the highest score) and ``score_weighted_acc`` (the members' probabilities weighted by their sigmoid
     scores, normalized)."""
     from mheads.tree.scoring import scored_predictions
+
+    if task is not None and not isinstance(task, Classification):
+        metrics = task_metrics(model, data, task, cfg.train.eval_batch_size, split, comm.is_root)
+        return metrics if comm.is_root else None
 
     was_training = model.training
     model.eval()
@@ -114,6 +138,9 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
         meta = _run_meta(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
     where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
+    if isinstance(data_prepared, TensorData):
+        return _tensor_run(run, cfg, meta, data_prepared, where, model, tree,
+                           weights if tree is None else None)
     _check_fits(data_prepared, meta, where)
     saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
@@ -132,6 +159,20 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     if cfg.train.channels_last:
         tree.to(memory_format=torch.channels_last)
     return cfg, tree, data_prepared
+
+
+def _tensor_run(run: Path, cfg: Config, meta: dict, data: TensorData, where, model, tree, weights):
+    """``load_for_eval`` of a run on inputs of any shape: the data's inputs must be those the run trained on
+    (``meta["input"]``); no normalization."""
+    if meta.get("input") != data.input_spec():
+        raise DataError(f"--data {where}: inputs {data.input_spec()} do not fit the run's model, trained on "
+                        f"{meta.get('input', 'images')}")
+    if cfg.task.is_classification:  # the classes the model was trained on, whatever this data holds
+        data.classes = [str(i) for i in range(meta["num_classes"])]
+    if tree is None:
+        tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
+        load_weights_checked(tree, weights, run)
+    return cfg, tree.to(data.device), data
 
 
 def load_run(run: str | os.PathLike, model: ModelSpec = None) -> TreeNet:
@@ -177,8 +218,14 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
 
 
 def evaluate_run(run: str | Path, data: str | None = None, split: str = "test",
-                 model: ModelSpec = None, dataset=None, tree=None) -> dict:
+                 model: ModelSpec = None, dataset=None, tree=None, task: Task | None = None) -> dict:
+    """A run's metrics on its own data (``split``), on ``data`` (a path) or on ``dataset`` (a decoded image
+    Dataset, or a ``TorchData`` of a user's Datasets); ``task``: the run's own Task object where it trained
+    a user's task (``task.name: python``), else rebuilt from its config. Any task but classification
+    reports its own metrics."""
     cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree)
-    metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split)
+    if isinstance(data_prepared, TensorData):
+        task = run_task(cfg, data_prepared, task)
+    metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split, task=task)
     metrics["classes"] = data_prepared.classes
     return metrics

@@ -29,6 +29,7 @@ from mheads.data.dataset import Dataset
 from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData, worker_errors
+from mheads.data.tensors import TensorData
 from mheads.models import is_import_path, model_factory
 from mheads.optim.build import build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
@@ -54,8 +55,9 @@ from mheads.runs.folder import (
 )
 from mheads.runs.history import record_changes
 from mheads.runs.lock import RunLock
+from mheads.tasks import Classification, CustomTask, Task
 from mheads.train.analysis import analyse, calibrate, summary
-from mheads.train.build import build_tree, model_meta, tree_from_meta, warm_start
+from mheads.train.build import build_tree, input_sizes, model_meta, tree_from_meta, warm_start
 from mheads.train.comm import Comm, LocalComm
 from mheads.train.compiled import compile_checked
 from mheads.train.device import flush_denormal, resolve_device, resolve_sync
@@ -67,6 +69,7 @@ from mheads.train.process import run_process_state
 from mheads.train.resources import check_model_size, check_resources
 from mheads.train.state import RunState
 from mheads.train.step import deferred_step, train_step
+from mheads.train.task_run import check_outputs_fit, run_task
 from mheads.tree import TreeNet
 
 __all__ = ["RunState", "fit"]
@@ -81,7 +84,7 @@ class Run:
     cfg: Config
     out: Path
     comm: Comm
-    data: ResidentData | StreamData
+    data: ResidentData | StreamData | TensorData
     tree: TreeNet  # the whole ensemble (on a distributed rank: the structure, holding this rank's part)
     model: torch.nn.Module  # what the loop calls: the tree, or its distributed wrapper
     opt: torch.optim.Optimizer
@@ -94,15 +97,18 @@ class Run:
     resumed_from: int  # the iteration this process started at (0 for a fresh run)
     saved_steps: set[int] = field(default_factory=set)
     tally: DeviceTally | None = None  # train.sync: deferred: what the device holds until the next read
+    task: Task | None = None  # what the outputs mean; None: classification of images, as before tasks
 
 
 def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
         comm: Comm | None = None, wrap=None, progress: bool | None = None, model=None,
-        dataset: Dataset | TorchData | None = None, retain_memory: bool = True) -> dict | None:
+        dataset: Dataset | TorchData | None = None, retain_memory: bool = True,
+        task: Task | None = None) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
     (root). ``model`` and ``dataset`` replace what ``cfg.model`` and ``cfg.data.source`` would build and load
     (the Python API, :func:`mheads.fit`, passes them); ``model`` is a TreeNet or a function of the prepared
-    data returning one.
+    data returning one. ``task``: a user's Task object (``cfg.task.name: python``); a built-in task is built
+    from ``cfg.task`` and the data.
 
     The process is left as found (:mod:`mheads.train.process`): the global random state and torch's thread
     count are restored on return; ``retain_memory`` raises glibc's malloc thresholds on a CPU run (faster, but
@@ -117,7 +123,7 @@ def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool =
     # worker_errors: a streaming worker killed (the OOM killer) raises here wherever this process is: one line
     process = run_process_state(resolve_device(cfg.train.device), cfg.train.threads, retain_memory)
     with lock, process, sigterm_flag() as sigterm, flush_denormal(cfg.train.flush_denormal), worker_errors():
-        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset, show)
+        run = _restore(cfg, Path(out), resume, overwrite, comm, wrap, model, dataset, show, task)
         try:
             _loop(run, sigterm, show)
             return _finish(run)
@@ -174,7 +180,7 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     t0 = time.perf_counter()
     try:
         loss, _, wins = train_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params,
-                                   run.owners)
+                                   run.owners, run.task)
     except NumericalFault as fault:
         if t.nan_policy == "stop":
             raise
@@ -201,7 +207,7 @@ def _update_deferred(run: Run, it: int) -> tuple[None, float]:
     """One training step under ``train.sync: deferred``: ``(None, seconds)``, the loss and the guard's verdict
     left on the device (``run.tally``) until the next logging point."""
     t0 = time.perf_counter()
-    out = deferred_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params)
+    out = deferred_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params, run.task)
     run.tally.add(it, out)
     st = run.state
     if out.wins is not None:  # an undone update assigned nothing (as in step mode)
@@ -247,7 +253,7 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     st, cfg = run.state, run.cfg
     # every replica evaluates, so that they stay in step (a replica waiting on another's evaluation in its
     # next all-reduce could outlast dist.timeout_s); only the root computes and writes the metrics
-    metrics = evaluate(run.model, run.data, cfg, run.comm)
+    metrics = evaluate(run.model, run.data, cfg, run.comm, task=run.task)
     st.last_eval = (step, metrics)
     if not run.comm.is_root:
         return
@@ -255,13 +261,21 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
            "skipped_total": st.skipped_total, **st.win_fraction(), **metrics}
     append_jsonl(run.out / "eval.jsonl", rec)
     msg = (f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
-           f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
-           f"oracle {100 * metrics['oracle_acc']:.2f}%")
+           + _headline(metrics))
     if bar is not None:
         bar.write(msg)
     else:
         log.info(msg)
     st.run_loss, st.run_n, st.wins = 0.0, 0, None
+
+
+def _headline(metrics: dict) -> str:
+    """The evaluation's log line: ensemble and oracle accuracy, or a task's first two scalar metrics."""
+    if "ensemble_mean_acc" in metrics:
+        return (f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
+                f"oracle {100 * metrics['oracle_acc']:.2f}%")
+    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, float)][:2]
+    return ", ".join(f"{k} {v:.4f}" for k, v in scalars)
 
 
 def _checkpoint(run: Run, step: int) -> None:
@@ -288,7 +302,8 @@ def _checkpoint(run: Run, step: int) -> None:
 
 
 def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap,
-             model=None, dataset: Dataset | TorchData | None = None, show: bool = False) -> Run:
+             model=None, dataset: Dataset | TorchData | None = None, show: bool = False,
+             task: Task | None = None) -> Run:
     """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``."""
     wall_start = time.perf_counter()
     if comm.is_root:
@@ -303,16 +318,29 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     # what the check counts beside the model: batches streamed ahead, the largest split evaluated at once
     sizes = {"queued": getattr(data, "queued_batches", 0),
              "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood"))}
+    tensors = isinstance(data, TensorData)
+    if tensors:
+        task = run_task(cfg, data, task)
+    # the task's head width (classification: its classes; a user's task: its head_width, if it gave one)
+    width = data.num_classes if not tensors else (task.width or 1) if isinstance(task, CustomTask) \
+        else task.head_width()
     if model is None:
-        if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
-            # before M members and their optimizer state exist
-            check_resources(cfg, base, shape, device, **sizes)
-        tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+        if tensors:
+            sizes_in = input_sizes(data.input_spec())
+            tree = build_tree(cfg, width, *sizes_in, example=data.example_input())
+        else:
+            if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
+                # before M members and their optimizer state exist
+                check_resources(cfg, base, shape, device, **sizes)
+            tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
-        if comm.world_size == 1:
+        if comm.world_size == 1 and not tensors:
             check_resources(cfg, tree.member(0), shape, device, include_parameters=False, **sizes)
-    meta = model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
+    if tensors:
+        check_outputs_fit(tree, data, task)
+    meta = model_meta(cfg, width if tensors else data.num_classes, data.in_channels, data.image_size,
+                      input_spec=data.input_spec() if tensors else None)
     # the root reads the checkpoint (None also when a resumed run never committed one: start over) and tells
     # every rank the run state; a distributed run's parts are sent to their ranks once the model is wrapped
     ck = load_latest(out) if resume and comm.is_root else None
@@ -351,13 +379,14 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         if ck is None:
             write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
                                                  "data": data.describe()})
-        save_normalizer(out, data.normalizer)  # every start: a resume may have changed the data settings
+        if data.normalizer is not None:  # every start: a resume may have changed the data settings
+            save_normalizer(out, data.normalizer)
     # the plateau schedule needs every step's loss before the next step's rate: it reads each step
     deferred = resolve_sync(t.sync, device) == "deferred" and schedule.kind != "plateau"
     return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
                meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
                resumed_from=state.step, saved_steps={state.step} if shared is not None else set(),
-               tally=DeviceTally(device) if deferred else None)
+               tally=DeviceTally(device) if deferred else None, task=task if tensors else None)
 
 
 def _finish(run: Run) -> dict | None:
@@ -371,7 +400,7 @@ def _finish(run: Run) -> dict | None:
     if st.last_eval is not None and st.last_eval[0] == t.iterations:
         final = st.last_eval[1]
     else:
-        final = evaluate(run.model, run.data, run.cfg, run.comm)
+        final = evaluate(run.model, run.data, run.cfg, run.comm, task=run.task)
     full_state = run.model.full_state_dict() if is_distributed(run.model) else None
     if not run.comm.is_root:
         return None
@@ -379,7 +408,7 @@ def _finish(run: Run) -> dict | None:
         # assign: the distributed root's tree holds meta tensors
         run.tree.load_state_dict(full_state, assign=True)
     save_weights(run.out, run.tree)
-    uncertainty = _uncertainty(run)
+    uncertainty = _uncertainty(run) if run.task is None or isinstance(run.task, Classification) else {}
     images = t.batch_size * t.accumulate
     result = {
         **final,

@@ -13,7 +13,15 @@ import torch
 
 from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derive_seed, derived_generator
-from mheads.ensemble.losses import LOSSES, annealed_temperature, compute_loss
+from mheads.ensemble.losses import (
+    ENSEMBLE_LOSSES,
+    LOSS_ALIASES,
+    LOSSES,
+    LossResult,
+    annealed_temperature,
+    compute_loss,
+)
+from mheads.tasks import Classification, Task
 from mheads.train.numerics import (
     DeferredStep,
     NumericalFault,
@@ -65,6 +73,12 @@ def _tie_generator(seed: int, b: int, logits: torch.Tensor, shard) -> torch.Gene
     return g
 
 
+def task_scores_from_model(task: Task | None) -> bool:
+    """Whether a scored loss reads its score logits from the model's scoring heads (classification and
+    tasks whose outputs carry none) rather than from the outputs (multi_hypothesis: the last column)."""
+    return task is None or type(task).score_logits is Task.score_logits
+
+
 def has_scoring_heads(model) -> bool:
     """Whether ``model`` (a TreeNet, or a wrapper that forwards attributes, like ``torch.compile``'s) has
     scoring heads and :meth:`~mheads.tree.TreeNet.forward_with_scores`."""
@@ -73,7 +87,7 @@ def has_scoring_heads(model) -> bool:
 
 def _check_scoring(model, cfg: Config, scored: bool) -> None:
     if scored and not cfg.model.scoring_heads:
-        cfg.loss.validate(cfg.model.members, model=cfg.model)  # raises, naming model.scoring_heads
+        cfg.loss.validate(cfg.model.members, model=cfg.model, task=cfg.task)  # names model.scoring_heads
     if cfg.model.scoring_heads and not has_scoring_heads(model):
         raise ConfigError(f"model.scoring_heads: got True; expected false for this model: the "
                           f"{type(model).__name__} being trained has no scoring heads (a distributed model, "
@@ -81,15 +95,16 @@ def _check_scoring(model, cfg: Config, scored: bool) -> None:
 
 
 def train_step(model, opt, data, cfg: Config, it: int, comm, params,
-               owners) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+               owners, task: Task | None = None) -> tuple[float, torch.Tensor, torch.Tensor | None]:
     """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss, wins) as seen by the
     root, wins being how many of the step's examples each member was assigned, ``(M,)`` int64 on the
     device, for the losses that assign (None otherwise, and off the root); raises :class:`NumericalFault`
     (after zeroing the gradients, so no update happens) on a non-finite loss/gradient.
 
     Annealed MCL ("amcl") gets the temperature of iteration ``it`` (``annealed_temperature``); a loss with
-    scores ("mcl_scored") gets the scoring heads' logits from ``model.forward_with_scores``."""
-    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params)
+    scores ("mcl_scored") gets the scoring heads' logits from ``model.forward_with_scores``. ``task``: what
+    the outputs mean (:mod:`mheads.tasks`); None or classification: the classification path, unchanged."""
+    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params, task)
     if comm.any(not all_finite(per_member, params)):
         members, where = bad_members(per_member, params, owners, cfg.model.members)
         opt.zero_grad(set_to_none=True)
@@ -98,32 +113,51 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
     return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member, wins
 
 
-def deferred_step(model, opt, data, cfg: Config, it: int, comm, params) -> DeferredStep:
+def deferred_step(model, opt, data, cfg: Config, it: int, comm, params,
+                  task: Task | None = None) -> DeferredStep:
     """:func:`train_step` without a host synchronisation (``train.sync: deferred``, the CUDA default): the
     finiteness guard is decided on the device and a non-finite update is undone there
     (:func:`~mheads.train.numerics.guarded_step`); the loss, the flag and which values were finite stay on
     the device for the loop to read at its next logging point."""
-    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params)
+    total, per_member, wins = forward_backward(model, opt, data, cfg, it, comm, params, task)
     flags = finite_flags(per_member, params)
     ok = comm.all_true(flags.all())
     guarded_step(opt, params, ok)
     return DeferredStep(total, ok, flags, wins)
 
 
-def forward_backward(model, opt, data, cfg: Config, it: int, comm,
-                     params) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def task_loss(task: Task, loss_name: str, outputs: torch.Tensor, y: torch.Tensor, *, cfg: Config,
+              weights: torch.Tensor | None, scores: torch.Tensor | None, temperature: float,
+              generator: torch.Generator) -> LossResult:
+    """``task.loss`` with the run's loss settings (any task but classification, whose path is
+    ``compute_loss`` as it always was); a loss of the combined prediction takes no per-member weights and no
+    generator."""
+    L = cfg.loss
+    params = dict(k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon, temperature=temperature,
+                  score_weight=L.score_weight)
+    if loss_name in task.averaged:
+        return task.loss(loss_name, outputs, y, **params)
+    return task.loss(loss_name, outputs, y, weights=weights, score_logits=scores, generator=generator,
+                     **params)
+
+
+def forward_backward(model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
     data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
+    if isinstance(task, Classification):
+        task = None  # classification: compute_loss, as before tasks existed (bit-identical runs)
     t, L = cfg.train, cfg.loss
     # dropout and anything else drawing globally; each data-parallel replica draws its own
     keys = (Stream.STEP, it) if comm.replicas == 1 else (Stream.STEP, it, "replica", comm.replica)
     torch.manual_seed(derive_seed(t.seed, *keys))
     opt.zero_grad(set_to_none=True)
     loss_name = L.name if it >= L.pretrain_iterations else "independent_ce"
-    scored = LOSSES[loss_name].scores
+    spec = LOSSES[loss_name] if task is None else ENSEMBLE_LOSSES.get(LOSS_ALIASES.get(loss_name, loss_name))
+    scored = spec is not None and spec.scores and task_scores_from_model(task)
     _check_scoring(model, cfg, scored)
     temperature = annealed_temperature(L.temperature, L.anneal_iterations, it)
-    separate = comm.world_size == 1 and members_separable(model, loss_name, data.device)
+    separate = task is None and comm.world_size == 1 and members_separable(model, loss_name, data.device)
     computes_loss = getattr(model, "is_root", comm.is_root)  # a replica's own root, with data parallelism
     shard = getattr(data, "shard", None)
     total = torch.zeros((), device=data.device)
@@ -144,11 +178,16 @@ def forward_backward(model, opt, data, cfg: Config, it: int, comm,
             else:
                 logits = model(x)  # (M, B, C) at the root
         if computes_loss:
-            res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
-                               epsilon=L.epsilon, temperature=temperature, score_weight=L.score_weight,
-                               score_logits=None if scores is None else scores.float(),
-                               label_smoothing=L.label_smoothing,
-                               generator=_tie_generator(t.seed, b, logits, shard))
+            if task is None:
+                res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
+                                   epsilon=L.epsilon, temperature=temperature, score_weight=L.score_weight,
+                                   score_logits=None if scores is None else scores.float(),
+                                   label_smoothing=L.label_smoothing,
+                                   generator=_tie_generator(t.seed, b, logits, shard))
+            else:
+                res = task_loss(task, loss_name, logits.float(), y, cfg=cfg, weights=w,
+                                scores=None if scores is None else scores.float(), temperature=temperature,
+                                generator=_tie_generator(t.seed, b, logits, shard))
             loss = res.loss / t.accumulate
             per_member = res.per_member if per_member is None else per_member + res.per_member
             if res.assignment is not None:

@@ -424,9 +424,21 @@ class TreeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, ...) -> member logits (M, B, C); each shared layer runs once per batch."""
-        if resolve_exec_mode(self._exec_mode, x.device) == "fused":
+        if resolve_exec_mode(self._exec_mode, self._input_device(x)) == "fused":
             return fused_forward(self.root, x)
         return torch.stack(self.root(x), dim=0)
+
+    def _input_device(self, x) -> torch.device:
+        """The device of the input: a tensor's, else the first tensor in a dict, tuple or list (a Hugging Face
+        batch), else the parameters'."""
+        todo = [x]
+        while todo:
+            item = todo.pop(0)
+            if isinstance(item, torch.Tensor):
+                return item.device
+            todo.extend(item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple))
+                        else ())
+        return next(self.parameters(), torch.empty(0)).device
 
     def forward_with_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, ...) -> (member logits (M, B, C), score logits (M, B)); the logits are :meth:`forward`'s
@@ -440,7 +452,7 @@ class TreeNet(nn.Module):
             return logits, self.scoring(logits)
         h = self.root.layers(x)
         below = self._below_trunk()
-        if resolve_exec_mode(self._exec_mode, x.device) == "fused":
+        if resolve_exec_mode(self._exec_mode, self._input_device(x)) == "fused":
             logits = fused_forward(below, h)
         else:
             logits = torch.stack(below(h), dim=0)

@@ -1,0 +1,249 @@
+"""``mheads predict`` for any task (issue 32): one record per input (a table row, an array, an image) with
+each member's hypothesis (and score), the ensemble's prediction and its uncertainty.
+
+Records (every number rounded to 6 significant digits; ``key`` is ``index`` or ``path``):
+
+- regression: ``prediction`` (the members' mean, D values), ``std`` (the mixture's standard deviation),
+  ``aleatoric`` and ``epistemic`` (its variance split: the mean of the members' variances, the variance of
+  their means), ``members`` (each ``{"mean": [...]}``, with ``"variance"`` for Gaussian heads);
+- multi_hypothesis: ``prediction`` (the score-weighted mean hypothesis), ``spread`` (the weighted RMS
+  distance of the hypotheses from it), ``members`` (each ``{"hypothesis": [...], "score": weight}``, the
+  weights summing to 1), ranked by score in ``best`` (the index of the highest-scored member);
+- segmentation: ``prediction`` (the ensemble's mask, H rows of W classes), ``entropy`` (the mean pixel entropy
+  of the mean probabilities), ``members`` (each ``{"agreement": the share of pixels where the member's mask
+  equals the ensemble's}``);
+- a user's task: ``prediction`` (``task.combine``'s output as nested lists) and ``members`` (each member's
+  output).
+
+Classification of inputs that are not images answers as :mod:`mheads.train.predict` does.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mheads.config import ConfigError, build_task
+from mheads.config.task import PYTHON_TASK
+from mheads.data.errors import DataError
+from mheads.data.tensors import as_tensor, take
+from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
+
+__all__ = ["is_tensor_run", "predict_inputs", "read_input_files", "task_records"]
+
+
+def _r(x: Any) -> Any:
+    """Nested lists of floats rounded to 6 significant digits."""
+    if isinstance(x, torch.Tensor):
+        x = x.tolist()
+    if isinstance(x, list):
+        return [_r(v) for v in x]
+    if isinstance(x, float):
+        return float(f"{x:.6g}") if math.isfinite(x) else x
+    return x
+
+
+def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]]) -> list[dict]:
+    """Records for ``outputs: (M, B, ...)`` of one batch, ``keys`` naming each input (see the module
+    docstring)."""
+    outputs = outputs.detach().float().cpu()
+    M = outputs.shape[0]
+    head = {"task": task.name}
+    out = []
+    if isinstance(task, Regression):
+        combined = task.combine(outputs)
+        mean, var = task.moments(outputs)
+        for i, (key, value) in enumerate(keys):
+            members = [{"mean": _r(mean[m, i])} | ({"variance": _r(var[m, i])} if task.head == "gaussian"
+                                                   else {}) for m in range(M)]
+            out.append({key: value, **head, "prediction": _r(combined.mean[i]),
+                        "std": _r(combined.variance[i].sqrt()), "aleatoric": _r(combined.aleatoric[i]),
+                        "epistemic": _r(combined.epistemic[i]), "members": members})
+        return out
+    if isinstance(task, MultiHypothesis):
+        combined = task.combine(outputs)
+        mean = combined.mean()  # (B, D)
+        spread = (combined.weights * (combined.points - mean).square().sum(-1)).sum(0).sqrt()  # (B,)
+        for i, (key, value) in enumerate(keys):
+            members = [{"hypothesis": _r(combined.points[m, i]), "score": _r(float(combined.weights[m, i]))}
+                       for m in range(M)]
+            out.append({key: value, **head, "prediction": _r(mean[i]), "spread": _r(float(spread[i])),
+                        "best": int(combined.weights[:, i].argmax()), "members": members})
+        return out
+    if isinstance(task, Segmentation):
+        log_probs = task.combine(outputs)  # (B, C, H, W)
+        mask = log_probs.argmax(dim=1)  # (B, H, W)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean(dim=(-2, -1))  # (B,)
+        agree = (outputs.argmax(dim=2) == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
+        for i, (key, value) in enumerate(keys):
+            out.append({key: value, **head, "prediction": mask[i].tolist(), "entropy": _r(float(entropy[i])),
+                        "members": [{"agreement": _r(float(agree[m, i]))} for m in range(M)]})
+        return out
+    combined = task.combine(outputs)
+    for i, (key, value) in enumerate(keys):
+        pred = combined[i] if isinstance(combined, torch.Tensor) else None
+        out.append({key: value, **head, "prediction": _r(pred),
+                    "members": [{"output": _r(outputs[m, i])} for m in range(M)]})
+    return out
+
+
+def is_tensor_run(run) -> bool:
+    """Whether a run folder trained on inputs of any shape (its meta records ``input``)."""
+    from mheads.train.evaluate import _run_meta
+
+    try:
+        return "input" in _run_meta(Path(run))
+    except ConfigError:
+        return False
+
+
+def _batched(x: Any, spec: dict, where: str) -> Any:
+    """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key)."""
+    if isinstance(x, dict):
+        inner = spec.get("dict") or {}
+        return {k: _batched(v, inner.get(k, {}), f"{where}[{k!r}]") for k, v in x.items()}
+    t = as_tensor(x, where)
+    shape = spec.get("shape")
+    if isinstance(shape, list) and list(t.shape) == shape:
+        t = t.unsqueeze(0)
+    if isinstance(shape, list) and list(t.shape[1:]) != shape:
+        raise DataError(f"{where}: shape {tuple(t.shape)}; expected (N, {', '.join(map(str, shape))}) or one "
+                        f"example {tuple(shape)}, what the run trained on")
+    return t
+
+
+def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int]]:
+    """``inputs`` as ``(batch, first index)`` chunks."""
+    if isinstance(inputs, (torch.Tensor, dict)):
+        return [(_batched(inputs, spec, "inputs"), 0)]
+    ds = inputs.dataset if isinstance(inputs, torch.utils.data.DataLoader) else inputs
+    if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+        raise ConfigError(f"inputs: got {type(inputs).__name__}; expected a tensor (N, ...), a dict of them, "
+                          "or a map-style Dataset of inputs or (input, target) pairs")
+    items = [ds[i] for i in range(len(ds))]
+    items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
+    if isinstance(items[0], dict):
+        stacked: Any = {k: torch.stack([as_tensor(it[k], f"inputs[{i}][{k!r}]")
+                                        for i, it in enumerate(items)]) for k in items[0]}
+    else:
+        stacked = torch.stack([as_tensor(it, f"inputs[{i}]") for i, it in enumerate(items)])
+    return [(_batched(stacked, spec, "inputs"), 0)]
+
+
+def predict_inputs(run, inputs: Any, *, model=None, tree=None, task: Task | None = None, top: int = 3,
+                   batch_size: int = 64, keys: list[tuple[str, Any]] | None = None) -> list[dict]:
+    """One record per input of a run trained on inputs of any shape (see the module docstring):
+    ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
+    ``(input, target)`` pairs; ``task``: the run's Task object where it trained a user's task."""
+    from mheads.config import load_config
+    from mheads.train.build import tree_from_meta
+    from mheads.train.evaluate import _run_meta, load_run_weights, load_weights_checked
+    from mheads.train.predict import _classes, _records
+
+    run = Path(run)
+    cfg = load_config(run / "config.yaml")
+    meta = _run_meta(run)
+    if tree is None:
+        weights, meta = load_run_weights(run)
+        tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
+        load_weights_checked(tree, weights, run)
+    tree.eval()
+    if task is None:
+        if cfg.task.name == PYTHON_TASK:
+            raise ConfigError(f"task: got None; the run {run} trained a user's task: pass it again "
+                              "(task=...)")
+        task = build_task(cfg.task, num_classes=meta["num_classes"], label_smoothing=cfg.loss.label_smoothing)
+    device = next(tree.parameters()).device
+    records: list[dict] = []
+    for batch, first in _examples(inputs, meta["input"]):
+        n = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+        for start in range(0, n, batch_size):
+            x = take(batch, slice(start, start + batch_size))
+            x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+            x = {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in x.items()} if isinstance(
+                x, dict) else (x.float() / 255 if x.dtype == torch.uint8 else x)
+            with torch.no_grad():
+                outputs = tree(x).float().cpu()
+            names = (keys[first + start:first + start + outputs.shape[1]] if keys is not None
+                     else [("index", first + start + i) for i in range(outputs.shape[1])])
+            if isinstance(task, Classification):
+                classes = _classes(run, meta)
+                records.extend(_records(names, outputs, classes, max(1, min(top, len(classes))), False, None))
+            else:
+                records.extend(task_records(task, outputs, names))
+    return records
+
+
+def _feature_rows(path: str, features: list[str], delimiter: str) -> torch.Tensor:
+    """The ``features`` columns of a CSV file as float32 ``(N, F)`` (no target columns needed to predict),
+    read within the data readers' bound; a bad value is named by row and column."""
+    import csv
+    import io
+
+    from mheads.data.bounds import read_limit
+    from mheads.data.files import read_regular
+
+    text = read_regular(path, path, max_bytes=read_limit()).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+    missing = [c for c in features if rows and c not in rows[0]]
+    if not rows or missing:
+        what = "no data rows" if not rows else f"no column {missing[0]!r}"
+        raise DataError(f"{path}: {what}; expected the "
+                        f"run's data.features columns {features}")
+    out = torch.empty(len(rows), len(features))
+    for i, row in enumerate(rows):
+        for j, c in enumerate(features):
+            try:
+                value = float(row[c])
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                raise DataError(f"{path}: row {i + 1}, column {c!r}: got {row[c]!r}; expected a finite "
+                                "number")
+            out[i, j] = value
+    return out
+
+
+def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]:
+    """``mheads predict``'s inputs for a run on inputs of any shape: table files (the run's
+    ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the run's ``data.inputs``
+    array; ``path:index``) or image files (segmentation; a record per file)."""
+    from mheads.config import load_config
+    from mheads.data.arrays import read_npz
+    from mheads.data.decode import decode, read_image_file
+    from mheads.data.tables import read_table
+
+    cfg = load_config(Path(run) / "config.yaml")
+    chunks, keys = [], []
+    for p in paths:
+        suffix = Path(p).suffix.lower()
+        if suffix in (".csv", ".tsv", ".parquet", ".pq"):
+            if not cfg.data.features:
+                raise ConfigError(f"{p}: the run names no data.features columns to read from a table")
+            if suffix in (".csv", ".tsv"):
+                x = _feature_rows(p, cfg.data.features, "\t" if suffix == ".tsv" else ",")
+            else:
+                x = read_table(p, cfg.data.features, cfg.data.targets)["train"].inputs
+            keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
+        elif suffix == ".npz":
+            name = cfg.data.inputs or "x"
+            pairs = read_npz(p, name, name, kind="regression")
+            x = pairs.inputs
+            keys.extend(("path", f"{p}:{i}") for i in range(len(x)))
+        else:
+            import numpy as np
+
+            picture = np.array(decode(read_image_file(Path(p), str(p)), str(p)))
+            x = torch.from_numpy(np.ascontiguousarray(
+                picture[None] if picture.ndim == 2 else picture.transpose(2, 0, 1)))[None]
+            keys.append(("path", str(p)))
+        chunks.append(x)
+    try:
+        return torch.cat(chunks), keys
+    except RuntimeError:
+        raise DataError(f"{' '.join(paths)}: inputs of different shapes "
+                        f"({', '.join(str(tuple(c.shape[1:])) for c in chunks)}); predict them "
+                        "separately") from None

@@ -1,0 +1,70 @@
+"""The task a run trains on inputs of any shape (issue 32): built from ``cfg.task`` with the sizes the data
+shows, or the user's own :class:`~mheads.tasks.Task`, and checked against what the model outputs before the
+first step."""
+
+from __future__ import annotations
+
+import torch
+
+from mheads.config import Config, ConfigError, build_task
+from mheads.config.task import PYTHON_TASK
+from mheads.data.errors import DataError
+from mheads.tasks import Task
+
+__all__ = ["check_outputs_fit", "run_task"]
+
+
+def run_task(cfg: Config, data, task: Task | None = None) -> Task:
+    """The run's Task: ``task`` (a user's, ``task.name: python``), or ``cfg.task`` built with the sizes left
+    null filled in from the training targets (and written back into ``cfg.task``, so the run's config and
+    meta record them): a regression or multi_hypothesis target's dimension D, a segmentation's classes."""
+    tc = cfg.task
+    if task is not None:
+        return task
+    if tc.name == PYTHON_TASK:
+        raise ConfigError("task.name: got 'python'; a user's task is not rebuilt from a config: pass the "
+                          "Task object (mheads.fit(..., task=...))")
+    y = data.train_y
+    if tc.name in ("regression", "multi_hypothesis"):
+        if not y.is_floating_point() or y.ndim > 2:
+            raise DataError(f"train: targets {y.dtype} of shape {tuple(y.shape)}; task {tc.name} expects "
+                            "float targets (N,) or (N, D)")
+        dim = int(y.shape[1]) if y.ndim == 2 else 1
+        if tc.dim is not None and tc.dim != dim:
+            raise ConfigError(f"task.dim: got {tc.dim}; the training targets have D = {dim}")
+        tc.dim = dim
+    if tc.name == "segmentation":
+        if y.is_floating_point() or y.ndim != 3:
+            raise DataError(f"train: targets {y.dtype} of shape {tuple(y.shape)}; segmentation expects "
+                            "integer masks (N, H, W)")
+        if tc.num_classes is None:
+            labelled = y[y != tc.ignore_index]
+            tc.num_classes = int(labelled.max()) + 1 if labelled.numel() else 1
+    return build_task(tc, num_classes=data.num_classes or None, label_smoothing=cfg.loss.label_smoothing)
+
+
+@torch.no_grad()
+def check_outputs_fit(tree, data, task: Task) -> None:
+    """Run the first training example through the tree (eval mode) and check its outputs against the task:
+    a model whose head does not match (a Gaussian head needs 2D outputs, multiple hypotheses D + 1) is
+    refused in one line before training."""
+    was = tree.training
+    tree.eval()
+    try:
+        outputs = tree(data.example_input())
+    finally:
+        tree.train(was)
+    target = data.train_y[:1].cpu()
+    if not isinstance(outputs, torch.Tensor):
+        raise ConfigError(f"model: its members output {type(outputs).__name__}; expected a tensor per member "
+                          "(name the prediction of a dict or tuple output with model.output)")
+    try:
+        task.check(outputs.float(), target)
+    except ValueError as err:
+        width = getattr(task, "head_width", None)
+        try:
+            want = f" ({task.head_width()} outputs per example)" if width is not None else ""
+        except ValueError:
+            want = ""
+        raise ConfigError(f"model: members output shape {tuple(outputs.shape)} for one example, which task "
+                          f"{task.name!r} refuses{want}: {err}") from None
