@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-figures", action="store_true", help="write no PNGs under <run>/plots/")
     e.add_argument("--model", metavar="IMPORT_PATH", help=_MODEL_HELP)
 
-    pr = sub.add_parser("predict", help="what a run's ensemble says about image files")
+    pr = sub.add_parser("predict", help="what a run's ensemble says about image files (or, for a run on "
+                        "inputs of any shape, table rows, .npz arrays or images)")
     pr.add_argument("--run", required=True, help="a run folder written by `mheads train`")
     pr.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
     pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
@@ -164,7 +165,10 @@ def _cmd_train(args) -> int:
     if metrics is not None:
         from mheads.report.tables import format_run_summary
 
-        print(format_run_summary(cfg.name, metrics))
+        if "member_acc" in metrics:
+            print(format_run_summary(cfg.name, metrics))
+        else:  # any task but classification: its metrics (docs/tasks.md)
+            print(json.dumps({k: v for k, v in metrics.items() if k != "param_counts"}))
         print(f"run written to {out}")
     return 0
 
@@ -200,6 +204,14 @@ def _distributed(cfg):
 def _cmd_eval(args) -> int:
     from mheads.report.tables import format_run_summary
     from mheads.train.evaluate import evaluate_run
+    from mheads.train.predict_task import is_tensor_run
+
+    if is_tensor_run(args.run):  # a run on inputs of any shape: the task's metrics (docs/tasks.md)
+        if args.ood:
+            raise UsageError("--ood: out-of-distribution sets are scored for image classification runs only")
+        metrics = evaluate_run(args.run, data=args.data, split=args.split, model=args.model)
+        print(json.dumps(metrics))
+        return 0
 
     if args.split == "test":
         from mheads.report.evaluation import format_report, report_run
@@ -228,7 +240,13 @@ def _cmd_predict(args) -> int:
 
     if args.top < 1:
         raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
-    records = predict(args.run, args.paths, top=args.top, model=args.model)
+    from mheads.train.predict_task import is_tensor_run, predict_inputs, read_input_files
+
+    if is_tensor_run(args.run):  # table rows, .npz arrays or images of a run on inputs of any shape
+        batch, keys = read_input_files(args.run, args.paths)
+        records = predict_inputs(args.run, batch, model=args.model, top=args.top, keys=keys)
+    else:
+        records = predict(args.run, args.paths, top=args.top, model=args.model)
     text = format_predictions(records, args.format)
     if args.output:
         from mheads.core.atomic import atomic_write_text

@@ -37,8 +37,10 @@ MAX_INPUT_ELEMENTS = 2**28  # one example's numbers, as recorded in a run's meta
 
 
 def is_image_input(x: Any) -> bool:
-    """Whether a Dataset's first input is an image the classification loaders take as they always have: a
-    PIL image, or a uint8 (or [0, 1] float) ``(C, H, W)`` / ``(H, W)`` tensor or array with H = W."""
+    """Whether a Dataset's first input is an image the classification loaders take as they always have (and
+    check as they always have: floats outside [0, 1] are refused there): a PIL image, or a square
+    ``(C, H, W)`` (C of 1, 3 or 4) or ``(H, W)`` tensor or array of uint8 or floats. Anything else (features,
+    sequences, non-square images, dicts, integer token ids) is read as tensors."""
     if hasattr(x, "getbands"):
         return True
     if isinstance(x, dict) or not isinstance(x, (torch.Tensor, np.ndarray)):
@@ -46,10 +48,7 @@ def is_image_input(x: Any) -> bool:
     t = torch.as_tensor(x)
     if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2] or (t.ndim == 3 and t.shape[0] not in (1, 3, 4)):
         return False
-    if t.dtype == torch.uint8:
-        return True
-    return (t.is_floating_point() and bool(torch.isfinite(t).all())
-            and 0 <= float(t.min()) <= float(t.max()) <= 1)
+    return t.dtype == torch.uint8 or t.is_floating_point()
 
 
 def as_tensor(value: Any, where: str) -> torch.Tensor:

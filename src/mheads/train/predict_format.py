@@ -58,10 +58,40 @@ def _line(r: dict) -> str:
     return line
 
 
+def _flat(value, prefix: str, into: dict) -> dict:
+    """A task record's nested values as ``a_b_0``-named columns."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(v, f"{prefix}_{k}" if prefix else str(k), into)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _flat(v, f"{prefix}_{i}", into)
+    else:
+        into[prefix] = value
+    return into
+
+
+def _task_csv(records: list[dict]) -> str:
+    rows = [_flat(r, "", {}) for r in records]
+    head = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for row in rows:
+        w.writerow(["" if row.get(k) is None else row[k] for k in head])
+    return buf.getvalue().rstrip("\n")
+
+
 def format_predictions(records: list[dict], fmt: str = "text") -> str:
-    """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image)."""
+    """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image). A task's records
+    (:mod:`mheads.train.predict_task`): one JSON object per line as text, their nested values as columns
+    (``members_0_mean_0``, ...) in CSV."""
     if fmt == "json":
         return json.dumps(records, indent=1)
+    if records and "task" in records[0]:
+        if fmt == "csv":
+            return _task_csv(records)
+        return "\n".join(json.dumps(r) for r in records)
     if fmt == "csv":
         return _csv(records)
     return "\n".join(_line(r) for r in records)

@@ -1,0 +1,106 @@
+"""The command line on any task (issue 32): `mheads train` on a CSV table (regression), an .npz file
+(multiple hypotheses) and a folder of non-square images with a parallel folder of masks (segmentation);
+`mheads eval` prints the task's metrics; `mheads predict` answers per table row / array / image, in JSON and
+CSV."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mheads.cli.commands import main
+
+MODELS = """
+from torch import nn
+
+
+def features_net(num_classes=2, in_channels=3, **_):  # num_classes: the task's head width
+    return nn.Sequential(nn.Linear(in_channels, 8), nn.ReLU(), nn.Linear(8, num_classes))
+
+
+def seg_net(num_classes=2, in_channels=1, **_):
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, num_classes, 1))
+"""
+
+
+@pytest.fixture(autouse=True)
+def models(tmp_path, monkeypatch):
+    (tmp_path / "taskmodels.py").write_text(MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def _train(tmp_path, source, model, task, extra=()):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model: {{name: 'taskmodels:{model}', members: 2}}\ntask: {{name: {task}}}\n"
+                      f"data: {{source: '{source}', test_fraction: 0.25}}\n"
+                      "train: {iterations: 2, batch_size: 8, eval_every: 2}\n")
+    args = ["train", "--config", str(config), "--out", str(tmp_path / "run")]
+    for item in extra:
+        args += ["--set", item]
+    assert main(args) == 0
+    return tmp_path / "run"
+
+
+def test_a_csv_table_trains_regression_evaluates_and_predicts_rows(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))
+    table = tmp_path / "t.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "y"])
+        for row in x:
+            w.writerow([*row, row.sum()])
+    run = _train(tmp_path, table, "features_net", "regression",
+                 ["data.features=[a, b, c]", "data.targets=y", "task.head=gaussian", "loss.name=mcl"])
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--model", "taskmodels:features_net"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == "regression" and metrics["num_examples"] == 8 and "coverage" in metrics
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c\n0,0,0\n1,2,3\n")
+    assert main(["predict", "--run", str(run), str(rows), "--format", "json",
+                 "--model", "taskmodels:features_net"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in records] == [f"{rows}:1", f"{rows}:2"]
+    assert len(records[0]["members"]) == 2 and "variance" in records[0]["members"][0]
+    assert main(["predict", "--run", str(run), str(rows), "--format", "csv",
+                 "--model", "taskmodels:features_net"]) == 0
+    lines = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert "members_1_variance_0" in lines[0] and len(lines) == 3
+
+
+def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(24, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.sign(x[:, :1]).astype(np.float32))
+    run = _train(tmp_path, tmp_path / "d.npz", "features_net", "multi_hypothesis", ["loss.name=mcl_scored"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "multi_hypothesis" and "oracle_error" in metrics
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), str(tmp_path / "d.npz"), "--format", "json",
+                 "--model", "taskmodels:features_net"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 24 and sum(m["score"] for m in records[0]["members"]) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys):
+    for folder in ("images", "masks"):
+        (tmp_path / "seg" / folder).mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        img = rng.integers(0, 256, size=(6, 10), dtype=np.uint8)
+        Image.fromarray(img, "L").save(tmp_path / "seg/images" / f"{i}.png")
+        Image.fromarray((img > 127).astype(np.uint8), "L").save(tmp_path / "seg/masks" / f"{i}.png")
+    run = _train(tmp_path, tmp_path / "seg", "seg_net", "segmentation", ["loss.name=mcl"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "segmentation" and 0 <= metrics["oracle_mean_iou"] <= 1
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), str(tmp_path / "seg/images/0.png"), "--format", "json",
+                 "--model", "taskmodels:seg_net"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert np.asarray(record["prediction"]).shape == (6, 10) and len(record["members"]) == 2
+    assert torch.tensor(record["members"][0]["agreement"]) <= 1
