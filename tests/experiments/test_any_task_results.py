@@ -1,0 +1,86 @@
+"""The any-task sweeps' tables: the record format (known answers), a smoke sweep's files, and the committed
+result folders' shapes (cells, metrics, seeds, hardware)."""
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from mheads.experiments.any_task import record, sweep_multimodal, sweep_shapes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_summarize_mean_and_sample_std_per_cell_and_metric():
+    rows = [{"cell": c, "metric": "m", "value": v, "wall_time_s": 1.0}
+            for c, v in (("a", 1.0), ("a", 2.0), ("a", 3.0), ("b", 5.0), ("b", math.nan))]
+    out = {r["cell"]: r for r in record.summarize(rows)}
+    a = out["a"]
+    assert (a["mean"], a["std"], a["seeds"], a["wall_time_s"]) == (2.0, 1.0, 3, 3.0)
+    assert out["b"]["mean"] == 5.0 and math.isnan(out["b"]["std"]) and out["b"]["seeds"] == 1
+
+
+def test_a_smoke_sweep_writes_both_tables_and_the_curves(tmp_path):
+    sweep_multimodal.main(["--scale", "smoke", "--seeds", "0", "--cells", "independent", "mcl_scored",
+                           "--out", str(tmp_path)])
+    seeds = _read(tmp_path / "seeds.csv")
+    assert tuple(seeds[0]) == record.SEED_FIELDS and "torch" in seeds[0]["hardware"]
+    metrics = ("oracle_error", "distortion", "weighted_mean_error", "emd")
+    assert [(r["cell"], r["metric"]) for r in seeds] == (
+        [(c, m) for c in ("independent", "mcl_scored") for m in metrics]
+        + [("mcl_scored/independent", "oracle_error_ratio")])
+    ratio = float(seeds[-1]["value"])
+    assert ratio == pytest.approx(float(seeds[4]["value"]) / float(seeds[0]["value"]))
+    results = _read(tmp_path / "results.csv")
+    assert tuple(results[0]) == record.RESULT_FIELDS and len(results) == 9
+    assert len(_read(tmp_path / "curves.csv")) == 2 * 5 * 201  # cells x members x grid
+
+
+def test_shapes_sweep_smoke_cells(tmp_path):
+    sweep_shapes.main(["--scale", "smoke", "--seeds", "0", "--cells", "independent_M1", "mcl_M2",
+                       "--out", str(tmp_path)])
+    results = _read(tmp_path / "results.csv")
+    assert {r["cell"] for r in results} == {"independent_M1", "mcl_M2"} and len(results) == 12
+    assert all(0.0 <= float(r["mean"]) <= 1.0 for r in results if r["metric"] != "ambiguous_oracle_pixel_acc")
+
+
+COMMITTED = {
+    "any-task-multimodal-cpu": (sweep_multimodal.CELLS, ("oracle_error", "distortion", "emd")),
+    "any-task-sunspots-cpu": (("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
+                              ("rmse", "oracle_rmse")),
+    "any-task-shapes-cpu": (sweep_shapes.CELLS, ("oracle_mean_iou", "mean_iou", "pixel_acc")),
+    "any-task-text-cpu": (("independent", "mcl"), ("ensemble_acc", "oracle_acc", "member_acc")),
+}
+
+
+@pytest.mark.parametrize("folder", sorted(COMMITTED))
+def test_committed_tables_have_every_cell_metric_and_seed(folder):
+    path = RESULTS / folder
+    if not (path / "results.csv").exists():
+        pytest.skip(f"{folder} not committed")
+    cells, metrics = COMMITTED[folder]
+    seeds = _read(path / "seeds.csv")
+    assert all("torch" in r["hardware"] and float(r["wall_time_s"]) >= 0 for r in seeds)
+    results = {(r["cell"], r["metric"]): r for r in _read(path / "results.csv")}
+    for cell in cells:
+        for metric in metrics:
+            row = results[(cell, metric)]
+            assert int(row["seeds"]) >= 2 and math.isfinite(float(row["mean"])), (cell, metric)
+
+
+def test_committed_multimodal_mcl_oracle_well_below_independent():
+    path = RESULTS / "any-task-multimodal-cpu"
+    if not (path / "results.csv").exists():
+        pytest.skip("not committed")
+    results = {(r["cell"], r["metric"]): r for r in _read(path / "results.csv")}
+    ratio = results[("mcl/independent", "oracle_error_ratio")]
+    assert int(ratio["seeds"]) == 3 and float(ratio["mean"]) < 0.2
+    assert len(_read(path / "curves.csv")) == len(sweep_multimodal.CELLS) * 5 * 201
