@@ -236,6 +236,7 @@ class TreeNet(nn.Module):
         nn.Module.__init__(net)
         net.exec_mode = exec_mode
         net.scoring = None
+        net.output, net.model_name = None, type(trunk).__name__  # as __init__ sets them (fit reads both)
         check_int("members", num_members, 1)
         seeds = [int(s) for s in (seeds if seeds is not None else member_init_seeds(seed, num_members))]
         if len(seeds) != num_members:
