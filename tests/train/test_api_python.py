@@ -124,9 +124,11 @@ def test_fit_takes_a_config_and_dataloaders(tmp_path, caplog):
     assert written["batch_size"] == 5  # taken from the DataLoader: the settings do not name it
 
 
-def test_fit_refuses_tasks_it_does_not_train_and_bad_settings(tmp_path):
-    with pytest.raises(ConfigError, match="task: got 'regression'; expected None or 'classification'"):
+def test_fit_refuses_a_task_its_targets_do_not_fit_and_bad_settings(tmp_path):
+    with pytest.raises(DataError, match=r"targets torch.int64 of shape \(8,\); task regression expects float"):
         mheads.fit(Net(), Images(8, 0), out=tmp_path / "r", settings=SETTINGS, task="regression")
+    with pytest.raises(ConfigError, match="task: got int; expected None, a task name"):
+        mheads.fit(Net(), Images(8, 0), out=tmp_path / "t", settings=SETTINGS, task=3)
     with pytest.raises(ConfigError, match="settings: got list; expected a mapping of dotted keys"):
         mheads.fit(Net(), Images(8, 0), out=tmp_path / "s", settings=[("loss.name", "mcl")])
     with pytest.raises(ConfigError, match="model.output: got 1.5; expected null, a key"):

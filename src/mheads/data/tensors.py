@@ -205,7 +205,7 @@ class TensorData:
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
         xs, ys = {"test": (self.test_x, self.test_y), "train": (self.train_x, self.train_y),
                   "val": (self.val_x, self.val_y), "ood": (None, None)}[split]
-        if xs is None:
+        if xs is None or ys is None:
             return
         for i in range(0, len(ys), batch_size):
             yield _model_view(take(xs, slice(i, i + batch_size))), ys[i:i + batch_size]

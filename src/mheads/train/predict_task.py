@@ -64,14 +64,14 @@ def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]])
                         "epistemic": _r(combined.epistemic[i]), "members": members})
         return out
     if isinstance(task, MultiHypothesis):
-        combined = task.combine(outputs)
-        mean = combined.mean()  # (B, D)
-        spread = (combined.weights * (combined.points - mean).square().sum(-1)).sum(0).sqrt()  # (B,)
+        hyp = task.combine(outputs)
+        centre = hyp.mean()  # (B, D)
+        spread = (hyp.weights * (hyp.points - centre).square().sum(-1)).sum(0).sqrt()  # (B,)
         for i, (key, value) in enumerate(keys):
-            members = [{"hypothesis": _r(combined.points[m, i]), "score": _r(float(combined.weights[m, i]))}
-                       for m in range(M)]
-            out.append({key: value, **head, "prediction": _r(mean[i]), "spread": _r(float(spread[i])),
-                        "best": int(combined.weights[:, i].argmax()), "members": members})
+            chosen = [{"hypothesis": _r(hyp.points[m, i]), "score": _r(float(hyp.weights[m, i]))}
+                      for m in range(M)]
+            out.append({key: value, **head, "prediction": _r(centre[i]), "spread": _r(float(spread[i])),
+                        "best": int(hyp.weights[:, i].argmax()), "members": chosen})
         return out
     if isinstance(task, Segmentation):
         log_probs = task.combine(outputs)  # (B, C, H, W)
@@ -217,7 +217,8 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
     from mheads.data.tables import read_table
 
     cfg = load_config(Path(run) / "config.yaml")
-    chunks, keys = [], []
+    chunks: list[torch.Tensor] = []
+    keys: list[tuple[str, Any]] = []
     for p in paths:
         suffix = Path(p).suffix.lower()
         if suffix in (".csv", ".tsv", ".parquet", ".pq"):
@@ -226,12 +227,17 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
             if suffix in (".csv", ".tsv"):
                 x = _feature_rows(p, cfg.data.features, "\t" if suffix == ".tsv" else ",")
             else:
-                x = read_table(p, cfg.data.features, cfg.data.targets)["train"].inputs
+                x = torch.as_tensor(read_table(p, cfg.data.features, cfg.data.targets)["train"].inputs)
             keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
         elif suffix == ".npz":
             name = cfg.data.inputs or "x"
-            pairs = read_npz(p, name, name, kind="regression")
-            x = pairs.inputs
+            kind = {"classification": "classification", "segmentation": "segmentation"}.get(cfg.task.name,
+                                                                                            "regression")
+            target = cfg.data.targets if isinstance(cfg.data.targets, str) else "y"
+            try:  # the inputs beside the run's target array, else (2-D inputs) the inputs alone
+                x = torch.as_tensor(read_npz(p, name, target, kind=kind).inputs)
+            except DataError:
+                x = torch.as_tensor(read_npz(p, name, name, kind="regression").inputs)
             keys.extend(("path", f"{p}:{i}") for i in range(len(x)))
         else:
             import numpy as np
