@@ -16,16 +16,17 @@ from mheads.experiments.any_task import record
 
 
 def table(folder: str | Path, metrics: list[str], cells: list[str] | None = None) -> str:
-    """`metrics`: "name:digits" or "name:digits:seeds" (the per-seed values too). A metric a cell lacks is a
-    dash."""
+    """`metrics`: "name:digits" or "name:digits:seeds" (the per-seed values too; "seeds3": with 3 digits, so
+    that the mean of the written values rounds to the written mean). A metric a cell lacks is a dash."""
     rows = record.read(Path(folder) / "seeds.csv")
     cells = cells or list(dict.fromkeys(r["cell"] for r in rows))
     header, rule = ["cell"], ["---"]
     specs = []
     for spec in metrics:
         name, digits, *seeds = spec.split(":")
-        specs.append((name, int(digits), bool(seeds)))
-        if seeds:
+        seed_digits = int(seeds[0][5:] or digits) if seeds else None
+        specs.append((name, int(digits), seed_digits))
+        if seed_digits is not None:
             header.append(f"{name}, per seed")
             rule.append("---:")
         header.append(f"{name}, mean ± std")
@@ -35,8 +36,8 @@ def table(folder: str | Path, metrics: list[str], cells: list[str] | None = None
         out = [cell]
         for name, digits, seeds in specs:
             vs = [float(r["value"]) for r in rows if r["cell"] == cell and r["metric"] == name]
-            if seeds:
-                out.append(" / ".join(f"{v:.{digits}f}" for v in vs) if vs else "-")
+            if seeds is not None:
+                out.append(" / ".join(f"{v:.{seeds}f}" for v in vs) if vs else "-")
             if not vs:
                 out.append("-")
             elif len(vs) == 1:
