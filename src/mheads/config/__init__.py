@@ -1,4 +1,5 @@
-"""Run configuration: the validated dataclasses (``schema``) and reading them from YAML with overrides
+"""Run configuration: the validated dataclasses (``schema``; each field documented by its attribute
+docstring, which ``reference`` lists for docs/configs.md) and reading them from YAML with overrides
 (``loading``). Files of many runs (the paper's tables, the demo) are specs: :mod:`mheads.reproduce.spec`."""
 
 from mheads.config.loading import (
@@ -8,6 +9,7 @@ from mheads.config.loading import (
     load_config,
     read_yaml,
 )
+from mheads.config.reference import config_reference, field_docs
 from mheads.config.schema import (
     SCHEMA_VERSION,
     Config,
@@ -25,5 +27,5 @@ __all__ = [
     "SCHEMA_VERSION", "Config", "ConfigError", "DataConfig", "DistConfig", "LossConfig", "ModelConfig",
     "OptimConfig", "PYTHON_TASK", "TaskConfig", "TrainConfig", "build_task", "task_config_of",
     "apply_overrides", "config_from_dict", "config_from_settings",
-    "load_config", "read_yaml",
+    "load_config", "read_yaml", "config_reference", "field_docs",
 ]

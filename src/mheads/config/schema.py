@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -28,7 +28,7 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field, the value and what is allowed."""
 
 
-def _fail(path: str, value: Any, allowed: str) -> None:
+def _fail(path: str, value: Any, allowed: str) -> NoReturn:
     raise ConfigError(f"{path}: got {value!r}; expected {allowed}")
 
 
@@ -61,26 +61,46 @@ INIT_MODES = ("independent", "same", "pretrained")
 
 @dataclass
 class ModelConfig:
-    # a registered family, an import path "package.module:function" (called with model.options, and with
-    # num_classes / in_channels / image_size where it takes them), or "python" (a model given to mheads.fit)
+    """The ``model:`` section: the base network, how many members it becomes and where they branch.
+
+    The members share the base's layers up to ``split`` (the trunk) and each has its own copy of the layers
+    after it (a branch): a TreeNet (paper section 5). ``split: null`` gives independent members.
+    """
+
     name: str = "cifar10_quick"
+    """The base network: a registered family (mheads list-models names them: cifar10_quick, nin_cifar,
+    resnet20, ...; register_model adds one), an import path "package.module:function" (called with
+    model.options, and with num_classes / in_channels / image_size where it takes them), or python (a model
+    given to mheads.fit as an object: rebuilt from Python, not by name)."""
     members: int = 4
-    split: Any = None  # None | layer name or module path | [[layer, branches], ...]
-    # independent: a seed per member; same: identical members (Table 6); pretrained: every member from the
-    # base's weights, the module paths in reinit redrawn per member
+    """M, the number of members: an integer >= 1."""
+    split: Any = None
+    """Where the members branch off the shared trunk: null (independent members, no trunk), a layer name or
+    module path (every member branches there), or a list of [layer, branches] pairs (a tree of several
+    levels, e.g. [[conv1, 2], [conv2, 2]])."""
     init: str = "independent"
-    reinit: list = field(default_factory=list)
-    # a .safetensors file of the base network's weights (pretrained, or a member file of another run), loaded
-    # into the base before the members are made from it per model.init
+    """How the members start: independent (a seed per member, derived from train.seed) | same (identical
+    members, Table 6) | pretrained (every member from the base's weights, the module paths in model.reinit
+    redrawn per member)."""
+    reinit: list[str] = field(default_factory=list)
+    """model.init pretrained: the module paths each member redraws from its own seed, e.g. [fc]; [] with any
+    other model.init."""
     weights: str | None = None
-    options: dict = field(default_factory=dict)  # family options, e.g. {width: 0.5}
-    exec: str = "loop"  # loop | fused | auto
-    # each member also predicts whether it wins the input (loss.name mcl_scored trains it): one linear head
-    # per member on the trunk's output (global-average-pooled; with split null, on the member's own logits)
+    """null, or the path of a .safetensors file of the base network's weights (pretrained, or a member file
+    of another run), loaded into the base before the members are made from it per model.init."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The family's options, a mapping, e.g. {width: 0.5}."""
+    exec: str = "loop"
+    """How sibling branches run: loop (one after another) | fused (structurally identical branches as one
+    grouped op per layer; the same results up to float rounding) | auto (fused on CUDA, loop elsewhere:
+    what the throughput benchmark measured faster)."""
     scoring_heads: bool = False
-    # the prediction of a base whose forward returns a dict (a key, e.g. "logits") or a tuple or list (an
-    # index, e.g. 0); null for a base returning the logits tensor itself
+    """true or false: each member also predicts whether it wins the input (loss.name mcl_scored trains it):
+    one linear head per member on the trunk's output (global-average-pooled; with split null, on the
+    member's own logits)."""
     output: str | int | None = None
+    """The prediction of a base whose forward returns a dict (a key, e.g. logits) or a tuple or list (an
+    index, e.g. 0); null for a base returning the logits tensor itself."""
 
     def validate(self, p: str = "model") -> None:
         # An import path is only checked for form here: importing runs its module's code, which happens when
@@ -118,48 +138,86 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str | None = None  # None: the embedded Fashion-MNIST subset
-    normalize: str = "mean_image"  # mean_image (Caffe) | per_channel | none
+    """The ``data:`` section: where the examples come from, how they are split, augmented and loaded, and
+    which each member trains on (bagging, specialists). Image sources are described in docs/data.md, tables
+    and arrays in docs/tasks.md."""
+
+    source: str | None = None
+    """null (the embedded Fashion-MNIST subset), or a path: an image data set (docs/data.md), a CSV / TSV /
+    Parquet table (.csv, .tsv, .parquet, .pq), an .npz file of arrays, or a folder of images/ beside
+    masks/."""
+    normalize: str = "mean_image"
+    """Input normalization: mean_image (subtract the training set's mean image: Caffe) | per_channel (each
+    channel to mean 0 and standard deviation 1) | none."""
     crop_padding: int = 0
+    """Random-crop augmentation: pad each training image by this many pixels per side, then crop it back to
+    its size at a random offset; an integer >= 0 (0: no cropping)."""
     flip: bool = False
-    bagging: bool = False  # each member trains on its own bootstrap sample
-    # train on only the distinct images of bagging member m's bootstrap sample (seeded by train.seed), each
-    # once: about 63.2% of the set (section 4's control for bagging's loss of unique data)
+    """true or false: random horizontal flips of the training images."""
+    bagging: bool = False
+    """true or false: each member trains on its own bootstrap sample (false with an averaged loss)."""
     bootstrap_unique: int | None = None
-    # use N training (test) images: a class-stratified subset, seeded by train.seed (mheads.data.subsets)
+    """null, or a member index m >= 0: train on only the distinct images of bagging member m's bootstrap
+    sample (seeded by train.seed), each once: about 63.2% of the set (section 4's control for bagging's loss
+    of unique data); null with data.bagging true."""
     train_limit: int | None = None
+    """null (all), or use N >= 1 training images: a class-stratified subset, seeded by train.seed
+    (mheads.data.subsets)."""
     test_limit: int | None = None
-    label_split: list | None = None  # specialists: per member, the list of labels it trains on
-    # keep only these classes of the source (indices or names), relabelled 0.. in this order; the final
-    # evaluation then scores the test images of the other classes as out-of-distribution (open set)
-    classes: list | None = None
-    val_fraction: float = 0.0  # held out of the training set, seeded: fits temperature scaling at the end
-    # resident: the decoded set on the training device; stream: DataLoader workers decode image files per
-    # batch; auto: stream when the source can be streamed and (image_size or train_crop asks for resizing, or
-    # the decoded set would exceed memory_budget_mb), else resident
+    """null (all), or use N >= 1 test images: a class-stratified subset, seeded by train.seed."""
+    label_split: list | None = None
+    """Specialists: null, or per member (model.members lists) the non-empty list of class indices it trains
+    on."""
+    classes: list[int | str] | None = None
+    """null (every class), or a list of >= 2 distinct class indices or names: keep only these classes of the
+    source, relabelled 0.. in this order; the final evaluation then scores the test images of the other
+    classes as out-of-distribution (open set)."""
+    val_fraction: float = 0.0
+    """The share of the training set held out (seeded) to fit temperature scaling at the end, a number from
+    0 (none) to 0.5."""
     loader: str = "auto"
-    image_size: int | None = None  # stream: the side of the square images the model sees (null: the images')
-    # stream: pad (the eval view, then crop_padding on the device) | random (shorter side to eval_resize, a
-    # random image_size square: Caffe's ImageNet crop) | random_resized (Inception's)
+    """resident (the decoded set on the training device) | stream (DataLoader workers decode image files per
+    batch) | auto (stream when the source can be streamed and data.image_size or data.train_crop asks for
+    resizing, or the decoded set would exceed data.memory_budget_mb; else resident)."""
+    image_size: int | None = None
+    """stream: the side of the square images the model sees, an integer >= 1 (null: the images' own)."""
     train_crop: str = "pad"
-    crop_scale: list = field(default_factory=lambda: [0.08, 1.0])  # random_resized: the crop's area range
-    eval_resize: int | None = None  # stream: shorter side before the centre crop (null: image_size)
-    workers: int | None = None  # stream: decoding processes (null: the cores the training threads leave, 1+)
-    memory_budget_mb: int | None = None  # auto: the decoded size above which it streams (null: half the RAM)
-    on_bad_image: str = "stop"  # stream: stop (exit 2, naming the file) | skip (counted in the metrics)
-    stats_images: int = 50000  # stream: normalization statistics from all images, or a seeded sample this big
-    cache_dir: str | None = None  # decoded-data cache folder (null: $MHEADS_CACHE or ~/.cache/mheads)
-    # a CSV / Parquet table source (data.source a .csv, .tsv, .parquet or .pq file): the input columns
-    # (a list of names); its targets are data.targets
-    features: list | None = None
-    # a table source: the target columns (a name or a list); an .npz source: the targets' array name
-    # (null: "y"); a mask-folder source (images/ beside masks/): unused
+    """stream: pad (the eval view, then data.crop_padding on the device) | random (shorter side to
+    data.eval_resize, a random data.image_size square: Caffe's ImageNet crop) | random_resized (Inception's:
+    a random area share in data.crop_scale and aspect ratio, resized to data.image_size)."""
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    """random_resized: the crop's range of area shares, [low, high] with 0 < low <= high <= 1."""
+    eval_resize: int | None = None
+    """stream: the shorter side before the centre crop, an integer >= data.image_size (null:
+    data.image_size)."""
+    workers: int | None = None
+    """stream: the decoding processes, an integer >= 0 (null: the cores the training threads leave, at least
+    1)."""
+    memory_budget_mb: int | None = None
+    """auto: the decoded size in MB above which the data is streamed, an integer >= 1 (null: half the
+    RAM)."""
+    on_bad_image: str = "stop"
+    """stream, an image that cannot be decoded: stop (exit status 2, naming the file) | skip (counted in the
+    metrics)."""
+    stats_images: int = 50000
+    """stream: the normalization statistics come from all images, or from a seeded sample of this many
+    (an integer >= 1)."""
+    cache_dir: str | None = None
+    """The decoded-data cache folder (null: $MHEADS_CACHE, or ~/.cache/mheads)."""
+    features: list[str] | None = None
+    """A table source: the input columns, a non-empty list of names (required there; null for any other
+    source)."""
     targets: Any = None
-    inputs: str | None = None  # an .npz source: the inputs' array name (null: "x")
-    split_column: str | None = None  # a table source: a column of train / val / test per row
-    # a table, .npz or mask-folder source without split_column: the seeded share of examples held out as the
-    # test split (null: none; the run then evaluates on its training examples)
+    """A table source: the target column or columns (a name or a non-empty list of names); an .npz source:
+    the targets' array name (null: "y"); a mask-folder source: unused."""
+    inputs: str | None = None
+    """An .npz source: the inputs' array name (null: "x")."""
+    split_column: str | None = None
+    """A table source: null, or a column naming each row's split (train, val or test)."""
     test_fraction: float | None = None
+    """A table, .npz or mask-folder source without data.split_column: the seeded share of examples held out
+    as the test split, a number in (0, 0.9] (null: none; the run then evaluates on its training
+    examples)."""
 
     def validate(self, p: str = "data") -> None:
         _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
@@ -183,7 +241,8 @@ class DataConfig:
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
                 or not 0 < cs[0] <= cs[1] <= 1):
             _fail(f"{p}.crop_scale", cs, "[low, high] with 0 < low <= high <= 1")
-        if None not in (self.eval_resize, self.image_size) and self.eval_resize < self.image_size:
+        size, resize = self.image_size, self.eval_resize
+        if size is not None and resize is not None and resize < size:
             _fail(f"{p}.eval_resize", self.eval_resize, f"at least data.image_size ({self.image_size})")
         if self.loader == "resident" and (self.image_size is not None or self.train_crop != "pad"):
             what = "data.image_size" if self.image_size is not None else f"data.train_crop: {self.train_crop}"
@@ -221,18 +280,37 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
+    """The ``loss:`` section: the ensemble loss and its parameters (docs/losses.md; paper sections 3-4).
+
+    Each parameter is read only by the losses it names; the others ignore it."""
+
     name: str = "independent_ce"
-    k: int = 1  # MCL: members assigned per example
-    mix: float = 0.5  # mcl_ce: weight of the MCL term (1 - mix on independent cross-entropy)
-    beta: float = 0.75  # cmcl: weight pulling non-assigned members toward uniform
-    epsilon: float = 0.05  # rwta: the non-winners' share of each example, in [0, 1) (0 is mcl)
-    temperature: float = 1.0  # amcl: the starting temperature T0 > 0 of the soft assignment
-    # amcl: the iteration (counted from 0, pretraining included) at which the temperature reaches 0: it decays
-    # exponentially to T0 / 1000 there, then is 0, exactly mcl with k 1 (ensemble.losses.annealed_temperature)
+    """The loss. Classification: independent_ce | score_averaged_ce | prob_averaged_ce | mcl | mcl_ce | cmcl |
+    rwta | amcl | mcl_scored (mheads.ensemble.losses.LOSSES, with any registered there). Other tasks: the
+    ensemble losses (independent, mcl, mcl_ce, rwta, amcl, mcl_scored; cmcl and the averaged cross-entropies
+    for segmentation) and the task's loss of the combined prediction (averaged; mixture_nll for a user's
+    task); docs/tasks.md."""
+    k: int = 1
+    """MCL: the members assigned to each example, an integer in 1..model.members (1 with amcl)."""
+    mix: float = 0.5
+    """mcl_ce: the weight of the MCL term (1 - mix on independent cross-entropy), a number in [0, 1]."""
+    beta: float = 0.75
+    """cmcl: the weight pulling non-assigned members toward uniform, a number >= 0."""
+    epsilon: float = 0.05
+    """rwta: the non-winners' share of each example, a number in [0, 1) (0 is mcl)."""
+    temperature: float = 1.0
+    """amcl: the starting temperature T0 of the soft assignment, a number > 0."""
     anneal_iterations: int = 1000
-    score_weight: float = 1.0  # mcl_scored: weight of the scoring heads' binary cross-entropy
-    pretrain_iterations: int = 0  # independent cross-entropy first, then this loss (Table 5)
-    label_smoothing: float = 0.0  # cross-entropy against (1 - eps) one-hot + eps uniform targets
+    """amcl: the iteration (counted from 0, pretraining included) at which the temperature reaches 0, an
+    integer >= 0: it decays exponentially to T0 / 1000 there, then is 0, exactly mcl with k 1
+    (mheads.ensemble.losses.annealed_temperature)."""
+    score_weight: float = 1.0
+    """mcl_scored: the weight of the scoring heads' binary cross-entropy, a number >= 0."""
+    pretrain_iterations: int = 0
+    """Train with independent cross-entropy for this many iterations first, then with loss.name (Table 5);
+    an integer >= 0."""
+    label_smoothing: float = 0.0
+    """Cross-entropy against (1 - eps) one-hot + eps uniform targets: eps, a number in [0, 1]."""
 
     def validate(self, members: int, p: str = "loss", model: ModelConfig | None = None,
                  task: TaskConfig | None = None) -> None:
@@ -265,30 +343,56 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adamw
+    """The ``optim:`` section: the optimizer, its per-group multipliers and the learning-rate schedule
+    (mheads.optim; the defaults are Caffe's CIFAR10-Quick solver)."""
+
+    name: str = "sgd"
+    """The optimizer: sgd | adamw."""
     lr: float = 0.001
-    momentum: float = 0.9  # sgd
-    nesterov: bool = False  # sgd: Nesterov momentum
+    """The base learning rate, a number > 0."""
+    momentum: float = 0.9
+    """sgd: the momentum, a number in [0, 1]."""
+    nesterov: bool = False
+    """true or false: Nesterov momentum (true only with optim.name sgd and optim.momentum > 0)."""
     weight_decay: float = 0.004
-    # false: no weight decay on BatchNorm and bias parameters (every parameter with fewer than 2 dimensions)
+    """The weight decay (L2 for sgd, decoupled for adamw), a number >= 0."""
     decay_norm_and_bias: bool = True
-    lr_times_members: bool = False  # averaged losses scale member gradients by 1/M; the paper raises lr by M
-    # per-group multipliers, Caffe's lr_mult / decay_mult: a bias (a parameter named ...bias) trains at
-    # lr * bias_lr_mult with weight decay weight_decay * bias_decay_mult (CIFAR10-Quick's prototxt: lr_mult 2
-    # on every bias, no decay_mult, i.e. 2 and 1); the schedule's rate is scaled by each group's multiplier at
-    # every step. 1 and 1: one rate and one decay for every parameter (the results committed before issue 34)
+    """true or false; false: no weight decay on BatchNorm and bias parameters (every parameter with fewer
+    than 2 dimensions)."""
+    lr_times_members: bool = False
+    """true or false: multiply optim.lr by model.members (averaged losses scale member gradients by 1/M; the
+    paper raises the rate by M)."""
     bias_lr_mult: float = 1.0
+    """A bias (a parameter named ...bias) trains at lr * bias_lr_mult, a number >= 0: Caffe's lr_mult
+    (CIFAR10-Quick's prototxt: lr_mult 2 on every bias). The schedule's rate is scaled by each group's
+    multiplier at every step. 1 (with bias_decay_mult 1): one rate and one decay for every parameter, as in
+    the results committed before issue 34."""
     bias_decay_mult: float = 1.0
-    # rate multiplier of parameters that several members share (a TreeNet's trunk receives the sum of their
-    # gradients): a number >= 0, or inverse_members (1 / the number of members sharing it: 1/M for the trunk)
-    trunk_lr_mult: Any = 1.0
-    schedule: str = "steps"  # fixed | steps | every | cosine | plateau
-    warmup: int = 0  # linear learning-rate warm-up over the first iterations (any schedule)
-    milestones: list = field(default_factory=lambda: [4000])
+    """A bias's weight decay is weight_decay * bias_decay_mult, a number >= 0: Caffe's decay_mult
+    (CIFAR10-Quick sets none, i.e. 1)."""
+    trunk_lr_mult: float | str = 1.0
+    """The rate multiplier of parameters that several members share (a TreeNet's trunk receives the sum of
+    their gradients): a number >= 0, or inverse_members (1 / the number of members sharing it: 1/M for the
+    trunk)."""
+    schedule: str = "steps"
+    """The learning-rate schedule (mheads.optim.schedules): fixed | steps (multiply by optim.gamma at each of
+    optim.milestones) | every (multiply by optim.gamma every optim.every iterations) | cosine (to 0 over the
+    run) | plateau (multiply by optim.gamma when the mean training loss over optim.window iterations fails
+    to drop by optim.threshold: the paper's CIFAR100-NiN rule)."""
+    warmup: int = 0
+    """Linear learning-rate warm-up over the first this many iterations (any schedule), an integer >= 0."""
+    milestones: list[int] = field(default_factory=lambda: [4000])
+    """steps: the iterations at which the rate is multiplied by optim.gamma, a list of integers >= 1."""
     gamma: float = 0.1
+    """steps, every, plateau: the factor the rate is multiplied by, a number in (0, 1]."""
     every: int = 0
+    """every: the period in iterations, an integer >= 1 (unused by the other schedules)."""
     window: int = 1000
+    """plateau: the iterations whose mean training loss is compared with the previous window's, an integer
+    >= 1."""
     threshold: float = 0.01
+    """plateau: the relative drop of the mean loss below which the rate is cut, a number in [0, 1] (0.01:
+    1%)."""
 
     def validate(self, p: str = "optim") -> None:
         _choice(f"{p}.name", self.name, OPTIMIZERS)
@@ -321,34 +425,61 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    """The ``train:`` section: the length and batch of the run, evaluation and checkpoints, where it starts
+    from, failures, and the device and its performance switches."""
+
     seed: int = 0
+    """The run's seed (member initializations, data order, subsets, bagging derive from it), an integer >=
+    0."""
     iterations: int = 5000
+    """The number of optimizer updates, an integer >= 1."""
     batch_size: int = 100
-    accumulate: int = 1  # gradient accumulation over n batches per update (Table 6)
+    """Examples per batch, an integer >= 1 (divisible by dist.replicas)."""
+    accumulate: int = 1
+    """Gradient accumulation over this many batches per update (Table 6), an integer >= 1."""
     eval_every: int = 1000
+    """Evaluate on the test split every this many iterations, an integer >= 0 (0: only the final evaluation,
+    which every run makes)."""
     eval_batch_size: int = 1000
+    """Examples per evaluation batch, an integer >= 1."""
     checkpoint_every: int = 1000
+    """Write a checkpoint every this many iterations, an integer >= 0 (0: none in between)."""
     keep_checkpoints: int = 3
-    # iterations whose checkpoints are saved and never pruned: sweeps keep the end of a shared cross-entropy
-    # pretraining here, for the cells that continue from it (mheads.reproduce.fork)
-    keep_steps: list = field(default_factory=list)
-    init_from: str | None = None  # a run folder or checkpoint to start from (fine-tuning)
-    init_from_member: int | None = None  # copy this member of init_from into every member (identical members)
-    nan_policy: str = "stop"  # stop | skip
-    max_skipped: int = 10  # skip policy: stop after this many bad steps in a row
-    device: str = "auto"  # auto | cpu | cuda
+    """The newest checkpoints kept, an integer >= 2 (older ones are pruned)."""
+    keep_steps: list[int] = field(default_factory=list)
+    """The iterations whose checkpoints are saved and never pruned, a list of integers >= 1: sweeps keep the
+    end of a shared cross-entropy pretraining here, for the cells that continue from it
+    (mheads.reproduce.fork)."""
+    init_from: str | None = None
+    """null, or a run folder or checkpoint to start from (fine-tuning)."""
+    init_from_member: int | None = None
+    """null, or a member index m >= 0 of train.init_from copied into every member (identical members); null
+    unless train.init_from is set."""
+    nan_policy: str = "stop"
+    """A step whose loss or gradients are not finite: stop (the run fails) | skip (the update is dropped)."""
+    max_skipped: int = 10
+    """nan_policy skip: stop after this many bad steps in a row, an integer >= 1."""
+    device: str = "auto"
+    """auto (cuda when available, else cpu) | cpu | cuda."""
     channels_last: bool = True
-    amp: bool = False  # bf16 autocast (GPU only; on a CPU without bf16 units it is much slower)
-    compile: bool = False  # torch.compile, used only if its gradients match eager mode on a first batch
+    """true or false: keep the model and images in channels-last memory format."""
+    amp: bool = False
+    """true or false: bf16 autocast (GPU; on a CPU without bf16 units it is much slower)."""
+    compile: bool = False
+    """true or false: torch.compile, used only if its gradients match eager mode on a first batch."""
     threads: int | None = None
-    # CPU: treat denormal floats as zero. MCL's specialised members drive some values into the denormal range,
-    # where x86 arithmetic is many times slower: without this, late MCL k=1 steps ran ~25% slower here.
+    """CPU threads for the run, an integer >= 1 (null: torch's default); restored on exit."""
     flush_denormal: bool = True
-    # step: decide the finiteness guard and read the loss on the host every step (free on a CPU); deferred:
-    # keep them on the device and read them every log_every iterations and at evaluations and checkpoints
-    # (no host synchronisation in between: what a GPU needs); auto: deferred on CUDA, step elsewhere
+    """true or false; CPU: treat denormal floats as zero. MCL's specialised members drive some values into the
+    denormal range, where x86 arithmetic is many times slower: without this, late MCL k=1 steps ran ~25%
+    slower here."""
     sync: str = "auto"
+    """step (decide the finiteness guard and read the loss on the host every step: free on a CPU) | deferred
+    (keep them on the device and read them every train.log_every iterations and at evaluations and
+    checkpoints: no host synchronisation in between, what a GPU needs) | auto (deferred on CUDA, step
+    elsewhere)."""
     log_every: int = 100
+    """Log the training loss every this many iterations, an integer >= 1."""
 
     def validate(self, p: str = "train") -> None:
         _int(f"{p}.seed", self.seed, 0)
@@ -375,9 +506,17 @@ class TrainConfig:
 
 @dataclass
 class DistConfig:
-    placement: dict | None = None  # {trunk: 0, branches: [0, 1, 2]}; default round-robin
+    """The ``dist:`` section: a run over several processes (mheads.dist; docs/distributed.md)."""
+
+    placement: dict[str, Any] | None = None
+    """Which rank holds the trunk and each branch, a mapping like {trunk: 0, branches: [0, 1, 2]} (null:
+    round-robin)."""
     timeout_s: float = 120.0
-    replicas: int = 1  # data-parallel copies of the placement; world size = replicas x its ranks
+    """The collective timeout in seconds, a number > 0: a rank that dies makes the others fail within about
+    this long."""
+    replicas: int = 1
+    """Data-parallel copies of the placement, an integer >= 1 dividing train.batch_size; world size =
+    replicas x the placement's ranks."""
 
     def validate(self, p: str = "dist") -> None:
         _num(f"{p}.timeout_s", self.timeout_s, 0.0, strict=True)
@@ -388,14 +527,26 @@ class DistConfig:
 
 @dataclass
 class Config:
+    """A run's whole configuration: one section per field, validated when built (``__post_init__``) and
+    again when ``fit`` starts. docs/configs.md lists every field with its default
+    (mheads.config.reference.config_reference writes that list from these docstrings)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The base network and its members (ModelConfig)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The examples and how they are read (DataConfig)."""
     loss: LossConfig = field(default_factory=LossConfig)
+    """The ensemble loss (LossConfig)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """The optimizer and schedule (OptimConfig)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The run's length, checkpoints and device (TrainConfig)."""
     dist: DistConfig = field(default_factory=DistConfig)
+    """Several processes (DistConfig)."""
     task: TaskConfig = field(default_factory=TaskConfig)
+    """What a member's output means (TaskConfig)."""
     name: str = "run"
+    """The run's name, a non-empty string."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -38,28 +38,42 @@ class TaskConfigError(ValueError):
 
 @dataclass
 class TaskConfig:
-    # what a member's output means (mheads.tasks; docs/tasks.md): classification (logits (M, B, C), class
-    # targets) | regression | multi_hypothesis | segmentation | python (a Task object given to mheads.fit
-    # that is not built in; the run reopens from Python with the task passed again)
+    """The ``task:`` section: what a member's output means (mheads.tasks; docs/tasks.md), with the task's
+    options. Each option is read only by the tasks it names; the others ignore it."""
+
     name: str = "classification"
-    # regression, multi_hypothesis: D, the target's dimension (null: from the training targets)
+    """classification (logits (M, B, C), class targets; its classes come from the data) | regression |
+    multi_hypothesis | segmentation | python (a Task object given to mheads.fit that is not built in; the
+    run reopens from Python with the task passed again)."""
     dim: int | None = None
-    # segmentation: C, the classes (null: from the masks' largest class); classification takes its classes
-    # from the data as before
+    """regression, multi_hypothesis: D, the target's dimension, an integer >= 1 (null: from the training
+    targets)."""
     num_classes: int | None = None
-    ignore_index: int = 255  # segmentation: the value of unlabelled pixels (they count nowhere)
-    # regression: point (D outputs per member) | gaussian (a mean and a variance per dimension: 2D outputs,
-    # trained by Gaussian NLL; the ensemble's variance splits into aleatoric and epistemic)
+    """segmentation: C, the classes, an integer >= 1 (null: from the masks' largest class)."""
+    ignore_index: int = 255
+    """segmentation: the value of unlabelled pixels (they count nowhere), an integer."""
     head: str = "point"
-    point_loss: str = "mse"  # regression, point heads: the member loss, mse | l1
-    variance: str = "softplus"  # regression, gaussian heads: raw output to variance, softplus | exp
-    min_variance: float = 1e-6  # regression, gaussian heads: added to every variance (> 0)
-    # regression, gaussian heads: the central-interval probabilities whose coverage the metrics report
-    levels: list = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])
-    distance: str = "sq"  # multi_hypothesis: the member loss, sq (squared Euclidean) | l2
-    p: float = 1.0  # multi_hypothesis: the earth mover's distance's order (>= 1), where samples are given
-    projections: int = 128  # multi_hypothesis, D > 1: directions of the sliced earth mover's distance
-    seed: int = 0  # multi_hypothesis: the seed of those directions
+    """regression: point (D outputs per member) | gaussian (a mean and a variance per dimension: 2D outputs,
+    trained by Gaussian NLL; the ensemble's variance splits into aleatoric and epistemic)."""
+    point_loss: str = "mse"
+    """regression, point heads: the member loss, mse | l1."""
+    variance: str = "softplus"
+    """regression, gaussian heads: the raw output to variance, softplus | exp."""
+    min_variance: float = 1e-6
+    """regression, gaussian heads: added to every variance, a number > 0."""
+    levels: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95])
+    """regression, gaussian heads: the central-interval probabilities whose coverage the metrics report, a
+    non-empty list of numbers in (0, 1]."""
+    distance: str = "sq"
+    """multi_hypothesis: the member loss, sq (squared Euclidean) | l2."""
+    p: float = 1.0
+    """multi_hypothesis: the order of the earth mover's distance (where samples are given), a number >=
+    1."""
+    projections: int = 128
+    """multi_hypothesis, D > 1: the directions of the sliced earth mover's distance, an integer in
+    1..1048576."""
+    seed: int = 0
+    """multi_hypothesis: the seed of those directions, an integer >= 0."""
 
     def validate(self, p: str = "task") -> None:
         check_choice(f"{p}.name", self.name, TASK_NAMES, error=TaskConfigError)
