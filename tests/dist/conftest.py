@@ -1,9 +1,15 @@
 """Fixtures for the multi-process tests: one launch per world size serves many tests (process start-up
 dominates their cost on a small machine)."""
 
+from pathlib import Path
+
 import pytest
 from dist_launch import check_ok, run_ranks, run_torchrun
 from dist_worker import REPLICA_RUNS, WORLD2_RUNS, WORLD3_RUNS
+
+# Every conftest.py is imported as the module "conftest" (the last one collected wins), and test modules
+# read ``from conftest import REPO``: each conftest.py defines it, as tests/conftest.py does.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _suite(tmp_path_factory, world: int, items: list[str], launcher=run_ranks) -> list[dict]:

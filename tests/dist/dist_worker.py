@@ -37,6 +37,8 @@ TRAIN_CASES = {
     # one copy of the placement per data-parallel replica (the world is replicas x these ranks)
     "indep4_1": (1, 4, None, None, 0, 0),
     "quick4_2": (2, 4, "conv1", [0, 1, 0, 1], 0, 0),
+    # a world of one, inside the test process (test_one_rank.py)
+    "quick3_1": (1, 3, "conv1", [0, 0, 0], 0, 0),
 }
 # The runs the tests make (``case:loss:dtype:image_size``); see test_train.py for why most are float64.
 WORLD3_RUNS = ["quick3:mcl:f32:16", "quick3:score_averaged_ce:f64:16", "quick4_12:mcl:f64:16",

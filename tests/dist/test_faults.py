@@ -5,7 +5,7 @@ import re
 import pytest
 from dist_launch import run_ranks
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.dist, pytest.mark.timeout(120)]
 
 TIMEOUT_S = 6.0
 
@@ -32,7 +32,6 @@ def test_killed_rank_is_named_by_the_survivors(tmp_path):
     _check_survivors(ranks, _death_time(ranks[2].stdout), "died or stopped responding")
 
 
-@pytest.mark.slow
 def test_crashed_rank_is_named_with_its_error(tmp_path):
     ranks = run_ranks(tmp_path, "fault", 3, "raise", deadline_s=60, timeout_s=TIMEOUT_S)
     assert ranks[2].returncode == 1 and "ValueError: rank 2 tripped over a bad batch" in ranks[2].stderr

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from cli_harness import write_config
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.dist, pytest.mark.timeout(600)]
 
 HERE = Path(__file__).resolve().parent
 TOL = 1e-6

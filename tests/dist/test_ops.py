@@ -4,7 +4,7 @@ import pytest
 import torch
 from dist_worker import OPS_SIZES, ops_input, ops_weight
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.dist, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

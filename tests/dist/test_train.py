@@ -21,7 +21,7 @@ from dist_worker import (
     train_reference,
 )
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.dist, pytest.mark.timeout(300)]
 
 TOL = 1e-5
 _refs: dict = {}

@@ -26,6 +26,7 @@ def test_unknown_experiment_lists_the_available_ones():
         load_spec("table9", "smoke", None)
 
 
+@pytest.mark.slow  # a whole smoke sweep; the fast tests above and below check its parts
 def test_smoke_sweep_writes_tables_and_resumes_without_rerunning(tmp_path, capsys):
     text = reproduce("table1", "smoke", None, tmp_path, seeds=1)
     assert "80.72" in text and "Random init." in text  # the paper's numbers side by side

@@ -4,6 +4,8 @@ training them from scratch ends."""
 import copy
 import json
 
+import pytest
+
 from mheads.reproduce import reproduce
 from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, plan_keep_steps
 from mheads.reproduce.spec import load_spec
@@ -80,6 +82,7 @@ def test_plan_keeps_each_fork_point_on_the_runs_whose_prefix_covers_it():
     assert plans == {"k1_p100": [], "k1_p2000": [1], "k1_p4000": [1, 2, 5], "k2_p4000": [1, 2, 5]}
 
 
+@pytest.mark.slow  # a whole smoke sweep; the fast tests above and below check its parts
 def test_table5_sweep_trains_the_shared_pretraining_once(tmp_path, one_thread):
     text = reproduce("table5", "smoke", None, tmp_path, seeds=1)
     seed = tmp_path / "seed-0"

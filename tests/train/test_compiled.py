@@ -23,7 +23,8 @@ def _tiny(ceil_avg: bool):
     return make
 
 
-# compiling on a CPU takes tens of seconds; the refusal below keeps compile in the default run
+# compiling on a CPU takes tens of seconds: the real compiles are slow; a stand-in for torch.compile whose
+# gradients are wrong checks the refusal in the fast tier
 @pytest.mark.slow
 def test_compile_is_used_when_its_gradients_match_eager():
     tree = TreeNet(_tiny(False), 2, "conv1")
@@ -33,6 +34,30 @@ def test_compile_is_used_when_its_gradients_match_eager():
     assert gradient_error(tree, compiled, x, y) < 1e-4
 
 
+class _Scaled(nn.Module):
+    """What a miscompiled model looks like: the same outputs, but gradients scaled by ``factor``."""
+
+    def __init__(self, model: nn.Module, factor: float):
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, x):
+        out = self.model(x)
+        return out * self.factor - (out * (self.factor - 1)).detach()
+
+
+def test_compile_is_refused_when_the_compiled_gradients_differ(monkeypatch):
+    tree = TreeNet(_tiny(False), 2, "conv1")
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, 1.5))
+    with pytest.raises(ConfigError, match=r"train.compile: torch.compile's gradients differ from eager mode "
+                                          r"by 33\.3%"):
+        compile_checked(tree, x, y)
+    monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, 1.0))
+    assert isinstance(compile_checked(tree, x, y), _Scaled)
+
+
+@pytest.mark.slow
 def test_compile_is_refused_when_its_gradients_are_wrong():
     """torch 2.13's compiled avg_pool2d(ceil_mode=True) backward mis-scales clipped windows (PERF-NOTES)."""
     tree = TreeNet(_tiny(True), 2, "conv1")

@@ -14,10 +14,18 @@ def _split_points(name):
     return [None] + parameterized_layers(create_model(name, **SMALL[name]))
 
 
-CASES = [(name, split) for name in sorted(SMALL) for split in _split_points(name)]
+def _cases():
+    """Every model at no split, its first and its last split point in the fast tier; the others slow."""
+    cases = []
+    for name in sorted(SMALL):
+        points = _split_points(name)
+        for i, split in enumerate(points):
+            marks = () if i in (0, 1, len(points) - 1) else (pytest.mark.slow,)
+            cases.append(pytest.param(name, split, id=f"{name}-{split}", marks=marks))
+    return cases
 
 
-@pytest.mark.parametrize("name,split", CASES, ids=[f"{n}-{s}" for n, s in CASES])
+@pytest.mark.parametrize("name,split", _cases())
 def test_every_model_and_split_gives_finite_logits_and_gradients(name, split):
     kw = SMALL[name]
     net = TreeNet(model_factory(name, num_classes=5, **kw), num_members=3, split=split)
