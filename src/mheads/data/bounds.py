@@ -7,7 +7,7 @@ are counted too (a decompressor or a growing file can give more than any header 
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import IO
 
 from mheads.core.resources import available_memory, gib
 from mheads.data.errors import DataError
@@ -33,7 +33,7 @@ def too_big(where: str, size: int, limit: int, what: str = "holds") -> DataError
     )
 
 
-def read_at_most(handle: BinaryIO, size: int, limit: int, where: str) -> bytes:
+def read_at_most(handle: IO[bytes], size: int, limit: int, where: str) -> bytes:
     """Read `size` bytes from `handle` (all of them), refusing before allocating when `size` is above `limit`
     and after reading when the handle gives more than `size` (never more than one byte over)."""
     if size > limit:

@@ -59,7 +59,7 @@ CACHE_VERSION = 3
 CACHE_SUFFIX = ".mheads-cache"
 _META = "meta.json"
 # The arrays of a cache and the dtype each must have.
-_ARRAYS = {
+_ARRAYS: dict[str, np.dtype] = {
     "train_images": np.dtype(np.uint8),
     "train_labels": np.dtype(np.int64),
     "test_images": np.dtype(np.uint8),
@@ -219,7 +219,7 @@ def _write_npy(file: Path, array: np.ndarray) -> None:
         for start in range(0, len(array), rows):
             # A C-order copy of a chunk only: a non-contiguous array is never copied whole.
             chunk = np.ascontiguousarray(array[start : start + rows])
-            handle.write(memoryview(chunk).cast("B"))
+            handle.write(chunk.data.cast("B"))
         handle.flush()
         os.fsync(handle.fileno())
 

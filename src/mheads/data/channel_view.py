@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mheads.data.preprocess import Normalizer
+
 __all__ = ["CONVERTIBLE", "ChannelView", "to_channels"]
 
 CONVERTIBLE = {(3, 1), (1, 3)}  # (channels of the data, channels the model takes)
@@ -39,11 +41,11 @@ class ChannelView:
     """A normalizer that first converts images to ``channels`` (what a data source's ``normalizer`` is called
     on: raw batches on the 0..255 scale), then applies the run's ``normalizer``."""
 
-    normalizer: object
+    normalizer: Normalizer
     channels: int
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalizer(to_channels(x, self.channels))
 
-    def to(self, device) -> ChannelView:
+    def to(self, device: str | torch.device) -> ChannelView:
         return ChannelView(self.normalizer.to(device), self.channels)

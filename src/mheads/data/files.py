@@ -78,8 +78,8 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
     found: list[str] = []
     # (folder, its name relative to root, its resolved path, the resolved folders above it, itself included):
     # a link back to any of those is a loop
-    above = {real_root, real_top, *(os.path.realpath(root / q) for q in Path(rel_top).parents)}
-    stack = [(str(top), "" if rel_top == "." else rel_top, real_top, frozenset(above))]
+    top_above = frozenset({real_root, real_top, *(os.path.realpath(root / q) for q in Path(rel_top).parents)})
+    stack = [(str(top), "" if rel_top == "." else rel_top, real_top, top_above)]
     while stack:
         folder, rel, real_folder, above = stack.pop()
         try:

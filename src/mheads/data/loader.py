@@ -120,7 +120,7 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
         return "stream" if (n_train + n_test) * image > memory_budget(cfg) else "resident"
     if resize:  # only the streaming loader resizes; a source it cannot index is decoded, then streamed
         return "stream"
-    if not streamable(d.source):
+    if d.source is None or not streamable(d.source):
         return "resident"
     index = index_source(d.source)
     img, _ = FileExamples(index.train).load(0, None)

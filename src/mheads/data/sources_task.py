@@ -50,24 +50,24 @@ def _split(pairs: TensorPairs, fraction: float | None, seed: int, where: str):
 
 def read_task_source(cfg: Config) -> tuple[TensorPairs, TensorPairs | None]:
     """``(train, test or None)`` of ``cfg.data.source`` (a kind :func:`task_source_kind` names)."""
-    d, task = cfg.data, cfg.task
-    kind = task_source_kind(d.source)
-    where = str(d.source)
-    if kind is None:
+    d, task, source = cfg.data, cfg.task, cfg.data.source
+    kind = task_source_kind(source)
+    where = str(source)
+    if kind is None or source is None:  # no source has no kind
         raise ConfigError(f"data.source: got {where!r}; expected a .csv/.tsv/.parquet table, an .npz file or "
                           f"a folder with images/ and masks/ for task {task.name!r}")
     if kind == "masks":
         if task.name != "segmentation":
             raise ConfigError(f"task.name: got {task.name!r}; a folder of images and masks is a "
                               "segmentation source (task.name: segmentation)")
-        pairs = read_mask_folder(d.source, num_classes=task.num_classes, ignore_index=task.ignore_index)
+        pairs = read_mask_folder(source, num_classes=task.num_classes, ignore_index=task.ignore_index)
         return _split(pairs, d.test_fraction, cfg.train.seed, where)
     if kind == "npz":
         npz_kind = {"classification": "classification", "segmentation": "segmentation"}.get(task.name,
                                                                                             "regression")
         if isinstance(d.targets, list):
             raise ConfigError(f"data.targets: got {d.targets!r}; expected one array name for an .npz source")
-        pairs = read_npz(d.source, d.inputs or "x", d.targets or "y", kind=npz_kind,
+        pairs = read_npz(source, d.inputs or "x", d.targets or "y", kind=npz_kind,
                          num_classes=task.num_classes, ignore_index=task.ignore_index)
         return _split(pairs, d.test_fraction, cfg.train.seed, where)
     if d.features is None or d.targets is None:
@@ -75,7 +75,7 @@ def read_task_source(cfg: Config) -> tuple[TensorPairs, TensorPairs | None]:
         raise ConfigError(f"{missing}: got None; expected the column names a table source ({where}) reads")
     if task.name not in ("classification", "regression", "multi_hypothesis"):
         raise ConfigError(f"task.name: got {task.name!r}; a table holds classification or regression targets")
-    split = read_table(d.source, d.features, d.targets,
+    split = read_table(source, d.features, d.targets,
                        kind="classification" if task.is_classification else "regression",
                        split_column=d.split_column, test_fraction=d.test_fraction, seed=cfg.train.seed,
                        delimiter="\t" if where.lower().endswith(".tsv") else ",")

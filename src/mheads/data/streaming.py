@@ -364,6 +364,8 @@ def prepare_stream(
     """The streamed data ``cfg.data`` describes: from an index of files (``index``), or from a user's torch
     Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``)."""
     d, t, M = cfg.data, cfg.train, cfg.model.members
+    train_src: FileExamples | TorchExamples
+    test_src: FileExamples | TorchExamples
     if index is not None:
         for split, idx in (("train", index.train), ("test", index.test)):
             bad = check_headers(idx, split, progress)
@@ -416,7 +418,7 @@ def prepare_stream(
         channels=_channels(train_src, train_idx),
         resize=d.eval_resize or size,
         train_crop=d.train_crop,
-        crop_scale=tuple(float(v) for v in d.crop_scale),
+        crop_scale=(float(d.crop_scale[0]), float(d.crop_scale[1])),  # [low, high], checked by the config
         seed=t.seed,
         num_classes=len(classes),
     )

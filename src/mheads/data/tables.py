@@ -100,7 +100,8 @@ def _label(value: Any, where: str, num_classes: int | None) -> int:
     return label
 
 
-def _read_csv(data: bytes, where: str, columns: list[str], delimiter: str) -> tuple[dict[str, list], list]:
+def _read_csv(data: bytes, where: str, columns: list[str],
+              delimiter: str) -> tuple[dict[str, list[str]], list[int]]:
     """{column: raw strings} for `columns`, and each row's line number."""
     try:
         text = data.decode("utf-8-sig")
@@ -119,8 +120,8 @@ def _read_csv(data: bytes, where: str, columns: list[str], delimiter: str) -> tu
                             "unique column names")
         _check_columns(where, columns, header)
         index = [header.index(c) for c in columns]
-        out: dict[str, list] = {c: [] for c in columns}
-        lines = []
+        out: dict[str, list[str]] = {c: [] for c in columns}
+        lines: list[int] = []
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
@@ -247,17 +248,20 @@ def read_table(path: str | os.PathLike, features: str | Sequence[str], targets: 
     check_choice("file_format", fmt, ("csv", "parquet"))
     limit = read_limit()
     data = read_regular(path, where, max_bytes=limit)
+    arrays: dict[str, Any] = {}  # Parquet's {column: numpy array} (the split column a list); empty for CSV
+    lines: list[int] | None
     if fmt == "csv":
         raw, lines = _read_csv(data, where, columns, delimiter)
     else:
-        raw, lines = _read_parquet(data, where, columns, limit, split_column), None
+        raw = arrays = _read_parquet(data, where, columns, limit, split_column)
+        lines = None
     n = len(raw[columns[0]])
     if n == 0:
         raise DataError(f"{where}: no data rows; expected at least one row below the header")
 
     def floats(cols: list[str]) -> torch.Tensor:
         if lines is None:
-            return torch.from_numpy(np.stack([_parquet_floats(raw[c], where, c) for c in cols], axis=1))
+            return torch.from_numpy(np.stack([_parquet_floats(arrays[c], where, c) for c in cols], axis=1))
         out = np.empty((n, len(cols)), dtype=np.float32)
         for j, c in enumerate(cols):
             for i, v in enumerate(raw[c]):
@@ -269,7 +273,7 @@ def read_table(path: str | os.PathLike, features: str | Sequence[str], targets: 
     if kind == "regression":
         target = floats(targs)
     elif lines is None:
-        target = torch.from_numpy(_parquet_labels(raw[c], where, c, num_classes))
+        target = torch.from_numpy(_parquet_labels(arrays[c], where, c, num_classes))
     else:
         target = torch.tensor([_label(v, _where(where, i + 1, lines[i], c), num_classes)
                                for i, v in enumerate(raw[c])], dtype=torch.int64)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import tarfile
 import zlib
@@ -47,7 +48,7 @@ class _Guard:
     """The file object `tarfile` reads through: no single read may ask for more than ``limit`` bytes, and
     the last header-sized read is remembered (where the listing stopped, without seeking back)."""
 
-    def __init__(self, stream, limit: int, path: Path):
+    def __init__(self, stream: io.BufferedIOBase, limit: int, path: Path):
         self.stream, self.limit, self.path = stream, limit, path
         self.last_block: tuple[int, bytes] | None = None
 
@@ -67,6 +68,14 @@ class _Guard:
     def tell(self) -> int:
         return self.stream.tell()
 
+    # The rest of tarfile's file-object protocol: an archive opened with ``fileobj=`` is never written, and
+    # tarfile leaves closing it to its owner (`TarReader.close`).
+    def write(self, b: bytes) -> int:
+        raise io.UnsupportedOperation(f"{self.path}: opened for reading only")
+
+    def close(self) -> None:
+        pass
+
 
 class TarReader:
     """One tar archive open for reading; raises `DataError` naming the archive for anything unreadable.
@@ -77,13 +86,13 @@ class TarReader:
     def __init__(self, path: Path, *, plain_only: bool = False):
         self.path = Path(path)
         self.limit = read_limit()
-        self._files: list = []
+        self._files: list[io.BufferedIOBase] = []
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - kept open until close()
             self._files.append(raw)
             magic = raw.read(6)
             raw.seek(0)
-            stream = raw
+            stream: io.BufferedIOBase = raw
             for signature, compression, opener in _MAGICS:
                 if magic.startswith(signature):
                     if plain_only:

@@ -30,6 +30,12 @@ from mheads.data.decode import decode
 
 __all__ = ["decode", "eval_view", "random_crop", "random_resized_crop", "to_tensor"]
 
+try:
+    _BILINEAR = Image.Resampling.BILINEAR
+except AttributeError:  # Pillow 9.0 (pyproject allows it) has no Resampling enum, only the module's constant
+    # Pillow >= 9.1 sets the module-level names dynamically, so the checker does not see them
+    _BILINEAR = Image.BILINEAR  # type: ignore[attr-defined]
+
 def eval_view(img: Image.Image, size: int, resize: int) -> Image.Image:
     """Shorter side to ``resize``, then the centre ``size`` x ``size`` crop (``resize >= size``)."""
     if img.size == (size, size) and resize == size:
@@ -44,7 +50,7 @@ def _resize_shorter(img: Image.Image, size: int, resize: int) -> Image.Image:
     w, h = img.size
     scale = resize / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    return img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.BILINEAR)
+    return img if (nw, nh) == (w, h) else img.resize((nw, nh), _BILINEAR)
 
 
 def random_crop(img: Image.Image, size: int, resize: int, rng: np.random.Generator) -> Image.Image:
@@ -82,7 +88,7 @@ def random_resized_crop(
         else:
             cw, ch = w, h
         top, left = (h - ch) // 2, (w - cw) // 2
-    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    return img.resize((size, size), _BILINEAR, box=(left, top, left + cw, top + ch))
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

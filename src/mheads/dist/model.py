@@ -40,6 +40,16 @@ class _Remote(nn.Module):
         raise RuntimeError(f"this branch lives on rank {self.rank}; it cannot run here")
 
 
+class _Part(nn.Module):
+    """The root as this rank holds it: the trunk's layers (an empty Sequential on other ranks) and every
+    top-level branch (a `_Remote` where another rank holds it), under the full TreeNet's state keys."""
+
+    def __init__(self, layers: nn.Module, branches: nn.ModuleList):
+        super().__init__()
+        self.layers = layers
+        self.branches = branches
+
+
 def _tie(anchor: torch.Tensor, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
     """A zero-element ``shape`` tensor on ``anchor``'s graph: its backward sends a zero gradient into
     ``anchor``, so that ranks with no members of their own still run the backward collectives of ``anchor``'s
@@ -81,19 +91,21 @@ class DistributedTreeNet(nn.Module):
         root = tree.root
         n_branches = len(root.branches)
         p = placement.resolve(n_branches, world)
-        self.placement, self.world_size = p, world
+        branch_ranks = p.branch_ranks
+        assert branch_ranks is not None  # resolve fills in the default ranks
+        self.placement, self.world_size, self._branch_ranks = p, world, branch_ranks
         self.rank = self._ranks.index(dist.get_rank())
         self.is_root = self.rank == p.root_rank
         self.num_members = tree.num_members
         self.has_trunk = not root.is_identity
         leaves = [b.num_leaves() for b in root.branches]
 
-        self._bcast_ranks = sorted({p.trunk_rank, *p.branch_ranks}) if self.has_trunk else []
-        self._gather_ranks = sorted({p.root_rank, *p.branch_ranks})
+        self._bcast_ranks = sorted({p.trunk_rank, *branch_ranks}) if self.has_trunk else []
+        self._gather_ranks = sorted({p.root_rank, *branch_ranks})
         idle = [r for r in range(world) if r not in self._bcast_ranks and r not in self._gather_ranks]
         if idle:
             raise PlacementError(f"placement: ranks {idle} would hold no part of the model (trunk rank "
-                                 f"{p.trunk_rank}, branch ranks {p.branch_ranks}, root rank {p.root_rank}); "
+                                 f"{p.trunk_rank}, branch ranks {branch_ranks}, root rank {p.root_rank}); "
                                  f"start fewer processes or place branches there")
         # A collective is needed only where a part lives on another rank than its consumer (None = the world).
         self._bcast = len(self._bcast_ranks) > 1
@@ -103,27 +115,25 @@ class DistributedTreeNet(nn.Module):
 
         # Member order: the gather returns rank by rank; the root reorders into depth-first leaf order.
         offsets = [sum(leaves[:j]) for j in range(n_branches)]
-        order = [m for r in self._gather_ranks for j in range(n_branches) if p.branch_ranks[j] == r
+        order = [m for r in self._gather_ranks for j in range(n_branches) if branch_ranks[j] == r
                  for m in range(offsets[j], offsets[j] + leaves[j])]
-        self._sizes = [sum(n for j, n in enumerate(leaves) if p.branch_ranks[j] == r)
+        self._sizes = [sum(n for j, n in enumerate(leaves) if branch_ranks[j] == r)
                        for r in self._gather_ranks]
         pos = [order.index(m) for m in range(self.num_members)]
         self._perm = None if pos == list(range(self.num_members)) else torch.tensor(pos)
 
         # Keep this rank's part; the rest goes to the meta device (shape inference only). tree.state_dict()
         # still lists every key, which is how the root knows the full layout.
-        self._local = [j for j in range(n_branches) if p.branch_ranks[j] == self.rank]
+        self._local = [j for j in range(n_branches) if branch_ranks[j] == self.rank]
         holds_trunk = self.has_trunk and self.rank == p.trunk_rank
         if not holds_trunk:
             root.layers.to("meta")
         for j, branch in enumerate(root.branches):
             if j not in self._local:
                 branch.to("meta")
-        part = nn.Module()
-        part.layers = root.layers if holds_trunk else nn.Sequential()
-        part.branches = nn.ModuleList([root.branches[j] if j in self._local else _Remote(p.branch_ranks[j])
-                                       for j in range(n_branches)])
-        self.root = part
+        self.root = _Part(root.layers if holds_trunk else nn.Sequential(),
+                          nn.ModuleList([root.branches[j] if j in self._local else _Remote(branch_ranks[j])
+                                         for j in range(n_branches)]))
         self._meta = {"trunk": root.layers, "branch": root.branches[0]}  # plain dict: not submodules
         self._holds_trunk = holds_trunk
         self._keys = list(tree.state_dict().keys())
@@ -146,7 +156,7 @@ class DistributedTreeNet(nn.Module):
         if key.startswith("root.layers."):
             return self.placement.trunk_rank
         if key.startswith("root.branches."):
-            return self.placement.branch_ranks[int(key.split(".")[2])]
+            return self._branch_ranks[int(key.split(".")[2])]
         raise ValueError(f"state key {key!r}: not under root.layers or root.branches; cannot place it")
 
     # --- forward --------------------------------------------------------------------------------------------
@@ -178,7 +188,7 @@ class DistributedTreeNet(nn.Module):
             h = self.root.layers(x)
         if self._bcast and self.rank in self._bcast_ranks:
             src = self._ranks[p.trunk_rank]
-            if self._holds_trunk:
+            if h is not None:  # the trunk rank (a broadcast implies a trunk, so no other rank has h yet)
                 h = broadcast(h.to(cdtype), src, self._bgroup)
             else:
                 h = broadcast(torch.empty(self._meta_shape("trunk", x, None), dtype=cdtype, device=x.device),
@@ -260,6 +270,7 @@ class DistributedTreeNet(nn.Module):
                            f"scatter_tensors: the root (rank {root}) refused the tensors; see its error")
         if not self.is_root:
             return recv_named(self._keys, self._ranks[root], device, self.group)
+        assert full is not None  # the root refused None above
         for r in range(self.world_size):
             if r != root:
                 send_named({k: v for k, v in full.items() if self._owner[k] == r}, self._keys, self._ranks[r],

@@ -151,7 +151,7 @@ class _Gather(torch.autograd.Function):
         slots = [torch.empty_like(buf) for _ in sizes] if ctx.is_dst else None
         with _comm("gather", buf.device):
             dist.gather(buf, slots, dst=dst, group=group)
-        if not ctx.is_dst:
+        if slots is None:  # not the destination
             return x.new_empty((0,) + tail)
         return torch.cat([s[:n] for s, n in zip(slots, sizes)], dim=0)
 

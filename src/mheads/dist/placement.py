@@ -105,6 +105,9 @@ class Placement:
 
     def members_per_rank(self, leaves_per_branch: Sequence[int], world_size: int) -> list[int]:
         """How many members (leaves) each rank holds, for a resolved placement."""
+        if self.branch_ranks is None:
+            raise PlacementError("placement.branch_ranks: got None (the default, round-robin); expected "
+                                 "resolved ranks: call resolve(num_branches, world_size) first")
         counts = [0] * world_size
         for r, n in zip(self.branch_ranks, leaves_per_branch):
             counts[r] += n

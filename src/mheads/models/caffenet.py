@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeVar
 
 from torch import nn
 
 from mheads.models.registry import flat_features, register_model
 
+_Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
 
-def _init(layer: nn.Module, std: float, bias: float) -> nn.Module:
+
+def _init(layer: _Layer, std: float, bias: float) -> _Layer:
     nn.init.normal_(layer.weight, 0.0, std)
-    nn.init.constant_(layer.bias, bias)
+    if layer.bias is not None:
+        nn.init.constant_(layer.bias, bias)
     return layer
 
 

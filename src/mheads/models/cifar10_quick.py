@@ -4,16 +4,20 @@ model."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeVar
 
 from torch import nn
 
 from mheads.models.registry import flat_features, register_model
 
+_Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
 
-def _gauss(layer: nn.Module, std: float) -> nn.Module:
+
+def _gauss(layer: _Layer, std: float) -> _Layer:
     # Caffe's "gaussian" weight filler with constant-zero bias, as in the prototxt.
     nn.init.normal_(layer.weight, mean=0.0, std=std)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 

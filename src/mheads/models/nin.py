@@ -38,7 +38,8 @@ def _conv(cin: int, cout: int, k: int, std: float, init: str, **kw) -> nn.Conv2d
         nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
     else:
         nn.init.normal_(conv.weight, 0.0, std)
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:  # bias=False in kw: nothing to fill
+        nn.init.zeros_(conv.bias)
     return conv
 
 

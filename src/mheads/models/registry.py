@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -80,7 +81,7 @@ def import_model(name: str) -> Callable[..., nn.Module]:
     """The callable an import path names (``"my_package.nets:resnet_small"``)."""
     module_name, _, attr = name.partition(":")
     try:
-        obj = importlib.import_module(module_name)
+        obj: object = importlib.import_module(module_name)
     except ImportError as err:
         raise UnknownModelError(f"model: cannot import {module_name!r} for {name!r} ({err})") from None
     for part in attr.split("."):
@@ -93,6 +94,7 @@ def import_model(name: str) -> Callable[..., nn.Module]:
 
 def _create_imported(name: str, sizes: dict, kwargs: dict) -> nn.Module:
     fn = import_model(name)
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
         takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -147,6 +147,10 @@ class WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """conv1 -> layer1..3 (pre-activation blocks) -> bn -> relu -> global average pool -> fc."""
 
+    layer1: nn.Sequential  # the three stages, added by name in __init__
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+
     def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, in_channels: int = 3,
                  dropout: float = 0.0):
         super().__init__()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def _read_spec(path: Path) -> dict:
     return doc
 
 
-def load_spec(name: str, scale: str | None, data: str | None, overrides: list[str] = (),
+def load_spec(name: str, scale: str | None, data: str | None, overrides: Sequence[str] = (),
               root: Path = EXPERIMENTS) -> Spec:
     """The validated cells of the experiment ``name`` (a packaged name or a spec file) at ``scale``.
 

@@ -17,7 +17,9 @@ import copy
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 from mheads.config import ConfigError
 from mheads.core.seeding import label_split_trial_seed
@@ -117,11 +119,13 @@ def run_cell(cfg, run: Path) -> dict:
     started = run.is_dir() and any((run / m).exists() for m in RUN_MARKERS)
     # writes metrics.json (atomically), with wall_time_s
     metrics = fit(cfg, run, resume=started, overwrite=False)
+    if metrics is None:  # fit returns None off the root rank only; a sweep runs in one process
+        raise RuntimeError(f"{run}: training returned no metrics")
     return metrics
 
 
 def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: int = 1,
-              overrides: list[str] = (), first_seed: int = 0, reuse: bool = True,
+              overrides: Sequence[str] = (), first_seed: int = 0, reuse: bool = True,
               cells: list[str] | None = None, pool_with: str | Path | None = None) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
@@ -148,7 +152,7 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     results: dict[str, list[dict]] = {}
     rows: list[dict] = []  # per seed: seeds.csv
     # table notes: cells trained once elsewhere; where
-    shared = {"reused": {}, "forked": {}, "hardware": set()}
+    shared: _Notes = {"reused": {}, "forked": {}, "hardware": set()}
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
@@ -248,7 +252,17 @@ def trained_on(run: Path) -> str:
         return describe_hardware(hardware())
 
 
-def _header(scale: str, source, seeds: list[int], shared: dict, overrides=()) -> str:
+class _Notes(TypedDict, total=False):
+    """What a table's header says besides the numbers: runs trained once for several cells (run label ->
+    the run it links to, or the run and iteration it continued from) and what trained the runs (described;
+    absent or empty: this machine)."""
+
+    reused: dict[str, str]
+    forked: dict[str, str]
+    hardware: set[str]
+
+
+def _header(scale: str, source, seeds: list[int], shared: _Notes, overrides: Sequence[str] = ()) -> str:
     source = source or "embedded Fashion-MNIST subset"
     where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
     text = (f"Scale `{scale}`, data {source}, {_seed_list(seeds)}; trained on {where}. "

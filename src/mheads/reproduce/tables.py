@@ -102,10 +102,11 @@ def read_seed_rows(path: Path) -> list[dict]:
         if missing:
             raise ConfigError(f"{path}: missing column(s) {sorted(missing)}; "
                               f"a seeds.csv has {', '.join(SEED_FIELDS)}")
-        rows, seen = [], {}
+        rows: list[dict] = []
+        seen: dict[tuple[str, int, str], int] = {}  # (cell, seed, metric) -> its line
         for line, r in enumerate(reader, start=2):
             try:
-                row = {**{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY}, "cell": r["cell"],
+                row: dict = {**{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY}, "cell": r["cell"],
                        "seed": int(r["seed"]), "metric": r["metric"], "value": float(r["value"]),
                        "wall_time_s": float(r["wall_time_s"] or 0.0), "hardware": r["hardware"]}
             except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
