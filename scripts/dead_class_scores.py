@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from mheads.ensemble.metrics import ensemble_mean_accuracy, member_accuracy
+from mheads.infer.evaluate import load_for_eval
 from mheads.train.analysis import collect_logits
-from mheads.train.evaluate import load_for_eval
 
 
 def member_logits(run: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

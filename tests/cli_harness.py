@@ -35,7 +35,7 @@ import json, os, sys, traceback
 import torch  # the expensive import, done once; the children inherit it
 import torch._dynamo  # torch.optim imports it on first use: seconds
 # what the commands import lazily
-import mheads.cli.commands, mheads.train.loop, mheads.train.evaluate, mheads.data
+import mheads.cli.commands, mheads.train.loop, mheads.infer.evaluate, mheads.data
 print("ready", flush=True)
 for line in sys.stdin:
     req = json.loads(line)

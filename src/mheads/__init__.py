@@ -2,7 +2,7 @@
 
 Member logits are ``(M, B, C)`` everywhere. The public API is re-exported here; the packages, from the
 bottom of the dependency order up: ``core`` (checks, seeds, atomic files), ``models``, ``tree``, ``ensemble``,
-``optim``, ``config``, ``data``, ``runs``, ``train``, ``report``, ``dist``, ``reproduce``, ``cli``.
+``optim``, ``config``, ``data``, ``runs``, ``train``, ``infer``, ``report``, ``dist``, ``reproduce``, ``cli``.
 
 The names load on first use (PEP 562), so ``mheads`` on the command line starts, and installs its signal
 handling, before torch is imported.
@@ -24,8 +24,8 @@ _EXPORTS = {
     "prob_averaged_ce": "mheads.ensemble.losses", "score_averaged_ce": "mheads.ensemble.losses",
     "create_model": "mheads.models", "list_models": "mheads.models", "model_factory": "mheads.models",
     "register_model": "mheads.models",
-    "FitResult": "mheads.train.result", "fit": "mheads.train.api", "load_run": "mheads.train.evaluate",
-    "evaluate": "mheads.train.api_eval", "predict": "mheads.train.api_eval",
+    "FitResult": "mheads.train.result", "fit": "mheads.train.api", "load_run": "mheads.train.run_model",
+    "evaluate": "mheads.infer.api", "predict": "mheads.infer.api",
     "train_step": "mheads.train.user_step",
     "TreeNet": "mheads.tree", "split_points": "mheads.tree",
 }

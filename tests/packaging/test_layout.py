@@ -7,8 +7,8 @@ from conftest import REPO
 
 SRC = REPO / "src" / "mheads"
 # Bottom to top, as in docs/architecture.md: a package may import only itself and the packages before it.
-LAYERS = ["core", "models", "tree", "ensemble", "tasks", "optim", "config", "data", "runs", "train", "report",
-          "dist", "reproduce", "cli"]
+LAYERS = ["core", "models", "tree", "ensemble", "tasks", "optim", "config", "data", "runs", "train", "infer",
+          "report", "dist", "reproduce", "cli"]
 TOP_LEVEL = {"__init__.py", "__main__.py"}
 
 

@@ -330,8 +330,8 @@ def test_eval_of_weights_from_another_model_exits_2(tmp_path):
     name = next(iter(weights))
     weights[name] = torch.zeros(3)
     save_file(weights, str(run / "model.safetensors"))
+    from mheads.infer.evaluate import evaluate_run
     from mheads.runs.checkpoint import CheckpointError
-    from mheads.train.evaluate import evaluate_run
 
     with pytest.raises(CheckpointError, match=r"its weights do not fit the model its run.json describes"):
         evaluate_run(run)

@@ -115,8 +115,8 @@ def test_predict_prints_each_image_with_members_and_proposals(run, tmp_path, cap
 
 def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
     """The image path (PNG, decode, evaluation view, saved normalizer) gives the model eval's very input."""
-    from mheads.train.evaluate import load_for_eval
-    from mheads.train.predict import predict
+    from mheads.infer.evaluate import load_for_eval
+    from mheads.infer.predict import predict
 
     out, _ = run
     cfg, tree, data = load_for_eval(out)
@@ -137,7 +137,7 @@ def test_predict_matches_the_ensemble_on_the_test_split(run, tmp_path):
 def test_predict_and_eval_work_on_a_run_from_before_normalizers_and_calibration_were_saved(run, tmp_path):
     import shutil
 
-    from mheads.train.predict import predict
+    from mheads.infer.predict import predict
 
     out, _ = run
     old = tmp_path / "old"

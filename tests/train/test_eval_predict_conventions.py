@@ -78,9 +78,9 @@ def noise_folder(root, splits=("train", "test"), classes=1, shape=(28, 28), n=6,
 
 def test_every_number_of_a_predict_record_uses_the_ensembles_temperature(run, images):
     from mheads.ensemble.uncertainty import entropy_decomposition
+    from mheads.infer.predict import load_image, predict
     from mheads.runs.run_files import load_calibration, load_normalizer
-    from mheads.train.evaluate import load_run
-    from mheads.train.predict import load_image, predict
+    from mheads.train.run_model import load_run
 
     cal = load_calibration(run, 3)
     assert cal["temperature"] != 1.0 and cal["member_temperatures"] != [cal["temperature"]] * 3
@@ -103,8 +103,8 @@ def test_every_number_of_a_predict_record_uses_the_ensembles_temperature(run, im
 
 def test_the_ood_flag_compares_the_fitted_criterion_with_its_threshold(run, images, capsys):
     from mheads.ensemble.uncertainty import CRITERIA
+    from mheads.infer.predict import predict
     from mheads.runs.run_files import load_calibration
-    from mheads.train.predict import predict
 
     flag = load_calibration(run, 3)["ood_threshold"]
     assert flag["criterion"] == "max_member_prob" and flag["tpr"] == 0.95  # MCL: the specialist's confidence
@@ -227,8 +227,8 @@ def test_eval_scores_an_ood_folder_with_only_a_test_split(run, tmp_path, capsys)
 
 
 def test_colour_ood_data_for_a_greyscale_model_is_converted_as_predict_converts_it(run, tmp_path):
+    from mheads.infer.evaluate import load_for_eval
     from mheads.report.evaluation import _ood_logits
-    from mheads.train.evaluate import load_for_eval
 
     cfg, tree, d = load_for_eval(run)
     full = noise_folder(tmp_path / "a" / "rgb", shape=(28, 28, 3), n=4)  # train + test: the data loaders

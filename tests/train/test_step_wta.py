@@ -14,10 +14,10 @@ from mheads.config import Config, ConfigError, LossConfig, ModelConfig, config_f
 from mheads.data.resident import prepare_data
 from mheads.ensemble.losses import annealed_temperature
 from mheads.ensemble.losses import compute_loss as real_compute_loss
+from mheads.infer.evaluate import evaluate_run
 from mheads.runs.checkpoint import load_checkpoint
 from mheads.train.build import build_tree, tree_from_meta, warm_start
 from mheads.train.comm import LocalComm
-from mheads.train.evaluate import evaluate_run
 from mheads.train.loop import RunState, fit
 from mheads.train.numerics import member_param_map
 from mheads.train.step import train_step

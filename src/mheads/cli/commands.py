@@ -202,9 +202,9 @@ def _distributed(cfg):
 
 
 def _cmd_eval(args) -> int:
+    from mheads.infer.evaluate import evaluate_run
+    from mheads.infer.predict_task import is_tensor_run
     from mheads.report.tables import format_run_summary
-    from mheads.train.evaluate import evaluate_run
-    from mheads.train.predict_task import is_tensor_run
 
     if is_tensor_run(args.run):  # a run on inputs of any shape: the task's metrics (docs/tasks.md)
         if args.ood:
@@ -235,12 +235,12 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from mheads.train.predict import predict
-    from mheads.train.predict_format import failed, format_predictions
+    from mheads.infer.predict import predict
+    from mheads.infer.predict_format import failed, format_predictions
 
     if args.top < 1:
         raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
-    from mheads.train.predict_task import is_tensor_run, predict_inputs, read_input_files
+    from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
 
     if is_tensor_run(args.run):  # table rows, .npz arrays or images of a run on inputs of any shape
         batch, keys = read_input_files(args.run, args.paths)

@@ -1,5 +1,5 @@
 """The Python API's evaluation and prediction: ``mheads.evaluate`` and ``mheads.predict``, thin over
-``mheads eval`` / ``mheads predict``'s code (:mod:`mheads.train.evaluate`, :mod:`mheads.train.predict`).
+``mheads eval`` / ``mheads predict``'s code (:mod:`mheads.infer.evaluate`, :mod:`mheads.infer.predict`).
 
 A run folder (or the :class:`~mheads.train.result.FitResult` of ``mheads.fit``) is evaluated as training
 evaluated it: the run's config, its saved normalization, its image size. A bare :class:`TreeNet` has no run:
@@ -24,10 +24,10 @@ from mheads.data.errors import DataError
 from mheads.data.from_torch import _image, _label, from_torch_datasets, pair
 from mheads.data.loader import TorchData
 from mheads.ensemble.accumulator import EnsembleMetrics
+from mheads.infer import predict as predicting
+from mheads.infer.evaluate import evaluate_run
+from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
 from mheads.tasks import Classification, Task
-from mheads.train import predict as predicting
-from mheads.train.evaluate import evaluate_run
-from mheads.train.predict_task import is_tensor_run, predict_inputs, read_input_files
 from mheads.train.reopen import ModelSpec
 from mheads.train.result import FitResult
 from mheads.tree import TreeNet
@@ -179,7 +179,7 @@ def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
         top: how many of the ensemble's classes each record lists.
         task: for a run that trained a user's task, that Task again.
 
-    A run on inputs of any shape (any task; see :mod:`mheads.train.predict_task`) takes ``inputs`` as a
+    A run on inputs of any shape (any task; see :mod:`mheads.infer.predict_task`) takes ``inputs`` as a
     batch ``(N, ...)`` (or one example), a dict of batched tensors, a map-style Dataset of inputs or
     ``(input, target)`` pairs, or files (table rows, ``.npz`` arrays, images); each record holds every
     member's hypothesis (and score), the ensemble's prediction and its uncertainty.

@@ -1,124 +1,31 @@
-"""Evaluation: every ensemble metric on a split during training (:func:`evaluate`), and re-evaluating a
-finished (or checkpointed) run's members on its own data or another data set (:func:`evaluate_run`,
-``mheads eval``)."""
+"""Re-evaluating a finished (or checkpointed) run's members on its own data or another data set
+(:func:`evaluate_run`, ``mheads eval``): the run's config, its saved normalization, the model its run.json
+describes with its weights (:mod:`mheads.train.run_model`), evaluated as training evaluated it
+(:func:`mheads.train.evaluate.evaluate`)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from mheads.config import Config, ConfigError, load_config
-from mheads.core.seeding import Stream, derived_generator
 from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
 from mheads.data.tensors import TensorData
-from mheads.ensemble.accumulator import EnsembleMetrics
-from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from mheads.runs.run_files import load_normalizer
-from mheads.tasks import Classification, Task, TaskMetrics
+from mheads.tasks import Task
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
+from mheads.train.evaluate import evaluate
 from mheads.train.reopen import ModelSpec
+from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 from mheads.train.task_run import run_task
-from mheads.tree.treenet import TreeNet
 
-__all__ = ["evaluate", "evaluate_run", "load_run", "load_run_weights", "load_weights_checked"]
-
-
-@torch.no_grad()
-def task_metrics(model, data, task: Task, batch_size: int, split: str = "test", is_root: bool = True) -> dict:
-    """A task's metrics (:class:`~mheads.tasks.TaskMetrics`) on a split, batch by batch."""
-    was_training = model.training
-    model.eval()
-    acc = TaskMetrics(task)
-    try:
-        for x, y in data.eval_batches(split, batch_size):
-            outputs = model(x)  # (M, B, ...) at the root
-            if is_root:
-                acc.update(outputs.float(), y)
-    finally:
-        model.train(was_training)
-    return {"task": task.name, **acc.compute()} if is_root else {}
-
-
-@torch.no_grad()
-def evaluate(model, data, cfg: Config, comm, split: str = "test", task: Task | None = None) -> dict | None:
-    """All ensemble metrics on a split; the dict on the root, None elsewhere. ``task``: any task but
-    classification reports its own metrics (:func:`task_metrics`).
-
-    A tree with scoring heads (``model.scoring_heads``) adds ``scored_acc`` (the prediction of the member
-    with the highest score) and ``score_weighted_acc`` (the members' probabilities weighted by their sigmoid
-    scores, normalized)."""
-    from mheads.tree.scoring import scored_predictions
-
-    if task is not None and not isinstance(task, Classification):
-        metrics = task_metrics(model, data, task, cfg.train.eval_batch_size, split, comm.is_root)
-        return metrics if comm.is_root else None
-
-    was_training = model.training
-    model.eval()
-    acc = EnsembleMetrics(cfg.model.members, data.num_classes,
-                          generator=derived_generator(cfg.train.seed, Stream.ORACLE_TIES))
-    scored = getattr(model, "scoring", None) is not None and hasattr(model, "forward_with_scores")
-    right, seen = [0, 0], 0  # correct (scored, score-weighted) predictions, examples
-    for x, y in data.eval_batches(split, cfg.train.eval_batch_size):
-        if scored:
-            logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
-        else:
-            logits = model(x)  # (M, B, C) at the root
-        if comm.is_root:
-            acc.update(logits.float().cpu(), y.cpu())
-            if scored:
-                for i, pred in enumerate(scored_predictions(logits.float().cpu(), scores.float().cpu())):
-                    right[i] += int((pred == y.cpu()).sum())
-                seen += len(y)
-    model.train(was_training)
-    if not comm.is_root:
-        return None
-    metrics = acc.compute()
-    if scored:
-        metrics.update(scored_acc=right[0] / max(seen, 1), score_weighted_acc=right[1] / max(seen, 1))
-    return metrics
-
-
-def _run_meta(run: Path) -> dict:
-    info = run / "run.json"
-    try:
-        return json.loads(info.read_text())["meta"]
-    except FileNotFoundError:
-        raise ConfigError(f"--run {run}: no run.json; "
-                          "is it a run folder written by `mheads train`?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{info}: unreadable run description ({type(err).__name__}: {str(err)[:100]}); "
-                          "expected the UTF-8 JSON object `mheads train` writes") from None
-
-
-def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The final weights (``model.safetensors``) or, for an unfinished run, its newest committed
-    checkpoint."""
-    final = run / "model.safetensors"
-    meta = _run_meta(run)
-    if final.exists():
-        if final.stat().st_size == 0:
-            raise CheckpointError(f"{final}: zero-byte weights file")
-        try:
-            return load_file(str(final)), meta
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{final}: unreadable or truncated weights "
-                                  f"({str(err).splitlines()[0]})") from None
-    if not (run / "checkpoints").is_dir():
-        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) "
-                              "and no committed checkpoint")
-    ck = load_checkpoint(run)  # the newest committed one; if none is usable the error names what is wrong
-    check_compatible(ck.meta, meta, where=ck.path)  # names the keys that differ from run.json's model
-    return ck.weights, meta
+__all__ = ["evaluate_run", "load_for_eval"]
 
 
 def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None, dataset=None, tree=None):
@@ -135,7 +42,7 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     if tree is None:
         weights, meta = load_run_weights(run)
     else:
-        meta = _run_meta(run)
+        meta = run_meta(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
     where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
     if isinstance(data_prepared, TensorData):
@@ -173,37 +80,6 @@ def _tensor_run(run: Path, cfg: Config, meta: dict, data: TensorData, where, mod
         tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
         load_weights_checked(tree, weights, run)
     return cfg, tree.to(data.device), data
-
-
-def load_run(run: str | os.PathLike, model: ModelSpec = None) -> TreeNet:
-    """The trained ensemble of a run folder (its final weights, or an unfinished run's newest checkpoint), in
-    eval mode on the CPU.
-
-    Args:
-        run: a run folder written by ``mheads train`` or ``mheads.fit``.
-        model: for a run trained on an import path or on a Python object, the model, named by you: an
-            ``nn.Module`` of the same architecture (its weights are replaced by the run's), a zero-argument
-            factory, or the import path. A run folder never names code to import or call; a run of a
-            registered model needs none.
-    """
-    run = Path(run)
-    if not run.is_dir():
-        raise ConfigError(f"run: {run}: not a folder; give a run folder written by `mheads train`")
-    weights, meta = load_run_weights(run)
-    tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
-    load_weights_checked(tree, weights, run)
-    return tree.eval()
-
-
-def load_weights_checked(tree, weights: dict, run) -> None:
-    """Load a run's weights into the tree its run.json describes; weights of another shape or set of names
-    (another run's, or edited) raise ``CheckpointError`` naming the run instead of torch's traceback."""
-    try:
-        tree.load_state_dict(weights)
-    except RuntimeError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        raise CheckpointError(f"--run {run}: its weights do not fit the model its run.json describes "
-                              f"({'; '.join(lines[1:3])[:300]})") from None
 
 
 def _check_fits(data_prepared, meta: dict, where) -> None:

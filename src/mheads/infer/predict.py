@@ -43,11 +43,11 @@ from mheads.data.transforms import decode, eval_view, to_tensor
 from mheads.ensemble.calibration import apply_temperature
 from mheads.ensemble.losses import LOSSES
 from mheads.ensemble.uncertainty import CRITERIA, disagreement_score, entropy_decomposition
+from mheads.infer.predict_format import format_predictions
 from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
-from mheads.train.evaluate import _run_meta, load_run_weights, load_weights_checked
-from mheads.train.predict_format import format_predictions
 from mheads.train.reopen import ModelSpec
+from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 
 __all__ = ["OpenedRun", "format_predictions", "image_paths", "load_image", "open_run", "predict",
            "predict_images"]
@@ -111,7 +111,7 @@ def open_run(run: str | os.PathLike, model: ModelSpec = None,
         tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
         load_weights_checked(tree, weights, run)
     else:
-        meta = _run_meta(run)
+        meta = run_meta(run)
     tree.eval()
     size = meta["image_size"]
     return OpenedRun(tree, _normalizer(run, cfg, torch.device("cpu"), meta),

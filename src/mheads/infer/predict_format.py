@@ -1,4 +1,4 @@
-"""``mheads predict``'s records (see :mod:`mheads.train.predict`) as text, JSON or CSV. A record with an
+"""``mheads predict``'s records (see :mod:`mheads.infer.predict`) as text, JSON or CSV. A record with an
 ``error`` (an image that could not be read) keeps its place in every format: a text line ``PATH: error:
 ...``, the JSON record as it is, a CSV row with only its path and error."""
 
@@ -84,7 +84,7 @@ def _task_csv(records: list[dict]) -> str:
 
 def format_predictions(records: list[dict], fmt: str = "text") -> str:
     """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image). A task's records
-    (:mod:`mheads.train.predict_task`): one JSON object per line as text, their nested values as columns
+    (:mod:`mheads.infer.predict_task`): one JSON object per line as text, their nested values as columns
     (``members_0_mean_0``, ...) in CSV."""
     if fmt == "json":
         return json.dumps(records, indent=1)

@@ -15,7 +15,7 @@ Records (every number rounded to 6 significant digits; ``key`` is ``index`` or `
 - a user's task: ``prediction`` (``task.combine``'s output as nested lists) and ``members`` (each member's
   output).
 
-Classification of inputs that are not images answers as :mod:`mheads.train.predict` does.
+Classification of inputs that are not images answers as :mod:`mheads.infer.predict` does.
 """
 
 from __future__ import annotations
@@ -92,10 +92,10 @@ def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]])
 
 def is_tensor_run(run) -> bool:
     """Whether a run folder trained on inputs of any shape (its meta records ``input``)."""
-    from mheads.train.evaluate import _run_meta
+    from mheads.train.run_model import run_meta
 
     try:
-        return "input" in _run_meta(Path(run))
+        return "input" in run_meta(Path(run))
     except ConfigError:
         return False
 
@@ -139,13 +139,13 @@ def predict_inputs(run, inputs: Any, *, model=None, tree=None, task: Task | None
     ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
     ``(input, target)`` pairs; ``task``: the run's Task object where it trained a user's task."""
     from mheads.config import load_config
+    from mheads.infer.predict import _classes, _records
     from mheads.train.build import tree_from_meta
-    from mheads.train.evaluate import _run_meta, load_run_weights, load_weights_checked
-    from mheads.train.predict import _classes, _records
+    from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 
     run = Path(run)
     cfg = load_config(run / "config.yaml")
-    meta = _run_meta(run)
+    meta = run_meta(run)
     if tree is None:
         weights, meta = load_run_weights(run)
         tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)

@@ -22,12 +22,13 @@ from mheads.data.loader import prepare
 from mheads.ensemble.calibration import apply_temperature, reliability_bins
 from mheads.ensemble.selective import risk_coverage_curve
 from mheads.ensemble.uncertainty_report import uncertainty_arrays
+from mheads.infer.evaluate import load_for_eval
 from mheads.report.tables import pct, table
 from mheads.runs.folder import strict_json
 from mheads.runs.run_files import load_calibration
 from mheads.train.analysis import analyse, collect_logits
 from mheads.train.comm import LocalComm
-from mheads.train.evaluate import evaluate, load_for_eval
+from mheads.train.evaluate import evaluate
 
 __all__ = ["format_report", "report_run"]
 
@@ -72,7 +73,7 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
 def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) -> torch.Tensor:
     """Member logits ``(M, K, C)`` of the image files under ``folder``, read as ``mheads predict`` reads
     them."""
-    from mheads.train.predict import image_paths, load_image
+    from mheads.infer.predict import image_paths, load_image
 
     size = in_data.image_size
     resize = cfg.data.eval_resize or size

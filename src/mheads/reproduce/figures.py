@@ -59,7 +59,7 @@ def guided_backprop_figure(spec, seed_dir: Path, path: Path, num_images: int = 4
     from mheads.data.resident import prepare_data
     from mheads.reproduce.guided_backprop import guided_saliency, to_image
     from mheads.train.build import tree_from_meta
-    from mheads.train.evaluate import load_run_weights
+    from mheads.train.run_model import load_run_weights
 
     columns = []  # (title, member network)
     for cell in spec.cells:

@@ -15,7 +15,7 @@ import torch
 from mheads.data.resident import prepare_data
 from mheads.ensemble.strategies import random_label_split
 from mheads.train.build import tree_from_meta
-from mheads.train.evaluate import load_run_weights
+from mheads.train.run_model import load_run_weights
 
 
 def random_split_lists(num_classes: int, num_members: int, seed: int) -> list[list[int]]:

@@ -29,9 +29,9 @@ from mheads.models import is_import_path
 from mheads.tasks import Classification, Task
 from mheads.train import loop
 from mheads.train.device import resolve_device
-from mheads.train.evaluate import load_run
 from mheads.train.resources import check_model_size
 from mheads.train.result import FitResult
+from mheads.train.run_model import load_run
 from mheads.tree import TreeNet
 
 __all__ = ["FitResult", "fit"]
