@@ -116,4 +116,7 @@ def test_the_wheel_lists_every_package():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.relative_to(SRC.parent).parts) for p in SRC.rglob("*")
              if (p / "__init__.py").is_file()}
+    experiments = REPO / "experiments"
+    found |= {".".join(("mheads", *p.relative_to(REPO).parts)) for p in experiments.rglob("*")
+              if (p / "__init__.py").is_file() and "results" not in p.relative_to(experiments).parts}
     assert listed == found | {"mheads", "mheads.experiments"}
