@@ -34,6 +34,7 @@ from mheads.models import is_import_path, model_factory
 from mheads.optim.build import build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import (
+    Checkpoint,
     CheckpointError,
     check_compatible,
     load_checkpoint,
@@ -304,52 +305,19 @@ def _checkpoint(run: Run, step: int) -> None:
 def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap,
              model=None, dataset: Dataset | TorchData | None = None, show: bool = False,
              task: Task | None = None) -> Run:
-    """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``."""
+    """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``.
+    Each step in order (the order is part of exact resume: the model is built, and its weights drawn, before
+    the checkpoint is read)."""
     wall_start = time.perf_counter()
     if comm.is_root:
         prepare_out_dir(out, resume=resume, overwrite=overwrite)
         record_launch(out)
-    t = cfg.train
-    device = resolve_device(t.device)  # fit set train.threads (and the allocator) for the run
-    data = prepare(cfg, device, dataset=dataset, progress=show)
-    if comm.replicas > 1:  # a data-parallel replica reads its shard of every batch
-        data.shard = (comm.replica, comm.replicas)
-    shape = (data.in_channels, data.image_size, data.image_size)
-    # what the check counts beside the model: batches streamed ahead, the largest split evaluated at once
-    sizes = {"queued": getattr(data, "queued_batches", 0),
-             "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood"))}
-    tensors = isinstance(data, TensorData)
-    if tensors:
-        task = run_task(cfg, data, task)
-    # the task's head width (classification: its classes; a user's task: its head_width, if it gave one)
-    width = data.num_classes if not tensors else (task.width or 1) if isinstance(task, CustomTask) \
-        else task.head_width()
-    if model is None:
-        if tensors:
-            sizes_in = input_sizes(data.input_spec())
-            tree = build_tree(cfg, width, *sizes_in, example=data.example_input())
-        else:
-            if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
-                # before M members and their optimizer state exist
-                check_resources(cfg, base, shape, device, **sizes)
-            tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
-    else:
-        tree = model if isinstance(model, TreeNet) else model(data)
-        if comm.world_size == 1 and not tensors:
-            check_resources(cfg, tree.member(0), shape, device, include_parameters=False, **sizes)
-    if tensors:
-        check_outputs_fit(tree, data, task)
-    meta = model_meta(cfg, width if tensors else data.num_classes, data.in_channels, data.image_size,
-                      input_spec=data.input_spec() if tensors else None)
-    # the root reads the checkpoint (None also when a resumed run never committed one: start over) and tells
-    # every rank the run state; a distributed run's parts are sent to their ranks once the model is wrapped
-    ck = load_latest(out) if resume and comm.is_root else None
-    if ck is not None:
-        check_compatible(ck.meta, meta, where=ck.path)
-    shared = comm.broadcast_json(None if ck is None else run_state_json(ck.state))
-    state = RunState()
+    device = resolve_device(cfg.train.device)  # fit set train.threads (and the allocator) for the run
+    data = _prepare_data(cfg, device, dataset, comm, show)
+    tree, task, meta = _build_model(cfg, data, device, comm, model, task)
+    ck, shared = _read_checkpoint(out, resume, comm, meta)
+    state = RunState() if shared is None else RunState.from_checkpoint(shared)
     if shared is not None:
-        state = RunState.from_checkpoint(shared)
         if wrap is None:
             _load_checkpoint_weights(tree, ck)
         log.info("resuming from %s (iteration %d)", ck.path if ck is not None else "the root's checkpoint",
@@ -357,36 +325,109 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     else:
         _initial_weights(tree, cfg)
     owners = member_param_map(tree)
+    placed = _place(tree, wrap, cfg, data, device)
+    params = list(placed.parameters())
+    opt, schedule = build_optimizer(cfg, params, tree)
+    if shared is not None:
+        _restore_optimizer(cfg, tree, placed, opt, comm, ck)
+        schedule.load_state_dict(shared["schedule"])
+    if comm.is_root:
+        _record_start(out, cfg, resume, ck, state.step, meta, tree, data)
+    # the plateau schedule needs every step's loss before the next step's rate: it reads each step
+    deferred = resolve_sync(cfg.train.sync, device) == "deferred" and schedule.kind != "plateau"
+    return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=placed, opt=opt, schedule=schedule,
+               meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
+               resumed_from=state.step, saved_steps={state.step} if shared is not None else set(),
+               tally=DeviceTally(device) if deferred else None, task=task)
+
+
+def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
+    """The run's data on ``device``; a data-parallel replica reads its shard of every batch."""
+    data = prepare(cfg, device, dataset=dataset, progress=show)
+    if comm.replicas > 1:
+        data.shard = (comm.replica, comm.replicas)
+    return data
+
+
+def _build_model(cfg: Config, data, device: torch.device, comm: Comm, model,
+                 task: Task | None) -> tuple[TreeNet, Task | None, dict]:
+    """``(tree, task, meta)``: the TreeNet (built from ``cfg.model``, or the user's ``model``) checked against
+    the memory there is, the task of a run on inputs of any shape (None for images: classification, as
+    before tasks) and the model description checkpoints record. A user's ``model`` is a TreeNet or a
+    function of the prepared data returning one."""
+    shape = (data.in_channels, data.image_size, data.image_size)
+    # what the check counts beside the model: batches streamed ahead, the largest split evaluated at once
+    sizes = {"queued": getattr(data, "queued_batches", 0),
+             "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood"))}
+    if not isinstance(data, TensorData):
+        if model is None:
+            if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
+                # before M members and their optimizer state exist
+                check_resources(cfg, base, shape, device, **sizes)
+            tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
+        else:
+            tree = model if isinstance(model, TreeNet) else model(data)
+            if comm.world_size == 1:
+                check_resources(cfg, tree.member(0), shape, device, include_parameters=False, **sizes)
+        return tree, None, model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
+    task = run_task(cfg, data, task)
+    # the task's head width (classification: its classes; a user's task: its head_width, if it gave one)
+    width = (task.width or 1) if isinstance(task, CustomTask) else task.head_width()
+    if model is None:
+        tree = build_tree(cfg, width, *input_sizes(data.input_spec()), example=data.example_input())
+    else:
+        tree = model if isinstance(model, TreeNet) else model(data)
+    check_outputs_fit(tree, data, task)
+    meta = model_meta(cfg, width, data.in_channels, data.image_size, input_spec=data.input_spec())
+    return tree, task, meta
+
+
+def _read_checkpoint(out: Path, resume: bool, comm: Comm,
+                     meta: dict) -> tuple[Checkpoint | None, dict | None]:
+    """``(checkpoint, run state)``: the root reads the newest checkpoint (None also when a resumed run never
+    committed one: start over; None on the other ranks) and tells every rank its run state (JSON; None: a
+    fresh start). A distributed run's parts are sent to their ranks once the model is wrapped."""
+    ck = load_latest(out) if resume and comm.is_root else None
+    if ck is not None:
+        check_compatible(ck.meta, meta, where=ck.path)
+    return ck, comm.broadcast_json(None if ck is None else run_state_json(ck.state))
+
+
+def _place(tree: TreeNet, wrap, cfg: Config, data, device: torch.device) -> torch.nn.Module:
+    """What the loop calls: the tree (or its distributed wrapper) on ``device`` in the configured memory
+    format, compiled and checked against the eager model where ``train.compile`` asks."""
+    t = cfg.train
     model = wrap(tree) if wrap is not None else tree
     model.to(device=device, memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
     if t.compile:
         x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
         model = compile_checked(model, x0, y0)
-    params = list(model.parameters())
-    opt, schedule = build_optimizer(cfg, params, tree)
-    if shared is not None:
-        if is_distributed(model):
-            restore_parts(cfg, tree, model, opt, comm, ck)
-        else:
-            opt.load_state_dict(ck.state["optimizer"])
-        schedule.load_state_dict(shared["schedule"])
-    if comm.is_root:
-        if resume:
-            for name in ("eval.jsonl", "train.jsonl"):
-                truncate_jsonl(out / name, state.step)
-            if ck is not None:
-                record_changes(out, cfg, state.step)
-        if ck is None:
-            write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
-                                                 "data": data.describe()})
-        if data.normalizer is not None:  # every start: a resume may have changed the data settings
-            save_normalizer(out, data.normalizer)
-    # the plateau schedule needs every step's loss before the next step's rate: it reads each step
-    deferred = resolve_sync(t.sync, device) == "deferred" and schedule.kind != "plateau"
-    return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=model, opt=opt, schedule=schedule,
-               meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
-               resumed_from=state.step, saved_steps={state.step} if shared is not None else set(),
-               tally=DeviceTally(device) if deferred else None, task=task if tensors else None)
+    return model
+
+
+def _restore_optimizer(cfg: Config, tree: TreeNet, model, opt, comm: Comm, ck) -> None:
+    """A resumed run's optimizer state (a distributed run's parts: each rank its own)."""
+    if is_distributed(model):
+        restore_parts(cfg, tree, model, opt, comm, ck)
+    else:
+        opt.load_state_dict(ck.state["optimizer"])
+
+
+def _record_start(out: Path, cfg: Config, resume: bool, ck: Checkpoint | None, step: int, meta: dict,
+                  tree: TreeNet, data) -> None:
+    """The root's records of this start: a resumed run's logs cut back to its checkpoint and the settings it
+    changed; a fresh run's run.json; the normalizer (every start: a resume may have changed the data
+    settings)."""
+    if resume:
+        for name in ("eval.jsonl", "train.jsonl"):
+            truncate_jsonl(out / name, step)
+        if ck is not None:
+            record_changes(out, cfg, step)
+    if ck is None:
+        write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
+                                             "data": data.describe()})
+    if data.normalizer is not None:
+        save_normalizer(out, data.normalizer)
 
 
 def _finish(run: Run) -> dict | None:
