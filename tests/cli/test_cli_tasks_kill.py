@@ -1,6 +1,6 @@
-"""Exact resume on a non-classification task (issue 32): a regression run on a CSV table, SIGKILLed right after
-a checkpoint is committed, resumed from the command line (naming its import-path model: a run folder never names
-code to import), ends with weights bit-identical to an uninterrupted run."""
+"""Exact resume on a non-classification task (issue 32): a regression run on a CSV table, SIGKILLed right
+after a checkpoint is committed, resumed from the command line (naming its import-path model: a run folder
+never names code to import), ends with weights bit-identical to an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import time
 
 import numpy as np
+
 from cli_harness import run_differences
 
 MODEL = """
