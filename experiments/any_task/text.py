@@ -1,13 +1,17 @@
-"""A Hugging Face sequence classifier on synthetic token sequences (issue 32, example d).
+"""A Hugging Face sequence classifier on synthetic token sequences, some ambiguous (issue 32, example d).
 
 Data (`make(n, seed)`): sequences of 6..`length` token ids from a vocabulary of `VOCAB` (0 is padding), right-
-padded, with an attention mask; the label is 1 when the pattern `PATTERN` (token 3 directly followed by token
-5) occurs, else 0 (about half of each, by construction). Items are `({"input_ids": (T,), "attention_mask":
-(T,)}, label)`, so a DataLoader's default collation gives the dict of `(B, T)` tensors a HF model takes.
+padded, with an attention mask, in three equal kinds: no pattern (class 0); token 3 directly followed by token
+5 (`CLEAR`, class 1); token 7 directly followed by token 9 (`AMBIGUOUS`), labelled 2 or 3 by a fair coin drawn
+per sequence. The pattern tokens 3 and 7 never occur by chance, so the kind is a function of the input and the
+ambiguous third is the only noise: one model is right on at most 1/3 + 1/3 + 1/6 = 5/6 of the sequences
+(`BAYES_ACC`), while an oracle of members that answer 2 and 3 there can be right on all of them. Items are
+`({"input_ids": (T,), "attention_mask": (T,)}, label)`, so a DataLoader's default collation (and `mheads.fit`)
+gives the dict of `(B, T)` tensors a HF model takes.
 
-Model (`tiny_bert(seed)`): a 2-layer `BertForSequenceClassification` built from a `BertConfig` (nothing
-downloaded; needs `transformers`), wrapped by `DictInput` so that `model(batch)` calls `bert(**batch)`; it
-returns a `ModelOutput` whose `.logits` are `(B, 2)`. `TreeNet(..., output="logits")` picks them.
+Model (`tiny_bert()`): a `BertForSequenceClassification` built from a `BertConfig` (nothing downloaded; needs
+`transformers`), wrapped by `DictInput` so that `model(batch)` calls `bert(**batch)`; it returns a
+`ModelOutput` whose `.logits` are `(B, CLASSES)`; `model.output: logits` (fit) picks them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from torch import nn
 from mheads.core.checks import check_int
 
 VOCAB = 16
-PATTERN = (3, 5)
+CLASSES = 4
+CLEAR = (3, 5)  # -> class 1
+AMBIGUOUS = (7, 9)  # -> class 2 or 3, a coin per sequence
+BAYES_ACC = 5 / 6  # the best one model can do: right on the unambiguous 2/3, half of the ambiguous 1/3
 
 
 class DictPairs(torch.utils.data.Dataset):
@@ -34,19 +41,21 @@ class DictPairs(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "attention_mask": self.mask[i]}, self.labels[i]
 
 
-def make(n: int, seed: int, length: int = 16) -> DictPairs:
+def make(n: int, seed: int, length: int = 12) -> DictPairs:
     """`n` sequences (see the module docstring), the same for the same seed."""
     check_int("n", n, 1)
     check_int("length", length, 6)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, VOCAB, (n, length), generator=g)
-    ids[ids == PATTERN[0]] = PATTERN[0] + 1  # no pattern by chance: plant it below in half the sequences
+    for first in (CLEAR[0], AMBIGUOUS[0]):  # no pattern by chance: planted below
+        ids[ids == first] = first + 1
     lengths = torch.randint(6, length + 1, (n,), generator=g)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    for i in range(n):
-        if labels[i]:
-            at = int(torch.randint(0, int(lengths[i]) - 1, (1,), generator=g))
-            ids[i, at:at + 2] = torch.tensor(PATTERN)
+    kind = torch.randint(0, 3, (n,), generator=g)  # 0: none, 1: clear, 2: ambiguous
+    coin = torch.randint(0, 2, (n,), generator=g)
+    at = (torch.rand(n, generator=g) * (lengths - 1)).long()  # a start in 0..length-2
+    for i in torch.nonzero(kind).flatten().tolist():
+        ids[i, at[i]:at[i] + 2] = torch.tensor(CLEAR if kind[i] == 1 else AMBIGUOUS)
+    labels = torch.where(kind == 2, 2 + coin, kind)
     mask = (torch.arange(length) < lengths.unsqueeze(1)).to(torch.int64)
     return DictPairs(ids * mask, mask, labels)
 
@@ -62,28 +71,11 @@ class DictInput(nn.Module):
         return self.model(**batch)
 
 
-class PackedInput(nn.Module):
-    """`forward(x)` with `x: (B, 2, T)` int64 = `model(input_ids=x[:, 0], attention_mask=x[:, 1])`."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor):
-        return self.model(input_ids=x[:, 0], attention_mask=x[:, 1])
-
-
-def pack(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """A DataLoader `collate_fn`: `[(dict, label)]` -> ids and mask `(B, 2, T)` int64, labels `(B,)`."""
-    return (torch.stack([torch.stack([d["input_ids"], d["attention_mask"]]) for d, _ in items]),
-            torch.stack([y for _, y in items]))
-
-
-def tiny_bert(hidden: int = 32, layers: int = 2, length: int = 16) -> DictInput:
-    """A freshly initialised (by torch's global RNG) 2-class BERT; see the module docstring."""
+def tiny_bert(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
+    """A freshly initialised (by torch's global RNG) `CLASSES`-way BERT; see the module docstring."""
     from transformers import BertConfig, BertForSequenceClassification  # optional: only this example
 
     config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=length, num_labels=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=length, num_labels=CLASSES,
                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     return DictInput(BertForSequenceClassification(config))
