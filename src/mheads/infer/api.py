@@ -209,8 +209,8 @@ def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
     records = []
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-        records.extend(predicting.predict_images(opened, _uint8(images, start), top=top,
+        pictures = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        records.extend(predicting.predict_images(opened, _uint8(pictures, start), top=top,
                                                  batch_size=batch_size, first=start))
     return records
 

@@ -103,5 +103,6 @@ def evaluate_run(run: str | Path, data: str | None = None, split: str = "test",
     if isinstance(data_prepared, TensorData):
         task = run_task(cfg, data_prepared, task)
     metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split, task=task)
+    assert metrics is not None  # one process, the root: evaluate returns its metrics
     metrics["classes"] = data_prepared.classes
     return metrics

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ __all__ = ["OpenedRun", "format_predictions", "image_paths", "load_image", "open
            "predict_images"]
 
 
-def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
+def image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The image files among ``paths`` (folders are searched recursively, files in natural order)."""
     found: list[Path] = []
     for p in map(Path, paths):
@@ -120,7 +121,7 @@ def open_run(run: str | os.PathLike, model: ModelSpec = None,
                      meta["in_channels"], size, cfg.data.eval_resize or size)
 
 
-def predict(run: str | os.PathLike, paths: list[str | os.PathLike], *, top: int = 3,
+def predict(run: str | os.PathLike, paths: Sequence[str | os.PathLike], *, top: int = 3,
             batch_size: int = 64, model: ModelSpec = None, tree: torch.nn.Module | None = None) -> list[dict]:
     """One record per image (see the module docstring); ``tree``: as :func:`open_run` takes it."""
     opened = open_run(run, model, tree)
@@ -158,7 +159,7 @@ def predict_images(opened: OpenedRun, images: torch.Tensor, *, top: int = 3, bat
     return records
 
 
-def _predicted(opened: OpenedRun, images: torch.Tensor, keys: list[tuple[str, object]], top: int):
+def _predicted(opened: OpenedRun, images: torch.Tensor, keys: Sequence[tuple[str, object]], top: int):
     device = next(opened.tree.parameters()).device
     with torch.no_grad():
         logits = opened.tree(opened.normalizer(images.to(device))).float().cpu()  # (M, B, C)
@@ -204,7 +205,7 @@ def _records(keys, logits: torch.Tensor, classes, top: int, assigning: bool, cal
                "entropy": round(float(total[i]), 4), "aleatoric": round(float(aleatoric[i]), 4),
                "epistemic": round(float(epistemic[i]), 4), "disagreement": round(float(disagreement[i]), 4),
                "ood": None}
-        if flag:
+        if flag and ood_scores is not None:  # ood_scores: exactly when there is a flag
             score = float(ood_scores[i])
             rec["ood"] = {"flag": score > flag["threshold"], "score": round(score, 4),
                           "criterion": flag["criterion"], "threshold": round(flag["threshold"], 4)}

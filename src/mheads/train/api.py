@@ -235,6 +235,7 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
     out = Path(out)
     metrics = loop.fit(cfg, out, resume=resume, overwrite=overwrite, progress=progress, model=build,
                        dataset=dataset, retain_memory=False, task=user_task)
+    assert metrics is not None  # one process, the root: fit returns its metrics
     if built:
         tree = built[-1]
     else:  # a model named by string: rebuilt from its run folder, as a user would reopen it

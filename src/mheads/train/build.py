@@ -4,6 +4,7 @@ warm-started."""
 from __future__ import annotations
 
 import os
+from typing import overload
 
 import torch
 from safetensors import SafetensorError
@@ -17,6 +18,18 @@ from mheads.models import UnknownModelError, model_factory
 from mheads.runs.checkpoint import CheckpointError
 from mheads.train.reopen import ModelSpec, base_factory, check_fits_memory, check_meta
 from mheads.tree.treenet import TreeNet
+
+
+@overload
+def input_sizes(spec: dict) -> tuple[int, int]: ...
+
+
+@overload
+def input_sizes(spec: None) -> None: ...
+
+
+@overload
+def input_sizes(spec: dict | None) -> tuple[int, int] | None: ...
 
 
 def input_sizes(spec: dict | None) -> tuple[int, int] | None:
@@ -157,9 +170,9 @@ def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
     every member of ``tree`` (the paper's identical-members fine-tuning, Table 6)."""
     if from_member is None:
         state = saved.state_dict()
-        if getattr(tree, "scoring", None) is None:  # from a run with scoring heads: drop them
+        if tree.scoring is None:  # from a run with scoring heads: drop them
             state = {k: v for k, v in state.items() if not k.startswith("scoring.")}
-        elif getattr(saved, "scoring", None) is None:  # the new heads start from zero
+        elif saved.scoring is None:  # the new heads start from zero
             state.update({f"scoring.{k}": v for k, v in tree.scoring.state_dict().items()})
         try:
             tree.load_state_dict(state)

@@ -14,6 +14,7 @@ receives its part of the weights and optimizer state, and the other replicas cop
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol, TypeGuard
 
 import torch
 
@@ -21,10 +22,22 @@ from mheads.config import ConfigError
 from mheads.optim.build import build_optimizer
 from mheads.optim.state import FIELDS, by_field, from_named, names_in_order, to_named
 
-__all__ = ["gather_checkpoint", "is_distributed", "restore_parts", "run_state_json"]
+__all__ = ["DistributedPart", "gather_checkpoint", "is_distributed", "restore_parts", "run_state_json"]
 
 
-def is_distributed(model) -> bool:
+class DistributedPart(Protocol):
+    """One rank's part of a placement (``mheads.dist``'s ``DistributedTreeNet``), as training uses it beside
+    its module methods."""
+
+    def gather_tensors(self, local: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def scatter_tensors(self, full: Mapping[str, torch.Tensor] | None, *,
+                        complete: bool = False) -> dict[str, torch.Tensor]: ...
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]: ...
+
+
+def is_distributed(model: object) -> TypeGuard[DistributedPart]:
     """Whether ``model`` is one rank's part of a placement (it can gather and scatter named tensors)."""
     return hasattr(model, "gather_tensors") and hasattr(model, "scatter_tensors")
 
@@ -74,7 +87,7 @@ def restore_parts(cfg, tree, model, opt, comm, ck) -> None:
     local_names = names_in_order(opt, model.named_parameters())
     if comm.replica == 0:
         model.load_full_state_dict(ck.weights if model.is_root else None)
-        per_field = {f: {} for f in FIELDS}
+        per_field: dict[str, dict[str, torch.Tensor]] = {f: {} for f in FIELDS}
         if model.is_root:
             names, groups = _full_names(cfg, tree)
             _check_groups(ck.state["optimizer"], groups, ck.path)

@@ -31,7 +31,7 @@ from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData, worker_errors
 from mheads.data.tensors import TensorData
 from mheads.models import is_import_path, model_factory
-from mheads.optim.build import build_optimizer, set_rate
+from mheads.optim.build import NoParameters, build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import (
     Checkpoint,
@@ -88,7 +88,7 @@ class Run:
     data: ResidentData | StreamData | TensorData
     tree: TreeNet  # the whole ensemble (on a distributed rank: the structure, holding this rank's part)
     model: torch.nn.Module  # what the loop calls: the tree, or its distributed wrapper
-    opt: torch.optim.Optimizer
+    opt: torch.optim.Optimizer | NoParameters  # NoParameters: a distributed rank that holds only the loss
     schedule: Schedule
     meta: dict
     params: list[torch.nn.Parameter]
@@ -145,7 +145,7 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
         for it in range(st.step, t.iterations):
             lr = run.schedule.lr_at(it)
             set_rate(run.opt, lr)  # times each group's multiplier (optim.bias_lr_mult, trunk_lr_mult)
-            done = _update(run, it) if run.tally is None else _update_deferred(run, it)
+            done = _update(run, it) if run.tally is None else _update_deferred(run, run.tally, it)
             if done is None:  # a skipped non-finite step (train.nan_policy: skip)
                 continue
             loss, seconds = done
@@ -204,12 +204,12 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     return loss, seconds
 
 
-def _update_deferred(run: Run, it: int) -> tuple[None, float]:
+def _update_deferred(run: Run, tally: DeviceTally, it: int) -> tuple[None, float]:
     """One training step under ``train.sync: deferred``: ``(None, seconds)``, the loss and the guard's verdict
-    left on the device (``run.tally``) until the next logging point."""
+    left on the device (``tally``, the run's) until the next logging point."""
     t0 = time.perf_counter()
     out = deferred_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params, run.task)
-    run.tally.add(it, out)
+    tally.add(it, out)
     st = run.state
     if out.wins is not None:  # an undone update assigned nothing (as in step mode)
         wins = out.wins * out.ok.to(out.wins.device)
@@ -258,6 +258,7 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     st.last_eval = (step, metrics)
     if not run.comm.is_root:
         return
+    assert metrics is not None  # evaluate returns them on the root
     rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1),
            "skipped_total": st.skipped_total, **st.win_fraction(), **metrics}
     append_jsonl(run.out / "eval.jsonl", rec)
@@ -374,7 +375,8 @@ def _build_model(cfg: Config, data, device: torch.device, comm: Comm, model,
     # the task's head width (classification: its classes; a user's task: its head_width, if it gave one)
     width = (task.width or 1) if isinstance(task, CustomTask) else task.head_width()
     if model is None:
-        tree = build_tree(cfg, width, *input_sizes(data.input_spec()), example=data.example_input())
+        channels, size = input_sizes(data.input_spec())
+        tree = build_tree(cfg, width, channels, size, example=data.example_input())
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
     check_outputs_fit(tree, data, task)
@@ -398,7 +400,9 @@ def _place(tree: TreeNet, wrap, cfg: Config, data, device: torch.device) -> torc
     format, compiled and checked against the eager model where ``train.compile`` asks."""
     t = cfg.train
     model = wrap(tree) if wrap is not None else tree
-    model.to(device=device, memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
+    # Module.to takes memory_format (its docs); torch's stubs leave it out of every overload
+    model.to(device=device,  # type: ignore[call-overload]
+             memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
     if t.compile:
         x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
         model = compile_checked(model, x0, y0)
@@ -445,6 +449,7 @@ def _finish(run: Run) -> dict | None:
     full_state = run.model.full_state_dict() if is_distributed(run.model) else None
     if not run.comm.is_root:
         return None
+    assert final is not None  # evaluate returns them on the root
     if full_state is not None:
         # assign: the distributed root's tree holds meta tensors
         run.tree.load_state_dict(full_state, assign=True)

@@ -9,6 +9,7 @@ device until the loop reads them at a logging point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -83,10 +84,10 @@ def guarded_step(opt, params: list[torch.Tensor], ok: torch.Tensor) -> None:
         for p, old in zip(tracked, before):
             p.copy_(torch.where(ok.to(p.device), p, old))
         for p in tracked:
-            old = state_before.get(id(p), {})
+            saved = state_before.get(id(p), {})
             for k, v in getattr(opt, "state", {}).get(p, {}).items():
                 if isinstance(v, torch.Tensor):
-                    v.copy_(torch.where(ok.to(v.device), v, old[k] if k in old else torch.zeros_like(v)))
+                    v.copy_(torch.where(ok.to(v.device), v, saved[k] if k in saved else torch.zeros_like(v)))
 
 
 @dataclass
@@ -106,23 +107,25 @@ class DeviceTally:
     host in one transfer."""
 
     device: torch.device
-    loss_sum: torch.Tensor = None  # float64: the same additions as the host's running sum
-    applied: torch.Tensor = None  # updates applied
-    bad: torch.Tensor = None  # updates undone
-    run: torch.Tensor = None  # undone in a row, now (RunState.skipped at each read)
-    longest: torch.Tensor = None  # the longest such run since the last read
-    first_bad: torch.Tensor = None  # iteration of the first undone update since the last read (-1: none)
+    # the sums below are set by __post_init__ and reset()
+    loss_sum: torch.Tensor = field(init=False)  # float64: the same additions as the host's running sum
+    applied: torch.Tensor = field(init=False)  # updates applied
+    bad: torch.Tensor = field(init=False)  # updates undone
+    run: torch.Tensor = field(init=False)  # undone in a row, now (RunState.skipped at each read)
+    longest: torch.Tensor = field(init=False)  # the longest such run since the last read
+    first_bad: torch.Tensor = field(init=False)  # first undone update's iteration since the last read, or -1
     first_flags: torch.Tensor | None = None  # its finiteness flags
-    losses: list = field(default_factory=list)  # per-step losses, kept only when a schedule needs them
+    losses: list[torch.Tensor] = field(default_factory=list)  # per-step losses, when a schedule needs them
 
     def __post_init__(self) -> None:
+        # reset() leaves `run` as it is: a run of bad steps continues across reads
+        self.run = torch.zeros((), dtype=torch.int64, device=self.device)
         self.reset()
 
     def reset(self) -> None:
         z = torch.zeros((), dtype=torch.int64, device=self.device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.applied, self.bad, self.longest = z.clone(), z.clone(), z.clone()
-        self.run = z.clone() if self.run is None else self.run  # a run of bad steps continues across reads
         self.first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
         self.first_flags, self.losses = None, []
 
@@ -153,7 +156,7 @@ class DeviceTally:
         return out
 
 
-def members_from_flags(flags: list[bool], params: list[torch.Tensor], owners: dict[int, list[int]],
+def members_from_flags(flags: list[bool], params: Sequence[torch.Tensor], owners: dict[int, list[int]],
                        num_members: int, has_member_losses: bool) -> tuple[list[int], str]:
     """The members to name for a non-finite step, and whether its loss or a gradient: ``flags`` say which
     member losses (the first ``num_members``, when ``has_member_losses``) and which parameters' gradients (one

@@ -95,11 +95,12 @@ def _check_scoring(model, cfg: Config, scored: bool) -> None:
 
 
 def train_step(model, opt, data, cfg: Config, it: int, comm, params,
-               owners, task: Task | None = None) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+               owners, task: Task | None = None) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
     """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss, wins) as seen by the
-    root, wins being how many of the step's examples each member was assigned, ``(M,)`` int64 on the
-    device, for the losses that assign (None otherwise, and off the root); raises :class:`NumericalFault`
-    (after zeroing the gradients, so no update happens) on a non-finite loss/gradient.
+    root (per-member loss: None on a rank that does not compute the loss), wins being how many of the step's
+    examples each member was assigned, ``(M,)`` int64 on the device, for the losses that assign (None
+    otherwise, and off the root); raises :class:`NumericalFault` (after zeroing the gradients, so no update
+    happens) on a non-finite loss/gradient.
 
     Annealed MCL ("amcl") gets the temperature of iteration ``it`` (``annealed_temperature``); a loss with
     scores ("mcl_scored") gets the scoring heads' logits from ``model.forward_with_scores``. ``task``: what
@@ -133,12 +134,12 @@ def task_loss(task: Task, loss_name: str, outputs: torch.Tensor, y: torch.Tensor
     ``compute_loss`` as it always was); a loss of the combined prediction takes no per-member weights and no
     generator."""
     L = cfg.loss
-    params = dict(k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon, temperature=temperature,
-                  score_weight=L.score_weight)
     if loss_name in task.averaged:
-        return task.loss(loss_name, outputs, y, **params)
+        return task.loss(loss_name, outputs, y, k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon,
+                         temperature=temperature, score_weight=L.score_weight)
     return task.loss(loss_name, outputs, y, weights=weights, score_logits=scores, generator=generator,
-                     **params)
+                     k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon, temperature=temperature,
+                     score_weight=L.score_weight)
 
 
 def forward_backward(model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
