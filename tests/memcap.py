@@ -22,7 +22,8 @@ def _limit(cap: int):
 
 def run_capped(args: list[str], *, cap: int = CAP, timeout: float = 120.0, cwd: Path | None = None,
                env: dict | None = None, stdin=None) -> subprocess.CompletedProcess:
-    """``python args...`` (``["-c", code]`` or ``["-m", "mheads", ...]``) under ``cap`` bytes of address space."""
+    """``python args...`` (``["-c", code]`` or ``["-m", "mheads", ...]``) under ``cap`` bytes of address
+    space."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), **(env or {})}
     return subprocess.run([sys.executable, *args], preexec_fn=_limit(cap), capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=full_env, stdin=stdin)

@@ -125,7 +125,8 @@ def test_fit_takes_a_config_and_dataloaders(tmp_path, caplog):
 
 
 def test_fit_refuses_a_task_its_targets_do_not_fit_and_bad_settings(tmp_path):
-    with pytest.raises(DataError, match=r"targets torch.int64 of shape \(8,\); task regression expects float"):
+    expected = r"targets torch.int64 of shape \(8,\); task regression expects float"
+    with pytest.raises(DataError, match=expected):
         mheads.fit(Net(), Images(8, 0), out=tmp_path / "r", settings=SETTINGS, task="regression")
     with pytest.raises(ConfigError, match="task: got int; expected None, a task name"):
         mheads.fit(Net(), Images(8, 0), out=tmp_path / "t", settings=SETTINGS, task=3)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_harness import write_config
-from memcap import mheads_capped
 
 import mheads
+from cli_harness import write_config
+from memcap import mheads_capped
 from mheads.runs.checkpoint import CheckpointError
 
 # Imported, this module leaves a canary file: the proof that something a run folder named was imported.
@@ -145,7 +145,6 @@ def test_a_user_model_run_reopens_when_the_user_names_it(server, user_run):
 def test_load_run_takes_the_users_model_as_object_factory_or_path(user_run, monkeypatch):
     monkeypatch.syspath_prepend(str(user_run))
     import usernet
-
     from safetensors.torch import load_file
 
     saved = load_file(str(user_run / "run" / "model.safetensors"))
