@@ -8,6 +8,10 @@ from dist_launch import run_ranks
 pytestmark = [pytest.mark.slow, pytest.mark.dist, pytest.mark.timeout(120)]
 
 TIMEOUT_S = 6.0
+# the survivors notice within the collective timeout; tearing down a process that holds torch and a gloo group
+# then takes seconds more on a loaded 2-core machine (7.4 s was seen) - still far below torch's default
+# 30-minute timeout, which is what this guards against
+EXIT_SLACK_S = 10.0
 
 
 def _death_time(stdout: str) -> float:
@@ -22,8 +26,8 @@ def _check_survivors(ranks, death: float, cause: str) -> None:
         errors = [line for line in r.stderr.splitlines() if line.startswith("mheads: error:")]
         assert len(errors) == 1, r.stderr[-3000:]
         assert "lost rank 2 of 3" in errors[0] and cause in errors[0], errors[0]
-        assert r.ended_at - death < TIMEOUT_S, (f"rank {r.rank} exited {r.ended_at - death:.1f} s after "
-                                                f"rank 2 died")
+        after = r.ended_at - death
+        assert after < TIMEOUT_S + EXIT_SLACK_S, f"rank {r.rank} exited {after:.1f} s after rank 2 died"
 
 
 def test_killed_rank_is_named_by_the_survivors(tmp_path):

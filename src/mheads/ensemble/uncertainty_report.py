@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 import torch
+from typing_extensions import NotRequired  # in typing from Python 3.11; torch requires typing_extensions
 
 from mheads.core.checks import check_int
 from mheads.ensemble.calibration import adaptive_ece, classwise_ece
@@ -31,16 +32,13 @@ from mheads.ensemble.uncertainty import (
 __all__ = ["UncertaintyArrays", "uncertainty_report", "uncertainty_arrays"]
 
 
-class _InDistributionArrays(TypedDict):
+class UncertaintyArrays(TypedDict):
+    """What :func:`uncertainty_arrays` returns (a plain dict): ``ood_scores`` only with OOD logits."""
+
     confidence: torch.Tensor  # (N,) float64
     correct: torch.Tensor  # (N,) bool
     scores: dict[str, torch.Tensor]  # criterion -> (N,)
-
-
-class UncertaintyArrays(_InDistributionArrays, total=False):
-    """What :func:`uncertainty_arrays` returns (a plain dict): ``ood_scores`` only with OOD logits."""
-
-    ood_scores: dict[str, torch.Tensor]  # criterion -> (K,)
+    ood_scores: NotRequired[dict[str, torch.Tensor]]  # criterion -> (K,)
 
 
 def _check_ood(logits64: torch.Tensor, ood_logits: torch.Tensor | None) -> torch.Tensor | None:
