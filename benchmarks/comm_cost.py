@@ -47,16 +47,20 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="cifar10_quick", help="registered base network (mheads list-models)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (nin_*, caffenet)")
     p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's own)")
-    p.add_argument("--classes", type=int, default=None,
-                   help="classes (default 10 for CIFAR models, else 1000)")
+    p.add_argument(
+        "--classes", type=int, default=None, help="classes (default 10 for CIFAR models, else 1000)"
+    )
     p.add_argument("--procs", type=int, default=3, help="processes = members, one branch each (default 3)")
     p.add_argument("--batch", type=int, default=100, help="batch size (Caffe's CIFAR10-Quick uses 100)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per split")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per split")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--splits", default=None,
-                   help="comma-separated split layers (default: every parameterized layer but the last, plus "
-                        "'none' = independent members)")
+    p.add_argument(
+        "--splits",
+        default=None,
+        help="comma-separated split layers (default: every parameterized layer but the last, plus "
+        "'none' = independent members)",
+    )
     p.add_argument("--backend", default="gloo", choices=("gloo", "nccl"))
     p.add_argument("--timeout", type=float, default=300.0, help="collective timeout, seconds")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
@@ -89,8 +93,10 @@ def _splits(a) -> list[str | None]:
     for s in a.splits.split(","):
         s = s.strip()
         if s != "none" and s not in layers:
-            raise SystemExit(f"--splits: {s!r} is not a parameterized layer of {a.model}; choose from "
-                             f"none, {', '.join(layers[:-1])}")
+            raise SystemExit(
+                f"--splits: {s!r} is not a parameterized layer of {a.model}; choose from "
+                f"none, {', '.join(layers[:-1])}"
+            )
         out.append(None if s == "none" else s)
     return out
 
@@ -114,8 +120,9 @@ def worker(a) -> None:
     device = torch.device("cuda", rank) if a.backend == "nccl" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    comm = init(dist.FileStore(a.store, world), rank, world, timeout_s=a.timeout, backend=a.backend,
-                device=device)
+    comm = init(
+        dist.FileStore(a.store, world), rank, world, timeout_s=a.timeout, backend=a.backend, device=device
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, 3, a.image_size, a.image_size, generator=g).to(device)
     y = torch.randint(0, a.classes, (a.batch,), generator=g).to(device)
@@ -155,8 +162,15 @@ def worker(a) -> None:
                     out.backward(torch.ones_like(out))
                 if it >= a.warmup:
                     xfers.append(clock.seconds)
-        rows.append({"split": split or "none", "floats_per_batch": floats, "step_ms": _median_ms(steps),
-                     "comm_ms": _median_ms(comms), "xfer_ms": _median_ms(xfers) if xfers else 0.0})
+        rows.append(
+            {
+                "split": split or "none",
+                "floats_per_batch": floats,
+                "step_ms": _median_ms(steps),
+                "comm_ms": _median_ms(comms),
+                "xfer_ms": _median_ms(xfers) if xfers else 0.0,
+            }
+        )
         del model, tree
     Path(a.out, f".rank{rank}.json").write_text(json.dumps(rows))
     comm.destroy()
@@ -165,8 +179,12 @@ def worker(a) -> None:
 # --- the launcher -------------------------------------------------------------------------------------------
 def hardware() -> dict:
     hw = run_hardware()
-    return {"cpu_model": hw["cpu"], "cpu_cores": hw["cores"], "torch_version": hw["torch"],
-            "python": hw["python"]}
+    return {
+        "cpu_model": hw["cpu"],
+        "cpu_cores": hw["cores"],
+        "torch_version": hw["torch"],
+        "python": hw["python"],
+    }
 
 
 def launch(a) -> list[dict]:
@@ -176,8 +194,9 @@ def launch(a) -> list[dict]:
         store = str(Path(tmp) / "store")
         base = [sys.executable, str(Path(__file__).resolve())] + [arg for arg in sys.argv[1:]]
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-        procs = [subprocess.Popen(base + ["--worker", str(r), "--store", store], env=env)
-                 for r in range(a.procs)]
+        procs = [
+            subprocess.Popen(base + ["--worker", str(r), "--store", store], env=env) for r in range(a.procs)
+        ]
         codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"comm_cost: worker exit codes {codes}")
@@ -188,21 +207,37 @@ def launch(a) -> list[dict]:
     rows = []
     for i, row0 in enumerate(per_rank[0]):
         fracs = [100 * pr[i]["comm_ms"] / pr[i]["step_ms"] for pr in per_rank]
-        rows.append({**row0, "comm_pct": fracs[0], "comm_pct_max_rank": max(fracs),
-                     "xfer_pct": 100 * row0["xfer_ms"] / row0["step_ms"], "model": a.model,
-                     "width": a.width if a.width is not None else "", "image_size": a.image_size,
-                     "batch": a.batch, "procs": a.procs, "threads": a.threads, "backend": a.backend,
-                     "steps": a.steps, **hw})
+        rows.append(
+            {
+                **row0,
+                "comm_pct": fracs[0],
+                "comm_pct_max_rank": max(fracs),
+                "xfer_pct": 100 * row0["xfer_ms"] / row0["step_ms"],
+                "model": a.model,
+                "width": a.width if a.width is not None else "",
+                "image_size": a.image_size,
+                "batch": a.batch,
+                "procs": a.procs,
+                "threads": a.threads,
+                "backend": a.backend,
+                "steps": a.steps,
+                **hw,
+            }
+        )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'split':>8} {'floats/batch':>13} {'step ms':>9} {'comm ms':>9} {'comm %':>7} {'xfer ms':>9} "
-            f"{'xfer %':>7}")
+    head = (
+        f"{'split':>8} {'floats/batch':>13} {'step ms':>9} {'comm ms':>9} {'comm %':>7} {'xfer ms':>9} "
+        f"{'xfer %':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['split']:>8} {r['floats_per_batch']:>13,} {r['step_ms']:>9.2f} "
-                     f"{r['comm_ms']:>9.2f} {r['comm_pct']:>7.2f} {r['xfer_ms']:>9.3f} {r['xfer_pct']:>7.2f}")
+        lines.append(
+            f"{r['split']:>8} {r['floats_per_batch']:>13,} {r['step_ms']:>9.2f} "
+            f"{r['comm_ms']:>9.2f} {r['comm_pct']:>7.2f} {r['xfer_ms']:>9.3f} {r['xfer_pct']:>7.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -218,8 +253,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.plot(xs, [r["comm_pct"] for r in shared], "o-", label="in-step comm (rank 0)")
     ax.plot(xs, [r["xfer_pct"] for r in shared], "s--", label="isolated transfer")
     for r in shared:
-        ax.annotate(r["split"], (r["floats_per_batch"], r["comm_pct"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            r["split"],
+            (r["floats_per_batch"], r["comm_pct"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     ax.set_xlabel("floats broadcast per batch")
     ax.set_ylabel("% of forward-backward time")
     ax.set_title(title, fontsize=9)
@@ -242,8 +282,10 @@ def main(argv=None) -> int:
         w.writeheader()
         w.writerows(rows)
     hw = hardware()
-    title = (f"{a.model} x{a.procs}, batch {a.batch}, {a.backend}, {a.threads} thread(s)/proc\n"
-             f"{hw['cpu_model']} ({hw['cpu_cores']} cores), torch {hw['torch_version']}")
+    title = (
+        f"{a.model} x{a.procs}, batch {a.batch}, {a.backend}, {a.threads} thread(s)/proc\n"
+        f"{hw['cpu_model']} ({hw['cpu_cores']} cores), torch {hw['torch_version']}"
+    )
     plot(rows, out / "comm_cost.png", title)
     print(title)
     print(table(rows))

@@ -38,17 +38,37 @@ def write_synthetic_cifar10(folder: Path, n_train: int, n_test: int, seed: int =
     return folder
 
 
-def fit_config(source: Path, *, members: int, split, iterations: int, every: int, batch: int, device: str,
-               channels_last: bool, threads: int, amp: bool = False) -> Config:
+def fit_config(
+    source: Path,
+    *,
+    members: int,
+    split,
+    iterations: int,
+    every: int,
+    batch: int,
+    device: str,
+    channels_last: bool,
+    threads: int,
+    amp: bool = False,
+) -> Config:
     return Config(
         name="fit-benchmark",
         model=ModelConfig(name="cifar10_quick", members=members, split=split, exec="auto"),
         # Augmentation on (random crops and flips) so that its cost is part of the measurement.
-        data=DataConfig(source=str(source), normalize="mean_image", crop_padding=2, flip=True,
-                        test_limit=10 * every),
-        train=TrainConfig(iterations=iterations, batch_size=batch, eval_every=every, checkpoint_every=every,
-                          eval_batch_size=1000, device=device, channels_last=channels_last, threads=threads,
-                          amp=amp),
+        data=DataConfig(
+            source=str(source), normalize="mean_image", crop_padding=2, flip=True, test_limit=10 * every
+        ),
+        train=TrainConfig(
+            iterations=iterations,
+            batch_size=batch,
+            eval_every=every,
+            checkpoint_every=every,
+            eval_batch_size=1000,
+            device=device,
+            channels_last=channels_last,
+            threads=threads,
+            amp=amp,
+        ),
     ).validate()
 
 
@@ -60,13 +80,33 @@ def time_fit(cfg: Config, run_dir: Path) -> float:
     return elapsed
 
 
-def marginal_fit_seconds(source: Path, work: Path, *, members: int, split, n_a: int, n_b: int, every: int,
-                         batch: int, device: str, channels_last: bool, amp: bool = False) -> float:
+def marginal_fit_seconds(
+    source: Path,
+    work: Path,
+    *,
+    members: int,
+    split,
+    n_a: int,
+    n_b: int,
+    every: int,
+    batch: int,
+    device: str,
+    channels_last: bool,
+    amp: bool = False,
+) -> float:
     """Seconds per iteration of ``fit``, fixed costs cancelled (see the module docstring)."""
     if n_a % every or n_b % every or n_b <= n_a:
         raise ValueError(f"n_a, n_b: got {n_a}, {n_b}; expected multiples of every={every} with n_b > n_a")
-    kw = dict(members=members, split=split, every=every, batch=batch, device=device,
-              channels_last=channels_last, threads=torch.get_num_threads(), amp=amp)
+    kw = dict(
+        members=members,
+        split=split,
+        every=every,
+        batch=batch,
+        device=device,
+        channels_last=channels_last,
+        threads=torch.get_num_threads(),
+        amp=amp,
+    )
     t_a = time_fit(fit_config(source, iterations=n_a, **kw), work / "fit_a")
     t_b = time_fit(fit_config(source, iterations=n_b, **kw), work / "fit_b")
     return (t_b - t_a) / (n_b - n_a)

@@ -25,10 +25,16 @@ from mheads.tree import TreeNet, fused_nodes  # noqa: E402
 WORKLOADS = {  # name -> (factory, split, input shape without the batch)
     "resnet-layer1": (lambda: zoo.ResNet(num_classes=10, width=32), "layer1", (3, 32, 32)),
     "resnet-conv1": (lambda: zoo.ResNet(num_classes=10, width=32), "conv1", (3, 32, 32)),
-    "vit-blocks.0": (lambda: zoo.ViT(num_classes=10, dim=64, depth=4, patch=4, image=32), "blocks.0",
-                     (3, 32, 32)),
-    "vit-patch_embed": (lambda: zoo.ViT(num_classes=10, dim=64, depth=4, patch=4, image=32), "patch_embed",
-                        (3, 32, 32)),
+    "vit-blocks.0": (
+        lambda: zoo.ViT(num_classes=10, dim=64, depth=4, patch=4, image=32),
+        "blocks.0",
+        (3, 32, 32),
+    ),
+    "vit-patch_embed": (
+        lambda: zoo.ViT(num_classes=10, dim=64, depth=4, patch=4, image=32),
+        "patch_embed",
+        (3, 32, 32),
+    ),
 }
 
 
@@ -47,18 +53,22 @@ def main() -> None:
     dev = args.device
     cpu = platform.processor() or platform.machine()
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else cpu
-    print(f"# {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, M={args.members}, "
-          f"batch {args.batch}, median of {args.rounds} interleaved rounds")
+    print(
+        f"# {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, M={args.members}, "
+        f"batch {args.batch}, median of {args.rounds} interleaved rounds"
+    )
     print(f"{'workload':<18} {'phase':<6} {'loop ms':>9} {'fused ms':>9} {'loop/fused':>10}")
     for wname, (make, split, shape) in WORKLOADS.items():
         torch.manual_seed(0)
-        trees = {m: TreeNet(make, args.members, split, seed=0, exec_mode=m).to(dev)
-                 for m in ("loop", "fused")}
+        trees = {
+            m: TreeNet(make, args.members, split, seed=0, exec_mode=m).to(dev) for m in ("loop", "fused")
+        }
         trees["fused"].load_state_dict(trees["loop"].state_dict())
         assert fused_nodes(trees["fused"].root) >= 1
         x = torch.randn(args.batch, *shape, device=dev)
         y = torch.randint(0, 10, (args.batch,), device=dev)
         for phase in ("train", "infer"):
+
             def step(tree):
                 if phase == "train":
                     tree.train()

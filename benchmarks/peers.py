@@ -61,8 +61,10 @@ def tensors(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def bare_seconds(iters: int) -> float:
     """The plain loop: 4 modules, 4 SGD optimizers, in-memory batches (built outside the timing)."""
     x, y = tensors(iters * BATCH)
-    batches = [(x[i * BATCH:(i + 1) * BATCH].contiguous(memory_format=CL), y[i * BATCH:(i + 1) * BATCH])
-               for i in range(iters)]
+    batches = [
+        (x[i * BATCH : (i + 1) * BATCH].contiguous(memory_format=CL), y[i * BATCH : (i + 1) * BATCH])
+        for i in range(iters)
+    ]
     models = [create_model("cifar10_quick").to(memory_format=CL) for _ in range(M)]
     opts = [torch.optim.SGD(m.parameters(), lr=LR, momentum=MOMENTUM) for m in models]
     t0 = time.perf_counter()
@@ -82,16 +84,20 @@ def torchensemble_seconds(iters: int) -> float:
     t0 = time.perf_counter()
     ens = VotingClassifier(estimator=QuickCL, n_estimators=M, cuda=False)
     ens.set_optimizer("SGD", lr=LR, momentum=MOMENTUM)
-    ens.fit(loader, epochs=1, log_interval=10 ** 9, save_model=False)
+    ens.fit(loader, epochs=1, log_interval=10**9, save_model=False)
     return time.perf_counter() - t0
 
 
 def mheads_seconds(iters: int, source: Path, work: Path) -> float:
-    cfg = Config(name="peers", model=ModelConfig(name="cifar10_quick", members=M),
-                 data=DataConfig(source=str(source), normalize="mean_image", test_limit=1000),
-                 optim=OptimConfig(lr=LR, momentum=MOMENTUM, weight_decay=0.0, schedule="fixed"),
-                 train=TrainConfig(iterations=iters, batch_size=BATCH, eval_every=0, checkpoint_every=0,
-                                   eval_batch_size=1000)).validate()
+    cfg = Config(
+        name="peers",
+        model=ModelConfig(name="cifar10_quick", members=M),
+        data=DataConfig(source=str(source), normalize="mean_image", test_limit=1000),
+        optim=OptimConfig(lr=LR, momentum=MOMENTUM, weight_decay=0.0, schedule="fixed"),
+        train=TrainConfig(
+            iterations=iters, batch_size=BATCH, eval_every=0, checkpoint_every=0, eval_batch_size=1000
+        ),
+    ).validate()
     run = work / "mheads-run"
     t0 = time.perf_counter()
     fit(cfg, run, overwrite=True, progress=False)
@@ -112,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     retain_freed_memory()  # the same allocator setting for every contender (fit applies it itself)
     source = write_synthetic_cifar10(args.out / "synthetic-cifar10", n_train=n_b * BATCH, n_test=1000)
-    contenders = {"bare plain loop (4 modules, 4 SGD)": bare_seconds,
-                  "mheads fit": lambda n: mheads_seconds(n, source, args.out)}
+    contenders = {
+        "bare plain loop (4 modules, 4 SGD)": bare_seconds,
+        "mheads fit": lambda n: mheads_seconds(n, source, args.out),
+    }
     try:
         import torchensemble  # noqa: F401
 
@@ -125,20 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     per: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             per[name].append((contenders[name](n_b) - contenders[name](n_a)) / (n_b - n_a))
         done = ", ".join(f"{n} {1000 * v[-1]:.1f} ms" for n, v in per.items())
         print(f"round {r + 1}/{args.rounds}: {done}", flush=True)
     noisy = [n for n, v in per.items() if median(v) <= 0]
     if noisy:  # T(Nb) <= T(Na): the machine's noise exceeds Nb - Na iterations of work
-        print(f"warning: marginal time <= 0 for {', '.join(noisy)}: the difference of {n_b - n_a} iterations "
-              "is below this machine's noise; raise --iters or --rounds", file=sys.stderr)
+        print(
+            f"warning: marginal time <= 0 for {', '.join(noisy)}: the difference of {n_b - n_a} iterations "
+            "is below this machine's noise; raise --iters or --rounds",
+            file=sys.stderr,
+        )
     base = per[names[0]]
-    section = (f"end-to-end trainers, CIFAR10-Quick x{M}, batch {BATCH}, marginal time per iteration "
-               f"(T({n_b}) - T({n_a})) / {n_b - n_a}")
-    rows = [Row(section, name, 1000 * median(v), 1000 * spread(v), 1000 * min(v), BATCH / median(v),
-                ratio=median(base) / median(v), ratio_to="bare", extra={"samples": len(v)})
-            for name, v in per.items()]
+    section = (
+        f"end-to-end trainers, CIFAR10-Quick x{M}, batch {BATCH}, marginal time per iteration "
+        f"(T({n_b}) - T({n_a})) / {n_b - n_a}"
+    )
+    rows = [
+        Row(
+            section,
+            name,
+            1000 * median(v),
+            1000 * spread(v),
+            1000 * min(v),
+            BATCH / median(v),
+            ratio=median(base) / median(v),
+            ratio_to="bare",
+            extra={"samples": len(v)},
+        )
+        for name, v in per.items()
+    ]
     hw = hardware(torch.device("cpu"))
     text = "hardware: " + ", ".join(f"{k}={v}" for k, v in hw.items()) + "\n" + format_table(rows)
     print(text)

@@ -28,17 +28,30 @@ from workloads import Setup, mheads_train_step  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="cifar10_quick", help="registered base network (mheads list-models)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option (a YAML value), e.g. width=0.25; repeatable")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option (a YAML value), e.g. width=0.25; repeatable",
+    )
     p.add_argument("--members", type=int, default=4)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--splits", default=None,
-                   help="comma-separated split points, 'none' for the independent ensemble (default: none "
-                        "and every parameterized layer but the last)")
-    p.add_argument("--exec", default="loop", choices=("loop", "fused", "auto"), dest="exec_mode",
-                   help="TreeNet execution mode (the `cpu` sweeps train in loop mode)")
+    p.add_argument(
+        "--splits",
+        default=None,
+        help="comma-separated split points, 'none' for the independent ensemble (default: none "
+        "and every parameterized layer but the last)",
+    )
+    p.add_argument(
+        "--exec",
+        default="loop",
+        choices=("loop", "fused", "auto"),
+        dest="exec_mode",
+        help="TreeNet execution mode (the `cpu` sweeps train in loop mode)",
+    )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=3, help="steps per timed sample")
     p.add_argument("--warmup", type=int, default=2)
@@ -70,8 +83,10 @@ def splits(a: argparse.Namespace) -> list[str | None]:
     out = []
     for s in (s.strip() for s in a.splits.split(",")):
         if s != "none" and s not in layers[:-1]:
-            raise SystemExit(f"--splits: {s!r} is not a split point of {a.model}; choose from none, "
-                             f"{', '.join(layers[:-1])}")
+            raise SystemExit(
+                f"--splits: {s!r} is not a split point of {a.model}; choose from none, "
+                f"{', '.join(layers[:-1])}"
+            )
         out.append(None if s == "none" else s)
     return out
 
@@ -79,13 +94,20 @@ def splits(a: argparse.Namespace) -> list[str | None]:
 def measure(a: argparse.Namespace) -> list[Row]:
     setup = Setup(device=torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(a.batch, 3, a.image_size, a.image_size, generator=g)
-                .contiguous(memory_format=setup.memory_format),
-                torch.randint(0, a.classes, (a.batch,), generator=g)) for _ in range(4)]
+    batches = [
+        (
+            torch.randn(a.batch, 3, a.image_size, a.image_size, generator=g).contiguous(
+                memory_format=setup.memory_format
+            ),
+            torch.randint(0, a.classes, (a.batch,), generator=g),
+        )
+        for _ in range(4)
+    ]
     steps, flops = {}, {}
     for split in splits(a):
-        net = TreeNet(model_factory(a.model, **model_kwargs(a)), a.members, split, seed=0,
-                      exec_mode=a.exec_mode).to(memory_format=setup.memory_format)
+        net = TreeNet(
+            model_factory(a.model, **model_kwargs(a)), a.members, split, seed=0, exec_mode=a.exec_mode
+        ).to(memory_format=setup.memory_format)
         name = f"split {split}"
         flops[name] = count_macs(net, (3, a.image_size, a.image_size)).train_flops(a.batch)
         steps[name] = mheads_train_step(setup, net, batches, sgd=dict(lr=0.001, momentum=0.9))
@@ -94,13 +116,25 @@ def measure(a: argparse.Namespace) -> list[Row]:
     section = f"training step vs split point, {a.model} {a.options or ''} x{a.members}, batch {a.batch}"
     rows = []
     for name, xs in times.items():
-        rows.append(Row(section, name, 1000 * median(xs), 1000 * spread(xs), 1000 * min(xs),
-                        a.batch / median(xs), ratio=base / median(xs), ratio_to="split None",
-                        gflop_per_s=flops[name] / median(xs) / 1e9,
-                        note=f"FLOP ratio vs None {base_flops / flops[name]:.2f}x",
-                        extra={"samples": len(xs),
-                               "flop_ratio_vs_independent": round(base_flops / flops[name], 4),
-                               "train_mflops_per_image": round(flops[name] / a.batch / 1e6, 2)}))
+        rows.append(
+            Row(
+                section,
+                name,
+                1000 * median(xs),
+                1000 * spread(xs),
+                1000 * min(xs),
+                a.batch / median(xs),
+                ratio=base / median(xs),
+                ratio_to="split None",
+                gflop_per_s=flops[name] / median(xs) / 1e9,
+                note=f"FLOP ratio vs None {base_flops / flops[name]:.2f}x",
+                extra={
+                    "samples": len(xs),
+                    "flop_ratio_vs_independent": round(base_flops / flops[name], 4),
+                    "train_mflops_per_image": round(flops[name] / a.batch / 1e6, 2),
+                },
+            )
+        )
     return rows
 
 

@@ -93,11 +93,28 @@ class Plan:
     warmup: int
 
 
-FULL = Plan(train_rounds=11, train_steps=2, infer_rounds=7, sweep_rounds=5, members=(1, 2, 4, 8, 16),
-            splits=(None, "conv1", "conv2", "conv3", "ip1", "ip2"), fit_iters=(10, 50, 10), fit_rounds=3,
-            warmup=2)
-QUICK = Plan(train_rounds=3, train_steps=1, infer_rounds=2, sweep_rounds=2, members=(1, 2, 4),
-             splits=(None, "conv1", "ip2"), fit_iters=(4, 12, 4), fit_rounds=1, warmup=1)
+FULL = Plan(
+    train_rounds=11,
+    train_steps=2,
+    infer_rounds=7,
+    sweep_rounds=5,
+    members=(1, 2, 4, 8, 16),
+    splits=(None, "conv1", "conv2", "conv3", "ip1", "ip2"),
+    fit_iters=(10, 50, 10),
+    fit_rounds=3,
+    warmup=2,
+)
+QUICK = Plan(
+    train_rounds=3,
+    train_steps=1,
+    infer_rounds=2,
+    sweep_rounds=2,
+    members=(1, 2, 4),
+    splits=(None, "conv1", "ip2"),
+    fit_iters=(4, 12, 4),
+    fit_rounds=1,
+    warmup=1,
+)
 
 
 class Bench:
@@ -116,16 +133,38 @@ class Bench:
         self.fns.update({(section, k): v for k, v in contenders.items()})
         return interleaved(contenders, rounds=rounds, steps=steps, warmup=self.plan.warmup, sync=self.sync)
 
-    def add(self, section: str, name: str, secs: list[float], images: int, *, base: list[float] | None = None,
-            base_name: str = "", target: float | None = None, flops: float | None = None, note: str = "",
-            **extra) -> Row:
+    def add(
+        self,
+        section: str,
+        name: str,
+        secs: list[float],
+        images: int,
+        *,
+        base: list[float] | None = None,
+        base_name: str = "",
+        target: float | None = None,
+        flops: float | None = None,
+        note: str = "",
+        **extra,
+    ) -> Row:
         med = median(secs)
         gflops = flops / med / 1e9 if flops else None
         frac = flops / med / self.peak_flops if flops and self.peak_flops else None
-        row = Row(section, name, med * 1e3, spread(secs) * 1e3, min(secs) * 1e3,
-                  images / med if images else None, ratio=median(base) / med if base is not None else None,
-                  ratio_to=base_name, target=target, gflop_per_s=gflops, frac_matmul_peak=frac, note=note,
-                  extra={"samples": len(secs), **extra})
+        row = Row(
+            section,
+            name,
+            med * 1e3,
+            spread(secs) * 1e3,
+            min(secs) * 1e3,
+            images / med if images else None,
+            ratio=median(base) / med if base is not None else None,
+            ratio_to=base_name,
+            target=target,
+            gflop_per_s=gflops,
+            frac_matmul_peak=frac,
+            note=note,
+            extra={"samples": len(secs), **extra},
+        )
         self.rows.append(row)
         return row
 
@@ -141,19 +180,23 @@ def training(b: Bench) -> None:
     s, p = b.setup, b.plan
     sec = f"1+3. training step, M={M}, batch {TRAIN_BATCH}"
     batches = make_batches(s, TRAIN_BATCH)
-    nets = {(split, mode): make_tree(s, M, split, mode)
-            for split in (None, "conv1") for mode in ("loop", "fused")}
+    nets = {
+        (split, mode): make_tree(s, M, split, mode) for split in (None, "conv1") for mode in ("loop", "fused")
+    }
     plain = plain_models(s, nets[(None, "loop")])
     mm, mm_flops = matmul_fn(s.device, 4096 if s.device.type == "cuda" else 2048)
-    c = {"plain loop: 4 nn.Modules, 4 SGD": plain_train_step(s, plain, batches),
-         "one model (1 nn.Module, 1 SGD)": plain_train_step(s, plain[:1], batches)}
+    c = {
+        "plain loop: 4 nn.Modules, 4 SGD": plain_train_step(s, plain, batches),
+        "one model (1 nn.Module, 1 SGD)": plain_train_step(s, plain[:1], batches),
+    }
     for (split, mode), net in nets.items():
         c[b.tree_label(split, mode)] = mheads_train_step(s, net, batches)
     if not s.compile:  # torch.func's vmap and torch.compile do not mix here
         for split in (None, "conv1"):
             net = make_tree(s, M, split)
-            c[f"mheads {'independent' if split is None else 'TreeNet split conv1'} [vmap, torch.func]"] = \
+            c[f"mheads {'independent' if split is None else 'TreeNet split conv1'} [vmap, torch.func]"] = (
                 mheads_train_step(s, net, batches, forward=vmap_forward(net))
+            )
     c["float32 torch.mm (peak reference)"] = mm
     t = b.run(sec, c, p.train_rounds, p.train_steps)
     b.peak_flops = mm_flops / median(t["float32 torch.mm (peak reference)"])
@@ -161,8 +204,14 @@ def training(b: Bench) -> None:
     base = t["plain loop: 4 nn.Modules, 4 SGD"]
     bn = "plain loop"
     b.add(sec, "plain loop: 4 nn.Modules, 4 SGD", base, TRAIN_BATCH, base=base, base_name=bn, flops=M * one)
-    b.add(sec, "one model (1 nn.Module, 1 SGD)", t["one model (1 nn.Module, 1 SGD)"], TRAIN_BATCH, flops=one,
-          note="images/s of a single model, for scale")
+    b.add(
+        sec,
+        "one model (1 nn.Module, 1 SGD)",
+        t["one model (1 nn.Module, 1 SGD)"],
+        TRAIN_BATCH,
+        flops=one,
+        note="images/s of a single model, for scale",
+    )
     for name, secs in t.items():
         if not name.startswith("mheads"):
             continue
@@ -172,14 +221,23 @@ def training(b: Bench) -> None:
             target = 1.0 if split is None else 1.25
         flops = count_macs(nets[(split, "loop")], IMAGE, device=s.device).train_flops(TRAIN_BATCH)
         b.add(sec, name, secs, TRAIN_BATCH, base=base, base_name=bn, target=target, flops=flops)
-    b.add(sec, "float32 torch.mm (peak reference)", t["float32 torch.mm (peak reference)"], 0, flops=mm_flops,
-          note=f"{mm_flops / 1e9:.1f} GFLOP per call")
+    b.add(
+        sec,
+        "float32 torch.mm (peak reference)",
+        t["float32 torch.mm (peak reference)"],
+        0,
+        flops=mm_flops,
+        note=f"{mm_flops / 1e9:.1f} GFLOP per call",
+    )
     if s.compile:
         err = compile_gradient_error(s, nets[(None, "loop")], batches[0])
         b.rows[-1].note += f"; torch.compile relative gradient error vs eager: {err:.1e}"
         if err > 1e-3:
-            print(f"WARNING: torch.compile gives wrong training gradients here (relative error {err:.1e}); "
-                  "its training numbers are not valid", file=sys.stderr)
+            print(
+                f"WARNING: torch.compile gives wrong training gradients here (relative error {err:.1e}); "
+                "its training numbers are not valid",
+                file=sys.stderr,
+            )
 
 
 def inference(b: Bench) -> None:
@@ -187,11 +245,14 @@ def inference(b: Bench) -> None:
     s, p = b.setup, b.plan
     sec = f"4. inference, M={M}, batch {INFER_BATCH}"
     x = make_batches(s, INFER_BATCH, n=1)[0][0]
-    nets = {(split, mode): make_tree(s, M, split, mode)
-            for split in (None, "conv1") for mode in ("loop", "fused")}
+    nets = {
+        (split, mode): make_tree(s, M, split, mode) for split in (None, "conv1") for mode in ("loop", "fused")
+    }
     plain = plain_models(s, nets[(None, "loop")])
-    c = {"M x one model (plain loop)": plain_inference(s, plain, x),
-         "one model": plain_inference(s, plain[:1], x)}
+    c = {
+        "M x one model (plain loop)": plain_inference(s, plain, x),
+        "one model": plain_inference(s, plain[:1], x),
+    }
     for (split, mode), net in nets.items():
         c[b.tree_label(split, mode)] = mheads_inference(s, net, x)
     t = b.run(sec, c, p.infer_rounds, 1)
@@ -224,8 +285,15 @@ def scaling(b: Bench) -> None:
             name = f"M={m} [{mode}]"
             # ratio = M x (step time of one member) / (step time of M): 1.0 is linear growth, > 1 economy of
             # scale.
-            b.add(sec, name, t[name], TRAIN_BATCH, base=[x * m for x in base], base_name="M x (M=1)",
-                  flops=macs[name])
+            b.add(
+                sec,
+                name,
+                t[name],
+                TRAIN_BATCH,
+                base=[x * m for x in base],
+                base_name="M x (M=1)",
+                flops=macs[name],
+            )
     sec = f"5b. training step vs split point, M={M}, batch {TRAIN_BATCH} [{b.auto}]"
     c, info = {}, {}
     for split in p.splits:
@@ -239,11 +307,18 @@ def scaling(b: Bench) -> None:
     full = info["split None"].total_macs
     for name, count in info.items():
         share = count.share("root.layers.")
-        b.add(sec, name, t[name], TRAIN_BATCH, base=base, base_name="split None",
-              flops=count.train_flops(TRAIN_BATCH),
-              note=f"trunk {share:.0%} of the tree's FLOPs; FLOP ratio vs None "
-                   f"{full / count.total_macs:.2f}x",
-              trunk_flop_share=round(share, 4), flop_ratio_vs_independent=round(full / count.total_macs, 4))
+        b.add(
+            sec,
+            name,
+            t[name],
+            TRAIN_BATCH,
+            base=base,
+            base_name="split None",
+            flops=count.train_flops(TRAIN_BATCH),
+            note=f"trunk {share:.0%} of the tree's FLOPs; FLOP ratio vs None {full / count.total_macs:.2f}x",
+            trunk_flop_share=round(share, 4),
+            flop_ratio_vs_independent=round(full / count.total_macs, 4),
+        )
 
 
 def fit_section(b: Bench) -> None:
@@ -261,24 +336,53 @@ def fit_section(b: Bench) -> None:
     for _ in range(p.warmup):
         bare()
     for r in range(p.fit_rounds):
-        fit_s.append(marginal_fit_seconds(source, b.out, members=M, split=None, n_a=n_a, n_b=n_b, every=every,
-                                          batch=TRAIN_BATCH, device=s.device.type,
-                                          channels_last=s.channels_last, amp=s.bf16))
+        fit_s.append(
+            marginal_fit_seconds(
+                source,
+                b.out,
+                members=M,
+                split=None,
+                n_a=n_a,
+                n_b=n_b,
+                every=every,
+                batch=TRAIN_BATCH,
+                device=s.device.type,
+                channels_last=s.channels_last,
+                amp=s.bf16,
+            )
+        )
         b.sync()
         t0 = time.perf_counter()
         for _ in range(n_b - n_a):
             bare()
         b.sync()
         bare_s.append((time.perf_counter() - t0) / (n_b - n_a))
-    kw = dict(members=M, split=None, every=every, batch=TRAIN_BATCH, device=s.device.type,
-              channels_last=s.channels_last, threads=torch.get_num_threads(), amp=s.bf16)
+    kw = dict(
+        members=M,
+        split=None,
+        every=every,
+        batch=TRAIN_BATCH,
+        device=s.device.type,
+        channels_last=s.channels_last,
+        threads=torch.get_num_threads(),
+        amp=s.bf16,
+    )
     b.fns[(sec, "bare step loop (in-memory tensors)")] = bare
-    b.fns[(sec, "fit (marginal s/iteration)")] = lambda: time_fit(fit_config(source, iterations=n_b, **kw),
-                                                                  b.out / "fit_profile")
+    b.fns[(sec, "fit (marginal s/iteration)")] = lambda: time_fit(
+        fit_config(source, iterations=n_b, **kw), b.out / "fit_profile"
+    )
     b.add(sec, "bare step loop (in-memory tensors)", bare_s, TRAIN_BATCH, base=bare_s, base_name="bare")
-    b.add(sec, "fit (marginal s/iteration)", fit_s, TRAIN_BATCH, base=bare_s, base_name="bare", target=0.9,
-          note=f"T({n_b} it) - T({n_a} it); eval of {10 * every} images + checkpoint every {every} it; "
-               "crop+flip augmentation")
+    b.add(
+        sec,
+        "fit (marginal s/iteration)",
+        fit_s,
+        TRAIN_BATCH,
+        base=bare_s,
+        base_name="bare",
+        target=0.9,
+        note=f"T({n_b} it) - T({n_a} it); eval of {10 * every} images + checkpoint every {every} it; "
+        "crop+flip augmentation",
+    )
 
 
 def resnet20(b: Bench, batch: int = RESNET_BATCH) -> None:
@@ -299,34 +403,72 @@ def resnet20(b: Bench, batch: int = RESNET_BATCH) -> None:
     one = count_macs(plain[0], IMAGE, device=s.device)
     base = t[base_name]
     b.add(sec, base_name, base, batch, base=base, base_name=bn, flops=M * one.train_flops(batch))
-    b.add(sec, one_by_one, t[one_by_one], batch, base=base, base_name=bn, flops=M * one.train_flops(batch),
-          note="independent cross-entropy: each member's forward and backward in turn (fit's path)")
+    b.add(
+        sec,
+        one_by_one,
+        t[one_by_one],
+        batch,
+        base=base,
+        base_name=bn,
+        flops=M * one.train_flops(batch),
+        note="independent cross-entropy: each member's forward and backward in turn (fit's path)",
+    )
     for split, net in nets.items():
         name = b.tree_label(split, "loop")
         count = count_macs(net, IMAGE, device=s.device)
         flop_ratio = M * one.total_macs / count.total_macs
-        b.add(sec, name, t[name], batch, base=base, base_name=bn,
-              flops=count.train_flops(batch), flop_ratio_vs_plain=round(flop_ratio, 4),
-              trunk_flop_share=round(count.share("root.layers."), 4),
-              note=f"FLOP ratio vs plain loop {flop_ratio:.2f}x (the speed-up its FLOPs predict)")
+        b.add(
+            sec,
+            name,
+            t[name],
+            batch,
+            base=base,
+            base_name=bn,
+            flops=count.train_flops(batch),
+            flop_ratio_vs_plain=round(flop_ratio, 4),
+            trunk_flop_share=round(count.share("root.layers."), 4),
+            note=f"FLOP ratio vs plain loop {flop_ratio:.2f}x (the speed-up its FLOPs predict)",
+        )
 
     sec = f"6b. fx-cut cost: one ResNet-20 forward+backward, batch {batch}"
     model = base_model(s)
     chain = fx_chain(model, ["layer1"])  # shares model's parameters
     own, cut = "ResNet-20, its own forward", "same model cut after layer1 (torch.fx), segments chained"
-    t = b.run(sec, {own: plain_train_step(s, [model], batches, sgd=None),
-                    cut: plain_train_step(s, [chain], batches, sgd=None)}, p.train_rounds, p.train_steps)
-    flops = {name: count_macs(m, IMAGE, device=s.device).train_flops(batch)
-             for name, m in ((own, model), (cut, chain))}
+    t = b.run(
+        sec,
+        {
+            own: plain_train_step(s, [model], batches, sgd=None),
+            cut: plain_train_step(s, [chain], batches, sgd=None),
+        },
+        p.train_rounds,
+        p.train_steps,
+    )
+    flops = {
+        name: count_macs(m, IMAGE, device=s.device).train_flops(batch)
+        for name, m in ((own, model), (cut, chain))
+    }
     b.add(sec, own, t[own], batch, base=t[own], base_name="own forward", flops=flops[own])
-    b.add(sec, cut, t[cut], batch, base=t[own], base_name="own forward", flops=flops[cut],
-          note="no optimizer step; same FLOPs as the own forward"
-               + ("" if flops[cut] == flops[own] else " (NOT: the FLOP counts differ)")
-               + ", so the ratio should be about 1.0")
+    b.add(
+        sec,
+        cut,
+        t[cut],
+        batch,
+        base=t[own],
+        base_name="own forward",
+        flops=flops[cut],
+        note="no optimizer step; same FLOPs as the own forward"
+        + ("" if flops[cut] == flops[own] else " (NOT: the FLOP counts differ)")
+        + ", so the ratio should be about 1.0",
+    )
 
 
-SECTIONS = {"training": training, "inference": inference, "scaling": scaling, "fit": fit_section,
-            "resnet20": resnet20}
+SECTIONS = {
+    "training": training,
+    "inference": inference,
+    "scaling": scaling,
+    "fit": fit_section,
+    "resnet20": resnet20,
+}
 
 
 # --- profiling of missed targets ----------------------------------------------------------------------------
@@ -350,8 +492,10 @@ def profile_missed(b: Bench) -> list[str]:
         table = prof.key_averages().table(sort_by=key, row_limit=12)
         slug = re.sub(r"[^a-z0-9]+", "_", row.name.lower()).strip("_")[:60]
         (b.out / f"profile_{slug}.txt").write_text(f"{row.section} / {row.name}\n{table}\n")
-        reports.append(f"Missed target: {row.name} ({row.ratio:.2f}x vs {row.ratio_to}, "
-                       f"target {row.target:.2f}x). Top operators over {calls} call(s):\n{table}")
+        reports.append(
+            f"Missed target: {row.name} ({row.ratio:.2f}x vs {row.ratio_to}, "
+            f"target {row.target:.2f}x). Top operators over {calls} call(s):\n{table}"
+        )
     return reports
 
 
@@ -360,18 +504,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="folder for throughput.csv and profiles")
     ap.add_argument("--quick", action="store_true", help="few rounds and small sweeps (development)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--bf16", action="store_true",
-                    help="bf16 autocast on both sides (GPU; very slow on most CPUs)")
+    ap.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast on both sides (GPU; very slow on most CPUs)"
+    )
     ap.add_argument("--compile", action="store_true", help="torch.compile every model on both sides")
-    ap.add_argument("--no-channels-last", action="store_true",
-                    help="NCHW instead of channels_last on both sides")
+    ap.add_argument(
+        "--no-channels-last", action="store_true", help="NCHW instead of channels_last on both sides"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--sections", default=",".join(SECTIONS),
-                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    ap.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
     ap.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
-    ap.add_argument("--no-retain-memory", action="store_true",
-                    help="keep glibc's default malloc thresholds (see mheads.train.allocator); by default "
-                         "freed memory is kept in the process for both sides")
+    ap.add_argument(
+        "--no-retain-memory",
+        action="store_true",
+        help="keep glibc's default malloc thresholds (see mheads.train.allocator); by default "
+        "freed memory is kept in the process for both sides",
+    )
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device: got 'cuda' but torch sees no CUDA device; use --device cpu")
@@ -382,19 +534,30 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [x.strip() for x in args.sections.split(",") if x.strip()]
     unknown = [x for x in chosen if x not in SECTIONS]
     if unknown or not chosen:
-        ap.error(f"--sections: got {args.sections!r}; expected a comma-separated subset of "
-                 f"{', '.join(SECTIONS)}")
+        ap.error(
+            f"--sections: got {args.sections!r}; expected a comma-separated subset of {', '.join(SECTIONS)}"
+        )
     retained = False if args.no_retain_memory else retain_freed_memory()
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True  # both sides: let cuDNN pick its fastest convolution per shape
     torch.manual_seed(0)
-    setup = Setup(device=torch.device(args.device), channels_last=not args.no_channels_last, bf16=args.bf16,
-                  compile=args.compile)
+    setup = Setup(
+        device=torch.device(args.device),
+        channels_last=not args.no_channels_last,
+        bf16=args.bf16,
+        compile=args.compile,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(setup, QUICK if args.quick else FULL, args.out)
     hw = hardware(setup.device)
-    hw.update(channels_last=str(setup.channels_last), bf16=str(setup.bf16), compile=str(setup.compile),
-              quick=str(args.quick), auto_exec=bench.auto, malloc_retain=str(retained))
+    hw.update(
+        channels_last=str(setup.channels_last),
+        bf16=str(setup.bf16),
+        compile=str(setup.compile),
+        quick=str(args.quick),
+        auto_exec=bench.auto,
+        malloc_retain=str(retained),
+    )
     t0 = time.perf_counter()
     for name in SECTIONS:  # fixed order: section 1 measures the matmul peak the others use
         if name in chosen:
@@ -405,10 +568,11 @@ def main(argv: list[str] | None = None) -> int:
     report = ["hardware: " + ", ".join(f"{k}={v}" for k, v in hw.items())]
     if bench.peak_flops:
         report.append(f"float32 torch.mm peak measured in this run: {bench.peak_flops / 1e9:.1f} GFLOP/s")
-    report += ["img/s: images per second through the whole ensemble (every image seen by all members); "
-               "ratio: the",
-               "baseline's time over this row's (higher is better); GFLOP/s from exact conv/linear FLOPs",
-               format_table(bench.rows)]
+    report += [
+        "img/s: images per second through the whole ensemble (every image seen by all members); ratio: the",
+        "baseline's time over this row's (higher is better); GFLOP/s from exact conv/linear FLOPs",
+        format_table(bench.rows),
+    ]
     report += [f"  note [{row.name}]: {row.note}" for row in bench.rows if row.note]
     print("\n".join(report))
     (args.out / "throughput.txt").write_text("\n".join(report) + "\n")

@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-retain-memory", action="store_true",
-                    help="keep glibc's default malloc thresholds (see mheads.train.allocator)")
+    ap.add_argument(
+        "--no-retain-memory",
+        action="store_true",
+        help="keep glibc's default malloc thresholds (see mheads.train.allocator)",
+    )
     args = ap.parse_args()
     retained = False if args.no_retain_memory else retain_freed_memory()  # the same for every contender
     dev = torch.device(args.device)
@@ -73,10 +76,12 @@ def main() -> None:
     contenders = {"plain": plain_loop, "tree": tree_loop, "train_step": user_step}
     times = interleaved(contenders, rounds=args.rounds, steps=args.steps, warmup=3, sync=synchronizer(dev))
     hw = hardware(dev)
-    where = hw['accelerator'] if dev.type == 'cuda' else hw.get('cpu')
-    print(f"# {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"M={M}, batch {args.batch}, median of {args.rounds} interleaved rounds of {args.steps} steps, "
-          f"freed memory retained: {retained}")
+    where = hw["accelerator"] if dev.type == "cuda" else hw.get("cpu")
+    print(
+        f"# {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"M={M}, batch {args.batch}, median of {args.rounds} interleaved rounds of {args.steps} steps, "
+        f"freed memory retained: {retained}"
+    )
     base = median(times["plain"])
     print(f"{'contender':<12} {'ms/step':>9} {'/plain':>8}")
     for name, ts in times.items():

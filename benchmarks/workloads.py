@@ -46,14 +46,18 @@ class Setup:
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
 
-def make_batches(setup: Setup, batch: int, n: int = 4,
-                 seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    setup: Setup, batch: int, n: int = 4, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """n in-memory batches: images (B, 3, 32, 32) in the chosen layout, labels (B,)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        x = (torch.randn(batch, 3, 32, 32, generator=g).to(setup.device)
-             .contiguous(memory_format=setup.memory_format))
+        x = (
+            torch.randn(batch, 3, 32, 32, generator=g)
+            .to(setup.device)
+            .contiguous(memory_format=setup.memory_format)
+        )
         y = torch.randint(0, 10, (batch,), generator=g).to(setup.device)
         out.append((x, y))
     return out
@@ -96,8 +100,9 @@ def _maybe_compile(setup: Setup, module: nn.Module) -> Callable:
     return torch.compile(module) if setup.compile else module
 
 
-def plain_train_step(setup: Setup, models: list[nn.Module], batches,
-                     sgd: dict | None = SGD_KW) -> Callable[[], None]:
+def plain_train_step(
+    setup: Setup, models: list[nn.Module], batches, sgd: dict | None = SGD_KW
+) -> Callable[[], None]:
     """One step of the plain loop: for each model, zero_grad, forward, cross-entropy, backward, its own SGD
     step (``sgd``: its keyword arguments; None: forward and backward only, no optimizer)."""
     fwds = [_maybe_compile(setup, m) for m in models]
@@ -117,8 +122,14 @@ def plain_train_step(setup: Setup, models: list[nn.Module], batches,
     return step
 
 
-def mheads_train_step(setup: Setup, net: nn.Module, batches, forward: Callable | None = None,
-                      sgd: dict = SGD_KW, loss: Callable = independent_ce) -> Callable[[], None]:
+def mheads_train_step(
+    setup: Setup,
+    net: nn.Module,
+    batches,
+    forward: Callable | None = None,
+    sgd: dict = SGD_KW,
+    loss: Callable = independent_ce,
+) -> Callable[[], None]:
     """One step of a TreeNet: one forward to member logits (M, B, C), the summed member losses (``loss``), one
     backward, one SGD step over all parameters (the gradients equal the per-member optimizers')."""
     fwd = forward if forward is not None else _maybe_compile(setup, net)

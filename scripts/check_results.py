@@ -76,17 +76,19 @@ def check(lines: list[str], values, pairs, params):
         line = line.replace("**", "")
         for g in GROUP.finditer(line):
             parts = [g.group(1)] + [p.strip() for p in g.group(2).split("/") if p.strip()]
-            tail = line[g.end():]
+            tail = line[g.end() :]
             # a table cell of per-seed values followed by the cell of their mean ± std
-            in_cell = line[:g.start()].rstrip().endswith("|")
+            in_cell = line[: g.start()].rstrip().endswith("|")
             pm = re.match(r"\s*\|\s*(\d+\.\d+) ± (\d+\.\d+)", tail) if in_cell else None
             nums = [_f(p) for p in parts]
             if pm and len(nums) >= 2 and all(not p.startswith(("+", "-", "−")) for p in parts):
                 m, s = statistics.mean(nums), statistics.stdev(nums)
                 # the values are rounded to 0.01: allow that much in the mean and std written
                 if abs(m - float(pm.group(1))) > SLACK or abs(s - float(pm.group(2))) > SLACK:
-                    errors.append(f"{where}: {' / '.join(parts)} has mean ± std {m:.2f} ± {s:.2f}; "
-                                  f"written {pm.group(1)} ± {pm.group(2)}")
+                    errors.append(
+                        f"{where}: {' / '.join(parts)} has mean ± std {m:.2f} ± {s:.2f}; "
+                        f"written {pm.group(1)} ± {pm.group(2)}"
+                    )
             if all(not p.startswith(("+", "-", "−")) and _decimals(p) == 2 for p in parts):
                 for p in parts:
                     if round(_f(p), 2) not in values:

@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check:
         if new != text:
-            print(f"{DOC}: the config reference is out of date; run python scripts/config_reference.py",
-                  file=sys.stderr)
+            print(
+                f"{DOC}: the config reference is out of date; run python scripts/config_reference.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if new != text:

@@ -44,8 +44,10 @@ def ensemble_mean_acc(logits: torch.Tensor, labels: torch.Tensor, members: list[
 
 
 def _text(per_member: list[list[int]], names: list[str]) -> str:
-    return "; ".join(f"member {m}: {', '.join(names[c] for c in cs)}"
-                     for m, cs in enumerate(per_member) if cs) or "none"
+    return (
+        "; ".join(f"member {m}: {', '.join(names[c] for c in cs)}" for m, cs in enumerate(per_member) if cs)
+        or "none"
+    )
 
 
 def main() -> None:
@@ -59,8 +61,10 @@ def main() -> None:
         raise SystemExit(f"sweep: no finished run (metrics.json) under {args.sweep / f'seed-{args.seed}'}")
     subset = [int(m) for m in args.members.split(",") if m.strip()]
     rows = []
-    print("| run | member accuracy (%) | dead class scores | never predicted | ensemble-mean (%) "
-          "| subset ensemble-mean (%) |")
+    print(
+        "| run | member accuracy (%) | dead class scores | never predicted | ensemble-mean (%) "
+        "| subset ensemble-mean (%) |"
+    )
     print("|---|---|---|---|---:|---:|")
     for run in runs:
         logits, labels, names = member_logits(run)
@@ -72,13 +76,22 @@ def main() -> None:
         dead, unseen = dead_classes(logits), never_predicted(logits, logits.shape[-1])
         full = ensemble_mean_acc(logits, labels, members)
         part = ensemble_mean_acc(logits, labels, subset) if subset else None
-        rows.append({"run": run.name, "member_acc": accs,
-                     "dead_classes": [[names[c] for c in cs] for cs in dead],
-                     "never_predicted": [[names[c] for c in cs] for cs in unseen],
-                     "ensemble_mean_acc": full, "subset": subset, "subset_ensemble_mean_acc": part})
-        print(f"| {run.name} | {' / '.join(f'{100 * a:.2f}' for a in accs)} | {_text(dead, names)} | "
-              f"{_text(unseen, names)} | "
-              f"{100 * full:.2f} | {'' if part is None else f'{100 * part:.2f}'} |")
+        rows.append(
+            {
+                "run": run.name,
+                "member_acc": accs,
+                "dead_classes": [[names[c] for c in cs] for cs in dead],
+                "never_predicted": [[names[c] for c in cs] for cs in unseen],
+                "ensemble_mean_acc": full,
+                "subset": subset,
+                "subset_ensemble_mean_acc": part,
+            }
+        )
+        print(
+            f"| {run.name} | {' / '.join(f'{100 * a:.2f}' for a in accs)} | {_text(dead, names)} | "
+            f"{_text(unseen, names)} | "
+            f"{100 * full:.2f} | {'' if part is None else f'{100 * part:.2f}'} |"
+        )
     print(json.dumps(rows))
 
 

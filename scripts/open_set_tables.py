@@ -83,8 +83,15 @@ def main() -> None:
             values = {k: u["ood"]["open_set"][k].get(metric) for k in CRITERIA}
             known = [v for v in values.values() if v is not None]
             best = (max(known) if metric == "auroc" else min(known)) if known else None
-            out.append(_row([label] + ["n/a" if v is None else f"**{v:.3f}**" if v == best else f"{v:.3f}"
-                                       for v in values.values()]))
+            out.append(
+                _row(
+                    [label]
+                    + [
+                        "n/a" if v is None else f"**{v:.3f}**" if v == best else f"{v:.3f}"
+                        for v in values.values()
+                    ]
+                )
+            )
     print("\n".join(out))
 
 

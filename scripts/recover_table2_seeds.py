@@ -28,8 +28,14 @@ def _rows(text: str) -> dict[tuple[str, str], dict]:
 
 
 def main() -> int:
-    old = _rows(subprocess.run(["git", "show", f"{SEED0_COMMIT}:{FOLDER}/results.csv"], check=True,
-                               capture_output=True, text=True).stdout)
+    old = _rows(
+        subprocess.run(
+            ["git", "show", f"{SEED0_COMMIT}:{FOLDER}/results.csv"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     new = _rows((FOLDER / "results.csv").read_text())
     out = []
     for key, r in new.items():
@@ -44,8 +50,17 @@ def main() -> int:
         w0 = float(old[key]["wall_time_s"])
         w1 = float(r["wall_time_s"]) - w0
         for seed, value, wall in ((0, v0, w0), (1, v1, w1)):
-            out.append({**IDENT, "cell": key[0], "seed": seed, "metric": key[1], "value": value,
-                        "wall_time_s": wall, "hardware": HARDWARE})
+            out.append(
+                {
+                    **IDENT,
+                    "cell": key[0],
+                    "seed": seed,
+                    "metric": key[1],
+                    "value": value,
+                    "wall_time_s": wall,
+                    "hardware": HARDWARE,
+                }
+            )
     write_seed_rows(FOLDER / "seeds.csv", out)  # as a sweep writes it, so a later sweep pools these seeds
     print(f"{FOLDER / 'seeds.csv'}: {len(out)} rows")
     return 0

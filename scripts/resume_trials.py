@@ -54,8 +54,17 @@ SMALL_RUN = {
     "data": {"train_limit": 64, "test_limit": 32, "crop_padding": 2, "flip": True, "bagging": True},
     "loss": {"name": "mcl", "k": 1},
     "optim": {"lr": 0.001, "milestones": [15]},
-    "train": {"iterations": 24, "batch_size": 8, "eval_every": 6, "eval_batch_size": 32,
-              "checkpoint_every": 3, "keep_checkpoints": 2, "threads": 1, "device": "cpu", "seed": 7},
+    "train": {
+        "iterations": 24,
+        "batch_size": 8,
+        "eval_every": 6,
+        "eval_batch_size": 32,
+        "checkpoint_every": 3,
+        "keep_checkpoints": 2,
+        "threads": 1,
+        "device": "cpu",
+        "seed": 7,
+    },
 }
 
 
@@ -64,8 +73,16 @@ def write_config(path: Path, stream_folder: Path | None = None) -> Path:
     processes with random-resized crops."""
     cfg = json.loads(json.dumps(SMALL_RUN))
     if stream_folder is not None:
-        cfg["data"].update(source=str(stream_folder), loader="stream", workers=2, image_size=16,
-                           train_crop="random_resized", crop_padding=0, train_limit=None, test_limit=None)
+        cfg["data"].update(
+            source=str(stream_folder),
+            loader="stream",
+            workers=2,
+            image_size=16,
+            train_crop="random_resized",
+            crop_padding=0,
+            train_limit=None,
+            test_limit=None,
+        )
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -135,8 +152,11 @@ def save_leftovers(run: Path) -> list[str]:
     folder = run / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name.startswith((".tmp-", ".trash-")) or not (p / COMMIT_FILE).is_file())
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith((".tmp-", ".trash-")) or not (p / COMMIT_FILE).is_file()
+    )
 
 
 def phase(committed: int | None, leftovers: list[str], finished: bool) -> str:
@@ -147,8 +167,9 @@ def phase(committed: int | None, leftovers: list[str], finished: bool) -> str:
     return "before the first checkpoint" if committed is None else "after a step"
 
 
-def kill_and_resume(config: Path, out: Path, log: Path, rng: random.Random, duration: float,
-                    kills: int) -> list[tuple[float, str]]:
+def kill_and_resume(
+    config: Path, out: Path, log: Path, rng: random.Random, duration: float, kills: int
+) -> list[tuple[float, str]]:
     """Train ``config`` into ``out``; SIGKILL it ``kills`` times, each at a uniformly random moment within
     ``duration`` seconds of its start, resuming after each; let the last resume finish. A run that finishes
     before its kill is started over (the trial must kill something). Returns (seconds, phase) per kill."""
@@ -164,8 +185,12 @@ def kill_and_resume(config: Path, out: Path, log: Path, rng: random.Random, dura
                 cmd.kill()
             code = cmd.wait()
             if code == -signal.SIGKILL:
-                landed.append((delay, phase(committed_step(out), save_leftovers(out),
-                                            (out / "model.safetensors").exists())))
+                landed.append(
+                    (
+                        delay,
+                        phase(committed_step(out), save_leftovers(out), (out / "model.safetensors").exists()),
+                    )
+                )
                 # a kill before the folder was initialised leaves nothing to resume: rerun the command
                 if (out / "config.yaml").is_file():
                     argv = ["train", "--resume", out, "--no-progress"]
@@ -183,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=20, help="number of kill-and-resume trials (default 20)")
     p.add_argument("--max-kills", type=int, default=3, help="SIGKILLs per trial: 1..this, drawn per trial")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    p.add_argument("--workdir", type=Path,
-                   help="keep the run folders here (default: a temporary folder, removed)")
-    p.add_argument("--stream", action="store_true",
-                   help="stream a generated folder of varied-size JPEGs with 2 DataLoader workers "
-                        "(data.loader: stream, random-resized crops) instead of the resident embedded data")
+    p.add_argument(
+        "--workdir", type=Path, help="keep the run folders here (default: a temporary folder, removed)"
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream a generated folder of varied-size JPEGs with 2 DataLoader workers "
+        "(data.loader: stream, random-resized crops) instead of the resident embedded data",
+    )
     args = p.parse_args(argv)
     if args.trials < 1 or args.max_kills < 1:
         p.error(f"--trials and --max-kills must be >= 1, got {args.trials} and {args.max_kills}")
@@ -205,19 +234,35 @@ def main(argv: list[str] | None = None) -> int:
             folder = write_varied_folder(work / "varied", 96, 24, 4, sizes=(16, 40), seed=1)
         config = write_config(work / "run.yaml", folder)
         t0 = time.monotonic()
-        ref = subprocess.run([sys.executable, "-m", "mheads", "train", "--config", str(config), "--out",
-                              str(work / "reference"), "--no-progress"], capture_output=True, text=True)
+        ref = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mheads",
+                "train",
+                "--config",
+                str(config),
+                "--out",
+                str(work / "reference"),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if ref.returncode != 0:
             print(f"the reference run failed:\n{ref.stdout}{ref.stderr}", file=sys.stderr)
             return 1
         ref_s = time.monotonic() - t0
-        forked = start(["train", "--config", config, "--out", work / "forked", "--no-progress"],
-                       work / "forked.log")
+        forked = start(
+            ["train", "--config", config, "--out", work / "forked", "--no-progress"], work / "forked.log"
+        )
         code = forked.wait()
         duration = time.monotonic() - forked.started
         same = run_differences(work / "reference", work / "forked") if code == 0 else [f"exit {code}"]
-        print(f"reference: python -m mheads train in {ref_s:.1f}s; the same run forked from this process "
-              f"in {duration:.1f}s: {'identical' if not same else 'DIFFERENT ' + str(same)}")
+        print(
+            f"reference: python -m mheads train in {ref_s:.1f}s; the same run forked from this process "
+            f"in {duration:.1f}s: {'identical' if not same else 'DIFFERENT ' + str(same)}"
+        )
         if same:
             return 1
 
@@ -226,19 +271,30 @@ def main(argv: list[str] | None = None) -> int:
         for trial in range(args.trials):
             rng = random.Random(args.seed * 100_003 + trial)
             out = work / f"trial{trial:03d}"
-            kills = kill_and_resume(config, out, work / f"trial{trial:03d}.log", rng, duration,
-                                    kills=rng.randint(1, args.max_kills))
+            kills = kill_and_resume(
+                config,
+                out,
+                work / f"trial{trial:03d}.log",
+                rng,
+                duration,
+                kills=rng.randint(1, args.max_kills),
+            )
             diffs = run_differences(work / "reference", out)
             failed += bool(diffs)
             phases.update(ph for _, ph in kills)
             where = "; ".join(f"{s:.2f}s {ph}" for s, ph in kills)
-            print(f"trial {trial + 1:3d}: {len(kills)} kill(s) [{where}] -> "
-                  f"{'bit-identical' if not diffs else 'DIFFERENT: ' + ', '.join(diffs)}", flush=True)
+            print(
+                f"trial {trial + 1:3d}: {len(kills)} kill(s) [{where}] -> "
+                f"{'bit-identical' if not diffs else 'DIFFERENT: ' + ', '.join(diffs)}",
+                flush=True,
+            )
             if not diffs and args.workdir is None:
                 shutil.rmtree(out)
-        print(f"{args.trials - failed}/{args.trials} trials bit-identical to the uninterrupted run "
-              f"({sum(phases.values())} kills: {', '.join(f'{n} {p}' for p, n in phases.most_common())}; "
-              f"{time.monotonic() - t0:.0f}s)")
+        print(
+            f"{args.trials - failed}/{args.trials} trials bit-identical to the uninterrupted run "
+            f"({sum(phases.values())} kills: {', '.join(f'{n} {p}' for p, n in phases.most_common())}; "
+            f"{time.monotonic() - t0:.0f}s)"
+        )
         return 1 if failed else 0
     finally:
         if args.workdir is None:

@@ -85,8 +85,10 @@ class Result:
     seconds: float
 
     def __str__(self) -> str:  # assertion messages show what happened
-        return (f"mheads {' '.join(self.argv)} -> {self.returncode} after {self.seconds:.1f}s\n"
-                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+        return (
+            f"mheads {' '.join(self.argv)} -> {self.returncode} after {self.seconds:.1f}s\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
 
     @property
     def error_line(self) -> str:
@@ -133,9 +135,15 @@ class CliServer:
         self._log = open(self.workdir / "server.log", "w+")
         self.count = 0
         self.busy: Running | None = None
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            cwd=self.workdir,
+        )
         ready = self._read_line(300)
         assert ready == "ready", f"the CLI server did not start: {ready!r}"
 
@@ -157,8 +165,13 @@ class CliServer:
         argv = [str(a) for a in argv]
         self.count += 1
         logs = (self.workdir / f"cmd{self.count}.out", self.workdir / f"cmd{self.count}.err")
-        req = {"argv": argv, "cwd": str(cwd or self.workdir), "env": {**self.env, **(env or {})},
-               "stdout": str(logs[0]), "stderr": str(logs[1])}
+        req = {
+            "argv": argv,
+            "cwd": str(cwd or self.workdir),
+            "env": {**self.env, **(env or {})},
+            "stdout": str(logs[0]),
+            "stderr": str(logs[1]),
+        }
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         self.busy = Running(self, argv, int(self._read_line(60)), logs)
@@ -181,8 +194,14 @@ def run_module(*argv: str | os.PathLike, cwd: Path, env: dict | None = None, tim
     """A genuine ``python -m mheads ...`` process."""
     argv = [str(a) for a in argv]
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "mheads", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mheads", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
     return Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 
 
@@ -196,17 +215,35 @@ SMALL_RUN = {
     "data": {"train_limit": 64, "test_limit": 32, "crop_padding": 2, "flip": True, "bagging": True},
     "loss": {"name": "mcl", "k": 1},
     "optim": {"lr": 0.001, "milestones": [15]},
-    "train": {"iterations": 24, "batch_size": 8, "eval_every": 6, "eval_batch_size": 32,
-              "checkpoint_every": 3, "keep_checkpoints": 2, "threads": 1, "device": "cpu", "seed": 7},
+    "train": {
+        "iterations": 24,
+        "batch_size": 8,
+        "eval_every": 6,
+        "eval_batch_size": 32,
+        "checkpoint_every": 3,
+        "keep_checkpoints": 2,
+        "threads": 1,
+        "device": "cpu",
+        "seed": 7,
+    },
 }
 
 
 def streamed_sections(folder: Path) -> dict:
     """SMALL_RUN's overrides to stream a folder of varied-size JPEGs (``write_varied_folder``) with 2 worker
     processes, random-resized crops and flips."""
-    return {"data": {"source": str(folder), "loader": "stream", "workers": 2, "image_size": 16,
-                     "train_crop": "random_resized", "crop_padding": 0, "train_limit": None,
-                     "test_limit": None}}
+    return {
+        "data": {
+            "source": str(folder),
+            "loader": "stream",
+            "workers": 2,
+            "image_size": 16,
+            "train_crop": "random_resized",
+            "crop_padding": 0,
+            "train_limit": None,
+            "test_limit": None,
+        }
+    }
 
 
 def write_config(path: Path, **sections: dict) -> Path:
@@ -232,8 +269,11 @@ def leftovers(run: Path) -> list[str]:
     folder = run / "checkpoints"
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name.startswith((".tmp-", ".trash-")) or not (p / "COMMITTED").is_file())
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith((".tmp-", ".trash-")) or not (p / "COMMITTED").is_file()
+    )
 
 
 def fresh_tmp(prefix: str) -> Path:
@@ -270,8 +310,9 @@ def resume_argv(out: Path, config: Path) -> list:
     return ["train", "--config", config, "--out", out, "--no-progress"]
 
 
-def kill_and_resume(server: CliServer, config: Path, out: Path, rng, duration: float,
-                    kills: int) -> list[Kill]:
+def kill_and_resume(
+    server: CliServer, config: Path, out: Path, rng, duration: float, kills: int
+) -> list[Kill]:
     """Train ``config`` into ``out``; SIGKILL it ``kills`` times, each at a uniformly random moment within
     ``duration`` seconds of its start, resuming after each kill; let the last resume finish. A run that
     finishes before its kill is started over (the trial must kill something). Returns where the kills landed.
@@ -291,8 +332,14 @@ def kill_and_resume(server: CliServer, config: Path, out: Path, rng, duration: f
             result = running.wait()
             if result.returncode == -signal.SIGKILL:
                 steps = committed_steps(out)
-                landed.append(Kill(delay, steps[-1] if steps else None, leftovers(out),
-                                   (out / "model.safetensors").exists()))
+                landed.append(
+                    Kill(
+                        delay,
+                        steps[-1] if steps else None,
+                        leftovers(out),
+                        (out / "model.safetensors").exists(),
+                    )
+                )
                 argv = resume_argv(out, config)
                 continue
             assert result.returncode == 0, str(result)

@@ -52,8 +52,11 @@ def good(work):
     """A valid config: 3 iterations, a checkpoint after each (2 kept)."""
     from cli_harness import write_config
 
-    return write_config(work / "good.yaml", data={"bagging": False, "crop_padding": 0, "flip": False},
-                        train={"iterations": 3, "checkpoint_every": 1, "eval_every": 0})
+    return write_config(
+        work / "good.yaml",
+        data={"bagging": False, "crop_padding": 0, "flip": False},
+        train={"iterations": 3, "checkpoint_every": 1, "eval_every": 0},
+    )
 
 
 @pytest.fixture(scope="module")

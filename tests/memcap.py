@@ -17,16 +17,32 @@ CAP = 3 * 2**30  # torch and mheads import in well under 2 GiB of address space 
 def _limit(cap: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
     return apply
 
 
-def run_capped(args: list[str], *, cap: int = CAP, timeout: float = 120.0, cwd: Path | None = None,
-               env: dict | None = None, stdin=None) -> subprocess.CompletedProcess:
+def run_capped(
+    args: list[str],
+    *,
+    cap: int = CAP,
+    timeout: float = 120.0,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    stdin=None,
+) -> subprocess.CompletedProcess:
     """``python args...`` (``["-c", code]`` or ``["-m", "mheads", ...]``) under ``cap`` bytes of address
     space."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), **(env or {})}
-    return subprocess.run([sys.executable, *args], preexec_fn=_limit(cap), capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=full_env, stdin=stdin)
+    return subprocess.run(
+        [sys.executable, *args],
+        preexec_fn=_limit(cap),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        stdin=stdin,
+    )
 
 
 def mheads_capped(*argv: str | os.PathLike, **kw) -> subprocess.CompletedProcess:

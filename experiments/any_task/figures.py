@@ -24,8 +24,16 @@ import torch
 
 from mheads.experiments.any_task import multimodal, record
 
-COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-          "tab:olive")
+COLORS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+)
 
 
 def _pyplot():
@@ -46,8 +54,9 @@ def multimodal_figure(folder: Path, test: int = 1024, seed: int = 0) -> Path:
     x, y = multimodal.sample(test, seed + 1000)
     grid = torch.linspace(-1, 1, 201)
     points, weights = multimodal.modes(grid)
-    fig, axes = plt.subplots(2, (len(cells) + 1) // 2, figsize=(3.2 * ((len(cells) + 1) // 2), 6.4),
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        2, (len(cells) + 1) // 2, figsize=(3.2 * ((len(cells) + 1) // 2), 6.4), sharex=True, sharey=True
+    )
     for ax, cell in zip(axes.flat, cells):
         ax.scatter(x[:, 0], y[:, 0], s=2, color="0.75", rasterized=True)
         for j in range(points.shape[1]):
@@ -68,14 +77,15 @@ def multimodal_figure(folder: Path, test: int = 1024, seed: int = 0) -> Path:
             rgba[:, 3] = 0.15 + 0.85 * share
             ax.add_collection(LineCollection(segments, colors=rgba, linewidths=0.8 + 2.4 * share))
         ax.set_title(cell, fontsize=9)
-    for ax in axes.flat[len(cells):]:
+    for ax in axes.flat[len(cells) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("x")
     for ax in axes[:, 0]:
         ax.set_ylabel("y")
-    fig.suptitle("Multimodal regression: each member's hypothesis over x (seed 0); dashed: the true modes",
-                 fontsize=10)
+    fig.suptitle(
+        "Multimodal regression: each member's hypothesis over x (seed 0); dashed: the true modes", fontsize=10
+    )
     fig.tight_layout()
     path = folder / "hypotheses.png"
     fig.savefig(path, dpi=110)
@@ -88,8 +98,11 @@ def sunspots_figure(folder: Path) -> Path:
     from mheads.experiments.any_task import sunspots
 
     rows = record.read(folder / "forecasts.csv")
-    cells = [c for c in ("independent", "mcl", "mcl_scored", "gaussian_independent")
-             if any(r["cell"] == c for r in rows)]
+    cells = [
+        c
+        for c in ("independent", "mcl", "mcl_scored", "gaussian_independent")
+        if any(r["cell"] == c for r in rows)
+    ]
     values = sunspots.series()
     first = min(int(r["year"]) for r in rows)
     years = np.arange(1700, 1700 + len(values))
@@ -109,13 +122,15 @@ def sunspots_figure(folder: Path) -> Path:
                 ax.plot(yr, f, color=COLORS[m % len(COLORS)], lw=1, alpha=alpha)
                 if mine[0]["std"]:
                     sd = np.array([float(r["std"]) for r in mine])
-                    ax.fill_between(yr, f - 1.645 * sd, f + 1.645 * sd, color=COLORS[m % len(COLORS)],
-                                    alpha=0.06)
+                    ax.fill_between(
+                        yr, f - 1.645 * sd, f + 1.645 * sd, color=COLORS[m % len(COLORS)], alpha=0.06
+                    )
         ax.set_title(cell, fontsize=9)
         ax.set_ylabel("sunspots")
     np.atleast_1d(axes)[-1].set_xlabel("year")
-    fig.suptitle("Sunspots, test years: each member's 8-year forecast from every 8th origin (seed 0)",
-                 fontsize=10)
+    fig.suptitle(
+        "Sunspots, test years: each member's 8-year forecast from every 8th origin (seed 0)", fontsize=10
+    )
     fig.tight_layout()
     path = folder / "forecasts.png"
     fig.savefig(path, dpi=110)

@@ -12,9 +12,19 @@ from torch import nn
 from mheads.tasks import Task
 
 
-def train(model: nn.Module, task: Task, loss: str, batches: Callable[[int], Iterator[tuple[Any, Any]]], *,
-          steps: int, lr: float, seed: int, schedule: Callable[[int], dict[str, Any]] | None = None,
-          transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **params: Any) -> list[float]:
+def train(
+    model: nn.Module,
+    task: Task,
+    loss: str,
+    batches: Callable[[int], Iterator[tuple[Any, Any]]],
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    schedule: Callable[[int], dict[str, Any]] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    **params: Any,
+) -> list[float]:
     """`steps` Adam steps on `task.loss(loss, model(x), y)`; `batches(step)` yields the next `(x, y)`.
     `schedule(step)` gives loss parameters that change per step (annealed MCL's temperature), on top of
     `params`; `transform` maps the outputs before the loss (e.g. `uniform_scores`). Returns the loss per
@@ -66,8 +76,9 @@ def outputs(model: nn.Module, loader: torch.utils.data.DataLoader) -> tuple[torc
     return torch.cat(out, dim=1), torch.cat(targets)
 
 
-def sampled(x: torch.Tensor, y: torch.Tensor, batch: int,
-            seed: int) -> Callable[[int], Iterator[tuple[Any, Any]]]:
+def sampled(
+    x: torch.Tensor, y: torch.Tensor, batch: int, seed: int
+) -> Callable[[int], Iterator[tuple[Any, Any]]]:
     """Mini-batches of `batch` rows drawn uniformly with replacement from in-memory tensors (no DataLoader's
     per-item collation: for tiny models it costs more than the step)."""
     generator = torch.Generator().manual_seed(seed)

@@ -25,8 +25,9 @@ def modes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.reshape(-1)
     s = torch.sin(math.pi * x)
     points = torch.stack([s + 0.8, s - 0.8, s + 2.0], dim=-1)
-    weights = torch.where((x > 0).unsqueeze(-1), torch.full_like(points, 1 / 3),
-                          torch.tensor([0.5, 0.5, 0.0], dtype=x.dtype))
+    weights = torch.where(
+        (x > 0).unsqueeze(-1), torch.full_like(points, 1 / 3), torch.tensor([0.5, 0.5, 0.0], dtype=x.dtype)
+    )
     return points, weights
 
 

@@ -11,8 +11,18 @@ from pathlib import Path
 
 from mheads.runs.folder import hardware
 
-SEED_FIELDS = ("experiment", "scale", "data", "overrides", "cell", "seed", "metric", "value", "wall_time_s",
-               "hardware")
+SEED_FIELDS = (
+    "experiment",
+    "scale",
+    "data",
+    "overrides",
+    "cell",
+    "seed",
+    "metric",
+    "value",
+    "wall_time_s",
+    "hardware",
+)
 RESULT_FIELDS = ("cell", "row", "col", "metric", "seeds", "mean", "std", "paper", "wall_time_s")
 
 
@@ -22,13 +32,32 @@ def hardware_line() -> str:
     return f"{hw['cpu']}, {hw['cores']} cores, torch {hw['torch']}"
 
 
-def seed_rows(experiment: str, scale: str, data: str, cell: str, seed: int, metrics: dict[str, float],
-              wall_time_s: float) -> list[dict]:
+def seed_rows(
+    experiment: str,
+    scale: str,
+    data: str,
+    cell: str,
+    seed: int,
+    metrics: dict[str, float],
+    wall_time_s: float,
+) -> list[dict]:
     """One `seeds.csv` row per metric of one run (non-finite values kept as written: nan)."""
     hw = hardware_line()
-    return [{"experiment": experiment, "scale": scale, "data": data, "overrides": "", "cell": cell,
-             "seed": seed, "metric": k, "value": float(v), "wall_time_s": wall_time_s, "hardware": hw}
-            for k, v in metrics.items()]
+    return [
+        {
+            "experiment": experiment,
+            "scale": scale,
+            "data": data,
+            "overrides": "",
+            "cell": cell,
+            "seed": seed,
+            "metric": k,
+            "value": float(v),
+            "wall_time_s": wall_time_s,
+            "hardware": hw,
+        }
+        for k, v in metrics.items()
+    ]
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -43,9 +72,19 @@ def summarize(rows: list[dict]) -> list[dict]:
         finite = [v for v in values if math.isfinite(v)]
         mean = statistics.mean(finite) if finite else math.nan
         std = statistics.stdev(finite) if len(finite) > 1 else math.nan
-        out.append({"cell": cell, "row": cell, "col": "", "metric": metric, "seeds": len(finite),
-                    "mean": mean, "std": std, "paper": "",
-                    "wall_time_s": sum(float(r["wall_time_s"]) for r in rs)})
+        out.append(
+            {
+                "cell": cell,
+                "row": cell,
+                "col": "",
+                "metric": metric,
+                "seeds": len(finite),
+                "mean": mean,
+                "std": std,
+                "paper": "",
+                "wall_time_s": sum(float(r["wall_time_s"]) for r in rs),
+            }
+        )
     return out
 
 

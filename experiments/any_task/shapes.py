@@ -28,8 +28,9 @@ CLASSES = ("background", "square", "disc")
 _ORDER = {"square": np.inf, "disc": 2, "diamond": 1}  # the norm whose ball is each shape
 
 
-def make(n: int, seed: int, height: int = 32, width: int = 48,
-         ambiguous: float = 0.3) -> tuple[TensorPairs, torch.Tensor]:
+def make(
+    n: int, seed: int, height: int = 32, width: int = 48, ambiguous: float = 0.3
+) -> tuple[TensorPairs, torch.Tensor]:
     """See the module docstring; the same data for the same arguments."""
     check_int("n", n, 1)
     check_int("height", height, 12)

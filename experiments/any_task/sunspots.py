@@ -28,8 +28,8 @@ def windows(values: np.ndarray, t_in: int, t_out: int, first_target: int, last_t
     """Every window whose targets are `values[t : t + t_out]` with `first_target <= t` and
     `t + t_out <= last_target`, inputs `values[t - t_in : t]` (`t >= t_in`)."""
     starts = range(max(first_target, t_in), last_target - t_out + 1)
-    x = np.stack([values[t - t_in:t] for t in starts])[:, None, :]
-    y = np.stack([values[t:t + t_out] for t in starts])
+    x = np.stack([values[t - t_in : t] for t in starts])[:, None, :]
+    y = np.stack([values[t : t + t_out] for t in starts])
     return TensorPairs(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32)))
 
 
@@ -42,6 +42,8 @@ def load(t_in: int = 24, t_out: int = 4, test_years: int = 60) -> tuple[dict[str
     split = len(raw) - test_years
     mean, std = float(raw[:split].mean()), float(raw[:split].std())
     values = (raw - mean) / std
-    splits = {"train": windows(values, t_in, t_out, 0, split),
-              "test": windows(values, t_in, t_out, split, len(raw))}
+    splits = {
+        "train": windows(values, t_in, t_out, 0, split),
+        "test": windows(values, t_in, t_out, split, len(raw)),
+    }
     return splits, {"mean": mean, "std": std, "split_year": 1700 + split}

@@ -30,13 +30,39 @@ from mheads.ensemble.wta import annealed_temperature
 from mheads.experiments.any_task import loop, multimodal, record, train_multimodal
 from mheads.tasks import multi_hypothesis, regression
 
-CELLS = ("independent", "averaged", "mcl", "rwta", "amcl", "mcl_scored", "gaussian_independent",
-         "gaussian_mcl")
+CELLS = (
+    "independent",
+    "averaged",
+    "mcl",
+    "rwta",
+    "amcl",
+    "mcl_scored",
+    "gaussian_independent",
+    "gaussian_mcl",
+)
 # smoke: the test's size; bench: the committed tables (about 15 s a cell on one loaded CPU core).
-SCALES = {"smoke": {"members": 5, "n": 512, "batch": 128, "steps": 100, "width": 32, "lr": 1e-2, "test": 256,
-                    "draws": 64},
-          "bench": {"members": 5, "n": 4096, "batch": 256, "steps": 2000, "width": 64, "lr": 3e-3,
-                    "test": 1024, "draws": 256}}
+SCALES = {
+    "smoke": {
+        "members": 5,
+        "n": 512,
+        "batch": 128,
+        "steps": 100,
+        "width": 32,
+        "lr": 1e-2,
+        "test": 256,
+        "draws": 64,
+    },
+    "bench": {
+        "members": 5,
+        "n": 4096,
+        "batch": 256,
+        "steps": 2000,
+        "width": 64,
+        "lr": 3e-3,
+        "test": 1024,
+        "draws": 256,
+    },
+}
 T0 = 1.0  # annealed MCL's first temperature, about the squared distances' scale early in training
 
 
@@ -56,8 +82,18 @@ def train_cell(cell: str, s: dict, seed: int) -> torch.nn.Module:
     if loss == "amcl":
         schedule = lambda step: {"temperature": annealed_temperature(T0, s["steps"] // 2, step)}  # noqa: E731
     transform = None if gaussian or loss == "mcl_scored" else uniform_scores
-    loop.train(net, task, loss, loop.sampled(x, y, s["batch"], seed), steps=s["steps"], lr=s["lr"], seed=seed,
-               schedule=schedule, transform=transform, **params)
+    loop.train(
+        net,
+        task,
+        loss,
+        loop.sampled(x, y, s["batch"], seed),
+        steps=s["steps"],
+        lr=s["lr"],
+        seed=seed,
+        schedule=schedule,
+        transform=transform,
+        **params,
+    )
     return net
 
 
@@ -69,8 +105,9 @@ def evaluate(cell: str, net: torch.nn.Module, s: dict, seed: int) -> dict[str, f
     metrics: dict[str, float] = {}
     if cell.startswith("gaussian_"):
         g = regression(1, head="gaussian").metrics(out, yt)
-        metrics.update({"mixture_nll": g["mixture_nll"], "rmse": g["rmse"],
-                        "coverage_90": g["coverage"]["0.9"]})
+        metrics.update(
+            {"mixture_nll": g["mixture_nll"], "rmse": g["rmse"], "coverage_90": g["coverage"]["0.9"]}
+        )
     if cell != "mcl_scored":
         out = uniform_scores(out)
     h = multi_hypothesis(1).metrics(out, yt, samples=samples)
@@ -84,9 +121,17 @@ def curves(cell: str, net: torch.nn.Module, grid: torch.Tensor) -> list[dict]:
     if cell != "mcl_scored":
         out = uniform_scores(out)
     combined = multi_hypothesis(1).combine(out)
-    return [{"cell": cell, "member": m, "x": float(grid[i]), "y": float(combined.points[m, i, 0]),
-             "weight": float(combined.weights[m, i])}
-            for m in range(out.shape[0]) for i in range(len(grid))]
+    return [
+        {
+            "cell": cell,
+            "member": m,
+            "x": float(grid[i]),
+            "y": float(combined.points[m, i, 0]),
+            "weight": float(combined.weights[m, i]),
+        }
+        for m in range(out.shape[0])
+        for i in range(len(grid))
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,16 +153,24 @@ def main(argv: list[str] | None = None) -> None:
             metrics = evaluate(cell, net, s, seed)
             wall = time.perf_counter() - start
             oracle[cell] = metrics["oracle_error"]
-            rows += record.seed_rows("any-task-multimodal", args.scale, "multimodal.sample", cell, seed,
-                                     metrics, wall)
+            rows += record.seed_rows(
+                "any-task-multimodal", args.scale, "multimodal.sample", cell, seed, metrics, wall
+            )
             print(f"seed {seed} {cell}: {metrics} ({wall:.1f} s)", flush=True)
             if seed == args.seeds[0]:
                 lines += curves(cell, net, grid)
         for cell in ("mcl", "mcl_scored", "rwta", "amcl"):
             if cell in oracle and "independent" in oracle:
                 ratio = {"oracle_error_ratio": oracle[cell] / oracle["independent"]}
-                rows += record.seed_rows("any-task-multimodal", args.scale, "multimodal.sample",
-                                         f"{cell}/independent", seed, ratio, 0.0)
+                rows += record.seed_rows(
+                    "any-task-multimodal",
+                    args.scale,
+                    "multimodal.sample",
+                    f"{cell}/independent",
+                    seed,
+                    ratio,
+                    0.0,
+                )
     out = record.write(args.out, rows)
     with open(Path(out) / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=("cell", "member", "x", "y", "weight"))

@@ -25,10 +25,28 @@ from mheads.experiments.any_task import loop, record, shapes, train_shapes
 from mheads.tasks import segmentation
 
 # smoke: the test's size; bench: the committed tables.
-SCALES = {"smoke": {"n": 32, "test": 16, "steps": 3, "batch": 8, "channels": 4, "lr": 3e-3, "height": 16,
-                    "width": 24},
-          "bench": {"n": 1024, "test": 256, "steps": 400, "batch": 32, "channels": 12, "lr": 3e-3,
-                    "height": 24, "width": 36}}
+SCALES = {
+    "smoke": {
+        "n": 32,
+        "test": 16,
+        "steps": 3,
+        "batch": 8,
+        "channels": 4,
+        "lr": 3e-3,
+        "height": 16,
+        "width": 24,
+    },
+    "bench": {
+        "n": 1024,
+        "test": 256,
+        "steps": 400,
+        "batch": 32,
+        "channels": 12,
+        "lr": 3e-3,
+        "height": 24,
+        "width": 36,
+    },
+}
 CELLS = ("independent_M1", "independent_M2", "mcl_M2", "independent_M4", "mcl_M4")
 
 
@@ -38,16 +56,27 @@ def run_cell(cell: str, s: dict, seed: int) -> dict[str, float]:
     test, ambiguous = shapes.make(s["test"], seed + 1000, s["height"], s["width"])
     task = segmentation(len(shapes.CLASSES), ignore_index=shapes.IGNORE_INDEX)
     net = train_shapes.model(int(members), s["channels"], seed)
-    loop.train(net, task, loss, loop.sampled(train.inputs, train.targets, s["batch"], seed), steps=s["steps"],
-               lr=s["lr"], seed=seed)
+    loop.train(
+        net,
+        task,
+        loss,
+        loop.sampled(train.inputs, train.targets, s["batch"], seed),
+        steps=s["steps"],
+        lr=s["lr"],
+        seed=seed,
+    )
     with torch.no_grad():
         out = net(test.inputs)
     m = task.metrics(out, test.targets)
     amb = task.metrics(out[:, ambiguous], test.targets[ambiguous]) if bool(ambiguous.any()) else None
-    return {"pixel_acc": m["pixel_acc"], "mean_iou": m["mean_iou"], "oracle_mean_iou": m["oracle_mean_iou"],
-            "oracle_pixel_acc": m["oracle_pixel_acc"],
-            "member_pixel_acc": statistics.mean(m["member_pixel_acc"]),
-            "ambiguous_oracle_pixel_acc": amb["oracle_pixel_acc"] if amb else float("nan")}
+    return {
+        "pixel_acc": m["pixel_acc"],
+        "mean_iou": m["mean_iou"],
+        "oracle_mean_iou": m["oracle_mean_iou"],
+        "oracle_pixel_acc": m["oracle_pixel_acc"],
+        "member_pixel_acc": statistics.mean(m["member_pixel_acc"]),
+        "ambiguous_oracle_pixel_acc": amb["oracle_pixel_acc"] if amb else float("nan"),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

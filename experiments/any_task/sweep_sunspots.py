@@ -32,10 +32,28 @@ from mheads.tasks import Task, multi_hypothesis, regression
 CELLS = ("single", "independent", "mcl", "mcl_scored", "gaussian_independent")
 BASELINES = ("persistence", "climatology")  # no training: the last input year repeated; the training mean
 # smoke: the test's size; bench: the committed tables.
-SCALES = {"smoke": {"members": 3, "t_in": 24, "t_out": 4, "test_years": 60, "steps": 20, "batch": 32,
-                    "channels": 8, "lr": 3e-3},
-          "bench": {"members": 5, "t_in": 32, "t_out": 8, "test_years": 60, "steps": 1500, "batch": 64,
-                    "channels": 16, "lr": 1e-3}}
+SCALES = {
+    "smoke": {
+        "members": 3,
+        "t_in": 24,
+        "t_out": 4,
+        "test_years": 60,
+        "steps": 20,
+        "batch": 32,
+        "channels": 8,
+        "lr": 3e-3,
+    },
+    "bench": {
+        "members": 5,
+        "t_in": 32,
+        "t_out": 8,
+        "test_years": 60,
+        "steps": 1500,
+        "batch": 64,
+        "channels": 16,
+        "lr": 1e-3,
+    },
+}
 
 
 def cell_task(cell: str, t_out: int) -> tuple[Task, str, int]:
@@ -60,11 +78,19 @@ def baseline(cell: str, s: dict, splits: dict, stats: dict) -> dict[str, float]:
 
 def train_cell(cell: str, s: dict, seed: int, splits: dict) -> tuple[torch.nn.Module, Task]:
     task, loss, members = cell_task(cell, s["t_out"])
-    net = train_sunspots.model(members or s["members"], s["t_in"], s["t_out"], s["channels"], seed,
-                               task.head_width())
+    net = train_sunspots.model(
+        members or s["members"], s["t_in"], s["t_out"], s["channels"], seed, task.head_width()
+    )
     train = splits["train"]
-    loop.train(net, task, loss, loop.sampled(train.inputs, train.targets, s["batch"], seed), steps=s["steps"],
-               lr=s["lr"], seed=seed)
+    loop.train(
+        net,
+        task,
+        loss,
+        loop.sampled(train.inputs, train.targets, s["batch"], seed),
+        steps=s["steps"],
+        lr=s["lr"],
+        seed=seed,
+    )
     return net, task
 
 
@@ -76,15 +102,23 @@ def evaluate(cell: str, net: torch.nn.Module, task: Task, s: dict, splits: dict,
     means = out[..., :d] * stats["std"] + stats["mean"]
     y = test.targets * stats["std"] + stats["mean"]
     point = regression(d).metrics(means, y)
-    metrics = {"rmse": point["rmse"], "oracle_rmse": point["oracle_rmse"],
-               "member_rmse": statistics.mean(point["member_rmse"])}
+    metrics = {
+        "rmse": point["rmse"],
+        "oracle_rmse": point["oracle_rmse"],
+        "member_rmse": statistics.mean(point["member_rmse"]),
+    }
     if cell == "mcl_scored":
         mean = task.combine(out).mean() * stats["std"] + stats["mean"]  # type: ignore[attr-defined]
         metrics["weighted_rmse"] = float((mean - y).square().mean().sqrt())
     if cell == "gaussian_independent":
         g = task.metrics(out, test.targets)
-        metrics.update({"mixture_nll_per_year": g["mixture_nll"] / d, "coverage_50": g["coverage"]["0.5"],
-                        "coverage_90": g["coverage"]["0.9"]})
+        metrics.update(
+            {
+                "mixture_nll_per_year": g["mixture_nll"] / d,
+                "coverage_50": g["coverage"]["0.5"],
+                "coverage_90": g["coverage"]["0.9"],
+            }
+        )
     return metrics
 
 
@@ -94,17 +128,27 @@ def forecasts(cell: str, net: torch.nn.Module, task: Task, s: dict, splits: dict
     test, d = splits["test"], s["t_out"]
     out = net(test.inputs)
     weights = task.combine(out).weights if cell == "mcl_scored" else None  # type: ignore[attr-defined]
-    std = (task.moments(out)[1].sqrt() * stats["std"] if cell == "gaussian_independent"  # type: ignore
-           else None)
+    std = (
+        task.moments(out)[1].sqrt() * stats["std"]
+        if cell == "gaussian_independent"  # type: ignore
+        else None
+    )
     means = out[..., :d] * stats["std"] + stats["mean"]
     rows = []
     for i in range(0, out.shape[1], d):
         for m in range(out.shape[0]):
             for h in range(d):
-                rows.append({"cell": cell, "window": i, "member": m, "year": stats["split_year"] + i + h,
-                             "forecast": float(means[m, i, h]),
-                             "std": "" if std is None else float(std[m, i, h]),
-                             "weight": 1 / out.shape[0] if weights is None else float(weights[m, i])})
+                rows.append(
+                    {
+                        "cell": cell,
+                        "window": i,
+                        "member": m,
+                        "year": stats["split_year"] + i + h,
+                        "forecast": float(means[m, i, h]),
+                        "std": "" if std is None else float(std[m, i, h]),
+                        "weight": 1 / out.shape[0] if weights is None else float(weights[m, i]),
+                    }
+                )
     return rows
 
 
@@ -125,14 +169,22 @@ def main(argv: list[str] | None = None) -> None:
         for cell in args.cells:
             start = time.perf_counter()
             if cell in BASELINES:
-                rows += record.seed_rows("any-task-sunspots", args.scale, "statsmodels sunspots", cell, seed,
-                                         baseline(cell, s, splits, stats), time.perf_counter() - start)
+                rows += record.seed_rows(
+                    "any-task-sunspots",
+                    args.scale,
+                    "statsmodels sunspots",
+                    cell,
+                    seed,
+                    baseline(cell, s, splits, stats),
+                    time.perf_counter() - start,
+                )
                 continue
             net, task = train_cell(cell, s, seed, splits)
             metrics = evaluate(cell, net, task, s, splits, stats)
             wall = time.perf_counter() - start
-            rows += record.seed_rows("any-task-sunspots", args.scale, "statsmodels sunspots", cell, seed,
-                                     metrics, wall)
+            rows += record.seed_rows(
+                "any-task-sunspots", args.scale, "statsmodels sunspots", cell, seed, metrics, wall
+            )
             print(f"seed {seed} {cell}: {metrics} ({wall:.1f} s)", flush=True)
             if seed == args.seeds[0]:
                 lines += forecasts(cell, net, task, s, splits, stats)

@@ -54,7 +54,7 @@ def make(n: int, seed: int, length: int = 12) -> DictPairs:
     coin = torch.randint(0, 2, (n,), generator=g)
     at = (torch.rand(n, generator=g) * (lengths - 1)).long()  # a start in 0..length-2
     for i in torch.nonzero(kind).flatten().tolist():
-        ids[i, at[i]:at[i] + 2] = torch.tensor(CLEAR if kind[i] == 1 else AMBIGUOUS)
+        ids[i, at[i] : at[i] + 2] = torch.tensor(CLEAR if kind[i] == 1 else AMBIGUOUS)
     labels = torch.where(kind == 2, 2 + coin, kind)
     mask = (torch.arange(length) < lengths.unsqueeze(1)).to(torch.int64)
     return DictPairs(ids * mask, mask, labels)
@@ -75,7 +75,15 @@ def tiny_bert(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
     """A freshly initialised (by torch's global RNG) `CLASSES`-way BERT; see the module docstring."""
     from transformers import BertConfig, BertForSequenceClassification  # optional: only this example
 
-    config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=length, num_labels=CLASSES,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=length,
+        num_labels=CLASSES,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return DictInput(BertForSequenceClassification(config))

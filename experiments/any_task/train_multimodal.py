@@ -27,12 +27,38 @@ from mheads.tree import TreeNet
 
 # smoke: seconds on a CPU (the test's size, full batch); bench: sweep_multimodal's "bench" settings, for the
 # comparison of fit with the sweep's plain loop; full: a longer run.
-SCALES = {"smoke": {"members": 5, "n": 512, "batch": 512, "steps": 300, "width": 32, "lr": 1e-2,
-                    "test": 512, "draws": 64},
-          "bench": {"members": 5, "n": 4096, "batch": 256, "steps": 2000, "width": 64, "lr": 3e-3,
-                    "test": 1024, "draws": 256},
-          "full": {"members": 5, "n": 8192, "batch": 512, "steps": 5000, "width": 64, "lr": 3e-3,
-                   "test": 2048, "draws": 256}}
+SCALES = {
+    "smoke": {
+        "members": 5,
+        "n": 512,
+        "batch": 512,
+        "steps": 300,
+        "width": 32,
+        "lr": 1e-2,
+        "test": 512,
+        "draws": 64,
+    },
+    "bench": {
+        "members": 5,
+        "n": 4096,
+        "batch": 256,
+        "steps": 2000,
+        "width": 64,
+        "lr": 3e-3,
+        "test": 1024,
+        "draws": 256,
+    },
+    "full": {
+        "members": 5,
+        "n": 8192,
+        "batch": 512,
+        "steps": 5000,
+        "width": 64,
+        "lr": 3e-3,
+        "test": 2048,
+        "draws": 256,
+    },
+}
 
 
 def model(members: int, width: int, seed: int) -> TreeNet:
@@ -45,10 +71,20 @@ def model(members: int, width: int, seed: int) -> TreeNet:
 
 def settings(loss: str, s: dict, seed: int) -> dict:
     """fit's settings for one run (Adam at a fixed rate, no evaluation or checkpoint before the end)."""
-    return {"loss.name": loss, "model.members": s["members"], "optim.name": "adamw", "optim.lr": s["lr"],
-            "optim.weight_decay": 0.0, "optim.schedule": "fixed", "train.iterations": s["steps"],
-            "train.batch_size": s["batch"], "train.seed": seed, "train.eval_every": s["steps"],
-            "train.checkpoint_every": s["steps"], "train.threads": 1}
+    return {
+        "loss.name": loss,
+        "model.members": s["members"],
+        "optim.name": "adamw",
+        "optim.lr": s["lr"],
+        "optim.weight_decay": 0.0,
+        "optim.schedule": "fixed",
+        "train.iterations": s["steps"],
+        "train.batch_size": s["batch"],
+        "train.seed": seed,
+        "train.eval_every": s["steps"],
+        "train.checkpoint_every": s["steps"],
+        "train.threads": 1,
+    }
 
 
 def run(loss: str = "mcl_scored", scale: str = "smoke", seed: int = 0, out: str | None = None) -> dict:
@@ -58,9 +94,16 @@ def run(loss: str = "mcl_scored", scale: str = "smoke", seed: int = 0, out: str 
     x, y = multimodal.sample(s["n"], seed)
     xt, yt = multimodal.sample(s["test"], seed + 1000)
     with tempfile.TemporaryDirectory() as tmp:
-        result = mheads.fit(model(s["members"], s["width"], seed), TensorPairs(x, y), TensorPairs(xt, yt),
-                            out=out or tmp, task=multi_hypothesis(1), settings=settings(loss, s, seed),
-                            progress=False, overwrite=out is not None)
+        result = mheads.fit(
+            model(s["members"], s["width"], seed),
+            TensorPairs(x, y),
+            TensorPairs(xt, yt),
+            out=out or tmp,
+            task=multi_hypothesis(1),
+            settings=settings(loss, s, seed),
+            progress=False,
+            overwrite=out is not None,
+        )
         with torch.no_grad():
             outputs = result.tree(xt)
     if loss != "mcl_scored":
@@ -83,8 +126,15 @@ def main(argv: list[str] | None = None) -> None:
             metrics = run(loss, args.scale, seed)
             print(seed, loss, json.dumps(metrics), flush=True)
             metrics.pop("num_examples")
-            rows += record.seed_rows("any-task-multimodal-fit", args.scale, "multimodal.sample",
-                                     f"fit:{loss}", seed, metrics, time.perf_counter() - start)
+            rows += record.seed_rows(
+                "any-task-multimodal-fit",
+                args.scale,
+                "multimodal.sample",
+                f"fit:{loss}",
+                seed,
+                metrics,
+                time.perf_counter() - start,
+            )
             if args.out:
                 record.write(args.out, rows)
 

@@ -20,9 +20,10 @@ from mheads.experiments.any_task import loop, shapes
 from mheads.tasks import segmentation
 from mheads.tree import TreeNet
 
-SCALES = {"smoke": {"members": 3, "n": 64, "test": 32, "steps": 20, "batch": 16, "channels": 8, "lr": 3e-3},
-          "full": {"members": 4, "n": 1024, "test": 256, "steps": 400, "batch": 32, "channels": 12,
-                   "lr": 3e-3}}  # sweep_shapes' "bench" settings
+SCALES = {
+    "smoke": {"members": 3, "n": 64, "test": 32, "steps": 20, "batch": 16, "channels": 8, "lr": 3e-3},
+    "full": {"members": 4, "n": 1024, "test": 256, "steps": 400, "batch": 32, "channels": 12, "lr": 3e-3},
+}  # sweep_shapes' "bench" settings
 
 
 def model(members: int, channels: int, seed: int) -> TreeNet:
@@ -30,8 +31,10 @@ def model(members: int, channels: int, seed: int) -> TreeNet:
     torch.manual_seed(seed)
 
     def conv(dilation: int) -> list[nn.Module]:
-        return [nn.Conv2d(1 if dilation == 1 else channels, channels, 3, padding=dilation, dilation=dilation),
-                nn.ReLU()]
+        return [
+            nn.Conv2d(1 if dilation == 1 else channels, channels, 3, padding=dilation, dilation=dilation),
+            nn.ReLU(),
+        ]
 
     trunk = nn.Sequential(*conv(1), *conv(2), *conv(4))
     branch = lambda: nn.Sequential(*conv(8), *conv(16), nn.Conv2d(channels, len(shapes.CLASSES), 1))  # noqa

@@ -17,18 +17,41 @@ from mheads.experiments.any_task import loop, sunspots
 from mheads.tasks import regression
 from mheads.tree import TreeNet
 
-SCALES = {"smoke": {"members": 4, "t_in": 24, "t_out": 4, "test_years": 60, "steps": 200, "batch": 64,
-                    "channels": 16, "lr": 3e-3},
-          "full": {"members": 8, "t_in": 32, "t_out": 8, "test_years": 60, "steps": 4000, "batch": 64,
-                   "channels": 32, "lr": 1e-3}}
+SCALES = {
+    "smoke": {
+        "members": 4,
+        "t_in": 24,
+        "t_out": 4,
+        "test_years": 60,
+        "steps": 200,
+        "batch": 64,
+        "channels": 16,
+        "lr": 3e-3,
+    },
+    "full": {
+        "members": 8,
+        "t_in": 32,
+        "t_out": 8,
+        "test_years": 60,
+        "steps": 4000,
+        "batch": 64,
+        "channels": 32,
+        "lr": 1e-3,
+    },
+}
 
 
 def model(members: int, t_in: int, t_out: int, channels: int, seed: int, width: int | None = None) -> TreeNet:
     """`(B, 1, t_in)` -> `(M, B, width)`, `width` = `t_out` unless given (a task's `head_width()`: Gaussian
     heads, scores)."""
     torch.manual_seed(seed)
-    trunk = nn.Sequential(nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(), nn.Conv1d(channels, channels, 5,
-                          padding=2), nn.ReLU(), nn.Flatten())
+    trunk = nn.Sequential(
+        nn.Conv1d(1, channels, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(channels, channels, 5, padding=2),
+        nn.ReLU(),
+        nn.Flatten(),
+    )
     branch = lambda: nn.Sequential(nn.Linear(channels * t_in, 64), nn.ReLU(), nn.Linear(64, width or t_out))  # noqa
     return TreeNet.from_parts(trunk, branch, members, seed=seed)
 

@@ -21,17 +21,30 @@ import mheads
 from mheads.experiments.any_task import text
 
 # smoke: the test's size (seconds); bench: the committed tables (about 10 s a run on one CPU thread).
-SCALES = {"smoke": {"members": 2, "n": 64, "test": 32, "steps": 4, "batch": 16, "hidden": 16, "lr": 2e-3},
-          "bench": {"members": 3, "n": 2048, "test": 512, "steps": 300, "batch": 32, "hidden": 32,
-                    "lr": 2e-3}}
+SCALES = {
+    "smoke": {"members": 2, "n": 64, "test": 32, "steps": 4, "batch": 16, "hidden": 16, "lr": 2e-3},
+    "bench": {"members": 3, "n": 2048, "test": 512, "steps": 300, "batch": 32, "hidden": 32, "lr": 2e-3},
+}
 
 
 def settings(loss: str, s: dict, seed: int) -> dict:
     """fit's settings for one run (classification's loss names: independent_ce, mcl, mcl_ce, rwta, ...)."""
-    return {"model.output": "logits", "model.members": s["members"], "loss.name": loss, "loss.k": 1,
-            "optim.name": "adamw", "optim.lr": s["lr"], "optim.weight_decay": 0.0, "optim.schedule": "fixed",
-            "train.iterations": s["steps"], "train.batch_size": s["batch"], "train.seed": seed,
-            "train.eval_every": s["steps"], "train.checkpoint_every": s["steps"], "train.threads": 1}
+    return {
+        "model.output": "logits",
+        "model.members": s["members"],
+        "loss.name": loss,
+        "loss.k": 1,
+        "optim.name": "adamw",
+        "optim.lr": s["lr"],
+        "optim.weight_decay": 0.0,
+        "optim.schedule": "fixed",
+        "train.iterations": s["steps"],
+        "train.batch_size": s["batch"],
+        "train.seed": seed,
+        "train.eval_every": s["steps"],
+        "train.checkpoint_every": s["steps"],
+        "train.threads": 1,
+    }
 
 
 def parts(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -41,8 +54,10 @@ def parts(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     clear = labels < 2
     ensemble = logits.softmax(-1).mean(0).argmax(-1)  # (B,)
     oracle = (logits.argmax(-1) == labels).any(0)  # (B,)
-    return {"clear_ensemble_acc": 100 * ensemble[clear].eq(labels[clear]).float().mean().item(),
-            "ambiguous_oracle_acc": 100 * oracle[~clear].float().mean().item()}
+    return {
+        "clear_ensemble_acc": 100 * ensemble[clear].eq(labels[clear]).float().mean().item(),
+        "ambiguous_oracle_acc": 100 * oracle[~clear].float().mean().item(),
+    }
 
 
 def run(loss: str = "mcl", scale: str = "smoke", seed: int = 0, out: str | None = None) -> dict[str, float]:
@@ -51,15 +66,26 @@ def run(loss: str = "mcl", scale: str = "smoke", seed: int = 0, out: str | None 
     s = SCALES[scale]
     train, test = text.make(s["n"], seed), text.make(s["test"], seed + 1000)
     with tempfile.TemporaryDirectory() as tmp:
-        result = mheads.fit(lambda: text.tiny_bert(s["hidden"]), train, test, out=out or tmp,
-                            task="classification", settings=settings(loss, s, seed), progress=False,
-                            overwrite=out is not None)
+        result = mheads.fit(
+            lambda: text.tiny_bert(s["hidden"]),
+            train,
+            test,
+            out=out or tmp,
+            task="classification",
+            settings=settings(loss, s, seed),
+            progress=False,
+            overwrite=out is not None,
+        )
         with torch.no_grad():
             logits = result.tree({"input_ids": test.ids, "attention_mask": test.mask})  # (M, B, C)
     m = result.metrics
-    return {"ensemble_acc": 100 * m["ensemble_mean_acc"], "oracle_acc": 100 * m["oracle_acc"],
-            "member_acc": 100 * statistics.mean(m["member_acc"]), "nll": m["nll"],
-            **parts(logits, test.labels)}
+    return {
+        "ensemble_acc": 100 * m["ensemble_mean_acc"],
+        "oracle_acc": 100 * m["oracle_acc"],
+        "member_acc": 100 * statistics.mean(m["member_acc"]),
+        "nll": m["nll"],
+        **parts(logits, test.labels),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

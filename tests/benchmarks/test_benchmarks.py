@@ -43,8 +43,13 @@ def test_vmap_forward_refuses_multi_level_trees():
 
 def test_interleaved_rounds_rotate_and_time_every_contender():
     calls = []
-    out = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, steps=2,
-                      warmup=1, sync=lambda: None)
+    out = interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        rounds=3,
+        steps=2,
+        warmup=1,
+        sync=lambda: None,
+    )
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
     assert {k: len(v) for k, v in out.items()} == {"a": 3, "b": 3}
     with pytest.raises(ValueError, match="rounds/steps/warmup"):
@@ -52,10 +57,22 @@ def test_interleaved_rounds_rotate_and_time_every_contender():
 
 
 def test_table_and_csv_carry_ratios_targets_and_hardware(tmp_path):
-    rows = [Row("s1", "base", 200.0, 5.0, 190.0, 500.0, ratio=1.0, ratio_to="base"),
-            Row("s1", "fast", 100.0, 2.0, 95.0, 1000.0, ratio=2.0, ratio_to="base", target=1.25,
-                extra={"samples": 7, "trunk_flop_share": 0.2}),
-            Row("s2", "slow", 400.0, 9.0, 380.0, None, ratio=0.5, ratio_to="base", target=0.9)]
+    rows = [
+        Row("s1", "base", 200.0, 5.0, 190.0, 500.0, ratio=1.0, ratio_to="base"),
+        Row(
+            "s1",
+            "fast",
+            100.0,
+            2.0,
+            95.0,
+            1000.0,
+            ratio=2.0,
+            ratio_to="base",
+            target=1.25,
+            extra={"samples": 7, "trunk_flop_share": 0.2},
+        ),
+        Row("s2", "slow", 400.0, 9.0, 380.0, None, ratio=0.5, ratio_to="base", target=0.9),
+    ]
     table = format_table(rows)
     assert "## s1" in table and "## s2" in table
     assert rows[1].meets == "yes" and rows[2].meets == "NO" and rows[0].meets == ""
@@ -92,8 +109,10 @@ def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
     assert "resnet20" in throughput.SECTIONS and len(rows) == len(bench.rows) == 7
     assert any("one by one" in name for name in rows)  # the member-by-member step fit takes
     assert all(r.median_ms > 0 and r.ratio > 0 and r.gflop_per_s > 0 for r in rows.values())
-    flop_ratio = {split: rows[bench.tree_label(split, "loop")].extra["flop_ratio_vs_plain"]
-                  for split in (None, "bn1", "layer1")}
+    flop_ratio = {
+        split: rows[bench.tree_label(split, "loop")].extra["flop_ratio_vs_plain"]
+        for split in (None, "bn1", "layer1")
+    }
     assert flop_ratio[None] == 1.0 < flop_ratio["bn1"] < flop_ratio["layer1"]
     own, cut = [r for r in bench.rows if r.section.startswith("6b.")]
     assert own.ratio == 1.0 and "fx" in cut.name and "NOT" not in cut.note  # the cut has the model's FLOPs
@@ -120,9 +139,30 @@ def test_split_cost_times_every_split_and_predicts_the_speed_up_from_flops(tmp_p
     import split_cost
 
     out = tmp_path / "split_cost.csv"
-    split_cost.main(["--model", "nin_cifar", "--option", "width=0.125", "--option", "init=he",
-                     "--members", "2", "--batch", "2", "--splits", "none,cccp2,conv3",
-                     "--rounds", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])
+    split_cost.main(
+        [
+            "--model",
+            "nin_cifar",
+            "--option",
+            "width=0.125",
+            "--option",
+            "init=he",
+            "--members",
+            "2",
+            "--batch",
+            "2",
+            "--splits",
+            "none,cccp2,conv3",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     with out.open() as f:
         rows = {r["name"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["split None", "split cccp2", "split conv3"]
@@ -132,10 +172,16 @@ def test_split_cost_times_every_split_and_predicts_the_speed_up_from_flops(tmp_p
     assert "FLOP ratio vs None" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--splits", "conv9"], "--splits: 'conv9' is not a split point of cifar10_quick"),
-    (["--splits", "ip2"], "--splits: 'ip2' is not a split point"),  # the last layer: nothing left to split
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--splits", "conv9"], "--splits: 'conv9' is not a split point of cifar10_quick"),
+        (
+            ["--splits", "ip2"],
+            "--splits: 'ip2' is not a split point",
+        ),  # the last layer: nothing left to split
+    ],
+)
 def test_split_cost_refuses_a_layer_that_is_not_a_split_point(argv, message):
     import split_cost
 

@@ -16,8 +16,13 @@ TINY = {
 
 
 def mheads(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mheads", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mheads", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")

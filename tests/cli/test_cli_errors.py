@@ -61,12 +61,12 @@ def write_image_folder(folder: Path, channels: int = 1, size: int = 28, per_clas
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file below ``folder`` and a hash of its bytes: compared before and after a refused command."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            # the run lock records who last held the folder: not part of the run's record
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".mheads.lock"}
-
-
-
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        # the run lock records who last held the folder: not part of the run's record
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".mheads.lock"
+    }
 
 
 def run_copy(finished: Path, tmp: Path) -> Path:
@@ -93,19 +93,28 @@ def bad_config(text: str):
     def setup(tmp, good, finished):
         (tmp / "c.yaml").write_bytes(text.encode() if isinstance(text, str) else text)
         return ["train", "--config", tmp / "c.yaml", "--out", tmp / "out"]
+
     return setup
 
 
 def with_set(*overrides: str):
     def setup(tmp, good, finished):
-        return ["train", "--config", good, "--out", tmp / "out",
-                *[a for o in overrides for a in ("--set", o)]]
+        return [
+            "train",
+            "--config",
+            good,
+            "--out",
+            tmp / "out",
+            *[a for o in overrides for a in ("--set", o)],
+        ]
+
     return setup
 
 
 def with_data(make):
     def setup(tmp, good, finished):
         return ["train", "--config", good, "--out", tmp / "out", "--set", f"data.source={make(tmp / 'data')}"]
+
     return setup
 
 
@@ -145,6 +154,7 @@ def resume_with(damage):
         run = run_copy(finished, tmp)
         damage(run)
         return ["train", "--resume", run]
+
     return setup
 
 
@@ -153,6 +163,7 @@ def eval_with(damage):
         run = run_copy(finished, tmp)
         damage(run)
         return ["eval", "--run", run]
+
     return setup
 
 
@@ -160,6 +171,7 @@ def truncate_all(name: str, keep: float):
     def damage(run: Path) -> None:
         for path in checkpoint_files(run, name):
             truncate(path, keep)
+
     return damage
 
 
@@ -168,15 +180,18 @@ def no_final_weights(then=None):
         (run / "model.safetensors").unlink()
         if then is not None:
             then(run)
+
     return damage
 
 
 def describe_as(**meta):
     """Make run.json describe another model than the one its checkpoints hold."""
+
     def damage(run: Path) -> None:
         info = json.loads((run / "run.json").read_text())
         info["meta"].update(meta)
         (run / "run.json").write_text(json.dumps(info))
+
     return damage
 
 
@@ -187,71 +202,158 @@ def other_config(tmp, good, finished):
 
 
 CASES = [
-    ("config-missing", lambda tmp, good, fin: ["train", "--config", tmp / "nope.yaml", "--out", tmp / "out"],
-     ["nope.yaml: config file not found"]),
-    ("config-is-a-folder", lambda tmp, good, fin: ["train", "--config", tmp, "--out", tmp / "out"],
-     [f"{'{tmp}'}", "is a folder; expected a YAML config file"]),
+    (
+        "config-missing",
+        lambda tmp, good, fin: ["train", "--config", tmp / "nope.yaml", "--out", tmp / "out"],
+        ["nope.yaml: config file not found"],
+    ),
+    (
+        "config-is-a-folder",
+        lambda tmp, good, fin: ["train", "--config", tmp, "--out", tmp / "out"],
+        [f"{'{tmp}'}", "is a folder; expected a YAML config file"],
+    ),
     ("config-not-text", bad_config(b"model:\n  name: \xff\xfe\x00\n"), ["c.yaml: cannot read config"]),
-    ("yaml-malformed", bad_config("model:\n  name: cifar10_quick\n  members: [1, 2\ntrain: {}\n"),
-     ["c.yaml: malformed YAML at line 4, column 6: expected ',' or ']'"]),
-    ("unknown-key", bad_config("optim:\n  lrate: 0.1\n"),
-     ["optim.lrate: unknown key; did you mean 'lr'?", "valid keys are: name, lr, momentum"]),
+    (
+        "yaml-malformed",
+        bad_config("model:\n  name: cifar10_quick\n  members: [1, 2\ntrain: {}\n"),
+        ["c.yaml: malformed YAML at line 4, column 6: expected ',' or ']'"],
+    ),
+    (
+        "unknown-key",
+        bad_config("optim:\n  lrate: 0.1\n"),
+        ["optim.lrate: unknown key; did you mean 'lr'?", "valid keys are: name, lr, momentum"],
+    ),
     ("lr-zero", with_set("optim.lr=0"), ["optim.lr: got 0; expected a number > 0"]),
     ("lr-negative", with_set("optim.lr=-0.5"), ["optim.lr: got -0.5; expected a number > 0"]),
-    ("batch-size-zero", with_set("train.batch_size=0"),
-     ["train.batch_size: got 0; expected an integer >= 1"]),
+    (
+        "batch-size-zero",
+        with_set("train.batch_size=0"),
+        ["train.batch_size: got 0; expected an integer >= 1"],
+    ),
     ("members-zero", with_set("model.members=0"), ["model.members: got 0; expected an integer >= 1"]),
     ("k-zero", with_set("loss.k=0"), ["loss.k: got 0; expected an integer >= 1"]),
     ("k-above-members", with_set("loss.k=3"), ["loss.k: got 3; expected an integer in 1..2 (model.members)"]),
-    ("iterations-zero", with_set("train.iterations=0"),
-     ["train.iterations: got 0; expected an integer >= 1"]),
-    ("unknown-model", with_set("model.name=resnet50"),
-     ["model.name: got 'resnet50'", "expected one of", "cifar10_quick", "nin_cifar", "caffenet"]),
+    (
+        "iterations-zero",
+        with_set("train.iterations=0"),
+        ["train.iterations: got 0; expected an integer >= 1"],
+    ),
+    (
+        "unknown-model",
+        with_set("model.name=resnet50"),
+        ["model.name: got 'resnet50'", "expected one of", "cifar10_quick", "nin_cifar", "caffenet"],
+    ),
     ("unknown-split", with_set("model.split=conv9"), ["model.split", "conv9", "conv1", "conv2", "conv3"]),
     ("data-missing", with_data(lambda p: p), ["{tmp}/data: no such file or folder"]),
     ("data-empty", with_data(empty), ["{tmp}/data: the folder is empty; expected"]),
-    ("data-wrong-layout", with_data(wrong_layout),
-     ["{tmp}/data: unrecognised data layout (found notes.txt, pictures)"]),
+    (
+        "data-wrong-layout",
+        with_data(wrong_layout),
+        ["{tmp}/data: unrecognised data layout (found notes.txt, pictures)"],
+    ),
     ("image-corrupt", with_data(corrupt_png), ["{tmp}/data/train/dog/1.png: corrupt or truncated image"]),
     ("image-truncated", with_data(truncated_png), ["{tmp}/data/test/cat/0.png: corrupt or truncated image"]),
-    ("idx-truncated", with_data(truncated_idx),
-     ["{tmp}/data/train-images-idx3-ubyte: idx file truncated", "expected 3152 for shape (4, 28, 28)"]),
-    ("labels-out-of-range", with_data(lambda p: write_idx(p, [0, 1, 2, 7], classes=["a", "b", "c"])),
-     ["{tmp}/data/train-labels-idx1-ubyte: label 7 is outside the class range 0..2 (3 classes)"]),
-    ("images-too-small", with_data(lambda p: write_image_folder(p, size=4)),
-     ["data.source {tmp}/data: 4x4 images do not fit model.name 'cifar10_quick'", "use larger images"]),
-    ("eval-data-does-not-fit",
-     lambda tmp, good, fin: ["eval", "--run", fin, "--data",
-                             write_image_folder(tmp / "rgb", channels=3, size=32)],
-     # colour images for a greyscale model convert (as predict converts them): only the size and classes
-     ["{tmp}/rgb: images do not fit the run's model: image_size 32 (model takes 28), num_classes 2 (model "
-      "takes 10)"]),
-    ("resume-no-run", lambda tmp, good, fin: ["train", "--resume", tmp / "nothing"],
-     ["--resume {tmp}/nothing: no config.yaml there"]),
-    ("resume-truncated-checkpoints", resume_with(truncate_all("weights.safetensors", 0.5)),
-     ["no committed checkpoint in {tmp}/run/checkpoints", "step-00000003/weights.safetensors is truncated"]),
-    ("resume-zero-byte-checkpoints", resume_with(truncate_all("state.pt", 0.0)),
-     ["no committed checkpoint in {tmp}/run/checkpoints", "step-00000003/state.pt is empty: 0 bytes"]),
-    ("resume-other-config", other_config,
-     ["checkpoint {tmp}/run/checkpoints/step-00000003 does not match the configuration",
-      "members: checkpoint has 2, config has 3", "split: checkpoint has 'conv1', config has 'conv2'"]),
-    ("eval-no-run", lambda tmp, good, fin: ["eval", "--run", tmp / "nothing"],
-     ["--run {tmp}/nothing: not a folder"]),
-    ("eval-weights-truncated", eval_with(lambda run: truncate(run / "model.safetensors", 0.5)),
-     ["{tmp}/run/model.safetensors: unreadable or truncated weights"]),
-    ("eval-weights-zero-byte", eval_with(lambda run: truncate(run / "model.safetensors", 0.0)),
-     ["{tmp}/run/model.safetensors: zero-byte weights file"]),
-    ("eval-weights-missing", eval_with(no_final_weights(lambda run: shutil.rmtree(run / "checkpoints"))),
-     ["--run {tmp}/run: no final weights (model.safetensors) and no committed checkpoint"]),
-    ("eval-checkpoints-truncated", eval_with(no_final_weights(truncate_all("weights.safetensors", 0.3))),
-     ["{tmp}/run", "step-00000003/weights.safetensors is truncated"]),
-    ("eval-checkpoint-of-another-model", eval_with(no_final_weights(describe_as(members=3, split="conv2"))),
-     ["checkpoint {tmp}/run/checkpoints/step-00000003 does not match",
-      "members: checkpoint has 2, config has 3", "split: checkpoint has 'conv1', config has 'conv2'"]),
-    ("out-holds-a-run", lambda tmp, good, fin: ["train", "--config", good, "--out", fin],
-     [f"--out {'{fin}'}: already holds a run; pass --resume to continue it or --overwrite to replace it"]),
-    ("out-below-a-file", lambda tmp, good, fin: ["train", "--config", good, "--out", _file(tmp) / "run"],
-     ["--out {tmp}/file/run: cannot write there"]),
+    (
+        "idx-truncated",
+        with_data(truncated_idx),
+        ["{tmp}/data/train-images-idx3-ubyte: idx file truncated", "expected 3152 for shape (4, 28, 28)"],
+    ),
+    (
+        "labels-out-of-range",
+        with_data(lambda p: write_idx(p, [0, 1, 2, 7], classes=["a", "b", "c"])),
+        ["{tmp}/data/train-labels-idx1-ubyte: label 7 is outside the class range 0..2 (3 classes)"],
+    ),
+    (
+        "images-too-small",
+        with_data(lambda p: write_image_folder(p, size=4)),
+        ["data.source {tmp}/data: 4x4 images do not fit model.name 'cifar10_quick'", "use larger images"],
+    ),
+    (
+        "eval-data-does-not-fit",
+        lambda tmp, good, fin: [
+            "eval",
+            "--run",
+            fin,
+            "--data",
+            write_image_folder(tmp / "rgb", channels=3, size=32),
+        ],
+        # colour images for a greyscale model convert (as predict converts them): only the size and classes
+        [
+            "{tmp}/rgb: images do not fit the run's model: image_size 32 (model takes 28), num_classes 2 "
+            "(model takes 10)"
+        ],
+    ),
+    (
+        "resume-no-run",
+        lambda tmp, good, fin: ["train", "--resume", tmp / "nothing"],
+        ["--resume {tmp}/nothing: no config.yaml there"],
+    ),
+    (
+        "resume-truncated-checkpoints",
+        resume_with(truncate_all("weights.safetensors", 0.5)),
+        [
+            "no committed checkpoint in {tmp}/run/checkpoints",
+            "step-00000003/weights.safetensors is truncated",
+        ],
+    ),
+    (
+        "resume-zero-byte-checkpoints",
+        resume_with(truncate_all("state.pt", 0.0)),
+        ["no committed checkpoint in {tmp}/run/checkpoints", "step-00000003/state.pt is empty: 0 bytes"],
+    ),
+    (
+        "resume-other-config",
+        other_config,
+        [
+            "checkpoint {tmp}/run/checkpoints/step-00000003 does not match the configuration",
+            "members: checkpoint has 2, config has 3",
+            "split: checkpoint has 'conv1', config has 'conv2'",
+        ],
+    ),
+    (
+        "eval-no-run",
+        lambda tmp, good, fin: ["eval", "--run", tmp / "nothing"],
+        ["--run {tmp}/nothing: not a folder"],
+    ),
+    (
+        "eval-weights-truncated",
+        eval_with(lambda run: truncate(run / "model.safetensors", 0.5)),
+        ["{tmp}/run/model.safetensors: unreadable or truncated weights"],
+    ),
+    (
+        "eval-weights-zero-byte",
+        eval_with(lambda run: truncate(run / "model.safetensors", 0.0)),
+        ["{tmp}/run/model.safetensors: zero-byte weights file"],
+    ),
+    (
+        "eval-weights-missing",
+        eval_with(no_final_weights(lambda run: shutil.rmtree(run / "checkpoints"))),
+        ["--run {tmp}/run: no final weights (model.safetensors) and no committed checkpoint"],
+    ),
+    (
+        "eval-checkpoints-truncated",
+        eval_with(no_final_weights(truncate_all("weights.safetensors", 0.3))),
+        ["{tmp}/run", "step-00000003/weights.safetensors is truncated"],
+    ),
+    (
+        "eval-checkpoint-of-another-model",
+        eval_with(no_final_weights(describe_as(members=3, split="conv2"))),
+        [
+            "checkpoint {tmp}/run/checkpoints/step-00000003 does not match",
+            "members: checkpoint has 2, config has 3",
+            "split: checkpoint has 'conv1', config has 'conv2'",
+        ],
+    ),
+    (
+        "out-holds-a-run",
+        lambda tmp, good, fin: ["train", "--config", good, "--out", fin],
+        [f"--out {'{fin}'}: already holds a run; pass --resume to continue it or --overwrite to replace it"],
+    ),
+    (
+        "out-below-a-file",
+        lambda tmp, good, fin: ["train", "--config", good, "--out", _file(tmp) / "run"],
+        ["--out {tmp}/file/run: cannot write there"],
+    ),
 ]
 
 
@@ -261,8 +363,9 @@ def _file(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize(("setup", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_naming_the_culprit(server, good, finished, tmp_path, setup,
-                                                            expected):
+def test_bad_input_exits_2_with_one_line_naming_the_culprit(
+    server, good, finished, tmp_path, setup, expected
+):
     argv = setup(tmp_path, good, finished)
     touched = [Path(a) for a in argv if isinstance(a, Path) and Path(a).is_dir() and "run" in Path(a).name]
     before = {p: snapshot(p) for p in touched + [finished]}
@@ -290,5 +393,6 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path):
 
 def test_debug_shows_the_traceback(server, tmp_path):
     result = server.run("--debug", "train", "--config", tmp_path / "nope.yaml", "--out", tmp_path / "out")
-    assert (result.returncode == 1 and "Traceback" in result.stderr
-            and "ConfigError" in result.stderr), str(result)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr, str(
+        result
+    )

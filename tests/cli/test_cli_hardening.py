@@ -12,8 +12,10 @@ import pytest
 
 from mheads.cli import main
 
-SMALL = ("model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
-         "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n")
+SMALL = (
+    "model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+    "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n"
+)
 # Long enough that a kill at 2 s lands inside the loop even on a fast machine
 LONG = SMALL.replace("iterations: 2,", "iterations: 400,")
 
@@ -22,8 +24,11 @@ LONG = SMALL.replace("iterations: 2,", "iterations: 400,")
 def test_sigterm_while_starting_exits_75_with_a_line_not_143(tmp_path, delay):
     config = tmp_path / "c.yaml"
     config.write_text(LONG)
-    proc = subprocess.Popen([sys.executable, "-m", "mheads", "train", "--config", str(config), "--out",
-                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mheads", "train", "--config", str(config), "--out", str(tmp_path / "run")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)  # the interpreter is up; torch, data and the model may still be loading
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -37,8 +42,11 @@ def test_sigterm_while_starting_exits_75_with_a_line_not_143(tmp_path, delay):
     assert "stopped by SIGTERM outside a training loop" in err or "preempted (SIGTERM) at iteration" in err
 
 
-@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"\xff\xfe not utf-8", b'{"classes": 3}', None],
-                         ids=["list", "string", "not-utf8", "wrong-types", "folder"])
+@pytest.mark.parametrize(
+    "content",
+    [b"[1, 2]", b'"text"', b"\xff\xfe not utf-8", b'{"classes": 3}', None],
+    ids=["list", "string", "not-utf8", "wrong-types", "folder"],
+)
 def test_plot_refuses_malformed_metrics_with_exit_2(tmp_path, content, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -79,6 +87,11 @@ def test_overwrite_never_deletes_the_config_it_reads(tmp_path, capsys):
 
 
 def test_a_closed_pipe_ends_quietly():
-    done = subprocess.run(f"{sys.executable} -m mheads list-models | head -1", shell=True,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        f"{sys.executable} -m mheads list-models | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr and "Broken" not in done.stderr

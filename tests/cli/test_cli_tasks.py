@@ -35,9 +35,11 @@ def models(tmp_path, monkeypatch):
 
 def _train(tmp_path, source, model, task, extra=()):
     config = tmp_path / "config.yaml"
-    config.write_text(f"model: {{name: 'taskmodels:{model}', members: 2}}\ntask: {{name: {task}}}\n"
-                      f"data: {{source: '{source}', test_fraction: 0.25}}\n"
-                      "train: {iterations: 2, batch_size: 8, eval_every: 2}\n")
+    config.write_text(
+        f"model: {{name: 'taskmodels:{model}', members: 2}}\ntask: {{name: {task}}}\n"
+        f"data: {{source: '{source}', test_fraction: 0.25}}\n"
+        "train: {iterations: 2, batch_size: 8, eval_every: 2}\n"
+    )
     args = ["train", "--config", str(config), "--out", str(tmp_path / "run")]
     for item in extra:
         args += ["--set", item]
@@ -54,21 +56,43 @@ def test_a_csv_table_trains_regression_evaluates_and_predicts_rows(tmp_path, cap
         w.writerow(["a", "b", "c", "y"])
         for row in x:
             w.writerow([*row, row.sum()])
-    run = _train(tmp_path, table, "features_net", "regression",
-                 ["data.features=[a, b, c]", "data.targets=y", "task.head=gaussian", "loss.name=mcl"])
+    run = _train(
+        tmp_path,
+        table,
+        "features_net",
+        "regression",
+        ["data.features=[a, b, c]", "data.targets=y", "task.head=gaussian", "loss.name=mcl"],
+    )
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--model", "taskmodels:features_net"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["task"] == "regression" and metrics["num_examples"] == 8 and "coverage" in metrics
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c\n0,0,0\n1,2,3\n")
-    assert main(["predict", "--run", str(run), str(rows), "--format", "json",
-                 "--model", "taskmodels:features_net"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                str(rows),
+                "--format",
+                "json",
+                "--model",
+                "taskmodels:features_net",
+            ]
+        )
+        == 0
+    )
     records = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in records] == [f"{rows}:1", f"{rows}:2"]
     assert len(records[0]["members"]) == 2 and "variance" in records[0]["members"][0]
-    assert main(["predict", "--run", str(run), str(rows), "--format", "csv",
-                 "--model", "taskmodels:features_net"]) == 0
+    assert (
+        main(
+            ["predict", "--run", str(run), str(rows), "--format", "csv", "--model", "taskmodels:features_net"]
+        )
+        == 0
+    )
     lines = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert "members_1_variance_0" in lines[0] and len(lines) == 3
 
@@ -81,8 +105,21 @@ def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "multi_hypothesis" and "oracle_error" in metrics
     capsys.readouterr()
-    assert main(["predict", "--run", str(run), str(tmp_path / "d.npz"), "--format", "json",
-                 "--model", "taskmodels:features_net"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                str(tmp_path / "d.npz"),
+                "--format",
+                "json",
+                "--model",
+                "taskmodels:features_net",
+            ]
+        )
+        == 0
+    )
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 24 and sum(m["score"] for m in records[0]["members"]) == pytest.approx(1, abs=1e-5)
 
@@ -99,8 +136,21 @@ def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0 <= metrics["oracle_mean_iou"] <= 1
     capsys.readouterr()
-    assert main(["predict", "--run", str(run), str(tmp_path / "seg/images/0.png"), "--format", "json",
-                 "--model", "taskmodels:seg_net"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                str(tmp_path / "seg/images/0.png"),
+                "--format",
+                "json",
+                "--model",
+                "taskmodels:seg_net",
+            ]
+        )
+        == 0
+    )
     (record,) = json.loads(capsys.readouterr().out)
     assert np.asarray(record["prediction"]).shape == (6, 10) and len(record["members"]) == 2
     assert torch.tensor(record["members"][0]["agreement"]) <= 1

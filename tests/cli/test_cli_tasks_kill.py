@@ -31,12 +31,14 @@ def _setup(folder):
         for row in rng.normal(size=(200, 3)):
             w.writerow([*row, row[0] - 2 * row[1] + 0.1 * rng.normal()])
     config = folder / "c.yaml"
-    config.write_text("model: {name: 'killnet:net', members: 3}\ntask: {name: regression, head: gaussian}\n"
-                      "loss: {name: mcl, k: 1}\n"
-                      "data: {source: t.csv, features: [a, b, c], targets: [y], test_fraction: 0.25, "
-                      "bagging: true}\n"
-                      "train: {iterations: 60, batch_size: 16, eval_every: 20, checkpoint_every: 5, "
-                      "keep_checkpoints: 2, threads: 1}\n")
+    config.write_text(
+        "model: {name: 'killnet:net', members: 3}\ntask: {name: regression, head: gaussian}\n"
+        "loss: {name: mcl, k: 1}\n"
+        "data: {source: t.csv, features: [a, b, c], targets: [y], test_fraction: 0.25, "
+        "bagging: true}\n"
+        "train: {iterations: 60, batch_size: 16, eval_every: 20, checkpoint_every: 5, "
+        "keep_checkpoints: 2, threads: 1}\n"
+    )
     return config
 
 

@@ -6,7 +6,12 @@ from mheads.config import ConfigError, apply_overrides, config_from_dict, load_c
 def test_defaults_are_the_cifar10_quick_recipe():
     c = load_config(None)
     assert (c.model.name, c.model.members, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == (
-        "cifar10_quick", 4, 0.001, 0.9, 0.004)
+        "cifar10_quick",
+        4,
+        0.001,
+        0.9,
+        0.004,
+    )
     assert (c.train.iterations, c.optim.milestones) == (5000, [4000])
 
 
@@ -18,22 +23,28 @@ def test_yaml_round_trip(tmp_path):
     assert again == c and again.model.split == [("conv1", 2), ("conv2", 2)]
 
 
-@pytest.mark.parametrize("override,match", [
-    ("optim.lr=0", r"optim.lr: got 0; expected a number > 0"),
-    ("optim.lr=-0.1", r"optim.lr: got -0.1"),
-    ("train.batch_size=0", r"train.batch_size: got 0; expected an integer >= 1"),
-    ("model.members=0", r"model.members: got 0"),
-    ("train.iterations=0", r"train.iterations: got 0"),
-    ("loss.k=9", r"loss.k: got 9; expected an integer in 1..4"),
-    ("optim.schedule=cosin", r"optim.schedule: got 'cosin' \(did you mean 'cosine'\?\).*every, cosine, plat"),
-    ("model.name=resnet", r"model.name: got 'resnet'.*cifar10_quick"),
-    ("optim.lrate=1", r"optim.lrate: unknown key; did you mean 'lr'\?"),
-    ("trian.seed=1", r"trian: unknown key; did you mean 'train'\?"),
-    ("train.keep_checkpoints=1", r"train.keep_checkpoints: got 1; expected an integer >= 2"),
-    ("train.keep_steps=[100, 0]", r"train.keep_steps\[1\]: got 0; expected an integer >= 1"),
-    ("train.keep_steps=100", r"train.keep_steps: got 100; expected a list of iterations"),
-    ("optim.milestones=[4000, x]", r"optim.milestones\[1\]: got 'x'; expected an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("optim.lr=0", r"optim.lr: got 0; expected a number > 0"),
+        ("optim.lr=-0.1", r"optim.lr: got -0.1"),
+        ("train.batch_size=0", r"train.batch_size: got 0; expected an integer >= 1"),
+        ("model.members=0", r"model.members: got 0"),
+        ("train.iterations=0", r"train.iterations: got 0"),
+        ("loss.k=9", r"loss.k: got 9; expected an integer in 1..4"),
+        (
+            "optim.schedule=cosin",
+            r"optim.schedule: got 'cosin' \(did you mean 'cosine'\?\).*every, cosine, plat",
+        ),
+        ("model.name=resnet", r"model.name: got 'resnet'.*cifar10_quick"),
+        ("optim.lrate=1", r"optim.lrate: unknown key; did you mean 'lr'\?"),
+        ("trian.seed=1", r"trian: unknown key; did you mean 'train'\?"),
+        ("train.keep_checkpoints=1", r"train.keep_checkpoints: got 1; expected an integer >= 2"),
+        ("train.keep_steps=[100, 0]", r"train.keep_steps\[1\]: got 0; expected an integer >= 1"),
+        ("train.keep_steps=100", r"train.keep_steps: got 100; expected a list of iterations"),
+        ("optim.milestones=[4000, x]", r"optim.milestones\[1\]: got 'x'; expected an integer >= 1"),
+    ],
+)
 def test_bad_values_name_the_field(override, match):
     overrides = ["loss.name=mcl", override] if override.startswith("loss.k") else [override]
     with pytest.raises(ConfigError, match=match):
@@ -90,16 +101,20 @@ def test_duplicate_keys_and_alias_bombs_are_refused(tmp_path):
 
     dup = tmp_path / "dup.yaml"
     dup.write_text("train:\n  iterations: 10\n  batch_size: 4\n  iterations: 20\n")
-    with pytest.raises(ConfigError,
-                       match=r"dup.yaml: duplicate key 'iterations' at line 4 \(first at line 2\)"):
+    with pytest.raises(
+        ConfigError, match=r"dup.yaml: duplicate key 'iterations' at line 4 \(first at line 2\)"
+    ):
         read_yaml(dup)
     levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, 7):
         levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(levels) + "\nname: *a6\n")  # about 600 bytes standing for 9**7 = 4.8 M values
-    with pytest.raises(ConfigError, match=r"bomb.yaml: the document expands to [\d,]+ values through YAML "
-                                          r"aliases"):
+    with pytest.raises(
+        ConfigError,
+        match=r"bomb.yaml: the document expands to [\d,]+ values through YAML "
+        r"aliases",
+    ):
         read_yaml(bomb)
     ok = tmp_path / "ok.yaml"
     ok.write_text("base: &b {lr: 0.1}\noptim: *b\n")  # ordinary anchors still work

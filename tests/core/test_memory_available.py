@@ -60,8 +60,10 @@ def test_available_memory_is_the_smallest_bound(monkeypatch):
 
 
 def test_rlimit_as_is_honoured():
-    code = ("import json, resource; from mheads.core.resources import address_space_left, available_memory;"
-            "print(json.dumps([resource.getrlimit(resource.RLIMIT_AS)[0], address_space_left(), "
-            "available_memory()]))")
+    code = (
+        "import json, resource; from mheads.core.resources import address_space_left, available_memory;"
+        "print(json.dumps([resource.getrlimit(resource.RLIMIT_AS)[0], address_space_left(), "
+        "available_memory()]))"
+    )
     cap, left, avail = json.loads(run_capped(["-c", code], timeout=60).stdout)
     assert 0 < left < cap and avail <= left  # what the cap leaves after what the process already maps

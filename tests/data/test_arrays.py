@@ -11,12 +11,15 @@ from mheads.data import DataError
 from mheads.data.arrays import read_npz
 
 
-@pytest.mark.parametrize("x_shape, y, kind", [
-    ((5, 3), np.arange(5) % 2, "classification"),
-    ((5, 2, 7), np.linspace(0, 1, 5), "regression"),
-    ((5, 2, 7), np.ones((5, 4)), "regression"),
-    ((5, 3, 6, 10), np.full((5, 6, 10), 255, dtype=np.uint8), "segmentation"),
-])
+@pytest.mark.parametrize(
+    "x_shape, y, kind",
+    [
+        ((5, 3), np.arange(5) % 2, "classification"),
+        ((5, 2, 7), np.linspace(0, 1, 5), "regression"),
+        ((5, 2, 7), np.ones((5, 4)), "regression"),
+        ((5, 3, 6, 10), np.full((5, 6, 10), 255, dtype=np.uint8), "segmentation"),
+    ],
+)
 def test_any_shapes(tmp_path, x_shape, y, kind):
     np.savez_compressed(tmp_path / "d.npz", inputs=np.random.default_rng(0).random(x_shape), labels=y)
     pairs = read_npz(tmp_path / "d.npz", "inputs", "labels", kind=kind, num_classes=2)
@@ -38,27 +41,47 @@ def npz_bytes(**arrays):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("arrays, kind, needle", [
-    ({"x": np.zeros((2, 2)), "y": np.array([0.0, 2.7])}, "classification", "d.npz:y: got np.float64(2.7) at "
-     "index (1,)"),
-    ({"x": np.zeros((2, 2)), "y": np.array([True, False])}, "classification", "dtype bool"),
-    ({"x": np.zeros((2, 2)), "y": np.array([0, -1])}, "classification", "got np.int64(-1) at index (1,)"),
-    ({"x": np.zeros((2, 2)), "y": np.array([0, 5])}, "classification", "expected integer class indices 0..2"),
-    ({"x": np.zeros((2, 2)), "y": np.zeros((2, 2))}, "classification", "expected (N,) class indices"),
-    ({"x": np.array([[0, np.nan]]), "y": np.zeros(1)}, "regression", "d.npz:x: got np.float64(nan) at index "
-     "(0, 1)"),
-    ({"x": np.array([[1e300]]), "y": np.zeros(1)}, "regression", "within float32's range"),
-    ({"x": np.zeros((2, 2)), "y": np.array([0.0, np.inf])}, "regression", "d.npz:y: got np.float64(inf)"),
-    ({"x": np.zeros((3, 2)), "y": np.zeros(2)}, "regression", "expected its first axis N = 3"),
-    ({"x": np.zeros(3), "y": np.zeros(3)}, "regression", "at least one axis per example"),
-    ({"x": np.zeros((0, 2)), "y": np.zeros(0)}, "regression", "N >= 1"),
-    ({"x": np.array([["a"]]), "y": np.zeros(1)}, "regression", "dtype <U1"),
-    ({"x": np.zeros((1, 1, 4, 4)), "y": np.zeros((1, 4, 5), np.uint8)}, "segmentation", "same H and W"),
-    ({"x": np.zeros((1, 1, 2, 2)), "y": np.array([[[0, 1], [9, 255]]])}, "segmentation",
-     "got np.int64(9) at index (0, 1, 0); expected integer class indices 0..2 or ignore_index 255"),
-    ({"x": np.zeros((1, 1, 2, 2)), "y": np.zeros((1, 2, 2))}, "segmentation", "expected integer class masks"),
-    ({"x": np.zeros((1, 1))}, "regression", "no array 'y'; expected one of the file's arrays: 'x'"),
-])
+@pytest.mark.parametrize(
+    "arrays, kind, needle",
+    [
+        (
+            {"x": np.zeros((2, 2)), "y": np.array([0.0, 2.7])},
+            "classification",
+            "d.npz:y: got np.float64(2.7) at index (1,)",
+        ),
+        ({"x": np.zeros((2, 2)), "y": np.array([True, False])}, "classification", "dtype bool"),
+        ({"x": np.zeros((2, 2)), "y": np.array([0, -1])}, "classification", "got np.int64(-1) at index (1,)"),
+        (
+            {"x": np.zeros((2, 2)), "y": np.array([0, 5])},
+            "classification",
+            "expected integer class indices 0..2",
+        ),
+        ({"x": np.zeros((2, 2)), "y": np.zeros((2, 2))}, "classification", "expected (N,) class indices"),
+        (
+            {"x": np.array([[0, np.nan]]), "y": np.zeros(1)},
+            "regression",
+            "d.npz:x: got np.float64(nan) at index (0, 1)",
+        ),
+        ({"x": np.array([[1e300]]), "y": np.zeros(1)}, "regression", "within float32's range"),
+        ({"x": np.zeros((2, 2)), "y": np.array([0.0, np.inf])}, "regression", "d.npz:y: got np.float64(inf)"),
+        ({"x": np.zeros((3, 2)), "y": np.zeros(2)}, "regression", "expected its first axis N = 3"),
+        ({"x": np.zeros(3), "y": np.zeros(3)}, "regression", "at least one axis per example"),
+        ({"x": np.zeros((0, 2)), "y": np.zeros(0)}, "regression", "N >= 1"),
+        ({"x": np.array([["a"]]), "y": np.zeros(1)}, "regression", "dtype <U1"),
+        ({"x": np.zeros((1, 1, 4, 4)), "y": np.zeros((1, 4, 5), np.uint8)}, "segmentation", "same H and W"),
+        (
+            {"x": np.zeros((1, 1, 2, 2)), "y": np.array([[[0, 1], [9, 255]]])},
+            "segmentation",
+            "got np.int64(9) at index (0, 1, 0); expected integer class indices 0..2 or ignore_index 255",
+        ),
+        (
+            {"x": np.zeros((1, 1, 2, 2)), "y": np.zeros((1, 2, 2))},
+            "segmentation",
+            "expected integer class masks",
+        ),
+        ({"x": np.zeros((1, 1))}, "regression", "no array 'y'; expected one of the file's arrays: 'x'"),
+    ],
+)
 def test_hostile_arrays_are_refused_naming_array_and_index(tmp_path, arrays, kind, needle):
     (tmp_path / "d.npz").write_bytes(npz_bytes(**arrays))
     with pytest.raises(DataError) as err:
@@ -72,8 +95,7 @@ def test_pickles_headers_and_archives(tmp_path, monkeypatch):
         read_npz(tmp_path / "o.npz", kind="regression")
     # A header declaring 2**60 float64s in a member of a few bytes: refused before anything is allocated.
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (2**60,)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**60,)})
     with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as z:
         z.writestr("x.npy", header.getvalue() + b"\0" * 64)
         z.writestr("y.npy", header.getvalue())

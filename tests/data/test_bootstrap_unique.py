@@ -13,8 +13,9 @@ from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
 
 def _cfg(**settings):
-    return config_from_settings({"model.members": 1, "train.seed": 3, "train.threads": 1,
-                                 "train.device": "cpu", **settings})
+    return config_from_settings(
+        {"model.members": 1, "train.seed": 3, "train.threads": 1, "train.device": "cpu", **settings}
+    )
 
 
 def test_cifar_sized_sample_holds_the_bootstrap_count_of_distinct_images():
@@ -42,16 +43,27 @@ def test_streamed_training_set_has_the_same_count(tmp_path):
     train = (random_images(40, 3, 16, 16, seed=1), balanced_labels(40, 4))
     test = (random_images(8, 3, 16, 16, seed=2), balanced_labels(8, 4))
     write_image_folder(root, {"train": train, "test": test}, ["a", "b", "c", "d"], fmt="PNG")
-    data = prepare(_cfg(**{"data.source": str(root), "data.loader": "stream", "data.workers": 0,
-                           "data.bootstrap_unique": 1, "model.members": 1}), torch.device("cpu"))
+    data = prepare(
+        _cfg(
+            **{
+                "data.source": str(root),
+                "data.loader": "stream",
+                "data.workers": 0,
+                "data.bootstrap_unique": 1,
+                "model.members": 1,
+            }
+        ),
+        torch.device("cpu"),
+    )
     try:
         assert data.plan.num_examples == int((bootstrap_counts(40, 2, 3)[1] > 0).sum())
     finally:
         data.close()
 
 
-@pytest.mark.parametrize("settings", [{"data.bootstrap_unique": -1},
-                                      {"data.bootstrap_unique": 0, "data.bagging": True}])
+@pytest.mark.parametrize(
+    "settings", [{"data.bootstrap_unique": -1}, {"data.bootstrap_unique": 0, "data.bagging": True}]
+)
 def test_bad_settings_are_refused_naming_the_field(settings):
     with pytest.raises(ConfigError, match="data.bootstrap_unique"):
         _cfg(**settings)

@@ -98,11 +98,13 @@ def test_every_tar_reader_refuses_an_archive_cut_anywhere(tmp_path):
     broken[4096 : 4096 + 512] = b"\x07" * 512
     shard.write_bytes(bytes(broken))
     assert _refused(lambda: index_source(shards)).startswith(
-        f"{shard}: has an unreadable header at byte 4096, after 4 member(s)")
+        f"{shard}: has an unreadable header at byte 4096, after 4 member(s)"
+    )
 
 
-@pytest.mark.parametrize("suffix, compress", [(".tar.gz", gzip.compress), (".tar.bz2", bz2.compress),
-                                              (".tar.xz", lzma.compress)])
+@pytest.mark.parametrize(
+    "suffix, compress", [(".tar.gz", gzip.compress), (".tar.bz2", bz2.compress), (".tar.xz", lzma.compress)]
+)
 def test_compressed_archives_cut_or_ending_early_are_refused(tmp_path, suffix, compress):
     root = _folder(tmp_path / "set")
     raw = io.BytesIO()
@@ -113,9 +115,12 @@ def test_compressed_archives_cut_or_ending_early_are_refused(tmp_path, suffix, c
     whole.write_bytes(compress(data))
     assert len(load_dataset(whole, cache=False).train) == 8
     packed = compress(data)
-    for name, content in (("cut", packed[: len(packed) // 2]), ("cut-late", packed[:-8]),
-                          # a complete stream of a tar cut at a header boundary: no end-of-archive block
-                          ("early", compress(data[: 3 * 512]))):
+    for name, content in (
+        ("cut", packed[: len(packed) // 2]),
+        ("cut-late", packed[:-8]),
+        # a complete stream of a tar cut at a header boundary: no end-of-archive block
+        ("early", compress(data[: 3 * 512])),
+    ):
         path = tmp_path / f"{name}{suffix}"
         path.write_bytes(content)
         message = _refused(lambda p=path: load_dataset(p, cache=False))
@@ -123,7 +128,8 @@ def test_compressed_archives_cut_or_ending_early_are_refused(tmp_path, suffix, c
     # Two archives concatenated: tarfile lists the first only, silently.
     (tmp_path / f"two{suffix}").write_bytes(compress(data) + compress(data))
     assert _refused(lambda: load_dataset(tmp_path / f"two{suffix}", cache=False)).startswith(
-        f"{tmp_path / f'two{suffix}'}: more data after the end-of-archive block at byte ")
+        f"{tmp_path / f'two{suffix}'}: more data after the end-of-archive block at byte "
+    )
 
 
 def _gzip_zeros(count: int) -> bytes:
@@ -202,19 +208,26 @@ def hostile(tmp_path_factory):
     (d / "sparse-idx").mkdir()
     with open(d / "sparse-idx" / "train-images-idx3-ubyte", "wb") as f:
         f.truncate(12 * GIB)
-    for name, data in (("train-labels-idx1-ubyte", labels), ("t10k-labels-idx1-ubyte", labels),
-                       ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((4, 28, 28), np.uint8)))):
+    for name, data in (
+        ("train-labels-idx1-ubyte", labels),
+        ("t10k-labels-idx1-ubyte", labels),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((4, 28, 28), np.uint8))),
+    ):
         (d / "sparse-idx" / name).write_bytes(data)
-    calls = [f"load_dataset({str(d / n)!r}, cache=False)"
-             for n in ("three.tar.gz", "five.tar.gz", "lying.tar", "declared.tar", "sparse-idx")]
+    calls = [
+        f"load_dataset({str(d / n)!r}, cache=False)"
+        for n in ("three.tar.gz", "five.tar.gz", "lying.tar", "declared.tar", "sparse-idx")
+    ]
     for kind in ("pax", "longname"):
         _header_bomb(d / kind / "set.tar", kind, 5 * GIB)
         _header_bomb(d / kind / "shards" / "train-000000.tar", kind, 5 * GIB)
         _shards(d / kind / "ok", [b"0"])  # a complete test shard beside the bomb
         os.replace(d / kind / "ok" / "test-000000.tar", d / kind / "shards" / "test-000000.tar")
-        calls += [f"load_dataset({str(d / kind / 'set.tar')!r}, cache=False)",
-                  f"index_source({str(d / kind / 'set.tar')!r})",
-                  f"index_source({str(d / kind / 'shards')!r})"]
+        calls += [
+            f"load_dataset({str(d / kind / 'set.tar')!r}, cache=False)",
+            f"index_source({str(d / kind / 'set.tar')!r})",
+            f"index_source({str(d / kind / 'shards')!r})",
+        ]
     # A shard label of 2**40 would have built a list of 2**40 class names; one of 19 digits too.
     _shards(d / "huge-label", [b"0", b"1", b"2", b"3"] * 3 + [str(2**40).encode()], [b"2"])
     _shards(d / "19-digits", [b"0", b"1", b"1" * 19], [b"1"])
@@ -237,11 +250,14 @@ def test_decompression_bombs_are_refused_before_they_are_inflated(hostile):
         assert "above the limit of" in message and "for one file read whole" in message
     assert _said(hostile, "load_dataset('D/lying.tar', cache=False)").startswith(
         f"{d / 'lying.tar'}:train-images-idx3-ubyte.gz: idx file has trailing bytes: 3153 bytes, expected "
-        "3152 for shape (4, 28, 28)")
+        "3152 for shape (4, 28, 28)"
+    )
     assert _said(hostile, "load_dataset('D/declared.tar', cache=False)").startswith(
-        f"{d / 'declared.tar'}:train-images-idx3-ubyte.gz: idx header: declares 5000000016 bytes")
+        f"{d / 'declared.tar'}:train-images-idx3-ubyte.gz: idx header: declares 5000000016 bytes"
+    )
     assert _said(hostile, "load_dataset('D/sparse-idx', cache=False)").startswith(
-        f"{d / 'sparse-idx' / 'train-images-idx3-ubyte'}: file is 12,884,901,888 bytes; files above ")
+        f"{d / 'sparse-idx' / 'train-images-idx3-ubyte'}: file is 12,884,901,888 bytes; files above "
+    )
 
 
 @pytest.mark.parametrize("kind", ["pax", "longname"])
@@ -249,9 +265,11 @@ def test_huge_pax_and_long_name_headers_are_refused_by_every_tar_reader(hostile,
     """A pax header or a GNU long name declaring 5 GiB, in sparse files of 5 GiB, read by the resident loader,
     the plain-tar index and the shard index."""
     d, _ = hostile
-    for call, path in ((f"load_dataset('D/{kind}/set.tar', cache=False)", d / kind / "set.tar"),
-                       (f"index_source('D/{kind}/set.tar')", d / kind / "set.tar"),
-                       (f"index_source('D/{kind}/shards')", d / kind / "shards" / "train-000000.tar")):
+    for call, path in (
+        (f"load_dataset('D/{kind}/set.tar', cache=False)", d / kind / "set.tar"),
+        (f"index_source('D/{kind}/set.tar')", d / kind / "set.tar"),
+        (f"index_source('D/{kind}/shards')", d / kind / "shards" / "train-000000.tar"),
+    ):
         message = _said(hostile, call)
         assert message.startswith(f"{path}: header or member at byte 512: asks to read 5368709120 "), message
 
@@ -277,22 +295,27 @@ def test_a_stray_shard_label_never_sizes_the_model(tmp_path, hostile):
     assert index_source(_shards(tmp_path / "dense", labels, [b"1"])).classes == ["0", "1", "2", "3"]
     stray = _shards(tmp_path / "stray", labels + [b"200000"], [b"2"])
     message = _refused(lambda: index_source(stray))
-    assert message.startswith(f"{stray / 'train-000000.tar'}:0012.cls: labels run up to 200000 but 199996 of "
-                              "0..200000 never occur (e.g. 4); label 200000 has 1 example(s): a stray label?")
+    assert message.startswith(
+        f"{stray / 'train-000000.tar'}:0012.cls: labels run up to 200000 but 199996 of "
+        "0..200000 never occur (e.g. 4); label 200000 has 1 example(s): a stray label?"
+    )
     assert "classes.txt" in message
     # A label of 2**40 would have built a list of 2**40 class names: refused in bounded memory.
     huge = hostile[0] / "huge-label" / "train-000000.tar"
     assert _said(hostile, "index_source('D/huge-label')").startswith(
-        f"{huge}:0012.cls: labels run up to {2**40} but 1099511627772 of 0..")
+        f"{huge}:0012.cls: labels run up to {2**40} but 1099511627772 of 0.."
+    )
     # With a classes.txt every label must be below its count, and the message names the label's file.
     named = _shards(tmp_path / "named", labels + [b"7"], [b"2"], classes="a\nb\nc\nd\n")
     assert _refused(lambda: index_source(named)).startswith(
         f"{named / 'train-000000.tar'}:0012.cls: label 7 is outside the 4 classes of "
-        f"{named / 'classes.txt'}; expected a class index 0..3")
+        f"{named / 'classes.txt'}; expected a class index 0..3"
+    )
     too_long = hostile[0] / "19-digits" / "train-000000.tar"
     assert _said(hostile, "index_source('D/19-digits')").startswith(
         f"{too_long}:0002.cls: label b'1111111111111111111' is not a class index; expected a non-negative "
-        "decimal integer (at most 18 digits)")
+        "decimal integer (at most 18 digits)"
+    )
     sparse = _shards(tmp_path / "sparse", [b"0", b"5", b"9"], [b"5"], classes="\n".join("abcdefghij") + "\n")
     assert len(index_source(sparse).classes) == 10  # with classes.txt, absent classes are fine
 
@@ -303,7 +326,8 @@ def test_shard_labels_that_are_not_plain_class_indices_are_refused(tmp_path, tex
     shards = _shards(tmp_path / "s", [b"0", b"1", text], [b"1"])
     assert _refused(lambda: index_source(shards)).startswith(
         f"{shards / 'train-000000.tar'}:0002.cls: label {text[:20]!r} is not a class index; expected a "
-        "non-negative decimal integer")
+        "non-negative decimal integer"
+    )
 
 
 def test_shard_labels_with_spaces_are_read_and_long_label_files_refused(tmp_path):
@@ -312,7 +336,8 @@ def test_shard_labels_with_spaces_are_read_and_long_label_files_refused(tmp_path
     longer = _shards(tmp_path / "longer", [b"0", b"1", b" " * 100 + b"1"], [b"1"])
     assert _refused(lambda: index_source(longer)) == (
         f"{longer / 'train-000000.tar'}:0002.cls: label file of 101 bytes; expected a class index as decimal "
-        "text (at most 64 bytes)")
+        "text (at most 64 bytes)"
+    )
 
 
 def test_shard_to_an_existing_file_or_an_unwritable_place_is_one_line_with_exit_2(tmp_path, capsys):
@@ -321,11 +346,13 @@ def test_shard_to_an_existing_file_or_an_unwritable_place_is_one_line_with_exit_
     assert main(["shard", str(root), str(tmp_path / "taken")]) == 2  # was a FileExistsError traceback
     assert capsys.readouterr().err.strip().splitlines() == [
         f"mheads: error: {tmp_path / 'taken'}: exists and is not a folder; expected the path of a new or "
-        "empty folder to write the shards into"]
+        "empty folder to write the shards into"
+    ]
     assert (tmp_path / "taken").read_text() == "mine"
     assert main(["shard", str(root), str(tmp_path / "taken" / "below")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"mheads: error: {tmp_path / 'taken' / 'below'}: cannot create the folder ([Errno 20] Not a "
-        "directory); expected a writable path for a new folder"]
+        "directory); expected a writable path for a new folder"
+    ]
     assert main(["shard", str(root), str(tmp_path / "out")]) == 0
     assert len(index_source(tmp_path / "out").train) == 8

@@ -66,8 +66,11 @@ def test_fifos_devices_and_huge_files_are_refused_by_every_reader_in_bounded_tim
     with open(big, "wb") as f:
         f.write(b"\xff\xd8\xff\xe0")
         f.truncate(12 * 2**30)  # sparse: 12 GiB that costs no disk
-    cases = {"fifo": (str(tmp_path / "fifo"), str(fifo)), "zero": (str(tmp_path / "zero"), "/dev/zero"),
-             "big": (str(tmp_path / "big"), str(big))}
+    cases = {
+        "fifo": (str(tmp_path / "fifo"), str(fifo)),
+        "zero": (str(tmp_path / "zero"), "/dev/zero"),
+        "big": (str(tmp_path / "big"), str(big)),
+    }
     done = run_capped(["-c", READERS, json.dumps(cases)], timeout=90)  # a FIFO opened blocking never returns
     assert done.returncode == 0, done.stderr[-2000:]
     said = json.loads(done.stdout)
@@ -76,15 +79,21 @@ def test_fifos_devices_and_huge_files_are_refused_by_every_reader_in_bounded_tim
         assert said["fifo"][reader].startswith(fifo_said)
         assert said["big"][reader].startswith(
             f"ok: ['{big}: file is 12,884,901,888 bytes; files above 536,870,912 bytes (512 MiB) are refused"
-            if reader == "index" else f"{big}: file is 12,884,901,888 bytes; files above 536,870,912 bytes")
+            if reader == "index"
+            else f"{big}: file is 12,884,901,888 bytes; files above 536,870,912 bytes"
+        )
     for reader in ("index", "resident", "shard"):  # the link itself is refused before anything is opened
-        assert said["zero"][reader] == (f"{zero}: symbolic link to /dev/zero, outside the data folder "
-                                        f"{tmp_path / 'zero'}; copy the files into it rather than linking "
-                                        "out")
+        assert said["zero"][reader] == (
+            f"{zero}: symbolic link to /dev/zero, outside the data folder "
+            f"{tmp_path / 'zero'}; copy the files into it rather than linking "
+            "out"
+        )
     assert said["zero"]["predict"].startswith("/dev/zero: a character device, not a regular file")
-    assert said["tar member"]["read"] == (f"{sys.executable}:x.jpg: member of "
-                                          "1,099,511,627,776 bytes; image files above 536,870,912 bytes are "
-                                          "refused before reading")
+    assert said["tar member"]["read"] == (
+        f"{sys.executable}:x.jpg: member of "
+        "1,099,511,627,776 bytes; image files above 536,870,912 bytes are "
+        "refused before reading"
+    )
 
 
 def test_mheads_shard_refuses_a_fifo_with_exit_2_and_one_line(tmp_path):
@@ -92,8 +101,10 @@ def test_mheads_shard_refuses_a_fifo_with_exit_2_and_one_line(tmp_path):
     os.mkfifo(fifo)
     done = mheads_capped("shard", tmp_path / "set", tmp_path / "out", timeout=90)
     assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr == (f"mheads: error: {fifo}: a FIFO (named pipe), not a regular file; a data folder "
-                           "may hold only regular files and folders (remove it)\n")
+    assert done.stderr == (
+        f"mheads: error: {fifo}: a FIFO (named pipe), not a regular file; a data folder "
+        "may hold only regular files and folders (remove it)\n"
+    )
 
 
 def _bytes_path(path, name: bytes) -> bytes:
@@ -156,8 +167,12 @@ def test_links_inside_the_folder_are_followed_alike_by_both_loaders_and_loops_re
     root.symlink_to(store)
     ds, index = load_dataset(root, cache=False), index_source(root)
     assert ds.classes == index.classes == ["a", "b"]
-    assert [index.train.name(i) for i in range(len(index.train))] == ["train/a/0.png", "train/b/0.png",
-                                                                      "train/b/1.png", "train/b/2.png"]
+    assert [index.train.name(i) for i in range(len(index.train))] == [
+        "train/a/0.png",
+        "train/b/0.png",
+        "train/b/1.png",
+        "train/b/2.png",
+    ]
     np.testing.assert_array_equal(ds.train.labels, index.train.labels)
     np.testing.assert_array_equal(ds.train.images[1:, 0, 0, 0], [0, 10, 20])
     (store / "pool" / "again").symlink_to("..")  # pool/again/pool/again/...: a loop
@@ -179,7 +194,9 @@ def test_a_fifo_named_classes_txt_is_refused_not_skipped(tmp_path):
         (root / split / "a").mkdir(parents=True)
         Image.new("L", (8, 8), 3).save(root / split / "a" / "x.png")
     os.mkfifo(root / "classes.txt")
-    code = ("import sys\nfrom mheads.data.index import index_source\nfrom mheads.data import DataError\n"
-            f"try:\n    index_source({str(root)!r})\nexcept DataError as e:\n    print('refused', e)\n")
+    code = (
+        "import sys\nfrom mheads.data.index import index_source\nfrom mheads.data import DataError\n"
+        f"try:\n    index_source({str(root)!r})\nexcept DataError as e:\n    print('refused', e)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.startswith("refused") and "classes.txt" in r.stdout and "FIFO" in r.stdout.upper(), r

@@ -19,10 +19,14 @@ from mheads.data.imagefolder import decode_image
 from mheads.data.index import index_source
 
 # 16-bit values and what v >> 8 makes of them: both ends of the range, 8-bit data widened by * 257 and << 8
-WIDE = np.array([[0, 255, 256, 257 * 7, 7 << 8, 32768, 65280, 65535],
-                 [1000, 12345, 257 * 200, 200 << 8, 40000, 50000, 60000, 65534]], dtype=np.uint16)
-NARROW = np.array([[0, 0, 1, 7, 7, 128, 255, 255],
-                   [3, 48, 200, 200, 156, 195, 234, 255]], dtype=np.uint8)
+WIDE = np.array(
+    [
+        [0, 255, 256, 257 * 7, 7 << 8, 32768, 65280, 65535],
+        [1000, 12345, 257 * 200, 200 << 8, 40000, 50000, 60000, 65534],
+    ],
+    dtype=np.uint16,
+)
+NARROW = np.array([[0, 0, 1, 7, 7, 128, 255, 255], [3, 48, 200, 200, 156, 195, 234, 255]], dtype=np.uint8)
 
 
 def _save(array: np.ndarray, fmt: str) -> bytes:
@@ -33,12 +37,18 @@ def _save(array: np.ndarray, fmt: str) -> bytes:
 
 def _png16_rgb(pixels: np.ndarray) -> bytes:
     """A 16-bit-per-channel colour PNG (Pillow cannot write one): pixels (H, W, 3) uint16."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     h, w, _ = pixels.shape
     raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 SIXTEEN_BIT = {
@@ -96,10 +106,13 @@ def test_16bit_folder_gives_the_same_pixels_resident_streamed_and_to_predict(tmp
     np.testing.assert_array_equal(np.asarray(decode(read_image_file(root / "test/a/0.png"), "p", 1)), NARROW)
 
 
-@pytest.mark.parametrize(("array", "text"), [
-    (np.linspace(0, 1, 16, dtype=np.float32).reshape(2, 8), "floating-point image (mode F)"),
-    (WIDE.astype(np.int32) * 1000, "32-bit integer image (mode I)"),
-])
+@pytest.mark.parametrize(
+    ("array", "text"),
+    [
+        (np.linspace(0, 1, 16, dtype=np.float32).reshape(2, 8), "floating-point image (mode F)"),
+        (WIDE.astype(np.int32) * 1000, "32-bit integer image (mode I)"),
+    ],
+)
 def test_float_and_int32_tiffs_are_refused_naming_the_file_and_mode(tmp_path, array, text):
     data = _save(array, "TIFF")
     pattern = rf"x\.tif: {re.escape(text)}; its range of values is not in the file"

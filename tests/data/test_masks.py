@@ -63,8 +63,11 @@ def test_hostile_folders(tmp_path):
         read_mask_folder(root)
     root = folder(tmp_path / "value")
     save(root / "masks" / "im0.png", np.full((32, 48), 7))
-    with pytest.raises(DataError, match=r"im0.png: pixel \(row 0, column 0\) has class 7; expected 0..2 or "
-                                        "ignore_index 255"):
+    with pytest.raises(
+        DataError,
+        match=r"im0.png: pixel \(row 0, column 0\) has class 7; expected 0..2 or "
+        "ignore_index 255",
+    ):
         read_mask_folder(root, num_classes=3)
     root = folder(tmp_path / "size")
     save(root / "masks" / "im0.png", np.zeros((48, 32)))

@@ -66,7 +66,6 @@ def test_normalizer_validation():
         norm(torch.zeros(2, 3, 4, 4))
 
 
-
 def _reference_fit(array, mode):
     """Normalizer.fit as it was before the chunked statistics: whole-array numpy, the bit-exact reference."""
     if mode == "mean_image":
@@ -168,8 +167,11 @@ def test_fit_copies_at_most_a_chunk(monkeypatch):
 
 def test_stats_validation():
     stats = NormalizerStats(3, 4, 5)
-    with pytest.raises(ValueError, match=r"batch must be a uint8 array of shape \(B, C, H, W\) with CxHxW = "
-                       r"3x4x5, got float32 ndarray of shape \(2, 3, 4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch must be a uint8 array of shape \(B, C, H, W\) with CxHxW = "
+        r"3x4x5, got float32 ndarray of shape \(2, 3, 4, 5\)",
+    ):
         stats.update(np.zeros((2, 3, 4, 5), dtype=np.float32))
     with pytest.raises(ValueError, match=r"CxHxW = 3x4x5, got uint8 ndarray of shape \(2, 3, 5, 4\)"):
         stats.update(np.zeros((2, 3, 5, 4), dtype=np.uint8))

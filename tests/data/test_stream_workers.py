@@ -97,9 +97,17 @@ class MarkingNet(torch.nn.Module):
         return self.fc(self.conv(x).mean((2, 3)))
 
 
-SETTINGS = {"data.loader": "stream", "data.workers": 1, "model.members": 2, "train.iterations": 60,
-            "train.batch_size": 4, "train.eval_every": 0, "train.checkpoint_every": 0, "train.threads": 1,
-            "train.device": "cpu"}
+SETTINGS = {
+    "data.loader": "stream",
+    "data.workers": 1,
+    "model.members": 2,
+    "train.iterations": 60,
+    "train.batch_size": 4,
+    "train.eval_every": 0,
+    "train.checkpoint_every": 0,
+    "train.threads": 1,
+    "train.device": "cpu",
+}
 
 
 def _no_children_left():
@@ -113,10 +121,14 @@ def test_a_stopped_worker_ends_the_run_within_the_timeout_not_a_hang(tmp_path, m
     monkeypatch.setattr(streaming, "WORKER_TIMEOUT_S", 1.5)
     marker = tmp_path / "training"
     t0 = time.monotonic()
-    with pytest.raises(StreamWorkerError, match=r"^data.workers: no batch came from the worker processes for "
-                                                r"1.5 seconds \(a worker is stopped or hung\)"):
-        mheads.fit(MarkingNet(marker), Marked(marker, signal.SIGSTOP), out=tmp_path / "run",
-                   settings=SETTINGS)
+    with pytest.raises(
+        StreamWorkerError,
+        match=r"^data.workers: no batch came from the worker processes for "
+        r"1.5 seconds \(a worker is stopped or hung\)",
+    ):
+        mheads.fit(
+            MarkingNet(marker), Marked(marker, signal.SIGSTOP), out=tmp_path / "run", settings=SETTINGS
+        )
     assert time.monotonic() - t0 < 30
     assert _no_children_left()  # the stopped worker was ended: nothing left to hang this process's exit
 
@@ -126,11 +138,18 @@ def test_a_killed_worker_ends_the_run_in_one_line(tmp_path):
 
     marker = tmp_path / "training"
     with pytest.raises(StreamWorkerError) as err:
-        mheads.fit(MarkingNet(marker), Marked(marker, signal.SIGKILL), out=tmp_path / "run",
-                   settings=SETTINGS)
+        mheads.fit(
+            MarkingNet(marker), Marked(marker, signal.SIGKILL), out=tmp_path / "run", settings=SETTINGS
+        )
     msg = str(err.value)
-    assert re.match(r"data.workers: worker process \d+ (is killed by signal: Killed|exited unexpectedly) "
-                    r"\(the out-of-memory killer", msg) and "\n" not in msg, msg
+    assert (
+        re.match(
+            r"data.workers: worker process \d+ (is killed by signal: Killed|exited unexpectedly) "
+            r"\(the out-of-memory killer",
+            msg,
+        )
+        and "\n" not in msg
+    ), msg
     assert "--resume" in msg and _exit_code(err.value) == (2, "error: ")
     assert _no_children_left()
 
@@ -158,20 +177,34 @@ class GroupSigterm(torch.nn.Module):
 def test_group_sigterm_with_workers_checkpoints_and_resumes_exactly(tmp_path):
     from mheads.train.preempt import Preempted
 
-    settings = dict(SETTINGS, **{"train.iterations": 12, "data.workers": 2, "train.eval_every": 6,
-                                 "model.split": None})
+    settings = dict(
+        SETTINGS, **{"train.iterations": 12, "data.workers": 2, "train.eval_every": 6, "model.split": None}
+    )
     torch.manual_seed(0)
-    mheads.fit(GroupSigterm(at=10**9), Marked(tmp_path / "never", signal.SIGKILL), out=tmp_path / "ref",
-               settings=settings)
+    mheads.fit(
+        GroupSigterm(at=10**9),
+        Marked(tmp_path / "never", signal.SIGKILL),
+        out=tmp_path / "ref",
+        settings=settings,
+    )
     torch.manual_seed(0)
     with pytest.raises(Preempted) as stop:  # the CLI's exit 75
-        mheads.fit(GroupSigterm(at=5), Marked(tmp_path / "never", signal.SIGKILL), out=tmp_path / "run",
-                   settings=settings)
+        mheads.fit(
+            GroupSigterm(at=5),
+            Marked(tmp_path / "never", signal.SIGKILL),
+            out=tmp_path / "run",
+            settings=settings,
+        )
     assert 0 < stop.value.step < 12 and (tmp_path / "run" / "checkpoints").is_dir()
     assert _no_children_left()
     torch.manual_seed(0)
-    mheads.fit(GroupSigterm(at=10**9), Marked(tmp_path / "never", signal.SIGKILL), out=tmp_path / "run",
-               settings=settings, resume=True)
+    mheads.fit(
+        GroupSigterm(at=10**9),
+        Marked(tmp_path / "never", signal.SIGKILL),
+        out=tmp_path / "run",
+        settings=settings,
+        resume=True,
+    )
     assert run_differences(tmp_path / "ref", tmp_path / "run", same_config=False) == []
 
 
@@ -179,8 +212,11 @@ def test_group_sigterm_with_workers_checkpoints_and_resumes_exactly(tmp_path):
 def test_sigterm_to_the_process_group_checkpoints_exits_75_and_resumes(tmp_path):
     """What ``timeout``, Slurm and systemd do: SIGTERM to every process of the run, its workers included."""
     folder = write_varied_folder(tmp_path / "photos", 48, 12, 4, sizes=(12, 20), seed=1)
-    config = write_config(tmp_path / "c.yaml", **streamed_sections(folder),
-                          train={"iterations": 100, "checkpoint_every": 4, "eval_every": 0})
+    config = write_config(
+        tmp_path / "c.yaml",
+        **streamed_sections(folder),
+        train={"iterations": 100, "checkpoint_every": 4, "eval_every": 0},
+    )
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     argv = [sys.executable, "-m", "mheads", "train", "--config", config, "--out", out, "--no-progress"]
@@ -200,7 +236,12 @@ def test_sigterm_to_the_process_group_checkpoints_exits_75_and_resumes(tmp_path)
     assert "preempted (SIGTERM) at iteration" in err and "Traceback" not in err, err[-3000:]
     step = int(err.split("preempted (SIGTERM) at iteration ")[1].split(";")[0])
     assert step < 100 and committed_steps(out)[-1] == step
-    again = subprocess.run([sys.executable, "-m", "mheads", "train", "--resume", str(out), "--no-progress"],
-                           capture_output=True, text=True, timeout=300, env=env)
+    again = subprocess.run(
+        [sys.executable, "-m", "mheads", "train", "--resume", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"(iteration {step})" in again.stderr and (out / "metrics.json").is_file()

@@ -16,8 +16,10 @@ def write(path, text):
 
 
 def test_csv_regression_and_classification_with_a_split_column(tmp_path):
-    f = write(tmp_path / "t.csv", "a,b,y1,y2,label,split\n1,2,0.5,-1,0,train\n3,4.5,1e-3,2,1,test\n"
-                                  "5,6,7,8,2.0,train\n\n")
+    f = write(
+        tmp_path / "t.csv",
+        "a,b,y1,y2,label,split\n1,2,0.5,-1,0,train\n3,4.5,1e-3,2,1,test\n5,6,7,8,2.0,train\n\n",
+    )
     reg = read_table(f, ["a", "b"], ["y1", "y2"], split_column="split")
     assert set(reg) == {"train", "test"}
     x, y = reg["train"][1]
@@ -49,27 +51,30 @@ def test_parquet_matches_csv(tmp_path):
     assert torch.equal(p.inputs, c.inputs) and torch.equal(p.targets, c.targets)
 
 
-@pytest.mark.parametrize("text, kind, needle", [
-    ("a,y\n1,2.7\n", "classification", "row 1 (line 2), column 'y': got '2.7'"),
-    ("a,y\n1,2.0000000000000001\n", "classification", "got '2.0000000000000001'"),
-    ("a,y\n1,true\n", "classification", "got 'true'"),
-    ("a,y\n1,cat\n", "classification", "got 'cat'"),
-    ("a,y\n1,-1\n", "classification", "got '-1'"),
-    ("a,y\n1,1_0\n", "classification", "got '1_0'"),
-    ("a,y\n1,70000\n", "classification", "give num_classes"),
-    ("a,y\n1,0\n2,\n", "classification", "row 2 (line 3), column 'y': missing value"),
-    ("a,y\n,0\n", "regression", "column 'a': missing value"),
-    ("a,y\n1,nan\n", "regression", "column 'y': got 'nan'; expected a finite number"),
-    ("a,y\n-inf,1\n", "regression", "got '-inf'"),
-    ("a,y\n1e39,1\n", "regression", "within float32's range"),
-    ("a,y\n0x10,1\n", "regression", "expected a decimal number"),
-    ("a,y\n1,2,3\n", "regression", "row 1 (line 2) has 3 fields; expected 2"),
-    ("a,a,y\n1,2,3\n", "regression", "names column 'a' more than once"),
-    ("a,z\n1,2\n", "regression", "no column 'y'"),
-    ("a,y\n", "regression", "no data rows"),
-    ("", "regression", "empty file"),
-    ('a,y\n"1,2\n', "regression", "malformed CSV"),
-])
+@pytest.mark.parametrize(
+    "text, kind, needle",
+    [
+        ("a,y\n1,2.7\n", "classification", "row 1 (line 2), column 'y': got '2.7'"),
+        ("a,y\n1,2.0000000000000001\n", "classification", "got '2.0000000000000001'"),
+        ("a,y\n1,true\n", "classification", "got 'true'"),
+        ("a,y\n1,cat\n", "classification", "got 'cat'"),
+        ("a,y\n1,-1\n", "classification", "got '-1'"),
+        ("a,y\n1,1_0\n", "classification", "got '1_0'"),
+        ("a,y\n1,70000\n", "classification", "give num_classes"),
+        ("a,y\n1,0\n2,\n", "classification", "row 2 (line 3), column 'y': missing value"),
+        ("a,y\n,0\n", "regression", "column 'a': missing value"),
+        ("a,y\n1,nan\n", "regression", "column 'y': got 'nan'; expected a finite number"),
+        ("a,y\n-inf,1\n", "regression", "got '-inf'"),
+        ("a,y\n1e39,1\n", "regression", "within float32's range"),
+        ("a,y\n0x10,1\n", "regression", "expected a decimal number"),
+        ("a,y\n1,2,3\n", "regression", "row 1 (line 2) has 3 fields; expected 2"),
+        ("a,a,y\n1,2,3\n", "regression", "names column 'a' more than once"),
+        ("a,z\n1,2\n", "regression", "no column 'y'"),
+        ("a,y\n", "regression", "no data rows"),
+        ("", "regression", "empty file"),
+        ('a,y\n"1,2\n', "regression", "malformed CSV"),
+    ],
+)
 def test_hostile_csv_values_are_refused_naming_row_and_column(tmp_path, text, kind, needle):
     f = write(tmp_path / "bad.csv", text)
     with pytest.raises(DataError) as err:
@@ -103,11 +108,13 @@ def test_hostile_files_and_arguments(tmp_path, monkeypatch):
 def test_hostile_parquet(tmp_path, monkeypatch):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    cases = [({"a": [1.0, 2.0], "y": [1, None]}, "classification", "row 2, column 'y': missing value"),
-             ({"a": [1.0, 2.0], "y": [1, 2.7]}, "classification", "row 2, column 'y': got 2.7"),
-             ({"a": [1.0, 2.0], "y": [True, False]}, "classification", "got True"),
-             ({"a": [1.0, float("inf")], "y": [1.0, 2.0]}, "regression", "row 2, column 'a': got inf"),
-             ({"a": ["1", "2"], "y": [1.0, 2.0]}, "regression", "column 'a': got '1' (")]
+    cases = [
+        ({"a": [1.0, 2.0], "y": [1, None]}, "classification", "row 2, column 'y': missing value"),
+        ({"a": [1.0, 2.0], "y": [1, 2.7]}, "classification", "row 2, column 'y': got 2.7"),
+        ({"a": [1.0, 2.0], "y": [True, False]}, "classification", "got True"),
+        ({"a": [1.0, float("inf")], "y": [1.0, 2.0]}, "regression", "row 2, column 'a': got inf"),
+        ({"a": ["1", "2"], "y": [1.0, 2.0]}, "regression", "column 'a': got '1' ("),
+    ]
     for i, (frame, kind, needle) in enumerate(cases):
         pd.DataFrame(frame).to_parquet(tmp_path / f"{i}.parquet")
         with pytest.raises(DataError) as err:

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _suite(tmp_path_factory, world: int, items: list[str], launcher=run_ranks) -> list[dict]:
-    ranks = launcher(tmp_path_factory.mktemp(f"world{world}"), "suite", world, ",".join(items),
-                     deadline_s=150)
+    ranks = launcher(
+        tmp_path_factory.mktemp(f"world{world}"), "suite", world, ",".join(items), deadline_s=150
+    )
     check_ok(ranks)
     return [r.result for r in ranks]
 

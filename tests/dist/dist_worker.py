@@ -41,8 +41,13 @@ TRAIN_CASES = {
     "quick3_1": (1, 3, "conv1", [0, 0, 0], 0, 0),
 }
 # The runs the tests make (``case:loss:dtype:image_size``); see test_train.py for why most are float64.
-WORLD3_RUNS = ["quick3:mcl:f32:16", "quick3:score_averaged_ce:f64:16", "quick4_12:mcl:f64:16",
-               "quick4_12:score_averaged_ce:f64:16", "quick_trunk1:mcl:f64:16"]
+WORLD3_RUNS = [
+    "quick3:mcl:f32:16",
+    "quick3:score_averaged_ce:f64:16",
+    "quick4_12:mcl:f64:16",
+    "quick4_12:score_averaged_ce:f64:16",
+    "quick_trunk1:mcl:f64:16",
+]
 WORLD2_RUNS = ["indep4:mcl:f64:16", "indep4:score_averaged_ce:f64:16"]
 # 2 replicas x 1 rank and 2 replicas x 2 ranks, each replica training on half of every batch
 REPLICA_RUNS = {2: ["indep4_1:mcl:f64:16"], 4: ["quick4_2:mcl:f64:16"]}
@@ -61,14 +66,17 @@ def build_tree(members: int, split, dtype=torch.float32, size: int = 32):
     from mheads.models import model_factory
     from mheads.tree.treenet import TreeNet
 
-    return TreeNet(model_factory("cifar10_quick", num_classes=10, image_size=size), members, split,
-                   seed=0).to(dtype)
+    return TreeNet(
+        model_factory("cifar10_quick", num_classes=10, image_size=size), members, split, seed=0
+    ).to(dtype)
 
 
 def batch(step: int, dtype=torch.float32, size: int = 32):
     g = torch.Generator().manual_seed(1000 + step)
-    return (torch.randn(BATCH, 3, size, size, generator=g).to(dtype),
-            torch.randint(0, 10, (BATCH,), generator=g))
+    return (
+        torch.randn(BATCH, 3, size, size, generator=g).to(dtype),
+        torch.randint(0, 10, (BATCH,), generator=g),
+    )
 
 
 def loss_of(name: str, logits: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
@@ -96,8 +104,11 @@ def train_reference(run: str) -> dict:
         losses.append(loss.item())
     with torch.no_grad():
         eval_logits = tree.eval()(batch(STEPS, dtype, size)[0][:5])
-    return {"losses": losses, "state": {k: v.clone() for k, v in tree.state_dict().items()},
-            "eval_logits": eval_logits}
+    return {
+        "losses": losses,
+        "state": {k: v.clone() for k, v in tree.state_dict().items()},
+        "eval_logits": eval_logits,
+    }
 
 
 # --- scenarios ----------------------------------------------------------------------------------------------
@@ -159,8 +170,9 @@ def scenario_suite(rank: int, world: int, arg: str) -> dict:
             out[item] = train_replicated(item)
         else:
             out[item] = train_one(rank, item)
-        print(f"{item}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s cpu",
-              flush=True)
+        print(
+            f"{item}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s cpu", flush=True
+        )
     return out
 
 
@@ -192,8 +204,14 @@ def train_one(rank: int, run: str) -> dict:
     final = model.full_state_dict()
     model.load_full_state_dict(initial if model.is_root else None)
     reloaded = model.full_state_dict()
-    return {"losses": losses, "state": final, "eval_logits": eval_logits, "initial": initial,
-            "reloaded": reloaded, "local_keys": list(model.state_dict().keys())}
+    return {
+        "losses": losses,
+        "state": final,
+        "eval_logits": eval_logits,
+        "initial": initial,
+        "reloaded": reloaded,
+        "local_keys": list(model.state_dict().keys()),
+    }
 
 
 def train_replicated(run: str) -> dict:
@@ -207,8 +225,9 @@ def train_replicated(run: str) -> dict:
     (_, members, split, branches, trunk, root), loss_name, dtype, size = parse_run(run)
     layout = make_layout(REPLICAS)
     COMM.set_layout(layout)
-    model = DistributedTreeNet(build_tree(members, split, dtype, size), Placement(trunk, branches, root),
-                               group=layout.model_group)
+    model = DistributedTreeNet(
+        build_tree(members, split, dtype, size), Placement(trunk, branches, root), group=layout.model_group
+    )
     params = list(model.parameters())
     opt = sgd(params) if params else None
     rows = shard_rows((layout.replica, REPLICAS), BATCH)
@@ -226,8 +245,13 @@ def train_replicated(run: str) -> dict:
         if opt is not None:
             opt.step()
     final = model.full_state_dict() if layout.replica == 0 else {}
-    return {"losses": losses, "state": final, "replica": layout.replica, "model_rank": layout.model_rank,
-            "is_root": model.is_root}
+    return {
+        "losses": losses,
+        "state": final,
+        "replica": layout.replica,
+        "model_rank": layout.model_rank,
+        "is_root": model.is_root,
+    }
 
 
 def scenario_fault(rank: int, world: int, arg: str) -> dict:

@@ -220,8 +220,15 @@ def test_replicas_train_on_shards_of_every_batch_like_one_process(runs, tmp_path
     """dist.replicas: 2 on 2 processes (each replica the whole TreeNet), with bagging, MCL, crops and flips:
     the single-process run's weights, losses and MCL win counts."""
     # with the device-side guard (train.sync: deferred, the CUDA default), so its collective is covered too
-    sections = {"train": {"iterations": 12, "checkpoint_every": 3, "eval_every": 6, "sync": "deferred",
-                          "log_every": 5}}
+    sections = {
+        "train": {
+            "iterations": 12,
+            "checkpoint_every": 3,
+            "eval_every": 6,
+            "sync": "deferred",
+            "log_every": 5,
+        }
+    }
     cfg = write_config(tmp_path / "run.yaml", dist={"replicas": 2}, **sections)
     _ok(
         _torchrun(

@@ -25,34 +25,41 @@ def test_members_per_rank_counts_leaves():
     assert Placement(0, [0, 0]).resolve(2, 2).members_per_rank([2, 2], 2) == [4, 0]
 
 
-@pytest.mark.parametrize("spec, world, match", [
-    ({"branches": [0, 1]}, 3, r"branch_ranks: got 2 ranks \[0, 1\]; the model has 3 top-level branches"),
-    ({"branches": [0, 1, 3]}, 3, r"branch_ranks\[2\]: got 3; only ranks 0..2 exist"),
-    ({"trunk": 2}, 2, r"trunk_rank: got 2; only ranks 0..1 exist"),
-    ({"root": 5}, 3, r"root_rank: got 5; only ranks 0..2 exist"),
-])
+@pytest.mark.parametrize(
+    "spec, world, match",
+    [
+        ({"branches": [0, 1]}, 3, r"branch_ranks: got 2 ranks \[0, 1\]; the model has 3 top-level branches"),
+        ({"branches": [0, 1, 3]}, 3, r"branch_ranks\[2\]: got 3; only ranks 0..2 exist"),
+        ({"trunk": 2}, 2, r"trunk_rank: got 2; only ranks 0..1 exist"),
+        ({"root": 5}, 3, r"root_rank: got 5; only ranks 0..2 exist"),
+    ],
+)
 def test_resolve_errors_name_the_field(spec, world, match):
     with pytest.raises(PlacementError, match=match):
         Placement.from_dict(spec).resolve(3, world)
 
 
-@pytest.mark.parametrize("spec, match", [
-    ({"trunk": -1}, r"trunk_rank: got -1; expected a rank"),
-    ({"branches": [0, "1"]}, r"branch_ranks\[1\]: got '1'"),
-    ({"branches": "012"}, r"branch_ranks: got '012'; expected a list"),
-    ({"root": True}, r"root_rank: got True"),
-    ({"trunks": 0}, r"unknown key 'trunks'; valid keys are trunk, branches, root"),
-    ({"trunk": 0, "trunk_rank": 1}, r"given twice"),
-    ([0, 1], r"expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"trunk": -1}, r"trunk_rank: got -1; expected a rank"),
+        ({"branches": [0, "1"]}, r"branch_ranks\[1\]: got '1'"),
+        ({"branches": "012"}, r"branch_ranks: got '012'; expected a list"),
+        ({"root": True}, r"root_rank: got True"),
+        ({"trunks": 0}, r"unknown key 'trunks'; valid keys are trunk, branches, root"),
+        ({"trunk": 0, "trunk_rank": 1}, r"given twice"),
+        ([0, 1], r"expected a mapping"),
+    ],
+)
 def test_bad_values_name_the_field(spec, match):
     with pytest.raises(PlacementError, match=match):
         Placement.from_dict(spec)
 
 
 def test_comm_errors_are_told_from_programming_errors():
-    gloo = RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
-                        "[127.0.0.1]:1")
+    gloo = RuntimeError(
+        "[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1"
+    )
     assert is_comm_error(gloo)
     assert is_comm_error(RuntimeError("Timed out waiting 2000ms for recv operation to complete"))
     assert is_comm_error(DistributedFailure("lost rank 1"))

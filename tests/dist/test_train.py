@@ -64,8 +64,12 @@ def test_each_rank_holds_its_part_and_state_round_trips(run, request):
         torch.testing.assert_close(got["initial"][key], value, rtol=0, atol=0, msg=key)
         torch.testing.assert_close(got["reloaded"][key], value, rtol=0, atol=0, msg=key)
     for r, res in enumerate(ranks):
-        expected = [k for k in initial if (k.startswith("root.layers.") and split is not None and r == trunk)
-                    or (k.startswith("root.branches.") and branches[int(k.split(".")[2])] == r)]
+        expected = [
+            k
+            for k in initial
+            if (k.startswith("root.layers.") and split is not None and r == trunk)
+            or (k.startswith("root.branches.") and branches[int(k.split(".")[2])] == r)
+        ]
         assert res[run]["local_keys"] == expected, f"rank {r}"
 
 

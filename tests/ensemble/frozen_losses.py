@@ -63,15 +63,21 @@ def check_score_logits(score_logits: torch.Tensor | None, logits: torch.Tensor) 
     """`score_logits`: a floating `(M, B)` tensor on the logits' device (the scoring heads' outputs)."""
     expected = tuple(logits.shape[:2])
     if not isinstance(score_logits, torch.Tensor):
-        raise ValueError(f"score_logits: got {type(score_logits).__name__}; expected a floating tensor of "
-                         f"shape (M, B) = {expected} (the scoring heads' logits, "
-                         "TreeNet.forward_with_scores)")
+        raise ValueError(
+            f"score_logits: got {type(score_logits).__name__}; expected a floating tensor of "
+            f"shape (M, B) = {expected} (the scoring heads' logits, "
+            "TreeNet.forward_with_scores)"
+        )
     if tuple(score_logits.shape) != expected or not score_logits.is_floating_point():
-        raise ValueError(f"score_logits: got {score_logits.dtype} of shape {tuple(score_logits.shape)}; "
-                         f"expected a floating tensor of shape (M, B) = {expected}")
+        raise ValueError(
+            f"score_logits: got {score_logits.dtype} of shape {tuple(score_logits.shape)}; "
+            f"expected a floating tensor of shape (M, B) = {expected}"
+        )
     if score_logits.device != logits.device:
-        raise ValueError(f"score_logits: got a tensor on {score_logits.device}; expected one on the logits' "
-                         f"device {logits.device}")
+        raise ValueError(
+            f"score_logits: got a tensor on {score_logits.device}; expected one on the logits' "
+            f"device {logits.device}"
+        )
 
 
 def check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -273,8 +279,9 @@ def smoothed_nll(log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing
     return nll
 
 
-def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
+def score_averaged_ce(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
 
     Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
@@ -282,13 +289,15 @@ def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
     """
     check_inputs(logits, targets)
     if label_smoothing:
-        return smoothed_nll(member_log_probs(mean_scores(logits).unsqueeze(0)), targets,
-                            label_smoothing).mean()
+        return smoothed_nll(
+            member_log_probs(mean_scores(logits).unsqueeze(0)), targets, label_smoothing
+        ).mean()
     return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
 
 
-def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor,
-                     label_smoothing: float = 0.0) -> torch.Tensor:
+def prob_averaged_ce(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
 
     `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
@@ -420,15 +429,17 @@ class LossResult:
 
 def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
     if weights is not None:
-        raise ValueError(f"loss {average.__name__!r} averages the members and takes no per-member weights, "
-                         "got some")
+        raise ValueError(
+            f"loss {average.__name__!r} averages the members and takes no per-member weights, got some"
+        )
     with torch.no_grad():
         own_ce = member_nll(logits, targets).mean(dim=1)
     return LossResult(average(logits, targets, label_smoothing), own_ce, None)
 
 
-def _member_nll(logits: torch.Tensor, targets: torch.Tensor,
-                smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _member_nll(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     log_probs = member_log_probs(logits)
     return log_probs, smoothed_nll(log_probs, targets, smoothing)  # (M, B, C), (M, B)
 

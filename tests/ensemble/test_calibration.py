@@ -34,12 +34,15 @@ def gen(seed: int) -> torch.Generator:
 CONFIDENCE, CORRECT = t([0.9, 0.5, 0.7, 0.6]), b([True, True, True, False])  # sorted: .5 T, .6 F, .7 T, .9 T
 
 
-@pytest.mark.parametrize("num_bins, expected", [
-    (1, abs(3 - 2.7) / 4),  # one bin: 3 correct against confidences summing to 2.7
-    (2, (abs(1 - 1.1) + abs(2 - 1.6)) / 4),  # {.5, .6} and {.7, .9}
-    (4, (0.5 + 0.6 + 0.3 + 0.1) / 4),  # one example per bin
-    (15, (0.5 + 0.6 + 0.3 + 0.1) / 4),  # more bins than examples: the empty ones add nothing
-])
+@pytest.mark.parametrize(
+    "num_bins, expected",
+    [
+        (1, abs(3 - 2.7) / 4),  # one bin: 3 correct against confidences summing to 2.7
+        (2, (abs(1 - 1.1) + abs(2 - 1.6)) / 4),  # {.5, .6} and {.7, .9}
+        (4, (0.5 + 0.6 + 0.3 + 0.1) / 4),  # one example per bin
+        (15, (0.5 + 0.6 + 0.3 + 0.1) / 4),  # more bins than examples: the empty ones add nothing
+    ],
+)
 def test_known_adaptive_ece(num_bins, expected):
     assert cb.adaptive_ece(CONFIDENCE, CORRECT, num_bins) == pytest.approx(expected, abs=1e-15)
 
@@ -92,8 +95,11 @@ def test_perfectly_calibrated_data_has_small_adaptive_ece(seed):
 
 
 @PROPERTY
-@given(st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=1, max_size=20),
-       st.integers(1, 8), st.randoms(use_true_random=False))
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=1, max_size=20),
+    st.integers(1, 8),
+    st.randoms(use_true_random=False),
+)
 def test_adaptive_ece_laws(pairs, num_bins, rnd):
     confidence, correct = t([c / 4 for c, _ in pairs]), b([h for _, h in pairs])
     value = cb.adaptive_ece(confidence, correct, num_bins)
@@ -106,7 +112,8 @@ def test_adaptive_ece_laws(pairs, num_bins, rnd):
     bins = cb.reliability_bins(confidence, correct, num_bins)
     assert int(bins["count"].sum()) == len(pairs)
     assert value == pytest.approx(
-        float((bins["count"] * (bins["accuracy"] - bins["confidence"]).abs()).sum()) / len(pairs), abs=1e-12)
+        float((bins["count"] * (bins["accuracy"] - bins["confidence"]).abs()).sum()) / len(pairs), abs=1e-12
+    )
 
 
 # ---------------------------------------------------------------- class-wise ECE and equal-width bins
@@ -170,8 +177,10 @@ def test_fit_reaches_a_stationary_point():
     g = gen(3)
     logits = torch.randn(3, 2000, 5, generator=g, dtype=torch.float64) * 3
     targets = sampled_labels(logits.mean(dim=0), 1.7, g)
-    for per_member, nll in ((False, lambda z, y: ensemble_nll(z, y).mean()),
-                            (True, lambda z, y: member_nll(z, y).mean(dim=1))):
+    for per_member, nll in (
+        (False, lambda z, y: ensemble_nll(z, y).mean()),
+        (True, lambda z, y: member_nll(z, y).mean(dim=1)),
+    ):
         temperature = cb.fit_temperature(logits, targets, per_member=per_member)
         u = temperature.log().clone().requires_grad_()
         scaled = logits / (u.exp().view(-1, 1, 1) if per_member else u.exp())
@@ -188,8 +197,13 @@ def test_fit_stops_at_the_range_boundary():
 
 
 @PROPERTY
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**31 - 1),
-       st.sampled_from([torch.float32, torch.float64, torch.float16]))
+@given(
+    st.integers(1, 4),
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([torch.float32, torch.float64, torch.float16]),
+)
 def test_temperature_one_changes_nothing(m, n, c, seed, dtype):
     logits = (torch.randn(m, n, c, generator=gen(seed), dtype=torch.float64) * 10).to(dtype)
     for one in (1, 1.0, torch.tensor(1.0), torch.ones(m), torch.ones(m, dtype=torch.float64)):
@@ -204,14 +218,17 @@ def test_apply_temperature_per_member():
     assert cb.apply_temperature(logits, 4).unique().tolist() == [0.25]
 
 
-@pytest.mark.parametrize("temperature, message", [
-    (0.0, "temperature: got 0.0; expected a number > 0.0"),
-    (-1, "temperature: got -1"),
-    (float("inf"), "temperature: got inf"),
-    (torch.tensor([1.0, 2.0, 3.0]), r"temperature: got shape \(3,\); expected \(\) or \(M,\) = \(2,\)"),
-    (torch.tensor([1.0, 0.0]), r"temperature: got \[1.0, 0.0\]; expected finite values > 0"),
-    (torch.tensor(float("nan")), "temperature: got nan"),
-])
+@pytest.mark.parametrize(
+    "temperature, message",
+    [
+        (0.0, "temperature: got 0.0; expected a number > 0.0"),
+        (-1, "temperature: got -1"),
+        (float("inf"), "temperature: got inf"),
+        (torch.tensor([1.0, 2.0, 3.0]), r"temperature: got shape \(3,\); expected \(\) or \(M,\) = \(2,\)"),
+        (torch.tensor([1.0, 0.0]), r"temperature: got \[1.0, 0.0\]; expected finite values > 0"),
+        (torch.tensor(float("nan")), "temperature: got nan"),
+    ],
+)
 def test_bad_temperature(temperature, message):
     with pytest.raises(ValueError, match=message):
         cb.apply_temperature(torch.zeros(2, 3, 4), temperature)

@@ -26,8 +26,11 @@ scores = st.lists(st.integers(-3, 3).map(float), min_size=1, max_size=12).map(t)
 
 
 def pairwise_auroc(in_scores, out_scores) -> Fraction:
-    wins = sum(Fraction(1) if o > i else Fraction(1, 2) if o == i else 0
-               for o in out_scores.tolist() for i in in_scores.tolist())
+    wins = sum(
+        Fraction(1) if o > i else Fraction(1, 2) if o == i else 0
+        for o in out_scores.tolist()
+        for i in in_scores.tolist()
+    )
     return wins / (len(in_scores) * len(out_scores))
 
 
@@ -75,8 +78,14 @@ def test_ties_broken_by_input_order_would_change_aupr():
     # All scores equal: one threshold, precision = the OOD share, whatever the order.
     in_scores, out_scores = torch.zeros(3), torch.zeros(1)
     assert dt.detection_metrics(in_scores, out_scores) == {
-        "auroc": 0.5, "aupr_in": 0.75, "aupr_in_chance": 0.75, "aupr_out": 0.25, "aupr_out_chance": 0.25,
-        "fpr95_in": 1.0, "fpr95_out": 1.0}
+        "auroc": 0.5,
+        "aupr_in": 0.75,
+        "aupr_in_chance": 0.75,
+        "aupr_out": 0.25,
+        "aupr_out_chance": 0.25,
+        "fpr95_in": 1.0,
+        "fpr95_out": 1.0,
+    }
 
 
 def test_known_fpr95_exact_boundary():
@@ -98,9 +107,15 @@ def test_known_fpr_with_tied_groups():
 
 def test_perfect_and_inverted_separation():
     low, high = t([0.0, 1.0, 2.0]), t([5.0, 6.0])
-    assert dt.detection_metrics(low, high) == {"auroc": 1.0, "aupr_in": 1.0, "aupr_in_chance": 0.6,
-                                               "aupr_out": 1.0, "aupr_out_chance": 0.4,
-                                               "fpr95_in": 0.0, "fpr95_out": 0.0}
+    assert dt.detection_metrics(low, high) == {
+        "auroc": 1.0,
+        "aupr_in": 1.0,
+        "aupr_in_chance": 0.6,
+        "aupr_out": 1.0,
+        "aupr_out_chance": 0.4,
+        "fpr95_in": 0.0,
+        "fpr95_out": 0.0,
+    }
     inverted = dt.detection_metrics(high, low)
     assert inverted["auroc"] == 0.0 and inverted["fpr95_in"] == inverted["fpr95_out"] == 1.0
 
@@ -117,15 +132,19 @@ def test_infinite_scores_are_comparable():
 def test_against_brute_force(in_scores, out_scores):
     assert dt.auroc(in_scores, out_scores) == float(pairwise_auroc(in_scores, out_scores))
     assert dt.aupr_out(in_scores, out_scores) == pytest.approx(
-        float(threshold_average_precision(out_scores, in_scores)), abs=1e-15)
+        float(threshold_average_precision(out_scores, in_scores)), abs=1e-15
+    )
     assert dt.aupr_in(in_scores, out_scores) == pytest.approx(
-        float(threshold_average_precision(-in_scores, -out_scores)), abs=1e-15)
+        float(threshold_average_precision(-in_scores, -out_scores)), abs=1e-15
+    )
     for tpr in (0.5, 0.95, 1.0):
         assert dt.fpr_at_tpr(in_scores, out_scores, tpr, positive="out") == float(
-            threshold_fpr(in_scores, out_scores, tpr))
+            threshold_fpr(in_scores, out_scores, tpr)
+        )
         # In-distribution positive: the same count with the roles and signs of the two sets exchanged.
         assert dt.fpr_at_tpr(in_scores, out_scores, tpr, positive="in") == float(
-            threshold_fpr(-out_scores, -in_scores, tpr))
+            threshold_fpr(-out_scores, -in_scores, tpr)
+        )
 
 
 @PROPERTY
@@ -155,16 +174,24 @@ def test_invariant_to_order_and_monotone_maps(in_scores, out_scores, rnd):
 # ---------------------------------------------------------------- input checks
 
 
-@pytest.mark.parametrize("bad, error, message", [
-    (torch.zeros(0), ValueError, r"in_scores: got shape \(0,\); expected \(N,\) with N >= 1"),
-    (torch.zeros(2, 2), ValueError, r"in_scores: got shape \(2, 2\)"),
-    (t([0.0, float("nan")]), ValueError, "in_scores: got NaN values"),
-    (torch.tensor([True]), ValueError, "in_scores: got dtype torch.bool"),
-    ([0.0, 1.0], TypeError, "in_scores: got list"),
-])
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (torch.zeros(0), ValueError, r"in_scores: got shape \(0,\); expected \(N,\) with N >= 1"),
+        (torch.zeros(2, 2), ValueError, r"in_scores: got shape \(2, 2\)"),
+        (t([0.0, float("nan")]), ValueError, "in_scores: got NaN values"),
+        (torch.tensor([True]), ValueError, "in_scores: got dtype torch.bool"),
+        ([0.0, 1.0], TypeError, "in_scores: got list"),
+    ],
+)
 def test_bad_scores(bad, error, message):
-    for metric in (dt.auroc, dt.aupr_in, dt.aupr_out, dt.detection_metrics,
-                   lambda a, b: dt.fpr_at_tpr(a, b, positive="in")):
+    for metric in (
+        dt.auroc,
+        dt.aupr_in,
+        dt.aupr_out,
+        dt.detection_metrics,
+        lambda a, b: dt.fpr_at_tpr(a, b, positive="in"),
+    ):
         with pytest.raises(error, match=message):
             metric(bad, t([1.0]))
         with pytest.raises(error, match=message.replace("in_scores", "out_scores")):

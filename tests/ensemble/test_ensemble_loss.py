@@ -28,8 +28,20 @@ def k_lowest(costs: list[float], eligible: list[bool], k: int) -> set[int]:
     return {m for _, m in order[:k]}
 
 
-def reference(name, losses, weights, penalty, scores, *, k=1, mix=0.5, beta=0.75, epsilon=0.05,
-              temperature=0.0, score_weight=1.0):
+def reference(
+    name,
+    losses,
+    weights,
+    penalty,
+    scores,
+    *,
+    k=1,
+    mix=0.5,
+    beta=0.75,
+    epsilon=0.05,
+    temperature=0.0,
+    score_weight=1.0,
+):
     """A float64 loop over examples and members (autograd through scalar ops), written from the papers."""
     m_count, b_count = losses.shape
     w = (lambda m, i: 1.0) if weights is None else (lambda m, i: float(weights[m, i]))
@@ -74,7 +86,7 @@ PARAMS = {"k": 2, "mix": 0.3, "beta": 0.6, "epsilon": 0.1, "temperature": 0.7, "
 def test_every_loss_matches_its_loop_reference_in_value_and_gradient(name, bagging):
     losses, weights, penalty, scores = case(bagging=bagging)
     params = dict(PARAMS, k=1) if ENSEMBLE_LOSSES[name].single_winner else dict(PARAMS)
-    for temperature in ((0.0, 0.7) if name == "amcl" else (0.7,)):
+    for temperature in (0.0, 0.7) if name == "amcl" else (0.7,):
         params["temperature"] = temperature
         mine, theirs = losses.clone().requires_grad_(True), losses.clone().requires_grad_(True)
         s_mine, s_theirs = scores.clone().requires_grad_(True), scores.clone().requires_grad_(True)
@@ -152,8 +164,12 @@ def test_permuting_members_changes_nothing(losses, rnd):
     rnd.shuffle(perm)
     penalty, scores = losses.flip(1) * 0.3, losses - 1.0
     for name in ENSEMBLE_LOSS_NAMES:
-        params = {"k": 1 if ENSEMBLE_LOSSES[name].single_winner else min(2, losses.shape[0]),
-                  "temperature": 0.5, "penalty": penalty, "score_logits": scores}
+        params = {
+            "k": 1 if ENSEMBLE_LOSSES[name].single_winner else min(2, losses.shape[0]),
+            "temperature": 0.5,
+            "penalty": penalty,
+            "score_logits": scores,
+        }
         a = ensemble_loss(name, losses, generator=torch.Generator().manual_seed(0), **params)
         params.update(penalty=penalty[perm], score_logits=scores[perm])
         b = ensemble_loss(name, losses[perm], generator=torch.Generator().manual_seed(0), **params)

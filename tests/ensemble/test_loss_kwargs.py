@@ -9,13 +9,27 @@ import torch
 from mheads.ensemble import losses as L
 
 # name in compute_loss -> the function; the inputs every call gets (not hyperparameters)
-FUNCTIONS = {"independent_ce": L.independent_ce, "score_averaged_ce": L.score_averaged_ce,
-             "prob_averaged_ce": L.prob_averaged_ce, "mcl": L.mcl_loss, "mcl_ce": L.mcl_ce_loss,
-             "cmcl": L.confident_mcl_loss, "rwta": L.relaxed_mcl_loss, "amcl": L.annealed_mcl_loss,
-             "mcl_scored": L.scored_mcl_loss}
+FUNCTIONS = {
+    "independent_ce": L.independent_ce,
+    "score_averaged_ce": L.score_averaged_ce,
+    "prob_averaged_ce": L.prob_averaged_ce,
+    "mcl": L.mcl_loss,
+    "mcl_ce": L.mcl_ce_loss,
+    "cmcl": L.confident_mcl_loss,
+    "rwta": L.relaxed_mcl_loss,
+    "amcl": L.annealed_mcl_loss,
+    "mcl_scored": L.scored_mcl_loss,
+}
 INPUTS = {"logits", "targets", "score_logits", "assignment"}  # tensors of this call, not hyperparameters
-HYPER = {"k": 2, "mix": 0.3, "beta": 0.5, "epsilon": 0.1, "temperature": 0.7, "score_weight": 0.4,
-         "label_smoothing": 0.1}
+HYPER = {
+    "k": 2,
+    "mix": 0.3,
+    "beta": 0.5,
+    "epsilon": 0.1,
+    "temperature": 0.7,
+    "score_weight": 0.4,
+    "label_smoothing": 0.1,
+}
 
 
 def keywords(fn) -> dict:
@@ -62,8 +76,10 @@ def test_a_loss_called_directly_equals_compute_loss(name, smoothing):
 @pytest.mark.parametrize("name", ["score_averaged_ce", "prob_averaged_ce"])
 def test_the_averaged_losses_refuse_weights_directly_as_through_compute_loss(name):
     logits, y = torch.randn(2, 3, 4), torch.tensor([0, 1, 2])
-    for call in (lambda: FUNCTIONS[name](logits, y, weights=torch.ones(2, 3)),
-                 lambda: L.compute_loss(name, logits, y, weights=torch.ones(2, 3))):
+    for call in (
+        lambda: FUNCTIONS[name](logits, y, weights=torch.ones(2, 3)),
+        lambda: L.compute_loss(name, logits, y, weights=torch.ones(2, 3)),
+    ):
         with pytest.raises(ValueError, match="weights: loss .* takes no per-member weights"):
             call()
 

@@ -261,8 +261,9 @@ def test_gradcheck_every_loss(name):
 
     def fn(x):
         # A fixed generator keeps any tie-break identical between the perturbed evaluations.
-        return compute_loss(name, x, targets, mix=0.4, beta=0.6, weights=weights, generator=gen(),
-                            **extra).loss
+        return compute_loss(
+            name, x, targets, mix=0.4, beta=0.6, weights=weights, generator=gen(), **extra
+        ).loss
 
     assert torch.autograd.gradcheck(fn, (logits,))
 
@@ -363,8 +364,9 @@ def test_one_member_reduces_every_loss_to_cross_entropy(case):
     want = F.cross_entropy(logits[0], targets)
     for name in LOSS_NAMES:
         # The scoring term is not a cross-entropy of the classes: weight 0 leaves the MCL part.
-        got = compute_loss(name, logits, targets, generator=gen(seed), score_weight=0.0,
-                           **needs(name, logits)).loss
+        got = compute_loss(
+            name, logits, targets, generator=gen(seed), score_weight=0.0, **needs(name, logits)
+        ).loss
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
 
 
@@ -433,28 +435,32 @@ def test_permuting_members_permutes_the_assignment_and_keeps_every_loss(m, b, c,
             assert torch.equal(moved.assignment, base.assignment[perm])
 
 
-@pytest.mark.parametrize("name", ["independent_ce", "mcl", "mcl_ce", "cmcl", "score_averaged_ce",
-                                  "prob_averaged_ce"])
+@pytest.mark.parametrize(
+    "name", ["independent_ce", "mcl", "mcl_ce", "cmcl", "score_averaged_ce", "prob_averaged_ce"]
+)
 def test_label_smoothing_known_answer_and_zero_changes_nothing(name):
     from mheads.ensemble.losses import compute_loss
 
     g = torch.Generator().manual_seed(0)
     logits, targets = torch.randn(2, 3, 4, generator=g, dtype=torch.float64), torch.tensor([0, 3, 1])
     plain = compute_loss(name, logits, targets, k=2, generator=torch.Generator().manual_seed(1))
-    zero = compute_loss(name, logits, targets, k=2, label_smoothing=0.0,
-                        generator=torch.Generator().manual_seed(1))
+    zero = compute_loss(
+        name, logits, targets, k=2, label_smoothing=0.0, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(plain.loss, zero.loss)
     # by hand: (1 - eps) * CE + eps * mean over classes of -log p, summed over members
     if name == "independent_ce":
         eps = 0.2
         logp = torch.log_softmax(logits, -1)
-        want = sum(((1 - eps) * -logp[m, torch.arange(3), targets] - eps * logp[m].mean(-1)).mean()
-                   for m in range(2))
+        want = sum(
+            ((1 - eps) * -logp[m, torch.arange(3), targets] - eps * logp[m].mean(-1)).mean() for m in range(2)
+        )
         got = compute_loss(name, logits, targets, label_smoothing=eps).loss
         torch.testing.assert_close(got, want)
-        torch.testing.assert_close(got, sum(torch.nn.functional.cross_entropy(logits[m], targets,
-                                                                             label_smoothing=eps)
-                                            for m in range(2)))
+        torch.testing.assert_close(
+            got,
+            sum(torch.nn.functional.cross_entropy(logits[m], targets, label_smoothing=eps) for m in range(2)),
+        )
     with pytest.raises(ValueError, match="label_smoothing: got 1.5"):
         compute_loss(name, logits, targets, k=2, label_smoothing=1.5)
 
@@ -481,8 +487,10 @@ def test_known_relaxed_wta():
     got = relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=2, epsilon=0.2).item()
     assert got == pytest.approx(0.8 * (NLL_A + NLL_B) + 0.4 * NLL_C, abs=1e-12)
     # k = M: nothing to relax.
-    assert torch.equal(relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=3, epsilon=0.2),
-                       independent_ce(THREE_LOGITS, THREE_TARGETS))
+    assert torch.equal(
+        relaxed_mcl_loss(THREE_LOGITS, THREE_TARGETS, k=3, epsilon=0.2),
+        independent_ce(THREE_LOGITS, THREE_TARGETS),
+    )
 
 
 def test_known_annealed_mcl():
@@ -534,7 +542,7 @@ def test_annealed_mcl_names_only_the_diverging_member():
 def test_annealed_temperature_schedule():
     assert annealed_temperature(2.0, 10, 0) == 2.0
     assert annealed_temperature(2.0, 10, 5) == pytest.approx(2.0 * math.sqrt(1e-3), rel=1e-12)
-    assert annealed_temperature(2.0, 10, 9) == pytest.approx(2.0 * 1e-3 ** 0.9, rel=1e-12)
+    assert annealed_temperature(2.0, 10, 9) == pytest.approx(2.0 * 1e-3**0.9, rel=1e-12)
     assert annealed_temperature(2.0, 10, 10) == 0.0 and annealed_temperature(2.0, 10, 500) == 0.0
     assert annealed_temperature(2.0, 0, 0) == 0.0  # no annealing: MCL from the start
     values = [annealed_temperature(1.5, 50, t) for t in range(60)]
@@ -562,8 +570,9 @@ def test_scored_mcl_targets_the_assignment():
     logits = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
     targets = torch.randint(0, 4, (6,), generator=g)
     scores = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    result = compute_loss("mcl_scored", logits, targets, k=2, score_logits=scores, score_weight=2.0,
-                          generator=gen())
+    result = compute_loss(
+        "mcl_scored", logits, targets, k=2, score_logits=scores, score_weight=2.0, generator=gen()
+    )
     assert torch.equal(result.assignment, mcl_assignment(logits, targets, 2, generator=gen()))
     (grad,) = torch.autograd.grad(result.loss, scores)
     # d/ds of weight * mean BCE(s, alpha) = weight * (sigmoid(s) - alpha) / (M B)
@@ -579,12 +588,16 @@ def test_compute_loss_matches_the_new_functions():
     pairs = [
         ("rwta", relaxed_mcl_loss(logits, targets, 2, 0.3, gen(), weights=w), dict(k=2, epsilon=0.3)),
         ("amcl", annealed_mcl_loss(logits, targets, 0.5, gen(), weights=w), dict(temperature=0.5)),
-        ("mcl_scored", scored_mcl_loss(logits, scores, targets, 2, 0.7, gen(), weights=w),
-         dict(k=2, score_logits=scores, score_weight=0.7)),
+        (
+            "mcl_scored",
+            scored_mcl_loss(logits, scores, targets, 2, 0.7, gen(), weights=w),
+            dict(k=2, score_logits=scores, score_weight=0.7),
+        ),
     ]
     for name, expected, kwargs in pairs:
-        assert torch.equal(compute_loss(name, logits, targets, weights=w, generator=gen(), **kwargs).loss,
-                           expected), name
+        assert torch.equal(
+            compute_loss(name, logits, targets, weights=w, generator=gen(), **kwargs).loss, expected
+        ), name
 
 
 @PROPERTY
@@ -598,9 +611,16 @@ def test_the_new_losses_reduce_to_mcl_at_their_endpoints(case):
             rwta = compute_loss("rwta", logits, targets, k=k, epsilon=0.0, weights=w, generator=gen(seed))
             assert torch.equal(rwta.loss, mcl.loss) and torch.equal(rwta.assignment, mcl.assignment)
             assert torch.equal(rwta.per_member, mcl.per_member)
-            scored = compute_loss("mcl_scored", logits, targets, k=k, weights=w, generator=gen(seed),
-                                  score_logits=torch.zeros(logits.shape[:2], dtype=logits.dtype),
-                                  score_weight=0.0)
+            scored = compute_loss(
+                "mcl_scored",
+                logits,
+                targets,
+                k=k,
+                weights=w,
+                generator=gen(seed),
+                score_logits=torch.zeros(logits.shape[:2], dtype=logits.dtype),
+                score_weight=0.0,
+            )
             assert torch.equal(scored.loss, mcl.loss) and torch.equal(scored.assignment, mcl.assignment)
             relaxed = compute_loss("rwta", logits, targets, k=k, epsilon=0.3, weights=w, generator=gen(seed))
             assert torch.equal(relaxed.assignment, mcl.assignment)
@@ -620,10 +640,14 @@ def test_the_new_losses_reduce_to_mcl_at_their_endpoints(case):
         ({"name": "amcl", "temperature": float("nan")}, r"temperature: got nan"),
         ({"name": "amcl", "k": 2}, r"k: got 2; expected 1 for loss 'amcl'"),
         ({"name": "mcl_scored"}, r"score_logits: got NoneType; expected a floating tensor of shape \(M, B\)"),
-        ({"name": "mcl_scored", "score_logits": torch.zeros(2, 3)},
-         r"score_logits: got torch.float32 of shape \(2, 3\)"),
-        ({"name": "mcl_scored", "score_logits": torch.zeros(2, 2), "score_weight": -1.0},
-         r"score_weight: got -1.0; expected a number >= 0.0"),
+        (
+            {"name": "mcl_scored", "score_logits": torch.zeros(2, 3)},
+            r"score_logits: got torch.float32 of shape \(2, 3\)",
+        ),
+        (
+            {"name": "mcl_scored", "score_logits": torch.zeros(2, 2), "score_weight": -1.0},
+            r"score_weight: got -1.0; expected a number >= 0.0",
+        ),
     ],
 )
 def test_the_new_losses_reject_bad_arguments(kwargs, match):

@@ -31,8 +31,9 @@ def run(module, name, logits, targets, scores, **kw):
     logits = logits.clone().requires_grad_(True)
     scores = scores.clone().requires_grad_(True)
     extra = {"score_logits": scores} if module.LOSSES[name].scores else {}
-    result = module.compute_loss(name, logits, targets, generator=torch.Generator().manual_seed(7), **extra,
-                                 **kw)
+    result = module.compute_loss(
+        name, logits, targets, generator=torch.Generator().manual_seed(7), **extra, **kw
+    )
     result.loss.backward()
     return result, logits.grad, scores.grad
 
@@ -53,9 +54,22 @@ def test_compute_loss_is_bit_identical_to_the_pre_change_code(name, dtype, seed,
     settings = [{}]
     if spec.average is None:
         k_values = (1,) if spec.single_winner else (1, 2, M)
-        settings = [{"k": k, "weights": w, "label_smoothing": s, "mix": 0.3, "beta": 0.5, "epsilon": 0.1,
-                     "temperature": t, "score_weight": 0.7}
-                    for k in k_values for w in (None, weights) for s in (0.0, 0.1) for t in (0.0, 0.8)]
+        settings = [
+            {
+                "k": k,
+                "weights": w,
+                "label_smoothing": s,
+                "mix": 0.3,
+                "beta": 0.5,
+                "epsilon": 0.1,
+                "temperature": t,
+                "score_weight": 0.7,
+            }
+            for k in k_values
+            for w in (None, weights)
+            for s in (0.0, 0.1)
+            for t in (0.0, 0.8)
+        ]
     else:  # label smoothing on prob_averaged_ce raised before (a (B, C) tensor where (M, B, C) was read)
         settings = [{"label_smoothing": s} for s in ((0.0,) if name == "prob_averaged_ce" else (0.0, 0.1))]
     for kw in settings:
@@ -68,8 +82,17 @@ def test_compute_loss_is_bit_identical_to_the_pre_change_code(name, dtype, seed,
         assert same(got_score_grad, want_score_grad), (name, kw)
 
 
-@pytest.mark.parametrize("name", ["mcl_loss", "mcl_ce_loss", "confident_mcl_loss", "independent_ce",
-                                  "score_averaged_ce", "prob_averaged_ce"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mcl_loss",
+        "mcl_ce_loss",
+        "confident_mcl_loss",
+        "independent_ce",
+        "score_averaged_ce",
+        "prob_averaged_ce",
+    ],
+)
 def test_the_named_loss_functions_are_bit_identical(name):
     logits, targets, weights, _ = inputs(torch.float32, 3, True)
     kw = {} if "averaged" in name else {"weights": weights}
@@ -99,10 +122,20 @@ def test_ensemble_loss_on_member_cross_entropies_is_compute_loss():
         if new.ENSEMBLE_LOSSES[name].scores:
             kw["score_logits"] = scores
         penalty = uniform_kl(member_log_probs(logits)) if name == "cmcl" else None
-        got = new.ensemble_loss(name, member_nll(logits, targets), penalty=penalty,
-                                generator=torch.Generator().manual_seed(2), **kw)
-        want = new.compute_loss("independent_ce" if name == "independent" else name, logits, targets,
-                                generator=torch.Generator().manual_seed(2), **kw)
+        got = new.ensemble_loss(
+            name,
+            member_nll(logits, targets),
+            penalty=penalty,
+            generator=torch.Generator().manual_seed(2),
+            **kw,
+        )
+        want = new.compute_loss(
+            "independent_ce" if name == "independent" else name,
+            logits,
+            targets,
+            generator=torch.Generator().manual_seed(2),
+            **kw,
+        )
         assert same(got.loss, want.loss) and same(got.per_member, want.per_member), name
         assert same(got.assignment, want.assignment), name
 

@@ -119,15 +119,18 @@ def test_laws(data, rnd):
 # ---------------------------------------------------------------- input checks
 
 
-@pytest.mark.parametrize("confidence, correct, error, message", [
-    (torch.zeros(0), b([]), ValueError, r"confidence: got shape \(0,\); expected \(N,\) with N >= 1"),
-    (torch.zeros(2, 2), b([[True] * 2] * 2), ValueError, r"confidence: got shape \(2, 2\)"),
-    (t([0.5, 0.5]), b([True]), ValueError, r"correct: got shape \(1,\); expected \(2,\)"),
-    (t([0.5]), torch.tensor([1]), ValueError, "correct: got dtype torch.int64; expected torch.bool"),
-    (t([float("nan")]), b([True]), ValueError, "confidence: got NaN values"),
-    (torch.tensor([True]), b([True]), ValueError, "confidence: got dtype torch.bool"),
-    ([0.5], b([True]), TypeError, "confidence: got list"),
-])
+@pytest.mark.parametrize(
+    "confidence, correct, error, message",
+    [
+        (torch.zeros(0), b([]), ValueError, r"confidence: got shape \(0,\); expected \(N,\) with N >= 1"),
+        (torch.zeros(2, 2), b([[True] * 2] * 2), ValueError, r"confidence: got shape \(2, 2\)"),
+        (t([0.5, 0.5]), b([True]), ValueError, r"correct: got shape \(1,\); expected \(2,\)"),
+        (t([0.5]), torch.tensor([1]), ValueError, "correct: got dtype torch.int64; expected torch.bool"),
+        (t([float("nan")]), b([True]), ValueError, "confidence: got NaN values"),
+        (torch.tensor([True]), b([True]), ValueError, "confidence: got dtype torch.bool"),
+        ([0.5], b([True]), TypeError, "confidence: got list"),
+    ],
+)
 def test_bad_inputs(confidence, correct, error, message):
     for metric in (sl.aurc, sl.risk_coverage_curve, sl.risk_at_coverage):
         with pytest.raises(error, match=message):
@@ -177,11 +180,14 @@ def test_eaurc_is_non_negative_and_the_oracle_ranking_attains_it(data):
     assert sl.aurc(oracle, correct) == pytest.approx(sl.oracle_aurc(correct), abs=1e-15)
 
 
-@pytest.mark.parametrize("correct, message", [
-    (torch.zeros(0, dtype=torch.bool), r"correct: got \(0,\)"),
-    (torch.tensor([1, 0]), "correct: got dtype torch.int64"),
-    ([True], "correct: got list"),
-])
+@pytest.mark.parametrize(
+    "correct, message",
+    [
+        (torch.zeros(0, dtype=torch.bool), r"correct: got \(0,\)"),
+        (torch.tensor([1, 0]), "correct: got dtype torch.int64"),
+        ([True], "correct: got list"),
+    ],
+)
 def test_bad_oracle_input(correct, message):
     with pytest.raises(ValueError, match=message):
         sl.oracle_aurc(correct)

@@ -31,9 +31,11 @@ def from_probs(*members) -> torch.Tensor:
 # example 0: members predict 0 (.9), 1 (.6), 2 (.5)  -> the most confident is wrong, the second right;
 # example 1: members predict 0 (.4), 0 (.7), 1 (.8)  -> the most confident is wrong, the second right;
 # example 2: all predict 2 (.5, .5, .9)              -> nobody is right.
-LOGITS = from_probs(member((0, 0.9), (0, 0.4), (2, 0.5)),
-                    member((1, 0.6), (0, 0.7), (2, 0.5)),
-                    member((2, 0.5), (1, 0.8), (2, 0.9)))
+LOGITS = from_probs(
+    member((0, 0.9), (0, 0.4), (2, 0.5)),
+    member((1, 0.6), (0, 0.7), (2, 0.5)),
+    member((2, 0.5), (1, 0.8), (2, 0.9)),
+)
 TARGETS = torch.tensor([1, 0, 0])
 
 

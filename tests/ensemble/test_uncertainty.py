@@ -50,11 +50,14 @@ def member_logits(draw, max_members=4, max_batch=6, max_classes=5, integer=False
 def test_known_entropy_decomposition():
     # Example 0: two certain members that disagree -> all epistemic. Example 1: two identical uniform
     # members -> all aleatoric. Example 2 (hand-computed below): members [.2, .8] and [.6, .4].
-    logits = torch.cat([
-        torch.tensor([[[0.0, -BIG]], [[-BIG, 0.0]]], dtype=torch.float64),
-        torch.zeros(2, 1, 2, dtype=torch.float64),
-        from_probs([[0.2, 0.8]], [[0.6, 0.4]]),
-    ], dim=1)
+    logits = torch.cat(
+        [
+            torch.tensor([[[0.0, -BIG]], [[-BIG, 0.0]]], dtype=torch.float64),
+            torch.zeros(2, 1, 2, dtype=torch.float64),
+            from_probs([[0.2, 0.8]], [[0.6, 0.4]]),
+        ],
+        dim=1,
+    )
     total, aleatoric, epistemic = un.entropy_decomposition(logits)
     for value in (total, aleatoric, epistemic):
         assert value.shape == (3,) and value.dtype == torch.float64
@@ -63,7 +66,8 @@ def test_known_entropy_decomposition():
     assert total.tolist() == pytest.approx(expected_total, abs=1e-14)
     assert aleatoric.tolist() == pytest.approx(expected_aleatoric, abs=1e-14)
     assert epistemic.tolist() == pytest.approx(
-        [LN2, 0.0, expected_total[2] - expected_aleatoric[2]], abs=1e-14)
+        [LN2, 0.0, expected_total[2] - expected_aleatoric[2]], abs=1e-14
+    )
     assert epistemic[2] > 0.05
 
 
@@ -140,8 +144,14 @@ def test_known_disagreement_fractions():
 
 
 def test_criteria_registry():
-    assert list(un.CRITERIA) == ["max_prob", "entropy", "mutual_info", "energy", "disagreement",
-                                 "max_member_prob"]
+    assert list(un.CRITERIA) == [
+        "max_prob",
+        "entropy",
+        "mutual_info",
+        "energy",
+        "disagreement",
+        "max_member_prob",
+    ]
     logits = torch.randn(3, 7, 4, dtype=torch.float32)
     for name, score in un.CRITERIA.items():
         value = score(logits)
@@ -158,13 +168,16 @@ def test_more_uncertain_inputs_score_higher():
 # ---------------------------------------------------------------- input checks
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.zeros(2, 3), "logits: got shape (2, 3); expected (M, B, C)"),
-    (torch.zeros(2, 0, 3), "logits: got shape (2, 0, 3)"),
-    (torch.zeros(2, 3, 4, dtype=torch.int64), "logits: got dtype torch.int64"),
-    (torch.tensor([[[0.0, float("nan")]]]), "logits: got non-finite values"),
-    (torch.tensor([[[0.0, float("inf")]]]), "logits: got non-finite values"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(2, 3), "logits: got shape (2, 3); expected (M, B, C)"),
+        (torch.zeros(2, 0, 3), "logits: got shape (2, 0, 3)"),
+        (torch.zeros(2, 3, 4, dtype=torch.int64), "logits: got dtype torch.int64"),
+        (torch.tensor([[[0.0, float("nan")]]]), "logits: got non-finite values"),
+        (torch.tensor([[[0.0, float("inf")]]]), "logits: got non-finite values"),
+    ],
+)
 def test_bad_logits(bad, message):
     for score in un.CRITERIA.values():
         with pytest.raises(ValueError) as info:
@@ -179,14 +192,17 @@ def test_bad_logits_type():
         un.entropy_decomposition([[[0.0]]])
 
 
-@pytest.mark.parametrize("targets, message", [
-    (torch.tensor([0, 1]), r"targets: got shape \(2,\); expected \(B,\) = \(3,\)"),
-    (torch.tensor([[0, 1, 2]]), "targets: got shape"),
-    (torch.tensor([0.0, 1.0, 2.0]), "targets: got dtype torch.float32"),
-    (torch.tensor([True, False, True]), "targets: got dtype torch.bool"),
-    (torch.tensor([0, 1, 4]), r"targets: got values in \[0, 4\]; expected values in \[0, 4\)"),
-    (torch.tensor([-1, 1, 2]), r"targets: got values in \[-1, 2\]"),
-])
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        (torch.tensor([0, 1]), r"targets: got shape \(2,\); expected \(B,\) = \(3,\)"),
+        (torch.tensor([[0, 1, 2]]), "targets: got shape"),
+        (torch.tensor([0.0, 1.0, 2.0]), "targets: got dtype torch.float32"),
+        (torch.tensor([True, False, True]), "targets: got dtype torch.bool"),
+        (torch.tensor([0, 1, 4]), r"targets: got values in \[0, 4\]; expected values in \[0, 4\)"),
+        (torch.tensor([-1, 1, 2]), r"targets: got values in \[-1, 2\]"),
+    ],
+)
 def test_bad_targets(targets, message):
     with pytest.raises(ValueError, match=message):
         un.checked_float64_logits_targets(torch.zeros(2, 3, 4), targets)

@@ -20,8 +20,10 @@ def _read(path):
 
 
 def test_summarize_mean_and_sample_std_per_cell_and_metric():
-    rows = [{"cell": c, "metric": "m", "value": v, "wall_time_s": 1.0}
-            for c, v in (("a", 1.0), ("a", 2.0), ("a", 3.0), ("b", 5.0), ("b", math.nan))]
+    rows = [
+        {"cell": c, "metric": "m", "value": v, "wall_time_s": 1.0}
+        for c, v in (("a", 1.0), ("a", 2.0), ("a", 3.0), ("b", 5.0), ("b", math.nan))
+    ]
     out = {r["cell"]: r for r in record.summarize(rows)}
     a = out["a"]
     assert (a["mean"], a["std"], a["seeds"], a["wall_time_s"]) == (2.0, 1.0, 3, 3.0)
@@ -29,14 +31,16 @@ def test_summarize_mean_and_sample_std_per_cell_and_metric():
 
 
 def test_a_smoke_sweep_writes_both_tables_and_the_curves(tmp_path):
-    sweep_multimodal.main(["--scale", "smoke", "--seeds", "0", "--cells", "independent", "mcl_scored",
-                           "--out", str(tmp_path)])
+    sweep_multimodal.main(
+        ["--scale", "smoke", "--seeds", "0", "--cells", "independent", "mcl_scored", "--out", str(tmp_path)]
+    )
     seeds = _read(tmp_path / "seeds.csv")
     assert tuple(seeds[0]) == record.SEED_FIELDS and "torch" in seeds[0]["hardware"]
     metrics = ("oracle_error", "distortion", "weighted_mean_error", "emd")
     assert [(r["cell"], r["metric"]) for r in seeds] == (
         [(c, m) for c in ("independent", "mcl_scored") for m in metrics]
-        + [("mcl_scored/independent", "oracle_error_ratio")])
+        + [("mcl_scored/independent", "oracle_error_ratio")]
+    )
     ratio = float(seeds[-1]["value"])
     assert ratio == pytest.approx(float(seeds[4]["value"]) / float(seeds[0]["value"]))
     results = _read(tmp_path / "results.csv")
@@ -45,8 +49,9 @@ def test_a_smoke_sweep_writes_both_tables_and_the_curves(tmp_path):
 
 
 def test_shapes_sweep_smoke_cells(tmp_path):
-    sweep_shapes.main(["--scale", "smoke", "--seeds", "0", "--cells", "independent_M1", "mcl_M2",
-                       "--out", str(tmp_path)])
+    sweep_shapes.main(
+        ["--scale", "smoke", "--seeds", "0", "--cells", "independent_M1", "mcl_M2", "--out", str(tmp_path)]
+    )
     results = _read(tmp_path / "results.csv")
     assert {r["cell"] for r in results} == {"independent_M1", "mcl_M2"} and len(results) == 12
     assert all(0.0 <= float(r["mean"]) <= 1.0 for r in results if r["metric"] != "ambiguous_oracle_pixel_acc")
@@ -54,8 +59,10 @@ def test_shapes_sweep_smoke_cells(tmp_path):
 
 COMMITTED = {
     "any-task-multimodal-cpu": (sweep_multimodal.CELLS, ("oracle_error", "distortion", "emd")),
-    "any-task-sunspots-cpu": (("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
-                              ("rmse", "oracle_rmse")),
+    "any-task-sunspots-cpu": (
+        ("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
+        ("rmse", "oracle_rmse"),
+    ),
     "any-task-shapes-cpu": (sweep_shapes.CELLS, ("oracle_mean_iou", "mean_iou", "pixel_acc")),
     "any-task-text-cpu": (("independent", "mcl"), ("ensemble_acc", "oracle_acc", "member_acc")),
 }

@@ -32,7 +32,8 @@ def test_written_folder_reads_back(tmp_path):
 def test_the_treenet_segments_any_size_and_trains(monkeypatch):
     net = train_shapes.model(3, 8, 0)
     assert net(torch.zeros(2, 1, 20, 36)).shape == (3, 2, 3, 20, 36)
-    monkeypatch.setitem(train_shapes.SCALES, "smoke", {**train_shapes.SCALES["smoke"], "steps": 2, "n": 16,
-                                                       "test": 8})
+    monkeypatch.setitem(
+        train_shapes.SCALES, "smoke", {**train_shapes.SCALES["smoke"], "steps": 2, "n": 16, "test": 8}
+    )
     metrics = train_shapes.run("mcl", "smoke", 0)
     assert metrics["num_examples"] == 8 and len(metrics["member_pixel_acc"]) == 3

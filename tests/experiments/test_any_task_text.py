@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _has(row, pattern):
-    return any(row[i:i + 2].tolist() == list(pattern) for i in range(len(row) - 1))
+    return any(row[i : i + 2].tolist() == list(pattern) for i in range(len(row) - 1))
 
 
 def test_sequences_labels_follow_the_patterns_and_the_ambiguous_third_is_a_coin():
@@ -49,12 +49,30 @@ def test_parts_known_answer():
 def test_fit_trains_the_hf_members_and_a_smoke_sweep_writes_the_tables(tmp_path):
     metrics = train_text.run("mcl", "smoke", 0, out=str(tmp_path / "run"))
     assert (tmp_path / "run" / "model.safetensors").exists()
-    assert set(metrics) == {"ensemble_acc", "oracle_acc", "member_acc", "nll", "clear_ensemble_acc",
-                            "ambiguous_oracle_acc"}
+    assert set(metrics) == {
+        "ensemble_acc",
+        "oracle_acc",
+        "member_acc",
+        "nll",
+        "clear_ensemble_acc",
+        "ambiguous_oracle_acc",
+    }
     assert metrics["member_acc"] <= metrics["oracle_acc"] <= 100.0
-    sweep_text.main(["--scale", "smoke", "--seeds", "0", "--cells", "independent", "rwta",
-                     "--out", str(tmp_path / "sweep")])
+    sweep_text.main(
+        [
+            "--scale",
+            "smoke",
+            "--seeds",
+            "0",
+            "--cells",
+            "independent",
+            "rwta",
+            "--out",
+            str(tmp_path / "sweep"),
+        ]
+    )
     with open(tmp_path / "sweep" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["cell"], r["metric"]) for r in rows} == {(c, m) for c in ("independent", "rwta")
-                                                         for m in metrics}
+    assert {(r["cell"], r["metric"]) for r in rows} == {
+        (c, m) for c in ("independent", "rwta") for m in metrics
+    }

@@ -9,10 +9,13 @@ from torch import nn
 from mheads.models import caffenet, cifar10_quick, nin
 
 
-@pytest.mark.parametrize("fill, bias", [
-    (lambda layer: cifar10_quick._gauss(layer, 0.1), 0.0),
-    (lambda layer: caffenet._init(layer, 0.01, 1.0), 1.0),
-])
+@pytest.mark.parametrize(
+    "fill, bias",
+    [
+        (lambda layer: cifar10_quick._gauss(layer, 0.1), 0.0),
+        (lambda layer: caffenet._init(layer, 0.01, 1.0), 1.0),
+    ],
+)
 def test_fillers_take_layers_with_and_without_bias(fill, bias):
     assert fill(nn.Linear(4, 3, bias=False)).bias is None
     assert torch.equal(fill(nn.Conv2d(2, 3, 3)).bias, torch.full((3,), bias))

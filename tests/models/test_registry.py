@@ -22,8 +22,9 @@ def test_registry_lists_the_paper_models():
 def test_declared_image_sizes_hold(name):
     info = model_info(name)
     opts = info.small_options
-    assert create_model(name, **opts)(torch.zeros(1, 3, info.default_image_size,
-                                                  info.default_image_size)).shape == (1, 10)
+    assert create_model(name, **opts)(
+        torch.zeros(1, 3, info.default_image_size, info.default_image_size)
+    ).shape == (1, 10)
     create_model(name, image_size=info.min_image_size, **opts)
     with pytest.raises(ValueError, match="image_size"):
         create_model(name, image_size=info.min_image_size - 1, **opts)
@@ -50,8 +51,19 @@ def test_too_small_image_is_refused():
 def test_cifar10_quick_layout_and_parameter_count_by_hand():
     net = create_model("cifar10_quick", num_classes=10)
     assert [n for n, _ in net.named_children()] == [
-        "conv1", "pool1", "relu1", "conv2", "relu2", "pool2", "conv3", "relu3", "pool3", "flatten", "ip1",
-        "ip2"]
+        "conv1",
+        "pool1",
+        "relu1",
+        "conv2",
+        "relu2",
+        "pool2",
+        "conv3",
+        "relu3",
+        "pool3",
+        "flatten",
+        "ip1",
+        "ip2",
+    ]
     assert parameterized_layers(net) == ["conv1", "conv2", "conv3", "ip1", "ip2"]
     by_hand = {
         "conv1": 3 * 32 * 5 * 5 + 32,

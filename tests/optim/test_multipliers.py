@@ -20,8 +20,9 @@ def _tree():
 
 
 def _cfg(**optim):
-    return config_from_dict({"model": {"members": 2}, "optim": {"lr": 0.1, "momentum": 0.9,
-                                                                "weight_decay": 0.01, **optim}})
+    return config_from_dict(
+        {"model": {"members": 2}, "optim": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, **optim}}
+    )
 
 
 def test_defaults_build_the_optimizer_as_before():
@@ -39,8 +40,10 @@ def test_one_sgd_step_with_multipliers_equals_the_hand_computed_update():
     cfg = _cfg(bias_lr_mult=2, bias_decay_mult=0.5, trunk_lr_mult="inverse_members")
     opt, schedule = build_optimizer(cfg, list(tree.parameters()), tree)
     before = {n: p.detach().clone() for n, p in tree.named_parameters()}
-    grads = {n: torch.full_like(p, 0.5) + 0.1 * torch.arange(p.numel()).reshape(p.shape)
-             for n, p in tree.named_parameters()}
+    grads = {
+        n: torch.full_like(p, 0.5) + 0.1 * torch.arange(p.numel()).reshape(p.shape)
+        for n, p in tree.named_parameters()
+    }
     for n, p in tree.named_parameters():
         p.grad = grads[n].clone()
     set_rate(opt, schedule.lr_at(0))
@@ -80,13 +83,21 @@ def test_multipliers_without_the_tree_are_refused():
 
 
 def _tiny(**optim):
-    return config_from_dict({
-        "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
-        "data": {"train_limit": 256, "test_limit": 100},
-        "optim": {"lr": 0.01, "milestones": [3], **optim},
-        "train": {"iterations": 6, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2,
-                  "eval_batch_size": 50, "threads": 1},
-    })
+    return config_from_dict(
+        {
+            "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
+            "data": {"train_limit": 256, "test_limit": 100},
+            "optim": {"lr": 0.01, "milestones": [3], **optim},
+            "train": {
+                "iterations": 6,
+                "batch_size": 16,
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "eval_batch_size": 50,
+                "threads": 1,
+            },
+        }
+    )
 
 
 def test_resume_with_groups_is_exact_and_the_multipliers_reach_the_loop(tmp_path):

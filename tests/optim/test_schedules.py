@@ -67,15 +67,21 @@ def test_optimizers_and_weight_decay_groups():
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     params = list(net.parameters())
-    opt, _ = build_optimizer(config_from_settings({"optim.nesterov": True, "optim.decay_norm_and_bias": False,
-                                                   "optim.weight_decay": 5e-4}), params)
+    opt, _ = build_optimizer(
+        config_from_settings(
+            {"optim.nesterov": True, "optim.decay_norm_and_bias": False, "optim.weight_decay": 5e-4}
+        ),
+        params,
+    )
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"]
     assert [(len(g["params"]), g["weight_decay"]) for g in opt.param_groups] == [(1, 5e-4), (3, 0.0)]
-    opt, _ = build_optimizer(config_from_settings({"optim.name": "adamw", "optim.weight_decay": 0.05}),
-                             params)
+    opt, _ = build_optimizer(
+        config_from_settings({"optim.name": "adamw", "optim.weight_decay": 0.05}), params
+    )
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.05
     from mheads.config import ConfigError
 
-    with pytest.raises(ConfigError,
-                       match="optim.nesterov: got True; expected false unless optim.name is sgd"):
+    with pytest.raises(
+        ConfigError, match="optim.nesterov: got True; expected false unless optim.name is sgd"
+    ):
         config_from_settings({"optim.name": "adamw", "optim.nesterov": True})

@@ -7,8 +7,23 @@ from conftest import REPO
 
 SRC = REPO / "src" / "mheads"
 # Bottom to top, as in docs/architecture.md: a package may import only itself and the packages before it.
-LAYERS = ["core", "models", "tree", "ensemble", "tasks", "optim", "config", "data", "runs", "train", "infer",
-          "report", "dist", "reproduce", "cli"]
+LAYERS = [
+    "core",
+    "models",
+    "tree",
+    "ensemble",
+    "tasks",
+    "optim",
+    "config",
+    "data",
+    "runs",
+    "train",
+    "infer",
+    "report",
+    "dist",
+    "reproduce",
+    "cli",
+]
 TOP_LEVEL = {"__init__.py", "__main__.py"}
 
 
@@ -84,7 +99,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open" and not name_is_parent(nxt, node):
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
             if nxt not in state:
                 dfs(nxt)
         stack.pop()
@@ -114,9 +129,13 @@ def test_the_wheel_lists_every_package():
     import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.relative_to(SRC.parent).parts) for p in SRC.rglob("*")
-             if (p / "__init__.py").is_file()}
+    found = {
+        ".".join(p.relative_to(SRC.parent).parts) for p in SRC.rglob("*") if (p / "__init__.py").is_file()
+    }
     experiments = REPO / "experiments"
-    found |= {".".join(("mheads", *p.relative_to(REPO).parts)) for p in experiments.rglob("*")
-              if (p / "__init__.py").is_file() and "results" not in p.relative_to(experiments).parts}
+    found |= {
+        ".".join(("mheads", *p.relative_to(REPO).parts))
+        for p in experiments.rglob("*")
+        if (p / "__init__.py").is_file() and "results" not in p.relative_to(experiments).parts
+    }
     assert listed == found | {"mheads", "mheads.experiments"}

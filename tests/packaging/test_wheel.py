@@ -14,10 +14,12 @@ pytestmark = pytest.mark.slow  # a few minutes: .ci/run runs it after the defaul
 
 
 def run(argv, cwd, timeout=900, env=None):
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env)
-    assert done.returncode == 0, (f"{' '.join(map(str, argv))} -> {done.returncode}\n"
-                                  f"{done.stdout}\n{done.stderr}")
+    done = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert done.returncode == 0, (
+        f"{' '.join(map(str, argv))} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+    )
     return done.stdout
 
 
@@ -41,9 +43,11 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo_and_a_sweep(tmp_path):
     where = run([py, "-c", "import mheads; print(mheads.__file__)"], cwd=outside, env=env)
     assert str(REPO) not in where and "site-packages" in where
     mheads = venv / "bin" / "mheads"
-    demo = run([mheads, "demo", "--set", "train.iterations=20", "--out", outside / "demo"], cwd=outside,
-               env=env)
+    demo = run(
+        [mheads, "demo", "--set", "train.iterations=20", "--out", outside / "demo"], cwd=outside, env=env
+    )
     assert "mcl k=1 x4" in demo and (outside / "demo" / "oracle_assignment.png").is_file()
-    table = run([mheads, "reproduce", "table1", "--scale", "smoke", "--out", outside / "t1"], cwd=outside,
-                env=env)
+    table = run(
+        [mheads, "reproduce", "table1", "--scale", "smoke", "--out", outside / "t1"], cwd=outside, env=env
+    )
     assert "Random init." in table and (outside / "t1" / "results.csv").is_file()

@@ -11,8 +11,23 @@ from mheads.reproduce.label_split import cluster_labels
 from mheads.reproduce.spec import load_spec
 
 
-@pytest.mark.parametrize("name", ["table1", "table2", "table2-ilsvrc", "table3", "table4", "table5", "table6",
-                                  "mcl-ce", "label-split", "guided-backprop", "open-set", "bagging-control"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "table1",
+        "table2",
+        "table2-ilsvrc",
+        "table3",
+        "table4",
+        "table5",
+        "table6",
+        "mcl-ce",
+        "label-split",
+        "guided-backprop",
+        "open-set",
+        "bagging-control",
+    ],
+)
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_every_experiment_spec_validates_at_every_scale(name, scale):
     spec = load_spec(name, scale, "/some/cifar10")
@@ -90,8 +105,10 @@ def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path, on
     reproduce("table4", "smoke", None, tmp_path / "table4", seeds=1)
     assert k4.is_symlink()
     reproduce("table4", "smoke", None, tmp_path / "fresh", seeds=1, reuse=False)
-    assert (not (tmp_path / "fresh/seed-0/k4").is_symlink()
-            and (tmp_path / "fresh/seed-0/k4/metrics.json").exists())
+    assert (
+        not (tmp_path / "fresh/seed-0/k4").is_symlink()
+        and (tmp_path / "fresh/seed-0/k4/metrics.json").exists()
+    )
 
 
 def test_bookkeeping_fields_do_not_change_the_result_key():
@@ -99,8 +116,11 @@ def test_bookkeeping_fields_do_not_change_the_result_key():
 
     spec = load_spec("table1", "smoke", None)
     a = spec.cells[1].config.to_dict()
-    b = {**a, "name": "other", "train": {**a["train"], "checkpoint_every": 7, "eval_batch_size": 13,
-                                         "flush_denormal": False}}
+    b = {
+        **a,
+        "name": "other",
+        "train": {**a["train"], "checkpoint_every": 7, "eval_batch_size": 13, "flush_denormal": False},
+    }
     assert result_key(a) == result_key(b)
     c = {**a, "train": {**a["train"], "batch_size": a["train"]["batch_size"] + 1}}
     assert result_key(a) != result_key(c)
@@ -117,10 +137,14 @@ def test_guided_backprop_rows_show_different_classes():
 def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
     from mheads.reproduce.sweep import select_cells
 
-    assert [c.name for c in select_cells(load_spec("label-split", "smoke", None),
-                                         ["hinton_clusters"]).cells] == ["generalist", "hinton_clusters"]
-    with pytest.raises(ConfigError, match=r"--cells: table1 has no cell 'randominit'; its cells: single, "
-                                          r"random_init"):
+    assert [
+        c.name for c in select_cells(load_spec("label-split", "smoke", None), ["hinton_clusters"]).cells
+    ] == ["generalist", "hinton_clusters"]
+    with pytest.raises(
+        ConfigError,
+        match=r"--cells: table1 has no cell 'randominit'; its cells: single, "
+        r"random_init",
+    ):
         select_cells(load_spec("table1", "smoke", None), ["randominit"])
     text = reproduce("table1", "smoke", None, tmp_path, cells=["single"])
     assert sorted(p.name for p in (tmp_path / "seed-0").iterdir()) == ["single"]
@@ -131,11 +155,13 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
 
     assert seeds(text)["Random init."] == ("0", "80.72")  # not run: no numbers, the paper's kept
     assert seeds(text)["Single model"][0] == "1"
-    text = reproduce("table1", "smoke", None, tmp_path,
-                     cells=["bagging"])  # a later selection keeps the earlier rows
+    text = reproduce(
+        "table1", "smoke", None, tmp_path, cells=["bagging"]
+    )  # a later selection keeps the earlier rows
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
-    text = reproduce("table1", "smoke", None, tmp_path,
-                     cells=["single"])  # also rows of cells ordered after it
+    text = reproduce(
+        "table1", "smoke", None, tmp_path, cells=["single"]
+    )  # also rows of cells ordered after it
     assert [seeds(text)[r][0] for r in ("Single model", "Random init.", "Bagging")] == ["1", "0", "1"]
     assert seeds((tmp_path / "results.md").read_text())["Bagging"][0] == "1"
 
@@ -143,11 +169,22 @@ def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
 def test_metric_values_are_percentages_for_every_accuracy():
     from mheads.reproduce.tables import metric_value
 
-    run = {"ensemble_mean_acc": 0.5, "ensemble_mean_acc_scores": 0.25, "member_acc": [0.1, 0.3],
-           "wall_time_s": 7.0}
-    assert [metric_value(run, m)
-            for m in ("ensemble_mean_acc", "ensemble_mean_acc_scores", "member_acc_1", "member_acc_mean",
-                      "wall_time_s")] == pytest.approx([50, 25, 30, 20, 7])
+    run = {
+        "ensemble_mean_acc": 0.5,
+        "ensemble_mean_acc_scores": 0.25,
+        "member_acc": [0.1, 0.3],
+        "wall_time_s": 7.0,
+    }
+    assert [
+        metric_value(run, m)
+        for m in (
+            "ensemble_mean_acc",
+            "ensemble_mean_acc_scores",
+            "member_acc_1",
+            "member_acc_mean",
+            "wall_time_s",
+        )
+    ] == pytest.approx([50, 25, 30, 20, 7])
 
 
 def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_path):
@@ -157,12 +194,14 @@ def test_table_header_names_the_hardware_that_trained_the_runs(monkeypatch, tmp_
 
     monkeypatch.setattr(sweep, "hardware", lambda: {"cpu": "This CPU", "cores": 2, "torch": "2.y"})
     shared = {"reused": {}, "forked": {}}
-    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", [0],
-                                                                        shared)
+    assert "trained on This CPU, 2 cores, torch 2.y." in sweep._header(
+        "cpu", "/d/cifar10-jpeg.tar.gz", [0], shared
+    )
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"hardware": {"cpu": "Xeon", "cores": 16, "torch": "2.x",
-                                                          "gpu": "NVIDIA H200"}}))
+    (run / "run.json").write_text(
+        json.dumps({"hardware": {"cpu": "Xeon", "cores": 16, "torch": "2.x", "gpu": "NVIDIA H200"}})
+    )
     shared["hardware"] = {sweep.trained_on(run), sweep.trained_on(tmp_path / "missing")}
     text = sweep._header("cpu", "/d/cifar10-jpeg.tar.gz", [0], shared)
     assert "This CPU, 2 cores, torch 2.y; Xeon, 16 cores, GPU NVIDIA H200, torch 2.x." in text
@@ -239,18 +278,21 @@ def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_
     from mheads.reproduce.tables import read_seed_rows
 
     reproduce("table1", "smoke", None, tmp_path / "a", cells=["single"])  # seed 0, elsewhere
-    text = reproduce("table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"],
-                     pool_with=tmp_path / "a")
+    text = reproduce(
+        "table1", "smoke", None, tmp_path / "b", first_seed=1, cells=["single"], pool_with=tmp_path / "a"
+    )
     assert "seeds 0..1" in text
     rows = read_seed_rows(tmp_path / "b/seeds.csv")
-    values = {r["seed"]: r["value"] for r in rows
-              if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc"}
+    values = {
+        r["seed"]: r["value"] for r in rows if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc"
+    }
     first = json.loads((tmp_path / "a/seed-0/single/metrics.json").read_text())
     assert values[0] == first["ensemble_mean_acc"] * 100 and set(values) == {0, 1}
     assert {(r["experiment"], r["scale"], r["data"]) for r in rows} == {("table1", "smoke", "embedded")}
     with open(tmp_path / "b/results.csv") as f:
-        row = next(r for r in csv.DictReader(f)
-                   if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc")
+        row = next(
+            r for r in csv.DictReader(f) if r["cell"] == "single" and r["metric"] == "ensemble_mean_acc"
+        )
     assert int(row["seeds"]) == 2
     assert float(row["mean"]) == pytest.approx(statistics.fmean(values.values()))
     assert float(row["std"]) == pytest.approx(statistics.stdev(values.values()))
@@ -263,16 +305,24 @@ def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_
         assert len(read_seed_rows(tmp_path / "b/seeds.csv")) == 2 * 2  # two seeds x two metrics, one cell
     # a seed this sweep runs for one cell leaves the pooled seed of the other cells in place
     reproduce("table1", "smoke", None, tmp_path / "c", cells=["random_init"])
-    reproduce("table1", "smoke", None, tmp_path / "b", first_seed=0, cells=["random_init"],
-              pool_with=tmp_path / "c")
+    reproduce(
+        "table1", "smoke", None, tmp_path / "b", first_seed=0, cells=["random_init"], pool_with=tmp_path / "c"
+    )
     cells = {(r["cell"], r["seed"]) for r in read_seed_rows(tmp_path / "b/seeds.csv")}
     assert cells == {("single", 0), ("single", 1), ("random_init", 0)}
     # a wrong scale, or other --set overrides, is refused, naming it
     with pytest.raises(ConfigError, match=r"another sweep: scale 'smoke' \(this sweep: 'cpu'\)"):
         reproduce("table1", "cpu", None, tmp_path / "d", cells=["single"], pool_with=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"overrides '' \(this sweep: 'optim.lr=0.002'\)"):
-        reproduce("table1", "smoke", None, tmp_path / "d", cells=["single"], pool_with=tmp_path / "a",
-                  overrides=["optim.lr=0.002"])
+        reproduce(
+            "table1",
+            "smoke",
+            None,
+            tmp_path / "d",
+            cells=["single"],
+            pool_with=tmp_path / "a",
+            overrides=["optim.lr=0.002"],
+        )
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("metrics.json"))  # nothing trained
     # a sweep with overrides says so in its table, and its rows carry them
     text = reproduce("table1", "smoke", None, tmp_path / "e", cells=["single"], overrides=["optim.lr=0.002"])
@@ -293,9 +343,11 @@ def test_pool_with_names_the_file_and_what_is_wrong_in_it(tmp_path):
         read_seed_rows(tmp_path)
     head = ",".join(SEED_FIELDS) + "\n"
     good = "table1,cpu,x.tar,,single,0,oracle_acc,1,2,h\n"
-    for body, error in (("table1,cpu,x.tar,,single,x,oracle_acc,1,2,h\n", "line 2"),
-                        ("table1,cpu,x.tar,,single,0\n", "line 2"),  # a short line
-                        (good + good, "lines 2 and 3 both hold cell 'single', seed 0, oracle_acc")):
+    for body, error in (
+        ("table1,cpu,x.tar,,single,x,oracle_acc,1,2,h\n", "line 2"),
+        ("table1,cpu,x.tar,,single,0\n", "line 2"),  # a short line
+        (good + good, "lines 2 and 3 both hold cell 'single', seed 0, oracle_acc"),
+    ):
         (tmp_path / "seeds.csv").write_text(head + body)
         with pytest.raises(ConfigError, match=error):
             read_seed_rows(tmp_path)
@@ -308,14 +360,21 @@ def test_the_seeds_column_names_a_metric_that_averages_fewer_seeds(tmp_path):
     from mheads.reproduce.tables import collect, write_tables
 
     spec = load_spec("table1", "smoke", None)
-    rows = [{"cell": "single", "seed": seed, "metric": metric, "value": 70.0 + seed, "wall_time_s": 1.0}
-            for seed in (0, 1) for metric in spec.metrics if seed == 0 or metric != "oracle_acc"]
+    rows = [
+        {"cell": "single", "seed": seed, "metric": metric, "value": 70.0 + seed, "wall_time_s": 1.0}
+        for seed in (0, 1)
+        for metric in spec.metrics
+        if seed == 0 or metric != "oracle_acc"
+    ]
     text = write_tables(spec, collect(spec, rows), tmp_path, "header")
     line = next(x for x in text.splitlines() if x.startswith("| Single"))
     assert re.search(r"\|\s+2 \(oracle_acc: 1\) \|", line) and "70.50 ± 0.71" in line
     whole = rows + [{**rows[0], "seed": 1, "metric": "oracle_acc"}]
-    line = next(x for x in write_tables(spec, collect(spec, whole), tmp_path, "h").splitlines()
-                if x.startswith("| Single"))
+    line = next(
+        x
+        for x in write_tables(spec, collect(spec, whole), tmp_path, "h").splitlines()
+        if x.startswith("| Single")
+    )
     assert re.search(r"\|\s+2 \|", line) and "oracle_acc:" not in line
 
 

@@ -22,8 +22,9 @@ def _cells():
 def _same_run(a, b):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
-    assert ({k: v for k, v in ma.items() if k not in TIMING}
-            == {k: v for k, v in mb.items() if k not in TIMING})
+    assert {k: v for k, v in ma.items() if k not in TIMING} == {
+        k: v for k, v in mb.items() if k not in TIMING
+    }
     assert [(r / "eval.jsonl").exists() for r in (a, b)] in ([True, True], [False, False])
     if (a / "eval.jsonl").exists():
         assert (a / "eval.jsonl").read_text() == (b / "eval.jsonl").read_text()
@@ -40,7 +41,10 @@ def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread
     fit(donor_cfg, donor)
     # step 2 was pinned: kept although two newer checkpoints (3 and 6) exist and keep_checkpoints is 2
     assert sorted(p.name for p in (donor / "checkpoints").glob("step-*")) == [
-        "step-00000002", "step-00000003", "step-00000006"]
+        "step-00000002",
+        "step-00000003",
+        "step-00000006",
+    ]
 
     scratch = tmp_path / "scratch"
     fit(cfg, scratch)
@@ -50,8 +54,10 @@ def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread
     assert found is not None and found[0] == donor.resolve() and found[1].name == "step-00000002"
     fork_run(cfg, run, *found)
     assert [json.loads(line)["step"] for line in (run / "eval.jsonl").read_text().splitlines()] == [1, 2]
-    assert json.loads((run / "run.json").read_text())["forked_from"] == {"run": str(donor.resolve()),
-                                                                          "iteration": 2}
+    assert json.loads((run / "run.json").read_text())["forked_from"] == {
+        "run": str(donor.resolve()),
+        "iteration": 2,
+    }
     fit(cfg, run, resume=True)
     _same_run(scratch, run)
     assert json.loads((run / "metrics.json").read_text())["resumed_from_iteration"] == 2
@@ -89,9 +95,15 @@ def test_table5_sweep_trains_the_shared_pretraining_once(tmp_path, one_thread):
     first = seed / "k1_p4000"  # the longest cross-entropy prefix runs first and keeps the fork points
     assert not first.is_symlink() and "forked_from" not in json.loads((first / "run.json").read_text())
     assert sorted(p.name for p in (first / "checkpoints").glob("step-*"))[:3] == [
-        "step-00000001", "step-00000002", "step-00000003"]
-    forks = {r.name: json.loads((r / "run.json").read_text()).get("forked_from")
-             for r in seed.iterdir() if not r.is_symlink()}
+        "step-00000001",
+        "step-00000002",
+        "step-00000003",
+    ]
+    forks = {
+        r.name: json.loads((r / "run.json").read_text()).get("forked_from")
+        for r in seed.iterdir()
+        if not r.is_symlink()
+    }
     assert forks["k2_p4000"] == {"run": str(first.resolve()), "iteration": 5}
     assert forks["k3_p2000"]["iteration"] == 2
     assert "continued from another run's cross-entropy pretraining" in text and "k=2, P=4000 (seed 0)" in text

@@ -23,20 +23,25 @@ def test_the_demo_is_a_spec_loaded_without_a_scale_preset():
 
 def test_a_spec_file_by_path_with_overrides(tmp_path):
     path = tmp_path / "my_recipe.yaml"
-    path.write_text("base: {model: {name: cifar10_quick, members: 2}}\n"
-                    "cells:\n  a: {row: first}\n  b: {config: {model: {members: 3}}}\n")
+    path.write_text(
+        "base: {model: {name: cifar10_quick, members: 2}}\n"
+        "cells:\n  a: {row: first}\n  b: {config: {model: {members: 3}}}\n"
+    )
     spec = load_spec(str(path), None, None, ["train.iterations=7"])
     assert spec.name == "my-recipe"
     assert [(c.name, c.row, c.config.model.members) for c in spec.cells] == [("a", "first", 2), ("b", "b", 3)]
     assert {c.config.train.iterations for c in spec.cells} == {7}
 
 
-@pytest.mark.parametrize("text, match", [
-    ("base: {}\nruns: {a: {}}\n", "'runs' is the old recipe format; list the runs under 'cells'"),
-    ("base: {}\n", "cells: got None; expected a mapping of cell names to cells"),
-    ("cells: {a: {}}\nbogus: 1\n", r"unknown key\(s\) \['bogus'\]; allowed: "),
-    ("cells: {a: {rows: x}}\n", r"cell 'a': unknown key\(s\) \['rows'\]"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("base: {}\nruns: {a: {}}\n", "'runs' is the old recipe format; list the runs under 'cells'"),
+        ("base: {}\n", "cells: got None; expected a mapping of cell names to cells"),
+        ("cells: {a: {}}\nbogus: 1\n", r"unknown key\(s\) \['bogus'\]; allowed: "),
+        ("cells: {a: {rows: x}}\n", r"cell 'a': unknown key\(s\) \['rows'\]"),
+    ],
+)
 def test_bad_spec_files_are_refused_in_one_line(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -57,11 +62,13 @@ def test_no_packaged_yaml_uses_the_old_format():
 
 def test_run_demo_trains_each_cell_of_a_spec_into_its_folder(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
-    path.write_text("base:\n  model: {name: cifar10_quick, members: 2}\n"
-                    "  data: {train_limit: 64, test_limit: 32}\n"
-                    "  train: {iterations: 2, batch_size: 16, eval_every: 0, checkpoint_every: 0}\n"
-                    "cells:\n  one: {row: one member, config: {model: {members: 1}}}\n"
-                    "  two: {row: two members}\n")
+    path.write_text(
+        "base:\n  model: {name: cifar10_quick, members: 2}\n"
+        "  data: {train_limit: 64, test_limit: 32}\n"
+        "  train: {iterations: 2, batch_size: 16, eval_every: 0, checkpoint_every: 0}\n"
+        "cells:\n  one: {row: one member, config: {model: {members: 1}}}\n"
+        "  two: {row: two members}\n"
+    )
     rows = run_demo(tmp_path / "out", recipe=str(path))
     assert [r[0] for r in rows] == ["one member", "two members"] and [r[1] for r in rows] == [1, 2]
     assert (tmp_path / "out/one/metrics.json").is_file() and (tmp_path / "out/two/metrics.json").is_file()

@@ -377,7 +377,7 @@ def torch_bytes(obj) -> bytes:
         ("weights.safetensors", b"\x08" + bytes(7) + b"{}", r"weights\.safetensors is not a valid safetens"),
         ("state.pt", torch_bytes([1, 2]), r"state\.pt holds a list, expected a dict"),
         ("state.pt", b"PK\x03\x04 not a zip", r"state\.pt cannot be read as torch\.save data"),
-        ("meta.json", b"{\"schema_version\": 1", r"meta\.json is not valid JSON"),
+        ("meta.json", b'{"schema_version": 1', r"meta\.json is not valid JSON"),
         ("meta.json", b'{"schema_version": 1, "meta": {}}', r"meta\.json lacks an int 'step' and a 'meta'"),
     ],
 )

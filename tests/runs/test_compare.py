@@ -15,8 +15,11 @@ def _run(folder, w=(1.0, 2.0), metrics=None):
     save_file({"w": torch.tensor(w), "b": torch.zeros(2)}, str(folder / "model.safetensors"))
     save_file({"w": torch.tensor(w[:1])}, str(folder / "members/member-0.safetensors"))
     (folder / "config.yaml").write_text("name: x\n")
-    (folder / "run.json").write_text(json.dumps({"meta": {"members": 1}, "param_counts": {"total": 4},
-                                                 "data": {"name": "d"}, "git": "abc"}))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {"meta": {"members": 1}, "param_counts": {"total": 4}, "data": {"name": "d"}, "git": "abc"}
+        )
+    )
     (folder / "metrics.json").write_text(json.dumps(metrics or {"oracle_acc": 0.5, "wall_time_s": 1.0}))
     (folder / "eval.jsonl").write_text('{"iteration": 1, "acc": 0.5}\n')
     return folder
@@ -37,15 +40,22 @@ def test_one_bit_in_one_tensor_is_named(tmp_path):
     assert run_differences(a, b) == ["model.safetensors: w differs"]
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda b: (b / "members/member-0.safetensors").unlink(), ["members/member-0.safetensors: missing"]),
-    (lambda b: (b / "config.yaml").write_text("name: y\n"), ["config.yaml differs"]),
-    (lambda b: (b / "metrics.json").write_text('{"oracle_acc": 0.6}'), ["metrics.json differs"]),
-    (lambda b: (b / "eval.jsonl").write_text('{"iteration": 1, "acc": 0.6}\n'), ["eval.jsonl differs"]),
-    (lambda b: (b / "eval.jsonl").unlink(), ["eval.jsonl: missing"]),
-    (lambda b: (b / "run.json").write_text('{"meta": {"members": 2}, "param_counts": {"total": 4}, '
-                                           '"data": {"name": "d"}}'), ["run.json: meta differs"]),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda b: (b / "members/member-0.safetensors").unlink(), ["members/member-0.safetensors: missing"]),
+        (lambda b: (b / "config.yaml").write_text("name: y\n"), ["config.yaml differs"]),
+        (lambda b: (b / "metrics.json").write_text('{"oracle_acc": 0.6}'), ["metrics.json differs"]),
+        (lambda b: (b / "eval.jsonl").write_text('{"iteration": 1, "acc": 0.6}\n'), ["eval.jsonl differs"]),
+        (lambda b: (b / "eval.jsonl").unlink(), ["eval.jsonl: missing"]),
+        (
+            lambda b: (b / "run.json").write_text(
+                '{"meta": {"members": 2}, "param_counts": {"total": 4}, "data": {"name": "d"}}'
+            ),
+            ["run.json: meta differs"],
+        ),
+    ],
+)
 def test_each_difference_is_one_line(tmp_path, change, expected):
     a = _run(tmp_path / "a")
     b = _run(tmp_path / "b")

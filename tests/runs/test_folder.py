@@ -26,8 +26,13 @@ def test_overwrite_clears_every_eval_report_of_the_replaced_run(tmp_path):
 
     out = tmp_path / "run"
     out.mkdir()
-    for name in ("config.yaml", "eval-report.json", "eval-report-cifar10.json", "eval-report-x-1a2b.json",
-                 "notes.txt"):
+    for name in (
+        "config.yaml",
+        "eval-report.json",
+        "eval-report-cifar10.json",
+        "eval-report-x-1a2b.json",
+        "notes.txt",
+    ):
         (out / name).write_text("x")
     prepare_out_dir(out, resume=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]

@@ -35,8 +35,11 @@ def release(proc):
 def test_a_second_process_is_refused_naming_the_holder(tmp_path):
     holder = hold(tmp_path / "run")
     try:
-        with pytest.raises(RunLockedError, match=rf"another mheads process is using this run folder \(pid "
-                                                 rf"{holder.pid} on "):
+        with pytest.raises(
+            RunLockedError,
+            match=rf"another mheads process is using this run folder \(pid "
+            rf"{holder.pid} on ",
+        ):
             with RunLock(tmp_path / "run"):
                 pass
     finally:
@@ -47,8 +50,10 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path):
 
 def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
-                      "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 1}\n")
+    config.write_text(
+        "model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
+        "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 1}\n"
+    )
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
     record = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -60,7 +65,8 @@ def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path
         assert main(["train", "--resume", str(out), "--no-progress"]) == 2
         assert time.monotonic() - started < 30  # refused at once, not after training
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK_FILE} == {
-            k: v for k, v in record.items() if k != LOCK_FILE}
+            k: v for k, v in record.items() if k != LOCK_FILE
+        }
     finally:
         release(holder)  # SIGKILL
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # a SIGKILLed holder: resumable
@@ -79,9 +85,9 @@ with RunLock(sys.argv[1]):
 
 
 def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")],
-                            stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     release(proc)
     with RunLock(tmp_path / "run"):  # the child still lives, but closed its copy of the lock at fork

@@ -17,11 +17,21 @@ def test_cells_and_criteria_come_from_the_spec_and_the_library():
 
 def _write_run(run, auroc: dict, fpr95_in: bool):
     run.mkdir(parents=True)
-    crit = {k: {"auroc": v, "fpr95_out": 1 - v, **({"fpr95_in": 0.5} if fpr95_in else {})}
-            for k, v in auroc.items()}
-    u = {"ensemble_mean_acc": 0.8, "oracle_acc": 0.9, "nll": 0.6, "ece": 0.05, "aurc": 0.1,
-         "top1_set_coverage": 0.95, "calibrated": {"nll": 0.55, "ece": 0.02, "adaptive_ece": 0.03},
-         "calibration": {"temperature": 1.5}, "ood": {"open_set": crit}}
+    crit = {
+        k: {"auroc": v, "fpr95_out": 1 - v, **({"fpr95_in": 0.5} if fpr95_in else {})}
+        for k, v in auroc.items()
+    }
+    u = {
+        "ensemble_mean_acc": 0.8,
+        "oracle_acc": 0.9,
+        "nll": 0.6,
+        "ece": 0.05,
+        "aurc": 0.1,
+        "top1_set_coverage": 0.95,
+        "calibrated": {"nll": 0.55, "ece": 0.02, "adaptive_ece": 0.03},
+        "calibration": {"temperature": 1.5},
+        "ood": {"open_set": crit},
+    }
     (run / "uncertainty.json").write_text(json.dumps(u))
     (run / "metrics.json").write_text(json.dumps({"wall_time_s": 12.0}))
 

@@ -50,7 +50,11 @@ def test_the_configs_validate(rt, tmp_path):
 @pytest.mark.slow
 def test_one_trial_is_bit_identical(tmp_path):
     argv = ["--trials", "1", "--max-kills", "1", "--workdir", tmp_path]
-    proc = subprocess.run([sys.executable, REPO / "scripts/resume_trials.py", *argv], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, REPO / "scripts/resume_trials.py", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1/1 trials bit-identical" in proc.stdout

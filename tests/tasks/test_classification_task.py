@@ -26,8 +26,9 @@ def test_task_loss_is_compute_loss_and_the_generic_path_agrees(name, smoothing):
     kw = {"k": 1 if LOSSES[name].single_winner else 2, "temperature": 0.5}
     if LOSSES[name].scores:
         kw["score_logits"] = torch.randn(3, 7, dtype=torch.float64)
-    want = compute_loss(name, logits, targets, label_smoothing=smoothing,
-                        generator=torch.Generator().manual_seed(3), **kw)
+    want = compute_loss(
+        name, logits, targets, label_smoothing=smoothing, generator=torch.Generator().manual_seed(3), **kw
+    )
     got = task.loss(name, logits, targets, generator=torch.Generator().manual_seed(3), **kw)
     assert torch.equal(got.loss, want.loss)
     generic = Task.loss(task, name, logits, targets, generator=torch.Generator().manual_seed(3), **kw)
@@ -52,15 +53,19 @@ def test_metrics_are_the_ensemble_metrics_and_batching_does_not_matter():
     assert got["mean_member_nll"] == pytest.approx(mt.mean_member_nll(logits, targets), rel=1e-14)
     acc = TaskMetrics(task)
     for lo in range(0, 20, 6):
-        acc.update(logits[:, lo:lo + 6], targets[lo:lo + 6])
+        acc.update(logits[:, lo : lo + 6], targets[lo : lo + 6])
     assert acc.compute() == got
 
 
 def test_oracle_is_the_best_member_and_its_top1_error():
     # Example 0: only member 1 is right; example 1: members 0 and 2 are right (lowest index); example 2: none.
-    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
-                           [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
-                           [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    logits = torch.tensor(
+        [
+            [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
+            [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
+            [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
+        ]
+    )
     targets = torch.tensor([0, 0, 1])
     oracle = classification(2).oracle(logits, targets)
     assert oracle.member.tolist() == [1, 0, 0] and oracle.error.tolist() == [0.0, 0.0, 1.0]

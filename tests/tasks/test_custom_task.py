@@ -20,8 +20,10 @@ def test_a_custom_mse_is_the_built_in_point_regression():
     mine, built_in = Task.from_loss(mse, head_width=2), regression(2)
     assert torch.equal(mine.member_losses(out, y), built_in.member_losses(out, y))
     for name in [n for n in ENSEMBLE_LOSS_NAMES if n != "cmcl"] + ["averaged"]:
-        params = {"k": 1 if ENSEMBLE_LOSSES.get(name) and ENSEMBLE_LOSSES[name].single_winner else 2,
-                  "temperature": 0.4}
+        params = {
+            "k": 1 if ENSEMBLE_LOSSES.get(name) and ENSEMBLE_LOSSES[name].single_winner else 2,
+            "temperature": 0.4,
+        }
         if name == "mcl_scored":
             params["score_logits"] = torch.zeros(3, 8, dtype=torch.float64)
         a = mine.loss(name, out, y, generator=torch.Generator().manual_seed(1), **params)
@@ -37,8 +39,12 @@ def test_a_custom_mse_is_the_built_in_point_regression():
 def test_metric_combine_and_streaming():
     out = torch.tensor([[[1.0], [4.0]], [[3.0], [0.0]]])  # (2, 2, 1)
     y = torch.tensor([[2.0], [1.0]])
-    task = custom_task(lambda o, t: (o - t).abs()[:, 0], metric=lambda c, t: (c - t).abs()[:, 0] ** 2,
-                       combine=lambda o: o.max(dim=0).values, name="abs")
+    task = custom_task(
+        lambda o, t: (o - t).abs()[:, 0],
+        metric=lambda c, t: (c - t).abs()[:, 0] ** 2,
+        combine=lambda o: o.max(dim=0).values,
+        name="abs",
+    )
     assert task.name == "abs"
     assert task.combine(out).tolist() == [[3.0], [4.0]]
     metrics = task.metrics(out, y)
@@ -56,8 +62,11 @@ def test_bad_losses_are_named():
     with pytest.raises(ValueError, match="loss_fn: got int"):
         custom_task(3)
     task = custom_task(lambda o, t: (o - t).sum())
-    with pytest.raises(ValueError, match="loss_fn: returned .* shape \\(\\); expected a floating tensor of "
-                                         "per-example values \\(B,\\) = \\(4,\\)"):
+    with pytest.raises(
+        ValueError,
+        match="loss_fn: returned .* shape \\(\\); expected a floating tensor of "
+        "per-example values \\(B,\\) = \\(4,\\)",
+    ):
         task.loss("mcl", torch.zeros(2, 4, 1), torch.zeros(4, 1))
     with pytest.raises(ValueError, match="head_width: task 'custom' was built without one"):
         task.head_width()

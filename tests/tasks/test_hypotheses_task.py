@@ -89,7 +89,8 @@ def test_member_losses_combine_and_metrics_on_a_hand_case():
     assert task.head_width() == 3
     assert task.member_losses(out, y)[:, 0].tolist() == pytest.approx([5.0, 8.0, 1.0])
     assert multi_hypothesis(2, distance="l2").member_losses(out, y)[:, 0].tolist() == pytest.approx(
-        [math.sqrt(5), math.sqrt(8), 1.0])
+        [math.sqrt(5), math.sqrt(8), 1.0]
+    )
     combined = task.combine(out)
     assert combined.weights[:, 0].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 6])
     assert combined.mean()[0].tolist() == pytest.approx([3 / 2 + 1 / 6, 2 + 1 / 6])

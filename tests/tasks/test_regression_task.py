@@ -17,9 +17,9 @@ PROPERTY = settings(max_examples=60, deadline=None)
 
 def outputs(m=3, b=5, width=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(m, b, width, generator=g, dtype=torch.float64), torch.randn(b, width // 2 or 1,
-                                                                                    generator=g,
-                                                                                    dtype=torch.float64)
+    return torch.randn(m, b, width, generator=g, dtype=torch.float64), torch.randn(
+        b, width // 2 or 1, generator=g, dtype=torch.float64
+    )
 
 
 def softplus(v: float) -> float:
@@ -67,12 +67,18 @@ def test_variance_decomposition_is_the_law_of_total_variance():
     mean, var = task.moments(out)
     grid = torch.linspace(-30, 30, 200001, dtype=torch.float64)
     for i in range(3):
-        density = sum(torch.exp(-(grid - mean[m, i, 0]) ** 2 / (2 * var[m, i, 0]))
-                      / torch.sqrt(2 * math.pi * var[m, i, 0]) for m in range(4)) / 4
+        density = (
+            sum(
+                torch.exp(-((grid - mean[m, i, 0]) ** 2) / (2 * var[m, i, 0]))
+                / torch.sqrt(2 * math.pi * var[m, i, 0])
+                for m in range(4)
+            )
+            / 4
+        )
         first = torch.trapezoid(grid * density, grid)
         second = torch.trapezoid(grid * grid * density, grid)
         assert combined.mean[i, 0].item() == pytest.approx(first.item(), abs=1e-8)
-        assert combined.variance[i, 0].item() == pytest.approx((second - first ** 2).item(), abs=1e-7)
+        assert combined.variance[i, 0].item() == pytest.approx((second - first**2).item(), abs=1e-7)
         assert combined.aleatoric[i, 0].item() == pytest.approx(var[:, i, 0].mean().item())
         mu = [mean[m, i, 0].item() for m in range(4)]
         assert combined.epistemic[i, 0].item() == pytest.approx(sum((v - sum(mu) / 4) ** 2 for v in mu) / 4)
@@ -100,8 +106,9 @@ def test_coverage_is_calibrated_on_samples_from_the_mixture():
     task = regression(1, head="gaussian")
     mean, var = task.moments(out)
     pick = torch.randint(0, 3, (n,), generator=g)
-    y = mean[pick, torch.arange(n), 0] + var[pick, torch.arange(n), 0].sqrt() * torch.randn(n, generator=g,
-                                                                                             dtype=torch.float64)
+    y = mean[pick, torch.arange(n), 0] + var[pick, torch.arange(n), 0].sqrt() * torch.randn(
+        n, generator=g, dtype=torch.float64
+    )
     coverage = task.metrics(out, y.unsqueeze(-1))["coverage"]
     for level, got in coverage.items():
         assert abs(got - float(level)) < 4 * math.sqrt(0.25 / n), (level, got)
@@ -166,7 +173,7 @@ def test_streamed_metrics_equal_the_whole_set():
     task = regression(2, head="gaussian")
     acc = TaskMetrics(task)
     for lo in range(0, 11, 4):
-        acc.update(out[:, lo:lo + 4], y[lo:lo + 4])
+        acc.update(out[:, lo : lo + 4], y[lo : lo + 4])
     assert acc.compute() == task.metrics(out, y)
 
 
@@ -175,8 +182,10 @@ def gaussians(draw):
     m, b = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     values = draw(st.lists(st.floats(-5, 5, allow_nan=False), min_size=m * b * 2, max_size=m * b * 2))
     target = draw(st.lists(st.floats(-5, 5, allow_nan=False), min_size=b, max_size=b))
-    return (torch.tensor(values, dtype=torch.float64).view(m, b, 2),
-            torch.tensor(target, dtype=torch.float64))
+    return (
+        torch.tensor(values, dtype=torch.float64).view(m, b, 2),
+        torch.tensor(target, dtype=torch.float64),
+    )
 
 
 @PROPERTY

@@ -95,7 +95,7 @@ def test_streamed_metrics_equal_the_whole_set_and_checks():
     task = segmentation(3)
     acc = TaskMetrics(task)
     for lo in range(0, 5, 2):
-        acc.update(logits[:, lo:lo + 2], target[lo:lo + 2])
+        acc.update(logits[:, lo : lo + 2], target[lo : lo + 2])
     assert acc.compute() == task.metrics(logits, target)
     with pytest.raises(ValueError, match="target: got class 7"):
         task.member_losses(logits, torch.full((5, 3, 4), 7))

@@ -57,9 +57,18 @@ class Images(torch.utils.data.Dataset):
         return x, int(self.y[i])
 
 
-SETTINGS = {"model.members": 2, "model.split": "stem", "loss.name": "mcl", "train.iterations": 4,
-            "train.batch_size": 8, "train.eval_every": 2, "train.checkpoint_every": 2,
-            "train.eval_batch_size": 16, "train.threads": 1, "optim.lr": 0.01}
+SETTINGS = {
+    "model.members": 2,
+    "model.split": "stem",
+    "loss.name": "mcl",
+    "train.iterations": 4,
+    "train.batch_size": 8,
+    "train.eval_every": 2,
+    "train.checkpoint_every": 2,
+    "train.eval_batch_size": 16,
+    "train.threads": 1,
+    "optim.lr": 0.01,
+}
 
 
 def test_fit_trains_a_user_module_on_user_datasets(tmp_path):
@@ -92,19 +101,35 @@ def test_fit_is_deterministic_and_resumes_exactly(tmp_path):
         else:
             target.unlink()
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-00000004")
-    mheads.fit(seeded_base(), Images(64, 0), Images(32, 1), out=tmp_path / "b", settings=settings,
-               resume=True)
+    mheads.fit(
+        seeded_base(), Images(64, 0), Images(32, 1), out=tmp_path / "b", settings=settings, resume=True
+    )
     wa, wb = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("a", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_fit_takes_float_images_a_registered_name_and_a_treenet(tmp_path):
-    m = mheads.fit(SmallResNet(), Images(48, 0, as_float=True), None, out=tmp_path / "f",
-                   settings=dict(SETTINGS, **{"model.split": None}))
+    m = mheads.fit(
+        SmallResNet(),
+        Images(48, 0, as_float=True),
+        None,
+        out=tmp_path / "f",
+        settings=dict(SETTINGS, **{"model.split": None}),
+    )
     assert 0 <= m["ensemble_mean_acc"] <= 1
-    m = mheads.fit("cifar10_quick", None, out=tmp_path / "reg",  # the embedded Fashion-MNIST subset
-                   settings={"model.members": 2, "train.iterations": 2, "train.batch_size": 8,
-                             "data.train_limit": 64, "data.test_limit": 32, "train.eval_every": 0})
+    m = mheads.fit(
+        "cifar10_quick",
+        None,
+        out=tmp_path / "reg",  # the embedded Fashion-MNIST subset
+        settings={
+            "model.members": 2,
+            "train.iterations": 2,
+            "train.batch_size": 8,
+            "data.train_limit": 64,
+            "data.test_limit": 32,
+            "train.eval_every": 0,
+        },
+    )
     assert len(m["classes"]) == 10
     tree = mheads.TreeNet(SmallResNet(), 3, "stage.0", seed=5)
     m = mheads.fit(tree, Images(48, 0), Images(16, 2), out=tmp_path / "tree", settings=SETTINGS)
@@ -126,14 +151,17 @@ def test_the_cli_trains_a_model_named_by_import_path(tmp_path, monkeypatch):
         "from torch import nn\n"
         "def tiny(num_classes, width=4):\n"
         "    return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
-        "                         nn.Linear(width, num_classes))\n")
+        "                         nn.Linear(width, num_classes))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from mheads.cli import main
 
     config = tmp_path / "c.yaml"
-    config.write_text("model: {name: 'user_nets:tiny', members: 2, split: '0', options: {width: 6}}\n"
-                      "data: {train_limit: 64, test_limit: 32}\n"
-                      "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n")
+    config.write_text(
+        "model: {name: 'user_nets:tiny', members: 2, split: '0', options: {width: 6}}\n"
+        "data: {train_limit: 64, test_limit: 32}\n"
+        "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n"
+    )
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert (tmp_path / "run" / "members" / "member_1.safetensors").is_file()
     config.write_text("model: {name: 'user_nets:nope'}\n")

@@ -46,9 +46,19 @@ class Images(torch.utils.data.Dataset):
         return self.x[i], int(self.y[i])
 
 
-SETTINGS = {"model.members": 2, "model.split": "stem", "loss.name": "mcl", "train.iterations": 3,
-            "train.batch_size": 8, "train.eval_every": 0, "train.checkpoint_every": 0, "train.threads": 1,
-            "optim.lr": 0.01, "data.normalize": "none", "train.device": "cpu"}
+SETTINGS = {
+    "model.members": 2,
+    "model.split": "stem",
+    "loss.name": "mcl",
+    "train.iterations": 3,
+    "train.batch_size": 8,
+    "train.eval_every": 0,
+    "train.checkpoint_every": 0,
+    "train.threads": 1,
+    "optim.lr": 0.01,
+    "data.normalize": "none",
+    "train.device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +122,9 @@ def test_fit_takes_a_config_and_dataloaders(tmp_path, caplog):
     before = cfg.to_yaml()
     loader = DataLoader(Images(40, 0), batch_size=5, shuffle=True)
     with caplog.at_level(logging.INFO, logger="mheads"):
-        result = mheads.fit(Net(), loader, DataLoader(Images(16, 1), batch_size=4), out=tmp_path / "c",
-                            settings=cfg)
+        result = mheads.fit(
+            Net(), loader, DataLoader(Images(16, 1), batch_size=4), out=tmp_path / "c", settings=cfg
+        )
     assert cfg.to_yaml() == before  # the caller's Config is never changed
     written = yaml.safe_load((result.run / "config.yaml").read_text())["train"]
     assert written["batch_size"] == 8  # a Config names every value: its own batch size applies

@@ -17,14 +17,18 @@ import mheads
 from mheads.config import config_from_dict
 from mheads.train.loop import fit
 
-LOOP = {"mcl": "7046d42512c26eb202e28496e1ba2aab27e7b31bc91e676b8a62db7d21f2b070",
-        "independent_ce": "726de3be3b91f409eb147cae3480355ecb678c7fe301bdbaced9a493fa756b5c",
-        "prob_averaged_ce": "3c30284abc1cb1933e396c26b8d462c9836272a991dba2aa2929ddb3711fda07"}
+LOOP = {
+    "mcl": "7046d42512c26eb202e28496e1ba2aab27e7b31bc91e676b8a62db7d21f2b070",
+    "independent_ce": "726de3be3b91f409eb147cae3480355ecb678c7fe301bdbaced9a493fa756b5c",
+    "prob_averaged_ce": "3c30284abc1cb1933e396c26b8d462c9836272a991dba2aa2929ddb3711fda07",
+}
 PYTHON_MODEL = "d45cf4b27ea1da5f657b13d54b1bc8683f8d1e4a31ae1506ade8f59617256424"
-TABLE1_SMOKE = {"bagging": "a536fb0e78eb1fb268329e0d4e9aa0c184ee83ed3c2070154e864003c0930107",
-                "combined": "abdc50eb9804edea67745857e25e25a14a987b7b64cf2051e2c25fe818af33fa",
-                "random_init": "9b99fe922102d47176fbf4c69e7b253c4bd0abf61496c6edad0af5e00218b348",
-                "single": "80fd34835d389d20ea26005a97d7ab4c68f1248e4d3d17a2a20a27f8a5d2dbd3"}
+TABLE1_SMOKE = {
+    "bagging": "a536fb0e78eb1fb268329e0d4e9aa0c184ee83ed3c2070154e864003c0930107",
+    "combined": "abdc50eb9804edea67745857e25e25a14a987b7b64cf2051e2c25fe818af33fa",
+    "random_init": "9b99fe922102d47176fbf4c69e7b253c4bd0abf61496c6edad0af5e00218b348",
+    "single": "80fd34835d389d20ea26005a97d7ab4c68f1248e4d3d17a2a20a27f8a5d2dbd3",
+}
 
 
 def sha(path: Path) -> str:
@@ -33,12 +37,22 @@ def sha(path: Path) -> str:
 
 @pytest.mark.parametrize("loss", list(LOOP))
 def test_loop_runs_give_the_weights_of_before_tasks(tmp_path, loss):
-    cfg = config_from_dict({
-        "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
-        "data": {"train_limit": 256, "test_limit": 100, "bagging": loss == "mcl"},
-        "loss": {"name": loss}, "optim": {"lr": 0.01, "milestones": [3]},
-        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2,
-                  "eval_batch_size": 50, "threads": 1}})
+    cfg = config_from_dict(
+        {
+            "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
+            "data": {"train_limit": 256, "test_limit": 100, "bagging": loss == "mcl"},
+            "loss": {"name": loss},
+            "optim": {"lr": 0.01, "milestones": [3]},
+            "train": {
+                "iterations": 4,
+                "batch_size": 16,
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "eval_batch_size": 50,
+                "threads": 1,
+            },
+        }
+    )
     fit(cfg, tmp_path / loss, progress=False)
     assert sha(tmp_path / loss / "model.safetensors") == LOOP[loss]
 
@@ -57,9 +71,20 @@ def test_fit_on_a_python_model_gives_the_weights_of_before_tasks(tmp_path):
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (40,), generator=g)
     x = torch.randint(0, 256, (40, 3, 8, 8), generator=g, dtype=torch.uint8)
-    mheads.fit(Net, torch.utils.data.TensorDataset(x, y), out=tmp_path / "py", progress=False,
-               settings={"train.iterations": 4, "train.batch_size": 8, "loss.name": "mcl", "model.members": 3,
-                         "train.eval_every": 2, "train.threads": 1})
+    mheads.fit(
+        Net,
+        torch.utils.data.TensorDataset(x, y),
+        out=tmp_path / "py",
+        progress=False,
+        settings={
+            "train.iterations": 4,
+            "train.batch_size": 8,
+            "loss.name": "mcl",
+            "model.members": 3,
+            "train.eval_every": 2,
+            "train.threads": 1,
+        },
+    )
     assert sha(tmp_path / "py" / "model.safetensors") == PYTHON_MODEL
 
 

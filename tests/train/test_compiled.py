@@ -13,13 +13,17 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def _tiny(ceil_avg: bool):
     def make():
         torch.manual_seed(0)
-        layers = [("conv1", nn.Conv2d(1, 4, 3)), ("pool1", nn.AvgPool2d(3, 2, ceil_mode=ceil_avg)),
-                  ("flatten", nn.Flatten())]
+        layers = [
+            ("conv1", nn.Conv2d(1, 4, 3)),
+            ("pool1", nn.AvgPool2d(3, 2, ceil_mode=ceil_avg)),
+            ("flatten", nn.Flatten()),
+        ]
         net = nn.Sequential()
         for name, layer in layers:
             net.add_module(name, layer)
         net.add_module("fc", nn.Linear(4 * (3 if ceil_avg else 2) ** 2, 3))
         return net
+
     return make
 
 
@@ -50,8 +54,11 @@ def test_compile_is_refused_when_the_compiled_gradients_differ(monkeypatch):
     tree = TreeNet(_tiny(False), 2, "conv1")
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
     monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, 1.5))
-    with pytest.raises(ConfigError, match=r"train.compile: torch.compile's gradients differ from eager mode "
-                                          r"by 33\.3%"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.compile: torch.compile's gradients differ from eager mode "
+        r"by 33\.3%",
+    ):
         compile_checked(tree, x, y)
     monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, 1.0))
     assert isinstance(compile_checked(tree, x, y), _Scaled)
@@ -72,8 +79,16 @@ def test_compile_is_refused_when_its_gradients_are_wrong():
 def test_the_gradient_check_leaves_batchnorm_statistics_alone():
     from mheads.train.compiled import gradient_error
 
-    net = TreeNet(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
-                                              torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 10)), 2, None)
+    net = TreeNet(
+        lambda: torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4 * 4 * 4, 10),
+        ),
+        2,
+        None,
+    )
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = torch.randn(5, 3, 6, 6), torch.randint(0, 10, (5,))
     assert gradient_error(net, net, x, y) == 0.0  # the eager model against itself: no compile needed here

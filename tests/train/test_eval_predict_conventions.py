@@ -146,12 +146,17 @@ def test_one_unreadable_image_is_reported_and_the_others_predicted(run, images, 
     assert [ln.split(":")[0] for ln in lines] == [str(folder / f) for f in names]
     assert lines[0].startswith(f"{folder / 'empty.jpg'}: error: ") and " | members: " in lines[1]
     assert lines[2].startswith(f"{folder / 'img1.png'}: error: ") and " | members: " in lines[3]
-    assert err.strip().splitlines()[-1] == ("mheads: error: 2 of 4 images could not be read (their records "
-                                            "say why); the others were predicted")
+    assert err.strip().splitlines()[-1] == (
+        "mheads: error: 2 of 4 images could not be read (their records say why); the others were predicted"
+    )
     assert main(["predict", "--run", str(run), str(folder), "--format", "json"]) == 2
     recs = json.loads(capsys.readouterr().out)
-    assert [("error" in r, "top" in r) for r in recs] == [(True, False), (False, True), (True, False),
-                                                          (False, True)]
+    assert [("error" in r, "top" in r) for r in recs] == [
+        (True, False),
+        (False, True),
+        (True, False),
+        (False, True),
+    ]
     assert main(["predict", "--run", str(run), str(folder), "--format", "csv"]) == 2
     import csv
     import io
@@ -164,16 +169,21 @@ def test_one_unreadable_image_is_reported_and_the_others_predicted(run, images, 
 # ---------------------------------------------------------------- edited run files: exit 2, one line
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"temperature": -1.0}, "temperature: got -1.0; expected a finite number > 0"),
-    ({"temperature": 0.0}, "temperature: got 0.0; expected a finite number > 0"),
-    ({"member_temperatures": [1.0]}, "member_temperatures: got 1 values; expected a list of 3"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"temperature": -1.0}, "temperature: got -1.0; expected a finite number > 0"),
+        ({"temperature": 0.0}, "temperature: got 0.0; expected a finite number > 0"),
+        ({"member_temperatures": [1.0]}, "member_temperatures: got 1 values; expected a list of 3"),
+    ],
+)
 def test_an_edited_calibration_ends_eval_and_predict_with_one_line(fresh, images, edit, message, capsys):
     cal = json.loads((fresh / "calibration.json").read_text())
     (fresh / "calibration.json").write_text(json.dumps({**cal, **edit}))
-    for argv in (["predict", "--run", str(fresh), str(images)],
-                 ["eval", "--run", str(fresh), "--no-figures"]):
+    for argv in (
+        ["predict", "--run", str(fresh), str(images)],
+        ["eval", "--run", str(fresh), "--no-figures"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"mheads: error: {fresh / 'calibration.json'}: {message}")
@@ -185,8 +195,10 @@ def test_a_normalizer_of_the_wrong_shape_ends_eval_and_predict_with_one_line(fre
     from mheads.runs.folder import save_normalizer
 
     save_normalizer(fresh, Normalizer("mean_image", torch.zeros(3, 32, 32), torch.tensor(1.0)))
-    for argv in (["predict", "--run", str(fresh), str(images)],
-                 ["eval", "--run", str(fresh), "--no-figures"]):
+    for argv in (
+        ["predict", "--run", str(fresh), str(images)],
+        ["eval", "--run", str(fresh), "--no-figures"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "normalizer.safetensors: shift: got shape (3, 32, 32); expected (1, 28, 28)" in err
@@ -197,8 +209,9 @@ def test_a_run_json_that_is_not_utf8_ends_eval_with_one_line(fresh, capsys):
     (fresh / "run.json").write_bytes(b'{"meta": "\xff\xfe"}')
     assert main(["eval", "--run", str(fresh), "--no-figures"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"mheads: error: {fresh / 'run.json'}: unreadable run description "
-                          "(UnicodeDecodeError")
+    assert err.startswith(
+        f"mheads: error: {fresh / 'run.json'}: unreadable run description (UnicodeDecodeError"
+    )
     assert err.count("\n") == 1
 
 

@@ -14,8 +14,15 @@ from mheads.config import ConfigError
 from mheads.data import DataError
 from mheads.data.from_torch import _label, from_torch_datasets
 
-SETTINGS = {"model.members": 2, "train.iterations": 2, "train.batch_size": 4, "train.eval_every": 0,
-            "train.checkpoint_every": 0, "train.threads": 1, "train.device": "cpu"}
+SETTINGS = {
+    "model.members": 2,
+    "train.iterations": 2,
+    "train.batch_size": 4,
+    "train.eval_every": 0,
+    "train.checkpoint_every": 0,
+    "train.threads": 1,
+    "train.device": "cpu",
+}
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -36,24 +43,34 @@ def net(classes=3):
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, classes))
 
 
-@pytest.mark.parametrize("label", [2, np.int64(2), torch.tensor(2), torch.tensor([2]), 2.0, np.float32(2.0),
-                                   torch.tensor(2.0)])
+@pytest.mark.parametrize(
+    "label", [2, np.int64(2), torch.tensor(2), torch.tensor([2]), 2.0, np.float32(2.0), torch.tensor(2.0)]
+)
 def test_integer_labels_of_every_type_are_taken(label):
     assert _label(label, "train[0]") == 2
 
 
-@pytest.mark.parametrize("label, message", [
-    (2.7, r"train\[0\]: label 2.7 is not a whole number; expected an integer class index \(float labels are "
-          r"not rounded or truncated\)"),
-    (torch.tensor(2.7), r"train\[0\]: label tensor\(2.7000\) is not a whole number"),
-    (np.float64("nan"), r"train\[0\]: label (np.float64\()?nan\)? is not a whole number"),
-    (True, r"train\[0\]: label True is a bool; expected an integer class index"),
-    (torch.tensor(True), r"train\[0\]: label tensor\(True\) is a bool"),
-    ("3", r"train\[0\]: label '3' of type str; expected an integer class index"),
-    (torch.tensor([0.0, 1.0, 0.0]), r"train\[0\]: label of shape \(3,\); expected one integer class index"),
-    (-1, r"train\[0\]: label -1 is negative"),
-    (2**40, r"train\[0\]: label 1099511627776; expected a class index of at most 2147483647"),
-])
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        (
+            2.7,
+            r"train\[0\]: label 2.7 is not a whole number; expected an integer class index \(float labels "
+            r"are not rounded or truncated\)",
+        ),
+        (torch.tensor(2.7), r"train\[0\]: label tensor\(2.7000\) is not a whole number"),
+        (np.float64("nan"), r"train\[0\]: label (np.float64\()?nan\)? is not a whole number"),
+        (True, r"train\[0\]: label True is a bool; expected an integer class index"),
+        (torch.tensor(True), r"train\[0\]: label tensor\(True\) is a bool"),
+        ("3", r"train\[0\]: label '3' of type str; expected an integer class index"),
+        (
+            torch.tensor([0.0, 1.0, 0.0]),
+            r"train\[0\]: label of shape \(3,\); expected one integer class index",
+        ),
+        (-1, r"train\[0\]: label -1 is negative"),
+        (2**40, r"train\[0\]: label 1099511627776; expected a class index of at most 2147483647"),
+    ],
+)
 def test_labels_that_are_not_class_indices_are_refused(label, message):
     with pytest.raises(DataError, match=message):
         _label(label, "train[0]")
@@ -69,9 +86,11 @@ def test_one_stray_label_does_not_set_the_class_count(tmp_path, loader):
     labels = [i % 10 for i in range(40)]
     labels[17] = 200000
     settings = dict(SETTINGS, **{"data.loader": loader, "data.workers": 0})
-    message = (r"^train\[17\]: label 200000 would make a 200001-class model, but the labels take only 11 "
-               r"distinct values; fix the label, or give the train Dataset a `classes` attribute naming all "
-               r"200001 classes")
+    message = (
+        r"^train\[17\]: label 200000 would make a 200001-class model, but the labels take only 11 "
+        r"distinct values; fix the label, or give the train Dataset a `classes` attribute naming all "
+        r"200001 classes"
+    )
     with pytest.raises(DataError, match=message):
         mheads.fit(net(10), Pairs(labels), out=tmp_path / "r", settings=settings)
 
@@ -111,18 +130,28 @@ class Stream(torch.utils.data.IterableDataset):
         return 1
 
 
-@pytest.mark.parametrize("train, error, message", [
-    (Dicts([0, 1]), DataError,
-     r"^train\[0\]: got a dict with keys \['image', 'label'\]; expected an \(image, label\) tuple"),
-    (Pairs([]), DataError, r"^train: the data set is empty \(len 0\); expected at least one"),
-    (Stream(), DataError, r"^train: got an IterableDataset \(Stream\); expected a map-style Dataset"),
-    (Paths([0]), DataError,
-     r"^train\[0\]: the image is a str \('/data/img_0.jpg'\); expected the image itself"),
-    ([1, 2, 3], DataError, r"^train\[0\]: got int; expected an \(image, label\) pair"),
-    (5, ConfigError, r"^train: got int; expected a map-style torch Dataset"),
-])
-def test_datasets_that_are_not_image_label_pairs_get_one_line_before_training(tmp_path, train, error,
-                                                                              message):
+@pytest.mark.parametrize(
+    "train, error, message",
+    [
+        (
+            Dicts([0, 1]),
+            DataError,
+            r"^train\[0\]: got a dict with keys \['image', 'label'\]; expected an \(image, label\) tuple",
+        ),
+        (Pairs([]), DataError, r"^train: the data set is empty \(len 0\); expected at least one"),
+        (Stream(), DataError, r"^train: got an IterableDataset \(Stream\); expected a map-style Dataset"),
+        (
+            Paths([0]),
+            DataError,
+            r"^train\[0\]: the image is a str \('/data/img_0.jpg'\); expected the image itself",
+        ),
+        ([1, 2, 3], DataError, r"^train\[0\]: got int; expected an \(image, label\) pair"),
+        (5, ConfigError, r"^train: got int; expected a map-style torch Dataset"),
+    ],
+)
+def test_datasets_that_are_not_image_label_pairs_get_one_line_before_training(
+    tmp_path, train, error, message
+):
     with pytest.raises(error, match=message) as err:
         mheads.fit(net(), train, out=tmp_path / "r", settings=SETTINGS)
     assert "\n" not in str(err.value)
@@ -135,8 +164,11 @@ def test_a_test_dataset_is_checked_too(tmp_path):
 
 
 def test_models_without_anything_to_train_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"^model: Flatten has no trainable parameters; expected a module "
-                                          r"with parameters to train"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model: Flatten has no trainable parameters; expected a module "
+        r"with parameters to train",
+    ):
         mheads.fit(nn.Flatten(), Pairs([0, 1]), out=tmp_path / "a", settings=SETTINGS)
     frozen = net()
     frozen.requires_grad_(False)
@@ -148,14 +180,28 @@ def test_models_without_anything_to_train_are_refused(tmp_path):
         mheads.fit(3, Pairs([0, 1]), out=tmp_path / "d", settings=SETTINGS)
 
 
-@pytest.mark.parametrize("loader, error, message", [
-    ("resident", ConfigError,
-     r"^data.loader: got resident; reading the 1000000000000 train and 0 test images whole needs about .* "
-     r"but .* of memory is available; set data.loader: stream"),
-    ("stream", DataError, r"^train: 1000000000000 examples \(test: 0\); streaming keeps about 48 bytes per "
-                          r"example .* train on a part of it"),
-    ("auto", DataError, r"^train: 1000000000000 examples"),  # too large to hold: streamed, too large for that
-])
+@pytest.mark.parametrize(
+    "loader, error, message",
+    [
+        (
+            "resident",
+            ConfigError,
+            r"^data.loader: got resident; reading the 1000000000000 train and 0 test images whole needs "
+            r"about .* but .* of memory is available; set data.loader: stream",
+        ),
+        (
+            "stream",
+            DataError,
+            r"^train: 1000000000000 examples \(test: 0\); streaming keeps about 48 bytes per "
+            r"example .* train on a part of it",
+        ),
+        (
+            "auto",
+            DataError,
+            r"^train: 1000000000000 examples",
+        ),  # too large to hold: streamed, too large for that
+    ],
+)
 def test_a_dataset_of_a_trillion_items_is_refused_before_it_is_read(tmp_path, loader, error, message):
     huge = Pairs([0, 1, 2], n=10**12)
     with pytest.raises(error, match=message):
@@ -168,8 +214,12 @@ def test_a_large_label_pass_is_announced(tmp_path, caplog):
 
     data = Pairs([0, 1, 2], n=12_000)  # no `targets`, no `classes`: every label is read to count classes
     with caplog.at_level(logging.INFO, logger="mheads"):
-        mheads.fit(net(), data, Pairs([0, 1, 2]), out=tmp_path / "r",
-                   settings=dict(SETTINGS, **{"data.loader": "stream", "data.workers": 0,
-                                              "train.iterations": 1}))
+        mheads.fit(
+            net(),
+            data,
+            Pairs([0, 1, 2]),
+            out=tmp_path / "r",
+            settings=dict(SETTINGS, **{"data.loader": "stream", "data.workers": 0, "train.iterations": 1}),
+        )
     assert any("reading the labels of all 12000 train examples" in r.getMessage() for r in caplog.records)
     assert any("12000 train / 3 test examples streamed" in r.getMessage() for r in caplog.records)

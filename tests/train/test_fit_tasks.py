@@ -15,8 +15,14 @@ from mheads.config import ConfigError
 from mheads.data.pairs import TensorPairs
 from mheads.tasks import custom_task, multi_hypothesis, regression, segmentation
 
-BASE = {"train.batch_size": 8, "train.eval_every": 2, "train.checkpoint_every": 2, "model.members": 3,
-        "optim.lr": 0.01, "train.seed": 3}
+BASE = {
+    "train.batch_size": 8,
+    "train.eval_every": 2,
+    "train.checkpoint_every": 2,
+    "model.members": 3,
+    "optim.lr": 0.01,
+    "train.seed": 3,
+}
 
 
 def gen(seed=0):
@@ -85,16 +91,28 @@ CASES = {
     "regression": (mlp, table, regression(2, head="gaussian"), {"loss.name": "mcl", "data.bagging": True}),
     "sequence": (SeqNet, sequences, multi_hypothesis(1), {"loss.name": "mcl_scored"}),
     "segmentation": (segnet, masks, segmentation(2), {"loss.name": "mcl", "data.bagging": True}),
-    "dict": (HFNet, Tokens, "classification", {"loss.name": "mcl", "model.output": "logits",
-                                               "data.bagging": True}),
+    "dict": (
+        HFNet,
+        Tokens,
+        "classification",
+        {"loss.name": "mcl", "model.output": "logits", "data.bagging": True},
+    ),
 }
 
 
 def _fit(case, out, iterations, resume=False):
     model, data, task, extra = CASES[case]
     ds = data()
-    return mheads.fit(model, ds, ds, out=out, task=task, resume=resume, progress=False,
-                      settings={**BASE, **extra, "train.iterations": iterations})
+    return mheads.fit(
+        model,
+        ds,
+        ds,
+        out=out,
+        task=task,
+        resume=resume,
+        progress=False,
+        settings={**BASE, **extra, "train.iterations": iterations},
+    )
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -109,12 +127,17 @@ def test_fit_trains_resumes_exactly_evaluates_and_predicts(tmp_path, case):
     assert steps == [2, 4]
     ds = CASES[case][1]()
     again = mheads.evaluate(full, ds)  # the FitResult: its tree in memory, the run's task from its config
-    key = {"regression": "oracle_rmse", "sequence": "oracle_error", "segmentation": "oracle_mean_iou",
-           "dict": "oracle_acc"}[case]
+    key = {
+        "regression": "oracle_rmse",
+        "sequence": "oracle_error",
+        "segmentation": "oracle_mean_iou",
+        "dict": "oracle_acc",
+    }[case]
     assert again[key] == pytest.approx(metrics[key], rel=1e-6)
     first = ds[0][0]
-    records = mheads.predict(full, first if not isinstance(first, dict) else
-                             {k: v.unsqueeze(0) for k, v in first.items()})
+    records = mheads.predict(
+        full, first if not isinstance(first, dict) else {k: v.unsqueeze(0) for k, v in first.items()}
+    )
     assert len(records) == 1 and len(records[0]["members"]) == 3
 
 
@@ -140,8 +163,14 @@ def test_a_model_whose_head_does_not_fit_the_task_is_refused_in_one_line(tmp_pat
         return nn.Linear(3, 2)  # point outputs where Gaussian heads need 4
 
     with pytest.raises(ConfigError, match=r"model: members output shape .* task 'regression' refuses \(4 "):
-        mheads.fit(narrow, table(), out=tmp_path / "x", task=regression(2, head="gaussian"), progress=False,
-                   settings={**BASE, "train.iterations": 1})
+        mheads.fit(
+            narrow,
+            table(),
+            out=tmp_path / "x",
+            task=regression(2, head="gaussian"),
+            progress=False,
+            settings={**BASE, "train.iterations": 1},
+        )
 
 
 def test_a_user_task_trains_any_assignment_loss_and_reopens_with_the_task(tmp_path):
@@ -151,8 +180,14 @@ def test_a_user_task_trains_any_assignment_loss_and_reopens_with_the_task(tmp_pa
     def net():
         return nn.Linear(3, 2)
 
-    r = mheads.fit(net, ds, out=tmp_path / "u", task=task, progress=False,
-                   settings={**BASE, "train.iterations": 2, "loss.name": "rwta"})
+    r = mheads.fit(
+        net,
+        ds,
+        out=tmp_path / "u",
+        task=task,
+        progress=False,
+        settings={**BASE, "train.iterations": 2, "loss.name": "rwta"},
+    )
     assert r.metrics["task"] == "custom" and r.metrics["oracle_loss"] <= r.metrics["mean_member_loss"]
     assert "name: python" in (tmp_path / "u/config.yaml").read_text()
     with pytest.raises(ConfigError, match="trained a user's task: pass it again"):
@@ -162,8 +197,14 @@ def test_a_user_task_trains_any_assignment_loss_and_reopens_with_the_task(tmp_pa
 
 
 def test_a_task_name_and_its_options_come_from_settings(tmp_path):
-    r = mheads.fit(lambda: nn.Linear(3, 3), table(), out=tmp_path / "s", task="multi_hypothesis",
-                   progress=False, settings={**BASE, "train.iterations": 1, "loss.name": "averaged"})
+    r = mheads.fit(
+        lambda: nn.Linear(3, 3),
+        table(),
+        out=tmp_path / "s",
+        task="multi_hypothesis",
+        progress=False,
+        settings={**BASE, "train.iterations": 1, "loss.name": "averaged"},
+    )
     assert r.metrics["task"] == "multi_hypothesis" and "distortion" in r.metrics
     with pytest.raises(ConfigError, match="task.name: got 'regresion'"):
         mheads.fit(mlp, table(), out=tmp_path / "t", task="regresion", progress=False)

@@ -21,8 +21,14 @@ def tiny(**over):
         "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
         "data": {"train_limit": 256, "test_limit": 100},
         "optim": {"lr": 0.01, "milestones": [3]},
-        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2,
-                  "eval_batch_size": 50, "threads": 1},
+        "train": {
+            "iterations": 4,
+            "batch_size": 16,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "eval_batch_size": 50,
+            "threads": 1,
+        },
     }
     for section, values in over.items():
         base.setdefault(section, {}).update(values)
@@ -32,12 +38,29 @@ def tiny(**over):
 def test_fit_writes_a_complete_run_folder(tmp_path):
     m = fit(tiny(), tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    for name in ("config.yaml", "run.json", "eval.jsonl", "metrics.json", "model.safetensors",
-                 "members/member_0.safetensors", "members/member_1.safetensors"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "eval.jsonl",
+        "metrics.json",
+        "model.safetensors",
+        "members/member_0.safetensors",
+        "members/member_1.safetensors",
+    ):
         assert (run / name).exists(), name
     saved = json.loads((run / "metrics.json").read_text())
-    for key in ("ensemble_mean_acc", "oracle_acc", "member_acc", "oracle_assignment", "nll", "ece",
-                "param_counts", "train_time_s", "images_per_s", "wall_time_s"):
+    for key in (
+        "ensemble_mean_acc",
+        "oracle_acc",
+        "member_acc",
+        "oracle_assignment",
+        "nll",
+        "ece",
+        "param_counts",
+        "train_time_s",
+        "images_per_s",
+        "wall_time_s",
+    ):
         assert key in saved
     assert saved["oracle_acc"] >= max(saved["member_acc"])
     assert [r["step"] for r in map(json.loads, (run / "eval.jsonl").read_text().splitlines())] == [2, 4]
@@ -52,12 +75,16 @@ def test_fit_writes_a_complete_run_folder(tmp_path):
 
 
 def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
-    cfg = tiny(loss={"name": "mcl", "k": 1}, data={"crop_padding": 2, "flip": True, "train_limit": 256,
-                                                   "test_limit": 100})
+    cfg = tiny(
+        loss={"name": "mcl", "k": 1},
+        data={"crop_padding": 2, "flip": True, "train_limit": 256, "test_limit": 100},
+    )
     a = fit(cfg, tmp_path / "a", progress=False)
     b = fit(cfg, tmp_path / "b", progress=False)
-    wa, wb = (load_file(str(tmp_path / "a/model.safetensors")),
-              load_file(str(tmp_path / "b/model.safetensors")))
+    wa, wb = (
+        load_file(str(tmp_path / "a/model.safetensors")),
+        load_file(str(tmp_path / "b/model.safetensors")),
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     drop = ("train_time_s", "images_per_s", "wall_time_s", "resumed_from_iteration")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
@@ -147,8 +174,14 @@ def test_pretraining_uses_cross_entropy_then_switches(monkeypatch, tmp_path):
         return real_compute_loss(name, logits, targets, **kw)
 
     monkeypatch.setattr(step_module, "compute_loss", spy)
-    fit(tiny(loss={"name": "mcl", "k": 1, "pretrain_iterations": 2},
-             train={"accumulate": 2, "eval_every": 0, "checkpoint_every": 0}), tmp_path / "r", progress=False)
+    fit(
+        tiny(
+            loss={"name": "mcl", "k": 1, "pretrain_iterations": 2},
+            train={"accumulate": 2, "eval_every": 0, "checkpoint_every": 0},
+        ),
+        tmp_path / "r",
+        progress=False,
+    )
     assert seen == ["independent_ce"] * 4 + ["mcl"] * 4  # 2 iterations x 2 accumulated batches each
 
 
@@ -184,8 +217,10 @@ def test_bagging_weights_each_member_by_its_bootstrap_counts():
 
 def test_identical_members_from_a_trained_run(tmp_path):
     fit(tiny(train={"eval_every": 0, "checkpoint_every": 0}), tmp_path / "src", progress=False)
-    cfg = tiny(model={"members": 3, "split": None},
-               train={"init_from": str(tmp_path / "src"), "init_from_member": 1, "iterations": 1})
+    cfg = tiny(
+        model={"members": 3, "split": None},
+        train={"init_from": str(tmp_path / "src"), "init_from_member": 1, "iterations": 1},
+    )
     data = prepare_data(cfg, torch.device("cpu"))
     tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
     engine._initial_weights(tree, cfg)
@@ -262,16 +297,19 @@ def test_config_loss_names_are_the_loss_registry():
 def test_members_start_from_a_weights_file_with_init_pretrained(tmp_path):
     fit(tiny(model={"members": 1, "split": None}), tmp_path / "donor", progress=False)
     donor = tmp_path / "donor" / "members" / "member_0.safetensors"
-    cfg = tiny(model={"members": 2, "split": None, "init": "pretrained", "reinit": ["ip2"],
-                      "weights": str(donor)}, train={"iterations": 1, "eval_every": 0, "checkpoint_every": 0})
+    cfg = tiny(
+        model={"members": 2, "split": None, "init": "pretrained", "reinit": ["ip2"], "weights": str(donor)},
+        train={"iterations": 1, "eval_every": 0, "checkpoint_every": 0},
+    )
     tree = build_tree(cfg, 10, 1, 28)
     want = load_file(str(donor))
     for m in range(2):
         got = tree.member(m).state_dict()
         assert torch.equal(got["conv2.weight"], want["conv2.weight"])
         assert not torch.equal(got["ip2.weight"], want["ip2.weight"])  # redrawn per member from its seed
-    assert not torch.equal(tree.member(0).state_dict()["ip2.weight"],
-                           tree.member(1).state_dict()["ip2.weight"])
+    assert not torch.equal(
+        tree.member(0).state_dict()["ip2.weight"], tree.member(1).state_dict()["ip2.weight"]
+    )
     with pytest.raises(ConfigError, match="model.weights: .*nowhere.safetensors: no such file"):
         build_tree(tiny(model={"weights": str(tmp_path / "nowhere.safetensors")}), 10, 1, 28)
     bad = tiny(model={"name": "nin_cifar", "weights": str(donor)})
@@ -289,11 +327,13 @@ def test_independent_members_step_one_by_one_with_the_joint_paths_exact_result(t
         calls.append(1)
         return real(*args, **kwargs)
 
-    over = dict(model={"members": 3, "split": None, "init": "same"},
-                data={"train_limit": 256, "test_limit": 100, "bagging": True, "crop_padding": 2,
-                      "flip": True},
-                train={"accumulate": 2}, loss={"label_smoothing": 0.1},
-                optim={"schedule": "plateau", "window": 2, "milestones": [3]})
+    over = dict(
+        model={"members": 3, "split": None, "init": "same"},
+        data={"train_limit": 256, "test_limit": 100, "bagging": True, "crop_padding": 2, "flip": True},
+        train={"accumulate": 2},
+        loss={"label_smoothing": 0.1},
+        optim={"schedule": "plateau", "window": 2, "milestones": [3]},
+    )
     monkeypatch.setattr(step_module, "member_by_member", spy)
     a = fit(tiny(**over), tmp_path / "a", progress=False)
     assert len(calls) == 4 * 2  # every batch of every update
@@ -303,7 +343,8 @@ def test_independent_members_step_one_by_one_with_the_joint_paths_exact_result(t
     wa, wb = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("a", "b"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert {k: a[k] for k in ("nll", "ensemble_mean_acc", "member_acc")} == {
-        k: b[k] for k in ("nll", "ensemble_mean_acc", "member_acc")}
+        k: b[k] for k in ("nll", "ensemble_mean_acc", "member_acc")
+    }
 
 
 def test_a_skipped_last_iteration_still_checkpoints_the_iteration_it_reached(tmp_path, monkeypatch):

@@ -60,13 +60,20 @@ def _hostile_copy(finished: Path, dest: Path, *, meta: dict | None = None, confi
     return dest
 
 
-@pytest.mark.parametrize("arch, options", [
-    ("subprocess:getoutput", {"cmd": "touch CANARY-called"}),  # called with the options as arguments
-    ("evilmod:net", {}),  # imported from the working folder
-])
+@pytest.mark.parametrize(
+    "arch, options",
+    [
+        ("subprocess:getoutput", {"cmd": "touch CANARY-called"}),  # called with the options as arguments
+        ("evilmod:net", {}),  # imported from the working folder
+    ],
+)
 def test_eval_and_predict_never_import_what_run_json_names(server, finished, attack_dir, arch, options):
-    run = _hostile_copy(finished, attack_dir / f"run-{arch.replace(':', '-')}", config_model=arch,
-                        meta={"architecture": arch, "options": options})
+    run = _hostile_copy(
+        finished,
+        attack_dir / f"run-{arch.replace(':', '-')}",
+        config_model=arch,
+        meta={"architecture": arch, "options": options},
+    )
     image = _png(attack_dir)
     for argv in (("eval", "--run", run, "--no-figures"), ("predict", "--run", run, image)):
         r = server.run(*argv, cwd=attack_dir)
@@ -76,8 +83,9 @@ def test_eval_and_predict_never_import_what_run_json_names(server, finished, att
 
 
 def test_a_resumed_run_never_imports_the_model_its_config_names(server, finished, attack_dir):
-    run = _hostile_copy(finished, attack_dir / "run-resume", config_model="evilmod:net",
-                        meta={"architecture": "evilmod:net"})
+    run = _hostile_copy(
+        finished, attack_dir / "run-resume", config_model="evilmod:net", meta={"architecture": "evilmod:net"}
+    )
     r = server.run("train", "--resume", run, "--no-progress", cwd=attack_dir)
     assert r.returncode == 2 and "--model" in r.error_line, str(r)
     assert _canaries(attack_dir) == []
@@ -91,8 +99,9 @@ def test_an_edited_config_model_name_is_not_imported_by_eval(server, finished, a
     assert _canaries(attack_dir) == []
 
 
-def test_load_run_and_init_from_refuse_an_import_path_they_were_not_given(finished, tmp_path, attack_dir,
-                                                                          monkeypatch):
+def test_load_run_and_init_from_refuse_an_import_path_they_were_not_given(
+    finished, tmp_path, attack_dir, monkeypatch
+):
     run = _hostile_copy(finished, tmp_path / "run", meta={"architecture": "evilmod:net"})
     monkeypatch.chdir(attack_dir)
     monkeypatch.syspath_prepend(str(attack_dir))
@@ -101,12 +110,23 @@ def test_load_run_and_init_from_refuse_an_import_path_they_were_not_given(finish
     assert _canaries(attack_dir) == []
 
 
-@pytest.mark.parametrize("field, value", [("members", 10**9), ("num_classes", 10**10), ("members", 0),
-                                          ("image_size", "28"), ("in_channels", 2**40)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("members", 10**9),
+        ("num_classes", 10**10),
+        ("members", 0),
+        ("image_size", "28"),
+        ("in_channels", 2**40),
+    ],
+)
 def test_sizes_in_run_json_are_bounded_before_allocation(finished, tmp_path, field, value):
     run = _hostile_copy(finished, tmp_path / "run", meta={field: value})
-    with pytest.raises(CheckpointError, match=rf"run.json: the model description does not build a model "
-                                              rf"\({field}: got"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"run.json: the model description does not build a model "
+        rf"\({field}: got",
+    ):
         mheads.load_run(run)
 
 
@@ -124,9 +144,12 @@ def user_run(server, work):
     d = work / "user"
     d.mkdir()
     (d / "usernet.py").write_text(USERNET)
-    cfg = write_config(d / "c.yaml", model={"name": "usernet:net", "options": {"width": 4}, "split": "0"},
-                       data={"bagging": False, "crop_padding": 0, "flip": False},
-                       train={"iterations": 2, "checkpoint_every": 1, "eval_every": 0})
+    cfg = write_config(
+        d / "c.yaml",
+        model={"name": "usernet:net", "options": {"width": 4}, "split": "0"},
+        data={"bagging": False, "crop_padding": 0, "flip": False},
+        train={"iterations": 2, "checkpoint_every": 1, "eval_every": 0},
+    )
     r = server.run("train", "--config", cfg, "--out", d / "run", "--no-progress", cwd=d)
     assert r.returncode == 0, str(r)
     return d

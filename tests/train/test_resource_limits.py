@@ -16,18 +16,27 @@ from mheads.config import ConfigError, config_from_settings
 from mheads.models import create_model
 from mheads.train.resources import check_model_size, estimate_bytes, parameter_bytes
 
-TINY = {"model": {"name": "cifar10_quick", "members": 2},
-        "data": {"train_limit": 64, "test_limit": 32},
-        "train": {"iterations": 1, "batch_size": 8, "eval_every": 1, "checkpoint_every": 0, "threads": 1,
-                  "device": "cpu"}}
+TINY = {
+    "model": {"name": "cifar10_quick", "members": 2},
+    "data": {"train_limit": 64, "test_limit": 32},
+    "train": {
+        "iterations": 1,
+        "batch_size": 8,
+        "eval_every": 1,
+        "checkpoint_every": 0,
+        "threads": 1,
+        "device": "cpu",
+    },
+}
 
 
 def _train_capped(tmp_path, *overrides: str):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(TINY))
     sets = [a for o in overrides for a in ("--set", o)]
-    return mheads_capped("train", "--config", config, "--out", tmp_path / "run", "--no-progress", *sets,
-                         timeout=180)
+    return mheads_capped(
+        "train", "--config", config, "--out", tmp_path / "run", "--no-progress", *sets, timeout=180
+    )
 
 
 def test_parameters_are_counted_on_the_meta_device():
@@ -36,8 +45,11 @@ def test_parameters_are_counted_on_the_meta_device():
 
     assert parameter_bytes(huge) == (10**12 + 10**6) * 4
     cfg = config_from_settings({"model.members": 4})
-    with pytest.raises(ConfigError, match=r"^model.name: got 'cifar10_quick'; one member of huge would need "
-                                          r"about 11175.9 GiB \(parameters 3725.3 GiB"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.name: got 'cifar10_quick'; one member of huge would need "
+        r"about 11175.9 GiB \(parameters 3725.3 GiB",
+    ):
         check_model_size(cfg, huge, what="huge")
     small = lambda: create_model("cifar10_quick", num_classes=10, in_channels=3, image_size=32)  # noqa: E731
     assert check_model_size(cfg, small) == parameter_bytes(small) > 0
@@ -49,8 +61,14 @@ def test_parameters_are_counted_on_the_meta_device():
 def test_a_registered_network_made_terabytes_by_its_options_is_refused_unbuilt(tmp_path):
     proc = _train_capped(tmp_path, "model.name=nin_cifar", "model.options.width=1000")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert re.search(r"model.options: got \{'width': 1000\}; one member of nin_cifar would need about "
-                     r"[\d.]+ GiB", proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        re.search(
+            r"model.options: got \{'width': 1000\}; one member of nin_cifar would need about "
+            r"[\d.]+ GiB",
+            proc.stderr,
+        )
+        and "Traceback" not in proc.stderr
+    ), proc.stderr[-2000:]
 
 
 def test_a_python_factory_made_terabytes_is_refused_unbuilt(tmp_path):
@@ -69,18 +87,22 @@ except mheads.config.ConfigError as err:
 """
     proc = run_capped(["-c", code], timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert re.match(r"refused: model: got 'wide'; one member of wide would need about [\d.]+ GiB",
-                    proc.stdout), proc.stdout
+    assert re.match(
+        r"refused: model: got 'wide'; one member of wide would need about [\d.]+ GiB", proc.stdout
+    ), proc.stdout
 
 
 def test_eval_batch_size_is_counted():
     base = create_model("cifar10_quick", num_classes=10, in_channels=3, image_size=32)
-    one, many = (estimate_bytes(config_from_settings({"train.eval_batch_size": e}), base, (3, 32, 32))
-                 for e in (10, 1000))
+    one, many = (
+        estimate_bytes(config_from_settings({"train.eval_batch_size": e}), base, (3, 32, 32))
+        for e in (10, 1000)
+    )
     assert many["evaluation"] == 100 * one["evaluation"] > 0
     assert many["activations"] == one["activations"]  # training is unchanged
-    capped = estimate_bytes(config_from_settings({"train.eval_batch_size": 1000}), base, (3, 32, 32),
-                            eval_examples=10)
+    capped = estimate_bytes(
+        config_from_settings({"train.eval_batch_size": 1000}), base, (3, 32, 32), eval_examples=10
+    )
     assert capped["evaluation"] == one["evaluation"]  # no batch is larger than the split it evaluates
 
 
@@ -105,26 +127,45 @@ except mheads.config.ConfigError as err:
 """
     proc = run_capped(["-c", code], timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert re.match(r"refused: train.eval_batch_size: got 20000; this run would need about [\d.]+ GiB "
-                    r"\(.*evaluation [\d.]+ GiB\)", proc.stdout), proc.stdout
+    assert re.match(
+        r"refused: train.eval_batch_size: got 20000; this run would need about [\d.]+ GiB "
+        r"\(.*evaluation [\d.]+ GiB\)",
+        proc.stdout,
+    ), proc.stdout
 
 
 def test_the_streamed_normalizer_pass_is_bounded(tmp_path):
     from mheads.data.shards import write_varied_folder
 
     folder = write_varied_folder(tmp_path / "photos", 8, 4, 2, sizes=(12, 20), seed=1)
-    proc = _train_capped(tmp_path, f"data.source={folder}", "data.loader=stream", "data.workers=1",
-                         "data.image_size=20000", "data.train_limit=null", "data.test_limit=null")
+    proc = _train_capped(
+        tmp_path,
+        f"data.source={folder}",
+        "data.loader=stream",
+        "data.workers=1",
+        "data.image_size=20000",
+        "data.train_limit=null",
+        "data.test_limit=null",
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert re.search(r"data.image_size: got 20000; the normalization statistics \(mean_image\) would need "
-                     r"about [\d.]+ GiB", proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        re.search(
+            r"data.image_size: got 20000; the normalization statistics \(mean_image\) would need "
+            r"about [\d.]+ GiB",
+            proc.stderr,
+        )
+        and "Traceback" not in proc.stderr
+    ), proc.stderr[-2000:]
 
 
 def test_rlimit_as_bounds_the_run(tmp_path):
     # about 5 GiB of activations: within this machine's memory, not within the 3 GiB address-space cap
     proc = _train_capped(tmp_path, "train.batch_size=24000")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    found = re.search(r"train.batch_size: got 24000; this run would need about ([\d.]+) GiB .* but ([\d.]+) "
-                      r"(GiB|MiB) of memory is available on cpu", proc.stderr)
+    found = re.search(
+        r"train.batch_size: got 24000; this run would need about ([\d.]+) GiB .* but ([\d.]+) "
+        r"(GiB|MiB) of memory is available on cpu",
+        proc.stderr,
+    )
     assert found and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert float(found.group(2)) < 3 or found.group(3) == "MiB"

@@ -37,8 +37,16 @@ def config(work):
 def reference(work, config):
     """The uninterrupted run, trained by a genuine ``python -m mheads train`` process."""
     out = work / "reference"
-    result = run_module("train", "--config", config, "--out", out, "--no-progress", cwd=work,
-                        env={"MHEADS_CACHE": str(work / "cache")})
+    result = run_module(
+        "train",
+        "--config",
+        config,
+        "--out",
+        out,
+        "--no-progress",
+        cwd=work,
+        env={"MHEADS_CACHE": str(work / "cache")},
+    )
     assert result.returncode == 0, str(result)
     return out
 
@@ -115,7 +123,7 @@ class SaveKiller:
                     running.signal(signal.SIGKILL)
                     break
                 # ".tmp-step-00000004-ab12" -> "step-00000004"
-                saving = (fresh[-1][len(".tmp-"):].rsplit("-", 1)[0], now)
+                saving = (fresh[-1][len(".tmp-") :].rsplit("-", 1)[0], now)
             time.sleep(0.0005)
         return running.wait()
 
@@ -163,15 +171,19 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(server, work, 
     out = work / "preempted"
     running = server.start("train", "--config", config, "--out", out, "--no-progress")
     deadline = time.monotonic() + 120
-    while (not committed_steps(out) and time.monotonic() < deadline
-           and not running.done()):  # training under way
+    while (
+        not committed_steps(out) and time.monotonic() < deadline and not running.done()
+    ):  # training under way
         time.sleep(0.002)
     time.sleep(0.05)
     running.signal(signal.SIGTERM)
     result = running.wait()
     assert result.returncode == 75, str(result)
-    found = re.fullmatch(r"mheads: preempted \(SIGTERM\) at iteration (\d+); checkpoint written; "
-                         r"continue with `mheads train --resume (\S+)`", result.error_line)
+    found = re.fullmatch(
+        r"mheads: preempted \(SIGTERM\) at iteration (\d+); checkpoint written; "
+        r"continue with `mheads train --resume (\S+)`",
+        result.error_line,
+    )
     assert found and found.group(2) == str(out), str(result)
     step = int(found.group(1))
     assert 0 < step < 24 and committed_steps(out)[-1] == step

@@ -7,9 +7,17 @@ import yaml
 from mheads.config import config_from_settings
 from mheads.train.loop import fit
 
-BASE = {"model.members": 2, "data.train_limit": 200, "data.test_limit": 100, "train.iterations": 4,
-        "train.batch_size": 16, "train.eval_every": 2, "train.checkpoint_every": 2, "train.device": "cpu",
-        "train.threads": 1}
+BASE = {
+    "model.members": 2,
+    "data.train_limit": 200,
+    "data.test_limit": 100,
+    "train.iterations": 4,
+    "train.batch_size": 16,
+    "train.eval_every": 2,
+    "train.checkpoint_every": 2,
+    "train.device": "cpu",
+    "train.threads": 1,
+}
 
 
 def test_resume_with_changed_settings_records_them_and_rewrites_the_config(tmp_path):

@@ -29,8 +29,15 @@ def tiny(**over):
         "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
         "data": {"train_limit": 256, "test_limit": 100},
         "optim": {"lr": 0.01, "milestones": [3]},
-        "train": {"iterations": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2,
-                  "eval_batch_size": 50, "threads": 1, "device": "cpu"},
+        "train": {
+            "iterations": 4,
+            "batch_size": 16,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "eval_batch_size": 50,
+            "threads": 1,
+            "device": "cpu",
+        },
     }
     for section, values in over.items():
         base.setdefault(section, {}).update(values)
@@ -103,8 +110,10 @@ def test_configs_take_the_new_fields_and_refuse_bad_values():
     assert cfg.loss.epsilon == 0.2 and cfg.model.scoring_heads is False
     assert "scoring_heads: false" in cfg.to_yaml() and "anneal_iterations: 1000" in cfg.to_yaml()
     bad = [  # (overrides, message)
-        ({"loss": {"name": "rwta", "epsilon": 1.0}},
-         r"loss.epsilon: got 1.0; expected a number >= 0.0 and < 1.0"),
+        (
+            {"loss": {"name": "rwta", "epsilon": 1.0}},
+            r"loss.epsilon: got 1.0; expected a number >= 0.0 and < 1.0",
+        ),
         ({"loss": {"name": "amcl", "temperature": 0.0}}, r"loss.temperature: got 0.0; expected a number > 0"),
         ({"loss": {"name": "amcl", "anneal_iterations": -1}}, r"loss.anneal_iterations: got -1"),
         ({"loss": {"name": "amcl", "k": 2}}, r"loss.k: got 2; expected 1 with loss.name amcl"),
@@ -117,8 +126,11 @@ def test_configs_take_the_new_fields_and_refuse_bad_values():
 
 
 def test_mcl_scored_needs_scoring_heads():
-    with pytest.raises(ConfigError, match=r"model.scoring_heads: got False; expected true with loss.name "
-                                          r"mcl_scored"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.scoring_heads: got False; expected true with loss.name "
+        r"mcl_scored",
+    ):
         LossConfig(name="mcl_scored").validate(2, model=ModelConfig(members=2))
     LossConfig(name="mcl_scored").validate(2, model=ModelConfig(members=2, scoring_heads=True))
     with pytest.raises(ConfigError, match="model.scoring_heads: got False; expected true"):  # at config load
@@ -134,8 +146,11 @@ def test_scoring_heads_are_refused_where_no_model_builds_them(tmp_path, monkeypa
     # A model handed to fit without heads.
     cfg = tiny(**SCORED)
     plain = TreeNet(lambda: build_tree(tiny(), 10, 1, 28).member(0), 2, None)
-    with pytest.raises(ConfigError, match="model.scoring_heads: got True; expected false for this model: the "
-                                          "TreeNet being trained has no scoring heads"):
+    with pytest.raises(
+        ConfigError,
+        match="model.scoring_heads: got True; expected false for this model: the "
+        "TreeNet being trained has no scoring heads",
+    ):
         fit(cfg, tmp_path / "run", progress=False, model=plain)
 
 
@@ -174,8 +189,10 @@ def test_mcl_scored_trains_checkpoints_resumes_and_reevaluates(tmp_path):
 
 
 def test_win_fraction_is_logged_and_exact_across_resume(tmp_path):
-    cfg = tiny(loss={"name": "rwta", "epsilon": 0.1},
-               train={"iterations": 8, "eval_every": 4, "checkpoint_every": 2, "batch_size": 8})
+    cfg = tiny(
+        loss={"name": "rwta", "epsilon": 0.1},
+        train={"iterations": 8, "eval_every": 4, "checkpoint_every": 2, "batch_size": 8},
+    )
     fit(cfg, tmp_path / "full", progress=False)
     records = _evals(tmp_path / "full")
     for rec in records:

@@ -22,8 +22,15 @@ def tiny(**over):
         "data": {"train_limit": 128, "test_limit": 50, "crop_padding": 2, "flip": True, "bagging": True},
         "loss": {"name": "mcl", "k": 1},
         "optim": {"lr": 0.01, "milestones": [5]},
-        "train": {"iterations": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
-                  "eval_batch_size": 50, "threads": 1, "log_every": 2},
+        "train": {
+            "iterations": 8,
+            "batch_size": 16,
+            "eval_every": 4,
+            "checkpoint_every": 4,
+            "eval_batch_size": 50,
+            "threads": 1,
+            "log_every": 2,
+        },
     }
     for section, values in over.items():
         base.setdefault(section, {}).update(values)
@@ -88,8 +95,10 @@ def test_the_host_read_counter_sees_the_step_mode_guard(monkeypatch, tmp_path):
 def test_deferred_and_step_runs_are_the_same_run(tmp_path):
     for mode in ("step", "deferred"):
         fit(tiny(train={"sync": mode}), tmp_path / mode, progress=False)
-    a, b = load_file(str(tmp_path / "step" / "model.safetensors")), load_file(
-        str(tmp_path / "deferred" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "step" / "model.safetensors")),
+        load_file(str(tmp_path / "deferred" / "model.safetensors")),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     history = [(tmp_path / mode / "eval.jsonl").read_text() for mode in ("step", "deferred")]
     assert history[0] == history[1]
@@ -131,8 +140,11 @@ def test_guarded_step_is_opt_step_when_finite_and_a_no_op_when_not(name):
     def make():
         torch.manual_seed(0)
         p = torch.nn.Parameter(torch.randn(5))
-        opt = (torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01) if name == "sgd"
-               else torch.optim.AdamW([p], lr=0.1))
+        opt = (
+            torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+            if name == "sgd"
+            else torch.optim.AdamW([p], lr=0.1)
+        )
         return p, opt
 
     p, opt = make()
@@ -161,7 +173,10 @@ def test_guarded_step_is_opt_step_when_finite_and_a_no_op_when_not(name):
 
 def test_deferred_guard_when_the_parameters_with_gradients_change(tmp_path):
     # the scoring heads get gradients only once their loss starts, after the cross-entropy pretraining
-    cfg = tiny(model={"scoring_heads": True}, loss={"name": "mcl_scored", "pretrain_iterations": 3},
-               train={"sync": "deferred", "log_every": 10})
+    cfg = tiny(
+        model={"scoring_heads": True},
+        loss={"name": "mcl_scored", "pretrain_iterations": 3},
+        train={"sync": "deferred", "log_every": 10},
+    )
     fit(cfg, tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped_total"] == 0

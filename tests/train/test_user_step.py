@@ -13,14 +13,22 @@ from mheads.ensemble.losses import compute_loss
 
 
 def net():
-    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 5),
+    )
 
 
 def batches(n=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 3, 10, 10, generator=g), torch.randint(0, 5, (8,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randn(8, 3, 10, 10, generator=g), torch.randint(0, 5, (8,), generator=g)) for _ in range(n)
+    ]
 
 
 def sgd(params):

@@ -57,8 +57,17 @@ def trained_like(net):
     return net
 
 
-SPLITS = [None, "conv1", "bn1", "layer1", "layer1.0", "layer2.0", "layer2", "fc",
-          [("layer1", 2), ("layer2", 2)]]
+SPLITS = [
+    None,
+    "conv1",
+    "bn1",
+    "layer1",
+    "layer1.0",
+    "layer2.0",
+    "layer2",
+    "fc",
+    [("layer1", 2), ("layer2", 2)],
+]
 
 
 @pytest.mark.parametrize("split", SPLITS, ids=str)
@@ -108,9 +117,12 @@ def test_a_cut_that_does_not_reproduce_the_forward_is_refused():
             self.calls += 1
             return self.b(self.a(x)) * self.calls
 
-    with pytest.raises(ValueError, match=r"member 0 of the cut at 'a' against Counting.forward in eval mode "
-                                         r"on a \(3, 4\) probe batch: max \|difference\| .* above the "
-                                         "tolerance"):
+    with pytest.raises(
+        ValueError,
+        match=r"member 0 of the cut at 'a' against Counting.forward in eval mode "
+        r"on a \(3, 4\) probe batch: max \|difference\| .* above the "
+        "tolerance",
+    ):
         TreeNet(Counting(), 2, "a", example_input=(3, 4))
 
 

@@ -19,8 +19,9 @@ def test_cifar10_quick_known_answer():
 
 
 def test_grouped_convolution_and_strides():
-    net = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), nn.Flatten(),
-                        nn.Linear(6 * 4 * 4, 5))
+    net = nn.Sequential(
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), nn.Flatten(), nn.Linear(6 * 4 * 4, 5)
+    )
     c = count_macs(net, (4, 8, 8))
     assert c.macs == {"0": 6 * 4 * 4 * 2 * 9, "2": 5 * 96}
 

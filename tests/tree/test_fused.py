@@ -24,7 +24,7 @@ def _rescale(net: nn.Module) -> None:
     with torch.no_grad():
         for p in net.parameters():
             fan_in = p[0].numel() if p.dim() > 1 else 10
-            p.copy_(torch.randn(p.shape, generator=g) * fan_in ** -0.5)
+            p.copy_(torch.randn(p.shape, generator=g) * fan_in**-0.5)
 
 
 def _logits_and_grads(net: TreeNet, mode: str, x: torch.Tensor, y: torch.Tensor):
@@ -72,8 +72,9 @@ def test_nin_cifar_fused_matches_loop_in_eval_mode(split):
 
 
 def test_caffenet_grouped_convolutions_and_lrn_fuse():
-    net = TreeNet(model_factory("caffenet", num_classes=10, image_size=67, width=0.1), num_members=3,
-                  split="conv1").eval()
+    net = TreeNet(
+        model_factory("caffenet", num_classes=10, image_size=67, width=0.1), num_members=3, split="conv1"
+    ).eval()
     _rescale(net)
     _assert_equivalent(net, torch.randn(2, 3, 67, 67))
 
@@ -207,10 +208,19 @@ def test_auto_never_picks_the_mode_the_committed_benchmark_measured_slower(folde
 
 
 def _bn_net():
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 6, 3, padding=1), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(6, 6, 3, padding=1), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(6, 10)))
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 6, 3, padding=1),
+            bn1=nn.BatchNorm2d(6),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(6, 6, 3, padding=1),
+            bn2=nn.BatchNorm2d(6),
+            relu2=nn.ReLU(),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(6, 10),
+        )
+    )
 
 
 @pytest.mark.parametrize("split", [None, "conv1", "bn1"])

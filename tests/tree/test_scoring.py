@@ -15,8 +15,9 @@ SPLITS = ["conv1", None, [("conv1", 2), ("conv2", 2)]]
 
 
 def tree(split, members=4, **kw) -> TreeNet:
-    return TreeNet(model_factory("cifar10_quick"), members, split, scoring_heads=True, example_input=SHAPE,
-                   **kw)
+    return TreeNet(
+        model_factory("cifar10_quick"), members, split, scoring_heads=True, example_input=SHAPE, **kw
+    )
 
 
 @pytest.mark.parametrize("split", SPLITS, ids=str)
@@ -66,8 +67,12 @@ def test_heads_change_nothing_else_and_live_in_the_state_dict():
     assert torch.equal(torch.rand(1), after_plain)  # building the heads drew no random numbers
     a, b = plain.state_dict(), scored.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert sorted(set(b) - set(a)) == ["scoring.heads.0.bias", "scoring.heads.0.weight",
-                                       "scoring.heads.1.bias", "scoring.heads.1.weight"]
+    assert sorted(set(b) - set(a)) == [
+        "scoring.heads.0.bias",
+        "scoring.heads.0.weight",
+        "scoring.heads.1.bias",
+        "scoring.heads.1.weight",
+    ]
     reloaded = tree("conv1", members=2, seed=9)
     with torch.no_grad():
         scored.scoring.heads[1].bias.fill_(2.5)
@@ -80,15 +85,17 @@ def test_gradients_of_mcl_scored_reach_the_heads_and_the_trunk():
     net = tree("conv1", members=3)
     x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
     logits, scores = net.forward_with_scores(x)
-    loss = compute_loss("mcl_scored", logits, y, score_logits=scores,
-                        generator=torch.Generator().manual_seed(0))
+    loss = compute_loss(
+        "mcl_scored", logits, y, score_logits=scores, generator=torch.Generator().manual_seed(0)
+    )
     loss.loss.backward()
     for head in net.scoring.heads:
         # bias: (M B)^-1 sum_i (sigmoid(0) - alpha_mi), zero for a member that won exactly half the batch
         want = (0.5 - loss.assignment.double().mean(dim=1)) / 3
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
-    torch.testing.assert_close(torch.cat([h.bias.grad for h in net.scoring.heads]).double(), want,
-                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        torch.cat([h.bias.grad for h in net.scoring.heads]).double(), want, rtol=1e-6, atol=1e-7
+    )
     # The scoring term alone trains the trunk too (once the heads are not zero), but no branch.
     net.zero_grad()
     with torch.no_grad():
@@ -102,8 +109,7 @@ def test_gradients_of_mcl_scored_reach_the_heads_and_the_trunk():
 
 def test_scored_predictions_known_answer():
     # Two members, two examples, three classes.
-    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
-                           [[0.0, 3.0, 0.0], [0.0, 2.0, 0.0]]])
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]], [[0.0, 3.0, 0.0], [0.0, 2.0, 0.0]]])
     scores = torch.tensor([[0.1, -1.0], [0.0, 1.0]])
     best, weighted = scored_predictions(logits, scores)
     # Example 0: member 0 scores highest and says class 0; weighted by sigmoid(0.1) = 0.525 and

@@ -40,15 +40,21 @@ pytestmark = [pytest.mark.skipif(timm is None, reason=WHY or "timm"), pytest.mar
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 # timm's own small test configurations, and the named models at small widths or inputs
 TEST_MODELS = ["test_resnet", "test_convnext", "test_efficientnet", "test_vit"]
-NAMED = {"resnet18": {}, "efficientnet_b0": {},
-         "convnext_atto": {"dims": (8, 16, 24, 32), "depths": (1, 1, 1, 1)},
-         "vit_tiny_patch16_224": {"img_size": 32}}
+NAMED = {
+    "resnet18": {},
+    "efficientnet_b0": {},
+    "convnext_atto": {"dims": (8, 16, 24, 32), "depths": (1, 1, 1, 1)},
+    "vit_tiny_patch16_224": {"img_size": 32},
+}
 
 
 def _model(name: str, **kw):
     torch.manual_seed(0)
-    return trained_like(timm.create_model(name, pretrained=False, num_classes=5, drop_path_rate=0.1,
-                                          **NAMED.get(name, {}), **kw))
+    return trained_like(
+        timm.create_model(
+            name, pretrained=False, num_classes=5, drop_path_rate=0.1, **NAMED.get(name, {}), **kw
+        )
+    )
 
 
 def _sample(points: list[str], k: int = 4) -> list[str]:

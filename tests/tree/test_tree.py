@@ -100,17 +100,22 @@ def test_parameter_free_layers_follow_the_shared_side_but_dropout_branches():
 
 
 STOCHASTIC = [  # (layer, convolution before it, input shape)
-    (nn.Dropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout1d(0.5), nn.Conv1d, (4, 3, 6)),
-    (nn.Dropout2d(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.Dropout3d(0.5), nn.Conv3d, (4, 3, 6, 6, 6)),
-    (nn.AlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)), (nn.FeatureAlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.Dropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.Dropout1d(0.5), nn.Conv1d, (4, 3, 6)),
+    (nn.Dropout2d(0.5), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.Dropout3d(0.5), nn.Conv3d, (4, 3, 6, 6, 6)),
+    (nn.AlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
+    (nn.FeatureAlphaDropout(0.5), nn.Conv2d, (4, 3, 6, 6)),
     (nn.RReLU(), nn.Conv2d, (4, 3, 6, 6)),
     (nn.Sequential(nn.Identity(), nn.Dropout2d(0.5)), nn.Conv2d, (4, 3, 6, 6)),
 ]
 
 
-@pytest.mark.parametrize("stochastic,conv,shape", STOCHASTIC,
-                         ids=[type(s).__name__ if not isinstance(s, nn.Sequential) else "nested"
-                              for s, _, _ in STOCHASTIC])
+@pytest.mark.parametrize(
+    "stochastic,conv,shape",
+    STOCHASTIC,
+    ids=[type(s).__name__ if not isinstance(s, nn.Sequential) else "nested" for s, _, _ in STOCHASTIC],
+)
 def test_every_stochastic_layer_after_the_split_goes_to_the_branches(stochastic, conv, shape):
     """Each member must draw its own mask: a dropout variant left in the trunk would give all members one."""
     x = torch.randn(*shape)
@@ -118,8 +123,9 @@ def test_every_stochastic_layer_after_the_split_goes_to_the_branches(stochastic,
     def base():
         features = nn.Sequential(conv(3, 4, 3), copy.deepcopy(stochastic), nn.Flatten())
         width = features(x).shape[1]
-        return nn.Sequential(OrderedDict(conv=features[0], drop=features[1], flat=features[2],
-                                         fc=nn.Linear(width, 5)))
+        return nn.Sequential(
+            OrderedDict(conv=features[0], drop=features[1], flat=features[2], fc=nn.Linear(width, 5))
+        )
 
     net = TreeNet(base, 3, "conv", same_init=True)  # identical weights: only the randomness can differ
     assert net.shared_layers() == ["conv"]
@@ -182,14 +188,17 @@ def test_user_sequential_base():
     assert net(torch.randn(4, 6)).shape == (2, 4, 3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(num_members=0), "members: got 0"),
-    (dict(num_members=2, split="conv9"), "valid layer names are: conv1, pool1"),
-    (dict(num_members=4, split=[("conv1", 0), ("conv2", 4)]), "branches"),
-    (dict(num_members=3, split=[("conv1", 2), ("conv2", 2)]), "4 leaves but members is 3"),
-    (dict(num_members=4, split=[("conv2", 2), ("conv1", 2)]), "network order"),
-    (dict(num_members=2, seeds=[1]), "seeds"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_members=0), "members: got 0"),
+        (dict(num_members=2, split="conv9"), "valid layer names are: conv1, pool1"),
+        (dict(num_members=4, split=[("conv1", 0), ("conv2", 4)]), "branches"),
+        (dict(num_members=3, split=[("conv1", 2), ("conv2", 2)]), "4 leaves but members is 3"),
+        (dict(num_members=4, split=[("conv2", 2), ("conv1", 2)]), "network order"),
+        (dict(num_members=2, seeds=[1]), "seeds"),
+    ],
+)
 def test_bad_tree_specs_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TreeNet(model_factory("cifar10_quick"), **kwargs)

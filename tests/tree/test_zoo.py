@@ -79,8 +79,20 @@ def test_every_offered_point_builds_matches_the_base_and_trains(name):
 
 
 def test_split_points_of_the_zoo():
-    assert split_points(zoo.ResNet()) == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer1.0", "layer1.1",
-                                          "layer2", "layer2.0", "layer2.1", "avgpool", "fc"]
+    assert split_points(zoo.ResNet()) == [
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer1.0",
+        "layer1.1",
+        "layer2",
+        "layer2.0",
+        "layer2.1",
+        "avgpool",
+        "fc",
+    ]
     vit = split_points(zoo.ViT())
     assert {"patch_embed", "pos_drop", "blocks.0", "blocks.1", "head"} <= set(vit)
     assert "blocks.0.attn" not in vit  # inside a residual block
@@ -148,8 +160,11 @@ class SharedConv(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-@pytest.mark.parametrize("make,split,x", [(SharedConv, "mid", torch.randn(2, 3, 5, 5)),
-                                          (zoo.TiedLM, "block1", IDS)], ids=["shared_module", "tied_weights"])
+@pytest.mark.parametrize(
+    "make,split,x",
+    [(SharedConv, "mid", torch.randn(2, 3, 5, 5)), (zoo.TiedLM, "block1", IDS)],
+    ids=["shared_module", "tied_weights"],
+)
 def test_objects_used_on_both_sides_of_the_cut_stay_shared(make, split, x, tmp_path):
     base = make()
     tree = TreeNet(base, 3, split, seed=4, example_input=x).eval()
@@ -183,8 +198,11 @@ def test_dict_and_tuple_outputs_are_chosen_with_output_and_refused_without():
         torch.testing.assert_close(tree(x)[1], base(x)["logits"])
         torch.testing.assert_close(tree.member(1)(x), base(x)["logits"])
         assert sorted(tree.member(1).state_dict()) == sorted(base.state_dict())
-    with pytest.raises(ValueError, match=r"output: DictOut returns a dict with keys 'logits', 'features'; "
-                                         r"pass output=<a key> to TreeNet"):
+    with pytest.raises(
+        ValueError,
+        match=r"output: DictOut returns a dict with keys 'logits', 'features'; "
+        r"pass output=<a key> to TreeNet",
+    ):
         TreeNet(base, 2, "body")
     with pytest.raises(ValueError, match=r"output: DictOut returns a dict with keys 'logits', 'features'"):
         TreeNet(base, 2, None, example_input=x)
@@ -223,10 +241,13 @@ def test_a_path_inside_a_torch_leaf_or_never_called_names_why():
         def forward(self, x):
             return self.head(self.enc(self.proj(x)).mean(1))
 
-    with pytest.raises(CutError, match=r"cutting after 'enc.layers.0' is not possible: it is inside 'enc', "
-                                       r"which the trace keeps whole \(a torch.nn module, traced as one "
-                                       r"call\); split at 'enc' itself or outside it; .* e.g. one of: proj, "
-                                       r"enc, head"):
+    with pytest.raises(
+        CutError,
+        match=r"cutting after 'enc.layers.0' is not possible: it is inside 'enc', "
+        r"which the trace keeps whole \(a torch.nn module, traced as one "
+        r"call\); split at 'enc' itself or outside it; .* e.g. one of: proj, "
+        r"enc, head",
+    ):
         TreeNet(Encoder(), 2, "enc.layers.0")
     with pytest.raises(CutError, match=r"'unused' is not possible: forward never calls it"):
         TreeNet(Encoder(), 2, "unused")
@@ -246,8 +267,11 @@ def test_an_untraceable_model_names_the_line():
                 h = -h
             return self.b(h)
 
-    with pytest.raises(CutError, match=r"DataDependent cannot be traced by torch.fx at .*test_zoo.py:\d+ "
-                                       r"`if h.sum\(\) > 0:  # the line the error names`"):
+    with pytest.raises(
+        CutError,
+        match=r"DataDependent cannot be traced by torch.fx at .*test_zoo.py:\d+ "
+        r"`if h.sum\(\) > 0:  # the line the error names`",
+    ):
         TreeNet(DataDependent(), 2, "a")
 
 
@@ -293,9 +317,15 @@ def test_every_member_from_an_instance_draws_from_the_models_own_scheme():
     assert "PyTorch defaults" in plain.init_scheme
 
 
-@pytest.mark.parametrize("make,split", [(zoo.ResNet, "layer1"), (lambda: zoo.ViT(drop_path=0.2), "blocks.0"),
-                                        (zoo.ResNet, [("conv1", 2), ("layer1", 2)])],
-                         ids=["resnet", "vit", "two"])
+@pytest.mark.parametrize(
+    "make,split",
+    [
+        (zoo.ResNet, "layer1"),
+        (lambda: zoo.ViT(drop_path=0.2), "blocks.0"),
+        (zoo.ResNet, [("conv1", 2), ("layer1", 2)]),
+    ],
+    ids=["resnet", "vit", "two"],
+)
 def test_fused_traced_branches_equal_the_loop(make, split):
     torch.manual_seed(0)
     tree = TreeNet(make, 4, split, seed=3)
@@ -309,8 +339,10 @@ def test_fused_traced_branches_equal_the_loop(make, split):
     for mode, t in twin.items():
         t.eval()  # eval: no dropout draws, so the two modes must agree
         out = t(x)
-        grads[mode] = (out.detach(), torch.autograd.grad(F.cross_entropy(out.flatten(0, 1), y.repeat(4)),
-                                                         list(t.parameters())))
+        grads[mode] = (
+            out.detach(),
+            torch.autograd.grad(F.cross_entropy(out.flatten(0, 1), y.repeat(4)), list(t.parameters())),
+        )
     torch.testing.assert_close(grads["fused"][0], grads["loop"][0], rtol=1e-5, atol=1e-5)
     for a, b in zip(grads["fused"][1], grads["loop"][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -62,8 +62,11 @@ class ConvNeXt(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, dims[0], 2, stride=2), LayerNorm2d(dims[0]))
         stages = []
         for i, d in enumerate(dims):
-            down = nn.Identity() if i == 0 else nn.Sequential(LayerNorm2d(dims[i - 1]),
-                                                              nn.Conv2d(dims[i - 1], d, 2, stride=2))
+            down = (
+                nn.Identity()
+                if i == 0
+                else nn.Sequential(LayerNorm2d(dims[i - 1]), nn.Conv2d(dims[i - 1], d, 2, stride=2))
+            )
             stages.append(nn.Sequential(down, ConvNeXtBlock(d, drop_path), ConvNeXtBlock(d, drop_path)))
         self.stages = nn.Sequential(*stages)
         self.norm = nn.LayerNorm(dims[-1])
@@ -127,10 +130,12 @@ class EfficientNet(nn.Module):
         self.conv_stem = nn.Conv2d(3, 8, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(8)
         self.act1 = nn.SiLU(inplace=True)
-        self.blocks = nn.Sequential(InvertedResidual(8, 8, 1, drop_path),
-                                    InvertedResidual(8, 12, 2, drop_path),
-                                    InvertedResidual(12, 16, 2, drop_path),
-                                    InvertedResidual(16, 16, 1, drop_path))
+        self.blocks = nn.Sequential(
+            InvertedResidual(8, 8, 1, drop_path),
+            InvertedResidual(8, 12, 2, drop_path),
+            InvertedResidual(12, 16, 2, drop_path),
+            InvertedResidual(16, 16, 1, drop_path),
+        )
         self.conv_head = nn.Conv2d(16, 32, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(32)
         self.act2 = nn.ReLU6(inplace=True)
@@ -190,8 +195,9 @@ class ResNet(nn.Module):
     def _make_layer(self, planes, blocks, stride=1):
         downsample = None
         if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
         layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes
         layers += [BasicBlock(self.inplanes, planes) for _ in range(1, blocks)]
@@ -241,8 +247,15 @@ class ViTBlock(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, num_classes: int = 5, dim: int = 16, depth: int = 2, patch: int = 4, image: int = 8,
-                 drop_path: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int = 5,
+        dim: int = 16,
+        depth: int = 2,
+        patch: int = 4,
+        image: int = 8,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))

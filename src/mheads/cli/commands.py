@@ -27,8 +27,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mheads.runs.checkpoint import CheckpointError
     from mheads.runs.folder import RunExistsError
 
-    errors: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError, RunExistsError,
-                                               OutputError, UsageError)
+    errors: tuple[type[BaseException], ...] = (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        RunExistsError,
+        OutputError,
+        UsageError,
+    )
     # a bad placement is bad input too (dist is imported only under torchrun)
     if "mheads.dist" in sys.modules:
         errors += (sys.modules["mheads.dist"].PlacementError,)
@@ -39,8 +45,10 @@ class UsageError(ValueError):
     """A bad command-line combination."""
 
 
-_MODEL_HELP = ("the model of a run trained on an import path (package.module:function): a run folder never "
-               "names code to import, so you name it (trusting that code)")
+_MODEL_HELP = (
+    "the model of a run trained on an import path (package.module:function): a run folder never "
+    "names code to import, so you name it (trusting that code)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train an ensemble from a YAML config")
     t.add_argument("--config", help="YAML config (defaults to the run's own config.yaml with --resume)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. optim.lr=0.01")
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=0.01"
+    )
     t.add_argument("--out", help="output folder for the run")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -62,14 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="a run folder written by `mheads train`")
     e.add_argument("--data", help="data to evaluate on (default: the run's own data source)")
     e.add_argument("--split", default="test", choices=("train", "test"))
-    e.add_argument("--ood", action="append", default=[], metavar="PATH",
-                   help="an out-of-distribution data set (its test split); repeatable. A run trained on "
-                        "data.classes also scores its other classes (open_set)")
+    e.add_argument(
+        "--ood",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an out-of-distribution data set (its test split); repeatable. A run trained on "
+        "data.classes also scores its other classes (open_set)",
+    )
     e.add_argument("--no-figures", action="store_true", help="write no PNGs under <run>/plots/")
     e.add_argument("--model", metavar="IMPORT_PATH", help=_MODEL_HELP)
 
-    pr = sub.add_parser("predict", help="what a run's ensemble says about image files (or, for a run on "
-                        "inputs of any shape, table rows, .npz arrays or images)")
+    pr = sub.add_parser(
+        "predict",
+        help="what a run's ensemble says about image files (or, for a run on "
+        "inputs of any shape, table rows, .npz arrays or images)",
+    )
     pr.add_argument("--run", required=True, help="a run folder written by `mheads train`")
     pr.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
     pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
@@ -82,28 +99,40 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the oracle-assignment heatmap and training curves of a run")
     pl.add_argument("run", help="a run folder")
 
-    r = sub.add_parser("reproduce",
-                       help="rerun one of the paper's experiments and tabulate it next to the paper")
+    r = sub.add_parser(
+        "reproduce", help="rerun one of the paper's experiments and tabulate it next to the paper"
+    )
     r.add_argument("name", help="table1, table3, table4, table5, table6, mcl-ce, label-split, table2, ...")
     r.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
     r.add_argument("--data", help="data set path (default: the embedded Fashion-MNIST subset)")
-    r.add_argument("--out", required=True,
-                   help="sweep folder (rerunning it resumes, skipping finished cells)")
+    r.add_argument(
+        "--out", required=True, help="sweep folder (rerunning it resumes, skipping finished cells)"
+    )
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
-    r.add_argument("--cells",
-                   help="comma-separated cells to run (and those they start from), e.g. random_init")
-    r.add_argument("--no-reuse", action="store_true",
-                   help="train every cell in full: no linking to a finished run with the same config in a "
-                        "sweep under the same parent folder, no continuing from another cell's shared "
-                        "pretraining")
-    r.add_argument("--pool-with", metavar="SEEDS_CSV",
-                   help="an earlier sweep's seeds.csv (or its results folder): its runs of other seeds join "
-                        "the table's mean ± std, e.g. experiments/results/table1-cpu")
+    r.add_argument(
+        "--cells", help="comma-separated cells to run (and those they start from), e.g. random_init"
+    )
+    r.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="train every cell in full: no linking to a finished run with the same config in a "
+        "sweep under the same parent folder, no continuing from another cell's shared "
+        "pretraining",
+    )
+    r.add_argument(
+        "--pool-with",
+        metavar="SEEDS_CSV",
+        help="an earlier sweep's seeds.csv (or its results folder): its runs of other seeds join "
+        "the table's mean ± std, e.g. experiments/results/table1-cpu",
+    )
 
-    sh = sub.add_parser("shard", help="write an image folder (or a plain .tar of one) as WebDataset tar "
-                                      "shards for streaming (data.loader: stream)")
+    sh = sub.add_parser(
+        "shard",
+        help="write an image folder (or a plain .tar of one) as WebDataset tar "
+        "shards for streaming (data.loader: stream)",
+    )
     sh.add_argument("source", help="an image folder: train/<class>/*.jpg and test/<class>/...")
     sh.add_argument("out", help="folder for train-000000.tar, ..., test-000000.tar, ... and classes.txt")
     sh.add_argument("--per-shard", type=int, default=10000, help="images per shard (default 10000)")
@@ -125,8 +154,9 @@ def _cmd_train(args) -> int:
             raise UsageError(f"--out {args.out}: differs from --resume {args.resume}; give one folder")
         config = args.config or out / "config.yaml"
         if not Path(config).exists():
-            raise UsageError(f"--resume {out}: no config.yaml there; "
-                             "is it a run folder written by `mheads train`?")
+            raise UsageError(
+                f"--resume {out}: no config.yaml there; is it a run folder written by `mheads train`?"
+            )
     else:
         if not args.config:
             raise UsageError("--config: missing; give a YAML config (see experiments/ for examples)")
@@ -135,13 +165,15 @@ def _cmd_train(args) -> int:
         out, config = Path(args.out), args.config
         inside = Path(config).resolve().parent == out.resolve()
         if args.overwrite and inside and Path(config).name in _cleared():
-            raise UsageError(f"--config {config}: is inside --out {out}, which --overwrite clears; copy it "
-                             "elsewhere first")
+            raise UsageError(
+                f"--config {config}: is inside --out {out}, which --overwrite clears; copy it elsewhere first"
+            )
     overrides = list(args.set)
     if args.model:
         if not args.resume:
-            raise UsageError("--model: only with --resume (a new run names its model in its config's "
-                             "model.name)")
+            raise UsageError(
+                "--model: only with --resume (a new run names its model in its config's model.name)"
+            )
         overrides.append(f"model.name={json.dumps(args.model)}")
     cfg = load_config(config, overrides)
     if args.resume and args.config is None:
@@ -152,13 +184,22 @@ def _cmd_train(args) -> int:
     if not resume and restarted_here(out):
         # torchrun --max-restarts started this command again after a failure: continue the run it began
         # (from its newest committed checkpoint, or from the start if it committed none), never clear it
-        print(f"mheads: restart {os.environ['TORCHELASTIC_RESTART_COUNT']} under torchrun: resuming {out}",
-              file=sys.stderr)
+        print(
+            f"mheads: restart {os.environ['TORCHELASTIC_RESTART_COUNT']} under torchrun: resuming {out}",
+            file=sys.stderr,
+        )
         resume, overwrite = True, False
     comm, wrap = _distributed(cfg)
     try:
-        metrics = fit(cfg, out, resume=resume, overwrite=overwrite, comm=comm, wrap=wrap,
-                      progress=False if args.no_progress else None)
+        metrics = fit(
+            cfg,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            comm=comm,
+            wrap=wrap,
+            progress=False if args.no_progress else None,
+        )
     finally:
         if comm is not None:
             comm.destroy()
@@ -180,9 +221,11 @@ def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
 
     named = any(o.split("=", 1)[0].strip() == "model.name" for o in overrides)
     if needs_user_model(cfg.model.name) and not named:
-        raise UsageError(f"--resume {out}: this run's model is {cfg.model.name!r}, named by its config.yaml; "
-                         "a run folder never names code to import, so name the model yourself: --model "
-                         "package.module:function (or --config with your own config)")
+        raise UsageError(
+            f"--resume {out}: this run's model is {cfg.model.name!r}, named by its config.yaml; "
+            "a run folder never names code to import, so name the model yourself: --model "
+            "package.module:function (or --config with your own config)"
+        )
 
 
 def _cleared() -> tuple[str, ...]:
@@ -216,21 +259,26 @@ def _cmd_eval(args) -> int:
     if args.split == "test":
         from mheads.report.evaluation import format_report, report_run
 
-        report = report_run(args.run, data=args.data, ood=args.ood, figures=not args.no_figures,
-                            model=args.model)
+        report = report_run(
+            args.run, data=args.data, ood=args.ood, figures=not args.no_figures, model=args.model
+        )
         metrics = report["metrics"]
         print(format_run_summary(f"{args.run} ({args.split})", metrics))
         print(format_report("uncertainty", report))
-        print(f"report: {report['report_file']}"
-              + (f"; figures: {Path(args.run) / 'plots'}" if not args.no_figures else ""))
+        print(
+            f"report: {report['report_file']}"
+            + (f"; figures: {Path(args.run) / 'plots'}" if not args.no_figures else "")
+        )
     else:
         if args.ood:
-            raise UsageError("--ood: out-of-distribution sets are scored against the test split; drop "
-                             "--split train")
+            raise UsageError(
+                "--ood: out-of-distribution sets are scored against the test split; drop --split train"
+            )
         metrics = evaluate_run(args.run, data=args.data, split=args.split, model=args.model)
         print(format_run_summary(f"{args.run} ({args.split})", metrics))
-    print(json.dumps({k: metrics[k]
-                      for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")}))
+    print(
+        json.dumps({k: metrics[k] for k in ("ensemble_mean_acc", "oracle_acc", "member_acc", "nll", "ece")})
+    )
     return 0
 
 
@@ -256,12 +304,18 @@ def _cmd_predict(args) -> int:
     else:
         print(text)
     if any("ood" in r and r["ood"] is None for r in records):
-        print("mheads: no OOD flag: the run has no threshold for it (it is fitted on a held-out split: train "
-              "with data.val_fraction > 0)", file=sys.stderr)
+        print(
+            "mheads: no OOD flag: the run has no threshold for it (it is fitted on a held-out split: train "
+            "with data.val_fraction > 0)",
+            file=sys.stderr,
+        )
     bad = failed(records)
     if bad:
-        print(f"mheads: error: {len(bad)} of {len(records)} images could not be read (their records say "
-              "why); the others were predicted", file=sys.stderr)
+        print(
+            f"mheads: error: {len(bad)} of {len(records)} images could not be read (their records say "
+            "why); the others were predicted",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     return 0
 
@@ -282,8 +336,10 @@ def _cmd_list_models(args) -> int:
     for name in list_models():
         info = model_info(name)
         net = create_model(name, image_size=info.min_image_size, **info.small_options)  # same layers, cheap
-        print(f"{name:14s} images {info.default_image_size}px (min {info.min_image_size}); "
-              f"split points: {', '.join(parameterized_layers(net))}")
+        print(
+            f"{name:14s} images {info.default_image_size}px (min {info.min_image_size}); "
+            f"split points: {', '.join(parameterized_layers(net))}"
+        )
     return 0
 
 
@@ -301,15 +357,23 @@ def _cmd_plot(args) -> int:
         raise UsageError(f"{mpath}: not readable JSON ({err})") from None
     fields = ("oracle_assignment", "classes")
     if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), list) for k in fields):
-        raise UsageError(f"{mpath}: not a run's metrics (expected an object with the lists "
-                         f"{' and '.join(fields)}); was it written by mheads train?")
-    heat = assignment_heatmap(metrics["oracle_assignment"], metrics["classes"],
-                              run / "plots" / "assignment.png",
-                              title=f"Oracle assignment per class: {run.name}")
+        raise UsageError(
+            f"{mpath}: not a run's metrics (expected an object with the lists "
+            f"{' and '.join(fields)}); was it written by mheads train?"
+        )
+    heat = assignment_heatmap(
+        metrics["oracle_assignment"],
+        metrics["classes"],
+        run / "plots" / "assignment.png",
+        title=f"Oracle assignment per class: {run.name}",
+    )
     print(f"wrote {heat}")
     keys = ("step", "train_loss", "member_acc")
-    history = [r for r in read_jsonl(run / "eval.jsonl")
-               if isinstance(r, dict) and all(isinstance(r.get(k), (int, float, list)) for k in keys)]
+    history = [
+        r
+        for r in read_jsonl(run / "eval.jsonl")
+        if isinstance(r, dict) and all(isinstance(r.get(k), (int, float, list)) for k in keys)
+    ]
     if history:
         print(f"wrote {training_curves(history, run / 'plots' / 'curves.png', title=run.name)}")
     return 0
@@ -331,24 +395,44 @@ def _cmd_reproduce(args) -> int:
         raise UsageError(f"--first-seed: got {args.first_seed}; expected an integer >= 0")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: is a file; expected a folder for the sweep")
-    print(reproduce(args.name, args.scale, args.data, args.out, seeds=args.seeds, overrides=args.set,
-                    first_seed=args.first_seed, reuse=not args.no_reuse,
-                    cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None,
-                    pool_with=args.pool_with))
+    print(
+        reproduce(
+            args.name,
+            args.scale,
+            args.data,
+            args.out,
+            seeds=args.seeds,
+            overrides=args.set,
+            first_seed=args.first_seed,
+            reuse=not args.no_reuse,
+            cells=[c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None,
+            pool_with=args.pool_with,
+        )
+    )
     return 0
 
 
-COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "eval": _cmd_eval,
-            "list-models": _cmd_list_models, "plot": _cmd_plot, "demo": _cmd_demo, "shard": _cmd_shard,
-            "predict": _cmd_predict}
+COMMANDS = {
+    "reproduce": _cmd_reproduce,
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "list-models": _cmd_list_models,
+    "plot": _cmd_plot,
+    "demo": _cmd_demo,
+    "shard": _cmd_shard,
+    "predict": _cmd_predict,
+}
 
 
 def _early_sigterm(signum, frame) -> None:
     """SIGTERM outside a training loop (starting up, loading data, between a sweep's runs): stop at once. An
     exception raised here could land inside an import and leave a half-imported module behind, so the process
     ends as a kill would, which every writer already survives (atomic files, committed checkpoints)."""
-    os.write(2, b"mheads: stopped by SIGTERM outside a training loop: nothing new to resume; run the command "
-                b"again to continue\n")
+    os.write(
+        2,
+        b"mheads: stopped by SIGTERM outside a training loop: nothing new to resume; run the command "
+        b"again to continue\n",
+    )
     os._exit(PREEMPTED_EXIT_CODE)
 
 

@@ -20,8 +20,15 @@ HEADERS = ["run", "members", "member acc (%)", "ensemble-mean (%)", "oracle (%)"
 def summary_row(name: str, m: int, metrics: dict, seconds: float) -> list:
     accs = metrics["member_acc"]
     members = f"{pct(min(accs))}-{pct(max(accs))}" if len(accs) > 1 else pct(accs[0])
-    return [name, m, members, pct(metrics["ensemble_mean_acc"]), pct(metrics["oracle_acc"]),
-            f"{metrics['param_counts']['total']:,}", f"{seconds:.0f}"]
+    return [
+        name,
+        m,
+        members,
+        pct(metrics["ensemble_mean_acc"]),
+        pct(metrics["oracle_acc"]),
+        f"{metrics['param_counts']['total']:,}",
+        f"{seconds:.0f}",
+    ]
 
 
 def run_demo(out: Path, recipe: str | None = None, overrides: Sequence[str] = ()) -> list[list]:
@@ -35,8 +42,11 @@ def run_demo(out: Path, recipe: str | None = None, overrides: Sequence[str] = ()
     t_all = time.perf_counter()
     for cell in spec.cells:
         name, cfg = cell.row, cell.config
-        print(f"== {name}: {cfg.model.members} x {cfg.model.name}, split {cfg.model.split}, "
-              f"loss {cfg.loss.name}", flush=True)
+        print(
+            f"== {name}: {cfg.model.members} x {cfg.model.name}, split {cfg.model.split}, "
+            f"loss {cfg.loss.name}",
+            flush=True,
+        )
         t0 = time.perf_counter()
         metrics = fit(cfg, out / cell.name, overwrite=True)
         if metrics is None:  # fit returns None off the root rank only; the demo runs in one process

@@ -24,8 +24,24 @@ from mheads.config.schema import (
 from mheads.config.task import PYTHON_TASK, TaskConfig, build_task, task_config_of
 
 __all__ = [
-    "SCHEMA_VERSION", "Config", "ConfigError", "DataConfig", "DistConfig", "LossConfig", "ModelConfig",
-    "OptimConfig", "PYTHON_TASK", "TaskConfig", "TrainConfig", "build_task", "task_config_of",
-    "apply_overrides", "config_from_dict", "config_from_settings",
-    "load_config", "read_yaml", "config_reference", "field_docs",
+    "SCHEMA_VERSION",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DistConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PYTHON_TASK",
+    "TaskConfig",
+    "TrainConfig",
+    "build_task",
+    "task_config_of",
+    "apply_overrides",
+    "config_from_dict",
+    "config_from_settings",
+    "load_config",
+    "read_yaml",
+    "config_reference",
+    "field_docs",
 ]

@@ -64,15 +64,19 @@ class _Loader(yaml.SafeLoader):
                 continue  # unhashable keys fail in PyYAML's own construction with their own message
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]}); each "
-                                  "key may appear once in a mapping")
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {line} (first at line {seen[key]}); each "
+                    "key may appear once in a mapping"
+                )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _expanded_size(node, memo: dict) -> int:
@@ -99,8 +103,10 @@ def load_yaml_text(text: str):
             return None
         size = _expanded_size(node, {})
         if size > MAX_EXPANDED_NODES:
-            raise ConfigError(f"the document expands to {size:,} values through YAML aliases (&anchor / "
-                              f"*alias); at most {MAX_EXPANDED_NODES:,} are allowed")
+            raise ConfigError(
+                f"the document expands to {size:,} values through YAML aliases (&anchor / "
+                f"*alias); at most {MAX_EXPANDED_NODES:,} are allowed"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -122,8 +128,9 @@ def read_yaml(path: str | Path) -> dict:
         if stat.S_ISDIR(st.st_mode):
             raise ConfigError(f"{path}: is a folder; expected a YAML config file")
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a pipe, device or socket); expected a YAML "
-                              "config file")
+            raise ConfigError(
+                f"{path}: not a regular file (a pipe, device or socket); expected a YAML config file"
+            )
         if st.st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: {st.st_size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}")
         with open(path, "rb") as f:
@@ -143,8 +150,9 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a YAML mapping (key: value), "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the config must be a YAML mapping (key: value), got {type(data).__name__}"
+        )
     return data
 
 
@@ -180,8 +188,9 @@ def config_from_settings(settings: Mapping[str, Any] | None) -> Config:
     """A validated :class:`Config` from dotted keys with Python values, the keys ``--set`` takes (the Python
     API's ``settings``), e.g. ``{"loss.name": "mcl", "loss.k": 1, "train.iterations": 300}``."""
     if settings is not None and not isinstance(settings, Mapping):
-        raise ConfigError(f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
-                          "values")
+        raise ConfigError(
+            f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to values"
+        )
     data: dict = {}
     for key, value in (settings or {}).items():
         if not isinstance(key, str) or not key or not all(key.split(".")):

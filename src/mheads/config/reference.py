@@ -40,9 +40,13 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     found: dict[str, str] = {}
     for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
             found[node.target.id] = _plain(after.value.value)
     return {f.name: found.get(f.name, "") for f in dataclasses.fields(cls)}
 
@@ -58,8 +62,9 @@ def section_classes() -> dict[str, type]:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    return [f"{indent}# {line}" for line in textwrap.wrap(text, WIDTH - len(indent) - 2,
-                                                           break_on_hyphens=False)]
+    return [
+        f"{indent}# {line}" for line in textwrap.wrap(text, WIDTH - len(indent) - 2, break_on_hyphens=False)
+    ]
 
 
 def _entry(key: str, value: Any, indent: str) -> str:
@@ -72,8 +77,10 @@ def _documented(cls: type) -> dict[str, str]:
     docs = field_docs(cls)
     missing = [name for name, doc in docs.items() if not doc]
     if missing:
-        raise ValueError(f"{cls.__name__}: got fields without a docstring ({', '.join(missing)}); expected a "
-                         "string literal under each field")
+        raise ValueError(
+            f"{cls.__name__}: got fields without a docstring ({', '.join(missing)}); expected a "
+            "string literal under each field"
+        )
     return docs
 
 
@@ -105,8 +112,9 @@ def with_reference(markdown: str) -> str:
     (``ValueError`` naming the marker when either is missing)."""
     for marker in (BEGIN, END):
         if markdown.count(marker) != 1:
-            raise ValueError(f"markdown: got {markdown.count(marker)} copies of the marker {marker!r}; "
-                             "expected exactly 1")
+            raise ValueError(
+                f"markdown: got {markdown.count(marker)} copies of the marker {marker!r}; expected exactly 1"
+            )
     head, rest = markdown.split(BEGIN)
     _, tail = rest.split(END)
     return f"{head}{BEGIN}\n```yaml\n{config_reference()}```\n{END}{tail}"

@@ -115,15 +115,20 @@ class ModelConfig:
             _fail(f"{p}.scoring_heads", self.scoring_heads, "true or false")
         out = self.output
         if out is not None and (isinstance(out, bool) or not isinstance(out, (str, int)) or out == ""):
-            _fail(f"{p}.output", out, "null, a key of the base's dict output (e.g. logits) or an index of "
-                  "its tuple output (e.g. 0)")
+            _fail(
+                f"{p}.output",
+                out,
+                "null, a key of the base's dict output (e.g. logits) or an index of "
+                "its tuple output (e.g. 0)",
+            )
         if not isinstance(self.reinit, list) or not all(isinstance(r, str) and r for r in self.reinit):
             _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
         if self.reinit and self.init != "pretrained":
             _fail(f"{p}.reinit", self.reinit, "[] unless model.init is pretrained")
         if self.weights is not None and not (isinstance(self.weights, str) and self.weights):
-            _fail(f"{p}.weights", self.weights, "null or the path of a .safetensors file of the base's "
-                  "weights")
+            _fail(
+                f"{p}.weights", self.weights, "null or the path of a .safetensors file of the base's weights"
+            )
         if not isinstance(self.options, dict):
             _fail(f"{p}.options", self.options, "a mapping of model options, e.g. {width: 0.5}")
         s = self.split
@@ -232,22 +237,31 @@ class DataConfig:
         if self.cache_dir is not None and (not isinstance(self.cache_dir, str) or not self.cache_dir):
             _fail(f"{p}.cache_dir", self.cache_dir, "null or a folder path")
         _num(f"{p}.val_fraction", self.val_fraction, 0.0, high=0.5)
-        if self.classes is not None and (not isinstance(self.classes, list) or len(self.classes) < 2 or any(
-                isinstance(c, bool) or not isinstance(c, (int, str)) for c in self.classes)
-                or len(set(self.classes)) != len(self.classes)):
+        if self.classes is not None and (
+            not isinstance(self.classes, list)
+            or len(self.classes) < 2
+            or any(isinstance(c, bool) or not isinstance(c, (int, str)) for c in self.classes)
+            or len(set(self.classes)) != len(self.classes)
+        ):
             _fail(f"{p}.classes", self.classes, "null or a list of >= 2 distinct class indices or names")
         cs = self.crop_scale
-        if (not isinstance(cs, (list, tuple)) or len(cs) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
-                or not 0 < cs[0] <= cs[1] <= 1):
+        if (
+            not isinstance(cs, (list, tuple))
+            or len(cs) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
+            or not 0 < cs[0] <= cs[1] <= 1
+        ):
             _fail(f"{p}.crop_scale", cs, "[low, high] with 0 < low <= high <= 1")
         size, resize = self.image_size, self.eval_resize
         if size is not None and resize is not None and resize < size:
             _fail(f"{p}.eval_resize", self.eval_resize, f"at least data.image_size ({self.image_size})")
         if self.loader == "resident" and (self.image_size is not None or self.train_crop != "pad"):
             what = "data.image_size" if self.image_size is not None else f"data.train_crop: {self.train_crop}"
-            _fail(f"{p}.loader", "resident", f"stream or auto when {what} is set (resident data is used as "
-                  "stored)")
+            _fail(
+                f"{p}.loader",
+                "resident",
+                f"stream or auto when {what} is set (resident data is used as stored)",
+            )
         for name in ("flip", "bagging"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"{p}.{name}", getattr(self, name), "true or false")
@@ -258,12 +272,18 @@ class DataConfig:
             _int(f"{p}.bootstrap_unique", self.bootstrap_unique, 0)
             if self.bagging:
                 _fail(f"{p}.bootstrap_unique", self.bootstrap_unique, "null with data.bagging: true")
-        if self.features is not None and (not isinstance(self.features, list) or not self.features
-                                          or not all(isinstance(c, str) and c for c in self.features)):
+        if self.features is not None and (
+            not isinstance(self.features, list)
+            or not self.features
+            or not all(isinstance(c, str) and c for c in self.features)
+        ):
             _fail(f"{p}.features", self.features, "null or a non-empty list of column names")
         t = self.targets
-        if t is not None and not (isinstance(t, str) and t) and not (
-                isinstance(t, list) and t and all(isinstance(c, str) and c for c in t)):
+        if (
+            t is not None
+            and not (isinstance(t, str) and t)
+            and not (isinstance(t, list) and t and all(isinstance(c, str) and c for c in t))
+        ):
             _fail(f"{p}.targets", t, "null, a column or array name, or a non-empty list of column names")
         for name in ("inputs", "split_column"):
             v = getattr(self, name)
@@ -272,8 +292,11 @@ class DataConfig:
         if self.test_fraction is not None:
             _num(f"{p}.test_fraction", self.test_fraction, 0.0, strict=True, high=0.9)
             if self.split_column is not None:
-                _fail(f"{p}.test_fraction", self.test_fraction, "null with data.split_column (the table "
-                      "names each row's split)")
+                _fail(
+                    f"{p}.test_fraction",
+                    self.test_fraction,
+                    "null with data.split_column (the table names each row's split)",
+                )
         if self.source is not None and not isinstance(self.source, str):
             _fail(f"{p}.source", self.source, "a path or null for the embedded data")
 
@@ -312,8 +335,9 @@ class LossConfig:
     label_smoothing: float = 0.0
     """Cross-entropy against (1 - eps) one-hot + eps uniform targets: eps, a number in [0, 1]."""
 
-    def validate(self, members: int, p: str = "loss", model: ModelConfig | None = None,
-                 task: TaskConfig | None = None) -> None:
+    def validate(
+        self, members: int, p: str = "loss", model: ModelConfig | None = None, task: TaskConfig | None = None
+    ) -> None:
         """``model``: also check the loss against the model (a scored loss needs ``model.scoring_heads``,
         unless the task's outputs carry the scores). ``task``: the names it takes (default:
         classification's)."""
@@ -335,8 +359,11 @@ class LossConfig:
         _num(f"{p}.score_weight", self.score_weight, 0.0)
         own_scores = task.name == "multi_hypothesis"  # its outputs carry a score logit per hypothesis
         if model is not None and spec.scores and model.scoring_heads is not True and not own_scores:
-            _fail("model.scoring_heads", model.scoring_heads,
-                  f"true with {p}.name {self.name} (the loss trains the members' scoring heads)")
+            _fail(
+                "model.scoring_heads",
+                model.scoring_heads,
+                f"true with {p}.name {self.name} (the loss trains the members' scoring heads)",
+            )
         _int(f"{p}.pretrain_iterations", self.pretrain_iterations, 0)
         _num(f"{p}.label_smoothing", self.label_smoothing, 0.0, high=1.0)
 
@@ -568,16 +595,28 @@ class Config:
             _fail("name", self.name, "a non-empty string naming the run")
         t, o = self.train, self.optim
         if t.batch_size % self.dist.replicas:
-            _fail("dist.replicas", self.dist.replicas, f"a divisor of train.batch_size ({t.batch_size}): "
-                  "each replica reads an equal shard of every batch")
+            _fail(
+                "dist.replicas",
+                self.dist.replicas,
+                f"a divisor of train.batch_size ({t.batch_size}): "
+                "each replica reads an equal shard of every batch",
+            )
         if t.iterations * t.accumulate * t.batch_size > MAX_COUNT:
-            _fail("train.iterations", t.iterations, f"train.iterations x train.accumulate ({t.accumulate}) x "
-                  f"train.batch_size ({t.batch_size}) at most {MAX_COUNT} images")
+            _fail(
+                "train.iterations",
+                t.iterations,
+                f"train.iterations x train.accumulate ({t.accumulate}) x "
+                f"train.batch_size ({t.batch_size}) at most {MAX_COUNT} images",
+            )
         lr = o.lr * (self.model.members if o.lr_times_members else 1)
         if lr > FLOAT32_MAX or lr * max(o.weight_decay, 1.0) > FLOAT32_MAX:
-            _fail("optim.lr", o.lr, f"a learning rate whose product with the members (when "
-                  f"optim.lr_times_members) and optim.weight_decay stays below {FLOAT32_MAX:.3g} (the "
-                  "optimizer computes in float32)")
+            _fail(
+                "optim.lr",
+                o.lr,
+                f"a learning rate whose product with the members (when "
+                f"optim.lr_times_members) and optim.weight_decay stays below {FLOAT32_MAX:.3g} (the "
+                "optimizer computes in float32)",
+            )
         if self.data.bagging and task_loss_spec(self.task, self.loss.name).average is not None:
             _fail("data.bagging", True, "false with an averaged loss (bagging weights members separately)")
         if self.data.label_split is not None:

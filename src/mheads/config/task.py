@@ -25,8 +25,15 @@ from mheads.tasks import (
     segmentation,
 )
 
-__all__ = ["PYTHON_TASK", "TASK_NAMES", "TaskConfig", "build_task", "task_config_of", "task_loss_names",
-           "task_loss_spec"]
+__all__ = [
+    "PYTHON_TASK",
+    "TASK_NAMES",
+    "TaskConfig",
+    "build_task",
+    "task_config_of",
+    "task_loss_names",
+    "task_loss_spec",
+]
 
 PYTHON_TASK = "python"  # a Task object given to mheads.fit that is not built in: reopened from Python only
 TASK_NAMES = ("classification", "regression", "multi_hypothesis", "segmentation", PYTHON_TASK)
@@ -86,8 +93,9 @@ class TaskConfig:
         check_choice(f"{p}.variance", self.variance, ("softplus", "exp"), error=TaskConfigError)
         check_number(f"{p}.min_variance", self.min_variance, 0.0, strict_low=True, error=TaskConfigError)
         if not isinstance(self.levels, (list, tuple)) or not self.levels:
-            raise TaskConfigError(f"{p}.levels: got {self.levels!r}; expected a non-empty list of "
-                                  "probabilities in (0, 1]")
+            raise TaskConfigError(
+                f"{p}.levels: got {self.levels!r}; expected a non-empty list of probabilities in (0, 1]"
+            )
         for level in self.levels:
             check_number(f"{p}.levels[]", level, 0.0, 1.0, strict_low=True, error=TaskConfigError)
         check_choice(f"{p}.distance", self.distance, ("sq", "l2"), error=TaskConfigError)
@@ -101,29 +109,42 @@ class TaskConfig:
 
     def options(self) -> dict[str, Any]:
         """The fields that mean something for this task (what run.json's meta records beside the name)."""
-        keep = {"classification": (), "regression": ("dim", "head", "point_loss", "variance", "min_variance",
-                                                     "levels"),
-                "multi_hypothesis": ("dim", "distance", "p", "projections", "seed"),
-                "segmentation": ("num_classes", "ignore_index"), PYTHON_TASK: ()}[self.name]
+        keep = {
+            "classification": (),
+            "regression": ("dim", "head", "point_loss", "variance", "min_variance", "levels"),
+            "multi_hypothesis": ("dim", "distance", "p", "projections", "seed"),
+            "segmentation": ("num_classes", "ignore_index"),
+            PYTHON_TASK: (),
+        }[self.name]
         return {k: (list(v) if isinstance(v := getattr(self, k), tuple) else v) for k in keep}
 
 
-def build_task(tc: TaskConfig, *, dim: int | None = None, num_classes: int | None = None,
-               label_smoothing: float = 0.0) -> Task:
+def build_task(
+    tc: TaskConfig, *, dim: int | None = None, num_classes: int | None = None, label_smoothing: float = 0.0
+) -> Task:
     """The built-in :class:`Task` of ``tc``; ``dim`` and ``num_classes`` (from the data) fill the fields
     left null. ``python`` has no built-in task (the caller holds the user's object)."""
     if tc.name == "classification":
         return classification(num_classes, label_smoothing=label_smoothing)
     if tc.name == "regression":
-        return regression(tc.dim or dim or 1, head=tc.head, loss=tc.point_loss, variance=tc.variance,
-                          min_variance=tc.min_variance, levels=tuple(tc.levels))
+        return regression(
+            tc.dim or dim or 1,
+            head=tc.head,
+            loss=tc.point_loss,
+            variance=tc.variance,
+            min_variance=tc.min_variance,
+            levels=tuple(tc.levels),
+        )
     if tc.name == "multi_hypothesis":
-        return multi_hypothesis(tc.dim or dim or 1, distance=tc.distance, p=tc.p, projections=tc.projections,
-                                seed=tc.seed)
+        return multi_hypothesis(
+            tc.dim or dim or 1, distance=tc.distance, p=tc.p, projections=tc.projections, seed=tc.seed
+        )
     if tc.name == "segmentation":
         return segmentation(tc.num_classes or num_classes, ignore_index=tc.ignore_index)
-    raise TaskConfigError(f"task.name: got {tc.name!r}; a user's task is not rebuilt from a config: pass the "
-                          "Task object (task= of mheads.fit / evaluate / predict)")
+    raise TaskConfigError(
+        f"task.name: got {tc.name!r}; a user's task is not rebuilt from a config: pass the "
+        "Task object (task= of mheads.fit / evaluate / predict)"
+    )
 
 
 def task_config_of(task: Task) -> TaskConfig:
@@ -131,11 +152,24 @@ def task_config_of(task: Task) -> TaskConfig:
     if isinstance(task, Classification):
         return TaskConfig("classification")
     if isinstance(task, Regression):
-        return TaskConfig("regression", dim=task.dim, head=task.head, point_loss=task.loss_kind,
-                          variance=task.variance, min_variance=task.min_variance, levels=list(task.levels))
+        return TaskConfig(
+            "regression",
+            dim=task.dim,
+            head=task.head,
+            point_loss=task.loss_kind,
+            variance=task.variance,
+            min_variance=task.min_variance,
+            levels=list(task.levels),
+        )
     if isinstance(task, MultiHypothesis):
-        return TaskConfig("multi_hypothesis", dim=task.dim, distance=task.distance, p=task.p,
-                          projections=task.projections, seed=task.seed)
+        return TaskConfig(
+            "multi_hypothesis",
+            dim=task.dim,
+            distance=task.distance,
+            p=task.p,
+            projections=task.projections,
+            seed=task.seed,
+        )
     if isinstance(task, Segmentation):
         return TaskConfig("segmentation", num_classes=task.num_classes, ignore_index=task.ignore_index)
     return TaskConfig(PYTHON_TASK)

@@ -28,12 +28,19 @@ def is_number(value: Any) -> bool:
 
 def _bounds(low: float | None, high: float | None, strict_low: bool = False) -> str:
     parts = ([f"{'>' if strict_low else '>='} {low}"] if low is not None else []) + (
-        [f"<= {high}"] if high is not None else [])
+        [f"<= {high}"] if high is not None else []
+    )
     return (" " + " and ".join(parts)) if parts else ""
 
 
-def check_int(field: str, value: Any, low: int | None = None, high: int | None = None, *,
-              error: type[Exception] = ValueError) -> int:
+def check_int(
+    field: str,
+    value: Any,
+    low: int | None = None,
+    high: int | None = None,
+    *,
+    error: type[Exception] = ValueError,
+) -> int:
     """``value`` if it is an integer within ``[low, high]`` (either bound optional)."""
     if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
         span = f" in {low}..{high}" if low is not None and high is not None else _bounds(low, high)
@@ -41,8 +48,15 @@ def check_int(field: str, value: Any, low: int | None = None, high: int | None =
     return value
 
 
-def check_number(field: str, value: Any, low: float | None = None, high: float | None = None, *,
-                 strict_low: bool = False, error: type[Exception] = ValueError) -> float:
+def check_number(
+    field: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    strict_low: bool = False,
+    error: type[Exception] = ValueError,
+) -> float:
     """``value`` if it is a finite number within the bounds (``strict_low``: strictly above ``low``); NaN and
     infinities are refused whatever the bounds."""
     ok = is_number(value) and (high is None or value <= high)
@@ -72,8 +86,9 @@ def closest(word: Any, options: Iterable[Any]) -> str | None:
     return max(prefixed, key=len) if prefixed else None
 
 
-def check_choice(field: str, value: Any, allowed: Iterable[Any], *,
-                 error: type[Exception] = ValueError) -> Any:
+def check_choice(
+    field: str, value: Any, allowed: Iterable[Any], *, error: type[Exception] = ValueError
+) -> Any:
     """``value`` if it is one of ``allowed``; otherwise the error suggests the closest option."""
     allowed = tuple(allowed)
     if value not in allowed:

@@ -67,8 +67,9 @@ def _own_cgroups(cgroup_file: Path) -> list[tuple[str, str]]:
     return found
 
 
-def cgroup_memory_left(cgroup_file: str | os.PathLike = "/proc/self/cgroup",
-                       mount: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+def cgroup_memory_left(
+    cgroup_file: str | os.PathLike = "/proc/self/cgroup", mount: str | os.PathLike = "/sys/fs/cgroup"
+) -> int | None:
     """The least that any memory cgroup from the process's own up to the root leaves (its limit less its
     current use), or None where no level sets a limit. ``cgroup_file`` and ``mount`` are the process's cgroup
     list and the cgroup file system's mount point (v2 unified there, v1's memory controller under
@@ -78,8 +79,11 @@ def cgroup_memory_left(cgroup_file: str | os.PathLike = "/proc/self/cgroup",
     least = None
     for hierarchy, path in own:
         base = mount / hierarchy if hierarchy else mount
-        names = (("memory.max", "memory.current") if not hierarchy
-                 else ("memory.limit_in_bytes", "memory.usage_in_bytes"))
+        names = (
+            ("memory.max", "memory.current")
+            if not hierarchy
+            else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        )
         parts = [p for p in path.strip("/").split("/") if p and p not in (".", "..")]
         # the process's own cgroup first, then each parent; a level not visible here (a container that does
         # not mount its own cgroup namespace) is passed over

@@ -32,6 +32,7 @@ class Stream:
     VAL_SPLIT = "val-split"  # the training examples held out for calibration (data.val_fraction)
     NORMALIZER = "normalizer"  # the sample of training images streamed normalization statistics come from
 
+
 _SEED_BITS = 63  # torch.Generator.manual_seed takes any 64-bit value; 63 keeps it a positive Python int
 
 

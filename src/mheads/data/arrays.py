@@ -55,8 +55,10 @@ def _load(archive: zipfile.ZipFile, key: str, where: str, limit: int) -> np.ndar
         info = archive.getinfo(name)
     except KeyError:
         keys = sorted(n[:-4] for n in archive.namelist() if n.endswith(".npy"))
-        raise DataError(f"{where}: no array {key!r}; expected one of the file's arrays: "
-                        f"{', '.join(map(repr, keys)) or 'none'}") from None
+        raise DataError(
+            f"{where}: no array {key!r}; expected one of the file's arrays: "
+            f"{', '.join(map(repr, keys)) or 'none'}"
+        ) from None
     at = f"{where}:{key}"
     if info.file_size > limit:
         raise too_big(at, info.file_size, limit, "declares")
@@ -64,12 +66,16 @@ def _load(archive: zipfile.ZipFile, key: str, where: str, limit: int) -> np.ndar
         with archive.open(info) as member:
             shape, dtype = _header(member)
             if dtype.hasobject:
-                raise DataError(f"{at}: an object array ({dtype}); expected a numeric array (objects need "
-                                "pickle, which is never loaded)")
+                raise DataError(
+                    f"{at}: an object array ({dtype}); expected a numeric array (objects need "
+                    "pickle, which is never loaded)"
+                )
             size = math.prod(shape) * dtype.itemsize  # Python ints: a 2**62-element shape cannot wrap
             if size > info.file_size:
-                raise DataError(f"{at}: header declares shape {shape} of {dtype} ({size} bytes) but the "
-                                f"member holds {info.file_size} bytes; expected an intact .npy")
+                raise DataError(
+                    f"{at}: header declares shape {shape} of {dtype} ({size} bytes) but the "
+                    f"member holds {info.file_size} bytes; expected an intact .npy"
+                )
         with archive.open(info) as member:
             return np.lib.format.read_array(member, allow_pickle=False)
     except DataError:
@@ -89,14 +95,16 @@ def _as_float32(array: np.ndarray, at: str) -> torch.Tensor:
     bad = ~np.isfinite(wide) | (np.abs(wide) > _F32_MAX)
     if bad.any():
         i = _first(bad)
-        raise DataError(f"{at}: got {array[i]!r} at index {i}; expected finite numbers within float32's "
-                        "range")
+        raise DataError(
+            f"{at}: got {array[i]!r} at index {i}; expected finite numbers within float32's range"
+        )
     return torch.from_numpy(wide.astype(np.float32))
 
 
 def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None = None) -> torch.Tensor:
-    allowed = f"integer class indices 0..{top - 1}" + (f" or ignore_index {ignore_index}"
-                                                       if ignore_index is not None else "")
+    allowed = f"integer class indices 0..{top - 1}" + (
+        f" or ignore_index {ignore_index}" if ignore_index is not None else ""
+    )
     if array.dtype.kind == "f":
         fractional = ~np.isfinite(array) | (array != np.round(array))
         if fractional.any():
@@ -114,8 +122,15 @@ def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None =
     return torch.from_numpy(wide.astype(np.int64))
 
 
-def read_npz(path: str | os.PathLike, inputs: str = "x", targets: str = "y", *, kind: str,
-             num_classes: int | None = None, ignore_index: int = 255) -> TensorPairs:
+def read_npz(
+    path: str | os.PathLike,
+    inputs: str = "x",
+    targets: str = "y",
+    *,
+    kind: str,
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+) -> TensorPairs:
     """`TensorPairs(inputs, targets)` from the arrays `inputs` and `targets` of a `.npz` file; see the
     module docstring."""
     check_choice("kind", kind, KINDS)
@@ -131,15 +146,17 @@ def read_npz(path: str | os.PathLike, inputs: str = "x", targets: str = "y", *, 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
-        raise DataError(f"{where}: not a .npz file ({exc}); expected an archive written by "
-                        "np.savez") from None
+        raise DataError(
+            f"{where}: not a .npz file ({exc}); expected an archive written by np.savez"
+        ) from None
     with archive:
         x = _load(archive, inputs, where, limit)
         y = _load(archive, targets, where, limit - x.nbytes)
     xa, ya = f"{where}:{inputs}", f"{where}:{targets}"
     if x.ndim < 2 or x.shape[0] == 0:
-        raise DataError(f"{xa}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per "
-                        "example")
+        raise DataError(
+            f"{xa}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per example"
+        )
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
         raise DataError(f"{ya}: shape {y.shape}; expected its first axis N = {x.shape[0]}, as the inputs'")
     if x.dtype.kind in "iu":
@@ -157,8 +174,10 @@ def read_npz(path: str | os.PathLike, inputs: str = "x", targets: str = "y", *, 
         targets_t = _as_float32(y, ya)
     else:
         if y.ndim != 3 or x.ndim != 4 or x.shape[2:] != y.shape[1:]:
-            raise DataError(f"{ya}: shape {y.shape} for inputs {x.shape}; expected masks (N, H, W) and "
-                            "inputs (N, C, H, W) of the same H and W")
+            raise DataError(
+                f"{ya}: shape {y.shape} for inputs {x.shape}; expected masks (N, H, W) and "
+                "inputs (N, C, H, W) of the same H and W"
+            )
         if y.dtype.kind not in "iu":
             raise DataError(f"{ya}: dtype {y.dtype}; expected integer class masks")
         targets_t = _as_classes(y, ya, top, ignore_index)

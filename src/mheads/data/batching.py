@@ -36,18 +36,15 @@ class BatchSource(Protocol):
     device: torch.device
     shard: tuple[int, int] | None
 
-    def train_batch(self, b: int,
-                    generator: torch.Generator) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
-        ...
+    def train_batch(
+        self, b: int, generator: torch.Generator
+    ) -> tuple[Any, torch.Tensor, torch.Tensor | None]: ...
 
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Any, torch.Tensor]]:
-        ...
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Any, torch.Tensor]]: ...
 
-    def split_size(self, split: str) -> int:
-        ...
+    def split_size(self, split: str) -> int: ...
 
-    def describe(self) -> dict:
-        ...
+    def describe(self) -> dict: ...
 
 
 def shard_rows(shard: tuple[int, int] | None, batch: int) -> slice:
@@ -57,8 +54,10 @@ def shard_rows(shard: tuple[int, int] | None, batch: int) -> slice:
         return slice(0, batch)
     index, count = shard
     if count < 1 or not 0 <= index < count or batch % count:
-        raise ValueError(f"shard: got {shard} for a batch of {batch}; expected (index, count) with "
-                         "0 <= index < count and count dividing the batch")
+        raise ValueError(
+            f"shard: got {shard} for a batch of {batch}; expected (index, count) with "
+            "0 <= index < count and count dividing the batch"
+        )
     size = batch // count
     return slice(index * size, (index + 1) * size)
 
@@ -108,4 +107,3 @@ class BatchPlan:
             parts.append(self.permutation(epoch)[offset : offset + take])
             start += take
         return torch.cat(parts) if len(parts) > 1 else parts[0].clone()
-

@@ -40,6 +40,8 @@ def read_at_most(handle: IO[bytes], size: int, limit: int, where: str) -> bytes:
         raise too_big(where, size, limit)
     data = handle.read(size + 1)
     if len(data) > size:
-        raise DataError(f"{where}: gives more than the {size} bytes its size says (a file growing while "
-                        "read, or not a regular file); expected a file that stays as it is")
+        raise DataError(
+            f"{where}: gives more than the {size} bytes its size says (a file growing while "
+            "read, or not a regular file); expected a file that stays as it is"
+        )
     return data

@@ -47,8 +47,15 @@ from mheads.data.dataset import Dataset, Split
 from mheads.data.errors import DataError
 from mheads.data.sources import DirSource
 
-__all__ = ["CACHE_SUFFIX", "CACHE_VERSION", "cache_locations", "fingerprint", "load_cache", "save_cache",
-           "user_cache_dir"]
+__all__ = [
+    "CACHE_SUFFIX",
+    "CACHE_VERSION",
+    "cache_locations",
+    "fingerprint",
+    "load_cache",
+    "save_cache",
+    "user_cache_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +325,9 @@ def _move_into_place(new: Path, cache: Path) -> None:
     raise OSError(errno.EEXIST, f"{cache} keeps being replaced by other writers")
 
 
-def save_cache(path: Path, expected: str, dataset: Dataset,
-               cache_dir: str | os.PathLike | None = None) -> Path | None:
+def save_cache(
+    path: Path, expected: str, dataset: Dataset, cache_dir: str | os.PathLike | None = None
+) -> Path | None:
     """Write the cache of `path`; returns where, or None if no location was writable (not an error)."""
     for cache in cache_locations(path, cache_dir):
         tmp = None

@@ -143,8 +143,9 @@ def _concat(parts: list[Split], wheres: list[str] | None = None) -> Split:
             first, other = (wheres[0], wheres[i]) if wheres else ("batch 0", f"batch {i}")
             size = "x".join(map(str, p.images.shape[2:]))
             want = "x".join(map(str, parts[0].images.shape[2:]))
-            raise DataError(f"{other}: images are {size} but {first}'s are {want}; all batches must share "
-                            "one size")
+            raise DataError(
+                f"{other}: images are {size} but {first}'s are {want}; all batches must share one size"
+            )
     return Split(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
 
 

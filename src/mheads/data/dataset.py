@@ -61,8 +61,10 @@ class Dataset:
             )
         for split_name, split in (("train", self.train), ("test", self.test)):
             if not len(split):
-                raise DataError(f"data set {self.name!r}: the {split_name} split has no images; expected at "
-                                "least one (checked before training, not after it)")
+                raise DataError(
+                    f"data set {self.name!r}: the {split_name} split has no images; expected at "
+                    "least one (checked before training, not after it)"
+                )
         for split_name, split in (("train", self.train), ("test", self.test)):
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(self.classes)):
                 bad = int(split.labels.min() if split.labels.min() < 0 else split.labels.max())

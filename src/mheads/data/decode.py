@@ -35,8 +35,16 @@ from PIL import Image
 from mheads.data.errors import DataError
 from mheads.data.files import read_regular
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_BYTES", "MAX_PIXELS", "as_8bit", "check_pixels", "decode",
-           "open_image", "read_image_file"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_BYTES",
+    "MAX_PIXELS",
+    "as_8bit",
+    "check_pixels",
+    "decode",
+    "open_image",
+    "read_image_file",
+]
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
@@ -59,8 +67,10 @@ def check_pixels(size: tuple[int, int], where: str) -> None:
     """Refuse an image whose header declares more than ``MAX_PIXELS`` pixels, before it is decoded."""
     w, h = size
     if w * h > MAX_PIXELS:
-        raise DataError(f"{where}: image header declares {w}x{h} pixels; refused above {MAX_PIXELS:,} "
-                        "pixels (a decompression bomb, or an image to resize before training)")
+        raise DataError(
+            f"{where}: image header declares {w}x{h} pixels; refused above {MAX_PIXELS:,} "
+            "pixels (a decompression bomb, or an image to resize before training)"
+        )
 
 
 def read_image_file(path: str | os.PathLike, where: str | None = None) -> bytes:
@@ -73,15 +83,19 @@ def open_image(data: bytes, where: str) -> Image.Image:
     """``Image.open`` on untrusted bytes, refusing (``DataError``) an image declaring too many pixels before
     anything is decoded; Pillow's own bomb warning (an error under ``-W error``) is left to this check."""
     if len(data) > MAX_IMAGE_BYTES:
-        raise DataError(f"{where}: image file of {len(data):,} bytes; image files above "
-                        f"{MAX_IMAGE_BYTES:,} bytes are refused")
+        raise DataError(
+            f"{where}: image file of {len(data):,} bytes; image files above "
+            f"{MAX_IMAGE_BYTES:,} bytes are refused"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
-            raise DataError(f"{where}: image header declares more than {2 * MAX_PIXELS:,} pixels; refused "
-                            f"above {MAX_PIXELS:,} (a decompression bomb, or an image to resize)") from None
+            raise DataError(
+                f"{where}: image header declares more than {2 * MAX_PIXELS:,} pixels; refused "
+                f"above {MAX_PIXELS:,} (a decompression bomb, or an image to resize)"
+            ) from None
     try:
         check_pixels(img.size, where)
     except DataError:
@@ -93,8 +107,10 @@ def open_image(data: bytes, where: str) -> Image.Image:
 def _sixteen_to_8bit(img: Image.Image, where: str) -> Image.Image:
     a = np.asarray(img)  # (H, W) uint16 in the file's byte order, or int32 for mode I
     if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
-        raise DataError(f"{where}: {img.format} image (mode {img.mode}) with values {int(a.min())}.."
-                        f"{int(a.max())}, outside the 16-bit range 0..65535 its format allows")
+        raise DataError(
+            f"{where}: {img.format} image (mode {img.mode}) with values {int(a.min())}.."
+            f"{int(a.max())}, outside the 16-bit range 0..65535 its format allows"
+        )
     return Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8))  # v >> 8: see the module docstring
 
 
@@ -117,8 +133,10 @@ def as_8bit(img: Image.Image, where: str, channels: int | None = None) -> Image.
     try:
         return img.convert(target)
     except ValueError as exc:  # a mode Pillow cannot convert (LAB, ...)
-        raise DataError(f"{where}: image mode {img.mode} cannot be read as {target} ({exc}); expected a "
-                        "greyscale or colour image of 8 or 16 bits per channel") from None
+        raise DataError(
+            f"{where}: image mode {img.mode} cannot be read as {target} ({exc}); expected a "
+            "greyscale or colour image of 8 or 16 bits per channel"
+        ) from None
 
 
 def decode(data: bytes, where: str, channels: int | None = None) -> Image.Image:

@@ -27,8 +27,13 @@ __all__ = ["check_name", "display", "read_regular", "skipped", "walk_files"]
 
 # Non-blocking: opening a FIFO for reading would otherwise wait for a writer (no effect on regular files).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-_KINDS = ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
-          (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))
+_KINDS = (
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISDIR, "folder"),
+)
 
 
 def skipped(name: str) -> bool:
@@ -46,8 +51,10 @@ def check_name(path: str | os.PathLike) -> None:
     try:
         os.fspath(path).encode("utf-8")
     except UnicodeEncodeError:
-        raise DataError(f"{display(path)}: file name is not valid UTF-8; rename it to UTF-8 (for example "
-                        "with convmv) to use it as data") from None
+        raise DataError(
+            f"{display(path)}: file name is not valid UTF-8; rename it to UTF-8 (for example "
+            "with convmv) to use it as data"
+        ) from None
 
 
 def _kind(mode: int) -> str:
@@ -55,8 +62,10 @@ def _kind(mode: int) -> str:
 
 
 def _not_regular(where: str, mode: int) -> DataError:
-    return DataError(f"{where}: a {_kind(mode)}, not a regular file; a data folder may hold only regular "
-                     "files and folders (remove it)")
+    return DataError(
+        f"{where}: a {_kind(mode)}, not a regular file; a data folder may hold only regular "
+        "files and folders (remove it)"
+    )
 
 
 def _inside(real: str, real_root: str) -> bool:
@@ -72,8 +81,10 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
     real_top = os.path.realpath(top)
     check_name(top)
     if not _inside(real_top, real_root):
-        raise DataError(f"{display(top)}: leads to {display(real_top)}, outside the data folder "
-                        f"{display(root)}; copy the files into it rather than linking out of it")
+        raise DataError(
+            f"{display(top)}: leads to {display(real_top)}, outside the data folder "
+            f"{display(root)}; copy the files into it rather than linking out of it"
+        )
     rel_top = top.relative_to(root).as_posix()
     found: list[str] = []
     # (folder, its name relative to root, its resolved path, the resolved folders above it, itself included):
@@ -95,17 +106,23 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
             if e.is_symlink():
                 real = os.path.realpath(e.path)
                 if not _inside(real, real_root):
-                    raise DataError(f"{display(e.path)}: symbolic link to {display(real)}, outside the data "
-                                    f"folder {display(root)}; copy the files into it rather than linking out")
+                    raise DataError(
+                        f"{display(e.path)}: symbolic link to {display(real)}, outside the data "
+                        f"folder {display(root)}; copy the files into it rather than linking out"
+                    )
                 try:
                     mode = os.stat(e.path).st_mode
                 except OSError as exc:
-                    raise DataError(f"{display(e.path)}: broken symbolic link ({exc.strerror or exc}); "
-                                    "remove it or restore its target") from exc
+                    raise DataError(
+                        f"{display(e.path)}: broken symbolic link ({exc.strerror or exc}); "
+                        "remove it or restore its target"
+                    ) from exc
                 if stat.S_ISDIR(mode):
                     if real in above:
-                        raise DataError(f"{display(e.path)}: symbolic link loop (it leads back to "
-                                        f"{display(real)}, a folder above it); remove the link")
+                        raise DataError(
+                            f"{display(e.path)}: symbolic link loop (it leads back to "
+                            f"{display(real)}, a folder above it); remove the link"
+                        )
                     stack.append((e.path, name, real, above | {real}))
                 elif stat.S_ISREG(mode):
                     found.append(name)
@@ -121,8 +138,9 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
     return found
 
 
-def read_regular(path: str | os.PathLike, where: str, *, limit: int | None = None,
-                 max_bytes: int | None = None) -> bytes:
+def read_regular(
+    path: str | os.PathLike, where: str, *, limit: int | None = None, max_bytes: int | None = None
+) -> bytes:
     """The bytes of the regular file ``path`` (its first ``limit`` when given), named ``where`` in errors.
     Anything else (a FIFO, a device) and, with ``max_bytes``, a file larger than that are refused before a
     byte is read, whether or not ``limit`` asks for less (a header check refuses what training would)."""
@@ -139,8 +157,10 @@ def read_regular(path: str | os.PathLike, where: str, *, limit: int | None = Non
             if not stat.S_ISREG(st.st_mode):
                 raise _not_regular(where, st.st_mode)
             if max_bytes is not None and st.st_size > max_bytes:
-                raise DataError(f"{where}: file is {st.st_size:,} bytes; files above {max_bytes:,} bytes "
-                                f"({max_bytes / 2**20:.0f} MiB) are refused before reading")
+                raise DataError(
+                    f"{where}: file is {st.st_size:,} bytes; files above {max_bytes:,} bytes "
+                    f"({max_bytes / 2**20:.0f} MiB) are refused before reading"
+                )
             return f.read(st.st_size if limit is None else min(limit, st.st_size))
         except OSError as exc:
             raise DataError(f"{where}: cannot read ({exc.strerror or exc})") from exc

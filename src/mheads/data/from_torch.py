@@ -41,9 +41,11 @@ def check_user_dataset(ds, name: str):
     a one-line ``DataError`` for an IterableDataset, no ``len()``, an empty set, items that are not pairs
     (a dict) or images that are not images (a path), before anything else reads it."""
     if isinstance(ds, torch.utils.data.IterableDataset):
-        raise DataError(f"{name}: got an IterableDataset ({type(ds).__name__}); expected a map-style "
-                        "Dataset (__getitem__ and __len__): examples are read by index, so that a resumed "
-                        "run sees the very batches it would have seen")
+        raise DataError(
+            f"{name}: got an IterableDataset ({type(ds).__name__}); expected a map-style "
+            "Dataset (__getitem__ and __len__): examples are read by index, so that a resumed "
+            "run sees the very batches it would have seen"
+        )
     try:
         n = len(ds)
     except (TypeError, NotImplementedError):
@@ -53,8 +55,10 @@ def check_user_dataset(ds, name: str):
     try:
         first = ds[0]
     except (IndexError, KeyError) as err:
-        raise DataError(f"{name}[0]: {type(ds).__name__} has len {n} but indexing it with 0 raised "
-                        f"{type(err).__name__} {err}; expected __getitem__(i) for i in 0..{n - 1}") from None
+        raise DataError(
+            f"{name}[0]: {type(ds).__name__} has len {n} but indexing it with 0 raised "
+            f"{type(err).__name__} {err}; expected __getitem__(i) for i in 0..{n - 1}"
+        ) from None
     pair(first, f"{name}[0]")
     return n, first
 
@@ -62,15 +66,19 @@ def check_user_dataset(ds, name: str):
 def pair(item, where: str):
     """``(image, label)`` of a Dataset item, or a ``DataError`` saying what the item is instead."""
     if isinstance(item, dict):
-        raise DataError(f"{where}: got a dict with keys {sorted(map(str, item))[:6]}; expected an (image, "
-                        "label) tuple: return (image, label) from __getitem__")
+        raise DataError(
+            f"{where}: got a dict with keys {sorted(map(str, item))[:6]}; expected an (image, "
+            "label) tuple: return (image, label) from __getitem__"
+        )
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise DataError(f"{where}: got {type(item).__name__}; expected an (image, label) pair")
     x = item[0]
     if isinstance(x, (str, bytes, os.PathLike)):
-        raise DataError(f"{where}: the image is a {type(x).__name__} ({str(x)[:60]!r}); expected the image "
-                        "itself (a PIL image, or a uint8 or [0, 1] float tensor or array): open it in "
-                        "__getitem__, or give mheads.fit the folder path instead of a Dataset")
+        raise DataError(
+            f"{where}: the image is a {type(x).__name__} ({str(x)[:60]!r}); expected the image "
+            "itself (a PIL image, or a uint8 or [0, 1] float tensor or array): open it in "
+            "__getitem__, or give mheads.fit the folder path instead of a Dataset"
+        )
     return item[0], item[1]
 
 
@@ -84,8 +92,10 @@ def _image(x, where: str) -> np.ndarray:
     try:
         t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     except (TypeError, ValueError, RuntimeError):
-        raise DataError(f"{where}: image of type {type(x).__name__}; expected a PIL image, or a uint8 or "
-                        "[0, 1] float tensor or array") from None
+        raise DataError(
+            f"{where}: image of type {type(x).__name__}; expected a PIL image, or a uint8 or "
+            "[0, 1] float tensor or array"
+        ) from None
     if t.ndim == 2:
         t = t.unsqueeze(0)
     if t.ndim != 3:
@@ -94,9 +104,11 @@ def _image(x, where: str) -> np.ndarray:
         return t.numpy()
     if t.is_floating_point():
         if not bool(torch.isfinite(t).all()) or float(t.min()) < 0 or float(t.max()) > 1:
-            raise DataError(f"{where}: float image with values outside [0, 1] (min {float(t.min()):.3g}, "
-                            f"max {float(t.max()):.3g}); give uint8 images or floats in [0, 1] (ToTensor()): "
-                            "mheads normalizes on the training device (data.normalize)")
+            raise DataError(
+                f"{where}: float image with values outside [0, 1] (min {float(t.min()):.3g}, "
+                f"max {float(t.max()):.3g}); give uint8 images or floats in [0, 1] (ToTensor()): "
+                "mheads normalizes on the training device (data.normalize)"
+            )
         return (t * 255).round().to(torch.uint8).numpy()
     raise DataError(f"{where}: image of dtype {t.dtype}; expected uint8, float in [0, 1] or a PIL image")
 
@@ -109,16 +121,20 @@ def _label(y, where: str) -> int:
         if int(np.prod(value.shape)) == 1:
             value = value.item()
         else:
-            raise DataError(f"{where}: label of shape {tuple(value.shape)}; expected one integer class index "
-                            "(a one-hot or soft label is not a class index)")
+            raise DataError(
+                f"{where}: label of shape {tuple(value.shape)}; expected one integer class index "
+                "(a one-hot or soft label is not a class index)"
+            )
     elif isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool):
         raise DataError(f"{where}: label {y!r} is a bool; expected an integer class index (0, 1, ...)")
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise DataError(f"{where}: label {y!r} is not a whole number; expected an integer class index "
-                            "(float labels are not rounded or truncated)")
+            raise DataError(
+                f"{where}: label {y!r} is not a whole number; expected an integer class index "
+                "(float labels are not rounded or truncated)"
+            )
         value = int(value)
     if not isinstance(value, int):
         raise DataError(f"{where}: label {y!r} of type {type(y).__name__}; expected an integer class index")
@@ -140,14 +156,18 @@ def class_names(dataset, labels: np.ndarray, where=None) -> list[str]:
     if named is not None:
         names = [str(c) for c in named]
         if k > len(names):
-            raise DataError(f"{where(top)}: label {k - 1} is outside train.classes, which names {len(names)} "
-                            f"classes (labels 0..{len(names) - 1})")
+            raise DataError(
+                f"{where(top)}: label {k - 1} is outside train.classes, which names {len(names)} "
+                f"classes (labels 0..{len(names) - 1})"
+            )
         return names
     distinct = len(np.unique(labels))
     if k - distinct > max(distinct, _SPARE_CLASSES):
-        raise DataError(f"{where(top)}: label {k - 1} would make a {k}-class model, but the labels take only "
-                        f"{distinct} distinct values; fix the label, or give the train Dataset a `classes` "
-                        f"attribute naming all {k} classes to train that many")
+        raise DataError(
+            f"{where(top)}: label {k - 1} would make a {k}-class model, but the labels take only "
+            f"{distinct} distinct values; fix the label, or give the train Dataset a `classes` "
+            f"attribute naming all {k} classes to train that many"
+        )
     return [str(i) for i in range(k)]
 
 
@@ -161,8 +181,10 @@ def _split(ds, name: str, progress: bool) -> Split:
         images.append(_image(x, f"{name}[{i}]"))
         labels.append(_label(y, f"{name}[{i}]"))
         if images[-1].shape != images[0].shape:
-            raise DataError(f"{name}[{i}]: image shape {images[-1].shape} differs from {name}[0]'s "
-                            f"{images[0].shape}; every image must have one (C, H, W) shape")
+            raise DataError(
+                f"{name}[{i}]: image shape {images[-1].shape} differs from {name}[0]'s "
+                f"{images[0].shape}; every image must have one (C, H, W) shape"
+            )
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
 
 

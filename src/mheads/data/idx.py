@@ -147,8 +147,9 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
     elif "fashion" in name.lower():
         classes = list(FASHION_MNIST_CLASSES)
     else:
-        classes = classes_from_labels(np.concatenate([train.labels, test.labels]),
-                                      source.where(prefix + files[("train", "labels")]))
+        classes = classes_from_labels(
+            np.concatenate([train.labels, test.labels]), source.where(prefix + files[("train", "labels")])
+        )
     check_label_range(train.labels, len(classes), source.where(prefix + files[("train", "labels")]))
     check_label_range(test.labels, len(classes), source.where(prefix + files[("t10k", "labels")]))
     return train, test, classes

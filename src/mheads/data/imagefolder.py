@@ -21,8 +21,19 @@ from mheads.data.errors import DataError
 from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
 
-__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "MAX_PIXELS", "check_pixels", "decode_image", "images_by_split",
-           "match", "natural_key", "open_image", "ordered_files", "read"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LAYOUT",
+    "MAX_PIXELS",
+    "check_pixels",
+    "decode_image",
+    "images_by_split",
+    "match",
+    "natural_key",
+    "open_image",
+    "ordered_files",
+    "read",
+]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
 _TEST_SPLITS = ("test", "val")
@@ -77,9 +88,11 @@ def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
             if need > available_memory():
                 size = f"{image.shape[1]}x{image.shape[0]}"
                 avail = gib(available_memory())
-                raise DataError(f"{source.where(name)}: {len(files):,} images of {size} decode to "
-                                f"{gib(need)}, more than the {avail} of memory available; stream them "
-                                "instead (data.loader: stream)")
+                raise DataError(
+                    f"{source.where(name)}: {len(files):,} images of {size} decode to "
+                    f"{gib(need)}, more than the {avail} of memory available; stream them "
+                    "instead (data.loader: stream)"
+                )
             pixels = np.empty((len(files), 3, image.shape[0], image.shape[1]), dtype=np.uint8)
             first = source.where(name)
         if image.shape[:2] != pixels.shape[2:]:
@@ -127,8 +140,9 @@ def ordered_files(source: Source, root: str) -> tuple[list[str], list[tuple[list
             for cls in sorted(by_class, key=label_of.__getitem__)
             for f in sorted(by_class[cls], key=natural_key)
         ]
-        splits.append(([prefix + f for _, f in ordered],
-                       np.array([label for label, _ in ordered], dtype=np.int64)))
+        splits.append(
+            ([prefix + f for _, f in ordered], np.array([label for label, _ in ordered], dtype=np.int64))
+        )
     return classes, splits
 
 

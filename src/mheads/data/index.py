@@ -113,11 +113,14 @@ class ImageIndex:
         """The bytes of example ``i`` (the first ``limit`` of them when given)."""
         c = int(self.container[i])
         if c < 0:  # a file: regular files only, bounded before reading (mheads.data.files)
-            return read_regular(os.path.join(self.root, self.name(i)), self.where(i), limit=limit,
-                                max_bytes=MAX_IMAGE_BYTES)
+            return read_regular(
+                os.path.join(self.root, self.name(i)), self.where(i), limit=limit, max_bytes=MAX_IMAGE_BYTES
+            )
         if int(self.sizes[i]) > MAX_IMAGE_BYTES:
-            raise DataError(f"{self.where(i)}: member of {int(self.sizes[i]):,} bytes; image files above "
-                            f"{MAX_IMAGE_BYTES:,} bytes are refused before reading")
+            raise DataError(
+                f"{self.where(i)}: member of {int(self.sizes[i]):,} bytes; image files above "
+                f"{MAX_IMAGE_BYTES:,} bytes are refused before reading"
+            )
         try:
             size = int(self.sizes[i]) if limit is None else min(limit, int(self.sizes[i]))
             data = os.pread(self._fd(c), size, int(self.offsets[i]))
@@ -309,9 +312,15 @@ def _index_tar(p: Path) -> StreamIndex:
     with ArchiveSource(p) as source:
         classes, splits = ordered_files(source, "")
     train, test = (
-        ImageIndex.from_names(p.parent, files, labels, containers=[str(p)], container=[0] * len(files),
-                              offsets=[members[f].offset_data for f in files],
-                              sizes=[members[f].size for f in files])
+        ImageIndex.from_names(
+            p.parent,
+            files,
+            labels,
+            containers=[str(p)],
+            container=[0] * len(files),
+            offsets=[members[f].offset_data for f in files],
+            sizes=[members[f].size for f in files],
+        )
         for files, labels in splits
     )
     return StreamIndex(train, test, classes, "tar")
@@ -328,15 +337,19 @@ def _read_label(f, info: tarfile.TarInfo, where: str) -> int:
     """The class index in label member ``info`` of the open shard ``f``: decimal digits only, so "2.7", "-1",
     "1_000" or "0x10" are refused rather than truncated or reinterpreted."""
     if info.size > _MAX_LABEL_BYTES:
-        raise DataError(f"{where}: label file of {info.size} bytes; expected a class index as decimal text "
-                        f"(at most {_MAX_LABEL_BYTES} bytes)")
+        raise DataError(
+            f"{where}: label file of {info.size} bytes; expected a class index as decimal text "
+            f"(at most {_MAX_LABEL_BYTES} bytes)"
+        )
     f.seek(info.offset_data)
     text = f.read(info.size)
     match = _LABEL_TEXT.fullmatch(text)
     if match is None:
-        raise DataError(f"{where}: label {text[:20]!r} is not a class index; expected a non-negative decimal "
-                        "integer (at most 18 digits) such as 3: fractions, signs and other text are refused, "
-                        "not rounded")
+        raise DataError(
+            f"{where}: label {text[:20]!r} is not a class index; expected a non-negative decimal "
+            "integer (at most 18 digits) such as 3: fractions, signs and other text are refused, "
+            "not rounded"
+        )
     return int(match[1])
 
 
@@ -383,8 +396,10 @@ def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
     if CLASSES_FILE in files:
         classes = read_classes_file(DirSource(p), CLASSES_FILE)
         if top[1] >= len(classes):
-            raise DataError(f"{where}: label {top[1]} is outside the {len(classes)} classes of "
-                            f"{p / CLASSES_FILE}; expected a class index 0..{len(classes) - 1}")
+            raise DataError(
+                f"{where}: label {top[1]} is outside the {len(classes)} classes of "
+                f"{p / CLASSES_FILE}; expected a class index 0..{len(classes) - 1}"
+            )
     else:
         labels = np.fromiter((r[1] for rows in per_split.values() for r in rows), np.int64)
         classes = classes_from_labels(labels, where)

@@ -48,8 +48,9 @@ def _check_path(path: Path) -> None:
         )
 
 
-def load_dataset(source: str | os.PathLike | None = None, *, cache: bool = True,
-                 cache_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    source: str | os.PathLike | None = None, *, cache: bool = True, cache_dir: str | os.PathLike | None = None
+) -> Dataset:
     """Load a data set into memory as uint8 images and int64 labels.
 
     source: None or "fashion-mnist-subset" for the embedded subset; otherwise the path of a folder or

@@ -33,8 +33,14 @@ from mheads.data.resident import prepare_data
 from mheads.data.sources_task import read_task_source, task_source_kind
 from mheads.data.tensors import is_image_input, prepare_tensors
 
-__all__ = ["STREAM_BYTES_PER_EXAMPLE", "TorchData", "choose_loader", "memory_budget", "prepare",
-           "uses_tensors"]
+__all__ = [
+    "STREAM_BYTES_PER_EXAMPLE",
+    "TorchData",
+    "choose_loader",
+    "memory_budget",
+    "prepare",
+    "uses_tensors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +94,34 @@ def _check_torch_fits(cfg: Config, kind: str, data: TorchData) -> None:
     avail = available_memory("cpu")
     if kind == "resident":
         need = 2 * (n_train + n_test) * image  # the decoded images, then stacked into one array
-        log.info("python Datasets: %d train / %d test examples of %d bytes read whole into memory (%s)",
-                 n_train, n_test, image, gib(need // 2))
+        log.info(
+            "python Datasets: %d train / %d test examples of %d bytes read whole into memory (%s)",
+            n_train,
+            n_test,
+            image,
+            gib(need // 2),
+        )
         if need > 0.9 * avail:
-            raise ConfigError(f"data.loader: got {cfg.data.loader}; reading the {n_train} train and {n_test} "
-                              f"test images whole needs about {gib(need)} but {gib(avail)} of memory is "
-                              "available; set data.loader: stream")
+            raise ConfigError(
+                f"data.loader: got {cfg.data.loader}; reading the {n_train} train and {n_test} "
+                f"test images whole needs about {gib(need)} but {gib(avail)} of memory is "
+                "available; set data.loader: stream"
+            )
         return
     need = (n_train + n_test) * STREAM_BYTES_PER_EXAMPLE
-    log.info("python Datasets: %d train / %d test examples streamed (decoded whole: %s)", n_train, n_test,
-             gib((n_train + n_test) * image))
+    log.info(
+        "python Datasets: %d train / %d test examples streamed (decoded whole: %s)",
+        n_train,
+        n_test,
+        gib((n_train + n_test) * image),
+    )
     if need > 0.9 * avail:
-        raise DataError(f"train: {n_train} examples (test: {n_test}); streaming keeps about "
-                        f"{STREAM_BYTES_PER_EXAMPLE} bytes per example (indices, labels, epoch orders): "
-                        f"{gib(need)}, but {gib(avail)} of memory is available; train on a part of it "
-                        "(torch.utils.data.Subset)")
+        raise DataError(
+            f"train: {n_train} examples (test: {n_test}); streaming keeps about "
+            f"{STREAM_BYTES_PER_EXAMPLE} bytes per example (indices, labels, epoch orders): "
+            f"{gib(need)}, but {gib(avail)} of memory is available; train on a part of it "
+            "(torch.utils.data.Subset)"
+        )
 
 
 def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> str:
@@ -146,8 +165,10 @@ def prepare(
     ``TensorData`` for inputs and targets of any shape (:func:`uses_tensors`)."""
     if uses_tensors(cfg, dataset):
         if isinstance(dataset, Dataset):
-            raise ConfigError(f"task.name: got {cfg.task.name!r}; a decoded image Dataset holds class "
-                              "labels: give (input, target) torch Datasets for this task")
+            raise ConfigError(
+                f"task.name: got {cfg.task.name!r}; a decoded image Dataset holds class "
+                "labels: give (input, target) torch Datasets for this task"
+            )
         if isinstance(dataset, TorchData):
             return prepare_tensors(cfg, device, dataset.train, dataset.test)
         return prepare_tensors(cfg, device, *read_task_source(cfg), source=str(cfg.data.source))
@@ -174,6 +195,11 @@ def prepare(
         # the embedded subset, or a format read whole (idx, CIFAR batches, a compressed archive): decoded
         # once, then streamed from memory through the workers (e.g. to resize it)
         ds = load_dataset(cfg.data.source, cache_dir=cfg.data.cache_dir)
-        return prepare_stream(cfg, device, train=_SplitItems(ds.train, ds.classes),
-                              test=_SplitItems(ds.test, ds.classes), progress=progress)
+        return prepare_stream(
+            cfg,
+            device,
+            train=_SplitItems(ds.train, ds.classes),
+            test=_SplitItems(ds.test, ds.classes),
+            progress=progress,
+        )
     return prepare_stream(cfg, device, index_source(cfg.data.source), progress=progress)

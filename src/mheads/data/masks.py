@@ -45,12 +45,16 @@ def _by_name(root: Path, folder: str, suffixes: frozenset[str]) -> dict[str, str
     for rel in sorted(walk_files(top)):
         path = PurePosixPath(rel)
         if path.suffix.lower() not in suffixes:
-            raise DataError(f"{display(top / rel)}: not a {'/'.join(sorted(s[1:] for s in suffixes))} file; "
-                            f"expected only {folder} in {folder}/")
+            raise DataError(
+                f"{display(top / rel)}: not a {'/'.join(sorted(s[1:] for s in suffixes))} file; "
+                f"expected only {folder} in {folder}/"
+            )
         stem = str(path.with_suffix(""))
         if stem in out:
-            raise DataError(f"{display(top / rel)}: a second file named {stem!r} (also {out[stem]}); "
-                            "expected one file per name")
+            raise DataError(
+                f"{display(top / rel)}: a second file named {stem!r} (also {out[stem]}); "
+                "expected one file per name"
+            )
         out[stem] = rel
     if not out:
         raise DataError(f"{display(top)}: no files; expected {folder} named like their partners")
@@ -62,47 +66,64 @@ def _mask(path: Path, num_classes: int | None, ignore_index: int) -> np.ndarray:
     try:
         with open_image(read_image_file(path, where), where) as img:
             if img.format != "PNG" or img.mode not in MASK_MODES:
-                raise DataError(f"{where}: {img.format} image of mode {img.mode}; expected a PNG of class "
-                                f"indices, mode {' or '.join(MASK_MODES)} (8-bit grey or palette)")
+                raise DataError(
+                    f"{where}: {img.format} image of mode {img.mode}; expected a PNG of class "
+                    f"indices, mode {' or '.join(MASK_MODES)} (8-bit grey or palette)"
+                )
             img.load()
             mask = np.asarray(img, dtype=np.uint8)  # mode P: the palette indices themselves
     except DataError:
         raise
     except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
-        raise DataError(f"{where}: corrupt or truncated mask ({type(exc).__name__}: {exc}); expected a PNG "
-                        "of class indices") from None
+        raise DataError(
+            f"{where}: corrupt or truncated mask ({type(exc).__name__}: {exc}); expected a PNG "
+            "of class indices"
+        ) from None
     top = num_classes if num_classes is not None else MAX_CLASSES
     bad = (mask >= top) & (mask != ignore_index)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f"{where}: pixel (row {row}, column {col}) has class {int(mask[row, col])}; expected "
-                        f"0..{top - 1} or ignore_index {ignore_index}")
+        raise DataError(
+            f"{where}: pixel (row {row}, column {col}) has class {int(mask[row, col])}; expected "
+            f"0..{top - 1} or ignore_index {ignore_index}"
+        )
     return mask
 
 
-def read_mask_folder(root: str | os.PathLike, *, images: str = "images", masks: str = "masks",
-                     num_classes: int | None = None, ignore_index: int = 255) -> TensorPairs:
+def read_mask_folder(
+    root: str | os.PathLike,
+    *,
+    images: str = "images",
+    masks: str = "masks",
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+) -> TensorPairs:
     """`TensorPairs([image (C, H, W) uint8], [mask (H, W) int64])` in name order (natural to a listing:
     sorted); see the module docstring."""
     if num_classes is not None:
         check_int("num_classes", num_classes, 1, 255)
     check_int("ignore_index", ignore_index, 0, 255)
     if num_classes is not None and ignore_index < num_classes:
-        raise ValueError(f"ignore_index: got {ignore_index}; expected a value outside the classes "
-                         f"0..{num_classes - 1}")
+        raise ValueError(
+            f"ignore_index: got {ignore_index}; expected a value outside the classes 0..{num_classes - 1}"
+        )
     root = Path(root)
     for folder, other in ((images, masks), (masks, images)):
         if not (root / folder).is_dir():
-            raise DataError(f"{display(root / folder)}: no such folder; expected {folder}/ beside {other}/ "
-                            f"in {display(root)}")
+            raise DataError(
+                f"{display(root / folder)}: no such folder; expected {folder}/ beside {other}/ "
+                f"in {display(root)}"
+            )
     image_files = _by_name(root, images, IMAGE_SUFFIXES)
     mask_files = _by_name(root, masks, frozenset({".png"}))
     for a, b, folder in ((image_files, mask_files, masks), (mask_files, image_files, images)):
         lone = sorted(set(a) - set(b))
         if lone:
             other = images if folder == masks else masks
-            raise DataError(f"{display(root / other / a[lone[0]])}: no partner in {folder}/ (expected "
-                            f"{folder}/{lone[0]}.*); every image needs a mask of the same name")
+            raise DataError(
+                f"{display(root / other / a[lone[0]])}: no partner in {folder}/ (expected "
+                f"{folder}/{lone[0]}.*); every image needs a mask of the same name"
+            )
     limit, used = read_limit(), 0
     pixels, labels = [], []
     for name in sorted(image_files):
@@ -110,8 +131,10 @@ def read_mask_folder(root: str | os.PathLike, *, images: str = "images", masks: 
         picture = np.array(decode(read_image_file(root / images / image_files[name], where), where))
         mask = _mask(root / masks / mask_files[name], num_classes, ignore_index)
         if mask.shape != picture.shape[:2]:
-            raise DataError(f"{display(root / masks / mask_files[name])}: {mask.shape[1]}x{mask.shape[0]} "
-                            f"pixels; expected its image's size, {picture.shape[1]}x{picture.shape[0]}")
+            raise DataError(
+                f"{display(root / masks / mask_files[name])}: {mask.shape[1]}x{mask.shape[0]} "
+                f"pixels; expected its image's size, {picture.shape[1]}x{picture.shape[0]}"
+            )
         used += picture.size * 3 + mask.size * 9  # RGB at worst, the mask as uint8 and int64
         if used > limit:
             raise too_big(display(root), used, limit, "decodes to at least")

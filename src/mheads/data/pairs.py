@@ -21,11 +21,13 @@ class TensorPairs(torch.utils.data.Dataset):
     """`(inputs[i], targets[i])` for i < N; `inputs` and `targets` are tensors with first axis N or
     sequences of N tensors."""
 
-    def __init__(self, inputs: torch.Tensor | Sequence[torch.Tensor],
-                 targets: torch.Tensor | Sequence[torch.Tensor]) -> None:
+    def __init__(
+        self, inputs: torch.Tensor | Sequence[torch.Tensor], targets: torch.Tensor | Sequence[torch.Tensor]
+    ) -> None:
         if len(inputs) != len(targets):
-            raise ValueError(f"targets: got {len(targets)} targets for {len(inputs)} inputs; expected one "
-                             "target per input")
+            raise ValueError(
+                f"targets: got {len(targets)} targets for {len(inputs)} inputs; expected one target per input"
+            )
         self.inputs = inputs
         self.targets = targets
 

@@ -56,8 +56,7 @@ class Normalizer:
         dtype_ok = images.dtype == (torch.uint8 if isinstance(images, torch.Tensor) else np.uint8)
         if not dtype_ok or images.ndim != 4 or len(images) == 0:
             raise ValueError(
-                "images must be a non-empty uint8 array of shape (N, C, H, W), "
-                f"got {_describe(images)}"
+                f"images must be a non-empty uint8 array of shape (N, C, H, W), got {_describe(images)}"
             )
         if mode == "none":  # needs no statistics
             return cls(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
@@ -113,8 +112,11 @@ class NormalizerStats:
     def __init__(
         self, channels: int, height: int, width: int, *, modes: Iterable[str] = NORMALIZE_MODES
     ) -> None:
-        self.shape = (check_int("channels", channels, 1), check_int("height", height, 1),
-                      check_int("width", width, 1))
+        self.shape = (
+            check_int("channels", channels, 1),
+            check_int("height", height, 1),
+            check_int("width", width, 1),
+        )
         self.modes = (modes,) if isinstance(modes, str) else tuple(modes)
         for mode in self.modes:
             _check_mode(mode)
@@ -188,8 +190,12 @@ def _describe(value: object) -> str:
 
 
 def augment(
-    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False,
-    *, shard: tuple[int, int] | None = None,
+    x: torch.Tensor,
+    generator: torch.Generator,
+    crop_padding: int = 0,
+    flip: bool = False,
+    *,
+    shard: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random crops and horizontal flips of a whole batch, one draw per example, no Python loop.
 

@@ -64,8 +64,11 @@ class ResidentData:
         rows = shard_rows(self.shard, len(idx))
         idx = idx[rows]
         # on CUDA from pinned memory without blocking: a pageable copy would wait for the queued kernels
-        idx = (idx.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda"
-               else idx.to(self.device))
+        idx = (
+            idx.pin_memory().to(self.device, non_blocking=True)
+            if self.device.type == "cuda"
+            else idx.to(self.device)
+        )
         x = self.normalizer(self.train_x[idx])
         if self.crop_padding or self.flip:
             x = augment(x, generator, self.crop_padding, self.flip, shard=(rows.start, self.plan.batch_size))
@@ -80,19 +83,28 @@ class ResidentData:
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of ``split`` in order: "test", "train", "val" or "ood" (labels of "ood" are -1)."""
-        xs, ys = {"test": (self.test_x, self.test_y), "train": (self.train_x, self.train_y),
-                  "val": (self.val_x, self.val_y), "ood": (self.ood_x, None)}[split]
+        xs, ys = {
+            "test": (self.test_x, self.test_y),
+            "train": (self.train_x, self.train_y),
+            "val": (self.val_x, self.val_y),
+            "ood": (self.ood_x, None),
+        }[split]
         if xs is None:
             return
         if ys is None:
             ys = torch.full((len(xs),), -1, dtype=torch.int64, device=xs.device)
         for i in range(0, len(ys), batch_size):
-            x = self.normalizer(xs[i:i + batch_size]).contiguous(memory_format=self.memory_format)
-            yield x, ys[i:i + batch_size]
+            x = self.normalizer(xs[i : i + batch_size]).contiguous(memory_format=self.memory_format)
+            yield x, ys[i : i + batch_size]
 
     def describe(self) -> dict:
-        out = {"source": self.source, "classes": self.classes, "train": int(len(self.train_y)),
-               "test": int(len(self.test_y)), "image_shape": list(self.train_x.shape[1:])}
+        out = {
+            "source": self.source,
+            "classes": self.classes,
+            "train": int(len(self.train_y)),
+            "test": int(len(self.test_y)),
+            "image_shape": list(self.train_x.shape[1:]),
+        }
         for split in ("val", "ood"):
             if self.split_size(split):
                 out[split] = self.split_size(split)
@@ -141,8 +153,9 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         for m, labels in enumerate(d.label_split):
             for c in labels:
                 if not isinstance(c, int) or not 0 <= c < len(classes):
-                    raise ConfigError(f"data.label_split[{m}]: got label {c!r}; "
-                                      f"expected 0..{len(classes) - 1}")
+                    raise ConfigError(
+                        f"data.label_split[{m}]: got label {c!r}; expected 0..{len(classes) - 1}"
+                    )
                 mask[m, c] = 1.0
         spec = mask[:, torch.as_tensor(train_y)]
         weights = spec if weights is None else weights * spec
@@ -160,9 +173,13 @@ def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> Resident
         crop_padding=d.crop_padding,
         flip=d.flip,
         memory_format=memfmt,
-        source=(str(d.source) if d.source is not None  # a user's Datasets: named as streaming names them
-                else "python Datasets" if dataset is not None and ds.name == "python"
-                else "embedded fashion-mnist subset"),
+        source=(
+            str(d.source)
+            if d.source is not None  # a user's Datasets: named as streaming names them
+            else "python Datasets"
+            if dataset is not None and ds.name == "python"
+            else "embedded fashion-mnist subset"
+        ),
         val_x=None if val_x is None else torch.as_tensor(val_x).to(device),
         val_y=None if val_y is None else torch.as_tensor(val_y, dtype=torch.int64).to(device),
         ood_x=None if ood_x is None or not len(ood_x) else torch.as_tensor(ood_x).to(device),

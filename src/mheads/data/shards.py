@@ -58,11 +58,15 @@ def _check_out(out: Path) -> None:
     """``out`` must be a new or empty folder, or one holding no .tar files (the reader would take old shards
     for more examples)."""
     if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder; expected the path of a new or empty folder to "
-                        "write the shards into")
+        raise DataError(
+            f"{out}: exists and is not a folder; expected the path of a new or empty folder to "
+            "write the shards into"
+        )
     if out.is_dir() and any(p.suffix == ".tar" for p in out.iterdir()):
-        raise DataError(f"{out}: already holds .tar files; shards left from another write would be read as "
-                        "more examples: give an empty or new folder")
+        raise DataError(
+            f"{out}: already holds .tar files; shards left from another write would be read as "
+            "more examples: give an empty or new folder"
+        )
 
 
 def write_shards(source: str | os.PathLike, out: str | os.PathLike, per_shard: int = 10000) -> list[Path]:
@@ -75,8 +79,9 @@ def write_shards(source: str | os.PathLike, out: str | os.PathLike, per_shard: i
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{out}: cannot create the folder ({os_reason(exc)}); expected a writable path "
-                          "for a new folder") from exc
+        raise OutputError(
+            f"{out}: cannot create the folder ({os_reason(exc)}); expected a writable path for a new folder"
+        ) from exc
     paths = _write_split(index.train, out, "train", per_shard) + _write_split(
         index.test, out, "test", per_shard
     )

@@ -84,8 +84,9 @@ class DirSource(Source):
 
     def read(self, name: str) -> bytes:
         image = PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
-        return read_regular(self.path / name, self.where(name),
-                            max_bytes=MAX_IMAGE_BYTES if image else read_limit())
+        return read_regular(
+            self.path / name, self.where(name), max_bytes=MAX_IMAGE_BYTES if image else read_limit()
+        )
 
     def where(self, name: str) -> str:
         return str(self.path / name)

@@ -24,7 +24,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def task_source_kind(source: str | os.PathLike | None) -> str | None:
-    """"table", "npz", "masks" (a folder holding images/ and masks/), or None (an image-classification
+    """ "table", "npz", "masks" (a folder holding images/ and masks/), or None (an image-classification
     source, read as before)."""
     if source is None:
         return None
@@ -54,31 +54,48 @@ def read_task_source(cfg: Config) -> tuple[TensorPairs, TensorPairs | None]:
     kind = task_source_kind(source)
     where = str(source)
     if kind is None or source is None:  # no source has no kind
-        raise ConfigError(f"data.source: got {where!r}; expected a .csv/.tsv/.parquet table, an .npz file or "
-                          f"a folder with images/ and masks/ for task {task.name!r}")
+        raise ConfigError(
+            f"data.source: got {where!r}; expected a .csv/.tsv/.parquet table, an .npz file or "
+            f"a folder with images/ and masks/ for task {task.name!r}"
+        )
     if kind == "masks":
         if task.name != "segmentation":
-            raise ConfigError(f"task.name: got {task.name!r}; a folder of images and masks is a "
-                              "segmentation source (task.name: segmentation)")
+            raise ConfigError(
+                f"task.name: got {task.name!r}; a folder of images and masks is a "
+                "segmentation source (task.name: segmentation)"
+            )
         pairs = read_mask_folder(source, num_classes=task.num_classes, ignore_index=task.ignore_index)
         return _split(pairs, d.test_fraction, cfg.train.seed, where)
     if kind == "npz":
-        npz_kind = {"classification": "classification", "segmentation": "segmentation"}.get(task.name,
-                                                                                            "regression")
+        npz_kind = {"classification": "classification", "segmentation": "segmentation"}.get(
+            task.name, "regression"
+        )
         if isinstance(d.targets, list):
             raise ConfigError(f"data.targets: got {d.targets!r}; expected one array name for an .npz source")
-        pairs = read_npz(source, d.inputs or "x", d.targets or "y", kind=npz_kind,
-                         num_classes=task.num_classes, ignore_index=task.ignore_index)
+        pairs = read_npz(
+            source,
+            d.inputs or "x",
+            d.targets or "y",
+            kind=npz_kind,
+            num_classes=task.num_classes,
+            ignore_index=task.ignore_index,
+        )
         return _split(pairs, d.test_fraction, cfg.train.seed, where)
     if d.features is None or d.targets is None:
         missing = "data.features" if d.features is None else "data.targets"
         raise ConfigError(f"{missing}: got None; expected the column names a table source ({where}) reads")
     if task.name not in ("classification", "regression", "multi_hypothesis"):
         raise ConfigError(f"task.name: got {task.name!r}; a table holds classification or regression targets")
-    split = read_table(source, d.features, d.targets,
-                       kind="classification" if task.is_classification else "regression",
-                       split_column=d.split_column, test_fraction=d.test_fraction, seed=cfg.train.seed,
-                       delimiter="\t" if where.lower().endswith(".tsv") else ",")
+    split = read_table(
+        source,
+        d.features,
+        d.targets,
+        kind="classification" if task.is_classification else "regression",
+        split_column=d.split_column,
+        test_fraction=d.test_fraction,
+        seed=cfg.train.seed,
+        delimiter="\t" if where.lower().endswith(".tsv") else ",",
+    )
     if "train" not in split:
         raise DataError(f"{where}: no row of the train split; expected some rows marked train")
     return split["train"], split.get("test")

@@ -64,8 +64,14 @@ from mheads.data.stream_worker import (
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
 from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
-__all__ = ["WORKER_TIMEOUT_S", "StreamData", "StreamWorkerError", "default_workers", "prepare_stream",
-           "worker_errors"]
+__all__ = [
+    "WORKER_TIMEOUT_S",
+    "StreamData",
+    "StreamWorkerError",
+    "default_workers",
+    "prepare_stream",
+    "worker_errors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +99,16 @@ def worker_failure(err: BaseException) -> StreamWorkerError | None:
         return StreamWorkerError(
             f"data.workers: no batch came from the worker processes for {msg.split('after ')[1].rstrip('.')} "
             "(a worker is stopped or hung); they were ended: resume the run (mheads train --resume) once "
-            "they can run, or set data.workers: 0 to decode in the training process")
+            "they can run, or set data.workers: 0 to decode in the training process"
+        )
     found = re.match(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\) (.*)", msg)
     if found:
         pids, how = found.group(1), found.group(2).split(". ")[0].rstrip(".")
         return StreamWorkerError(
             f"data.workers: worker process {pids} {how} (the out-of-memory killer ends processes with "
             "SIGKILL); resume the run (mheads train --resume), with fewer data.workers or a smaller "
-            "train.batch_size if memory is short")
+            "train.batch_size if memory is short"
+        )
     return None
 
 
@@ -224,8 +232,9 @@ class StreamData:
         """Batch ``b``: (x (B, C, H, W) float, y (B,), per-member weights (M, B) or None)."""
         if self._iter is None or b != self._next:
             self.close()
-            self._iter = self._start(self.train_set,
-                                     TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard))
+            self._iter = self._start(
+                self.train_set, TrainKeys(self.plan, b, max(self.total_batches, b + 1), self.shard)
+            )
         x, y, idx = self._next_batch(self._iter)
         self._next = b + 1
         x = self.normalizer(x.to(self.device, non_blocking=True))
@@ -315,12 +324,17 @@ def _stats_plan(data: StreamData, ds: Examples, mode: str, count: int) -> int:
     state = 20 * image if mode == "mean_image" else 0
     need, avail = batches + state, available_memory("cpu")
     if need > 0.9 * avail:
-        size = (f"got {view.size}" if data.image_size_set else
-                f"unset, and the images are {view.size}x{view.size}")
-        raise ConfigError(f"data.image_size: {size}; the normalization statistics ({mode}) would need about "
-                          f"{gib(need)} ({data.queued_batches + 2} batches of {per_batch} images in flight"
-                          f"{', the mean image' if state else ''}) but {gib(avail)} of memory is available; "
-                          "set a smaller data.image_size (or fewer data.workers)")
+        size = (
+            f"got {view.size}"
+            if data.image_size_set
+            else f"unset, and the images are {view.size}x{view.size}"
+        )
+        raise ConfigError(
+            f"data.image_size: {size}; the normalization statistics ({mode}) would need about "
+            f"{gib(need)} ({data.queued_batches + 2} batches of {per_batch} images in flight"
+            f"{', the mean image' if state else ''}) but {gib(avail)} of memory is available; "
+            "set a smaller data.image_size (or fewer data.workers)"
+        )
     return per_batch
 
 
@@ -387,8 +401,11 @@ def prepare_stream(
             classes = [str(c) for c in train.classes]
         else:
             if getattr(train, "targets", None) is None and len(train_src) > _LONG_SCAN:
-                log.info("reading the labels of all %d train examples to count the classes (give the "
-                         "Dataset `classes` and `targets` attributes to skip this pass)", len(train_src))
+                log.info(
+                    "reading the labels of all %d train examples to count the classes (give the "
+                    "Dataset `classes` and `targets` attributes to skip this pass)",
+                    len(train_src),
+                )
             classes = class_names(train, train_src.labels(progress))
         where = "python Datasets"
     all_classes, relabel = classes, None

@@ -49,8 +49,11 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 def _names(field: str, value: Any, allow_empty: bool = False) -> list[str]:
     names = [value] if isinstance(value, str) else value
-    if (not isinstance(names, Sequence) or not all(isinstance(n, str) and n for n in names)
-            or (not names and not allow_empty)):
+    if (
+        not isinstance(names, Sequence)
+        or not all(isinstance(n, str) and n for n in names)
+        or (not names and not allow_empty)
+    ):
         raise ValueError(f"{field}: got {value!r}; expected a column name or a non-empty list of them")
     return list(names)
 
@@ -86,13 +89,17 @@ def _label(value: Any, where: str, num_classes: int | None) -> int:
         raise DataError(f"{where}: missing value; expected {allowed} (fill or drop the row)")
     try:  # Decimal: exact, so "2.0000000000000001" is not class 2
         exact = Decimal(text if isinstance(value, str) else value)
-        ok = (exact.is_finite() and exact == exact.to_integral_value()
-              and (not isinstance(value, str) or _NUMBER.fullmatch(text) is not None))
+        ok = (
+            exact.is_finite()
+            and exact == exact.to_integral_value()
+            and (not isinstance(value, str) or _NUMBER.fullmatch(text) is not None)
+        )
     except (InvalidOperation, TypeError, ValueError):
         ok = False
     if not ok:
-        raise DataError(f"{where}: got {value!r}; expected {allowed} (exact: no fractions, booleans or "
-                        "names)")
+        raise DataError(
+            f"{where}: got {value!r}; expected {allowed} (exact: no fractions, booleans or names)"
+        )
     label = int(exact)
     if not 0 <= label < top:
         hint = "" if num_classes is not None else f" (give num_classes to allow {MAX_CLASSES} or more)"
@@ -100,14 +107,16 @@ def _label(value: Any, where: str, num_classes: int | None) -> int:
     return label
 
 
-def _read_csv(data: bytes, where: str, columns: list[str],
-              delimiter: str) -> tuple[dict[str, list[str]], list[int]]:
+def _read_csv(
+    data: bytes, where: str, columns: list[str], delimiter: str
+) -> tuple[dict[str, list[str]], list[int]]:
     """{column: raw strings} for `columns`, and each row's line number."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a UTF-8 CSV "
-                        "file") from None
+        raise DataError(
+            f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a UTF-8 CSV file"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -116,8 +125,10 @@ def _read_csv(data: bytes, where: str, columns: list[str],
         header = [h.strip() for h in header]
         seen = {h for h in header if header.count(h) > 1}
         if seen:
-            raise DataError(f"{where}: header names column {sorted(seen)[0]!r} more than once; expected "
-                            "unique column names")
+            raise DataError(
+                f"{where}: header names column {sorted(seen)[0]!r} more than once; expected "
+                "unique column names"
+            )
         _check_columns(where, columns, header)
         index = [header.index(c) for c in columns]
         out: dict[str, list[str]] = {c: [] for c in columns}
@@ -126,8 +137,10 @@ def _read_csv(data: bytes, where: str, columns: list[str],
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if len(row) != len(header):
-                raise DataError(f"{where}: row {len(lines) + 1} (line {reader.line_num}) has {len(row)} "
-                                f"fields; expected {len(header)}, one per header column")
+                raise DataError(
+                    f"{where}: row {len(lines) + 1} (line {reader.line_num}) has {len(row)} "
+                    f"fields; expected {len(header)}, one per header column"
+                )
             lines.append(reader.line_num)
             for c, i in zip(columns, index):
                 out[c].append(row[i])
@@ -143,22 +156,28 @@ def _check_columns(where: str, wanted: list[str], present: list[str]) -> None:
             raise DataError(f"{where}: no column {c!r}; expected one of the file's columns: {shown}")
 
 
-def _read_parquet(data: bytes, where: str, columns: list[str], limit: int,
-                  text_column: str | None) -> dict[str, Any]:
+def _read_parquet(
+    data: bytes, where: str, columns: list[str], limit: int, text_column: str | None
+) -> dict[str, Any]:
     """{column: numpy array} (the split column `text_column`: a list of its values)."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{where}: reading Parquet needs pyarrow (pip install pyarrow); or save the table "
-                        "as CSV") from None
+        raise DataError(
+            f"{where}: reading Parquet needs pyarrow (pip install pyarrow); or save the table as CSV"
+        ) from None
     try:
         handle = pq.ParquetFile(io.BytesIO(data), read_dictionary=[text_column] if text_column else None)
         meta, names = handle.metadata, list(handle.schema_arrow.names)
         _check_columns(where, columns, names)
         # Decoded, a numeric column takes 8 bytes a row whatever its encoding (a run-length-encoded column of
         # 10**12 zeros is a few bytes on disk); the split column, read as a dictionary, its pages' size.
-        chunks = [meta.row_group(g).column(i) for g in range(meta.num_row_groups) for i in range(len(names))
-                  if names[i] in columns]
+        chunks = [
+            meta.row_group(g).column(i)
+            for g in range(meta.num_row_groups)
+            for i in range(len(names))
+            if names[i] in columns
+        ]
         size = meta.num_rows * 8 * len(columns) + sum(c.total_uncompressed_size for c in chunks)
         if size > limit:
             raise too_big(where, size, limit, "declares a decoded size of")
@@ -166,23 +185,27 @@ def _read_parquet(data: bytes, where: str, columns: list[str], limit: int,
     except DataError:
         raise
     except Exception as exc:  # any decoder failure on untrusted bytes means a bad file
-        raise DataError(f"{where}: corrupt or unreadable Parquet file ({type(exc).__name__}: "
-                        f"{exc})") from None
+        raise DataError(
+            f"{where}: corrupt or unreadable Parquet file ({type(exc).__name__}: {exc})"
+        ) from None
     out: dict[str, Any] = {}
     for c in columns:
         column = table.column(c)
         if column.null_count:
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(f"{_where(where, row + 1, None, c)}: missing value; expected a value in every "
-                            "row")
+            raise DataError(
+                f"{_where(where, row + 1, None, c)}: missing value; expected a value in every row"
+            )
         if c == text_column:
             out[c] = column.to_pylist()
             continue
         values = column.to_numpy()
         if values.dtype.kind not in "iuf":
             first = values[0].item() if isinstance(values[0], np.generic) else values[0]
-            raise DataError(f"{_where(where, 1, None, c)}: got {first!r} ({column.type}); expected a numeric "
-                            "column (integers or floating point)")
+            raise DataError(
+                f"{_where(where, 1, None, c)}: got {first!r} ({column.type}); expected a numeric "
+                "column (integers or floating point)"
+            )
         out[c] = values
     return out
 
@@ -192,8 +215,10 @@ def _parquet_floats(values: np.ndarray, where: str, column: str) -> np.ndarray:
     bad = ~np.isfinite(wide) | (np.abs(wide) > _F32_MAX)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{_where(where, row + 1, None, column)}: got {values[row].item()!r}; expected a "
-                        "finite number within float32's range")
+        raise DataError(
+            f"{_where(where, row + 1, None, column)}: got {values[row].item()!r}; expected a "
+            "finite number within float32's range"
+        )
     return wide.astype(np.float32)
 
 
@@ -215,16 +240,26 @@ def _split_names(raw: list, where: str, column: str, lines: list | None) -> list
         name = v.strip() if isinstance(v, str) else v
         if name not in SPLITS:
             line = lines[i] if lines is not None else None
-            raise DataError(f"{_where(where, i + 1, line, column)}: got {v!r}; expected one of "
-                            f"{', '.join(SPLITS)}")
+            raise DataError(
+                f"{_where(where, i + 1, line, column)}: got {v!r}; expected one of {', '.join(SPLITS)}"
+            )
         out.append(name)
     return out
 
 
-def read_table(path: str | os.PathLike, features: str | Sequence[str], targets: str | Sequence[str], *,
-               kind: str = "regression", num_classes: int | None = None, split_column: str | None = None,
-               test_fraction: float | None = None, seed: int = 0, delimiter: str = ",",
-               file_format: str | None = None) -> dict[str, TensorPairs]:
+def read_table(
+    path: str | os.PathLike,
+    features: str | Sequence[str],
+    targets: str | Sequence[str],
+    *,
+    kind: str = "regression",
+    num_classes: int | None = None,
+    split_column: str | None = None,
+    test_fraction: float | None = None,
+    seed: int = 0,
+    delimiter: str = ",",
+    file_format: str | None = None,
+) -> dict[str, TensorPairs]:
     """`{split: TensorPairs(inputs (n, F) float32, targets)}` from a CSV or Parquet file; see the module
     docstring. `file_format`: "csv" or "parquet" (None: from the suffix, `.parquet`/`.pq` or anything else
     as CSV)."""
@@ -235,13 +270,17 @@ def read_table(path: str | os.PathLike, features: str | Sequence[str], targets: 
     if num_classes is not None:
         check_int("num_classes", num_classes, 1)
     if split_column is not None and test_fraction is not None:
-        raise ValueError(f"test_fraction: got {test_fraction!r} with split_column {split_column!r}; expected "
-                         "one of them (the file's split or a seeded one)")
+        raise ValueError(
+            f"test_fraction: got {test_fraction!r} with split_column {split_column!r}; expected "
+            "one of them (the file's split or a seeded one)"
+        )
     columns = feats + targs + ([split_column] if split_column is not None else [])
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:
-        raise ValueError(f"columns: {twice[0]!r} is named more than once among features, targets and "
-                         "split_column; expected each column in one role")
+        raise ValueError(
+            f"columns: {twice[0]!r} is named more than once among features, targets and "
+            "split_column; expected each column in one role"
+        )
     where = display(path)
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     fmt = file_format if file_format is not None else ("parquet" if suffix in (".parquet", ".pq") else "csv")
@@ -275,13 +314,18 @@ def read_table(path: str | os.PathLike, features: str | Sequence[str], targets: 
     elif lines is None:
         target = torch.from_numpy(_parquet_labels(arrays[c], where, c, num_classes))
     else:
-        target = torch.tensor([_label(v, _where(where, i + 1, lines[i], c), num_classes)
-                               for i, v in enumerate(raw[c])], dtype=torch.int64)
+        target = torch.tensor(
+            [_label(v, _where(where, i + 1, lines[i], c), num_classes) for i, v in enumerate(raw[c])],
+            dtype=torch.int64,
+        )
     pairs = TensorPairs(inputs, target)
     if split_column is not None:
         names = _split_names(raw[split_column], where, split_column, lines)
-        return {s: pairs.subset(torch.tensor([i for i, v in enumerate(names) if v == s], dtype=torch.int64))
-                for s in SPLITS if s in names}
+        return {
+            s: pairs.subset(torch.tensor([i for i, v in enumerate(names) if v == s], dtype=torch.int64))
+            for s in SPLITS
+            if s in names
+        }
     if test_fraction is not None:
         if n < 2:
             raise DataError(f"{where}: {n} data row; a seeded split needs at least 2")

@@ -96,8 +96,10 @@ class TarReader:
             for signature, compression, opener in _MAGICS:
                 if magic.startswith(signature):
                     if plain_only:
-                        raise DataError(f"{self.path}: a {compression}-compressed tar; expected an "
-                                        "uncompressed .tar (members are read in place by byte offset)")
+                        raise DataError(
+                            f"{self.path}: a {compression}-compressed tar; expected an "
+                            "uncompressed .tar (members are read in place by byte offset)"
+                        )
                     stream = opener(raw)
                     self._files.append(stream)
             self._guard = _Guard(stream, self.limit, self.path)
@@ -110,8 +112,10 @@ class TarReader:
 
     def _unreadable(self, exc: BaseException) -> DataError:
         text = str(exc) or type(exc).__name__
-        return DataError(f"{self.path}: not a readable tar archive or truncated ({type(exc).__name__}: "
-                         f"{text}); expected a complete .tar, .tar.gz, .tar.bz2 or .tar.xz file")
+        return DataError(
+            f"{self.path}: not a readable tar archive or truncated ({type(exc).__name__}: "
+            f"{text}); expected a complete .tar, .tar.gz, .tar.bz2 or .tar.xz file"
+        )
 
     def members(self, max_size: int | None = None) -> list[tarfile.TarInfo]:
         """Every member in archive order. Refuses a member whose data is above ``max_size`` bytes (None: no
@@ -179,11 +183,13 @@ class TarReader:
         except DataError:
             raise
         except TAR_ERRORS as exc:
-            raise DataError(f"{where}: cannot read the member, archive corrupt or truncated "
-                            f"({type(exc).__name__}: {exc})") from exc
+            raise DataError(
+                f"{where}: cannot read the member, archive corrupt or truncated ({type(exc).__name__}: {exc})"
+            ) from exc
         if len(data) != info.size:
-            raise DataError(f"{where}: member is truncated ({len(data)} of {info.size} bytes); archive "
-                            "corrupt")
+            raise DataError(
+                f"{where}: member is truncated ({len(data)} of {info.size} bytes); archive corrupt"
+            )
         return data
 
     def close(self) -> None:

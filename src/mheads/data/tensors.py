@@ -29,8 +29,17 @@ from mheads.data.errors import DataError
 from mheads.data.subsets import stratified_limit, val_split
 from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
-__all__ = ["MAX_INPUT_ELEMENTS", "TensorData", "as_tensor", "input_spec", "is_image_input", "prepare_tensors",
-           "read_pairs", "spec_example", "take"]
+__all__ = [
+    "MAX_INPUT_ELEMENTS",
+    "TensorData",
+    "as_tensor",
+    "input_spec",
+    "is_image_input",
+    "prepare_tensors",
+    "read_pairs",
+    "spec_example",
+    "take",
+]
 
 Inputs = Any  # torch.Tensor (N, ...) or dict[str, torch.Tensor]
 MAX_INPUT_ELEMENTS = 2**28  # one example's numbers, as recorded in a run's meta (bounded before allocating)
@@ -62,12 +71,14 @@ def as_tensor(value: Any, where: str) -> torch.Tensor:
     try:
         t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
     except (TypeError, ValueError, RuntimeError):
-        raise DataError(f"{where}: got {type(value).__name__}; expected a tensor, an array or a "
-                        "number") from None
+        raise DataError(
+            f"{where}: got {type(value).__name__}; expected a tensor, an array or a number"
+        ) from None
     if t.dtype == torch.bool:
         t = t.to(torch.int64)
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int8, torch.int16,
-                                                                   torch.int32, torch.int64)):
+    if t.is_complex() or not (
+        t.is_floating_point() or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    ):
         raise DataError(f"{where}: dtype {t.dtype}; expected floating or integer values")
     if t.is_floating_point():
         if not bool(torch.isfinite(t).all()):
@@ -80,9 +91,11 @@ def _stack(items: list[torch.Tensor], where: str) -> torch.Tensor:
     first = items[0]
     for i, t in enumerate(items):
         if t.shape != first.shape or t.dtype != first.dtype:
-            raise DataError(f"{where}[{i}]: {t.dtype} of shape {tuple(t.shape)} differs from {where}[0]'s "
-                            f"{first.dtype} {tuple(first.shape)}; every example of a split must have one "
-                            "shape and dtype (crop or pad them, or batch them yourself)")
+            raise DataError(
+                f"{where}[{i}]: {t.dtype} of shape {tuple(t.shape)} differs from {where}[0]'s "
+                f"{first.dtype} {tuple(first.shape)}; every example of a split must have one "
+                "shape and dtype (crop or pad them, or batch them yourself)"
+            )
     return torch.stack(items)
 
 
@@ -101,8 +114,9 @@ def read_pairs(ds, name: str) -> tuple[Inputs, torch.Tensor]:
         x, y = item[0], item[1]
         if isinstance(x, dict):
             if not x or not all(isinstance(k, str) for k in x):
-                raise DataError(f"{name}[{i}]: a dict input with keys {list(x)[:6]}; expected string keys "
-                                "naming tensors")
+                raise DataError(
+                    f"{name}[{i}]: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
+                )
             xs.append({k: as_tensor(v, f"{name}[{i}][{k!r}]") for k, v in x.items()})
         else:
             xs.append(as_tensor(x, f"{name}[{i}] input"))
@@ -111,8 +125,10 @@ def read_pairs(ds, name: str) -> tuple[Inputs, torch.Tensor]:
         keys = list(xs[0])
         for i, x in enumerate(xs):
             if not isinstance(x, dict) or list(x) != keys:
-                raise DataError(f"{name}[{i}]: input keys {list(x) if isinstance(x, dict) else type(x)}; "
-                                f"expected {keys}, as {name}[0]'s")
+                raise DataError(
+                    f"{name}[{i}]: input keys {list(x) if isinstance(x, dict) else type(x)}; "
+                    f"expected {keys}, as {name}[0]'s"
+                )
         inputs: Inputs = {k: _stack([x[k] for x in xs], f"{name} input {k!r}") for k in keys}
     else:
         inputs = _stack(xs, f"{name} input")
@@ -154,11 +170,16 @@ def spec_example(spec: Any, where: str) -> Inputs:
     if "dict" in spec and isinstance(spec["dict"], dict) and spec["dict"]:
         return {str(k): spec_example(v, where) for k, v in spec["dict"].items()}
     shape, dtype = spec.get("shape"), spec.get("dtype")
-    if (not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s
-                                               for s in shape) or math.prod(shape) > MAX_INPUT_ELEMENTS
-            or dtype not in ("float32", "int64", "uint8")):
-        raise ValueError(f"{where}: input: got {str(spec)[:80]}; expected a shape of positive sizes of at "
-                         f"most {MAX_INPUT_ELEMENTS} numbers and a dtype float32, int64 or uint8")
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s for s in shape)
+        or math.prod(shape) > MAX_INPUT_ELEMENTS
+        or dtype not in ("float32", "int64", "uint8")
+    ):
+        raise ValueError(
+            f"{where}: input: got {str(spec)[:80]}; expected a shape of positive sizes of at "
+            f"most {MAX_INPUT_ELEMENTS} numbers and a dtype float32, int64 or uint8"
+        )
     t = torch.zeros(2, *shape, dtype=getattr(torch, dtype))
     return _model_view(t)
 
@@ -203,12 +224,16 @@ class TensorData:
         return 0 if xs is None else _rows(xs)
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
-        xs, ys = {"test": (self.test_x, self.test_y), "train": (self.train_x, self.train_y),
-                  "val": (self.val_x, self.val_y), "ood": (None, None)}[split]
+        xs, ys = {
+            "test": (self.test_x, self.test_y),
+            "train": (self.train_x, self.train_y),
+            "val": (self.val_x, self.val_y),
+            "ood": (None, None),
+        }[split]
         if xs is None or ys is None:
             return
         for i in range(0, len(ys), batch_size):
-            yield _model_view(take(xs, slice(i, i + batch_size))), ys[i:i + batch_size]
+            yield _model_view(take(xs, slice(i, i + batch_size))), ys[i : i + batch_size]
 
     def example_input(self) -> Inputs:
         """The first training example, a batch of 1 on the CPU, as the model sees it."""
@@ -221,10 +246,17 @@ class TensorData:
         return tuple(self.train_y.shape[1:])
 
     def describe(self) -> dict:
-        out = {"source": self.source, "classes": self.classes, "train": int(len(self.train_y)),
-               "test": int(len(self.test_y)), "input": self.input_spec(),
-               "target": {"shape": list(self.train_y.shape[1:]),
-                          "dtype": str(self.train_y.dtype).removeprefix("torch.")}}
+        out = {
+            "source": self.source,
+            "classes": self.classes,
+            "train": int(len(self.train_y)),
+            "test": int(len(self.test_y)),
+            "input": self.input_spec(),
+            "target": {
+                "shape": list(self.train_y.shape[1:]),
+                "dtype": str(self.train_y.dtype).removeprefix("torch."),
+            },
+        }
         if self.split_size("val"):
             out["val"] = self.split_size("val")
         return out
@@ -234,8 +266,9 @@ def _class_targets(y: torch.Tensor) -> bool:
     return y.ndim == 1 and not y.is_floating_point()
 
 
-def _limit(x: Inputs, y: torch.Tensor, limit: int | None, seed: int,
-           split: str) -> tuple[Inputs, torch.Tensor]:
+def _limit(
+    x: Inputs, y: torch.Tensor, limit: int | None, seed: int, split: str
+) -> tuple[Inputs, torch.Tensor]:
     n = len(y)
     if limit is None or limit >= n:
         return x, y
@@ -247,22 +280,37 @@ def _limit(x: Inputs, y: torch.Tensor, limit: int | None, seed: int,
     return take(x, keep), y[keep]
 
 
-def prepare_tensors(cfg: Config, device: torch.device, train, test=None, *, source: str = "python Datasets",
-                    classes: list[str] | None = None) -> TensorData:
+def prepare_tensors(
+    cfg: Config,
+    device: torch.device,
+    train,
+    test=None,
+    *,
+    source: str = "python Datasets",
+    classes: list[str] | None = None,
+) -> TensorData:
     """Read a user's ``train`` (and ``test``; None: evaluate on ``train``) Datasets whole and build the
     batching state ``cfg`` asks for. ``train`` / ``test`` may also be ``(inputs, targets)`` tensors already
     stacked."""
     d, seed, M = cfg.data, cfg.train.seed, cfg.model.members
-    for name, bad in (("data.label_split", d.label_split is not None),
-                      ("data.classes", d.classes is not None),
-                      ("data.crop_padding", d.crop_padding != 0), ("data.flip", d.flip)):
+    for name, bad in (
+        ("data.label_split", d.label_split is not None),
+        ("data.classes", d.classes is not None),
+        ("data.crop_padding", d.crop_padding != 0),
+        ("data.flip", d.flip),
+    ):
         if bad:
-            raise ConfigError(f"{name}: got {getattr(d, name.split('.')[1])!r}; expected its default for "
-                              "inputs that are not square images (augmentation and class selection are "
-                              "image-classification settings)")
+            raise ConfigError(
+                f"{name}: got {getattr(d, name.split('.')[1])!r}; expected its default for "
+                "inputs that are not square images (augmentation and class selection are "
+                "image-classification settings)"
+            )
     train_x, train_y = train if isinstance(train, tuple) else read_pairs(train, "train")
-    test_x, test_y = (train_x, train_y) if test is None else (
-        test if isinstance(test, tuple) else read_pairs(test, "test"))
+    test_x, test_y = (
+        (train_x, train_y)
+        if test is None
+        else (test if isinstance(test, tuple) else read_pairs(test, "test"))
+    )
     train_x, train_y = _limit(train_x, train_y, d.train_limit, seed, "train")
     test_x, test_y = _limit(test_x, test_y, d.test_limit, seed, "test")
     val_x = val_y = None
@@ -275,17 +323,26 @@ def prepare_tensors(cfg: Config, device: torch.device, train, test=None, *, sour
         train_x, train_y = take(train_x, keep), train_y[keep]
     if cfg.task.is_classification and classes is None:
         if not _class_targets(train_y) or not _class_targets(test_y):
-            raise DataError(f"train: targets {train_y.dtype} of shape {tuple(train_y.shape)}; classification "
-                            "expects integer class indices (N,): set task.name (regression, "
-                            "multi_hypothesis, segmentation) for other targets")
+            raise DataError(
+                f"train: targets {train_y.dtype} of shape {tuple(train_y.shape)}; classification "
+                "expects integer class indices (N,): set task.name (regression, "
+                "multi_hypothesis, segmentation) for other targets"
+            )
         top = int(max(int(train_y.max()), int(test_y.max()))) + 1
         if int(min(int(train_y.min()), int(test_y.min()))) < 0:
             raise DataError("train: a negative class index; expected class indices >= 0")
         classes = [str(i) for i in range(top)]
     weights = bootstrap_counts(len(train_y), M, seed).float().to(device) if d.bagging else None
-    return TensorData(device=device, train_x=_to(train_x, device), train_y=train_y.to(device),
-                      test_x=_to(test_x, device), test_y=test_y.to(device),
-                      plan=BatchPlan(len(train_y), cfg.train.batch_size, seed), weights=weights,
-                      source=source,
-                      classes=classes, val_x=None if val_x is None else _to(val_x, device),
-                      val_y=None if val_y is None else val_y.to(device))
+    return TensorData(
+        device=device,
+        train_x=_to(train_x, device),
+        train_y=train_y.to(device),
+        test_x=_to(test_x, device),
+        test_y=test_y.to(device),
+        plan=BatchPlan(len(train_y), cfg.train.batch_size, seed),
+        weights=weights,
+        source=source,
+        classes=classes,
+        val_x=None if val_x is None else _to(val_x, device),
+        val_y=None if val_y is None else val_y.to(device),
+    )

@@ -36,6 +36,7 @@ except AttributeError:  # Pillow 9.0 (pyproject allows it) has no Resampling enu
     # Pillow >= 9.1 sets the module-level names dynamically, so the checker does not see them
     _BILINEAR = Image.BILINEAR  # type: ignore[attr-defined]
 
+
 def eval_view(img: Image.Image, size: int, resize: int) -> Image.Image:
     """Shorter side to ``resize``, then the centre ``size`` x ``size`` crop (``resize >= size``)."""
     if img.size == (size, size) and resize == size:

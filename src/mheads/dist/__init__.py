@@ -16,5 +16,17 @@ from mheads.dist.model import DistributedTreeNet
 from mheads.dist.ops import broadcast, gather
 from mheads.dist.placement import Placement, PlacementError
 
-__all__ = ["Comm", "DistComm", "DistributedFailure", "DistributedTreeNet", "Placement", "PlacementError",
-           "broadcast", "default_backend", "gather", "init", "init_from_env", "setup_from_config"]
+__all__ = [
+    "Comm",
+    "DistComm",
+    "DistributedFailure",
+    "DistributedTreeNet",
+    "Placement",
+    "PlacementError",
+    "broadcast",
+    "default_backend",
+    "gather",
+    "init",
+    "init_from_env",
+    "setup_from_config",
+]

@@ -46,8 +46,15 @@ class DistComm:
             repeat its coordinates. Only replica 0 evaluates and gathers checkpoints.
     """
 
-    def __init__(self, rank: int, world_size: int, root_rank: int, device: torch.device, timeout_s: float,
-                 heartbeat: Heartbeat | None = None):
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        root_rank: int,
+        device: torch.device,
+        timeout_s: float,
+        heartbeat: Heartbeat | None = None,
+    ):
         if not 0 <= root_rank < world_size:
             raise ValueError(f"root_rank: got {root_rank!r}; expected a rank in 0..{world_size - 1}")
         self.rank, self.world_size, self.root_rank = rank, world_size, root_rank
@@ -69,8 +76,11 @@ class DistComm:
         n = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
         with collective("broadcast_json"):
             dist.broadcast(n, src=self.root_rank)
-            buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device) if self.is_root
-                   else torch.empty(int(n.item()), dtype=torch.uint8, device=self.device))
+            buf = (
+                torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device)
+                if self.is_root
+                else torch.empty(int(n.item()), dtype=torch.uint8, device=self.device)
+            )
             dist.broadcast(buf, src=self.root_rank)
         return json.loads(buf.cpu().numpy().tobytes().decode()) if not self.is_root else obj
 
@@ -90,7 +100,7 @@ class DistComm:
         flat.div_(self.replicas)
         offset = 0
         for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
     def sum_over_replicas(self, t: torch.Tensor) -> torch.Tensor:
@@ -169,8 +179,17 @@ class DistComm:
             dist.destroy_process_group()
 
 
-def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | None = None,
-         root_rank: int = 0, store_host: int | None = None, device: torch.device | None = None) -> DistComm:
+def init(
+    store,
+    rank: int,
+    world_size: int,
+    *,
+    timeout_s: float,
+    backend: str | None = None,
+    root_rank: int = 0,
+    store_host: int | None = None,
+    device: torch.device | None = None,
+) -> DistComm:
     """Start the default process group on ``store`` and this rank's heartbeat; returns the communicator.
 
     Args:
@@ -186,11 +205,17 @@ def init(store, rank: int, world_size: int, *, timeout_s: float, backend: str | 
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"backend: got {backend!r}; expected 'gloo' or 'nccl'")
     if device is None:
-        device = (torch.device("cuda", torch.cuda.current_device()) if backend == "nccl"
-                  else torch.device("cpu"))
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        )
     store.set_timeout(timedelta(seconds=timeout_s))
-    dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank,
-                            world_size=world_size, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore("default_pg", store),
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )
     heartbeat = Heartbeat(store, rank, world_size, timeout_s, store_host=store_host)
     faults.install(heartbeat)
     return DistComm(rank, world_size, root_rank, torch.device(device), float(timeout_s), heartbeat)
@@ -201,8 +226,10 @@ def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: in
     ``MASTER_PORT``). With NCCL each process uses GPU ``LOCAL_RANK``."""
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise RuntimeError(f"distributed launch: environment variables {', '.join(missing)} are not set; "
-                           "start the processes with torchrun (see docs/distributed.md)")
+        raise RuntimeError(
+            f"distributed launch: environment variables {', '.join(missing)} are not set; "
+            "start the processes with torchrun (see docs/distributed.md)"
+        )
     backend = backend or default_backend()
     device = None
     if backend == "nccl":
@@ -214,5 +241,13 @@ def init_from_env(timeout_s: float, backend: str | None = None, *, root_rank: in
     store = dist.PrefixStore(f"mheads/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     # Under torchrun the agent serves the store (it outlives the workers); otherwise rank 0's process does.
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    return init(store, rank, world_size, timeout_s=timeout_s, backend=backend, root_rank=root_rank,
-                store_host=None if agent_store else 0, device=device)
+    return init(
+        store,
+        rank,
+        world_size,
+        timeout_s=timeout_s,
+        backend=backend,
+        root_rank=root_rank,
+        store_host=None if agent_store else 0,
+        device=device,
+    )

@@ -34,8 +34,16 @@ class DistributedFailure(RuntimeError):
         self.lost_rank = lost_rank
 
 
-_BACKEND_MARKERS = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "broken pipe",
-                    "socket", "store")
+_BACKEND_MARKERS = (
+    "gloo",
+    "nccl",
+    "connection closed",
+    "connection reset",
+    "timed out",
+    "broken pipe",
+    "socket",
+    "store",
+)
 
 
 def is_comm_error(err: BaseException) -> bool:
@@ -75,6 +83,7 @@ class Heartbeat:
         self.timeout_s, self.store_host = float(timeout_s), store_host
         self.period = min(1.0, max(0.05, timeout_s / 10))
         self.stale_after = 3 * self.period
+
         # One connection per thread (the beating thread, and the main thread's reads and status): a store
         # client is not meant to be shared by threads, and either may block while the other must go on.
         def own(store):
@@ -152,8 +161,9 @@ class Heartbeat:
                 store_error = self._store_error
             if store_error is not None:
                 if self.store_host is not None and self.store_host != self.rank:
-                    return self.store_host, ("its process hosted the rendezvous store, which stopped "
-                                             f"answering ({store_error})")
+                    return self.store_host, (
+                        f"its process hosted the rendezvous store, which stopped answering ({store_error})"
+                    )
                 return None, f"the rendezvous store stopped answering ({store_error})"
             if time.monotonic() >= end:
                 return None, f"no rank was seen to crash or go silent within {deadline_s:.0f} s"
@@ -167,7 +177,7 @@ class Heartbeat:
         # A rank that recorded its own error is the cause; a casualty's report names the cause; silence last.
         for r, status in statuses.items():
             if status is not None and status.startswith("crashed:"):
-                return r, f"it failed with {status[len('crashed:'):].strip()}"
+                return r, f"it failed with {status[len('crashed:') :].strip()}"
         for r, status in statuses.items():
             if status is not None and status.startswith("lost:"):
                 _, lost, why = (status.split(":", 2) + ["", ""])[:3]
@@ -208,8 +218,9 @@ def failure_from(err: BaseException, what: str) -> DistributedFailure:
         hb.set_status(f"failed: {why}")
         return DistributedFailure(f"{what} on rank {hb.rank} failed ({_first_line(err)}); {why}")
     hb.set_status(f"lost: {lost}: {why}")
-    return DistributedFailure(f"lost rank {lost} of {hb.world_size}: {why}; "
-                              f"rank {hb.rank} stopped during {what}", lost)
+    return DistributedFailure(
+        f"lost rank {lost} of {hb.world_size}: {why}; rank {hb.rank} stopped during {what}", lost
+    )
 
 
 @contextmanager

@@ -52,13 +52,22 @@ def make_layout(replicas: int, device_type: str = "cpu") -> Layout:
     """The layout of the running job (collective: every rank calls it)."""
     world, rank = dist.get_world_size(), dist.get_rank()
     if replicas < 1 or world % replicas:
-        raise LayoutError(f"dist.replicas: got {replicas}; expected a divisor of the number of processes "
-                          f"({world}): world size = replicas x the ranks the placement uses")
+        raise LayoutError(
+            f"dist.replicas: got {replicas}; expected a divisor of the number of processes "
+            f"({world}): world size = replicas x the ranks the placement uses"
+        )
     per = world // replicas
     if replicas == 1:
         return Layout(1, per, 0, rank)
     from torch.distributed.device_mesh import init_device_mesh
 
     mesh = init_device_mesh(device_type, (replicas, per), mesh_dim_names=("replica", "model"))
-    return Layout(replicas, per, rank // per, rank % per, model_group=mesh.get_group("model"),
-                  replica_group=mesh.get_group("replica"), mesh=mesh)
+    return Layout(
+        replicas,
+        per,
+        rank // per,
+        rank % per,
+        model_group=mesh.get_group("model"),
+        replica_group=mesh.get_group("replica"),
+        mesh=mesh,
+    )

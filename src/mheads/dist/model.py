@@ -76,8 +76,10 @@ class DistributedTreeNet(nn.Module):
     def __init__(self, tree: TreeNet, placement: Placement | Mapping | None = None, group=None):
         super().__init__()
         if not dist.is_initialized():
-            raise RuntimeError("DistributedTreeNet: torch.distributed is not initialized; call "
-                               "mheads.dist.init_from_env first (under torchrun)")
+            raise RuntimeError(
+                "DistributedTreeNet: torch.distributed is not initialized; call "
+                "mheads.dist.init_from_env first (under torchrun)"
+            )
         if not isinstance(tree, TreeNet):
             raise TypeError(f"tree: got {type(tree).__name__}; expected a mheads.tree.treenet.TreeNet")
         if placement is None or isinstance(placement, Mapping):
@@ -85,8 +87,9 @@ class DistributedTreeNet(nn.Module):
         self.group = group
         self._ranks = dist.get_process_group_ranks(group if group is not None else dist.group.WORLD)
         if dist.get_rank() not in self._ranks:
-            raise ValueError(f"group: this process (rank {dist.get_rank()}) is not in the group "
-                             f"{self._ranks}")
+            raise ValueError(
+                f"group: this process (rank {dist.get_rank()}) is not in the group {self._ranks}"
+            )
         world = len(self._ranks)
         root = tree.root
         n_branches = len(root.branches)
@@ -104,9 +107,11 @@ class DistributedTreeNet(nn.Module):
         self._gather_ranks = sorted({p.root_rank, *branch_ranks})
         idle = [r for r in range(world) if r not in self._bcast_ranks and r not in self._gather_ranks]
         if idle:
-            raise PlacementError(f"placement: ranks {idle} would hold no part of the model (trunk rank "
-                                 f"{p.trunk_rank}, branch ranks {branch_ranks}, root rank {p.root_rank}); "
-                                 f"start fewer processes or place branches there")
+            raise PlacementError(
+                f"placement: ranks {idle} would hold no part of the model (trunk rank "
+                f"{p.trunk_rank}, branch ranks {branch_ranks}, root rank {p.root_rank}); "
+                f"start fewer processes or place branches there"
+            )
         # A collective is needed only where a part lives on another rank than its consumer (None = the world).
         self._bcast = len(self._bcast_ranks) > 1
         self._gather = len(self._gather_ranks) > 1
@@ -115,10 +120,16 @@ class DistributedTreeNet(nn.Module):
 
         # Member order: the gather returns rank by rank; the root reorders into depth-first leaf order.
         offsets = [sum(leaves[:j]) for j in range(n_branches)]
-        order = [m for r in self._gather_ranks for j in range(n_branches) if branch_ranks[j] == r
-                 for m in range(offsets[j], offsets[j] + leaves[j])]
-        self._sizes = [sum(n for j, n in enumerate(leaves) if branch_ranks[j] == r)
-                       for r in self._gather_ranks]
+        order = [
+            m
+            for r in self._gather_ranks
+            for j in range(n_branches)
+            if branch_ranks[j] == r
+            for m in range(offsets[j], offsets[j] + leaves[j])
+        ]
+        self._sizes = [
+            sum(n for j, n in enumerate(leaves) if branch_ranks[j] == r) for r in self._gather_ranks
+        ]
         pos = [order.index(m) for m in range(self.num_members)]
         self._perm = None if pos == list(range(self.num_members)) else torch.tensor(pos)
 
@@ -131,9 +142,15 @@ class DistributedTreeNet(nn.Module):
         for j, branch in enumerate(root.branches):
             if j not in self._local:
                 branch.to("meta")
-        self.root = _Part(root.layers if holds_trunk else nn.Sequential(),
-                          nn.ModuleList([root.branches[j] if j in self._local else _Remote(branch_ranks[j])
-                                         for j in range(n_branches)]))
+        self.root = _Part(
+            root.layers if holds_trunk else nn.Sequential(),
+            nn.ModuleList(
+                [
+                    root.branches[j] if j in self._local else _Remote(branch_ranks[j])
+                    for j in range(n_branches)
+                ]
+            ),
+        )
         self._meta = {"trunk": root.layers, "branch": root.branches[0]}  # plain dict: not submodules
         self._holds_trunk = holds_trunk
         self._keys = list(tree.state_dict().keys())
@@ -168,8 +185,11 @@ class DistributedTreeNet(nn.Module):
             with torch.no_grad():
                 if h is None:
                     h = self._meta["trunk"](torch.empty(x.shape, dtype=x.dtype, device="meta"))
-                out = h if what == "trunk" else self._meta["branch"](torch.empty(h.shape, dtype=h.dtype,
-                                                                                   device="meta"))[0]
+                out = (
+                    h
+                    if what == "trunk"
+                    else self._meta["branch"](torch.empty(h.shape, dtype=h.dtype, device="meta"))[0]
+                )
             self._shape_cache[key] = tuple(out.shape)
         return self._shape_cache[key]
 
@@ -191,15 +211,19 @@ class DistributedTreeNet(nn.Module):
             if h is not None:  # the trunk rank (a broadcast implies a trunk, so no other rank has h yet)
                 h = broadcast(h.to(cdtype), src, self._bgroup)
             else:
-                h = broadcast(torch.empty(self._meta_shape("trunk", x, None), dtype=cdtype, device=x.device),
-                              src, self._bgroup)
+                h = broadcast(
+                    torch.empty(self._meta_shape("trunk", x, None), dtype=cdtype, device=x.device),
+                    src,
+                    self._bgroup,
+                )
         outs = [leaf for j in self._local for leaf in self.root.branches[j](h)]
         if outs:
             local = torch.stack(outs).to(cdtype)  # (m_rank, B, C)
         else:
             shape = (0,) + self._meta_shape("leaf", x, None if h is None else h.detach().to("meta"))
-            local = (_tie(h, shape, cdtype) if h is not None
-                     else torch.empty(shape, dtype=cdtype, device=x.device))
+            local = (
+                _tie(h, shape, cdtype) if h is not None else torch.empty(shape, dtype=cdtype, device=x.device)
+            )
         # the trunk rank holding no branch: backward = broadcast's reduce
         if self.rank not in self._gather_ranks:
             return local
@@ -242,8 +266,9 @@ class DistributedTreeNet(nn.Module):
                 got.update(recv_named(self._keys, self._ranks[r], device, self.group))
         return {k: got[k] for k in self._keys if k in got}
 
-    def scatter_tensors(self, full: Mapping[str, torch.Tensor] | None, *,
-                        complete: bool = False) -> dict[str, torch.Tensor]:
+    def scatter_tensors(
+        self, full: Mapping[str, torch.Tensor] | None, *, complete: bool = False
+    ) -> dict[str, torch.Tensor]:
         """The inverse of :meth:`gather_tensors` (collective): ``full`` on the root (None elsewhere); returns
         on each rank the entries it owns, on the CPU. ``complete``: every state key must be present. The root
         checks the keys before anything is sent, so a wrong dict fails on every rank instead of leaving them
@@ -266,15 +291,23 @@ class DistributedTreeNet(nn.Module):
         with collective("checking the tensors to distribute"):
             dist.broadcast(ok, src=self._ranks[root], group=self.group)
         if not int(ok.item()):
-            raise KeyError(f"scatter_tensors: {problem}" if problem else
-                           f"scatter_tensors: the root (rank {root}) refused the tensors; see its error")
+            raise KeyError(
+                f"scatter_tensors: {problem}"
+                if problem
+                else f"scatter_tensors: the root (rank {root}) refused the tensors; see its error"
+            )
         if not self.is_root:
             return recv_named(self._keys, self._ranks[root], device, self.group)
         assert full is not None  # the root refused None above
         for r in range(self.world_size):
             if r != root:
-                send_named({k: v for k, v in full.items() if self._owner[k] == r}, self._keys, self._ranks[r],
-                           device, self.group)
+                send_named(
+                    {k: v for k, v in full.items() if self._owner[k] == r},
+                    self._keys,
+                    self._ranks[r],
+                    device,
+                    self.group,
+                )
         return {k: v.detach().to("cpu", copy=True) for k, v in full.items() if self._owner[k] == root}
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:

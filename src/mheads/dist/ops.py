@@ -81,8 +81,9 @@ def _check_member(name: str, rank: int, ranks: list[int]) -> None:
         raise ValueError(f"{name}: got rank {rank}; it is not in the group (ranks {ranks})")
     me = dist.get_rank()
     if me not in ranks:  # torch.distributed would silently skip the collective on a non-member
-        raise ValueError(f"group: this process (rank {me}) is not in the group (ranks {ranks}); "
-                         "only members call")
+        raise ValueError(
+            f"group: this process (rank {me}) is not in the group (ranks {ranks}); only members call"
+        )
 
 
 class _Broadcast(torch.autograd.Function):
@@ -91,8 +92,11 @@ class _Broadcast(torch.autograd.Function):
         ctx.src, ctx.group = src, group
         ctx.is_src = dist.get_rank() == src
         ctx.x_needs_grad = x.requires_grad
-        out = x.detach().clone(memory_format=torch.contiguous_format) if ctx.is_src else torch.empty(
-            x.shape, dtype=x.dtype, device=x.device)
+        out = (
+            x.detach().clone(memory_format=torch.contiguous_format)
+            if ctx.is_src
+            else torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        )
         with _comm("broadcast", out.device):
             dist.broadcast(out, src=src, group=group)
         return out
@@ -134,8 +138,9 @@ def _exchange_sizes(n: int, ranks: list[int], group, device: torch.device) -> li
 
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dst: int, group, sizes: list[int],
-                anchor: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, dst: int, group, sizes: list[int], anchor: torch.Tensor
+    ) -> torch.Tensor:
         ctx.dst, ctx.group, ctx.sizes = dst, group, sizes
         ctx.is_dst = dist.get_rank() == dst
         ctx.x_needs_grad = x.requires_grad
@@ -196,8 +201,9 @@ def gather(x: torch.Tensor, dst: int, group=None, sizes: Sequence[int] | None = 
     else:
         sizes = [int(s) for s in sizes]
         if len(sizes) != len(ranks):
-            raise ValueError(f"gather sizes: got {len(sizes)} sizes; the group has {len(ranks)} ranks, "
-                             "give one each")
+            raise ValueError(
+                f"gather sizes: got {len(sizes)} sizes; the group has {len(ranks)} ranks, give one each"
+            )
         if sizes[me] != x.shape[0]:
             raise ValueError(f"gather sizes[{me}]: got {sizes[me]}; this rank's x has {x.shape[0]} rows")
     return _Gather.apply(x, dst, group, sizes, _anchor(x))

@@ -51,12 +51,15 @@ class Placement:
                 raise PlacementError(f"placement.{name}: got {v!r}; expected a rank, an integer >= 0")
         if self.branch_ranks is not None:
             if isinstance(self.branch_ranks, (str, bytes)) or not isinstance(self.branch_ranks, Sequence):
-                raise PlacementError(f"placement.branch_ranks: got {self.branch_ranks!r}; expected a list of "
-                                     "ranks, one per top-level branch")
+                raise PlacementError(
+                    f"placement.branch_ranks: got {self.branch_ranks!r}; expected a list of "
+                    "ranks, one per top-level branch"
+                )
             for j, r in enumerate(self.branch_ranks):
                 if not _is_int(r) or r < 0:
-                    raise PlacementError(f"placement.branch_ranks[{j}]: got {r!r}; "
-                                         "expected a rank, an integer >= 0")
+                    raise PlacementError(
+                        f"placement.branch_ranks[{j}]: got {r!r}; expected a rank, an integer >= 0"
+                    )
             self.branch_ranks = list(self.branch_ranks)
 
     @classmethod
@@ -67,8 +70,9 @@ class Placement:
         if d is None:
             return cls()
         if not isinstance(d, Mapping):
-            raise PlacementError(f"placement: got {d!r}; expected a mapping like "
-                                 "{trunk: 0, branches: [0, 1, 2]}")
+            raise PlacementError(
+                f"placement: got {d!r}; expected a mapping like {{trunk: 0, branches: [0, 1, 2]}}"
+            )
         kwargs = {}
         for key, value in d.items():
             field = _KEYS.get(key, key if key in _KEYS.values() else None)
@@ -90,24 +94,30 @@ class Placement:
         if branches is None:
             branches = [j % world_size for j in range(num_branches)]
         if len(branches) != num_branches:
-            raise PlacementError(f"placement.branch_ranks: got {len(branches)} ranks {branches}; "
-                                 f"the model has {num_branches} top-level branches, give one rank for each")
+            raise PlacementError(
+                f"placement.branch_ranks: got {len(branches)} ranks {branches}; "
+                f"the model has {num_branches} top-level branches, give one rank for each"
+            )
         hi = world_size - 1
         for name, r in (("trunk_rank", self.trunk_rank), ("root_rank", self.root_rank)):
             if r > hi:
-                raise PlacementError(f"placement.{name}: got {r}; only ranks 0..{hi} exist "
-                                     f"({world_size} processes)")
+                raise PlacementError(
+                    f"placement.{name}: got {r}; only ranks 0..{hi} exist ({world_size} processes)"
+                )
         for j, r in enumerate(branches):
             if r > hi:
-                raise PlacementError(f"placement.branch_ranks[{j}]: got {r}; only ranks 0..{hi} exist "
-                                     f"({world_size} processes)")
+                raise PlacementError(
+                    f"placement.branch_ranks[{j}]: got {r}; only ranks 0..{hi} exist ({world_size} processes)"
+                )
         return Placement(self.trunk_rank, list(branches), self.root_rank)
 
     def members_per_rank(self, leaves_per_branch: Sequence[int], world_size: int) -> list[int]:
         """How many members (leaves) each rank holds, for a resolved placement."""
         if self.branch_ranks is None:
-            raise PlacementError("placement.branch_ranks: got None (the default, round-robin); expected "
-                                 "resolved ranks: call resolve(num_branches, world_size) first")
+            raise PlacementError(
+                "placement.branch_ranks: got None (the default, round-robin); expected "
+                "resolved ranks: call resolve(num_branches, world_size) first"
+            )
         counts = [0] * world_size
         for r, n in zip(self.branch_ranks, leaves_per_branch):
             counts[r] += n

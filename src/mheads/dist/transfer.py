@@ -15,13 +15,24 @@ from mheads.dist.faults import collective
 
 __all__ = ["recv_named", "send_named"]
 
-_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
-           torch.int8, torch.uint8, torch.bool]
+_DTYPES = [
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+]
 _CODE = {d: i for i, d in enumerate(_DTYPES)}
 
 
-def send_named(named: Mapping[str, torch.Tensor], keys: list[str], dst: int, device: torch.device,
-               group=None) -> None:
+def send_named(
+    named: Mapping[str, torch.Tensor], keys: list[str], dst: int, device: torch.device, group=None
+) -> None:
     """Send ``named`` (a subset of ``keys``) to global rank ``dst``, which calls :func:`recv_named`."""
     index = {k: i for i, k in enumerate(keys)}
     header: list[int] = [len(named)]
@@ -51,7 +62,7 @@ def recv_named(keys: list[str], src: int, device: torch.device, group=None) -> d
         pos = 1
         for _ in range(h[0]):
             i, code, ndim = h[pos], h[pos + 1], h[pos + 2]
-            shape = h[pos + 3: pos + 3 + ndim]
+            shape = h[pos + 3 : pos + 3 + ndim]
             pos += 3 + ndim
             t = torch.empty(shape, dtype=_DTYPES[code], device=device)
             dist.recv(t, src=src, group=group)

@@ -153,8 +153,12 @@ def _minimise_log_temperature(objective: Callable[[torch.Tensor], torch.Tensor],
         a, b = torch.where(left, a, c), torch.where(left, d, b)
         x = torch.where(left, b - INV_PHI * (b - a), a + INV_PHI * (b - a))
         fx = objective(x)
-        c, d, fc, fd = (torch.where(left, x, d), torch.where(left, c, x),
-                        torch.where(left, fx, fd), torch.where(left, fc, fx))
+        c, d, fc, fd = (
+            torch.where(left, x, d),
+            torch.where(left, c, x),
+            torch.where(left, fx, fd),
+            torch.where(left, fc, fx),
+        )
     u, fu = torch.where(fc <= fd, c, d), torch.minimum(fc, fd)
     return torch.where(fu <= best_value, u, best_u)
 
@@ -170,6 +174,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, per_member: boo
         raise TypeError(f"per_member: got {per_member!r}; expected a bool")
     logits64, targets = checked_float64_logits_targets(logits, targets)
     if per_member:
+
         def objective(u: torch.Tensor) -> torch.Tensor:
             return member_nll(logits64 / u.exp().view(-1, 1, 1), targets).mean(dim=1)
 
@@ -191,8 +196,9 @@ def apply_temperature(logits: torch.Tensor, temperature: float | torch.Tensor) -
         check_number("temperature", temperature, 0.0, strict_low=True)
         temperature = torch.tensor(float(temperature))
     if temperature.shape not in ((), (logits.shape[0],)):
-        raise ValueError(f"temperature: got shape {tuple(temperature.shape)}; expected () or "
-                         f"(M,) = ({logits.shape[0]},)")
+        raise ValueError(
+            f"temperature: got shape {tuple(temperature.shape)}; expected () or (M,) = ({logits.shape[0]},)"
+        )
     checked = temperature.detach().to("cpu", torch.float64)
     if not bool((torch.isfinite(checked) & (checked > 0)).all()):
         raise ValueError(f"temperature: got {checked.tolist()}; expected finite values > 0")

@@ -47,9 +47,9 @@ CONVENTIONS = {
     "aupr_in": "average precision with in-distribution as the positive class; chance = aupr_in_chance",
     "aupr_out": "average precision with OOD as the positive class; chance = aupr_out_chance",
     "fpr95_in": "the OOD literature's FPR95: in-distribution positive; the fraction of OOD accepted as "
-                "in-distribution at the threshold that accepts 95% of the in-distribution data",
+    "in-distribution at the threshold that accepts 95% of the in-distribution data",
     "fpr95_out": "OOD positive: the fraction of in-distribution data flagged as OOD at the threshold that "
-                 "flags 95% of the OOD data",
+    "flags 95% of the OOD data",
 }
 
 
@@ -85,7 +85,7 @@ def _checked(in_scores: torch.Tensor, out_scores: torch.Tensor) -> tuple[torch.T
     in64, out64 = check_scores("in_scores", in_scores), check_scores("out_scores", out_scores)
     dtype = torch.promote_types(in_scores.dtype, out_scores.dtype)
     merged = _merge_ulp_ties(torch.cat([in64, out64]), dtype)  # jointly: ties across the sets matter most
-    return merged[: in64.shape[0]], merged[in64.shape[0]:]
+    return merged[: in64.shape[0]], merged[in64.shape[0] :]
 
 
 def _cumulative_counts(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,8 +146,10 @@ def fpr_at_tpr(
     """FPR at the threshold whose TPR first reaches `tpr`, with `positive` ("in" or "out") the positive
     class (see the module docstring: "in" is the OOD literature's convention)."""
     if positive not in POSITIVES:
-        raise ValueError(f"positive: got {positive!r}; expected 'in' (in-distribution, the OOD literature's "
-                         "convention) or 'out'")
+        raise ValueError(
+            f"positive: got {positive!r}; expected 'in' (in-distribution, the OOD literature's "
+            "convention) or 'out'"
+        )
     check_number("tpr", tpr, 0.0, 1.0, strict_low=True)
     in64, out64 = _checked(in_scores, out_scores)
     return _fpr(-in64, -out64, tpr) if positive == "in" else _fpr(out64, in64, tpr)

@@ -16,9 +16,23 @@ from mheads.core.checks import check_int, check_number, is_number
 from mheads.ensemble.assignment import topk_assignment
 from mheads.ensemble.combine import check_logits_targets, member_log_probs, pick_targets
 
-__all__ = ["check_k", "check_mix", "check_beta", "check_epsilon", "check_temperature", "check_score_weight",
-           "check_score_logits", "check_inputs", "check_member_losses", "check_weights", "confident_terms",
-           "uniform_kl", "check_label_smoothing", "smoothed_nll", "smoothed_member_nll"]
+__all__ = [
+    "check_k",
+    "check_mix",
+    "check_beta",
+    "check_epsilon",
+    "check_temperature",
+    "check_score_weight",
+    "check_score_logits",
+    "check_inputs",
+    "check_member_losses",
+    "check_weights",
+    "confident_terms",
+    "uniform_kl",
+    "check_label_smoothing",
+    "smoothed_nll",
+    "smoothed_member_nll",
+]
 
 
 # ---------------------------------------------------------------- argument checks
@@ -79,15 +93,21 @@ def check_score_logits(score_logits: torch.Tensor | None, logits: torch.Tensor) 
     """`score_logits`: a floating `(M, B)` tensor on the logits' device (the scoring heads' outputs)."""
     expected = tuple(logits.shape[:2])
     if not isinstance(score_logits, torch.Tensor):
-        raise ValueError(f"score_logits: got {type(score_logits).__name__}; expected a floating tensor of "
-                         f"shape (M, B) = {expected} (the scoring heads' logits, "
-                         "TreeNet.forward_with_scores)")
+        raise ValueError(
+            f"score_logits: got {type(score_logits).__name__}; expected a floating tensor of "
+            f"shape (M, B) = {expected} (the scoring heads' logits, "
+            "TreeNet.forward_with_scores)"
+        )
     if tuple(score_logits.shape) != expected or not score_logits.is_floating_point():
-        raise ValueError(f"score_logits: got {score_logits.dtype} of shape {tuple(score_logits.shape)}; "
-                         f"expected a floating tensor of shape (M, B) = {expected}")
+        raise ValueError(
+            f"score_logits: got {score_logits.dtype} of shape {tuple(score_logits.shape)}; "
+            f"expected a floating tensor of shape (M, B) = {expected}"
+        )
     if score_logits.device != logits.device:
-        raise ValueError(f"score_logits: got a tensor on {score_logits.device}; expected one on the logits' "
-                         f"device {logits.device}")
+        raise ValueError(
+            f"score_logits: got a tensor on {score_logits.device}; expected one on the logits' "
+            f"device {logits.device}"
+        )
 
 
 def check_inputs(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -101,8 +121,10 @@ def check_member_losses(losses: torch.Tensor) -> None:
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"member_losses must be a torch.Tensor, got {type(losses).__name__}")
     if losses.ndim != 2 or min(losses.shape) < 1 or not losses.is_floating_point():
-        raise ValueError(f"member_losses: got {losses.dtype} of shape {tuple(losses.shape)}; expected a "
-                         "floating tensor of shape (M, B) with M, B >= 1")
+        raise ValueError(
+            f"member_losses: got {losses.dtype} of shape {tuple(losses.shape)}; expected a "
+            "floating tensor of shape (M, B) with M, B >= 1"
+        )
 
 
 def check_weights(weights: torch.Tensor | None, logits: torch.Tensor) -> None:

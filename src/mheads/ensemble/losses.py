@@ -92,7 +92,10 @@ __all__ = [
 
 
 def independent_ce(
-    logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None = None,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Sum over members of each member's mean cross-entropy: each member gets exactly the gradient it would
@@ -103,8 +106,9 @@ def independent_ce(
     return independent_terms(smoothed_member_nll(logits, targets, label_smoothing), weights).sum()
 
 
-def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *,
-                      weights: None = None) -> torch.Tensor:
+def score_averaged_ce(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *, weights: None = None
+) -> torch.Tensor:
     """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
 
     Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
@@ -115,13 +119,15 @@ def score_averaged_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothi
     _no_weights(score_averaged_ce, weights)
     check_label_smoothing(label_smoothing)
     if label_smoothing:
-        return smoothed_nll(member_log_probs(mean_scores(logits).unsqueeze(0)), targets,
-                            label_smoothing).mean()
+        return smoothed_nll(
+            member_log_probs(mean_scores(logits).unsqueeze(0)), targets, label_smoothing
+        ).mean()
     return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
 
 
-def prob_averaged_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *,
-                     weights: None = None) -> torch.Tensor:
+def prob_averaged_ce(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *, weights: None = None
+) -> torch.Tensor:
     """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
 
     `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
@@ -265,8 +271,10 @@ class LossResult:
 
 def _no_weights(average, weights) -> None:
     if weights is not None:
-        raise ValueError(f"weights: loss {average.__name__!r} averages the members and takes no per-member "
-                         "weights; got some (expected None)")
+        raise ValueError(
+            f"weights: loss {average.__name__!r} averages the members and takes no per-member "
+            "weights; got some (expected None)"
+        )
 
 
 def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
@@ -276,8 +284,9 @@ def _averaged_result(average, logits, targets, weights, label_smoothing) -> Loss
     return LossResult(average(logits, targets, label_smoothing), own_ce, None)
 
 
-def _member_nll(logits: torch.Tensor, targets: torch.Tensor,
-                smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _member_nll(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     log_probs = member_log_probs(logits)
     return log_probs, smoothed_nll(log_probs, targets, smoothing)  # (M, B, C), (M, B)
 
@@ -383,9 +392,17 @@ def _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight,
     check_label_smoothing(label_smoothing)
 
 
-def check_loss_params(num_members: int, *, k: int = 1, mix: float = 0.5, beta: float = 0.75,
-                      epsilon: float = 0.05, temperature: float = 0.0, score_weight: float = 1.0,
-                      generator: torch.Generator | None = None) -> None:
+def check_loss_params(
+    num_members: int,
+    *,
+    k: int = 1,
+    mix: float = 0.5,
+    beta: float = 0.75,
+    epsilon: float = 0.05,
+    temperature: float = 0.0,
+    score_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> None:
     """Check `ensemble_loss`'s hyperparameters for M = `num_members` without computing a loss (for the losses
     of a combined prediction, which read none of them but must refuse the same bad values)."""
     _check_params(k, num_members, mix, beta, epsilon, temperature, score_weight, 0.0)
@@ -400,8 +417,10 @@ def _check_spec(name: str, spec: LossSpec, k: int, score_logits, like: torch.Ten
 
 def _terms_result(spec: LossSpec, nll, penalty, params, weights, generator, score_logits) -> LossResult:
     if spec.terms is None:  # a loss of the combined prediction: its callers return before this
-        raise ValueError(f"loss: got a loss of the members' combined prediction ({spec.average!r}); expected "
-                         "one of per-example member losses (ENSEMBLE_LOSS_NAMES)")
+        raise ValueError(
+            f"loss: got a loss of the members' combined prediction ({spec.average!r}); expected "
+            "one of per-example member losses (ENSEMBLE_LOSS_NAMES)"
+        )
     per_member, assignment = spec.terms(nll, penalty, params, weights, generator, score_logits)
     return LossResult(per_member.sum(), per_member.detach(), assignment)
 
@@ -436,8 +455,10 @@ def ensemble_loss(
     name = LOSS_ALIASES.get(name, name)
     if name not in ENSEMBLE_LOSSES:
         names = ", ".join(ENSEMBLE_LOSS_NAMES + tuple(LOSS_ALIASES))
-        raise ValueError(f"loss: got {name!r}; expected one of {names} (a task adds the losses of its "
-                         "combined prediction: mheads.tasks)")
+        raise ValueError(
+            f"loss: got {name!r}; expected one of {names} (a task adds the losses of its "
+            "combined prediction: mheads.tasks)"
+        )
     check_member_losses(member_losses)
     _check_params(k, member_losses.shape[0], mix, beta, epsilon, temperature, score_weight, 0.0)
     check_weights(weights, member_losses)
@@ -446,9 +467,11 @@ def ensemble_loss(
     if spec.penalty:
         if not isinstance(penalty, torch.Tensor) or penalty.shape != member_losses.shape:
             got = tuple(penalty.shape) if isinstance(penalty, torch.Tensor) else type(penalty).__name__
-            raise ValueError(f"penalty: got {got}; loss {name!r} needs the non-winners' term, a tensor of "
-                             f"shape (M, B) = {tuple(member_losses.shape)} (defined for categorical outputs: "
-                             "KL(U || p_m))")
+            raise ValueError(
+                f"penalty: got {got}; loss {name!r} needs the non-winners' term, a tensor of "
+                f"shape (M, B) = {tuple(member_losses.shape)} (defined for categorical outputs: "
+                "KL(U || p_m))"
+            )
     params = LossParams(k, mix, beta, epsilon, temperature, score_weight)
     return _terms_result(spec, member_losses, penalty, params, weights, generator, score_logits)
 

@@ -38,8 +38,9 @@ def bootstrap_indices(num_examples: int, num_members: int, seed: int) -> torch.T
     check_int("seed", seed)
     return torch.stack(
         [
-            torch.randint(num_examples, (num_examples,),
-                          generator=derived_generator(seed, Stream.BOOTSTRAP, m))
+            torch.randint(
+                num_examples, (num_examples,), generator=derived_generator(seed, Stream.BOOTSTRAP, m)
+            )
             for m in range(num_members)
         ]
     )

@@ -70,8 +70,9 @@ def check_targets(targets: torch.Tensor, batch: int, num_classes: int, device: t
     return targets.long()
 
 
-def checked_float64_logits_targets(logits: torch.Tensor,
-                                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def checked_float64_logits_targets(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`logits: (M, B, C)`, `targets: (B,)` integer classes in `[0, C)` -> float64 logits, int64 targets.
 
     Checks and converts (every metric here computes in float64); raises ValueError/TypeError naming the bad

@@ -47,8 +47,10 @@ def _check_ood(logits64: torch.Tensor, ood_logits: torch.Tensor | None) -> torch
     ood64 = check_member_logits(ood_logits, "ood_logits")
     expected = (logits64.shape[0], logits64.shape[2])
     if (ood64.shape[0], ood64.shape[2]) != expected:
-        raise ValueError(f"ood_logits: got shape {tuple(ood64.shape)}; expected (M, K, C) with (M, C) = "
-                         f"{expected} like logits")
+        raise ValueError(
+            f"ood_logits: got shape {tuple(ood64.shape)}; expected (M, K, C) with (M, C) = "
+            f"{expected} like logits"
+        )
     return ood64
 
 

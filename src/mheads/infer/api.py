@@ -48,16 +48,25 @@ def _run(run: Any, what: str) -> tuple[Path, TreeNet | None]:
         return Path(run.run), run.tree
     if _is_path(run):
         return Path(run), None
-    raise ConfigError(f"{what}: got {type(run).__name__}; expected a run folder, the FitResult of mheads.fit"
-                      f"{' or a TreeNet' if what == 'run_or_tree' else ''}")
+    raise ConfigError(
+        f"{what}: got {type(run).__name__}; expected a run folder, the FitResult of mheads.fit"
+        f"{' or a TreeNet' if what == 'run_or_tree' else ''}"
+    )
 
 
 def _dataset(data: Any) -> Any:
     return data.dataset if isinstance(data, DataLoader) else data
 
 
-def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, split: str = "test",
-             batch_size: int | None = None, task: Task | None = None) -> dict:
+def evaluate(
+    run_or_tree: Any,
+    data: Any = None,
+    *,
+    model: ModelSpec = None,
+    split: str = "test",
+    batch_size: int | None = None,
+    task: Task | None = None,
+) -> dict:
     """Every ensemble metric (``ensemble_mean_acc``, ``oracle_acc``, ``member_acc``, NLL, ECE, ...).
 
     Args:
@@ -78,22 +87,28 @@ def evaluate(run_or_tree: Any, data: Any = None, *, model: ModelSpec = None, spl
     """
     if isinstance(run_or_tree, TreeNet):
         if data is None or _is_path(data):
-            raise ConfigError(f"data: got {data!r}; a TreeNet is evaluated on a Dataset or DataLoader of "
-                              "(image, label) (a data path needs a run: pass the run folder)")
+            raise ConfigError(
+                f"data: got {data!r}; a TreeNet is evaluated on a Dataset or DataLoader of "
+                "(image, label) (a data path needs a run: pass the run folder)"
+            )
         if task is not None and not isinstance(task, Classification):
             return _tree_task_metrics(run_or_tree, task, _dataset(data), batch_size or EVAL_BATCH)
         return _tree_metrics(run_or_tree, _batches(data, batch_size or EVAL_BATCH))
     run, tree = _run(run_or_tree, "run_or_tree")
     if is_tensor_run(run):  # a run on inputs of any shape (any task): its data read as tensors
         if data is None and _trained_on_python_data(run):
-            raise ConfigError(f"data: got None; the run {run} trained on Python Datasets, which its folder "
-                              "does not hold: pass the Dataset (or DataLoader) to evaluate on")
+            raise ConfigError(
+                f"data: got None; the run {run} trained on Python Datasets, which its folder "
+                "does not hold: pass the Dataset (or DataLoader) to evaluate on"
+            )
         if data is None or _is_path(data):
             return evaluate_run(run, None if data is None else str(data), split, model, tree=tree, task=task)
         return evaluate_run(run, None, "test", model, dataset=TorchData(_dataset(data)), tree=tree, task=task)
     if data is None and _trained_on_python_data(run):
-        raise ConfigError(f"data: got None; the run {run} trained on Python Datasets, which its folder does "
-                          "not hold: pass the Dataset (or DataLoader) to evaluate on, e.g. your test set")
+        raise ConfigError(
+            f"data: got None; the run {run} trained on Python Datasets, which its folder does "
+            "not hold: pass the Dataset (or DataLoader) to evaluate on, e.g. your test set"
+        )
     if data is None or _is_path(data):
         return evaluate_run(run, None if data is None else str(data), split, model, tree=tree)
     dataset = from_torch_datasets(_dataset(data))  # one read: its test split is the same as its train
@@ -124,8 +139,9 @@ def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.T
     if isinstance(data, DataLoader):
         return data
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        raise ConfigError(f"data: got {type(data).__name__}; expected a map-style Dataset of (image, label) "
-                          "or a DataLoader")
+        raise ConfigError(
+            f"data: got {type(data).__name__}; expected a map-style Dataset of (image, label) or a DataLoader"
+        )
     return _in_order(data, batch_size)
 
 
@@ -152,8 +168,9 @@ def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
             x = x.float() / 255 if x.dtype == torch.uint8 else x
             logits = tree(x).float().cpu()  # (M, B, C)
             if acc is None:  # the classes: the members' output width
-                acc = EnsembleMetrics(tree.num_members, logits.shape[-1],
-                                      generator=derived_generator(0, Stream.ORACLE_TIES))
+                acc = EnsembleMetrics(
+                    tree.num_members, logits.shape[-1], generator=derived_generator(0, Stream.ORACLE_TIES)
+                )
             acc.update(logits, torch.as_tensor(y).cpu())
     finally:
         tree.train(was_training)
@@ -162,8 +179,15 @@ def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
     return acc.compute()
 
 
-def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
-            batch_size: int = 64, task: Task | None = None) -> list[dict]:
+def predict(
+    run: Any,
+    inputs: Any,
+    *,
+    model: ModelSpec = None,
+    top: int = 3,
+    batch_size: int = 64,
+    task: Task | None = None,
+) -> list[dict]:
     """What the ensemble of a run says about ``inputs``: one record per image, as ``mheads predict`` prints
     them (the top classes with the members' averaged probabilities, each member's top class, the entropy
     split, disagreement, the OOD flag where the run has a threshold, an assigning loss's ranked proposals).
@@ -189,8 +213,9 @@ def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
         if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
             paths = [str(inputs)] if _is_path(inputs) else [str(p) for p in inputs]
             batch, keys = read_input_files(path, paths)
-            return predict_inputs(path, batch, model=model, tree=tree, task=task, top=top,
-                                  batch_size=batch_size, keys=keys)
+            return predict_inputs(
+                path, batch, model=model, tree=tree, task=task, top=top, batch_size=batch_size, keys=keys
+            )
         return predict_inputs(path, inputs, model=model, tree=tree, task=task, top=top, batch_size=batch_size)
     if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
         paths = [inputs] if _is_path(inputs) else list(inputs)
@@ -199,23 +224,29 @@ def predict(run: Any, inputs: Any, *, model: ModelSpec = None, top: int = 3,
     if isinstance(inputs, torch.Tensor):
         images = inputs.unsqueeze(0) if inputs.ndim == 3 else inputs
         if images.ndim != 4:
-            raise DataError(f"inputs: a tensor of shape {tuple(inputs.shape)}; expected images (N, C, H, W) "
-                            "or one image (C, H, W)")
+            raise DataError(
+                f"inputs: a tensor of shape {tuple(inputs.shape)}; expected images (N, C, H, W) "
+                "or one image (C, H, W)"
+            )
         return predicting.predict_images(opened, _uint8(list(images), 0), top=top, batch_size=batch_size)
     ds = _dataset(inputs)
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
-        raise ConfigError(f"inputs: got {type(inputs).__name__}; expected image paths, a tensor of images, "
-                          "or a map-style Dataset (or DataLoader) of images")
+        raise ConfigError(
+            f"inputs: got {type(inputs).__name__}; expected image paths, a tensor of images, "
+            "or a map-style Dataset (or DataLoader) of images"
+        )
     records = []
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
         pictures = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-        records.extend(predicting.predict_images(opened, _uint8(pictures, start), top=top,
-                                                 batch_size=batch_size, first=start))
+        records.extend(
+            predicting.predict_images(
+                opened, _uint8(pictures, start), top=top, batch_size=batch_size, first=start
+            )
+        )
     return records
 
 
 def _uint8(images: list, first: int) -> torch.Tensor:
     """Images as fit reads them (uint8; [0, 1] floats scaled and rounded), stacked."""
     return torch.stack([torch.from_numpy(_image(x, f"inputs[{first + i}]")) for i, x in enumerate(images)])
-

@@ -46,17 +46,20 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
     where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
     if isinstance(data_prepared, TensorData):
-        return _tensor_run(run, cfg, meta, data_prepared, where, model, tree,
-                           weights if tree is None else None)
+        return _tensor_run(
+            run, cfg, meta, data_prepared, where, model, tree, weights if tree is None else None
+        )
     _check_fits(data_prepared, meta, where)
     saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
         data_prepared.normalizer = saved.to(data_prepared.device)
     if data_prepared.in_channels != meta["in_channels"]:  # colour <-> greyscale, converted as predict does
         if saved is None:
-            raise DataError(f"--data {where}: {data_prepared.in_channels}-channel images for a "
-                            f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
-                            "apply after converting them (a run from before it was saved)")
+            raise DataError(
+                f"--data {where}: {data_prepared.in_channels}-channel images for a "
+                f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
+                "apply after converting them (a run from before it was saved)"
+            )
         data_prepared.normalizer = ChannelView(data_prepared.normalizer, meta["in_channels"])
     if tree is not None:
         return cfg, tree, data_prepared
@@ -72,8 +75,10 @@ def _tensor_run(run: Path, cfg: Config, meta: dict, data: TensorData, where, mod
     """``load_for_eval`` of a run on inputs of any shape: the data's inputs must be those the run trained on
     (``meta["input"]``); no normalization."""
     if meta.get("input") != data.input_spec():
-        raise DataError(f"--data {where}: inputs {data.input_spec()} do not fit the run's model, trained on "
-                        f"{meta.get('input', 'images')}")
+        raise DataError(
+            f"--data {where}: inputs {data.input_spec()} do not fit the run's model, trained on "
+            f"{meta.get('input', 'images')}"
+        )
     if cfg.task.is_classification:  # the classes the model was trained on, whatever this data holds
         data.classes = [str(i) for i in range(meta["num_classes"])]
     if tree is None:
@@ -83,8 +88,11 @@ def _tensor_run(run: Path, cfg: Config, meta: dict, data: TensorData, where, mod
 
 
 def _check_fits(data_prepared, meta: dict, where) -> None:
-    got = {"in_channels": data_prepared.in_channels, "image_size": data_prepared.image_size,
-           "num_classes": data_prepared.num_classes}
+    got = {
+        "in_channels": data_prepared.in_channels,
+        "image_size": data_prepared.image_size,
+        "num_classes": data_prepared.num_classes,
+    }
     want = {k: meta[k] for k in got}
     if (got["in_channels"], want["in_channels"]) in CONVERTIBLE:  # colour <-> greyscale: converted
         got["in_channels"] = want["in_channels"]
@@ -93,8 +101,15 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
         raise DataError(f"--data {where}: images do not fit the run's model: {diff}")
 
 
-def evaluate_run(run: str | Path, data: str | None = None, split: str = "test",
-                 model: ModelSpec = None, dataset=None, tree=None, task: Task | None = None) -> dict:
+def evaluate_run(
+    run: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    model: ModelSpec = None,
+    dataset=None,
+    tree=None,
+    task: Task | None = None,
+) -> dict:
     """A run's metrics on its own data (``split``), on ``data`` (a path) or on ``dataset`` (a decoded image
     Dataset, or a ``TorchData`` of a user's Datasets); ``task``: the run's own Task object where it trained
     a user's task (``task.name: python``), else rebuilt from its config. Any task but classification

@@ -50,8 +50,15 @@ from mheads.train.build import tree_from_meta
 from mheads.train.reopen import ModelSpec
 from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 
-__all__ = ["OpenedRun", "format_predictions", "image_paths", "load_image", "open_run", "predict",
-           "predict_images"]
+__all__ = [
+    "OpenedRun",
+    "format_predictions",
+    "image_paths",
+    "load_image",
+    "open_run",
+    "predict",
+    "predict_images",
+]
 
 
 def image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -61,16 +68,23 @@ def image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if p.is_dir():
             # anything named like an image but a folder is listed, FIFOs and devices included: its read then
             # refuses it for that image alone (reported, never opened blocking), never skipped silently
-            files = [f for f in p.rglob("*") if not f.is_dir() and f.suffix.lower() in IMAGE_SUFFIXES
-                     and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            files = [
+                f
+                for f in p.rglob("*")
+                if not f.is_dir()
+                and f.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            ]
             found.extend(sorted(files, key=lambda f: natural_key(str(f))))
         elif p.exists() or p.is_symlink():  # a file, or something its read will refuse by name
             found.append(p)
         else:
             raise DataError(f"{p}: no such file or folder; expected image files or folders of them")
     if not found:
-        raise DataError(f"{' '.join(map(str, paths))}: no image files "
-                        f"({'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) found")
+        raise DataError(
+            f"{' '.join(map(str, paths))}: no image files "
+            f"({'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) found"
+        )
     return found
 
 
@@ -98,8 +112,9 @@ class OpenedRun:
     resize: int
 
 
-def open_run(run: str | os.PathLike, model: ModelSpec = None,
-             tree: torch.nn.Module | None = None) -> OpenedRun:
+def open_run(
+    run: str | os.PathLike, model: ModelSpec = None, tree: torch.nn.Module | None = None
+) -> OpenedRun:
     """A run folder's model, normalization, calibration and class names, for :func:`predict` and
     :func:`predict_images`; ``tree``: the run's trained TreeNet already in memory (``mheads.fit``'s), used
     instead of rebuilding it."""
@@ -115,45 +130,62 @@ def open_run(run: str | os.PathLike, model: ModelSpec = None,
         meta = run_meta(run)
     tree.eval()
     size = meta["image_size"]
-    return OpenedRun(tree, _normalizer(run, cfg, torch.device("cpu"), meta),
-                     load_calibration(run, meta["members"]), _classes(run, meta),
-                     LOSSES[cfg.loss.name].assigns if cfg.loss.name in LOSSES else False,
-                     meta["in_channels"], size, cfg.data.eval_resize or size)
+    return OpenedRun(
+        tree,
+        _normalizer(run, cfg, torch.device("cpu"), meta),
+        load_calibration(run, meta["members"]),
+        _classes(run, meta),
+        LOSSES[cfg.loss.name].assigns if cfg.loss.name in LOSSES else False,
+        meta["in_channels"],
+        size,
+        cfg.data.eval_resize or size,
+    )
 
 
-def predict(run: str | os.PathLike, paths: Sequence[str | os.PathLike], *, top: int = 3,
-            batch_size: int = 64, model: ModelSpec = None, tree: torch.nn.Module | None = None) -> list[dict]:
+def predict(
+    run: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    *,
+    top: int = 3,
+    batch_size: int = 64,
+    model: ModelSpec = None,
+    tree: torch.nn.Module | None = None,
+) -> list[dict]:
     """One record per image (see the module docstring); ``tree``: as :func:`open_run` takes it."""
     opened = open_run(run, model, tree)
     files = image_paths(paths)
     records = []
     for start in range(0, len(files), batch_size):
         chunk, images = [], []
-        for f in files[start:start + batch_size]:
+        for f in files[start : start + batch_size]:
             try:
                 images.append(load_image(f, opened.channels, opened.size, opened.resize))
                 chunk.append(f)
             except (DataError, OSError) as err:  # this image only: report it and go on with the others
                 records.append({"path": display(f), "error": str(err)})
         if images:
-            records.extend(_predicted(opened, torch.stack(images), [("path", display(f)) for f in chunk],
-                                      top))
+            records.extend(
+                _predicted(opened, torch.stack(images), [("path", display(f)) for f in chunk], top)
+            )
     order = {display(f): i for i, f in enumerate(files)}
     return sorted(records, key=lambda r: order[r["path"]])  # the files' order, errors in their place
 
 
-def predict_images(opened: OpenedRun, images: torch.Tensor, *, top: int = 3, batch_size: int = 64,
-                   first: int = 0) -> list[dict]:
+def predict_images(
+    opened: OpenedRun, images: torch.Tensor, *, top: int = 3, batch_size: int = 64, first: int = 0
+) -> list[dict]:
     """One record per image of ``images``: ``(N, C, H, W)`` uint8 at the run's image size and channels (as
     decoded and cropped for the model); each record names its ``index`` (``first`` + its row) instead of a
     path."""
     want = (opened.channels, opened.size, opened.size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want or images.dtype != torch.uint8:
-        raise DataError(f"inputs: got {images.dtype} images of shape {tuple(images.shape)}; expected uint8 "
-                        f"(N, {', '.join(map(str, want))}), the run's channels and image size")
+        raise DataError(
+            f"inputs: got {images.dtype} images of shape {tuple(images.shape)}; expected uint8 "
+            f"(N, {', '.join(map(str, want))}), the run's channels and image size"
+        )
     records = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         keys = [("index", first + start + i) for i in range(len(chunk))]
         records.extend(_predicted(opened, chunk, keys, top))
     return records
@@ -198,20 +230,33 @@ def _records(keys, logits: torch.Tensor, classes, top: int, assigning: bool, cal
     out = []
     for i, (key, value) in enumerate(keys):  # ("path", the file shown) or ("index", the row)
         p, c = ensemble[i].topk(top)
-        rec = {key: value, "temperature": temperature,
-               "top": [{"class": classes[int(k)], "prob": round(float(v), 4)} for v, k in zip(p, c)],
-               "members": [{"class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
-                           for m in range(logits.shape[0])],
-               "entropy": round(float(total[i]), 4), "aleatoric": round(float(aleatoric[i]), 4),
-               "epistemic": round(float(epistemic[i]), 4), "disagreement": round(float(disagreement[i]), 4),
-               "ood": None}
+        rec = {
+            key: value,
+            "temperature": temperature,
+            "top": [{"class": classes[int(k)], "prob": round(float(v), 4)} for v, k in zip(p, c)],
+            "members": [
+                {"class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
+                for m in range(logits.shape[0])
+            ],
+            "entropy": round(float(total[i]), 4),
+            "aleatoric": round(float(aleatoric[i]), 4),
+            "epistemic": round(float(epistemic[i]), 4),
+            "disagreement": round(float(disagreement[i]), 4),
+            "ood": None,
+        }
         if flag and ood_scores is not None:  # ood_scores: exactly when there is a flag
             score = float(ood_scores[i])
-            rec["ood"] = {"flag": score > flag["threshold"], "score": round(score, 4),
-                          "criterion": flag["criterion"], "threshold": round(flag["threshold"], 4)}
+            rec["ood"] = {
+                "flag": score > flag["threshold"],
+                "score": round(score, 4),
+                "criterion": flag["criterion"],
+                "threshold": round(flag["threshold"], 4),
+            }
         if assigning:
             order = conf[:, i].argsort(descending=True, stable=True)
-            rec["proposals"] = [{"member": int(m), "class": classes[int(pred[m, i])],
-                                 "prob": round(float(conf[m, i]), 4)} for m in order]
+            rec["proposals"] = [
+                {"member": int(m), "class": classes[int(pred[m, i])], "prob": round(float(conf[m, i]), 4)}
+                for m in order
+            ]
         out.append(rec)
     return out

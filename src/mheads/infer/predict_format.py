@@ -20,10 +20,12 @@ def _csv(records: list[dict]) -> str:
     good = [r for r in records if "error" not in r]
     members = len(good[0]["members"]) if good else 0
     tops = len(good[0]["top"]) if good else 0
-    head = (["path"] + [f"top{k + 1}_{x}" for k in range(tops) for x in ("class", "prob")]
-            + [f"member{m}_{x}" for m in range(members) for x in ("class", "prob")]
-            + ["entropy", "aleatoric", "epistemic", "disagreement", "temperature", "ood", "ood_score",
-               "error"])
+    head = (
+        ["path"]
+        + [f"top{k + 1}_{x}" for k in range(tops) for x in ("class", "prob")]
+        + [f"member{m}_{x}" for m in range(members) for x in ("class", "prob")]
+        + ["entropy", "aleatoric", "epistemic", "disagreement", "temperature", "ood", "ood_score", "error"]
+    )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -32,10 +34,21 @@ def _csv(records: list[dict]) -> str:
             w.writerow([r["path"]] + [""] * (len(head) - 2) + [r["error"]])
             continue
         ood = r["ood"]
-        w.writerow([r["path"]] + [v for t in r["top"] for v in (t["class"], t["prob"])]
-                   + [v for t in r["members"] for v in (t["class"], t["prob"])]
-                   + [r["entropy"], r["aleatoric"], r["epistemic"], r["disagreement"], r["temperature"],
-                      "" if ood is None else int(ood["flag"]), "" if ood is None else ood["score"], ""])
+        w.writerow(
+            [r["path"]]
+            + [v for t in r["top"] for v in (t["class"], t["prob"])]
+            + [v for t in r["members"] for v in (t["class"], t["prob"])]
+            + [
+                r["entropy"],
+                r["aleatoric"],
+                r["epistemic"],
+                r["disagreement"],
+                r["temperature"],
+                "" if ood is None else int(ood["flag"]),
+                "" if ood is None else ood["score"],
+                "",
+            ]
+        )
     return buf.getvalue().rstrip("\n")
 
 
@@ -44,17 +57,22 @@ def _line(r: dict) -> str:
         return f"{r['path']}: error: {r['error']}"
     top = ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r["top"])
     mem = ", ".join(f"{t['class']} {100 * t['prob']:.0f}%" for t in r["members"])
-    line = (f"{r['path']}: {top} | members: {mem} | entropy {r['entropy']:.3f} "
-            f"(aleatoric {r['aleatoric']:.3f}, epistemic {r['epistemic']:.3f}), "
-            f"disagreement {r['disagreement']:.2f}")
+    line = (
+        f"{r['path']}: {top} | members: {mem} | entropy {r['entropy']:.3f} "
+        f"(aleatoric {r['aleatoric']:.3f}, epistemic {r['epistemic']:.3f}), "
+        f"disagreement {r['disagreement']:.2f}"
+    )
     if "proposals" in r:
-        line += " | proposals: " + ", ".join(f"{t['class']} ({100 * t['prob']:.0f}%, m{t['member']})"
-                                             for t in r["proposals"])
+        line += " | proposals: " + ", ".join(
+            f"{t['class']} ({100 * t['prob']:.0f}%, m{t['member']})" for t in r["proposals"]
+        )
     ood = r.get("ood")
     if ood is not None:
         side = ">" if ood["flag"] else "<="
-        line += (f" | OOD: {'yes' if ood['flag'] else 'no'} ({ood['criterion']} {ood['score']:.4f} {side} "
-                 f"{ood['threshold']:.4f})")
+        line += (
+            f" | OOD: {'yes' if ood['flag'] else 'no'} ({ood['criterion']} {ood['score']:.4f} {side} "
+            f"{ood['threshold']:.4f})"
+        )
     return line
 
 

@@ -57,21 +57,40 @@ def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]])
         combined = task.combine(outputs)
         mean, var = task.moments(outputs)
         for i, (key, value) in enumerate(keys):
-            members = [{"mean": _r(mean[m, i])} | ({"variance": _r(var[m, i])} if task.head == "gaussian"
-                                                   else {}) for m in range(M)]
-            out.append({key: value, **head, "prediction": _r(combined.mean[i]),
-                        "std": _r(combined.variance[i].sqrt()), "aleatoric": _r(combined.aleatoric[i]),
-                        "epistemic": _r(combined.epistemic[i]), "members": members})
+            members = [
+                {"mean": _r(mean[m, i])} | ({"variance": _r(var[m, i])} if task.head == "gaussian" else {})
+                for m in range(M)
+            ]
+            out.append(
+                {
+                    key: value,
+                    **head,
+                    "prediction": _r(combined.mean[i]),
+                    "std": _r(combined.variance[i].sqrt()),
+                    "aleatoric": _r(combined.aleatoric[i]),
+                    "epistemic": _r(combined.epistemic[i]),
+                    "members": members,
+                }
+            )
         return out
     if isinstance(task, MultiHypothesis):
         hyp = task.combine(outputs)
         centre = hyp.mean()  # (B, D)
         spread = (hyp.weights * (hyp.points - centre).square().sum(-1)).sum(0).sqrt()  # (B,)
         for i, (key, value) in enumerate(keys):
-            chosen = [{"hypothesis": _r(hyp.points[m, i]), "score": _r(float(hyp.weights[m, i]))}
-                      for m in range(M)]
-            out.append({key: value, **head, "prediction": _r(centre[i]), "spread": _r(float(spread[i])),
-                        "best": int(hyp.weights[:, i].argmax()), "members": chosen})
+            chosen = [
+                {"hypothesis": _r(hyp.points[m, i]), "score": _r(float(hyp.weights[m, i]))} for m in range(M)
+            ]
+            out.append(
+                {
+                    key: value,
+                    **head,
+                    "prediction": _r(centre[i]),
+                    "spread": _r(float(spread[i])),
+                    "best": int(hyp.weights[:, i].argmax()),
+                    "members": chosen,
+                }
+            )
         return out
     if isinstance(task, Segmentation):
         log_probs = task.combine(outputs)  # (B, C, H, W)
@@ -79,14 +98,27 @@ def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]])
         entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean(dim=(-2, -1))  # (B,)
         agree = (outputs.argmax(dim=2) == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
         for i, (key, value) in enumerate(keys):
-            out.append({key: value, **head, "prediction": mask[i].tolist(), "entropy": _r(float(entropy[i])),
-                        "members": [{"agreement": _r(float(agree[m, i]))} for m in range(M)]})
+            out.append(
+                {
+                    key: value,
+                    **head,
+                    "prediction": mask[i].tolist(),
+                    "entropy": _r(float(entropy[i])),
+                    "members": [{"agreement": _r(float(agree[m, i]))} for m in range(M)],
+                }
+            )
         return out
     combined = task.combine(outputs)
     for i, (key, value) in enumerate(keys):
         pred = combined[i] if isinstance(combined, torch.Tensor) else None
-        out.append({key: value, **head, "prediction": _r(pred),
-                    "members": [{"output": _r(outputs[m, i])} for m in range(M)]})
+        out.append(
+            {
+                key: value,
+                **head,
+                "prediction": _r(pred),
+                "members": [{"output": _r(outputs[m, i])} for m in range(M)],
+            }
+        )
     return out
 
 
@@ -110,8 +142,10 @@ def _batched(x: Any, spec: dict, where: str) -> Any:
     if isinstance(shape, list) and list(t.shape) == shape:
         t = t.unsqueeze(0)
     if isinstance(shape, list) and list(t.shape[1:]) != shape:
-        raise DataError(f"{where}: shape {tuple(t.shape)}; expected (N, {', '.join(map(str, shape))}) or one "
-                        f"example {tuple(shape)}, what the run trained on")
+        raise DataError(
+            f"{where}: shape {tuple(t.shape)}; expected (N, {', '.join(map(str, shape))}) or one "
+            f"example {tuple(shape)}, what the run trained on"
+        )
     return t
 
 
@@ -121,20 +155,33 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int]]:
         return [(_batched(inputs, spec, "inputs"), 0)]
     ds = inputs.dataset if isinstance(inputs, torch.utils.data.DataLoader) else inputs
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
-        raise ConfigError(f"inputs: got {type(inputs).__name__}; expected a tensor (N, ...), a dict of them, "
-                          "or a map-style Dataset of inputs or (input, target) pairs")
+        raise ConfigError(
+            f"inputs: got {type(inputs).__name__}; expected a tensor (N, ...), a dict of them, "
+            "or a map-style Dataset of inputs or (input, target) pairs"
+        )
     items = [ds[i] for i in range(len(ds))]
     items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
     if isinstance(items[0], dict):
-        stacked: Any = {k: torch.stack([as_tensor(it[k], f"inputs[{i}][{k!r}]")
-                                        for i, it in enumerate(items)]) for k in items[0]}
+        stacked: Any = {
+            k: torch.stack([as_tensor(it[k], f"inputs[{i}][{k!r}]") for i, it in enumerate(items)])
+            for k in items[0]
+        }
     else:
         stacked = torch.stack([as_tensor(it, f"inputs[{i}]") for i, it in enumerate(items)])
     return [(_batched(stacked, spec, "inputs"), 0)]
 
 
-def predict_inputs(run, inputs: Any, *, model=None, tree=None, task: Task | None = None, top: int = 3,
-                   batch_size: int = 64, keys: list[tuple[str, Any]] | None = None) -> list[dict]:
+def predict_inputs(
+    run,
+    inputs: Any,
+    *,
+    model=None,
+    tree=None,
+    task: Task | None = None,
+    top: int = 3,
+    batch_size: int = 64,
+    keys: list[tuple[str, Any]] | None = None,
+) -> list[dict]:
     """One record per input of a run trained on inputs of any shape (see the module docstring):
     ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
     ``(input, target)`` pairs; ``task``: the run's Task object where it trained a user's task."""
@@ -153,8 +200,9 @@ def predict_inputs(run, inputs: Any, *, model=None, tree=None, task: Task | None
     tree.eval()
     if task is None:
         if cfg.task.name == PYTHON_TASK:
-            raise ConfigError(f"task: got None; the run {run} trained a user's task: pass it again "
-                              "(task=...)")
+            raise ConfigError(
+                f"task: got None; the run {run} trained a user's task: pass it again (task=...)"
+            )
         task = build_task(cfg.task, num_classes=meta["num_classes"], label_smoothing=cfg.loss.label_smoothing)
     device = next(tree.parameters()).device
     records: list[dict] = []
@@ -163,12 +211,18 @@ def predict_inputs(run, inputs: Any, *, model=None, tree=None, task: Task | None
         for start in range(0, n, batch_size):
             x = take(batch, slice(start, start + batch_size))
             x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-            x = {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in x.items()} if isinstance(
-                x, dict) else (x.float() / 255 if x.dtype == torch.uint8 else x)
+            x = (
+                {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in x.items()}
+                if isinstance(x, dict)
+                else (x.float() / 255 if x.dtype == torch.uint8 else x)
+            )
             with torch.no_grad():
                 outputs = tree(x).float().cpu()
-            names = (keys[first + start:first + start + outputs.shape[1]] if keys is not None
-                     else [("index", first + start + i) for i in range(outputs.shape[1])])
+            names = (
+                keys[first + start : first + start + outputs.shape[1]]
+                if keys is not None
+                else [("index", first + start + i) for i in range(outputs.shape[1])]
+            )
             if isinstance(task, Classification):
                 classes = _classes(run, meta)
                 records.extend(_records(names, outputs, classes, max(1, min(top, len(classes))), False, None))
@@ -191,8 +245,7 @@ def _feature_rows(path: str, features: list[str], delimiter: str) -> torch.Tenso
     missing = [c for c in features if rows and c not in rows[0]]
     if not rows or missing:
         what = "no data rows" if not rows else f"no column {missing[0]!r}"
-        raise DataError(f"{path}: {what}; expected the "
-                        f"run's data.features columns {features}")
+        raise DataError(f"{path}: {what}; expected the run's data.features columns {features}")
     out = torch.empty(len(rows), len(features))
     for i, row in enumerate(rows):
         for j, c in enumerate(features):
@@ -201,8 +254,9 @@ def _feature_rows(path: str, features: list[str], delimiter: str) -> torch.Tenso
             except (TypeError, ValueError):
                 value = math.nan
             if not math.isfinite(value):
-                raise DataError(f"{path}: row {i + 1}, column {c!r}: got {row[c]!r}; expected a finite "
-                                "number")
+                raise DataError(
+                    f"{path}: row {i + 1}, column {c!r}: got {row[c]!r}; expected a finite number"
+                )
             out[i, j] = value
     return out
 
@@ -231,8 +285,9 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
             keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
         elif suffix == ".npz":
             name = cfg.data.inputs or "x"
-            kind = {"classification": "classification", "segmentation": "segmentation"}.get(cfg.task.name,
-                                                                                            "regression")
+            kind = {"classification": "classification", "segmentation": "segmentation"}.get(
+                cfg.task.name, "regression"
+            )
             target = cfg.data.targets if isinstance(cfg.data.targets, str) else "y"
             try:  # the inputs beside the run's target array, else (2-D inputs) the inputs alone
                 x = torch.as_tensor(read_npz(p, name, target, kind=kind).inputs)
@@ -243,13 +298,16 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
             import numpy as np
 
             picture = np.array(decode(read_image_file(Path(p), str(p)), str(p)))
-            x = torch.from_numpy(np.ascontiguousarray(
-                picture[None] if picture.ndim == 2 else picture.transpose(2, 0, 1)))[None]
+            x = torch.from_numpy(
+                np.ascontiguousarray(picture[None] if picture.ndim == 2 else picture.transpose(2, 0, 1))
+            )[None]
             keys.append(("path", str(p)))
         chunks.append(x)
     try:
         return torch.cat(chunks), keys
     except RuntimeError:
-        raise DataError(f"{' '.join(paths)}: inputs of different shapes "
-                        f"({', '.join(str(tuple(c.shape[1:])) for c in chunks)}); predict them "
-                        "separately") from None
+        raise DataError(
+            f"{' '.join(paths)}: inputs of different shapes "
+            f"({', '.join(str(tuple(c.shape[1:])) for c in chunks)}); predict them "
+            "separately"
+        ) from None

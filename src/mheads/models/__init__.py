@@ -14,5 +14,15 @@ from mheads.models.registry import (
     register_model,
 )
 
-__all__ = ["ModelInfo", "UnknownModelError", "create_model", "import_model", "is_import_path", "list_models",
-           "model_factory", "model_info", "parameterized_layers", "register_model"]
+__all__ = [
+    "ModelInfo",
+    "UnknownModelError",
+    "create_model",
+    "import_model",
+    "is_import_path",
+    "list_models",
+    "model_factory",
+    "model_info",
+    "parameterized_layers",
+    "register_model",
+]

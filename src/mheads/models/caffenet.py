@@ -25,8 +25,13 @@ def _even(n: float) -> int:
 
 
 @register_model("caffenet", image_size=227, min_image_size=39, small_options={"width": 0.1})
-def caffenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 227, width: float = 1.0,
-             dropout: float = 0.5) -> nn.Sequential:
+def caffenet(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    image_size: int = 227,
+    width: float = 1.0,
+    dropout: float = 0.5,
+) -> nn.Sequential:
     """conv1 96@11x11/4, pool, LRN; conv2 256@5x5 (2 groups), pool, LRN; conv3 384@3x3; conv4 384@3x3
     (2 groups); conv5 256@3x3 (2 groups), pool; fc6 4096; fc7 4096; fc8 C. Caffe's initialization
     (std 0.01 / 0.005, biases 0 or 1). ``width`` scales every hidden width (1.0 is the published network)."""

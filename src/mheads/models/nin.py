@@ -43,8 +43,18 @@ def _conv(cin: int, cout: int, k: int, std: float, init: str, **kw) -> nn.Conv2d
     return conv
 
 
-def _mlpconv(layers: OrderedDict, names: tuple[str, str, str], cin: int, chans: tuple[int, int, int],
-             k: int, std: float, relu_last: bool = True, *, init: str, **conv_kw) -> int:
+def _mlpconv(
+    layers: OrderedDict,
+    names: tuple[str, str, str],
+    cin: int,
+    chans: tuple[int, int, int],
+    k: int,
+    std: float,
+    relu_last: bool = True,
+    *,
+    init: str,
+    **conv_kw,
+) -> int:
     """One NiN block: a k x k conv followed by two 1x1 convs ("cccp"), each followed by a ReLU."""
     c1, c2, c3 = chans
     for i, (name, cout) in enumerate(zip(names, (c1, c2, c3))):
@@ -56,22 +66,44 @@ def _mlpconv(layers: OrderedDict, names: tuple[str, str, str], cin: int, chans: 
 
 
 @register_model("nin_cifar", image_size=32, min_image_size=4, small_options={"width": 0.25})
-def nin_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0,
-              dropout: float = 0.5, init: str = "caffe") -> nn.Sequential:
+def nin_cifar(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    init: str = "caffe",
+) -> nn.Sequential:
     """NiN for CIFAR: conv1 192@5x5, cccp1 160, cccp2 96, max-pool; conv2 192@5x5, cccp3, cccp4 192, avg-pool;
     conv3 192@3x3, cccp5 192, cccp6 C, global average pool. Gaussian init, std 0.05, as in the Caffe
     recipe (``init="caffe"``) or He-normal (``init="he"``)."""
     init = _check_init(init)
     L: OrderedDict = OrderedDict()
-    c = _mlpconv(L, ("conv1", "cccp1", "cccp2"), in_channels,
-                 (_ch(192, width), _ch(160, width), _ch(96, width)), 5, 0.05, init=init, padding=2)
+    c = _mlpconv(
+        L,
+        ("conv1", "cccp1", "cccp2"),
+        in_channels,
+        (_ch(192, width), _ch(160, width), _ch(96, width)),
+        5,
+        0.05,
+        init=init,
+        padding=2,
+    )
     L["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
     L["drop1"] = nn.Dropout(dropout)
     c = _mlpconv(L, ("conv2", "cccp3", "cccp4"), c, (_ch(192, width),) * 3, 5, 0.05, init=init, padding=2)
     L["pool2"] = nn.AvgPool2d(3, 2, ceil_mode=True)
     L["drop2"] = nn.Dropout(dropout)
-    _mlpconv(L, ("conv3", "cccp5", "cccp6"), c, (_ch(192, width), _ch(192, width), num_classes), 3, 0.05,
-             init=init, padding=1)
+    _mlpconv(
+        L,
+        ("conv3", "cccp5", "cccp6"),
+        c,
+        (_ch(192, width), _ch(192, width), num_classes),
+        3,
+        0.05,
+        init=init,
+        padding=1,
+    )
     L["pool3"] = nn.AdaptiveAvgPool2d(1)
     L["flatten"] = nn.Flatten()
     net = nn.Sequential(L)
@@ -80,22 +112,37 @@ def nin_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
 
 
 @register_model("nin_imagenet", image_size=224, min_image_size=39, small_options={"width": 0.1})
-def nin_imagenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0,
-                 dropout: float = 0.5, init: str = "caffe") -> nn.Sequential:
+def nin_imagenet(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    image_size: int = 224,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    init: str = "caffe",
+) -> nn.Sequential:
     """NiN for ILSVRC (Caffe model zoo): conv1 96@11x11/4, cccp1, cccp2; conv2 256@5x5, cccp3, cccp4;
     conv3 384@3x3, cccp5, cccp6; conv4 1024@3x3, cccp7 1024, cccp8 C; global average pool."""
     init = _check_init(init)
     L: OrderedDict = OrderedDict()
-    c = _mlpconv(L, ("conv1", "cccp1", "cccp2"), in_channels, (_ch(96, width),) * 3, 11, 0.01, init=init,
-                 stride=4)
+    c = _mlpconv(
+        L, ("conv1", "cccp1", "cccp2"), in_channels, (_ch(96, width),) * 3, 11, 0.01, init=init, stride=4
+    )
     L["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
     c = _mlpconv(L, ("conv2", "cccp3", "cccp4"), c, (_ch(256, width),) * 3, 5, 0.05, init=init, padding=2)
     L["pool2"] = nn.MaxPool2d(3, 2, ceil_mode=True)
     c = _mlpconv(L, ("conv3", "cccp5", "cccp6"), c, (_ch(384, width),) * 3, 3, 0.03, init=init, padding=1)
     L["pool3"] = nn.MaxPool2d(3, 2, ceil_mode=True)
     L["drop3"] = nn.Dropout(dropout)
-    _mlpconv(L, ("conv4", "cccp7", "cccp8"), c, (_ch(1024, width), _ch(1024, width), num_classes), 3, 0.05,
-             init=init, padding=1)
+    _mlpconv(
+        L,
+        ("conv4", "cccp7", "cccp8"),
+        c,
+        (_ch(1024, width), _ch(1024, width), num_classes),
+        3,
+        0.05,
+        init=init,
+        padding=1,
+    )
     L["pool4"] = nn.AdaptiveAvgPool2d(1)
     L["flatten"] = nn.Flatten()
     net = nn.Sequential(L)

@@ -23,6 +23,7 @@ from mheads.core.checks import check_int
 
 ModelFn = Callable[..., nn.Module]
 
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows of a base network besides how to build it.
@@ -45,8 +46,9 @@ class UnknownModelError(ValueError):
     """Raised for a model name that is not registered."""
 
 
-def register_model(name: str, *, image_size: int, min_image_size: int,
-                   small_options: dict | None = None) -> Callable[[ModelFn], ModelFn]:
+def register_model(
+    name: str, *, image_size: int, min_image_size: int, small_options: dict | None = None
+) -> Callable[[ModelFn], ModelFn]:
     """Decorator registering ``fn(num_classes, in_channels, image_size, **kw) -> nn.Module`` with its
     default and minimum input sizes (tests and ``list-models`` then cover a new model with no other
     change)."""
@@ -87,8 +89,9 @@ def import_model(name: str) -> Callable[..., nn.Module]:
     for part in attr.split("."):
         obj = getattr(obj, part, None)
     if not callable(obj):
-        raise UnknownModelError(f"model: {name!r} names no callable; expected 'package.module:function' "
-                                "returning an nn.Module")
+        raise UnknownModelError(
+            f"model: {name!r} names no callable; expected 'package.module:function' returning an nn.Module"
+        )
     return obj
 
 
@@ -138,8 +141,11 @@ def create_model(
         return _create_imported(name, sizes, kwargs)
     info = _check_name(name)
     image_size = info.default_image_size if image_size is None else image_size
-    for field_name, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1),
-                              ("image_size", image_size, 1)):
+    for field_name, value, low in (
+        ("num_classes", num_classes, 1),
+        ("in_channels", in_channels, 1),
+        ("image_size", image_size, 1),
+    ):
         check_int(field_name, value, low)
     return info.fn(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
 

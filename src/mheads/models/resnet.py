@@ -40,7 +40,7 @@ class PadShortcut(nn.Module):
         self.stride, self.extra = stride, extra
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
@@ -53,8 +53,11 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                             if projection else PadShortcut(stride, cout - cin))
+            self.shortcut = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if projection
+                else PadShortcut(stride, cout - cin)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -65,16 +68,23 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """conv1 (3x3) -> bn1 -> relu -> layer1..layerK (basic blocks) -> global average pool -> fc."""
 
-    def __init__(self, blocks: list[int], widths: list[int], num_classes: int = 10, in_channels: int = 3,
-                 projection: bool = False):
+    def __init__(
+        self,
+        blocks: list[int],
+        widths: list[int],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        projection: bool = False,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         cin = widths[0]
         for i, (n, w) in enumerate(zip(blocks, widths)):
             stride = 1 if i == 0 else 2
-            layer = nn.Sequential(*[BasicBlock(cin if j == 0 else w, w, stride if j == 0 else 1, projection)
-                                    for j in range(n)])
+            layer = nn.Sequential(
+                *[BasicBlock(cin if j == 0 else w, w, stride if j == 0 else 1, projection) for j in range(n)]
+            )
             self.add_module(f"layer{i + 1}", layer)
             cin = w
         self.num_stages = len(blocks)
@@ -95,29 +105,33 @@ def _he_resnet(n: int, num_classes: int, in_channels: int, image_size: int, widt
 
 
 @register_model("resnet20", image_size=32, min_image_size=1)
-def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-             width: float = 1.0) -> nn.Module:
+def resnet20(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0
+) -> nn.Module:
     """ResNet-20 for CIFAR (He et al. 2016): 3 x 3 basic blocks; ``width`` scales every stage's filters."""
     return _he_resnet(3, num_classes, in_channels, image_size, width)
 
 
 @register_model("resnet32", image_size=32, min_image_size=1)
-def resnet32(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-             width: float = 1.0) -> nn.Module:
+def resnet32(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0
+) -> nn.Module:
     """ResNet-32 for CIFAR (He et al. 2016): 3 x 5 basic blocks."""
     return _he_resnet(5, num_classes, in_channels, image_size, width)
 
 
 @register_model("resnet56", image_size=32, min_image_size=1, small_options={"width": 0.5})
-def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-             width: float = 1.0) -> nn.Module:
+def resnet56(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0
+) -> nn.Module:
     """ResNet-56 for CIFAR (He et al. 2016): 3 x 9 basic blocks."""
     return _he_resnet(9, num_classes, in_channels, image_size, width)
 
 
 @register_model("resnet18_cifar", image_size=32, min_image_size=1, small_options={"width": 0.125})
-def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                   width: float = 1.0) -> nn.Module:
+def resnet18_cifar(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0
+) -> nn.Module:
     """ResNet-18 for CIFAR: 2, 2, 2, 2 basic blocks of 64, 128, 256, 512 filters (times ``width``), 3x3
     stem."""
     widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
@@ -151,8 +165,14 @@ class WideResNet(nn.Module):
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, in_channels: int = 3,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        depth: int = 28,
+        widen: int = 10,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"depth: got {depth}; a Wide ResNet has depth 6n + 4 (16, 22, 28, 40, ...)")
@@ -161,8 +181,10 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         cin = 16
         for i, w in enumerate(widths):
-            blocks = [WideBlock(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1, dropout)
-                      for j in range(n)]
+            blocks = [
+                WideBlock(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1, dropout)
+                for j in range(n)
+            ]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             cin = w
         self.bn = nn.BatchNorm2d(cin)
@@ -176,7 +198,8 @@ class WideResNet(nn.Module):
 
 
 @register_model("wrn28_10", image_size=32, min_image_size=1, small_options={"widen": 1})
-def wrn28_10(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, widen: int = 10,
-             dropout: float = 0.0) -> nn.Module:
+def wrn28_10(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, widen: int = 10, dropout: float = 0.0
+) -> nn.Module:
     """Wide ResNet 28-10 (36.5 M parameters at widen 10; the paper's CIFAR dropout is 0.3)."""
     return WideResNet(28, widen, num_classes, in_channels, dropout)

@@ -48,8 +48,11 @@ def param_groups(params: list[torch.nn.Parameter], weight_decay: float, decay_no
         return params
     decay = [p for p in params if p.ndim >= 2]
     plain = [p for p in params if p.ndim < 2]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                        {"params": plain, "weight_decay": 0.0}) if g["params"]]
+    return [
+        g
+        for g in ({"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0})
+        if g["params"]
+    ]
 
 
 def has_multipliers(o) -> bool:
@@ -77,8 +80,10 @@ def multiplied_groups(params: list[torch.nn.Parameter], o, tree, lr: float) -> l
     groups: dict[tuple[float, float], dict] = {}
     for p in params:
         if id(p) not in name_of:
-            raise ValueError("optim multipliers: a parameter to optimize is not in the TreeNet (its name "
-                             "decides whether it is a bias)")
+            raise ValueError(
+                "optim multipliers: a parameter to optimize is not in the TreeNet (its name "
+                "decides whether it is a bias)"
+            )
         bias = name_of[id(p)].rsplit(".", 1)[-1] == "bias"
         mult = o.bias_lr_mult if bias else 1.0
         shared = holders.get(id(p), 0)
@@ -101,8 +106,9 @@ def set_rate(opt, lr: float) -> None:
         g["lr"] = lr * g["lr_mult"] if "lr_mult" in g else lr
 
 
-def build_optimizer(cfg: Config, params: list[torch.nn.Parameter],
-                    tree=None) -> tuple[torch.optim.Optimizer | NoParameters, Schedule]:
+def build_optimizer(
+    cfg: Config, params: list[torch.nn.Parameter], tree=None
+) -> tuple[torch.optim.Optimizer | NoParameters, Schedule]:
     """``(optimizer, schedule)`` for ``cfg.optim``; the averaged losses may raise the rate by M (the
     paper's). ``tree``: the TreeNet that holds ``params``, needed by the per-group multipliers (names say
     which parameters are biases, its paths which are shared)."""
@@ -114,20 +120,32 @@ def build_optimizer(cfg: Config, params: list[torch.nn.Parameter],
     else:
         if has_multipliers(o):
             if tree is None:
-                raise ValueError("optim.bias_lr_mult / bias_decay_mult / trunk_lr_mult: build_optimizer "
-                                 "needs the TreeNet (tree=) to group the parameters")
+                raise ValueError(
+                    "optim.bias_lr_mult / bias_decay_mult / trunk_lr_mult: build_optimizer "
+                    "needs the TreeNet (tree=) to group the parameters"
+                )
             groups = multiplied_groups(params, o, tree, lr)
         else:
             groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
         if o.name == "adamw":
             # capturable on CUDA: its step count stays on the device, so a step can be guarded there
             # (train.sync: deferred) without reading it back
-            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay,
-                                    capturable=any(p.is_cuda for p in params))
+            opt = torch.optim.AdamW(
+                groups, lr=lr, weight_decay=o.weight_decay, capturable=any(p.is_cuda for p in params)
+            )
         else:
-            opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                                  nesterov=o.nesterov)
-    schedule = Schedule(kind=o.schedule, base_lr=lr, gamma=o.gamma, milestones=list(o.milestones),
-                        every=o.every, window=o.window, threshold=o.threshold, total=cfg.train.iterations,
-                        warmup=o.warmup)
+            opt = torch.optim.SGD(
+                groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+            )
+    schedule = Schedule(
+        kind=o.schedule,
+        base_lr=lr,
+        gamma=o.gamma,
+        milestones=list(o.milestones),
+        every=o.every,
+        window=o.window,
+        threshold=o.threshold,
+        total=cfg.train.iterations,
+        warmup=o.warmup,
+    )
     return opt, schedule

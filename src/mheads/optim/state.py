@@ -44,8 +44,9 @@ def to_named(state_dict: Mapping, names: Sequence[str]) -> dict[str, dict[str, t
     return out
 
 
-def from_named(named: Mapping[str, Mapping[str, torch.Tensor]], names: Sequence[str],
-               param_groups: list[dict]) -> dict:
+def from_named(
+    named: Mapping[str, Mapping[str, torch.Tensor]], names: Sequence[str], param_groups: list[dict]
+) -> dict:
     """The positional ``state_dict`` for an optimizer whose parameters are ``names`` (in its order) and whose
     groups are ``param_groups`` (its own ``state_dict()["param_groups"]``: hyperparameters and positions)."""
     state = {i: dict(named[n]) for i, n in enumerate(names) if n in named}

@@ -83,14 +83,15 @@ def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) ->
     out = []
     batch = cfg.train.eval_batch_size
     for start in range(0, len(files), batch):
-        x = torch.stack([load_image(f, channels, size, resize) for f in files[start:start + batch]])
+        x = torch.stack([load_image(f, channels, size, resize) for f in files[start : start + batch]])
         out.append(tree(normalizer(x.to(in_data.device))).float().cpu())
     tree.train(was_training)
     return torch.cat(out, dim=1)
 
 
-def report_run(run: str | Path, data: str | None = None, ood: Sequence[str] = (), figures: bool = True,
-               model=None) -> dict:
+def report_run(
+    run: str | Path, data: str | None = None, ood: Sequence[str] = (), figures: bool = True, model=None
+) -> dict:
     """The report of ``run`` (see the module docstring); writes ``eval-report.json`` (``eval-report-<data
     set>.json`` with ``data``) and, with ``figures``, PNGs under ``<run>/plots/``."""
     run = Path(run)
@@ -153,9 +154,7 @@ def _figures(run, suffix, test, calibration, oods, d, cfg, tree, report) -> list
     out = [
         reliability_diagram(bins, plots / f"reliability{suffix}.png"),
         risk_coverage(
-            {
-                k: _as_lists(*risk_coverage_curve(a["confidence"], a["correct"])) for k, a in arrays.items()
-            },
+            {k: _as_lists(*risk_coverage_curve(a["confidence"], a["correct"])) for k, a in arrays.items()},
             plots / f"risk_coverage{suffix}.png",
         ),
     ]
@@ -181,10 +180,12 @@ def _as_lists(coverage: torch.Tensor, risk: torch.Tensor) -> tuple[list[float], 
     return coverage.tolist(), risk.tolist()
 
 
-FPR95_NOTE = ("FPR95-in: the OOD literature's FPR at 95% TPR (in-distribution positive): the share of "
-              "OOD images accepted at the threshold that accepts 95% of the test images; FPR95-out (OOD "
-              "positive): the share of test images flagged at the threshold that flags 95% of the OOD "
-              "images. AUPR chance = the positive class's share.")
+FPR95_NOTE = (
+    "FPR95-in: the OOD literature's FPR at 95% TPR (in-distribution positive): the share of "
+    "OOD images accepted at the threshold that accepts 95% of the test images; FPR95-out (OOD "
+    "positive): the share of test images flagged at the threshold that flags 95% of the OOD "
+    "images. AUPR chance = the positive class's share."
+)
 
 
 def format_report(name: str, report: dict) -> str:
@@ -211,19 +212,34 @@ def format_report(name: str, report: dict) -> str:
         scaling = f", temperature {report['calibration']['temperature']:.3f}"
     else:
         scaling = f"; temperature scaling {report.get('temperature_scaling', 'not fitted')}"
-    head = ["", "ensemble-mean", "oracle", "NLL", "ECE", "adaptive ECE", "class-wise ECE", "AURC", "E-AURC",
-            "mutual info"]
+    head = [
+        "",
+        "ensemble-mean",
+        "oracle",
+        "NLL",
+        "ECE",
+        "adaptive ECE",
+        "class-wise ECE",
+        "AURC",
+        "E-AURC",
+        "mutual info",
+    ]
     lines = [f"{name}: {report['test_examples']} test examples{scaling}", table(head, rows)]
     for set_name, crits in report.get("ood", {}).items():
         first = next(iter(crits.values()))
-        chance = (f"; AUPR chance: in {first['aupr_in_chance']:.3f}, out {first['aupr_out_chance']:.3f}"
-                  if "aupr_in_chance" in first else "")
+        chance = (
+            f"; AUPR chance: in {first['aupr_in_chance']:.3f}, out {first['aupr_out_chance']:.3f}"
+            if "aupr_in_chance" in first
+            else ""
+        )
         lines.append(f"out-of-distribution: {set_name} ({report['ood_examples'][set_name]} images{chance})")
         lines.append(
             table(
                 ["criterion", "AUROC", "AUPR-in", "AUPR-out", "FPR95-in", "FPR95-out"],
-                [[c, *(_cell(v, k) for k in ("auroc", "aupr_in", "aupr_out", "fpr95_in", "fpr95_out"))]
-                 for c, v in crits.items()],
+                [
+                    [c, *(_cell(v, k) for k in ("auroc", "aupr_in", "aupr_out", "fpr95_in", "fpr95_out"))]
+                    for c, v in crits.items()
+                ],
             )
         )
     if report.get("ood"):

@@ -23,28 +23,35 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def assignment_heatmap(assignment: Sequence[Sequence[float]], classes: Sequence[str], path: str | Path,
-                       title: str = "Oracle assignment per class") -> Path:
+def assignment_heatmap(
+    assignment: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    path: str | Path,
+    title: str = "Oracle assignment per class",
+) -> Path:
     """assignment: (M, C) fractions in [0, 1]; each column sums to 1. Writes a PNG and returns its path."""
     M, C = len(assignment), len(classes)
     fig = Figure(figsize=(1.0 + 0.62 * C, 1.2 + 0.55 * M))
     ax = fig.subplots()
-    im = ax.imshow([[100 * v for v in row] for row in assignment], cmap="viridis", vmin=0, vmax=100,
-                   aspect="auto")
+    im = ax.imshow(
+        [[100 * v for v in row] for row in assignment], cmap="viridis", vmin=0, vmax=100, aspect="auto"
+    )
     ax.set_xticks(range(C), [str(c) for c in classes], rotation=45, ha="right")
     ax.set_yticks(range(M), [f"member {m}" for m in range(M)])
     for m in range(M):
         for c in range(C):
             v = 100 * assignment[m][c]
-            ax.text(c, m, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < 60 else "black")
+            ax.text(
+                c, m, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black"
+            )
     fig.colorbar(im, ax=ax, label="% of the class's test examples")
     ax.set_title(title)
     return _save(fig, path)
 
 
-def heatmap_grid(panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classes: Sequence[str],
-                 path: str | Path) -> Path:
+def heatmap_grid(
+    panels: Sequence[tuple[str, Sequence[Sequence[float]]]], classes: Sequence[str], path: str | Path
+) -> Path:
     """Several assignment heatmaps side by side (Figure 2 (a)-(d)): panels are (title, (M, C) fractions)."""
     n = len(panels)
     fig = Figure(figsize=(4.2 * n + 0.8, 3.4), layout="constrained")
@@ -72,8 +79,9 @@ def training_curves(history: Sequence[dict], path: str | Path, title: str = "") 
     ax2.plot(steps, [100 * r["oracle_acc"] for r in history], marker="s", label="oracle")
     if history:
         for m in range(len(history[0]["member_acc"])):
-            ax2.plot(steps, [100 * r["member_acc"][m] for r in history], lw=0.8, alpha=0.6,
-                     label=f"member {m}")
+            ax2.plot(
+                steps, [100 * r["member_acc"][m] for r in history], lw=0.8, alpha=0.6, label=f"member {m}"
+            )
     ax2.set_xlabel("iteration")
     ax2.set_ylabel("test accuracy (%)")
     ax2.legend(fontsize=7)
@@ -88,7 +96,7 @@ def finetune_curves(series: Sequence[tuple[str, Sequence[dict]]], path: str | Pa
     ax = fig.subplots()
     for label, history in series:  # matplotlib's colour cycle, one colour per run
         steps = [r["step"] for r in history]
-        line, = ax.plot(steps, [100 * r["oracle_acc"] for r in history], marker="o", ms=3, label=label)
+        (line,) = ax.plot(steps, [100 * r["oracle_acc"] for r in history], marker="o", ms=3, label=label)
         ax.plot(steps, [100 * r["ensemble_mean_acc"] for r in history], ls="--", lw=1, color=line.get_color())
     ax.set_xlabel("fine-tuning iteration")
     ax.set_ylabel("test accuracy (%): oracle solid, ensemble-mean dashed")
@@ -123,9 +131,14 @@ def accuracy_vs_sharing(points: Sequence[tuple[str, dict]], path: str | Path, ti
         ax.plot(xs, [100 * m[key] for _, m in trees], marker=marker, label=name)
     for (label, m), offset in zip(trees, label_offsets(xs)):
         far = abs(offset[1]) > 12  # a leader line to the point it names
-        ax.annotate(label.split(" ")[0], (m["shared_params_pct"], 100 * m["ensemble_mean_acc"]),
-                    textcoords="offset points", xytext=offset, fontsize=8,
-                    arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if far else None)
+        ax.annotate(
+            label.split(" ")[0],
+            (m["shared_params_pct"], 100 * m["ensemble_mean_acc"]),
+            textcoords="offset points",
+            xytext=offset,
+            fontsize=8,
+            arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if far else None,
+        )
     for label, m in points:
         if len(m["member_acc"]) == 1:
             ax.axhline(100 * m["ensemble_mean_acc"], color="grey", ls="--", lw=1, label=label)

@@ -13,11 +13,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = 
     align = align or "l" + "r" * (len(headers) - 1)
 
     def line(r):
-        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                                 for c, w, a in zip(r, widths, align)) + " |"
+        return (
+            "| "
+            + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align))
+            + " |"
+        )
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
-                         for w, a in zip(widths, align)) + "|"
+    sep = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align))
+        + "|"
+    )
     return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
@@ -27,6 +33,14 @@ def pct(x: float) -> str:
 
 def format_run_summary(name: str, m: dict) -> str:
     members = " ".join(pct(a) for a in m["member_acc"])
-    rows = [[name, members, pct(m["ensemble_mean_acc"]), pct(m["oracle_acc"]),
-             f"{m.get('nll', float('nan')):.3f}", f"{m.get('ece', float('nan')):.3f}"]]
+    rows = [
+        [
+            name,
+            members,
+            pct(m["ensemble_mean_acc"]),
+            pct(m["oracle_acc"]),
+            f"{m.get('nll', float('nan')):.3f}",
+            f"{m.get('ece', float('nan')):.3f}",
+        ]
+    ]
     return table(["run", "member acc (%)", "ensemble-mean (%)", "oracle (%)", "NLL", "ECE"], rows)

@@ -14,8 +14,11 @@ from mheads.report.figures import _save
 __all__ = ["reliability_diagram", "risk_coverage", "score_histograms"]
 
 
-def reliability_diagram(panels: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path,
-                        title: str = "Reliability (equal-mass bins)") -> Path:
+def reliability_diagram(
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | Path,
+    title: str = "Reliability (equal-mass bins)",
+) -> Path:
     """``panels``: label -> {"confidence": (K,), "accuracy": (K,), "count": (K,)} per bin (e.g. before and
     after temperature scaling). Points on the diagonal are calibrated; below it, over-confident."""
     fig = Figure(figsize=(4.6, 4.2))
@@ -32,8 +35,11 @@ def reliability_diagram(panels: Mapping[str, Mapping[str, Sequence[float]]], pat
     return _save(fig, path)
 
 
-def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
-                  title: str = "Selective prediction") -> Path:
+def risk_coverage(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str = "Selective prediction",
+) -> Path:
     """``curves``: label -> (coverage, risk). The area under a curve is its AURC (lower is better)."""
     fig = Figure(figsize=(4.8, 3.8))
     ax = fig.subplots()
@@ -48,9 +54,13 @@ def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     return _save(fig, path)
 
 
-def score_histograms(in_scores: Mapping[str, Sequence[float]], out_scores: Mapping[str, Sequence[float]],
-                     path: str | Path, out_label: str = "out of distribution",
-                     aurocs: Mapping[str, float] | None = None) -> Path:
+def score_histograms(
+    in_scores: Mapping[str, Sequence[float]],
+    out_scores: Mapping[str, Sequence[float]],
+    path: str | Path,
+    out_label: str = "out of distribution",
+    aurocs: Mapping[str, float] | None = None,
+) -> Path:
     """One panel per criterion: the distribution of its score (higher = more likely OOD) on the test set and
     on the out-of-distribution set."""
     names = list(in_scores)
@@ -67,7 +77,7 @@ def score_histograms(in_scores: Mapping[str, Sequence[float]], out_scores: Mappi
         extra = f" (AUROC {aurocs[name]:.3f})" if aurocs and name in aurocs else ""
         ax.set_title(f"{name}{extra}", fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     return _save(fig, path)

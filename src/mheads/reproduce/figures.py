@@ -24,18 +24,24 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed: int = 0)
     if "accuracy_vs_sharing" in spec.figures:
         points = [(c.row, results[c.name][0]) for c in spec.cells if results.get(c.name)]
         if points:
-            written.append(accuracy_vs_sharing(points, out / f"accuracy_vs_sharing{tag}.png",
-                                               title=spec.title))
+            written.append(
+                accuracy_vs_sharing(points, out / f"accuracy_vs_sharing{tag}.png", title=spec.title)
+            )
     if "finetune_curves" in spec.figures:
-        series = [(c.row, _start(seed_dir / c.init_from_cell) + read_jsonl(seed_dir / c.name / "eval.jsonl"))
-                  for c in spec.cells
-                  if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()]
+        series = [
+            (c.row, _start(seed_dir / c.init_from_cell) + read_jsonl(seed_dir / c.name / "eval.jsonl"))
+            for c in spec.cells
+            if c.init_from_cell is not None and (seed_dir / c.name / "eval.jsonl").is_file()
+        ]
         series = [(label, history) for label, history in series if len(history) > 1]
         if series:
             written.append(finetune_curves(series, out / f"finetune_curves{tag}.png", title=spec.title))
     if "assignment_heatmaps" in spec.figures:
-        panels = [(c.row, results[c.name][0]["oracle_assignment"]) for c in spec.cells
-                  if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1]
+        panels = [
+            (c.row, results[c.name][0]["oracle_assignment"])
+            for c in spec.cells
+            if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1
+        ]
         if panels:
             classes = results[spec.cells[0].name][0]["classes"]
             written.append(heatmap_grid(panels, classes, out / f"oracle_assignment{tag}.png"))

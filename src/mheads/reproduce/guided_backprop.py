@@ -27,8 +27,10 @@ def guided_saliency(net: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> t
         scores.gather(1, classes.view(-1, 1)).sum().backward()
         net.train(was)
         if x.grad is None:
-            raise ValueError(f"net: its scores ({type(net).__name__}) do not depend on the input x; expected "
-                             "a network whose class scores are computed from x")
+            raise ValueError(
+                f"net: its scores ({type(net).__name__}) do not depend on the input x; expected "
+                "a network whose class scores are computed from x"
+            )
         return x.grad.detach()
     finally:
         for h in handles:

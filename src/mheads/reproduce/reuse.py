@@ -19,9 +19,16 @@ __all__ = ["BOOKKEEPING", "find_equivalent_run", "result_key"]
 # Config fields that do not change what a run computes: its label, how often it saves, and flushing denormals
 # (a speed setting: it changes only values below 1.2e-38, so runs from before it existed still match), and
 # when the host reads the loss (the updates are the same either way).
-BOOKKEEPING = (("name",), ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
-               ("train", "keep_steps"), ("train", "eval_batch_size"), ("train", "flush_denormal"),
-               ("train", "log_every"), ("train", "sync"))
+BOOKKEEPING = (
+    ("name",),
+    ("train", "checkpoint_every"),
+    ("train", "keep_checkpoints"),
+    ("train", "keep_steps"),
+    ("train", "eval_batch_size"),
+    ("train", "flush_denormal"),
+    ("train", "log_every"),
+    ("train", "sync"),
+)
 
 
 def result_key(cfg_dict: dict) -> dict:

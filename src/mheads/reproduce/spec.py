@@ -23,8 +23,17 @@ from mheads.config import Config, ConfigError, apply_overrides, config_from_dict
 # zipped.
 EXPERIMENTS = Path(str(importlib.resources.files("mheads.experiments")))
 SCALES = ("smoke", "cpu", "paper")
-SPEC_KEYS = {"title", "layout", "base", "metrics", "scales", "cells", "note", "figures",
-             "random_label_trials"}
+SPEC_KEYS = {
+    "title",
+    "layout",
+    "base",
+    "metrics",
+    "scales",
+    "cells",
+    "note",
+    "figures",
+    "random_label_trials",
+}
 CELL_KEYS = {"row", "col", "config", "scales", "paper", "init_from_cell", "label_split"}
 
 
@@ -53,8 +62,11 @@ def deep_merge(base: dict, over: dict) -> dict:
     """``base`` with ``over`` merged in, section by section (nested dicts merge; anything else replaces)."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
-        out[k] = (deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict)
-                  else copy.deepcopy(v))
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
     return out
 
 
@@ -71,8 +83,9 @@ def experiment_path(name: str, root: Path = EXPERIMENTS) -> Path:
         return Path(name)
     path = root / f"{name.replace('-', '_')}.yaml"
     if not path.exists():
-        available = sorted(p.stem.replace("_", "-") for p in root.glob("*.yaml")
-                           if "\ncells:" in p.read_text())  # experiment specs, not single-run configs
+        available = sorted(
+            p.stem.replace("_", "-") for p in root.glob("*.yaml") if "\ncells:" in p.read_text()
+        )  # experiment specs, not single-run configs
         raise ConfigError(f"reproduce: unknown experiment {name!r}; available: {', '.join(available)}")
     return path
 
@@ -80,20 +93,25 @@ def experiment_path(name: str, root: Path = EXPERIMENTS) -> Path:
 def _read_spec(path: Path) -> dict:
     doc = read_yaml(path)
     if "runs" in doc:  # the recipe format before issue 33: base + runs
-        raise ConfigError(f"{path}: 'runs' is the old recipe format; list the runs under 'cells' "
-                          "(each with a 'row' label and its overrides under 'config')")
+        raise ConfigError(
+            f"{path}: 'runs' is the old recipe format; list the runs under 'cells' "
+            "(each with a 'row' label and its overrides under 'config')"
+        )
     unknown = set(doc) - SPEC_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; "
-                          f"allowed: {', '.join(sorted(SPEC_KEYS))}")
+        raise ConfigError(
+            f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}"
+        )
     if not isinstance(doc.get("cells"), dict) or not doc["cells"]:
-        raise ConfigError(f"{path}: cells: got {doc.get('cells')!r}; "
-                          "expected a mapping of cell names to cells")
+        raise ConfigError(
+            f"{path}: cells: got {doc.get('cells')!r}; expected a mapping of cell names to cells"
+        )
     return doc
 
 
-def load_spec(name: str, scale: str | None, data: str | None, overrides: Sequence[str] = (),
-              root: Path = EXPERIMENTS) -> Spec:
+def load_spec(
+    name: str, scale: str | None, data: str | None, overrides: Sequence[str] = (), root: Path = EXPERIMENTS
+) -> Spec:
     """The validated cells of the experiment ``name`` (a packaged name or a spec file) at ``scale``.
 
     ``scale`` None applies no scale preset (the demo); ``data`` sets every cell's ``data.source``;
@@ -118,8 +136,9 @@ def load_spec(name: str, scale: str | None, data: str | None, overrides: Sequenc
         c = c or {}
         bad = set(c) - CELL_KEYS
         if bad:
-            raise ConfigError(f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; "
-                              f"allowed: {sorted(CELL_KEYS)}")
+            raise ConfigError(
+                f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}"
+            )
         data_cfg = deep_merge(base, c.get("config") or {})
         if scale is not None:
             data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
@@ -133,13 +152,26 @@ def load_spec(name: str, scale: str | None, data: str | None, overrides: Sequenc
             cfg = config_from_dict(data_cfg)
         except ConfigError as err:
             raise ConfigError(f"{path} (cell {cname!r}): {err}") from None
-        cells.append(Cell(str(cname), str(c.get("row", cname)), c.get("col"), cfg, dict(c.get("paper") or {}),
-                          c.get("init_from_cell") or (c.get("label_split") or {}).get("clusters_of"),
-                          c.get("label_split")))
+        cells.append(
+            Cell(
+                str(cname),
+                str(c.get("row", cname)),
+                c.get("col"),
+                cfg,
+                dict(c.get("paper") or {}),
+                c.get("init_from_cell") or (c.get("label_split") or {}).get("clusters_of"),
+                c.get("label_split"),
+            )
+        )
     names = {c.name for c in cells}
     for c in cells:
         if c.init_from_cell is not None and c.init_from_cell not in names:
             raise ConfigError(f"{path}: cell {c.name!r}: init_from_cell {c.init_from_cell!r} is not a cell")
-    return Spec(name, str(doc.get("title", name)),
-                list(doc.get("metrics") or ["ensemble_mean_acc", "oracle_acc"]),
-                cells, list(doc.get("figures") or []), str(doc.get("note", "")))
+    return Spec(
+        name,
+        str(doc.get("title", name)),
+        list(doc.get("metrics") or ["ensemble_mean_acc", "oracle_acc"]),
+        cells,
+        list(doc.get("figures") or []),
+        str(doc.get("note", "")),
+    )

@@ -56,8 +56,9 @@ def _ordered(spec: Spec, keep_steps: dict[str, list[int]]):
                 pending.remove(cell)
                 progress = True
         if not progress:
-            raise ValueError(f"{spec.name}: init_from_cell dependencies form a cycle: "
-                             f"{[c.name for c in pending]}")
+            raise ValueError(
+                f"{spec.name}: init_from_cell dependencies form a cycle: {[c.name for c in pending]}"
+            )
     return order
 
 
@@ -66,8 +67,10 @@ def select_cells(spec: Spec, names: list[str]) -> Spec:
     by_name = {c.name: c for c in spec.cells}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ConfigError(f"--cells: {spec.name} has no cell {', '.join(map(repr, unknown))}; "
-                          f"its cells: {', '.join(by_name)}")
+        raise ConfigError(
+            f"--cells: {spec.name} has no cell {', '.join(map(repr, unknown))}; "
+            f"its cells: {', '.join(by_name)}"
+        )
     wanted, stack = set(), list(names)
     while stack:
         cell = by_name[stack.pop()]
@@ -85,8 +88,9 @@ def resolve_label_split(cell, cfg, seed_dir: Path) -> list[list[int]]:
     spec = cell.label_split
     if "random" in spec:
         num_classes = load_dataset(cfg.data.source).num_classes
-        return random_split_lists(num_classes, cfg.model.members,
-                                  label_split_trial_seed(spec["random"], cfg.train.seed))
+        return random_split_lists(
+            num_classes, cfg.model.members, label_split_trial_seed(spec["random"], cfg.train.seed)
+        )
     generalist = seed_dir / spec["clusters_of"]
     cov = label_score_covariance(generalist, cfg)
     return cluster_labels(cov, cfg.model.members, seed=cfg.train.seed)
@@ -106,8 +110,10 @@ def _check_same_optim(cfg, run: Path) -> None:
     want = dataclasses.asdict(cfg.optim)
     diff = [f"optim.{k}: {have[k]!r} there, {want[k]!r} here" for k in want if have.get(k) != want[k]]
     if diff:
-        raise ConfigError(f"{run}: finished with other optimizer settings than this cell "
-                          f"({'; '.join(diff)}); pass --set for the settings it ran with, or a new --out")
+        raise ConfigError(
+            f"{run}: finished with other optimizer settings than this cell "
+            f"({'; '.join(diff)}); pass --set for the settings it ran with, or a new --out"
+        )
 
 
 def run_cell(cfg, run: Path) -> dict:
@@ -124,9 +130,18 @@ def run_cell(cfg, run: Path) -> dict:
     return metrics
 
 
-def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: int = 1,
-              overrides: Sequence[str] = (), first_seed: int = 0, reuse: bool = True,
-              cells: list[str] | None = None, pool_with: str | Path | None = None) -> str:
+def reproduce(
+    name: str,
+    scale: str,
+    data: str | None,
+    out: str | Path,
+    seeds: int = 1,
+    overrides: Sequence[str] = (),
+    first_seed: int = 0,
+    reuse: bool = True,
+    cells: list[str] | None = None,
+    pool_with: str | Path | None = None,
+) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
     With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of
@@ -140,11 +155,16 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
     """
     spec = load_spec(name, scale, data, overrides)
     out = Path(out)
-    ident = {"experiment": name.replace("_", "-"), "scale": scale,
-             "data": data_label(spec.cells[0].config.data.source), "overrides": "; ".join(overrides)}
+    ident = {
+        "experiment": name.replace("_", "-"),
+        "scale": scale,
+        "data": data_label(spec.cells[0].config.data.source),
+        "overrides": "; ".join(overrides),
+    }
     # earlier rows: this folder's own seeds.csv (seeds an earlier pooling brought in), then --pool-with
     sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
-        [Path(pool_with)] if pool_with is not None else [])
+        [Path(pool_with)] if pool_with is not None else []
+    )
     priors = [(str(p), read_seed_rows(p)) for p in sources]
     check_priors(priors, spec, ident)  # a prior of another sweep stops here, before any training
     selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
@@ -161,9 +181,12 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
         every = pool(rows, priors, spec)
         write_seed_rows(out / "seeds.csv", every)
         shared["hardware"] = {r["hardware"] for r in every}  # derived: rows a later run replaced drop out
-        return write_tables(spec, collect(spec, every), out,
-                            _header(scale, source, sorted({r["seed"] for r in every}), shared,
-                                    overrides))
+        return write_tables(
+            spec,
+            collect(spec, every),
+            out,
+            _header(scale, source, sorted({r["seed"] for r in every}), shared, overrides),
+        )
 
     def record(cell, seed: int, run: Path, metrics: dict) -> None:
         metrics = with_costs(spec, run, metrics)
@@ -192,8 +215,9 @@ def reproduce(name: str, scale: str, data: str | None, out: str | Path, seeds: i
             if run.is_symlink():
                 shared["reused"][label] = f"`{os.readlink(run)}`"
             elif (fork := forked_from(run)) is not None:
-                shared["forked"][label] = (f"`{os.path.relpath(fork['run'], run.parent.resolve())}` "
-                                           f"at iteration {fork['iteration']}")
+                shared["forked"][label] = (
+                    f"`{os.path.relpath(fork['run'], run.parent.resolve())}` at iteration {fork['iteration']}"
+                )
             record(cell, seed, run, run_cell(cfg, run))
             tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
     text = tables(spec.cells[0].config.data.source)
@@ -217,9 +241,12 @@ def with_costs(spec, run: Path, metrics: dict) -> dict:
     counts = metrics["param_counts"]
     tree = tree_from_meta(meta)
     flops = count_macs(tree, (meta["in_channels"], meta["image_size"], meta["image_size"])).train_flops()
-    return {**metrics, "params_k": counts["total"] / 1000,
-            "shared_params_pct": 100 * counts["shared"] / counts["per_member"][0],
-            "train_mflops_per_image": flops / 1e6}
+    return {
+        **metrics,
+        "params_k": counts["total"] / 1000,
+        "shared_params_pct": 100 * counts["shared"] / counts["per_member"][0],
+        "train_mflops_per_image": flops / 1e6,
+    }
 
 
 def _share(cfg, seed: int, out: Path, run: Path) -> None:
@@ -265,17 +292,25 @@ class _Notes(TypedDict, total=False):
 def _header(scale: str, source, seeds: list[int], shared: _Notes, overrides: Sequence[str] = ()) -> str:
     source = source or "embedded Fashion-MNIST subset"
     where = "; ".join(sorted(shared.get("hardware") or {describe_hardware(hardware())}))
-    text = (f"Scale `{scale}`, data {source}, {_seed_list(seeds)}; trained on {where}. "
-            f"Cells: mean ± std over seeds (paper in its column).")
+    text = (
+        f"Scale `{scale}`, data {source}, {_seed_list(seeds)}; trained on {where}. "
+        f"Cells: mean ± std over seeds (paper in its column)."
+    )
     if overrides:
         text += " Every cell with " + ", ".join(f"`{o}`" for o in overrides) + " (`--set`)."
     if shared["reused"]:
-        text += ("\n\nReused runs (identical config, trained once): "
-                 + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items()) + ".")
+        text += (
+            "\n\nReused runs (identical config, trained once): "
+            + "; ".join(f"{k} = {v}" for k, v in shared["reused"].items())
+            + "."
+        )
     if shared["forked"]:
-        text += ("\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, "
-                 "trained once; their wall times include it): "
-                 + "; ".join(f"{k} from {v}" for k, v in shared["forked"].items()) + ".")
+        text += (
+            "\n\nRuns continued from another run's cross-entropy pretraining (identical up to there, "
+            "trained once; their wall times include it): "
+            + "; ".join(f"{k} from {v}" for k, v in shared["forked"].items())
+            + "."
+        )
     return text
 
 

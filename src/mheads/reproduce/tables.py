@@ -18,7 +18,7 @@ def metric_value(metrics: dict, name: str) -> float:
     ``member_acc_mean``, or any other numeric key (reported as is)."""
     if name.startswith("member_acc_"):
         accs = metrics["member_acc"]
-        tail = name[len("member_acc_"):]
+        tail = name[len("member_acc_") :]
         return 100 * (sum(accs) / len(accs) if tail == "mean" else accs[int(tail)])
     value = metrics[name]
     if value is None:  # written as null: a NaN or infinity (strict JSON)
@@ -41,13 +41,23 @@ def fmt(mean: float, std: float, n: int) -> str:
 
 def _has(run: dict, metric: str) -> bool:
     if metric.startswith("member_acc_"):
-        tail = metric[len("member_acc_"):]
+        tail = metric[len("member_acc_") :]
         return tail == "mean" or int(tail) < len(run["member_acc"])
     return metric in run
 
 
-SEED_FIELDS = ("experiment", "scale", "data", "overrides", "cell", "seed", "metric", "value", "wall_time_s",
-               "hardware")
+SEED_FIELDS = (
+    "experiment",
+    "scale",
+    "data",
+    "overrides",
+    "cell",
+    "seed",
+    "metric",
+    "value",
+    "wall_time_s",
+    "hardware",
+)
 # what a pooled row must share with the sweep it joins; overrides: the sweep's --set, "; "-joined
 _IDENTITY = ("experiment", "scale", "data", "overrides")
 _OPTIONAL = {"overrides": ""}  # columns a seeds.csv written before them lacks, and their value there
@@ -56,9 +66,19 @@ _OPTIONAL = {"overrides": ""}  # columns a seeds.csv written before them lacks, 
 def seed_rows(spec, ident: dict, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
     """One run's numbers as per-seed rows (``seeds.csv``): one per table metric the run has. ``ident`` names
     the sweep (``experiment``, ``scale``, ``data``, ``overrides``)."""
-    return [{**ident, "cell": cell, "seed": seed, "metric": m, "value": metric_value(metrics, m),
-             "wall_time_s": float(metrics.get("wall_time_s", 0.0)), "hardware": hardware}
-            for m in spec.metrics if _has(metrics, m)]
+    return [
+        {
+            **ident,
+            "cell": cell,
+            "seed": seed,
+            "metric": m,
+            "value": metric_value(metrics, m),
+            "wall_time_s": float(metrics.get("wall_time_s", 0.0)),
+            "hardware": hardware,
+        }
+        for m in spec.metrics
+        if _has(metrics, m)
+    ]
 
 
 def collect(spec, rows: list[dict]) -> list[dict]:
@@ -70,10 +90,19 @@ def collect(spec, rows: list[dict]) -> list[dict]:
         for metric in spec.metrics:
             values = [r["value"] for r in sorted(mine, key=lambda r: r["seed"]) if r["metric"] == metric]
             mean, std = mean_std(values)
-            out.append({"cell": cell.name, "row": cell.row, "col": cell.col or "", "metric": metric,
-                        "seeds": len(values), "mean": mean, "std": std,
-                        "paper": _paper(cell.paper.get(metric, "")),
-                        "wall_time_s": sum(walls.values())})
+            out.append(
+                {
+                    "cell": cell.name,
+                    "row": cell.row,
+                    "col": cell.col or "",
+                    "metric": metric,
+                    "seeds": len(values),
+                    "mean": mean,
+                    "std": std,
+                    "paper": _paper(cell.paper.get(metric, "")),
+                    "wall_time_s": sum(walls.values()),
+                }
+            )
     return out
 
 
@@ -94,27 +123,38 @@ def read_seed_rows(path: Path) -> list[dict]:
         path = path / "seeds.csv"
     if not path.is_file():
         older = " (its results.csv predates seeds.csv)" if (path.parent / "results.csv").is_file() else ""
-        raise ConfigError(f"{path}: no such file{older}; expected a seeds.csv that a sweep wrote "
-                          f"(or the folder holding one)")
+        raise ConfigError(
+            f"{path}: no such file{older}; expected a seeds.csv that a sweep wrote "
+            f"(or the folder holding one)"
+        )
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = set(SEED_FIELDS) - set(reader.fieldnames or []) - set(_OPTIONAL)
         if missing:
-            raise ConfigError(f"{path}: missing column(s) {sorted(missing)}; "
-                              f"a seeds.csv has {', '.join(SEED_FIELDS)}")
+            raise ConfigError(
+                f"{path}: missing column(s) {sorted(missing)}; a seeds.csv has {', '.join(SEED_FIELDS)}"
+            )
         rows: list[dict] = []
         seen: dict[tuple[str, int, str], int] = {}  # (cell, seed, metric) -> its line
         for line, r in enumerate(reader, start=2):
             try:
-                row: dict = {**{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY}, "cell": r["cell"],
-                       "seed": int(r["seed"]), "metric": r["metric"], "value": float(r["value"]),
-                       "wall_time_s": float(r["wall_time_s"] or 0.0), "hardware": r["hardware"]}
+                row: dict = {
+                    **{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY},
+                    "cell": r["cell"],
+                    "seed": int(r["seed"]),
+                    "metric": r["metric"],
+                    "value": float(r["value"]),
+                    "wall_time_s": float(r["wall_time_s"] or 0.0),
+                    "hardware": r["hardware"],
+                }
             except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
                 raise ConfigError(f"{path}, line {line}: {err}") from None
             key = (row["cell"], row["seed"], row["metric"])
             if key in seen:
-                raise ConfigError(f"{path}: lines {seen[key]} and {line} both hold cell "
-                                  f"{key[0]!r}, seed {key[1]}, {key[2]}; a seeds.csv has one row for each")
+                raise ConfigError(
+                    f"{path}: lines {seen[key]} and {line} both hold cell "
+                    f"{key[0]!r}, seed {key[1]}, {key[2]}; a seeds.csv has one row for each"
+                )
             seen[key] = line
             rows.append(row)
     return rows
@@ -128,13 +168,23 @@ def check_priors(priors: list[tuple[str, list[dict]]], spec, ident: dict) -> Non
         for r in prior:
             wrong = [f"{k} {r[k]!r} (this sweep: {ident[k]!r})" for k in _IDENTITY if r[k] != ident[k]]
             if wrong:
-                raise ConfigError(f"{name}: its rows are of another sweep: {', '.join(wrong)}; "
-                                  f"pool only seeds of the same experiment, scale, data and --set overrides")
-        dropped = sorted({r["cell"] if r["cell"] not in cells else r["metric"]
-                          for r in prior if r["cell"] not in cells or r["metric"] not in metrics})
+                raise ConfigError(
+                    f"{name}: its rows are of another sweep: {', '.join(wrong)}; "
+                    f"pool only seeds of the same experiment, scale, data and --set overrides"
+                )
+        dropped = sorted(
+            {
+                r["cell"] if r["cell"] not in cells else r["metric"]
+                for r in prior
+                if r["cell"] not in cells or r["metric"] not in metrics
+            }
+        )
         if dropped:
-            print(f"   {name}: leaving out rows of cells or metrics {spec.name} does not have: "
-                  f"{', '.join(dropped)}", flush=True)
+            print(
+                f"   {name}: leaving out rows of cells or metrics {spec.name} does not have: "
+                f"{', '.join(dropped)}",
+                flush=True,
+            )
 
 
 def pool(rows: list[dict], priors: list[tuple[str, list[dict]]], spec) -> list[dict]:
@@ -144,8 +194,11 @@ def pool(rows: list[dict], priors: list[tuple[str, list[dict]]], spec) -> list[d
     cells, metrics = {c.name for c in spec.cells}, set(spec.metrics)
     out, have = list(rows), {(r["cell"], r["seed"]) for r in rows}
     for _, prior in priors:
-        fresh = [r for r in prior if (r["cell"], r["seed"]) not in have
-                 and r["cell"] in cells and r["metric"] in metrics]
+        fresh = [
+            r
+            for r in prior
+            if (r["cell"], r["seed"]) not in have and r["cell"] in cells and r["metric"] in metrics
+        ]
         out += fresh
         have |= {(r["cell"], r["seed"]) for r in fresh}
     return out
@@ -168,11 +221,13 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
                 line = [row]
                 for col in cols_order:
                     r = cellmap.get((row, col))
-                    line.append("-" if r is None
-                                else f"{fmt(r['mean'], r['std'], r['seeds'])} ({r['paper'] or '-'})")
+                    line.append(
+                        "-" if r is None else f"{fmt(r['mean'], r['std'], r['seeds'])} ({r['paper'] or '-'})"
+                    )
                 body.append(line)
-            blocks.append(f"**{metric}**, ours (paper):\n\n"
-                          + table([""] + [str(c) for c in cols_order], body))
+            blocks.append(
+                f"**{metric}**, ours (paper):\n\n" + table([""] + [str(c) for c in cols_order], body)
+            )
         md = "\n\n".join(blocks)
     else:
         heads = ["", *[h for m in spec.metrics for h in (f"{m} (ours)", "paper")], "seeds", "wall (s)"]
@@ -185,14 +240,19 @@ def write_tables(spec, records: list[dict], out: Path, header: str) -> str:
             line += [seeds_label(recs), f"{recs[0]['wall_time_s']:.0f}" if recs else "-"]
             body.append(line)
         random_cells = {c.name for c in spec.cells if c.label_split and "random" in c.label_split}
-        trials = [r for r in records
-                  if r["cell"] in random_cells and r["metric"] == spec.metrics[0] and r["seeds"]]
+        trials = [
+            r for r in records if r["cell"] in random_cells and r["metric"] == spec.metrics[0] and r["seeds"]
+        ]
         if trials:
             vals = [r["mean"] for r in trials]
-            body.append([f"random splits: mean (min-max) of {len(vals)}",
-                         f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})",
-                         "91.83 (87.62-94.65)"]
-                        + [""] * (len(heads) - 3))
+            body.append(
+                [
+                    f"random splits: mean (min-max) of {len(vals)}",
+                    f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})",
+                    "91.83 (87.62-94.65)",
+                ]
+                + [""] * (len(heads) - 3)
+            )
         md = table(heads, body)
     text = f"# {spec.title}\n\n{header}\n\n{md}\n"
     if spec.note:

@@ -50,7 +50,14 @@ COMMIT_FILE = "COMMITTED"
 DATA_FILES = (WEIGHTS_FILE, STATE_FILE, META_FILE)
 # Keys absent from both sides are skipped, so this also suits callers that record fewer of them.
 DEFAULT_COMPAT_KEYS = (
-    "architecture", "members", "split", "num_classes", "in_channels", "image_size", "options", "scoring_heads"
+    "architecture",
+    "members",
+    "split",
+    "num_classes",
+    "in_channels",
+    "image_size",
+    "options",
+    "scoring_heads",
 )
 
 _STEP_DIR = re.compile(r"step-(\d{8,})")

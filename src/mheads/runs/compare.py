@@ -12,8 +12,13 @@ from pathlib import Path
 
 __all__ = ["TIMING_KEYS", "run_differences"]
 
-TIMING_KEYS = ("train_time_s", "images_per_s", "wall_time_s", "data_wait_s",
-               "resumed_from_iteration")  # how a run went, not what
+TIMING_KEYS = (
+    "train_time_s",
+    "images_per_s",
+    "wall_time_s",
+    "data_wait_s",
+    "resumed_from_iteration",
+)  # how a run went, not what
 
 
 def _read(path: Path) -> str:
@@ -31,8 +36,10 @@ def run_differences(ref: str | Path, other: str | Path, same_config: bool = True
     ref, other = Path(ref), Path(other)
     problems = []
     members = ref / "members"
-    names = ["model.safetensors",
-             *(sorted(p.relative_to(ref).as_posix() for p in members.iterdir()) if members.is_dir() else [])]
+    names = [
+        "model.safetensors",
+        *(sorted(p.relative_to(ref).as_posix() for p in members.iterdir()) if members.is_dir() else []),
+    ]
     for name in names:
         if not (other / name).is_file():
             problems.append(f"{name}: missing")
@@ -54,11 +61,14 @@ def run_differences(ref: str | Path, other: str | Path, same_config: bool = True
         a: object
         b: object
         if name == "metrics.json":
-            a, b = ({k: v for k, v in json.loads((run / name).read_text()).items() if k not in TIMING_KEYS}
-                    for run in (ref, other))
+            a, b = (
+                {k: v for k, v in json.loads((run / name).read_text()).items() if k not in TIMING_KEYS}
+                for run in (ref, other)
+            )
         else:
-            a, b = ([json.loads(line) for line in (run / name).read_text().splitlines()]
-                    for run in (ref, other))
+            a, b = (
+                [json.loads(line) for line in (run / name).read_text().splitlines()] for run in (ref, other)
+            )
         if a != b:
             problems.append(f"{name} differs")
     return problems

@@ -21,9 +21,20 @@ from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_tex
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
 # what --overwrite removes from a run folder before a new run starts there
-CLEARED_BY_OVERWRITE = (*RUN_MARKERS, "members", "model.safetensors", "run.json", "plots", "train.jsonl",
-                        "normalizer.safetensors", "calibration.json", "uncertainty.json",
-                        "config_history.jsonl", "eval-report.json", ".torchrun-job")
+CLEARED_BY_OVERWRITE = (
+    *RUN_MARKERS,
+    "members",
+    "model.safetensors",
+    "run.json",
+    "plots",
+    "train.jsonl",
+    "normalizer.safetensors",
+    "calibration.json",
+    "uncertainty.json",
+    "config_history.jsonl",
+    "eval-report.json",
+    ".torchrun-job",
+)
 LAUNCH_FILE = ".torchrun-job"  # the torchrun job (TORCHELASTIC_RUN_ID) that last started training here
 
 
@@ -56,12 +67,18 @@ def git_revision() -> str:
     """The source checkout's commit (with ``-dirty`` when modified), or 'unknown' outside a git checkout."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=5)
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         if rev.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -76,8 +93,13 @@ def hardware() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -95,8 +117,9 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         return out
     if holds_run:
         if not overwrite:
-            raise RunExistsError(f"--out {out}: already holds a run; pass --resume to continue it "
-                                 "or --overwrite to replace it")
+            raise RunExistsError(
+                f"--out {out}: already holds a run; pass --resume to continue it or --overwrite to replace it"
+            )
         # one report per evaluated data set (eval-report-<data set>.json) belongs to the run replaced
         for p in [*(out / m for m in CLEARED_BY_OVERWRITE), *out.glob("eval-report-*.json")]:
             if p.is_dir():
@@ -143,7 +166,7 @@ def append_jsonl(path: Path, record: dict) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -183,6 +206,7 @@ def _step(record: dict) -> float:
 def save_weights(out: Path, tree) -> None:
     """``model.safetensors`` (the whole TreeNet) and ``members/member_<m>.safetensors`` (each member
     standalone, loadable into ``create_model(...)`` of the base network)."""
+
     def blob(sd: dict) -> bytes:
         out, seen = {}, set()
         for k, v in sd.items():
@@ -209,8 +233,10 @@ UNCERTAINTY_FILE = "uncertainty.json"  # the uncertainty report of a run with a 
 def save_normalizer(out: Path, normalizer) -> None:
     """The run's input normalization (fitted on its training images), so ``mheads predict`` needs no data."""
     state = normalizer.to_dict()
-    data = save_safetensors({"shift": state["shift"].contiguous(), "scale": state["scale"].contiguous()},
-                            metadata={"mode": state["mode"]})
+    data = save_safetensors(
+        {"shift": state["shift"].contiguous(), "scale": state["scale"].contiguous()},
+        metadata={"mode": state["mode"]},
+    )
     atomic_write_bytes(Path(out) / NORMALIZER_FILE, data)
 
 

@@ -43,5 +43,9 @@ def record_changes(out: Path, cfg: Config, step: int) -> None:
     append_jsonl(out / "config_history.jsonl", {"step": step, "changes": changes})
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
     said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
-    log.warning("resumed at iteration %d with changed settings (recorded in %s): %s", step,
-                out / "config_history.jsonl", said)
+    log.warning(
+        "resumed at iteration %d with changed settings (recorded in %s): %s",
+        step,
+        out / "config_history.jsonl",
+        said,
+    )

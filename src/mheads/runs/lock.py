@@ -68,10 +68,16 @@ class RunLock:
         except BlockingIOError:
             holder = _describe(path)
             os.close(fd)
-            raise RunLockedError(f"--out {self.out}: another mheads process is using this run folder "
-                                 f"({holder}); wait for it to end, or choose another --out") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+            raise RunLockedError(
+                f"--out {self.out}: another mheads process is using this run folder "
+                f"({holder}); wait for it to end, or choose another --out"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + "\n").encode())
         self._fd = fd

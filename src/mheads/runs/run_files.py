@@ -28,8 +28,9 @@ UNCALIBRATED = "delete it to use the run uncalibrated"
 
 def _positive(path: Path, field: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise CheckpointError(f"{path}: {field}: got {value!r}; expected a finite number > 0 "
-                              f"({UNCALIBRATED})")
+        raise CheckpointError(
+            f"{path}: {field}: got {value!r}; expected a finite number > 0 ({UNCALIBRATED})"
+        )
     return float(value)
 
 
@@ -40,13 +41,15 @@ def _read_json(path: Path, limit: int):
     except OSError as err:
         raise CheckpointError(f"{path}: unreadable ({err.strerror or err})") from None
     if len(data) > limit:
-        raise CheckpointError(f"{path}: larger than {limit} bytes; expected a small JSON object "
-                              f"({UNCALIBRATED})")
+        raise CheckpointError(
+            f"{path}: larger than {limit} bytes; expected a small JSON object ({UNCALIBRATED})"
+        )
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: not UTF-8 JSON ({type(err).__name__}: {str(err)[:80]}); "
-                              f"{UNCALIBRATED}") from None
+        raise CheckpointError(
+            f"{path}: not UTF-8 JSON ({type(err).__name__}: {str(err)[:80]}); {UNCALIBRATED}"
+        ) from None
 
 
 def _ood_threshold(path: Path, value) -> dict:
@@ -57,8 +60,9 @@ def _ood_threshold(path: Path, value) -> dict:
         raise CheckpointError(f"{path}: {field}: got {type(value).__name__}; expected an object")
     criterion, threshold, tpr = value.get("criterion"), value.get("threshold"), value.get("tpr")
     if criterion not in CRITERIA:
-        raise CheckpointError(f"{path}: {field}.criterion: got {criterion!r}; expected one of "
-                              f"{', '.join(CRITERIA)}")
+        raise CheckpointError(
+            f"{path}: {field}.criterion: got {criterion!r}; expected one of {', '.join(CRITERIA)}"
+        )
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise CheckpointError(f"{path}: {field}.threshold: got {threshold!r}; expected a finite number")
     if isinstance(tpr, bool) or not isinstance(tpr, (int, float)) or not 0 < tpr <= 1:
@@ -77,8 +81,10 @@ def load_calibration(out: str | Path, members: int) -> dict | None:
         raise CheckpointError(f"{path}: not a regular file; expected the run's calibration JSON")
     cal = _read_json(path, MAX_CALIBRATION_BYTES)
     if not isinstance(cal, dict):
-        raise CheckpointError(f"{path}: got a JSON {type(cal).__name__}; expected an object with "
-                              f"temperature and member_temperatures ({UNCALIBRATED})")
+        raise CheckpointError(
+            f"{path}: got a JSON {type(cal).__name__}; expected an object with "
+            f"temperature and member_temperatures ({UNCALIBRATED})"
+        )
     for key in ("temperature", "member_temperatures"):
         if key not in cal:
             raise CheckpointError(f"{path}: {key}: missing; expected it beside the others ({UNCALIBRATED})")
@@ -86,10 +92,13 @@ def load_calibration(out: str | Path, members: int) -> dict | None:
     per = cal["member_temperatures"]
     if not isinstance(per, list) or len(per) != members:
         got = f"{len(per)} values" if isinstance(per, list) else type(per).__name__
-        raise CheckpointError(f"{path}: member_temperatures: got {got}; expected a list of {members} (one "
-                              f"per member of the run) ({UNCALIBRATED})")
-    checked["member_temperatures"] = [_positive(path, f"member_temperatures[{i}]", t)
-                                      for i, t in enumerate(per)]
+        raise CheckpointError(
+            f"{path}: member_temperatures: got {got}; expected a list of {members} (one "
+            f"per member of the run) ({UNCALIBRATED})"
+        )
+    checked["member_temperatures"] = [
+        _positive(path, f"member_temperatures[{i}]", t) for i, t in enumerate(per)
+    ]
     if "ood_threshold" in cal:
         checked["ood_threshold"] = _ood_threshold(path, cal["ood_threshold"])
     return checked
@@ -124,18 +133,22 @@ def load_normalizer(out: str | Path, in_channels: int, image_size: int):
         with safe_open(str(path), framework="pt") as f:
             mode = (f.metadata() or {}).get("mode")
             if mode not in NORMALIZE_MODES:
-                raise CheckpointError(f"{path}: mode: got {mode!r}; expected one of "
-                                      f"{', '.join(NORMALIZE_MODES)} ({again})")
+                raise CheckpointError(
+                    f"{path}: mode: got {mode!r}; expected one of {', '.join(NORMALIZE_MODES)} ({again})"
+                )
             tensors = {}
             for name, shape in _normalizer_shapes(mode, in_channels, image_size).items():
                 if name not in f.keys():
-                    raise CheckpointError(f"{path}: {name}: missing; expected a tensor of shape {shape} "
-                                          f"({again})")
+                    raise CheckpointError(
+                        f"{path}: {name}: missing; expected a tensor of shape {shape} ({again})"
+                    )
                 got = tuple(f.get_slice(name).get_shape())
                 if got != shape:
-                    raise CheckpointError(f"{path}: {name}: got shape {got}; expected {shape} for {mode} on "
-                                          f"the run's {in_channels}x{image_size}x{image_size} images "
-                                          f"({again})")
+                    raise CheckpointError(
+                        f"{path}: {name}: got shape {got}; expected {shape} for {mode} on "
+                        f"the run's {in_channels}x{image_size}x{image_size} images "
+                        f"({again})"
+                    )
                 tensors[name] = f.get_tensor(name)
     except (SafetensorError, OSError, ValueError) as err:
         if isinstance(err, CheckpointError):
@@ -147,6 +160,7 @@ def load_normalizer(out: str | Path, in_channels: int, image_size: int):
         if not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{path}: {name}: got non-finite values; expected finite floats ({again})")
     if not bool((tensors["scale"] > 0).all()):
-        raise CheckpointError(f"{path}: scale: got values <= 0 (min {float(tensors['scale'].min())}); "
-                              f"expected > 0 ({again})")
+        raise CheckpointError(
+            f"{path}: scale: got values <= 0 (min {float(tensors['scale'].min())}); expected > 0 ({again})"
+        )
     return Normalizer.from_dict({"mode": mode, **tensors})

@@ -55,14 +55,20 @@ def check_outputs(outputs: Any, target: Any, min_ndim: int = 3, name: str = "out
     """`outputs`: a floating tensor `(M, B, ...)` with at least `min_ndim` axes; `target`: a tensor whose
     first axis is B, on the same device."""
     if not isinstance(outputs, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(f"{name} and target must be torch.Tensors, got {type(outputs).__name__} and "
-                        f"{type(target).__name__}")
+        raise TypeError(
+            f"{name} and target must be torch.Tensors, got {type(outputs).__name__} and "
+            f"{type(target).__name__}"
+        )
     if outputs.ndim < min_ndim or not outputs.is_floating_point() or min(outputs.shape) < 1:
-        raise ValueError(f"{name}: got {outputs.dtype} of shape {tuple(outputs.shape)}; expected a floating "
-                         f"tensor (M, B, ...) with at least {min_ndim} axes, none empty")
+        raise ValueError(
+            f"{name}: got {outputs.dtype} of shape {tuple(outputs.shape)}; expected a floating "
+            f"tensor (M, B, ...) with at least {min_ndim} axes, none empty"
+        )
     if target.ndim < 1 or target.shape[0] != outputs.shape[1]:
-        raise ValueError(f"target: got shape {tuple(target.shape)}; expected its first axis to be the batch, "
-                         f"B = {outputs.shape[1]}")
+        raise ValueError(
+            f"target: got shape {tuple(target.shape)}; expected its first axis to be the batch, "
+            f"B = {outputs.shape[1]}"
+        )
     if target.device != outputs.device:
         raise ValueError(f"target: on {target.device}; expected the {name}' device {outputs.device}")
 
@@ -82,8 +88,10 @@ def reduce_terms(terms: dict[str, torch.Tensor], into: dict[str, Any] | None = N
         value = value.detach().cpu()
         if value.is_floating_point():
             if value.ndim != 1:
-                raise ValueError(f"metric term {key!r}: got a float tensor of shape {tuple(value.shape)}; "
-                                 "expected per-example values (B,)")
+                raise ValueError(
+                    f"metric term {key!r}: got a float tensor of shape {tuple(value.shape)}; "
+                    "expected per-example values (B,)"
+                )
             into.setdefault(key, ExactSum()).add(value.to(torch.float64).tolist())
         else:
             into[key] = value.to(torch.int64) + into[key] if key in into else value.to(torch.int64)
@@ -153,9 +161,16 @@ class Task:
         member = first_argmin(errors)
         return Oracle(member, errors.gather(0, member.unsqueeze(0)).squeeze(0))
 
-    def loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor, *,
-             weights: torch.Tensor | None = None, score_logits: torch.Tensor | None = None,
-             **params: Any) -> LossResult:
+    def loss(
+        self,
+        name: str,
+        outputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        weights: torch.Tensor | None = None,
+        score_logits: torch.Tensor | None = None,
+        **params: Any,
+    ) -> LossResult:
         """The ensemble loss `name` on this task: one of `ENSEMBLE_LOSS_NAMES` ("cmcl" where `penalty` is
         defined) over `member_losses`, or one of `averaged` (a loss of `combine`'s prediction; no `weights`).
         `params`: `ensemble_loss`'s k, mix, beta, epsilon, temperature, score_weight, generator. A scored loss
@@ -163,8 +178,9 @@ class Task:
         self.check(outputs, target)
         if name in self.averaged:
             if weights is not None:
-                raise ValueError(f"loss {name!r} averages the members and takes no per-member weights, "
-                                 "got some")
+                raise ValueError(
+                    f"loss {name!r} averages the members and takes no per-member weights, got some"
+                )
             check_loss_params(outputs.shape[0], **params)
             with torch.no_grad():
                 own = self.member_losses(outputs, target).mean(dim=1)
@@ -172,8 +188,10 @@ class Task:
         spec = ENSEMBLE_LOSSES.get(LOSS_ALIASES.get(name, name))
         if spec is None or (spec.penalty and not self.has_penalty):
             why = " (confident MCL needs a categorical output)" if spec is not None else ""
-            raise ValueError(f"loss: got {name!r}; expected one of {', '.join(self.loss_names())} for task "
-                             f"{self.name!r}{why}")
+            raise ValueError(
+                f"loss: got {name!r}; expected one of {', '.join(self.loss_names())} for task "
+                f"{self.name!r}{why}"
+            )
         nll = self.member_losses(outputs, target)
         penalty = self.penalty(outputs, target) if spec.penalty else None
         if spec.scores and score_logits is None:

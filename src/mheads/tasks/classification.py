@@ -52,8 +52,9 @@ class Classification(Task):
     def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         check_inputs(outputs, target)
         if self.num_classes is not None and outputs.shape[-1] != self.num_classes:
-            raise ValueError(f"outputs: got {outputs.shape[-1]} classes; expected num_classes = "
-                             f"{self.num_classes}")
+            raise ValueError(
+                f"outputs: got {outputs.shape[-1]} classes; expected num_classes = {self.num_classes}"
+            )
 
     def member_losses(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """`(M, B, C), (B,) -> (M, B)` cross-entropies, computed as `compute_loss` does."""

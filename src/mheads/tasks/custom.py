@@ -24,10 +24,14 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _per_example(value: Any, batch: int, what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or tuple(value.shape) != (batch,) or not value.is_floating_point():
-        got = f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else \
-            type(value).__name__
-        raise ValueError(f"{what}: returned {got}; expected a floating tensor of per-example values (B,) = "
-                         f"({batch},)")
+        got = (
+            f"{value.dtype} of shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise ValueError(
+            f"{what}: returned {got}; expected a floating tensor of per-example values (B,) = ({batch},)"
+        )
     return value
 
 
@@ -76,8 +80,11 @@ class CustomTask(Task):
     def metric_terms(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> Terms:
         with torch.no_grad():
             losses = self.member_losses(outputs, target).to(torch.float64)
-            terms = {"mean_member_loss": losses.mean(dim=0), "oracle_loss": losses.min(dim=0).values,
-                     "averaged_loss": self.combined_loss("averaged", outputs, target).to(torch.float64)}
+            terms = {
+                "mean_member_loss": losses.mean(dim=0),
+                "oracle_loss": losses.min(dim=0).values,
+                "averaged_loss": self.combined_loss("averaged", outputs, target).to(torch.float64),
+            }
             if self.metric_fn is not None:
                 value = self.metric_fn(self.combine(outputs), target)
                 terms["metric"] = _per_example(value, outputs.shape[1], "metric").to(torch.float64)
@@ -87,11 +94,17 @@ class CustomTask(Task):
         return {"num_examples": num_examples, **{k: v / num_examples for k, v in sums.items()}}
 
 
-def custom_task(loss_fn: LossFn, *, metric: LossFn | None = None,
-                combine: Callable[[torch.Tensor], torch.Tensor] | None = None, head_width: int | None = None,
-                name: str = "custom") -> CustomTask:
+def custom_task(
+    loss_fn: LossFn,
+    *,
+    metric: LossFn | None = None,
+    combine: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    head_width: int | None = None,
+    name: str = "custom",
+) -> CustomTask:
     """A task from a per-example loss; see the module docstring."""
     if not callable(loss_fn):
-        raise ValueError(f"loss_fn: got {type(loss_fn).__name__}; expected a callable "
-                         "(output, target) -> (B,)")
+        raise ValueError(
+            f"loss_fn: got {type(loss_fn).__name__}; expected a callable (output, target) -> (B,)"
+        )
     return CustomTask(loss_fn, metric, combine, head_width, name)

@@ -79,12 +79,16 @@ class MultiHypothesis(Task):
     def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         check_outputs(outputs, target)
         if outputs.ndim != 3 or outputs.shape[-1] != self.dim + 1:
-            raise ValueError(f"outputs: got shape {tuple(outputs.shape)}; expected (M, B, D + 1) = "
-                             f"(M, B, {self.dim + 1}) (hypothesis, then score logit)")
+            raise ValueError(
+                f"outputs: got shape {tuple(outputs.shape)}; expected (M, B, D + 1) = "
+                f"(M, B, {self.dim + 1}) (hypothesis, then score logit)"
+            )
         allowed = [(self.dim,)] + ([()] if self.dim == 1 else [])
         if not target.is_floating_point() or tuple(target.shape[1:]) not in allowed:
-            raise ValueError(f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
-                             f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else ""))
+            raise ValueError(
+                f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
+                f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else "")
+            )
 
     def _target(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check(outputs, target)
@@ -124,26 +128,37 @@ class MultiHypothesis(Task):
         sliced for D > 1; see the module docstring)."""
         outputs = outputs.detach().to(torch.float64)
         if samples.ndim != 3 or samples.shape[0] != outputs.shape[1] or samples.shape[-1] != self.dim:
-            raise ValueError(f"samples: got shape {tuple(samples.shape)}; expected (B, N, D) = "
-                             f"({outputs.shape[1]}, N, {self.dim})")
+            raise ValueError(
+                f"samples: got shape {tuple(samples.shape)}; expected (B, N, D) = "
+                f"({outputs.shape[1]}, N, {self.dim})"
+            )
         combined = self.combine(outputs)
         points, weights = combined.points.transpose(0, 1), combined.weights.T  # (B, M, D), (B, M)
         samples = samples.to(torch.float64)
         if self.dim == 1:
             return wasserstein_1d(points[..., 0], samples[..., 0], weights, None, self.p)
         generator = torch.Generator().manual_seed(self.seed)
-        return sliced_wasserstein(points, samples, weights, None, self.p, projections=self.projections,
-                                  generator=generator)
+        return sliced_wasserstein(
+            points, samples, weights, None, self.p, projections=self.projections, generator=generator
+        )
 
-    def metric_terms(self, outputs: torch.Tensor, target: torch.Tensor, *,
-                     samples: torch.Tensor | None = None, **extra: Any) -> Terms:
+    def metric_terms(
+        self,
+        outputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        samples: torch.Tensor | None = None,
+        **extra: Any,
+    ) -> Terms:
         outputs = outputs.detach().to(torch.float64)
         y = self._target(outputs, target)
         combined = self.combine(outputs)
         distances = self.errors(outputs, target)  # (M, B)
-        terms = {"oracle_error": distances.min(dim=0).values,
-                 "distortion": (combined.weights * distances.square()).sum(dim=0),
-                 "weighted_mean_error": (combined.mean() - y).square().sum(dim=-1).sqrt()}
+        terms = {
+            "oracle_error": distances.min(dim=0).values,
+            "distortion": (combined.weights * distances.square()).sum(dim=0),
+            "weighted_mean_error": (combined.mean() - y).square().sum(dim=-1).sqrt(),
+        }
         if samples is not None:
             terms["emd" if self.dim == 1 else "sliced_emd"] = self.emd(outputs, samples)
         return terms
@@ -152,7 +167,8 @@ class MultiHypothesis(Task):
         return {"num_examples": num_examples, **{k: v / num_examples for k, v in sums.items()}}
 
 
-def multi_hypothesis(dim: int = 1, *, distance: str = "sq", p: float = 1.0, projections: int = 128,
-                     seed: int = 0) -> MultiHypothesis:
+def multi_hypothesis(
+    dim: int = 1, *, distance: str = "sq", p: float = 1.0, projections: int = 128, seed: int = 0
+) -> MultiHypothesis:
     """The multiple-hypotheses task; see the module docstring."""
     return MultiHypothesis(dim, distance, p, projections, seed)

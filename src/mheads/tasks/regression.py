@@ -93,12 +93,16 @@ class Regression(Task):
     def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         check_outputs(outputs, target)
         if outputs.ndim != 3 or outputs.shape[-1] != self.head_width():
-            raise ValueError(f"outputs: got shape {tuple(outputs.shape)}; expected "
-                             f"(M, B, {self.head_width()}) for {self.head} heads of dimension {self.dim}")
+            raise ValueError(
+                f"outputs: got shape {tuple(outputs.shape)}; expected "
+                f"(M, B, {self.head_width()}) for {self.head} heads of dimension {self.dim}"
+            )
         allowed = [(self.dim,)] + ([()] if self.dim == 1 else [])
         if not target.is_floating_point() or tuple(target.shape[1:]) not in allowed:
-            raise ValueError(f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
-                             f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else ""))
+            raise ValueError(
+                f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
+                f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else "")
+            )
 
     def _target(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check(outputs, target)
@@ -110,7 +114,7 @@ class Regression(Task):
         mean = outputs[..., : self.dim]
         if self.head == "point":
             return mean, torch.zeros_like(mean)
-        raw = outputs[..., self.dim:]
+        raw = outputs[..., self.dim :]
         var = F.softplus(raw) if self.variance == "softplus" else torch.exp(raw)
         return mean, var + self.min_variance
 
@@ -149,8 +153,11 @@ class Regression(Task):
         combined = self.combine(outputs)
         error = y - combined.mean  # (B, D)
         member_se = self.errors(outputs, target)  # (M, B)
-        terms = {"se": error.square().mean(dim=-1), "ae": error.abs().mean(dim=-1),
-                 "oracle_se": member_se.min(dim=0).values}
+        terms = {
+            "se": error.square().mean(dim=-1),
+            "ae": error.abs().mean(dim=-1),
+            "oracle_se": member_se.min(dim=0).values,
+        }
         terms.update({f"member_se_{m}": member_se[m] for m in range(member_se.shape[0])})
         if self.head == "gaussian":
             mean, var = self.moments(outputs)
@@ -166,17 +173,33 @@ class Regression(Task):
     def finish_metrics(self, sums: dict[str, Any], num_examples: int) -> dict[str, Any]:
         n = num_examples
         members = sorted(int(k.rsplit("_", 1)[1]) for k in sums if k.startswith("member_se_"))
-        out = {"num_examples": n, "rmse": math.sqrt(sums["se"] / n), "mae": sums["ae"] / n,
-               "oracle_rmse": math.sqrt(sums["oracle_se"] / n),
-               "member_rmse": [math.sqrt(sums[f"member_se_{m}"] / n) for m in members]}
+        out = {
+            "num_examples": n,
+            "rmse": math.sqrt(sums["se"] / n),
+            "mae": sums["ae"] / n,
+            "oracle_rmse": math.sqrt(sums["oracle_se"] / n),
+            "member_rmse": [math.sqrt(sums[f"member_se_{m}"] / n) for m in members],
+        }
         if self.head == "gaussian":
-            out.update({"mixture_nll": sums["mixture_nll"] / n, "aleatoric": sums["aleatoric"] / n,
-                        "epistemic": sums["epistemic"] / n,
-                        "coverage": {str(level): sums[f"coverage_{level}"] / n for level in self.levels}})
+            out.update(
+                {
+                    "mixture_nll": sums["mixture_nll"] / n,
+                    "aleatoric": sums["aleatoric"] / n,
+                    "epistemic": sums["epistemic"] / n,
+                    "coverage": {str(level): sums[f"coverage_{level}"] / n for level in self.levels},
+                }
+            )
         return out
 
 
-def regression(dim: int = 1, *, head: str = "point", loss: str = "mse", variance: str = "softplus",
-               min_variance: float = 1e-6, levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> Regression:
+def regression(
+    dim: int = 1,
+    *,
+    head: str = "point",
+    loss: str = "mse",
+    variance: str = "softplus",
+    min_variance: float = 1e-6,
+    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95),
+) -> Regression:
     """The regression task; see the module docstring."""
     return Regression(dim, head, loss, variance, min_variance, tuple(levels))

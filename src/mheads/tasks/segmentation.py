@@ -56,8 +56,10 @@ class Segmentation(Task):
     def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         check_outputs(outputs, target, min_ndim=5)
         if outputs.ndim != 5 or tuple(target.shape) != (outputs.shape[1], *outputs.shape[3:]):
-            raise ValueError(f"outputs and target: got shapes {tuple(outputs.shape)} and "
-                             f"{tuple(target.shape)}; expected (M, B, C, H, W) and (B, H, W)")
+            raise ValueError(
+                f"outputs and target: got shapes {tuple(outputs.shape)} and "
+                f"{tuple(target.shape)}; expected (M, B, C, H, W) and (B, H, W)"
+            )
         if target.is_floating_point() or target.dtype == torch.bool:
             raise ValueError(f"target: got dtype {target.dtype}; expected integer classes")
         classes = outputs.shape[2]
@@ -66,8 +68,10 @@ class Segmentation(Task):
         if target.device.type == "cpu":
             bad = (target != self.ignore_index) & ((target < 0) | (target >= classes))
             if bool(bad.any()):
-                raise ValueError(f"target: got class {int(target[bad][0])}; expected 0..{classes - 1} or "
-                                 f"ignore_index {self.ignore_index}")
+                raise ValueError(
+                    f"target: got class {int(target[bad][0])}; expected 0..{classes - 1} or "
+                    f"ignore_index {self.ignore_index}"
+                )
 
     def _pixels(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(B, H, W)` -> labelled mask, targets with ignored pixels set to 0, labelled pixels per image."""
@@ -113,8 +117,9 @@ class Segmentation(Task):
         wrong = (outputs.detach().argmax(dim=2) != labels).to(torch.float64)
         return self._image_mean(wrong, valid, count)
 
-    def _confusion(self, predicted: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-                   classes: int) -> torch.Tensor:
+    def _confusion(
+        self, predicted: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, classes: int
+    ) -> torch.Tensor:
         index = labels[valid] * classes + predicted[valid]
         return torch.bincount(index, minlength=classes * classes).view(classes, classes)  # (true, predicted)
 

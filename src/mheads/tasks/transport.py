@@ -30,13 +30,19 @@ def _weights(points: torch.Tensor, weights: torch.Tensor | None, shape: torch.Si
     return weights / weights.sum(dim=-1, keepdim=True)
 
 
-def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, x_weights: torch.Tensor | None = None,
-                   y_weights: torch.Tensor | None = None, p: float = 1.0) -> torch.Tensor:
+def wasserstein_1d(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_weights: torch.Tensor | None = None,
+    y_weights: torch.Tensor | None = None,
+    p: float = 1.0,
+) -> torch.Tensor:
     """Exact W_p between `x: (..., N)` with `x_weights` and `y: (..., K)` with `y_weights` -> `(...)`."""
     check_number("p", p, 1.0)
     if x.shape[:-1] != y.shape[:-1]:
-        raise ValueError(f"x and y: got shapes {tuple(x.shape)} and {tuple(y.shape)}; expected the same "
-                         "leading axes")
+        raise ValueError(
+            f"x and y: got shapes {tuple(x.shape)} and {tuple(y.shape)}; expected the same leading axes"
+        )
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     x, y = x.to(dtype), y.to(dtype)
     wx, wy = _weights(x, x_weights, x.shape), _weights(y, y_weights, y.shape)
@@ -52,16 +58,25 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, x_weights: torch.Tensor | N
     return ((qx - qy).abs().pow(p) * du).sum(dim=-1).pow(1.0 / p)
 
 
-def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, x_weights: torch.Tensor | None = None,
-                       y_weights: torch.Tensor | None = None, p: float = 1.0, *, projections: int = 64,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def sliced_wasserstein(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_weights: torch.Tensor | None = None,
+    y_weights: torch.Tensor | None = None,
+    p: float = 1.0,
+    *,
+    projections: int = 64,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sliced W_p between `x: (..., N, D)` and `y: (..., K, D)` -> `(...)`, over `projections` directions
     drawn from `generator` (the same directions for every leading index)."""
     check_int("projections", projections, 1)
     check_number("p", p, 1.0)
     if x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(f"x and y: got shapes {tuple(x.shape)} and {tuple(y.shape)}; expected (..., N, D) "
-                         "and (..., K, D) with the same leading axes and D")
+        raise ValueError(
+            f"x and y: got shapes {tuple(x.shape)} and {tuple(y.shape)}; expected (..., N, D) "
+            "and (..., K, D) with the same leading axes and D"
+        )
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     theta = torch.randn(projections, x.shape[-1], generator=generator, dtype=torch.float64)
     theta = (theta / theta.norm(dim=-1, keepdim=True)).to(x.device, dtype)  # (P, D)

@@ -39,5 +39,6 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return (bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
-            and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )

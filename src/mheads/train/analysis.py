@@ -23,8 +23,10 @@ from mheads.ensemble.uncertainty_report import uncertainty_report
 __all__ = ["analyse", "calibrate", "collect_logits", "summary", "NOT_CALIBRATED"]
 
 log = logging.getLogger("mheads")
-NOT_CALIBRATED = ("not fitted: the run has no held-out split (train with data.val_fraction > 0, e.g. 0.1, to "
-                  "fit it); every number is uncalibrated")
+NOT_CALIBRATED = (
+    "not fitted: the run has no held-out split (train with data.val_fraction > 0, e.g. 0.1, to "
+    "fit it); every number is uncalibrated"
+)
 OOD_TPR = 0.95  # the share of held-out in-distribution images that `predict`'s OOD flag leaves unflagged
 
 
@@ -59,12 +61,19 @@ def calibrate(model, data, cfg: Config) -> dict | None:
     scaled = apply_temperature(logits, t)
     criterion = "max_member_prob" if cfg.loss.name in LOSSES and LOSSES[cfg.loss.name].assigns else "max_prob"
     threshold = threshold_at_tpr(CRITERIA[criterion](scaled), OOD_TPR)
-    return {"temperature": float(t), "member_temperatures": [float(v) for v in per],
-            "val_examples": int(len(y)), "val_nll_before": before,
-            "val_nll_after": _ensemble_nll(scaled, y),
-            "ood_threshold": {"criterion": criterion, "threshold": threshold, "tpr": OOD_TPR,
-                              "fitted_on": f"the held-out split ({int(len(y))} images), logits divided by "
-                                           "temperature"}}
+    return {
+        "temperature": float(t),
+        "member_temperatures": [float(v) for v in per],
+        "val_examples": int(len(y)),
+        "val_nll_before": before,
+        "val_nll_after": _ensemble_nll(scaled, y),
+        "ood_threshold": {
+            "criterion": criterion,
+            "threshold": threshold,
+            "tpr": OOD_TPR,
+            "fitted_on": f"the held-out split ({int(len(y))} images), logits divided by temperature",
+        },
+    }
 
 
 def _ensemble_nll(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -73,9 +82,14 @@ def _ensemble_nll(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float(acc.compute()["nll"])
 
 
-def analyse(model, data, cfg: Config, calibration: dict | None = None,
-            ood: dict[str, torch.Tensor] | None = None,
-            test: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+def analyse(
+    model,
+    data,
+    cfg: Config,
+    calibration: dict | None = None,
+    ood: dict[str, torch.Tensor] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
     """The uncertainty report on the test split; ``ood`` maps a name to out-of-distribution member logits
     (``data``'s own "ood" split, the other classes of an open-set run, is added as "open_set"). With a
     ``calibration``, the report of the temperature-scaled logits is added under "calibrated". ``test``: the

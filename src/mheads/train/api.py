@@ -48,8 +48,10 @@ def _data(cfg: Config, train: Any, test: Any) -> Dataset | TorchData | None:
     (decoded whole or streamed per ``data.loader``)."""
     if train is None or _is_path(train):
         if test is not None:
-            raise ConfigError("test: a data path holds its own test split (train/ and test/); give "
-                              "test=None, or Datasets for both train and test")
+            raise ConfigError(
+                "test: a data path holds its own test split (train/ and test/); give "
+                "test=None, or Datasets for both train and test"
+            )
         if train is not None:
             cfg.data.source = str(train)
         return None
@@ -59,8 +61,10 @@ def _data(cfg: Config, train: Any, test: Any) -> Dataset | TorchData | None:
         if ds is None or isinstance(ds, IterableDataset):  # an IterableDataset: check_user_dataset says why
             continue
         if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
-            raise ConfigError(f"{name}: got {type(ds).__name__}; expected a map-style torch Dataset of "
-                              "(image, label), a data path, or None for the embedded Fashion-MNIST subset")
+            raise ConfigError(
+                f"{name}: got {type(ds).__name__}; expected a map-style torch Dataset of "
+                "(image, label), a data path, or None for the embedded Fashion-MNIST subset"
+            )
     check_user_dataset(train, "train")  # one-line errors before training (an empty Dataset, a dict item, ...)
     if test is not None:
         check_user_dataset(test, "test")
@@ -69,8 +73,10 @@ def _data(cfg: Config, train: Any, test: Any) -> Dataset | TorchData | None:
 
 def _check_trainable(module: nn.Module, what: str) -> None:
     if not any(p.requires_grad for p in module.parameters()):
-        raise ConfigError(f"model: {what} has no trainable parameters; expected a module with parameters to "
-                          "train (nn.Conv2d, nn.Linear, ...), not a fixed function")
+        raise ConfigError(
+            f"model: {what} has no trainable parameters; expected a module with parameters to "
+            "train (nn.Conv2d, nn.Linear, ...), not a fixed function"
+        )
 
 
 def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: Any) -> TreeNet:
@@ -86,13 +92,23 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
         split = model.split
         m.split = split if split is None or isinstance(split, (str, list)) else [list(s) for s in split]
         if m.output is not None and m.output != model.output:
-            raise ConfigError(f"model.output: got {m.output!r}; expected {model.output!r}, the output= of "
-                              "the TreeNet given (or leave model.output unset)")
+            raise ConfigError(
+                f"model.output: got {m.output!r}; expected {model.output!r}, the output= of "
+                "the TreeNet given (or leave model.output unset)"
+            )
         m.output = model.output  # recorded in run.json, so load_run rebuilds the same selection
         return model
     example = (1, *shape) if isinstance(shape, tuple) else shape  # a batch of inputs of any shape, or None
-    tree = TreeNet(model, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                   example_input=example, output=m.output)
+    tree = TreeNet(
+        model,
+        m.members,
+        m.split,
+        seed=cfg.train.seed,
+        init=m.init,
+        reinit=m.reinit,
+        example_input=example,
+        output=m.output,
+    )
     tree.exec_mode = m.exec
     return tree
 
@@ -104,17 +120,19 @@ def _tree_for_data(model, cfg: Config, data) -> TreeNet:
     return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
 
 
-
 # What a DataLoader given as train or test hands fit, and what fit does instead of the rest of it.
 LOADER_TAKEN = "its dataset and batch_size"
-LOADER_IGNORED = ("sampler/shuffle/batch_sampler (mheads' own seeded batch plan is what makes resume exact; "
-                  "bagging and data.train_limit choose examples), collate_fn (items are read one by one; "
-                  "augment with data.crop_padding / data.flip), num_workers / pin_memory (data.loader, "
-                  "data.workers), drop_last, generator")
+LOADER_IGNORED = (
+    "sampler/shuffle/batch_sampler (mheads' own seeded batch plan is what makes resume exact; "
+    "bagging and data.train_limit choose examples), collate_fn (items are read one by one; "
+    "augment with data.crop_padding / data.flip), num_workers / pin_memory (data.loader, "
+    "data.workers), drop_last, generator"
+)
 
 
-def _task_settings(task: Any,
-                   settings: Mapping[str, Any] | Config | None) -> Mapping[str, Any] | Config | None:
+def _task_settings(
+    task: Any, settings: Mapping[str, Any] | Config | None
+) -> Mapping[str, Any] | Config | None:
     """``settings`` with ``task`` in them (before they are validated: a loss may need the task): a name as
     ``task.name``, a Task as its config section (a built-in one by name and options, a user's as
     ``python``)."""
@@ -125,8 +143,10 @@ def _task_settings(task: Any,
     elif isinstance(task, Task):
         tc = task_config_of(task)
     else:
-        raise ConfigError(f"task: got {type(task).__name__}; expected None, a task name "
-                          f"({', '.join(TASK_NAMES[:-1])}) or a mheads.tasks.Task")
+        raise ConfigError(
+            f"task: got {type(task).__name__}; expected None, a task name "
+            f"({', '.join(TASK_NAMES[:-1])}) or a mheads.tasks.Task"
+        )
     if isinstance(settings, Config):
         cfg = copy.deepcopy(settings)
         cfg.task = tc
@@ -155,21 +175,42 @@ def _from_loader(name: str, data: Any, cfg: Config, named: set[str] | None) -> A
     if size is not None and named is not None and f"train.{key}" not in named:
         setattr(cfg.train, key, size)
     used = getattr(cfg.train, key)
-    custom = [what for what, odd in (
-        ("a collate_fn", data.collate_fn is not default_collate),
-        ("a sampler", not isinstance(data.sampler, (SequentialSampler, RandomSampler))),
-        ("a batch_sampler", data.batch_size is None)) if odd]
+    custom = [
+        what
+        for what, odd in (
+            ("a collate_fn", data.collate_fn is not default_collate),
+            ("a sampler", not isinstance(data.sampler, (SequentialSampler, RandomSampler))),
+            ("a batch_sampler", data.batch_size is None),
+        )
+        if odd
+    ]
     log_at = logging.WARNING if custom else logging.INFO
-    log.log(log_at, "%s: from the DataLoader, %s (train.%s %d%s); ignored: %s%s", name, LOADER_TAKEN, key,
-            used, "" if size == used else f", not its {size}: the settings name one", LOADER_IGNORED,
-            f"; its own {', '.join(custom)} is not applied" if custom else "")
+    log.log(
+        log_at,
+        "%s: from the DataLoader, %s (train.%s %d%s); ignored: %s%s",
+        name,
+        LOADER_TAKEN,
+        key,
+        used,
+        "" if size == used else f", not its {size}: the settings name one",
+        LOADER_IGNORED,
+        f"; its own {', '.join(custom)} is not applied" if custom else "",
+    )
     return data.dataset
 
 
-def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any = None, test: Any = None, *,
-        out: str | os.PathLike, settings: Mapping[str, Any] | Config | None = None,
-        task: str | Task | None = None,
-        resume: bool = False, overwrite: bool = False, progress: bool | None = None) -> FitResult:
+def fit(
+    model: nn.Module | TreeNet | Callable[[], nn.Module] | str,
+    train: Any = None,
+    test: Any = None,
+    *,
+    out: str | os.PathLike,
+    settings: Mapping[str, Any] | Config | None = None,
+    task: str | Task | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> FitResult:
     """Train an ensemble and write the run folder ``out``; returns a :class:`FitResult`: the trained TreeNet
     (``.tree``, eval mode), the final metrics (``.metrics``, also readable as ``result["oracle_acc"]``) and
     the run folder (``.run``).
@@ -209,14 +250,18 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
     thresholds for CPU speed; call ``mheads.train.allocator.retain_freed_memory()`` to do so here).
     """
     if settings is not None and not isinstance(settings, (Mapping, Config)):
-        raise ConfigError(f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
-                          "values or a mheads.Config")
+        raise ConfigError(
+            f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
+            "values or a mheads.Config"
+        )
     named = None if isinstance(settings, Config) else set(settings or ())  # what fit must not override
     cfg, _ = _config(_task_settings(task, settings))
     user_task = task if isinstance(task, Task) and cfg.task.name == PYTHON_TASK else None
     if not isinstance(model, (str, nn.Module)) and not callable(model):
-        raise ConfigError(f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
-                          "zero-argument function returning an nn.Module, or a registered model name")
+        raise ConfigError(
+            f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
+            "zero-argument function returning an nn.Module, or a registered model name"
+        )
     if isinstance(model, nn.Module):
         _check_trainable(model, type(model).__name__)  # before the data is read
     if isinstance(model, str):
@@ -232,9 +277,19 @@ def fit(model: nn.Module | TreeNet | Callable[[], nn.Module] | str, train: Any =
         def build(data) -> TreeNet:  # once the data (and so the image shape) is known
             built.append(_tree_for_data(model, cfg, data))
             return built[-1]
+
     out = Path(out)
-    metrics = loop.fit(cfg, out, resume=resume, overwrite=overwrite, progress=progress, model=build,
-                       dataset=dataset, retain_memory=False, task=user_task)
+    metrics = loop.fit(
+        cfg,
+        out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        model=build,
+        dataset=dataset,
+        retain_memory=False,
+        task=user_task,
+    )
     assert metrics is not None  # one process, the root: fit returns its metrics
     if built:
         tree = built[-1]

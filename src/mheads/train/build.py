@@ -42,25 +42,39 @@ def input_sizes(spec: dict | None) -> tuple[int, int] | None:
     return (int(shape[0]), int(shape[-1])) if isinstance(shape, list) and shape else (1, 1)
 
 
-def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
-               example=None) -> TreeNet:
+def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int, example=None) -> TreeNet:
     """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault. ``example``:
     for inputs that are not square images, a batch of them (a tensor or a dict of tensors) to build on;
     ``num_classes`` is then the task's head width."""
     m = cfg.model
     check_scoring(cfg)
     if m.name == PYTHON_MODEL:
-        raise ConfigError("model.name: 'python' names a model given to mheads.fit as a Python object; "
-                          "pass the model to mheads.fit (or name a registered model or an import path)")
+        raise ConfigError(
+            "model.name: 'python' names a model given to mheads.fit as a Python object; "
+            "pass the model to mheads.fit (or name a registered model or an import path)"
+        )
     try:
-        factory = model_factory(m.name, num_classes=num_classes, in_channels=in_channels,
-                                image_size=image_size, **m.options)
+        factory = model_factory(
+            m.name, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **m.options
+        )
         first = factory()  # surfaces bad options / image sizes once, before copies are built
         base = factory if m.weights is None else _with_weights(first, m.weights)
-        shape = (1, in_channels, image_size, image_size) if example is None else (
-            example if isinstance(example, torch.Tensor) else None)
-        tree = TreeNet(base, m.members, m.split, seed=cfg.train.seed, init=m.init, reinit=m.reinit,
-                       example_input=shape, scoring_heads=m.scoring_heads, output=m.output)
+        shape = (
+            (1, in_channels, image_size, image_size)
+            if example is None
+            else (example if isinstance(example, torch.Tensor) else None)
+        )
+        tree = TreeNet(
+            base,
+            m.members,
+            m.split,
+            seed=cfg.train.seed,
+            init=m.init,
+            reinit=m.reinit,
+            example_input=shape,
+            scoring_heads=m.scoring_heads,
+            output=m.output,
+        )
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
     except UnknownModelError as err:  # an import path that does not import, or names no callable
@@ -69,8 +83,10 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
         msg = str(err)
         if msg.startswith("image_size:"):  # the data's images, not a config value, do not fit the network
             where = cfg.data.source if cfg.data.source is not None else "(the embedded data)"
-            raise DataError(f"data.source {where}: {image_size}x{image_size} images do not fit model.name "
-                            f"{m.name!r}: {msg}; use larger images or another model") from None
+            raise DataError(
+                f"data.source {where}: {image_size}x{image_size} images do not fit model.name "
+                f"{m.name!r}: {msg}; use larger images or another model"
+            ) from None
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
     tree.exec_mode = m.exec
     return tree
@@ -84,8 +100,10 @@ def check_scoring(cfg: Config) -> None:
     m = cfg.model
     cfg.loss.validate(m.members, model=m, task=cfg.task)
     if m.scoring_heads and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("model.scoring_heads: got True; expected false in a distributed run (its placement "
-                          "holds only the trunk and the branches, not the scoring heads)")
+        raise ConfigError(
+            "model.scoring_heads: got True; expected false in a distributed run (its placement "
+            "holds only the trunk and the branches, not the scoring heads)"
+        )
 
 
 def _with_weights(net: torch.nn.Module, path: str) -> torch.nn.Module:
@@ -95,27 +113,37 @@ def _with_weights(net: torch.nn.Module, path: str) -> torch.nn.Module:
     except FileNotFoundError:
         raise ConfigError(f"model.weights: {path}: no such file") from None
     except (SafetensorError, OSError, ValueError) as err:
-        raise ConfigError(f"model.weights: {path}: not a readable safetensors file "
-                          f"({str(err).splitlines()[0]})") from None
+        raise ConfigError(
+            f"model.weights: {path}: not a readable safetensors file ({str(err).splitlines()[0]})"
+        ) from None
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise ConfigError(f"model.weights: {path} does not fit model.name with these options "
-                          f"({' '.join(str(err).split())[:300]})") from None
+        raise ConfigError(
+            f"model.weights: {path} does not fit model.name with these options "
+            f"({' '.join(str(err).split())[:300]})"
+        ) from None
     return net
 
 
-def model_meta(cfg: Config, num_classes: int, in_channels: int, image_size: int,
-               input_spec: dict | None = None) -> dict:
+def model_meta(
+    cfg: Config, num_classes: int, in_channels: int, image_size: int, input_spec: dict | None = None
+) -> dict:
     """What a checkpoint records to refuse resuming or evaluating with a different model. ``input_spec``:
     inputs that are not images, recorded as ``input`` (``in_channels`` and ``image_size`` are then 1); any
     task but classification is recorded as ``task`` (its name and options)."""
     split = cfg.model.split
     if isinstance(split, (list, tuple)):
         split = [list(level) for level in split]
-    meta = {"architecture": cfg.model.name, "members": cfg.model.members, "split": split,
-            "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
-            "options": dict(cfg.model.options)}
+    meta = {
+        "architecture": cfg.model.name,
+        "members": cfg.model.members,
+        "split": split,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "options": dict(cfg.model.options),
+    }
     if cfg.model.scoring_heads:  # recorded only when on: the meta of a run without heads is unchanged
         meta["scoring_heads"] = True
     if cfg.model.output is not None:  # likewise: a base returning a dict or tuple (model.output)
@@ -148,21 +176,26 @@ def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: M
         sized = meta if sizes is None else {**meta, "in_channels": sizes[0], "image_size": sizes[1]}
         base = base_factory(sized, model, where)
         check_fits_memory(base, meta["members"], where)
-        shape = (1, meta["in_channels"], meta["image_size"], meta["image_size"]) if spec is None else (
-            example if isinstance(example, torch.Tensor) else None)
+        shape = (
+            (1, meta["in_channels"], meta["image_size"], meta["image_size"])
+            if spec is None
+            else (example if isinstance(example, torch.Tensor) else None)
+        )
         user = model is not None and not isinstance(model, str)
         heads = bool(meta.get("scoring_heads", False))
         output = meta.get("output")  # checked by TreeNet: a key or an index
         if not heads and not user:
             return TreeNet(base, meta["members"], split, seed=seed, output=output)
         # a user's module may need an example input to be cut (torch.fx); weights come from the run
-        return TreeNet(base, meta["members"], split, seed=seed, scoring_heads=heads, example_input=shape,
-                       output=output)
+        return TreeNet(
+            base, meta["members"], split, seed=seed, scoring_heads=heads, example_input=shape, output=output
+        )
     except CheckpointError:
         raise
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{where}: the model description does not build a model "
-                              f"({' '.join(str(err).split())[:300]})") from None
+        raise CheckpointError(
+            f"{where}: the model description does not build a model ({' '.join(str(err).split())[:300]})"
+        ) from None
 
 
 def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
@@ -177,9 +210,11 @@ def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
         try:
             tree.load_state_dict(state)
         except RuntimeError as err:
-            raise ConfigError("train.init_from: the saved weights do not fit this model "
-                              f"({str(err).splitlines()[0]}); use the same model.name, members and split, "
-                              "or set train.init_from_member") from None
+            raise ConfigError(
+                "train.init_from: the saved weights do not fit this model "
+                f"({str(err).splitlines()[0]}); use the same model.name, members and split, "
+                "or set train.init_from_member"
+            ) from None
         return
     if not 0 <= from_member < saved.num_members:
         raise ConfigError(f"train.init_from_member: got {from_member}; expected 0..{saved.num_members - 1}")
@@ -188,5 +223,7 @@ def warm_start(tree: TreeNet, saved: TreeNet, from_member: int | None) -> None:
         try:
             tree.member(m).load_state_dict(member_state)
         except RuntimeError as err:
-            raise ConfigError(f"train.init_from_member: member {from_member} does not fit this model "
-                              f"({str(err).splitlines()[0]})") from None
+            raise ConfigError(
+                f"train.init_from_member: member {from_member} does not fit this model "
+                f"({str(err).splitlines()[0]})"
+            ) from None

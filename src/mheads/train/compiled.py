@@ -39,7 +39,9 @@ def compile_checked(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     compiled = torch.compile(model)
     err = gradient_error(model, compiled, x, y)
     if not err <= GRADIENT_TOLERANCE:
-        raise ConfigError(f"train.compile: torch.compile's gradients differ from eager mode by {err:.1%} "
-                          f"on this model with torch {torch.__version__} (allowed {GRADIENT_TOLERANCE:.0e}); "
-                          "train without compile")
+        raise ConfigError(
+            f"train.compile: torch.compile's gradients differ from eager mode by {err:.1%} "
+            f"on this model with torch {torch.__version__} (allowed {GRADIENT_TOLERANCE:.0e}); "
+            "train without compile"
+        )
     return compiled

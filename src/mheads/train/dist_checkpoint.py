@@ -31,8 +31,9 @@ class DistributedPart(Protocol):
 
     def gather_tensors(self, local: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
-    def scatter_tensors(self, full: Mapping[str, torch.Tensor] | None, *,
-                        complete: bool = False) -> dict[str, torch.Tensor]: ...
+    def scatter_tensors(
+        self, full: Mapping[str, torch.Tensor] | None, *, complete: bool = False
+    ) -> dict[str, torch.Tensor]: ...
 
     def full_state_dict(self) -> dict[str, torch.Tensor]: ...
 
@@ -71,9 +72,11 @@ def _check_groups(saved: Mapping, groups: list[dict], where) -> None:
     have = [len(g["params"]) for g in saved.get("param_groups", [])]
     want = [len(g["params"]) for g in groups]
     if have != want:
-        raise ConfigError(f"{where}: its optimizer groups hold {have} parameters, this run's {want}; "
-                          "optim.decay_norm_and_bias (or another setting that groups the parameters) differs "
-                          "from the run that saved it: resume with the same optim settings")
+        raise ConfigError(
+            f"{where}: its optimizer groups hold {have} parameters, this run's {want}; "
+            "optim.decay_norm_and_bias (or another setting that groups the parameters) differs "
+            "from the run that saved it: resume with the same optim settings"
+        )
 
 
 def run_state_json(state: Mapping) -> dict:

@@ -45,8 +45,9 @@ def evaluate(model, data, cfg: Config, comm, split: str = "test", task: Task | N
 
     was_training = model.training
     model.eval()
-    acc = EnsembleMetrics(cfg.model.members, data.num_classes,
-                          generator=derived_generator(cfg.train.seed, Stream.ORACLE_TIES))
+    acc = EnsembleMetrics(
+        cfg.model.members, data.num_classes, generator=derived_generator(cfg.train.seed, Stream.ORACLE_TIES)
+    )
     scored = getattr(model, "scoring", None) is not None and hasattr(model, "forward_with_scores")
     right, seen = [0, 0], 0  # correct (scored, score-weighted) predictions, examples
     for x, y in data.eval_batches(split, cfg.train.eval_batch_size):

@@ -101,10 +101,20 @@ class Run:
     task: Task | None = None  # what the outputs mean; None: classification of images, as before tasks
 
 
-def fit(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-        comm: Comm | None = None, wrap=None, progress: bool | None = None, model=None,
-        dataset: Dataset | TorchData | None = None, retain_memory: bool = True,
-        task: Task | None = None) -> dict | None:
+def fit(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    comm: Comm | None = None,
+    wrap=None,
+    progress: bool | None = None,
+    model=None,
+    dataset: Dataset | TorchData | None = None,
+    retain_memory: bool = True,
+    task: Task | None = None,
+) -> dict | None:
     """Train the ensemble ``cfg`` describes and write the run folder ``out``. Returns the final metrics
     (root). ``model`` and ``dataset`` replace what ``cfg.model`` and ``cfg.data.source`` would build and load
     (the Python API, :func:`mheads.fit`, passes them); ``model`` is a TreeNet or a function of the prepared
@@ -138,8 +148,9 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
     check."""
     t, st = run.cfg.train, run.state
     images = t.batch_size * t.accumulate
-    bar = tqdm(total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True,
-               leave=False)
+    bar = tqdm(
+        total=t.iterations, initial=st.step, disable=not show, unit="it", dynamic_ncols=True, leave=False
+    )
     waited = getattr(run.data, "wait_s", 0.0)
     try:
         for it in range(st.step, t.iterations):
@@ -154,16 +165,20 @@ def _loop(run: Run, sigterm: dict, show: bool) -> None:
             if run.tally is not None and step % t.log_every == 0:  # a logging point: read the device
                 loss = _settle(run)
             if loss is not None:
-                post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2g}",
-                        "img_s": f"{images / max(seconds, 1e-9):.0f}"}
+                post = {
+                    "loss": f"{loss:.4f}",
+                    "lr": f"{lr:.2g}",
+                    "img_s": f"{images / max(seconds, 1e-9):.0f}",
+                }
                 if isinstance(run.data, StreamData):  # the time this step waited for its batches
                     post["wait_ms"] = f"{1000 * (run.data.wait_s - waited):.0f}"
                     waited = run.data.wait_s
                 bar.set_postfix(post)
             if t.eval_every and (step % t.eval_every == 0 or step == t.iterations):
                 _evaluate(run, step, lr, bar if show else None)
-            if (t.checkpoint_every and step % t.checkpoint_every == 0
-                    or step in t.keep_steps) and step < t.iterations:
+            if (
+                t.checkpoint_every and step % t.checkpoint_every == 0 or step in t.keep_steps
+            ) and step < t.iterations:
                 _checkpoint(run, step)
             # agreeing on SIGTERM is a collective, read on the host: a deferred-sync distributed run asks only
             # at its logging points (every rank decides alike from the step)
@@ -180,8 +195,9 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
     t, st = run.cfg.train, run.state
     t0 = time.perf_counter()
     try:
-        loss, _, wins = train_step(run.model, run.opt, run.data, run.cfg, it, run.comm, run.params,
-                                   run.owners, run.task)
+        loss, _, wins = train_step(
+            run.model, run.opt, run.data, run.cfg, it, run.comm, run.params, run.owners, run.task
+        )
     except NumericalFault as fault:
         if t.nan_policy == "stop":
             raise
@@ -189,8 +205,9 @@ def _update(run: Run, it: int) -> tuple[float, float] | None:
         st.skipped_total += 1
         log.warning("%s (skipped %d in a row)", fault, st.skipped)
         if st.skipped >= t.max_skipped:
-            raise NumericalFault(fault.step, fault.members,
-                                 f"{fault.where} ({st.skipped} steps in a row, train.max_skipped)") from None
+            raise NumericalFault(
+                fault.step, fault.members, f"{fault.where} ({st.skipped} steps in a row, train.max_skipped)"
+            ) from None
         return None
     seconds = time.perf_counter() - t0
     st.skipped = 0
@@ -235,16 +252,28 @@ def _settle(run: Run) -> float | None:
     st.run_n += got["applied"]
     if got["bad"]:
         st.skipped_total += got["bad"]
-        members, where = members_from_flags(got["flags"], run.params, run.owners, run.cfg.model.members,
-                                            has_member_losses=getattr(run.model, "is_root", run.comm.is_root))
+        members, where = members_from_flags(
+            got["flags"],
+            run.params,
+            run.owners,
+            run.cfg.model.members,
+            has_member_losses=getattr(run.model, "is_root", run.comm.is_root),
+        )
         fault = NumericalFault(got["first_bad"], members, where)
         if t.nan_policy == "stop":
             raise fault
-        log.warning("%s (%d updates undone since the last logging point, at most %d in a row)", fault,
-                    got["bad"], got["longest"])
+        log.warning(
+            "%s (%d updates undone since the last logging point, at most %d in a row)",
+            fault,
+            got["bad"],
+            got["longest"],
+        )
         if got["longest"] >= t.max_skipped:
-            raise NumericalFault(fault.step, fault.members,
-                                 f"{fault.where} ({got['longest']} steps in a row, train.max_skipped)")
+            raise NumericalFault(
+                fault.step,
+                fault.members,
+                f"{fault.where} ({got['longest']} steps in a row, train.max_skipped)",
+            )
     return got["loss_sum"] / got["applied"] if got["applied"] else None
 
 
@@ -259,11 +288,19 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
     if not run.comm.is_root:
         return
     assert metrics is not None  # evaluate returns them on the root
-    rec = {"step": step, "lr": lr, "train_loss": st.run_loss / max(st.run_n, 1),
-           "skipped_total": st.skipped_total, **st.win_fraction(), **metrics}
+    rec = {
+        "step": step,
+        "lr": lr,
+        "train_loss": st.run_loss / max(st.run_n, 1),
+        "skipped_total": st.skipped_total,
+        **st.win_fraction(),
+        **metrics,
+    }
     append_jsonl(run.out / "eval.jsonl", rec)
-    msg = (f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
-           + _headline(metrics))
+    msg = (
+        f"[{cfg.name}] iteration {step}/{cfg.train.iterations}: train loss {rec['train_loss']:.4f}, "
+        + _headline(metrics)
+    )
     if bar is not None:
         bar.write(msg)
     else:
@@ -274,8 +311,10 @@ def _evaluate(run: Run, step: int, lr: float, bar: tqdm | None) -> None:
 def _headline(metrics: dict) -> str:
     """The evaluation's log line: ensemble and oracle accuracy, or a task's first two scalar metrics."""
     if "ensemble_mean_acc" in metrics:
-        return (f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
-                f"oracle {100 * metrics['oracle_acc']:.2f}%")
+        return (
+            f"ensemble-mean {100 * metrics['ensemble_mean_acc']:.2f}%, "
+            f"oracle {100 * metrics['oracle_acc']:.2f}%"
+        )
     scalars = [(k, v) for k, v in metrics.items() if isinstance(v, float)][:2]
     return ", ".join(f"{k} {v:.4f}" for k, v in scalars)
 
@@ -303,9 +342,18 @@ def _checkpoint(run: Run, step: int) -> None:
     save_checkpoint(run.out, step, weights, state, run.meta, keep=t.keep_checkpoints, pinned=t.keep_steps)
 
 
-def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, wrap,
-             model=None, dataset: Dataset | TorchData | None = None, show: bool = False,
-             task: Task | None = None) -> Run:
+def _restore(
+    cfg: Config,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    comm: Comm,
+    wrap,
+    model=None,
+    dataset: Dataset | TorchData | None = None,
+    show: bool = False,
+    task: Task | None = None,
+) -> Run:
     """The run folder, data, model, optimizer and state: fresh, or from the newest checkpoint of ``out``.
     Each step in order (the order is part of exact resume: the model is built, and its weights drawn, before
     the checkpoint is read)."""
@@ -321,8 +369,11 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
     if shared is not None:
         if wrap is None:
             _load_checkpoint_weights(tree, ck)
-        log.info("resuming from %s (iteration %d)", ck.path if ck is not None else "the root's checkpoint",
-                 state.step)
+        log.info(
+            "resuming from %s (iteration %d)",
+            ck.path if ck is not None else "the root's checkpoint",
+            state.step,
+        )
     else:
         _initial_weights(tree, cfg)
     owners = member_param_map(tree)
@@ -336,10 +387,25 @@ def _restore(cfg: Config, out: Path, resume: bool, overwrite: bool, comm: Comm, 
         _record_start(out, cfg, resume, ck, state.step, meta, tree, data)
     # the plateau schedule needs every step's loss before the next step's rate: it reads each step
     deferred = resolve_sync(cfg.train.sync, device) == "deferred" and schedule.kind != "plateau"
-    return Run(cfg=cfg, out=out, comm=comm, data=data, tree=tree, model=placed, opt=opt, schedule=schedule,
-               meta=meta, params=params, owners=owners, state=state, wall_start=wall_start,
-               resumed_from=state.step, saved_steps={state.step} if shared is not None else set(),
-               tally=DeviceTally(device) if deferred else None, task=task)
+    return Run(
+        cfg=cfg,
+        out=out,
+        comm=comm,
+        data=data,
+        tree=tree,
+        model=placed,
+        opt=opt,
+        schedule=schedule,
+        meta=meta,
+        params=params,
+        owners=owners,
+        state=state,
+        wall_start=wall_start,
+        resumed_from=state.step,
+        saved_steps={state.step} if shared is not None else set(),
+        tally=DeviceTally(device) if deferred else None,
+        task=task,
+    )
 
 
 def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
@@ -350,16 +416,19 @@ def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: 
     return data
 
 
-def _build_model(cfg: Config, data, device: torch.device, comm: Comm, model,
-                 task: Task | None) -> tuple[TreeNet, Task | None, dict]:
+def _build_model(
+    cfg: Config, data, device: torch.device, comm: Comm, model, task: Task | None
+) -> tuple[TreeNet, Task | None, dict]:
     """``(tree, task, meta)``: the TreeNet (built from ``cfg.model``, or the user's ``model``) checked against
     the memory there is, the task of a run on inputs of any shape (None for images: classification, as
     before tasks) and the model description checkpoints record. A user's ``model`` is a TreeNet or a
     function of the prepared data returning one."""
     shape = (data.in_channels, data.image_size, data.image_size)
     # what the check counts beside the model: batches streamed ahead, the largest split evaluated at once
-    sizes = {"queued": getattr(data, "queued_batches", 0),
-             "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood"))}
+    sizes = {
+        "queued": getattr(data, "queued_batches", 0),
+        "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood")),
+    }
     if not isinstance(data, TensorData):
         if model is None:
             if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
@@ -384,8 +453,9 @@ def _build_model(cfg: Config, data, device: torch.device, comm: Comm, model,
     return tree, task, meta
 
 
-def _read_checkpoint(out: Path, resume: bool, comm: Comm,
-                     meta: dict) -> tuple[Checkpoint | None, dict | None]:
+def _read_checkpoint(
+    out: Path, resume: bool, comm: Comm, meta: dict
+) -> tuple[Checkpoint | None, dict | None]:
     """``(checkpoint, run state)``: the root reads the newest checkpoint (None also when a resumed run never
     committed one: start over; None on the other ranks) and tells every rank its run state (JSON; None: a
     fresh start). A distributed run's parts are sent to their ranks once the model is wrapped."""
@@ -401,8 +471,10 @@ def _place(tree: TreeNet, wrap, cfg: Config, data, device: torch.device) -> torc
     t = cfg.train
     model = wrap(tree) if wrap is not None else tree
     # Module.to takes memory_format (its docs); torch's stubs leave it out of every overload
-    model.to(device=device,  # type: ignore[call-overload]
-             memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
+    model.to(
+        device=device,  # type: ignore[call-overload]
+        memory_format=torch.channels_last if t.channels_last else torch.contiguous_format,
+    )
     if t.compile:
         x0, y0, _ = data.train_batch(0, derived_generator(t.seed, Stream.COMPILE_CHECK))
         model = compile_checked(model, x0, y0)
@@ -417,8 +489,9 @@ def _restore_optimizer(cfg: Config, tree: TreeNet, model, opt, comm: Comm, ck) -
         opt.load_state_dict(ck.state["optimizer"])
 
 
-def _record_start(out: Path, cfg: Config, resume: bool, ck: Checkpoint | None, step: int, meta: dict,
-                  tree: TreeNet, data) -> None:
+def _record_start(
+    out: Path, cfg: Config, resume: bool, ck: Checkpoint | None, step: int, meta: dict, tree: TreeNet, data
+) -> None:
     """The root's records of this start: a resumed run's logs cut back to its checkpoint and the settings it
     changed; a fresh run's run.json; the normalizer (every start: a resume may have changed the data
     settings)."""
@@ -428,8 +501,9 @@ def _record_start(out: Path, cfg: Config, resume: bool, ck: Checkpoint | None, s
         if ck is not None:
             record_changes(out, cfg, step)
     if ck is None:
-        write_run_info(out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(),
-                                             "data": data.describe()})
+        write_run_info(
+            out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(), "data": data.describe()}
+        )
     if data.normalizer is not None:
         save_normalizer(out, data.normalizer)
 
@@ -483,8 +557,13 @@ def _one_base(cfg: Config, data, device: torch.device):
     reports why, naming the field). Its size is checked on the meta device first (``ConfigError`` when
     ``model.members`` copies would not fit), so a network too large for memory is never allocated."""
     try:
-        factory = model_factory(cfg.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
-                                image_size=data.image_size, **cfg.model.options)
+        factory = model_factory(
+            cfg.model.name,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            image_size=data.image_size,
+            **cfg.model.options,
+        )
     except Exception:  # noqa: BLE001 - any failure is build_tree's to report
         return None
     check_model_size(cfg, factory, device)
@@ -499,8 +578,10 @@ def _uncertainty(run: Run) -> dict:
     classes it did not train on): the uncertainty report (``uncertainty.json``) and its headline numbers."""
     if run.comm.world_size != 1 or not (run.data.split_size("val") or run.data.split_size("ood")):
         if run.comm.is_root and run.comm.world_size == 1:  # said once, not silently skipped
-            log.info("temperature scaling and the uncertainty report skipped: no held-out split (set "
-                     "data.val_fraction, e.g. 0.1; `mheads eval` still reports the uncalibrated numbers)")
+            log.info(
+                "temperature scaling and the uncertainty report skipped: no held-out split (set "
+                "data.val_fraction, e.g. 0.1; `mheads eval` still reports the uncalibrated numbers)"
+            )
         return {}
     calibration = calibrate(run.model, run.data, run.cfg)
     if calibration is not None:
@@ -537,5 +618,6 @@ def _load_checkpoint_weights(tree: TreeNet, ck) -> None:
         tree.load_state_dict(ck.weights)
     except RuntimeError as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        raise CheckpointError(f"{ck.path}: its weights do not fit the model it describes "
-                              f"({'; '.join(lines[1:3])[:300]})") from None
+        raise CheckpointError(
+            f"{ck.path}: its weights do not fit the model it describes ({'; '.join(lines[1:3])[:300]})"
+        ) from None

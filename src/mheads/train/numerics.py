@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DeferredStep", "DeviceTally", "NumericalFault", "all_finite", "bad_members", "finite_flags",
-           "guarded_step", "member_param_map"]
+__all__ = [
+    "DeferredStep",
+    "DeviceTally",
+    "NumericalFault",
+    "all_finite",
+    "bad_members",
+    "finite_flags",
+    "guarded_step",
+    "member_param_map",
+]
 
 
 class NumericalFault(RuntimeError):
@@ -24,8 +32,9 @@ class NumericalFault(RuntimeError):
     def __init__(self, step: int, members: list[int], where: str):
         self.step, self.members, self.where = step, members, where
         who = ", ".join(f"member {m}" for m in members) if members else "the shared trunk"
-        super().__init__(f"non-finite {where} at iteration {step} in {who}; "
-                         "no update was applied for that step")
+        super().__init__(
+            f"non-finite {where} at iteration {step} in {who}; no update was applied for that step"
+        )
 
 
 def member_param_map(tree) -> dict[int, list[int]]:
@@ -48,8 +57,12 @@ def all_finite(per_member: torch.Tensor | None, params: list[torch.Tensor]) -> b
     return bool(torch.isfinite(torch.stack(sums)).all())
 
 
-def bad_members(per_member: torch.Tensor | None, params: list[torch.Tensor], owners: dict[int, list[int]],
-                num_members: int) -> tuple[list[int], str]:
+def bad_members(
+    per_member: torch.Tensor | None,
+    params: list[torch.Tensor],
+    owners: dict[int, list[int]],
+    num_members: int,
+) -> tuple[list[int], str]:
     """The slow path after :func:`all_finite` failed: name the members and whether the loss or a gradient."""
     losses = [] if per_member is None else [bool(torch.isfinite(per_member[m])) for m in range(num_members)]
     grads = [p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params]
@@ -77,8 +90,11 @@ def guarded_step(opt, params: list[torch.Tensor], ok: torch.Tensor) -> None:
     stepped values themselves."""
     tracked = [p for p in params if p.grad is not None]
     before = [p.detach().clone() for p in tracked]
-    state_before = {id(p): {k: v.clone() for k, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
-                    for p in tracked if p in getattr(opt, "state", {})}
+    state_before = {
+        id(p): {k: v.clone() for k, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
+        for p in tracked
+        if p in getattr(opt, "state", {})
+    }
     opt.step()
     with torch.no_grad():
         for p, old in zip(tracked, before):
@@ -146,18 +162,37 @@ class DeviceTally:
 
     def read(self) -> dict:
         """The sums since the last read, on the host (the one synchronisation), and a reset."""
-        head = torch.stack([self.loss_sum, self.applied.double(), self.bad.double(), self.longest.double(),
-                            self.first_bad.double(), self.run.double()]).tolist()
-        out = {"loss_sum": head[0], "applied": int(head[1]), "bad": int(head[2]), "longest": int(head[3]),
-               "first_bad": int(head[4]), "in_a_row": int(head[5]),
-               "flags": None if self.first_flags is None or head[2] == 0 else self.first_flags.tolist(),
-               "losses": [float(v) for v in torch.stack(self.losses).tolist()] if self.losses else []}
+        head = torch.stack(
+            [
+                self.loss_sum,
+                self.applied.double(),
+                self.bad.double(),
+                self.longest.double(),
+                self.first_bad.double(),
+                self.run.double(),
+            ]
+        ).tolist()
+        out = {
+            "loss_sum": head[0],
+            "applied": int(head[1]),
+            "bad": int(head[2]),
+            "longest": int(head[3]),
+            "first_bad": int(head[4]),
+            "in_a_row": int(head[5]),
+            "flags": None if self.first_flags is None or head[2] == 0 else self.first_flags.tolist(),
+            "losses": [float(v) for v in torch.stack(self.losses).tolist()] if self.losses else [],
+        }
         self.reset()
         return out
 
 
-def members_from_flags(flags: list[bool], params: Sequence[torch.Tensor], owners: dict[int, list[int]],
-                       num_members: int, has_member_losses: bool) -> tuple[list[int], str]:
+def members_from_flags(
+    flags: list[bool],
+    params: Sequence[torch.Tensor],
+    owners: dict[int, list[int]],
+    num_members: int,
+    has_member_losses: bool,
+) -> tuple[list[int], str]:
     """The members to name for a non-finite step, and whether its loss or a gradient: ``flags`` say which
     member losses (the first ``num_members``, when ``has_member_losses``) and which parameters' gradients (one
     per entry of ``params``) were finite (:func:`finite_flags`, or :func:`bad_members` on the host). A

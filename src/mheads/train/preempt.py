@@ -17,8 +17,10 @@ class Preempted(Exception):
 
     def __init__(self, step: int, out: Path):
         self.step, self.out = step, out
-        super().__init__(f"preempted (SIGTERM) at iteration {step}; checkpoint written; continue with "
-                         f"`mheads train --resume {out}`")
+        super().__init__(
+            f"preempted (SIGTERM) at iteration {step}; checkpoint written; continue with "
+            f"`mheads train --resume {out}`"
+        )
 
 
 @contextmanager

@@ -29,8 +29,11 @@ def run_process_state(device: torch.device, threads: int | None, retain_memory: 
     (``train.threads``; restored on exit) and, with ``retain_memory`` on a CPU run, glibc's raised malloc
     thresholds (kept: see the module docstring)."""
     before = torch.get_num_threads()
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
     with torch.random.fork_rng(devices=devices):
         try:
             if threads:

@@ -55,16 +55,22 @@ def check_meta(meta: object, where: str) -> dict:
             raise CheckpointError(f"{where}: the model description lacks {key!r}")
         value = meta[key]
         if not is_int(value) or not 1 <= value <= high:
-            raise CheckpointError(f"{where}: the model description does not build a model ({key}: got "
-                                  f"{_short(value)}; expected an integer in 1..{high})")
+            raise CheckpointError(
+                f"{where}: the model description does not build a model ({key}: got "
+                f"{_short(value)}; expected an integer in 1..{high})"
+            )
     if "split" not in meta:
         raise CheckpointError(f"{where}: the model description lacks 'split'")
     if not isinstance(meta.get("options", {}), dict):
-        raise CheckpointError(f"{where}: the model description does not build a model (options: got "
-                              f"{_short(meta['options'])}; expected a mapping)")
+        raise CheckpointError(
+            f"{where}: the model description does not build a model (options: got "
+            f"{_short(meta['options'])}; expected a mapping)"
+        )
     if not isinstance(meta.get("architecture"), str):
-        raise CheckpointError(f"{where}: the model description does not build a model (architecture: got "
-                              f"{_short(meta.get('architecture'))}; expected a registered model name)")
+        raise CheckpointError(
+            f"{where}: the model description does not build a model (architecture: got "
+            f"{_short(meta.get('architecture'))}; expected a registered model name)"
+        )
     return meta
 
 
@@ -73,20 +79,30 @@ def base_factory(meta: dict, model: ModelSpec, where: str) -> Callable[[], nn.Mo
     the user's ``model``. Refuses, naming what to pass, an architecture only the user can name when ``model``
     is None; never imports anything the folder names."""
     arch = meta["architecture"]
-    sizes = {"num_classes": meta["num_classes"], "in_channels": meta["in_channels"],
-             "image_size": meta["image_size"]}
+    sizes = {
+        "num_classes": meta["num_classes"],
+        "in_channels": meta["in_channels"],
+        "image_size": meta["image_size"],
+    }
     options = meta.get("options", {})
     if model is None:
         if needs_user_model(arch):
-            how = ("--model package.module:function on the command line, or model= in Python "
-                   "(mheads.load_run(path, model=...))")
-            what = ("a Python object given to mheads.fit" if arch == PYTHON_MODEL
-                    else f"the import path {arch!r}")
-            raise CheckpointError(f"{where}: this run's model is {what}; a run folder never names code to "
-                                  f"import or call, so name the model yourself: {how}")
+            how = (
+                "--model package.module:function on the command line, or model= in Python "
+                "(mheads.load_run(path, model=...))"
+            )
+            what = (
+                "a Python object given to mheads.fit" if arch == PYTHON_MODEL else f"the import path {arch!r}"
+            )
+            raise CheckpointError(
+                f"{where}: this run's model is {what}; a run folder never names code to "
+                f"import or call, so name the model yourself: {how}"
+            )
         if arch not in list_models():
-            raise CheckpointError(f"{where}: the model description does not build a model (model: unknown "
-                                  f"name {_short(arch)}; registered models are: {', '.join(list_models())})")
+            raise CheckpointError(
+                f"{where}: the model description does not build a model (model: unknown "
+                f"name {_short(arch)}; registered models are: {', '.join(list_models())})"
+            )
         return model_factory(arch, **sizes, **options)
     if isinstance(model, str):  # typed by the user: trusted, as a --config naming it would be
         try:
@@ -95,8 +111,10 @@ def base_factory(meta: dict, model: ModelSpec, where: str) -> Callable[[], nn.Mo
             raise CheckpointError(f"--model {model}: {err}") from None
     if isinstance(model, nn.Module) or callable(model):
         return model
-    raise CheckpointError(f"model: got {type(model).__name__}; expected an nn.Module, a zero-argument "
-                          "factory or an import path 'package.module:function'")
+    raise CheckpointError(
+        f"model: got {type(model).__name__}; expected an nn.Module, a zero-argument "
+        "factory or an import path 'package.module:function'"
+    )
 
 
 def check_fits_memory(factory, members: int, where: str) -> None:
@@ -108,12 +126,15 @@ def check_fits_memory(factory, members: int, where: str) -> None:
         else:
             one = parameter_bytes(factory)
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
-        raise CheckpointError(f"{where}: the model description does not build a model "
-                              f"({' '.join(str(err).split())[:300]})") from None
+        raise CheckpointError(
+            f"{where}: the model description does not build a model ({' '.join(str(err).split())[:300]})"
+        ) from None
     need, have = one * members, available_memory()
     if need > have:
-        raise CheckpointError(f"{where}: its model needs {gib(need)} of weights ({members} members of "
-                              f"{gib(one)}), more than the {gib(have)} of memory available")
+        raise CheckpointError(
+            f"{where}: its model needs {gib(need)} of weights ({members} members of "
+            f"{gib(one)}), more than the {gib(have)} of memory available"
+        )
 
 
 def _short(value: Any) -> str:

@@ -48,8 +48,13 @@ def parameter_bytes(factory: Callable[[], nn.Module]) -> int:
     return sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
 
 
-def check_model_size(cfg: Config, factory: Callable[[], nn.Module], device: torch.device | str = "cpu",
-                     *, what: str | None = None) -> int | None:
+def check_model_size(
+    cfg: Config,
+    factory: Callable[[], nn.Module],
+    device: torch.device | str = "cpu",
+    *,
+    what: str | None = None,
+) -> int | None:
     """Refuse (``ConfigError``) a model whose ``model.members`` copies of ``factory()``'s network, with the
     gradients and optimizer state training keeps, need more memory than ``device`` has, before any of it is
     allocated. Returns one member's bytes, or None where the network cannot be built on the meta device (a
@@ -69,12 +74,16 @@ def check_model_size(cfg: Config, factory: Callable[[], nn.Module], device: torc
         field, value = ("model.options", m.options) if m.options else ("model.name", m.name)
         if m.name == PYTHON_MODEL:  # a module or factory given to mheads.fit
             field, value = "model", what
-        raise ConfigError(f"{field}: got {value!r}; one member of {what} would need about "
-                          f"{gib(one * copies)} (parameters {gib(one)}, with gradients and optimizer state) "
-                          f"but {gib(avail)} of memory is available on {on}; choose a smaller network")
-    raise ConfigError(f"model.members: got {m.members}; this run would need about {gib(need)} (parameters "
-                      f"{gib(need)}: {m.members} members of {what} of {gib(one)}, with gradients and "
-                      f"optimizer state) but {gib(avail)} of memory is available on {on}; lower it")
+        raise ConfigError(
+            f"{field}: got {value!r}; one member of {what} would need about "
+            f"{gib(one * copies)} (parameters {gib(one)}, with gradients and optimizer state) "
+            f"but {gib(avail)} of memory is available on {on}; choose a smaller network"
+        )
+    raise ConfigError(
+        f"model.members: got {m.members}; this run would need about {gib(need)} (parameters "
+        f"{gib(need)}: {m.members} members of {what} of {gib(one)}, with gradients and "
+        f"optimizer state) but {gib(avail)} of memory is available on {on}; lower it"
+    )
 
 
 def _tensor_bytes(value) -> int:
@@ -123,9 +132,14 @@ def _dry_run(base: nn.Module, shape: tuple[int, int, int]) -> tuple[int, int, in
     return saved + x.numel() * x.element_size(), peak, _tensor_bytes(out)
 
 
-def estimate_bytes(cfg: Config, base: nn.Module, shape: tuple[int, int, int],
-                   include_parameters: bool = True, queued: int = 0,
-                   eval_examples: int | None = None) -> dict[str, int]:
+def estimate_bytes(
+    cfg: Config,
+    base: nn.Module,
+    shape: tuple[int, int, int],
+    include_parameters: bool = True,
+    queued: int = 0,
+    eval_examples: int | None = None,
+) -> dict[str, int]:
     """The estimate's parts in bytes: ``parameters`` (all members, with gradients and optimizer state),
     ``activations`` (one training batch through the members alive at once), ``inputs`` (the padded batch,
     and the ``queued`` uint8 batches a streaming loader decodes ahead) and ``evaluation`` (one batch of
@@ -146,9 +160,15 @@ def estimate_bytes(cfg: Config, base: nn.Module, shape: tuple[int, int, int],
     return {"parameters": params, "activations": acts, "inputs": inputs, "evaluation": evaluation}
 
 
-def check_resources(cfg: Config, base: nn.Module, shape: tuple[int, int, int], device: torch.device,
-                    include_parameters: bool = True, queued: int = 0,
-                    eval_examples: int | None = None) -> dict[str, int]:
+def check_resources(
+    cfg: Config,
+    base: nn.Module,
+    shape: tuple[int, int, int],
+    device: torch.device,
+    include_parameters: bool = True,
+    queued: int = 0,
+    eval_examples: int | None = None,
+) -> dict[str, int]:
     """Raise ``ConfigError`` naming the field when the estimate (:func:`estimate_bytes`) exceeds the available
     memory; returns the estimate otherwise."""
     parts = estimate_bytes(cfg, base, shape, include_parameters, queued, eval_examples)
@@ -157,11 +177,17 @@ def check_resources(cfg: Config, base: nn.Module, shape: tuple[int, int, int], d
     if total <= _HEADROOM * avail:
         return parts
     t, d, m = cfg.train, cfg.data, cfg.model
-    field, value = max((("model.members", m.members, parts["parameters"]),
-                        ("train.batch_size", t.batch_size, parts["activations"]),
-                        ("data.crop_padding", d.crop_padding, parts["inputs"]),
-                        ("train.eval_batch_size", t.eval_batch_size, parts["evaluation"])),
-                       key=lambda f: f[2])[:2]
+    field, value = max(
+        (
+            ("model.members", m.members, parts["parameters"]),
+            ("train.batch_size", t.batch_size, parts["activations"]),
+            ("data.crop_padding", d.crop_padding, parts["inputs"]),
+            ("train.eval_batch_size", t.eval_batch_size, parts["evaluation"]),
+        ),
+        key=lambda f: f[2],
+    )[:2]
     detail = ", ".join(f"{k} {gib(v)}" for k, v in parts.items() if v)
-    raise ConfigError(f"{field}: got {value}; this run would need about {gib(total)} ({detail}) but "
-                      f"{gib(avail)} of memory is available on {device.type}; lower it")
+    raise ConfigError(
+        f"{field}: got {value}; this run would need about {gib(total)} ({detail}) but "
+        f"{gib(avail)} of memory is available on {device.type}; lower it"
+    )

@@ -40,7 +40,12 @@ class FitResult(Mapping):
         return len(self._metrics)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={self._metrics[k]:.4f}" for k in ("ensemble_mean_acc", "oracle_acc")
-                          if isinstance(self._metrics.get(k), float))
-        return (f"FitResult(run={str(self.run)!r}, members={self.tree.num_members}"
-                f"{', ' + shown if shown else ''})")
+        shown = ", ".join(
+            f"{k}={self._metrics[k]:.4f}"
+            for k in ("ensemble_mean_acc", "oracle_acc")
+            if isinstance(self._metrics.get(k), float)
+        )
+        return (
+            f"FitResult(run={str(self.run)!r}, members={self.tree.num_members}"
+            f"{', ' + shown if shown else ''})"
+        )

@@ -27,11 +27,14 @@ def run_meta(run: Path) -> dict:
     try:
         return json.loads(info.read_text())["meta"]
     except FileNotFoundError:
-        raise ConfigError(f"--run {run}: no run.json; "
-                          "is it a run folder written by `mheads train`?") from None
+        raise ConfigError(
+            f"--run {run}: no run.json; is it a run folder written by `mheads train`?"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{info}: unreadable run description ({type(err).__name__}: {str(err)[:100]}); "
-                          "expected the UTF-8 JSON object `mheads train` writes") from None
+        raise ConfigError(
+            f"{info}: unreadable run description ({type(err).__name__}: {str(err)[:100]}); "
+            "expected the UTF-8 JSON object `mheads train` writes"
+        ) from None
 
 
 def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -45,11 +48,13 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             return load_file(str(final)), meta
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{final}: unreadable or truncated weights "
-                                  f"({str(err).splitlines()[0]})") from None
+            raise CheckpointError(
+                f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})"
+            ) from None
     if not (run / "checkpoints").is_dir():
-        raise CheckpointError(f"--run {run}: no final weights (model.safetensors) "
-                              "and no committed checkpoint")
+        raise CheckpointError(
+            f"--run {run}: no final weights (model.safetensors) and no committed checkpoint"
+        )
     ck = load_checkpoint(run)  # the newest committed one; if none is usable the error names what is wrong
     check_compatible(ck.meta, meta, where=ck.path)  # names the keys that differ from run.json's model
     return ck.weights, meta
@@ -82,5 +87,7 @@ def load_weights_checked(tree, weights: dict, run) -> None:
         tree.load_state_dict(weights)
     except RuntimeError as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        raise CheckpointError(f"--run {run}: its weights do not fit the model its run.json describes "
-                              f"({'; '.join(lines[1:3])[:300]})") from None
+        raise CheckpointError(
+            f"--run {run}: its weights do not fit the model its run.json describes "
+            f"({'; '.join(lines[1:3])[:300]})"
+        ) from None

@@ -33,20 +33,32 @@ class RunState:
     def to_checkpoint(self, step: int, optimizer_state: dict, schedule: Schedule, wall_s: float) -> dict:
         """The state to save at iteration ``step`` (which a run whose last iterations were skipped as
         non-finite has passed without advancing ``self.step``)."""
-        return {"step": step, "optimizer": optimizer_state, "schedule": schedule.state_dict(),
-                "skipped": self.skipped, "skipped_total": self.skipped_total, "run_loss": self.run_loss,
-                "run_n": self.run_n, "wall_time_s": self.before_wall + wall_s,
-                "train_time_s": self.before_train + self.train_time,
-                "wins": None if self.wins is None else [int(n) for n in self.wins.tolist()]}
+        return {
+            "step": step,
+            "optimizer": optimizer_state,
+            "schedule": schedule.state_dict(),
+            "skipped": self.skipped,
+            "skipped_total": self.skipped_total,
+            "run_loss": self.run_loss,
+            "run_n": self.run_n,
+            "wall_time_s": self.before_wall + wall_s,
+            "train_time_s": self.before_train + self.train_time,
+            "wins": None if self.wins is None else [int(n) for n in self.wins.tolist()],
+        }
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> RunState:
-        return cls(step=int(state["step"]), skipped=int(state["skipped"]),
-                   skipped_total=int(state["skipped_total"]), run_loss=float(state.get("run_loss", 0.0)),
-                   run_n=int(state.get("run_n", 0)), before_wall=float(state.get("wall_time_s", 0.0)),
-                   before_train=float(state.get("train_time_s", 0.0)),
-                   # a list of ints, or None (also in checkpoints older than the win counts)
-                   wins=None if state.get("wins") is None else torch.tensor(state["wins"], dtype=torch.int64))
+        return cls(
+            step=int(state["step"]),
+            skipped=int(state["skipped"]),
+            skipped_total=int(state["skipped_total"]),
+            run_loss=float(state.get("run_loss", 0.0)),
+            run_n=int(state.get("run_n", 0)),
+            before_wall=float(state.get("wall_time_s", 0.0)),
+            before_train=float(state.get("train_time_s", 0.0)),
+            # a list of ints, or None (also in checkpoints older than the win counts)
+            wins=None if state.get("wins") is None else torch.tensor(state["wins"], dtype=torch.int64),
+        )
 
     def win_fraction(self) -> dict:
         """``{"win_fraction": [M floats summing to 1]}``: the share of the training examples each member was

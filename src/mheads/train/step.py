@@ -32,21 +32,37 @@ from mheads.train.numerics import (
 )
 from mheads.tree import TreeNet, resolve_exec_mode
 
-__all__ = ["deferred_step", "forward_backward", "has_scoring_heads", "member_by_member", "members_separable",
-           "train_step"]
+__all__ = [
+    "deferred_step",
+    "forward_backward",
+    "has_scoring_heads",
+    "member_by_member",
+    "members_separable",
+    "train_step",
+]
 
 
 def members_separable(model, loss_name: str, device: torch.device) -> bool:
     """Whether one update may run the members one after another: independent members (no shared layer) under a
     loss that is a sum of per-member terms, on the loop path, in one process. The plain PyTorch loop steps its
     models that way; one joint backward over M members keeps all their activations alive at once."""
-    return (loss_name == "independent_ce" and isinstance(model, TreeNet) and model.root.is_identity
-            and resolve_exec_mode(model.exec_mode, device) == "loop")
+    return (
+        loss_name == "independent_ce"
+        and isinstance(model, TreeNet)
+        and model.root.is_identity
+        and resolve_exec_mode(model.exec_mode, device) == "loop"
+    )
 
 
-def member_by_member(tree: TreeNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
-                     divisor: int = 1, label_smoothing: float = 0.0,
-                     autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+def member_by_member(
+    tree: TreeNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor | None,
+    divisor: int = 1,
+    label_smoothing: float = 0.0,
+    autocast=nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward and backward each member in turn (independent cross-entropy, its loss over ``divisor``): the
     same gradients as one joint backward, with one member's activations alive at a time. Returns (the summed
     loss over ``divisor``, per-member losses (M,)), detached, equal to the joint path's."""
@@ -54,8 +70,13 @@ def member_by_member(tree: TreeNet, x: torch.Tensor, y: torch.Tensor, w: torch.T
     for m, node in enumerate(tree.root.branches):
         with autocast():
             logits = node(x)[0].unsqueeze(0)  # (1, B, C)
-        res = compute_loss("independent_ce", logits.float(), y, weights=None if w is None else w[m:m + 1],
-                           label_smoothing=label_smoothing)
+        res = compute_loss(
+            "independent_ce",
+            logits.float(),
+            y,
+            weights=None if w is None else w[m : m + 1],
+            label_smoothing=label_smoothing,
+        )
         (res.loss / divisor).backward()
         per.append(res.per_member)
     per_member = torch.cat(per)
@@ -89,13 +110,16 @@ def _check_scoring(model, cfg: Config, scored: bool) -> None:
     if scored and not cfg.model.scoring_heads:
         cfg.loss.validate(cfg.model.members, model=cfg.model, task=cfg.task)  # names model.scoring_heads
     if cfg.model.scoring_heads and not has_scoring_heads(model):
-        raise ConfigError(f"model.scoring_heads: got True; expected false for this model: the "
-                          f"{type(model).__name__} being trained has no scoring heads (a distributed model, "
-                          "or a model given to fit: build the TreeNet with scoring_heads=True)")
+        raise ConfigError(
+            f"model.scoring_heads: got True; expected false for this model: the "
+            f"{type(model).__name__} being trained has no scoring heads (a distributed model, "
+            "or a model given to fit: build the TreeNet with scoring_heads=True)"
+        )
 
 
-def train_step(model, opt, data, cfg: Config, it: int, comm, params,
-               owners, task: Task | None = None) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
+def train_step(
+    model, opt, data, cfg: Config, it: int, comm, params, owners, task: Task | None = None
+) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
     """One update (``cfg.train.accumulate`` batches). Returns (loss, per-member loss, wins) as seen by the
     root (per-member loss: None on a rank that does not compute the loss), wins being how many of the step's
     examples each member was assigned, ``(M,)`` int64 on the device, for the losses that assign (None
@@ -114,8 +138,9 @@ def train_step(model, opt, data, cfg: Config, it: int, comm, params,
     return float(comm.broadcast_scalars(total.reshape(1).float().cpu())[0]), per_member, wins
 
 
-def deferred_step(model, opt, data, cfg: Config, it: int, comm, params,
-                  task: Task | None = None) -> DeferredStep:
+def deferred_step(
+    model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
+) -> DeferredStep:
     """:func:`train_step` without a host synchronisation (``train.sync: deferred``, the CUDA default): the
     finiteness guard is decided on the device and a non-finite update is undone there
     (:func:`~mheads.train.numerics.guarded_step`); the loss, the flag and which values were finite stay on
@@ -127,23 +152,53 @@ def deferred_step(model, opt, data, cfg: Config, it: int, comm, params,
     return DeferredStep(total, ok, flags, wins)
 
 
-def task_loss(task: Task, loss_name: str, outputs: torch.Tensor, y: torch.Tensor, *, cfg: Config,
-              weights: torch.Tensor | None, scores: torch.Tensor | None, temperature: float,
-              generator: torch.Generator) -> LossResult:
+def task_loss(
+    task: Task,
+    loss_name: str,
+    outputs: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    cfg: Config,
+    weights: torch.Tensor | None,
+    scores: torch.Tensor | None,
+    temperature: float,
+    generator: torch.Generator,
+) -> LossResult:
     """``task.loss`` with the run's loss settings (any task but classification, whose path is
     ``compute_loss`` as it always was); a loss of the combined prediction takes no per-member weights and no
     generator."""
     L = cfg.loss
     if loss_name in task.averaged:
-        return task.loss(loss_name, outputs, y, k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon,
-                         temperature=temperature, score_weight=L.score_weight)
-    return task.loss(loss_name, outputs, y, weights=weights, score_logits=scores, generator=generator,
-                     k=L.k, mix=L.mix, beta=L.beta, epsilon=L.epsilon, temperature=temperature,
-                     score_weight=L.score_weight)
+        return task.loss(
+            loss_name,
+            outputs,
+            y,
+            k=L.k,
+            mix=L.mix,
+            beta=L.beta,
+            epsilon=L.epsilon,
+            temperature=temperature,
+            score_weight=L.score_weight,
+        )
+    return task.loss(
+        loss_name,
+        outputs,
+        y,
+        weights=weights,
+        score_logits=scores,
+        generator=generator,
+        k=L.k,
+        mix=L.mix,
+        beta=L.beta,
+        epsilon=L.epsilon,
+        temperature=temperature,
+        score_weight=L.score_weight,
+    )
 
 
-def forward_backward(model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def forward_backward(
+    model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
     data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
     if isinstance(task, Classification):
@@ -180,15 +235,33 @@ def forward_backward(model, opt, data, cfg: Config, it: int, comm, params, task:
                 logits = model(x)  # (M, B, C) at the root
         if computes_loss:
             if task is None:
-                res = compute_loss(loss_name, logits.float(), y, k=L.k, mix=L.mix, beta=L.beta, weights=w,
-                                   epsilon=L.epsilon, temperature=temperature, score_weight=L.score_weight,
-                                   score_logits=None if scores is None else scores.float(),
-                                   label_smoothing=L.label_smoothing,
-                                   generator=_tie_generator(t.seed, b, logits, shard))
+                res = compute_loss(
+                    loss_name,
+                    logits.float(),
+                    y,
+                    k=L.k,
+                    mix=L.mix,
+                    beta=L.beta,
+                    weights=w,
+                    epsilon=L.epsilon,
+                    temperature=temperature,
+                    score_weight=L.score_weight,
+                    score_logits=None if scores is None else scores.float(),
+                    label_smoothing=L.label_smoothing,
+                    generator=_tie_generator(t.seed, b, logits, shard),
+                )
             else:
-                res = task_loss(task, loss_name, logits.float(), y, cfg=cfg, weights=w,
-                                scores=None if scores is None else scores.float(), temperature=temperature,
-                                generator=_tie_generator(t.seed, b, logits, shard))
+                res = task_loss(
+                    task,
+                    loss_name,
+                    logits.float(),
+                    y,
+                    cfg=cfg,
+                    weights=w,
+                    scores=None if scores is None else scores.float(),
+                    temperature=temperature,
+                    generator=_tie_generator(t.seed, b, logits, shard),
+                )
             loss = res.loss / t.accumulate
             per_member = res.per_member if per_member is None else per_member + res.per_member
             if res.assignment is not None:

@@ -22,21 +22,27 @@ def run_task(cfg: Config, data, task: Task | None = None) -> Task:
     if task is not None:
         return task
     if tc.name == PYTHON_TASK:
-        raise ConfigError("task.name: got 'python'; a user's task is not rebuilt from a config: pass the "
-                          "Task object (mheads.fit(..., task=...))")
+        raise ConfigError(
+            "task.name: got 'python'; a user's task is not rebuilt from a config: pass the "
+            "Task object (mheads.fit(..., task=...))"
+        )
     y = data.train_y
     if tc.name in ("regression", "multi_hypothesis"):
         if not y.is_floating_point() or y.ndim > 2:
-            raise DataError(f"train: targets {y.dtype} of shape {tuple(y.shape)}; task {tc.name} expects "
-                            "float targets (N,) or (N, D)")
+            raise DataError(
+                f"train: targets {y.dtype} of shape {tuple(y.shape)}; task {tc.name} expects "
+                "float targets (N,) or (N, D)"
+            )
         dim = int(y.shape[1]) if y.ndim == 2 else 1
         if tc.dim is not None and tc.dim != dim:
             raise ConfigError(f"task.dim: got {tc.dim}; the training targets have D = {dim}")
         tc.dim = dim
     if tc.name == "segmentation":
         if y.is_floating_point() or y.ndim != 3:
-            raise DataError(f"train: targets {y.dtype} of shape {tuple(y.shape)}; segmentation expects "
-                            "integer masks (N, H, W)")
+            raise DataError(
+                f"train: targets {y.dtype} of shape {tuple(y.shape)}; segmentation expects "
+                "integer masks (N, H, W)"
+            )
         if tc.num_classes is None:
             labelled = y[y != tc.ignore_index]
             tc.num_classes = int(labelled.max()) + 1 if labelled.numel() else 1
@@ -56,8 +62,10 @@ def check_outputs_fit(tree, data, task: Task) -> None:
         tree.train(was)
     target = data.train_y[:1].cpu()
     if not isinstance(outputs, torch.Tensor):
-        raise ConfigError(f"model: its members output {type(outputs).__name__}; expected a tensor per member "
-                          "(name the prediction of a dict or tuple output with model.output)")
+        raise ConfigError(
+            f"model: its members output {type(outputs).__name__}; expected a tensor per member "
+            "(name the prediction of a dict or tuple output with model.output)"
+        )
     try:
         task.check(outputs.float(), target)
     except ValueError as err:
@@ -66,5 +74,7 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             want = f" ({task.head_width()} outputs per example)" if width is not None else ""
         except ValueError:
             want = ""
-        raise ConfigError(f"model: members output shape {tuple(outputs.shape)} for one example, which task "
-                          f"{task.name!r} refuses{want}: {err}") from None
+        raise ConfigError(
+            f"model: members output shape {tuple(outputs.shape)} for one example, which task "
+            f"{task.name!r} refuses{want}: {err}"
+        ) from None

@@ -20,21 +20,41 @@ from mheads.tree import TreeNet
 __all__ = ["train_step"]
 
 _ALIASES = {v: k for k, v in LOSS_ALIASES.items()}  # "independent" -> "independent_ce"
-_SEPARABLE_KWARGS = {"weights", "label_smoothing", "k", "mix", "beta", "epsilon", "temperature",
-                     "score_weight", "generator"}
+_SEPARABLE_KWARGS = {
+    "weights",
+    "label_smoothing",
+    "k",
+    "mix",
+    "beta",
+    "epsilon",
+    "temperature",
+    "score_weight",
+    "generator",
+}
 
 
 def _optimizers(opt, where: str = "optimizers") -> list[torch.optim.Optimizer]:
     opts = [opt] if isinstance(opt, torch.optim.Optimizer) else opt
-    if (not isinstance(opts, Sequence) or not opts
-            or not all(isinstance(o, torch.optim.Optimizer) for o in opts)):
-        raise TypeError(f"{where}: got {type(opt).__name__}; expected a torch.optim.Optimizer over the "
-                        "tree's parameters or a non-empty list of them (one per member, say)")
+    if (
+        not isinstance(opts, Sequence)
+        or not opts
+        or not all(isinstance(o, torch.optim.Optimizer) for o in opts)
+    ):
+        raise TypeError(
+            f"{where}: got {type(opt).__name__}; expected a torch.optim.Optimizer over the "
+            "tree's parameters or a non-empty list of them (one per member, say)"
+        )
     return list(opts)
 
 
-def train_step(tree: TreeNet, optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
-               x: torch.Tensor, y: torch.Tensor, loss: str = "independent", **loss_kwargs) -> LossResult:
+def train_step(
+    tree: TreeNet,
+    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "independent",
+    **loss_kwargs,
+) -> LossResult:
     """Zero the gradients, compute ``loss`` on ``tree(x)`` and targets ``y``, backpropagate and step every
     optimizer. Returns the :class:`~mheads.ensemble.losses.LossResult` (``loss`` detached, ``per_member``
     (M,), ``assignment`` for the assigning losses on the whole-tree path).
@@ -58,11 +78,13 @@ def train_step(tree: TreeNet, optimizers: torch.optim.Optimizer | Sequence[torch
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     if members_separable(tree, name, x.device) and set(loss_kwargs) <= _SEPARABLE_KWARGS:
-        others = {k: v for k, v in loss_kwargs.items()
-                  if k not in ("weights", "label_smoothing", "generator")}
+        others = {
+            k: v for k, v in loss_kwargs.items() if k not in ("weights", "label_smoothing", "generator")
+        }
         check_loss_params(tree.num_members, **others)  # refused as compute_loss would
-        total, per_member = member_by_member(tree, x, y, loss_kwargs.get("weights"),
-                                             label_smoothing=loss_kwargs.get("label_smoothing", 0.0))
+        total, per_member = member_by_member(
+            tree, x, y, loss_kwargs.get("weights"), label_smoothing=loss_kwargs.get("label_smoothing", 0.0)
+        )
         result = LossResult(total, per_member, None)
     else:
         if LOSSES[name].scores:

@@ -5,5 +5,13 @@ from mheads.tree.cut import CutError, split_points
 from mheads.tree.fused import EXEC_MODES, ExecModeError, fused_nodes, resolve_exec_mode
 from mheads.tree.treenet import TreeNet, TreeNode
 
-__all__ = ["EXEC_MODES", "CutError", "ExecModeError", "TreeNet", "TreeNode", "fused_nodes",
-           "resolve_exec_mode", "split_points"]
+__all__ = [
+    "EXEC_MODES",
+    "CutError",
+    "ExecModeError",
+    "TreeNet",
+    "TreeNode",
+    "fused_nodes",
+    "resolve_exec_mode",
+    "split_points",
+]

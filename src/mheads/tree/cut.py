@@ -28,8 +28,16 @@ from torch import nn
 
 from mheads.tree.traced import ModeGraphModule, clone_input_if_mutated, reads_training
 
-__all__ = ["Analysis", "CutError", "analyse", "cut_graphs", "cut_module", "select_output", "split_points",
-           "stitch"]
+__all__ = [
+    "Analysis",
+    "CutError",
+    "analyse",
+    "cut_graphs",
+    "cut_module",
+    "select_output",
+    "split_points",
+    "stitch",
+]
 
 
 class CutError(ValueError):
@@ -37,8 +45,10 @@ class CutError(ValueError):
     out."""
 
 
-EXPLICIT_PARTS = ("build the TreeNet from explicit parts instead: TreeNet.from_parts(trunk, branch_factory, "
-                  "M), with a trunk module and a function returning one branch module")
+EXPLICIT_PARTS = (
+    "build the TreeNet from explicit parts instead: TreeNet.from_parts(trunk, branch_factory, "
+    "M), with a trunk module and a function returning one branch module"
+)
 _TORCH_DIR = str(Path(torch.__file__).parent)
 
 
@@ -82,8 +92,10 @@ def _trace(model: nn.Module, training: bool) -> tuple[fx.Graph, dict[str, str]]:
         return _drop_fixed(tracer.trace(model, concrete_args=_defaults(model))), tracer.kept
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError, ... naming the call
         first = " ".join(str(err).split())[:300]
-        raise CutError(f"split: {type(model).__name__} cannot be traced by torch.fx{_where(err)} "
-                       f"({type(err).__name__}: {first}); {EXPLICIT_PARTS}") from None
+        raise CutError(
+            f"split: {type(model).__name__} cannot be traced by torch.fx{_where(err)} "
+            f"({type(err).__name__}: {first}); {EXPLICIT_PARTS}"
+        ) from None
     finally:
         for m, t in modes.items():
             m.training = t
@@ -96,8 +108,11 @@ def _defaults(model: nn.Module) -> dict | None:
         params = list(inspect.signature(model.forward).parameters.values())[1:]
     except (TypeError, ValueError):
         return None
-    fixed = {p.name: p.default for p in params if p.default is not p.empty
-             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    fixed = {
+        p.name: p.default
+        for p in params
+        if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     return fixed or None
 
 
@@ -154,29 +169,42 @@ def _points(graph: fx.Graph, names: list[str], kept: dict[str, str]) -> _Points:
     for name in names:
         leaf = next((p for p in kept if name.startswith(p + ".")), None)
         if leaf is not None:
-            out.why[name] = (f"it is inside {leaf!r}, which the trace keeps whole ({kept[leaf]}); split at "
-                             f"{leaf!r} itself or outside it")
+            out.why[name] = (
+                f"it is inside {leaf!r}, which the trace keeps whole ({kept[leaf]}); split at "
+                f"{leaf!r} itself or outside it"
+            )
             continue
         keys = calls.get(name, [])
         if len(keys) != 1:
-            out.why[name] = ("forward never calls it" if not keys else
-                             f"forward calls it {len(keys)} times (a split point is called exactly once)")
+            out.why[name] = (
+                "forward never calls it"
+                if not keys
+                else f"forward calls it {len(keys)} times (a split point is called exactly once)"
+            )
             continue
         inside = set(span[keys[0]])
         handed = [n for n in span[keys[0]] if n.op != "get_attr" and any(u not in inside for u in n.users)]
         if len(handed) != 1:
-            what = "nothing (it returns its input or a constant)" if not handed else \
-                f"{len(handed)} values ({', '.join(n.name for n in handed)})"
+            what = (
+                "nothing (it returns its input or a constant)"
+                if not handed
+                else f"{len(handed)} values ({', '.join(n.name for n in handed)})"
+            )
             out.why[name] = f"its call hands on {what}; a split point hands on one tensor"
             continue
         cut = handed[0]
         i = order[cut]
         if i + 1 < len(nodes) and reach[i + 1] < i:
-            late = next(n for n in nodes[i + 1:] if any(order[a] < i for a in n.all_input_nodes
-                                                         if a.op != "get_attr"))
+            late = next(
+                n
+                for n in nodes[i + 1 :]
+                if any(order[a] < i for a in n.all_input_nodes if a.op != "get_attr")
+            )
             early = next(a for a in late.all_input_nodes if a.op != "get_attr" and order[a] < i)
-            out.why[name] = (f"{late.name!r} ({late.format_node()}) uses {early.name!r} from before the cut "
-                             "(a skip connection across it)")
+            out.why[name] = (
+                f"{late.name!r} ({late.format_node()}) uses {early.name!r} from before the cut "
+                "(a skip connection across it)"
+            )
             continue
         out.cut[name] = cut
     return out
@@ -240,10 +268,14 @@ def why_not(analysis: Analysis, point: str) -> str:
     """A one-line refusal of ``point`` naming the reason and the valid points."""
     valid = ", ".join(analysis.points) or "none"
     if point not in analysis.why:
-        return (f"split: {point!r} is not a layer of the base network ({analysis.model_name}); valid layer "
-                f"names are: {valid}")
-    return (f"split: cutting after {point!r} is not possible: {analysis.why[point]}; choose a split point "
-            f"whose output alone carries the computation on, e.g. one of: {valid}")
+        return (
+            f"split: {point!r} is not a layer of the base network ({analysis.model_name}); valid layer "
+            f"names are: {valid}"
+        )
+    return (
+        f"split: cutting after {point!r} is not possible: {analysis.why[point]}; choose a split point "
+        f"whose output alone carries the computation on, e.g. one of: {valid}"
+    )
 
 
 # --- choosing the prediction --------------------------------------------------------------------------------
@@ -260,9 +292,11 @@ def pick(value, output, model_name: str):
     if output is None:
         if isinstance(value, (dict, tuple, list)):
             hint = "a key" if isinstance(value, dict) else "an index"
-            raise ValueError(f"output: {model_name} returns {describe_output(value)}; pass "
-                             f"output=<{hint}> to TreeNet (model.output in a config) to choose the "
-                             "prediction")
+            raise ValueError(
+                f"output: {model_name} returns {describe_output(value)}; pass "
+                f"output=<{hint}> to TreeNet (model.output in a config) to choose the "
+                "prediction"
+            )
         return value
     if isinstance(value, dict):
         if output not in value:
@@ -270,13 +304,17 @@ def pick(value, output, model_name: str):
         return value[output]
     if isinstance(value, (tuple, list)):
         if not isinstance(output, int) or isinstance(output, bool) or not -len(value) <= output < len(value):
-            raise ValueError(f"output: got {output!r}; {model_name} returns {describe_output(value)}, so an "
-                             f"index 0..{len(value) - 1} is expected")
+            raise ValueError(
+                f"output: got {output!r}; {model_name} returns {describe_output(value)}, so an "
+                f"index 0..{len(value) - 1} is expected"
+            )
         return value[output]
     if hasattr(value, "__getitem__") and not isinstance(value, torch.Tensor):  # e.g. a ModelOutput object
         return value[output]
-    raise ValueError(f"output: got {output!r}; {model_name} returns {describe_output(value)}, not a dict "
-                     "or a tuple to choose from; leave output unset")
+    raise ValueError(
+        f"output: got {output!r}; {model_name} returns {describe_output(value)}, not a dict "
+        "or a tuple to choose from; leave output unset"
+    )
 
 
 def select_output(graph: fx.Graph, output, model_name: str) -> fx.Graph:
@@ -295,8 +333,10 @@ def select_output(graph: fx.Graph, output, model_name: str) -> fx.Graph:
     else:
         value = pick(value, output, model_name)
         if not isinstance(value, fx.Node):
-            raise ValueError(f"output: {model_name}'s prediction {output!r} is {describe_output(value)}, "
-                             "not a tensor; choose a tensor with output=")
+            raise ValueError(
+                f"output: {model_name}'s prediction {output!r} is {describe_output(value)}, "
+                "not a tensor; choose a tensor with output="
+            )
     g.output(value)
     return g
 
@@ -320,7 +360,7 @@ def cut_graphs(graph: fx.Graph, cuts: list[fx.Node], owner: nn.Module, output=No
         g = fx.Graph()
         env = {start: g.placeholder("x")}
         hi = order[end] + 1 if end is not None else order[output]
-        for n in nodes[order[start] + 1:hi]:
+        for n in nodes[order[start] + 1 : hi]:
             if n.op == "placeholder":
                 continue
             for a in n.all_input_nodes:
@@ -334,12 +374,15 @@ def cut_graphs(graph: fx.Graph, cuts: list[fx.Node], owner: nn.Module, output=No
             if not isinstance(value, fx.Node):
                 value = pick(value, chosen, type(owner).__name__)
                 if not isinstance(value, fx.Node):
-                    raise ValueError(f"output: {type(owner).__name__}'s prediction {chosen!r} is "
-                                     f"{describe_output(value)}, not a tensor; choose a tensor with output=")
+                    raise ValueError(
+                        f"output: {type(owner).__name__}'s prediction {chosen!r} is "
+                        f"{describe_output(value)}, not a tensor; choose a tensor with output="
+                    )
                 chosen = None
             if value not in env:
-                raise CutError(f"split: the model's output {value.name!r} is computed before the last split "
-                               "point")
+                raise CutError(
+                    f"split: the model's output {value.name!r} is computed before the last split point"
+                )
             value = env[value]
             if chosen is not None:  # a dict or tuple computed by a call: choose at run time
                 value = g.call_function(operator.getitem, (value, chosen))
@@ -354,8 +397,12 @@ def cut_graphs(graph: fx.Graph, cuts: list[fx.Node], owner: nn.Module, output=No
 def segment(model: nn.Module, graphs: dict[bool, fx.Graph], class_name: str = "Segment") -> ModeGraphModule:
     """One segment of ``model`` as a module running ``graphs[self.training]``, sharing ``model``'s
     submodules and parameters."""
-    return ModeGraphModule(model, _fresh(graphs[True]),
-                           _fresh(graphs[False]) if graphs[False] is not graphs[True] else None, class_name)
+    return ModeGraphModule(
+        model,
+        _fresh(graphs[True]),
+        _fresh(graphs[False]) if graphs[False] is not graphs[True] else None,
+        class_name,
+    )
 
 
 def _fresh(graph: fx.Graph) -> fx.Graph:
@@ -376,17 +423,25 @@ def stitch(parts: list[ModeGraphModule], graphs: dict[bool, fx.Graph]) -> ModeGr
                 if n.op in ("call_module", "get_attr"):
                     obj = _get(part, n.target)
                     if owned.setdefault(n.target, obj) is not obj:
-                        raise CutError(f"split: {n.target!r} is used by two segments as different objects; "
-                                       "this is a bug in mheads.tree (please report it)")
+                        raise CutError(
+                            f"split: {n.target!r} is used by two segments as different objects; "
+                            "this is a bug in mheads.tree (please report it)"
+                        )
     root = nn.Module()
     for target in sorted(owned, key=lambda t: -t.count(".")):  # deepest first: never write into a real module
         _assign(root, target, owned[target])
     for target, obj in owned.items():
         if _get(root, target) is not obj:  # a module used whole by one segment and in part by another
-            raise CutError(f"split: {target!r} resolves to two different objects in the member's segments; "
-                           "this is a bug in mheads.tree (please report it)")
-    member = ModeGraphModule(root, _fresh(graphs[True]),
-                             _fresh(graphs[False]) if graphs[False] is not graphs[True] else None, "Member")
+            raise CutError(
+                f"split: {target!r} resolves to two different objects in the member's segments; "
+                "this is a bug in mheads.tree (please report it)"
+            )
+    member = ModeGraphModule(
+        root,
+        _fresh(graphs[True]),
+        _fresh(graphs[False]) if graphs[False] is not graphs[True] else None,
+        "Member",
+    )
     for part in parts:  # constants fx stored stay out of the member's state_dict, as in the segments
         for name, owner in part.named_modules():
             for b in owner._non_persistent_buffers_set:
@@ -437,6 +492,8 @@ def cut_module(model: nn.Module, points: list[str]) -> list[ModeGraphModule]:
     for p in points:
         if p not in found.points:
             raise CutError(why_not(found, p))
-    graphs = {mode: cut_graphs(found.graphs[mode], [found.cuts[mode][p] for p in points], model)
-              for mode in (True, False)}
+    graphs = {
+        mode: cut_graphs(found.graphs[mode], [found.cuts[mode][p] for p in points], model)
+        for mode in (True, False)
+    }
     return [segment(model, {mode: graphs[mode][i] for mode in (True, False)}) for i in range(len(points) + 1)]

@@ -50,8 +50,9 @@ def _layer_macs(module: nn.Conv2d | nn.Linear, out: torch.Tensor) -> int:
     return per_image * module.in_features
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, ...], *,
-               device: torch.device | str = "cpu") -> FlopCount:
+def count_macs(
+    model: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu"
+) -> FlopCount:
     """Multiply-adds per image of ``model`` on inputs of ``input_shape`` (one image, no batch dimension).
 
     A TreeNet is counted in its loop mode (fused layers do not call the member modules). Raises ValueError for

@@ -117,8 +117,11 @@ def _materialize(s: _Group) -> _Group:
         b, ch = s.t.shape[:2]
         c = ch // s.gd
         rest = s.t.shape[2:]
-        t = (s.t.reshape(b, s.gd, 1, c, *rest).expand(b, s.gd, s.rep, c, *rest)
-             .reshape(b, s.gd * s.rep * c, *rest))
+        t = (
+            s.t.reshape(b, s.gd, 1, c, *rest)
+            .expand(b, s.gd, s.rep, c, *rest)
+            .reshape(b, s.gd * s.rep * c, *rest)
+        )
     return _Group(t, s.stacked, s.gd * s.rep, 1)
 
 
@@ -216,9 +219,11 @@ _Layer = TypeVar("_Layer", bound=nn.Module)
 
 def _spatial(fn: Callable[[_Layer, torch.Tensor], torch.Tensor]) -> Callable[[list[_Layer], _Group], _Group]:
     """A per-channel op on (B, C, H, W): runs on the channel-grouped tensor as is."""
+
     def op(layers: list[_Layer], s: _Group) -> _Group:
         s = _to_grouped(s)
         return replace(s, t=fn(layers[0], s.t))
+
     return op
 
 
@@ -227,8 +232,9 @@ def _max_pool(m: nn.MaxPool2d, t: torch.Tensor) -> torch.Tensor:
 
 
 def _avg_pool(m: nn.AvgPool2d, t: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(t, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                        m.divisor_override)
+    return F.avg_pool2d(
+        t, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
+    )
 
 
 def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, t: torch.Tensor) -> torch.Tensor:
@@ -278,8 +284,12 @@ FUSABLE_LAYERS = tuple(_OPS)
 def _hooked(module: nn.Module) -> bool:
     # Fused layers never call the member modules, so their hooks would silently not run: such nodes use the
     # loop.
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks)
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
 
 
 def _layer_ok(layer: nn.Module) -> bool:
@@ -302,8 +312,9 @@ _SCALARS = (int, float, bool, str, tuple, type(None))
 def _layer_signature(layer: nn.Module) -> tuple:
     # torch layers keep their configuration (kernel_size, stride, p, ceil_mode, ...) as public plain
     # attributes.
-    cfg = tuple(sorted((k, v) for k, v in vars(layer).items()
-                       if not k.startswith("_") and isinstance(v, _SCALARS)))
+    cfg = tuple(
+        sorted((k, v) for k, v in vars(layer).items() if not k.startswith("_") and isinstance(v, _SCALARS))
+    )
     params = tuple((n, tuple(p.shape), p.dtype, p.device) for n, p in layer.named_parameters())
     return type(layer), cfg, params
 
@@ -411,8 +422,12 @@ def fused_forward(root: "TreeNode", x: torch.Tensor) -> torch.Tensor:
     if not any(plan.values()) and _has_siblings(root):
         if root not in _WARNED:
             _WARNED.add(root)
-            warnings.warn("exec_mode 'fused': no sibling branches of this TreeNet can be fused (they differ "
-                          "in structure or carry hooks); running the member loop", UserWarning, stacklevel=3)
+            warnings.warn(
+                "exec_mode 'fused': no sibling branches of this TreeNet can be fused (they differ "
+                "in structure or carry hooks); running the member loop",
+                UserWarning,
+                stacklevel=3,
+            )
     return _leaves(root, x, plan)
 
 

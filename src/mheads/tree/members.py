@@ -53,10 +53,12 @@ def redraw(module: nn.Module, where: str = "base") -> None:
             path = f"{where}.{name}.{pname}" if name else f"{where}.{pname}"
             if not p.is_floating_point() or not torch.isfinite(p).all():
                 what = "has non-finite values" if p.is_floating_point() else f"is of dtype {p.dtype}"
-                raise ValueError(f"init: cannot redraw {path}: {type(mod).__name__} has no "
-                                 f"reset_parameters() and the parameter {what}; give a factory that builds "
-                                 "the base, add reset_parameters() to the layer, or use init='same' or "
-                                 "'pretrained'")
+                raise ValueError(
+                    f"init: cannot redraw {path}: {type(mod).__name__} has no "
+                    f"reset_parameters() and the parameter {what}; give a factory that builds "
+                    "the base, add reset_parameters() to the layer, or use init='same' or "
+                    "'pretrained'"
+                )
             with torch.no_grad():
                 if p.numel() > 1 and float(p.std()) > 0:
                     p.normal_(float(p.mean()), float(p.std()))
@@ -71,15 +73,22 @@ def _own_scheme(net: nn.Module) -> str | None:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return None
-    if any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-           for p in params):
+    if any(
+        p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in params
+    ):
         return None
     fn()
     return f"{type(net).__name__}.init_weights()"
 
 
-def build_members(base: BaseSpec, seeds: Sequence[int], init: str = "independent",
-                  reinit: Sequence[str] = (), describe: bool = False):
+def build_members(
+    base: BaseSpec,
+    seeds: Sequence[int],
+    init: str = "independent",
+    reinit: Sequence[str] = (),
+    describe: bool = False,
+):
     """One copy of the base per seed, initialized per ``init`` (see the module docstring). With
     ``describe``: ``(copies, how)``, ``how`` a sentence saying how the members were drawn."""
     if init not in INIT_MODES:
@@ -88,9 +97,11 @@ def build_members(base: BaseSpec, seeds: Sequence[int], init: str = "independent
         seeds = [seeds[0]] * len(seeds)
     copies: list[nn.Module] = []
     built: dict[int, nn.Module] = {}
-    how = {"independent": "each member built by the factory under its own seed",
-           "same": "every member a copy of the first",
-           "pretrained": "every member a copy of the base's weights"}[init]
+    how = {
+        "independent": "each member built by the factory under its own seed",
+        "same": "every member a copy of the first",
+        "pretrained": "every member a copy of the base's weights",
+    }[init]
     for m, s in enumerate(seeds):
         if init != "independent" and copies:
             net = copy.deepcopy(copies[0])
@@ -103,20 +114,26 @@ def build_members(base: BaseSpec, seeds: Sequence[int], init: str = "independent
                 if isinstance(base, nn.Module) and init == "independent":
                     redraw(net)
                     scheme = _own_scheme(net)
-                    how = ("each member a copy of the instance redrawn under its own seed: "
-                           "reset_parameters() per layer, a moment-matched normal draw for other parameters, "
-                           f"then {scheme or 'nothing more (no init_weights(): PyTorch defaults)'}")
+                    how = (
+                        "each member a copy of the instance redrawn under its own seed: "
+                        "reset_parameters() per layer, a moment-matched normal draw for other parameters, "
+                        f"then {scheme or 'nothing more (no init_weights(): PyTorch defaults)'}"
+                    )
             built[s] = net
         copies.append(net)
     if reinit:
         if init != "pretrained":
-            raise ValueError(f"reinit: got {list(reinit)}; only init='pretrained' redraws chosen layers "
-                             "(the other modes draw every member whole)")
+            raise ValueError(
+                f"reinit: got {list(reinit)}; only init='pretrained' redraws chosen layers "
+                "(the other modes draw every member whole)"
+            )
         modules = dict(copies[0].named_modules())
         for path in reinit:
             if path not in modules or not path:
-                raise ValueError(f"reinit: {path!r} is not a submodule of the base; e.g. one of: "
-                                 f"{', '.join(n for n in list(modules)[1:6])}, ...")
+                raise ValueError(
+                    f"reinit: {path!r} is not a submodule of the base; e.g. one of: "
+                    f"{', '.join(n for n in list(modules)[1:6])}, ..."
+                )
         for net, s in zip(copies, seeds):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(s)

@@ -21,9 +21,11 @@ def canonical_names(model: nn.Module) -> dict[str, str]:
     """Every module, parameter and buffer path of ``model`` -> the first path of the same object."""
     first: dict[int, str] = {}
     out: dict[str, str] = {}
-    for kind, items in (("m", model.named_modules(remove_duplicate=False)),
-                        ("p", model.named_parameters(remove_duplicate=False)),
-                        ("b", model.named_buffers(remove_duplicate=False))):
+    for kind, items in (
+        ("m", model.named_modules(remove_duplicate=False)),
+        ("p", model.named_parameters(remove_duplicate=False)),
+        ("b", model.named_buffers(remove_duplicate=False)),
+    ):
         for name, obj in items:
             key = f"{kind}:{name}"
             out[key] = first.setdefault(id(obj), key)

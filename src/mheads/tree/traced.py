@@ -49,8 +49,13 @@ class ModeGraphModule(fx.GraphModule):
     """``graph`` while training, ``eval_graph`` (if given) in evaluation mode; both share this module's
     submodules and parameters. ``state_dict`` keys are the targets' paths, as for any ``GraphModule``."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, eval_graph: fx.Graph | None = None,
-                 class_name: str = "GraphModule"):
+    def __init__(
+        self,
+        root: nn.Module,
+        graph: fx.Graph,
+        eval_graph: fx.Graph | None = None,
+        class_name: str = "GraphModule",
+    ):
         self.__dict__["_eval_graph"] = eval_graph
         super().__init__(root, graph, class_name)
         real = dict(root.named_buffers()) if isinstance(root, nn.Module) else {}
@@ -86,9 +91,11 @@ class ModeGraphModule(fx.GraphModule):
 
     def _deepcopy_init(self):
         def init(res, fake_mod, graph):
-            ModeGraphModule.__init__(res, fake_mod, graph, fake_mod.__dict__.get("_eval_graph"),
-                                     type(self).__name__)
+            ModeGraphModule.__init__(
+                res, fake_mod, graph, fake_mod.__dict__.get("_eval_graph"), type(self).__name__
+            )
             res._non_persistent_buffers_set |= fake_mod.__dict__.get("_non_persistent_buffers_set", set())
+
         return init
 
 
@@ -101,15 +108,76 @@ def _has(module: nn.Module, target: str) -> bool:
 
 
 # --- in-place writes into a segment's input --------------------------------------------------------------
-_VIEWS = {"view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "permute", "t",
-          "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "contiguous", "to", "type",
-          "detach", "chunk", "split", "unbind", "movedim", "moveaxis", "swapaxes", "swapdims", "as_strided",
-          "diagonal", "unfold", "float", "double", "half", "bfloat16", "real", "imag", "view_as_real",
-          "__getitem__", "getitem", "T", "mT", "H", "mH", "align_as", "rename", "tensor_split", "hsplit",
-          "vsplit", "dsplit", "split_with_sizes", "alias", "identity", "clone_if_needed"}
-_INPLACE_FUNCTIONS = {operator.setitem, operator.iadd, operator.isub, operator.imul, operator.itruediv,
-                      operator.ifloordiv, operator.imod, operator.ipow, operator.iand, operator.ior,
-                      operator.ixor, operator.ilshift, operator.irshift, operator.imatmul}
+_VIEWS = {
+    "view",
+    "view_as",
+    "reshape",
+    "reshape_as",
+    "flatten",
+    "unflatten",
+    "transpose",
+    "permute",
+    "t",
+    "squeeze",
+    "unsqueeze",
+    "expand",
+    "expand_as",
+    "narrow",
+    "select",
+    "contiguous",
+    "to",
+    "type",
+    "detach",
+    "chunk",
+    "split",
+    "unbind",
+    "movedim",
+    "moveaxis",
+    "swapaxes",
+    "swapdims",
+    "as_strided",
+    "diagonal",
+    "unfold",
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "real",
+    "imag",
+    "view_as_real",
+    "__getitem__",
+    "getitem",
+    "T",
+    "mT",
+    "H",
+    "mH",
+    "align_as",
+    "rename",
+    "tensor_split",
+    "hsplit",
+    "vsplit",
+    "dsplit",
+    "split_with_sizes",
+    "alias",
+    "identity",
+    "clone_if_needed",
+}
+_INPLACE_FUNCTIONS = {
+    operator.setitem,
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    operator.ifloordiv,
+    operator.imod,
+    operator.ipow,
+    operator.iand,
+    operator.ior,
+    operator.ixor,
+    operator.ilshift,
+    operator.irshift,
+    operator.imatmul,
+}
 
 
 def _name(target) -> str:
@@ -124,10 +192,21 @@ def _may_alias(node: fx.Node, owner: nn.Module | None) -> bool:
         m = owner.get_submodule(str(node.target))  # a call_module target is the module's path
         # layers that always make a new tensor; anything else (Identity, Dropout in eval, a custom leaf) may
         # return its input
-        return not isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
-                                  nn.LayerNorm, nn.GroupNorm, nn.Embedding, nn.modules.pooling._MaxPoolNd,
-                                  nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
-                                  nn.modules.pooling._AdaptiveMaxPoolNd)) or getattr(m, "inplace", False)
+        return not isinstance(
+            m,
+            (
+                nn.modules.conv._ConvNd,
+                nn.Linear,
+                nn.modules.batchnorm._NormBase,
+                nn.LayerNorm,
+                nn.GroupNorm,
+                nn.Embedding,
+                nn.modules.pooling._MaxPoolNd,
+                nn.modules.pooling._AvgPoolNd,
+                nn.modules.pooling._AdaptiveAvgPoolNd,
+                nn.modules.pooling._AdaptiveMaxPoolNd,
+            ),
+        ) or getattr(m, "inplace", False)
     name = _name(node.target)
     if name.endswith("_") and not name.endswith("__"):
         return True  # an in-place op returns the tensor it wrote
@@ -139,8 +218,11 @@ def _writes(node: fx.Node, owner: nn.Module | None) -> bool:
     if node.op == "call_module":
         return owner is None or getattr(owner.get_submodule(str(node.target)), "inplace", False) is True
     name = _name(node.target)
-    return (name.endswith("_") and not name.endswith("__")) or node.kwargs.get("inplace") is True or \
-        node.target in _INPLACE_FUNCTIONS
+    return (
+        (name.endswith("_") and not name.endswith("__"))
+        or node.kwargs.get("inplace") is True
+        or node.target in _INPLACE_FUNCTIONS
+    )
 
 
 def mutated_input(graph: fx.Graph, owner: nn.Module | None = None) -> fx.Node | None:

@@ -50,6 +50,7 @@ __all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
 SplitSpec = Union[None, str, Sequence[tuple]]
 
 if TYPE_CHECKING:
+
     class _Branches(nn.ModuleList):
         """What the checker sees of ``TreeNode.branches``: a ``ModuleList`` holding TreeNodes only (at run
         time it is a plain ``nn.ModuleList``)."""
@@ -70,8 +71,13 @@ else:
 class TreeNode(nn.Module):
     """A part of the base network (``layers``) followed by zero or more child branches."""
 
-    def __init__(self, layers: nn.Module, branches: Sequence["TreeNode"] = (), output=None,
-                 model_name: str = "the base"):
+    def __init__(
+        self,
+        layers: nn.Module,
+        branches: Sequence["TreeNode"] = (),
+        output=None,
+        model_name: str = "the base",
+    ):
         super().__init__()
         self.layers = layers
         self.branches = _Branches(branches)
@@ -131,8 +137,9 @@ def _normalize_split(split: SplitSpec, num_members: int) -> list[tuple]:
         try:
             name, n = level
         except (TypeError, ValueError):
-            raise ValueError(f"split[{i}]: got {level!r}; "
-                             "expected a (layer name, number of branches) pair") from None
+            raise ValueError(
+                f"split[{i}]: got {level!r}; expected a (layer name, number of branches) pair"
+            ) from None
         levels.append((name, n))
     if not levels:
         raise ValueError("split: got an empty list; use None for independent members or name a layer")
@@ -168,15 +175,28 @@ class TreeNet(nn.Module):
             :meth:`add_scoring_heads`); needs ``example_input``. ``None`` otherwise.
     """
 
-    def __init__(self, base: BaseSpec, num_members: int, split: SplitSpec = None, *, seed: int = 0,
-                 seeds: Sequence[int] | None = None, same_init: bool = False, init: str | None = None,
-                 reinit: Sequence[str] = (), exec_mode: str = "loop",
-                 example_input: torch.Tensor | Sequence[int] | None = None, scoring_heads: bool = False,
-                 output=None):
+    def __init__(
+        self,
+        base: BaseSpec,
+        num_members: int,
+        split: SplitSpec = None,
+        *,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        same_init: bool = False,
+        init: str | None = None,
+        reinit: Sequence[str] = (),
+        exec_mode: str = "loop",
+        example_input: torch.Tensor | Sequence[int] | None = None,
+        scoring_heads: bool = False,
+        output=None,
+    ):
         super().__init__()
         if output is not None and not isinstance(output, (str, int)) or isinstance(output, bool):
-            raise ValueError(f"output: got {output!r}; expected a key (str) or an index (int) of the base's "
-                             "output, or None for a base returning a tensor")
+            raise ValueError(
+                f"output: got {output!r}; expected a key (str) or an index (int) of the base's "
+                "output, or None for a base returning a tensor"
+            )
         self.output = output
         self.cut_check: str | None = None
         self.exec_mode = exec_mode
@@ -211,8 +231,9 @@ class TreeNet(nn.Module):
             self.root = self._build_node(copies, 0, 0, num_members, cuts)
         elif self.levels[0][0] is None and len(self.levels) == 1:  # independent members: their own forward
             self.layer_names = names
-            self.root = TreeNode(nn.Sequential(),
-                                 [TreeNode(net, (), output, self.model_name) for net in copies])
+            self.root = TreeNode(
+                nn.Sequential(), [TreeNode(net, (), output, self.model_name) for net in copies]
+            )
         else:
             self.layer_names = [n for n, _ in copies[0].named_modules() if n]
             if self.levels[0][0] is None:
@@ -222,13 +243,23 @@ class TreeNet(nn.Module):
             self.check_cut(copies[0], example_input)
         if scoring_heads:
             if example_input is None:
-                raise ValueError("scoring_heads: got True without example_input; expected an example batch "
-                                 "(or its shape) to size the heads")
+                raise ValueError(
+                    "scoring_heads: got True without example_input; expected an example batch "
+                    "(or its shape) to size the heads"
+                )
             self.add_scoring_heads(example_input)
 
     @classmethod
-    def from_parts(cls, trunk: nn.Module, branch: BaseSpec, num_members: int, *, seed: int = 0,
-                   seeds: Sequence[int] | None = None, exec_mode: str = "loop") -> TreeNet:
+    def from_parts(
+        cls,
+        trunk: nn.Module,
+        branch: BaseSpec,
+        num_members: int,
+        *,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        exec_mode: str = "loop",
+    ) -> TreeNet:
         """A TreeNet from explicit parts, for models ``torch.fx`` cannot trace: one ``trunk`` module shared by
         all members, and a branch per member built by ``branch`` (a factory, called under each member's seed,
         or a module, copied and redrawn per member). Member m computes ``branch_m(trunk(x))``."""
@@ -248,8 +279,10 @@ class TreeNet(nn.Module):
         net.layer_names = ["trunk", "branch"]
         net._graph = None
         branches = build_members(branch, seeds, "independent")
-        net.root = TreeNode(nn.Sequential(trunk) if not isinstance(trunk, nn.Sequential) else trunk,
-                            [TreeNode(b) for b in branches])
+        net.root = TreeNode(
+            nn.Sequential(trunk) if not isinstance(trunk, nn.Sequential) else trunk,
+            [TreeNode(b) for b in branches],
+        )
         return net
 
     # --- construction ---------------------------------------------------------------------------------------
@@ -259,12 +292,15 @@ class TreeNet(nn.Module):
             check_int(f"split: level {i}'s number of branches", n, 1)
             leaves *= n
             if name is None and i > 0:
-                raise ValueError(f"split: level {i} has no layer name; "
-                                 "only the first level may branch at the input")
+                raise ValueError(
+                    f"split: level {i} has no layer name; only the first level may branch at the input"
+                )
         if leaves != self.num_members:
             desc = " x ".join(str(n) for _, n in self.levels)
-            raise ValueError(f"split: the tree has {desc} = {leaves} leaves "
-                             f"but members is {self.num_members}; the number of leaves must equal M")
+            raise ValueError(
+                f"split: the tree has {desc} = {leaves} leaves "
+                f"but members is {self.num_members}; the number of leaves must equal M"
+            )
 
     def _cut_points(self, net: nn.Module) -> list[int]:
         """For each level, the index just past the last shared layer (including absorbed parameter-free
@@ -279,12 +315,15 @@ class TreeNet(nn.Module):
             idx = names.index(name) + 1
             # Parameter-free deterministic layers right after the split follow the shared side
             # (see module doc).
-            while (idx < len(layers) and not _has_params(layers[idx][1])
-                   and not _is_stochastic(layers[idx][1])):
+            while (
+                idx < len(layers) and not _has_params(layers[idx][1]) and not _is_stochastic(layers[idx][1])
+            ):
                 idx += 1
             if idx <= prev and i > 0:
-                raise ValueError(f"split: level {i} ({name!r}) does not come after the previous split point; "
-                                 "list split layers in network order")
+                raise ValueError(
+                    f"split: level {i} ({name!r}) does not come after the previous split point; "
+                    "list split layers in network order"
+                )
             cuts.append(idx)
             prev = idx
         return cuts
@@ -301,8 +340,9 @@ class TreeNet(nn.Module):
             return TreeNode(seq)
         n = self.levels[level][1]
         size = (hi - lo) // n
-        kids = [self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts)
-                for j in range(n)]
+        kids = [
+            self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts) for j in range(n)
+        ]
         return TreeNode(seq, kids)
 
     def _build_traced(self, copies: list[nn.Module]) -> None:
@@ -316,11 +356,17 @@ class TreeNet(nn.Module):
         order = {n: i for i, n in enumerate(found.graphs[True].nodes)}
         cuts = [found.cuts[True][p] for p in points]
         if [order[c] for c in cuts] != sorted(order[c] for c in cuts) or len(set(cuts)) != len(cuts):
-            raise CutError(f"split: {points} are not in the order forward calls them (or two of them cut at "
-                           "the same place); list split points in that order")
-        graphs = {mode: cut_graphs(found.graphs[mode], [found.cuts[mode][p] for p in points], copies[0],
-                                   self.output) for mode in {True, False}
-                  if mode or found.graphs[False] is not found.graphs[True]}
+            raise CutError(
+                f"split: {points} are not in the order forward calls them (or two of them cut at "
+                "the same place); list split points in that order"
+            )
+        graphs = {
+            mode: cut_graphs(
+                found.graphs[mode], [found.cuts[mode][p] for p in points], copies[0], self.output
+            )
+            for mode in {True, False}
+            if mode or found.graphs[False] is not found.graphs[True]
+        }
         graphs.setdefault(False, graphs[True])
         self._graph = {mode: _whole(found.graphs[mode], copies[0], self.output) for mode in (True, False)}
         if found.graphs[False] is found.graphs[True]:
@@ -330,14 +376,28 @@ class TreeNet(nn.Module):
                 for n in g.nodes:
                     if n.op == "get_attr" and not _has_path(net, n.target) and "." not in n.target:
                         setattr(net, n.target, getattr(copies[0], n.target))
-        segments = [[segment(net, {mode: graphs[mode][level] for mode in (True, False)},
-                             f"{self.model_name}Segment") for level in range(len(points) + 1)]
-                    for net in copies]
+        segments = [
+            [
+                segment(
+                    net, {mode: graphs[mode][level] for mode in (True, False)}, f"{self.model_name}Segment"
+                )
+                for level in range(len(points) + 1)
+            ]
+            for net in copies
+        ]
         canon = canonical_names(copies[0])
         self.root = self._build_graph_node(segments, copies, canon, {}, 0, 0, self.num_members)
 
-    def _build_graph_node(self, segments: list[list[ModeGraphModule]], copies: list[nn.Module], canon: dict,
-                          inherited: dict, level: int, lo: int, hi: int) -> TreeNode:
+    def _build_graph_node(
+        self,
+        segments: list[list[ModeGraphModule]],
+        copies: list[nn.Module],
+        canon: dict,
+        inherited: dict,
+        level: int,
+        lo: int,
+        hi: int,
+    ) -> TreeNode:
         """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy, using
         the objects of its ancestors wherever the base uses one object on both sides of a cut (a module called
         again, a tied weight): modules used in the trunk stay shared."""
@@ -348,8 +408,12 @@ class TreeNet(nn.Module):
         below = {**inherited, **used_objects(part, canon)}
         n = self.levels[level][1]
         size = (hi - lo) // n
-        kids = [self._build_graph_node(segments, copies, canon, below, level + 1, lo + j * size,
-                                       lo + (j + 1) * size) for j in range(n)]
+        kids = [
+            self._build_graph_node(
+                segments, copies, canon, below, level + 1, lo + j * size, lo + (j + 1) * size
+            )
+            for j in range(n)
+        ]
         return TreeNode(part, kids, None, self.model_name)
 
     @torch.no_grad()
@@ -360,9 +424,14 @@ class TreeNet(nn.Module):
         statistics untouched), then restores modes. Returns (and keeps in ``self.cut_check``) what it
         compared."""
         # A private generator: the probe must not move the global random state of the caller.
-        x = example if isinstance(example, torch.Tensor) else torch.randn(
-            *((max(2, example[0]), *example[1:]) if len(example) else example),
-            generator=torch.Generator().manual_seed(0))
+        x = (
+            example
+            if isinstance(example, torch.Tensor)
+            else torch.randn(
+                *((max(2, example[0]), *example[1:]) if len(example) else example),
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
         if isinstance(x, torch.Tensor) and x.ndim >= 1 and x.shape[0] == 1:
             x = torch.cat([x, x.flip(-1) if x.ndim >= 2 else x])  # two different examples where it can
         modes = {m: m.training for m in (*self.modules(), *reference.modules())}
@@ -377,20 +446,26 @@ class TreeNet(nn.Module):
         finally:
             for m, training in modes.items():
                 m.training = training
-        what = (f"member 0 of the cut at {self.split!r} against {self.model_name}.forward in eval mode on a "
-                f"{tuple(x.shape)} probe batch")
+        what = (
+            f"member 0 of the cut at {self.split!r} against {self.model_name}.forward in eval mode on a "
+            f"{tuple(x.shape)} probe batch"
+        )
         if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor) or got.shape != want.shape:
             shape = lambda t: tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__  # noqa: E731
-            raise ValueError(f"split: {what}: output {shape(got)} instead of {shape(want)}; use split=None "
-                             "or TreeNet.from_parts")
+            raise ValueError(
+                f"split: {what}: output {shape(got)} instead of {shape(want)}; use split=None "
+                "or TreeNet.from_parts"
+            )
         scale = float(want.abs().max()) if want.numel() and want.is_floating_point() else 0.0
         tol = 64 * torch.finfo(want.dtype).eps * scale if want.is_floating_point() else 0.0
         diff = float((got.double() - want.double()).abs().max()) if want.numel() else 0.0
         if not diff <= tol:
-            raise ValueError(f"split: {what}: max |difference| {diff:.3g} above the tolerance {tol:.3g} "
-                             f"(64 x {want.dtype} eps x max |output| {scale:.3g}): its forward is not what "
-                             "torch.fx traced (Python control flow on tensor values or attributes is frozen "
-                             "at tracing); use split=None or TreeNet.from_parts")
+            raise ValueError(
+                f"split: {what}: max |difference| {diff:.3g} above the tolerance {tol:.3g} "
+                f"(64 x {want.dtype} eps x max |output| {scale:.3g}): its forward is not what "
+                "torch.fx traced (Python control flow on tensor values or attributes is frozen "
+                "at tracing); use split=None or TreeNet.from_parts"
+            )
         self.cut_check = f"{what}: max |difference| {diff:.3g} <= tolerance {tol:.3g}"
         return self.cut_check
 
@@ -399,8 +474,11 @@ class TreeNet(nn.Module):
         """Give each member a zero-initialized scoring head (``self.scoring``), sized by running ``example``
         (a batch or its shape) through the trunk (or, without a trunk, the members) in eval mode."""
         device = next(self.parameters()).device
-        x = example.to(device) if isinstance(example, torch.Tensor) else torch.randn(
-            *example, generator=torch.Generator().manual_seed(0)).to(device)
+        x = (
+            example.to(device)
+            if isinstance(example, torch.Tensor)
+            else torch.randn(*example, generator=torch.Generator().manual_seed(0)).to(device)
+        )
         modes = {m: m.training for m in self.modules()}
         try:
             self.eval()
@@ -410,7 +488,8 @@ class TreeNet(nn.Module):
             for m, training in modes.items():
                 m.training = training
         self.scoring = ScoringHeads(self.num_members, feats.shape[-1], shared).to(
-            device=feats.device, dtype=feats.dtype)
+            device=feats.device, dtype=feats.dtype
+        )
         return self.scoring
 
     # --- use ------------------------------------------------------------------------------------------------
@@ -437,8 +516,9 @@ class TreeNet(nn.Module):
             item = todo.pop(0)
             if isinstance(item, torch.Tensor):
                 return item.device
-            todo.extend(item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple))
-                        else ())
+            todo.extend(
+                item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ()
+            )
         return next(self.parameters(), torch.empty(0)).device
 
     def forward_with_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -446,8 +526,10 @@ class TreeNet(nn.Module):
         and the trunk runs once. Score logits come from the scoring heads on the pooled trunk output, or,
         without a trunk, on each member's own logits (gradients flow into the features either way)."""
         if self.scoring is None:
-            raise ValueError("forward_with_scores: this TreeNet has no scoring heads; build it with "
-                             "scoring_heads=True (model.scoring_heads: true)")
+            raise ValueError(
+                "forward_with_scores: this TreeNet has no scoring heads; build it with "
+                "scoring_heads=True (model.scoring_heads: true)"
+            )
         if self.root.is_identity:
             logits = self(x)
             return logits, self.scoring(logits)
@@ -465,8 +547,11 @@ class TreeNet(nn.Module):
         rebuilt when the root's branches change."""
         view = self.__dict__.get("_below")
         branches = list(self.root.branches)
-        if view is None or len(view.branches) != len(branches) or any(
-                a is not b for a, b in zip(view.branches, branches)):
+        if (
+            view is None
+            or len(view.branches) != len(branches)
+            or any(a is not b for a, b in zip(view.branches, branches))
+        ):
             view = TreeNode(nn.Sequential(), branches)
             self.__dict__["_below"] = view
         return view
@@ -510,8 +595,14 @@ class TreeNet(nn.Module):
     def shared_layers(self) -> list[str]:
         """Names of the layers (module paths) that every member shares (the root's layers)."""
         if self._graph is not None:
-            return list(dict.fromkeys(str(n.target) for g in _segments([self.root])[0].graphs()
-                                      for n in g.nodes if n.op == "call_module"))
+            return list(
+                dict.fromkeys(
+                    str(n.target)
+                    for g in _segments([self.root])[0].graphs()
+                    for n in g.nodes
+                    if n.op == "call_module"
+                )
+            )
         return [name for name, _ in self.root.layers.named_children()]
 
     def param_counts(self) -> dict:
@@ -535,8 +626,13 @@ class TreeNet(nn.Module):
         shared = sum(sizes[k] for k, c in uses.items() if c > 1)
         per_member = [sum(seen.values()) for seen in members]
         independent = sum(per_member)
-        return {"total": total, "shared": shared, "per_member": per_member, "independent": independent,
-                "ratio": total / independent if independent else 1.0}
+        return {
+            "total": total,
+            "shared": shared,
+            "per_member": per_member,
+            "independent": independent,
+            "ratio": total / independent if independent else 1.0,
+        }
 
 
 class Chosen(nn.Module):
@@ -566,8 +662,10 @@ def _segments(nodes: list[TreeNode]) -> list[ModeGraphModule]:
     out = []
     for node in nodes:
         if not isinstance(node.layers, ModeGraphModule):
-            raise TypeError(f"TreeNet: a traced tree's node holds a {type(node.layers).__name__}, not a "
-                            "traced segment; this is a bug in mheads.tree (please report it)")
+            raise TypeError(
+                f"TreeNet: a traced tree's node holds a {type(node.layers).__name__}, not a "
+                "traced segment; this is a bug in mheads.tree (please report it)"
+            )
         out.append(node.layers)
     return out
 

@@ -61,12 +61,17 @@ def module_signature(node: "TreeNode") -> tuple | None:
             kind = tuple(g.python_code(root_module="self").src for g in graphs)
         else:
             kind = type(sub)
-        cfg = tuple(sorted((k, v) for k, v in vars(sub).items()
-                           if not k.startswith("_") and isinstance(v, _SCALARS)))
+        cfg = tuple(
+            sorted((k, v) for k, v in vars(sub).items() if not k.startswith("_") and isinstance(v, _SCALARS))
+        )
         parts.append((name, kind, cfg))
-    tensors = tuple((n, tuple(t.shape), t.dtype, t.device)
-                    for n, t in (*node.layers.named_parameters(remove_duplicate=False),
-                                 *node.layers.named_buffers(remove_duplicate=False)))
+    tensors = tuple(
+        (n, tuple(t.shape), t.dtype, t.device)
+        for n, t in (
+            *node.layers.named_parameters(remove_duplicate=False),
+            *node.layers.named_buffers(remove_duplicate=False),
+        )
+    )
     kids = []
     for b in node.branches:
         sig = module_signature(b)
@@ -98,9 +103,12 @@ def run_vmapped(nodes: list["TreeNode"], xs: torch.Tensor) -> torch.Tensor | Non
     except Exception as err:  # an op or Python vmap cannot batch: the loop, said once
         _FAILED.add(template)
         first = " ".join(str(err).split())[:200]
-        warnings.warn(f"exec_mode 'fused': {type(template).__name__} branches cannot run under "
-                      f"torch.func.vmap ({type(err).__name__}: {first}); running the member loop for them",
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f"exec_mode 'fused': {type(template).__name__} branches cannot run under "
+            f"torch.func.vmap ({type(err).__name__}: {first}); running the member loop for them",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
     if template.training and bnames:
         with torch.no_grad():
