@@ -9,20 +9,9 @@ import math
 import statistics
 from pathlib import Path
 
+from mheads.reproduce.tables import SEED_FIELDS  # the paper sweeps' seeds.csv columns: one format
 from mheads.runs.folder import hardware
 
-SEED_FIELDS = (
-    "experiment",
-    "scale",
-    "data",
-    "overrides",
-    "cell",
-    "seed",
-    "metric",
-    "value",
-    "wall_time_s",
-    "hardware",
-)
 RESULT_FIELDS = ("cell", "row", "col", "metric", "seeds", "mean", "std", "paper", "wall_time_s")
 
 
