@@ -37,7 +37,16 @@ from mheads.ensemble.losses import (
     ensemble_loss,
 )
 
-__all__ = ["Oracle", "Task", "TaskMetrics", "Terms", "check_outputs", "first_argmin", "reduce_terms"]
+__all__ = [
+    "Oracle",
+    "Task",
+    "TaskMetrics",
+    "Terms",
+    "check_outputs",
+    "check_vector_target",
+    "first_argmin",
+    "reduce_terms",
+]
 
 
 Terms = dict[str, torch.Tensor]  # metric terms: float (B,) per-example values or integer counts
@@ -49,6 +58,17 @@ class Oracle(NamedTuple):
 
     member: torch.Tensor
     error: torch.Tensor
+
+
+def check_vector_target(target: torch.Tensor, dim: int) -> None:
+    """`target`: a floating tensor `(B, dim)` (or `(B,)` when `dim` is 1), the target of a regression or of
+    multiple hypotheses."""
+    allowed = [(dim,)] + ([()] if dim == 1 else [])
+    if not target.is_floating_point() or tuple(target.shape[1:]) not in allowed:
+        raise ValueError(
+            f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
+            f"floating tensor (B, {dim})" + (" or (B,)" if dim == 1 else "")
+        )
 
 
 def check_outputs(outputs: Any, target: Any, min_ndim: int = 3, name: str = "outputs") -> None:

@@ -28,7 +28,7 @@ import torch
 
 from mheads.core.checks import check_choice, check_int, check_number
 from mheads.ensemble.combine import compute_dtype
-from mheads.tasks.base import Task, Terms, check_outputs
+from mheads.tasks.base import Task, Terms, check_outputs, check_vector_target
 from mheads.tasks.transport import sliced_wasserstein, wasserstein_1d
 
 __all__ = ["MultiHypothesis", "WeightedHypotheses", "multi_hypothesis", "with_scores"]
@@ -83,12 +83,7 @@ class MultiHypothesis(Task):
                 f"outputs: got shape {tuple(outputs.shape)}; expected (M, B, D + 1) = "
                 f"(M, B, {self.dim + 1}) (hypothesis, then score logit)"
             )
-        allowed = [(self.dim,)] + ([()] if self.dim == 1 else [])
-        if not target.is_floating_point() or tuple(target.shape[1:]) not in allowed:
-            raise ValueError(
-                f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
-                f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else "")
-            )
+        check_vector_target(target, self.dim)
 
     def _target(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check(outputs, target)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from mheads.core.checks import check_choice, check_int, check_number
 from mheads.ensemble.combine import compute_dtype, ensemble_nll_from_members
-from mheads.tasks.base import Task, Terms, check_outputs
+from mheads.tasks.base import Task, Terms, check_outputs, check_vector_target
 
 __all__ = ["HEADS", "Regression", "RegressionPrediction", "regression"]
 
@@ -97,12 +97,7 @@ class Regression(Task):
                 f"outputs: got shape {tuple(outputs.shape)}; expected "
                 f"(M, B, {self.head_width()}) for {self.head} heads of dimension {self.dim}"
             )
-        allowed = [(self.dim,)] + ([()] if self.dim == 1 else [])
-        if not target.is_floating_point() or tuple(target.shape[1:]) not in allowed:
-            raise ValueError(
-                f"target: got {target.dtype} of shape {tuple(target.shape)}; expected a "
-                f"floating tensor (B, {self.dim})" + (" or (B,)" if self.dim == 1 else "")
-            )
+        check_vector_target(target, self.dim)
 
     def _target(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.check(outputs, target)
