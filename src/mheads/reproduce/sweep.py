@@ -130,6 +130,103 @@ def run_cell(cfg, run: Path) -> dict:
     return metrics
 
 
+@dataclasses.dataclass
+class _Sweep:
+    """What one sweep of ``out`` gathers as its runs finish: their metrics per cell (for the figures), their
+    per-seed rows (``seeds.csv``), and the notes of the tables' header (runs trained once for several cells,
+    the hardware that trained them)."""
+
+    spec: Spec
+    out: Path
+    scale: str
+    overrides: Sequence[str]
+    ident: dict
+    priors: list
+    results: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
+    rows: list[dict] = dataclasses.field(default_factory=list)  # per seed: seeds.csv
+    # table notes: cells trained once elsewhere; where
+    shared: _Notes = dataclasses.field(default_factory=lambda: _Notes(reused={}, forked={}, hardware=set()))
+
+    def tables(self, source) -> str:
+        """Write ``seeds.csv`` (this sweep's rows pooled with earlier ones) and the tables; their markdown."""
+        every = pool(self.rows, self.priors, self.spec)
+        write_seed_rows(self.out / "seeds.csv", every)
+        self.shared["hardware"] = {
+            r["hardware"] for r in every
+        }  # derived: rows a later run replaced drop out
+        return write_tables(
+            self.spec,
+            collect(self.spec, every),
+            self.out,
+            _header(self.scale, source, sorted({r["seed"] for r in every}), self.shared, self.overrides),
+        )
+
+    def record(self, cell, seed: int, run: Path, metrics: dict) -> None:
+        """Add one finished run's metrics (with its costs, where the table asks for them) and its row."""
+        metrics = with_costs(self.spec, run, metrics)
+        self.results.setdefault(cell.name, []).append(metrics)
+        self.rows.extend(seed_rows(self.spec, self.ident, cell.name, seed, metrics, trained_on(run)))
+
+
+def _start_sweep(spec: Spec, name: str, scale: str, out: Path, overrides: Sequence[str], pool_with) -> _Sweep:
+    """A sweep of ``out`` with the earlier rows it pools with: ``out``'s own seeds.csv (seeds an earlier
+    pooling brought in), then ``pool_with``; a prior of another sweep stops here, before any training."""
+    ident = {
+        "experiment": name.replace("_", "-"),
+        "scale": scale,
+        "data": data_label(spec.cells[0].config.data.source),
+        "overrides": "; ".join(overrides),
+    }
+    sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
+        [Path(pool_with)] if pool_with is not None else []
+    )
+    priors = [(str(p), read_seed_rows(p)) for p in sources]
+    check_priors(priors, spec, ident)
+    return _Sweep(spec=spec, out=out, scale=scale, overrides=overrides, ident=ident, priors=priors)
+
+
+def _cell_config(cell, seed: int, out: Path, keep_steps: dict[str, list[int]]):
+    """The config of ``cell``'s run for ``seed``: the seed, the checkpoints other cells continue from, and
+    the specialist label split or the run it starts from."""
+    cfg = copy.deepcopy(cell.config)
+    cfg.train.seed = seed
+    cfg.train.keep_steps = sorted(set(cfg.train.keep_steps) | set(keep_steps.get(cell.name, [])))
+    if cell.label_split is not None:
+        cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
+        cfg.train.init_from = None
+    elif cell.init_from_cell is not None:
+        cfg.train.init_from = str(out / f"seed-{seed}" / cell.init_from_cell)
+    return cfg
+
+
+def _note_shared(sweep: _Sweep, cell, seed: int, run: Path) -> None:
+    """Note in the header a run trained once for several cells: linked to a twin, or forked from a donor."""
+    label = f"{cell.row}{', ' + cell.col if cell.col else ''} (seed {seed})"
+    if run.is_symlink():
+        sweep.shared["reused"][label] = f"`{os.readlink(run)}`"
+    elif (fork := forked_from(run)) is not None:
+        sweep.shared["forked"][label] = (
+            f"`{os.path.relpath(fork['run'], run.parent.resolve())}` at iteration {fork['iteration']}"
+        )
+
+
+def _sweep_cell(sweep: _Sweep, name: str, cell, seed: int, keep_steps, selected: set, reuse: bool) -> None:
+    """Train (or resume, link, fork) one cell for one seed and record it; a cell not asked for joins the
+    table only if an earlier sweep finished it."""
+    run = sweep.out / f"seed-{seed}" / cell.name
+    if cell.name not in selected:
+        if (run / "metrics.json").exists():
+            sweep.record(cell, seed, run, json.loads((run / "metrics.json").read_text()))
+        return
+    cfg = _cell_config(cell, seed, sweep.out, keep_steps)
+    print(f"== {name} [{sweep.scale}] seed {seed}: {cell.name}", flush=True)
+    if reuse:
+        _share(cfg, seed, sweep.out, run)
+    _note_shared(sweep, cell, seed, run)
+    sweep.record(cell, seed, run, run_cell(cfg, run))
+    sweep.tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
+
+
 def reproduce(
     name: str,
     scale: str,
@@ -155,73 +252,17 @@ def reproduce(
     """
     spec = load_spec(name, scale, data, overrides)
     out = Path(out)
-    ident = {
-        "experiment": name.replace("_", "-"),
-        "scale": scale,
-        "data": data_label(spec.cells[0].config.data.source),
-        "overrides": "; ".join(overrides),
-    }
-    # earlier rows: this folder's own seeds.csv (seeds an earlier pooling brought in), then --pool-with
-    sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
-        [Path(pool_with)] if pool_with is not None else []
-    )
-    priors = [(str(p), read_seed_rows(p)) for p in sources]
-    check_priors(priors, spec, ident)  # a prior of another sweep stops here, before any training
+    sweep = _start_sweep(spec, name, scale, out, overrides, pool_with)
     selected = {c.name for c in (select_cells(spec, cells) if cells else spec).cells}
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
-    rows: list[dict] = []  # per seed: seeds.csv
-    # table notes: cells trained once elsewhere; where
-    shared: _Notes = {"reused": {}, "forked": {}, "hardware": set()}
     keep_steps = dict(zip((c.name for c in spec.cells), plan_keep_steps([c.config for c in spec.cells])))
     if not reuse:
         keep_steps = {}
-
-    def tables(source) -> str:
-        every = pool(rows, priors, spec)
-        write_seed_rows(out / "seeds.csv", every)
-        shared["hardware"] = {r["hardware"] for r in every}  # derived: rows a later run replaced drop out
-        return write_tables(
-            spec,
-            collect(spec, every),
-            out,
-            _header(scale, source, sorted({r["seed"] for r in every}), shared, overrides),
-        )
-
-    def record(cell, seed: int, run: Path, metrics: dict) -> None:
-        metrics = with_costs(spec, run, metrics)
-        results.setdefault(cell.name, []).append(metrics)
-        rows.extend(seed_rows(spec, ident, cell.name, seed, metrics, trained_on(run)))
-
     for seed in range(first_seed, first_seed + seeds):
         for cell in _ordered(spec, keep_steps):
-            cfg = copy.deepcopy(cell.config)
-            cfg.train.seed = seed
-            cfg.train.keep_steps = sorted(set(cfg.train.keep_steps) | set(keep_steps.get(cell.name, [])))
-            run = out / f"seed-{seed}" / cell.name
-            if cell.name not in selected:  # not asked for: in the table only if an earlier sweep finished it
-                if (run / "metrics.json").exists():
-                    record(cell, seed, run, json.loads((run / "metrics.json").read_text()))
-                continue
-            if cell.label_split is not None:
-                cfg.data.label_split = resolve_label_split(cell, cfg, out / f"seed-{seed}")
-                cfg.train.init_from = None
-            elif cell.init_from_cell is not None:
-                cfg.train.init_from = str(out / f"seed-{seed}" / cell.init_from_cell)
-            print(f"== {name} [{scale}] seed {seed}: {cell.name}", flush=True)
-            if reuse:
-                _share(cfg, seed, out, run)
-            label = f"{cell.row}{', ' + cell.col if cell.col else ''} (seed {seed})"
-            if run.is_symlink():
-                shared["reused"][label] = f"`{os.readlink(run)}`"
-            elif (fork := forked_from(run)) is not None:
-                shared["forked"][label] = (
-                    f"`{os.path.relpath(fork['run'], run.parent.resolve())}` at iteration {fork['iteration']}"
-                )
-            record(cell, seed, run, run_cell(cfg, run))
-            tables(cfg.data.source)  # after every run: an interrupted sweep still leaves its table
-    text = tables(spec.cells[0].config.data.source)
-    draw_figures(spec, out, results, seed=first_seed)
+            _sweep_cell(sweep, name, cell, seed, keep_steps, selected, reuse)
+    text = sweep.tables(spec.cells[0].config.data.source)
+    draw_figures(spec, out, sweep.results, seed=first_seed)
     return text
 
 
