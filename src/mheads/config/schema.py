@@ -20,6 +20,7 @@ from mheads.core.checks import check_choice, check_int, check_iterations, check_
 from mheads.models import is_import_path, list_models
 from mheads.optim.build import OPTIMIZERS
 from mheads.optim.schedules import SCHEDULE_KINDS
+from mheads.tasks.heads import POOLS
 
 SCHEMA_VERSION = 1
 
@@ -57,6 +58,7 @@ def _choice(path: str, v: Any, allowed) -> None:
 # name)
 PYTHON_MODEL = "python"
 INIT_MODES = ("independent", "same", "pretrained")
+HEADS = ("none", "task")  # model.head
 
 
 @dataclass
@@ -101,6 +103,17 @@ class ModelConfig:
     output: str | int | None = None
     """The prediction of a base whose forward returns a dict (a key, e.g. logits) or a tuple or list (an
     index, e.g. 0); null for a base returning the logits tensor itself."""
+    head: str = "none"
+    """none (the base's output is the prediction) | task (the task's head on top of every member, each member
+    its own: a linear layer from the base's features (B, F) to the task's head width, a 1x1 convolution on
+    (B, F, H, W) maps for segmentation; mheads.tasks.heads). A base given to mheads.fit as a Python object."""
+    head_in: int | None = None
+    """model.head task: F, the base's feature width; null: found by one eval-mode forward of an example."""
+    pool: str = "none"
+    """model.head task: the features the head reads from the base's output (after model.output): none (as
+    they are: (B, F), or (B, F, H, W) for segmentation) | mean, first or last (a sequence (B, T, F): the
+    mean over positions, padding included, or position 0 or T-1) | global_avg ((B, F, ...) maps averaged over
+    every axis after F)."""
 
     def validate(self, p: str = "model") -> None:
         # An import path is only checked for form here: importing runs its module's code, which happens when
@@ -121,6 +134,7 @@ class ModelConfig:
                 "null, a key of the base's dict output (e.g. logits) or an index of "
                 "its tuple output (e.g. 0)",
             )
+        self._validate_head(p)
         if not isinstance(self.reinit, list) or not all(isinstance(r, str) and r for r in self.reinit):
             _fail(f"{p}.reinit", self.reinit, "a list of module paths, e.g. [fc]")
         if self.reinit and self.init != "pretrained":
@@ -139,6 +153,16 @@ class ModelConfig:
             self.split = [tuple(level) for level in s]
         elif s is not None and not isinstance(s, str):
             _fail(f"{p}.split", s, "null (independent members), a layer name, or a list of [layer, branches]")
+
+    def _validate_head(self, p: str) -> None:
+        _choice(f"{p}.head", self.head, HEADS)
+        if self.head_in is not None:
+            _int(f"{p}.head_in", self.head_in, 1)
+        _choice(f"{p}.pool", self.pool, POOLS)
+        if self.head == "none":
+            for key, value, default in (("head_in", self.head_in, None), ("pool", self.pool, "none")):
+                if value != default:
+                    _fail(f"{p}.{key}", value, f"{default if default else 'null'} unless model.head is task")
 
 
 @dataclass

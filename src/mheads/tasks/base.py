@@ -17,7 +17,8 @@ A `Task` turns member outputs `(M, B, ...)` and a batch's targets into:
   the member losses); `oracle(outputs, target) -> Oracle(member (B,), error (B,))`.
 - `metric_terms(outputs, target, **extra)` and `finish_metrics(sums, num_examples)`: metrics as additive
   terms, so that `metrics(outputs, target)` on a whole set and `TaskMetrics` fed batch by batch agree exactly.
-- `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks).
+- `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks); `head(F)` the
+  layer that puts them on top of any base's F features (`mheads.tasks.heads`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+from torch import nn
 
 from mheads.ensemble.exact_sum import ExactSum
 from mheads.ensemble.losses import (
@@ -36,6 +38,7 @@ from mheads.ensemble.losses import (
     check_loss_params,
     ensemble_loss,
 )
+from mheads.tasks.heads import HeadLayout
 
 __all__ = [
     "Oracle",
@@ -131,9 +134,28 @@ class Task:
     averaged: ClassVar[tuple[str, ...]] = ()  # names of this task's losses of the combined prediction
     default_loss: ClassVar[str] = "independent"  # the loss a task's users start from
 
+    head_layer: ClassVar[str] = "linear"  # the layer of `head`: "linear", or "conv" (1x1, dense tasks)
+
     # ------------------------------------------------------------------ what a subclass defines
     def head_width(self) -> int:
         raise NotImplementedError(f"task {self.name!r} does not say its head width")
+
+    def head(self, in_features: int) -> nn.Module:
+        """This task's head on a base's features: `Linear(F, head_width())` on `(B, F)` (a 1x1
+        `Conv2d(F, C)` on `(B, F, H, W)` where `head_layer` is "conv"), drawn from the global generator (the
+        caller seeds it); see `mheads.tasks.heads`. A task without a head width raises a `ValueError`."""
+        return self.head_layout(in_features).build()
+
+    def head_layout(self, in_features: int) -> HeadLayout:
+        """What a run records of `head(in_features)` (`mheads.tasks.heads.HeadLayout`)."""
+        try:
+            width = self.head_width()
+        except (NotImplementedError, ValueError) as err:
+            raise ValueError(
+                f"head: task {self.name!r} has no head width ({err}); give it one (custom_task(..., "
+                "head_width=W), a built-in task's num_classes) or give a base that outputs its predictions"
+            ) from None
+        return HeadLayout(self.head_layer, in_features, width)
 
     def check(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         check_outputs(outputs, target)

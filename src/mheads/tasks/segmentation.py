@@ -42,6 +42,7 @@ class Segmentation(Task):
     ignore_index: int = 255
     name: ClassVar[str] = "segmentation"
     averaged: ClassVar[tuple[str, ...]] = ("score_averaged_ce", "prob_averaged_ce")
+    head_layer: ClassVar[str] = "conv"  # a 1x1 convolution per pixel on (B, F, H, W) maps
 
     def __post_init__(self) -> None:
         if self.num_classes is not None:
