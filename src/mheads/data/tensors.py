@@ -10,12 +10,15 @@ or scalars, masks: any tensor shape, one per split (a float target stays float32
 Batches come from the same :class:`~mheads.data.batching.BatchPlan` as the image loaders (a pure function of
 the seed and the batch number: exact resume), bagging is per-member example weights ``(M, N)``, and
 ``data.train_limit`` / ``test_limit`` / ``val_fraction`` / ``bootstrap_unique`` select examples as they do
-for images (class-stratified where the targets are class indices, else a seeded subset).
+for images (class-stratified where the targets are class indices, else a seeded subset; the steps are
+:mod:`mheads.data.rows`'s, shared with the streamed Datasets of :mod:`mheads.data.dataset_stream`).
+:class:`AnyShapeData` is what both give the training loop.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -23,22 +26,28 @@ import numpy as np
 import torch
 
 from mheads.config import Config, ConfigError
-from mheads.core.seeding import derived_generator
 from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
-from mheads.data.subsets import stratified_limit, val_split
-from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
+from mheads.data.rows import RowChoice, bagging_weights, choose_rows, class_targets, count_classes
 
 __all__ = [
     "MAX_INPUT_ELEMENTS",
+    "AnyShapeData",
     "TensorData",
     "as_tensor",
+    "check_like",
+    "check_same",
     "input_spec",
     "is_image_input",
+    "item_tensors",
+    "model_view",
     "prepare_tensors",
     "read_pairs",
+    "refuse_image_settings",
     "spec_example",
+    "stack_items",
     "take",
+    "to_device",
 ]
 
 Inputs = Any  # torch.Tensor (N, ...) or dict[str, torch.Tensor]
@@ -87,16 +96,59 @@ def as_tensor(value: Any, where: str) -> torch.Tensor:
     return t if t.dtype == torch.uint8 else t.to(torch.int64)
 
 
-def _stack(items: list[torch.Tensor], where: str) -> torch.Tensor:
-    first = items[0]
-    for i, t in enumerate(items):
-        if t.shape != first.shape or t.dtype != first.dtype:
+def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
+    """One Dataset item ``(input, target)`` as tensors (:func:`as_tensor`; a dict input: per string key);
+    ``where`` names the item (``train[5]``) in a one-line ``DataError``."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise DataError(f"{where}: got {type(item).__name__}; expected an (input, target) pair")
+    x, y = item[0], item[1]
+    if isinstance(x, dict):
+        if not x or not all(isinstance(k, str) for k in x):
             raise DataError(
-                f"{where}[{i}]: {t.dtype} of shape {tuple(t.shape)} differs from {where}[0]'s "
-                f"{first.dtype} {tuple(first.shape)}; every example of a split must have one "
-                "shape and dtype (crop or pad them, or batch them yourself)"
+                f"{where}: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
             )
-    return torch.stack(items)
+        return {k: as_tensor(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
+    return as_tensor(x, f"{where} input"), as_tensor(y, f"{where} target")
+
+
+def check_same(t: torch.Tensor, first: torch.Tensor, where: str, i: int) -> None:
+    """Tensor ``i`` of ``where`` against the first one: the same shape and dtype (else a one-line error)."""
+    if t.shape != first.shape or t.dtype != first.dtype:
+        raise DataError(
+            f"{where}[{i}]: {t.dtype} of shape {tuple(t.shape)} differs from {where}[0]'s "
+            f"{first.dtype} {tuple(first.shape)}; every example of a split must have one "
+            "shape and dtype (crop or pad them, or batch them yourself)"
+        )
+
+
+def check_like(x: Inputs, y: torch.Tensor, first: tuple[Inputs, torch.Tensor], name: str, i: int) -> None:
+    """Example ``i`` of split ``name`` (``x``, ``y`` from :func:`item_tensors`) against its first example
+    ``first``: the same dict keys, and per tensor the same shape and dtype (a one-line ``DataError`` naming
+    ``name[i]`` otherwise)."""
+    x0, y0 = first
+    if isinstance(x0, dict):
+        if not isinstance(x, dict) or list(x) != list(x0):
+            raise DataError(
+                f"{name}[{i}]: input keys {list(x) if isinstance(x, dict) else type(x)}; "
+                f"expected {list(x0)}, as {name}[0]'s"
+            )
+        for k in x0:
+            check_same(x[k], x0[k], f"{name} input {k!r}", i)
+    elif isinstance(x, dict):
+        raise DataError(f"{name}[{i}]: a dict input; expected a tensor, as {name}[0]'s")
+    else:
+        check_same(x, x0, f"{name} input", i)
+    check_same(y, y0, f"{name} target", i)
+
+
+def stack_items(items: list[tuple[Inputs, torch.Tensor]]) -> tuple[Inputs, torch.Tensor]:
+    """Checked examples (:func:`check_like`) stacked: inputs ``(n, ...)`` (or a dict of them), targets
+    ``(n, ...)``."""
+    x0 = items[0][0]
+    ys = torch.stack([y for _, y in items])
+    if isinstance(x0, dict):
+        return {k: torch.stack([x[k] for x, _ in items]) for k in x0}, ys
+    return torch.stack([x for x, _ in items]), ys
 
 
 def read_pairs(ds, name: str) -> tuple[Inputs, torch.Tensor]:
@@ -105,34 +157,11 @@ def read_pairs(ds, name: str) -> tuple[Inputs, torch.Tensor]:
     from mheads.data.from_torch import check_user_dataset
 
     n, _ = check_user_dataset(ds, name)
-    xs: list[Any] = []
-    ys: list[torch.Tensor] = []
+    items = []
     for i in range(n):
-        item = ds[i]
-        if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise DataError(f"{name}[{i}]: got {type(item).__name__}; expected an (input, target) pair")
-        x, y = item[0], item[1]
-        if isinstance(x, dict):
-            if not x or not all(isinstance(k, str) for k in x):
-                raise DataError(
-                    f"{name}[{i}]: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
-                )
-            xs.append({k: as_tensor(v, f"{name}[{i}][{k!r}]") for k, v in x.items()})
-        else:
-            xs.append(as_tensor(x, f"{name}[{i}] input"))
-        ys.append(as_tensor(y, f"{name}[{i}] target"))
-    if isinstance(xs[0], dict):
-        keys = list(xs[0])
-        for i, x in enumerate(xs):
-            if not isinstance(x, dict) or list(x) != keys:
-                raise DataError(
-                    f"{name}[{i}]: input keys {list(x) if isinstance(x, dict) else type(x)}; "
-                    f"expected {keys}, as {name}[0]'s"
-                )
-        inputs: Inputs = {k: _stack([x[k] for x in xs], f"{name} input {k!r}") for k in keys}
-    else:
-        inputs = _stack(xs, f"{name} input")
-    return inputs, _stack(ys, f"{name} target")
+        items.append(item_tensors(ds[i], f"{name}[{i}]"))
+        check_like(*items[-1], items[0], name, i)
+    return stack_items(items)
 
 
 def take(x: Inputs, index: Any) -> Inputs:
@@ -140,14 +169,14 @@ def take(x: Inputs, index: Any) -> Inputs:
     return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
-def _to(x: Inputs, device: torch.device) -> Inputs:
+def to_device(x: Inputs, device: torch.device) -> Inputs:
     return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
 
 
-def _model_view(x: Inputs) -> Inputs:
+def model_view(x: Inputs) -> Inputs:
     """What the model sees: uint8 images as [0, 1] floats, everything else as stored."""
     if isinstance(x, dict):
-        return {k: _model_view(v) for k, v in x.items()}
+        return {k: model_view(v) for k, v in x.items()}
     return x.float() / 255 if x.dtype == torch.uint8 else x
 
 
@@ -181,14 +210,74 @@ def spec_example(spec: Any, where: str) -> Inputs:
             f"most {MAX_INPUT_ELEMENTS} numbers and a dtype float32, int64 or uint8"
         )
     t = torch.zeros(2, *shape, dtype=getattr(torch, dtype))
-    return _model_view(t)
+    return model_view(t)
+
+
+class AnyShapeData(ABC):
+    """What the training loop, evaluation and the task read from data of any shape, resident
+    (:class:`TensorData`) or streamed (:class:`~mheads.data.dataset_stream.DatasetStream`): a
+    :class:`~mheads.data.batching.BatchSource` whose inputs are given as the model takes them (no
+    normalizer) and whose run meta records the input's description (:func:`input_spec`), not an image
+    shape."""
+
+    device: torch.device
+    shard: tuple[int, int] | None
+    classes: list[str] | None
+    source: str
+    normalizer: Any = None  # no normalization: the inputs are given as the model takes them
+    in_channels: int = 1  # not images: the run's meta records "input" (input_spec) instead
+    image_size: int = 1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    @abstractmethod
+    def train_batch(
+        self, b: int, generator: torch.Generator | None = None
+    ) -> tuple[Inputs, torch.Tensor, Any]:
+        """Batch ``b`` (this replica's rows with ``shard``): (inputs, targets, per-member weights (M, B) or
+        None)."""
+
+    @abstractmethod
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """``(inputs, targets)`` of ``split`` in order, ``batch_size`` at a time."""
+
+    @abstractmethod
+    def split_size(self, split: str) -> int:
+        """Examples in ``split`` (train, test, val or ood; 0 for a split the run does not have)."""
+
+    @abstractmethod
+    def example_input(self) -> Inputs:
+        """The first training example, a batch of 1 on the CPU, as the model sees it."""
+
+    @abstractmethod
+    def input_spec(self) -> dict:
+        """One training input's shape and dtype as stored (:func:`input_spec`)."""
+
+    @abstractmethod
+    def task_targets(self) -> torch.Tensor:
+        """Training targets ``(n, ...)`` on which the task's sizes are read (``mheads.train.task_run``):
+        every one where resident, the first where streamed."""
+
+    def describe(self) -> dict:
+        y = self.task_targets()
+        out: dict[str, Any] = {
+            "source": self.source,
+            "classes": self.classes,
+            "train": self.split_size("train"),
+            "test": self.split_size("test"),
+            "input": self.input_spec(),
+            "target": {"shape": list(y.shape[1:]), "dtype": str(y.dtype).removeprefix("torch.")},
+        }
+        if self.split_size("val"):
+            out["val"] = self.split_size("val")
+        return out
 
 
 @dataclass
-class TensorData:
-    """The decoded splits on the training device and the batching state (see the module docstring); the
-    same interface as :class:`~mheads.data.resident.ResidentData` (``train_batch``, ``eval_batches``,
-    ``split_size``, ``describe``)."""
+class TensorData(AnyShapeData):
+    """The decoded splits on the training device and the batching state (see the module docstring)."""
 
     device: torch.device
     train_x: Inputs
@@ -202,22 +291,13 @@ class TensorData:
     val_x: Inputs | None = None
     val_y: torch.Tensor | None = None
     shard: tuple[int, int] | None = None
-    normalizer: Any = None  # no normalization: the inputs are given as the model takes them
-    in_channels: int = 1  # not images: the run's meta records "input" (input_spec) instead
-    image_size: int = 1
     ood_x: Any = field(default=None)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes) if self.classes else 0
-
     def train_batch(self, b: int, generator: torch.Generator | None = None):
-        """Batch ``b`` (this replica's rows with ``shard``): (inputs, targets, per-member weights (M, B) or
-        None)."""
         idx = self.plan.indices(b)
         idx = idx[shard_rows(self.shard, len(idx))].to(self.device)
         w = self.weights[:, idx] if self.weights is not None else None
-        return _model_view(take(self.train_x, idx)), self.train_y[idx], w
+        return model_view(take(self.train_x, idx)), self.train_y[idx], w
 
     def split_size(self, split: str) -> int:
         xs = {"train": self.train_x, "test": self.test_x, "val": self.val_x, "ood": None}[split]
@@ -233,51 +313,41 @@ class TensorData:
         if xs is None or ys is None:
             return
         for i in range(0, len(ys), batch_size):
-            yield _model_view(take(xs, slice(i, i + batch_size))), ys[i : i + batch_size]
+            yield model_view(take(xs, slice(i, i + batch_size))), ys[i : i + batch_size]
 
     def example_input(self) -> Inputs:
-        """The first training example, a batch of 1 on the CPU, as the model sees it."""
-        return _to(_model_view(take(self.train_x, slice(0, 1))), torch.device("cpu"))
+        return to_device(model_view(take(self.train_x, slice(0, 1))), torch.device("cpu"))
 
     def input_spec(self) -> dict:
         return input_spec(self.train_x)
 
+    def task_targets(self) -> torch.Tensor:
+        return self.train_y
+
     def target_shape(self) -> tuple[int, ...]:
         return tuple(self.train_y.shape[1:])
 
-    def describe(self) -> dict:
-        out = {
-            "source": self.source,
-            "classes": self.classes,
-            "train": int(len(self.train_y)),
-            "test": int(len(self.test_y)),
-            "input": self.input_spec(),
-            "target": {
-                "shape": list(self.train_y.shape[1:]),
-                "dtype": str(self.train_y.dtype).removeprefix("torch."),
-            },
-        }
-        if self.split_size("val"):
-            out["val"] = self.split_size("val")
-        return out
+
+def _subset(x: Inputs, y: torch.Tensor, rows: torch.Tensor) -> tuple[Inputs, torch.Tensor]:
+    """Rows ``rows`` of a split (increasing positions: all of them when as many as the split has, and then
+    no copy)."""
+    return (x, y) if len(rows) == len(y) else (take(x, rows), y[rows])
 
 
-def _class_targets(y: torch.Tensor) -> bool:
-    return y.ndim == 1 and not y.is_floating_point()
-
-
-def _limit(
-    x: Inputs, y: torch.Tensor, limit: int | None, seed: int, split: str
-) -> tuple[Inputs, torch.Tensor]:
-    n = len(y)
-    if limit is None or limit >= n:
-        return x, y
-    if _class_targets(y):
-        keep = torch.from_numpy(stratified_limit(y.numpy(), limit, seed, split))
-    else:
-        perm = torch.randperm(n, generator=derived_generator(seed, "tensor-limit", split))
-        keep = perm[:limit].sort().values
-    return take(x, keep), y[keep]
+def refuse_image_settings(d: Any) -> None:
+    """Refuse the ``data:`` settings that only image classification has (augmentation, class selection)."""
+    for name, bad in (
+        ("data.label_split", d.label_split is not None),
+        ("data.classes", d.classes is not None),
+        ("data.crop_padding", d.crop_padding != 0),
+        ("data.flip", d.flip),
+    ):
+        if bad:
+            raise ConfigError(
+                f"{name}: got {getattr(d, name.split('.')[1])!r}; expected its default for "
+                "inputs that are not square images (augmentation and class selection are "
+                "image-classification settings)"
+            )
 
 
 def prepare_tensors(
@@ -292,57 +362,31 @@ def prepare_tensors(
     """Read a user's ``train`` (and ``test``; None: evaluate on ``train``) Datasets whole and build the
     batching state ``cfg`` asks for. ``train`` / ``test`` may also be ``(inputs, targets)`` tensors already
     stacked."""
-    d, seed, M = cfg.data, cfg.train.seed, cfg.model.members
-    for name, bad in (
-        ("data.label_split", d.label_split is not None),
-        ("data.classes", d.classes is not None),
-        ("data.crop_padding", d.crop_padding != 0),
-        ("data.flip", d.flip),
-    ):
-        if bad:
-            raise ConfigError(
-                f"{name}: got {getattr(d, name.split('.')[1])!r}; expected its default for "
-                "inputs that are not square images (augmentation and class selection are "
-                "image-classification settings)"
-            )
+    seed = cfg.train.seed
+    refuse_image_settings(cfg.data)
     train_x, train_y = train if isinstance(train, tuple) else read_pairs(train, "train")
     test_x, test_y = (
         (train_x, train_y)
         if test is None
         else (test if isinstance(test, tuple) else read_pairs(test, "test"))
     )
-    train_x, train_y = _limit(train_x, train_y, d.train_limit, seed, "train")
-    test_x, test_y = _limit(test_x, test_y, d.test_limit, seed, "test")
-    val_x = val_y = None
-    if d.val_fraction:
-        keep, held = (torch.from_numpy(a) for a in val_split(len(train_y), d.val_fraction, seed))
-        val_x, val_y = take(train_x, held), train_y[held]
-        train_x, train_y = take(train_x, keep), train_y[keep]
-    if d.bootstrap_unique is not None:
-        keep = bootstrap_unique(len(train_y), d.bootstrap_unique, seed)
-        train_x, train_y = take(train_x, keep), train_y[keep]
+    labels = [y if class_targets(y) else None for y in (train_y, test_y)]
+    rows = choose_rows(RowChoice.of(cfg.data), seed, len(train_y), len(test_y), *labels)
     if cfg.task.is_classification and classes is None:
-        if not _class_targets(train_y) or not _class_targets(test_y):
-            raise DataError(
-                f"train: targets {train_y.dtype} of shape {tuple(train_y.shape)}; classification "
-                "expects integer class indices (N,): set task.name (regression, "
-                "multi_hypothesis, segmentation) for other targets"
-            )
-        top = int(max(int(train_y.max()), int(test_y.max()))) + 1
-        if int(min(int(train_y.min()), int(test_y.min()))) < 0:
-            raise DataError("train: a negative class index; expected class indices >= 0")
-        classes = [str(i) for i in range(top)]
-    weights = bootstrap_counts(len(train_y), M, seed).float().to(device) if d.bagging else None
+        classes = count_classes(train_y[rows.train], test_y[rows.test])
+    val = None if rows.val is None else (take(train_x, rows.val), train_y[rows.val])
+    train_x, train_y = _subset(train_x, train_y, rows.train)
+    test_x, test_y = _subset(test_x, test_y, rows.test)
     return TensorData(
         device=device,
-        train_x=_to(train_x, device),
+        train_x=to_device(train_x, device),
         train_y=train_y.to(device),
-        test_x=_to(test_x, device),
+        test_x=to_device(test_x, device),
         test_y=test_y.to(device),
-        plan=BatchPlan(len(train_y), cfg.train.batch_size, seed),
-        weights=weights,
+        plan=BatchPlan(len(rows.train), cfg.train.batch_size, seed),
+        weights=bagging_weights(len(rows.train), cfg.model.members, seed, cfg.data.bagging, device),
         source=source,
         classes=classes,
-        val_x=None if val_x is None else _to(val_x, device),
-        val_y=None if val_y is None else val_y.to(device),
+        val_x=None if val is None else to_device(val[0], device),
+        val_y=None if val is None else val[1].to(device),
     )
