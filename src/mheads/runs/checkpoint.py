@@ -108,28 +108,51 @@ def save_checkpoint(
     check_int("step", step, 0, error=CheckpointError)
     check_int("keep (the newest is never deleted)", keep, 2, error=CheckpointError)
     # Serialize everything first: a bad argument must fail before the disk is touched.
+    blobs, digests = _serialize(step, weights, state, meta)
+    marker = _json_bytes({"schema_version": SCHEMA_VERSION, "step": step, "files": digests})
+    ckdir = Path(run_dir) / CHECKPOINTS_DIR
+    final = ckdir / _step_name(step)
+    if _already_saved(final, step, digests):
+        return final
+    _write_committed(ckdir, final, blobs, marker)
+    _prune(ckdir, keep, frozenset(pinned))
+    return final
+
+
+def _serialize(
+    step: int, weights: Mapping[str, torch.Tensor], state: Mapping[str, Any], meta: Mapping[str, Any]
+) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
+    """The bytes of each data file of step `step`, and their digests; raises CheckpointError for state that
+    cannot be stored (nothing is written yet)."""
     meta_doc = {"schema_version": SCHEMA_VERSION, "step": step, "meta": _plain_json(meta, "meta")}
     blobs = {
         WEIGHTS_FILE: _weights_bytes(weights),
         STATE_FILE: _state_bytes(state),
         META_FILE: _json_bytes(meta_doc),
     }
-    digests = {name: _digest(data) for name, data in blobs.items()}
-    marker = _json_bytes({"schema_version": SCHEMA_VERSION, "step": step, "files": digests})
-    ckdir = Path(run_dir) / CHECKPOINTS_DIR
-    final = ckdir / _step_name(step)
-    if final.is_dir() and _problem(final) is None:
-        # A committed checkpoint is never replaced. Saving the same step twice (e.g. SIGTERM right after a
-        # periodic save) is fine when the content is identical, as it is in a deterministic run.
-        saved = json.loads((final / COMMIT_FILE).read_bytes())["files"]
-        differing = [name for name in DATA_FILES if saved[name] != digests[name]]
-        if differing:
-            raise CheckpointError(
-                f"{final} already holds a committed checkpoint of step {step} with a different "
-                f"{', '.join(differing)}; not overwriting it"
-            )
-        return final
+    return blobs, {name: _digest(data) for name, data in blobs.items()}
 
+
+def _already_saved(final: Path, step: int, digests: Mapping[str, Any]) -> bool:
+    """True when `final` is committed with these digests; CheckpointError when committed with others.
+
+    A committed checkpoint is never replaced. Saving the same step twice (e.g. SIGTERM right after a
+    periodic save) is fine when the content is identical, as it is in a deterministic run."""
+    if not (final.is_dir() and _problem(final) is None):
+        return False
+    saved = json.loads((final / COMMIT_FILE).read_bytes())["files"]
+    differing = [name for name in DATA_FILES if saved[name] != digests[name]]
+    if differing:
+        raise CheckpointError(
+            f"{final} already holds a committed checkpoint of step {step} with a different "
+            f"{', '.join(differing)}; not overwriting it"
+        )
+    return True
+
+
+def _write_committed(ckdir: Path, final: Path, blobs: Mapping[str, bytes], marker: bytes) -> None:
+    """Write `blobs` into a hidden folder, fsync it, rename it to `final`, then write the `COMMITTED`
+    `marker`. On any failure the folder is removed again (an OS error raised as CheckpointWriteError)."""
     token = secrets.token_hex(4)
     tmp = ckdir / f".tmp-{final.name}-{token}"
     written = None  # the folder to remove if anything fails
@@ -155,8 +178,6 @@ def save_checkpoint(
         if isinstance(exc, (OSError, OutputError)):
             raise CheckpointWriteError(f"cannot save checkpoint {final}: {_io_reason(exc)}") from exc
         raise
-    _prune(ckdir, keep, frozenset(pinned))
-    return final
 
 
 def _digest(data: bytes) -> dict[str, Any]:
