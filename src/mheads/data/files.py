@@ -72,12 +72,35 @@ def _inside(real: str, real_root: str) -> bool:
     return os.path.commonpath([real, real_root]) == real_root
 
 
+# a folder to walk: (its path, its name relative to root, its resolved path, the resolved folders above it,
+# itself included): a link back to any of those is a loop
+_Folder = tuple[str, str, str, frozenset[str]]
+
+
 def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) -> list[str]:
     """The data files below ``top`` (default ``root``, any depth), as POSIX names relative to ``root``, in no
     particular order; raises ``DataError`` for an entry the module docstring's rules refuse."""
     root = Path(root)
-    top = root if top is None else Path(top)
     real_root = os.path.realpath(root)
+    stack = [_first_folder(root, root if top is None else Path(top), real_root)]
+    found: list[str] = []
+    while stack:
+        folder, rel, real_folder, above = stack.pop()
+        for e in _entries(folder):
+            if skipped(e.name):
+                continue
+            check_name(e.path)
+            name = f"{rel}/{e.name}" if rel else e.name
+            sub = _visit(e, name, real_folder, above, root, real_root)
+            if sub is None:
+                found.append(name)
+            else:
+                stack.append(sub)
+    return found
+
+
+def _first_folder(root: Path, top: Path, real_root: str) -> _Folder:
+    """The walk's starting folder ``top``; refused when its name is not UTF-8 or it leads out of ``root``."""
     real_top = os.path.realpath(top)
     check_name(top)
     if not _inside(real_top, real_root):
@@ -86,56 +109,59 @@ def walk_files(root: str | os.PathLike, top: str | os.PathLike | None = None) ->
             f"{display(root)}; copy the files into it rather than linking out of it"
         )
     rel_top = top.relative_to(root).as_posix()
-    found: list[str] = []
-    # (folder, its name relative to root, its resolved path, the resolved folders above it, itself included):
-    # a link back to any of those is a loop
     top_above = frozenset({real_root, real_top, *(os.path.realpath(root / q) for q in Path(rel_top).parents)})
-    stack = [(str(top), "" if rel_top == "." else rel_top, real_top, top_above)]
-    while stack:
-        folder, rel, real_folder, above = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except OSError as exc:
-            raise DataError(f"{display(folder)}: cannot list the folder ({exc.strerror or exc})") from exc
-        for e in entries:
-            if skipped(e.name):
-                continue
-            check_name(e.path)
-            name = f"{rel}/{e.name}" if rel else e.name
-            if e.is_symlink():
-                real = os.path.realpath(e.path)
-                if not _inside(real, real_root):
-                    raise DataError(
-                        f"{display(e.path)}: symbolic link to {display(real)}, outside the data "
-                        f"folder {display(root)}; copy the files into it rather than linking out"
-                    )
-                try:
-                    mode = os.stat(e.path).st_mode
-                except OSError as exc:
-                    raise DataError(
-                        f"{display(e.path)}: broken symbolic link ({exc.strerror or exc}); "
-                        "remove it or restore its target"
-                    ) from exc
-                if stat.S_ISDIR(mode):
-                    if real in above:
-                        raise DataError(
-                            f"{display(e.path)}: symbolic link loop (it leads back to "
-                            f"{display(real)}, a folder above it); remove the link"
-                        )
-                    stack.append((e.path, name, real, above | {real}))
-                elif stat.S_ISREG(mode):
-                    found.append(name)
-                else:
-                    raise _not_regular(display(e.path), mode)
-            elif e.is_dir(follow_symlinks=False):
-                real = os.path.join(real_folder, e.name)
-                stack.append((e.path, name, real, above | {real}))
-            elif e.is_file(follow_symlinks=False):
-                found.append(name)
-            else:
-                raise _not_regular(display(e.path), e.stat(follow_symlinks=False).st_mode)
-    return found
+    return (str(top), "" if rel_top == "." else rel_top, real_top, top_above)
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    """The entries of ``folder``; a folder that cannot be listed is a ``DataError`` naming it."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError as exc:
+        raise DataError(f"{display(folder)}: cannot list the folder ({exc.strerror or exc})") from exc
+
+
+def _visit(
+    e: os.DirEntry, name: str, real_folder: str, above: frozenset[str], root: Path, real_root: str
+) -> _Folder | None:
+    """The folder to walk for a folder entry ``e`` (a link to one followed), or None for a data file;
+    raises ``DataError`` for anything else (a special file, a link out of ``root``, broken or in a loop)."""
+    if e.is_symlink():
+        real = os.path.realpath(e.path)
+        mode = _link_mode(e, real, root, real_root)
+        if stat.S_ISDIR(mode):
+            if real in above:
+                raise DataError(
+                    f"{display(e.path)}: symbolic link loop (it leads back to "
+                    f"{display(real)}, a folder above it); remove the link"
+                )
+            return (e.path, name, real, above | {real})
+        if stat.S_ISREG(mode):
+            return None
+        raise _not_regular(display(e.path), mode)
+    if e.is_dir(follow_symlinks=False):
+        real = os.path.join(real_folder, e.name)
+        return (e.path, name, real, above | {real})
+    if e.is_file(follow_symlinks=False):
+        return None
+    raise _not_regular(display(e.path), e.stat(follow_symlinks=False).st_mode)
+
+
+def _link_mode(e: os.DirEntry, real: str, root: Path, real_root: str) -> int:
+    """The mode of what the symbolic link ``e`` leads to (``real``); refused out of ``root`` or broken."""
+    if not _inside(real, real_root):
+        raise DataError(
+            f"{display(e.path)}: symbolic link to {display(real)}, outside the data "
+            f"folder {display(root)}; copy the files into it rather than linking out"
+        )
+    try:
+        return os.stat(e.path).st_mode
+    except OSError as exc:
+        raise DataError(
+            f"{display(e.path)}: broken symbolic link ({exc.strerror or exc}); "
+            "remove it or restore its target"
+        ) from exc
 
 
 def read_regular(
