@@ -65,8 +65,13 @@ def test_a_csv_table_trains_regression_evaluates_and_predicts_rows(tmp_path, cap
     )
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--model", "taskmodels:features_net"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out.splitlines()
+    metrics = json.loads(printed[-1])  # the tables, the report and figures written, then the metrics
     assert metrics["task"] == "regression" and metrics["num_examples"] == 8 and "coverage" in metrics
+    assert any(line.startswith("| coverage 0.9 ") for line in printed)
+    assert f"report: {run / 'eval-report.json'}" in printed
+    assert json.loads((run / "eval-report.json").read_text())["metrics"]["rmse"] == metrics["rmse"]
+    assert (run / "plots/predicted_vs_true.png").stat().st_size > 0
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c\n0,0,0\n1,2,3\n")
     assert (

@@ -249,11 +249,12 @@ def _cmd_eval(args) -> int:
     from mheads.infer.predict_task import is_tensor_run
     from mheads.report.tables import format_run_summary
 
-    if is_tensor_run(args.run):  # a run on inputs of any shape: the task's metrics (docs/tasks.md)
+    if is_tensor_run(args.run):  # a run on inputs of any shape: the task's report (docs/tasks.md)
         if args.ood:
             raise UsageError("--ood: out-of-distribution sets are scored for image classification runs only")
-        metrics = evaluate_run(args.run, data=args.data, split=args.split, model=args.model)
-        print(json.dumps(metrics))
+        from mheads.report.task_report import task_eval_text
+
+        print(task_eval_text(args.run, args.data, args.split, not args.no_figures, args.model))
         return 0
 
     if args.split == "test":

@@ -27,6 +27,7 @@ from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.infer import predict as predicting
 from mheads.infer.evaluate import evaluate_run
 from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
+from mheads.infer.task_eval import evaluate_task
 from mheads.tasks import Classification, Task
 from mheads.train.reopen import ModelSpec
 from mheads.train.result import FitResult
@@ -116,16 +117,16 @@ def evaluate(
 
 
 def _tree_task_metrics(tree: TreeNet, task: Task, ds: Any, batch_size: int) -> dict:
-    """A bare TreeNet's task metrics on ``(input, target)`` pairs of any shape, batched in order."""
+    """A bare TreeNet's task metrics (and the report's: :mod:`mheads.infer.task_eval`) on ``(input,
+    target)`` pairs of any shape, batched in order."""
     from mheads.config import Config
     from mheads.data.tensors import prepare_tensors
-    from mheads.train.evaluate import task_metrics
 
     device = next(tree.parameters()).device
     cfg = Config()
     cfg.task = task_config_of(task)
     data = prepare_tensors(cfg, device, ds, None, classes=[])
-    return task_metrics(tree, data, task, batch_size)
+    return evaluate_task(tree, data, task, batch_size)[0]
 
 
 def _trained_on_python_data(run: Path) -> bool:
@@ -210,25 +211,49 @@ def predict(
     """
     path, tree = _run(run, "run")
     if is_tensor_run(path):
-        if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
-            paths = [str(inputs)] if _is_path(inputs) else [str(p) for p in inputs]
-            batch, keys = read_input_files(path, paths)
-            return predict_inputs(
-                path, batch, model=model, tree=tree, task=task, top=top, batch_size=batch_size, keys=keys
-            )
-        return predict_inputs(path, inputs, model=model, tree=tree, task=task, top=top, batch_size=batch_size)
-    if _is_path(inputs) or (isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs))):
-        paths = [inputs] if _is_path(inputs) else list(inputs)
+        return _predict_task_inputs(path, inputs, model, tree, task, top, batch_size)
+    paths = _paths(inputs)
+    if paths is not None:
         return predicting.predict(path, paths, top=top, batch_size=batch_size, model=model, tree=tree)
     opened = predicting.open_run(path, model=model, tree=tree)
     if isinstance(inputs, torch.Tensor):
-        images = inputs.unsqueeze(0) if inputs.ndim == 3 else inputs
-        if images.ndim != 4:
-            raise DataError(
-                f"inputs: a tensor of shape {tuple(inputs.shape)}; expected images (N, C, H, W) "
-                "or one image (C, H, W)"
-            )
-        return predicting.predict_images(opened, _uint8(list(images), 0), top=top, batch_size=batch_size)
+        return _predict_image_tensor(opened, inputs, top, batch_size)
+    return _predict_image_dataset(opened, inputs, top, batch_size)
+
+
+def _paths(inputs: Any) -> list[Any] | None:
+    """``inputs`` as a list of paths when it is a path or a non-empty list of them, else None."""
+    if _is_path(inputs):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)) and inputs and all(map(_is_path, inputs)):
+        return list(inputs)
+    return None
+
+
+def _predict_task_inputs(path: Path, inputs: Any, model, tree, task, top: int, batch_size: int) -> list[dict]:
+    """A run on inputs of any shape: files (table rows, arrays, images) or tensors and Datasets."""
+    paths = _paths(inputs)
+    keys = None
+    if paths is not None:
+        inputs, keys = read_input_files(path, [str(p) for p in paths])
+    return predict_inputs(
+        path, inputs, model=model, tree=tree, task=task, top=top, batch_size=batch_size, keys=keys
+    )
+
+
+def _predict_image_tensor(opened, inputs: torch.Tensor, top: int, batch_size: int) -> list[dict]:
+    """Images as a tensor batch ``(N, C, H, W)`` or one image ``(C, H, W)``."""
+    images = inputs.unsqueeze(0) if inputs.ndim == 3 else inputs
+    if images.ndim != 4:
+        raise DataError(
+            f"inputs: a tensor of shape {tuple(inputs.shape)}; expected images (N, C, H, W) "
+            "or one image (C, H, W)"
+        )
+    return predicting.predict_images(opened, _uint8(list(images), 0), top=top, batch_size=batch_size)
+
+
+def _predict_image_dataset(opened, inputs: Any, top: int, batch_size: int) -> list[dict]:
+    """A map-style Dataset of images or ``(image, label)`` pairs (or a DataLoader over one), in order."""
     ds = _dataset(inputs)
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
         raise ConfigError(

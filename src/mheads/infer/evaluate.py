@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -15,8 +16,9 @@ from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
 from mheads.data.tensors import TensorData
+from mheads.infer.task_eval import evaluate_task
 from mheads.runs.run_files import load_normalizer
-from mheads.tasks import Task
+from mheads.tasks import Classification, Task
 from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
@@ -25,7 +27,7 @@ from mheads.train.reopen import ModelSpec
 from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 from mheads.train.task_run import run_task
 
-__all__ = ["evaluate_run", "load_for_eval"]
+__all__ = ["RunEvaluation", "evaluate_run", "evaluate_run_arrays", "load_for_eval"]
 
 
 def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None, dataset=None, tree=None):
@@ -101,6 +103,16 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
         raise DataError(f"--data {where}: images do not fit the run's model: {diff}")
 
 
+class RunEvaluation(NamedTuple):
+    """A run's evaluation: its ``metrics`` (what :func:`evaluate_run` returns), the ``task`` it was evaluated
+    under (None for image classification) and, for a task run, the per-example ``arrays`` its report's
+    figures draw (:mod:`mheads.infer.task_eval`)."""
+
+    metrics: dict
+    task: Task | None
+    arrays: dict[str, torch.Tensor]
+
+
 def evaluate_run(
     run: str | Path,
     data: str | None = None,
@@ -113,11 +125,30 @@ def evaluate_run(
     """A run's metrics on its own data (``split``), on ``data`` (a path) or on ``dataset`` (a decoded image
     Dataset, or a ``TorchData`` of a user's Datasets); ``task``: the run's own Task object where it trained
     a user's task (``task.name: python``), else rebuilt from its config. Any task but classification
-    reports its own metrics."""
+    reports its own metrics plus the report's (:mod:`mheads.infer.task_eval`: win shares, each member's
+    error, a coverage curve, per-class IoU)."""
+    return evaluate_run_arrays(run, data, split, model, dataset, tree, task).metrics
+
+
+def evaluate_run_arrays(
+    run: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    model: ModelSpec = None,
+    dataset=None,
+    tree=None,
+    task: Task | None = None,
+) -> RunEvaluation:
+    """:func:`evaluate_run` with the task and the per-example arrays a report draws."""
     cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree)
+    arrays: dict[str, torch.Tensor] = {}
     if isinstance(data_prepared, TensorData):
         task = run_task(cfg, data_prepared, task)
-    metrics = evaluate(tree, data_prepared, cfg, LocalComm(), split=split, task=task)
-    assert metrics is not None  # one process, the root: evaluate returns its metrics
+    if task is not None and not isinstance(task, Classification):
+        metrics, arrays = evaluate_task(tree, data_prepared, task, cfg.train.eval_batch_size, split)
+    else:
+        found = evaluate(tree, data_prepared, cfg, LocalComm(), split=split, task=task)
+        assert found is not None  # one process, the root: evaluate returns its metrics
+        metrics = found
     metrics["classes"] = data_prepared.classes
-    return metrics
+    return RunEvaluation(metrics, task, arrays)

@@ -21,6 +21,7 @@ Classification of inputs that are not images answers as :mod:`mheads.infer.predi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,76 +51,86 @@ def task_records(task: Task, outputs: torch.Tensor, keys: list[tuple[str, Any]])
     """Records for ``outputs: (M, B, ...)`` of one batch, ``keys`` naming each input (see the module
     docstring)."""
     outputs = outputs.detach().float().cpu()
-    M = outputs.shape[0]
-    head = {"task": task.name}
-    out = []
     if isinstance(task, Regression):
-        combined = task.combine(outputs)
-        mean, var = task.moments(outputs)
-        for i, (key, value) in enumerate(keys):
-            members = [
-                {"mean": _r(mean[m, i])} | ({"variance": _r(var[m, i])} if task.head == "gaussian" else {})
-                for m in range(M)
-            ]
-            out.append(
-                {
-                    key: value,
-                    **head,
-                    "prediction": _r(combined.mean[i]),
-                    "std": _r(combined.variance[i].sqrt()),
-                    "aleatoric": _r(combined.aleatoric[i]),
-                    "epistemic": _r(combined.epistemic[i]),
-                    "members": members,
-                }
-            )
-        return out
-    if isinstance(task, MultiHypothesis):
-        hyp = task.combine(outputs)
-        centre = hyp.mean()  # (B, D)
-        spread = (hyp.weights * (hyp.points - centre).square().sum(-1)).sum(0).sqrt()  # (B,)
-        for i, (key, value) in enumerate(keys):
-            chosen = [
-                {"hypothesis": _r(hyp.points[m, i]), "score": _r(float(hyp.weights[m, i]))} for m in range(M)
-            ]
-            out.append(
-                {
-                    key: value,
-                    **head,
-                    "prediction": _r(centre[i]),
-                    "spread": _r(float(spread[i])),
-                    "best": int(hyp.weights[:, i].argmax()),
-                    "members": chosen,
-                }
-            )
-        return out
-    if isinstance(task, Segmentation):
-        log_probs = task.combine(outputs)  # (B, C, H, W)
-        mask = log_probs.argmax(dim=1)  # (B, H, W)
-        entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean(dim=(-2, -1))  # (B,)
-        agree = (outputs.argmax(dim=2) == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
-        for i, (key, value) in enumerate(keys):
-            out.append(
-                {
-                    key: value,
-                    **head,
-                    "prediction": mask[i].tolist(),
-                    "entropy": _r(float(entropy[i])),
-                    "members": [{"agreement": _r(float(agree[m, i]))} for m in range(M)],
-                }
-            )
-        return out
+        fields = _regression_fields(task, outputs)
+    elif isinstance(task, MultiHypothesis):
+        fields = _hypothesis_fields(task, outputs)
+    elif isinstance(task, Segmentation):
+        fields = _segmentation_fields(task, outputs)
+    else:
+        fields = _custom_fields(task, outputs)
+    return [{key: value, "task": task.name, **fields(i)} for i, (key, value) in enumerate(keys)]
+
+
+Fields = Callable[[int], dict]  # example i of the batch -> its record's fields
+
+
+def _regression_fields(task: Regression, outputs: torch.Tensor) -> Fields:
     combined = task.combine(outputs)
-    for i, (key, value) in enumerate(keys):
-        pred = combined[i] if isinstance(combined, torch.Tensor) else None
-        out.append(
-            {
-                key: value,
-                **head,
-                "prediction": _r(pred),
-                "members": [{"output": _r(outputs[m, i])} for m in range(M)],
-            }
-        )
-    return out
+    mean, var = task.moments(outputs)
+    gaussian = task.head == "gaussian"
+
+    def fields(i: int) -> dict:
+        members = [
+            {"mean": _r(mean[m, i])} | ({"variance": _r(var[m, i])} if gaussian else {})
+            for m in range(outputs.shape[0])
+        ]
+        return {
+            "prediction": _r(combined.mean[i]),
+            "std": _r(combined.variance[i].sqrt()),
+            "aleatoric": _r(combined.aleatoric[i]),
+            "epistemic": _r(combined.epistemic[i]),
+            "members": members,
+        }
+
+    return fields
+
+
+def _hypothesis_fields(task: MultiHypothesis, outputs: torch.Tensor) -> Fields:
+    hyp = task.combine(outputs)
+    centre = hyp.mean()  # (B, D)
+    spread = (hyp.weights * (hyp.points - centre).square().sum(-1)).sum(0).sqrt()  # (B,)
+
+    def fields(i: int) -> dict:
+        return {
+            "prediction": _r(centre[i]),
+            "spread": _r(float(spread[i])),
+            "best": int(hyp.weights[:, i].argmax()),
+            "members": [
+                {"hypothesis": _r(hyp.points[m, i]), "score": _r(float(hyp.weights[m, i]))}
+                for m in range(outputs.shape[0])
+            ],
+        }
+
+    return fields
+
+
+def _segmentation_fields(task: Segmentation, outputs: torch.Tensor) -> Fields:
+    log_probs = task.combine(outputs)  # (B, C, H, W)
+    mask = log_probs.argmax(dim=1)  # (B, H, W)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean(dim=(-2, -1))  # (B,)
+    agree = (outputs.argmax(dim=2) == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
+
+    def fields(i: int) -> dict:
+        return {
+            "prediction": mask[i].tolist(),
+            "entropy": _r(float(entropy[i])),
+            "members": [{"agreement": _r(float(agree[m, i]))} for m in range(outputs.shape[0])],
+        }
+
+    return fields
+
+
+def _custom_fields(task: Task, outputs: torch.Tensor) -> Fields:
+    combined = task.combine(outputs)
+
+    def fields(i: int) -> dict:
+        return {
+            "prediction": _r(combined[i] if isinstance(combined, torch.Tensor) else None),
+            "members": [{"output": _r(outputs[m, i])} for m in range(outputs.shape[0])],
+        }
+
+    return fields
 
 
 def is_tensor_run(run) -> bool:
