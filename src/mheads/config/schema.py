@@ -108,7 +108,8 @@ class ModelConfig:
     its own: a linear layer from the base's features (B, F) to the task's head width, a 1x1 convolution on
     (B, F, H, W) maps for segmentation; mheads.tasks.heads). A base given to mheads.fit as a Python object."""
     head_in: int | None = None
-    """model.head task: F, the base's feature width; null: found by one eval-mode forward of an example."""
+    """model.head task: F, the base's feature width; null: found by one eval-mode forward of an example (the
+    same forward checks a value given); the run records the F it found."""
     pool: str = "none"
     """model.head task: the features the head reads from the base's output (after model.output): none (as
     they are: (B, F), or (B, F, H, W) for segmentation) | mean, first or last (a sequence (B, T, F): the
