@@ -109,6 +109,66 @@ def _read_spec(path: Path) -> dict:
     return doc
 
 
+def _scaled_base(doc: dict, scale: str | None, root: Path) -> dict:
+    """The spec's ``base`` over the scale's defaults (``scales.yaml``), under the spec's own overrides for
+    that scale; ``base`` alone without a scale."""
+    base = doc.get("base") or {}
+    if scale is not None:
+        base = deep_merge(read_yaml(root / "scales.yaml").get(scale) or {}, base)
+        base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
+    return base
+
+
+def _cell_docs(doc: dict, scale: str | None) -> dict:
+    """The spec's cells by name, then one label-split specialist cell per random split of the scale."""
+    cell_docs = dict(doc["cells"])
+    trials = (doc.get("random_label_trials") or {}).get(scale, 0) if scale is not None else 0
+    for i in range(int(trials)):
+        cell_docs[f"random_{i:03d}"] = {"row": f"random split {i}", "label_split": {"random": i}}
+    return cell_docs
+
+
+def _cell_config(
+    path: Path, name: str, cname: str, c: dict, base: dict, scale: str | None, data, overrides: Sequence[str]
+) -> Config:
+    """One cell's validated config: ``base``, the cell's config, its scale's, ``data``, then ``overrides``."""
+    data_cfg = deep_merge(base, c.get("config") or {})
+    if scale is not None:
+        data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
+    if data is not None:
+        data_cfg = deep_merge(data_cfg, {"data": {"source": str(data)}})
+    data_cfg = apply_overrides(data_cfg, list(overrides))
+    if c.get("init_from_cell"):  # the real path (this seed's run of that cell) is filled in by the sweep
+        data_cfg.setdefault("train", {})["init_from"] = f"@{c['init_from_cell']}"
+    data_cfg["name"] = f"{name}/{cname}"
+    try:
+        return config_from_dict(data_cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{path} (cell {cname!r}): {err}") from None
+
+
+def _cell(
+    path: Path, name: str, cname, c, base: dict, scale: str | None, data, overrides: Sequence[str]
+) -> Cell:
+    """The cell ``cname`` of the spec at ``path``, its keys checked and its config validated."""
+    c = c or {}
+    bad = set(c) - CELL_KEYS
+    if bad:
+        raise ConfigError(
+            f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}"
+        )
+    cfg = _cell_config(path, name, cname, c, base, scale, data, overrides)
+    return Cell(
+        str(cname),
+        str(c.get("row", cname)),
+        c.get("col"),
+        cfg,
+        dict(c.get("paper") or {}),
+        c.get("init_from_cell") or (c.get("label_split") or {}).get("clusters_of"),
+        c.get("label_split"),
+    )
+
+
 def load_spec(
     name: str, scale: str | None, data: str | None, overrides: Sequence[str] = (), root: Path = EXPERIMENTS
 ) -> Spec:
@@ -123,46 +183,11 @@ def load_spec(
     if is_spec_path(name):
         name = path.stem.replace("_", "-")
     doc = _read_spec(path)
-    base = doc.get("base") or {}
-    if scale is not None:
-        base = deep_merge(read_yaml(root / "scales.yaml").get(scale) or {}, base)
-        base = deep_merge(base, (doc.get("scales") or {}).get(scale) or {})
-    cells = []
-    cell_docs = dict(doc["cells"])
-    trials = (doc.get("random_label_trials") or {}).get(scale, 0) if scale is not None else 0
-    for i in range(int(trials)):  # label-split specialists: one cell per random split
-        cell_docs[f"random_{i:03d}"] = {"row": f"random split {i}", "label_split": {"random": i}}
-    for cname, c in cell_docs.items():
-        c = c or {}
-        bad = set(c) - CELL_KEYS
-        if bad:
-            raise ConfigError(
-                f"{path}: cell {cname!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(CELL_KEYS)}"
-            )
-        data_cfg = deep_merge(base, c.get("config") or {})
-        if scale is not None:
-            data_cfg = deep_merge(data_cfg, (c.get("scales") or {}).get(scale) or {})
-        if data is not None:
-            data_cfg = deep_merge(data_cfg, {"data": {"source": str(data)}})
-        data_cfg = apply_overrides(data_cfg, list(overrides))
-        if c.get("init_from_cell"):  # the real path (this seed's run of that cell) is filled in by the sweep
-            data_cfg.setdefault("train", {})["init_from"] = f"@{c['init_from_cell']}"
-        data_cfg["name"] = f"{name}/{cname}"
-        try:
-            cfg = config_from_dict(data_cfg)
-        except ConfigError as err:
-            raise ConfigError(f"{path} (cell {cname!r}): {err}") from None
-        cells.append(
-            Cell(
-                str(cname),
-                str(c.get("row", cname)),
-                c.get("col"),
-                cfg,
-                dict(c.get("paper") or {}),
-                c.get("init_from_cell") or (c.get("label_split") or {}).get("clusters_of"),
-                c.get("label_split"),
-            )
-        )
+    base = _scaled_base(doc, scale, root)
+    cells = [
+        _cell(path, name, cname, c, base, scale, data, overrides)
+        for cname, c in _cell_docs(doc, scale).items()
+    ]
     names = {c.name for c in cells}
     for c in cells:
         if c.init_from_cell is not None and c.init_from_cell not in names:
