@@ -4,7 +4,10 @@
 ``auto`` streams when the source can be streamed (an image folder, a plain ``.tar`` of one, WebDataset shards,
 or a user's torch Datasets) and either the images must be resized (``data.image_size``, ``data.train_crop:
 random_resized``) or the decoded set would exceed ``data.memory_budget_mb`` (default: half the machine's RAM);
-otherwise the data is resident, which is what every run before streaming existed used.
+otherwise the data is resident, which is what every run before streaming existed used. A user's Datasets of
+inputs that are not square images (or of any task but classification) are read as tensors by the same rule:
+whole (:mod:`mheads.data.tensors`) or item by item per batch (:mod:`mheads.data.dataset_stream`), the same
+batches either way.
 
 A user's Datasets (``mheads.fit``) are sized from their ``len()`` and first example before any other is read:
 decoded whole they must fit the memory there is, streamed their per-example bookkeeping (indices, labels,
@@ -24,6 +27,7 @@ import torch
 from mheads.config import Config, ConfigError
 from mheads.core.resources import available_memory, gib
 from mheads.data.dataset import Dataset
+from mheads.data.dataset_stream import example_bytes, stream_from_config
 from mheads.data.errors import DataError
 from mheads.data.examples import FileExamples
 from mheads.data.from_torch import _image, check_user_dataset, from_torch_datasets
@@ -150,19 +154,32 @@ def choose_loader(cfg: Config, dataset: Dataset | TorchData | None = None) -> st
 def uses_tensors(cfg: Config, dataset: Dataset | TorchData | None = None) -> bool:
     """Whether the data is read as tensors of any shape (:mod:`mheads.data.tensors`): any task but
     classification, a table / ``.npz`` / mask-folder source, or a user's classification Datasets whose inputs
-    are not square images (and no resizing asked for)."""
+    are not square images (and no resizing asked for; ``data.loader: stream`` streams them too)."""
     if not cfg.task.is_classification or task_source_kind(cfg.data.source) is not None:
         return True
-    if not isinstance(dataset, TorchData) or cfg.data.image_size is not None or cfg.data.loader == "stream":
+    if not isinstance(dataset, TorchData) or cfg.data.image_size is not None:
         return False
     return not is_image_input(check_user_dataset(dataset.train, "train")[1][0])
+
+
+def _streams_tensors(cfg: Config, data: TorchData) -> bool:
+    """Whether a user's Datasets read as tensors are streamed (:mod:`mheads.data.dataset_stream`):
+    ``data.loader: stream``, or ``auto`` when their first examples times their lengths exceed
+    ``data.memory_budget_mb``."""
+    if cfg.data.loader != "auto":
+        return cfg.data.loader == "stream"
+    n_train = check_user_dataset(data.train, "train")[0]
+    size = n_train * example_bytes(data.train, "train")
+    if data.test is not None:
+        size += check_user_dataset(data.test, "test")[0] * example_bytes(data.test, "test")
+    return size > memory_budget(cfg)
 
 
 def prepare(
     cfg: Config, device: torch.device, *, dataset: Dataset | TorchData | None = None, progress: bool = False
 ):
     """The training data for ``cfg`` on ``device``: ``ResidentData`` or ``StreamData`` for images,
-    ``TensorData`` for inputs and targets of any shape (:func:`uses_tensors`)."""
+    ``TensorData`` or ``DatasetStream`` for inputs and targets of any shape (:func:`uses_tensors`)."""
     if uses_tensors(cfg, dataset):
         if isinstance(dataset, Dataset):
             raise ConfigError(
@@ -170,7 +187,15 @@ def prepare(
                 "labels: give (input, target) torch Datasets for this task"
             )
         if isinstance(dataset, TorchData):
+            if _streams_tensors(cfg, dataset):
+                return stream_from_config(cfg, device, dataset.train, dataset.test)
             return prepare_tensors(cfg, device, dataset.train, dataset.test)
+        if cfg.data.loader == "stream":
+            raise ConfigError(
+                f"data.loader: got 'stream' for data.source {cfg.data.source}, a table, .npz or mask "
+                "folder, which is read whole; expected auto or resident (or stream it as a torch Dataset "
+                "through mheads.fit)"
+            )
         return prepare_tensors(cfg, device, *read_task_source(cfg), source=str(cfg.data.source))
     kind = choose_loader(cfg, dataset)
     if isinstance(dataset, TorchData):

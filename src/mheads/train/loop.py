@@ -26,10 +26,11 @@ from mheads.config import Config, ConfigError
 from mheads.core.atomic import atomic_write_text
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.dataset import Dataset
+from mheads.data.dataset_stream import DatasetStream
 from mheads.data.loader import TorchData, prepare
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData, worker_errors
-from mheads.data.tensors import TensorData
+from mheads.data.tensors import AnyShapeData
 from mheads.models import is_import_path, model_factory
 from mheads.optim.build import NoParameters, build_optimizer, set_rate
 from mheads.optim.schedules import Schedule
@@ -85,7 +86,7 @@ class Run:
     cfg: Config
     out: Path
     comm: Comm
-    data: ResidentData | StreamData | TensorData
+    data: ResidentData | StreamData | AnyShapeData
     tree: TreeNet  # the whole ensemble (on a distributed rank: the structure, holding this rank's part)
     model: torch.nn.Module  # what the loop calls: the tree, or its distributed wrapper
     opt: torch.optim.Optimizer | NoParameters  # NoParameters: a distributed rank that holds only the loss
@@ -139,7 +140,7 @@ def fit(
             _loop(run, sigterm, show)
             return _finish(run)
         finally:
-            if isinstance(run.data, StreamData):
+            if isinstance(run.data, (StreamData, DatasetStream)):  # their workers
                 run.data.close()
 
 
@@ -429,7 +430,7 @@ def _build_model(
         "queued": getattr(data, "queued_batches", 0),
         "eval_examples": max(data.split_size(s) for s in ("test", "val", "ood")),
     }
-    if not isinstance(data, TensorData):
+    if not isinstance(data, AnyShapeData):
         if model is None:
             if comm.world_size == 1 and (base := _one_base(cfg, data, device)) is not None:
                 # before M members and their optimizer state exist

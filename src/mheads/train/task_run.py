@@ -26,7 +26,7 @@ def run_task(cfg: Config, data, task: Task | None = None) -> Task:
             "task.name: got 'python'; a user's task is not rebuilt from a config: pass the "
             "Task object (mheads.fit(..., task=...))"
         )
-    y = data.train_y
+    y = data.task_targets()  # resident: every training target; streamed: the first
     if tc.name in ("regression", "multi_hypothesis"):
         if not y.is_floating_point() or y.ndim > 2:
             raise DataError(
@@ -60,7 +60,7 @@ def check_outputs_fit(tree, data, task: Task) -> None:
         outputs = tree(data.example_input())
     finally:
         tree.train(was)
-    target = data.train_y[:1].cpu()
+    target = data.task_targets()[:1].cpu()
     if not isinstance(outputs, torch.Tensor):
         raise ConfigError(
             f"model: its members output {type(outputs).__name__}; expected a tensor per member "
