@@ -24,7 +24,7 @@ from mheads.config.task import PYTHON_TASK, TASK_NAMES
 from mheads.data import Dataset
 from mheads.data.from_torch import check_user_dataset
 from mheads.data.loader import TorchData
-from mheads.data.tensors import TensorData
+from mheads.data.tensors import AnyShapeData
 from mheads.models import is_import_path
 from mheads.tasks import Classification, Task
 from mheads.train import loop
@@ -114,7 +114,7 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
 
 
 def _tree_for_data(model, cfg: Config, data) -> TreeNet:
-    if isinstance(data, TensorData):  # inputs of any shape: built on the first one (a dict: not probed)
+    if isinstance(data, AnyShapeData):  # inputs of any shape: built on the first one (a dict: not probed)
         example = data.example_input()
         return _tree(model, cfg, example if isinstance(example, torch.Tensor) else None)
     return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
