@@ -15,7 +15,7 @@ from mheads.config import Config, ConfigError, load_config
 from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
-from mheads.data.tensors import TensorData
+from mheads.data.tensors import AnyShapeData
 from mheads.infer.task_eval import evaluate_task
 from mheads.runs.run_files import load_normalizer
 from mheads.tasks import Classification, Task
@@ -47,7 +47,7 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
         meta = run_meta(run)
     data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
     where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
-    if isinstance(data_prepared, TensorData):
+    if isinstance(data_prepared, AnyShapeData):
         return _tensor_run(
             run, cfg, meta, data_prepared, where, model, tree, weights if tree is None else None
         )
@@ -73,7 +73,7 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     return cfg, tree, data_prepared
 
 
-def _tensor_run(run: Path, cfg: Config, meta: dict, data: TensorData, where, model, tree, weights):
+def _tensor_run(run: Path, cfg: Config, meta: dict, data: AnyShapeData, where, model, tree, weights):
     """``load_for_eval`` of a run on inputs of any shape: the data's inputs must be those the run trained on
     (``meta["input"]``); no normalization."""
     if meta.get("input") != data.input_spec():
@@ -142,7 +142,7 @@ def evaluate_run_arrays(
     """:func:`evaluate_run` with the task and the per-example arrays a report draws."""
     cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree)
     arrays: dict[str, torch.Tensor] = {}
-    if isinstance(data_prepared, TensorData):
+    if isinstance(data_prepared, AnyShapeData):
         task = run_task(cfg, data_prepared, task)
     if task is not None and not isinstance(task, Classification):
         metrics, arrays = evaluate_task(tree, data_prepared, task, cfg.train.eval_batch_size, split)
