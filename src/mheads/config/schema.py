@@ -207,8 +207,10 @@ class DataConfig:
     0 (none) to 0.5."""
     loader: str = "auto"
     """resident (the decoded set on the training device) | stream (DataLoader workers decode image files per
-    batch) | auto (stream when the source can be streamed and data.image_size or data.train_crop asks for
-    resizing, or the decoded set would exceed data.memory_budget_mb; else resident)."""
+    batch; a user's Datasets of any shape are read item by item per batch, the same batches as resident:
+    mheads.data.dataset_stream) | auto (stream when the source can be streamed and data.image_size or
+    data.train_crop asks for resizing, or the decoded set would exceed data.memory_budget_mb; else
+    resident). A table, .npz or mask-folder source is read whole: auto or resident."""
     image_size: int | None = None
     """stream: the side of the square images the model sees, an integer >= 1 (null: the images' own)."""
     train_crop: str = "pad"
@@ -221,8 +223,8 @@ class DataConfig:
     """stream: the shorter side before the centre crop, an integer >= data.image_size (null:
     data.image_size)."""
     workers: int | None = None
-    """stream: the decoding processes, an integer >= 0 (null: the cores the training threads leave, at least
-    1)."""
+    """stream: the worker processes that decode or read the batches, an integer >= 0 (0: the training
+    process itself; null: the cores the training threads leave, at least 1)."""
     memory_budget_mb: int | None = None
     """auto: the decoded size in MB above which the data is streamed, an integer >= 1 (null: half the
     RAM)."""
