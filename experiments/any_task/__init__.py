@@ -7,8 +7,9 @@ and a train script (a TreeNet, a task from `mheads.tasks` and its ensemble loss)
 - `text` / `train_text`: a Hugging Face-style sequence classifier (dict in, `ModelOutput` out).
 
 Each train script runs at the "smoke" scale by default (seconds on a CPU) and names its "full" settings:
-`python -m mheads.experiments.any_task.train_multimodal --scale full` (`train_multimodal` goes through
-`mheads.fit(..., task=...)`; the others still through `loop`). The RESULTS.md sections come from the
+`python -m mheads.experiments.any_task.train_multimodal --scale full`. Every train script goes through
+`mheads.fit(..., task=...)` (`fitting` holds the sunspots and shapes examples' settings); only
+`sweep_multimodal` still trains with the plain loop of `loop`. The RESULTS.md sections come from the
 `sweep_*` scripts (every compared loss over seeds: `seeds.csv` / `results.csv` via `record`, in the paper
 sweeps' format), `figures` (the PNGs, from the committed CSVs) and `tables` (the markdown tables). Not shipped
 in the wheel (the package list in pyproject.toml names only `mheads.experiments`).

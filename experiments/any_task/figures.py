@@ -2,8 +2,8 @@
 written by a `sweep_*` script and saves PNGs next to its CSVs.
 
     python -m mheads.experiments.any_task.figures multimodal experiments/results/any-task-multimodal-cpu
-    python -m mheads.experiments.any_task.figures sunspots experiments/results/any-task-sunspots-cpu
-    python -m mheads.experiments.any_task.figures shapes experiments/results/any-task-shapes-cpu
+    python -m mheads.experiments.any_task.figures sunspots experiments/results/any-task-sunspots-fit-cpu
+    python -m mheads.experiments.any_task.figures shapes experiments/results/any-task-shapes-fit-cpu
 
 - multimodal -> `hypotheses.png`: per cell (seed 0) the test data as points, the true modes dashed, each
   member's hypothesis as a curve over x whose opacity and width follow its weight (the learned score for
@@ -142,7 +142,7 @@ def shapes_figure(folder: Path) -> Path:
     plt = _pyplot()
     rows = record.read(folder / "seeds.csv")
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for loss, color in (("independent", "tab:blue"), ("mcl", "tab:red")):
+    for loss, color in (("independent", "tab:blue"), ("mcl", "tab:red"), ("amcl", "tab:green")):
         for metric, style in (("oracle_mean_iou", "-o"), ("mean_iou", ":s")):
             ms, means, stds = [], [], []
             for m in (1, 2, 4, 8):

@@ -1,7 +1,8 @@
 """Sunspot forecasting (issue 32, example b) over seeds: multi-hypothesis forecasters against a single model
 and an independent ensemble, all on `train_sunspots.model` (a shared 1-D conv trunk, an MLP head per
-member). Writes `seeds.csv`, `results.csv` and `forecasts.csv` (seed 0: each member's forecast from every
-`t_out`-th test origin) to `--out`; `figures.py sunspots` draws them.
+member), trained through `mheads.fit(..., task=...)` (`train_sunspots.fit`). Writes `seeds.csv`,
+`results.csv` and `forecasts.csv` (seed 0: each member's forecast from every `t_out`-th test origin) to
+`--out`; `figures.py sunspots` draws them.
 
 Cells: "single" (one member, MSE), "independent" (M members, each its own MSE), "mcl" (k = 1 on the MSE),
 "mcl_scored" (resilient MCL: the multiple-hypotheses task on the `t_out`-vector, a scoring head per member),
@@ -13,7 +14,7 @@ forecast anyone can issue, the multiple-choice metric), `member_rmse` (the membe
 the mixture's NLL per window and year (normalised units) and the coverage of its central 50% and 90%
 intervals.
 
-    python -m mheads.experiments.any_task.sweep_sunspots --out experiments/results/any-task-sunspots-cpu
+    python -m mheads.experiments.any_task.sweep_sunspots --out experiments/results/any-task-sunspots-fit-cpu
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from mheads.experiments.any_task import loop, record, sunspots, train_sunspots
+from mheads.experiments.any_task import record, sunspots, train_sunspots
 from mheads.tasks import Task, multi_hypothesis, regression
 
 CELLS = ("single", "independent", "mcl", "mcl_scored", "gaussian_independent")
@@ -78,20 +79,7 @@ def baseline(cell: str, s: dict, splits: dict, stats: dict) -> dict[str, float]:
 
 def train_cell(cell: str, s: dict, seed: int, splits: dict) -> tuple[torch.nn.Module, Task]:
     task, loss, members = cell_task(cell, s["t_out"])
-    net = train_sunspots.model(
-        members or s["members"], s["t_in"], s["t_out"], s["channels"], seed, task.head_width()
-    )
-    train = splits["train"]
-    loop.train(
-        net,
-        task,
-        loss,
-        loop.sampled(train.inputs, train.targets, s["batch"], seed),
-        steps=s["steps"],
-        lr=s["lr"],
-        seed=seed,
-    )
-    return net, task
+    return train_sunspots.fit(task, loss, members or s["members"], s, seed, splits), task
 
 
 @torch.no_grad()
@@ -170,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             if cell in BASELINES:
                 rows += record.seed_rows(
-                    "any-task-sunspots",
+                    "any-task-sunspots-fit",
                     args.scale,
                     "statsmodels sunspots",
                     cell,
@@ -183,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics = evaluate(cell, net, task, s, splits, stats)
             wall = time.perf_counter() - start
             rows += record.seed_rows(
-                "any-task-sunspots", args.scale, "statsmodels sunspots", cell, seed, metrics, wall
+                "any-task-sunspots-fit", args.scale, "statsmodels sunspots", cell, seed, metrics, wall
             )
             print(f"seed {seed} {cell}: {metrics} ({wall:.1f} s)", flush=True)
             if seed == args.seeds[0]:

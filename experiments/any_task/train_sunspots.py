@@ -1,5 +1,6 @@
-"""Train a TreeNet forecaster on the yearly sunspots (example b): a shared 1-D convolution trunk over the
-input window, a head per member; point regression of the next `t_out` years, independent members against MCL.
+"""Train a TreeNet forecaster on the yearly sunspots (example b) through `mheads.fit(..., task=...)`: a shared
+1-D convolution trunk over the input window, a head per member; point regression of the next `t_out` years,
+independent members against MCL. Adam is fit's "adamw" without weight decay, at a fixed rate, one thread.
 Reports the test RMSE of the mean forecast and the oracle's (both in sunspot numbers, not normalised).
 
     python -m mheads.experiments.any_task.train_sunspots [--scale smoke|full] [--seed 0]
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 
 import torch
 from torch import nn
 
-from mheads.experiments.any_task import loop, sunspots
-from mheads.tasks import regression
+import mheads
+from mheads.data.pairs import TensorPairs
+from mheads.experiments.any_task import fitting, sunspots
+from mheads.tasks import Task, regression
 from mheads.tree import TreeNet
 
 SCALES = {
@@ -56,16 +60,32 @@ def model(members: int, t_in: int, t_out: int, channels: int, seed: int, width: 
     return TreeNet.from_parts(trunk, branch, members, seed=seed)
 
 
+def fit(task: Task, loss: str, members: int, s: dict, seed: int, splits: dict[str, TensorPairs]) -> TreeNet:
+    """`model` (`members` heads of `task.head_width()` outputs) trained by `loss` on `splits["train"]` through
+    `mheads.fit` (the recipe's Adam, `s["steps"]` batches of `s["batch"]` windows); the trained TreeNet."""
+    net = model(members, s["t_in"], s["t_out"], s["channels"], seed, task.head_width())
+    with tempfile.TemporaryDirectory() as tmp:
+        result = mheads.fit(
+            net,
+            splits["train"],
+            splits["test"],
+            out=tmp,
+            task=task,
+            settings=fitting.adam_settings(loss, s["steps"], s["batch"], s["lr"], seed),
+            progress=False,
+        )
+    return result.tree
+
+
 def run(loss: str = "mcl", scale: str = "smoke", seed: int = 0) -> dict:
     s = SCALES[scale]
     splits, stats = sunspots.load(s["t_in"], s["t_out"], s["test_years"])
     task = regression(s["t_out"])
-    net = model(s["members"], s["t_in"], s["t_out"], s["channels"], seed)
-    g = torch.Generator().manual_seed(seed)
-    train = torch.utils.data.DataLoader(splits["train"], batch_size=s["batch"], shuffle=True, generator=g)
-    loop.train(net, task, loss, loop.minibatches(train), steps=s["steps"], lr=s["lr"], seed=seed)
-    out, y = loop.outputs(net, torch.utils.data.DataLoader(splits["test"], batch_size=256))
-    metrics = task.metrics(out * stats["std"] + stats["mean"], y * stats["std"] + stats["mean"])
+    tree = fit(task, loss, s["members"], s, seed, splits)
+    test = splits["test"]
+    with torch.no_grad():
+        out = tree(test.inputs)  # (M, N, t_out), normalised units
+    metrics = task.metrics(out * stats["std"] + stats["mean"], test.targets * stats["std"] + stats["mean"])
     return {**metrics, "split_year": stats["split_year"]}
 
 

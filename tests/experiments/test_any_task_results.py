@@ -50,10 +50,15 @@ def test_a_smoke_sweep_writes_both_tables_and_the_curves(tmp_path):
 
 def test_shapes_sweep_smoke_cells(tmp_path):
     sweep_shapes.main(
-        ["--scale", "smoke", "--seeds", "0", "--cells", "independent_M1", "mcl_M2", "--out", str(tmp_path)]
+        ["--scale", "smoke", "--seeds", "0", "--cells", "independent_M1", "amcl_M2", "--out", str(tmp_path)]
     )
     results = _read(tmp_path / "results.csv")
-    assert {r["cell"] for r in results} == {"independent_M1", "mcl_M2"} and len(results) == 12
+    wins = {
+        "independent_M1": ["test_win_1"],
+        "amcl_M2": [f"{w}_win_{r}" for w in ("test", "train") for r in (1, 2)],
+    }
+    for cell, win in wins.items():  # 6 metrics and the win shares, largest first
+        assert [r["metric"] for r in results if r["cell"] == cell][6:] == win
     assert all(0.0 <= float(r["mean"]) <= 1.0 for r in results if r["metric"] != "ambiguous_oracle_pixel_acc")
 
 
@@ -63,7 +68,10 @@ COMMITTED = {
         ("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
         ("rmse", "oracle_rmse"),
     ),
-    "any-task-shapes-cpu": (sweep_shapes.CELLS, ("oracle_mean_iou", "mean_iou", "pixel_acc")),
+    "any-task-shapes-cpu": (
+        ("independent_M1", "independent_M2", "mcl_M2", "independent_M4", "mcl_M4"),
+        ("oracle_mean_iou", "mean_iou", "pixel_acc"),
+    ),
     "any-task-text-cpu": (("independent", "mcl"), ("ensemble_acc", "oracle_acc", "member_acc")),
 }
 

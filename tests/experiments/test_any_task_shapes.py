@@ -29,11 +29,24 @@ def test_written_folder_reads_back(tmp_path):
         assert torch.allclose(image.float() / 255, pairs.inputs[i], atol=1 / 255)
 
 
-def test_the_treenet_segments_any_size_and_trains(monkeypatch):
+def test_the_treenet_segments_any_size_and_trains_through_fit():
     net = train_shapes.model(3, 8, 0)
     assert net(torch.zeros(2, 1, 20, 36)).shape == (3, 2, 3, 20, 36)
-    monkeypatch.setitem(
-        train_shapes.SCALES, "smoke", {**train_shapes.SCALES["smoke"], "steps": 2, "n": 16, "test": 8}
+    s = {**train_shapes.SCALES["smoke"], "n": 16, "test": 8, "steps": 2, "height": 16, "width": 24}
+    metrics = train_shapes.fit("amcl", 2, s, 0)
+    assert 0.0 <= metrics["oracle_mean_iou"] <= 1.0 and 0.0 <= metrics["member_pixel_acc"] <= 1.0
+    for where in ("test", "train"):  # the shares of images each member won, largest first
+        shares = [metrics[f"{where}_win_{r}"] for r in (1, 2)]
+        assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1.0)
+    assert not any(k.startswith("train_win") for k in train_shapes.fit("independent", 1, s, 0))
+
+
+def test_the_guard_anneals_over_half_of_training():
+    s = train_shapes.SCALES["full"]
+    amcl = train_shapes.settings("amcl", s, 1)
+    assert (amcl["loss.temperature"], amcl["loss.anneal_iterations"], amcl["train.eval_every"]) == (
+        1.0,
+        200,
+        100,
     )
-    metrics = train_shapes.run("mcl", "smoke", 0)
-    assert metrics["num_examples"] == 8 and len(metrics["member_pixel_acc"]) == 3
+    assert "loss.temperature" not in train_shapes.settings("mcl", s, 1)

@@ -27,7 +27,7 @@ def test_windows_split_by_time_with_train_statistics():
         sunspots.load(t_out=4, test_years=2)
 
 
-def test_the_train_script_runs(monkeypatch):
+def test_the_train_script_runs_through_fit(monkeypatch):
     monkeypatch.setitem(train_sunspots.SCALES, "smoke", {**train_sunspots.SCALES["smoke"], "steps": 3})
     metrics = train_sunspots.run("mcl", "smoke", 0)
     assert metrics["num_examples"] == 57 and len(metrics["member_rmse"]) == 4
