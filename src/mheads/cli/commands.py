@@ -49,47 +49,12 @@ def _cmd_train(args) -> int:
     from mheads.config import load_config
     from mheads.train.loop import fit
 
-    if args.resume:
-        out = Path(args.resume)
-        if args.out and Path(args.out) != out:
-            raise UsageError(f"--out {args.out}: differs from --resume {args.resume}; give one folder")
-        config = args.config or out / "config.yaml"
-        if not Path(config).exists():
-            raise UsageError(
-                f"--resume {out}: no config.yaml there; is it a run folder written by `mheads train`?"
-            )
-    else:
-        if not args.config:
-            raise UsageError("--config: missing; give a YAML config (see experiments/ for examples)")
-        if not args.out:
-            raise UsageError("--out: missing; give a folder for the run's outputs")
-        out, config = Path(args.out), args.config
-        inside = Path(config).resolve().parent == out.resolve()
-        if args.overwrite and inside and Path(config).name in _cleared():
-            raise UsageError(
-                f"--config {config}: is inside --out {out}, which --overwrite clears; copy it elsewhere first"
-            )
-    overrides = list(args.set)
-    if args.model:
-        if not args.resume:
-            raise UsageError(
-                "--model: only with --resume (a new run names its model in its config's model.name)"
-            )
-        overrides.append(f"model.name={json.dumps(args.model)}")
+    out, config = _train_folder(args)
+    overrides = _train_overrides(args)
     cfg = load_config(config, overrides)
     if args.resume and args.config is None:
         _check_folder_model(cfg, overrides, out)
-    resume, overwrite = bool(args.resume), args.overwrite
-    from mheads.runs.folder import restarted_here
-
-    if not resume and restarted_here(out):
-        # torchrun --max-restarts started this command again after a failure: continue the run it began
-        # (from its newest committed checkpoint, or from the start if it committed none), never clear it
-        print(
-            f"mheads: restart {os.environ['TORCHELASTIC_RESTART_COUNT']} under torchrun: resuming {out}",
-            file=sys.stderr,
-        )
-        resume, overwrite = True, False
+    resume, overwrite = _resume_or_overwrite(args, out)
     comm, wrap = _distributed(cfg)
     try:
         metrics = fit(
@@ -105,14 +70,72 @@ def _cmd_train(args) -> int:
         if comm is not None:
             comm.destroy()
     if metrics is not None:
-        from mheads.report.tables import format_run_summary
-
-        if "member_acc" in metrics:
-            print(format_run_summary(cfg.name, metrics))
-        else:  # any task but classification: its metrics (docs/tasks.md)
-            print(json.dumps({k: v for k, v in metrics.items() if k != "param_counts"}))
-        print(f"run written to {out}")
+        _print_run(cfg, metrics, out)
     return 0
+
+
+def _train_folder(args) -> tuple[Path, str | Path]:
+    """The run folder and the config file of ``mheads train``: the resumed folder and its own config.yaml
+    (unless --config), or --out and --config of a new run."""
+    if args.resume:
+        out = Path(args.resume)
+        if args.out and Path(args.out) != out:
+            raise UsageError(f"--out {args.out}: differs from --resume {args.resume}; give one folder")
+        config = args.config or out / "config.yaml"
+        if not Path(config).exists():
+            raise UsageError(
+                f"--resume {out}: no config.yaml there; is it a run folder written by `mheads train`?"
+            )
+        return out, config
+    if not args.config:
+        raise UsageError("--config: missing; give a YAML config (see experiments/ for examples)")
+    if not args.out:
+        raise UsageError("--out: missing; give a folder for the run's outputs")
+    out, config = Path(args.out), args.config
+    inside = Path(config).resolve().parent == out.resolve()
+    if args.overwrite and inside and Path(config).name in _cleared():
+        raise UsageError(
+            f"--config {config}: is inside --out {out}, which --overwrite clears; copy it elsewhere first"
+        )
+    return out, config
+
+
+def _train_overrides(args) -> list[str]:
+    """The --set overrides, then --model (a resumed run's import-path model) as ``model.name``."""
+    overrides = list(args.set)
+    if args.model:
+        if not args.resume:
+            raise UsageError(
+                "--model: only with --resume (a new run names its model in its config's model.name)"
+            )
+        overrides.append(f"model.name={json.dumps(args.model)}")
+    return overrides
+
+
+def _resume_or_overwrite(args, out: Path) -> tuple[bool, bool]:
+    """Whether to resume ``out`` and whether to clear it: as asked, unless torchrun restarted this command."""
+    from mheads.runs.folder import restarted_here
+
+    if not args.resume and restarted_here(out):
+        # torchrun --max-restarts started this command again after a failure: continue the run it began
+        # (from its newest committed checkpoint, or from the start if it committed none), never clear it
+        print(
+            f"mheads: restart {os.environ['TORCHELASTIC_RESTART_COUNT']} under torchrun: resuming {out}",
+            file=sys.stderr,
+        )
+        return True, False
+    return bool(args.resume), args.overwrite
+
+
+def _print_run(cfg, metrics: dict, out: Path) -> None:
+    """The finished run's summary: the classification table, or any other task's metrics as JSON."""
+    from mheads.report.tables import format_run_summary
+
+    if "member_acc" in metrics:
+        print(format_run_summary(cfg.name, metrics))
+    else:  # any task but classification: its metrics (docs/tasks.md)
+        print(json.dumps({k: v for k, v in metrics.items() if k != "param_counts"}))
+    print(f"run written to {out}")
 
 
 def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
