@@ -1,0 +1,57 @@
+"""Resident data of any shape (mheads.data.tensors): a Dataset's items read, checked and stacked (a one-line
+error naming the item), the image-only settings refused, and what the loop reads of it."""
+
+import pytest
+import torch
+
+from mheads.config import ConfigError, config_from_settings
+from mheads.data.errors import DataError
+from mheads.data.pairs import TensorPairs
+from mheads.data.tensors import AnyShapeData, prepare_tensors, read_pairs
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_items_are_stacked_per_key_and_a_different_one_is_named():
+    ids = [{"ids": torch.arange(3) + i, "mask": torch.ones(3, dtype=torch.bool)} for i in range(4)]
+    x, y = read_pairs(Items([(d, i % 2) for i, d in enumerate(ids)]), "train")
+    assert x["ids"].shape == (4, 3) and x["mask"].dtype == torch.int64 and y.tolist() == [0, 1, 0, 1]
+    bad = [(torch.zeros(3), 0), (torch.zeros(3), 1), (torch.zeros(4), 0)]
+    with pytest.raises(
+        DataError, match=r"^train input\[2\]: torch.float32 of shape \(4,\) differs from train "
+    ):
+        read_pairs(Items(bad), "train")
+    with pytest.raises(DataError, match=r"^test\[1\]: input keys \['ids'\]; expected \['ids', 'mask'\]"):
+        read_pairs(Items([(ids[0], 0), ({"ids": torch.arange(3)}, 0)]), "test")
+    with pytest.raises(DataError, match=r"^train\[1\]: got int; expected an \(input, target\) pair"):
+        read_pairs(Items([(torch.zeros(2), 0), 5]), "train")
+
+
+def test_image_only_settings_are_refused_and_the_loop_reads_any_shape_data():
+    data = TensorPairs(torch.randn(10, 2, 5), torch.randn(10, 1))
+    with pytest.raises(ConfigError, match=r"^data.flip: got True; expected its default for inputs"):
+        prepare_tensors(
+            config_from_settings({"task.name": "regression", "data.flip": True}), torch.device("cpu"), data
+        )
+    cfg = config_from_settings({"task.name": "regression", "data.val_fraction": 0.2})
+    d = prepare_tensors(cfg, torch.device("cpu"), data)
+    assert isinstance(d, AnyShapeData) and d.num_classes == 0 and d.normalizer is None
+    assert d.describe() == {
+        "source": "python Datasets",
+        "classes": None,
+        "train": 8,
+        "test": 10,
+        "input": {"shape": [2, 5], "dtype": "float32"},
+        "target": {"shape": [1], "dtype": "float32"},
+        "val": 2,
+    }
+    assert torch.equal(d.task_targets(), d.train_y) and d.example_input().shape == (1, 2, 5)
