@@ -84,7 +84,8 @@ def evaluate(
         batch_size: a TreeNet's Dataset is read this many items at a time (default 256).
         task: a run that trained a user's task (``custom_task``): that Task again; a TreeNet of any task
             but classification: its task (then ``data`` holds ``(input, target)`` pairs of any shape). A
-            run's built-in task comes from its config, and its metrics are the task's (docs/tasks.md).
+            run's built-in task comes from its config, and its metrics are the task's plus the eval
+            report's (``win_share``, ``member_error``, ...: :mod:`mheads.infer.task_eval`, docs/tasks.md).
     """
     if isinstance(run_or_tree, TreeNet):
         if data is None or _is_path(data):
