@@ -17,8 +17,9 @@ A `Task` turns member outputs `(M, B, ...)` and a batch's targets into:
   the member losses); `oracle(outputs, target) -> Oracle(member (B,), error (B,))`.
 - `metric_terms(outputs, target, **extra)` and `finish_metrics(sums, num_examples)`: metrics as additive
   terms, so that `metrics(outputs, target)` on a whole set and `TaskMetrics` fed batch by batch agree exactly.
-- `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks); `head(F)` the
-  layer that puts them on top of any base's F features (`mheads.tasks.heads`).
+- `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks); `build_head(F)`
+  the layer that puts them on top of any base's F features (`mheads.tasks.heads`; not `head`, which is
+  `Regression`'s point or Gaussian setting).
 """
 
 from __future__ import annotations
@@ -134,20 +135,20 @@ class Task:
     averaged: ClassVar[tuple[str, ...]] = ()  # names of this task's losses of the combined prediction
     default_loss: ClassVar[str] = "independent"  # the loss a task's users start from
 
-    head_layer: ClassVar[str] = "linear"  # the layer of `head`: "linear", or "conv" (1x1, dense tasks)
+    head_layer: ClassVar[str] = "linear"  # the layer of `build_head`: "linear", or "conv" (1x1, dense tasks)
 
     # ------------------------------------------------------------------ what a subclass defines
     def head_width(self) -> int:
         raise NotImplementedError(f"task {self.name!r} does not say its head width")
 
-    def head(self, in_features: int) -> nn.Module:
+    def build_head(self, in_features: int) -> nn.Module:
         """This task's head on a base's features: `Linear(F, head_width())` on `(B, F)` (a 1x1
         `Conv2d(F, C)` on `(B, F, H, W)` where `head_layer` is "conv"), drawn from the global generator (the
         caller seeds it); see `mheads.tasks.heads`. A task without a head width raises a `ValueError`."""
         return self.head_layout(in_features).build()
 
     def head_layout(self, in_features: int) -> HeadLayout:
-        """What a run records of `head(in_features)` (`mheads.tasks.heads.HeadLayout`)."""
+        """What a run records of `build_head(in_features)` (`mheads.tasks.heads.HeadLayout`)."""
         try:
             width = self.head_width()
         except (NotImplementedError, ValueError) as err:

@@ -16,6 +16,7 @@ then the head. `feature_shape` runs one eval-mode forward to find what the head 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,11 +92,27 @@ class HeadedBase(nn.Module):
         self.output = output
         self.pool = pool
 
+    def init_weights(self) -> None:
+        """The base's own ``init_weights()`` (timm, Hugging Face) where it takes no argument: members redrawn
+        from a module instance (`mheads.tree.members`) keep the base's scheme under a head."""
+        own = getattr(self.base, "init_weights", None)
+        if callable(own) and _takes_no_arguments(own):
+            own()
+
     def forward(self, x: Any) -> torch.Tensor:
         h = self.base(x)
         if self.output is not None:
             h = h[self.output]
         return self.head(pool_features(h, self.pool))
+
+
+def _takes_no_arguments(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return not any(p.default is p.empty and p.kind in (*required, p.KEYWORD_ONLY) for p in params)
 
 
 @torch.no_grad()

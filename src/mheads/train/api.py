@@ -32,6 +32,8 @@ from mheads.train.device import resolve_device
 from mheads.train.resources import check_model_size
 from mheads.train.result import FitResult
 from mheads.train.run_model import load_run
+from mheads.train.task_head import head_base
+from mheads.train.task_run import run_task
 from mheads.tree import TreeNet
 
 __all__ = ["FitResult", "fit"]
@@ -79,7 +81,11 @@ def _check_trainable(module: nn.Module, what: str) -> None:
         )
 
 
-def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, shape: Any) -> TreeNet:
+def _tree(
+    model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, data, task: Task | None
+) -> TreeNet:
+    """The run's TreeNet from the user's ``model`` and the prepared ``data``; with ``model.head: task``,
+    ``model`` under the task's head, each member its own (:mod:`mheads.train.task_head`)."""
     m = cfg.model
     if not isinstance(model, nn.Module):  # a factory: its network sized on the meta device before M are built
         name = getattr(model, "__name__", type(model).__name__)
@@ -87,37 +93,63 @@ def _tree(model: nn.Module | TreeNet | Callable[[], nn.Module], cfg: Config, sha
             with torch.device("meta"):
                 _check_trainable(model(), f"the network {name} builds")
     if isinstance(model, TreeNet):
-        if m.members != model.num_members:
-            m.members = model.num_members  # the TreeNet given decides; the run records what it trains
-        split = model.split
-        m.split = split if split is None or isinstance(split, (str, list)) else [list(s) for s in split]
-        if m.output is not None and m.output != model.output:
-            raise ConfigError(
-                f"model.output: got {m.output!r}; expected {model.output!r}, the output= of "
-                "the TreeNet given (or leave model.output unset)"
-            )
-        m.output = model.output  # recorded in run.json, so load_run rebuilds the same selection
-        return model
-    example = (1, *shape) if isinstance(shape, tuple) else shape  # a batch of inputs of any shape, or None
+        return _given_tree(model, cfg)
+    example, probe = _examples(data)
+    base, split, reinit, output = model, m.split, m.reinit, m.output
+    if m.head == "task":
+        base, split, reinit = head_base(model, cfg, _head_task(cfg, data, task), probe)
+        output = None  # the head reads model.output
     tree = TreeNet(
-        model,
+        base,
         m.members,
-        m.split,
+        split,
         seed=cfg.train.seed,
         init=m.init,
-        reinit=m.reinit,
+        reinit=reinit,
         example_input=example,
-        output=m.output,
+        output=output,
     )
     tree.exec_mode = m.exec
     return tree
 
 
-def _tree_for_data(model, cfg: Config, data) -> TreeNet:
-    if isinstance(data, AnyShapeData):  # inputs of any shape: built on the first one (a dict: not probed)
-        example = data.example_input()
-        return _tree(model, cfg, example if isinstance(example, torch.Tensor) else None)
-    return _tree(model, cfg, (data.in_channels, data.image_size, data.image_size))
+def _given_tree(tree: TreeNet, cfg: Config) -> TreeNet:
+    """A TreeNet given to fit, as it is; the config records what it trains."""
+    m = cfg.model
+    if m.head != "none":
+        raise ConfigError(
+            f"model.head: got {m.head!r} with a TreeNet, which is trained as built; give its base network "
+            "(an nn.Module or a factory) for the task's head on every member, or model.head none"
+        )
+    if m.members != tree.num_members:
+        m.members = tree.num_members  # the TreeNet given decides; the run records what it trains
+    split = tree.split
+    m.split = split if split is None or isinstance(split, (str, list)) else [list(s) for s in split]
+    if m.output is not None and m.output != tree.output:
+        raise ConfigError(
+            f"model.output: got {m.output!r}; expected {tree.output!r}, the output= of "
+            "the TreeNet given (or leave model.output unset)"
+        )
+    m.output = tree.output  # recorded in run.json, so load_run rebuilds the same selection
+    return tree
+
+
+def _examples(data) -> tuple[Any, Any]:
+    """``(example, probe)``: what the TreeNet checks its cut on (a batch, its shape, or None for a dict input:
+    not probed) and a batch to find the features of a task head on."""
+    if isinstance(data, AnyShapeData):  # inputs of any shape: the first one
+        probe = data.example_input()
+        return (probe if isinstance(probe, torch.Tensor) else None), probe
+    shape = (data.in_channels, data.image_size, data.image_size)
+    return (1, *shape), torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def _head_task(cfg: Config, data, task: Task | None) -> Task:
+    """The task whose head goes on the base: the run's (built from ``cfg.task`` and the data, as the loop
+    builds it), or classification of the images' classes."""
+    if isinstance(data, AnyShapeData):
+        return run_task(cfg, data, task)
+    return Classification(data.num_classes)
 
 
 # What a DataLoader given as train or test hands fit, and what fit does instead of the rest of it.
@@ -207,6 +239,7 @@ def fit(
     out: str | os.PathLike,
     settings: Mapping[str, Any] | Config | None = None,
     task: str | Task | None = None,
+    head: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -241,6 +274,11 @@ def fit(
             images, ``train`` and ``test`` hold ``(input, target)`` pairs of any shape: features ``(F,)``,
             sequences ``(C, T)``, images ``(C, H, W)`` of any size, dicts of tensors; targets class indices,
             float vectors or masks (read whole onto the device).
+        head: ``"task"`` puts the task's head on top of every member (each member its own: a linear layer on
+            the base's features ``(B, F)``, a 1x1 convolution on ``(B, F, H, W)`` maps for segmentation), so
+            ``model`` may be any feature extractor; ``"none"`` (the default, ``settings``' ``model.head``):
+            the model's output is the prediction. ``model.pool`` says how a sequence ``(B, T, F)`` or maps
+            become features, ``model.output`` which output of a dict or tuple the head reads.
         resume: continue the run in ``out`` from its newest checkpoint, exactly.
         overwrite: replace a run already in ``out``.
         progress: show a progress bar (default: when stderr is a terminal).
@@ -249,52 +287,95 @@ def fit(
     draws from it), ``torch.get_num_threads()`` and glibc's malloc settings (``mheads train`` raises its
     thresholds for CPU speed; call ``mheads.train.allocator.retain_freed_memory()`` to do so here).
     """
-    if settings is not None and not isinstance(settings, (Mapping, Config)):
-        raise ConfigError(
-            f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
-            "values or a mheads.Config"
-        )
-    named = None if isinstance(settings, Config) else set(settings or ())  # what fit must not override
-    cfg, _ = _config(_task_settings(task, settings))
-    user_task = task if isinstance(task, Task) and cfg.task.name == PYTHON_TASK else None
-    if not isinstance(model, (str, nn.Module)) and not callable(model):
-        raise ConfigError(
-            f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
-            "zero-argument function returning an nn.Module, or a registered model name"
-        )
-    if isinstance(model, nn.Module):
-        _check_trainable(model, type(model).__name__)  # before the data is read
-    if isinstance(model, str):
-        cfg.model.name = model
-        cfg.validate()
+    cfg, named, user_task = _run_config(settings, task, head)
+    _check_model(model, cfg)
     train, test = _from_loader("train", train, cfg, named), _from_loader("test", test, cfg, named)
     dataset = _data(cfg, train, test)
-    built: list[TreeNet] = []
-    build = None
-    if not isinstance(model, str):
-        cfg.model.name = PYTHON_MODEL
-
-        def build(data) -> TreeNet:  # once the data (and so the image shape) is known
-            built.append(_tree_for_data(model, cfg, data))
-            return built[-1]
-
-    out = Path(out)
+    built: list[TreeNet] = []  # the tree the loop trained (a model named by string: none, rebuilt below)
     metrics = loop.fit(
         cfg,
-        out,
+        Path(out),
         resume=resume,
         overwrite=overwrite,
         progress=progress,
-        model=build,
+        model=_builder(model, cfg, user_task, built),
         dataset=dataset,
         retain_memory=False,
         task=user_task,
     )
     assert metrics is not None  # one process, the root: fit returns its metrics
-    if built:
-        tree = built[-1]
-    else:  # a model named by string: rebuilt from its run folder, as a user would reopen it
-        with torch.random.fork_rng(devices=[]):
-            tree = load_run(out, model=model if is_import_path(model) else None)
-        tree.to(resolve_device(cfg.train.device))
-    return FitResult(tree.eval(), out, metrics)
+    tree = built[-1] if built or not isinstance(model, str) else _reopened(model, cfg, Path(out))
+    return FitResult(tree.eval(), Path(out), metrics)
+
+
+def _run_config(
+    settings: Mapping[str, Any] | Config | None, task: Any, head: str | None
+) -> tuple[Config, set[str] | None, Task | None]:
+    """``(cfg, named, user_task)``: the run's config from ``settings``, ``task`` and ``head``; the keys the
+    settings name (None for a Config, which names every value: fit must not override them); a user's Task
+    object (``task.name: python``), else None."""
+    if settings is not None and not isinstance(settings, (Mapping, Config)):
+        raise ConfigError(
+            f"settings: got {type(settings).__name__}; expected a mapping of dotted keys to "
+            "values or a mheads.Config"
+        )
+    named = None if isinstance(settings, Config) else set(settings or ())
+    cfg, _ = _config(_head_settings(head, _task_settings(task, settings)))
+    user_task = task if isinstance(task, Task) and cfg.task.name == PYTHON_TASK else None
+    return cfg, named, user_task
+
+
+def _head_settings(
+    head: str | None, settings: Mapping[str, Any] | Config | None
+) -> Mapping[str, Any] | Config | None:
+    """``settings`` with fit's ``head`` argument as ``model.head`` (before they are validated: ``model.pool``
+    needs it); settings naming another ``model.head`` are refused."""
+    if head is None:
+        return settings
+    if isinstance(settings, Config):
+        cfg = copy.deepcopy(settings)
+        cfg.model.head = head
+        return cfg.validate()
+    given = dict(settings or {})
+    if given.get("model.head", head) != head:
+        raise ConfigError(
+            f"head: got {head!r}, and settings name model.head {given['model.head']!r}; give one of them"
+        )
+    return {**given, "model.head": head}
+
+
+def _check_model(model: Any, cfg: Config) -> None:
+    """Refuse a ``model`` fit cannot train, before the data is read; a model named by string goes into
+    ``cfg.model.name``."""
+    if not isinstance(model, (str, nn.Module)) and not callable(model):
+        raise ConfigError(
+            f"model: got {type(model).__name__}; expected an nn.Module, a TreeNet, a "
+            "zero-argument function returning an nn.Module, or a registered model name"
+        )
+    if isinstance(model, nn.Module) and cfg.model.head == "none":  # a head trains on a frozen base
+        _check_trainable(model, type(model).__name__)
+    if isinstance(model, str):
+        cfg.model.name = model
+        cfg.validate()
+
+
+def _builder(model: Any, cfg: Config, user_task: Task | None, built: list[TreeNet]):
+    """What the loop builds the tree with, once the data (and so the input shape) is known: a function of the
+    prepared data appending the tree it builds to ``built``; None for a model named by string (the loop
+    builds it from ``cfg.model``)."""
+    if isinstance(model, str):
+        return None
+    cfg.model.name = PYTHON_MODEL
+
+    def build(data) -> TreeNet:
+        built.append(_tree(model, cfg, data, user_task))
+        return built[-1]
+
+    return build
+
+
+def _reopened(model: str, cfg: Config, out: Path) -> TreeNet:
+    """A model named by string, rebuilt from its run folder as a user would reopen it, on the run's device."""
+    with torch.random.fork_rng(devices=[]):
+        tree = load_run(out, model=model if is_import_path(model) else None)
+    return tree.to(resolve_device(cfg.train.device))

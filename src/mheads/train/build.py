@@ -17,6 +17,7 @@ from mheads.data.tensors import spec_example
 from mheads.models import UnknownModelError, model_factory
 from mheads.runs.checkpoint import CheckpointError
 from mheads.train.reopen import ModelSpec, base_factory, check_fits_memory, check_meta
+from mheads.train.task_head import head_from_meta, head_meta
 from mheads.tree.treenet import TreeNet
 
 
@@ -52,6 +53,11 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
         raise ConfigError(
             "model.name: 'python' names a model given to mheads.fit as a Python object; "
             "pass the model to mheads.fit (or name a registered model or an import path)"
+        )
+    if m.head != "none":
+        raise ConfigError(
+            f"model.head: got {m.head!r} with model.name {m.name!r}; a task head goes on a base given to "
+            "mheads.fit as a Python object (an nn.Module or a factory): give it that way, or model.head none"
         )
     try:
         factory = model_factory(
@@ -152,6 +158,8 @@ def model_meta(
         meta["input"] = input_spec
     if not cfg.task.is_classification:
         meta["task"] = {"name": cfg.task.name, **cfg.task.options()}
+    if cfg.model.head != "none":  # likewise: the task's head on every member (mheads.train.task_head)
+        meta["head"] = head_meta(cfg)
     return meta
 
 
@@ -175,6 +183,10 @@ def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: M
         sizes = input_sizes(spec)
         sized = meta if sizes is None else {**meta, "in_channels": sizes[0], "image_size": sizes[1]}
         base = base_factory(sized, model, where)
+        output = meta.get("output")  # checked by TreeNet: a key or an index
+        if "head" in meta:  # the head reads the output: the TreeNet takes the headed base's prediction
+            base, split = head_from_meta(base, meta, split, where)
+            output = None
         check_fits_memory(base, meta["members"], where)
         shape = (
             (1, meta["in_channels"], meta["image_size"], meta["image_size"])
@@ -183,7 +195,6 @@ def tree_from_meta(meta: dict, seed: int = 0, where: str | None = None, model: M
         )
         user = model is not None and not isinstance(model, str)
         heads = bool(meta.get("scoring_heads", False))
-        output = meta.get("output")  # checked by TreeNet: a key or an index
         if not heads and not user:
             return TreeNet(base, meta["members"], split, seed=seed, output=output)
         # a user's module may need an example input to be cut (torch.fx); weights come from the run
