@@ -252,6 +252,14 @@ class DataConfig:
     examples)."""
 
     def validate(self, p: str = "data") -> None:
+        self._validate_loading(p)
+        self._validate_selection(p)
+        self._validate_crops(p)
+        self._validate_sampling(p)
+        self._validate_arrays(p)
+
+    def _validate_loading(self, p: str) -> None:
+        """How the examples are read: normalization, the loader and its image views, the cache."""
         _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
         _int(f"{p}.crop_padding", self.crop_padding, 0)
         _choice(f"{p}.loader", self.loader, ("auto", "resident", "stream"))
@@ -263,6 +271,9 @@ class DataConfig:
         _int(f"{p}.stats_images", self.stats_images, 1)
         if self.cache_dir is not None and (not isinstance(self.cache_dir, str) or not self.cache_dir):
             _fail(f"{p}.cache_dir", self.cache_dir, "null or a folder path")
+
+    def _validate_selection(self, p: str) -> None:
+        """Which examples and classes a run keeps: the held-out share, the kept classes."""
         _num(f"{p}.val_fraction", self.val_fraction, 0.0, high=0.5)
         if self.classes is not None and (
             not isinstance(self.classes, list)
@@ -271,6 +282,9 @@ class DataConfig:
             or len(set(self.classes)) != len(self.classes)
         ):
             _fail(f"{p}.classes", self.classes, "null or a list of >= 2 distinct class indices or names")
+
+    def _validate_crops(self, p: str) -> None:
+        """The streamed crops and sizes, and that resident data is used as stored."""
         cs = self.crop_scale
         if (
             not isinstance(cs, (list, tuple))
@@ -289,6 +303,9 @@ class DataConfig:
                 "resident",
                 f"stream or auto when {what} is set (resident data is used as stored)",
             )
+
+    def _validate_sampling(self, p: str) -> None:
+        """What each member trains on: flips, bagging, the limits, one bootstrap sample's images."""
         for name in ("flip", "bagging"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"{p}.{name}", getattr(self, name), "true or false")
@@ -299,6 +316,9 @@ class DataConfig:
             _int(f"{p}.bootstrap_unique", self.bootstrap_unique, 0)
             if self.bagging:
                 _fail(f"{p}.bootstrap_unique", self.bootstrap_unique, "null with data.bagging: true")
+
+    def _validate_arrays(self, p: str) -> None:
+        """The columns and arrays of a table or .npz source, and its held-out test share."""
         if self.features is not None and (
             not isinstance(self.features, list)
             or not self.features
