@@ -7,19 +7,20 @@ Python. Bagging and label-split specialists are per-member example weights ``(M,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from mheads.config import Config, ConfigError
-from mheads.data import BatchPlan, DataError, Normalizer, augment, load_dataset
+from mheads.config import Config, DataConfig
+from mheads.data import BatchPlan, DataError, Dataset, Normalizer, augment, load_dataset
 from mheads.data.batching import shard_rows
+from mheads.data.member_weights import member_weights
 from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
-from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
+from mheads.ensemble.strategies import bootstrap_unique
 
-__all__ = ["ResidentData", "prepare_data"]
+__all__ = ["ResidentData", "prepare_data", "resident_data"]
 
 
 @dataclass
@@ -111,76 +112,139 @@ class ResidentData:
         return out
 
 
+def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> ResidentData:
+    """Load (or take) the data set, check it fits the model, and build the batching state: the run config's
+    adapter to :func:`resident_data`."""
+    d = cfg.data
+    ds = dataset if dataset is not None else load_dataset(d.source, cache_dir=d.cache_dir)
+    source = (
+        str(d.source)
+        if d.source is not None  # a user's Datasets: named as streaming names them
+        else "python Datasets"
+        if dataset is not None and ds.name == "python"
+        else "embedded fashion-mnist subset"
+    )
+    t = cfg.train
+    return resident_data(
+        ds,
+        d,
+        device,
+        members=cfg.model.members,
+        seed=t.seed,
+        batch_size=t.batch_size,
+        channels_last=t.channels_last,
+        source=source,
+    )
+
+
+def resident_data(
+    ds: Dataset,
+    data: DataConfig,
+    device: torch.device,
+    *,
+    members: int,
+    seed: int,
+    batch_size: int,
+    channels_last: bool,
+    source: str,
+) -> ResidentData:
+    """``ds`` on ``device`` as the ``data`` section says (classes, limits, validation split, normalization,
+    augmentation, bagging, specialists) for ``members`` members: batches of ``batch_size`` in an order, and
+    subsets, seeded by ``seed``; ``source`` names the data in ``describe()``."""
+    C, H, W = ds.image_shape
+    if H != W:
+        raise DataError(f"data.source {data.source}: images are {H}x{W}; the models take square images")
+    kept = _Kept(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, list(ds.classes))
+    if data.classes is not None:
+        kept = _only_classes(kept, data.classes, data.test_limit, seed)
+    kept = _limited(kept, data.train_limit, data.test_limit, seed)
+    if data.val_fraction:
+        kept = _held_out(kept, data.val_fraction, seed)
+    if data.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
+        keep = bootstrap_unique(len(kept.train_y), data.bootstrap_unique, seed).numpy()
+        kept = replace(kept, train_x=kept.train_x[keep], train_y=kept.train_y[keep])
+    normalizer = Normalizer.fit(kept.train_x, data.normalize).to(device)
+    weights = member_weights(kept.train_y, len(kept.classes), members, seed, data.bagging, data.label_split)
+    return ResidentData(
+        device=device,
+        classes=kept.classes,
+        train_x=torch.as_tensor(kept.train_x).to(device),
+        train_y=torch.as_tensor(kept.train_y, dtype=torch.int64).to(device),
+        test_x=torch.as_tensor(kept.test_x).to(device),
+        test_y=torch.as_tensor(kept.test_y, dtype=torch.int64).to(device),
+        normalizer=normalizer,
+        plan=BatchPlan(len(kept.train_y), batch_size, seed),
+        weights=weights.to(device) if weights is not None else None,
+        crop_padding=data.crop_padding,
+        flip=data.flip,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        source=source,
+        val_x=_on(kept.val_x, device),
+        val_y=None if kept.val_y is None else torch.as_tensor(kept.val_y, dtype=torch.int64).to(device),
+        ood_x=None if kept.ood_x is None or not len(kept.ood_x) else _on(kept.ood_x, device),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Kept:
+    """The examples a run keeps, as numpy arrays: images ``(N, C, H, W)`` uint8, labels ``(N,)`` int64 in
+    the run's class numbering; ``val_*``: held out of train, ``ood_x``: the test images of the classes
+    ``data.classes`` leaves out."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: list[str]
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
+    ood_x: np.ndarray | None = None
+
+
+def _only_classes(kept: _Kept, requested: list, test_limit: int | None, seed: int) -> _Kept:
+    """``data.classes``: the examples of the ``requested`` classes, renumbered 0.. in their order; the test
+    images of the others become the open set (``ood_x``, a stratified ``test_limit`` of them)."""
+    ids = class_ids(requested, kept.classes)
+    k = len(kept.classes)
+    train_rows, train_y = keep_classes(kept.train_y, ids, k)
+    test_rows, test_y = keep_classes(kept.test_y, ids, k)
+    ood_rows = np.setdiff1d(np.arange(len(kept.test_y)), test_rows)
+    ood_x, ood_y = kept.test_x[ood_rows], kept.test_y[ood_rows]
+    return replace(
+        kept,
+        train_x=kept.train_x[train_rows],
+        train_y=train_y,
+        test_x=kept.test_x[test_rows],
+        test_y=test_y,
+        classes=[kept.classes[i] for i in ids],
+        ood_x=ood_x[stratified_limit(ood_y, test_limit, seed, "ood")],
+    )
+
+
+def _limited(kept: _Kept, train_limit: int | None, test_limit: int | None, seed: int) -> _Kept:
+    """``data.train_limit`` / ``test_limit``: a seeded class-stratified subset of each split."""
+    train_x, train_y = _limit(
+        kept.train_x, kept.train_y, stratified_limit(kept.train_y, train_limit, seed, "train")
+    )
+    test_x, test_y = _limit(kept.test_x, kept.test_y, stratified_limit(kept.test_y, test_limit, seed, "test"))
+    return replace(kept, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+
+
 def _limit(x, y, keep):
     return (x, y) if len(keep) == len(y) else (x[keep], y[keep])
 
 
-def prepare_data(cfg: Config, device: torch.device, *, dataset=None) -> ResidentData:
-    """Load (or take) the data set, check it fits the model, and build the batching state."""
-    d, M = cfg.data, cfg.model.members
-    ds = dataset if dataset is not None else load_dataset(d.source, cache_dir=d.cache_dir)
-    C, H, W = ds.image_shape
-    if H != W:
-        raise DataError(f"data.source {d.source}: images are {H}x{W}; the models take square images")
-    train_x, train_y, test_x, test_y = ds.train.images, ds.train.labels, ds.test.images, ds.test.labels
-    classes, ood_x = list(ds.classes), None
-    if d.classes is not None:
-        ids = class_ids(d.classes, classes)
-        kept, train_y = keep_classes(train_y, ids, len(classes))
-        train_x = train_x[kept]
-        kept, new_test_y = keep_classes(test_y, ids, len(classes))
-        ood_rows = np.setdiff1d(np.arange(len(test_y)), kept)
-        ood_x, ood_y = test_x[ood_rows], test_y[ood_rows]
-        test_x, test_y, classes = test_x[kept], new_test_y, [classes[i] for i in ids]
-        ood_x = ood_x[stratified_limit(ood_y, d.test_limit, cfg.train.seed, "ood")]
-    seed = cfg.train.seed
-    train_x, train_y = _limit(train_x, train_y, stratified_limit(train_y, d.train_limit, seed, "train"))
-    test_x, test_y = _limit(test_x, test_y, stratified_limit(test_y, d.test_limit, seed, "test"))
-    val_x = val_y = None
-    if d.val_fraction:
-        keep, held = val_split(len(train_y), d.val_fraction, cfg.train.seed)
-        val_x, val_y = train_x[held], train_y[held]
-        train_x, train_y = train_x[keep], train_y[keep]
-    if d.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
-        keep = bootstrap_unique(len(train_y), d.bootstrap_unique, cfg.train.seed).numpy()
-        train_x, train_y = train_x[keep], train_y[keep]
-    normalizer = Normalizer.fit(train_x, d.normalize).to(device)
-    weights = None
-    if d.bagging:
-        weights = bootstrap_counts(len(train_y), M, cfg.train.seed).float()
-    if d.label_split is not None:
-        mask = torch.zeros(M, len(classes))
-        for m, labels in enumerate(d.label_split):
-            for c in labels:
-                if not isinstance(c, int) or not 0 <= c < len(classes):
-                    raise ConfigError(
-                        f"data.label_split[{m}]: got label {c!r}; expected 0..{len(classes) - 1}"
-                    )
-                mask[m, c] = 1.0
-        spec = mask[:, torch.as_tensor(train_y)]
-        weights = spec if weights is None else weights * spec
-    memfmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    return ResidentData(
-        device=device,
-        classes=classes,
-        train_x=torch.as_tensor(train_x).to(device),
-        train_y=torch.as_tensor(train_y, dtype=torch.int64).to(device),
-        test_x=torch.as_tensor(test_x).to(device),
-        test_y=torch.as_tensor(test_y, dtype=torch.int64).to(device),
-        normalizer=normalizer,
-        plan=BatchPlan(len(train_y), cfg.train.batch_size, cfg.train.seed),
-        weights=weights.to(device) if weights is not None else None,
-        crop_padding=d.crop_padding,
-        flip=d.flip,
-        memory_format=memfmt,
-        source=(
-            str(d.source)
-            if d.source is not None  # a user's Datasets: named as streaming names them
-            else "python Datasets"
-            if dataset is not None and ds.name == "python"
-            else "embedded fashion-mnist subset"
-        ),
-        val_x=None if val_x is None else torch.as_tensor(val_x).to(device),
-        val_y=None if val_y is None else torch.as_tensor(val_y, dtype=torch.int64).to(device),
-        ood_x=None if ood_x is None or not len(ood_x) else torch.as_tensor(ood_x).to(device),
+def _held_out(kept: _Kept, fraction: float, seed: int) -> _Kept:
+    """``data.val_fraction``: a seeded share of the training examples moved to the validation split."""
+    keep, held = val_split(len(kept.train_y), fraction, seed)
+    return replace(
+        kept,
+        train_x=kept.train_x[keep],
+        train_y=kept.train_y[keep],
+        val_x=kept.train_x[held],
+        val_y=kept.train_y[held],
     )
+
+
+def _on(x: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if x is None else torch.as_tensor(x).to(device)
