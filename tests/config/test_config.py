@@ -43,6 +43,9 @@ def test_yaml_round_trip(tmp_path):
         ("train.keep_steps=[100, 0]", r"train.keep_steps\[1\]: got 0; expected an integer >= 1"),
         ("train.keep_steps=100", r"train.keep_steps: got 100; expected a list of iterations"),
         ("optim.milestones=[4000, x]", r"optim.milestones\[1\]: got 'x'; expected an integer >= 1"),
+        ("model.head=both", r"model.head: got 'both'; expected one of none, task"),
+        ("model.pool=mean", r"model.pool: got 'mean'; expected none unless model.head is task"),
+        ("model.head_in=8", r"model.head_in: got 8; expected null unless model.head is task"),
     ],
 )
 def test_bad_values_name_the_field(override, match):
