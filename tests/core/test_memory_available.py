@@ -67,3 +67,19 @@ def test_rlimit_as_is_honoured():
     )
     cap, left, avail = json.loads(run_capped(["-c", code], timeout=60).stdout)
     assert 0 < left < cap and avail <= left  # what the cap leaves after what the process already maps
+
+
+def test_the_capped_child_cannot_allocate_past_the_cap_and_is_killed_at_its_timeout():
+    # Guards the hostile-input tests that run under tests/memcap.py: its forked children really are capped
+    # and bounded in time.
+    import subprocess
+
+    import pytest
+
+    big = run_capped(["-c", "import sys; b = bytearray(4 * 2**30); print(len(b))"], timeout=60)
+    assert big.returncode == 1 and big.stdout == "" and "MemoryError" in big.stderr, big
+    said = run_capped(["-c", "import sys; print(sys.argv[1:]); raise SystemExit(7)", "a", "b"], timeout=60)
+    assert (said.returncode, said.stdout) == (7, "['a', 'b']\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_capped(["-c", "import time; time.sleep(60)"], timeout=1)
+    assert run_capped(["-c", "print('after')"], timeout=60).stdout == "after\n"
