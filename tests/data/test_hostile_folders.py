@@ -184,9 +184,6 @@ def test_links_inside_the_folder_are_followed_alike_by_both_loaders_and_loops_re
 def test_a_fifo_named_classes_txt_is_refused_not_skipped(tmp_path):
     """A FIFO where classes.txt belongs (image folder or shards) is named in a one-line error, not opened
     blocking and not silently ignored (the class order would then come from the folder names)."""
-    import subprocess
-    import sys
-
     from PIL import Image
 
     root = tmp_path / "set"
@@ -198,5 +195,5 @@ def test_a_fifo_named_classes_txt_is_refused_not_skipped(tmp_path):
         "import sys\nfrom mheads.data.index import index_source\nfrom mheads.data import DataError\n"
         f"try:\n    index_source({str(root)!r})\nexcept DataError as e:\n    print('refused', e)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = run_capped(["-c", code], timeout=60)  # a child: a FIFO opened blocking would never return
     assert r.stdout.startswith("refused") and "classes.txt" in r.stdout and "FIFO" in r.stdout.upper(), r
