@@ -243,6 +243,8 @@ def test_fit_streamed_equals_resident_and_resumes_exactly(tmp_path, case):
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), run
     data = json.loads((streamed.run / "run.json").read_text())["data"]
     assert data["loader"] == "stream" and data["workers"] == 0
+    key = {"features": "rmse", "tokens": "oracle_acc"}[case]  # evaluated streamed, as the run was
+    assert mheads.evaluate(streamed, CASES[case][0]())[key] == pytest.approx(streamed.metrics[key], rel=1e-6)
 
 
 @pytest.mark.slow
