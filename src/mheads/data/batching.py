@@ -25,8 +25,9 @@ __all__ = ["BatchPlan", "BatchSource", "shard_rows"]
 class BatchSource(Protocol):
     """What the training loop reads: a source of batches. The resident loader
     (:class:`~mheads.data.resident.ResidentData`), the streaming one
-    (:class:`~mheads.data.streaming.StreamData`) and a user's Datasets of any shape
-    (:class:`~mheads.data.tensors.TensorData`) implement it.
+    (:class:`~mheads.data.streaming.StreamData`) and a user's Datasets of any shape, read whole
+    (:class:`~mheads.data.tensors.TensorData`) or streamed
+    (:class:`~mheads.data.dataset_stream.DatasetStream`), implement it.
 
     ``train_batch(b, generator)``: batch ``b`` of the run's seeded plan, ``(inputs, targets, per-member
     weights (M, B) or None)``, a pure function of the run seed and ``b`` (exact resume); ``generator`` draws
