@@ -275,15 +275,22 @@ def test_a_full_disk_while_saving_keeps_the_last_checkpoint(
     assert all(torch.isfinite(t).all() for t in final.values())
 
 
-def _tiny_run(tmp_path):
-    """A finished 2-member run of one iteration, trained through the command line."""
-    cfg = tmp_path / "c.yaml"
+@pytest.fixture(scope="module")
+def tiny(work):
+    """A finished 2-member run of one iteration, trained through the command line (once; tests copy it)."""
+    cfg = work / "tiny.yaml"
     cfg.write_text(
         "model: {name: cifar10_quick, members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
         "train: {iterations: 1, batch_size: 8, eval_every: 1, checkpoint_every: 0, threads: 1}\n"
     )
-    run = tmp_path / "run"
+    run = work / "tiny"
     assert cli.main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    return run
+
+
+def _tiny_run(tiny: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(tiny, run)
     return run
 
 
@@ -302,30 +309,20 @@ def _tiny_run(tmp_path):
         (lambda m: m.pop("split"), r"run.json: the model description lacks 'split'"),
     ],
 )
-def test_eval_of_an_edited_run_description_exits_2_naming_the_file(tmp_path, edit, message):
-    import json
-    import re
-    import subprocess
-    import sys
-
-    run = _tiny_run(tmp_path)
+def test_eval_of_an_edited_run_description_exits_2_naming_the_file(server, tiny, tmp_path, edit, message):
+    run = _tiny_run(tiny, tmp_path)
     info = json.loads((run / "run.json").read_text())
     edit(info["meta"])
     (run / "run.json").write_text(json.dumps(info))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mheads", "eval", "--run", str(run), "--no-figures"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = server.run("eval", "--run", run, "--no-figures")  # a forked `mheads` process
     assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr
 
 
-def test_eval_of_weights_from_another_model_exits_2(tmp_path):
+def test_eval_of_weights_from_another_model_exits_2(tiny, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    run = _tiny_run(tmp_path)
+    run = _tiny_run(tiny, tmp_path)
     weights = load_file(str(run / "model.safetensors"))
     name = next(iter(weights))
     weights[name] = torch.zeros(3)
