@@ -72,6 +72,12 @@ def test_a_csv_table_trains_regression_evaluates_and_predicts_rows(tmp_path, cap
     assert f"report: {run / 'eval-report.json'}" in printed
     assert json.loads((run / "eval-report.json").read_text())["metrics"]["rmse"] == metrics["rmse"]
     assert (run / "plots/predicted_vs_true.png").stat().st_size > 0
+    own = (run / "eval-report.json").read_bytes()
+    (tmp_path / "other.csv").write_text(table.read_text())
+    args = ["eval", "--run", str(run), "--data", str(tmp_path / "other.csv"), "--no-figures"]
+    assert main([*args, "--model", "taskmodels:features_net"]) == 0
+    assert f"report: {run / 'eval-report-other.csv.json'}" in capsys.readouterr().out.splitlines()
+    assert (run / "eval-report.json").read_bytes() == own  # each data set keeps its own report
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c\n0,0,0\n1,2,3\n")
     assert (
