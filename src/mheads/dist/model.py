@@ -75,6 +75,26 @@ class DistributedTreeNet(nn.Module):
 
     def __init__(self, tree: TreeNet, placement: Placement | Mapping | None = None, group=None):
         super().__init__()
+        placement = self._checked(tree, placement)
+        self._join(group)
+        root = tree.root
+        n_branches = len(root.branches)
+        p = placement.resolve(n_branches, len(self._ranks))
+        branch_ranks = p.branch_ranks
+        assert branch_ranks is not None  # resolve fills in the default ranks
+        self.placement, self.world_size, self._branch_ranks = p, len(self._ranks), branch_ranks
+        self.rank = self._ranks.index(dist.get_rank())
+        self.is_root = self.rank == p.root_rank
+        self.num_members = tree.num_members
+        self.has_trunk = not root.is_identity
+        self._plan_collectives()
+        self._plan_member_order([b.num_leaves() for b in root.branches])
+        self._keep_own_part(tree)
+
+    @staticmethod
+    def _checked(tree: TreeNet, placement: Placement | Mapping | None) -> Placement:
+        """The placement (None or a config mapping made a :class:`Placement`), once torch.distributed is up
+        and ``tree`` is a TreeNet."""
         if not dist.is_initialized():
             raise RuntimeError(
                 "DistributedTreeNet: torch.distributed is not initialized; call "
@@ -84,28 +104,26 @@ class DistributedTreeNet(nn.Module):
             raise TypeError(f"tree: got {type(tree).__name__}; expected a mheads.tree.treenet.TreeNet")
         if placement is None or isinstance(placement, Mapping):
             placement = Placement.from_dict(placement)
+        return placement
+
+    def _join(self, group) -> None:
+        """The process group the model spans and its ranks, which must include this process."""
         self.group = group
         self._ranks = dist.get_process_group_ranks(group if group is not None else dist.group.WORLD)
         if dist.get_rank() not in self._ranks:
             raise ValueError(
                 f"group: this process (rank {dist.get_rank()}) is not in the group {self._ranks}"
             )
-        world = len(self._ranks)
-        root = tree.root
-        n_branches = len(root.branches)
-        p = placement.resolve(n_branches, world)
-        branch_ranks = p.branch_ranks
-        assert branch_ranks is not None  # resolve fills in the default ranks
-        self.placement, self.world_size, self._branch_ranks = p, world, branch_ranks
-        self.rank = self._ranks.index(dist.get_rank())
-        self.is_root = self.rank == p.root_rank
-        self.num_members = tree.num_members
-        self.has_trunk = not root.is_identity
-        leaves = [b.num_leaves() for b in root.branches]
 
+    def _plan_collectives(self) -> None:
+        """The ranks each collective joins (the trunk's broadcast, the logits' gather) and their process
+        groups; every rank must hold a part. Creating a group is collective: every rank runs this."""
+        p, branch_ranks = self.placement, self._branch_ranks
         self._bcast_ranks = sorted({p.trunk_rank, *branch_ranks}) if self.has_trunk else []
         self._gather_ranks = sorted({p.root_rank, *branch_ranks})
-        idle = [r for r in range(world) if r not in self._bcast_ranks and r not in self._gather_ranks]
+        idle = [
+            r for r in range(self.world_size) if r not in self._bcast_ranks and r not in self._gather_ranks
+        ]
         if idle:
             raise PlacementError(
                 f"placement: ranks {idle} would hold no part of the model (trunk rank "
@@ -118,7 +136,10 @@ class DistributedTreeNet(nn.Module):
         self._bgroup = self._subgroup(self._bcast_ranks) if self._bcast else None
         self._ggroup = self._subgroup(self._gather_ranks) if self._gather else None
 
-        # Member order: the gather returns rank by rank; the root reorders into depth-first leaf order.
+    def _plan_member_order(self, leaves: list[int]) -> None:
+        """The gather returns members rank by rank (``_sizes`` per gathering rank); ``_perm`` reorders them
+        into depth-first leaf order at the root (None where the two agree). ``leaves``: members per branch."""
+        n_branches, branch_ranks = len(leaves), self._branch_ranks
         offsets = [sum(leaves[:j]) for j in range(n_branches)]
         order = [
             m
@@ -133,10 +154,13 @@ class DistributedTreeNet(nn.Module):
         pos = [order.index(m) for m in range(self.num_members)]
         self._perm = None if pos == list(range(self.num_members)) else torch.tensor(pos)
 
-        # Keep this rank's part; the rest goes to the meta device (shape inference only). tree.state_dict()
-        # still lists every key, which is how the root knows the full layout.
+    def _keep_own_part(self, tree: TreeNet) -> None:
+        """Keep this rank's part of ``tree``; the rest goes to the meta device (shape inference only).
+        tree.state_dict() still lists every key, which is how the root knows the full layout."""
+        root, branch_ranks = tree.root, self._branch_ranks
+        n_branches = len(root.branches)
         self._local = [j for j in range(n_branches) if branch_ranks[j] == self.rank]
-        holds_trunk = self.has_trunk and self.rank == p.trunk_rank
+        holds_trunk = self.has_trunk and self.rank == self.placement.trunk_rank
         if not holds_trunk:
             root.layers.to("meta")
         for j, branch in enumerate(root.branches):
