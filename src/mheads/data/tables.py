@@ -26,6 +26,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -264,6 +265,22 @@ def read_table(
     docstring. `file_format`: "csv" or "parquet" (None: from the suffix, `.parquet`/`.pq` or anything else
     as CSV)."""
     check_choice("kind", kind, KINDS)
+    feats, targs, columns = _roles(features, targets, kind, num_classes, split_column, test_fraction)
+    table = _read(path, columns, split_column, delimiter, file_format)
+    pairs = TensorPairs(_floats(table, feats), _targets(table, targs, kind, num_classes))
+    return _splits(table, pairs, split_column, test_fraction, seed)
+
+
+def _roles(
+    features: str | Sequence[str],
+    targets: str | Sequence[str],
+    kind: str,
+    num_classes: int | None,
+    split_column: str | None,
+    test_fraction: float | None,
+) -> tuple[list[str], list[str], list[str]]:
+    """The feature and target columns, and every column to read (the split column last); each argument
+    checked (``ValueError`` naming it) before the file is opened."""
     feats, targs = _names("features", features), _names("targets", targets)
     if kind == "classification" and len(targs) != 1:
         raise ValueError(f"targets: got {targs!r}; expected one column of class indices for classification")
@@ -281,54 +298,88 @@ def read_table(
             f"columns: {twice[0]!r} is named more than once among features, targets and "
             "split_column; expected each column in one role"
         )
+    return feats, targs, columns
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """A file's `columns` as read: CSV's raw strings with each row's line number (`lines`), or Parquet's
+    numpy arrays (`lines` None; the split column a list of its values); `n` rows, `where` the file as
+    messages name it."""
+
+    where: str
+    columns: dict[str, Any]
+    lines: list[int] | None
+    n: int
+
+
+def _read(
+    path: str | os.PathLike,
+    columns: list[str],
+    split_column: str | None,
+    delimiter: str,
+    file_format: str | None,
+) -> _Table:
+    """The `columns` of the regular file `path` (within `read_limit()` bytes), as CSV or Parquet
+    (`file_format`, else by suffix); a file without data rows is refused."""
     where = display(path)
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     fmt = file_format if file_format is not None else ("parquet" if suffix in (".parquet", ".pq") else "csv")
     check_choice("file_format", fmt, ("csv", "parquet"))
     limit = read_limit()
     data = read_regular(path, where, max_bytes=limit)
-    arrays: dict[str, Any] = {}  # Parquet's {column: numpy array} (the split column a list); empty for CSV
+    raw: dict[str, Any]
     lines: list[int] | None
     if fmt == "csv":
         raw, lines = _read_csv(data, where, columns, delimiter)
     else:
-        raw = arrays = _read_parquet(data, where, columns, limit, split_column)
-        lines = None
+        raw, lines = _read_parquet(data, where, columns, limit, split_column), None
     n = len(raw[columns[0]])
     if n == 0:
         raise DataError(f"{where}: no data rows; expected at least one row below the header")
+    return _Table(where, raw, lines, n)
 
-    def floats(cols: list[str]) -> torch.Tensor:
-        if lines is None:
-            return torch.from_numpy(np.stack([_parquet_floats(arrays[c], where, c) for c in cols], axis=1))
-        out = np.empty((n, len(cols)), dtype=np.float32)
-        for j, c in enumerate(cols):
-            for i, v in enumerate(raw[c]):
-                out[i, j] = _float(v, _where(where, i + 1, lines[i], c))
-        return torch.from_numpy(out)
 
-    inputs = floats(feats)
-    c = targs[0]
+def _floats(table: _Table, cols: list[str]) -> torch.Tensor:
+    """The `cols` as float32 `(n, len(cols))`; a value that is not a finite float32 refused naming its row."""
+    where, raw, lines = table.where, table.columns, table.lines
+    if lines is None:
+        return torch.from_numpy(np.stack([_parquet_floats(raw[c], where, c) for c in cols], axis=1))
+    out = np.empty((table.n, len(cols)), dtype=np.float32)
+    for j, c in enumerate(cols):
+        for i, v in enumerate(raw[c]):
+            out[i, j] = _float(v, _where(where, i + 1, lines[i], c))
+    return torch.from_numpy(out)
+
+
+def _targets(table: _Table, targs: list[str], kind: str, num_classes: int | None) -> torch.Tensor:
+    """Regression: the `targs` columns as float32 `(n, D)`; classification: the one column's exact class
+    indices, int64 `(n,)`."""
     if kind == "regression":
-        target = floats(targs)
-    elif lines is None:
-        target = torch.from_numpy(_parquet_labels(arrays[c], where, c, num_classes))
-    else:
-        target = torch.tensor(
-            [_label(v, _where(where, i + 1, lines[i], c), num_classes) for i, v in enumerate(raw[c])],
-            dtype=torch.int64,
-        )
-    pairs = TensorPairs(inputs, target)
+        return _floats(table, targs)
+    where, raw, lines, c = table.where, table.columns, table.lines, targs[0]
+    if lines is None:
+        return torch.from_numpy(_parquet_labels(raw[c], where, c, num_classes))
+    return torch.tensor(
+        [_label(v, _where(where, i + 1, lines[i], c), num_classes) for i, v in enumerate(raw[c])],
+        dtype=torch.int64,
+    )
+
+
+def _splits(
+    table: _Table, pairs: TensorPairs, split_column: str | None, test_fraction: float | None, seed: int
+) -> dict[str, TensorPairs]:
+    """`pairs` by split: the file's `split_column`, a seeded split of `test_fraction`, or all "train"."""
     if split_column is not None:
-        names = _split_names(raw[split_column], where, split_column, lines)
+        names = _split_names(table.columns[split_column], table.where, split_column, table.lines)
         return {
             s: pairs.subset(torch.tensor([i for i, v in enumerate(names) if v == s], dtype=torch.int64))
             for s in SPLITS
             if s in names
         }
     if test_fraction is not None:
-        if n < 2:
-            raise DataError(f"{where}: {n} data row; a seeded split needs at least 2")
-        train, test = seeded_split(n, test_fraction, seed)
+        if table.n < 2:
+            raise DataError(f"{table.where}: {table.n} data row; a seeded split needs at least 2")
+        train, test = seeded_split(table.n, test_fraction, seed)
         return {"train": pairs.subset(train), "test": pairs.subset(test)}
     return {"train": pairs}
