@@ -241,3 +241,9 @@ def test_classification_of_images_through_a_pooled_conv_base(tmp_path):
     r = mheads.fit(maps, ds, out=tmp_path / "img", progress=False, settings=settings, task=classification())
     assert r.tree(torch.rand(2, 1, 8, 8)).shape == (2, 2, 3)
     assert "oracle_acc" in r.metrics
+
+
+def test_a_base_that_outputs_features_without_a_head_is_told_of_model_head(tmp_path):
+    settings = {**BASE, "model.head": "none"}
+    with pytest.raises(ConfigError, match=r"task 'regression' refuses \(2 outputs .*set model.head task\)"):
+        mheads.fit(features, table("vector"), out=tmp_path / "x", task=regression(2), settings=settings)

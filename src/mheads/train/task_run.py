@@ -76,5 +76,5 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             want = ""
         raise ConfigError(
             f"model: members output shape {tuple(outputs.shape)} for one example, which task "
-            f"{task.name!r} refuses{want}: {err}"
+            f"{task.name!r} refuses{want}: {err} (a base that outputs features: set model.head task)"
         ) from None
