@@ -1,6 +1,4 @@
-import subprocess
-import sys
-
+from memcap import run_capped
 from mheads.report.figures import assignment_heatmap, heatmap_grid, label_offsets, training_curves
 
 
@@ -27,6 +25,8 @@ def test_figures_are_written_as_png(tmp_path):
 def test_drawing_leaves_the_process_matplotlib_backend_alone(tmp_path):
     """A user's process (a notebook, a GUI) keeps its backend: importing and drawing select none."""
     code = f"""
+import sys
+assert "matplotlib" not in sys.modules and "mheads.report.figures" not in sys.modules, "imported already"
 import matplotlib
 matplotlib.use("svg")
 import mheads.report.figures as f, mheads.cli.commands
@@ -35,9 +35,7 @@ import matplotlib.pyplot as plt
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert plt.get_fignums() == [], plt.get_fignums()
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"MPLBACKEND": ""}
-    )
+    done = run_capped(["-c", code], env={"MPLBACKEND": ""}, timeout=60)  # a child of a process without them
     assert done.returncode == 0, done.stderr
 
 
