@@ -8,6 +8,7 @@ resumed run draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 
@@ -196,13 +197,22 @@ def task_loss(
     )
 
 
-def forward_backward(
-    model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
-    data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
-    if isinstance(task, Classification):
-        task = None  # classification: compute_loss, as before tasks existed (bit-identical runs)
+@dataclass(frozen=True)
+class _StepPlan:
+    """What every batch of one step shares: the loss (``independent_ce`` while pretraining), whether it reads
+    scores, its temperature, and how and where it runs."""
+
+    task: Task | None  # None: classification, through compute_loss
+    loss_name: str
+    scored: bool  # the scoring heads' logits go to the loss
+    temperature: float
+    separate: bool  # the members forward and backward one at a time (member_by_member)
+    computes_loss: bool  # this rank computes the loss (the root, or a replica's own root)
+    shard: tuple[int, int] | None  # a data-parallel replica's rows of the batch
+
+
+def _plan_step(model, opt, data, cfg: Config, it: int, comm, task: Task | None) -> _StepPlan:
+    """Seed the step's global draws, clear the gradients, and decide the step's loss and path."""
     t, L = cfg.train, cfg.loss
     # dropout and anything else drawing globally; each data-parallel replica draws its own
     keys = (Stream.STEP, it) if comm.replicas == 1 else (Stream.STEP, it, "replica", comm.replica)
@@ -212,67 +222,96 @@ def forward_backward(
     spec = LOSSES[loss_name] if task is None else ENSEMBLE_LOSSES.get(LOSS_ALIASES.get(loss_name, loss_name))
     scored = spec is not None and spec.scores and task_scores_from_model(task)
     _check_scoring(model, cfg, scored)
-    temperature = annealed_temperature(L.temperature, L.anneal_iterations, it)
-    separate = task is None and comm.world_size == 1 and members_separable(model, loss_name, data.device)
-    computes_loss = getattr(model, "is_root", comm.is_root)  # a replica's own root, with data parallelism
-    shard = getattr(data, "shard", None)
+    return _StepPlan(
+        task=task,
+        loss_name=loss_name,
+        scored=scored,
+        temperature=annealed_temperature(L.temperature, L.anneal_iterations, it),
+        separate=task is None and comm.world_size == 1 and members_separable(model, loss_name, data.device),
+        computes_loss=getattr(model, "is_root", comm.is_root),
+        shard=getattr(data, "shard", None),
+    )
+
+
+def _ensemble_loss(plan: _StepPlan, cfg: Config, logits, scores, y, w, b: int) -> LossResult:
+    """The ensemble loss of batch ``b``'s member outputs ``logits`` (M, B, ...) and score logits (M, B) or
+    None: ``compute_loss`` for classification, the task's loss otherwise."""
+    t, L = cfg.train, cfg.loss
+    if plan.task is None:
+        return compute_loss(
+            plan.loss_name,
+            logits.float(),
+            y,
+            k=L.k,
+            mix=L.mix,
+            beta=L.beta,
+            weights=w,
+            epsilon=L.epsilon,
+            temperature=plan.temperature,
+            score_weight=L.score_weight,
+            score_logits=None if scores is None else scores.float(),
+            label_smoothing=L.label_smoothing,
+            generator=_tie_generator(t.seed, b, logits, plan.shard),
+        )
+    return task_loss(
+        plan.task,
+        plan.loss_name,
+        logits.float(),
+        y,
+        cfg=cfg,
+        weights=w,
+        scores=None if scores is None else scores.float(),
+        temperature=plan.temperature,
+        generator=_tie_generator(t.seed, b, logits, plan.shard),
+    )
+
+
+def _forward_loss(model, plan: _StepPlan, cfg: Config, x, y, w, b: int, autocast):
+    """Batch ``b``'s forward and the loss to backpropagate: on a rank that computes the loss, the ensemble
+    loss over ``train.accumulate`` and its result; elsewhere the zero-element output, whose backward pulls
+    this rank's gradient from the root, and None."""
+    scores = None
+    with autocast():
+        if plan.scored:
+            logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
+        else:
+            logits = model(x)  # (M, B, C) at the root
+    if not plan.computes_loss:
+        return logits.sum(), None
+    res = _ensemble_loss(plan, cfg, logits, scores, y, w, b)
+    return res.loss / cfg.train.accumulate, res
+
+
+def forward_backward(
+    model, opt, data, cfg: Config, it: int, comm, params, task: Task | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Forward and backward over the step's ``train.accumulate`` batches, gradients averaged over
+    data-parallel replicas: (the loss, 0-d on the device; per-member losses; MCL win counts)."""
+    if isinstance(task, Classification):
+        task = None  # classification: compute_loss, as before tasks existed (bit-identical runs)
+    plan = _plan_step(model, opt, data, cfg, it, comm, task)
+    t = cfg.train
     total = torch.zeros((), device=data.device)
     per_member = wins = None
     for a in range(t.accumulate):
         b = it * t.accumulate + a
         x, y, w = data.train_batch(b, derived_generator(t.seed, Stream.AUGMENT, b, device=data.device))
         autocast = (lambda: torch.autocast(data.device.type, dtype=torch.bfloat16)) if t.amp else nullcontext
-        if separate:
-            loss, part = member_by_member(model, x, y, w, t.accumulate, L.label_smoothing, autocast)
+        if plan.separate:
+            loss, part = member_by_member(model, x, y, w, t.accumulate, cfg.loss.label_smoothing, autocast)
             per_member = part if per_member is None else per_member + part
             total = total + loss
             continue
-        scores = None
-        with autocast():
-            if scored:
-                logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
-            else:
-                logits = model(x)  # (M, B, C) at the root
-        if computes_loss:
-            if task is None:
-                res = compute_loss(
-                    loss_name,
-                    logits.float(),
-                    y,
-                    k=L.k,
-                    mix=L.mix,
-                    beta=L.beta,
-                    weights=w,
-                    epsilon=L.epsilon,
-                    temperature=temperature,
-                    score_weight=L.score_weight,
-                    score_logits=None if scores is None else scores.float(),
-                    label_smoothing=L.label_smoothing,
-                    generator=_tie_generator(t.seed, b, logits, shard),
-                )
-            else:
-                res = task_loss(
-                    task,
-                    loss_name,
-                    logits.float(),
-                    y,
-                    cfg=cfg,
-                    weights=w,
-                    scores=None if scores is None else scores.float(),
-                    temperature=temperature,
-                    generator=_tie_generator(t.seed, b, logits, shard),
-                )
-            loss = res.loss / t.accumulate
+        loss, res = _forward_loss(model, plan, cfg, x, y, w, b, autocast)
+        if res is not None:
             per_member = res.per_member if per_member is None else per_member + res.per_member
             if res.assignment is not None:
                 won = res.assignment.sum(dim=1)  # (M,)
                 wins = won if wins is None else wins + won
             total = total + loss.detach()
-        else:
-            loss = logits.sum()  # zero-element: its backward pulls this rank's gradient from the root
         loss.backward()
     comm.average_gradients(params)  # over data-parallel replicas (a no-op without)
-    if computes_loss and comm.replicas > 1:  # every replica root's shard: the mean over the whole batch
+    if plan.computes_loss and comm.replicas > 1:  # every replica root's shard: the mean over the whole batch
         total = comm.sum_over_replicas(total) / comm.replicas
         wins = None if wins is None else comm.sum_over_replicas(wins)
     return total, per_member, wins
