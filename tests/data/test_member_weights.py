@@ -23,18 +23,28 @@ def test_a_label_outside_the_classes_names_the_member(bad):
 
 
 def test_neither_bagging_nor_specialists_weighs_nothing():
-    assert member_weights(np.array([0, 1, 2]), 3, 2, seed=0, bagging=False, label_split=None) is None
+    assert member_weights(3, 3, 2, 0, False, None, labels=_never) is None
 
 
 def test_specialists_weigh_each_example_by_its_class():
     labels = np.array([2, 0, 1, 2])
-    w = member_weights(labels, 3, 2, seed=0, bagging=False, label_split=[[2], [0, 1]])
+    w = member_weights(4, 3, 2, 0, False, [[2], [0, 1]], labels=lambda: labels)
     assert torch.equal(w, torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]]))
 
 
 def test_bagging_with_specialists_multiplies_the_counts_by_the_mask():
     labels = np.array([0, 1, 1, 0, 1])
     counts = bootstrap_counts(5, 2, 7).float()
-    assert torch.equal(member_weights(labels, 2, 2, 7, bagging=True, label_split=None), counts)
-    both = member_weights(labels, 2, 2, 7, bagging=True, label_split=[[0], [1]])
+    assert torch.equal(member_weights(5, 2, 2, 7, True, None, labels=lambda: labels), counts)
+    both = member_weights(5, 2, 2, 7, True, [[0], [1]], labels=lambda: labels)
     assert torch.equal(both, counts * torch.tensor([[1.0, 0, 0, 1, 0], [0, 1, 1, 0, 1]]))
+
+
+def _never() -> np.ndarray:
+    raise AssertionError("labels read without data.label_split")
+
+
+def test_labels_are_read_only_with_specialists_and_after_their_check():
+    assert member_weights(3, 2, 2, 0, True, None, labels=_never).shape == (2, 3)
+    with pytest.raises(ConfigError, match=r"data.label_split\[0\]: got label 5"):
+        member_weights(3, 2, 2, 0, False, [[5], [0]], labels=_never)

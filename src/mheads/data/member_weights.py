@@ -5,6 +5,8 @@ here from the examples a run keeps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -27,15 +29,25 @@ def specialist_mask(label_split: list, members: int, num_classes: int) -> torch.
 
 
 def member_weights(
-    labels: np.ndarray, num_classes: int, members: int, seed: int, bagging: bool, label_split: list | None
+    n: int,
+    num_classes: int,
+    members: int,
+    seed: int,
+    bagging: bool,
+    label_split: list | None,
+    *,
+    labels: Callable[[], np.ndarray],
 ) -> torch.Tensor | None:
-    """``(M, N)`` float weights of the ``N`` training examples whose class indices are ``labels`` (the
-    run's numbering): bootstrap counts seeded by ``seed`` with ``bagging``, times the specialists' mask
-    with ``label_split``; None (every example weighs 1) with neither. On the CPU."""
+    """``(M, n)`` float weights of the ``n`` training examples: bootstrap counts seeded by ``seed`` with
+    ``bagging``, times the specialists' mask with ``label_split``; None (every example weighs 1) with
+    neither. On the CPU. ``labels()`` gives the examples' class indices ``(n,)`` in the run's numbering; it
+    is called only with ``label_split``, once its classes are checked (a streamed source may have to read
+    every label to answer)."""
     weights = None
     if bagging:
-        weights = bootstrap_counts(len(labels), members, seed).float()
+        weights = bootstrap_counts(n, members, seed).float()
     if label_split is not None:
-        spec = specialist_mask(label_split, members, num_classes)[:, torch.as_tensor(labels)]
+        mask = specialist_mask(label_split, members, num_classes)
+        spec = mask[:, torch.as_tensor(labels())]
         weights = spec if weights is None else weights * spec
     return weights

@@ -154,17 +154,17 @@ def resident_data(
     C, H, W = ds.image_shape
     if H != W:
         raise DataError(f"data.source {data.source}: images are {H}x{W}; the models take square images")
-    kept = _Kept(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, list(ds.classes))
-    if data.classes is not None:
-        kept = _only_classes(kept, data.classes, data.test_limit, seed)
-    kept = _limited(kept, data.train_limit, data.test_limit, seed)
-    if data.val_fraction:
-        kept = _held_out(kept, data.val_fraction, seed)
-    if data.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
-        keep = bootstrap_unique(len(kept.train_y), data.bootstrap_unique, seed).numpy()
-        kept = replace(kept, train_x=kept.train_x[keep], train_y=kept.train_y[keep])
+    kept = _kept(ds, data, seed)
     normalizer = Normalizer.fit(kept.train_x, data.normalize).to(device)
-    weights = member_weights(kept.train_y, len(kept.classes), members, seed, data.bagging, data.label_split)
+    weights = member_weights(
+        len(kept.train_y),
+        len(kept.classes),
+        members,
+        seed,
+        data.bagging,
+        data.label_split,
+        labels=lambda: kept.train_y,
+    )
     return ResidentData(
         device=device,
         classes=kept.classes,
@@ -199,6 +199,21 @@ class _Kept:
     val_x: np.ndarray | None = None
     val_y: np.ndarray | None = None
     ood_x: np.ndarray | None = None
+
+
+def _kept(ds: Dataset, data: DataConfig, seed: int) -> _Kept:
+    """The examples of ``ds`` that ``data`` keeps, step by step: ``data.classes`` (the open set), the limits,
+    the validation split, then bagging's ``bootstrap_unique``."""
+    kept = _Kept(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, list(ds.classes))
+    if data.classes is not None:
+        kept = _only_classes(kept, data.classes, data.test_limit, seed)
+    kept = _limited(kept, data.train_limit, data.test_limit, seed)
+    if data.val_fraction:
+        kept = _held_out(kept, data.val_fraction, seed)
+    if data.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
+        keep = bootstrap_unique(len(kept.train_y), data.bootstrap_unique, seed).numpy()
+        kept = replace(kept, train_x=kept.train_x[keep], train_y=kept.train_y[keep])
+    return kept
 
 
 def _only_classes(kept: _Kept, requested: list, test_limit: int | None, seed: int) -> _Kept:

@@ -31,27 +31,30 @@ of a DataLoader traceback or a wait without end; the run resumes from its last c
 from __future__ import annotations
 
 import logging
-import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from mheads.config import Config, ConfigError
-from mheads.core.resources import available_memory, gib
-from mheads.core.seeding import Stream, derive_seed
+from mheads.config import Config, DataConfig
 from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
-from mheads.data.examples import FileExamples, TorchExamples
-from mheads.data.from_torch import class_names
-from mheads.data.headers import check_headers
 from mheads.data.index import StreamIndex
-from mheads.data.preprocess import Normalizer, NormalizerStats, augment
+from mheads.data.member_weights import member_weights
+from mheads.data.preprocess import Normalizer, augment
+from mheads.data.stream_failures import StreamWorkerError, fetch_batch, worker_errors
+from mheads.data.stream_sources import (
+    Chosen,
+    Sources,
+    choose_examples,
+    dataset_sources,
+    index_sources,
+    run_labels,
+)
+from mheads.data.stream_stats import fit_normalizer, image_channels, native_size
 from mheads.data.stream_worker import (
     Examples,
     TrainKeys,
@@ -61,102 +64,24 @@ from mheads.data.stream_worker import (
     worker_init,
     workers_shielded,
 )
-from mheads.data.subsets import class_ids, keep_classes, stratified_limit, val_split
-from mheads.ensemble.strategies import bootstrap_counts, bootstrap_unique
 
 __all__ = [
     "WORKER_TIMEOUT_S",
+    "Sources",
     "StreamData",
     "StreamWorkerError",
+    "dataset_sources",
     "default_workers",
+    "index_sources",
     "prepare_stream",
+    "stream_data",
     "worker_errors",
 ]
 
 log = logging.getLogger(__name__)
 
-_PROBE = 16  # training images decoded to decide greyscale (1 channel) or colour (3)
 PREFETCH = 4  # batches each worker decodes ahead
 WORKER_TIMEOUT_S = 600.0  # no batch from the workers for this long: one is stopped or hung
-_STATS_BATCH = 500  # images per batch of the normalization pass, at most
-_STATS_BATCH_BYTES = 64 * 2**20  # ... and at most this many decoded bytes
-_LONG_SCAN = 10_000  # reading more labels than this before training is announced
-
-
-class StreamWorkerError(DataError):
-    """A DataLoader worker died (the out-of-memory killer, a signal sent to it alone) or sent nothing for
-    ``WORKER_TIMEOUT_S`` (stopped or hung). Bad input in the sense of the exit codes (2): the machine could
-    not run the workers the config asks for; the run folder stays resumable."""
-
-
-def worker_failure(err: BaseException) -> StreamWorkerError | None:
-    """The one-line error for a DataLoader's worker-failure ``RuntimeError`` (raised where the main process
-    waits for a batch, or by torch's SIGCHLD handler anywhere in it), or None for any other error."""
-    msg = " ".join(str(err).split())
-    if not isinstance(err, RuntimeError):
-        return None
-    if msg.startswith("DataLoader timed out after"):
-        return StreamWorkerError(
-            f"data.workers: no batch came from the worker processes for {msg.split('after ')[1].rstrip('.')} "
-            "(a worker is stopped or hung); they were ended: resume the run (mheads train --resume) once "
-            "they can run, or set data.workers: 0 to decode in the training process"
-        )
-    found = re.match(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\) (.*)", msg)
-    if found:
-        pids, how = found.group(1), found.group(2).split(". ")[0].rstrip(".")
-        return StreamWorkerError(
-            f"data.workers: worker process {pids} {how} (the out-of-memory killer ends processes with "
-            "SIGKILL); resume the run (mheads train --resume), with fewer data.workers or a smaller "
-            "train.batch_size if memory is short"
-        )
-    return None
-
-
-@contextmanager
-def worker_errors():
-    """Turn a DataLoader worker failure raised anywhere inside into :class:`StreamWorkerError`."""
-    try:
-        yield
-    except RuntimeError as err:
-        failure = worker_failure(err)
-        if failure is None:
-            raise
-        raise failure from None
-
-
-def _stop_workers(it) -> None:
-    """End the workers of a DataLoader iterator that timed out with SIGKILL, the one signal a stopped process
-    obeys (left alive, one would hang this process's exit: Python joins its child processes). They are
-    first taken off torch's list of workers whose death is an error. This reaches into the iterator's
-    private state, each step guarded: where it is not there (another torch), only the exit can hang."""
-    workers = list(getattr(it, "_workers", ()))
-    if getattr(it, "_worker_pids_set", False):
-        from torch.utils.data._utils import signal_handling
-
-        signal_handling._remove_worker_pids(id(it))
-        it._worker_pids_set = False
-    for w in workers:
-        if w.is_alive():
-            w.kill()
-    for w in workers:
-        w.join(timeout=5)
-    shutdown = getattr(it, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
-def _fetch(it):
-    """The next batch of ``it``; a worker failure as :class:`StreamWorkerError` (workers that timed out are
-    ended first)."""
-    try:
-        return next(it)
-    except RuntimeError as err:
-        failure = worker_failure(err)
-        if failure is None:
-            raise
-        if "no batch came" in str(failure):
-            _stop_workers(it)
-        raise failure from None
 
 
 @dataclass
@@ -220,7 +145,7 @@ class StreamData:
 
     def _next_batch(self, it: Iterator):
         t0 = time.perf_counter()
-        batch = _fetch(it)
+        batch = fetch_batch(it)
         self.wait_s += time.perf_counter() - t0
         if isinstance(batch, str):
             raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
@@ -283,89 +208,6 @@ class StreamData:
         }
 
 
-def _probe(source, indices: np.ndarray):
-    """The first readable images among the training examples ``indices[:_PROBE]`` (those the run uses)."""
-    for i in indices[:_PROBE]:
-        try:
-            yield int(i), source.load(int(i), None)[0]
-        except DataError:
-            continue
-
-
-def _channels(source, indices: np.ndarray) -> int:
-    """3 when any probed training image is in colour, else 1 (colour images met later are made grey)."""
-    return 3 if any(img.mode != "L" for _, img in _probe(source, indices)) else 1
-
-
-def _native_size(source, indices: np.ndarray, where: str) -> int:
-    """The side of the first readable training image, which must be square (``data.image_size`` unset)."""
-    for i, img in _probe(source, indices):
-        w, h = img.size
-        if w != h:
-            raise DataError(
-                f"{source.where(i)}: image is {w}x{h}; set data.image_size to stream images that "
-                "are not square (they are resized and centre-cropped to it)"
-            )
-        return w
-    raise DataError(
-        f"data.source {where}: none of the first {min(len(indices), _PROBE)} training images is readable"
-    )
-
-
-def _stats_plan(data: StreamData, ds: Examples, mode: str, count: int) -> int:
-    """Images per batch of the normalization pass; refuses (``ConfigError`` naming ``data.image_size``) a pass
-    whose statistics and batches in flight would not fit the memory there is, before any is allocated."""
-    view = ds.view
-    image = view.channels * view.size * view.size  # bytes of one decoded uint8 image
-    per_batch = max(1, min(_STATS_BATCH, count, _STATS_BATCH_BYTES // image))
-    # the batches the workers decode ahead, the one being added and its stacked copy in collate
-    batches = per_batch * image * (data.queued_batches + 2)
-    # mean_image: an int64 sum per pixel, its float64 mean and the float32 mean image (8 + 8 + 4 bytes)
-    state = 20 * image if mode == "mean_image" else 0
-    need, avail = batches + state, available_memory("cpu")
-    if need > 0.9 * avail:
-        size = (
-            f"got {view.size}"
-            if data.image_size_set
-            else f"unset, and the images are {view.size}x{view.size}"
-        )
-        raise ConfigError(
-            f"data.image_size: {size}; the normalization statistics ({mode}) would need about "
-            f"{gib(need)} ({data.queued_batches + 2} batches of {per_batch} images in flight"
-            f"{', the mean image' if state else ''}) but {gib(avail)} of memory is available; "
-            "set a smaller data.image_size (or fewer data.workers)"
-        )
-    return per_batch
-
-
-def _fit_normalizer(
-    data: StreamData, ds: Examples, mode: str, limit: int, seed: int, progress: bool = False
-) -> Normalizer:
-    n = ds.n
-    if n <= limit:
-        order = np.arange(n)
-    else:
-        order = np.sort(
-            np.random.default_rng(derive_seed(seed, Stream.NORMALIZER)).choice(n, limit, replace=False)
-        )
-    per_batch = _stats_plan(data, ds, mode, len(order))
-    stats = NormalizerStats(ds.view.channels, ds.view.size, ds.view.size, modes=(mode,))
-    keys = [[(int(i), -1, 0) for i in order[s : s + per_batch]] for s in range(0, len(order), per_batch)]
-    it = data._start(ds, keys)
-    for _ in tqdm(
-        keys,
-        desc="normalization statistics",
-        unit="batch",
-        disable=not progress,
-        leave=False,
-    ):
-        batch = _fetch(it)
-        if isinstance(batch, str):
-            raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
-        stats.update(batch[0])
-    return stats.finish(mode)
-
-
 def prepare_stream(
     cfg: Config,
     device: torch.device,
@@ -376,128 +218,131 @@ def prepare_stream(
     progress: bool = False,
 ) -> StreamData:
     """The streamed data ``cfg.data`` describes: from an index of files (``index``), or from a user's torch
-    Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``)."""
-    d, t, M = cfg.data, cfg.train, cfg.model.members
-    train_src: FileExamples | TorchExamples
-    test_src: FileExamples | TorchExamples
+    Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``). The run config's adapter to
+    :func:`stream_data`."""
+    d, t = cfg.data, cfg.train
     if index is not None:
-        for split, idx in (("train", index.train), ("test", index.test)):
-            bad = check_headers(idx, split, progress)
-            if bad:
-                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-                if d.on_bad_image == "stop":
-                    raise DataError(
-                        f"{bad[0][1]}{more}; remove or replace it, or set data.on_bad_image: skip"
-                    )
-                log.warning("%s%s: skipped where drawn (data.on_bad_image: skip)", bad[0][1], more)
-        train_src, test_src = FileExamples(index.train), FileExamples(index.test)
-        classes, where = list(index.classes), f"{d.source} ({index.kind})"
+        sources = index_sources(index, str(d.source), d.on_bad_image, progress)
     else:
-        train_src = TorchExamples(train, "train")
-        test_src = TorchExamples(test, "test") if test is not None else train_src
-        # its own class names when it has them (torchvision's do; a label outside them stops the run where
-        # it is read); otherwise one pass over its labels, announced when long
-        if getattr(train, "classes", None) is not None:
-            classes = [str(c) for c in train.classes]
-        else:
-            if getattr(train, "targets", None) is None and len(train_src) > _LONG_SCAN:
-                log.info(
-                    "reading the labels of all %d train examples to count the classes (give the "
-                    "Dataset `classes` and `targets` attributes to skip this pass)",
-                    len(train_src),
-                )
-            classes = class_names(train, train_src.labels(progress))
-        where = "python Datasets"
-    all_classes, relabel = classes, None
-    train_idx, test_idx, val_idx, ood_idx = np.arange(len(train_src)), np.arange(len(test_src)), None, None
-    if d.classes is not None:
-        ids = class_ids(d.classes, classes)
-        train_idx, _ = keep_classes(train_src.labels(), ids, len(classes))
-        test_idx, _ = keep_classes(test_src.labels(), ids, len(classes))
-        ood_idx = np.setdiff1d(np.arange(len(test_src)), test_idx)
-        ood_idx = ood_idx[stratified_limit(test_src.labels()[ood_idx], d.test_limit, t.seed, "ood")]
-        relabel = np.full(len(classes), -1, dtype=np.int64)
-        relabel[ids] = np.arange(len(ids))
-        classes = [classes[i] for i in ids]
-    if d.train_limit is not None:
-        train_idx = train_idx[stratified_limit(train_src.labels()[train_idx], d.train_limit, t.seed, "train")]
-    if d.test_limit is not None:
-        test_idx = test_idx[stratified_limit(test_src.labels()[test_idx], d.test_limit, t.seed, "test")]
-    if d.val_fraction:
-        keep, held = val_split(len(train_idx), d.val_fraction, t.seed)
-        train_idx, val_idx = train_idx[keep], train_idx[held]
-    if d.bootstrap_unique is not None:  # bagging's sample of this N, its duplicates dropped
-        train_idx = train_idx[bootstrap_unique(len(train_idx), d.bootstrap_unique, t.seed).numpy()]
-    n_train, n_test = len(train_idx), len(test_idx)
-    size = d.image_size if d.image_size is not None else _native_size(train_src, train_idx, str(d.source))
-    view = View(
-        size=size,
-        channels=_channels(train_src, train_idx),
-        resize=d.eval_resize or size,
-        train_crop=d.train_crop,
-        crop_scale=(float(d.crop_scale[0]), float(d.crop_scale[1])),  # [low, high], checked by the config
+        sources = dataset_sources(train, test, progress)
+    return stream_data(
+        sources,
+        d,
+        device,
+        members=cfg.model.members,
         seed=t.seed,
-        num_classes=len(classes),
+        batch_size=t.batch_size,
+        total_batches=t.iterations * t.accumulate,
+        channels_last=t.channels_last,
+        progress=progress,
     )
-    skip, k = d.on_bad_image == "skip", len(all_classes)
-    train_set, test_set = (
-        Examples(train_src, view, skip, train_idx, relabel, k),
-        Examples(test_src, view, skip, test_idx, relabel, k),
+
+
+def stream_data(
+    sources: Sources,
+    data: DataConfig,
+    device: torch.device,
+    *,
+    members: int,
+    seed: int,
+    batch_size: int,
+    total_batches: int,
+    channels_last: bool,
+    progress: bool = False,
+) -> StreamData:
+    """``sources`` streamed to ``device`` as the ``data`` section says (classes, limits, validation split,
+    image view, normalization, augmentation, bagging, specialists, workers) for ``members`` members:
+    ``total_batches`` batches of ``batch_size`` in an order, and subsets, seeded by ``seed``."""
+    chosen = choose_examples(sources, data, seed)
+    view = _view(sources.train, chosen.train, data, seed, len(chosen.classes))
+    stream = _unfitted(sources, chosen, view, data, device, seed, batch_size, total_batches, channels_last)
+    normalizer = fit_normalizer(stream, stream.train_set, data.normalize, data.stats_images, seed, progress)
+    stream.normalizer = normalizer.to(device)
+    weights = member_weights(
+        len(chosen.train),
+        len(chosen.classes),
+        members,
+        seed,
+        data.bagging,
+        data.label_split,
+        labels=lambda: run_labels(sources, chosen),
     )
-    val_set = (
-        None if val_idx is None or not len(val_idx) else Examples(train_src, view, skip, val_idx, relabel, k)
+    stream.weights = weights.to(device) if weights is not None else None
+    log.info(
+        "streaming %s: %d train / %d test images at %dx%d, %d workers",
+        sources.where,
+        len(chosen.train),
+        len(chosen.test),
+        view.size,
+        view.size,
+        stream.workers,
     )
-    ood_set = (
-        None
-        if ood_idx is None or not len(ood_idx)
-        else Examples(test_src, view, skip, ood_idx, np.full(k, -1, dtype=np.int64), k)
-    )
-    workers = default_workers(d.workers)
-    memfmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    data = StreamData(
+    return stream
+
+
+def _unfitted(
+    sources: Sources,
+    chosen: Chosen,
+    view: View,
+    data: DataConfig,
+    device: torch.device,
+    seed: int,
+    batch_size: int,
+    total_batches: int,
+    channels_last: bool,
+) -> StreamData:
+    """The stream of the ``chosen`` examples, before its normalizer (identity until fitted) and per-member
+    weights are set."""
+    train_set, test_set, val_set, ood_set = _example_sets(sources, chosen, view, data.on_bad_image == "skip")
+    return StreamData(
         device=device,
-        classes=classes,
+        classes=chosen.classes,
         train_set=train_set,
         test_set=test_set,
         val_set=val_set,
         ood_set=ood_set,
         normalizer=Normalizer("none", torch.tensor(0.0), torch.tensor(1.0)),
-        plan=BatchPlan(n_train, t.batch_size, t.seed),
+        plan=BatchPlan(len(chosen.train), batch_size, seed),
         weights=None,
-        crop_padding=d.crop_padding,
-        flip=d.flip,
-        memory_format=memfmt,
-        source=where,
-        workers=workers,
-        total_batches=t.iterations * t.accumulate,
-        image_size_set=d.image_size is not None,
-        timeout_s=WORKER_TIMEOUT_S,
+        crop_padding=data.crop_padding,
+        flip=data.flip,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        source=sources.where,
+        workers=default_workers(data.workers),
+        total_batches=total_batches,
+        image_size_set=data.image_size is not None,
+        timeout_s=WORKER_TIMEOUT_S,  # read when called: a test shortens it
     )
-    data.normalizer = _fit_normalizer(data, train_set, d.normalize, d.stats_images, t.seed, progress)
-    data.normalizer = data.normalizer.to(device)
-    weights = None
-    if d.bagging:
-        weights = bootstrap_counts(n_train, M, t.seed).float()
-    if d.label_split is not None:
-        mask = torch.zeros(M, len(classes))
-        for m, labels in enumerate(d.label_split):
-            for c in labels:
-                if not isinstance(c, int) or not 0 <= c < len(classes):
-                    raise ConfigError(
-                        f"data.label_split[{m}]: got label {c!r}; expected 0..{len(classes) - 1}"
-                    )
-                mask[m, c] = 1.0
-        labels = train_src.labels()[train_idx]
-        spec = mask[:, torch.as_tensor(labels if relabel is None else relabel[labels])]
-        weights = spec if weights is None else weights * spec
-    data.weights = weights.to(device) if weights is not None else None
-    log.info(
-        "streaming %s: %d train / %d test images at %dx%d, %d workers",
-        where,
-        n_train,
-        n_test,
-        size,
-        size,
-        workers,
+
+
+def _view(source, train: np.ndarray, data: DataConfig, seed: int, num_classes: int) -> View:
+    """What the workers make of each image: its side (``data.image_size``, else the training images' own),
+    its channels (probed), the evaluation resize and the training crop."""
+    size = data.image_size if data.image_size is not None else native_size(source, train, str(data.source))
+    return View(
+        size=size,
+        channels=image_channels(source, train),
+        resize=data.eval_resize or size,
+        train_crop=data.train_crop,
+        # [low, high], checked by the config
+        crop_scale=(float(data.crop_scale[0]), float(data.crop_scale[1])),
+        seed=seed,
+        num_classes=num_classes,
     )
-    return data
+
+
+def _example_sets(
+    sources: Sources, chosen: Chosen, view: View, skip: bool
+) -> tuple[Examples, Examples, Examples | None, Examples | None]:
+    """The workers' datasets of train, test, val and ood (the last two None when the run has none)."""
+    k, relabel = len(sources.classes), chosen.relabel
+
+    def examples(src, rows: np.ndarray | None, relabel: np.ndarray | None) -> Examples | None:
+        return None if rows is None or not len(rows) else Examples(src, view, skip, rows, relabel, k)
+
+    return (
+        Examples(sources.train, view, skip, chosen.train, relabel, k),
+        Examples(sources.test, view, skip, chosen.test, relabel, k),
+        examples(sources.train, chosen.val, relabel),
+        examples(sources.test, chosen.ood, np.full(k, -1, dtype=np.int64)),
+    )
