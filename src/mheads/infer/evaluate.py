@@ -6,8 +6,8 @@ describes with its weights (:mod:`mheads.train.run_model`), evaluated as trainin
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
@@ -103,7 +103,8 @@ def _check_fits(data_prepared, meta: dict, where) -> None:
         raise DataError(f"--data {where}: images do not fit the run's model: {diff}")
 
 
-class RunEvaluation(NamedTuple):
+@dataclass(frozen=True)
+class RunEvaluation:
     """A run's evaluation: its ``metrics`` (what :func:`evaluate_run` returns), the ``task`` it was evaluated
     under (None for image classification) and, for a task run, the per-example ``arrays`` its report's
     figures draw (:mod:`mheads.infer.task_eval`)."""
