@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,25 +9,33 @@ import pytest
 from mheads.cli import main
 from mheads.runs.lock import LOCK_FILE, RunLock, RunLockedError
 
-HOLD = """
-import sys, time
-from mheads.runs.lock import RunLock
-with RunLock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
+
+def hold(out, fork_again: bool = False) -> int:
+    """The pid of another process that holds ``out``'s lock until killed: a fork of this one (no interpreter
+    start). With ``fork_again`` the holder forks a child of its own while it holds the lock (a DataLoader
+    worker, say), which outlives its killed parent for 30 s."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the holder: never returns into pytest
+        try:
+            os.close(r)
+            with RunLock(out):
+                if fork_again and os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                os.write(w, b"held")
+                time.sleep(120)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as said:
+        assert said.read(4) == b"held", "the holder died before taking the lock"
+    return pid
 
 
-def hold(out):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def release(proc):
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
+def release(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 def test_a_second_process_is_refused_naming_the_holder(tmp_path):
@@ -38,7 +44,7 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path):
         with pytest.raises(
             RunLockedError,
             match=rf"another mheads process is using this run folder \(pid "
-            rf"{holder.pid} on ",
+            rf"{holder} on ",
         ):
             with RunLock(tmp_path / "run"):
                 pass
@@ -52,7 +58,7 @@ def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path
     config = tmp_path / "c.yaml"
     config.write_text(
         "model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
-        "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 1}\n"
+        "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 1, threads: 1}\n"
     )
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
@@ -72,23 +78,7 @@ def test_a_train_on_a_held_folder_exits_2_and_leaves_the_holders_record(tmp_path
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # a SIGKILLed holder: resumable
 
 
-HOLD_AND_FORK = """
-import os, sys, time
-from mheads.runs.lock import RunLock
-with RunLock(sys.argv[1]):
-    if os.fork() == 0:  # a DataLoader worker, say: it outlives its killed parent for a while
-        time.sleep(30)
-        os._exit(0)
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
 def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_AND_FORK, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "held"
-    release(proc)
+    release(hold(tmp_path / "run", fork_again=True))
     with RunLock(tmp_path / "run"):  # the child still lives, but closed its copy of the lock at fork
         pass
