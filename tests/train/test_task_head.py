@@ -11,6 +11,7 @@ from torch import nn
 
 import mheads
 from mheads.config import ConfigError
+from mheads.core.seeding import member_init_seeds
 from mheads.data.pairs import TensorPairs
 from mheads.runs.checkpoint import CheckpointError
 from mheads.tasks import classification, multi_hypothesis, regression, segmentation
@@ -247,3 +248,18 @@ def test_a_base_that_outputs_features_without_a_head_is_told_of_model_head(tmp_p
     settings = {**BASE, "model.head": "none"}
     with pytest.raises(ConfigError, match=r"task 'regression' refuses \(2 outputs .*set model.head task\)"):
         mheads.fit(features, table("vector"), out=tmp_path / "x", task=regression(2), settings=settings)
+
+
+def test_a_frozen_base_trains_its_heads_only(tmp_path):
+    def frozen():
+        net = features()
+        net.requires_grad_(False)
+        return net
+
+    result = mheads.fit(frozen, table("class"), out=tmp_path / "f", task="classification", settings=BASE)
+    member = dict(result.tree.member(1).named_parameters())
+    torch.manual_seed(member_init_seeds(BASE["train.seed"], 2)[1])  # member 1's base as it was drawn
+    start = frozen()
+    assert torch.equal(member["base.0.weight"], start[0].weight)  # not trained
+    head = nn.Linear(6, 2)  # drawn next under the same seed, as the member's head was
+    assert not torch.equal(member["head.weight"], head.weight)  # trained from there

@@ -48,7 +48,8 @@ def _tree(
     m = cfg.model
     if not isinstance(model, nn.Module):  # a factory: its network sized on the meta device before M are built
         name = getattr(model, "__name__", type(model).__name__)
-        if check_model_size(cfg, model, resolve_device(cfg.train.device), what=name) is not None:
+        sized = check_model_size(cfg, model, resolve_device(cfg.train.device), what=name) is not None
+        if sized and m.head == "none":  # under a task head a frozen base is fine: the heads train
             with torch.device("meta"):
                 _check_trainable(model(), f"the network {name} builds")
     if isinstance(model, TreeNet):
