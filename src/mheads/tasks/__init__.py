@@ -15,6 +15,9 @@ Built in (shapes in each module's docstring):
 - `custom_task(loss_fn)` / `Task.from_loss(loss_fn)`: any per-example loss
   `(output (B, ...), target) -> (B,)`.
 
+`task.build_head(F)` is the task's head on any base's F features (`mheads.tasks.heads`: a linear layer, a 1x1
+convolution for segmentation), put on every member by `model.head: task`.
+
 `TaskMetrics(task)` accumulates a task's metrics batch by batch; `wasserstein_1d` and `sliced_wasserstein`
 are the distances the multiple-hypotheses metrics use.
 """
