@@ -4,7 +4,9 @@ images and dict inputs; fit streamed trains the very weights fit resident does a
 are refused in one line naming their index."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -206,10 +208,11 @@ class TokenNet(nn.Module):
 
 
 def _fit(case, out, iterations, loader, resume=False, workers=0):
-    data, extra = CASES[case]
+    data, extra = FITS[case]
     model = {
         "features": lambda: nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)),
         "tokens": TokenNet,
+        "noisy": lambda: nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)),
     }[case]
     extra = {k: v for k, v in extra.items() if not k.startswith("data.")}  # all examples, bagging
     settings = {
@@ -244,13 +247,54 @@ def test_fit_streamed_equals_resident_and_resumes_exactly(tmp_path, case):
     data = json.loads((streamed.run / "run.json").read_text())["data"]
     assert data["loader"] == "stream" and data["workers"] == 0
     key = {"features": "rmse", "tokens": "oracle_acc"}[case]  # evaluated streamed, as the run was
-    assert mheads.evaluate(streamed, CASES[case][0]())[key] == pytest.approx(streamed.metrics[key], rel=1e-6)
+    assert mheads.evaluate(streamed, FITS[case][0]())[key] == pytest.approx(streamed.metrics[key], rel=1e-6)
+
+
+class Noisy(Plain):
+    """A Dataset that augments at random in __getitem__ (torch's, numpy's and Python's generators)."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x + torch.rand(3) + float(np.random.rand()) + random.random(), y
+
+
+def noisy():
+    x = torch.randn(22, 3, generator=gen(8))
+    return Noisy(x, x[:, :2] * 2)
+
+
+# what fit trains below (a randomly augmenting Dataset has no resident twin: read whole, it draws once)
+FITS = {
+    "features": CASES["features"],
+    "tokens": CASES["tokens"],
+    "noisy": (noisy, {"task.name": "regression"}),
+}
+
+
+def test_a_randomly_augmenting_dataset_draws_per_batch_and_place_and_leaves_the_process_generators():
+    cfg = config_from_settings({**BASE, "task.name": "regression"})
+    stream = stream_from_config(cfg, CPU, noisy())
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    first = stream.train_batch(3)[0]
+    assert torch.equal(torch.get_rng_state(), states[0]) and (np.random.get_state()[1] == states[1]).all()
+    assert random.getstate() == states[2]
+    again = stream_from_config(cfg, CPU, noisy())
+    assert torch.equal(again.train_batch(3)[0], first)  # a resume at batch 3 reads the very same batch
+
+
+def test_a_randomly_augmenting_dataset_resumes_exactly(tmp_path):
+    _fit("noisy", tmp_path / "full", 4, "stream")
+    _fit("noisy", tmp_path / "part", 2, "stream")
+    _fit("noisy", tmp_path / "part", 4, "stream", resume=True)
+    got, want = _weights(tmp_path / "part"), _weights(tmp_path / "full")
+    assert all(torch.equal(got[k], want[k]) for k in want)
 
 
 @pytest.mark.slow
-def test_two_workers_stream_the_resident_batches(tmp_path):
-    _fit("tokens", tmp_path / "resident", 6, "resident")
-    _fit("tokens", tmp_path / "part", 3, "stream", workers=2)
-    _fit("tokens", tmp_path / "part", 6, "stream", resume=True, workers=2)
-    got, want = _weights(tmp_path / "part"), _weights(tmp_path / "resident")
+@pytest.mark.parametrize("case", ["tokens", "noisy"])
+def test_two_workers_stream_the_single_process_batches_and_resume_exactly(tmp_path, case):
+    _fit(case, tmp_path / "one", 6, "resident" if case == "tokens" else "stream")
+    _fit(case, tmp_path / "part", 3, "stream", workers=2)
+    _fit(case, tmp_path / "part", 6, "stream", resume=True, workers=2)
+    got, want = _weights(tmp_path / "part"), _weights(tmp_path / "one")
     assert all(torch.equal(got[k], want[k]) for k in want)

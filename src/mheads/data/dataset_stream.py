@@ -9,7 +9,11 @@ stacked as ``TensorData`` reads them (:func:`~mheads.data.tensors.item_tensors`,
 finite numbers, class labels that are integers inside the classes counted; the one-line error names the
 item, ``train[17]``). Hence a streamed run trains on the very batches a resident one does (bit-identical
 weights), and resuming at iteration ``b`` starts the sampler at batch ``b``: exact, with no loader state and
-any number of workers. Bagging weights are :func:`~mheads.data.rows.bagging_weights`, as resident.
+any number of workers. Bagging weights are :func:`~mheads.data.rows.bagging_weights`, as resident. A Dataset
+that augments at random in ``__getitem__`` reads each item under torch's, numpy's and Python's generators
+seeded by the run seed, the batch and the item's place in it (in a worker or in the training process, whose
+own generators are left as they were): its runs resume exactly too, though not as a resident run, which reads
+(and so draws) each item once.
 
 Read before training: each split's ``len`` and first example; for classification every class label, to
 count the classes as ``TensorData`` does (the Dataset's ``targets`` when it has one as long as the split,
@@ -25,13 +29,16 @@ run with one line (:func:`~mheads.data.streaming.worker_errors`).
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from mheads.config import Config, ConfigError
+from mheads.core.seeding import derive_seed
 from mheads.data.batching import BatchPlan, shard_rows
 from mheads.data.errors import DataError
 from mheads.data.from_torch import check_user_dataset
@@ -71,20 +78,36 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFETCH = 2  # batches each worker reads ahead
+_ITEM = "dataset-item"  # the random stream a user's Dataset draws from while one item is read
 _LONG_SCAN = 10_000  # reading more labels than this before training is announced
 
 
 class _Indexed(torch.utils.data.Dataset):
-    """Worker side: Dataset index ``i`` to ``(i, the user's item i)`` (so that an error names the item)."""
+    """Worker side: key ``(i, b, position)`` to ``(i, the user's item i)``, so that an error names the item.
+    A Dataset that draws at random (augmentation in ``__getitem__``) draws from torch's, numpy's and Python's
+    generators seeded by the run seed, ``b`` and the item's position in the batch (``b`` -1: an evaluation
+    batch), whichever process reads it: streamed runs resume exactly with such Datasets too. The training
+    process's own generators are left as they were (``data.workers: 0`` reads there)."""
 
-    def __init__(self, dataset: Any):
-        self.dataset = dataset
+    def __init__(self, dataset: Any, seed: int):
+        self.dataset, self.seed = dataset, seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        return i, self.dataset[i]
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, Any]:
+        i, b, position = key
+        py_state, np_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            item_seed = derive_seed(self.seed, _ITEM, b, position)
+            torch.manual_seed(item_seed)
+            random.seed(item_seed)
+            np.random.seed(item_seed % 2**32)
+            try:
+                return i, self.dataset[i]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
 
 
 @dataclass(frozen=True)
@@ -115,17 +138,19 @@ class _Collate:
 
 
 class _PlanBatches:
-    """Batch sampler: from batch ``start`` on, without end, the Dataset indices of each batch of ``plan``
-    (positions into ``rows``; a data-parallel replica's ``shard`` of them)."""
+    """Batch sampler: from batch ``start`` on, without end, the keys ``(Dataset index, b, position)`` of each
+    batch ``b`` of ``plan`` (positions into ``rows``; a data-parallel replica's ``shard`` of them, at their
+    positions in the whole batch)."""
 
     def __init__(self, plan: BatchPlan, rows: torch.Tensor, start: int, shard: tuple[int, int] | None):
         self.plan, self.rows, self.start = plan, rows, start
         self.part = shard_rows(shard, plan.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        b = self.start
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        b, positions = self.start, range(self.part.start, self.part.stop)
         while True:
-            yield self.rows[self.plan.indices(b)[self.part]].tolist()
+            rows = self.rows[self.plan.indices(b)[self.part]].tolist()
+            yield [(i, b, position) for i, position in zip(rows, positions)]
             b += 1
 
 
@@ -164,10 +189,10 @@ class DatasetStream(AnyShapeData):
         """Batches the workers read ahead of the one in use (what the resource check counts)."""
         return self.workers * PREFETCH
 
-    def _start(self, split: StreamSplit, batches: Iterable[list[int]]) -> Iterator:
+    def _start(self, split: StreamSplit, batches: Iterable[list[tuple[int, int, int]]]) -> Iterator:
         labels = self.num_classes if class_targets(split.first[1].unsqueeze(0)) else 0
         loader = DataLoader(
-            _Indexed(split.dataset),
+            _Indexed(split.dataset, self.plan.seed),
             batch_sampler=batches,
             num_workers=self.workers,
             collate_fn=_Collate(split.name, split.first, labels),
@@ -201,7 +226,8 @@ class DatasetStream(AnyShapeData):
         s = {"test": self.test, "train": self.train, "val": self.val, "ood": None}[split]
         if s is None:
             return
-        chunks = [s.rows[i : i + batch_size].tolist() for i in range(0, len(s.rows), batch_size)]
+        keys = [(i, -1, position) for position, i in enumerate(s.rows.tolist())]
+        chunks = [keys[k : k + batch_size] for k in range(0, len(keys), batch_size)]
         it = self._start(s, chunks)
         for _ in chunks:
             yield self._fetch(it)
@@ -218,7 +244,9 @@ class DatasetStream(AnyShapeData):
         """The first training example as stored, a batch of 1 on the CPU (read once)."""
         if self._example is None:
             i = int(self.train.rows[0])
-            x, y = item_tensors(self.train.dataset[i], f"{self.train.name}[{i}]")
+            x, y = item_tensors(
+                _Indexed(self.train.dataset, self.plan.seed)[i, -1, 0][1], f"{self.train.name}[{i}]"
+            )
             check_like(x, y, self.train.first, self.train.name, i)
             self._example = stack_items([(x, y)])
         return self._example
@@ -239,7 +267,7 @@ class DatasetStream(AnyShapeData):
         return {**super().describe(), "loader": "stream", "workers": self.workers}
 
 
-def _labels(ds: Any, name: str, n: int, first: tuple[Inputs, torch.Tensor]) -> torch.Tensor:
+def _labels(ds: Any, name: str, n: int, first: tuple[Inputs, torch.Tensor], seed: int) -> torch.Tensor:
     """Every class label of a split ``(n,)`` (its first one's dtype), checked as batches are: the Dataset's
     ``targets`` when it has one of length ``n``, else one pass over its items."""
     targets = getattr(ds, "targets", None)
@@ -255,9 +283,9 @@ def _labels(ds: Any, name: str, n: int, first: tuple[Inputs, torch.Tensor]) -> t
             n,
             name,
         )
-    ys = []
+    ys, items = [], _Indexed(ds, seed)
     for i in range(n):
-        x, y = item_tensors(ds[i], f"{name}[{i}]")
+        x, y = item_tensors(items[i, -1, i][1], f"{name}[{i}]")
         check_like(x, y, first, name, i)
         ys.append(y)
     return torch.stack(ys)
@@ -303,9 +331,9 @@ def stream_datasets(
                 raise not_class_indices(name, first[1].dtype, (n, *first[1].shape))
         elif classify or (limit is not None and limit < n):
             if ds is None:  # the test split is the train split
-                labels[k] = labels[0] if labels[0] is not None else _labels(train, "train", n, first)
+                labels[k] = labels[0] if labels[0] is not None else _labels(train, "train", n, first, seed)
             else:
-                labels[k] = _labels(ds, name, n, first)
+                labels[k] = _labels(ds, name, n, first, seed)
     rows = choose_rows(choice, seed, n_train, n_test, *labels)
     classes = None
     if classify:
