@@ -1,11 +1,18 @@
-"""The command line's happy paths, as a user runs them: train, eval, plot, list-models."""
+"""The command line's happy paths, as a user runs them: train, eval, plot, list-models, shard.
 
+Each command runs in this process through ``mheads.cli.main(argv)`` (what ``python -m mheads`` calls), so
+the checks see its exit code and output without paying for a fresh interpreter that imports torch; the real
+entry point's process boundary is covered by ``test_cli_hardening.py`` (a closed pipe, SIGTERM while
+starting) and the fork-server tests."""
+
+import contextlib
+import io
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
+
+from mheads.cli import main
 
 TINY = {
     "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
@@ -15,39 +22,30 @@ TINY = {
 }
 
 
-def mheads(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "mheads", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     cfg = tmp / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     run = tmp / "run"
-    proc = mheads("train", "--config", cfg, "--out", run, "--set", "optim.lr=0.005")
-    assert proc.returncode == 0, proc.stderr
-    return run, proc
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):  # capsys is per test; the run is trained once per module
+        code = main(["train", "--config", str(cfg), "--out", str(run), "--set", "optim.lr=0.005"])
+    assert code == 0, stdout.getvalue()
+    return run, stdout.getvalue()
 
 
 def test_train_prints_the_summary_and_writes_the_run(trained):
-    run, proc = trained
-    assert "ensemble-mean" in proc.stdout and "oracle" in proc.stdout
+    run, stdout = trained
+    assert "ensemble-mean" in stdout and "oracle" in stdout
     assert (run / "metrics.json").exists() and (run / "members/member_1.safetensors").exists()
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == 0.005  # --set is recorded
 
 
-def test_eval_reproduces_the_final_metrics(trained):
+def test_eval_reproduces_the_final_metrics(trained, capsys):
     run, _ = trained
-    proc = mheads("eval", "--run", run)
-    assert proc.returncode == 0, proc.stderr
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert main(["eval", "--run", str(run)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     saved = json.loads((run / "metrics.json").read_text())
     assert last["ensemble_mean_acc"] == saved["ensemble_mean_acc"]
     assert last["member_acc"] == saved["member_acc"]
@@ -55,32 +53,30 @@ def test_eval_reproduces_the_final_metrics(trained):
 
 def test_plot_writes_heatmap_and_curves(trained):
     run, _ = trained
-    proc = mheads("plot", run)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["plot", str(run)]) == 0
     for name in ("assignment.png", "curves.png"):
         png = run / "plots" / name
         assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_list_models_names_split_points():
-    proc = mheads("list-models")
-    assert proc.returncode == 0
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("cifar10_quick"))
+def test_list_models_names_split_points(capsys):
+    assert main(["list-models"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("cifar10_quick"))
     assert "conv1, conv2, conv3, ip1, ip2" in line
-    assert "cccp1" in proc.stdout and "fc6" in proc.stdout
+    assert "cccp1" in out and "fc6" in out
 
 
-def test_shard_then_stream_from_the_shards(tmp_path):
+def test_shard_then_stream_from_the_shards(tmp_path, capsys):
     from mheads.data.shards import write_varied_folder
 
     folder = write_varied_folder(tmp_path / "photos", 24, 8, 3, sizes=(20, 36), seed=4)
-    proc = mheads("shard", folder, tmp_path / "shards", "--per-shard", "10")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"wrote 4 shards to {tmp_path / 'shards'}"
+    assert main(["shard", str(folder), str(tmp_path / "shards"), "--per-shard", "10"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 4 shards to {tmp_path / 'shards'}"
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "data": {"source": str(tmp_path / "shards"), "image_size": 16}}))
-    proc = mheads("train", "--config", cfg, "--out", tmp_path / "run", "--no-progress")
-    assert proc.returncode == 0, proc.stderr
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["loader"] == "stream"
-    bad = mheads("shard", folder, tmp_path / "x", "--per-shard", "0")
-    assert bad.returncode == 2 and "--per-shard: got 0; expected an integer >= 1" in bad.stderr
+    capsys.readouterr()
+    assert main(["shard", str(folder), str(tmp_path / "x"), "--per-shard", "0"]) == 2
+    assert "--per-shard: got 0; expected an integer >= 1" in capsys.readouterr().err
