@@ -21,11 +21,9 @@ strings would be copied into every worker as reference counts change).
 from __future__ import annotations
 
 import os
-import re
-import tarfile
 from array import array
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +31,8 @@ from mheads.data.decode import MAX_IMAGE_BYTES
 from mheads.data.errors import DataError
 from mheads.data.files import check_name, display, read_regular, skipped, walk_files
 from mheads.data.imagefolder import IMAGE_SUFFIXES, images_by_split, natural_key, ordered_files
-from mheads.data.labels import CLASSES_FILE, classes_from_labels, read_classes_file
+from mheads.data.labels import CLASSES_FILE, read_classes_file
+from mheads.data.shard_samples import Sample, shard_classes, shard_samples, tar_members
 from mheads.data.sources import ARCHIVE_SUFFIXES, ArchiveSource, DirSource
 from mheads.data.tars import TarReader
 
@@ -41,9 +40,6 @@ __all__ = ["ImageIndex", "StreamIndex", "index_source", "streamable"]
 
 _TEST_SPLITS = ("test", "val")
 _MAX_OPEN = 128  # tar descriptors kept open per process
-_LABEL_EXTS = ("cls", "label", "cls.txt")
-_LABEL_TEXT = re.compile(rb"\s*(\d{1,18})\s*")  # 18 digits stay below 2**63
-_MAX_LABEL_BYTES = 64
 
 
 class ImageIndex:
@@ -289,21 +285,9 @@ def _index_folder(p: Path, train: Path, test: Path | None) -> StreamIndex:
     return StreamIndex(splits[0], splits[1], classes, "image folder")
 
 
-def _scan(tar_path: Path) -> dict[str, tarfile.TarInfo]:
-    """The regular members of an uncompressed tar by name; a truncated or corrupt tar, or one listing more
-    members than memory allows, is refused (:class:`mheads.data.tars.TarReader`), never indexed in part."""
-    members = {}
-    with TarReader(tar_path, plain_only=True) as reader:
-        for info in reader.members():  # no size bound here: members are read one by one, each bounded
-            parts = tuple(q for q in PurePosixPath(info.name.lstrip("/")).parts if q != ".")
-            if info.isreg() and parts and ".." not in parts and not any(q.startswith(".") for q in parts):
-                members["/".join(parts)] = info
-    return members
-
-
 def _index_tar(p: Path) -> StreamIndex:
     """An image folder inside one uncompressed tar, in the resident reader's file order, read in place."""
-    members = _scan(p)
+    members = tar_members(p)
     if not images_by_split(set(members)):
         raise DataError(
             f"data.source {p}: the tar holds no train/<class>/ images; a single tar must hold an "
@@ -326,98 +310,26 @@ def _index_tar(p: Path) -> StreamIndex:
     return StreamIndex(train, test, classes, "tar")
 
 
-def _shard_split(name: str) -> str | None:
-    low = name.lower()
-    if "train" in low:
-        return "train"
-    return "test" if any(s in low for s in _TEST_SPLITS) else None
-
-
-def _read_label(f, info: tarfile.TarInfo, where: str) -> int:
-    """The class index in label member ``info`` of the open shard ``f``: decimal digits only, so "2.7", "-1",
-    "1_000" or "0x10" are refused rather than truncated or reinterpreted."""
-    if info.size > _MAX_LABEL_BYTES:
-        raise DataError(
-            f"{where}: label file of {info.size} bytes; expected a class index as decimal text "
-            f"(at most {_MAX_LABEL_BYTES} bytes)"
-        )
-    f.seek(info.offset_data)
-    text = f.read(info.size)
-    match = _LABEL_TEXT.fullmatch(text)
-    if match is None:
-        raise DataError(
-            f"{where}: label {text[:20]!r} is not a class index; expected a non-negative decimal "
-            "integer (at most 18 digits) such as 3: fractions, signs and other text are refused, "
-            "not rounded"
-        )
-    return int(match[1])
-
-
 def _index_shards(p: Path, shards: list[str], files: set[str]) -> StreamIndex:
-    per_split: dict[str, list] = {"train": [], "test": []}
-    containers: list[str] = []
-    for shard in sorted(shards, key=natural_key):
-        split = _shard_split(shard)
-        if split is None:
-            raise DataError(
-                f"{p / shard}: shard name says neither train nor test/val; name shards "
-                "like train-000000.tar and test-000000.tar"
-            )
-        path = p / shard
-        members = _scan(path)
-        samples: dict[str, dict[str, tarfile.TarInfo]] = {}
-        for name, info in members.items():
-            base = PurePosixPath(name)
-            key, _, ext = base.name.partition(".")
-            samples.setdefault(str(base.parent / key), {})[ext.lower()] = info
-        c = len(containers)
-        containers.append(str(path))
-        with open(path, "rb") as f:
-            for key in sorted(samples, key=natural_key):
-                parts = samples[key]
-                image = next((e for e in parts if "." + e in IMAGE_SUFFIXES), None)
-                label = next((e for e in _LABEL_EXTS if e in parts), None)
-                if image is None or label is None:
-                    raise DataError(
-                        f"{path}:{key}: sample has {sorted(parts)}; expected an image "
-                        f"({'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}) and a label "
-                        "(.cls holding the class index)"
-                    )
-                y = _read_label(f, parts[label], f"{path}:{key}.{label}")
-                info = parts[image]
-                per_split[split].append((f"{key}.{image}", y, c, info.offset_data, info.size, label))
-    for split, rows in per_split.items():
-        if not rows:
-            raise DataError(
-                f"data.source {p}: no {split} shards; expected *{split}*.tar files beside the other split's"
-            )
-    top = max((r for rows in per_split.values() for r in rows), key=lambda r: r[1])
-    where = f"{containers[top[2]]}:{top[0].rsplit('.', 1)[0]}.{top[5]}"  # the label file of the largest label
-    if CLASSES_FILE in files:
-        classes = read_classes_file(DirSource(p), CLASSES_FILE)
-        if top[1] >= len(classes):
-            raise DataError(
-                f"{where}: label {top[1]} is outside the {len(classes)} classes of "
-                f"{p / CLASSES_FILE}; expected a class index 0..{len(classes) - 1}"
-            )
-    else:
-        labels = np.fromiter((r[1] for rows in per_split.values() for r in rows), np.int64)
-        classes = classes_from_labels(labels, where)
-    idx = []
-    for split in ("train", "test"):
-        rows = per_split[split]
-        idx.append(
-            ImageIndex.from_names(
-                p,
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                containers=containers,
-                container=[r[2] for r in rows],
-                offsets=[r[3] for r in rows],
-                sizes=[r[4] for r in rows],
-            )
-        )
-    return StreamIndex(idx[0], idx[1], classes, "shards")
+    """WebDataset-style shards in the folder ``p`` (``files``: its files), ``*train*.tar`` and ``*test*.tar``
+    (or ``val``): each sample an image member and a label member sharing a key, read in place."""
+    per_split, containers = shard_samples(p, shards)
+    classes = shard_classes(p, per_split, containers, files)
+    train, test = (_samples_index(p, per_split[split], containers) for split in ("train", "test"))
+    return StreamIndex(train, test, classes, "shards")
+
+
+def _samples_index(p: Path, rows: list[Sample], containers: list[str]) -> ImageIndex:
+    """One split's samples as an index of byte ranges in the shards."""
+    return ImageIndex.from_names(
+        p,
+        [r.name for r in rows],
+        [r.label for r in rows],
+        containers=containers,
+        container=[r.container for r in rows],
+        offsets=[r.offset for r in rows],
+        sizes=[r.size for r in rows],
+    )
 
 
 def _present(path: Path) -> bool:
