@@ -367,23 +367,11 @@ def _restore(
     tree, task, meta = _build_model(cfg, data, device, comm, model, task)
     ck, shared = _read_checkpoint(out, resume, comm, meta)
     state = RunState() if shared is None else RunState.from_checkpoint(shared)
-    if shared is not None:
-        if wrap is None:
-            _load_checkpoint_weights(tree, ck)
-        log.info(
-            "resuming from %s (iteration %d)",
-            ck.path if ck is not None else "the root's checkpoint",
-            state.step,
-        )
-    else:
-        _initial_weights(tree, cfg)
+    _start_weights(tree, cfg, wrap, ck, shared, state.step)
     owners = member_param_map(tree)
     placed = _place(tree, wrap, cfg, data, device)
     params = list(placed.parameters())
-    opt, schedule = build_optimizer(cfg, params, tree)
-    if shared is not None:
-        _restore_optimizer(cfg, tree, placed, opt, comm, ck)
-        schedule.load_state_dict(shared["schedule"])
+    opt, schedule = _optimizer(cfg, tree, placed, params, comm, ck, shared)
     if comm.is_root:
         _record_start(out, cfg, resume, ck, state.step, meta, tree, data)
     # the plateau schedule needs every step's loss before the next step's rate: it reads each step
@@ -407,6 +395,30 @@ def _restore(
         tally=DeviceTally(device) if deferred else None,
         task=task,
     )
+
+
+def _start_weights(
+    tree: TreeNet, cfg: Config, wrap, ck: Checkpoint | None, shared: dict | None, step: int
+) -> None:
+    """The weights the run starts from: the checkpoint's (a wrapped model restores its own part later), or
+    the members' initial draw for a fresh run."""
+    if shared is None:
+        _initial_weights(tree, cfg)
+        return
+    if wrap is None:
+        _load_checkpoint_weights(tree, ck)
+    log.info("resuming from %s (iteration %d)", ck.path if ck is not None else "the root's checkpoint", step)
+
+
+def _optimizer(
+    cfg: Config, tree: TreeNet, placed, params: list, comm: Comm, ck: Checkpoint | None, shared: dict | None
+):
+    """The optimizer over ``params`` and its schedule, each with its checkpointed state when resuming."""
+    opt, schedule = build_optimizer(cfg, params, tree)
+    if shared is not None:
+        _restore_optimizer(cfg, tree, placed, opt, comm, ck)
+        schedule.load_state_dict(shared["schedule"])
+    return opt, schedule
 
 
 def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
