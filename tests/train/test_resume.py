@@ -3,7 +3,11 @@
 Every run here trains the same small configuration (``cli_harness.SMALL_RUN``: 2 members on a shared conv1
 trunk, MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted
 ``python -m mheads`` run: weights, final metrics and the evaluation log. ``scripts/resume_trials.py`` runs
-more trials.
+more trials; the further random trials here are in the slow tier.
+
+The runs are 12 iterations (SMALL_RUN's 24 halved, for the fast tier): still 1.5 epochs of 8 batches (a
+reshuffle), an LR milestone, evaluations at 6 and 12 and checkpoints every 3, so a resume still has to restore
+every random stream, the schedule and the evaluation log.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from cli_harness import (
 
 pytestmark = pytest.mark.timeout(400)
 
+SHORT = {"optim": {"milestones": [9]}, "train": {"iterations": 12}}
+
 
 @pytest.fixture(scope="module")
 def config(work):
-    return write_config(work / "run.yaml")
+    return write_config(work / "run.yaml", **SHORT)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,10 @@ def test_same_seed_same_run_bit_identical_across_processes(reference, forked):
     assert run_differences(reference, forked[0]) == []
 
 
-@pytest.mark.parametrize("trial", range(3))
+# trial 1 (two kills) in the fast tier; trials 0 and 2 (one kill each) repeat it with other moments
+@pytest.mark.parametrize(
+    "trial", [pytest.param(0, marks=pytest.mark.slow), 1, pytest.param(2, marks=pytest.mark.slow)]
+)
 def test_sigkill_at_random_moments_then_resume_is_exact(server, work, config, reference, forked, trial):
     rng = random.Random(1000 + trial)
     out = work / f"trial{trial}"
@@ -74,17 +83,27 @@ def test_sigkill_at_random_moments_then_resume_is_exact(server, work, config, re
     assert run_differences(reference, out) == [], [k.phase for k in kills]
 
 
-def test_streamed_run_with_two_workers_resumes_exactly(server, work):
+@pytest.fixture(scope="module")
+def streamed(server, work):
+    """A config streaming a folder of varied-size JPEGs with 2 workers, and its uninterrupted run."""
     from mheads.data.shards import write_varied_folder
 
     folder = write_varied_folder(work / "varied", 96, 24, 4, sizes=(16, 40), seed=1)
-    config = write_config(work / "streamed.yaml", **streamed_sections(folder))
+    # 96 training images: 12 batches an epoch, so 16 iterations cross an epoch with the workers running
+    config = write_config(
+        work / "streamed.yaml", optim=SHORT["optim"], train={"iterations": 16}, **streamed_sections(folder)
+    )
     ref = server.run("train", "--config", config, "--out", work / "streamed-ref", "--no-progress")
     assert ref.returncode == 0, str(ref)
-    for trial in range(2):
-        out = work / f"streamed{trial}"
-        kills = kill_and_resume(server, config, out, random.Random(77 + trial), duration=ref.seconds, kills=2)
-        assert kills and run_differences(work / "streamed-ref", out) == [], [k.phase for k in kills]
+    return config, ref.seconds
+
+
+@pytest.mark.parametrize("trial", [0, pytest.param(1, marks=pytest.mark.slow)])  # trial 1: other moments
+def test_streamed_run_with_two_workers_resumes_exactly(server, work, streamed, trial):
+    config, seconds = streamed
+    out = work / f"streamed{trial}"
+    kills = kill_and_resume(server, config, out, random.Random(77 + trial), duration=seconds, kills=2)
+    assert kills and run_differences(work / "streamed-ref", out) == [], [k.phase for k in kills]
 
 
 RESUMING = re.compile(r"resuming from \S*step-(\d+) \(iteration (\d+)\)")
@@ -133,7 +152,8 @@ def test_sigkill_inside_checkpoint_saves_resumes_from_the_newest_committed(serve
     the newest committed checkpoint (read off the folder independently), never fails on the partial one, and
     the run still ends bit-identical (checkpointing does not change training)."""
     rng = random.Random(7)
-    config = write_config(work / "every-step.yaml", train={"checkpoint_every": 1, "keep_checkpoints": 2})
+    every_step = {**SHORT["train"], "checkpoint_every": 1, "keep_checkpoints": 2}
+    config = write_config(work / "every-step.yaml", optim=SHORT["optim"], train=every_step)
     out = work / "every-step"
     argv = ["train", "--config", config, "--out", out, "--no-progress"]
     newest, partial, resumed, killer = None, 0, 0, SaveKiller(rng)
@@ -175,7 +195,7 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(server, work, 
         not committed_steps(out) and time.monotonic() < deadline and not running.done()
     ):  # training under way
         time.sleep(0.002)
-    time.sleep(0.05)
+    time.sleep(0.02)  # a moment into the next iterations (12 in all: leave most of them to interrupt)
     running.signal(signal.SIGTERM)
     result = running.wait()
     assert result.returncode == 75, str(result)
@@ -186,7 +206,7 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(server, work, 
     )
     assert found and found.group(2) == str(out), str(result)
     step = int(found.group(1))
-    assert 0 < step < 24 and committed_steps(out)[-1] == step
+    assert 0 < step < 12 and committed_steps(out)[-1] == step
     assert "Traceback" not in result.stderr
     again = server.run("train", "--resume", out, "--no-progress")
     assert again.returncode == 0, str(again)
