@@ -10,10 +10,11 @@ finite numbers, class labels that are integers inside the classes counted; the o
 item, ``train[17]``). Hence a streamed run trains on the very batches a resident one does (bit-identical
 weights), and resuming at iteration ``b`` starts the sampler at batch ``b``: exact, with no loader state and
 any number of workers. Bagging weights are :func:`~mheads.data.rows.bagging_weights`, as resident. A Dataset
-that augments at random in ``__getitem__`` reads each item under torch's, numpy's and Python's generators
-seeded by the run seed, the batch and the item's place in it (in a worker or in the training process, whose
-own generators are left as they were): its runs resume exactly too, though not as a resident run, which reads
-(and so draws) each item once.
+that augments at random in ``__getitem__`` reads each batch under torch's (CPU), numpy's and Python's global
+generators seeded by the run seed and the batch (in a worker, or in the training process, whose own generators
+are given back as they were): its runs resume exactly too, with any workers, though not as a resident run,
+which reads (and so draws) each item once. That costs about 0.5 ms a batch where the training process reads
+(``data.workers: 0``; the generators' states saved and restored), next to nothing in a worker.
 
 Read before training: each split's ``len`` and first example; for classification every class label, to
 count the classes as ``TensorData`` does (the Dataset's ``targets`` when it has one as long as the split,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -78,36 +80,51 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFETCH = 2  # batches each worker reads ahead
-_ITEM = "dataset-item"  # the random stream a user's Dataset draws from while one item is read
+_ITEM = "dataset-item"  # the random stream a user's Dataset draws from while a batch is read
+_LABEL_CHUNK = 256  # items read under one seed by the pass that counts the classes
 _LONG_SCAN = 10_000  # reading more labels than this before training is announced
 
 
-class _Indexed(torch.utils.data.Dataset):
-    """Worker side: key ``(i, b, position)`` to ``(i, the user's item i)``, so that an error names the item.
-    A Dataset that draws at random (augmentation in ``__getitem__``) draws from torch's, numpy's and Python's
-    generators seeded by the run seed, ``b`` and the item's position in the batch (``b`` -1: an evaluation
-    batch), whichever process reads it: streamed runs resume exactly with such Datasets too. The training
-    process's own generators are left as they were (``data.workers: 0`` reads there)."""
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """torch's (CPU), numpy's and Python's global generators seeded with ``seed`` inside; in the training
+    process (not a DataLoader worker, whose generators are its own) given back as they were after."""
+    if torch.utils.data.get_worker_info() is not None:
+        torch.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        yield
+        return
+    states = torch.default_generator.get_state(), random.getstate(), np.random.get_state()
+    try:
+        torch.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        yield
+    finally:
+        torch.default_generator.set_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
 
-    def __init__(self, dataset: Any, seed: int):
-        self.dataset, self.seed = dataset, seed
+
+class _Indexed(torch.utils.data.Dataset):
+    """Worker side: a batch of keys ``(i, seed)`` (one seed per batch) to ``(i, the user's item i)`` pairs, so
+    that an error names the item. A Dataset that draws at random (augmentation in ``__getitem__``) reads the
+    batch under generators seeded with the batch's seed (:func:`_seeded`), whichever process reads it:
+    streamed runs resume exactly with such Datasets too."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, Any]:
-        i, b, position = key
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            item_seed = derive_seed(self.seed, _ITEM, b, position)
-            torch.manual_seed(item_seed)
-            random.seed(item_seed)
-            np.random.seed(item_seed % 2**32)
-            try:
-                return i, self.dataset[i]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[int, Any]]:
+        with _seeded(keys[0][1]):
+            return [(i, self.dataset[i]) for i, _ in keys]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, Any]:
+        return self.__getitems__([key])[0]
 
 
 @dataclass(frozen=True)
@@ -138,19 +155,19 @@ class _Collate:
 
 
 class _PlanBatches:
-    """Batch sampler: from batch ``start`` on, without end, the keys ``(Dataset index, b, position)`` of each
-    batch ``b`` of ``plan`` (positions into ``rows``; a data-parallel replica's ``shard`` of them, at their
-    positions in the whole batch)."""
+    """Batch sampler: from batch ``start`` on, without end, the keys ``(Dataset index, seed)`` of each batch
+    ``b`` of ``plan`` (positions into ``rows``; a data-parallel replica's ``shard`` of them), the seed one of
+    ``b`` and the shard's place in the batch."""
 
     def __init__(self, plan: BatchPlan, rows: torch.Tensor, start: int, shard: tuple[int, int] | None):
         self.plan, self.rows, self.start = plan, rows, start
         self.part = shard_rows(shard, plan.batch_size)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
-        b, positions = self.start, range(self.part.start, self.part.stop)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        b = self.start
         while True:
-            rows = self.rows[self.plan.indices(b)[self.part]].tolist()
-            yield [(i, b, position) for i, position in zip(rows, positions)]
+            seed = derive_seed(self.plan.seed, _ITEM, b, self.part.start)
+            yield [(i, seed) for i in self.rows[self.plan.indices(b)[self.part]].tolist()]
             b += 1
 
 
@@ -189,10 +206,10 @@ class DatasetStream(AnyShapeData):
         """Batches the workers read ahead of the one in use (what the resource check counts)."""
         return self.workers * PREFETCH
 
-    def _start(self, split: StreamSplit, batches: Iterable[list[tuple[int, int, int]]]) -> Iterator:
+    def _start(self, split: StreamSplit, batches: Iterable[list[tuple[int, int]]]) -> Iterator:
         labels = self.num_classes if class_targets(split.first[1].unsqueeze(0)) else 0
         loader = DataLoader(
-            _Indexed(split.dataset, self.plan.seed),
+            _Indexed(split.dataset),
             batch_sampler=batches,
             num_workers=self.workers,
             collate_fn=_Collate(split.name, split.first, labels),
@@ -226,8 +243,11 @@ class DatasetStream(AnyShapeData):
         s = {"test": self.test, "train": self.train, "val": self.val, "ood": None}[split]
         if s is None:
             return
-        keys = [(i, -1, position) for position, i in enumerate(s.rows.tolist())]
-        chunks = [keys[k : k + batch_size] for k in range(0, len(keys), batch_size)]
+        rows = s.rows.tolist()
+        chunks = [
+            [(i, derive_seed(self.plan.seed, _ITEM, "eval", k)) for i in rows[k : k + batch_size]]
+            for k in range(0, len(rows), batch_size)
+        ]
         it = self._start(s, chunks)
         for _ in chunks:
             yield self._fetch(it)
@@ -245,7 +265,8 @@ class DatasetStream(AnyShapeData):
         if self._example is None:
             i = int(self.train.rows[0])
             x, y = item_tensors(
-                _Indexed(self.train.dataset, self.plan.seed)[i, -1, 0][1], f"{self.train.name}[{i}]"
+                _Indexed(self.train.dataset)[i, derive_seed(self.plan.seed, _ITEM, "first")][1],
+                f"{self.train.name}[{i}]",
             )
             check_like(x, y, self.train.first, self.train.name, i)
             self._example = stack_items([(x, y)])
@@ -283,11 +304,13 @@ def _labels(ds: Any, name: str, n: int, first: tuple[Inputs, torch.Tensor], seed
             n,
             name,
         )
-    ys, items = [], _Indexed(ds, seed)
-    for i in range(n):
-        x, y = item_tensors(items[i, -1, i][1], f"{name}[{i}]")
-        check_like(x, y, first, name, i)
-        ys.append(y)
+    ys, items = [], _Indexed(ds)
+    for start in range(0, n, _LABEL_CHUNK):
+        chunk = range(start, min(start + _LABEL_CHUNK, n))
+        for i, item in items.__getitems__([(i, derive_seed(seed, _ITEM, "labels", start)) for i in chunk]):
+            x, y = item_tensors(item, f"{name}[{i}]")
+            check_like(x, y, first, name, i)
+            ys.append(y)
     return torch.stack(ys)
 
 
