@@ -1,17 +1,17 @@
 """The resource check: sizes that would exhaust the machine are refused (exit 2, naming the field and the
-estimate) before anything large is allocated. Each case runs in a subprocess under a 6 GiB address-space
-limit, so a regression fails the test instead of the machine."""
+estimate) before anything large is allocated. Each case runs in a separate process (forked by
+``tests/memcap.py``) under a 6 GiB address-space limit, so a regression fails the test instead of the
+machine."""
 
 from __future__ import annotations
 
-import resource
-import subprocess
-import sys
+import re
 
 import pytest
 import torch
 import yaml
 
+from memcap import mheads_capped
 from mheads.config import config_from_settings
 from mheads.train.resources import estimate_bytes
 
@@ -28,10 +28,6 @@ TINY = {
     },
 }
 LIMIT = 6 << 30
-
-
-def _limited():
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
 
 
 @pytest.mark.parametrize(
@@ -55,29 +51,10 @@ def _limited():
     ],
 )
 def test_sizes_that_would_exhaust_the_machine_exit_2_naming_the_field(tmp_path, override, message):
-    import re
-
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mheads",
-            "train",
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp_path / "run"),
-            "--set",
-            override,
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_limited,
-    )
+    argv = ["train", "--config", cfg, "--out", tmp_path / "run", "--set", override, "--no-progress"]
+    proc = mheads_capped(*argv, cap=LIMIT, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
 
