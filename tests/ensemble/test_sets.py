@@ -2,13 +2,14 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble import sets
 from mheads.ensemble.metrics import member_accuracy, oracle_accuracy
+from properties import property_settings
 
-PROPERTY = settings(max_examples=150, deadline=None)
+PROPERTY = property_settings(150)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
