@@ -5,13 +5,14 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble.losses import ENSEMBLE_LOSS_NAMES, ENSEMBLE_LOSSES, ensemble_loss
+from properties import property_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = property_settings(100)
 
 
 def case(m=4, b=6, seed=0, bagging=True):
