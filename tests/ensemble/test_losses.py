@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble.assignment import topk_assignment
@@ -27,8 +27,9 @@ from mheads.ensemble.losses import (
     score_averaged_ce,
     scored_mcl_loss,
 )
+from properties import property_settings
 
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = property_settings(200)
 LN3, LN2 = math.log(3.0), math.log(2.0)
 
 
@@ -128,7 +129,7 @@ def test_prob_averaged_ce_is_finite_where_every_softmax_underflows():
     assert not torch.isfinite(naive)  # the formula the issue rules out
 
 
-@settings(max_examples=200, deadline=None)
+@property_settings(200)
 @given(
     st.integers(1, 4),
     st.integers(1, 4),
