@@ -7,15 +7,16 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble import metrics as mt
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.ensemble.combine import ensemble_nll, member_nll
 from mheads.ensemble.exact_sum import ExactSum
+from properties import property_settings
 
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = property_settings(200)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n
 
 
