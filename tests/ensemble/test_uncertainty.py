@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble import metrics as mt
@@ -16,8 +16,9 @@ from mheads.ensemble.combine import ensemble_probs
 from mheads.ensemble.detection import detection_metrics
 from mheads.ensemble.selective import aurc, eaurc
 from mheads.ensemble.uncertainty_report import uncertainty_arrays, uncertainty_report
+from properties import property_settings
 
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = property_settings(100)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n
 LN2 = math.log(2.0)
 
