@@ -5,14 +5,15 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble import calibration as cb
 from mheads.ensemble.combine import ensemble_nll, member_nll
+from properties import property_settings
 
-PROPERTY = settings(max_examples=100, deadline=None)
-SLOW_PROPERTY = settings(max_examples=5, deadline=None)
+PROPERTY = property_settings(100)
+SLOW_PROPERTY = property_settings(5, fast=2)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
