@@ -4,12 +4,13 @@ from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble import selective as sl
+from properties import property_settings
 
-PROPERTY = settings(max_examples=150, deadline=None)
+PROPERTY = property_settings(150)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
