@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from mheads.config import Config, ConfigError, config_from_settings
 from mheads.config.schema import FLOAT32_MAX, MAX_COUNT
+from properties import property_settings
 
 FIELDS = [
     f"{section.name}.{f.name}"
@@ -37,7 +38,7 @@ def test_every_field_is_fuzzed():
     assert len(FIELDS) > 60 and "data.loader" in FIELDS and "loss.epsilon" in FIELDS
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(600, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(FIELDS), value=hostile)
 def test_any_value_of_any_field_is_valid_or_a_config_error_naming_it(field, value):
     try:
@@ -52,7 +53,7 @@ def test_any_value_of_any_field_is_valid_or_a_config_error_naming_it(field, valu
     assert math.isfinite(lr) and lr <= FLOAT32_MAX
 
 
-@settings(max_examples=300, deadline=None)
+@property_settings(300)
 @given(st.binary(max_size=200), st.booleans())
 def test_random_idx_bytes_are_parsed_or_refused(data, gz):
     from mheads.data import DataError
@@ -64,7 +65,7 @@ def test_random_idx_bytes_are_parsed_or_refused(data, gz):
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@property_settings(300)
 @given(st.binary(max_size=300))
 def test_random_image_bytes_are_decoded_or_refused(data):
     from mheads.data import DataError
@@ -78,7 +79,7 @@ def test_random_image_bytes_are_decoded_or_refused(data):
             pass
 
 
-@settings(max_examples=200, deadline=None)
+@property_settings(200)
 @given(st.binary(max_size=64), st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM"]))
 def test_image_headers_followed_by_garbage_are_refused(tail, magic):
     from mheads.data import DataError
