@@ -5,14 +5,15 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.ensemble.losses import ENSEMBLE_LOSS_NAMES, ENSEMBLE_LOSSES
 from mheads.tasks import TaskMetrics, regression
+from properties import property_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-PROPERTY = settings(max_examples=60, deadline=None)
+PROPERTY = property_settings(60)
 
 
 def outputs(m=3, b=5, width=4, seed=0):
