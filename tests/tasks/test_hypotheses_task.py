@@ -4,13 +4,14 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.tasks import multi_hypothesis, sliced_wasserstein, wasserstein_1d, with_scores
+from properties import property_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-PROPERTY = settings(max_examples=60, deadline=None)
+PROPERTY = property_settings(60)
 F64 = torch.float64
 
 
