@@ -1,9 +1,10 @@
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mheads.data import BatchPlan
+from properties import property_settings
 
 
 def test_epochs_are_permutations_and_batches_wrap():
@@ -16,7 +17,7 @@ def test_epochs_are_permutations_and_batches_wrap():
     assert plan.epoch_of(2) == 0 and plan.epoch_of(3) == 1
 
 
-@settings(max_examples=40, deadline=None)
+@property_settings(40)
 @given(
     n=st.integers(1, 30), batch=st.integers(1, 70), seed=st.integers(0, 2**40), iteration=st.integers(0, 200)
 )
