@@ -5,6 +5,7 @@ are refused in one line naming their index."""
 
 import json
 import random
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from mheads.data.errors import DataError
 from mheads.data.loader import TorchData, prepare
 from mheads.data.pairs import TensorPairs
 from mheads.data.rows import RowChoice
+from mheads.data.stream_failures import StreamWorkerError
 from mheads.data.tensors import prepare_tensors
 
 CPU = torch.device("cpu")
@@ -298,3 +300,22 @@ def test_two_workers_stream_the_single_process_batches_and_resume_exactly(tmp_pa
     _fit(case, tmp_path / "part", 6, "stream", resume=True, workers=2)
     got, want = _weights(tmp_path / "part"), _weights(tmp_path / "one")
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+class Hangs(Plain):
+    def __getitem__(self, i):
+        if torch.utils.data.get_worker_info() is not None:
+            time.sleep(60)  # a worker that never answers
+        return super().__getitem__(i)
+
+
+@pytest.mark.slow
+def test_a_worker_that_sends_nothing_ends_the_run_in_one_line():
+    ds = Hangs(torch.zeros(8, 2), torch.zeros(8))
+    stream = stream_datasets(ds, batch_size=4, seed=0, members=1, device=CPU, workers=1, timeout_s=2.0)
+    t0 = time.perf_counter()
+    with pytest.raises(
+        StreamWorkerError, match=r"^data.workers: no batch came from the worker processes for 2"
+    ):
+        stream.train_batch(0)
+    assert time.perf_counter() - t0 < 30

@@ -24,7 +24,7 @@ Segmentation needs ``task.num_classes`` (masks are not read ahead). Refused in o
 
 Workers (``data.workers``) ignore SIGTERM and SIGINT as the image streaming workers do
 (:func:`~mheads.data.stream_worker.worker_init`); one that dies or sends no batch for ``timeout_s`` ends the
-run with one line (:func:`~mheads.data.streaming.worker_errors`).
+run with one line (:func:`~mheads.data.stream_failures.fetch_batch`; a hung one is ended).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ from mheads.data.rows import (
     count_classes,
     not_class_indices,
 )
+from mheads.data.stream_failures import fetch_batch
 from mheads.data.stream_worker import default_workers, worker_init, workers_shielded
-from mheads.data.streaming import WORKER_TIMEOUT_S, worker_errors
+from mheads.data.streaming import WORKER_TIMEOUT_S
 from mheads.data.tensors import (
     AnyShapeData,
     Inputs,
@@ -223,8 +224,7 @@ class DatasetStream(AnyShapeData):
             return iter(loader)
 
     def _fetch(self, it: Iterator) -> tuple[Inputs, torch.Tensor]:
-        with worker_errors():
-            batch = next(it)
+        batch = fetch_batch(it)  # a worker that died or timed out: one line (hung ones are ended)
         if isinstance(batch, str):
             raise DataError(batch)
         x, y = batch
