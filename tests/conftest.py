@@ -37,14 +37,29 @@ def work(tmp_path_factory, request):
     return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
 
 
+@pytest.fixture(scope="session")
+def _cli_servers(tmp_path_factory):
+    """The session's fork server (each start imports torch: seconds): one, unless a failed test left it dead
+    or busy."""
+    servers: list = []
+    yield servers
+    for s in servers:
+        s.close()
+
+
 @pytest.fixture(scope="module")
-def server(work):
-    """A fork server that imports torch once and runs ``mheads`` commands as killable child processes."""
+def server(_cli_servers, tmp_path_factory):
+    """A fork server that imports torch once and runs ``mheads`` commands as killable child processes; shared
+    by the modules of a session (it never runs a command itself: each child starts from the same state)."""
     from cli_harness import CliServer
 
-    s = CliServer(work / "server")
+    if not _cli_servers or _cli_servers[-1].proc.poll() is not None:
+        _cli_servers.append(CliServer(tmp_path_factory.mktemp("cli-server")))
+    s = _cli_servers[-1]
     yield s
-    s.close()
+    if s.busy is not None:  # a failed test left a command running: the next module gets a fresh server
+        _cli_servers.remove(s)
+        s.close()
 
 
 @pytest.fixture(scope="module")
