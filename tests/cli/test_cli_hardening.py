@@ -20,7 +20,11 @@ SMALL = (
 LONG = SMALL.replace("iterations: 2,", "iterations: 400,")
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])  # before, inside and after importing torch and the data
+# before, inside and after importing torch and the data: a genuine interpreter each (seconds); the middle one
+# in the fast tier (the loop's own SIGTERM handling is tests/train/test_resume.py's, on the fork server)
+@pytest.mark.parametrize(
+    "delay", [pytest.param(0.3, marks=pytest.mark.slow), 1.0, pytest.param(2.0, marks=pytest.mark.slow)]
+)
 def test_sigterm_while_starting_exits_75_with_a_line_not_143(tmp_path, delay):
     config = tmp_path / "c.yaml"
     config.write_text(LONG)
