@@ -3,7 +3,8 @@
 y | x is one of two modes whose positions move with x, `1.5 + x` or `-1.5 - x / 2`, each with probability 1/2
 (plus a little noise). Members trained independently with MSE all learn the conditional mean (between the
 modes), so even the best member per example is far from the target; MCL's winner-takes-all sends each mode to
-its own members, and the oracle error falls to the noise. Fixed seeds; a few hundred full-batch steps on CPU.
+its own members, and the oracle error falls to the noise. Fixed seeds; 100 full-batch steps on CPU (the
+margins below hold from 100 steps on: 300 steps gave the same verdicts at 3x the time).
 """
 
 import pytest
@@ -15,7 +16,7 @@ from mheads.tree import TreeNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MEMBERS, STEPS, N = 3, 300, 256
+MEMBERS, STEPS, N = 3, 100, 256
 
 
 def data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +56,7 @@ def test_mcl_hypotheses_cover_the_modes_where_independent_members_collapse_to_th
     ind, wta = task.metrics(independent, y), task.metrics(mcl, y)
     # Independent members sit near the conditional mean: oracle RMSE about half the mode gap (~1.5).
     assert ind["oracle_rmse"] > 0.8
-    assert wta["oracle_rmse"] < 0.25 * ind["oracle_rmse"], (wta, ind)  # measured: 0.05 against 1.55
+    assert wta["oracle_rmse"] < 0.25 * ind["oracle_rmse"], (wta, ind)  # measured: 0.065 against 1.55
 
 
 def test_resilient_mcl_scores_weigh_the_modes():
