@@ -146,6 +146,34 @@ def _normalize_split(split: SplitSpec, num_members: int) -> list[tuple]:
     return levels
 
 
+def _check_output(output) -> None:
+    """``output`` names the prediction in a base's dict (a key) or tuple (an index), or is None."""
+    if output is not None and not isinstance(output, (str, int)) or isinstance(output, bool):
+        raise ValueError(
+            f"output: got {output!r}; expected a key (str) or an index (int) of the base's "
+            "output, or None for a base returning a tensor"
+        )
+
+
+def _member_seeds(
+    num_members: int, seed: int, seeds: Sequence[int] | None, same_init: bool, init: str | None
+) -> tuple[str, list[int]]:
+    """The init mode and one initialization seed per member: ``seeds``, or derived from ``seed``; with
+    ``init="same"`` member 0's for every member."""
+    check_int("members", num_members, 1)
+    init = init if init is not None else ("same" if same_init else "independent")
+    if init not in INIT_MODES:
+        raise ValueError(f"init: got {init!r}; expected one of {', '.join(INIT_MODES)}")
+    if seeds is None:
+        seeds = member_init_seeds(seed, num_members)
+    out = [int(s) for s in seeds]
+    if len(out) != num_members:
+        raise ValueError(f"seeds: got {len(out)} seeds for {num_members} members; give one per member")
+    if init == "same":
+        out = [out[0]] * num_members
+    return init, out
+
+
 class TreeNet(nn.Module):
     """An ensemble of M members sharing a trunk, from any base network.
 
@@ -192,34 +220,36 @@ class TreeNet(nn.Module):
         output=None,
     ):
         super().__init__()
-        if output is not None and not isinstance(output, (str, int)) or isinstance(output, bool):
-            raise ValueError(
-                f"output: got {output!r}; expected a key (str) or an index (int) of the base's "
-                "output, or None for a base returning a tensor"
-            )
+        _check_output(output)
         self.output = output
         self.cut_check: str | None = None
         self.exec_mode = exec_mode
         self.scoring: ScoringHeads | None = None
-        check_int("members", num_members, 1)
-        init = init if init is not None else ("same" if same_init else "independent")
-        if init not in INIT_MODES:
-            raise ValueError(f"init: got {init!r}; expected one of {', '.join(INIT_MODES)}")
-        if seeds is None:
-            seeds = member_init_seeds(seed, num_members)
-        seeds = [int(s) for s in seeds]
-        if len(seeds) != num_members:
-            raise ValueError(f"seeds: got {len(seeds)} seeds for {num_members} members; give one per member")
-        if init == "same":
-            seeds = [seeds[0]] * num_members
+        init, member_seeds = _member_seeds(num_members, seed, seeds, same_init, init)
         self.num_members = num_members
-        self.seeds = seeds
+        self.seeds = member_seeds
         self.split = split
         self.init = init
-        copies, self.init_scheme = build_members(base, seeds, init, reinit, describe=True)
+        copies, self.init_scheme = build_members(base, member_seeds, init, reinit, describe=True)
         self.model_name = type(copies[0]).__name__
         self.levels = _normalize_split(split, num_members)
         self._check_levels()
+        self._build(copies, output)
+        if example_input is not None:
+            self.check_cut(copies[0], example_input)
+        if scoring_heads:
+            if example_input is None:
+                raise ValueError(
+                    "scoring_heads: got True without example_input; expected an example batch "
+                    "(or its shape) to size the heads"
+                )
+            self.add_scoring_heads(example_input)
+
+    def _build(self, copies: list[nn.Module], output) -> None:
+        """The members' tree from their ``copies``: a plain ``nn.Sequential`` cut between its children,
+        independent members each running its own ``forward``, or any other base traced with torch.fx and cut
+        at its nodes."""
+        num_members = self.num_members
         names = [name for name, _ in copies[0].named_children()]
         sequential = isinstance(copies[0], nn.Sequential) and type(copies[0]).forward is nn.Sequential.forward
         self._graph: dict[bool, fx.Graph] | None = None
@@ -239,15 +269,6 @@ class TreeNet(nn.Module):
             if self.levels[0][0] is None:
                 raise ValueError("split: a traced model branches at the input only with split=None")
             self._build_traced(copies)
-        if example_input is not None:
-            self.check_cut(copies[0], example_input)
-        if scoring_heads:
-            if example_input is None:
-                raise ValueError(
-                    "scoring_heads: got True without example_input; expected an example batch "
-                    "(or its shape) to size the heads"
-                )
-            self.add_scoring_heads(example_input)
 
     @classmethod
     def from_parts(
@@ -268,17 +289,14 @@ class TreeNet(nn.Module):
         net.exec_mode = exec_mode
         net.scoring = None
         net.output, net.model_name = None, type(trunk).__name__  # as __init__ sets them (fit reads both)
-        check_int("members", num_members, 1)
-        seeds = [int(s) for s in (seeds if seeds is not None else member_init_seeds(seed, num_members))]
-        if len(seeds) != num_members:
-            raise ValueError(f"seeds: got {len(seeds)} seeds for {num_members} members; give one per member")
+        _, member_seeds = _member_seeds(num_members, seed, seeds, False, "independent")
         if not isinstance(trunk, nn.Module):
             raise ValueError(f"trunk: got {type(trunk).__name__}; expected an nn.Module")
-        net.num_members, net.seeds, net.split, net.init = num_members, seeds, "parts", "independent"
+        net.num_members, net.seeds, net.split, net.init = num_members, member_seeds, "parts", "independent"
         net.levels = [("trunk", num_members)]
         net.layer_names = ["trunk", "branch"]
         net._graph = None
-        branches = build_members(branch, seeds, "independent")
+        branches = build_members(branch, member_seeds, "independent")
         net.root = TreeNode(
             nn.Sequential(trunk) if not isinstance(trunk, nn.Sequential) else trunk,
             [TreeNode(b) for b in branches],
