@@ -118,9 +118,16 @@ def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
     assert own.ratio == 1.0 and "fx" in cut.name and "NOT" not in cut.note  # the cut has the model's FLOPs
 
 
-def test_peer_trainers_benchmark_writes_one_row_per_trainer(tmp_path):
+@pytest.mark.parametrize("size", ["small", pytest.param("full", marks=pytest.mark.slow)])
+def test_peer_trainers_benchmark_writes_one_row_per_trainer(tmp_path, monkeypatch, size):
     import peers
 
+    if size == "small":  # the same code path on batches of 8 and 64 test images (the full size: 100, 1000)
+        write = peers.write_synthetic_cifar10
+        monkeypatch.setattr(peers, "BATCH", 8)
+        monkeypatch.setattr(
+            peers, "write_synthetic_cifar10", lambda folder, n_train, n_test: write(folder, n_train, 64)
+        )
     assert peers.main(["--out", str(tmp_path), "--rounds", "1", "--iters", "1,2"]) == 0
     text = (tmp_path / "peers.txt").read_text()
     assert "bare plain loop" in text and "mheads fit" in text and "hardware:" in text
