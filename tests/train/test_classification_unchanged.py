@@ -17,6 +17,8 @@ import mheads
 from mheads.config import config_from_dict
 from mheads.train.loop import fit
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
+
 LOOP = {
     "mcl": "7046d42512c26eb202e28496e1ba2aab27e7b31bc91e676b8a62db7d21f2b070",
     "independent_ce": "726de3be3b91f409eb147cae3480355ecb678c7fe301bdbaced9a493fa756b5c",
