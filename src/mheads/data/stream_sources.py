@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import numpy as np
 
@@ -24,7 +23,8 @@ log = logging.getLogger("mheads.data.streaming")  # the streaming loader's messa
 _LONG_SCAN = 10_000  # reading more labels than this before training is announced
 
 
-class Sources(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class Sources:
     """Where the streamed examples come from: the train and test examples, the source's class names, and
     the source as messages name it."""
 
