@@ -72,6 +72,7 @@ COMMITTED = {
         ("independent_M1", "independent_M2", "mcl_M2", "independent_M4", "mcl_M4"),
         ("oracle_mean_iou", "mean_iou", "pixel_acc"),
     ),
+    "any-task-shapes-fit-cpu": (sweep_shapes.CELLS, ("oracle_mean_iou", "mean_iou", "test_win_1")),
     "any-task-text-cpu": (("independent", "mcl"), ("ensemble_acc", "oracle_acc", "member_acc")),
 }
 
@@ -99,3 +100,15 @@ def test_committed_multimodal_mcl_oracle_well_below_independent():
     ratio = results[("mcl/independent", "oracle_error_ratio")]
     assert int(ratio["seeds"]) == 3 and float(ratio["mean"]) < 0.2
     assert len(_read(path / "curves.csv")) == len(sweep_multimodal.CELLS) * 5 * 201
+
+
+def test_committed_shapes_guarded_mcl_oracle_above_independent_on_every_seed():
+    path = RESULTS / "any-task-shapes-fit-cpu"
+    if not (path / "seeds.csv").exists():
+        pytest.skip("not committed")
+    value = {(r["cell"], r["seed"], r["metric"]): float(r["value"]) for r in _read(path / "seeds.csv")}
+    for m in (2, 4):
+        for seed in ("0", "1", "2"):
+            amcl = value[(f"amcl_M{m}", seed, "oracle_mean_iou")]
+            assert amcl > value[(f"independent_M{m}", seed, "oracle_mean_iou")] and amcl > 0.99, (m, seed)
+            assert value[(f"amcl_M{m}", seed, "train_win_1")] < 0.6  # no member won (nearly) every image
