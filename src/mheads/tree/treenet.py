@@ -30,7 +30,7 @@ batch, including examples its bootstrap sample left out (bagging weights only th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence, Union, overload
+from typing import Sequence
 
 import torch
 import torch.fx as fx
@@ -38,112 +38,22 @@ from torch import nn
 
 from mheads.core.checks import check_int
 from mheads.core.seeding import member_init_seeds
-from mheads.tree.cut import CutError, analyse, cut_graphs, pick, segment, stitch, why_not
+from mheads.tree.build import (
+    STOCHASTIC_LAYERS,
+    SplitSpec,
+    check_levels,
+    normalize_split,
+    sequential_tree,
+    traced_tree,
+)
+from mheads.tree.cut import pick, stitch
 from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
 from mheads.tree.members import INIT_MODES, BaseSpec, build_members
+from mheads.tree.node import TreeNode
 from mheads.tree.scoring import ScoringHeads, score_features
-from mheads.tree.sharing import canonical_names, share_with_ancestors, used_objects
 from mheads.tree.traced import ModeGraphModule
 
 __all__ = ["STOCHASTIC_LAYERS", "BaseSpec", "SplitSpec", "TreeNet", "TreeNode"]
-
-SplitSpec = Union[None, str, Sequence[tuple]]
-
-if TYPE_CHECKING:
-
-    class _Branches(nn.ModuleList):
-        """What the checker sees of ``TreeNode.branches``: a ``ModuleList`` holding TreeNodes only (at run
-        time it is a plain ``nn.ModuleList``)."""
-
-        def __iter__(self) -> Iterator[TreeNode]: ...
-
-        @overload
-        def __getitem__(self, idx: slice) -> nn.ModuleList: ...
-
-        @overload
-        def __getitem__(self, idx: int) -> TreeNode: ...
-
-        def __getitem__(self, idx: int | slice) -> TreeNode | nn.ModuleList: ...
-else:
-    _Branches = nn.ModuleList
-
-
-class TreeNode(nn.Module):
-    """A part of the base network (``layers``) followed by zero or more child branches."""
-
-    def __init__(
-        self,
-        layers: nn.Module,
-        branches: Sequence["TreeNode"] = (),
-        output=None,
-        model_name: str = "the base",
-    ):
-        super().__init__()
-        self.layers = layers
-        self.branches = _Branches(branches)
-        self.output = output  # a leaf's choice from a dict or tuple output (not state: a plain attribute)
-        self.model_name = model_name
-
-    def finish(self, h):
-        """A leaf's prediction from its layers' output ``h``: ``h[output]`` when ``output`` is set; a dict or
-        tuple without it is refused naming its keys."""
-        if self.output is None and isinstance(h, torch.Tensor):
-            return h
-        return pick(h, self.output, self.model_name)
-
-    @property
-    def is_identity(self) -> bool:
-        """True when the node computes nothing (an empty root: the independent ensemble)."""
-        return isinstance(self.layers, nn.Sequential) and len(self.layers) == 0
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Returns the outputs of every leaf under this node, depth-first: a list of ``(B, C)``."""
-        h = self.layers(x)
-        if len(self.branches) == 0:
-            return [self.finish(h)]
-        out: list[torch.Tensor] = []
-        for branch in self.branches:
-            out.extend(branch(h))
-        return out
-
-    def num_leaves(self) -> int:
-        return 1 if len(self.branches) == 0 else sum(b.num_leaves() for b in self.branches)
-
-
-# Layers that draw randomness in training mode: after a split they go to the branches, so that each member
-# draws its own (every dropout variant subclasses _DropoutNd: Dropout, Dropout1d/2d/3d, AlphaDropout,
-# FeatureAlphaDropout).
-STOCHASTIC_LAYERS: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
-
-
-def _is_stochastic(module: nn.Module) -> bool:
-    return any(isinstance(m, STOCHASTIC_LAYERS) for m in module.modules())
-
-
-def _has_params(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters())
-
-
-def _normalize_split(split: SplitSpec, num_members: int) -> list[tuple]:
-    """Turn any split spec into a list of (layer name or None, branch count)."""
-    if split is None:
-        return [(None, num_members)]
-    if isinstance(split, str):
-        return [(split, num_members)]
-    levels = []
-    for i, level in enumerate(split):
-        if isinstance(level, str):
-            raise ValueError(f"split[{i}]: got {level!r}; a multi-level split lists (layer, branches) pairs")
-        try:
-            name, n = level
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"split[{i}]: got {level!r}; expected a (layer name, number of branches) pair"
-            ) from None
-        levels.append((name, n))
-    if not levels:
-        raise ValueError("split: got an empty list; use None for independent members or name a layer")
-    return levels
 
 
 def _check_output(output) -> None:
@@ -232,8 +142,8 @@ class TreeNet(nn.Module):
         self.init = init
         copies, self.init_scheme = build_members(base, member_seeds, init, reinit, describe=True)
         self.model_name = type(copies[0]).__name__
-        self.levels = _normalize_split(split, num_members)
-        self._check_levels()
+        self.levels = normalize_split(split, num_members)
+        check_levels(self.levels, num_members)
         self._build(copies, output)
         if example_input is not None:
             self.check_cut(copies[0], example_input)
@@ -249,7 +159,6 @@ class TreeNet(nn.Module):
         """The members' tree from their ``copies``: a plain ``nn.Sequential`` cut between its children,
         independent members each running its own ``forward``, or any other base traced with torch.fx and cut
         at its nodes."""
-        num_members = self.num_members
         names = [name for name, _ in copies[0].named_children()]
         sequential = isinstance(copies[0], nn.Sequential) and type(copies[0]).forward is nn.Sequential.forward
         self._graph: dict[bool, fx.Graph] | None = None
@@ -257,8 +166,7 @@ class TreeNet(nn.Module):
             self.layer_names = names
             if not names:
                 raise ValueError("base: the network has no named layers (children) to split")
-            cuts = self._cut_points(copies[0])
-            self.root = self._build_node(copies, 0, 0, num_members, cuts)
+            self.root = sequential_tree(copies, self.levels, names)
         elif self.levels[0][0] is None and len(self.levels) == 1:  # independent members: their own forward
             self.layer_names = names
             self.root = TreeNode(
@@ -268,7 +176,7 @@ class TreeNet(nn.Module):
             self.layer_names = [n for n, _ in copies[0].named_modules() if n]
             if self.levels[0][0] is None:
                 raise ValueError("split: a traced model branches at the input only with split=None")
-            self._build_traced(copies)
+            self.root, self._graph = traced_tree(copies, self.levels, output, self.model_name)
 
     @classmethod
     def from_parts(
@@ -302,137 +210,6 @@ class TreeNet(nn.Module):
             [TreeNode(b) for b in branches],
         )
         return net
-
-    # --- construction ---------------------------------------------------------------------------------------
-    def _check_levels(self) -> None:
-        leaves = 1
-        for i, (name, n) in enumerate(self.levels):
-            check_int(f"split: level {i}'s number of branches", n, 1)
-            leaves *= n
-            if name is None and i > 0:
-                raise ValueError(
-                    f"split: level {i} has no layer name; only the first level may branch at the input"
-                )
-        if leaves != self.num_members:
-            desc = " x ".join(str(n) for _, n in self.levels)
-            raise ValueError(
-                f"split: the tree has {desc} = {leaves} leaves "
-                f"but members is {self.num_members}; the number of leaves must equal M"
-            )
-
-    def _cut_points(self, net: nn.Module) -> list[int]:
-        """For each level, the index just past the last shared layer (including absorbed parameter-free
-        layers)."""
-        layers = list(net.named_children())
-        names = self.layer_names
-        cuts, prev = [], 0
-        for i, (name, n) in enumerate(self.levels):
-            if name is None:
-                cuts.append(0)
-                continue
-            idx = names.index(name) + 1
-            # Parameter-free deterministic layers right after the split follow the shared side
-            # (see module doc).
-            while (
-                idx < len(layers) and not _has_params(layers[idx][1]) and not _is_stochastic(layers[idx][1])
-            ):
-                idx += 1
-            if idx <= prev and i > 0:
-                raise ValueError(
-                    f"split: level {i} ({name!r}) does not come after the previous split point; "
-                    "list split layers in network order"
-                )
-            cuts.append(idx)
-            prev = idx
-        return cuts
-
-    def _build_node(self, copies: list[nn.Module], level: int, lo: int, hi: int, cuts: list[int]) -> TreeNode:
-        """Node covering members [lo, hi) at depth ``level``; its weights come from member ``lo``'s copy."""
-        start = cuts[level - 1] if level > 0 else 0
-        stop = cuts[level] if level < len(cuts) else len(self.layer_names)
-        src = dict(copies[lo].named_children())
-        seq = nn.Sequential()
-        for name in self.layer_names[start:stop]:
-            seq.add_module(name, src[name])
-        if level == len(cuts):
-            return TreeNode(seq)
-        n = self.levels[level][1]
-        size = (hi - lo) // n
-        kids = [
-            self._build_node(copies, level + 1, lo + j * size, lo + (j + 1) * size, cuts) for j in range(n)
-        ]
-        return TreeNode(seq, kids)
-
-    def _build_traced(self, copies: list[nn.Module]) -> None:
-        """Trace member 0's copy (both modes, see :mod:`mheads.tree.cut`), cut its graphs at the split points
-        and give every member's copy the same segments."""
-        points = [name for name, _ in self.levels]
-        found = analyse(copies[0])
-        for p in points:
-            if p not in found.points:
-                raise CutError(why_not(found, p))
-        order = {n: i for i, n in enumerate(found.graphs[True].nodes)}
-        cuts = [found.cuts[True][p] for p in points]
-        if [order[c] for c in cuts] != sorted(order[c] for c in cuts) or len(set(cuts)) != len(cuts):
-            raise CutError(
-                f"split: {points} are not in the order forward calls them (or two of them cut at "
-                "the same place); list split points in that order"
-            )
-        graphs = {
-            mode: cut_graphs(
-                found.graphs[mode], [found.cuts[mode][p] for p in points], copies[0], self.output
-            )
-            for mode in {True, False}
-            if mode or found.graphs[False] is not found.graphs[True]
-        }
-        graphs.setdefault(False, graphs[True])
-        self._graph = {mode: _whole(found.graphs[mode], copies[0], self.output) for mode in (True, False)}
-        if found.graphs[False] is found.graphs[True]:
-            self._graph[False] = self._graph[True]
-        for net in copies[1:]:  # constants fx stored on the traced copy (plain tensor attributes)
-            for g in self._graph.values():
-                for n in g.nodes:
-                    if n.op == "get_attr" and not _has_path(net, n.target) and "." not in n.target:
-                        setattr(net, n.target, getattr(copies[0], n.target))
-        segments = [
-            [
-                segment(
-                    net, {mode: graphs[mode][level] for mode in (True, False)}, f"{self.model_name}Segment"
-                )
-                for level in range(len(points) + 1)
-            ]
-            for net in copies
-        ]
-        canon = canonical_names(copies[0])
-        self.root = self._build_graph_node(segments, copies, canon, {}, 0, 0, self.num_members)
-
-    def _build_graph_node(
-        self,
-        segments: list[list[ModeGraphModule]],
-        copies: list[nn.Module],
-        canon: dict,
-        inherited: dict,
-        level: int,
-        lo: int,
-        hi: int,
-    ) -> TreeNode:
-        """Like :meth:`_build_node` for a traced base: segment ``level`` of member ``lo``'s cut copy, using
-        the objects of its ancestors wherever the base uses one object on both sides of a cut (a module called
-        again, a tied weight): modules used in the trunk stay shared."""
-        part = segments[lo][level]
-        share_with_ancestors(part, canon, inherited)
-        if level == len(self.levels):
-            return TreeNode(part, (), None, self.model_name)
-        below = {**inherited, **used_objects(part, canon)}
-        n = self.levels[level][1]
-        size = (hi - lo) // n
-        kids = [
-            self._build_graph_node(
-                segments, copies, canon, below, level + 1, lo + j * size, lo + (j + 1) * size
-            )
-            for j in range(n)
-        ]
-        return TreeNode(part, kids, None, self.model_name)
 
     @torch.no_grad()
     def check_cut(self, reference: nn.Module, example: torch.Tensor | Sequence[int]) -> str:
@@ -675,8 +452,8 @@ class Chosen(nn.Module):
 
 
 def _segments(nodes: list[TreeNode]) -> list[ModeGraphModule]:
-    """The layers of a traced tree's nodes, each a segment (:meth:`TreeNet._build_traced` builds nothing
-    else)."""
+    """The layers of a traced tree's nodes, each a segment (:func:`mheads.tree.build.traced_tree` builds
+    nothing else)."""
     out = []
     for node in nodes:
         if not isinstance(node.layers, ModeGraphModule):
@@ -686,16 +463,3 @@ def _segments(nodes: list[TreeNode]) -> list[ModeGraphModule]:
             )
         out.append(node.layers)
     return out
-
-
-def _has_path(module: nn.Module, target: str) -> bool:
-    for p in target.split("."):
-        if not hasattr(module, p):
-            return False
-        module = getattr(module, p)
-    return True
-
-
-def _whole(graph: fx.Graph, owner: nn.Module, output) -> fx.Graph:
-    """The whole model's graph returning the chosen prediction (what a standalone member runs)."""
-    return cut_graphs(graph, [], owner, output)[0]
