@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -28,6 +28,10 @@ from mheads.train.run_model import load_run
 from mheads.train.task_head import head_base
 from mheads.train.task_run import run_task
 from mheads.tree import TreeNet
+
+if TYPE_CHECKING:
+    from mheads.data.dataset import Dataset
+    from mheads.data.loader import TorchData
 
 __all__ = ["FitResult", "fit"]
 
@@ -170,12 +174,32 @@ def fit(
     """
     cfg, named, user_task = run_config(settings, task, head)
     _check_model(model, cfg)
-    train, test = from_loader("train", train, cfg, named), from_loader("test", test, cfg, named)
-    dataset = fit_data(cfg, train, test)
-    built: list[TreeNet] = []  # the tree the loop trained (a model named by string: none, rebuilt below)
+    dataset = _read_data(train, test, cfg, named)
+    return _train(model, cfg, dataset, user_task, Path(out), resume, overwrite, progress)
+
+
+def _read_data(train: Any, test: Any, cfg: Config, named: set[str] | None) -> Dataset | TorchData | None:
+    """The data the loop trains on: a ``DataLoader`` unwrapped to its dataset (its batch size taken unless
+    ``named`` holds that key), then prepared as :func:`mheads.train.fit_inputs.fit_data` prepares it."""
+    return fit_data(cfg, from_loader("train", train, cfg, named), from_loader("test", test, cfg, named))
+
+
+def _train(
+    model: Any,
+    cfg: Config,
+    dataset: Dataset | TorchData | None,
+    user_task: Task | None,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    progress: bool | None,
+) -> FitResult:
+    """Train through the loop that ``mheads train`` runs; the result holds the tree the loop built (a model
+    named by string: rebuilt from its run folder, as a user reopens it)."""
+    built: list[TreeNet] = []  # the tree the loop trained (a model named by string: none)
     metrics = loop.fit(
         cfg,
-        Path(out),
+        out,
         resume=resume,
         overwrite=overwrite,
         progress=progress,
@@ -185,8 +209,8 @@ def fit(
         task=user_task,
     )
     assert metrics is not None  # one process, the root: fit returns its metrics
-    tree = built[-1] if built or not isinstance(model, str) else _reopened(model, cfg, Path(out))
-    return FitResult(tree.eval(), Path(out), metrics)
+    tree = built[-1] if built or not isinstance(model, str) else _reopened(model, cfg, out)
+    return FitResult(tree.eval(), out, metrics)
 
 
 def _check_model(model: Any, cfg: Config) -> None:
