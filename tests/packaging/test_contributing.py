@@ -148,3 +148,11 @@ def test_the_guides_training_blocks_run_as_written(sandbox):
         exec(compile(train, f"CONTRIBUTING.md, {title.lower()}", "exec"), {"__name__": "__main__"})
         assert (sandbox / "runs" / run / "metrics.json").is_file()
     assert "name: worst_k" in (sandbox / "runs" / "tiny-worst-k" / "config.yaml").read_text()
+
+
+def test_the_layering_rule_lists_the_packages_in_the_order_the_layout_test_enforces():
+    from test_layout import LAYERS
+
+    text = section("The layering rule")
+    listed = text.split("from the bottom up:", 1)[1].split(". A package", 1)[0]
+    assert re.findall(r"`(\w+)`", listed) == LAYERS
