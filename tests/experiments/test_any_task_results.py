@@ -64,7 +64,7 @@ def test_shapes_sweep_smoke_cells(tmp_path):
 
 COMMITTED = {
     "any-task-multimodal-cpu": (sweep_multimodal.CELLS, ("oracle_error", "distortion", "emd")),
-    "any-task-sunspots-cpu": (
+    "any-task-sunspots-fit-cpu": (
         ("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
         ("rmse", "oracle_rmse"),
     ),
