@@ -1,5 +1,6 @@
-"""The plain training loop the examples share until `mheads.fit` takes a task: full or mini batches, Adam, the
-task's ensemble loss on the TreeNet's member outputs `(M, B, ...)`."""
+"""The plain training loop behind `sweep_multimodal` (RESULTS.md section a's committed run; every other
+example trains through `mheads.fit`): mini-batches drawn with replacement, Adam, the task's ensemble loss on
+the TreeNet's member outputs `(M, B, ...)`."""
 
 from __future__ import annotations
 
@@ -44,36 +45,6 @@ def train(
         history.append(float(value.detach()))
     model.eval()
     return history
-
-
-def repeat(x: Any, y: Any) -> Callable[[int], Iterator[tuple[Any, Any]]]:
-    """Full-batch training: every step sees `(x, y)`."""
-    return lambda step: iter([(x, y)])
-
-
-def minibatches(loader: torch.utils.data.DataLoader) -> Callable[[int], Iterator[tuple[Any, Any]]]:
-    """Mini-batches from `loader`, cycled over epochs."""
-    state: dict[str, Iterator] = {}
-
-    def next_batch(step: int) -> Iterator[tuple[Any, Any]]:
-        try:
-            return iter([next(state["it"])])
-        except (KeyError, StopIteration):
-            state["it"] = iter(loader)
-            return iter([next(state["it"])])
-
-    return next_batch
-
-
-@torch.no_grad()
-def outputs(model: nn.Module, loader: torch.utils.data.DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """The member outputs `(M, N, ...)` and targets `(N, ...)` over a whole loader."""
-    model.eval()
-    out, targets = [], []
-    for x, y in loader:
-        out.append(model(x))
-        targets.append(y)
-    return torch.cat(out, dim=1), torch.cat(targets)
 
 
 def sampled(
