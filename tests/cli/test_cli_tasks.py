@@ -165,3 +165,35 @@ def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys
     (record,) = json.loads(capsys.readouterr().out)
     assert np.asarray(record["prediction"]).shape == (6, 10) and len(record["members"]) == 2
     assert torch.tensor(record["members"][0]["agreement"]) <= 1
+
+
+def test_a_parquet_table_trains_on_named_columns_and_predicts_rows_without_targets(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 3))
+    frame = pd.DataFrame({"id": np.arange(30), "c": x[:, 2], "a": x[:, 0], "y": x.sum(1), "b": x[:, 1]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    run = _train(
+        tmp_path,
+        tmp_path / "t.parquet",
+        "features_net",
+        "regression",
+        ["data.features=[a, b, c]", "data.targets=y", "task.head=gaussian", "loss.name=mcl"],
+    )
+    assert json.loads((run / "metrics.json").read_text())["num_examples"] == 8
+    frame.drop(columns=["y"]).head(2).to_parquet(tmp_path / "rows.parquet")  # no target column to predict
+    (tmp_path / "rows.csv").write_text("b,a,c\n" + "".join(f"{r[1]},{r[0]},{r[2]}\n" for r in x[:2]))
+    capsys.readouterr()
+    predict = ["predict", "--run", str(run), "--model", "taskmodels:features_net"]
+    assert main([*predict, str(tmp_path / "rows.parquet"), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in records] == [f"{tmp_path / 'rows.parquet'}:{i}" for i in (1, 2)]
+    assert main([*predict, str(tmp_path / "rows.csv"), "--format", "json"]) == 0
+    from_csv = json.loads(capsys.readouterr().out)
+    assert [r["members"] for r in records] == [r["members"] for r in from_csv]  # the same rows, by name
+    for r in records:
+        assert {"prediction", "std", "aleatoric", "epistemic"} <= r.keys() and len(r["members"]) == 2
+    assert main([*predict, str(tmp_path / "rows.parquet"), "--format", "csv"]) == 0
+    lines = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert len(lines) == 3 and {"prediction_0", "std_0", "members_1_variance_0"} <= set(lines[0])

@@ -1,4 +1,5 @@
-"""read_table: CSV and Parquet columns as (input, target) pairs; strict values, splits, bounded reads."""
+"""read_table: CSV and Parquet columns as (input, target) pairs; strict values, splits, bounded reads.
+read_features: the input columns alone (a table to predict on)."""
 
 import os
 
@@ -7,7 +8,7 @@ import torch
 
 from mheads.data import DataError
 from mheads.data.pairs import seeded_split
-from mheads.data.tables import read_table
+from mheads.data.tables import read_features, read_table
 
 
 def write(path, text):
@@ -49,6 +50,24 @@ def test_parquet_matches_csv(tmp_path):
     p = read_table(tmp_path / "t.parquet", "a", "y", kind="classification")["train"]
     c = read_table(tmp_path / "t.csv", "a", "y", kind="classification")["train"]
     assert torch.equal(p.inputs, c.inputs) and torch.equal(p.targets, c.targets)
+
+
+def test_read_features_needs_no_target_column_in_csv_or_parquet(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    write(tmp_path / "t.csv", "b,y,a\n1,0,2.5\n3,1,-4\n")
+    pd.DataFrame({"a": [2.5, -4.0], "b": [1.0, 3.0]}).to_parquet(tmp_path / "rows.parquet")  # no "y"
+    want = read_table(tmp_path / "t.csv", ["a", "b"], "y")["train"].inputs
+    assert torch.equal(read_features(tmp_path / "t.csv", ["a", "b"]), want)
+    assert torch.equal(read_features(tmp_path / "rows.parquet", ["a", "b"]), want)
+    write(tmp_path / "t.tsv", "a\tb\n2.5\t1\n-4\t3\n")
+    assert torch.equal(read_features(tmp_path / "t.tsv", ["a", "b"], delimiter="\t"), want)
+    with pytest.raises(DataError, match=r"rows.parquet: no column 'c'; expected one of the file's columns"):
+        read_features(tmp_path / "rows.parquet", ["a", "c"])
+    with pytest.raises(DataError, match=r"row 2 \(line 3\), column 'a': got 'x'; expected a decimal number"):
+        read_features(write(tmp_path / "bad.csv", "a\n1\nx\n"), "a")
+    with pytest.raises(ValueError, match="features: 'a' is named more than once"):
+        read_features(tmp_path / "t.csv", ["a", "a"])
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Tables (CSV or Parquet) as `(input, target)` Datasets for any task (issue 32).
 
-`read_table(path, features, targets, kind=...)` reads the named columns of one file:
+`read_table(path, features, targets, kind=...)` reads the named columns of one file (`read_features(path,
+features)` only the inputs, as a table to predict on has no target column):
 
 - inputs: the `features` columns as float32 `(N, F)`;
 - targets, `kind="regression"`: the `targets` columns as float32 `(N, D)`; `kind="classification"`: one
@@ -39,7 +40,7 @@ from mheads.data.errors import DataError
 from mheads.data.files import display, read_regular
 from mheads.data.pairs import TensorPairs, seeded_split
 
-__all__ = ["KINDS", "MAX_CLASSES", "SPLITS", "read_table"]
+__all__ = ["KINDS", "MAX_CLASSES", "SPLITS", "read_features", "read_table"]
 
 KINDS = ("regression", "classification")
 SPLITS = ("train", "val", "test")
@@ -269,6 +270,22 @@ def read_table(
     table = _read(path, columns, split_column, delimiter, file_format)
     pairs = TensorPairs(_floats(table, feats), _targets(table, targs, kind, num_classes))
     return _splits(table, pairs, split_column, test_fraction, seed)
+
+
+def read_features(
+    path: str | os.PathLike,
+    features: str | Sequence[str],
+    *,
+    delimiter: str = ",",
+    file_format: str | None = None,
+) -> torch.Tensor:
+    """The `features` columns of a CSV or Parquet file as float32 `(n, F)`, every row, checked as
+    `read_table` checks them; no target or split column is read (a table to predict on need not have one)."""
+    feats = _names("features", features)
+    twice = sorted({c for c in feats if feats.count(c) > 1})
+    if twice:
+        raise ValueError(f"features: {twice[0]!r} is named more than once; expected each column once")
+    return _floats(_read(path, feats, None, delimiter, file_format), feats)
 
 
 def _roles(

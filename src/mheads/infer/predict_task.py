@@ -242,36 +242,6 @@ def predict_inputs(
     return records
 
 
-def _feature_rows(path: str, features: list[str], delimiter: str) -> torch.Tensor:
-    """The ``features`` columns of a CSV file as float32 ``(N, F)`` (no target columns needed to predict),
-    read within the data readers' bound; a bad value is named by row and column."""
-    import csv
-    import io
-
-    from mheads.data.bounds import read_limit
-    from mheads.data.files import read_regular
-
-    text = read_regular(path, path, max_bytes=read_limit()).decode("utf-8-sig")
-    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
-    missing = [c for c in features if rows and c not in rows[0]]
-    if not rows or missing:
-        what = "no data rows" if not rows else f"no column {missing[0]!r}"
-        raise DataError(f"{path}: {what}; expected the run's data.features columns {features}")
-    out = torch.empty(len(rows), len(features))
-    for i, row in enumerate(rows):
-        for j, c in enumerate(features):
-            try:
-                value = float(row[c])
-            except (TypeError, ValueError):
-                value = math.nan
-            if not math.isfinite(value):
-                raise DataError(
-                    f"{path}: row {i + 1}, column {c!r}: got {row[c]!r}; expected a finite number"
-                )
-            out[i, j] = value
-    return out
-
-
 def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]:
     """``mheads predict``'s inputs for a run on inputs of any shape: table files (the run's
     ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the run's ``data.inputs``
@@ -279,7 +249,7 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
     from mheads.config import load_config
     from mheads.data.arrays import read_npz
     from mheads.data.decode import decode, read_image_file
-    from mheads.data.tables import read_table
+    from mheads.data.tables import read_features
 
     cfg = load_config(Path(run) / "config.yaml")
     chunks: list[torch.Tensor] = []
@@ -289,10 +259,7 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
         if suffix in (".csv", ".tsv", ".parquet", ".pq"):
             if not cfg.data.features:
                 raise ConfigError(f"{p}: the run names no data.features columns to read from a table")
-            if suffix in (".csv", ".tsv"):
-                x = _feature_rows(p, cfg.data.features, "\t" if suffix == ".tsv" else ",")
-            else:
-                x = torch.as_tensor(read_table(p, cfg.data.features, cfg.data.targets)["train"].inputs)
+            x = read_features(p, cfg.data.features, delimiter="\t" if suffix == ".tsv" else ",")
             keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
         elif suffix == ".npz":
             name = cfg.data.inputs or "x"
