@@ -1,0 +1,140 @@
+"""Task.loss (issue 32): every ensemble loss on every built-in task and a user's task, from the task's
+per-example member losses alone. Laws written here from the losses' definitions, whatever the task: MCL with
+k = M is the independent loss, MCL with k = 1 the mean of each example's lowest member loss and its gradient
+reaches only that member, MCL-CE mixes the two, relaxed WTA with epsilon 0 and annealed WTA at temperature 0
+are MCL, scored MCL reads the score column of multi_hypothesis outputs; identical members tie, and the ties
+are broken at random (each member wins about 1/M of the examples)."""
+
+import math
+
+import pytest
+import torch
+
+from mheads.ensemble.losses import ENSEMBLE_LOSSES
+from mheads.tasks import classification, custom_task, multi_hypothesis, regression, segmentation
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+F64 = torch.float64
+M, B = 3, 5
+
+
+def _l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output - target).abs().mean(dim=-1)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _case(name: str, b: int = B, seed: int = 0):
+    """(task, outputs (M, b, ...), targets) with continuous outputs (no ties)."""
+    g = _gen(seed)
+    if name == "classification":
+        out = torch.randn(M, b, 4, generator=g, dtype=F64)
+        return classification(4), out, torch.randint(0, 4, (b,), generator=g)
+    if name == "segmentation":  # non-square images
+        out = torch.randn(M, b, 3, 2, 5, generator=g, dtype=F64)
+        return segmentation(3), out, torch.randint(0, 3, (b, 2, 5), generator=g)
+    task, width = {
+        "regression_point": (regression(2), 2),
+        "regression_gaussian": (regression(2, head="gaussian"), 4),
+        "multi_hypothesis": (multi_hypothesis(2), 3),
+        "custom": (custom_task(_l1, head_width=2), 2),
+    }[name]
+    return task, torch.randn(M, b, width, generator=g, dtype=F64), torch.randn(b, 2, generator=g, dtype=F64)
+
+
+TASKS = [
+    "classification",
+    "regression_point",
+    "regression_gaussian",
+    "multi_hypothesis",
+    "segmentation",
+    "custom",
+]
+
+
+def _params(task, name: str) -> dict:
+    spec = ENSEMBLE_LOSSES.get(name)
+    k = 1 if spec is not None and spec.single_winner else 2
+    params = {"k": k, "temperature": 0.5, "generator": _gen(1)}
+    if spec is not None and spec.scores and task.name != "multi_hypothesis":
+        params["score_logits"] = torch.randn(M, B, generator=_gen(2), dtype=F64)  # scoring heads' logits
+    return params
+
+
+@pytest.mark.parametrize("case", TASKS)
+def test_every_loss_the_task_names_trains_every_member_it_should(case):
+    task, out, y = _case(case)
+    names = task.loss_names()
+    assert {"independent", "mcl", "mcl_ce", "rwta", "amcl", "mcl_scored"} <= set(names)
+    assert ("cmcl" in names) == (case in ("classification", "segmentation"))  # a categorical output only
+    assert len(names) > 7  # and the task's own losses of the combined prediction
+    for name in names:
+        x = out.clone().requires_grad_(True)
+        res = task.loss(name, x, y, **_params(task, name))
+        res.loss.backward()
+        assert torch.isfinite(res.loss) and torch.isfinite(x.grad).all(), name
+        per_member = x.grad.flatten(2).abs().sum(dim=(1, 2))
+        assert (per_member > 0).any(), name
+
+
+@pytest.mark.parametrize("case", TASKS)
+def test_mcl_laws_on_the_tasks_own_member_losses(case):
+    task, out, y = _case(case)
+    losses = task.member_losses(out, y)  # (M, B): the task's only input to the ensemble losses
+    assert losses.shape == (M, B)
+
+    def value(name, **params):
+        return task.loss(name, out, y, generator=_gen(3), **params).loss
+
+    independent = value("independent")
+    assert independent.item() == pytest.approx(losses.mean(dim=1).sum().item(), rel=1e-12)
+    assert value("mcl", k=M).item() == pytest.approx(independent.item(), rel=1e-12)
+    best = losses.min(dim=0).values.mean()
+    assert value("mcl", k=1).item() == pytest.approx(best.item(), rel=1e-12)
+    mixed = 0.3 * best + 0.7 * independent
+    assert value("mcl_ce", k=1, mix=0.3).item() == pytest.approx(mixed.item(), rel=1e-12)
+    assert value("rwta", k=1, epsilon=0.0).item() == pytest.approx(best.item(), rel=1e-12)
+    assert value("amcl", k=1, temperature=0.0).item() == pytest.approx(best.item(), rel=1e-12)
+    hot = value("amcl", k=1, temperature=1e6)  # annealed WTA at a high temperature: every member equally
+    assert hot.item() == pytest.approx(independent.item() / M, rel=1e-4)
+
+
+@pytest.mark.parametrize("case", TASKS)
+def test_mcl_k1_sends_each_examples_gradient_to_its_best_member_only(case):
+    task, out, y = _case(case)
+    best = task.member_losses(out, y).argmin(dim=0)  # continuous outputs: no ties
+    x = out.clone().requires_grad_(True)
+    res = task.loss("mcl", x, y, k=1, generator=_gen(0))
+    res.loss.backward()
+    assert torch.equal(res.assignment, torch.nn.functional.one_hot(best, M).T.bool())
+    reached = x.grad.flatten(2).abs().sum(dim=2) > 0  # (M, B)
+    assert torch.equal(reached, res.assignment)
+
+
+def test_scored_mcl_reads_the_score_column_of_multi_hypothesis_outputs():
+    task, out, y = _case("multi_hypothesis")
+    x = out.clone().requires_grad_(True)
+    res = task.loss("mcl_scored", x, y, k=1, score_weight=1.0, generator=_gen(0))
+    res.loss.backward()
+    won = res.assignment.to(F64)
+    scores = out[..., -1]
+    bce = -(won * torch.log(torch.sigmoid(scores)) + (1 - won) * torch.log(1 - torch.sigmoid(scores)))
+    wta = task.member_losses(out, y).min(dim=0).values.mean()
+    assert res.loss.item() == pytest.approx((wta + bce.mean()).item(), rel=1e-12)
+    assert (x.grad[..., -1] != 0).all()  # every member's score logit learns whether it won
+
+
+@pytest.mark.parametrize("case", TASKS)
+def test_identical_members_tie_and_ties_are_broken_at_random(case):
+    batch = 600
+    task, out, y = _case(case, b=batch, seed=4)
+    same = out[:1].expand_as(out).contiguous()  # M copies of member 0
+    res = task.loss("mcl", same, y, k=1, generator=_gen(5))
+    wins = res.assignment.sum(dim=1)
+    assert int(wins.sum()) == batch and res.assignment.sum(dim=0).eq(1).all()
+    sigma = math.sqrt(batch * (1 / M) * (1 - 1 / M))
+    assert all(abs(int(w) - batch / M) < 5 * sigma for w in wins), wins.tolist()
+    again = task.loss("mcl", same, y, k=1, generator=_gen(5)).assignment
+    assert torch.equal(again, res.assignment)  # seeded: the same draw again
