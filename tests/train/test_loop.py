@@ -4,7 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mheads.train.loop as engine
+import mheads.train.finish as finish_module
+import mheads.train.points as points
+import mheads.train.restore as restore_module
 import mheads.train.step as step_module
 from mheads.config import ConfigError, config_from_dict
 from mheads.data.resident import prepare_data
@@ -225,7 +227,7 @@ def test_identical_members_from_a_trained_run(tmp_path):
     )
     data = prepare_data(cfg, torch.device("cpu"))
     tree = build_tree(cfg, data.num_classes, data.in_channels, data.image_size)
-    engine._initial_weights(tree, cfg)
+    restore_module._initial_weights(tree, cfg)
     x = next(data.eval_batches("test", 4))[0]
     out = tree(x)
     assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
@@ -257,13 +259,15 @@ def test_the_final_evaluation_reuses_the_last_one(tmp_path, monkeypatch, eval_ev
     evaluates), none during training (0). The final metrics are the evaluation at iteration 4, never a second
     pass."""
     calls = []
-    real = engine.evaluate
+    real = points.evaluate
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "evaluate", counting)
+    for module in (points, finish_module):  # evaluation points, and the final one where it is not reused
+        assert module.evaluate is real
+        monkeypatch.setattr(module, "evaluate", counting)
     m = fit(tiny(train={"eval_every": eval_every}), tmp_path / "run", progress=False)
     assert len(calls) == expected
     if eval_every:
