@@ -10,8 +10,8 @@ Records (every number rounded to 6 significant digits; ``key`` is ``index`` or `
   distance of the hypotheses from it), ``members`` (each ``{"hypothesis": [...], "score": weight}``, the
   weights summing to 1), ranked by score in ``best`` (the index of the highest-scored member);
 - segmentation: ``prediction`` (the ensemble's mask, H rows of W classes), ``entropy`` (the mean pixel entropy
-  of the mean probabilities), ``members`` (each ``{"agreement": the share of pixels where the member's mask
-  equals the ensemble's}``);
+  of the mean probabilities), ``members`` (each ``{"mask": the member's own mask, H rows of W classes,
+  "agreement": the share of pixels where it equals the ensemble's}``);
 - a user's task: ``prediction`` (``task.combine``'s output as nested lists) and ``members`` (each member's
   output).
 
@@ -109,13 +109,17 @@ def _segmentation_fields(task: Segmentation, outputs: torch.Tensor) -> Fields:
     log_probs = task.combine(outputs)  # (B, C, H, W)
     mask = log_probs.argmax(dim=1)  # (B, H, W)
     entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean(dim=(-2, -1))  # (B,)
-    agree = (outputs.argmax(dim=2) == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
+    member_masks = outputs.argmax(dim=2)  # (M, B, H, W): each member's hypothesis
+    agree = (member_masks == mask.unsqueeze(0)).float().mean(dim=(-2, -1))  # (M, B)
 
     def fields(i: int) -> dict:
         return {
             "prediction": mask[i].tolist(),
             "entropy": _r(float(entropy[i])),
-            "members": [{"agreement": _r(float(agree[m, i]))} for m in range(outputs.shape[0])],
+            "members": [
+                {"mask": member_masks[m, i].tolist(), "agreement": _r(float(agree[m, i]))}
+                for m in range(outputs.shape[0])
+            ],
         }
 
     return fields

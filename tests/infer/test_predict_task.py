@@ -1,0 +1,81 @@
+"""mheads.infer.predict_task.task_records (issue 32): per input, each member's hypothesis (and score), the
+ensemble's prediction and its uncertainty, on hand-built member outputs; and the same records as CSV."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+
+from mheads.infer.predict_format import format_predictions
+from mheads.infer.predict_task import task_records
+from mheads.tasks import custom_task, multi_hypothesis, regression, segmentation
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+KEYS = [("index", 0), ("index", 1)]
+
+
+def test_gaussian_regression_records_are_the_mixtures_moments():
+    means, variances = (
+        torch.tensor([[1.0, 3.0], [3.0, 5.0]]),
+        torch.tensor([[0.5, 1.0], [1.5, 2.0]]),
+    )  # (M, B)
+    raw = torch.log(torch.expm1(variances))  # softplus^-1: the heads' raw values
+    outputs = torch.stack([means, raw], dim=-1)  # (M, B, 2): D = 1
+    records = task_records(regression(1, head="gaussian"), outputs, KEYS)
+    first = records[0]
+    assert first["index"] == 0 and first["task"] == "regression"
+    assert first["prediction"] == pytest.approx([2.0])
+    assert first["aleatoric"] == pytest.approx([1.0])  # mean of 0.5 and 1.5
+    assert first["epistemic"] == pytest.approx([1.0])  # variance of 1 and 3
+    assert first["std"] == pytest.approx([2**0.5], rel=1e-5)
+    assert [m["mean"][0] for m in first["members"]] == pytest.approx([1.0, 3.0])
+    assert [m["variance"][0] for m in first["members"]] == pytest.approx([0.5, 1.5], rel=1e-5)
+    assert records[1]["prediction"] == pytest.approx([4.0]) and records[1]["epistemic"] == pytest.approx(
+        [1.0]
+    )
+
+
+def test_multi_hypothesis_records_weigh_the_hypotheses_by_their_scores():
+    outputs = torch.tensor(
+        [[[-1.0, 0.0]], [[2.0, 0.0]], [[5.0, -1e4]]]
+    )  # (M=3, B=1, D + 1): scores 0, 0, -inf
+    (record,) = task_records(multi_hypothesis(1), outputs, KEYS[:1])
+    assert [m["hypothesis"] for m in record["members"]] == [[-1.0], [2.0], [5.0]]
+    assert [m["score"] for m in record["members"]] == pytest.approx([0.5, 0.5, 0.0])
+    assert record["prediction"] == pytest.approx([0.5])  # the score-weighted mean
+    assert record["spread"] == pytest.approx(1.5)  # the weighted RMS distance from it
+    assert record["best"] in (0, 1)
+
+
+def test_segmentation_records_give_each_members_mask_the_ensembles_and_its_entropy():
+    member0 = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])  # (H=1, W=3, C=2) -> mask 0 0 1
+    member1 = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [0.0, 2.0]]])  # mask 0 1 1
+    outputs = torch.stack([member0, member1]).permute(0, 3, 1, 2).unsqueeze(1)  # (M, B=1, C, H, W)
+    (record,) = task_records(segmentation(2), outputs, KEYS[:1])
+    assert [m["mask"] for m in record["members"]] == [[[0, 0, 1]], [[0, 1, 1]]]
+    assert record["prediction"] == [[0, 1, 1]]  # pixel 2: mean probabilities favour member 1's 3 over 2
+    assert [m["agreement"] for m in record["members"]] == pytest.approx([2 / 3, 1.0])
+    probs = torch.softmax(outputs, dim=2).mean(dim=0)[0]  # (C, H, W)
+    want = float(-(probs * probs.log()).sum(dim=0).mean())
+    assert record["entropy"] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_users_task_records_the_members_outputs_and_their_combination():
+    task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
+    outputs = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[3.0, 4.0], [2.0, 2.0]]])  # (M=2, B=2, 2)
+    records = task_records(task, outputs, KEYS)
+    assert records[0]["prediction"] == pytest.approx([2.0, 3.0])
+    assert [m["output"] for m in records[1]["members"]] == [[0.0, 0.0], [2.0, 2.0]]
+
+
+def test_task_records_as_json_and_csv_columns():
+    outputs = torch.tensor([[[-1.0, 0.0]], [[2.0, 0.0]]])
+    records = task_records(multi_hypothesis(1), outputs, [("path", "rows.csv:1")])
+    assert json.loads(format_predictions(records, "json")) == records
+    header, row = list(csv.reader(io.StringIO(format_predictions(records, "csv"))))
+    values = dict(zip(header, row, strict=True))
+    assert values["path"] == "rows.csv:1" and values["task"] == "multi_hypothesis"
+    assert float(values["members_1_hypothesis_0"]) == 2.0 and float(values["members_0_score"]) == 0.5
+    assert float(values["prediction_0"]) == 0.5
