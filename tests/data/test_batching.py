@@ -50,3 +50,37 @@ def test_validation():
         BatchPlan(0, 4, 0)
     with pytest.raises(ValueError, match="iteration: got -1; expected an integer >= 0"):
         BatchPlan(10, 4, 0).indices(-1)
+
+
+def test_every_loader_is_a_batch_source_and_serves_a_batch_as_it_says():
+    """The resident and streaming image loaders and a user's Datasets read whole or streamed implement
+    BatchSource (issue 32: the loop reads only that interface)."""
+    from mheads.config import config_from_settings
+    from mheads.data.batching import BatchSource
+    from mheads.data.dataset_stream import stream_datasets
+    from mheads.data.pairs import TensorPairs
+    from mheads.data.resident import prepare_data
+    from mheads.data.streaming import prepare_stream
+    from mheads.data.tensors import prepare_tensors
+
+    cpu = torch.device("cpu")
+    settings = {"model.members": 2, "data.bagging": True, "train.batch_size": 4, "train.iterations": 2}
+    images = [(torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8), i % 2) for i in range(12)]
+    x = torch.randn(12, 3)
+    pairs = TensorPairs(x, x[:, :1])
+    regression = config_from_settings({**settings, "task.name": "regression"})
+    sources = {
+        "resident": prepare_data(config_from_settings({**settings, "data.train_limit": 40}), cpu),
+        "streaming": prepare_stream(config_from_settings(settings), cpu, train=images),
+        "tensors": prepare_tensors(regression, cpu, pairs),
+        "dataset stream": stream_datasets(
+            TensorPairs(x, x[:, :1]), batch_size=4, seed=0, members=2, device=cpu
+        ),
+    }
+    for name, source in sources.items():
+        assert isinstance(source, BatchSource), name
+        inputs, targets, weights = source.train_batch(1, torch.Generator().manual_seed(0))
+        assert len(targets) == 4 and (weights is None or weights.shape == (2, 4)), name
+        assert source.split_size("train") > 0 and isinstance(source.describe(), dict), name
+        first, _ = next(iter(source.eval_batches("test", 5)))
+        assert len(first) == 5, name
