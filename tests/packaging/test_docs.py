@@ -81,3 +81,18 @@ def test_docs_python_blocks_run_as_written(page, index, tmp_path, monkeypatch):
 def test_yaml_blocks_parse(page):
     for block in blocks(page, "yaml"):
         assert isinstance(yaml.safe_load(block["code"]), dict), block["code"]
+
+
+def test_the_readmes_tasks_section_links_a_run_example_for_every_task():
+    """README's Tasks table (issue 32): each built-in task and a user's own links a docs/tasks.md section
+    holding a Python block that test_docs_python_blocks_run_as_written runs (none marked not run)."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("\n## Tasks\n", 1)[1].split("\n## ", 1)[0]
+    linked = re.findall(r"\(docs/tasks\.md#([\w-]+)\)", table)
+    page = (REPO / "docs" / "tasks.md").read_text()
+    heading = r"^## ([^\n]+)\n(.*?)(?=^## |\Z)"
+    sections = {slug(m[1]): m[2] for m in re.finditer(heading, page, flags=re.M | re.S)}
+    for task in ("classification", "regression", "multi_hypothesis", "segmentation", "a-task-of-your-own"):
+        assert task in linked, f"README's Tasks table links no example for {task}"
+        run = [m for m in BLOCK.finditer(sections[task]) if m["lang"] == "python" and not m["why"]]
+        assert run, f"docs/tasks.md#{task} holds no Python block that the docs test runs"
