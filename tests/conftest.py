@@ -7,6 +7,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The whole session runs on one intra-op thread: the tests' ops are small, and on a shared 2-core machine
+    the pool's wake-ups cost more than they save (a loaded run took minutes longer on 2 threads). A test of
+    threading sets its own count and restores it; subprocesses keep torch's default."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     # Tests compare floats across code paths; keep thread counts fixed and the global RNG seeded.

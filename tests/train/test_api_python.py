@@ -168,18 +168,22 @@ def test_fit_leaves_the_process_as_it_found_it(tmp_path, monkeypatch):
     called = []
     monkeypatch.setattr(process, "retain_freed_memory", lambda: called.append(1) or True)
     settings = dict(SETTINGS, **{"train.threads": 1, "loss.name": "independent_ce", "model.split": None})
-    threads = torch.get_num_threads()
+    before, threads = torch.get_num_threads(), 3  # neither the run's 1 nor the session's: a count to restore
+    torch.set_num_threads(threads)
     weights = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        rng = torch.get_rng_state()
-        torch.manual_seed(0)
-        base = Net(dropout=0.5)
-        torch.set_rng_state(rng)
-        mheads.fit(base, Images(24, 0), out=tmp_path / f"g{seed}", settings=settings)
-        assert torch.equal(torch.get_rng_state(), rng)
-        assert torch.get_num_threads() == threads
-        weights.append(load_file(str(tmp_path / f"g{seed}" / "model.safetensors")))
+    try:
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            rng = torch.get_rng_state()
+            torch.manual_seed(0)
+            base = Net(dropout=0.5)
+            torch.set_rng_state(rng)
+            mheads.fit(base, Images(24, 0), out=tmp_path / f"g{seed}", settings=settings)
+            assert torch.equal(torch.get_rng_state(), rng)
+            assert torch.get_num_threads() == threads
+            weights.append(load_file(str(tmp_path / f"g{seed}" / "model.safetensors")))
+    finally:
+        torch.set_num_threads(before)
     assert called == []  # mheads.fit never raises glibc's thresholds (they cannot be read back or restored)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     with process.run_process_state(torch.device("cpu"), None, retain_memory=True):
