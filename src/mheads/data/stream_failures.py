@@ -6,11 +6,15 @@ alone) or sent no batch for the loader's timeout (stopped, hung). Each ends the 
 from __future__ import annotations
 
 import re
+import time
 from contextlib import contextmanager
 
 from mheads.data.errors import DataError
 
-__all__ = ["StreamWorkerError", "fetch_batch", "worker_errors", "worker_failure"]
+__all__ = ["WAIT_SLICE_S", "StreamWorkerError", "fetch_batch", "worker_errors", "worker_failure"]
+
+WAIT_SLICE_S = 0.5  # a dead worker is noticed within this long while waiting for a batch, SIGCHLD or not
+_TIMED_OUT = "DataLoader timed out after"
 
 
 class StreamWorkerError(DataError):
@@ -25,7 +29,7 @@ def worker_failure(err: BaseException) -> StreamWorkerError | None:
     msg = " ".join(str(err).split())
     if not isinstance(err, RuntimeError):
         return None
-    if msg.startswith("DataLoader timed out after"):
+    if msg.startswith(_TIMED_OUT):
         return StreamWorkerError(
             f"data.workers: no batch came from the worker processes for {msg.split('after ')[1].rstrip('.')} "
             "(a worker is stopped or hung); they were ended: resume the run (mheads train --resume) once "
@@ -79,7 +83,7 @@ def fetch_batch(it):
     """The next batch of ``it``; a worker failure as :class:`StreamWorkerError` (workers that timed out are
     ended first)."""
     try:
-        return next(it)
+        return _next_in_slices(it)
     except RuntimeError as err:
         failure = worker_failure(err)
         if failure is None:
@@ -87,3 +91,29 @@ def fetch_batch(it):
         if "no batch came" in str(failure):
             _stop_workers(it)
         raise failure from None
+
+
+def _next_in_slices(it):
+    """``next(it)``, waiting at most the iterator's timeout in slices of ``WAIT_SLICE_S``.
+
+    torch waits with one ``poll`` for the whole DataLoader timeout and learns of a dead worker only through
+    SIGCHLD, whose handler raises its error wherever this process happens to be: swallowed there (a broad
+    ``except``, a finalizer) or landing just before the ``poll``, it leaves the wait to run out the whole
+    timeout (600 s). At the end of each slice torch checks that its workers are alive instead ("exited
+    unexpectedly"); a slice that ran out leaves the iterator as it was. The timeout is the iterator's private
+    ``_timeout``: where it is not there (another torch), the wait is torch's own."""
+    budget = getattr(it, "_timeout", 0)
+    if not isinstance(budget, (int, float)) or budget <= WAIT_SLICE_S:
+        return next(it)
+    deadline = time.monotonic() + budget
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            it._timeout = min(WAIT_SLICE_S, left)
+            try:
+                return next(it)
+            except RuntimeError as err:
+                if not str(err).startswith(_TIMED_OUT):
+                    raise
+        raise RuntimeError(f"{_TIMED_OUT} {budget} seconds")  # torch's words, with the whole timeout
+    finally:
+        it._timeout = budget
