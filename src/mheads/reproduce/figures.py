@@ -43,7 +43,7 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed: int = 0)
             if results.get(c.name) and len(results[c.name][0]["member_acc"]) > 1
         ]
         if panels:
-            classes = results[spec.cells[0].name][0]["classes"]
+            classes = next(results[c.name][0]["classes"] for c in spec.cells if results.get(c.name))
             written.append(heatmap_grid(panels, classes, out / f"oracle_assignment{tag}.png"))
     return written
 
