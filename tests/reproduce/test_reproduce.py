@@ -234,14 +234,19 @@ def test_a_later_seed_draws_its_figures_beside_seed_0s_not_over_them(tmp_path, o
     assert later[:4] == b"\x89PNG"  # before: seed 2 drew over seed 0's file and no _seed2 file existed
 
 
-def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(tmp_path):
+@pytest.mark.parametrize(
+    "cells", [["conv1"], pytest.param(None, marks=pytest.mark.slow)], ids=["conv1", "every-cell"]
+)
+def test_table2_ilsvrc_smoke_streams_an_imagenet_layout_folder_of_varied_sizes(tmp_path, cells):
     from mheads.data.shards import write_varied_folder
 
     folder = write_varied_folder(tmp_path / "ilsvrc", 48, 16, 4, sizes=(60, 110), seed=2)
-    reproduce("table2-ilsvrc", "smoke", str(folder), tmp_path / "out", seeds=1)
+    reproduce("table2-ilsvrc", "smoke", str(folder), tmp_path / "out", seeds=1, cells=cells)
     with open(tmp_path / "out" / "results.csv") as f:
         rows = {r["cell"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"ensemble", "conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "single"}
+    trained = {r["cell"] for r in rows.values() if r["seeds"] != "0"}
+    assert trained == set(cells or rows)
     import json
 
     info = json.loads((tmp_path / "out/seed-0/conv1/run.json").read_text())
@@ -260,7 +265,8 @@ def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path, monkeypatch):
         return real(series, path, title)
 
     monkeypatch.setattr(figures, "finetune_curves", spy)
-    reproduce("table6", "smoke", None, tmp_path, seeds=1)
+    # two of the five fine-tuning cells (and the two runs they start from): one of each kind of start
+    reproduce("table6", "smoke", None, tmp_path, seeds=1, cells=["k1", "identical_k1"])
     # each curve starts at iteration 0 from the run it fine-tunes (identical members: the single model)
     single = json.loads((tmp_path / "seed-0/single/metrics.json").read_text())
     base = json.loads((tmp_path / "seed-0/base_ensemble/metrics.json").read_text())
