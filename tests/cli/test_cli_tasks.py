@@ -116,6 +116,10 @@ def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "multi_hypothesis" and "oracle_error" in metrics
     capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--model", "taskmodels:features_net", "--no-figures"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert json.loads(printed[-1])["oracle_error"] == pytest.approx(metrics["oracle_error"], rel=1e-6)
+    assert any(line.startswith("| distortion ") for line in printed)
     assert (
         main(
             [
@@ -147,6 +151,10 @@ def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "segmentation" and 0 <= metrics["oracle_mean_iou"] <= 1
     capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--model", "taskmodels:seg_net", "--no-figures"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert json.loads(printed[-1])["oracle_mean_iou"] == pytest.approx(metrics["oracle_mean_iou"], rel=1e-6)
+    assert any(line.startswith("| mean_iou ") for line in printed)
     assert (
         main(
             [
@@ -164,6 +172,7 @@ def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys
     )
     (record,) = json.loads(capsys.readouterr().out)
     assert np.asarray(record["prediction"]).shape == (6, 10) and len(record["members"]) == 2
+    assert np.asarray(record["members"][1]["mask"]).shape == (6, 10)
     assert torch.tensor(record["members"][0]["agreement"]) <= 1
 
 
