@@ -91,7 +91,7 @@ class HFNet(nn.Module):
 
 CASES = {
     "regression": (mlp, table, regression(2, head="gaussian"), {"loss.name": "mcl", "data.bagging": True}),
-    "sequence": (SeqNet, sequences, multi_hypothesis(1), {"loss.name": "mcl_scored"}),
+    "sequence": (SeqNet, sequences, multi_hypothesis(1), {"loss.name": "mcl_scored", "data.bagging": True}),
     "segmentation": (segnet, masks, segmentation(2), {"loss.name": "mcl", "data.bagging": True}),
     "dict": (
         HFNet,
