@@ -1,8 +1,9 @@
 """Exact resume through the command line: SIGKILL at random moments, SIGKILL inside checkpoint saves, SIGTERM.
 
 Every run here trains the same small configuration (``cli_harness.SMALL_RUN``: 2 members on a shared conv1
-trunk, MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted
-``python -m mheads`` run: weights, final metrics and the evaluation log. ``scripts/resume_trials.py`` runs
+trunk, MCL, bagging, crop-and-flip augmentation) and must end bit-identical to one uninterrupted run
+(through the CLI server; the slow tier checks that against a genuine ``python -m mheads`` process): weights,
+final metrics and the evaluation log. ``scripts/resume_trials.py`` runs
 more trials; the further random trials here are in the slow tier.
 
 The runs are 12 iterations (SMALL_RUN's 24 halved, for the fast tier): still 1.5 epochs of 8 batches (a
@@ -40,9 +41,25 @@ def config(work):
 
 
 @pytest.fixture(scope="module")
-def reference(work, config):
-    """The uninterrupted run, trained by a genuine ``python -m mheads train`` process."""
-    out = work / "reference"
+def forked(server, work, config):
+    """The uninterrupted run, through the CLI server; its wall time calibrates when kills land."""
+    out = work / "forked"
+    result = server.run("train", "--config", config, "--out", out, "--no-progress")
+    assert result.returncode == 0, str(result)
+    return out, result.seconds
+
+
+@pytest.fixture(scope="module")
+def reference(forked):
+    """What every interrupted run must end equal to: the server's uninterrupted run (the slow tier checks it
+    against a genuine ``python -m mheads train`` process, which imports torch: seconds of CPU)."""
+    return forked[0]
+
+
+@pytest.mark.slow  # a fresh process importing torch; the fork server's children are separate processes too
+def test_same_seed_same_run_bit_identical_across_processes(work, config, forked):
+    # Two separate processes, same config and seed, bagging on: weights, metrics and eval log all equal.
+    out = work / "genuine"
     result = run_module(
         "train",
         "--config",
@@ -54,21 +71,7 @@ def reference(work, config):
         env={"MHEADS_CACHE": str(work / "cache")},
     )
     assert result.returncode == 0, str(result)
-    return out
-
-
-@pytest.fixture(scope="module")
-def forked(server, work, config):
-    """The same run through the CLI server, uninterrupted; its wall time calibrates when kills land."""
-    out = work / "forked"
-    result = server.run("train", "--config", config, "--out", out, "--no-progress")
-    assert result.returncode == 0, str(result)
-    return out, result.seconds
-
-
-def test_same_seed_same_run_bit_identical_across_processes(reference, forked):
-    # Two separate processes, same config and seed, bagging on: weights, metrics and eval log all equal.
-    assert run_differences(reference, forked[0]) == []
+    assert run_differences(out, forked[0]) == []
 
 
 # trial 1 (two kills) in the fast tier; trials 0 and 2 (one kill each) repeat it with other moments
