@@ -71,11 +71,17 @@ def check_every_point(base: nn.Module, x: torch.Tensor, output=None, points=None
     return len(points)
 
 
+@pytest.mark.parametrize("every", [3, pytest.param(1, marks=pytest.mark.slow)], ids=["every-third", "all"])
 @pytest.mark.parametrize("name", list(ZOO))
-def test_every_offered_point_builds_matches_the_base_and_trains(name):
+def test_every_offered_point_builds_matches_the_base_and_trains(name, every):
+    # the fast tier checks every third offered point and the last (0.05-0.15 s a point), the slow tier all
     make, x, output = ZOO[name]
     torch.manual_seed(0)
-    assert check_every_point(trained_like(make()), x, output) >= 3
+    base = trained_like(make())
+    offered = split_points(base)
+    assert len(offered) >= 3
+    points = offered[::every] + ([] if (len(offered) - 1) % every == 0 else offered[-1:])
+    assert check_every_point(base, x, output, points) == len(points)
 
 
 def test_split_points_of_the_zoo():
