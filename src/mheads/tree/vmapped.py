@@ -81,6 +81,12 @@ def module_signature(node: "TreeNode") -> tuple | None:
     return tuple(parts), tensors, (node.output,), tuple(kids)
 
 
+def _not_vmaps(err: Exception) -> bool:
+    """Whether ``err`` is not vmap's: torch's SIGCHLD handler raises a dead DataLoader worker's error wherever
+    the main process is, here too; it must end the run, not switch these branches to the loop."""
+    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker")
+
+
 def run_vmapped(nodes: list["TreeNode"], xs: torch.Tensor) -> torch.Tensor | None:
     """G identical nodes on their inputs ``xs: (G, B, ...)`` -> their leaves' outputs ``(leaves, B, ...)``,
     depth-first; None when ``vmap`` cannot run them (the caller loops)."""
@@ -101,6 +107,8 @@ def run_vmapped(nodes: list["TreeNode"], xs: torch.Tensor) -> torch.Tensor | Non
             warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
             ys = vmap(call, randomness="different")(params, buffers, xs)
     except Exception as err:  # an op or Python vmap cannot batch: the loop, said once
+        if _not_vmaps(err):
+            raise
         _FAILED.add(template)
         first = " ".join(str(err).split())[:200]
         warnings.warn(
