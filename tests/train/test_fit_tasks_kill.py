@@ -1,33 +1,36 @@
 """SIGKILL then resume through mheads.fit on the four inputs of issue 32 (test_fit_tasks.CASES: a tabular
 regression Dataset, a sequence Dataset, non-square images, a dict-input dict-output model). A forked child
-(torch is imported here already: no interpreter start) trains the run and is SIGKILLed a seeded random
-delay after its first checkpoint is committed (0-100 ms; the rest of the run takes 200-400 ms at load 4), so
-the kill lands in the steps, evaluations and saves after it; fit(resume=True) then finishes the run. The
-folder must be the uninterrupted run's (weights torch.equal, metrics, evaluation log), and reopened
-from the folder it evaluates and predicts as the uninterrupted run does."""
+(torch is imported here already: no interpreter start) trains the run and SIGKILLs itself right after the
+optimizer step of a seeded iteration past the first checkpoint (3-11 of 12; checkpoints and evaluations every
+2), so the kill lands with steps, and sometimes an evaluation line, past the newest committed checkpoint; it
+is counted in steps, not timed, so a fast or a loaded machine kills at the same place. fit(resume=True) then
+finishes the run. The folder must be the uninterrupted run's (weights torch.equal, metrics, evaluation log),
+and reopened from the folder it evaluates and predicts as the uninterrupted run does."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
-import time
 import traceback
 
 import pytest
 import torch
 from test_fit_tasks import CASES, _fit
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import mheads
 from mheads.runs.compare import run_differences
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(120)]
 
-ITERATIONS = 12  # checkpoints every 2 steps (test_fit_tasks.BASE): five more commits after the first
+ITERATIONS = 12  # checkpoints and evaluations every 2 steps (test_fit_tasks.BASE)
 
 
-def _train_in_child(case: str, out) -> int:
-    """Fork a child that trains the run (its output and any traceback to files beside ``out``)."""
+def _killed_in_child(case: str, out, kill_at: int) -> int:
+    """Fork a child that trains the run and SIGKILLs itself after optimizer step ``kill_at`` (its output and
+    any traceback to files beside ``out``); the child's wait status."""
     pid = os.fork()
     if pid == 0:  # never returns into pytest
         try:
@@ -35,28 +38,19 @@ def _train_in_child(case: str, out) -> int:
             log = os.open(f"{out}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(log, 1)
             os.dup2(log, 2)
+            steps = itertools.count(1)
+
+            def kill(optimizer, args, kwargs):
+                if next(steps) == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            register_optimizer_step_post_hook(kill)
             _fit(case, out, ITERATIONS)
         except BaseException:
             with open(f"{out}.err", "w") as f:
                 f.write(traceback.format_exc())
         finally:
             os._exit(1)
-    return pid
-
-
-def _kill_after_first_commit(pid: int, out, delay: float) -> int:
-    """SIGKILL the child ``delay`` seconds after a checkpoint of ``out`` is committed; its wait status."""
-    deadline, kill_at = time.monotonic() + 90, None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if kill_at is None and list(out.glob("checkpoints/step-*/COMMITTED")):
-            kill_at = time.monotonic() + delay
-        if kill_at is not None and time.monotonic() >= kill_at:
-            break
-        time.sleep(0.001)
-    os.kill(pid, signal.SIGKILL)
     return os.waitpid(pid, 0)[1]
 
 
@@ -75,17 +69,19 @@ def _reopened(case: str, run):
 def test_a_run_sigkilled_after_a_checkpoint_resumes_bit_identical_and_reopens(tmp_path, case):
     _fit(case, tmp_path / "full", ITERATIONS)
     out = tmp_path / "killed"
-    delay = random.Random(list(CASES).index(case)).uniform(0.0, 0.1)
-    status = _kill_after_first_commit(_train_in_child(case, out), out, delay)
+    kill_at = random.Random(list(CASES).index(case)).randint(3, ITERATIONS - 1)
+    status = _killed_in_child(case, out, kill_at)
     err = tmp_path / "killed.err"
     assert not err.exists(), "the child died by itself:\n" + err.read_text()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
-        f"finished before a kill landed (wait status {status})"
+        f"the child was not killed (wait status {status})"
     )
     assert not (out / "metrics.json").exists()  # killed mid-run: nothing final written
     committed = sorted(out.glob("checkpoints/step-*/COMMITTED"))
+    newest = int(committed[-1].parent.name.split("-")[1])
+    assert 2 <= newest < kill_at  # killed with steps past the newest committed checkpoint
     resumed = _fit(case, out, ITERATIONS, resume=True)
-    assert resumed.metrics["resumed_from_iteration"] == int(committed[-1].parent.name.split("-")[1])
+    assert resumed.metrics["resumed_from_iteration"] == newest
     assert run_differences(tmp_path / "full", out) == []
     full_metrics, full_records = _reopened(case, tmp_path / "full")
     metrics, records = _reopened(case, out)
