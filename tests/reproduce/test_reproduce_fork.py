@@ -36,6 +36,7 @@ def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread
     assert donor_cfg.loss.pretrain_iterations == cfg.loss.pretrain_iterations == 2 and cfg.loss.k == 2
     for c in (donor_cfg, cfg):
         c.train.eval_every = 1  # evaluation records on both sides of the fork point
+        c.data.test_limit = 40  # 19 evaluations over three runs: a fifth of the smoke scale's 200 images
     donor_cfg.train.keep_steps, donor_cfg.train.keep_checkpoints = [2], 2
     donor = tmp_path / "sweep/seed-0/k1"
     fit(donor_cfg, donor)
@@ -70,9 +71,11 @@ def test_only_a_run_with_the_same_prefix_and_a_kept_checkpoint_is_a_donor(tmp_pa
     other = copy.deepcopy(cells["k1_p2000"])
     other.optim.lr *= 2  # a different pretraining
     other.train.keep_steps = [2]
-    fit(other, tmp_path / "sweep/seed-0/lr")
     short = copy.deepcopy(cells["k1_p100"])  # pretrains 1 iteration only: its step 2 is MCL already
     short.train.keep_steps = [2]
+    for c in (cfg, other, short):
+        c.data.test_limit = 40  # their final evaluations: not what is tested
+    fit(other, tmp_path / "sweep/seed-0/lr")
     fit(short, tmp_path / "sweep/seed-0/short")
     assert find_fork_donor(cfg, 0, tmp_path, tmp_path / "sweep/seed-0/k2") is None
     assert find_fork_donor(cfg, 1, tmp_path, tmp_path / "sweep/seed-1/k2") is None  # another seed
