@@ -4,6 +4,7 @@ written by a `sweep_*` script and saves PNGs next to its CSVs.
     python -m mheads.experiments.any_task.figures multimodal experiments/results/any-task-multimodal-cpu
     python -m mheads.experiments.any_task.figures sunspots experiments/results/any-task-sunspots-fit-cpu
     python -m mheads.experiments.any_task.figures shapes experiments/results/any-task-shapes-fit-cpu
+    python -m mheads.experiments.any_task.figures text experiments/results/any-task-text-cpu
 
 - multimodal -> `hypotheses.png`: per cell (seed 0) the test data as points, the true modes dashed, each
   member's hypothesis as a curve over x whose opacity and width follow its weight (the learned score for
@@ -11,6 +12,8 @@ written by a `sweep_*` script and saves PNGs next to its CSVs.
 - sunspots -> `forecasts.png`: the test years' series and, from every `t_out`-th origin, each member's
   forecast (opacity by score for "mcl_scored"; the Gaussian mixture's members' 90% intervals shaded).
 - shapes -> `oracle_iou_vs_m.png`: oracle mean IoU (and the ensemble's) against M, mean ± std over seeds.
+- text -> `accuracy.png`: per loss the ensemble, oracle and member accuracy, mean ± std bars over seeds with
+  each seed as a dot and the one-model ceiling (5/6); beside it the two part metrics, where recorded.
 """
 
 from __future__ import annotations
@@ -168,7 +171,126 @@ def shapes_figure(folder: Path) -> Path:
     return path
 
 
-FIGURES = {"multimodal": multimodal_figure, "sunspots": sunspots_figure, "shapes": shapes_figure}
+TEXT_LOSSES = ("independent", "mcl", "mcl_ce", "rwta")
+TEXT_METRICS = (("ensemble_acc", "ensemble"), ("oracle_acc", "oracle"), ("member_acc", "member (mean)"))
+TEXT_PARTS = (
+    ("clear_ensemble_acc", "ensemble, unambiguous part"),
+    ("ambiguous_oracle_acc", "oracle, ambiguous part"),
+)
+TEXT_COLUMNS = ("scale", "cell", "seed", "metric", "value")
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def text_values(rows: list[dict], source: str = "seeds.csv") -> dict[tuple[str, str], dict[int, float]]:
+    """`{(loss, metric): {seed: value}}` from `seeds.csv` rows (finite values only); a missing column, or a
+    loss that lacks one of `TEXT_METRICS`, is an error naming it."""
+    for col in TEXT_COLUMNS:
+        if rows and col not in rows[0]:
+            raise ValueError(
+                f"{source}: column {col!r} is missing; the text figure needs {list(TEXT_COLUMNS)}"
+            )
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    for r in rows:
+        v = float(r["value"])
+        if np.isfinite(v):
+            values.setdefault((r["cell"], r["metric"]), {})[int(r["seed"])] = v
+    losses = [c for c in TEXT_LOSSES if any(k[0] == c for k in values)]
+    if not losses:
+        raise ValueError(
+            f"{source}: column 'cell' has none of {list(TEXT_LOSSES)}; the text figure draws those losses"
+        )
+    for loss in losses:
+        for metric, _ in TEXT_METRICS:
+            if (loss, metric) not in values:
+                allowed = [m for m, _ in TEXT_METRICS]
+                raise ValueError(
+                    f"{source}: cell {loss!r} has no metric {metric!r}; "
+                    f"the text figure needs {allowed} for each loss"
+                )
+    return values
+
+
+def _seed_bars(ax, values, losses, metrics, seeds) -> None:
+    """Grouped bars per loss, one per metric: mean ± sample std over seeds, each seed's value a dot (side by
+    side within the bar, one marker per seed, so a seed can be followed across bars)."""
+    width = 0.8 / len(metrics)
+    for j, (metric, label) in enumerate(metrics):
+        x = np.arange(len(losses)) + (j - (len(metrics) - 1) / 2) * width
+        per = [values[(loss, metric)] for loss in losses]
+        means = [statistics.mean(p.values()) for p in per]
+        stds = [statistics.stdev(p.values()) if len(p) > 1 else 0.0 for p in per]
+        ax.bar(x, means, width * 0.9, color=COLORS[j], alpha=0.55, label=label)
+        ax.errorbar(x, means, yerr=stds, fmt="none", ecolor="0.35", capsize=3, lw=1)
+        for xi, p in zip(x, per):
+            for seed, v in p.items():
+                k = seeds.index(seed)
+                dx = (k - (len(seeds) - 1) / 2) * width * 0.5 / max(len(seeds) - 1, 1)
+                ax.plot(xi + dx, v, SEED_MARKERS[k % len(SEED_MARKERS)], color="k", ms=4, mfc="none", mew=0.8)
+    ax.set_xticks(np.arange(len(losses)))
+    ax.set_xticklabels(losses)
+    ax.set_ylim(0, 112)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_xlabel("ensemble loss")
+
+
+def _legend_rows(ax, rows) -> None:
+    """A legend under `ax` with one row per `(handles, labels)` pair (matplotlib fills columns first, so the
+    rows are interleaved, short ones padded with blank entries)."""
+    ncol = max(len(h) for h, _ in rows)
+    blank = ax.plot([], [], alpha=0)[0]
+    padded = [(list(h) + [blank] * (ncol - len(h)), list(lb) + [""] * (ncol - len(lb))) for h, lb in rows]
+    handles = [p[0][c] for c in range(ncol) for p in padded]
+    labels = [p[1][c] for c in range(ncol) for p in padded]
+    ax.legend(
+        handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False
+    )
+
+
+def text_figure(folder: Path) -> Path:
+    plt = _pyplot()
+    source = folder / "seeds.csv"
+    rows = record.read(source)
+    values = text_values(rows, str(source))
+    losses = [c for c in TEXT_LOSSES if (c, TEXT_METRICS[0][0]) in values]
+    parts = [(m, label) for m, label in TEXT_PARTS if all((loss, m) in values for loss in losses)]
+    seeds = sorted({s for v in values.values() for s in v})
+    ratios = [3, 2] if parts else [1]
+    fig, axes = plt.subplots(1, len(ratios), figsize=(4.2 * len(ratios) + 2, 4.8), width_ratios=ratios)
+    axes = np.atleast_1d(axes)
+    _seed_bars(axes[0], values, losses, TEXT_METRICS, seeds)
+    axes[0].axhline(100 * 5 / 6, color="0.3", ls="--", lw=1, label="one-model ceiling, 5/6 (83.3%)")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("whole test set", fontsize=9)
+    if parts:
+        _seed_bars(axes[1], values, losses, parts, seeds)
+        axes[1].set_title("parts of the test set (1/3 of it is ambiguous)", fontsize=9)
+        axes[1].set_ylabel("accuracy on the part (%)")
+    dots = [
+        plt.Line2D([], [], ls="", marker=SEED_MARKERS[k % len(SEED_MARKERS)], color="k", mfc="none")
+        for k in range(len(seeds))
+    ]
+    _legend_rows(axes[0], [axes[0].get_legend_handles_labels(), (dots, [f"seed {s}" for s in seeds])])
+    if parts:
+        _legend_rows(axes[1], [axes[1].get_legend_handles_labels()])
+    scale = ", ".join(sorted({r["scale"] for r in rows}))
+    fig.suptitle(
+        f"Text classifier with ambiguous labels (scale {scale}, seeds {', '.join(map(str, seeds))}): "
+        "bars mean ± std over seeds, dots one seed each",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = folder / "accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+FIGURES = {
+    "multimodal": multimodal_figure,
+    "sunspots": sunspots_figure,
+    "shapes": shapes_figure,
+    "text": text_figure,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
