@@ -58,3 +58,34 @@ def test_a_dead_worker_whose_sigchld_went_unnoticed_ends_the_wait_within_a_slice
         assert it._timeout == timeout  # the iterator's own timeout is left as it was
     finally:
         it._shutdown_workers()
+
+
+class _Borrowed:
+    """A stand-in for a DataLoader iterator: its private ``_timeout`` and a scripted outcome per ``next``
+    (a value, or an exception raised as a slice's wait ends); records the timeout each ``next`` saw."""
+
+    def __init__(self, *outcomes):
+        self._timeout, self.outcomes, self.seen = 3.0, list(outcomes), []
+
+    def __next__(self):
+        self.seen.append(self._timeout)
+        out = self.outcomes.pop(0)
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+
+@pytest.mark.parametrize(
+    "ending", [StopIteration(), KeyboardInterrupt(), RuntimeError("DataLoader worker (pid 7) x")]
+)
+def test_the_borrowed_timeout_is_given_back_however_the_wait_ends(ending):
+    """Each slice waits ``WAIT_SLICE_S`` at most; the iterator's own timeout is back after a batch, the end of
+    the epoch (StopIteration, persistent workers reuse the iterator), Ctrl-C or a dead worker."""
+    sliced = RuntimeError(f"DataLoader timed out after {WAIT_SLICE_S} seconds")
+    it = _Borrowed(sliced, "batch")
+    assert fetch_batch(it) == "batch"
+    assert it.seen == [WAIT_SLICE_S, WAIT_SLICE_S] and it._timeout == 3.0
+    it = _Borrowed(sliced, ending)
+    with pytest.raises((type(ending), StreamWorkerError)):
+        fetch_batch(it)
+    assert it._timeout == 3.0
