@@ -1,6 +1,6 @@
 """Fused execution of TreeNet members: structurally identical sibling branches run as one op per layer.
 
-The loop path (:class:`~mheads.tree.treenet.TreeNode`) calls each branch in turn. The fused path runs the G
+The loop path (:class:`~mheads.tree.node.TreeNode`) calls each branch in turn. The fused path runs the G
 sibling branches of a node together, layer by layer:
 
 - ``Conv2d``: one grouped convolution over the channel-concatenated member inputs, with the members' weights
@@ -40,7 +40,7 @@ from torch import nn
 from mheads.tree.vmapped import module_signature, run_vmapped
 
 if TYPE_CHECKING:  # treenet.py imports this module
-    from mheads.tree.treenet import TreeNode
+    from mheads.tree.node import TreeNode
 
 EXEC_MODES = ("loop", "fused", "auto")
 

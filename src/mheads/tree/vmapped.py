@@ -33,7 +33,7 @@ from torch.func import functional_call, vmap
 from mheads.tree.traced import ModeGraphModule
 
 if TYPE_CHECKING:
-    from mheads.tree.treenet import TreeNode
+    from mheads.tree.node import TreeNode
 
 __all__ = ["module_signature", "run_vmapped"]
 
