@@ -128,7 +128,9 @@ class Running:
 class CliServer:
     """One long-lived Python that forks a child per command; one command at a time."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, wait: bool = True):
+        """``wait=False`` returns at once: the server imports torch (seconds) while the caller goes on, and
+        the first command waits for it to be ready."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = {"MHEADS_CACHE": str(self.workdir / "user-cache"), **(env or {})}
@@ -144,8 +146,15 @@ class CliServer:
             env={**os.environ, "OMP_NUM_THREADS": "1"},
             cwd=self.workdir,
         )
-        ready = self._read_line(300)
-        assert ready == "ready", f"the CLI server did not start: {ready!r}"
+        self.ready = False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            ready = self._read_line(300)
+            assert ready == "ready", f"the CLI server did not start: {ready!r}"
+            self.ready = True
 
     def _read_line(self, timeout: float, on_timeout=None) -> str:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -162,6 +171,7 @@ class CliServer:
 
     def start(self, *argv: str | os.PathLike, cwd: Path | None = None, env: dict | None = None) -> Running:
         assert self.busy is None, "one command at a time: wait() for the previous one"
+        self.wait_ready()
         argv = [str(a) for a in argv]
         self.count += 1
         logs = (self.workdir / f"cmd{self.count}.out", self.workdir / f"cmd{self.count}.err")

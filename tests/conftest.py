@@ -58,6 +58,23 @@ def _cli_servers(tmp_path_factory):
         s.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prestart_servers(request, _cli_servers, tmp_path_factory):
+    """Start the session's fork servers (the CLI's and tests/memcap.py's) at its first test, without waiting
+    for them, where a collected test will use them: each imports torch for seconds, which on an idle second
+    core overlaps the tests before its first use instead of delaying that test."""
+    items = request.session.items
+    if any("server" in item.fixturenames for item in items):
+        from cli_harness import CliServer
+
+        _cli_servers.append(CliServer(tmp_path_factory.mktemp("cli-server"), wait=False))
+    capped = ("run_capped", "mheads_capped")
+    if any(hasattr(getattr(item, "module", None), name) for item in items for name in capped):
+        import memcap
+
+        memcap.prestart()
+
+
 @pytest.fixture(scope="module")
 def server(_cli_servers, tmp_path_factory):
     """A fork server that imports torch once and runs ``mheads`` commands as killable child processes; shared

@@ -94,8 +94,13 @@ class _Server:
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
         )
-        ready = self.read_line(300)
-        assert ready == "ready", f"the memcap server did not start: {ready!r}"
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            ready = self.read_line(300)
+            assert ready == "ready", f"the memcap server did not start: {ready!r}"
+            self.ready = True
 
     def read_line(self, timeout: float) -> str | None:
         """The server's next line; None after ``timeout`` seconds of silence."""
@@ -145,11 +150,19 @@ class _Server:
 _server: _Server | None = None
 
 
-def _get_server() -> _Server:
+def prestart() -> None:
+    """Start the server without waiting for it: its imports (seconds) overlap the tests that run before its
+    first call (tests/conftest.py calls this when the session has a test that runs capped)."""
     global _server
     if _server is None or _server.proc.poll() is not None:
         _server = _Server()
         atexit.register(_server.close)
+
+
+def _get_server() -> _Server:
+    prestart()
+    assert _server is not None
+    _server.wait_ready()
     return _server
 
 
