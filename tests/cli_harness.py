@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from memcap import PipeLines
 from mheads.runs.compare import TIMING_KEYS, run_differences  # noqa: F401 (the tests compare runs with these)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,6 +146,7 @@ class CliServer:
             env={**os.environ, "OMP_NUM_THREADS": "1"},
             cwd=self.workdir,
         )
+        self._lines = PipeLines(self.proc.stdout)
         self.ready = False
         if wait:
             self.wait_ready()
@@ -157,17 +158,16 @@ class CliServer:
             self.ready = True
 
     def _read_line(self, timeout: float, on_timeout=None) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
+        line = self._lines.next(timeout)
+        if line is None:
             if on_timeout is not None:
                 on_timeout()
                 return self._read_line(30)
             raise TimeoutError(f"the CLI server said nothing for {timeout}s")
-        line = self.proc.stdout.readline()
-        if not line:
+        if line == "":
             self._log.seek(0)
             raise RuntimeError(f"the CLI server died:\n{self._log.read()}")
-        return line.strip()
+        return line
 
     def start(self, *argv: str | os.PathLike, cwd: Path | None = None, env: dict | None = None) -> Running:
         assert self.busy is None, "one command at a time: wait() for the previous one"

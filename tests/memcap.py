@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +80,29 @@ for line in sys.stdin:
 """
 
 
+class PipeLines:
+    """Lines from a child's stdout pipe, read with ``select`` and ``os.read`` into a buffer of our own: a
+    buffered ``readline()`` may take in two lines that arrive together (a fork's pid and, from a fast child,
+    its exit status), and ``select`` then waits for the second one in vain."""
+
+    def __init__(self, stream) -> None:
+        self.fd, self.buf = stream.fileno(), b""
+
+    def next(self, timeout: float) -> str | None:
+        """The next line; None after ``timeout`` seconds without one; "" once the writer closed the pipe."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return ""
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode().strip()
+
+
 class _Server:
     """The forking server: one call at a time (the tests run one at a time)."""
 
@@ -94,6 +118,7 @@ class _Server:
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
         )
+        self.lines = PipeLines(self.proc.stdout)
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -104,14 +129,11 @@ class _Server:
 
     def read_line(self, timeout: float) -> str | None:
         """The server's next line; None after ``timeout`` seconds of silence."""
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = self.proc.stdout.readline()
-        if not line:
+        line = self.lines.next(timeout)
+        if line == "":
             self.log.seek(0)
             raise RuntimeError(f"the memcap server died:\n{self.log.read()}")
-        return line.strip()
+        return line
 
     def run(self, args: list[str], cap: int, timeout: float, cwd: Path | None, env: dict) -> tuple:
         """``(returncode, stdout, stderr)`` of ``args`` run in a forked child; TimeoutExpired (the child

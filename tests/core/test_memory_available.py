@@ -83,3 +83,23 @@ def test_the_capped_child_cannot_allocate_past_the_cap_and_is_killed_at_its_time
     with pytest.raises(subprocess.TimeoutExpired):
         run_capped(["-c", "import time; time.sleep(60)"], timeout=1)
     assert run_capped(["-c", "print('after')"], timeout=60).stdout == "after\n"
+
+
+def test_two_server_replies_that_arrive_together_are_both_read():
+    # A fast child's exit status can reach the pipe with its pid; a buffered readline() took both in and the
+    # next select() waited out its timeout (then "the memcap server did not ..." or ProcessLookupError).
+    import os
+
+    from memcap import PipeLines
+
+    read, write = os.pipe()
+    with open(read, "rb", buffering=0) as stream:
+        lines = PipeLines(stream)
+        os.write(write, b"4242\n0\n")
+        assert lines.next(5) == "4242" and lines.next(0.5) == "0"
+        assert lines.next(0.05) is None  # nothing more yet
+        os.write(write, b"par")
+        os.write(write, b"tial\n")
+        assert lines.next(5) == "partial"
+        os.close(write)
+        assert lines.next(5) == ""  # the writer is gone
