@@ -35,6 +35,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (addopts): the whole fast tier as the README runs it (``pytest``, no paths) on two worker
+    processes, one a core, each file on one worker (``--dist loadfile``: a module's fixtures train once);
+    anything narrower (a file or test named while working, ``-m slow``, ``-k``) in this process, as before."""
+    whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.keyword
+    fast = config.option.markexpr == "not slow"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 2 if whole and fast and cores >= 2 else 0
+
+
 def shared_data_dir() -> Path:
     """Where the full data sets live (``MHEADS_DATA_DIR``, default ../shared/data beside the checkout)."""
     return Path(os.environ.get("MHEADS_DATA_DIR", REPO.parent / "shared" / "data"))
