@@ -305,7 +305,10 @@ def main(argv: list[str]) -> int:
         print(f"mheads: error: {err}", file=sys.stderr, flush=True)
         print(f"EXIT {time.time():.3f}", flush=True)
         COMM.destroy(err)
-        return 4
+        # as the CLI does (mheads.cli.commands._exit_now): the broken process group's destructor would abort
+        # the process at interpreter exit ("terminate called without an active exception", exit -6)
+        sys.stderr.flush()
+        os._exit(4)
     except BaseException as err:
         COMM.destroy(err)
         raise

@@ -393,7 +393,19 @@ def _main(argv: list[str] | None) -> int:
         if code is None:
             raise
         print(f"mheads: {prefix}{err}", file=sys.stderr)
+        if code == EXIT_DIST:
+            _exit_now(code)
         return code
+
+
+def _exit_now(code: int) -> None:
+    """End a rank that lost another: its process group is left broken (tearing it down may block), and at
+    interpreter exit its destructor would find gloo's threads still waiting on the lost rank and abort the
+    process (SIGABRT, "terminate called without an active exception") instead of exiting with ``code``. Every
+    file a run writes is committed atomically, so nothing is lost by skipping the destructors."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _exit_code(err: Exception) -> tuple[int | None, str]:
