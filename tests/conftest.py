@@ -25,16 +25,6 @@ def _deterministic_threads():
     yield
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Hundreds of tiny float64 ops: torch's intra-op thread pool only adds wake-up latency there (a lot of it
-    on a loaded machine), so such modules run on one thread and restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (addopts): the whole fast tier as the README runs it (``pytest``, no paths) on two worker
     processes, one a core, each file on one worker (``--dist loadfile``: a module's fixtures train once);

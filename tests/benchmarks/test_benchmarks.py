@@ -85,7 +85,6 @@ def test_table_and_csv_carry_ratios_targets_and_hardware(tmp_path):
     assert all(r["cpu"] == "Test CPU" for r in got) and got[2]["images_per_s"] == ""
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_resnet20_contenders_compute_the_same_member_logits():
     setup = replace(CPU, model="resnet20")
     x = make_batches(setup, 2, n=1)[0][0]
@@ -97,7 +96,6 @@ def test_resnet20_contenders_compute_the_same_member_logits():
     assert torch.equal(fx_chain(model, ["layer1"])(x), model(x))
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_resnet20_section_measures_every_contender_with_flop_ratios(tmp_path):
     """The section itself (tiny: batch 2, one round, no warm-up), so a break in it fails here."""
     import throughput

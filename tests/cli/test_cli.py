@@ -14,8 +14,6 @@ import yaml
 
 from mheads.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 TINY = {
     "model": {"name": "cifar10_quick", "members": 2, "split": "conv1"},
     "loss": {"name": "mcl", "k": 1},

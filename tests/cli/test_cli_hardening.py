@@ -12,8 +12,6 @@ import pytest
 
 from mheads.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 SMALL = (
     "model: {members: 2}\ndata: {train_limit: 64, test_limit: 32}\n"
     "train: {iterations: 2, batch_size: 8, eval_every: 0, checkpoint_every: 0}\n"

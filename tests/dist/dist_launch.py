@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,14 +171,3 @@ def run_torchrun(
 def check_ok(ranks: list[Rank]) -> None:
     bad = [r for r in ranks if r.returncode != 0]
     assert not bad, "\n".join(f"rank {r.rank} exited {r.returncode}:\n{r.stderr[-3000:]}" for r in bad)
-
-
-@contextmanager
-def one_thread():
-    """References run with one thread, like the workers, so both sum in the same order where it matters."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

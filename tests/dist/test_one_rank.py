@@ -10,7 +10,6 @@ import dist_worker
 import pytest
 import torch
 import torch.distributed as dist
-from dist_launch import one_thread
 from dist_worker import build_tree, train_one, train_reference
 
 from mheads.dist import DistributedTreeNet, Placement, PlacementError, broadcast, gather, init
@@ -61,8 +60,7 @@ def test_a_rank_outside_the_world_is_refused(comm):
 @pytest.mark.parametrize("run", RUNS)
 def test_training_matches_the_single_process_run_and_state_round_trips(comm, run, monkeypatch):
     monkeypatch.setattr(dist_worker, "STEPS", 3)  # the multi-process runs take 20 steps
-    with one_thread():
-        got, ref = train_one(0, run), train_reference(run)
+    got, ref = train_one(0, run), train_reference(run)  # on the session's one thread, as the workers run
     assert len(got["losses"]) == 3
     torch.testing.assert_close(torch.tensor(got["losses"]), torch.tensor(ref["losses"]), rtol=0, atol=1e-10)
     assert list(got["state"]) == list(ref["state"])

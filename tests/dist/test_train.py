@@ -10,7 +10,6 @@ shows the algorithm is the same. The float32 run (branches on ranks 0-2) is that
 
 import pytest
 import torch
-from dist_launch import one_thread
 from dist_worker import (
     REPLICA_RUNS,
     STEPS,
@@ -29,8 +28,7 @@ _refs: dict = {}
 
 def reference(run: str) -> dict:
     if run not in _refs:
-        with one_thread():
-            _refs[run] = train_reference(run)
+        _refs[run] = train_reference(run)  # on the session's one thread, as the workers run
     return _refs[run]
 
 

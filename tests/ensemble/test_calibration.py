@@ -15,8 +15,6 @@ from properties import property_settings
 PROPERTY = property_settings(100)
 SLOW_PROPERTY = property_settings(5, fast=2)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def t(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)

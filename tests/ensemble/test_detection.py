@@ -12,8 +12,6 @@ from properties import property_settings
 
 PROPERTY = property_settings(150)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def t(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)

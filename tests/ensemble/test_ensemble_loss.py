@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from mheads.ensemble.losses import ENSEMBLE_LOSS_NAMES, ENSEMBLE_LOSSES, ensemble_loss
 from properties import property_settings
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 PROPERTY = property_settings(100)
 
 

@@ -33,9 +33,6 @@ PROPERTY = property_settings(200)
 LN3, LN2 = math.log(3.0), math.log(2.0)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -11,8 +11,6 @@ import torch
 
 from mheads.ensemble import losses as new
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 M, B, C = 4, 9, 5
 
 

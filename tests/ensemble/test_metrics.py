@@ -20,9 +20,6 @@ PROPERTY = property_settings(200)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -11,8 +11,6 @@ from properties import property_settings
 
 PROPERTY = property_settings(150)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def member(*predictions: tuple[int, float], num_classes: int = 3) -> list[list[float]]:
     """One member's probabilities `(B, C)`: per example, the predicted class gets q, the rest share 1 - q."""

@@ -22,8 +22,6 @@ PROPERTY = property_settings(100)
 BIG = 1000.0  # exp(-1000) is 0 in float64: logits of 0 and -BIG give exact probabilities 1/n
 LN2 = math.log(2.0)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def from_probs(*members: list[list[float]]) -> torch.Tensor:
     """Logits `(M, B, C)` whose softmax is the given member probabilities (strictly positive)."""

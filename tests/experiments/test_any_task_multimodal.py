@@ -5,8 +5,6 @@ import torch
 
 from mheads.experiments.any_task import multimodal, train_multimodal
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_data_shapes_modes_and_determinism():
     x, y = multimodal.sample(300, 0)

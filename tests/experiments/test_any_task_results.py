@@ -9,8 +9,6 @@ import pytest
 
 from mheads.experiments.any_task import record, sweep_multimodal, sweep_shapes
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 

@@ -7,8 +7,6 @@ import torch
 from mheads.data.masks import read_mask_folder
 from mheads.experiments.any_task import shapes, train_shapes
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_images_masks_and_ambiguity():
     pairs, ambiguous = shapes.make(200, 0)

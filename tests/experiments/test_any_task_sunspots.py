@@ -7,8 +7,6 @@ pytest.importorskip("statsmodels")
 
 from mheads.experiments.any_task import sunspots, train_sunspots  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_windows_split_by_time_with_train_statistics():
     splits, stats = sunspots.load(t_in=24, t_out=4, test_years=60)

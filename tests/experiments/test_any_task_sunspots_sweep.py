@@ -14,8 +14,6 @@ pytest.importorskip("statsmodels")
 from mheads.data.pairs import TensorPairs  # noqa: E402
 from mheads.experiments.any_task import record, sunspots, sweep_sunspots  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "results" / "any-task-sunspots-fit-cpu"
 SEEDS = ("0", "1", "2")
 

@@ -10,8 +10,6 @@ pytest.importorskip("transformers")
 
 from mheads.experiments.any_task import sweep_text, text, train_text  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _has(row, pattern):
     return any(row[i : i + 2].tolist() == list(pattern) for i in range(len(row) - 1))

@@ -19,8 +19,6 @@ from mheads.cli import main
 from mheads.config import config_from_settings
 from mheads.train.loop import fit
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 SETTINGS = {
     "model.members": 3,
     "loss.name": "mcl",

@@ -12,7 +12,6 @@ from mheads.infer.predict_format import format_predictions
 from mheads.infer.predict_task import task_records
 from mheads.tasks import custom_task, multi_hypothesis, regression, segmentation
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 KEYS = [("index", 0), ("index", 1)]
 
 

@@ -16,8 +16,6 @@ from mheads.infer.task_eval import (
 )
 from mheads.tasks import custom_task, multi_hypothesis, regression, segmentation
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny float64 ops
-
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)

@@ -84,7 +84,7 @@ def test_guided_backprop_passes_only_positive_gradients_through_relus():
     assert not any(m._backward_hooks for m in net.modules())  # hooks removed
 
 
-def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path, one_thread):
+def test_a_cell_with_the_config_of_a_finished_sibling_run_reuses_it(tmp_path):
     # the cells involved only (3 runs, not 11): k4 has random_init's config, k1 none of table1's
     reproduce("table1", "smoke", None, tmp_path / "table1", seeds=1, cells=["random_init"])
     # a run written before a config field existed (here train.compile) still matches: the field
@@ -135,7 +135,7 @@ def test_guided_backprop_rows_show_different_classes():
     assert first_of_each_class(labels, 9).tolist() == [0, 3, 5, 7]
 
 
-def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path, one_thread):
+def test_cells_selects_a_subset_with_what_it_starts_from(tmp_path):
     from mheads.reproduce.sweep import select_cells
 
     assert [
@@ -224,7 +224,7 @@ def test_table2_reports_what_sharing_saves_and_draws_accuracy_against_it(tmp_pat
     assert (tmp_path / "t2" / "accuracy_vs_sharing.png").is_file()
 
 
-def test_a_later_seed_draws_its_figures_beside_seed_0s_not_over_them(tmp_path, one_thread):
+def test_a_later_seed_draws_its_figures_beside_seed_0s_not_over_them(tmp_path):
     out = tmp_path / "t2"
     reproduce("table2", "smoke", None, out, cells=["single"], reuse=False)
     first = (out / "accuracy_vs_sharing.png").read_bytes()
@@ -279,7 +279,7 @@ def test_table6_smoke_draws_the_oracle_over_fine_tuning(tmp_path, monkeypatch):
     assert [r["step"] for r in history] == [2, 4] and all("oracle_acc" in r for r in history)
 
 
-def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path, one_thread):
+def test_a_sweep_pools_its_seeds_with_an_earlier_sweeps_seeds_csv(tmp_path):
     import statistics
 
     from mheads.reproduce.tables import read_seed_rows
@@ -393,7 +393,7 @@ def test_cifar10_quick_scales_follow_caffes_bias_rate_and_the_old_recipe_stays_r
         assert {c.config.optim.bias_lr_mult for c in load_spec("table2-nin", scale, None).cells} == {1}
 
 
-def test_a_finished_run_of_other_optimizer_settings_is_refused(tmp_path, one_thread):
+def test_a_finished_run_of_other_optimizer_settings_is_refused(tmp_path):
     reproduce("table1", "smoke", None, tmp_path, cells=["single"])
     (tmp_path / "seeds.csv").unlink()  # which refuses to pool rows of other overrides on its own
     with pytest.raises(ConfigError, match=r"optim.bias_lr_mult: 1.0 there, 2 here"):

@@ -30,7 +30,7 @@ def _same_run(a, b):
         assert (a / "eval.jsonl").read_text() == (b / "eval.jsonl").read_text()
 
 
-def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread):
+def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path):
     cells = _cells()
     donor_cfg, cfg = copy.deepcopy(cells["k1_p2000"]), copy.deepcopy(cells["k2_p2000"])
     assert donor_cfg.loss.pretrain_iterations == cfg.loss.pretrain_iterations == 2 and cfg.loss.k == 2
@@ -65,7 +65,7 @@ def test_a_fork_ends_bit_identical_to_training_from_scratch(tmp_path, one_thread
     assert not list(run.parent.glob(".fork-*"))
 
 
-def test_only_a_run_with_the_same_prefix_and_a_kept_checkpoint_is_a_donor(tmp_path, one_thread):
+def test_only_a_run_with_the_same_prefix_and_a_kept_checkpoint_is_a_donor(tmp_path):
     cells = _cells()
     cfg = copy.deepcopy(cells["k2_p2000"])
     other = copy.deepcopy(cells["k1_p2000"])
@@ -92,7 +92,7 @@ def test_plan_keeps_each_fork_point_on_the_runs_whose_prefix_covers_it():
 
 
 @pytest.mark.slow  # a whole smoke sweep; the fast tests above and below check its parts
-def test_table5_sweep_trains_the_shared_pretraining_once(tmp_path, one_thread):
+def test_table5_sweep_trains_the_shared_pretraining_once(tmp_path):
     text = reproduce("table5", "smoke", None, tmp_path, seeds=1)
     seed = tmp_path / "seed-0"
     first = seed / "k1_p4000"  # the longest cross-entropy prefix runs first and keeps the fork points

@@ -13,7 +13,6 @@ import torch
 from mheads.ensemble.losses import ENSEMBLE_LOSSES
 from mheads.tasks import classification, custom_task, multi_hypothesis, regression, segmentation
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64
 M, B = 3, 5
 

@@ -7,8 +7,6 @@ from mheads.ensemble import metrics as mt
 from mheads.ensemble.losses import LOSS_NAMES, LOSSES, compute_loss
 from mheads.tasks import Task, TaskMetrics, classification
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def batch(seed=0, m=3, b=7, c=4):
     g = torch.Generator().manual_seed(seed)

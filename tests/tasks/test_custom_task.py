@@ -6,8 +6,6 @@ import torch
 from mheads.ensemble.losses import ENSEMBLE_LOSS_NAMES, ENSEMBLE_LOSSES
 from mheads.tasks import Task, TaskMetrics, custom_task, regression
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output - target).square().mean(dim=-1)

@@ -14,8 +14,6 @@ from torch import nn
 from mheads.tasks import multi_hypothesis, regression
 from mheads.tree import TreeNet
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 MEMBERS, STEPS, N = 3, 100, 256
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from mheads.tasks import multi_hypothesis, sliced_wasserstein, wasserstein_1d, with_scores
 from properties import property_settings
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 PROPERTY = property_settings(60)
 F64 = torch.float64
 

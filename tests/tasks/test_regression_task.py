@@ -12,7 +12,6 @@ from mheads.ensemble.losses import ENSEMBLE_LOSS_NAMES, ENSEMBLE_LOSSES
 from mheads.tasks import TaskMetrics, regression
 from properties import property_settings
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 PROPERTY = property_settings(60)
 
 

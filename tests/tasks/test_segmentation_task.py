@@ -7,7 +7,6 @@ import torch
 
 from mheads.tasks import TaskMetrics, mean_iou, segmentation
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64
 IGNORE = 255
 

@@ -10,8 +10,6 @@ from mheads.tree.treenet import TreeNet
 
 resource = pytest.importorskip("resource")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_training_steps_stop_faulting_their_activations_in():

@@ -17,8 +17,6 @@ from mheads.config import config_from_settings
 from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.loop import fit
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 SETTINGS = {
     "model.members": 3,
     "loss.name": "mcl",

@@ -14,8 +14,6 @@ import mheads
 from mheads.config import ConfigError
 from mheads.data import DataError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 class Block(nn.Module):
     def __init__(self, c):

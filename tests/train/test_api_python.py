@@ -16,8 +16,6 @@ import mheads
 from mheads.config import Config, ConfigError
 from mheads.data import DataError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 class Net(nn.Module):
     def __init__(self, dropout=0.0, as_dict=False):

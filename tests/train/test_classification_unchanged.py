@@ -3,8 +3,8 @@ last commit before the task plumbing), recorded as SHA-256 hashes, are reproduce
 loop (MCL with bagging, independent and probability-averaged cross-entropy) and of mheads.fit on a Python
 model in the default tier, and a smoke run of every paper recipe (every cell of the 13 reproduce
 experiments that train: classification_smoke_hashes.json, 81 cells) in the slow tier, on one torch thread as
-the module runs (recorded by running each recipe at 9c31b57 and at 0f6d8d1: the same 81 hashes; the table-1
-hashes this file held before were of two threads, which the module's one_thread fixture no longer runs).
+every test session runs (tests/conftest.py; recorded by running each recipe at 9c31b57 and at 0f6d8d1: the
+same 81 hashes; the table-1 hashes this file held before were of two threads, which the tests no longer run).
 
 The hashes were recorded on this project's CPU test machine (torch 2.13.0 CPU); another CPU's kernels may
 round differently, in which case regenerate them by running this file's code at commit 9c31b57."""
@@ -20,8 +20,6 @@ from torch import nn
 import mheads
 from mheads.config import config_from_dict
 from mheads.train.loop import fit
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
 
 LOOP = {
     "mcl": "7046d42512c26eb202e28496e1ba2aab27e7b31bc91e676b8a62db7d21f2b070",

@@ -14,8 +14,6 @@ from mheads.config import ConfigError
 from mheads.data import DataError
 from mheads.data.from_torch import _label, from_torch_datasets
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 SETTINGS = {
     "model.members": 2,
     "train.iterations": 2,

@@ -15,8 +15,6 @@ from mheads.config import ConfigError
 from mheads.data.pairs import TensorPairs
 from mheads.tasks import custom_task, multi_hypothesis, regression, segmentation
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 BASE = {
     "train.batch_size": 8,
     "train.eval_every": 2,

@@ -23,7 +23,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 import mheads
 from mheads.runs.compare import run_differences
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 ITERATIONS = 12  # checkpoints and evaluations every 2 steps (test_fit_tasks.BASE)
 

@@ -17,8 +17,6 @@ from mheads.train.loop import fit
 from mheads.train.numerics import NumericalFault, member_param_map
 from mheads.train.step import train_step
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 def tiny(**over):
     base = {

@@ -17,8 +17,6 @@ from cli_harness import write_config
 from memcap import mheads_capped
 from mheads.runs.checkpoint import CheckpointError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 # Imported, this module leaves a canary file: the proof that something a run folder named was imported.
 EVIL = """
 from pathlib import Path

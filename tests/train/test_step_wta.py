@@ -23,8 +23,6 @@ from mheads.train.numerics import member_param_map
 from mheads.train.step import train_step
 from mheads.tree.treenet import TreeNet
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 def tiny(**over):
     base = {

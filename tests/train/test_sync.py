@@ -15,8 +15,6 @@ from mheads.ensemble.losses import compute_loss as real_compute_loss
 from mheads.train.loop import fit
 from mheads.train.numerics import NumericalFault, guarded_step
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 def tiny(**over):
     base = {

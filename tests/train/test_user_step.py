@@ -11,8 +11,6 @@ from torch import nn
 import mheads
 from mheads.ensemble.losses import compute_loss
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # small steps: torch's thread pool only adds latency
-
 
 def net():
     return nn.Sequential(

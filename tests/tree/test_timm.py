@@ -35,7 +35,7 @@ def _import_timm():
 
 
 timm, WHY = _import_timm()
-pytestmark = [pytest.mark.skipif(timm is None, reason=WHY or "timm"), pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.skipif(timm is None, reason=WHY or "timm")
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 # timm's own small test configurations, and the named models at small widths or inputs

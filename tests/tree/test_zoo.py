@@ -19,8 +19,6 @@ from mheads.runs.checkpoint import _weights_bytes
 from mheads.tree import TreeNet, fused_nodes, split_points
 from mheads.tree.cut import CutError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
 IDS = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
 ZOO = {  # name -> (factory, input, output key)
