@@ -44,9 +44,17 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+# Subpackages the docs reach as attributes (``mheads.tasks.regression``, ``mheads.tree.split_points``): they
+# load on first use too, so such a line works as the first one a script runs, not only after ``mheads.fit``.
+_SUBPACKAGES = {
+    "cli", "config", "core", "data", "dist", "ensemble", "infer", "models", "optim", "report", "reproduce",
+    "runs", "tasks", "train", "tree",
+}  # fmt: skip
 
 
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"mheads.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'mheads' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
