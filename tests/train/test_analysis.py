@@ -12,32 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
+from held_out_run import train_held_out_run
 from mheads.cli import main
-from mheads.config import config_from_settings
 from mheads.runs.run_files import load_calibration, load_normalizer
-from mheads.train.loop import fit
-
-SETTINGS = {
-    "model.members": 3,
-    "loss.name": "mcl",
-    "data.classes": [0, 1, 2, 3, 4],
-    "data.val_fraction": 0.1,
-    "data.train_limit": 600,
-    "data.test_limit": 100,
-    "train.iterations": 20,
-    "train.batch_size": 32,
-    "train.eval_every": 20,
-    "train.device": "cpu",
-    "train.threads": 1,
-    "optim.lr": 0.01,
-}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis") / "run"
-    metrics = fit(config_from_settings(SETTINGS), out, progress=False)
-    return out, metrics
+    return out, train_held_out_run(out, iterations=20)
 
 
 def test_a_held_out_run_is_calibrated_and_reports_open_set_detection(run):
