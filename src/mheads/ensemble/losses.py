@@ -1,10 +1,13 @@
-"""Ensemble-aware losses on member logits `(M, B, C)` and integer targets `(B,)` (paper section 6).
+"""Ensemble-aware losses on member logits `(M, B, C)` and integer targets `(B,)` (paper section 6): the loss
+registries and the dispatch by name, the public face of the losses.
 
 All losses are means over the batch. The per-member losses (`independent_ce`, the MCL family: `mcl_loss`,
 `mcl_ce_loss`, `confident_mcl_loss`, `relaxed_mcl_loss`, `annealed_mcl_loss`, `scored_mcl_loss`) accept
 `weights: (M, B)`, per-member example weights (bagging: how often example i occurs in member m's bootstrap
 sample); member m then contributes `sum_i w_mi * l_mi / B`. The averaged losses (`score_averaged_ce`,
-`prob_averaged_ce`) couple the members through one prediction and take none.
+`prob_averaged_ce`) couple the members through one prediction and take none. The functions themselves live in
+`mheads.ensemble.ce_losses` and `mheads.ensemble.wta`, what a registered loss is (`LossSpec`, `LossParams`,
+`LossResult`) in `mheads.ensemble.loss_spec`; every one of them is importable from here.
 
 Averaged losses scale each member's gradient by 1/M (section 6.1); the paper compensates with an M times
 larger learning rate, which is a choice of the training recipe and is not folded in here.
@@ -22,21 +25,32 @@ losses of other tasks (regression, multiple hypotheses, segmentation, a user's l
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
-from mheads.ensemble.combine import (
-    ensemble_log_probs,
-    ensemble_nll,
-    mean_scores,
-    member_log_probs,
-    member_nll,
+from mheads.ensemble.ce_losses import (
+    _no_weights,
+    confident_mcl_loss,
+    independent_ce,
+    mcl_assignment,
+    mcl_ce_loss,
+    mcl_loss,
+    prob_averaged_ce,
+    score_averaged_ce,
+)
+from mheads.ensemble.combine import member_log_probs, member_nll
+from mheads.ensemble.loss_spec import (
+    LossParams,
+    LossResult,
+    LossSpec,
+    _amcl,
+    _cmcl,
+    _independent,
+    _mcl,
+    _mcl_ce,
+    _mcl_scored,
+    _rwta,
 )
 from mheads.ensemble.loss_terms import (
-    annealed_mcl_terms,
-    assign,
     check_beta,
     check_epsilon,
     check_inputs,
@@ -48,13 +62,6 @@ from mheads.ensemble.loss_terms import (
     check_score_weight,
     check_temperature,
     check_weights,
-    confident_mcl_terms,
-    confident_terms,
-    independent_terms,
-    mcl_terms,
-    relaxed_mcl_terms,
-    scored_mcl_terms,
-    smoothed_member_nll,
     smoothed_nll,
     uniform_kl,
 )
@@ -63,6 +70,22 @@ from mheads.ensemble.wta import (  # the winner-takes-all family, re-exported fo
     annealed_temperature,
     relaxed_mcl_loss,
     scored_mcl_loss,
+)
+
+# isort: split
+# Importable from this module before it was split by concept: kept so that no caller's import breaks.
+from mheads.ensemble.ce_losses import _mix_terms  # noqa: F401
+from mheads.ensemble.combine import ensemble_log_probs, ensemble_nll, mean_scores  # noqa: F401
+from mheads.ensemble.loss_terms import (  # noqa: F401
+    annealed_mcl_terms,
+    assign,
+    confident_mcl_terms,
+    confident_terms,
+    independent_terms,
+    mcl_terms,
+    relaxed_mcl_terms,
+    scored_mcl_terms,
+    smoothed_member_nll,
 )
 
 __all__ = [
@@ -91,192 +114,6 @@ __all__ = [
 ]
 
 
-def independent_ce(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    weights: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Sum over members of each member's mean cross-entropy: each member gets exactly the gradient it would
-    get training alone. `logits: (M, B, C)`, `targets: (B,)`, `weights: (M, B)` -> scalar."""
-    check_inputs(logits, targets)
-    check_weights(weights, logits)
-    check_label_smoothing(label_smoothing)
-    return independent_terms(smoothed_member_nll(logits, targets, label_smoothing), weights).sum()
-
-
-def score_averaged_ce(
-    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *, weights: None = None
-) -> torch.Tensor:
-    """Cross-entropy of the mean of the members' scores (section 6.1, "Score-Averaged").
-
-    Every member receives the same gradient with respect to its scores, 1/M of that of the mean.
-    `logits: (M, B, C)`, `targets: (B,)` -> scalar. `weights` is refused (as by `compute_loss`): the members
-    are averaged, not weighted one by one.
-    """
-    check_inputs(logits, targets)
-    _no_weights(score_averaged_ce, weights)
-    check_label_smoothing(label_smoothing)
-    if label_smoothing:
-        return smoothed_nll(
-            member_log_probs(mean_scores(logits).unsqueeze(0)), targets, label_smoothing
-        ).mean()
-    return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
-
-
-def prob_averaged_ce(
-    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, *, weights: None = None
-) -> torch.Tensor:
-    """Cross-entropy of the mean of the members' probabilities (section 6.1, "Prob-Averaged"), appendix B.
-
-    `-log(mean_m softmax(s_m)[y])`, computed as `-(logsumexp_m log_softmax(s_m)[y] - log M)` so that it stays
-    finite where every member's softmax underflows. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
-    `weights` is refused, as by `score_averaged_ce`.
-    """
-    check_inputs(logits, targets)
-    _no_weights(prob_averaged_ce, weights)
-    check_label_smoothing(label_smoothing)
-    if label_smoothing:
-        # (1, B, C): pick_targets reads member-shaped values (before issue 32 this path raised)
-        return smoothed_nll(ensemble_log_probs(logits).unsqueeze(0), targets, label_smoothing).mean()
-    return ensemble_nll(logits, targets).mean()
-
-
-def mcl_assignment(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    k: int = 1,
-    *,
-    weights: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """The MCL assignment alpha (section 6.2): per example, the k members with the lowest cross-entropy.
-
-    Ties are broken uniformly at random with `generator`. The assignment uses the unweighted per-example
-    cross-entropy, but a member whose weight for an example is 0 (not in its bootstrap sample) is never
-    assigned that example; an example with fewer than k such members is assigned to fewer.
-    Returns `(M, B)` bool.
-    """
-    check_inputs(logits, targets)
-    check_k(k, logits.shape[0])
-    check_weights(weights, logits)
-    with torch.no_grad():
-        return assign(member_nll(logits, targets), k, weights, generator)
-
-
-def mcl_loss(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    k: int = 1,
-    generator: torch.Generator | None = None,
-    *,
-    weights: torch.Tensor | None = None,
-    assignment: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """The oracle set-loss with top-k assignment (section 6.2, appendix C, algorithm 2).
-
-    `(1/B) sum_i sum_m alpha_mi w_mi CE_m(i)` with alpha from `mcl_assignment` (or the given `assignment:
-    (M, B)` bool). Only assigned members receive a gradient for an example. With k = M it equals
-    `independent_ce` exactly. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
-    """
-    check_inputs(logits, targets)
-    check_k(k, logits.shape[0])
-    check_weights(weights, logits)
-    check_label_smoothing(label_smoothing)
-    nll = smoothed_member_nll(logits, targets, label_smoothing)
-    return mcl_terms(nll, k, generator, weights, assignment)[0].sum()
-
-
-def mcl_ce_loss(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    k: int = 1,
-    mix: float = 0.5,
-    generator: torch.Generator | None = None,
-    *,
-    weights: torch.Tensor | None = None,
-    assignment: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """MCL linearly combined with cross-entropy (section 6.2): `mix * mcl_loss + (1 - mix) * independent_ce`.
-
-    `mix` in [0, 1] is the weight of the MCL term: 1 is pure MCL, 0 a standard ensemble. Both terms use the
-    same `weights`. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
-    """
-    check_inputs(logits, targets)
-    check_k(k, logits.shape[0])
-    check_mix(mix)
-    check_weights(weights, logits)
-    check_label_smoothing(label_smoothing)
-    nll = smoothed_member_nll(logits, targets, label_smoothing)
-    return _mix_terms(nll, k, mix, generator, weights, assignment)[0].sum()
-
-
-def _mix_terms(nll, k, mix, generator, weights, assignment):
-    mcl_part, assignment = mcl_terms(nll, k, generator, weights, assignment)
-    return mix * mcl_part + (1.0 - mix) * independent_terms(nll, weights), assignment
-
-
-def confident_mcl_loss(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    k: int = 1,
-    beta: float = 0.75,
-    generator: torch.Generator | None = None,
-    *,
-    weights: torch.Tensor | None = None,
-    assignment: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Confident MCL (Lee et al., ICML 2017), beyond the paper: members not assigned an example are pushed
-    toward the uniform distribution on it instead of being left free to be over-confident.
-
-    `(1/B) sum_i sum_m w_mi [alpha_mi CE_m(i) + beta (1 - alpha_mi) KL(U || p_m(x_i))]` with
-    `KL(U || p) = -log C - (1/C) sum_c log p_c`. The assignment takes the k members with the lowest
-    `CE_m(i) - beta KL(U || p_m(x_i))`, which minimises this objective per example (for beta = 0 it is the MCL
-    assignment and the loss equals `mcl_loss`). The paper's feature sharing and stochastic labelling are
-    not included. `logits: (M, B, C)`, `targets: (B,)` -> scalar.
-    """
-    check_inputs(logits, targets)
-    check_k(k, logits.shape[0])
-    check_beta(beta)
-    check_weights(weights, logits)
-    check_label_smoothing(label_smoothing)
-    log_probs = member_log_probs(logits)
-    nll = smoothed_nll(log_probs, targets, label_smoothing)
-    return confident_mcl_terms(log_probs, nll, k, beta, generator, weights, assignment)[0].sum()
-
-
-@dataclass(frozen=True)
-class LossResult:
-    """What `compute_loss` returns.
-
-    Attributes:
-        loss: scalar tensor to backpropagate.
-        per_member: `(M,)`, detached. For the per-member losses each member's contribution (they sum to
-            `loss`; for "mcl_scored" it includes the member's share of the scoring term); a member with a
-            non-finite per-example term shows it here even where that term was masked out, since its gradient
-            is non-finite anyway. For the averaged losses, each member's own mean cross-entropy (they do not
-            sum to `loss`).
-        assignment: `(M, B)` bool for the losses that assign (`LossSpec.assigns`: "mcl", "mcl_ce", "cmcl",
-            "rwta", "amcl" (its hard k = 1 assignment, whatever the temperature), "mcl_scored"), else None.
-    """
-
-    loss: torch.Tensor
-    per_member: torch.Tensor
-    assignment: torch.Tensor | None
-
-
-def _no_weights(average, weights) -> None:
-    if weights is not None:
-        raise ValueError(
-            f"weights: loss {average.__name__!r} averages the members and takes no per-member "
-            "weights; got some (expected None)"
-        )
-
-
 def _averaged_result(average, logits, targets, weights, label_smoothing) -> LossResult:
     _no_weights(average, weights)
     with torch.no_grad():
@@ -289,70 +126,6 @@ def _member_nll(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     log_probs = member_log_probs(logits)
     return log_probs, smoothed_nll(log_probs, targets, smoothing)  # (M, B, C), (M, B)
-
-
-@dataclass(frozen=True)
-class LossParams:
-    """The hyperparameters `compute_loss` hands to a loss's ``terms`` (each loss reads the ones it uses)."""
-
-    k: int = 1
-    mix: float = 0.5
-    beta: float = 0.75
-    epsilon: float = 0.05
-    temperature: float = 0.0
-    score_weight: float = 1.0
-    label_smoothing: float = 0.0
-
-
-# Every ``terms`` maps per-example member losses to the members' contributions, whatever the task:
-# (nll (M, B), penalty (M, B) or None, params, weights, generator, score_logits)
-# -> ((M,), assignment or None).
-
-
-def _independent(nll, penalty, p, weights, generator, score_logits):
-    return independent_terms(nll, weights), None
-
-
-def _mcl(nll, penalty, p, weights, generator, score_logits):
-    return mcl_terms(nll, p.k, generator, weights, None)
-
-
-def _mcl_ce(nll, penalty, p, weights, generator, score_logits):
-    return _mix_terms(nll, p.k, p.mix, generator, weights, None)
-
-
-def _cmcl(nll, penalty, p, weights, generator, score_logits):
-    return confident_terms(nll, penalty, p.k, p.beta, generator, weights, None)
-
-
-def _rwta(nll, penalty, p, weights, generator, score_logits):
-    return relaxed_mcl_terms(nll, p.k, p.epsilon, generator, weights)
-
-
-def _amcl(nll, penalty, p, weights, generator, score_logits):
-    return annealed_mcl_terms(nll, p.temperature, generator, weights)
-
-
-def _mcl_scored(nll, penalty, p, weights, generator, score_logits):
-    return scored_mcl_terms(nll, score_logits.to(nll.dtype), p.k, p.score_weight, generator, weights)
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """A loss selectable by name. ``terms`` maps per-example member losses (nll: `(M, B)`, penalty: `(M, B)`
-    or None, params: `LossParams`, weights, generator, score_logits) to ``(per_member (M,), assignment (M, B)
-    or None)``; ``average`` instead names a loss of the members' combined prediction (it takes no per-member
-    weights). ``assigns``: it picks members per example (uses ``loss.k``; its assignment feeds the win
-    counts). ``single_winner``: it takes only k = 1. ``scores``: it needs the scoring heads' logits (training
-    calls ``TreeNet.forward_with_scores``). ``penalty``: it needs the non-winners' per-example term (confident
-    MCL: `KL(U || p_m)`, defined only for categorical outputs)."""
-
-    terms: Callable | None = None
-    average: Callable | None = None
-    assigns: bool = False
-    single_winner: bool = False
-    scores: bool = False
-    penalty: bool = False
 
 
 # The losses of per-example member losses `(M, B)`, for any task (`ensemble_loss`; sMCL's point: MCL is
