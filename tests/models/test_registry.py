@@ -103,3 +103,16 @@ def test_the_module_docstring_holds_sequential_families_and_resnets_cut_by_modul
     resnet = create_model("resnet20")
     assert not isinstance(resnet, nn.Sequential)  # forward code: cut at module paths by tracing
     assert {"conv1", "layer1", "layer2.0"} <= set(split_points(resnet))
+
+
+def test_an_import_path_outside_the_import_path_says_how_to_reach_it():
+    with pytest.raises(UnknownModelError, match=r"No module named 'no_such_user_nets'.*PYTHONPATH=\."):
+        create_model("no_such_user_nets:mlp")
+
+
+def test_an_error_inside_the_users_module_gets_no_path_hint(tmp_path, monkeypatch):
+    (tmp_path / "broken_user_nets.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(UnknownModelError, match="no_such_dependency_xyz") as err:
+        create_model("broken_user_nets:mlp")
+    assert "PYTHONPATH" not in str(err.value)

@@ -85,7 +85,13 @@ def import_model(name: str) -> Callable[..., nn.Module]:
     try:
         obj: object = importlib.import_module(module_name)
     except ImportError as err:
-        raise UnknownModelError(f"model: cannot import {module_name!r} for {name!r} ({err})") from None
+        # The console script searches the installed packages, not the current folder (python -m would).
+        hint = (
+            "; its folder must be on the import path: PYTHONPATH=. when it is in the current folder"
+            if isinstance(err, ModuleNotFoundError) and err.name == module_name.split(".")[0]
+            else ""
+        )
+        raise UnknownModelError(f"model: cannot import {module_name!r} for {name!r} ({err}{hint})") from None
     for part in attr.split("."):
         obj = getattr(obj, part, None)
     if not callable(obj):
