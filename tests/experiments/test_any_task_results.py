@@ -60,34 +60,60 @@ def test_shapes_sweep_smoke_cells(tmp_path):
     assert all(0.0 <= float(r["mean"]) <= 1.0 for r in results if r["metric"] != "ambiguous_oracle_pixel_acc")
 
 
+# Each committed folder as groups of (cells, metrics, seeds): together the groups name every cell of its
+# seeds.csv, and for each cell the metrics RESULTS.md quotes from it (sections "Any task (issue 32)" a-d,
+# and c's comparison with the earlier plain-loop shapes run), over that many seeds. A lost folder, cell,
+# metric or seed fails, and so does a cell the folder holds that is not listed here.
+MULTIMODAL = ("oracle_error", "distortion", "weighted_mean_error", "emd")
+RATIOS = tuple(f"{c}/independent" for c in ("mcl", "mcl_scored", "rwta", "amcl"))  # oracle_error_ratio
+SUNSPOTS = ("single", "independent", "mcl", "mcl_scored", "gaussian_independent")
+TEXT = ("ensemble_acc", "oracle_acc", "member_acc", "nll", "clear_ensemble_acc", "ambiguous_oracle_acc")
+SHAPES = ("oracle_mean_iou", "mean_iou", "member_pixel_acc", "ambiguous_oracle_pixel_acc", "test_win_1")
 COMMITTED = {
-    "any-task-multimodal-cpu": (sweep_multimodal.CELLS, ("oracle_error", "distortion", "emd")),
+    "any-task-multimodal-cpu": (
+        (sweep_multimodal.CELLS, MULTIMODAL, 3),
+        (("gaussian_independent", "gaussian_mcl"), ("mixture_nll", "coverage_90"), 3),
+        (RATIOS, ("oracle_error_ratio",), 3),
+    ),
+    "any-task-multimodal-fit-cpu": ((("fit:independent", "fit:mcl_scored"), ("oracle_error", "emd"), 3),),
     "any-task-sunspots-fit-cpu": (
-        ("single", "independent", "mcl", "mcl_scored", "gaussian_independent"),
-        ("rmse", "oracle_rmse"),
+        (SUNSPOTS, ("rmse", "oracle_rmse", "member_rmse"), 3),
+        (("mcl_scored",), ("weighted_rmse",), 3),
+        (("gaussian_independent",), ("mixture_nll_per_year", "coverage_50", "coverage_90"), 3),
+        (("persistence", "climatology"), ("rmse",), 1),  # baselines without a model: no seed to vary
     ),
     "any-task-shapes-cpu": (
-        ("independent_M1", "independent_M2", "mcl_M2", "independent_M4", "mcl_M4"),
-        ("oracle_mean_iou", "mean_iou", "pixel_acc"),
+        (
+            ("independent_M1", "independent_M2", "mcl_M2", "independent_M4", "mcl_M4"),
+            ("oracle_mean_iou", "mean_iou", "pixel_acc"),
+            3,
+        ),
     ),
-    "any-task-shapes-fit-cpu": (sweep_shapes.CELLS, ("oracle_mean_iou", "mean_iou", "test_win_1")),
-    "any-task-text-cpu": (("independent", "mcl"), ("ensemble_acc", "oracle_acc", "member_acc")),
+    "any-task-shapes-fit-cpu": (
+        (sweep_shapes.CELLS, SHAPES, 3),
+        (("mcl_M2", "amcl_M2", "mcl_M4", "amcl_M4"), ("train_win_1",), 3),
+        (("mcl_M4", "amcl_M4"), ("train_win_2", "train_win_3", "train_win_4"), 3),
+    ),
+    "any-task-text-cpu": ((("independent", "mcl", "mcl_ce", "rwta"), TEXT, 3),),
 }
 
 
 @pytest.mark.parametrize("folder", sorted(COMMITTED))
 def test_committed_tables_have_every_cell_metric_and_seed(folder):
     path = RESULTS / folder
-    if not (path / "results.csv").exists():
-        pytest.skip(f"{folder} not committed")
-    cells, metrics = COMMITTED[folder]
     seeds = _read(path / "seeds.csv")
     assert all("torch" in r["hardware"] and float(r["wall_time_s"]) >= 0 for r in seeds)
+    listed = {cell for cells, _, _ in COMMITTED[folder] for cell in cells}
+    assert {r["cell"] for r in seeds} == listed
     results = {(r["cell"], r["metric"]): r for r in _read(path / "results.csv")}
-    for cell in cells:
-        for metric in metrics:
-            row = results[(cell, metric)]
-            assert int(row["seeds"]) >= 2 and math.isfinite(float(row["mean"])), (cell, metric)
+    for cells, metrics, n in COMMITTED[folder]:
+        for cell in cells:
+            for metric in metrics:
+                row = results.get((cell, metric))
+                assert row is not None, f"{folder}/results.csv has no {metric} for {cell}"
+                ran = {r["seed"] for r in seeds if (r["cell"], r["metric"]) == (cell, metric)}
+                assert int(row["seeds"]) == len(ran) == n, (cell, metric, row["seeds"], sorted(ran))
+                assert math.isfinite(float(row["mean"])), (cell, metric)
 
 
 def test_committed_multimodal_mcl_oracle_well_below_independent():
