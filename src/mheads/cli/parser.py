@@ -100,8 +100,10 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--pool-with",
         metavar="SEEDS_CSV",
+        action="append",
         help="an earlier sweep's seeds.csv (or its results folder): its runs of other seeds join "
-        "the table's mean ± std, e.g. experiments/results/table1-cpu",
+        "the table's mean ± std, e.g. experiments/results/table1-cpu; repeat it to pool several "
+        "(overrides of train.threads, train.device and other bookkeeping may differ)",
     )
 
 

@@ -177,9 +177,11 @@ def _start_sweep(spec: Spec, name: str, scale: str, out: Path, overrides: Sequen
         "data": data_label(spec.cells[0].config.data.source),
         "overrides": "; ".join(overrides),
     }
-    sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + (
-        [Path(pool_with)] if pool_with is not None else []
-    )
+    if pool_with is None:
+        pool_with = []
+    elif isinstance(pool_with, (str, Path)):
+        pool_with = [pool_with]
+    sources = ([out / "seeds.csv"] if (out / "seeds.csv").is_file() else []) + [Path(p) for p in pool_with]
     priors = [(str(p), read_seed_rows(p)) for p in sources]
     check_priors(priors, spec, ident)
     return _Sweep(spec=spec, out=out, scale=scale, overrides=overrides, ident=ident, priors=priors)
@@ -237,15 +239,17 @@ def reproduce(
     first_seed: int = 0,
     reuse: bool = True,
     cells: list[str] | None = None,
-    pool_with: str | Path | None = None,
+    pool_with: str | Path | Sequence[str | Path] | None = None,
 ) -> str:
     """Run (or finish) the experiment ``name`` at ``scale`` and return its markdown table.
 
     With ``reuse``, a cell identical to a finished run in a sibling sweep folder links to it instead of
     retraining. ``cells`` restricts the sweep to those cells (and the cells they start from); the table still
     lists every cell, with the numbers of those an earlier sweep of ``out`` finished. ``pool_with`` names
-    the ``seeds.csv`` of an earlier sweep of the same experiment, scale and data (perhaps on other hardware):
-    its runs (cell and seed) that this sweep does not have join the table's mean +- std. Every sweep writes
+    the ``seeds.csv`` of an earlier sweep (or a list of them, the first to hold a cell and seed wins) of the
+    same experiment, scale, data and recipe overrides (perhaps on other hardware, or with other
+    ``tables.RESOURCE_KEYS`` such as ``train.threads``): its runs (cell and seed) that this sweep does not
+    have join the table's mean +- std. Every sweep writes
     its per-seed numbers, pooled ones included, to ``out/seeds.csv`` and keeps them on later reruns of
     ``out``. Figures draw this sweep's own runs of its first seed; a first seed other than 0 names its figures
     ``*_seedN.png``, beside (not over) seed 0's.

@@ -61,6 +61,27 @@ SEED_FIELDS = (
 # what a pooled row must share with the sweep it joins; overrides: the sweep's --set, "; "-joined
 _IDENTITY = ("experiment", "scale", "data", "overrides")
 _OPTIONAL = {"overrides": ""}  # columns a seeds.csv written before them lacks, and their value there
+# --set keys that choose where and how fast a run trains, not its recipe: seeds trained with other values of
+# these (one CPU thread beside a sweep, on a GPU) pool with each other
+RESOURCE_KEYS = frozenset(
+    {
+        "train.threads",
+        "train.device",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.eval_batch_size",
+        "train.flush_denormal",
+        "train.log_every",
+        "train.sync",
+    }
+)
+
+
+def recipe_overrides(overrides: str) -> str:
+    """A sweep's ``"; "``-joined ``--set`` overrides without those of ``RESOURCE_KEYS``: what two sweeps'
+    overrides must agree on for their seeds to pool."""
+    kept = [o.strip() for o in overrides.split(";") if o.strip()]
+    return "; ".join(o for o in kept if o.split("=", 1)[0].strip() not in RESOURCE_KEYS)
 
 
 def seed_rows(spec, ident: dict, cell: str, seed: int, metrics: dict, hardware: str) -> list[dict]:
@@ -160,17 +181,24 @@ def read_seed_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _same(field: str, row: dict, ident: dict) -> bool:
+    if field == "overrides":
+        return recipe_overrides(row[field]) == recipe_overrides(ident[field])
+    return row[field] == ident[field]
+
+
 def check_priors(priors: list[tuple[str, list[dict]]], spec, ident: dict) -> None:
     """Refuse a prior (``(name, rows)``) of another experiment, scale or data; say which of its rows ``pool``
     leaves out (cells or metrics the spec no longer has)."""
     cells, metrics = {c.name for c in spec.cells}, set(spec.metrics)
     for name, prior in priors:
         for r in prior:
-            wrong = [f"{k} {r[k]!r} (this sweep: {ident[k]!r})" for k in _IDENTITY if r[k] != ident[k]]
+            wrong = [f"{k} {r[k]!r} (this sweep: {ident[k]!r})" for k in _IDENTITY if not _same(k, r, ident)]
             if wrong:
                 raise ConfigError(
-                    f"{name}: its rows are of another sweep: {', '.join(wrong)}; "
-                    f"pool only seeds of the same experiment, scale, data and --set overrides"
+                    f"{name}: its rows are of another sweep: {', '.join(wrong)}; pool only seeds of the same "
+                    f"experiment, scale, data and --set overrides (those of "
+                    f"{', '.join(sorted(RESOURCE_KEYS))} may differ)"
                 )
         dropped = sorted(
             {

@@ -1,0 +1,90 @@
+"""Pooling seeds across sweeps (reproduce/tables.py): which --set overrides must agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from mheads.cli.parser import build_parser
+from mheads.config import ConfigError
+from mheads.reproduce.spec import load_spec
+from mheads.reproduce.tables import check_priors, recipe_overrides
+
+IDENT = {"experiment": "table1", "scale": "smoke", "data": "embedded"}
+
+
+def _rows(overrides: str) -> list[dict]:
+    return [
+        {**IDENT, "overrides": overrides, "cell": "single", "seed": 1, "metric": "oracle_acc", "value": 1.0}
+    ]
+
+
+def test_recipe_overrides_drops_only_resource_settings():
+    assert recipe_overrides("") == ""
+    assert recipe_overrides("optim.bias_lr_mult=1; train.threads=1") == "optim.bias_lr_mult=1"
+    assert (
+        recipe_overrides(" train.device = cuda ;optim.lr=0.002; train.checkpoint_every=50")
+        == "optim.lr=0.002"
+    )
+    assert recipe_overrides("train.iterations=10; train.threads=2") == "train.iterations=10"
+
+
+def test_seeds_trained_with_other_threads_or_device_pool_but_another_recipe_does_not():
+    spec = load_spec("table1", "smoke", None)
+    ident = {**IDENT, "overrides": "optim.bias_lr_mult=1; train.threads=1"}
+    check_priors(
+        [
+            ("a.csv", _rows("optim.bias_lr_mult=1")),
+            ("b.csv", _rows("train.device=cpu; optim.bias_lr_mult=1")),
+        ],
+        spec,
+        ident,
+    )
+    with pytest.raises(
+        ConfigError, match=r"a\.csv: .*overrides '' \(this sweep: 'optim.bias_lr_mult=1; train.threads=1'\)"
+    ):
+        check_priors([("a.csv", _rows(""))], spec, ident)
+    with pytest.raises(ConfigError, match=r"train.threads"):  # the message says which overrides may differ
+        check_priors([("a.csv", _rows("optim.lr=0.002"))], spec, ident)
+
+
+def test_pool_with_can_be_given_more_than_once():
+    args = build_parser().parse_args(
+        ["reproduce", "table5", "--out", "o", "--pool-with", "a/seeds.csv", "--pool-with", "b"]
+    )
+    assert args.pool_with == ["a/seeds.csv", "b"]
+
+
+def test_a_sweep_pools_several_seeds_csvs_first_holder_wins(tmp_path):
+    from mheads.reproduce.sweep import _start_sweep
+    from mheads.reproduce.tables import pool, write_seed_rows
+
+    spec = load_spec("table1", "smoke", None)
+
+    def rows(seed: int, value: float, overrides: str) -> list[dict]:
+        return [
+            {
+                **IDENT,
+                "overrides": overrides,
+                "cell": "single",
+                "seed": seed,
+                "metric": m,
+                "value": value,
+                "wall_time_s": 1.0,
+                "hardware": "h",
+            }
+            for m in ("ensemble_mean_acc", "oracle_acc")
+        ]
+
+    write_seed_rows(tmp_path / "a.csv", rows(1, 50.0, "train.threads=1"))
+    write_seed_rows(tmp_path / "b.csv", rows(1, 99.0, "") + rows(2, 60.0, "train.device=cuda"))
+    sweep = _start_sweep(
+        spec, "table1", "smoke", tmp_path / "out", [], [tmp_path / "a.csv", tmp_path / "b.csv"]
+    )
+    pooled = pool([], sweep.priors, spec)
+    values = {(r["seed"], r["metric"]): r["value"] for r in pooled}
+    assert values == {
+        (1, "ensemble_mean_acc"): 50.0,
+        (1, "oracle_acc"): 50.0,
+        (2, "ensemble_mean_acc"): 60.0,
+        (2, "oracle_acc"): 60.0,
+    }
