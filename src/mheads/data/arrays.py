@@ -96,7 +96,7 @@ def _as_float32(array: np.ndarray, at: str) -> torch.Tensor:
     if bad.any():
         i = _first(bad)
         raise DataError(
-            f"{at}: got {array[i]!r} at index {i}; expected finite numbers within float32's range"
+            f"{at}: got {array[i].item()!r} at index {i}; expected finite numbers within float32's range"
         )
     return torch.from_numpy(wide.astype(np.float32))
 
@@ -109,7 +109,7 @@ def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None =
         fractional = ~np.isfinite(array) | (array != np.round(array))
         if fractional.any():
             i = _first(fractional)
-            raise DataError(f"{at}: got {array[i]!r} at index {i}; expected {allowed} (exact)")
+            raise DataError(f"{at}: got {array[i].item()!r} at index {i}; expected {allowed} (exact)")
     elif array.dtype.kind not in "iu":
         raise DataError(f"{at}: dtype {array.dtype}; expected {allowed}")
     wide = array.astype(np.float64) if array.dtype.kind == "f" else array
@@ -118,7 +118,7 @@ def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None =
         bad &= wide != ignore_index
     if bad.any():
         i = _first(bad)
-        raise DataError(f"{at}: got {array[i]!r} at index {i}; expected {allowed}")
+        raise DataError(f"{at}: got {array[i].item()!r} at index {i}; expected {allowed}")
     return torch.from_numpy(wide.astype(np.int64))
 
 
