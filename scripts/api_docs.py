@@ -10,6 +10,7 @@ Run from the repository root: ``python scripts/api_docs.py [OUT]`` (default ``do
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
 import re
@@ -110,7 +111,9 @@ def build(out: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "docs/api")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="docs/api", help="folder to write the pages to (docs/api)")
+    out = Path(parser.parse_args(argv).out)
     problems = build(out)
     for line in problems:
         print(line, file=sys.stderr)
