@@ -34,7 +34,7 @@ from mheads.train.dist_checkpoint import is_distributed, restore_parts, run_stat
 from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
 from mheads.train.state import RunState
-from mheads.train.task_run import check_outputs_fit, run_task
+from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task
 from mheads.tree import TreeNet
 
 log = logging.getLogger("mheads")
@@ -171,6 +171,7 @@ def _build_model(
         else:
             tree = model if isinstance(model, TreeNet) else model(data)
             if comm.world_size == 1:
+                check_image_classes(tree, data)
                 check_resources(cfg, tree.member(0), shape, device, include_parameters=False, **sizes)
         return tree, None, model_meta(cfg, data.num_classes, data.in_channels, data.image_size)
     task = run_task(cfg, data, task)

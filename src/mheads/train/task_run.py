@@ -11,7 +11,7 @@ from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
 from mheads.tasks import Task
 
-__all__ = ["check_outputs_fit", "run_task"]
+__all__ = ["check_image_classes", "check_outputs_fit", "run_task"]
 
 
 def run_task(cfg: Config, data, task: Task | None = None) -> Task:
@@ -76,5 +76,36 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             want = ""
         raise ConfigError(
             f"model: members output shape {tuple(outputs.shape)} for one example, which task "
-            f"{task.name!r} refuses{want}: {err} (a base that outputs features: set model.head task)"
+            f"{task.name!r} refuses{want}: {err}{_class_hint(task)} (a base that outputs features: set "
+            "model.head task)"
         ) from None
+
+
+def _class_hint(task: Task) -> str:
+    """Where classification's class count comes from: a stray label (10 of 10 classes) adds a class."""
+    classes = getattr(task, "num_classes", None)
+    if task.name != "classification" or classes is None:
+        return ""
+    return f" (counted from the labels: the largest class index in train and test is {classes - 1})"
+
+
+@torch.no_grad()
+def check_image_classes(tree, data) -> None:
+    """A user's model on images of a class-labelled set: its members must output one score per class of the
+    data (``data.num_classes``: the folder's classes, or the largest label plus one), checked by one eval-mode
+    forward of a blank image, so that a mismatch is one line before training, not a failed first step."""
+    was = tree.training
+    tree.eval()
+    try:
+        device = next(iter(tree.parameters()), torch.zeros(())).device
+        outputs = tree(torch.zeros(1, data.in_channels, data.image_size, data.image_size, device=device))
+    finally:
+        tree.train(was)
+    classes = data.num_classes
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 3 or outputs.shape[-1] != classes:
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ConfigError(
+            f"model: members output {shape} for one image; expected (M, 1, {classes}): one score per class; "
+            f"the data has {classes} classes (the folder's, or the largest label plus one: a label out of "
+            "range adds classes) (a model that outputs features: set model.head task)"
+        )

@@ -1,0 +1,65 @@
+"""The checks a run makes of a user's model against its data before the first step (train/task_run.py)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+import mheads
+from mheads.config import ConfigError
+from mheads.data.pairs import TensorPairs
+from mheads.train.task_run import check_image_classes
+from mheads.tree import TreeNet
+
+
+def _tree(outputs: int) -> TreeNet:
+    return TreeNet(nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, outputs)), num_members=2, seed=0)
+
+
+def test_a_model_with_one_score_per_class_passes():
+    check_image_classes(_tree(5), SimpleNamespace(in_channels=3, image_size=4, num_classes=5))
+
+
+def test_a_model_with_too_few_class_scores_is_one_line_naming_both_counts():
+    data = SimpleNamespace(in_channels=3, image_size=4, num_classes=11)
+    with pytest.raises(
+        ConfigError, match=r"model: members output \(2, 1, 10\) for one image; expected \(M, 1, 11\)"
+    ):
+        check_image_classes(_tree(10), data)
+
+
+def test_the_check_leaves_the_trees_mode_as_it_was():
+    tree = _tree(5).train()
+    check_image_classes(tree, SimpleNamespace(in_channels=3, image_size=4, num_classes=5))
+    assert tree.training
+
+
+def test_fit_refuses_a_stray_label_10_for_a_10_class_model_before_training(tmp_path):
+    """Images of 10 classes with one label 10: 11 classes, which a model of 10 outputs cannot score. It was a
+    bare 'targets must lie in [0, 10)' from inside the first step."""
+    x, y = torch.rand(16, 3, 4, 4), torch.arange(16) % 10
+    y[3] = 10
+    with pytest.raises(ConfigError, match=r"expected \(M, 1, 11\).*largest label plus one"):
+        mheads.fit(
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(48, 10)),
+            TensorPairs(x, y),
+            out=tmp_path / "run",
+            settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
+        )
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
+
+
+def test_a_feature_classifier_told_where_its_class_count_comes_from(tmp_path):
+    x, y = torch.randn(16, 5), torch.arange(16) % 2
+    y[3] = 10  # a stray label: 11 classes for a model of 2 outputs
+    with pytest.raises(ConfigError, match=r"num_classes = 11 \(counted from the labels: .* is 10\)"):
+        mheads.fit(
+            lambda: nn.Linear(5, 2),
+            TensorPairs(x, y),
+            out=tmp_path / "run",
+            task="classification",
+            settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
+        )
