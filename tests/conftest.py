@@ -19,8 +19,9 @@ def _one_torch_thread():
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    # Tests compare floats across code paths; keep thread counts fixed and the global RNG seeded.
+def _seeded_rng():
+    # Tests compare floats across code paths: every test starts from the same global RNG state (the thread
+    # count is fixed for the whole session above).
     torch.manual_seed(0)
     yield
 
