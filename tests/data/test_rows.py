@@ -33,8 +33,15 @@ def test_classes_count_both_splits_and_refuse_what_is_not_a_class_index():
     assert count_classes(torch.tensor([0, 2]), torch.tensor([4])) == ["0", "1", "2", "3", "4"]
     with pytest.raises(DataError, match=r"^test: targets torch.float32 of shape \(2,\); classification"):
         count_classes(torch.tensor([0, 1]), torch.tensor([0.5, 1.0]))
-    with pytest.raises(DataError, match=r"^train: a negative class index"):
+    with pytest.raises(DataError, match=r"^train\[0\]: label -1; expected a class index >= 0"):
         count_classes(torch.tensor([-1, 1]), torch.tensor([0]))
+
+
+def test_a_negative_test_label_names_the_test_item_it_came_from():
+    """It named the train split for a -1 in the test split; with rows kept of a larger set, the item."""
+    with pytest.raises(DataError, match=r"^test\[7\]: label -1;"):
+        kept = (torch.tensor([0, 1]), torch.tensor([2, 7]))
+        count_classes(torch.tensor([0, 1]), torch.tensor([0, -1]), kept)
 
 
 def test_bagging_weights_are_each_member_s_bootstrap_counts():

@@ -361,7 +361,7 @@ def stream_datasets(
     classes = None
     if classify:
         assert labels[0] is not None and labels[1] is not None  # class labels, read above
-        classes = count_classes(labels[0][rows.train], labels[1][rows.test])
+        classes = count_classes(labels[0][rows.train], labels[1][rows.test], (rows.train, rows.test))
     test_split = (
         StreamSplit(train, "train", rows.test, first_train)
         if test is None

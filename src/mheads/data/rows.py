@@ -103,13 +103,19 @@ def not_class_indices(split: str, dtype: torch.dtype, shape: tuple[int, ...]) ->
     )
 
 
-def count_classes(train_y: torch.Tensor, test_y: torch.Tensor) -> list[str]:
-    """Classification's classes ``"0" .. "K-1"``, K the largest class index of either split plus one."""
-    for split, y in (("train", train_y), ("test", test_y)):
+def count_classes(
+    train_y: torch.Tensor, test_y: torch.Tensor, items: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> list[str]:
+    """Classification's classes ``"0" .. "K-1"``, K the largest class index of either split plus one.
+    ``items``: the splits' item numbers of ``train_y`` / ``test_y`` (rows kept of a larger set), for the
+    error naming a negative label (default: the positions)."""
+    for k, (split, y) in enumerate((("train", train_y), ("test", test_y))):
         if not class_targets(y):
             raise not_class_indices(split, y.dtype, tuple(y.shape))
-    if int(min(int(train_y.min()), int(test_y.min()))) < 0:
-        raise DataError("train: a negative class index; expected class indices >= 0")
+        negative = torch.nonzero(y < 0).flatten()
+        if len(negative):
+            at = int(negative[0]) if items is None else int(items[k][negative[0]])
+            raise DataError(f"{split}[{at}]: label {int(y[negative[0]])}; expected a class index >= 0")
     return [str(i) for i in range(int(max(int(train_y.max()), int(test_y.max()))) + 1)]
 
 

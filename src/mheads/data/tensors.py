@@ -373,7 +373,7 @@ def prepare_tensors(
     labels = [y if class_targets(y) else None for y in (train_y, test_y)]
     rows = choose_rows(RowChoice.of(cfg.data), seed, len(train_y), len(test_y), *labels)
     if cfg.task.is_classification and classes is None:
-        classes = count_classes(train_y[rows.train], test_y[rows.test])
+        classes = count_classes(train_y[rows.train], test_y[rows.test], (rows.train, rows.test))
     val = None if rows.val is None else (take(train_x, rows.val), train_y[rows.val])
     train_x, train_y = _subset(train_x, train_y, rows.train)
     test_x, test_y = _subset(test_x, test_y, rows.test)
