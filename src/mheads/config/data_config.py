@@ -83,7 +83,8 @@ class DataConfig:
     """stream: the normalization statistics come from all images, or from a seeded sample of this many
     (an integer >= 1)."""
     cache_dir: str | None = None
-    """The decoded-data cache folder (null: $MHEADS_CACHE, or ~/.cache/mheads)."""
+    """The decoded-data cache folder (null: $MHEADS_CACHE, else $XDG_CACHE_HOME/mheads, by default
+    ~/.cache/mheads)."""
     features: list[str] | None = None
     """A table source: the input columns, a non-empty list of names (required there; null for any other
     source)."""

@@ -42,7 +42,7 @@ class LossConfig:
     anneal_iterations: int = 1000
     """amcl: the iteration (counted from 0, pretraining included) at which the temperature reaches 0, an
     integer >= 0: it decays exponentially to T0 / 1000 there, then is 0, exactly mcl with k 1
-    (mheads.ensemble.losses.annealed_temperature)."""
+    (mheads.ensemble.wta.annealed_temperature)."""
     score_weight: float = 1.0
     """mcl_scored: the weight of the scoring heads' binary cross-entropy, a number >= 0."""
     pretrain_iterations: int = 0
