@@ -30,9 +30,9 @@ __all__ = [
 @dataclass(frozen=True)
 class RowChoice:
     """Which examples of a user's splits a run uses (the ``data.*`` fields of the same names, documented in
-    ``mheads.config.schema.DataConfig``): a seeded subset of each split (class-stratified where the targets
-    are class indices), a held-out validation share of the training split, bagging member m's distinct
-    examples."""
+    ``mheads.config.data_config.DataConfig``): a seeded subset of each split (class-stratified where the
+    targets are class indices), a held-out validation share of the training split, bagging member m's
+    distinct examples."""
 
     train_limit: int | None = None
     test_limit: int | None = None

@@ -30,8 +30,8 @@ def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, *, check_v
 
     `check_values` also checks that every target lies in `[0, C)`; it reads the targets' values, which
     costs a host synchronisation on an accelerator. Non-finite logits are not an error here: losses
-    report them (see `losses.LossResult.per_member`). Returns nothing and converts nothing; the uncertainty
-    metrics' check, which also returns float64 logits and int64 targets, is
+    report them (see `mheads.ensemble.loss_spec.LossResult.per_member`). Returns nothing and converts
+    nothing; the uncertainty metrics' check, which also returns float64 logits and int64 targets, is
     `mheads.ensemble.uncertainty.checked_float64_logits_targets`.
     """
     for name, value in (("logits", logits), ("targets", targets)):

@@ -56,7 +56,7 @@ def train_step(
     **loss_kwargs,
 ) -> LossResult:
     """Zero the gradients, compute ``loss`` on ``tree(x)`` and targets ``y``, backpropagate and step every
-    optimizer. Returns the :class:`~mheads.ensemble.losses.LossResult` (``loss`` detached, ``per_member``
+    optimizer. Returns the :class:`~mheads.ensemble.loss_spec.LossResult` (``loss`` detached, ``per_member``
     (M,), ``assignment`` for the assigning losses on the whole-tree path).
 
     Args:
