@@ -1,6 +1,8 @@
-"""Run configuration: the validated dataclasses (``schema``; each field documented by its attribute
-docstring, which ``reference`` lists for docs/configs.md) and reading them from YAML with overrides
-(``loading``). Files of many runs (the paper's tables, the demo) are specs: :mod:`mheads.reproduce.spec`."""
+"""Run configuration: the validated dataclasses (``schema``: ``Config`` and the ``dist:`` section; one module
+per other section: ``model_config``, ``data_config``, ``loss_config``, ``optim_config``, ``train_config``,
+``task``; each field documented by its attribute docstring, which ``reference`` lists for docs/configs.md)
+and reading them from YAML with overrides (``loading``). Files of many runs (the paper's tables, the demo)
+are specs: :mod:`mheads.reproduce.spec`."""
 
 from mheads.config.loading import (
     apply_overrides,

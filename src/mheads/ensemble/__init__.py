@@ -1,9 +1,11 @@
 """The (M, B, C) math of an ensemble: combining members (``combine``), MCL's assignment, the ensemble-aware
-losses (``losses``, with their shared terms in ``loss_terms``), metrics as pure functions (``metrics``) and
-their exact streaming accumulator (``accumulator``), and the ensembling strategies as data
-(``strategies``). Uncertainty: the entropy decomposition and OOD scores (``uncertainty``), OOD detection
-(``detection``), selective prediction (``selective``), calibration and temperature scaling
-(``calibration``), MCL set metrics (``sets``) and one report over all of them (``uncertainty_report``)."""
+losses (``losses``: the registries and dispatch by name; the cross-entropy losses in ``ce_losses``, the
+winner-takes-all family in ``wta``, what a registered loss is in ``loss_spec``, their shared terms in
+``loss_terms``), metrics as pure functions (``metrics``) and their exact streaming accumulator
+(``accumulator``), and the ensembling strategies as data (``strategies``). Uncertainty: the entropy
+decomposition and OOD scores (``uncertainty``), OOD detection (``detection``), selective prediction
+(``selective``), calibration and temperature scaling (``calibration``), MCL set metrics (``sets``) and one
+report over all of them (``uncertainty_report``)."""
 
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.ensemble.calibration import apply_temperature, fit_temperature

@@ -26,6 +26,9 @@ trunk (``split=None``) has no shared features, so each member's head reads that 
 BatchNorm: a BatchNorm in the trunk normalizes the shared batch once; each branch owns its own statistics;
 ``eval()`` reaches every member. With bagging, a member's BatchNorm statistics are those of the whole shared
 batch, including examples its bootstrap sample left out (bagging weights only the loss).
+
+The member-by-member methods (``paths``, ``check_cut``, ``member``, ``shared_layers``, ``param_counts``) are
+inherited from :class:`~mheads.tree.member_views.MemberViews`, TreeNet's base class.
 """
 
 from __future__ import annotations
