@@ -9,7 +9,6 @@ trained in your own loop is evaluated on what your loop fed it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from mheads.data.from_torch import _image, _label, from_torch_datasets, pair
 from mheads.data.loader import TorchData
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.infer import predict as predicting
-from mheads.infer.evaluate import evaluate_run
+from mheads.infer.evaluate import evaluate_run, trained_on_python_data
 from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
 from mheads.infer.task_eval import evaluate_task
 from mheads.tasks import Classification, Task
@@ -36,7 +35,6 @@ from mheads.tree import TreeNet
 __all__ = ["evaluate", "predict"]
 
 EVAL_BATCH = 256  # a bare TreeNet's Dataset, batched in order
-PYTHON_DATA = "python Datasets"  # run.json's data source of a run trained on the user's Datasets
 
 
 def _is_path(x: Any) -> bool:
@@ -98,7 +96,7 @@ def evaluate(
         return _tree_metrics(run_or_tree, _batches(data, batch_size or EVAL_BATCH))
     run, tree = _run(run_or_tree, "run_or_tree")
     if is_tensor_run(run):  # a run on inputs of any shape (any task): its data read as tensors
-        if data is None and _trained_on_python_data(run):
+        if data is None and trained_on_python_data(run):
             raise ConfigError(
                 f"data: got None; the run {run} trained on Python Datasets, which its folder "
                 "does not hold: pass the Dataset (or DataLoader) to evaluate on"
@@ -106,7 +104,7 @@ def evaluate(
         if data is None or _is_path(data):
             return evaluate_run(run, None if data is None else str(data), split, model, tree=tree, task=task)
         return evaluate_run(run, None, "test", model, dataset=TorchData(_dataset(data)), tree=tree, task=task)
-    if data is None and _trained_on_python_data(run):
+    if data is None and trained_on_python_data(run):
         raise ConfigError(
             f"data: got None; the run {run} trained on Python Datasets, which its folder does "
             "not hold: pass the Dataset (or DataLoader) to evaluate on, e.g. your test set"
@@ -128,13 +126,6 @@ def _tree_task_metrics(tree: TreeNet, task: Task, ds: Any, batch_size: int) -> d
     cfg.task = task_config_of(task)
     data = prepare_tensors(cfg, device, ds, None, classes=[])
     return evaluate_task(tree, data, task, batch_size)[0]
-
-
-def _trained_on_python_data(run: Path) -> bool:
-    try:
-        return json.loads((run / "run.json").read_text())["data"]["source"] == PYTHON_DATA
-    except (OSError, ValueError, KeyError, TypeError):  # evaluate_run names what is wrong with the folder
-        return False
 
 
 def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:

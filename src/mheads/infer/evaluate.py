@@ -27,7 +27,24 @@ from mheads.train.reopen import ModelSpec
 from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 from mheads.train.task_run import run_task
 
-__all__ = ["RunEvaluation", "evaluate_run", "evaluate_run_arrays", "load_for_eval"]
+__all__ = [
+    "PYTHON_DATA",
+    "RunEvaluation",
+    "evaluate_run",
+    "evaluate_run_arrays",
+    "load_for_eval",
+    "trained_on_python_data",
+]
+
+PYTHON_DATA = "python Datasets"  # run.json's data source of a run trained on the user's Datasets
+
+
+def trained_on_python_data(run: Path) -> bool:
+    """Whether ``run`` trained on a user's Datasets (given to ``mheads.fit``), not held in its folder."""
+    try:
+        return json.loads((run / "run.json").read_text())["data"]["source"] == PYTHON_DATA
+    except (OSError, ValueError, KeyError, TypeError):  # the readers of the folder name what is wrong with it
+        return False
 
 
 def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None, dataset=None, tree=None):
@@ -39,6 +56,12 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
+    if data is None and dataset is None and trained_on_python_data(run):
+        # its config's data.source is null, which would read the embedded Fashion-MNIST set in its place
+        raise ConfigError(
+            f"--run {run}: trained on Python Datasets, which its folder does not hold; expected --data PATH "
+            "(a data set mheads reads), or from Python mheads.evaluate(run, dataset)"
+        )
     overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
     cfg = load_config(run / "config.yaml", overrides)
     if tree is None:
