@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad input (config, data, paths, checkpoints: a one-line message, no traceback unless
 ``--debug``); 3 a numerical fault stopped training; 4 a distributed peer failed; 75 preempted by SIGTERM after
-writing a checkpoint (continue with ``--resume``).
+writing a checkpoint (continue with ``--resume``), or stopped by SIGTERM while starting; 130 interrupted
+(KeyboardInterrupt).
 """
 
 from __future__ import annotations

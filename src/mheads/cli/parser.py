@@ -47,7 +47,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="re-evaluate a run's saved members")
     e.add_argument("--run", required=True, help="a run folder written by `mheads train`")
     e.add_argument("--data", help="data to evaluate on (default: the run's own data source)")
-    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "test"),
+        help="the split to evaluate (default test; train: the metrics only, no report or figures)",
+    )
     e.add_argument(
         "--ood",
         action="append",
@@ -78,14 +83,23 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "reproduce", help="rerun one of the paper's experiments and tabulate it next to the paper"
     )
-    r.add_argument("name", help="table1, table3, table4, table5, table6, mcl-ce, label-split, table2, ...")
-    r.add_argument("--scale", default="smoke", choices=("smoke", "cpu", "paper"))
+    r.add_argument(
+        "name",
+        help="an experiment (table1 ... table6, table2-nin, table2-ilsvrc, mcl-ce, label-split, "
+        "guided-backprop, bagging-control, open-set, resnet20; an unknown name lists them) or a spec .yaml",
+    )
+    r.add_argument(
+        "--scale",
+        default="smoke",
+        choices=("smoke", "cpu", "paper"),
+        help="smoke (seconds, the default), cpu (Caffe's quick recipe, batch 100) or paper (batch 350)",
+    )
     r.add_argument("--data", help="data set path (default: the embedded Fashion-MNIST subset)")
     r.add_argument(
         "--out", required=True, help="sweep folder (rerunning it resumes, skipping finished cells)"
     )
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
-    r.add_argument("--first-seed", type=int, default=0)
+    r.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every cell")
     r.add_argument(
         "--cells", help="comma-separated cells to run (and those they start from), e.g. random_init"
@@ -120,6 +134,6 @@ def _add_shard(sub: argparse._SubParsersAction) -> None:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the README's main job: a small real experiment on the embedded data")
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--out", default="runs/demo", help="folder for the runs and figures (default runs/demo)")
     d.add_argument("--config", help="a spec file like experiments/demo.yaml (the default)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
