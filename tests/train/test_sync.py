@@ -39,8 +39,8 @@ def tiny(**over):
 
 # Every way a tensor's value reaches Python: each one waits for the device on a GPU.
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
-# The input checks that read values only for CPU tensors (ensemble/losses.py: they are free there and skipped
-# on a GPU), so they do not count.
+# The input checks that read values only for CPU tensors (ensemble/combine.py and ensemble/loss_terms.py: they
+# are free there and skipped on a GPU), so they do not count.
 CPU_ONLY_CHECKS = {"check_logits_targets", "check_weights"}
 
 
