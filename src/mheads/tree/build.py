@@ -1,6 +1,7 @@
 """Building a TreeNet's tree of :class:`~mheads.tree.node.TreeNode` s from its members' copies of the base, at
 the split levels (see :mod:`mheads.tree.treenet`): a plain ``nn.Sequential`` is cut between its children, any
-other base traced with ``torch.fx`` and cut at its nodes (:mod:`mheads.tree.cut`).
+other base traced with ``torch.fx`` (:mod:`mheads.tree.cut_points`) and cut at its nodes
+(:mod:`mheads.tree.cut`).
 
 Each node's weights come from the copy of the first member under it, so a node shared by several members is
 that member's part of the base.
@@ -144,9 +145,9 @@ def _sequential_node(
 def traced_tree(
     copies: list[nn.Module], levels: list[tuple], output, model_name: str
 ) -> tuple[TreeNode, dict[bool, fx.Graph]]:
-    """Trace member 0's copy (both modes, see :mod:`mheads.tree.cut`), cut its graphs at the split points
-    and give every member's copy the same segments. Returns the tree and, per mode (training or not), the
-    whole model's graph returning the chosen prediction (what a standalone member runs)."""
+    """Trace member 0's copy (both modes, see :mod:`mheads.tree.cut_points`), cut its graphs at the split
+    points and give every member's copy the same segments. Returns the tree and, per mode (training or not),
+    the whole model's graph returning the chosen prediction (what a standalone member runs)."""
     points = [name for name, _ in levels]
     found = analyse(copies[0])
     for p in points:
