@@ -63,3 +63,29 @@ def test_a_feature_classifier_told_where_its_class_count_comes_from(tmp_path):
             task="classification",
             settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
         )
+
+
+class KeywordModel(nn.Module):
+    """A Hugging Face-style forward: the batch's entries as keyword arguments, not one dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(20, 4), nn.Linear(4, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.head(self.emb(input_ids).mean(1))
+
+
+def test_a_model_taking_keyword_arguments_is_told_to_unpack_the_dict(tmp_path):
+    """BertForSequenceClassification given to fit with dict items failed deep inside transformers."""
+    ids = torch.randint(0, 20, (8, 5))
+    mask = torch.ones(5, dtype=torch.long)
+    items = [({"input_ids": i, "attention_mask": mask}, int(i[0] % 2)) for i in ids]
+    with pytest.raises(ConfigError, match=r"a dict of \['attention_mask', 'input_ids'\] .*\(\*\*batch\)"):
+        mheads.fit(
+            KeywordModel(),
+            items,
+            out=tmp_path / "run",
+            task="classification",
+            settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
+        )

@@ -56,8 +56,13 @@ def check_outputs_fit(tree, data, task: Task) -> None:
     refused in one line before training."""
     was = tree.training
     tree.eval()
+    example = data.example_input()
     try:
-        outputs = tree(data.example_input())
+        outputs = tree(example)
+    except Exception as err:
+        if isinstance(example, dict):  # a Hugging Face model takes the dict's entries as keyword arguments
+            raise ConfigError(_dict_call_error(example, err)) from err
+        raise
     finally:
         tree.train(was)
     target = data.task_targets()[:1].cpu()
@@ -79,6 +84,15 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             f"{task.name!r} refuses{want}: {err}{_class_hint(task)} (a base that outputs features: set "
             "model.head task)"
         ) from None
+
+
+def _dict_call_error(example: dict, err: Exception) -> str:
+    said = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    return (
+        f"model: its forward failed on the first example, a dict of {sorted(example)} ({type(err).__name__}: "
+        f"{said}); the model is called with the dict as its one argument: a model that takes its entries as "
+        "keyword arguments (Hugging Face's) needs a module whose forward(batch) returns model(**batch)"
+    )
 
 
 def _class_hint(task: Task) -> str:
