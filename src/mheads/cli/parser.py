@@ -127,7 +127,9 @@ def _add_shard(sub: argparse._SubParsersAction) -> None:
         help="write an image folder (or a plain .tar of one) as WebDataset tar "
         "shards for streaming (data.loader: stream)",
     )
-    sh.add_argument("source", help="an image folder: train/<class>/*.jpg and test/<class>/...")
+    sh.add_argument(
+        "source", help="an image folder: train/<class>/*.jpg and test/<class>/... (or val/<class>/...)"
+    )
     sh.add_argument("out", help="folder for train-000000.tar, ..., test-000000.tar, ... and classes.txt")
     sh.add_argument("--per-shard", type=int, default=10000, help="images per shard (default 10000)")
 
