@@ -74,6 +74,8 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
         return _tensor_run(
             run, cfg, meta, data_prepared, where, model, tree, weights if tree is None else None
         )
+    if dataset is not None:
+        _in_run_numbering(data_prepared, meta)
     _check_fits(data_prepared, meta, where)
     saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
     if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
@@ -110,6 +112,15 @@ def _tensor_run(run: Path, cfg: Config, meta: dict, data: AnyShapeData, where, m
         tree = tree_from_meta(meta, where=str(run / "run.json"), model=model)
         load_weights_checked(tree, weights, run)
     return cfg, tree.to(data.device), data
+
+
+def _in_run_numbering(data_prepared, meta: dict) -> None:
+    """A user's Dataset need not hold every class: one whose classes are counted from its labels (no names)
+    and number fewer than the run's is read in the run's numbering, its labels being the model's class
+    indices (a test set of 8 images without a 9 was refused as 'num_classes 7 (model takes 10)')."""
+    counted = [str(i) for i in range(data_prepared.num_classes)]
+    if data_prepared.classes == counted and data_prepared.num_classes < meta["num_classes"]:
+        data_prepared.classes = [str(i) for i in range(meta["num_classes"])]
 
 
 def _check_fits(data_prepared, meta: dict, where) -> None:
