@@ -319,3 +319,14 @@ def test_a_worker_that_sends_nothing_ends_the_run_in_one_line():
     ):
         stream.train_batch(0)
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_streamed_test_split_unlike_the_training_split_is_refused_at_once():
+    train, test = (
+        TensorPairs(torch.randn(8, 3), torch.randn(8, 1)),
+        TensorPairs(torch.randn(4, 3), torch.randn(4, 2)),
+    )
+    with pytest.raises(
+        DataError, match=r"test\[0\]: target float \(2,\); expected train\[0\]'s float \(1,\)"
+    ):
+        stream_datasets(train, test, batch_size=4, seed=0, members=2, device=CPU)

@@ -55,3 +55,55 @@ def test_image_only_settings_are_refused_and_the_loop_reads_any_shape_data():
         "val": 2,
     }
     assert torch.equal(d.task_targets(), d.train_y) and d.example_input().shape == (1, 2, 5)
+
+
+REGRESSION = config_from_settings({"task.name": "regression"})
+
+
+@pytest.mark.parametrize(
+    "test, message",
+    [
+        (
+            (torch.randn(4, 3), torch.randn(4, 2)),
+            r"test\[0\]: target float \(2,\); expected train\[0\]'s float \(1,\)",
+        ),
+        (
+            (torch.randn(4, 2), torch.randn(4, 1)),
+            r"test\[0\]: input float \(2,\); expected train\[0\]'s float \(3,\)",
+        ),
+        (
+            (torch.randn(4, 3), torch.ones(4, dtype=torch.long)),
+            r"target integer \(\); expected .* float \(1,\)",
+        ),
+    ],
+)
+def test_a_test_split_the_model_cannot_be_scored_on_is_refused_before_training(test, message):
+    """A test set of 2-wide targets for a model of 1 output trained, then failed at the first evaluation."""
+    with pytest.raises(DataError, match=message):
+        prepare_tensors(
+            REGRESSION,
+            torch.device("cpu"),
+            TensorPairs(torch.randn(8, 3), torch.randn(8, 1)),
+            TensorPairs(*test),
+        )
+
+
+def test_sizes_a_convolution_or_sequence_model_takes_at_any_value_may_differ_between_splits():
+    seg = config_from_settings({"task.name": "segmentation"})
+    masks = lambda n, h, w: torch.randint(0, 2, (n, h, w))  # noqa: E731
+    train, test = (
+        TensorPairs(torch.rand(4, 1, 6, 10), masks(4, 6, 10)),
+        TensorPairs(torch.rand(2, 1, 8, 8), masks(2, 8, 8)),
+    )
+    assert prepare_tensors(seg, torch.device("cpu"), train, test).test_y.shape == (2, 8, 8)
+    tokens = lambda n, t: [({"input_ids": torch.zeros(t, dtype=torch.long)}, 0) for _ in range(n)]  # noqa: E731
+    cls = config_from_settings({})
+    assert prepare_tensors(cls, torch.device("cpu"), tokens(4, 12), tokens(2, 16)).test_x[
+        "input_ids"
+    ].shape == (2, 16)
+    with pytest.raises(
+        DataError, match=r"test\[0\]: input float \(3, \*, \*\); expected train\[0\]'s float \(1, \*, \*\)"
+    ):
+        prepare_tensors(
+            seg, torch.device("cpu"), train, TensorPairs(torch.rand(2, 3, 6, 10), masks(2, 6, 10))
+        )

@@ -61,6 +61,7 @@ from mheads.data.tensors import (
     as_tensor,
     check_like,
     check_same,
+    check_splits_alike,
     input_spec,
     item_tensors,
     model_view,
@@ -342,6 +343,7 @@ def stream_datasets(
     which examples the run uses."""
     n_train, first_train = _split_head(train, "train")
     n_test, first_test = (n_train, first_train) if test is None else _split_head(test, "test")
+    check_splits_alike(first_train, first_test)
     labels: list[torch.Tensor | None] = [None, None]
     for k, (ds, name, n, first, limit) in enumerate(
         (

@@ -36,6 +36,7 @@ __all__ = [
     "TensorData",
     "as_tensor",
     "check_like",
+    "check_splits_alike",
     "check_same",
     "input_spec",
     "is_image_input",
@@ -139,6 +140,34 @@ def check_like(x: Inputs, y: torch.Tensor, first: tuple[Inputs, torch.Tensor], n
     else:
         check_same(x, x0, f"{name} input", i)
     check_same(y, y0, f"{name} target", i)
+
+
+def check_splits_alike(train: tuple[Inputs, torch.Tensor], test: tuple[Inputs, torch.Tensor]) -> None:
+    """The test split's first example against the training split's (``(input, target)`` as
+    :func:`item_tensors` gives them): the same dict keys, kinds and shapes (:func:`_kinds`), so that a test
+    set the model cannot be scored on is one line before training, not an error at the first evaluation."""
+    got, want = ({"input": _kinds(x), "target": _kinds(y, target=True)} for x, y in (test, train))
+    for part in ("input", "target"):
+        if got[part] != want[part]:
+            raise DataError(
+                f"test[0]: {part} {got[part]}; expected train[0]'s {want[part]} (the model trains on one "
+                "and is scored on the other)"
+            )
+
+
+def _kinds(x: Inputs, target: bool = False, free: bool = False) -> Any:
+    """What the splits' examples must agree on: the kind (floating or integer) and the shape, but for the
+    sizes a convolution or a sequence model takes at any value (``*``): every axis of a dict's entries (token
+    ids of any length), of a target of 2 or more axes (a mask), and of an input of 2 or more but the first
+    (channels of images and sequences)."""
+    if isinstance(x, dict):
+        return {k: _kinds(v, free=True) for k, v in x.items()}
+    shape = [str(n) for n in x.shape]
+    if free or (target and x.ndim >= 2):
+        shape = ["*"] * x.ndim
+    elif x.ndim >= 2:
+        shape = [shape[0]] + ["*"] * (x.ndim - 1)
+    return f"{'float' if x.is_floating_point() else 'integer'} ({', '.join(shape)}{',' * (len(shape) == 1)})"
 
 
 def stack_items(items: list[tuple[Inputs, torch.Tensor]]) -> tuple[Inputs, torch.Tensor]:
@@ -370,6 +399,7 @@ def prepare_tensors(
         if test is None
         else (test if isinstance(test, tuple) else read_pairs(test, "test"))
     )
+    check_splits_alike((take(train_x, 0), train_y[0]), (take(test_x, 0), test_y[0]))
     labels = [y if class_targets(y) else None for y in (train_y, test_y)]
     rows = choose_rows(RowChoice.of(cfg.data), seed, len(train_y), len(test_y), *labels)
     if cfg.task.is_classification and classes is None:
