@@ -181,9 +181,14 @@ def _split(ds, name: str, progress: bool) -> Split:
         images.append(_image(x, f"{name}[{i}]"))
         labels.append(_label(y, f"{name}[{i}]"))
         if images[-1].shape != images[0].shape:
+            fix = (
+                "convert it (PIL: image.convert('RGB') or 'L')"
+                if images[-1].shape[0] != images[0].shape[0]
+                else "resize them, or give data.image_size to stream them at one size"
+            )
             raise DataError(
                 f"{name}[{i}]: image shape {images[-1].shape} differs from {name}[0]'s "
-                f"{images[0].shape}; every image must have one (C, H, W) shape"
+                f"{images[0].shape}; every image must have one (C, H, W) shape: {fix}"
             )
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
 
