@@ -1,6 +1,7 @@
 """``mheads predict``'s records (see :mod:`mheads.infer.predict`) as text, JSON or CSV. A record with an
 ``error`` (an image that could not be read) keeps its place in every format: a text line ``PATH: error:
-...``, the JSON record as it is, a CSV row with only its path and error."""
+...``, the JSON record as it is, a CSV row with only its path and error. JSON puts one key per line and each
+list of numbers (a hypothesis, a mask row, a probability vector) on one line."""
 
 from __future__ import annotations
 
@@ -100,12 +101,29 @@ def _task_csv(records: list[dict]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
+def _json(value, depth: int = 0) -> str:
+    """``value`` as indented JSON (``json.loads`` reads back what ``json.dumps`` would write), except that a
+    list holding no list or dict stays on one line: a 12x16 mask takes 14 lines, not 218."""
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = (f"{inner}{json.dumps(_key(k))}: {_json(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (list, tuple, dict)) for v in value):
+        return "[\n" + ",\n".join(f"{inner}{_json(v, depth + 1)}" for v in value) + f"\n{pad}]"
+    return json.dumps(value)
+
+
+def _key(k) -> str:
+    """A dict key as ``json.dumps`` writes it: a string, or a number, bool or None in its JSON spelling."""
+    return k if isinstance(k, str) else json.dumps(k)
+
+
 def format_predictions(records: list[dict], fmt: str = "text") -> str:
     """``text`` (one line per image), ``json`` (a list) or ``csv`` (one row per image). A task's records
     (:mod:`mheads.infer.predict_task`): one JSON object per line as text, their nested values as columns
     (``members_0_mean_0``, ...) in CSV."""
     if fmt == "json":
-        return json.dumps(records, indent=1)
+        return _json(records)
     if records and "task" in records[0]:
         if fmt == "csv":
             return _task_csv(records)
