@@ -14,7 +14,7 @@ from mheads.config.fields import integer as _int
 from mheads.models import is_import_path, list_models
 from mheads.tasks.heads import POOLS
 
-__all__ = ["HEADS", "INIT_MODES", "PYTHON_MODEL", "ModelConfig"]
+__all__ = ["HEADS", "INIT_MODES", "PYTHON_MODEL", "WHOLE_BASE", "ModelConfig"]
 
 
 # model.name of a run whose model was given to mheads.fit as a Python object (rebuilt from Python, not by
@@ -22,6 +22,9 @@ __all__ = ["HEADS", "INIT_MODES", "PYTHON_MODEL", "ModelConfig"]
 PYTHON_MODEL = "python"
 INIT_MODES = ("independent", "same", "pretrained")
 HEADS = ("none", "task")  # model.head
+# model.split with model.head task: after the base's output, the whole base the shared trunk (run as a black
+# box, never traced: mheads.tree.parts), a head per member
+WHOLE_BASE = "output"
 
 
 @dataclass
@@ -42,7 +45,9 @@ class ModelConfig:
     split: Any = None
     """Where the members branch off the shared trunk: null (independent members, no trunk), a layer name or
     module path (every member branches there), or a list of [layer, branches] pairs (a tree of several
-    levels, e.g. [[conv1, 2], [conv2, 2]])."""
+    levels, e.g. [[conv1, 2], [conv2, 2]]); with model.head task also output (after the base's output: the
+    whole base shared, run as it is, never traced, so any model, a Hugging Face one included; the members'
+    heads branch)."""
     init: str = "independent"
     """How the members start: independent (a seed per member, derived from train.seed) | same (identical
     members, Table 6) | pretrained (every member from the base's weights, the module paths in model.reinit
@@ -117,6 +122,18 @@ class ModelConfig:
             self.split = [tuple(level) for level in s]
         elif s is not None and not isinstance(s, str):
             _fail(f"{p}.split", s, "null (independent members), a layer name, or a list of [layer, branches]")
+        self._validate_whole_base(p)
+
+    def _validate_whole_base(self, p: str) -> None:
+        """``split: output`` (:data:`WHOLE_BASE`) names the cut after the base's output, which only a task
+        head has, and is a whole split, never one level of several."""
+        levels = [name for name, _ in self.split] if isinstance(self.split, list) else [self.split]
+        if WHOLE_BASE in levels and (self.head != "task" or isinstance(self.split, list)):
+            allowed = (
+                "null, a layer name or a list of [layer, branches]; output (the whole base shared) only "
+                "as the whole split, with model.head task"
+            )
+            _fail(f"{p}.split", self.split, allowed)
 
     def _validate_head(self, p: str) -> None:
         _choice(f"{p}.head", self.head, HEADS)

@@ -25,8 +25,19 @@ from torch import nn
 
 from mheads.core.checks import check_choice, check_int
 from mheads.tree.cut import pick
+from mheads.tree.parts import CutPart
 
-__all__ = ["LAYERS", "POOLS", "HeadLayout", "HeadedBase", "feature_shape", "head_features", "pool_features"]
+__all__ = [
+    "LAYERS",
+    "POOLS",
+    "BaseOutput",
+    "HeadLayout",
+    "HeadedBase",
+    "PooledHead",
+    "feature_shape",
+    "head_features",
+    "pool_features",
+]
 
 LAYERS = ("linear", "conv")  # conv: a 1x1 convolution on (B, F, H, W) maps (dense tasks)
 POOLS = ("none", "mean", "first", "last", "global_avg")
@@ -82,7 +93,13 @@ def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
 
 class HeadedBase(nn.Module):
     """A member's network: `head(pool(base(x)[output]))`. The base's module paths are under `base.`, the head
-    is `head`; `output` and `pool` are plain attributes (not state)."""
+    is `head`; `output` and `pool` are plain attributes (not state).
+
+    It offers the cut `"base"` without tracing (`mheads.tree.parts`): the whole base the shared trunk, run as
+    a black box (any model, e.g. a Hugging Face one `torch.fx` cannot trace), its chosen output the trunk's
+    output, and per member a branch of the pool and its own head."""
+
+    untraced_cut = "base"
 
     def __init__(self, base: nn.Module, head: nn.Module, output: str | int | None = None, pool: str = "none"):
         super().__init__()
@@ -103,6 +120,37 @@ class HeadedBase(nn.Module):
         h = self.base(x)
         if self.output is not None:
             h = h[self.output]
+        return self.head(pool_features(h, self.pool))
+
+    def cut_parts(self) -> tuple[CutPart, CutPart]:
+        """`(trunk, branch)` of the cut at `"base"`: `base(x)[output]`, then `head(pool(h))`; they hold this
+        network's own `base` and `head` (`branch(trunk(x))` is `self(x)`)."""
+        return BaseOutput(self.base, self.output), PooledHead(self.head, self.pool)
+
+
+class BaseOutput(CutPart):
+    """The trunk of a `HeadedBase` cut at `"base"`: the base's chosen output `base(x)[output]` (its prediction
+    as it is with `output` None), e.g. `last_hidden_state` `(B, T, F)`."""
+
+    def __init__(self, base: nn.Module, output: str | int | None):
+        super().__init__()
+        self.base = base
+        self.output = output
+
+    def forward(self, x: Any) -> Any:
+        h = self.base(x)
+        return h if self.output is None else h[self.output]
+
+
+class PooledHead(CutPart):
+    """A member's branch of a `HeadedBase` cut at `"base"`: `head(pool(h))` on the trunk's output `h`."""
+
+    def __init__(self, head: nn.Module, pool: str):
+        super().__init__()
+        self.head = head
+        self.pool = pool
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(pool_features(h, self.pool))
 
 

@@ -6,7 +6,9 @@ Their width F is found by one eval-mode forward of an example batch (``model.hea
 against it) and written back, so the run's config and ``run.json`` record it. A run records the head as data
 (``meta["head"]``: the layer, F and the pool; its width is ``meta["num_classes"]``), so a reopened run
 rebuilds it from ``run.json`` alone, on the model the user names. The base's module paths move under
-``base.``: ``model.split`` and ``model.reinit`` name the base's own paths and are translated here.
+``base.``: ``model.split`` and ``model.reinit`` name the base's own paths and are translated here;
+``model.split: output`` shares the whole base (run as a black box, never traced) and branches at the heads,
+recorded in ``meta["split"]`` as ``output`` like any other split.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from mheads.config import Config, ConfigError
+from mheads.config.model_config import WHOLE_BASE
 from mheads.core.checks import is_int
 from mheads.runs.checkpoint import CheckpointError
 from mheads.tasks import Segmentation, Task
@@ -35,9 +38,13 @@ def task_head_layer(task_name: str) -> str:
 
 
 def headed_split(split: Any) -> Any:
-    """``model.split`` (the base's own module paths) as paths of the :class:`HeadedBase` that wraps it."""
+    """``model.split`` (the base's own module paths) as paths of the :class:`HeadedBase` that wraps it;
+    ``output`` (:data:`WHOLE_BASE`, after the base's output) as the cut the headed base offers without
+    tracing: its whole ``base`` the shared trunk, a head per member (:mod:`mheads.tree.parts`)."""
     if split is None:
         return None
+    if split == WHOLE_BASE:
+        return HeadedBase.untraced_cut
     if isinstance(split, str):
         return f"base.{split}"
     return [(f"base.{name}", n) for name, n in split]

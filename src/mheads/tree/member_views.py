@@ -17,6 +17,7 @@ from torch import nn
 from mheads.tree.build import SplitSpec
 from mheads.tree.cut import pick, stitch
 from mheads.tree.node import TreeNode
+from mheads.tree.parts import CutPart, JoinedParts
 from mheads.tree.traced import ModeGraphModule
 
 __all__ = ["Chosen", "MemberViews"]
@@ -112,6 +113,8 @@ class MemberViews(nn.Module):
             member.training = self.training  # its graph follows its own flag (its layers share the tree's)
             return member
         parts = [node.layers for node in path if not node.is_identity]
+        if all(isinstance(part, CutPart) for part in parts):  # a base's own cut: its keys (tree.parts)
+            return JoinedParts(parts)
         if path[-1].output is not None:
             return Chosen(parts[0] if len(parts) == 1 else nn.Sequential(*parts), path[-1])
         names = [n for p in parts if isinstance(p, nn.Sequential) for n, _ in p.named_children()]

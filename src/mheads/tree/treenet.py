@@ -15,8 +15,10 @@ split layer stay on the *shared* side, since they are deterministic and computin
 the same result; stochastic layers (every dropout variant, RReLU, or a container holding one) go to the
 branches, so that each member draws its own mask. Any other base, or a module path such as ``"layer2"`` or
 ``"layer3.1"``, is traced with ``torch.fx`` and cut exactly at that module's output (:mod:`mheads.tree.cut`),
-keeping residual additions and functional ops inside ``forward``. A model fx cannot trace is built from
-explicit parts with :meth:`TreeNet.from_parts`.
+keeping residual additions and functional ops inside ``forward``. A base that offers its own cut
+(:mod:`mheads.tree.parts`: ``untraced_cut``, ``cut_parts()``; the task head on any base offers ``"base"``,
+the whole base shared) is cut there without tracing. A model fx cannot trace is otherwise built from explicit
+parts with :meth:`TreeNet.from_parts`.
 
 Scoring heads (``scoring_heads=True``, :mod:`mheads.tree.scoring`): each member also predicts, from shared
 features, the probability that it wins an input; :meth:`TreeNet.forward_with_scores` returns them with the
@@ -53,6 +55,7 @@ from mheads.tree.fused import check_exec_mode, fused_forward, resolve_exec_mode
 from mheads.tree.member_views import MemberViews
 from mheads.tree.members import INIT_MODES, BaseSpec, build_members
 from mheads.tree.node import TreeNode
+from mheads.tree.parts import is_untraced_cut, parts_tree
 from mheads.tree.scoring import ScoringHeads, score_features
 
 # isort: split
@@ -164,13 +167,16 @@ class TreeNet(MemberViews):
             self.add_scoring_heads(example_input)
 
     def _build(self, copies: list[nn.Module], output) -> None:
-        """The members' tree from their ``copies``: a plain ``nn.Sequential`` cut between its children,
-        independent members each running its own ``forward``, or any other base traced with torch.fx and cut
-        at its nodes."""
+        """The members' tree from their ``copies``: the cut a base offers without tracing
+        (:mod:`mheads.tree.parts`), a plain ``nn.Sequential`` cut between its children, independent members
+        each running its own ``forward``, or any other base traced with torch.fx and cut at its nodes."""
         names = [name for name, _ in copies[0].named_children()]
         sequential = isinstance(copies[0], nn.Sequential) and type(copies[0]).forward is nn.Sequential.forward
         self._graph: dict[bool, fx.Graph] | None = None
-        if sequential and all(name is None or name in names for name, _ in self.levels):
+        if is_untraced_cut(copies[0], self.levels):  # the cut the base offers: no tracing (tree.parts)
+            self.layer_names = [n for n, _ in copies[0].named_modules() if n]
+            self.root = parts_tree(copies)
+        elif sequential and all(name is None or name in names for name, _ in self.levels):
             self.layer_names = names
             if not names:
                 raise ValueError("base: the network has no named layers (children) to split")
