@@ -173,3 +173,20 @@ def test_a_folder_that_would_not_fit_in_memory_is_refused_before_decoding(tmp_pa
         r"available; stream them instead \(data.loader: stream\)",
     ):
         load_dataset(tmp_path / "d", cache=False)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_one_split_is_read_alone_the_others_images_never_opened(tmp_path, split):
+    from mheads.data.imagefolder import read_split
+    from mheads.data.sources import open_source
+
+    train, test = _data()
+    write_image_folder(tmp_path / "imgs", {"train": train, "test": test}, CLASSES)
+    other = "test" if split == "train" else "train"
+    (tmp_path / "imgs" / other / "emu" / "0.png").write_bytes(b"this is text")  # never decoded
+    with open_source(tmp_path / "imgs") as source:
+        got, classes = read_split(source, "", split)
+    images, labels = _sorted_by_class(train if split == "train" else test)
+    assert classes == CLASSES
+    np.testing.assert_array_equal(got.images, images)
+    np.testing.assert_array_equal(got.labels, labels)

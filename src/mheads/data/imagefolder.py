@@ -33,6 +33,7 @@ __all__ = [
     "open_image",
     "ordered_files",
     "read",
+    "read_split",
 ]
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
@@ -156,3 +157,12 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
             for s in (train_split, test_split_data)
         )
     return train_split, test_split_data, classes
+
+
+def read_split(source: Source, root: str, split: str) -> tuple[Split, list[str]]:
+    """One split alone (``"train"`` or ``"test"``), decoded as :func:`read` decodes it, and the class names:
+    what ``mheads eval`` reads, never opening the other split's images. Not promoted to colour for the other
+    split (the caller converts channels)."""
+    classes, splits = ordered_files(source, root)
+    files, labels = splits[0 if split == "train" else 1]
+    return _read_images(source, files, labels), classes
