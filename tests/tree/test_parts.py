@@ -1,7 +1,8 @@
 """A base that cuts itself (mheads.tree.parts): the task head on any base offers "base", the whole base a
 shared trunk run as a black box. A base torch.fx cannot trace (a dict unpacked into keyword arguments, a
 branch on a tensor's value) is cut there: the trunk held once, every member its own head, each member equal
-to its own headed network, member files under the base's keys; a malformed cut is refused."""
+to its own headed network, member files under the base's keys, FLOPs counting the trunk once; a malformed
+cut is refused."""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 from mheads.tasks.heads import BaseOutput, HeadedBase, PooledHead
 from mheads.tree import TreeNet
 from mheads.tree.cut_points import CutError
+from mheads.tree.flops import count_macs
 from mheads.tree.parts import CutPart, JoinedParts, is_untraced_cut
 
 
@@ -105,3 +107,15 @@ def test_joined_parts_refuse_a_module_name_held_twice():
     with pytest.raises(ValueError, match="parts: two parts hold a module named 'base'"):
         JoinedParts([BaseOutput(nn.Linear(2, 2), None), BaseOutput(nn.Linear(2, 2), None)])
     assert issubclass(BaseOutput, CutPart) and issubclass(PooledHead, CutPart)
+
+
+def test_flops_count_the_shared_base_once():
+    def net():
+        return HeadedBase(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 3))
+
+    counted = count_macs(TreeNet(net, 3, "base"), (4,))
+    assert counted.macs == {
+        "root.layers.base.0": 4 * 8,
+        **{f"root.branches.{m}.layers.head": 8 * 3 for m in range(3)},
+    }
+    assert counted.share("root.layers.") == 32 / (32 + 3 * 24)
