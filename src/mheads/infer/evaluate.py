@@ -16,7 +16,9 @@ from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
 from mheads.data.tensors import AnyShapeData
+from mheads.infer.eval_data import scored_split
 from mheads.infer.task_eval import evaluate_task
+from mheads.runs.folder import NORMALIZER_FILE
 from mheads.runs.run_files import load_normalizer
 from mheads.tasks import Classification, Task
 from mheads.train.build import tree_from_meta
@@ -47,12 +49,21 @@ def trained_on_python_data(run: Path) -> bool:
         return False
 
 
-def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = None, dataset=None, tree=None):
+def load_for_eval(
+    run: str | Path,
+    data: str | None = None,
+    model: ModelSpec = None,
+    dataset=None,
+    tree=None,
+    split: str = "test",
+):
     """``(cfg, tree, prepared data)`` of a run folder, on ``data`` (default: the run's own data source) or on
     ``dataset`` (a decoded :class:`~mheads.data.Dataset`, e.g. a user's torch Dataset read by
     ``from_torch_datasets``). ``model``: the model of a run trained on an import path or a Python object,
     named by the user (a run folder never names code to import; see :mod:`mheads.train.reopen`). ``tree``:
-    the run's trained TreeNet already in memory (``mheads.fit``'s), used instead of rebuilding it."""
+    the run's trained TreeNet already in memory (``mheads.fit``'s), used instead of rebuilding it. ``split``:
+    the split to be scored, the only one read from an image source where the run saved its normalizer
+    (:mod:`mheads.infer.eval_data`)."""
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
@@ -68,7 +79,12 @@ def load_for_eval(run: str | Path, data: str | None = None, model: ModelSpec = N
         weights, meta = load_run_weights(run)
     else:
         meta = run_meta(run)
-    data_prepared = prepare(cfg, resolve_device(cfg.train.device), dataset=dataset)
+    device = resolve_device(cfg.train.device)
+    data_prepared = None
+    if dataset is None and (run / NORMALIZER_FILE).exists():
+        data_prepared = scored_split(cfg, device, split)
+    if data_prepared is None:
+        data_prepared = prepare(cfg, device, dataset=dataset)
     where = "(the Dataset given)" if dataset is not None else data or cfg.data.source or "(the embedded data)"
     if isinstance(data_prepared, AnyShapeData):
         return _tensor_run(
@@ -175,7 +191,7 @@ def evaluate_run_arrays(
     task: Task | None = None,
 ) -> RunEvaluation:
     """:func:`evaluate_run` with the task and the per-example arrays a report draws."""
-    cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree)
+    cfg, tree, data_prepared = load_for_eval(run, data, model, dataset, tree, split)
     arrays: dict[str, torch.Tensor] = {}
     if isinstance(data_prepared, AnyShapeData):
         task = run_task(cfg, data_prepared, task)
