@@ -10,11 +10,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 import mheads
-from mheads.config import ConfigError
+from mheads.config import ConfigError, config_from_dict
 from mheads.core.seeding import member_init_seeds
 from mheads.data.pairs import TensorPairs
 from mheads.runs.checkpoint import CheckpointError
 from mheads.tasks import classification, multi_hypothesis, regression, segmentation
+from mheads.tasks.heads import BaseOutput
 from mheads.train.build import model_meta
 from mheads.train.task_head import head_base, head_from_meta, headed_split
 
@@ -212,6 +213,29 @@ def test_split_paths_move_under_the_base():
     assert headed_split(None) is None
     assert headed_split("layer2") == "base.layer2"
     assert headed_split([("a", 2), ("b", 2)]) == [("base.a", 2), ("base.b", 2)]
+    assert headed_split("output") == "base"  # after the base's output: the cut the headed base offers
+
+
+def test_split_output_shares_the_whole_base_untraced_and_reopens(tmp_path):
+    """model.split: output (tests/train/test_task_head_shared.py trains a real BERT this way)."""
+    base, data, task, extra, _ = CASES["sequence"]
+    settings = {**BASE, **extra, "model.split": "output", "model.members": 3}
+    result = mheads.fit(base, data(), out=tmp_path / "run", task=task, progress=False, settings=settings)
+    tree = result.tree
+    assert isinstance(tree.root.layers, BaseOutput) and len(tree.root.branches) == 3
+    assert tree.param_counts()["shared"] == sum(p.numel() for p in Encoder().parameters())
+    meta = json.loads((result.run / "run.json").read_text())["meta"]
+    assert meta["split"] == "output"
+    x = _inputs("sequence")
+    assert torch.equal(mheads.load_run(result.run, model=Encoder)(x), tree(x))
+
+
+@pytest.mark.parametrize("split", ["output", [["output", 2]]])
+def test_split_output_without_a_head_or_as_a_level_is_refused(split):
+    head = {"head": "none"} if split == "output" else {"head": "task"}
+    allowed = "null, a layer name or a list of .layer, branches.; output .the whole base shared. only as"
+    with pytest.raises(ConfigError, match=rf"^model.split: got .*; expected {allowed}"):
+        config_from_dict({"model": {"split": split, **head}})
 
 
 @pytest.mark.parametrize(
