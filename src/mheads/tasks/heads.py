@@ -11,7 +11,9 @@ outputs the task reads, one per member.
 `HeadLayout` is what a run records of the head (plain data: the layer, F and the width), so a reopened run
 rebuilds it without the task object. `HeadedBase(base, head, output, pool)` is a member's network: the base,
 its prediction chosen by `output` (a key of a dict output, an index of a tuple), pooled by `pool` (`POOLS`),
-then the head. `feature_shape` runs one eval-mode forward to find what the head reads.
+then the head; it offers `TreeNet` the untraced cut `"base"` (`mheads.tree.parts`): `BaseOutput`, the whole
+base a shared trunk, and per member `PooledHead` (`model.split: output`). `feature_shape` runs one eval-mode
+forward to find what the head reads.
 """
 
 from __future__ import annotations

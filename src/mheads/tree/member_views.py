@@ -3,7 +3,8 @@
 member. Each member's root-to-leaf path (``paths``); the check that member 0, run as the tree runs it,
 reproduces the base network (``check_cut``); a member as a standalone base network sharing the tree's weights
 (``member``: the path's layers as one ``nn.Sequential``, :class:`Chosen` for a base whose output is a dict or
-a tuple, or the traced segments stitched back into one graph); the layers every member shares
+a tuple, the traced segments stitched back into one graph, or a base's own untraced cut joined back under its
+names, :class:`~mheads.tree.parts.JoinedParts`); the layers every member shares
 (``shared_layers``); and parameter counts (``param_counts``)."""
 
 from __future__ import annotations
