@@ -163,7 +163,9 @@ def fit(
             the base's features ``(B, F)``, a 1x1 convolution on ``(B, F, H, W)`` maps for segmentation), so
             ``model`` may be any feature extractor; ``"none"`` (the default, ``settings``' ``model.head``):
             the model's output is the prediction. ``model.pool`` says how a sequence ``(B, T, F)`` or maps
-            become features, ``model.output`` which output of a dict or tuple the head reads.
+            become features, ``model.output`` which output of a dict or tuple the head reads;
+            ``model.split: "output"`` shares the whole model as one trunk, run untraced (a Hugging Face model
+            too), the members being the heads.
         resume: continue the run in ``out`` from its newest checkpoint, exactly.
         overwrite: replace a run already in ``out``.
         progress: show a progress bar (default: when stderr is a terminal).
