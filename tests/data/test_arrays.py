@@ -119,3 +119,98 @@ def test_pickles_headers_and_archives(tmp_path, monkeypatch):
         read_npz(tmp_path / "zeros.npz", kind="regression")
     with pytest.raises(ValueError, match="kind: got 'tabular'"):
         read_npz(tmp_path / "zeros.npz", kind="tabular")
+
+
+def _tokens(tmp_path, n=6, t=4):
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 30, size=(n, t))  # int64
+    mask = np.ones((n, t), dtype=bool)
+    mask[::2, -1] = False
+    np.savez(tmp_path / "tok.npz", input_ids=ids, attention_mask=mask, y=np.arange(n) % 2)
+    return ids, mask
+
+
+def test_a_list_of_names_gives_dict_inputs_as_a_dataset_of_dicts_does(tmp_path):
+    from mheads.config import config_from_settings
+    from mheads.data.tensors import prepare_tensors, read_pairs
+
+    ids, mask = _tokens(tmp_path)
+    pairs = read_npz(tmp_path / "tok.npz", ["input_ids", "attention_mask"], kind="classification")
+    x0, y0 = pairs[1]
+    assert len(pairs) == 6 and list(x0) == ["input_ids", "attention_mask"] and int(y0) == 1
+    assert x0["input_ids"].tolist() == ids[1].tolist() and x0["attention_mask"].dtype == torch.int64
+    # The Python path: a Dataset of ({name: array[i]}, label) items read as mheads.fit reads them.
+    items = [({"input_ids": ids[i], "attention_mask": mask[i]}, i % 2) for i in range(6)]
+    (xa, ya), (xb, yb) = read_pairs(pairs, "train"), read_pairs(items, "train")
+    assert list(xa) == list(xb) and torch.equal(ya, yb)
+    assert all(torch.equal(xa[k], xb[k]) and xa[k].dtype == xb[k].dtype == torch.int64 for k in xa)
+    cfg = config_from_settings({"train.batch_size": 4, "model.members": 2, "data.bagging": True})
+    a, b = (prepare_tensors(cfg, torch.device("cpu"), d) for d in (pairs, items))
+    for (bx, by, bw), (cx, cy, cw) in zip(map(a.train_batch, range(3)), map(b.train_batch, range(3))):
+        assert all(torch.equal(bx[k], cx[k]) for k in bx) and torch.equal(by, cy) and torch.equal(bw, cw)
+    assert a.input_spec() == {"dict": {k: {"shape": [4], "dtype": "int64"} for k in xa}}
+
+
+def test_dict_inputs_alone_and_floating_entries(tmp_path):
+    from mheads.data.arrays import read_npz_inputs
+
+    np.savez(tmp_path / "p.npz", ids=np.arange(6, dtype=np.int32).reshape(3, 2), w=np.ones(3, np.float16))
+    x = read_npz_inputs(tmp_path / "p.npz", ["ids", "w"])  # no targets needed
+    assert x["ids"].dtype == torch.int64 and x["w"].dtype == torch.float32 and x["w"].shape == (3,)
+    assert torch.equal(read_npz_inputs(tmp_path / "p.npz", "ids"), x["ids"])
+
+
+@pytest.mark.parametrize(
+    "arrays, inputs, error, needle",
+    [
+        (
+            {"ids": np.zeros((3, 2), int), "y": np.zeros(3)},
+            ["ids", "mask"],
+            DataError,
+            "d.npz: no array 'mask'; expected one of the file's arrays: 'ids', 'y'",
+        ),
+        (
+            {"ids": np.zeros((3, 2), int), "mask": np.zeros((2, 2), int), "y": np.zeros(3)},
+            ["ids", "mask"],
+            DataError,
+            "d.npz:mask: shape (2, 2); expected its first axis N = 3, as ids has",
+        ),
+        (
+            {"ids": np.zeros((0, 2), int), "y": np.zeros(0)},
+            ["ids"],
+            DataError,
+            "d.npz:ids: shape (0, 2); expected (N, ...) with N >= 1",
+        ),
+        (
+            {"ids": np.zeros((2, 2), int), "w": np.array([1.0, np.inf]), "y": np.zeros(2)},
+            ["ids", "w"],
+            DataError,
+            "d.npz:w: got inf at index (1,); expected finite numbers",
+        ),
+        (
+            {"ids": np.zeros((2, 2), int), "s": np.array(["a", "b"]), "y": np.zeros(2)},
+            ["ids", "s"],
+            DataError,
+            "d.npz:s: dtype <U1",
+        ),
+        (
+            {"ids": np.zeros((2, 2), int), "y": np.zeros(3)},
+            ["ids"],
+            DataError,
+            "d.npz:y: shape (3,); expected its first axis N = 2",
+        ),
+        (
+            {"ids": np.zeros((2, 2))},
+            ["ids", "ids"],
+            ValueError,
+            "expected distinct array names ('ids' twice)",
+        ),
+        ({"ids": np.zeros((2, 2))}, [], ValueError, "inputs: got []; expected the name of an array"),
+        ({"ids": np.zeros((2, 2))}, ["ids", 3], ValueError, "inputs: got ['ids', 3]"),
+    ],
+)
+def test_bad_dict_inputs_are_one_line_naming_the_array(tmp_path, arrays, inputs, error, needle):
+    (tmp_path / "d.npz").write_bytes(npz_bytes(**arrays))
+    with pytest.raises(error) as err:
+        read_npz(tmp_path / "d.npz", inputs, kind="regression")
+    assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)

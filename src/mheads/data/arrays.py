@@ -5,6 +5,9 @@
 
 - inputs: any shape `(N, ...)`: `(N, F)` features, `(N, C, T)` series, `(N, C, H, W)` images; floating
   arrays become float32 (every value finite, within float32's range), integer arrays int64 (token ids);
+  a list of names (`["input_ids", "attention_mask"]`) makes each example's input the dict `{name: array[i]}`,
+  as a Dataset of dict inputs gives it to the model: arrays of one length N, each `(N, ...)` (`(N,)`: a
+  number per example), integer and boolean ones int64, floating ones float32 as above;
 - targets by `kind`: "classification" `(N,)` integer class indices (int64; exact, so 2.7 and booleans are
   refused; `num_classes` bounds them); "regression" `(N,)` or `(N, D)` finite numbers (float32);
   "segmentation" `(N, H, W)` integer masks (int64) of classes `0..num_classes-1` or `ignore_index`, with
@@ -14,6 +17,7 @@ Nothing is unpickled (`allow_pickle=False`; an object array is refused). Sizes a
 allocated: the file by `mheads.data.bounds.read_limit()`, each array by the shape and dtype in its `.npy`
 header (Python integers, no wrap-around), which must also fit the member's declared size in the archive.
 Errors are one line naming the file, the array and the bad value (with its index).
+`read_npz_inputs(path, inputs)` reads the inputs alone (a file to predict, without targets).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import io
 import math
 import os
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +39,7 @@ from mheads.data.files import display, read_regular
 from mheads.data.pairs import TensorPairs
 from mheads.data.tables import MAX_CLASSES
 
-__all__ = ["KINDS", "read_npz"]
+__all__ = ["KINDS", "read_npz", "read_npz_inputs"]
 
 KINDS = ("classification", "regression", "segmentation")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -122,63 +127,133 @@ def _as_classes(array: np.ndarray, at: str, top: int, ignore_index: int | None =
     return torch.from_numpy(wide.astype(np.int64))
 
 
+def _names(inputs: str | Sequence[str]) -> list[str]:
+    """The input array names: one name, or a non-empty list of distinct names (each example then a dict)."""
+    if isinstance(inputs, str):
+        if inputs:
+            return [inputs]
+    elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(n, str) and n for n in inputs):
+        twice = sorted({n for n in inputs if list(inputs).count(n) > 1})
+        if not twice:
+            return list(inputs)
+        raise ValueError(f"inputs: got {list(inputs)!r}; expected distinct array names ({twice[0]!r} twice)")
+    raise ValueError(
+        f"inputs: got {inputs!r}; expected the name of an array in the file or a non-empty list of names"
+    )
+
+
+def _open(path: str | os.PathLike, where: str, limit: int) -> zipfile.ZipFile:
+    data = read_regular(path, where, max_bytes=limit)
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DataError(
+            f"{where}: not a .npz file ({exc}); expected an archive written by np.savez"
+        ) from None
+
+
+def _entry(array: np.ndarray, at: str) -> torch.Tensor:
+    """One array of a dict input, as a Dataset's dict entry is read: integers and booleans int64, floats
+    float32 (finite, within float32's range)."""
+    if array.dtype.kind in "iub":
+        return torch.from_numpy(array.astype(np.int64))
+    return _as_float32(array, at)
+
+
+def _inputs(archive: zipfile.ZipFile, inputs: str | Sequence[str], where: str, limit: int):
+    """``(inputs, bytes read)``: one array ``(N, ...)`` as a tensor, or a list of names as a dict of tensors
+    ``{name: (N, ...)}`` of one length N."""
+    names = _names(inputs)
+    if isinstance(inputs, str):
+        x = _load(archive, inputs, where, limit)
+        at = f"{where}:{inputs}"
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise DataError(
+                f"{at}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per example"
+            )
+        tensor = torch.from_numpy(x.astype(np.int64)) if x.dtype.kind in "iu" else _as_float32(x, at)
+        return tensor, x.nbytes
+    arrays: dict[str, np.ndarray] = {}
+    used = 0
+    for name in names:  # each bounded by what the ones before it left of the limit
+        arrays[name] = _load(archive, name, where, limit - used)
+        used += arrays[name].nbytes
+    first = names[0]
+    n = arrays[first].shape[0] if arrays[first].ndim else 0
+    for name, x in arrays.items():
+        if x.ndim < 1 or x.shape[0] == 0 or x.shape[0] != n:
+            expected = (
+                "(N, ...) with N >= 1"
+                if name == first
+                else f"its first axis N = {n}, as {first} has (one row per example in every input array)"
+            )
+            raise DataError(f"{where}:{name}: shape {x.shape}; expected {expected}")
+    return {name: _entry(x, f"{where}:{name}") for name, x in arrays.items()}, used
+
+
+def read_npz_inputs(path: str | os.PathLike, inputs: str | Sequence[str] = "x") -> torch.Tensor | dict:
+    """The inputs of a `.npz` file alone, as :func:`read_npz` reads them: a tensor `(N, ...)`, or for a list
+    of names a dict `{name: (N, ...)}`."""
+    _names(inputs)
+    where = display(path)
+    limit = read_limit()
+    with _open(path, where, limit) as archive:
+        return _inputs(archive, inputs, where, limit)[0]
+
+
+def _rows(x: torch.Tensor | dict) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
 def read_npz(
     path: str | os.PathLike,
-    inputs: str = "x",
+    inputs: str | Sequence[str] = "x",
     targets: str = "y",
     *,
     kind: str,
     num_classes: int | None = None,
     ignore_index: int = 255,
 ) -> TensorPairs:
-    """`TensorPairs(inputs, targets)` from the arrays `inputs` and `targets` of a `.npz` file; see the
-    module docstring."""
+    """`TensorPairs(inputs, targets)` from the arrays `inputs` (a name, or a list of names: dict inputs) and
+    `targets` of a `.npz` file; see the module docstring."""
     check_choice("kind", kind, KINDS)
-    for field, value in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{field}: got {value!r}; expected the name of an array in the file")
+    _names(inputs)
+    if not isinstance(targets, str) or not targets:
+        raise ValueError(f"targets: got {targets!r}; expected the name of an array in the file")
     if num_classes is not None:
         check_int("num_classes", num_classes, 1)
     check_int("ignore_index", ignore_index, 0)
     where = display(path)
     limit = read_limit()
-    data = read_regular(path, where, max_bytes=limit)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise DataError(
-            f"{where}: not a .npz file ({exc}); expected an archive written by np.savez"
-        ) from None
-    with archive:
-        x = _load(archive, inputs, where, limit)
-        y = _load(archive, targets, where, limit - x.nbytes)
-    xa, ya = f"{where}:{inputs}", f"{where}:{targets}"
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise DataError(
-            f"{xa}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per example"
-        )
-    if y.ndim < 1 or y.shape[0] != x.shape[0]:
-        raise DataError(f"{ya}: shape {y.shape}; expected its first axis N = {x.shape[0]}, as the inputs'")
-    if x.dtype.kind in "iu":
-        inputs_t = torch.from_numpy(x.astype(np.int64))
-    else:
-        inputs_t = _as_float32(x, xa)
+    with _open(path, where, limit) as archive:
+        inputs_t, used = _inputs(archive, inputs, where, limit)
+        y = _load(archive, targets, where, limit - used)
+    n = _rows(inputs_t)
+    ya = f"{where}:{targets}"
+    if y.ndim < 1 or y.shape[0] != n:
+        raise DataError(f"{ya}: shape {y.shape}; expected its first axis N = {n}, as the inputs'")
+    return TensorPairs(inputs_t, _targets(y, ya, kind, inputs_t, num_classes, ignore_index))
+
+
+def _targets(
+    y: np.ndarray, ya: str, kind: str, x: torch.Tensor | dict, num_classes: int | None, ignore_index: int
+) -> torch.Tensor:
+    """The targets `y` of `kind` for inputs `x` (see the module docstring)."""
     top = num_classes if num_classes is not None else MAX_CLASSES
     if kind == "classification":
         if y.ndim != 1:
             raise DataError(f"{ya}: shape {y.shape}; expected (N,) class indices")
-        targets_t = _as_classes(y, ya, top)
-    elif kind == "regression":
+        return _as_classes(y, ya, top)
+    if kind == "regression":
         if y.ndim > 2:
             raise DataError(f"{ya}: shape {y.shape}; expected (N,) or (N, D) regression targets")
-        targets_t = _as_float32(y, ya)
-    else:
-        if y.ndim != 3 or x.ndim != 4 or x.shape[2:] != y.shape[1:]:
-            raise DataError(
-                f"{ya}: shape {y.shape} for inputs {x.shape}; expected masks (N, H, W) and "
-                "inputs (N, C, H, W) of the same H and W"
-            )
-        if y.dtype.kind not in "iu":
-            raise DataError(f"{ya}: dtype {y.dtype}; expected integer class masks")
-        targets_t = _as_classes(y, ya, top, ignore_index)
-    return TensorPairs(inputs_t, targets_t)
+        return _as_float32(y, ya)
+    shape = {k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape)
+    if y.ndim != 3 or isinstance(x, dict) or x.ndim != 4 or x.shape[2:] != y.shape[1:]:
+        raise DataError(
+            f"{ya}: shape {y.shape} for inputs {shape}; expected masks (N, H, W) and "
+            "inputs (N, C, H, W) of the same H and W"
+        )
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{ya}: dtype {y.dtype}; expected integer class masks")
+    return _as_classes(y, ya, top, ignore_index)
