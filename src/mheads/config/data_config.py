@@ -91,8 +91,9 @@ class DataConfig:
     targets: Any = None
     """A table source: the target column or columns (a name or a non-empty list of names); an .npz source:
     the targets' array name (null: "y"); a mask-folder source: unused."""
-    inputs: str | None = None
-    """An .npz source: the inputs' array name (null: "x")."""
+    inputs: str | list[str] | None = None
+    """An .npz source: the inputs' array name (null: "x"), or a non-empty list of distinct array names
+    (each example's input is then the dict {name: array[i]}, e.g. [input_ids, attention_mask])."""
     split_column: str | None = None
     """A table source: null, or a column naming each row's split (train, val or test)."""
     test_fraction: float | None = None
@@ -181,10 +182,9 @@ class DataConfig:
             and not (isinstance(t, list) and t and all(isinstance(c, str) and c for c in t))
         ):
             _fail(f"{p}.targets", t, "null, a column or array name, or a non-empty list of column names")
-        for name in ("inputs", "split_column"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, str) and v):
-                _fail(f"{p}.{name}", v, "null or a name")
+        if self.split_column is not None and not (isinstance(self.split_column, str) and self.split_column):
+            _fail(f"{p}.split_column", self.split_column, "null or a name")
+        self._validate_inputs(p)
         if self.test_fraction is not None:
             _num(f"{p}.test_fraction", self.test_fraction, 0.0, strict=True, high=0.9)
             if self.split_column is not None:
@@ -195,3 +195,14 @@ class DataConfig:
                 )
         if self.source is not None and not isinstance(self.source, str):
             _fail(f"{p}.source", self.source, "a path or null for the embedded data")
+
+    def _validate_inputs(self, p: str) -> None:
+        """data.inputs: null, an array name, or a non-empty list of distinct names (dict inputs)."""
+        v = self.inputs
+        if v is None or (isinstance(v, str) and v):
+            return
+        if not isinstance(v, list) or not v or not all(isinstance(n, str) and n for n in v):
+            _fail(f"{p}.inputs", v, "null, an array name or a non-empty list of array names")
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:
+            _fail(f"{p}.inputs", v, f"a list of distinct array names ({twice[0]!r} twice)")

@@ -1,0 +1,30 @@
+"""The data: section's array names (mheads.config.data_config): data.inputs is null, an .npz array's name, or
+a non-empty list of distinct names (dict inputs); anything else is one line naming the field and the value."""
+
+import pytest
+
+from mheads.config import ConfigError, config_from_settings
+
+
+@pytest.mark.parametrize("inputs", [None, "x", ["input_ids"], ["input_ids", "attention_mask"]])
+def test_inputs_take_a_name_or_a_list_of_names(inputs):
+    assert config_from_settings({"data.inputs": inputs}).data.inputs == inputs
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ([], "data.inputs: got []; expected null, an array name or a non-empty list of array names"),
+        ("", "data.inputs: got ''; expected null, an array name"),
+        (["ids", ""], "data.inputs: got ['ids', '']; expected null, an array name"),
+        (3, "data.inputs: got 3; expected null, an array name"),
+        (
+            ["ids", "mask", "ids"],
+            "data.inputs: got ['ids', 'mask', 'ids']; expected a list of distinct array names ('ids' twice)",
+        ),
+    ],
+)
+def test_bad_inputs_are_one_line_naming_field_and_value(inputs, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_settings({"data.inputs": inputs})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
