@@ -78,3 +78,13 @@ def test_task_records_as_json_and_csv_columns():
     assert values["path"] == "rows.csv:1" and values["task"] == "multi_hypothesis"
     assert float(values["members_1_hypothesis_0"]) == 2.0 and float(values["members_0_score"]) == 0.5
     assert float(values["prediction_0"]) == 0.5
+
+
+def test_npz_input_names_are_data_inputs_else_the_recorded_dict_keys():
+    from mheads.infer.predict_task import npz_input_names
+
+    recorded = {"dict": {"input_ids": {"shape": [6], "dtype": "int64"}, "attention_mask": {}}}
+    assert npz_input_names(["a", "b"], recorded) == ["a", "b"] and npz_input_names("x2", None) == "x2"
+    assert npz_input_names(None, recorded) == ["input_ids", "attention_mask"]  # a run trained from Python
+    assert npz_input_names(None, {"shape": [3], "dtype": "float32"}) == "x"
+    assert npz_input_names(None, {"dict": []}) == npz_input_names(None, "junk") == "x"

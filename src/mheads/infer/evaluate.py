@@ -17,6 +17,7 @@ from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
 from mheads.data.tensors import AnyShapeData
 from mheads.infer.eval_data import scored_split
+from mheads.infer.predict_task import npz_input_names
 from mheads.infer.task_eval import evaluate_task
 from mheads.runs.folder import NORMALIZER_FILE
 from mheads.runs.run_files import load_normalizer
@@ -79,6 +80,8 @@ def load_for_eval(
         weights, meta = load_run_weights(run)
     else:
         meta = run_meta(run)
+    if data is not None:  # a run trained from Python on dict inputs reads those arrays of an .npz file
+        cfg.data.inputs = npz_input_names(cfg.data.inputs, meta.get("input"))
     device = resolve_device(cfg.train.device)
     data_prepared = None
     if dataset is None and (run / NORMALIZER_FILE).exists():

@@ -33,7 +33,7 @@ from mheads.data.errors import DataError
 from mheads.data.tensors import as_tensor, take
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
-__all__ = ["is_tensor_run", "predict_inputs", "read_input_files", "task_records"]
+__all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "read_input_files", "task_records"]
 
 
 def _r(x: Any) -> Any:
@@ -147,6 +147,15 @@ def is_tensor_run(run) -> bool:
         return False
 
 
+def npz_input_names(inputs: str | list[str] | None, spec: Any) -> str | list[str]:
+    """The arrays of an ``.npz`` file a run's model takes: its ``data.inputs``; for a run that names none (one
+    trained from Python) the keys of its recorded dict input (``spec``, run meta's ``input``), else "x"."""
+    if inputs is not None:
+        return inputs
+    keys = spec.get("dict") if isinstance(spec, dict) else None
+    return [str(k) for k in keys] if isinstance(keys, dict) and keys else "x"
+
+
 def _batched(x: Any, spec: dict, where: str) -> Any:
     """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key)."""
     if isinstance(x, dict):
@@ -248,34 +257,30 @@ def predict_inputs(
 
 def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]:
     """``mheads predict``'s inputs for a run on inputs of any shape: table files (the run's
-    ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the run's ``data.inputs``
-    array; ``path:index``) or image files (segmentation; a record per file)."""
+    ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the arrays
+    :func:`npz_input_names` names, no targets needed: a dict per example for a list of them; ``path:index``)
+    or image files (segmentation; a record per file)."""
     from mheads.config import load_config
-    from mheads.data.arrays import read_npz
+    from mheads.data.arrays import read_npz_inputs
     from mheads.data.decode import decode, read_image_file
     from mheads.data.tables import read_features
+    from mheads.train.run_model import run_meta
 
     cfg = load_config(Path(run) / "config.yaml")
-    chunks: list[torch.Tensor] = []
+    names = npz_input_names(cfg.data.inputs, run_meta(Path(run)).get("input"))
+    chunks: list[Any] = []
     keys: list[tuple[str, Any]] = []
     for p in paths:
         suffix = Path(p).suffix.lower()
+        x: Any
         if suffix in (".csv", ".tsv", ".parquet", ".pq"):
             if not cfg.data.features:
                 raise ConfigError(f"{p}: the run names no data.features columns to read from a table")
             x = read_features(p, cfg.data.features, delimiter="\t" if suffix == ".tsv" else ",")
             keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
-        elif suffix == ".npz":
-            name = cfg.data.inputs or "x"
-            kind = {"classification": "classification", "segmentation": "segmentation"}.get(
-                cfg.task.name, "regression"
-            )
-            target = cfg.data.targets if isinstance(cfg.data.targets, str) else "y"
-            try:  # the inputs beside the run's target array, else (2-D inputs) the inputs alone
-                x = torch.as_tensor(read_npz(p, name, target, kind=kind).inputs)
-            except DataError:
-                x = torch.as_tensor(read_npz(p, name, name, kind="regression").inputs)
-            keys.extend(("path", f"{p}:{i}") for i in range(len(x)))
+        elif suffix == ".npz":  # the inputs alone: a file to predict needs no targets
+            x = read_npz_inputs(p, names)
+            keys.extend(("path", f"{p}:{i}") for i in range(_rows(x)))
         else:
             import numpy as np
 
@@ -285,11 +290,30 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
             )[None]
             keys.append(("path", str(p)))
         chunks.append(x)
+    return _joined(chunks, paths), keys
+
+
+def _rows(x: Any) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _joined(chunks: list[Any], paths: list[str]) -> Any:
+    """The files' inputs as one batch: tensors joined, or dicts joined key by key (the same keys: the run's
+    ``data.inputs``)."""
+
+    def shapes(c: Any) -> str:
+        if isinstance(c, dict):
+            return str({k: tuple(v.shape[1:]) for k, v in c.items()})
+        return str(tuple(c.shape[1:]))
+
     try:
-        return torch.cat(chunks), keys
-    except RuntimeError:
+        if isinstance(chunks[0], dict):
+            if not all(isinstance(c, dict) for c in chunks):
+                raise RuntimeError("a dict among tensors")
+            return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        return torch.cat(chunks)
+    except (RuntimeError, TypeError):
         raise DataError(
-            f"{' '.join(paths)}: inputs of different shapes "
-            f"({', '.join(str(tuple(c.shape[1:])) for c in chunks)}); predict them "
+            f"{' '.join(paths)}: inputs of different shapes ({', '.join(map(shapes, chunks))}); predict them "
             "separately"
         ) from None
