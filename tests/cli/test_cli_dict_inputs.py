@@ -99,3 +99,51 @@ def test_a_python_run_on_dict_datasets_reads_its_recorded_arrays(tokens, capsys)
     assert "ids.npz: no array 'attention_mask'; expected one of the file's arrays: 'input_ids'" in (
         capsys.readouterr().err
     )
+
+
+BERT = """
+import transformers
+from torch import nn
+
+
+class Bert(nn.Module):  # a Hugging Face classifier called with the batch's entries as keyword arguments
+    def __init__(self, num_classes):
+        super().__init__()
+        config = transformers.BertConfig(
+            vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            num_labels=num_classes,
+        )
+        self.model = transformers.BertForSequenceClassification(config)
+
+    def forward(self, batch):
+        return self.model(**batch)
+
+
+def bert_net(num_classes=2, **_):
+    return Bert(num_classes)
+"""
+
+
+def test_a_tiny_transformers_bert_trains_from_the_command_line(tokens, capsys):
+    pytest.importorskip("transformers", reason="transformers (in the dev extra) builds the tiny BERT")
+    tmp_path, batch = tokens
+    (tmp_path / "bertmodels.py").write_text(BERT)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model: {name: 'bertmodels:bert_net', members: 2, output: logits}\nloss: {name: mcl}\n"
+        f"data: {{source: '{tmp_path / 'd.npz'}', inputs: [input_ids, attention_mask]}}\n"
+        "train: {iterations: 2, batch_size: 8, eval_every: 2}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--model", "bertmodels:bert_net"]) == 0
+    found = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert found["num_examples"] == 24 and found["nll"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["nll"]
+    )
+    args = ["predict", "--run", str(run), str(tmp_path / "p.npz"), "--format", "json"]
+    assert main([*args, "--model", "bertmodels:bert_net"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    direct = mheads.predict(run, batch, model="bertmodels:bert_net")
+    assert len(records) == 3 and [r["top"] for r in records] == [r["top"] for r in direct]
