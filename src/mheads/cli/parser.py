@@ -72,7 +72,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "inputs of any shape, table rows, .npz arrays or images)",
     )
     pr.add_argument("--run", required=True, help="a run folder written by `mheads train`")
-    pr.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
+    pr.add_argument(
+        "paths",
+        nargs="+",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files or folders of them (a run on inputs of any shape: table or .npz files, a record "
+        "per row or example)",
+    )
     pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
     pr.add_argument("--format", default="text", choices=("text", "json", "csv"))
     pr.add_argument("--output", help="write here instead of printing")
