@@ -12,8 +12,9 @@ written by a `sweep_*` script and saves PNGs next to its CSVs.
 - sunspots -> `forecasts.png`: the test years' series and, from every `t_out`-th origin, each member's
   forecast (opacity by score for "mcl_scored"; the Gaussian mixture's members' 90% intervals shaded).
 - shapes -> `oracle_iou_vs_m.png`: oracle mean IoU (and the ensemble's) against M, mean ± std over seeds.
-- text -> `accuracy.png`: per loss the ensemble, oracle and member accuracy, mean ± std bars over seeds with
-  each seed as a dot and the one-model ceiling (5/6); beside it the two part metrics, where recorded.
+- text -> `accuracy.png`: per loss (members independent, then sharing one trunk: `shared_*`) the ensemble,
+  oracle and member accuracy, mean ± std bars over seeds with each seed as a dot and the one-model ceiling
+  (5/6); beside it the two part metrics, where recorded.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ def shapes_figure(folder: Path) -> Path:
 
 
 TEXT_LOSSES = ("independent", "mcl", "mcl_ce", "rwta")
+TEXT_LOSSES += tuple(f"shared_{c}" for c in TEXT_LOSSES)  # the same losses, the members sharing one trunk
 TEXT_METRICS = (("ensemble_acc", "ensemble"), ("oracle_acc", "oracle"), ("member_acc", "member (mean)"))
 TEXT_PARTS = (
     ("clear_ensemble_acc", "ensemble, unambiguous part"),
@@ -227,13 +229,14 @@ def _seed_bars(ax, values, losses, metrics, seeds) -> None:
                 dx = (k - (len(seeds) - 1) / 2) * width * 0.5 / max(len(seeds) - 1, 1)
                 ax.plot(xi + dx, v, SEED_MARKERS[k % len(SEED_MARKERS)], color="k", ms=4, mfc="none", mew=0.8)
     ax.set_xticks(np.arange(len(losses)))
-    ax.set_xticklabels(losses)
+    small = {"fontsize": 8} if len(losses) > 4 else {}
+    ax.set_xticklabels([loss.replace("shared_", "shared\n") for loss in losses], **small)
     ax.set_ylim(0, 112)
     ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("ensemble loss")
 
 
-def _legend_rows(ax, rows) -> None:
+def _legend_rows(ax, rows, below: float = 0.16) -> None:
     """A legend under `ax` with one row per `(handles, labels)` pair (matplotlib fills columns first, so the
     rows are interleaved, short ones padded with blank entries)."""
     ncol = max(len(h) for h, _ in rows)
@@ -242,7 +245,13 @@ def _legend_rows(ax, rows) -> None:
     handles = [p[0][c] for c in range(ncol) for p in padded]
     labels = [p[1][c] for c in range(ncol) for p in padded]
     ax.legend(
-        handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False
+        handles,
+        labels,
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -below),
+        ncol=ncol,
+        frameon=False,
     )
 
 
@@ -255,7 +264,8 @@ def text_figure(folder: Path) -> Path:
     parts = [(m, label) for m, label in TEXT_PARTS if all((loss, m) in values for loss in losses)]
     seeds = sorted({s for v in values.values() for s in v})
     ratios = [3, 2] if parts else [1]
-    fig, axes = plt.subplots(1, len(ratios), figsize=(4.2 * len(ratios) + 2, 4.8), width_ratios=ratios)
+    wide = 0.6 * max(len(losses) - 4, 0) * len(ratios)  # room for the cells past four
+    fig, axes = plt.subplots(1, len(ratios), figsize=(4.2 * len(ratios) + 2 + wide, 4.8), width_ratios=ratios)
     axes = np.atleast_1d(axes)
     _seed_bars(axes[0], values, losses, TEXT_METRICS, seeds)
     axes[0].axhline(100 * 5 / 6, color="0.3", ls="--", lw=1, label="one-model ceiling, 5/6 (83.3%)")
@@ -269,9 +279,10 @@ def text_figure(folder: Path) -> Path:
         plt.Line2D([], [], ls="", marker=SEED_MARKERS[k % len(SEED_MARKERS)], color="k", mfc="none")
         for k in range(len(seeds))
     ]
-    _legend_rows(axes[0], [axes[0].get_legend_handles_labels(), (dots, [f"seed {s}" for s in seeds])])
+    below = 0.22 if any("\n" in t.get_text() for t in axes[0].get_xticklabels()) else 0.16  # two-line ticks
+    _legend_rows(axes[0], [axes[0].get_legend_handles_labels(), (dots, [f"seed {s}" for s in seeds])], below)
     if parts:
-        _legend_rows(axes[1], [axes[1].get_legend_handles_labels()])
+        _legend_rows(axes[1], [axes[1].get_legend_handles_labels()], below)
     scale = ", ".join(sorted({r["scale"] for r in rows}))
     fig.suptitle(
         f"Text classifier with ambiguous labels (scale {scale}, seeds {', '.join(map(str, seeds))}): "

@@ -11,7 +11,9 @@ gives the dict of `(B, T)` tensors a HF model takes.
 
 Model (`tiny_bert()`): a `BertForSequenceClassification` built from a `BertConfig` (nothing downloaded; needs
 `transformers`), wrapped by `DictInput` so that `model(batch)` calls `bert(**batch)`; it returns a
-`ModelOutput` whose `.logits` are `(B, CLASSES)`; `model.output: logits` (fit) picks them.
+`ModelOutput` whose `.logits` are `(B, CLASSES)`; `model.output: logits` (fit) picks them. `bert_trunk()` is
+the same BERT without its classifier (a `BertModel`, pooler included), the trunk the members share under
+`fit`'s task heads.
 """
 
 from __future__ import annotations
@@ -71,11 +73,11 @@ class DictInput(nn.Module):
         return self.model(**batch)
 
 
-def tiny_bert(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
-    """A freshly initialised (by torch's global RNG) `CLASSES`-way BERT; see the module docstring."""
-    from transformers import BertConfig, BertForSequenceClassification  # optional: only this example
+def bert_config(hidden: int = 32, layers: int = 1, length: int = 12):
+    """The example's `BertConfig`: `layers` layers of width `hidden`, 2 attention heads, no dropout."""
+    from transformers import BertConfig  # optional: only this example
 
-    config = BertConfig(
+    return BertConfig(
         vocab_size=VOCAB,
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -86,4 +88,21 @@ def tiny_bert(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    return DictInput(BertForSequenceClassification(config))
+
+
+def tiny_bert(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
+    """A freshly initialised (by torch's global RNG) `CLASSES`-way BERT; see the module docstring."""
+    from transformers import BertForSequenceClassification
+
+    return DictInput(BertForSequenceClassification(bert_config(hidden, layers, length)))
+
+
+def bert_trunk(hidden: int = 32, layers: int = 1, length: int = 12) -> DictInput:
+    """`tiny_bert` without its classifier: a `BertModel` of the same size, pooler included, whose
+    `ModelOutput.pooler_output` `(B, hidden)` is what `BertForSequenceClassification` classifies (a shared
+    trunk under `fit`'s task heads: `model.output: pooler_output`, a `Linear(hidden, CLASSES)` per member).
+    Built from the same generator state it draws the same weights as `tiny_bert`'s `bert` (its parameters
+    come first there)."""
+    from transformers import BertModel
+
+    return DictInput(BertModel(bert_config(hidden, layers, length), add_pooling_layer=True))

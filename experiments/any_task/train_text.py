@@ -1,11 +1,14 @@
 """Train an ensemble of tiny BERT classifiers (example d) on the ambiguous token-pattern task through
 `mheads.fit`: the HF model is the base (`split=None`: each member runs its own forward on the batch dict
 `{input_ids, attention_mask}`), `model.output: logits` picks `ModelOutput.logits`, classification over
-`text.CLASSES`. Adam is fit's "adamw" without weight decay, at a fixed rate, one thread; evaluation and the
-one checkpoint at the end. Reports fit's test metrics plus two on the test set's parts (`parts`).
+`text.CLASSES`. With `shared`, the members share one BERT instead (`text.bert_trunk`, run once per batch:
+`head="task"`, `model.split: output`, `model.output: pooler_output`) and each has its own `Linear` head, so
+a member computes what a `BertForSequenceClassification` computes. Adam is fit's "adamw" without weight
+decay, at a fixed rate, one thread; evaluation and the one checkpoint at the end. Reports fit's test
+metrics, two on the test set's parts (`parts`), the test win shares (`wins`) and the parameter count.
 
     python -m mheads.experiments.any_task.train_text [--scale smoke|bench] [--seed 0]
-        [--losses independent_ce mcl mcl_ce rwta]
+        [--losses independent_ce mcl mcl_ce rwta] [--shared]
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import statistics
 import tempfile
 
 import torch
+import torch.nn.functional as F
 
 import mheads
-from mheads.experiments.any_task import text
+from mheads.experiments.any_task import fitting, text
 
 # smoke: the test's size (seconds); bench: the committed tables (about 10 s a run on one CPU thread).
 SCALES = {
@@ -47,6 +51,10 @@ def settings(loss: str, s: dict, seed: int) -> dict:
     }
 
 
+# the members share one BERT, each its own Linear head on the pooler's output (fit's `head="task"`)
+SHARED = {"model.split": "output", "model.output": "pooler_output", "model.pool": "none"}
+
+
 def parts(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """`logits: (M, B, C)`, `labels: (B,)` -> in %, the ensemble's (mean probabilities) accuracy on the
     unambiguous sequences (labels 0 and 1) and the oracle's on the ambiguous ones (labels 2 and 3): what one
@@ -60,19 +68,31 @@ def parts(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     }
 
 
-def run(loss: str = "mcl", scale: str = "smoke", seed: int = 0, out: str | None = None) -> dict[str, float]:
+def wins(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """`logits: (M, B, C)`, `labels: (B,)` -> `test_win_<r>`: the share of the sequences each member has the
+    lowest cross-entropy on (the member MCL with k = 1 would train on them), largest first (1.0: one member
+    wins every sequence)."""
+    nll = F.cross_entropy(logits.transpose(1, 2), labels.expand(len(logits), -1), reduction="none")  # (M, B)
+    return {f"test_win_{r + 1}": v for r, v in enumerate(fitting.win_shares(nll))}
+
+
+def run(
+    loss: str = "mcl", scale: str = "smoke", seed: int = 0, out: str | None = None, shared: bool = False
+) -> dict[str, float]:
     """One fit: its test metrics in % (`ensemble_acc`, `oracle_acc`, `member_acc`: the members' mean), `nll`,
-    and `parts`."""
+    `parts`, `wins` and `params_k` (the ensemble's parameters in thousands, a shared trunk counted once)."""
     s = SCALES[scale]
     train, test = text.make(s["n"], seed), text.make(s["test"], seed + 1000)
+    base = text.bert_trunk if shared else text.tiny_bert
     with tempfile.TemporaryDirectory() as tmp:
         result = mheads.fit(
-            lambda: text.tiny_bert(s["hidden"]),
+            lambda: base(s["hidden"]),
             train,
             test,
             out=out or tmp,
             task="classification",
-            settings=settings(loss, s, seed),
+            head="task" if shared else None,
+            settings={**settings(loss, s, seed), **(SHARED if shared else {})},
             progress=False,
             overwrite=out is not None,
         )
@@ -85,6 +105,8 @@ def run(loss: str = "mcl", scale: str = "smoke", seed: int = 0, out: str | None 
         "member_acc": 100 * statistics.mean(m["member_acc"]),
         "nll": m["nll"],
         **parts(logits, test.labels),
+        **wins(logits, test.labels),
+        "params_k": m["param_counts"]["total"] / 1000,
     }
 
 
@@ -93,9 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", choices=sorted(SCALES), default="smoke")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--losses", nargs="+", default=["independent_ce", "mcl"])
+    p.add_argument("--shared", action="store_true", help="the members share one BERT trunk (a head each)")
     args = p.parse_args(argv)
     for loss in args.losses:
-        print(loss, json.dumps(run(loss, args.scale, args.seed)), flush=True)
+        print(loss, json.dumps(run(loss, args.scale, args.seed, shared=args.shared)), flush=True)
 
 
 if __name__ == "__main__":

@@ -44,16 +44,19 @@ def test_text_values_keys_losses_and_metrics_by_seed():
     assert values[("mcl", "ambiguous_oracle_acc")] == {0: 60.0, 1: 61.0}
 
 
-@pytest.mark.parametrize("parts", [True, False])
-def test_text_figure_writes_accuracy_png(tmp_path, parts):
+@pytest.mark.parametrize(
+    # IHDR at 110 dpi: two panels 10.4 in wide, one 6.2 in, and 0.6 in a panel per cell past the fourth
+    "parts, losses, width",
+    [(True, 2, 1144), (False, 2, 682), (True, 8, 1672)],
+)
+def test_text_figure_writes_accuracy_png(tmp_path, parts, losses, width):
     metrics = METRICS if parts else METRICS[:4]  # the part metrics' panel only where they are recorded
-    _write(tmp_path, _seed_rows(metrics=metrics))
+    _write(tmp_path, _seed_rows(losses=figures.TEXT_LOSSES[:losses], metrics=metrics))
     path = figures.text_figure(tmp_path)
     assert path == tmp_path / "accuracy.png"
     png = path.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    width = int.from_bytes(png[16:20], "big")  # IHDR: two panels 10.4 in wide, one 6.2 in, at 110 dpi
-    assert width == (1144 if parts else 682)
+    assert int.from_bytes(png[16:20], "big") == width
 
 
 def test_the_figures_cli_draws_text(tmp_path, capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mheads.experiments.any_task import record, sweep_multimodal, sweep_shapes
+from mheads.experiments.any_task import record, sweep_multimodal, sweep_shapes, sweep_text
 
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
@@ -68,6 +68,7 @@ MULTIMODAL = ("oracle_error", "distortion", "weighted_mean_error", "emd")
 RATIOS = tuple(f"{c}/independent" for c in ("mcl", "mcl_scored", "rwta", "amcl"))  # oracle_error_ratio
 SUNSPOTS = ("single", "independent", "mcl", "mcl_scored", "gaussian_independent")
 TEXT = ("ensemble_acc", "oracle_acc", "member_acc", "nll", "clear_ensemble_acc", "ambiguous_oracle_acc")
+TEXT += ("test_win_1", "test_win_2", "test_win_3", "params_k")  # 3 members; params_k: a shared trunk once
 SHAPES = ("oracle_mean_iou", "mean_iou", "member_pixel_acc", "ambiguous_oracle_pixel_acc", "test_win_1")
 COMMITTED = {
     "any-task-multimodal-cpu": (
@@ -94,7 +95,7 @@ COMMITTED = {
         (("mcl_M2", "amcl_M2", "mcl_M4", "amcl_M4"), ("train_win_1",), 3),
         (("mcl_M4", "amcl_M4"), ("train_win_2", "train_win_3", "train_win_4"), 3),
     ),
-    "any-task-text-cpu": ((("independent", "mcl", "mcl_ce", "rwta"), TEXT, 3),),
+    "any-task-text-cpu": ((tuple(sweep_text.CELLS), TEXT, 3),),  # members independent, then shared_*
 }
 
 
