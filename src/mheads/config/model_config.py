@@ -74,7 +74,8 @@ class ModelConfig:
     head: str = "none"
     """none (the base's output is the prediction) | task (the task's head on top of every member, each member
     its own: a linear layer from the base's features (B, F) to the task's head width, a 1x1 convolution on
-    (B, F, H, W) maps for segmentation; mheads.tasks.heads). A base given to mheads.fit as a Python object."""
+    (B, F, H, W) maps for segmentation; mheads.tasks.heads). A base named by import path or given to
+    mheads.fit as a Python object; a registered model is refused (it ends in its own classifier)."""
     head_in: int | None = None
     """model.head task: F, the base's feature width; null: found by one eval-mode forward of an example (the
     same forward checks a value given); the run records the F it found."""

@@ -14,10 +14,11 @@ from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
 from mheads.data import DataError
 from mheads.data.tensors import spec_example
-from mheads.models import UnknownModelError, model_factory
+from mheads.models import UnknownModelError, is_import_path, model_factory
 from mheads.runs.checkpoint import CheckpointError
+from mheads.tasks import Classification, Task
 from mheads.train.reopen import ModelSpec, base_factory, check_fits_memory, check_meta
-from mheads.train.task_head import head_from_meta, head_meta
+from mheads.train.task_head import head_base, head_from_meta, head_meta
 from mheads.tree.treenet import TreeNet
 
 
@@ -43,22 +44,16 @@ def input_sizes(spec: dict | None) -> tuple[int, int] | None:
     return (int(shape[0]), int(shape[-1])) if isinstance(shape, list) and shape else (1, 1)
 
 
-def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int, example=None) -> TreeNet:
+def build_tree(
+    cfg: Config, num_classes: int, in_channels: int, image_size: int, example=None, task: Task | None = None
+) -> TreeNet:
     """The TreeNet for ``cfg.model`` sized for the data; errors name the config field at fault. ``example``:
     for inputs that are not square images, a batch of them (a tensor or a dict of tensors) to build on;
-    ``num_classes`` is then the task's head width."""
+    ``num_classes`` is then the task's head width. ``task``: the run's task, whose head ``model.head: task``
+    puts on every member (None: classification of ``num_classes`` classes)."""
     m = cfg.model
     check_scoring(cfg)
-    if m.name == PYTHON_MODEL:
-        raise ConfigError(
-            "model.name: 'python' names a model given to mheads.fit as a Python object; "
-            "pass the model to mheads.fit (or name a registered model or an import path)"
-        )
-    if m.head != "none":
-        raise ConfigError(
-            f"model.head: got {m.head!r} with model.name {m.name!r}; a task head goes on a base given to "
-            "mheads.fit as a Python object (an nn.Module or a factory): give it that way, or model.head none"
-        )
+    _check_named_model(cfg)
     try:
         factory = model_factory(
             m.name, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **m.options
@@ -70,16 +65,21 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
             if example is None
             else (example if isinstance(example, torch.Tensor) else None)
         )
+        split, reinit, output = m.split, m.reinit, m.output
+        if m.head == "task":  # as mheads.fit heads a factory given to it (mheads.train.api)
+            probe = _head_probe(in_channels, image_size) if example is None else example
+            base, split, reinit = head_base(base, cfg, task or Classification(num_classes), probe)
+            output = None  # the head reads model.output
         tree = TreeNet(
             base,
             m.members,
-            m.split,
+            split,
             seed=cfg.train.seed,
             init=m.init,
-            reinit=m.reinit,
+            reinit=reinit,
             example_input=shape,
             scoring_heads=m.scoring_heads,
-            output=m.output,
+            output=output,
         )
     except TypeError as err:  # an option the family does not take
         raise ConfigError(f"model.options: {err}") from None
@@ -96,6 +96,29 @@ def build_tree(cfg: Config, num_classes: int, in_channels: int, image_size: int,
         raise ConfigError(msg if msg.startswith("model.") else f"model.{msg}") from None
     tree.exec_mode = m.exec
     return tree
+
+
+def _check_named_model(cfg: Config) -> None:
+    """Refuse a ``model.name`` that names no model to build here: ``python`` (an object given to fit), or a
+    registered model with ``model.head: task`` (the zoo's families end in their own classifier)."""
+    m = cfg.model
+    if m.name == PYTHON_MODEL:
+        raise ConfigError(
+            "model.name: 'python' names a model given to mheads.fit as a Python object; "
+            "pass the model to mheads.fit (or name a registered model or an import path)"
+        )
+    if m.head != "none" and not is_import_path(m.name):
+        raise ConfigError(
+            f"model.head: got {m.head!r} with model.name {m.name!r}, a registered model, which ends in its "
+            "own classifier; a task head goes on a base named by import path 'package.module:function' or "
+            "given to mheads.fit as a Python object, or use model.head none"
+        )
+
+
+def _head_probe(in_channels: int, image_size: int) -> torch.Tensor:
+    """The image batch a task head's F is found on, as mheads.fit draws it for images (a fixed seed)."""
+    shape = (2, in_channels, image_size, image_size)
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
 
 
 def check_scoring(cfg: Config) -> None:

@@ -179,7 +179,7 @@ def _build_model(
     width = (task.width or 1) if isinstance(task, CustomTask) else task.head_width()
     if model is None:
         channels, size = input_sizes(data.input_spec())
-        tree = build_tree(cfg, width, channels, size, example=data.example_input())
+        tree = build_tree(cfg, width, channels, size, example=data.example_input(), task=task)
     else:
         tree = model if isinstance(model, TreeNet) else model(data)
     check_outputs_fit(tree, data, task)
