@@ -16,7 +16,14 @@ from data_writers import balanced_labels, make_tar, random_images, write_idx_fol
 import mheads.data.cache as cache_module
 import mheads.data.load as load_module
 from mheads.data import load_dataset
-from mheads.data.cache import CACHE_VERSION, cache_locations, fingerprint, load_cache, save_cache
+from mheads.data.cache import (
+    CACHE_VERSION,
+    cache_locations,
+    cached_dataset,
+    fingerprint,
+    load_cache,
+    save_cache,
+)
 from mheads.data.dataset import Dataset, Split
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -526,3 +533,15 @@ def test_same_size_same_mtime_edit_invalidates_the_cache(tmp_path, reads, archiv
     np.testing.assert_array_equal(again.train.images, first.train.images)
     np.testing.assert_array_equal(load_dataset(source).train.labels, want)
     assert len(reads) == 2  # and the rewritten cache holds the new labels
+
+
+def test_cached_dataset_hashes_the_source_only_where_a_cache_is(tmp_path, monkeypatch):
+    _write(tmp_path / "d")
+    hashed = []
+    real = cache_module.fingerprint
+    monkeypatch.setattr(cache_module, "fingerprint", lambda p: hashed.append(p) or real(p))
+    assert cached_dataset(tmp_path / "d", tmp_path / "c") is None and hashed == []  # no cache: no hashing
+    want = load_dataset(tmp_path / "d", cache_dir=tmp_path / "c")
+    _assert_same(cached_dataset(tmp_path / "d", tmp_path / "c"), want)
+    (tmp_path / "d" / "t10k-labels-idx1-ubyte").write_bytes(b"edited")  # the source changed: no match
+    assert cached_dataset(tmp_path / "d", tmp_path / "c") is None and len(hashed) == 2

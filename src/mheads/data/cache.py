@@ -51,6 +51,7 @@ __all__ = [
     "CACHE_SUFFIX",
     "CACHE_VERSION",
     "cache_locations",
+    "cached_dataset",
     "fingerprint",
     "load_cache",
     "save_cache",
@@ -210,6 +211,20 @@ def load_cache(path: Path, expected: str, cache_dir: str | os.PathLike | None = 
         log.info("loaded data set from cache %s", cache)
         return dataset
     return None
+
+
+def cached_dataset(path: Path, cache_dir: str | os.PathLike | None = None) -> Dataset | None:
+    """The cached data set of `path` if its cache exists and verifies against the source as it is now (the
+    key :func:`mheads.data.load.load_dataset` writes under), else None. The source is hashed only when a
+    cache folder is there, so looking costs nothing without one; an unreadable source is None too (its
+    reader names what is wrong with it)."""
+    if not any(cache.is_dir() for cache in cache_locations(path, cache_dir)):
+        return None
+    try:
+        stamp = fingerprint(path)
+    except (OSError, DataError):
+        return None
+    return load_cache(path, stamp, cache_dir)
 
 
 # ----------------------------------------------------------------------------------------------- writing

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from mheads.config import ConfigError
@@ -86,7 +87,10 @@ def fit_normalizer(
     data: StreamData, ds: Examples, mode: str, limit: int, seed: int, progress: bool = False
 ) -> Normalizer:
     """The ``mode`` normalizer of the training images ``ds`` (their evaluation view): exact sums over all of
-    them, or over a seeded sample of ``limit``, decoded by ``data``'s workers."""
+    them, or over a seeded sample of ``limit``, decoded by ``data``'s workers ("none" needs no statistics: no
+    image is decoded, as in ``Normalizer.fit``)."""
+    if mode == "none":
+        return Normalizer(mode, torch.tensor(0.0), torch.tensor(1.0 / 255.0))
     n = ds.n
     if n <= limit:
         order = np.arange(n)
@@ -107,6 +111,6 @@ def fit_normalizer(
     ):
         batch = fetch_batch(it)
         if isinstance(batch, str):
-            raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
+            raise DataError(f"{batch}; {data.bad_image_advice}")
         stats.update(batch[0])
     return stats.finish(mode)

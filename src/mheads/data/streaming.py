@@ -20,7 +20,9 @@ to ``data.stats_images``, else a seeded sample), computed by the workers before 
 Bad files: before training, every file's size and header are checked and a bad one stops the run (exit 2)
 naming it; a file that still fails to decode during training stops it too, or with ``data.on_bad_image:
 skip`` is replaced by the next readable example in index order (deterministic, so resume stays exact) and
-counted (``skipped_images`` in the metrics).
+counted (``skipped_images`` in the metrics). The one-line error ends with what the reader can do
+(``bad_image_advice``): training's names ``data.on_bad_image``; ``mheads eval``, which has no such setting,
+passes its own.
 
 Workers: they ignore SIGTERM and SIGINT (the training process decides: a checkpoint, then exit 75; see
 :mod:`mheads.data.stream_worker`). A worker that dies (the out-of-memory killer) or sends no batch for
@@ -66,6 +68,7 @@ from mheads.data.stream_worker import (
 )
 
 __all__ = [
+    "TRAIN_ADVICE",
     "WORKER_TIMEOUT_S",
     "Sources",
     "StreamData",
@@ -81,6 +84,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFETCH = 4  # batches each worker decodes ahead
+TRAIN_ADVICE = "set data.on_bad_image: skip to train past unreadable images"
 WORKER_TIMEOUT_S = 600.0  # no batch from the workers for this long: one is stopped or hung
 
 
@@ -108,6 +112,7 @@ class StreamData:
     image_size_set: bool = True  # data.image_size was given (False: the images' own size)
     shard: tuple[int, int] | None = None  # (replica, replicas): read only this replica's rows of each batch
     timeout_s: float = WORKER_TIMEOUT_S  # waiting longer for a batch from the workers is an error
+    bad_image_advice: str = TRAIN_ADVICE  # what an image that fails to decode tells the reader to do
     _iter: Iterator | None = field(default=None, repr=False)
     _next: int = -1
 
@@ -148,7 +153,7 @@ class StreamData:
         batch = fetch_batch(it)
         self.wait_s += time.perf_counter() - t0
         if isinstance(batch, str):
-            raise DataError(f"{batch}; set data.on_bad_image: skip to train past unreadable images")
+            raise DataError(f"{batch}; {self.bad_image_advice}")
         x, y, idx, skipped = batch
         self.skipped_images += skipped
         return x, y, idx
@@ -249,13 +254,17 @@ def stream_data(
     total_batches: int,
     channels_last: bool,
     progress: bool = False,
+    bad_image_advice: str = TRAIN_ADVICE,
 ) -> StreamData:
     """``sources`` streamed to ``device`` as the ``data`` section says (classes, limits, validation split,
     image view, normalization, augmentation, bagging, specialists, workers) for ``members`` members:
-    ``total_batches`` batches of ``batch_size`` in an order, and subsets, seeded by ``seed``."""
+    ``total_batches`` batches of ``batch_size`` in an order, and subsets, seeded by ``seed``.
+    ``bad_image_advice``: what the error of an image that fails to decode ends with (``mheads eval`` passes
+    its own: it cannot set ``data.on_bad_image``)."""
     chosen = choose_examples(sources, data, seed)
     view = _view(sources.train, chosen.train, data, seed, len(chosen.classes))
     stream = _unfitted(sources, chosen, view, data, device, seed, batch_size, total_batches, channels_last)
+    stream.bad_image_advice = bad_image_advice
     normalizer = fit_normalizer(stream, stream.train_set, data.normalize, data.stats_images, seed, progress)
     stream.normalizer = normalizer.to(device)
     weights = member_weights(

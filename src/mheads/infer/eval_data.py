@@ -2,7 +2,12 @@
 or WebDataset shards, so that a bad image in a split it does not score (a corrupt training image when it
 scores the test split) never stops it. The split stands in for the other one, which nothing in an evaluation
 reads; the run's saved normalizer replaces the statistics training fitted on its training images (a run
-without one is read whole, as training read it: :func:`mheads.data.loader.prepare`)."""
+without one is read whole, as training read it: :func:`mheads.data.loader.prepare`).
+
+A resident run's split comes from the decoded-data cache training wrote (:mod:`mheads.data.cache`, the same
+key) when that cache still verifies against the source: no image is decoded. It cannot hide a corrupt image:
+a cache is written only once every image of the source decoded, and a file changed since no longer matches
+its fingerprint. Without a valid cache the split is decoded alone."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch
 
 from mheads.config import Config
 from mheads.data import DataError, Dataset
+from mheads.data.cache import cached_dataset
 from mheads.data.detect import detect_layout
 from mheads.data.embedded import EMBEDDED_NAME
 from mheads.data.examples import FileExamples
@@ -25,13 +31,13 @@ from mheads.data.resident import prepare_data
 from mheads.data.sources import is_archive_name, open_source
 from mheads.data.streaming import Sources, stream_data
 
-__all__ = ["scored_split"]
+__all__ = ["bad_file_advice", "scored_split"]
 
 
 def scored_split(cfg: Config, device: torch.device, split: str):
     """``ResidentData`` or ``StreamData`` whose ``split`` ("train" or "test") holds the run's examples of it,
     the only images read; None where the source is not one of those above (read it whole). A bad image file
-    of the split is one line naming it and what eval can do about it."""
+    of the split, found before or while it is read, is one line naming it and what eval can do about it."""
     source = cfg.data.source
     if source is None or source == EMBEDDED_NAME or uses_tensors(cfg):
         return None
@@ -53,6 +59,7 @@ def scored_split(cfg: Config, device: torch.device, split: str):
                 batch_size=t.batch_size,
                 total_batches=t.iterations * t.accumulate,
                 channels_last=t.channels_last,
+                bad_image_advice=bad_file_advice(split),
             )
         return _resident(c, device, split)
     if c.data.loader == "stream" or c.data.image_size is not None or c.data.train_crop != "pad":
@@ -72,13 +79,16 @@ def _eval_config(cfg: Config, split: str) -> Config:
     return c
 
 
+def bad_file_advice(split: str) -> str:
+    """What eval can do about a bad image file of ``split`` (it cannot skip one: it scores them all)."""
+    return f"remove or replace it: mheads eval scores every image of the {split} split"
+
+
 def _check_files(index: ImageIndex, split: str) -> None:
     bad = check_headers(index, split)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataError(
-            f"{bad[0][1]}{more}; remove or replace it: mheads eval scores every image of the {split} split"
-        )
+        raise DataError(f"{bad[0][1]}{more}; {bad_file_advice(split)}")
 
 
 def _streams(cfg: Config, index: ImageIndex) -> bool:
@@ -94,14 +104,19 @@ def _streams(cfg: Config, index: ImageIndex) -> bool:
 
 
 def _resident(cfg: Config, device: torch.device, split: str):
-    """The split of an image folder (or a tar of one) decoded alone; None for another layout."""
+    """The split from the source's valid cache (any layout training read whole), else an image folder's (or
+    a tar of one's) split decoded alone; None for another layout without a cache (read it whole)."""
     path = Path(str(cfg.data.source)).expanduser()
     if not (path.is_dir() or (path.is_file() and is_archive_name(path))):
         return None  # load_dataset names what is wrong with it
-    with open_source(path) as src:
-        layout = detect_layout(src)
-        if layout.format.kind != "image-folder":
-            return None
-        one, classes = read_split(src, layout.root, split)
+    cached = cached_dataset(path, cfg.data.cache_dir)
+    if cached is not None:  # the arrays training read: both splits decoded (and promoted) as one set
+        one, classes = cached.test if split == "test" else cached.train, cached.classes
+    else:
+        with open_source(path) as src:
+            layout = detect_layout(src)
+            if layout.format.kind != "image-folder":
+                return None
+            one, classes = read_split(src, layout.root, split)
     ds = Dataset(name=dataset_name(path), train=one, test=one, classes=classes)
     return prepare_data(cfg, device, dataset=ds)

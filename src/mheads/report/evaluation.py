@@ -22,6 +22,7 @@ from mheads.data.loader import prepare
 from mheads.ensemble.calibration import apply_temperature, reliability_bins
 from mheads.ensemble.selective import risk_coverage_curve
 from mheads.ensemble.uncertainty_report import uncertainty_arrays
+from mheads.infer.eval_data import bad_file_advice, scored_split
 from mheads.infer.evaluate import load_for_eval
 from mheads.report.tables import pct, table
 from mheads.runs.folder import strict_json
@@ -37,7 +38,9 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
     """Member logits on the test split of the data set at ``path``, seen as the run sees its own data (its
     image size, its normalization, its channels: colour images are converted for a greyscale model and the
     other way round, as ``mheads predict`` does). A folder with only a ``test/`` split (an OOD set needs no
-    training images) is read file by file, exactly as ``predict`` reads them."""
+    training images) is read file by file, exactly as ``predict`` reads them; from one with a ``train/``
+    split only the test split is read (:func:`mheads.infer.eval_data.scored_split`): a bad training image
+    does not stop it."""
     channels = getattr(in_data.normalizer, "channels", in_data.in_channels)  # the model's
     normalizer = getattr(in_data.normalizer, "normalizer", in_data.normalizer)  # the run's own
     folder = Path(path)
@@ -57,7 +60,9 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
         d.loader, d.image_size = "stream", in_data.image_size
     elif d.image_size is not None:
         d.loader, d.image_size, d.train_crop = "resident", None, "pad"
-    od = prepare(c, in_data.device)
+    od = scored_split(c, in_data.device, "test")
+    if od is None:  # a layout read whole (CIFAR batches, idx files)
+        od = prepare(c, in_data.device)
     if od.image_size != in_data.image_size or (
         od.in_channels != channels and (od.in_channels, channels) not in CONVERTIBLE
     ):
@@ -73,7 +78,7 @@ def _ood_logits(tree, cfg, in_data, path: str) -> torch.Tensor:
 def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) -> torch.Tensor:
     """Member logits ``(M, K, C)`` of the image files under ``folder``, read as ``mheads predict`` reads
     them."""
-    from mheads.infer.predict import image_paths, load_image
+    from mheads.infer.predict import image_paths
 
     size = in_data.image_size
     resize = cfg.data.eval_resize or size
@@ -83,10 +88,20 @@ def _file_logits(tree, cfg, normalizer, channels: int, in_data, folder: Path) ->
     out = []
     batch = cfg.train.eval_batch_size
     for start in range(0, len(files), batch):
-        x = torch.stack([load_image(f, channels, size, resize) for f in files[start : start + batch]])
+        x = torch.stack([_ood_image(f, channels, size, resize) for f in files[start : start + batch]])
         out.append(tree(normalizer(x.to(in_data.device))).float().cpu())
     tree.train(was_training)
     return torch.cat(out, dim=1)
+
+
+def _ood_image(path: Path, channels: int, size: int, resize: int) -> torch.Tensor:
+    """``load_image``, a bad file one line naming it and what eval can do (as for a set with train/)."""
+    from mheads.infer.predict import load_image
+
+    try:
+        return load_image(path, channels, size, resize)
+    except DataError as err:
+        raise DataError(f"{err}; {bad_file_advice('test')}") from None
 
 
 def report_run(
