@@ -6,6 +6,7 @@ CSV table or an .npz of token dicts, `model.split: output` included; `mheads eva
 import csv
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,19 @@ def test_a_registered_model_under_a_task_head_is_refused_in_one_line(tmp_path, t
         "mheads: error: model.head: got 'task' with model.name 'cifar10_quick', a registered model"
     )
     assert "import path 'package.module:function'" in err
+
+
+def test_the_docs_yaml_example_trains_as_written(tmp_path, monkeypatch):
+    """docs/tasks.md's command-line example (the docs test only parses YAML), on a tiny tokens.npz and a
+    mymodule.encoder of this file's Text; --set shortens it to 2 iterations."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
+    block = page.split("### A task head on the command line", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    (tmp_path / "mymodule.py").write_text(MODELS + "\nencoder = text\n")
+    ids = np.random.default_rng(1).integers(1, 30, size=(16, 5))
+    np.savez(tmp_path / "tokens.npz", input_ids=ids, attention_mask=np.ones_like(ids), label=ids[:, 0] % 2)
+    (tmp_path / "my.yaml").write_text(block)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--config", "my.yaml", "--out", "runs/text", "--set", "train.iterations=2"]
+    assert main([*args, "--set", "train.batch_size=8", "--set", "train.eval_every=2"]) == 0
+    meta = json.loads((tmp_path / "runs/text/run.json").read_text())["meta"]
+    assert meta["split"] == "output" and meta["members"] == 3 and meta["head"]["pool"] == "first"
