@@ -107,3 +107,13 @@ def test_sizes_a_convolution_or_sequence_model_takes_at_any_value_may_differ_bet
         prepare_tensors(
             seg, torch.device("cpu"), train, TensorPairs(torch.rand(2, 3, 6, 10), masks(2, 6, 10))
         )
+
+
+def test_token_ids_of_another_length_in_the_test_split_are_not_refused():
+    """Integer token ids (T,) padded to another length in the test split: a sequence model takes any T (it
+    trained and evaluated before the splits' check, as dict token inputs still do); float features of
+    another width are still refused (above)."""
+    cls = config_from_settings({})
+    train = TensorPairs(torch.randint(0, 9, (4, 6)), torch.tensor([0, 1, 0, 1]))
+    test = TensorPairs(torch.randint(0, 9, (2, 8)), torch.tensor([1, 0]))
+    assert prepare_tensors(cls, torch.device("cpu"), train, test).test_x.shape == (2, 8)

@@ -158,12 +158,13 @@ def check_splits_alike(train: tuple[Inputs, torch.Tensor], test: tuple[Inputs, t
 def _kinds(x: Inputs, target: bool = False, free: bool = False) -> Any:
     """What the splits' examples must agree on: the kind (floating or integer) and the shape, but for the
     sizes a convolution or a sequence model takes at any value (``*``): every axis of a dict's entries (token
-    ids of any length), of a target of 2 or more axes (a mask), and of an input of 2 or more but the first
-    (channels of images and sequences)."""
+    ids of any length), of integer token ids ``(T,)``, of a target of 2 or more axes (a mask), and of an
+    input of 2 or more but the first (channels of images and sequences)."""
     if isinstance(x, dict):
         return {k: _kinds(v, free=True) for k, v in x.items()}
     shape = [str(n) for n in x.shape]
-    if free or (target and x.ndim >= 2):
+    tokens = not target and x.ndim == 1 and not x.is_floating_point()
+    if free or tokens or (target and x.ndim >= 2):
         shape = ["*"] * x.ndim
     elif x.ndim >= 2:
         shape = [shape[0]] + ["*"] * (x.ndim - 1)
