@@ -18,6 +18,7 @@ from mheads.tasks import classification, multi_hypothesis, regression, segmentat
 from mheads.tasks.heads import BaseOutput
 from mheads.train.build import model_meta
 from mheads.train.task_head import head_base, head_from_meta, headed_split
+from mheads.tree import TreeNet
 
 BASE = {
     "model.head": "task",
@@ -230,12 +231,29 @@ def test_split_output_shares_the_whole_base_untraced_and_reopens(tmp_path):
     assert torch.equal(mheads.load_run(result.run, model=Encoder)(x), tree(x))
 
 
-@pytest.mark.parametrize("split", ["output", [["output", 2]]])
-def test_split_output_without_a_head_or_as_a_level_is_refused(split):
-    head = {"head": "none"} if split == "output" else {"head": "task"}
+def test_split_output_as_one_level_of_several_with_a_head_is_refused():
     allowed = "null, a layer name or a list of .layer, branches.; output .the whole base shared. only as"
     with pytest.raises(ConfigError, match=rf"^model.split: got .*; expected {allowed}"):
-        config_from_dict({"model": {"split": split, **head}})
+        config_from_dict({"model": {"split": [["output", 2]], "head": "task"}})
+
+
+@pytest.mark.parametrize("split", ["output", [["output", 2]]])
+def test_without_a_head_output_is_a_layer_name_as_before(split):
+    """A base's own ``self.output`` layer: a run split there before ``split: output`` meant the whole base
+    must still load its config.yaml and reopen (it was refused: 'output ... only with model.head task')."""
+    cfg = config_from_dict({"model": {"split": split, "head": "none"}})
+    assert cfg.model.split == (split if isinstance(split, str) else [("output", 2)])
+
+    class WithOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.output, self.last = nn.Linear(5, 8), nn.Linear(8, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.last(torch.relu(self.output(torch.relu(self.body(x)))))
+
+    tree = TreeNet(WithOutput(), 2, "output")
+    assert tree.param_counts()["shared"] == 5 * 8 + 8 + 8 * 4 + 4  # body and output shared, last per member
 
 
 @pytest.mark.parametrize(

@@ -222,19 +222,16 @@ def test_a_sigkilled_run_resumes_bit_identical(tmp_path):
     assert run_differences(tmp_path / "full", out) == []
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [{"model.head": "none", "model.pool": "none"}, {"model.split": [["output", M]]}],
-    ids=["without a head", "as one level of several"],
-)
-def test_split_output_needs_a_head_and_the_whole_split(tmp_path, settings):
+def test_split_output_is_the_whole_split(tmp_path):
+    """Refused as one level of several. (Without a head ``output`` is a layer name, as it was before it
+    could mean the whole base: tests/train/test_task_head.py.)"""
     allowed = "expected null, a layer name or a list of .layer, branches.; output .the whole base shared."
     with pytest.raises(ConfigError, match=f"^model.split: got .*output.*; {allowed}"):
         mheads.fit(
             DictInput,
             Tokens(),
             out=tmp_path / "run",
-            head=settings.get("model.head", "task"),
+            head="task",
             progress=False,
-            settings={**SETTINGS, **settings},
+            settings={**SETTINGS, "model.split": [["output", M]]},
         )

@@ -126,10 +126,10 @@ class ModelConfig:
         self._validate_whole_base(p)
 
     def _validate_whole_base(self, p: str) -> None:
-        """``split: output`` (:data:`WHOLE_BASE`) names the cut after the base's output, which only a task
-        head has, and is a whole split, never one level of several."""
-        levels = [name for name, _ in self.split] if isinstance(self.split, list) else [self.split]
-        if WHOLE_BASE in levels and (self.head != "task" or isinstance(self.split, list)):
+        """With ``model.head: task``, ``split: output`` (:data:`WHOLE_BASE`) names the cut after the base's
+        output and is a whole split, never one level of several. Without a head ``output`` is a layer name,
+        as it always was (a base's ``self.output`` layer: runs split there before it meant more reopen)."""
+        if self.head == "task" and isinstance(self.split, list) and WHOLE_BASE in [n for n, _ in self.split]:
             allowed = (
                 "null, a layer name or a list of [layer, branches]; output (the whole base shared) only "
                 "as the whole split, with model.head task"
