@@ -103,6 +103,14 @@ def test_a_cut_that_does_not_give_two_parts_is_refused():
         TreeNet(lambda: Bad(Untraceable(), nn.Linear(4, 3), "states", "mean"), 2, "base")
 
 
+def test_an_untraced_cut_without_cut_parts_is_refused_in_one_line():
+    class NoParts(Untraceable):
+        untraced_cut = "mix"
+
+    with pytest.raises(TypeError, match=r"^cut_parts: NoParts offers untraced_cut 'mix' but no cut_parts"):
+        TreeNet(NoParts, 2, "mix")
+
+
 def test_joined_parts_refuse_a_module_name_held_twice():
     with pytest.raises(ValueError, match="parts: two parts hold a module named 'base'"):
         JoinedParts([BaseOutput(nn.Linear(2, 2), None), BaseOutput(nn.Linear(2, 2), None)])

@@ -16,7 +16,7 @@ A member's part joined again (:class:`JoinedParts`, what ``TreeNet.member`` retu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 from torch import nn
 
@@ -56,10 +56,20 @@ def is_untraced_cut(base: nn.Module, levels: list[tuple]) -> bool:
     return cut is not None and len(levels) == 1 and levels[0][0] == cut
 
 
+class _CutsItself(Protocol):
+    def cut_parts(self) -> tuple[nn.Module, nn.Module]: ...
+
+
 def parts_tree(copies: list[nn.Module]) -> TreeNode:
     """The tree of bases that cut themselves (:func:`is_untraced_cut`): member 0's trunk shared (a node's
     weights come from the first member under it, as for every cut), each member's own branch a leaf."""
-    parts = [net.cut_parts() for net in copies]  # type: ignore[operator]
+    kind = type(copies[0])
+    if not callable(getattr(kind, "cut_parts", None)):
+        raise TypeError(
+            f"cut_parts: {kind.__name__} offers untraced_cut {getattr(kind, 'untraced_cut', None)!r} but no "
+            "cut_parts() method; expected both (mheads.tree.parts)"
+        )
+    parts = [cast(_CutsItself, net).cut_parts() for net in copies]
     for trunk, branch in parts:
         if not (isinstance(trunk, CutPart) and isinstance(branch, CutPart)):
             raise TypeError(
