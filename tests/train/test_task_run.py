@@ -89,3 +89,27 @@ def test_a_model_taking_keyword_arguments_is_told_to_unpack_the_dict(tmp_path):
             task="classification",
             settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
         )
+
+
+class BrokenDictModel(nn.Module):
+    """Takes the dict, but its forward has a bug of its own (a shape mismatch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(20, 4), nn.Linear(3, 2)
+
+    def forward(self, batch):
+        return self.head(self.emb(batch["input_ids"]).mean(1))
+
+
+def test_a_dict_model_failing_for_another_reason_keeps_its_own_error(tmp_path):
+    """Not told to unpack the dict (its forward already takes it): the RuntimeError, with its traceback."""
+    items = [({"input_ids": i}, int(i[0] % 2)) for i in torch.randint(0, 20, (8, 5))]
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        mheads.fit(
+            BrokenDictModel(),
+            items,
+            out=tmp_path / "run",
+            task="classification",
+            settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
+        )

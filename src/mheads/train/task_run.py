@@ -59,10 +59,10 @@ def check_outputs_fit(tree, data, task: Task) -> None:
     example = data.example_input()
     try:
         outputs = tree(example)
-    except Exception as err:
+    except (TypeError, AttributeError) as err:  # what a dict where tensors are expected raises
         if isinstance(example, dict):  # a Hugging Face model takes the dict's entries as keyword arguments
             raise ConfigError(_dict_call_error(example, err)) from err
-        raise
+        raise  # any other failure of the user's forward (a bug in it) keeps its own type and traceback
     finally:
         tree.train(was)
     target = data.task_targets()[:1].cpu()
