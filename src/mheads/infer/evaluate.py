@@ -66,14 +66,7 @@ def load_for_eval(
     the split to be scored, the only one read from an image source where the run saved its normalizer
     (:mod:`mheads.infer.eval_data`)."""
     run = Path(run)
-    if not run.is_dir():
-        raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
-    if data is None and dataset is None and trained_on_python_data(run):
-        # its config's data.source is null, which would read the embedded Fashion-MNIST set in its place
-        raise ConfigError(
-            f"--run {run}: trained on Python Datasets, which its folder does not hold; expected --data PATH "
-            "(a data set mheads reads), or from Python mheads.evaluate(run, dataset)"
-        )
+    _check_run_folder(run, data, dataset)
     overrides = [f"data.source={json.dumps(str(data))}"] if data is not None else []
     cfg = load_config(run / "config.yaml", overrides)
     if tree is None:
@@ -96,17 +89,7 @@ def load_for_eval(
     if dataset is not None:
         _in_run_numbering(data_prepared, meta)
     _check_fits(data_prepared, meta, where)
-    saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
-    if saved is not None:  # the statistics the model was trained with, whatever data it is evaluated on
-        data_prepared.normalizer = saved.to(data_prepared.device)
-    if data_prepared.in_channels != meta["in_channels"]:  # colour <-> greyscale, converted as predict does
-        if saved is None:
-            raise DataError(
-                f"--data {where}: {data_prepared.in_channels}-channel images for a "
-                f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
-                "apply after converting them (a run from before it was saved)"
-            )
-        data_prepared.normalizer = ChannelView(data_prepared.normalizer, meta["in_channels"])
+    _use_saved_normalizer(run, meta, data_prepared, where)
     if tree is not None:
         return cfg, tree, data_prepared
     tree = tree_from_meta(meta, where=str(Path(run) / "run.json"), model=model)
@@ -115,6 +98,33 @@ def load_for_eval(
     if cfg.train.channels_last:
         tree.to(memory_format=torch.channels_last)
     return cfg, tree, data_prepared
+
+
+def _check_run_folder(run: Path, data: str | None, dataset) -> None:
+    if not run.is_dir():
+        raise ConfigError(f"--run {run}: not a folder; give a run folder written by `mheads train`")
+    if data is None and dataset is None and trained_on_python_data(run):
+        # its config's data.source is null, which would read the embedded Fashion-MNIST set in its place
+        raise ConfigError(
+            f"--run {run}: trained on Python Datasets, which its folder does not hold; expected --data PATH "
+            "(a data set mheads reads), or from Python mheads.evaluate(run, dataset)"
+        )
+
+
+def _use_saved_normalizer(run: Path, meta: dict, data_prepared, where) -> None:
+    """Normalize ``data_prepared`` with the statistics the model was trained with (whatever data it is
+    evaluated on), through a colour <-> greyscale view where the channels differ, as predict converts them."""
+    saved = load_normalizer(run, meta["in_channels"], data_prepared.image_size)
+    if saved is not None:
+        data_prepared.normalizer = saved.to(data_prepared.device)
+    if data_prepared.in_channels != meta["in_channels"]:
+        if saved is None:
+            raise DataError(
+                f"--data {where}: {data_prepared.in_channels}-channel images for a "
+                f"{meta['in_channels']}-channel model, and the run has no saved normalizer to "
+                "apply after converting them (a run from before it was saved)"
+            )
+        data_prepared.normalizer = ChannelView(data_prepared.normalizer, meta["in_channels"])
 
 
 def _tensor_run(run: Path, cfg: Config, meta: dict, data: AnyShapeData, where, model, tree, weights):
