@@ -9,49 +9,20 @@ and reopened from the folder it evaluates and predicts as the uninterrupted run 
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import signal
-import traceback
 
 import pytest
-import torch
 from test_fit_tasks import CASES, _fit
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import mheads
+from killed_child import killed_in_child
 from mheads.runs.compare import run_differences
 
 pytestmark = pytest.mark.timeout(120)
 
 ITERATIONS = 12  # checkpoints and evaluations every 2 steps (test_fit_tasks.BASE)
-
-
-def _killed_in_child(case: str, out, kill_at: int) -> int:
-    """Fork a child that trains the run and SIGKILLs itself after optimizer step ``kill_at`` (its output and
-    any traceback to files beside ``out``); the child's wait status."""
-    pid = os.fork()
-    if pid == 0:  # never returns into pytest
-        try:
-            torch.set_num_threads(1)  # a forked child runs no parallel region (the parent's pool is gone)
-            log = os.open(f"{out}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            steps = itertools.count(1)
-
-            def kill(optimizer, args, kwargs):
-                if next(steps) == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            register_optimizer_step_post_hook(kill)
-            _fit(case, out, ITERATIONS)
-        except BaseException:
-            with open(f"{out}.err", "w") as f:
-                f.write(traceback.format_exc())
-        finally:
-            os._exit(1)
-    return os.waitpid(pid, 0)[1]
 
 
 def _reopened(case: str, run):
@@ -70,7 +41,7 @@ def test_a_run_sigkilled_after_a_checkpoint_resumes_bit_identical_and_reopens(tm
     _fit(case, tmp_path / "full", ITERATIONS)
     out = tmp_path / "killed"
     kill_at = random.Random(list(CASES).index(case)).randint(3, ITERATIONS - 1)
-    status = _killed_in_child(case, out, kill_at)
+    status = killed_in_child(out, kill_at, lambda: _fit(case, out, ITERATIONS))
     err = tmp_path / "killed.err"
     assert not err.exists(), "the child died by itself:\n" + err.read_text()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (

@@ -7,18 +7,16 @@ reopens (load_run, evaluate, predict) from run.json's data with the model named 
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
-import traceback
 
 import pytest
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import mheads
+from killed_child import killed_in_child
 from mheads.config import ConfigError, config_from_dict
 from mheads.optim.build import build_optimizer
 from mheads.runs.compare import run_differences
@@ -184,36 +182,10 @@ def test_the_run_reopens_from_its_folder(trained):
     assert records == mheads.predict(trained, x) and len(records[0]["members"]) == M
 
 
-def _killed_in_child(out, iterations: int, kill_at: int) -> int:
-    """Fork a child that trains the run and SIGKILLs itself after optimizer step ``kill_at``; its wait
-    status (as tests/train/test_fit_tasks_kill.py does)."""
-    pid = os.fork()
-    if pid == 0:  # never returns into pytest
-        try:
-            torch.set_num_threads(1)
-            log = os.open(f"{out}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            steps = itertools.count(1)
-
-            def kill(optimizer, args, kwargs):
-                if next(steps) == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            register_optimizer_step_post_hook(kill)
-            _fit(out, iterations)
-        except BaseException:
-            with open(f"{out}.err", "w") as f:
-                f.write(traceback.format_exc())
-        finally:
-            os._exit(1)
-    return os.waitpid(pid, 0)[1]
-
-
 def test_a_sigkilled_run_resumes_bit_identical(tmp_path):
     _fit(tmp_path / "full", 6)
     out = tmp_path / "killed"
-    status = _killed_in_child(out, 6, kill_at=5)
+    status = killed_in_child(out, 5, lambda: _fit(out, 6))
     assert not (tmp_path / "killed.err").exists(), (tmp_path / "killed.err").read_text()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"wait status {status}"
     assert not (out / "metrics.json").exists()
