@@ -154,6 +154,28 @@ def test_scoring_heads_are_refused_where_no_model_builds_them(tmp_path, monkeypa
         fit(cfg, tmp_path / "run", progress=False, model=plain)
 
 
+def test_a_module_given_to_mheads_fit_gets_the_scoring_heads_it_asks_for(tmp_path):
+    # mheads.fit builds the TreeNet from a module or factory, so model.scoring_heads builds them (was refused)
+    import mheads
+    from mheads.data.pairs import TensorPairs
+
+    x = torch.randn(64, 3)
+    net = lambda: torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))  # noqa: E731
+    settings = {
+        "model.scoring_heads": True,
+        "model.split": "0",
+        "loss.name": "mcl_scored",
+        "train.iterations": 4,
+        "train.batch_size": 8,
+        "train.eval_every": 2,
+    }
+    task = mheads.tasks.multi_hypothesis(2)
+    result = mheads.fit(net, TensorPairs(x, x[:, :2]), out=tmp_path / "run", task=task, settings=settings)
+    assert result.tree.scoring is not None
+    reopened = mheads.load_run(tmp_path / "run", model=net)
+    assert reopened.scoring is not None and torch.equal(reopened(x[:4]), result.tree(x[:4]))
+
+
 # ---------------------------------------------------------------- runs
 
 

@@ -71,6 +71,7 @@ def _tree(
         init=m.init,
         reinit=reinit,
         example_input=example,
+        scoring_heads=m.scoring_heads,
         output=output,
     )
     tree.exec_mode = m.exec

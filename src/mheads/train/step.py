@@ -114,7 +114,7 @@ def _check_scoring(model, cfg: Config, scored: bool) -> None:
         raise ConfigError(
             f"model.scoring_heads: got True; expected false for this model: the "
             f"{type(model).__name__} being trained has no scoring heads (a distributed model, "
-            "or a model given to fit: build the TreeNet with scoring_heads=True)"
+            "or a TreeNet given to fit: build it with scoring_heads=True)"
         )
 
 
