@@ -220,15 +220,17 @@ def prepare_stream(
     *,
     train=None,
     test=None,
+    sources: Sources | None = None,
     progress: bool = False,
+    bad_image_advice: str = TRAIN_ADVICE,
 ) -> StreamData:
-    """The streamed data ``cfg.data`` describes: from an index of files (``index``), or from a user's torch
-    Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``). The run config's adapter to
-    :func:`stream_data`."""
+    """The streamed data ``cfg.data`` describes: from an index of files (``index``), from a user's torch
+    Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``), or from ``sources`` already built.
+    The run config's adapter to :func:`stream_data` (``bad_image_advice`` passed on)."""
     d, t = cfg.data, cfg.train
-    if index is not None:
+    if sources is None and index is not None:
         sources = index_sources(index, str(d.source), d.on_bad_image, progress)
-    else:
+    elif sources is None:
         sources = dataset_sources(train, test, progress)
     return stream_data(
         sources,
@@ -240,6 +242,7 @@ def prepare_stream(
         total_batches=t.iterations * t.accumulate,
         channels_last=t.channels_last,
         progress=progress,
+        bad_image_advice=bad_image_advice,
     )
 
 

@@ -29,7 +29,7 @@ from mheads.data.load import dataset_name
 from mheads.data.loader import memory_budget, uses_tensors
 from mheads.data.resident import prepare_data
 from mheads.data.sources import is_archive_name, open_source
-from mheads.data.streaming import Sources, stream_data
+from mheads.data.streaming import Sources, prepare_stream
 
 __all__ = ["bad_file_advice", "scored_split"]
 
@@ -49,18 +49,7 @@ def scored_split(cfg: Config, device: torch.device, split: str):
         if _streams(c, one):
             files = FileExamples(one)
             sources = Sources(files, files, list(index.classes), f"{source} ({index.kind})")
-            t = c.train
-            return stream_data(
-                sources,
-                c.data,
-                device,
-                members=c.model.members,
-                seed=t.seed,
-                batch_size=t.batch_size,
-                total_batches=t.iterations * t.accumulate,
-                channels_last=t.channels_last,
-                bad_image_advice=bad_file_advice(split),
-            )
+            return prepare_stream(c, device, sources=sources, bad_image_advice=bad_file_advice(split))
         return _resident(c, device, split)
     if c.data.loader == "stream" or c.data.image_size is not None or c.data.train_crop != "pad":
         return None  # decoded whole, then streamed to resize it: as training read it
