@@ -152,7 +152,8 @@ def test_a_shared_trunk_on_token_dicts_trains_resumes_exactly_and_reopens(tmp_pa
     )
     assert _equal(_weights(full), _weights(part))  # resumed from step 2 = the run never stopped
     meta = json.loads((part / "run.json").read_text())["meta"]
-    assert meta["split"] == "output" and meta["head"] == {"features": 8, "layer": "linear", "pool": "first"}
+    assert meta["split"] == "output"
+    assert meta["head"] == {"features": 8, "layer": "linear", "pool": "first", "whole_base": True}
     tree = mheads.load_run(part, model="headmodels:text")
     assert tree.param_counts()["shared"] == 30 * 8 + 8 * 8 + 8  # one trunk, three heads
     found = json.loads(

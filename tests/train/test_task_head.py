@@ -305,3 +305,60 @@ def test_a_frozen_base_trains_its_heads_only(tmp_path):
     assert torch.equal(member["base.0.weight"], start[0].weight)  # not trained
     head = nn.Linear(6, 2)  # drawn next under the same seed, as the member's head was
     assert not torch.equal(member["head.weight"], head.weight)  # trained from there
+
+
+class _WithOutputLayer(nn.Module):  # a base whose own layer is named output (features out: F = 4)
+    def __init__(self):
+        super().__init__()
+        self.body, self.output = nn.Linear(3, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.output(torch.relu(self.body(x)))
+
+
+def _meta_split_output(**head):
+    return {
+        "architecture": "python",
+        "members": 2,
+        "split": "output",
+        "num_classes": 2,
+        "in_channels": 1,
+        "image_size": 1,
+        "options": {},
+        "input": {"shape": [3], "dtype": "float32"},
+        "head": {"features": 4, "layer": "linear", "pool": "none", **head},
+    }
+
+
+def test_split_output_records_the_whole_base_choice():
+    """run.json's meta says that ``split: output`` is the whole base (``head.whole_base``), so a reopened run
+    never reads it as a layer the base names ``output`` (what it meant before the whole-base cut existed)."""
+    cfg = config_from_dict({"model": {"head": "task", "split": "output", "head_in": 4}})
+    assert model_meta(cfg, 2, 1, 1)["head"]["whole_base"] is True
+    cfg = config_from_dict({"model": {"head": "task", "split": "body", "head_in": 4}})
+    assert "whole_base" not in model_meta(cfg, 2, 1, 1)["head"]  # only the whole-base cut is recorded
+
+
+@pytest.mark.parametrize("whole_base", [True, False, None])
+def test_reopening_follows_the_recorded_whole_base_choice(whole_base):
+    """Recorded true: the whole base is the trunk; false: the split is the base's layer ``output`` (a run
+    from before the whole-base cut, its run.json so marked); not recorded (a run folder from before the
+    record): the whole base, as such folders have reopened since the cut existed."""
+    from mheads.train.build import tree_from_meta
+
+    meta = _meta_split_output(**({} if whole_base is None else {"whole_base": whole_base}))
+    tree = tree_from_meta(meta, model=_WithOutputLayer)
+    shared = tree.param_counts()["shared"]
+    if whole_base is False:  # body and the output layer shared, a head per member
+        assert not isinstance(tree.root.layers, BaseOutput) and shared == 3 * 8 + 8 + 8 * 4 + 4
+    else:
+        assert isinstance(tree.root.layers, BaseOutput) and shared == 3 * 8 + 8 + 8 * 4 + 4
+        assert [type(b.layers).__name__ for b in tree.root.branches] == ["PooledHead"] * 2
+
+
+@pytest.mark.parametrize("value,split", [("yes", "output"), (1, "output"), (None, "output"), (True, "body")])
+def test_a_damaged_whole_base_record_is_refused_naming_the_field(value, split):
+    meta = _meta_split_output(whole_base=value)
+    allowed = "expected true or false, true only with split 'output'"
+    with pytest.raises(CheckpointError, match=rf"run.json: .*head.whole_base: got {value!r}; {allowed}"):
+        head_from_meta(features, meta, split, "run.json")

@@ -122,7 +122,7 @@ def test_bert_trains_with_mcl_on_one_shared_trunk_and_a_head_per_member(trained)
     assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])  # the members differ
     meta = json.loads((trained.run / "run.json").read_text())["meta"]
     assert meta["split"] == "output" and meta["architecture"] == "python"  # data: nothing to import
-    assert meta["head"] == {"features": 16, "layer": "linear", "pool": "first"}
+    assert meta["head"] == {"features": 16, "layer": "linear", "pool": "first", "whole_base": True}
 
 
 def test_gradients_reach_the_trunk_from_every_member_and_sum(trained):

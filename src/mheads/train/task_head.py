@@ -8,7 +8,8 @@ against it) and written back, so the run's config and ``run.json`` record it. A 
 rebuilds it from ``run.json`` alone, on the model the user names. The base's module paths move under
 ``base.``: ``model.split`` and ``model.reinit`` name the base's own paths and are translated here;
 ``model.split: output`` shares the whole base (run as a black box, never traced) and branches at the heads,
-recorded in ``meta["split"]`` as ``output`` like any other split.
+recorded in ``meta["split"]`` as ``output`` like any other split and as ``meta["head"]["whole_base"]: true``,
+so that a reopened run reads the choice it was trained with (a run folder without the record: the whole base).
 """
 
 from __future__ import annotations
@@ -102,9 +103,13 @@ def _built(factory: Callable[[], nn.Module]) -> nn.Module:
 
 
 def head_meta(cfg: Config) -> dict:
-    """What ``run.json``'s ``meta`` records of the head (``meta["head"]``)."""
+    """What ``run.json``'s ``meta`` records of the head (``meta["head"]``); ``whole_base: true`` where
+    ``model.split: output`` is the whole base shared (recorded only then: other runs' meta is unchanged)."""
     m = cfg.model
-    return {"features": m.head_in, "layer": task_head_layer(cfg.task.name), "pool": m.pool}
+    meta = {"features": m.head_in, "layer": task_head_layer(cfg.task.name), "pool": m.pool}
+    if m.split == WHOLE_BASE:
+        meta["whole_base"] = True
+    return meta
 
 
 def head_from_meta(base: Base, meta: dict, split: Any, where: str) -> tuple[Base, Any]:
@@ -130,4 +135,21 @@ def head_from_meta(base: Base, meta: dict, split: Any, where: str) -> tuple[Base
                 f"expected {allowed[key]})"
             )
     layout = HeadLayout(head["layer"], head["features"], meta["num_classes"])
-    return attach(base, layout, meta.get("output"), head["pool"], 0), headed_split(split)
+    return attach(base, layout, meta.get("output"), head["pool"], 0), _recorded_split(split, head, where)
+
+
+def _recorded_split(split: Any, head: dict, where: str) -> Any:
+    """``split`` translated as the run recorded it: ``head.whole_base`` true, the whole base shared; false, a
+    layer of the base named ``output`` (a run split there before ``output`` meant the whole base, its
+    run.json so marked); absent (a run folder from before the record), ``output`` is the whole base."""
+    if "whole_base" not in head:
+        return headed_split(split)
+    whole = head["whole_base"]
+    if not isinstance(whole, bool) or (whole and split != WHOLE_BASE):
+        raise CheckpointError(
+            f"{where}: the model description does not build a model (head.whole_base: got {whole!r}; "
+            f"expected true or false, true only with split {WHOLE_BASE!r})"
+        )
+    if not whole and split == WHOLE_BASE:
+        return f"base.{split}"  # the base's own layer, as every other layer name is translated
+    return headed_split(split)
