@@ -145,17 +145,38 @@ def test_a_cache_no_longer_matching_its_source_is_not_read(run, tmp_path, monkey
     assert len(seen) == 6 and all(got[k] == want[k] for k in _KEYS)
 
 
-@pytest.mark.parametrize("run", ["stream"], indirect=True)
-def test_a_truncated_test_image_streamed_says_what_eval_can_do(run, tmp_path, capsys):
-    folder, data = run
+def _truncated(data, tmp_path):
     copy = shutil.copytree(data, tmp_path / "data")
     bad = copy / "test/bee/2.jpg"
     bad.write_bytes(bad.read_bytes()[:120])  # starts like a JPEG: passes the header check, fails to decode
-    assert main(["eval", "--run", str(folder), "--data", str(copy), "--no-figures"]) == 2
-    err = capsys.readouterr().err
+    return copy, bad
+
+
+def _says_what_eval_can_do(err: str, bad) -> None:
     assert err.count("\n") == 1 and "on_bad_image" not in err
     assert f"{bad}: corrupt or truncated image" in err
     assert err.rstrip().endswith("; remove or replace it: mheads eval scores every image of the test split")
+
+
+def test_a_truncated_test_image_says_what_eval_can_do(run, tmp_path, capsys):
+    """Streamed or decoded whole (resident, no cache of the copy), the same one line."""
+    folder, data = run
+    copy, bad = _truncated(data, tmp_path)
+    assert main(["eval", "--run", str(folder), "--data", str(copy), "--no-figures"]) == 2
+    _says_what_eval_can_do(capsys.readouterr().err, bad)
+
+
+def test_a_run_trained_with_on_bad_image_skip_is_evaluated_on_every_test_image(run, tmp_path, capsys):
+    """Eval never skips: a test image it cannot decode stops it naming the file (it was replaced by the next
+    readable image, silently, when streamed), as the resident path and the header check always did."""
+    folder, data = run
+    skipping = shutil.copytree(folder, tmp_path / "run")
+    config = skipping / "config.yaml"
+    config.write_text(config.read_text().replace("on_bad_image: stop", "on_bad_image: skip"))
+    assert "on_bad_image: skip" in config.read_text()
+    copy, bad = _truncated(data, tmp_path)
+    assert main(["eval", "--run", str(skipping), "--data", str(copy), "--no-figures"]) == 2
+    _says_what_eval_can_do(capsys.readouterr().err, bad)
 
 
 def test_ood_reads_only_the_test_split_of_a_set_with_a_train_split(run, tmp_path):

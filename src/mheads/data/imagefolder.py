@@ -22,6 +22,7 @@ from mheads.data.labels import CLASSES_FILE, read_classes_file
 from mheads.data.sources import Source
 
 __all__ = [
+    "BAD_IMAGE_ADVICE",
     "IMAGE_SUFFIXES",
     "LAYOUT",
     "MAX_PIXELS",
@@ -38,6 +39,8 @@ __all__ = [
 
 LAYOUT = "an image folder (train/<class>/*.png|jpg and test/<class>/*.png|jpg)"
 _TEST_SPLITS = ("test", "val")
+# what a file that does not decode tells the reader to do (data.on_bad_image skips only streamed images)
+BAD_IMAGE_ADVICE = "remove or replace it"
 
 
 def images_by_split(names: set[str]) -> dict[str, dict[str, list[str]]]:
@@ -75,15 +78,21 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     return np.asarray(decode(data, where))
 
 
-def _read_images(source: Source, files: list[str], labels: np.ndarray) -> Split:
+def _read_images(
+    source: Source, files: list[str], labels: np.ndarray, advice: str = BAD_IMAGE_ADVICE
+) -> Split:
     """Decode `files` (already in data set order) into one uint8 (N, C, H, W) array, written image by image
-    into its final layout (no second full-size copy: a decoded set near the size of memory still fits)."""
+    into its final layout (no second full-size copy: a decoded set near the size of memory still fits). A file
+    that does not decode is one line naming it, ending with `advice` (what the reader can do about it)."""
     index = {name: i for i, name in enumerate(files)}
     pixels: np.ndarray | None = None  # (N, 3, H, W), allocated once the first image gives the size
     first = ""
     colour = False
     for name, data in source.read_many(files):
-        image = decode_image(data, source.where(name))
+        try:
+            image = decode_image(data, source.where(name))
+        except DataError as err:
+            raise DataError(f"{err}; {advice}") from None
         if pixels is None:
             need = len(files) * 3 * image.shape[0] * image.shape[1]
             if need > available_memory():
@@ -159,10 +168,13 @@ def read(source: Source, root: str, name: str) -> tuple[Split, Split, list[str]]
     return train_split, test_split_data, classes
 
 
-def read_split(source: Source, root: str, split: str) -> tuple[Split, list[str]]:
+def read_split(
+    source: Source, root: str, split: str, advice: str = BAD_IMAGE_ADVICE
+) -> tuple[Split, list[str]]:
     """One split alone (``"train"`` or ``"test"``), decoded as :func:`read` decodes it, and the class names:
-    what ``mheads eval`` reads, never opening the other split's images. Not promoted to colour for the other
-    split (the caller converts channels)."""
+    what ``mheads eval`` reads, never opening the other split's images (``advice``: what its error for a file
+    that does not decode ends with). Not promoted to colour for the other split (the caller converts
+    channels)."""
     classes, splits = ordered_files(source, root)
     files, labels = splits[0 if split == "train" else 1]
-    return _read_images(source, files, labels), classes
+    return _read_images(source, files, labels, advice), classes

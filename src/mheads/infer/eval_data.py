@@ -57,11 +57,14 @@ def scored_split(cfg: Config, device: torch.device, split: str):
 
 
 def _eval_config(cfg: Config, split: str) -> Config:
-    """The run's config without what only fits the training images (its normalizer is the saved one); when
-    the test split is scored, without what selects training examples either (they are not read)."""
+    """The run's config without what only fits the training images (its normalizer is the saved one) and
+    without ``data.on_bad_image: skip`` (eval scores every image, as the resident path always did); when the
+    test split is scored, without what selects training examples either (they are not read)."""
     c = copy.deepcopy(cfg)
     d = c.data
     d.normalize = "none"
+    # never skip: a streamed image that fails to decode would be replaced by the next one, scored twice
+    d.on_bad_image = "stop"
     if split == "test":
         d.train_limit, d.val_fraction, d.bagging = None, 0.0, False
         d.label_split, d.bootstrap_unique = None, None
@@ -106,6 +109,6 @@ def _resident(cfg: Config, device: torch.device, split: str):
             layout = detect_layout(src)
             if layout.format.kind != "image-folder":
                 return None
-            one, classes = read_split(src, layout.root, split)
+            one, classes = read_split(src, layout.root, split, bad_file_advice(split))
     ds = Dataset(name=dataset_name(path), train=one, test=one, classes=classes)
     return prepare_data(cfg, device, dataset=ds)
