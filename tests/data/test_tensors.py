@@ -117,3 +117,29 @@ def test_token_ids_of_another_length_in_the_test_split_are_not_refused():
     train = TensorPairs(torch.randint(0, 9, (4, 6)), torch.tensor([0, 1, 0, 1]))
     test = TensorPairs(torch.randint(0, 9, (2, 8)), torch.tensor([1, 0]))
     assert prepare_tensors(cls, torch.device("cpu"), train, test).test_x.shape == (2, 8)
+
+
+def test_a_uint8_dict_entry_is_read_as_an_npz_array_is_int64_never_scaled(tmp_path):
+    """One rule for both paths: a dict's integer entries (token ids, uint8 included) reach the model as int64
+    values, never scaled as pixels (the Python path gave [0, 1] floats, the .npz path int64); a float entry
+    stays float32; the run records the same input description either way."""
+    import numpy as np
+
+    from mheads.data.arrays import read_npz
+    from mheads.data.tensors import input_spec, model_view
+
+    ids = np.arange(12, dtype=np.uint8).reshape(4, 3) * 20
+    feats = np.linspace(0, 1, 8, dtype=np.float32).reshape(4, 2)
+    y = np.array([0, 1, 0, 1])
+    np.savez(tmp_path / "t.npz", input_ids=ids, feats=feats, y=y)
+    npz = read_npz(tmp_path / "t.npz", ["input_ids", "feats"], "y", kind="classification")
+    items = [({"input_ids": torch.from_numpy(ids[i]), "feats": feats[i]}, int(y[i])) for i in range(4)]
+    x_py, _ = read_pairs(Items(items), "train")
+    x_npz = npz[:4][0]
+    assert input_spec(x_py) == input_spec(x_npz)
+    assert input_spec(x_py)["dict"]["input_ids"] == {"shape": [3], "dtype": "int64"}
+    for seen in (model_view(x_py), model_view(x_npz)):
+        assert seen["input_ids"].dtype == torch.int64 and seen["input_ids"].tolist() == ids.tolist()
+        assert seen["feats"].dtype == torch.float32 and torch.equal(seen["feats"], torch.from_numpy(feats))
+    image = model_view(torch.from_numpy(ids[None]))  # a uint8 input alone is an image: scaled, as before
+    assert image.dtype == torch.float32 and torch.equal(image, torch.from_numpy(ids[None]).float() / 255)

@@ -88,3 +88,16 @@ def test_npz_input_names_are_data_inputs_else_the_recorded_dict_keys():
     assert npz_input_names(None, recorded) == ["input_ids", "attention_mask"]  # a run trained from Python
     assert npz_input_names(None, {"shape": [3], "dtype": "float32"}) == "x"
     assert npz_input_names(None, {"dict": []}) == npz_input_names(None, "junk") == "x"
+
+
+def test_a_uint8_dict_entry_is_predicted_on_as_training_read_it():
+    """int64 token ids, never [0, 1] floats (mheads.data.tensors.as_entry), given as a batch or a Dataset."""
+    from mheads.data.tensors import model_view
+    from mheads.infer.predict_task import _examples
+
+    ids = torch.arange(6, dtype=torch.uint8).reshape(2, 3) * 40
+    spec = {"dict": {"input_ids": {"shape": [3], "dtype": "int64"}}}
+    for inputs in ({"input_ids": ids}, [{"input_ids": ids[0]}, {"input_ids": ids[1]}]):
+        ((batch, first),) = _examples(inputs, spec)
+        seen = model_view(batch)["input_ids"]
+        assert first == 0 and seen.dtype == torch.int64 and seen.tolist() == ids.tolist()

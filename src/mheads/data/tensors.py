@@ -4,8 +4,10 @@ the training device, for every task and for inputs that are not square images.
 Inputs: tensors or arrays of one shape per split, ``(F,)`` features, ``(C, T)`` sequences, ``(C, H, W)``
 images of any height and width (uint8 ones are scaled to [0, 1] floats per batch, as a bare TreeNet sees
 them; nothing else is normalized), integer token ids, PIL images, or dicts of such tensors (token ids and an
-attention mask: the model is called with the dict of batched tensors). Targets: class indices, float vectors
-or scalars, masks: any tensor shape, one per split (a float target stays float32, an integer one int64).
+attention mask: the model is called with the dict of batched tensors; a dict's integer entries, uint8
+included, are int64 and never scaled, as an ``.npz`` file's arrays are read: :func:`as_entry`). Targets:
+class indices, float vectors or scalars, masks: any tensor shape, one per split (a float target stays
+float32, an integer one int64).
 
 Batches come from the same :class:`~mheads.data.batching.BatchPlan` as the image loaders (a pure function of
 the seed and the batch number: exact resume), bagging is per-member example weights ``(M, N)``, and
@@ -34,6 +36,7 @@ __all__ = [
     "MAX_INPUT_ELEMENTS",
     "AnyShapeData",
     "TensorData",
+    "as_entry",
     "as_tensor",
     "check_like",
     "check_splits_alike",
@@ -97,6 +100,15 @@ def as_tensor(value: Any, where: str) -> torch.Tensor:
     return t if t.dtype == torch.uint8 else t.to(torch.int64)
 
 
+def as_entry(value: Any, where: str) -> torch.Tensor:
+    """One entry of a dict input: :func:`as_tensor`'s, but every integer entry int64, uint8 included. A dict
+    carries what a model called with it takes as is (token ids, masks, indices), so uint8 there is never
+    scaled as pixels: the rule :mod:`mheads.data.arrays` reads an ``.npz`` file's arrays by, so both paths
+    give the model the same tensors."""
+    t = as_tensor(value, where)
+    return t.to(torch.int64) if t.dtype == torch.uint8 else t
+
+
 def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
     """One Dataset item ``(input, target)`` as tensors (:func:`as_tensor`; a dict input: per string key);
     ``where`` names the item (``train[5]``) in a one-line ``DataError``."""
@@ -108,7 +120,7 @@ def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
             raise DataError(
                 f"{where}: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
             )
-        return {k: as_tensor(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
+        return {k: as_entry(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
     return as_tensor(x, f"{where} input"), as_tensor(y, f"{where} target")
 
 
@@ -204,9 +216,10 @@ def to_device(x: Inputs, device: torch.device) -> Inputs:
 
 
 def model_view(x: Inputs) -> Inputs:
-    """What the model sees: uint8 images as [0, 1] floats, everything else as stored."""
+    """What the model sees: uint8 images as [0, 1] floats, everything else as stored (a dict's uint8 entries
+    as int64: :func:`as_entry`)."""
     if isinstance(x, dict):
-        return {k: model_view(v) for k, v in x.items()}
+        return {k: v.to(torch.int64) if v.dtype == torch.uint8 else v for k, v in x.items()}
     return x.float() / 255 if x.dtype == torch.uint8 else x
 
 

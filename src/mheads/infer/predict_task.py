@@ -30,7 +30,7 @@ import torch
 from mheads.config import ConfigError, build_task
 from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
-from mheads.data.tensors import as_tensor, take
+from mheads.data.tensors import as_entry, as_tensor, model_view, take
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
 __all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "read_input_files", "task_records"]
@@ -156,12 +156,13 @@ def npz_input_names(inputs: str | list[str] | None, spec: Any) -> str | list[str
     return [str(k) for k in keys] if isinstance(keys, dict) and keys else "x"
 
 
-def _batched(x: Any, spec: dict, where: str) -> Any:
-    """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key)."""
+def _batched(x: Any, spec: dict, where: str, entry: bool = False) -> Any:
+    """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key, each an
+    ``entry`` read as :func:`~mheads.data.tensors.as_entry` reads it)."""
     if isinstance(x, dict):
         inner = spec.get("dict") or {}
-        return {k: _batched(v, inner.get(k, {}), f"{where}[{k!r}]") for k, v in x.items()}
-    t = as_tensor(x, where)
+        return {k: _batched(v, inner.get(k, {}), f"{where}[{k!r}]", entry=True) for k, v in x.items()}
+    t = as_entry(x, where) if entry else as_tensor(x, where)
     shape = spec.get("shape")
     if isinstance(shape, list) and list(t.shape) == shape:
         t = t.unsqueeze(0)
@@ -187,7 +188,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int]]:
     items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
     if isinstance(items[0], dict):
         stacked: Any = {
-            k: torch.stack([as_tensor(it[k], f"inputs[{i}][{k!r}]") for i, it in enumerate(items)])
+            k: torch.stack([as_entry(it[k], f"inputs[{i}][{k!r}]") for i, it in enumerate(items)])
             for k in items[0]
         }
     else:
@@ -235,11 +236,7 @@ def predict_inputs(
         for start in range(0, n, batch_size):
             x = take(batch, slice(start, start + batch_size))
             x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-            x = (
-                {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in x.items()}
-                if isinstance(x, dict)
-                else (x.float() / 255 if x.dtype == torch.uint8 else x)
-            )
+            x = model_view(x)  # as training saw it
             with torch.no_grad():
                 outputs = tree(x).float().cpu()
             names = (
