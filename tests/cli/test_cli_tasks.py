@@ -206,3 +206,24 @@ def test_a_parquet_table_trains_on_named_columns_and_predicts_rows_without_targe
     assert main([*predict, str(tmp_path / "rows.parquet"), "--format", "csv"]) == 0
     lines = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert len(lines) == 3 and {"prediction_0", "std_0", "members_1_variance_0"} <= set(lines[0])
+
+
+def test_plot_of_a_task_run_draws_its_training_curves(tmp_path, capsys):
+    run = tmp_path / "run"  # a regression run's records, as training writes them (no heatmap data)
+    run.mkdir()
+    (run / "metrics.json").write_text(
+        json.dumps({"task": "regression", "rmse": 0.5, "member_rmse": [0.6, 0.7]})
+    )
+    rows = [
+        {"step": s, "train_loss": 1.0 / s, "win_fraction": [0.5, 0.5], "rmse": 0.5, "oracle_rmse": 0.3}
+        for s in (10, 20)
+    ]
+    (run / "eval.jsonl").write_text(
+        "".join(json.dumps({**r, "member_rmse": [0.6, 0.7]}) + "\n" for r in rows)
+    )
+    assert main(["plot", str(run)]) == 0  # was exit 2: 'not a run's metrics (... oracle_assignment ...)'
+    assert capsys.readouterr().out.startswith(f"wrote {run / 'plots' / 'curves.png'}")
+    assert (run / "plots" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    (run / "eval.jsonl").write_text("")
+    assert main(["plot", str(run)]) == 2
+    assert "eval.jsonl: no evaluation records" in capsys.readouterr().err

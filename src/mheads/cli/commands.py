@@ -281,6 +281,8 @@ def _cmd_plot(args) -> int:
         metrics = json.loads(mpath.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UsageError(f"{mpath}: not readable JSON ({err})") from None
+    if isinstance(metrics, dict) and metrics.get("task") not in (None, "classification"):
+        return _plot_task(run, str(metrics["task"]))
     fields = ("oracle_assignment", "classes")
     if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), list) for k in fields):
         raise UsageError(
@@ -302,6 +304,31 @@ def _cmd_plot(args) -> int:
     ]
     if history:
         print(f"wrote {training_curves(history, run / 'plots' / 'curves.png', title=run.name)}")
+    return 0
+
+
+def _plot_task(run: Path, task: str) -> int:
+    """``mheads plot`` of a task run (regression, multi_hypothesis, segmentation, a user's task): its training
+    curves from ``eval.jsonl`` (the per-class heatmap is classification's); eval's figures come from ``mheads
+    eval``."""
+    from mheads.report.task_figures import task_curves
+    from mheads.report.task_report import MEANINGS
+    from mheads.runs.folder import read_jsonl
+
+    history = [
+        r
+        for r in read_jsonl(run / "eval.jsonl")
+        if isinstance(r, dict)
+        and isinstance(r.get("step"), int)
+        and isinstance(r.get("train_loss"), (int, float))
+    ]
+    if not history:
+        raise UsageError(
+            f"{run / 'eval.jsonl'}: no evaluation records; expected a run that evaluated at least once"
+        )
+    keys = [k for k in MEANINGS if all(isinstance(r.get(k), (int, float)) for r in history)]
+    path = task_curves(history, keys, run / "plots" / "curves.png", title=f"{run.name} ({task})")
+    print(f"wrote {path} (the task's report and figures: mheads eval --run {run})")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Figures of a task run's eval report (``mheads eval`` on regression, multi_hypothesis, segmentation):
 predicted against true with the ensemble's interval, the interval coverage curve, the members' win shares,
-the hypotheses over the data, the per-class IoU of the ensemble and the oracle. Same conventions as
+the hypotheses over the data, the per-class IoU of the ensemble and the oracle; and a task run's training
+curves from its evaluation log (``mheads plot``). Same conventions as
 :mod:`mheads.report.figures` (bare ``Figure`` objects, no pyplot)."""
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from matplotlib.figure import Figure
 
 from mheads.report.figures import _save
 
-__all__ = ["class_iou_bars", "coverage_curve", "hypotheses_over_data", "predicted_vs_true", "win_share_bars"]
+__all__ = [
+    "class_iou_bars",
+    "coverage_curve",
+    "hypotheses_over_data",
+    "predicted_vs_true",
+    "task_curves",
+    "win_share_bars",
+]
 
 MAX_PANELS = 4  # target dimensions drawn side by side
 
@@ -129,4 +137,37 @@ def class_iou_bars(
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     ax.set_title("Per-class IoU", fontsize=10)
+    return _save(fig, path)
+
+
+def task_curves(history: Sequence[dict], metrics: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A task run's evaluation log against iterations: the training loss; the test ``metrics`` each record
+    holds as a number (the ensemble's and the oracle's, e.g. rmse and oracle_rmse), with every ``member_*``
+    list as thin lines; and, for the assigning losses, each member's share of the training examples
+    (``win_fraction``: MCL collapse shows as one member near 1)."""
+    steps = [r["step"] for r in history]
+    wins = all(isinstance(r.get("win_fraction"), list) for r in history)
+    fig = Figure(figsize=(13 if wins else 9, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3 if wins else 2)
+    axes[0].plot(steps, [r["train_loss"] for r in history], marker="o", ms=3)
+    axes[0].set_ylabel("training loss")
+    for key in metrics:
+        axes[1].plot(steps, [r[key] for r in history], marker="o", ms=3, label=key)
+    members = [k for k in history[0] if k.startswith("member_") and isinstance(history[0][k], list)]
+    for key in members:
+        for m in range(len(history[0][key])):
+            axes[1].plot(steps, [r[key][m] for r in history], lw=0.8, alpha=0.6, label=f"{key} {m}")
+    axes[1].set_ylabel("test metric")
+    axes[1].legend(fontsize=7)
+    if wins:
+        for m in range(len(history[0]["win_fraction"])):
+            axes[2].plot(
+                steps, [r["win_fraction"][m] for r in history], marker="o", ms=3, label=f"member {m}"
+            )
+        axes[2].set_ylim(0, 1)
+        axes[2].set_ylabel("share of training examples won")
+        axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    fig.suptitle(title)
     return _save(fig, path)
