@@ -21,3 +21,16 @@ def test_a_greyscale_image_among_colour_ones_is_told_to_convert():
 def test_an_image_of_another_size_is_pointed_to_data_image_size():
     with pytest.raises(DataError, match=r"train\[1\]: image shape \(3, 9, 8\) .*give data.image_size"):
         from_torch_datasets([(_rgb(), 0), (_rgb(9, 8), 1)])
+
+
+def test_a_dict_item_of_any_task_is_told_to_return_an_input_target_pair():
+    import torch
+
+    from mheads.data.from_torch import check_user_dataset
+
+    items = [{"x": torch.zeros(3), "y": torch.zeros(1)}]  # a regression Dataset in the dict-batch style
+    with pytest.raises(
+        DataError, match=r"^train\[0\]: .*\['x', 'y'\]; expected an \(input, target\) tuple"
+    ) as e:
+        check_user_dataset(items, "train")
+    assert "(item['x'], item['y'])" in str(e.value) and "\n" not in str(e.value)

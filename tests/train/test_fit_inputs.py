@@ -136,7 +136,7 @@ class Stream(torch.utils.data.IterableDataset):
         (
             Dicts([0, 1]),
             DataError,
-            r"^train\[0\]: got a dict with keys \['image', 'label'\]; expected an \(image, label\) tuple",
+            r"^train\[0\]: got a dict with keys \['image', 'label'\]; expected an \(input, target\) tuple",
         ),
         (Pairs([]), DataError, r"^train: the data set is empty \(len 0\); expected at least one"),
         (Stream(), DataError, r"^train: got an IterableDataset \(Stream\); expected a map-style Dataset"),
@@ -145,7 +145,7 @@ class Stream(torch.utils.data.IterableDataset):
             DataError,
             r"^train\[0\]: the image is a str \('/data/img_0.jpg'\); expected the image itself",
         ),
-        ([1, 2, 3], DataError, r"^train\[0\]: got int; expected an \(image, label\) pair"),
+        ([1, 2, 3], DataError, r"^train\[0\]: got int; expected an \(input, target\) pair"),
         (5, ConfigError, r"^train: got int; expected a map-style torch Dataset"),
     ],
 )

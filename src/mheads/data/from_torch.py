@@ -51,7 +51,7 @@ def check_user_dataset(ds, name: str):
     except (TypeError, NotImplementedError):
         raise DataError(f"{name}: {type(ds).__name__} has no len(); give a map-style torch Dataset") from None
     if n == 0:
-        raise DataError(f"{name}: the data set is empty (len 0); expected at least one (image, label) pair")
+        raise DataError(f"{name}: the data set is empty (len 0); expected at least one (input, target) pair")
     try:
         first = ds[0]
     except (IndexError, KeyError) as err:
@@ -66,12 +66,14 @@ def check_user_dataset(ds, name: str):
 def pair(item, where: str):
     """``(image, label)`` of a Dataset item, or a ``DataError`` saying what the item is instead."""
     if isinstance(item, dict):
-        raise DataError(
-            f"{where}: got a dict with keys {sorted(map(str, item))[:6]}; expected an (image, "
-            "label) tuple: return (image, label) from __getitem__"
+        raise DataError(  # any task reads pairs: a dict item (HF style) says which entries to pair
+            f"{where}: got a dict with keys {sorted(map(str, item))[:6]}; expected an (input, target) "
+            "tuple, e.g. (image, label): return the pair from __getitem__, e.g. (item['x'], item['y'])"
         )
     if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise DataError(f"{where}: got {type(item).__name__}; expected an (image, label) pair")
+        raise DataError(
+            f"{where}: got {type(item).__name__}; expected an (input, target) pair, e.g. (image, label)"
+        )
     x = item[0]
     if isinstance(x, (str, bytes, os.PathLike)):
         raise DataError(
