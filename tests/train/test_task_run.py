@@ -8,6 +8,7 @@ from torch import nn
 
 import mheads
 from mheads.config import ConfigError
+from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
 from mheads.train.task_run import check_image_classes
 from mheads.tree import TreeNet
@@ -113,3 +114,44 @@ def test_a_dict_model_failing_for_another_reason_keeps_its_own_error(tmp_path):
             task="classification",
             settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
         )
+
+
+def _seg_fit(tmp_path, masks, test=None, task=None):
+    images = torch.rand(8, 1, 4, 6)
+    mheads.fit(
+        lambda: nn.Conv2d(1, 2, 1),
+        TensorPairs(images, masks),
+        None if test is None else TensorPairs(images, test),
+        out=tmp_path / "run",
+        task=task or mheads.tasks.segmentation(2),
+        settings={"model.members": 2, "train.iterations": 1, "train.batch_size": 4},
+    )
+
+
+def test_a_mask_class_out_of_range_is_one_line_before_training_ignore_index_passes(tmp_path):
+    masks = torch.zeros(8, 4, 6, dtype=torch.long)
+    masks[:, 0] = 255  # the default ignore_index: unlabelled pixels pass
+    bad = masks.clone()
+    bad[5, 2, 3] = 7  # was a bare 'target: got class 7; ...' from inside the first step (or evaluation)
+    with pytest.raises(
+        DataError, match=r"^train masks: 1 of 8 hold .* \(the first: 7 at pixel \(2, 3\)\); exp"
+    ):
+        _seg_fit(tmp_path, bad)
+    with pytest.raises(DataError, match=r"^test masks: 1 of 8 hold a class outside 0\.\.1"):
+        _seg_fit(tmp_path, masks, test=bad)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
+    negative = masks.clone()
+    negative[0, 1, 1] = -1  # -1 as ignore without saying so: refused, not counted as a class
+    with pytest.raises(DataError, match=r"the first: -1 at pixel \(1, 1\).*task.ignore_index 255$"):
+        _seg_fit(tmp_path, negative, task="segmentation")
+
+
+def test_a_stray_mask_value_that_adds_classes_says_where_the_count_comes_from(tmp_path):
+    masks = torch.zeros(8, 4, 6, dtype=torch.long)
+    masks[5, 2, 3] = 7  # task.num_classes null: 8 classes counted for a 2-class model
+    with pytest.raises(
+        ConfigError, match=r"the largest mask value other than task.ignore_index, plus one: 8\)"
+    ):
+        _seg_fit(tmp_path, masks, task="segmentation")

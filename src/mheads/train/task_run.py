@@ -46,7 +46,25 @@ def run_task(cfg: Config, data, task: Task | None = None) -> Task:
         if tc.num_classes is None:
             labelled = y[y != tc.ignore_index]
             tc.num_classes = int(labelled.max()) + 1 if labelled.numel() else 1
+        for split, masks in (("train", y), ("test", getattr(data, "test_y", None))):
+            _check_mask_classes(split, masks, tc.num_classes, tc.ignore_index)
     return build_task(tc, num_classes=data.num_classes or None, label_smoothing=cfg.loss.label_smoothing)
+
+
+def _check_mask_classes(split: str, masks: torch.Tensor | None, classes: int, ignore: int) -> None:
+    """Every pixel of the masks ``(N, H, W)`` a class 0..classes-1 or ``ignore``: one line before training
+    (a stray value stopped the first step, or the first evaluation, without saying where it came from)."""
+    if masks is None or masks.is_floating_point() or masks.ndim != 3:
+        return
+    bad = (masks != ignore) & ((masks < 0) | (masks >= classes))
+    if bool(bad.any()):
+        n, r, c = (int(v) for v in bad.nonzero()[0])
+        images = int(bad.flatten(1).any(1).sum())
+        raise DataError(
+            f"{split} masks: {images} of {len(masks)} hold a class outside 0..{classes - 1} (the first: "
+            f"{int(masks[n, r, c])} at pixel ({r}, {c})); expected 0..{classes - 1} (task.num_classes "
+            f"{classes}) or task.ignore_index {ignore}"
+        )
 
 
 @torch.no_grad()
@@ -98,6 +116,11 @@ def _dict_call_error(example: dict, err: Exception) -> str:
 def _class_hint(task: Task) -> str:
     """Where classification's class count comes from: a stray label (10 of 10 classes) adds a class."""
     classes = getattr(task, "num_classes", None)
+    if task.name == "segmentation" and classes is not None:
+        return (
+            " (task.num_classes, or when null the largest mask value other than task.ignore_index, plus "
+            f"one: {classes})"
+        )
     if task.name != "classification" or classes is None:
         return ""
     return f" (counted from the labels: the largest class index in train and test is {classes - 1})"
