@@ -147,3 +147,20 @@ def test_hostile_parquet(tmp_path, monkeypatch):
     monkeypatch.setattr("mheads.data.tables.read_limit", lambda: (tmp_path / "zeros.parquet").stat().st_size)
     with pytest.raises(DataError, match="declares a decoded size"):
         read_table(tmp_path / "zeros.parquet", "a", "y")
+
+
+def test_a_category_column_is_told_to_encode_it_a_mistyped_number_is_not(tmp_path):
+    table = write(tmp_path / "t.csv", "a,color,y\n1,0.5,2\n2,green,3\n3,0x5,4\n")
+    with pytest.raises(
+        DataError, match=r"got 'green'; expected a decimal number \(a text column, e\.g\. a cat"
+    ):
+        read_table(table, ["a", "color"], "y")
+    with pytest.raises(DataError, match=r"got '0x5'; expected a decimal number$"):
+        read_table(write(tmp_path / "n.csv", "a,y\n0x5,1\n"), ["a"], "y")
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"a": [1.0], "color": ["red"], "y": [2.0]}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(
+        DataError, match=r"got 'red' .*\(integers or floating point\) \(a text column, e\.g\."
+    ):
+        read_table(tmp_path / "t.parquet", ["a", "color"], "y")

@@ -47,6 +47,7 @@ SPLITS = ("train", "val", "test")
 MAX_CLASSES = 2**16  # without num_classes, a larger label is more likely a stray value than a class
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _F32_MAX = float(np.finfo(np.float32).max)
+_ENCODE = " (a text column, e.g. a category: encode it as numbers first, e.g. one 0/1 column per value)"
 
 
 def _names(field: str, value: Any, allow_empty: bool = False) -> list[str]:
@@ -73,7 +74,8 @@ def _float(raw: str, where: str) -> float:
         low = text.lower().lstrip("+-")
         if low in ("nan", "inf", "infinity"):
             raise DataError(f"{where}: got {raw!r}; expected a finite number")
-        raise DataError(f"{where}: got {raw!r}; expected a decimal number")
+        hint = "" if any(ch.isdigit() for ch in text) else _ENCODE  # "green", not a mistyped number
+        raise DataError(f"{where}: got {raw!r}; expected a decimal number{hint}")
     value = float(text)
     if not math.isfinite(value) or abs(value) > _F32_MAX:
         raise DataError(f"{where}: got {raw!r}; expected a finite number within float32's range")
@@ -206,7 +208,7 @@ def _read_parquet(
             first = values[0].item() if isinstance(values[0], np.generic) else values[0]
             raise DataError(
                 f"{_where(where, 1, None, c)}: got {first!r} ({column.type}); expected a numeric "
-                "column (integers or floating point)"
+                "column (integers or floating point)" + (_ENCODE if isinstance(first, str) else "")
             )
         out[c] = values
     return out
