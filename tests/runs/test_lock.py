@@ -7,6 +7,7 @@ import time
 import pytest
 
 from mheads.cli import main
+from mheads.runs.folder import RunExistsError
 from mheads.runs.lock import LOCK_FILE, RunLock, RunLockedError
 
 
@@ -82,3 +83,22 @@ def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
     release(hold(tmp_path / "run", fork_again=True))
     with RunLock(tmp_path / "run"):  # the child still lives, but closed its copy of the lock at fork
         pass
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_that_is_a_link_or_a_fifo_is_refused_and_nothing_outside_is_written(tmp_path, kind):
+    # A handed-over run folder whose lock links to a file elsewhere: opening it for writing would truncate
+    # that file and write the holder's record into it.
+    out, victim = tmp_path / "run", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me\n")
+    if kind == "symlink":
+        (out / LOCK_FILE).symlink_to(victim)
+    else:
+        os.mkfifo(out / LOCK_FILE)
+    what = "a symbolic link" if kind == "symlink" else "not a regular file"
+    with pytest.raises(RunExistsError, match=rf"{LOCK_FILE}: is {what}; a run folder's lock must be") as info:
+        with RunLock(out):
+            pass
+    assert "\n" not in str(info.value)
+    assert victim.read_text() == "keep me\n"

@@ -10,10 +10,12 @@ their copy at once, so workers outliving a killed run by a few seconds do not ke
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,10 @@ from mheads.runs.folder import RunExistsError
 __all__ = ["LOCK_FILE", "RunLock", "RunLockedError"]
 
 LOCK_FILE = ".mheads.lock"
+_NOT_OWN = (
+    "{path}: is {what}; a run folder's lock must be its own regular file (nothing outside the folder is "
+    "written): remove it and run again"
+)
 
 _HELD: set[int] = set()  # lock descriptors this process holds
 
@@ -60,9 +66,15 @@ class RunLock:
                 if not self.create:
                     return self
                 self.out.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
+            # never through a link: a handed-over folder's lock linked to a file elsewhere would be truncated
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunExistsError(_NOT_OWN.format(path=path, what="a symbolic link")) from None
             return self  # a folder that cannot be made or written holds no run: the run's own checks say why
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunExistsError(_NOT_OWN.format(path=path, what="not a regular file"))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
