@@ -155,3 +155,15 @@ def test_a_stray_mask_value_that_adds_classes_says_where_the_count_comes_from(tm
         ConfigError, match=r"the largest mask value other than task.ignore_index, plus one: 8\)"
     ):
         _seg_fit(tmp_path, masks, task="segmentation")
+
+
+def test_one_stray_mask_pixel_of_128_does_not_make_a_129_class_task(tmp_path):
+    masks = torch.zeros(8, 4, 6, dtype=torch.long)
+    masks[:, 1] = 1
+    masks[5, 2, 3] = 128  # an anti-aliased edge pixel; it silently trained a 129-class task
+    with pytest.raises(
+        DataError, match=r"^train masks: value 128 would make a 129-class task, but .* only 3 "
+    ):
+        _seg_fit(tmp_path, masks, task="segmentation")
+    masks[5, 2, 3] = 255  # the ignore_index: two classes, trains
+    _seg_fit(tmp_path, masks, task="segmentation")

@@ -9,6 +9,7 @@ import torch
 from mheads.config import Config, ConfigError, build_task
 from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
+from mheads.data.from_torch import _SPARE_CLASSES
 from mheads.tasks import Task
 
 __all__ = ["check_image_classes", "check_outputs_fit", "run_task"]
@@ -38,17 +39,30 @@ def run_task(cfg: Config, data, task: Task | None = None) -> Task:
             raise ConfigError(f"task.dim: got {tc.dim}; the training targets have D = {dim}")
         tc.dim = dim
     if tc.name == "segmentation":
-        if y.is_floating_point() or y.ndim != 3:
-            raise DataError(
-                f"train: targets {y.dtype} of shape {tuple(y.shape)}; segmentation expects "
-                "integer masks (N, H, W)"
-            )
-        if tc.num_classes is None:
-            labelled = y[y != tc.ignore_index]
-            tc.num_classes = int(labelled.max()) + 1 if labelled.numel() else 1
-        for split, masks in (("train", y), ("test", getattr(data, "test_y", None))):
-            _check_mask_classes(split, masks, tc.num_classes, tc.ignore_index)
+        _mask_classes(tc, y, getattr(data, "test_y", None))
     return build_task(tc, num_classes=data.num_classes or None, label_smoothing=cfg.loss.label_smoothing)
+
+
+def _mask_classes(tc, y: torch.Tensor, test: torch.Tensor | None) -> None:
+    """Segmentation's class count: ``task.num_classes``, or counted from the training masks (the largest
+    labelled value plus one, refused where most of those classes would have no pixel, as classification's
+    labels are: one stray pixel of 128 would silently make a 129-class task); then every mask checked."""
+    if y.is_floating_point() or y.ndim != 3:
+        raise DataError(
+            f"train: targets {y.dtype} of shape {tuple(y.shape)}; segmentation expects integer masks "
+            "(N, H, W)"
+        )
+    if tc.num_classes is None:
+        values = y[y != tc.ignore_index].unique()
+        tc.num_classes = int(values.max()) + 1 if values.numel() else 1
+        if tc.num_classes - len(values) > max(len(values), _SPARE_CLASSES):
+            raise DataError(
+                f"train masks: value {tc.num_classes - 1} would make a {tc.num_classes}-class task, but the "
+                f"masks take only {len(values)} distinct values other than task.ignore_index "
+                f"{tc.ignore_index}; fix the stray pixels, or set task.num_classes (or task.ignore_index)"
+            )
+    for split, masks in (("train", y), ("test", test)):
+        _check_mask_classes(split, masks, tc.num_classes, tc.ignore_index)
 
 
 def _check_mask_classes(split: str, masks: torch.Tensor | None, classes: int, ignore: int) -> None:
