@@ -8,6 +8,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import random
@@ -398,26 +399,55 @@ class CreatesAFile:
         return (builtins.open, (self.path, "w"))
 
 
-@pytest.mark.parametrize("container", ["torch.save", "raw pickle"])
+class MakesAFolder(CreatesAFile):
+    """Unpickling this calls ``os.mkdir(path)``: a global of a module torch's safe loader blocks outright
+    (``posix``), whose refusal is worded apart from other globals'."""
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.parametrize("container", ["torch.save", "raw pickle", "torch.save os", "raw pickle 4"])
 def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, container):
     folder = save(tmp_path, 1)
     victim = tmp_path / "pwned"
-    payload = {"step": 1, "x": CreatesAFile(victim)}
-    if container == "torch.save":
+    payload = {"step": 1, "x": (MakesAFolder if " os" in container else CreatesAFile)(victim)}
+    if container.startswith("torch.save"):
         buf = io.BytesIO()
         torch.save(payload, buf)
         data = buf.getvalue()
     else:
-        data = pickle.dumps(payload, protocol=2)
+        data = pickle.dumps(payload, protocol=4 if container.endswith("4") else 2)
     (folder / "state.pt").write_bytes(data)
     recommit(folder)  # checksums match: only the safe loader stands in the way
     with pytest.raises(CheckpointError, match=r"state\.pt was refused by the safe loader") as info:
         load_checkpoint(folder)
     assert not victim.exists()
     assert "\n" not in str(info.value) and "weights_only=False" not in str(info.value)
-    with pytest.raises(CheckpointError, match=r"state\['x'\] is a test_checkpoint\.CreatesAFile"):
+    assert "trusted source" not in str(info.value)  # torch's advice to load it unsafely
+    with pytest.raises(CheckpointError, match=r"state\['x'\] is a test_checkpoint\.(CreatesAFile|MakesAF)"):
         save_checkpoint(tmp_path, 2, {}, payload, META)  # and we never write one ourselves
     assert not victim.exists()
+
+
+@pytest.mark.parametrize("where", ["weights", "state"])
+def test_non_finite_weights_or_optimizer_state_are_refused_naming_the_file_and_tensor(tmp_path, where):
+    # Never saved (a non-finite step stops the run or is skipped), so an edited folder: NaN momentum would
+    # silently turn every weight NaN on the first resumed step.
+    weights = small_weights(1)
+    state = {"step": 1, "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}}}, "best": math.inf}
+    if where == "weights":
+        weights[next(iter(weights))].view(-1)[0] = float("nan")
+    else:
+        state["optimizer"]["state"][0]["momentum_buffer"][1] = float("inf")
+    save_checkpoint(tmp_path, 1, weights, state, META)
+    file, name = ("weights.safetensors", next(iter(weights))) if where == "weights" else ("state.pt", "")
+    with pytest.raises(CheckpointError, match="got non-finite values") as info:
+        load_checkpoint(tmp_path)
+    message = str(info.value)
+    assert file in message and name in message and "\n" not in message
+    if where == "state":
+        assert "optimizer['state'][0]['momentum_buffer']" in message  # a Python inf (a schedule's) is fine
 
 
 # ------------------------------------------------------------------------------------ failing saves

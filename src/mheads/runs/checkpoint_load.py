@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import os
+import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,7 +43,7 @@ from mheads.runs.checkpoint_format import (
     _step_dirs,
 )
 
-__all__ = ["check_compatible", "load_checkpoint", "load_latest"]
+__all__ = ["check_compatible", "check_finite", "load_checkpoint", "load_latest"]
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +126,20 @@ def _parse_checkpoint(folder: Path, blobs: dict[str, bytes]) -> Checkpoint:
         bad = folder / WEIGHTS_FILE
         raise CheckpointError(f"{bad} is not a valid safetensors file: {_one_line(exc)}") from exc
     state = _safe_torch_load(blobs[STATE_FILE], folder / STATE_FILE)
+    check_finite(weights, folder / WEIGHTS_FILE)  # the checksums are the writer's: a folder may be edited
+    check_finite(state, folder / STATE_FILE)  # e.g. optimizer momentum, which would turn the weights NaN
     return Checkpoint(step=doc["step"], weights=weights, state=state, meta=doc["meta"], path=folder)
 
 
 def _safe_torch_load(data: bytes, path: Path) -> dict[str, Any]:
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a foreign pickle protocol before it refuses one
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc)
-        if "WeightsUnpickler error" in text or "Unsupported" in text:
+        refused = isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text
+        if refused or "WeightsUnpickler error" in text or "Unsupported" in text:
             raise CheckpointError(
                 f"{path} was refused by the safe loader: it holds more than plain tensors and numbers "
                 f"({_unpickler_reason(text)}); mheads never loads such files"
@@ -143,9 +150,33 @@ def _safe_torch_load(data: bytes, path: Path) -> dict[str, Any]:
     return state
 
 
+def check_finite(tensors: Any, path: Path | str) -> None:
+    """Raise CheckpointError naming ``path`` and the entry when a floating-point tensor in ``tensors`` (a
+    dict of weights, or state nested in dicts, lists and tuples) holds NaN or an infinity; such values are
+    never saved (a non-finite step stops or is skipped), so they come from an edited or damaged file."""
+    for name, t in _tensors(tensors, ""):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"{path}: {name or 'tensor'}: got non-finite values (NaN or inf); expected finite numbers "
+                "(an edited or damaged file)"
+            )
+
+
+def _tensors(obj: Any, where: str) -> Iterable[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{where}[{key!r}]" if where else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{where}[{i}]")
+
+
 def _unpickler_reason(text: str) -> str:
     # torch's message is several lines and suggests weights_only=False; keep only the cause.
     tail = text.split("WeightsUnpickler error:", 1)[-1]
+    tail = tail.split("trusted source.", 1)[-1]  # its preamble: the unsafe re-run it suggests
     for stop in ("Please use", "Check the documentation"):
         tail = tail.split(stop, 1)[0]
     return " ".join(tail.split()) or "unsupported content"
