@@ -167,3 +167,12 @@ def test_one_stray_mask_pixel_of_128_does_not_make_a_129_class_task(tmp_path):
         _seg_fit(tmp_path, masks, task="segmentation")
     masks[5, 2, 3] = 255  # the ignore_index: two classes, trains
     _seg_fit(tmp_path, masks, task="segmentation")
+
+
+def test_masks_of_another_size_than_the_output_maps_are_named_without_the_head_advice(tmp_path):
+    masks = torch.zeros(8, 3, 6, dtype=torch.long)  # the images and maps are 4x6
+    with pytest.raises(
+        DataError, match=r"^train masks: 3x6 \(H x W\) but the model's output maps are 4x6"
+    ) as e:
+        _seg_fit(tmp_path, masks)
+    assert "model.head" not in str(e.value)  # was: '... (a base that outputs features: set model.head task)'

@@ -103,6 +103,8 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             f"model: its members output {type(outputs).__name__}; expected a tensor per member "
             "(name the prediction of a dict or tuple output with model.output)"
         )
+    if task.name == "segmentation":
+        _check_mask_size(outputs, target)
     try:
         task.check(outputs.float(), target)
     except ValueError as err:
@@ -116,6 +118,18 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             f"{task.name!r} refuses{want}: {err}{_class_hint(task)} (a base that outputs features: set "
             "model.head task)"
         ) from None
+
+
+def _check_mask_size(outputs: torch.Tensor, target: torch.Tensor) -> None:
+    """Masks ``(1, h, w)`` of another size than the model's maps ``(M, 1, C, H, W)``: named as the masks'
+    fault, without check_outputs_fit's advice on heads (which would mislead: the model's maps are fine)."""
+    if outputs.ndim != 5 or target.ndim != 3 or tuple(outputs.shape[3:]) == tuple(target.shape[1:]):
+        return
+    (mh, mw), (oh, ow) = target.shape[1:], outputs.shape[3:]
+    raise DataError(
+        f"train masks: {mh}x{mw} (H x W) but the model's output maps are {oh}x{ow} for the first image; "
+        "expected masks the size of the output maps (resize or crop the masks)"
+    )
 
 
 def _dict_call_error(example: dict, err: Exception) -> str:
