@@ -8,7 +8,7 @@ import torch
 
 from mheads.data import DataError
 from mheads.data.pairs import seeded_split
-from mheads.data.tables import read_features, read_table
+from mheads.data.tables import read_features, read_table, table_columns
 
 
 def write(path, text):
@@ -164,3 +164,22 @@ def test_a_category_column_is_told_to_encode_it_a_mistyped_number_is_not(tmp_pat
         DataError, match=r"got 'red' .*\(integers or floating point\) \(a text column, e\.g\."
     ):
         read_table(tmp_path / "t.parquet", ["a", "color"], "y")
+
+
+def test_table_columns_names_a_header_or_schema_and_nothing_for_an_unreadable_file(tmp_path):
+    f = write(tmp_path / "t.csv", "\ufeffa, b ,y\n1,2,3\n")
+    assert table_columns(f) == ["a", "b", "y"]
+    assert table_columns(write(tmp_path / "t.tsv", "a\tb\n1\t2\n"), delimiter="\t") == ["a", "b"]
+    assert table_columns(write(tmp_path / "empty.csv", "")) == []
+    (tmp_path / "latin.csv").write_bytes(b"\xe9,b\n1,2\n")
+    assert table_columns(tmp_path / "latin.csv") == []  # read_features says why
+    with pytest.raises(ValueError, match="file_format"):
+        table_columns(f, file_format="xlsx")
+
+
+def test_table_columns_of_parquet(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"a": [1.0], "y": [2.0]}).to_parquet(tmp_path / "t.parquet")
+    assert table_columns(tmp_path / "t.parquet") == ["a", "y"]
+    assert table_columns(write(tmp_path / "bad.parquet", "not parquet")) == []

@@ -1,7 +1,8 @@
 """Tables (CSV or Parquet) as `(input, target)` Datasets for any task (issue 32).
 
 `read_table(path, features, targets, kind=...)` reads the named columns of one file (`read_features(path,
-features)` only the inputs, as a table to predict on has no target column):
+features)` only the inputs, as a table to predict on may have no target column; `table_columns(path)` the
+names its header or schema holds):
 
 - inputs: the `features` columns as float32 `(N, F)`;
 - targets, `kind="regression"`: the `targets` columns as float32 `(N, D)`; `kind="classification"`: one
@@ -40,7 +41,7 @@ from mheads.data.errors import DataError
 from mheads.data.files import display, read_regular
 from mheads.data.pairs import TensorPairs, seeded_split
 
-__all__ = ["KINDS", "MAX_CLASSES", "SPLITS", "read_features", "read_table"]
+__all__ = ["KINDS", "MAX_CLASSES", "SPLITS", "read_features", "read_table", "table_columns"]
 
 KINDS = ("regression", "classification")
 SPLITS = ("train", "val", "test")
@@ -290,6 +291,35 @@ def read_features(
     return _floats(_read(path, feats, None, delimiter, file_format), feats)
 
 
+def table_columns(
+    path: str | os.PathLike, *, delimiter: str = ",", file_format: str | None = None
+) -> list[str]:
+    """The column names of a CSV file's header or a Parquet file's schema, no value decoded (e.g. whether a
+    table to predict on carries the target columns). A file whose bytes are no table has none here:
+    `read_table` and `read_features` say why."""
+    fmt = _format(path, file_format)
+    data = read_regular(path, display(path), max_bytes=read_limit())
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return [str(n) for n in pq.ParquetFile(io.BytesIO(data)).schema_arrow.names]
+        reader = csv.reader(
+            io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter, strict=True
+        )
+        return [h.strip() for h in next(reader, [])]
+    except Exception:  # undecodable bytes, a malformed header, no pyarrow: the readers' own errors tell
+        return []
+
+
+def _format(path: str | os.PathLike, file_format: str | None) -> str:
+    """`file_format` ("csv" or "parquet"), else by suffix: `.parquet`/`.pq` or anything else as CSV."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    fmt = file_format if file_format is not None else ("parquet" if suffix in (".parquet", ".pq") else "csv")
+    check_choice("file_format", fmt, ("csv", "parquet"))
+    return fmt
+
+
 def _roles(
     features: str | Sequence[str],
     targets: str | Sequence[str],
@@ -342,9 +372,7 @@ def _read(
     """The `columns` of the regular file `path` (within `read_limit()` bytes), as CSV or Parquet
     (`file_format`, else by suffix); a file without data rows is refused."""
     where = display(path)
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    fmt = file_format if file_format is not None else ("parquet" if suffix in (".parquet", ".pq") else "csv")
-    check_choice("file_format", fmt, ("csv", "parquet"))
+    fmt = _format(path, file_format)
     limit = read_limit()
     data = read_regular(path, where, max_bytes=limit)
     raw: dict[str, Any]
