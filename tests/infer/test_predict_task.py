@@ -36,6 +36,16 @@ def test_gaussian_regression_records_are_the_mixtures_moments():
     )
 
 
+def test_point_regression_records_have_no_aleatoric_variance():
+    outputs = torch.tensor([[[1.0], [3.0]], [[3.0], [5.0]]])  # (M=2, B=2, D=1): point heads
+    records = task_records(regression(1), outputs, KEYS)
+    assert [r["aleatoric"] for r in records] == [None, None]  # was [0.0]: no noise estimated, not zero noise
+    assert [r["epistemic"] for r in records] == [pytest.approx([1.0])] * 2
+    assert records[0]["std"] == pytest.approx([1.0]) and "variance" not in records[0]["members"][0]
+    header, row, _ = list(csv.reader(io.StringIO(format_predictions(records, "csv"))))
+    assert dict(zip(header, row, strict=True))["aleatoric"] == ""
+
+
 def test_multi_hypothesis_records_weigh_the_hypotheses_by_their_scores():
     outputs = torch.tensor(
         [[[-1.0, 0.0]], [[2.0, 0.0]], [[5.0, -1e4]]]

@@ -5,7 +5,8 @@ Records (every number rounded to 6 significant digits; ``key`` is ``index`` or `
 
 - regression: ``prediction`` (the members' mean, D values), ``std`` (the mixture's standard deviation),
   ``aleatoric`` and ``epistemic`` (its variance split: the mean of the members' variances, the variance of
-  their means), ``members`` (each ``{"mean": [...]}``, with ``"variance"`` for Gaussian heads);
+  their means; ``aleatoric`` is None for point heads, which estimate no noise), ``members`` (each
+  ``{"mean": [...]}``, with ``"variance"`` for Gaussian heads);
 - multi_hypothesis: ``prediction`` (the score-weighted mean hypothesis), ``spread`` (the weighted RMS
   distance of the hypotheses from it), ``members`` (each ``{"hypothesis": [...], "score": weight}``, the
   weights summing to 1), ranked by score in ``best`` (the index of the highest-scored member);
@@ -78,7 +79,7 @@ def _regression_fields(task: Regression, outputs: torch.Tensor) -> Fields:
         return {
             "prediction": _r(combined.mean[i]),
             "std": _r(combined.variance[i].sqrt()),
-            "aleatoric": _r(combined.aleatoric[i]),
+            "aleatoric": _r(combined.aleatoric[i]) if gaussian else None,  # a point head predicts no noise
             "epistemic": _r(combined.epistemic[i]),
             "members": members,
         }
