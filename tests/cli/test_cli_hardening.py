@@ -3,6 +3,7 @@ arguments, a config that --overwrite would delete."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,3 +100,40 @@ def test_a_closed_pipe_ends_quietly():
         timeout=120,
     )
     assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr and "Broken" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [[[None]], [["0.5"]], [[float("nan")]], [[1.0, 0.0]], [1.0]],
+    ids=["null", "string", "nan", "row-length", "not-rows"],
+)
+def test_plot_refuses_an_assignment_that_is_not_finite_shares_per_class(tmp_path, assignment, capsys):
+    # Each was a TypeError or IndexError traceback, or (NaN) a heatmap drawn from nothing.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"oracle_assignment": assignment, "classes": ["a"]}))
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mheads: error: ") and "oracle_assignment: expected one list per member" in err
+    assert not (run / "plots").exists()
+
+
+def test_plot_skips_evaluation_records_of_wrong_types_and_never_writes_through_a_link(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"oracle_assignment": [[1.0]], "classes": ["a"]}))
+    good = {"step": 1, "train_loss": 1.0, "ensemble_mean_acc": 0.5, "oracle_acc": 0.5, "member_acc": [0.5]}
+    bad = [  # a KeyError or TypeError traceback in the training curves before
+        {**good, "ensemble_mean_acc": None},
+        {**good, "train_loss": [1, "a"]},
+        {**good, "member_acc": [0.5, 0.5]},
+        {**good, "oracle_acc": "x"},
+    ]
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*bad, good]))
+    assert main(["plot", str(run)]) == 0 and (run / "plots" / "curves.png").is_file()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(run / "plots")
+    (run / "plots").symlink_to(outside)
+    assert main(["plot", str(run)]) == 2
+    assert "plots: is a symbolic link" in capsys.readouterr().err and list(outside.iterdir()) == []

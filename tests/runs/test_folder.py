@@ -1,4 +1,11 @@
-"""The run folder: who may resume it after a torchrun restart."""
+"""The run folder: who may resume it after a torchrun restart; a handed-over folder's links."""
+
+import os
+
+import pytest
+
+from mheads.runs.checkpoint import CheckpointError
+from mheads.runs.folder import prepare_out_dir
 
 
 def test_a_torchrun_restart_resumes_only_the_run_its_own_job_began(tmp_path, monkeypatch):
@@ -36,3 +43,25 @@ def test_overwrite_clears_every_eval_report_of_the_replaced_run(tmp_path):
         (out / name).write_text("x")
     prepare_out_dir(out, resume=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
+
+
+def test_resume_refuses_a_checkpoints_folder_linked_outside_the_run(tmp_path):
+    # train --resume wrote its checkpoints through the link (and pruned old ones there).
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    run.mkdir()
+    outside.mkdir()
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "checkpoints").symlink_to(outside)
+    with pytest.raises(CheckpointError, match=r"checkpoints: is a symbolic link"):
+        prepare_out_dir(run, resume=True, overwrite=False)
+
+
+def test_overwrite_removes_a_link_never_what_it_points_to(tmp_path):
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    run.mkdir()
+    (outside / "step-00000001").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "checkpoints").symlink_to(outside)
+    (run / "metrics.json").symlink_to(outside / "missing")  # a dangling link
+    prepare_out_dir(run, resume=False, overwrite=True)
+    assert sorted(os.listdir(run)) == [] and (outside / "step-00000001").is_dir()

@@ -206,3 +206,43 @@ def _png(folder: Path) -> Path:
     path = folder / "x.png"
     Image.new("L", (28, 28), 128).save(path)
     return path
+
+
+@pytest.mark.parametrize("edit", ["nan", "inf", "int"])
+def test_non_finite_or_integer_final_weights_are_refused_naming_the_tensor(finished, tmp_path, edit):
+    """model.safetensors is never saved with NaN/inf or with integers for float weights: NaN gave eval a
+    traceback and load_run a silent NaN model; integers were silently converted (every accuracy 10%)."""
+    from safetensors.torch import load_file, save_file
+
+    run = _hostile_copy(finished, tmp_path / "run")
+    weights = load_file(str(run / "model.safetensors"))
+    name = next(k for k, t in weights.items() if t.is_floating_point() and t.numel() > 1)
+    if edit == "int":
+        weights[name] = weights[name].to(torch.int32)
+    else:
+        weights[name].view(-1)[0] = float(edit)
+    save_file(weights, str(run / "model.safetensors"))
+    expected = "got non-finite values" if edit != "int" else "got dtype torch.int32; expected torch.float32"
+    with pytest.raises(CheckpointError, match=expected) as info:
+        mheads.load_run(run)
+    assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_run_json_fifo_or_a_plots_link_is_refused_before_anything_is_read_or_written(
+    server, finished, tmp_path
+):
+    """A FIFO named run.json hung eval; plots/ linked outside the folder received eval's figures."""
+    import os
+
+    run = _hostile_copy(finished, tmp_path / "run")
+    (run / "run.json").unlink()
+    os.mkfifo(run / "run.json")
+    with pytest.raises(CheckpointError, match=r"run.json: is not a regular file"):
+        mheads.load_run(run)
+    run = _hostile_copy(finished, tmp_path / "run2")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "plots").symlink_to(outside)
+    r = server.run("eval", "--run", run)
+    assert r.returncode == 2 and "plots: is a symbolic link" in r.error_line, str(r)
+    assert list(outside.iterdir()) == []

@@ -19,6 +19,7 @@ from mheads.data.tensors import AnyShapeData
 from mheads.infer.eval_data import scored_split
 from mheads.infer.predict_task import npz_input_names
 from mheads.infer.task_eval import evaluate_task
+from mheads.runs.entries import read_run_json
 from mheads.runs.folder import NORMALIZER_FILE
 from mheads.runs.run_files import load_normalizer
 from mheads.tasks import Classification, Task
@@ -45,8 +46,8 @@ PYTHON_DATA = "python Datasets"  # run.json's data source of a run trained on th
 def trained_on_python_data(run: Path) -> bool:
     """Whether ``run`` trained on a user's Datasets (given to ``mheads.fit``), not held in its folder."""
     try:
-        return json.loads((run / "run.json").read_text())["data"]["source"] == PYTHON_DATA
-    except (OSError, ValueError, KeyError, TypeError):  # the readers of the folder name what is wrong with it
+        return read_run_json(run)["data"]["source"] == PYTHON_DATA  # bounded, no FIFO, no link
+    except (ConfigError, KeyError, TypeError):  # the readers of the folder name what is wrong with it
         return False
 
 

@@ -27,7 +27,6 @@ centre crop to the model's image size; an image already that size is used as is)
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from mheads.ensemble.calibration import apply_temperature
 from mheads.ensemble.losses import LOSSES
 from mheads.ensemble.uncertainty import CRITERIA, disagreement_score, entropy_decomposition
 from mheads.infer.predict_format import format_predictions
+from mheads.runs.entries import read_run_json
 from mheads.runs.run_files import load_calibration, load_normalizer
 from mheads.train.build import tree_from_meta
 from mheads.train.reopen import ModelSpec
@@ -208,8 +208,7 @@ def load_image(path: Path, channels: int, size: int, resize: int) -> torch.Tenso
 
 def _classes(run: Path, meta: dict) -> list[str]:
     try:
-        info = json.loads((run / "run.json").read_text())
-        classes = info["data"]["classes"]
+        classes = read_run_json(run)["data"]["classes"]
         if len(classes) == meta["num_classes"]:
             return [str(c) for c in classes]
     except (OSError, ValueError, KeyError, TypeError):

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_text, os_reason
+from mheads.runs.entries import check_run_entries
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
 # what --overwrite removes from a run folder before a new run starts there
@@ -114,6 +115,7 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
     if resume:
         if not holds_run:
             raise RunExistsError(f"--resume {out}: no run there to resume (no config.yaml or checkpoints)")
+        check_run_entries(out)  # a handed-over folder: no link to write through, no FIFO to hang on
         return out
     if holds_run:
         if not overwrite:
@@ -122,9 +124,9 @@ def prepare_out_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
             )
         # one report per evaluated data set (eval-report-<data set>.json) belongs to the run replaced
         for p in [*(out / m for m in CLEARED_BY_OVERWRITE), *out.glob("eval-report-*.json")]:
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():  # a link is removed, never what it points to
                 shutil.rmtree(p)
-            elif p.exists():
+            elif p.exists() or p.is_symlink():
                 p.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ with it."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from safetensors.torch import load_file
 
 from mheads.config import ConfigError
 from mheads.runs.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from mheads.runs.checkpoint_load import check_finite
+from mheads.runs.entries import read_run_json
 from mheads.train.build import tree_from_meta
 from mheads.train.reopen import ModelSpec
 from mheads.tree.treenet import TreeNet
@@ -23,18 +24,15 @@ __all__ = ["load_run", "load_run_weights", "load_weights_checked", "run_meta"]
 
 
 def run_meta(run: Path) -> dict:
-    info = run / "run.json"
-    try:
-        return json.loads(info.read_text())["meta"]
-    except FileNotFoundError:
+    """``run.json``'s model description, read bounded after the folder's entries are checked (no link,
+    FIFO or device: :func:`~mheads.runs.entries.check_run_entries`)."""
+    info = read_run_json(run)
+    if "meta" not in info:
         raise ConfigError(
-            f"--run {run}: no run.json; is it a run folder written by `mheads train`?"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(
-            f"{info}: unreadable run description ({type(err).__name__}: {str(err)[:100]}); "
-            "expected the UTF-8 JSON object `mheads train` writes"
-        ) from None
+            f"{run / 'run.json'}: unreadable run description (no 'meta'); expected the UTF-8 JSON object "
+            "`mheads train` writes"
+        )
+    return info["meta"]
 
 
 def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,11 +44,13 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
         if final.stat().st_size == 0:
             raise CheckpointError(f"{final}: zero-byte weights file")
         try:
-            return load_file(str(final)), meta
+            weights = load_file(str(final))
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(
                 f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})"
             ) from None
+        check_finite(weights, final)  # never saved so: an edited or damaged file
+        return weights, meta
     if not (run / "checkpoints").is_dir():
         raise CheckpointError(
             f"--run {run}: no final weights (model.safetensors) and no committed checkpoint"
@@ -82,7 +82,15 @@ def load_run(run: str | os.PathLike, model: ModelSpec = None) -> TreeNet:
 
 def load_weights_checked(tree, weights: dict, run) -> None:
     """Load a run's weights into the tree its run.json describes; weights of another shape or set of names
-    (another run's, or edited) raise ``CheckpointError`` naming the run instead of torch's traceback."""
+    (another run's, or edited) raise ``CheckpointError`` naming the run instead of torch's traceback; so do
+    integer weights where the model has floats (or the reverse), which loading would silently convert."""
+    expected = tree.state_dict()
+    for name, t in weights.items():
+        if name in expected and t.is_floating_point() != expected[name].is_floating_point():
+            raise CheckpointError(
+                f"--run {run}: its weights do not fit the model its run.json describes ({name}: got "
+                f"dtype {t.dtype}; expected {expected[name].dtype})"
+            )
     try:
         tree.load_state_dict(weights)
     except RuntimeError as err:
