@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +162,35 @@ def test_bad_files_are_named_before_training_or_skipped(folder, tmp_path):
         progress=False,
     )
     assert metrics["skipped_images"] >= 1
+
+
+def test_on_bad_image_skip_replaces_training_images_only(folder, tmp_path):
+    """An image of a scored split (test, val) that fails to decode stops the run's evaluation, as mheads eval
+    stops: it was replaced by the next one (scored twice) and counted with the training skips."""
+    import shutil
+
+    root = shutil.copytree(folder, tmp_path / "bad")
+    cfg = _cfg(root, loader="stream", workers=0, on_bad_image="skip", bagging=False, val_fraction=0.25)
+    data = prepare(cfg, torch.device("cpu"))
+    broken = b"\x89PNG\r\n\x1a\n" + b"\0" * 40  # after prepare's header check: fails only to decode
+    for split in ("test", "val"):
+        ds = {"test": data.test_set, "val": data.val_set}[split]
+        victim = ds.source.where(int(ds.indices[1]))
+        original = Path(victim).read_bytes()
+        Path(victim).write_bytes(broken)
+        with pytest.raises(DataError) as err:
+            list(data.eval_batches(split, 16))
+        assert str(err.value).startswith(f"{victim}: corrupt or truncated image")
+        assert str(err.value).endswith(
+            f"; remove or replace it: the run's evaluation scores every image of the {split} split "
+            "(data.on_bad_image: skip replaces training images only)"
+        )
+        Path(victim).write_bytes(original)
+    assert data.skipped_images == 0
+    victim = data.train_set.source.where(int(data.train_set.indices[1]))
+    Path(victim).write_bytes(broken)
+    _, _, j, replaced, error = data.train_set[(1, 0, 0)]  # a training image: still the next readable one
+    assert (j, replaced, error) == (2, 1, "")
 
 
 def test_fit_streams_user_datasets_of_any_size(tmp_path):

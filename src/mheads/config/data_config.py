@@ -77,8 +77,9 @@ class DataConfig:
     """auto: the decoded size in MB above which the data is streamed, an integer >= 1 (null: half the
     RAM)."""
     on_bad_image: str = "stop"
-    """stream, an image that cannot be decoded in training: stop (exit status 2, naming the file) | skip
-    (replaced by the next readable image, counted in the metrics). mheads eval never skips one."""
+    """stream, a training image that cannot be decoded: stop (exit status 2, naming the file) | skip
+    (replaced by the next readable image, counted in the metrics as skipped_images). An image of a scored
+    split (test, val, ood) always stops, in training's evaluations as in mheads eval: each is scored once."""
     stats_images: int = 50000
     """stream: the normalization statistics come from all images, or from a seeded sample of this many
     (an integer >= 1)."""

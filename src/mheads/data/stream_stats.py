@@ -111,6 +111,6 @@ def fit_normalizer(
     ):
         batch = fetch_batch(it)
         if isinstance(batch, str):
-            raise DataError(f"{batch}; {data.bad_image_advice}")
+            raise DataError(f"{batch}; {data.advice('train')}")
         stats.update(batch[0])
     return stats.finish(mode)

@@ -18,11 +18,13 @@ Normalization statistics are exact integer sums over the training images' evalua
 to ``data.stats_images``, else a seeded sample), computed by the workers before training starts.
 
 Bad files: before training, every file's size and header are checked and a bad one stops the run (exit 2)
-naming it; a file that still fails to decode during training stops it too, or with ``data.on_bad_image:
-skip`` is replaced by the next readable example in index order (deterministic, so resume stays exact) and
-counted (``skipped_images`` in the metrics). The one-line error ends with what the reader can do
-(``bad_image_advice``): training's names ``data.on_bad_image``; ``mheads eval``, which has no such setting,
-passes its own.
+naming it; a training image that still fails to decode during training stops it too, or with
+``data.on_bad_image: skip`` is replaced by the next readable example in index order (deterministic, so resume
+stays exact) and counted (``skipped_images`` in the metrics). An image of a scored split (test, val, ood) is
+never replaced: the run's evaluations score every image once, as ``mheads eval`` does, so one that fails to
+decode stops the run whatever ``on_bad_image`` says (a replacement would be scored twice). The one-line error
+ends with what the reader can do (:meth:`StreamData.advice`): training's names ``data.on_bad_image`` for a
+training image, removing or replacing the file for a scored one; ``mheads eval`` passes its own.
 
 Workers: they ignore SIGTERM and SIGINT (the training process decides: a checkpoint, then exit 75; see
 :mod:`mheads.data.stream_worker`). A worker that dies (the out-of-memory killer) or sends no batch for
@@ -77,6 +79,7 @@ __all__ = [
     "default_workers",
     "index_sources",
     "prepare_stream",
+    "scored_split_advice",
     "stream_data",
     "worker_errors",
 ]
@@ -86,6 +89,15 @@ log = logging.getLogger(__name__)
 PREFETCH = 4  # batches each worker decodes ahead
 TRAIN_ADVICE = "set data.on_bad_image: skip to train past unreadable images"
 WORKER_TIMEOUT_S = 600.0  # no batch from the workers for this long: one is stopped or hung
+
+
+def scored_split_advice(split: str) -> str:
+    """What a training run can do about an image of a scored ``split`` (test, val, ood) that fails to decode:
+    its evaluations score every image, so ``data.on_bad_image: skip`` never replaces one."""
+    return (
+        f"remove or replace it: the run's evaluation scores every image of the {split} split "
+        "(data.on_bad_image: skip replaces training images only)"
+    )
 
 
 @dataclass
@@ -112,7 +124,7 @@ class StreamData:
     image_size_set: bool = True  # data.image_size was given (False: the images' own size)
     shard: tuple[int, int] | None = None  # (replica, replicas): read only this replica's rows of each batch
     timeout_s: float = WORKER_TIMEOUT_S  # waiting longer for a batch from the workers is an error
-    bad_image_advice: str = TRAIN_ADVICE  # what an image that fails to decode tells the reader to do
+    bad_image_advice: str | None = None  # what a bad image's error ends with (None: see advice())
     _iter: Iterator | None = field(default=None, repr=False)
     _next: int = -1
 
@@ -148,12 +160,20 @@ class StreamData:
         with workers_shielded():
             return iter(loader)
 
-    def _next_batch(self, it: Iterator):
+    def advice(self, split: str) -> str:
+        """What the error of an image of ``split`` that fails to decode ends with: ``bad_image_advice`` where
+        the caller gave one (``mheads eval``), else training's: ``data.on_bad_image`` for a training image,
+        removing or replacing the file for an image of a scored split (never skipped)."""
+        if self.bad_image_advice is not None:
+            return self.bad_image_advice
+        return TRAIN_ADVICE if split == "train" else scored_split_advice(split)
+
+    def _next_batch(self, it: Iterator, split: str = "train"):
         t0 = time.perf_counter()
         batch = fetch_batch(it)
         self.wait_s += time.perf_counter() - t0
         if isinstance(batch, str):
-            raise DataError(f"{batch}; {self.bad_image_advice}")
+            raise DataError(f"{batch}; {self.advice(split)}")
         x, y, idx, skipped = batch
         self.skipped_images += skipped
         return x, y, idx
@@ -185,7 +205,7 @@ class StreamData:
         ]
         it = self._start(ds, batches)
         for _ in batches:
-            x, y, _ = self._next_batch(it)
+            x, y, _ = self._next_batch(it, split)
             x = self.normalizer(x.to(self.device, non_blocking=True)).contiguous(
                 memory_format=self.memory_format
             )
@@ -222,7 +242,7 @@ def prepare_stream(
     test=None,
     sources: Sources | None = None,
     progress: bool = False,
-    bad_image_advice: str = TRAIN_ADVICE,
+    bad_image_advice: str | None = None,
 ) -> StreamData:
     """The streamed data ``cfg.data`` describes: from an index of files (``index``), from a user's torch
     Datasets (``train``, ``test``; ``test=None`` evaluates on ``train``), or from ``sources`` already built.
@@ -257,13 +277,13 @@ def stream_data(
     total_batches: int,
     channels_last: bool,
     progress: bool = False,
-    bad_image_advice: str = TRAIN_ADVICE,
+    bad_image_advice: str | None = None,
 ) -> StreamData:
     """``sources`` streamed to ``device`` as the ``data`` section says (classes, limits, validation split,
     image view, normalization, augmentation, bagging, specialists, workers) for ``members`` members:
     ``total_batches`` batches of ``batch_size`` in an order, and subsets, seeded by ``seed``.
     ``bad_image_advice``: what the error of an image that fails to decode ends with (``mheads eval`` passes
-    its own: it cannot set ``data.on_bad_image``)."""
+    its own: it cannot set ``data.on_bad_image``; None: training's, :meth:`StreamData.advice`)."""
     chosen = choose_examples(sources, data, seed)
     view = _view(sources.train, chosen.train, data, seed, len(chosen.classes))
     stream = _unfitted(sources, chosen, view, data, device, seed, batch_size, total_batches, channels_last)
@@ -346,15 +366,16 @@ def _view(source, train: np.ndarray, data: DataConfig, seed: int, num_classes: i
 def _example_sets(
     sources: Sources, chosen: Chosen, view: View, skip: bool
 ) -> tuple[Examples, Examples, Examples | None, Examples | None]:
-    """The workers' datasets of train, test, val and ood (the last two None when the run has none)."""
+    """The workers' datasets of train, test, val and ood (the last two None when the run has none). Only the
+    training set replaces an image that fails to decode (``skip``): the scored splits are scored whole."""
     k, relabel = len(sources.classes), chosen.relabel
 
     def examples(src, rows: np.ndarray | None, relabel: np.ndarray | None) -> Examples | None:
-        return None if rows is None or not len(rows) else Examples(src, view, skip, rows, relabel, k)
+        return None if rows is None or not len(rows) else Examples(src, view, False, rows, relabel, k)
 
     return (
         Examples(sources.train, view, skip, chosen.train, relabel, k),
-        Examples(sources.test, view, skip, chosen.test, relabel, k),
+        Examples(sources.test, view, False, chosen.test, relabel, k),
         examples(sources.train, chosen.val, relabel),
         examples(sources.test, chosen.ood, np.full(k, -1, dtype=np.int64)),
     )
