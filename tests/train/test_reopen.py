@@ -246,3 +246,26 @@ def test_a_run_json_fifo_or_a_plots_link_is_refused_before_anything_is_read_or_w
     r = server.run("eval", "--run", run)
     assert r.returncode == 2 and "plots: is a symbolic link" in r.error_line, str(r)
     assert list(outside.iterdir()) == []
+
+
+def test_a_resume_from_an_edited_run_state_is_one_line_naming_the_field(server, finished, tmp_path):
+    """A checkpoint's state.pt with a counter that is not an integer (checksums recomputed) gave
+    ``int(state["skipped"])``'s ValueError traceback."""
+    import hashlib
+    import io
+
+    run = _hostile_copy(finished, tmp_path / "run")
+    folder = sorted((run / "checkpoints").glob("step-*"))[-1]
+    state = torch.load(folder / "state.pt", weights_only=True)
+    state["skipped"] = "junk"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    (folder / "state.pt").write_bytes(buffer.getvalue())
+    marker = json.loads((folder / "COMMITTED").read_text())
+    for name in marker["files"]:
+        data = (folder / name).read_bytes()
+        marker["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "COMMITTED").write_text(json.dumps(marker))
+    r = server.run("train", "--resume", run, "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, str(r)
+    assert f"{folder}/state.pt: skipped: got 'junk'; expected an integer >= 0" in r.error_line, str(r)

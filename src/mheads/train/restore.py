@@ -33,7 +33,7 @@ from mheads.train.device import resolve_device, resolve_sync
 from mheads.train.dist_checkpoint import is_distributed, restore_parts, run_state_json
 from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
-from mheads.train.state import RunState
+from mheads.train.state import RunState, check_run_state
 from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task
 from mheads.tree import TreeNet
 
@@ -196,6 +196,7 @@ def _read_checkpoint(
     ck = load_latest(out) if resume and comm.is_root else None
     if ck is not None:
         check_compatible(ck.meta, meta, where=ck.path)
+        check_run_state(ck.state, ck.path / "state.pt")
     return ck, comm.broadcast_json(None if ck is None else run_state_json(ck.state))
 
 

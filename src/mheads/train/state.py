@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from mheads.core.checks import is_int
 from mheads.optim.schedules import Schedule
+from mheads.runs.checkpoint import CheckpointError
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "check_run_state"]
 
 
 @dataclass
@@ -69,3 +71,35 @@ class RunState:
         counts = [int(n) for n in self.wins.tolist()]
         total = sum(counts)
         return {"win_fraction": [n / total for n in counts]} if total else {}
+
+
+_COUNTS = {"step": True, "skipped": True, "skipped_total": True, "run_n": False}  # name: required
+_NUMBERS = ("run_loss", "wall_time_s", "train_time_s")
+
+
+def check_run_state(state: dict, where: object) -> None:
+    """Raise ``CheckpointError`` naming ``where`` (the checkpoint's state.pt) and the field when the run state
+    :meth:`RunState.from_checkpoint` reads is not what a checkpoint holds: counts are integers >= 0, times
+    and the loss sum numbers, ``wins`` None or a list of counts, ``optimizer`` and ``schedule`` objects (an
+    edited file gave a ValueError traceback)."""
+
+    def bad(key: str, value: object, allowed: str) -> CheckpointError:
+        text = repr(value)
+        return CheckpointError(f"{where}: {key}: got {text[:60]}; expected {allowed}")
+
+    for key, required in _COUNTS.items():
+        if key not in state and not required:
+            continue
+        value = state.get(key)
+        if not is_int(value) or value < 0:
+            raise bad(key, value, "an integer >= 0")
+    for key in _NUMBERS:
+        value = state.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(key, value, "a number")
+    wins = state.get("wins")
+    if wins is not None and not (isinstance(wins, list) and all(is_int(n) and n >= 0 for n in wins)):
+        raise bad("wins", wins, "null or a list of integers >= 0 (one per member)")
+    for key in ("optimizer", "schedule"):
+        if key in state and not isinstance(state[key], dict):
+            raise bad(key, state[key], "an object (the state torch saved)")
