@@ -91,7 +91,7 @@ def check_run_state(state: dict, where: object) -> None:
         if key not in state and not required:
             continue
         value = state.get(key)
-        if not is_int(value) or value < 0:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise bad(key, value, "an integer >= 0")
     for key in _NUMBERS:
         value = state.get(key, 0.0)
