@@ -430,6 +430,16 @@ def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, container):
     assert not victim.exists()
 
 
+def test_a_checkpoint_file_linked_elsewhere_is_refused_before_it_is_read(tmp_path):
+    # The link's target passes the checksums (the attacker wrote the marker): only the link check refuses it.
+    folder = save(tmp_path, 1)
+    outside = tmp_path / "outside.pt"
+    (folder / "state.pt").rename(outside)
+    (folder / "state.pt").symlink_to(outside)
+    with pytest.raises(CheckpointError, match=r"state\.pt is a symbolic link; a checkpoint's files must be"):
+        load_checkpoint(folder)
+
+
 @pytest.mark.parametrize("where", ["weights", "state"])
 def test_non_finite_weights_or_optimizer_state_are_refused_naming_the_file_and_tensor(tmp_path, where):
     # Never saved (a non-finite step stops the run or is skipped), so an edited folder: NaN momentum would

@@ -240,8 +240,14 @@ def _read_verified(folder: Path) -> dict[str, bytes]:
         blobs = {}
         for name in DATA_FILES:
             path, want = folder / name, files[name]
+            if path.is_symlink():  # a handed-over folder's link would have a file elsewhere read as this one
+                raise CheckpointError(f"{path} is a symbolic link; a checkpoint's files must be its own")
             if not path.is_file():
                 raise CheckpointError(f"{path} is missing")
+            if path.stat().st_size != want["bytes"]:  # before reading: the file may be anything large
+                size, wanted = path.stat().st_size, want["bytes"]
+                what = "is empty" if not size else "is truncated" if size < wanted else "is too long"
+                raise CheckpointError(f"{path} {what}: {size} bytes, the commit marker says {wanted}")
             data = path.read_bytes()
             if len(data) != want["bytes"]:
                 size, wanted = len(data), want["bytes"]
