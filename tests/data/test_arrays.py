@@ -35,6 +35,33 @@ def test_integer_inputs_stay_integers(tmp_path):
     assert pairs.inputs.dtype == torch.int64 and pairs.targets.tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize(
+    "shape, pixels",
+    [((4, 1, 6, 10), True), ((4, 3, 5, 5), True), ((4, 6, 10), True), ((4, 12), False)],
+)
+def test_a_uint8_array_alone_is_read_as_a_datasets_same_array(tmp_path, shape, pixels):
+    """One rule on both paths: uint8 images (N, C, H, W) / (N, H, W) reach the model as [0, 1] floats, uint8
+    token ids (N, T) as int64 values (the .npz path gave int64 for all of them, the Python path floats), and
+    the run records the same input description; through the whole reading of a run's data (a regression)."""
+    from mheads.config import config_from_settings
+    from mheads.data.sources_task import read_task_source
+    from mheads.data.tensors import prepare_tensors
+
+    x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    y = np.linspace(0, 1, shape[0], dtype=np.float32)
+    np.savez(tmp_path / "u.npz", x=x, y=y)
+    cfg = config_from_settings({"task.name": "regression", "data.source": str(tmp_path / "u.npz")})
+    cpu = torch.device("cpu")
+    npz = prepare_tensors(cfg, cpu, *read_task_source(cfg))
+    items = [(torch.from_numpy(x[i]), float(y[i])) for i in range(shape[0])]  # as a Python Dataset gives them
+    python = prepare_tensors(cfg, cpu, items)
+    want = torch.from_numpy(x).float() / 255 if pixels else torch.from_numpy(x).to(torch.int64)
+    for data in (npz, python):
+        assert data.input_spec() == {"shape": list(shape[1:]), "dtype": "uint8" if pixels else "int64"}
+        (seen, _), *_ = data.eval_batches("test", shape[0])
+        assert seen.dtype == want.dtype and torch.equal(seen, want)
+
+
 def npz_bytes(**arrays):
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -143,3 +143,18 @@ def test_a_uint8_dict_entry_is_read_as_an_npz_array_is_int64_never_scaled(tmp_pa
         assert seen["feats"].dtype == torch.float32 and torch.equal(seen["feats"], torch.from_numpy(feats))
     image = model_view(torch.from_numpy(ids[None]))  # a uint8 input alone is an image: scaled, as before
     assert image.dtype == torch.float32 and torch.equal(image, torch.from_numpy(ids[None]).float() / 255)
+
+
+def test_uint8_alone_is_pixels_with_two_axes_per_example_else_token_ids():
+    """What the model sees of a batch given as uint8 (predict's inputs, a run's recorded example): pixels of
+    (H, W) or (C, H, W) scaled to [0, 1], token ids (T,) as int64 values (they were scaled too), as training
+    reads a Dataset's examples (as_input) and an .npz file's array."""
+    from mheads.data.tensors import as_input, model_view, spec_example
+
+    ids = torch.arange(10, dtype=torch.uint8).reshape(2, 5) * 25
+    assert model_view(ids).dtype == torch.int64 and torch.equal(model_view(ids), ids.long())
+    for image in (ids.reshape(2, 1, 5), ids.reshape(2, 1, 1, 5)):
+        assert torch.equal(model_view(image), image.float() / 255)
+    assert as_input(ids[0], "x").dtype == torch.int64 and as_input(ids[:, :1], "x").dtype == torch.uint8
+    assert as_input(ids[0, 1], "x").dtype == torch.int64  # a number
+    assert spec_example({"shape": [5], "dtype": "uint8"}, "run").dtype == torch.int64

@@ -4,7 +4,9 @@
 `np.savez_compressed`), N examples each:
 
 - inputs: any shape `(N, ...)`: `(N, F)` features, `(N, C, T)` series, `(N, C, H, W)` images; floating
-  arrays become float32 (every value finite, within float32's range), integer arrays int64 (token ids);
+  arrays become float32 (every value finite, within float32's range), integer arrays int64 (token ids), but
+  uint8 of 2 or more axes per example (`(N, H, W)`, `(N, C, H, W)`) stays uint8: pixels, scaled to [0, 1] for
+  the model as a Dataset's same array is (`mheads.data.tensors.as_input`; uint8 `(N, T)` is token ids, int64);
   a list of names (`["input_ids", "attention_mask"]`) makes each example's input the dict `{name: array[i]}`,
   as a Dataset of dict inputs gives it to the model: arrays of one length N, each `(N, ...)` (`(N,)`: a
   number per example), integer and boolean ones int64, floating ones float32 as above;
@@ -160,6 +162,14 @@ def _entry(array: np.ndarray, at: str) -> torch.Tensor:
     return _as_float32(array, at)
 
 
+def _single(x: np.ndarray, at: str) -> torch.Tensor:
+    """The one input array ``(N, ...)``: uint8 pixels (2 or more axes per example) as uint8, as a Dataset's
+    input is read (:func:`mheads.data.tensors.as_input`), other integers int64, floats float32."""
+    if x.dtype == np.uint8 and x.ndim >= 3:
+        return torch.from_numpy(np.array(x))  # a writable copy
+    return torch.from_numpy(x.astype(np.int64)) if x.dtype.kind in "iu" else _as_float32(x, at)
+
+
 def _inputs(archive: zipfile.ZipFile, inputs: str | Sequence[str], where: str, limit: int):
     """``(inputs, bytes read)``: one array ``(N, ...)`` as a tensor, or a list of names as a dict of tensors
     ``{name: (N, ...)}`` of one length N."""
@@ -171,8 +181,7 @@ def _inputs(archive: zipfile.ZipFile, inputs: str | Sequence[str], where: str, l
             raise DataError(
                 f"{at}: shape {x.shape}; expected (N, ...) with N >= 1 and at least one axis per example"
             )
-        tensor = torch.from_numpy(x.astype(np.int64)) if x.dtype.kind in "iu" else _as_float32(x, at)
-        return tensor, x.nbytes
+        return _single(x, at), x.nbytes
     arrays: dict[str, np.ndarray] = {}
     used = 0
     for name in names:  # each bounded by what the ones before it left of the limit

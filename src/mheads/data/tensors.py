@@ -2,8 +2,10 @@
 the training device, for every task and for inputs that are not square images.
 
 Inputs: tensors or arrays of one shape per split, ``(F,)`` features, ``(C, T)`` sequences, ``(C, H, W)``
-images of any height and width (uint8 ones are scaled to [0, 1] floats per batch, as a bare TreeNet sees
-them; nothing else is normalized), integer token ids, PIL images, or dicts of such tensors (token ids and an
+images of any height and width (uint8 ones of 2 or more axes, ``(H, W)`` and ``(C, H, W)``, are pixels,
+scaled to [0, 1] floats per batch, as a bare TreeNet sees them; nothing else is normalized, ``data.normalize``
+included), integer token ids (uint8 ones of fewer axes, ``(T,)`` or a number, int64: :func:`as_input`, the
+rule an ``.npz`` file's single array is read by), PIL images, or dicts of such tensors (token ids and an
 attention mask: the model is called with the dict of batched tensors; a dict's integer entries, uint8
 included, are int64 and never scaled, as an ``.npz`` file's arrays are read: :func:`as_entry`). Targets:
 class indices, float vectors or scalars, masks: any tensor shape, one per split (a float target stays
@@ -37,12 +39,14 @@ __all__ = [
     "AnyShapeData",
     "TensorData",
     "as_entry",
+    "as_input",
     "as_tensor",
     "check_like",
     "check_splits_alike",
     "check_same",
     "input_spec",
     "is_image_input",
+    "is_pixels",
     "item_tensors",
     "model_view",
     "prepare_tensors",
@@ -100,6 +104,21 @@ def as_tensor(value: Any, where: str) -> torch.Tensor:
     return t if t.dtype == torch.uint8 else t.to(torch.int64)
 
 
+def is_pixels(t: torch.Tensor, batched: bool = False) -> bool:
+    """Whether a (non-dict) input is uint8 pixels, scaled to [0, 1] floats for the model: uint8 of 2 or more
+    axes per example (``(H, W)``, ``(C, H, W)``; ``batched``: after the first axis). Fewer axes, token ids
+    ``(T,)`` or a number, are integers, never scaled."""
+    return t.dtype == torch.uint8 and t.ndim - int(batched) >= 2
+
+
+def as_input(value: Any, where: str) -> torch.Tensor:
+    """One example's input (not a dict): :func:`as_tensor`'s, but uint8 that is not pixels
+    (:func:`is_pixels`: token ids ``(T,)``, a number) int64, as :mod:`mheads.data.arrays` reads an ``.npz``
+    file's single array."""
+    t = as_tensor(value, where)
+    return t.to(torch.int64) if t.dtype == torch.uint8 and not is_pixels(t) else t
+
+
 def as_entry(value: Any, where: str) -> torch.Tensor:
     """One entry of a dict input: :func:`as_tensor`'s, but every integer entry int64, uint8 included. A dict
     carries what a model called with it takes as is (token ids, masks, indices), so uint8 there is never
@@ -110,7 +129,8 @@ def as_entry(value: Any, where: str) -> torch.Tensor:
 
 
 def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
-    """One Dataset item ``(input, target)`` as tensors (:func:`as_tensor`; a dict input: per string key);
+    """One Dataset item ``(input, target)`` as tensors (:func:`as_input`; a dict input: per string key,
+    :func:`as_entry`);
     ``where`` names the item (``train[5]``) in a one-line ``DataError``."""
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise DataError(f"{where}: got {type(item).__name__}; expected an (input, target) pair")
@@ -121,7 +141,7 @@ def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
                 f"{where}: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
             )
         return {k: as_entry(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
-    return as_tensor(x, f"{where} input"), as_tensor(y, f"{where} target")
+    return as_input(x, f"{where} input"), as_tensor(y, f"{where} target")
 
 
 def check_same(t: torch.Tensor, first: torch.Tensor, where: str, i: int) -> None:
@@ -216,11 +236,13 @@ def to_device(x: Inputs, device: torch.device) -> Inputs:
 
 
 def model_view(x: Inputs) -> Inputs:
-    """What the model sees: uint8 images as [0, 1] floats, everything else as stored (a dict's uint8 entries
-    as int64: :func:`as_entry`)."""
+    """What the model sees of a batch: uint8 pixels (:func:`is_pixels`) as [0, 1] floats, other uint8 (token
+    ids, a dict's entries: :func:`as_input`, :func:`as_entry`) as int64, everything else as stored."""
     if isinstance(x, dict):
         return {k: v.to(torch.int64) if v.dtype == torch.uint8 else v for k, v in x.items()}
-    return x.float() / 255 if x.dtype == torch.uint8 else x
+    if x.dtype != torch.uint8:
+        return x
+    return x.float() / 255 if is_pixels(x, batched=True) else x.to(torch.int64)
 
 
 def _rows(x: Inputs) -> int:

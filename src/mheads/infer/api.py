@@ -22,6 +22,7 @@ from mheads.core.seeding import Stream, derived_generator
 from mheads.data.errors import DataError
 from mheads.data.from_torch import _image, _label, from_torch_datasets, pair
 from mheads.data.loader import TorchData
+from mheads.data.tensors import model_view
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.infer import predict as predicting
 from mheads.infer.evaluate import evaluate_run, trained_on_python_data
@@ -158,7 +159,7 @@ def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
         for batch in batches:
             x, y = batch[0], batch[1]
             x = x.to(device)
-            x = x.float() / 255 if x.dtype == torch.uint8 else x
+            x = model_view(x)  # as fit gives it: uint8 pixels scaled, uint8 token ids int64
             logits = tree(x).float().cpu()  # (M, B, C)
             if acc is None:  # the classes: the members' output width
                 acc = EnsembleMetrics(
