@@ -106,6 +106,30 @@ def test_a_csv_table_trains_regression_evaluates_and_predicts_rows(tmp_path, cap
     )
     lines = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert "members_1_variance_0" in lines[0] and len(lines) == 3
+    assert "oracle_member" not in lines[0]  # rows without the target column: no oracle
+
+
+def test_predict_on_rows_with_the_target_column_names_each_rows_oracle(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(12, 3))
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,c,y\n" + "".join(f"{r[0]},{r[1]},{r[2]},{r.sum()}\n" for r in x))
+    run = _train(tmp_path, table, "features_net", "regression", ["data.features=[a, b, c]", "data.targets=y"])
+    capsys.readouterr()
+    predict = ["predict", "--run", str(run), str(table), "--model", "taskmodels:features_net"]
+    assert main([*predict, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 12
+    for r, row in zip(records, x, strict=True):
+        assert r["target"] == pytest.approx([row.sum()], rel=1e-5)
+        errors = [(m["mean"][0] - r["target"][0]) ** 2 for m in r["members"]]
+        assert r["oracle"]["member"] == int(np.argmin(errors))
+        assert r["oracle"]["error"] == pytest.approx(min(errors), rel=1e-4, abs=1e-9)
+        assert r["aleatoric"] is None  # point heads
+    assert main([*predict, "--format", "csv"]) == 0
+    header, first, *_ = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    values = dict(zip(header, first, strict=True))
+    assert int(values["oracle_member"]) == records[0]["oracle"]["member"] and values["aleatoric"] == ""
 
 
 def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):

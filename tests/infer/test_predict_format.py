@@ -41,3 +41,35 @@ def test_real_segmentation_records_round_trip():
     text = format_predictions(records, "json")
     assert json.loads(text) == records
     assert len(text.splitlines()) < 150 < len(json.dumps(records, indent=1).splitlines())
+
+
+def test_a_classification_records_oracle_in_text_and_csv():
+    import csv
+    import io
+
+    base = {
+        "temperature": 1.0,
+        "top": [{"class": "cat", "prob": 0.6}],
+        "members": [{"class": "dog", "prob": 0.7}, {"class": "cat", "prob": 0.9}],
+        "entropy": 0.5,
+        "aleatoric": 0.4,
+        "epistemic": 0.1,
+        "disagreement": 1.0,
+        "ood": None,
+    }
+    records = [
+        {"path": "rows.csv:1", **base, "target": "cat", "oracle": {"member": 1, "correct": True}},
+        {"path": "rows.csv:2", **base, "target": "ship", "oracle": {"member": None, "correct": False}},
+        {"path": "rows.csv:3", "error": "unreadable"},
+    ]
+    lines = format_predictions(records, "text").splitlines()
+    assert lines[0].endswith("| target cat: m1 right") and lines[1].endswith("| target ship: no member right")
+    header, *rows = list(csv.reader(io.StringIO(format_predictions(records, "csv"))))
+    assert header[-4:] == ["target", "oracle_member", "oracle_correct", "error"]
+    assert [row[-4:] for row in rows] == [
+        ["cat", "1", "1", ""],
+        ["ship", "", "0", ""],
+        ["", "", "", "unreadable"],
+    ]
+    plain = format_predictions([{"path": "x", **base}], "csv").splitlines()[0].split(",")
+    assert "oracle_member" not in plain and plain[-1] == "error"  # no targets: the columns as before

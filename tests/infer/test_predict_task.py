@@ -108,6 +108,20 @@ def test_a_uint8_dict_entry_is_predicted_on_as_training_read_it():
     ids = torch.arange(6, dtype=torch.uint8).reshape(2, 3) * 40
     spec = {"dict": {"input_ids": {"shape": [3], "dtype": "int64"}}}
     for inputs in ({"input_ids": ids}, [{"input_ids": ids[0]}, {"input_ids": ids[1]}]):
-        ((batch, first),) = _examples(inputs, spec)
+        ((batch, first, targets),) = _examples(inputs, spec)
         seen = model_view(batch)["input_ids"]
-        assert first == 0 and seen.dtype == torch.int64 and seen.tolist() == ids.tolist()
+        assert first == 0 and seen.dtype == torch.int64 and seen.tolist() == ids.tolist() and targets is None
+
+
+def test_inputs_paired_with_targets_carry_them_to_the_oracle():
+    from mheads.data.pairs import TensorPairs
+    from mheads.infer.predict_task import _examples
+
+    x, y = torch.randn(3, 2), torch.tensor([[0.5], [1.5], [2.5]])
+    spec = {"shape": [2], "dtype": "float32"}
+    for inputs in (TensorPairs(x, y), list(zip(x, y)), list(zip(x, [0.5, 1.5, 2.5]))):
+        ((batch, _, targets),) = _examples(inputs, spec)
+        assert torch.equal(batch, x) and targets.reshape(3).tolist() == [0.5, 1.5, 2.5]
+    for alone in (x, list(x), [(row, None) for row in x]):  # inputs alone, or unlabelled pairs: no oracle
+        ((batch, _, targets),) = _examples(alone, spec)
+        assert torch.equal(batch, x) and targets is None

@@ -4,6 +4,8 @@ hypotheses with scores in the outputs), non-square images (segmentation) and a d
 N, train N/2 then resume to N: weights torch.equal), bags, evaluates and predicts; tiny sizes."""
 
 import json
+import math
+import statistics
 
 import pytest
 import torch
@@ -139,6 +141,16 @@ def test_fit_trains_resumes_exactly_evaluates_and_predicts(tmp_path, case):
         full, first if not isinstance(first, dict) else {k: v.unsqueeze(0) for k, v in first.items()}
     )
     assert len(records) == 1 and len(records[0]["members"]) == 3
+    oracle = [r["oracle"] for r in mheads.predict(full, ds)]  # (input, target) pairs: each names its winner
+    per_example = statistics.mean(o["correct"] if case == "dict" else o["error"] for o in oracle)
+    recomputed = {
+        "regression": ("oracle_rmse", math.sqrt(per_example)),
+        "sequence": ("oracle_error", per_example),
+        "segmentation": ("oracle_pixel_acc", 1 - per_example),
+        "dict": ("oracle_acc", per_example),
+    }[case]
+    assert recomputed[1] == pytest.approx(metrics[recomputed[0]], rel=1e-5)  # eval's oracle, row by row
+    assert all(0 <= o["member"] < 3 for o in oracle if o["member"] is not None)
 
 
 def test_regression_metrics_and_records_carry_the_task(tmp_path):

@@ -200,7 +200,9 @@ def predict(
     A run on inputs of any shape (any task; see :mod:`mheads.infer.predict_task`) takes ``inputs`` as a
     batch ``(N, ...)`` (or one example), a dict of batched tensors, a map-style Dataset of inputs or
     ``(input, target)`` pairs, or files (table rows, ``.npz`` arrays, images); each record holds every
-    member's hypothesis (and score), the ensemble's prediction and its uncertainty.
+    member's hypothesis (and score), the ensemble's prediction and its uncertainty; inputs with targets (a
+    Dataset of ``(input, target)`` pairs, table rows holding the run's target columns) also the ``target``
+    and the ``oracle``: the member closest to it and its error (:mod:`mheads.infer.predict_oracle`).
     """
     path, tree = _run(run, "run")
     if is_tensor_run(path):

@@ -21,11 +21,14 @@ def _csv(records: list[dict]) -> str:
     good = [r for r in records if "error" not in r]
     members = len(good[0]["members"]) if good else 0
     tops = len(good[0]["top"]) if good else 0
+    oracle = any("oracle" in r for r in good)  # rows with targets: the first member that is right
     head = (
         ["path"]
         + [f"top{k + 1}_{x}" for k in range(tops) for x in ("class", "prob")]
         + [f"member{m}_{x}" for m in range(members) for x in ("class", "prob")]
-        + ["entropy", "aleatoric", "epistemic", "disagreement", "temperature", "ood", "ood_score", "error"]
+        + ["entropy", "aleatoric", "epistemic", "disagreement", "temperature", "ood", "ood_score"]
+        + (["target", "oracle_member", "oracle_correct"] if oracle else [])
+        + ["error"]
     )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -47,10 +50,19 @@ def _csv(records: list[dict]) -> str:
                 r["temperature"],
                 "" if ood is None else int(ood["flag"]),
                 "" if ood is None else ood["score"],
-                "",
             ]
+            + (_oracle_cells(r) if oracle else [])
+            + [""]
         )
     return buf.getvalue().rstrip("\n")
+
+
+def _oracle_cells(r: dict) -> list:
+    """A classification record's target, oracle member (empty when no member is right) and 0/1 correct."""
+    if "oracle" not in r:
+        return ["", "", ""]
+    member = r["oracle"]["member"]
+    return [r["target"], "" if member is None else member, int(r["oracle"]["correct"])]
 
 
 def _line(r: dict) -> str:
@@ -67,6 +79,9 @@ def _line(r: dict) -> str:
         line += " | proposals: " + ", ".join(
             f"{t['class']} ({100 * t['prob']:.0f}%, m{t['member']})" for t in r["proposals"]
         )
+    if "oracle" in r:
+        member = r["oracle"]["member"]
+        line += f" | target {r['target']}: " + ("no member right" if member is None else f"m{member} right")
     ood = r.get("ood")
     if ood is not None:
         side = ">" if ood["flag"] else "<="

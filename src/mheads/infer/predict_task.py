@@ -16,7 +16,10 @@ Records (every number rounded to 6 significant digits; ``key`` is ``index`` or `
 - a user's task: ``prediction`` (``task.combine``'s output as nested lists) and ``members`` (each member's
   output).
 
-Classification of inputs that are not images answers as :mod:`mheads.infer.predict` does.
+Classification of inputs that are not images answers as :mod:`mheads.infer.predict` does. Inputs that carry
+targets (a table holding the run's ``data.targets`` columns, a Dataset of ``(input, target)`` pairs) add to
+each record its ``target`` and ``oracle``, the member closest to it and its error
+(:mod:`mheads.infer.predict_oracle`).
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from mheads.config import ConfigError, build_task
 from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
+from mheads.data.pairs import TensorPairs
 from mheads.data.tensors import as_entry, as_tensor, model_view, take
+from mheads.infer.predict_oracle import oracle_fields, pair_targets
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
 __all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "read_input_files", "task_records"]
@@ -175,17 +180,25 @@ def _batched(x: Any, spec: dict, where: str, entry: bool = False) -> Any:
     return t
 
 
-def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int]]:
-    """``inputs`` as ``(batch, first index)`` chunks."""
+def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | None]]:
+    """``inputs`` as ``(batch, first index, its targets or None)`` chunks: a Dataset of ``(input, target)``
+    pairs carries targets (:func:`~mheads.infer.predict_oracle.pair_targets`)."""
     if isinstance(inputs, (torch.Tensor, dict)):
-        return [(_batched(inputs, spec, "inputs"), 0)]
+        return [(_batched(inputs, spec, "inputs"), 0, None)]
     ds = inputs.dataset if isinstance(inputs, torch.utils.data.DataLoader) else inputs
+    targets: torch.Tensor | None
+    if isinstance(ds, TensorPairs) and isinstance(ds.inputs, (torch.Tensor, dict)):
+        targets = ds.targets if isinstance(ds.targets, torch.Tensor) else pair_targets(list(ds.targets))
+        return [(_batched(ds.inputs, spec, "inputs"), 0, targets)]
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
         raise ConfigError(
             f"inputs: got {type(inputs).__name__}; expected a tensor (N, ...), a dict of them, "
             "or a map-style Dataset of inputs or (input, target) pairs"
         )
     items = [ds[i] for i in range(len(ds))]
+    pairs = all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items)
+    labelled = pairs and any(it[1] is not None for it in items)  # (input, None): unlabelled
+    targets = pair_targets([it[1] for it in items]) if labelled else None
     items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
     if isinstance(items[0], dict):
         stacked: Any = {
@@ -194,7 +207,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int]]:
         }
     else:
         stacked = torch.stack([as_tensor(it, f"inputs[{i}]") for i, it in enumerate(items)])
-    return [(_batched(stacked, spec, "inputs"), 0)]
+    return [(_batched(stacked, spec, "inputs"), 0, targets)]
 
 
 def predict_inputs(
@@ -210,13 +223,45 @@ def predict_inputs(
 ) -> list[dict]:
     """One record per input of a run trained on inputs of any shape (see the module docstring):
     ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
-    ``(input, target)`` pairs; ``task``: the run's Task object where it trained a user's task."""
-    from mheads.config import load_config
+    ``(input, target)`` pairs (whose records also name the oracle: :mod:`mheads.infer.predict_oracle`);
+    ``task``: the run's Task object where it trained a user's task."""
     from mheads.infer.predict import _classes, _records
+
+    run = Path(run)
+    tree, task, meta = _opened(run, model, tree, task)
+    device = next(tree.parameters()).device
+    classes = _classes(run, meta) if isinstance(task, Classification) else None
+    records: list[dict] = []
+    for batch, first, targets in _examples(inputs, meta["input"]):
+        n = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+        for start in range(0, n, batch_size):
+            x = take(batch, slice(start, start + batch_size))
+            x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+            x = model_view(x)  # as training saw it
+            with torch.no_grad():
+                outputs = tree(x).float().cpu()
+            names = (
+                keys[first + start : first + start + outputs.shape[1]]
+                if keys is not None
+                else [("index", first + start + i) for i in range(outputs.shape[1])]
+            )
+            if classes is not None:
+                chunk = _records(names, outputs, classes, max(1, min(top, len(classes))), False, None)
+            else:
+                chunk = task_records(task, outputs, names)
+            if targets is not None:  # the member closest to each target, and its error
+                found = oracle_fields(task, outputs, targets[start : start + batch_size], classes)
+                chunk = [record | extra for record, extra in zip(chunk, found, strict=True)]
+            records.extend(chunk)
+    return records
+
+
+def _opened(run: Path, model, tree, task: Task | None) -> tuple[Any, Task, dict]:
+    """The run's TreeNet (``tree``, else built from the folder), in eval mode, its task and its meta."""
+    from mheads.config import load_config
     from mheads.train.build import tree_from_meta
     from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 
-    run = Path(run)
     cfg = load_config(run / "config.yaml")
     meta = run_meta(run)
     if tree is None:
@@ -230,51 +275,33 @@ def predict_inputs(
                 f"task: got None; the run {run} trained a user's task: pass it again (task=...)"
             )
         task = build_task(cfg.task, num_classes=meta["num_classes"], label_smoothing=cfg.loss.label_smoothing)
-    device = next(tree.parameters()).device
-    records: list[dict] = []
-    for batch, first in _examples(inputs, meta["input"]):
-        n = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
-        for start in range(0, n, batch_size):
-            x = take(batch, slice(start, start + batch_size))
-            x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-            x = model_view(x)  # as training saw it
-            with torch.no_grad():
-                outputs = tree(x).float().cpu()
-            names = (
-                keys[first + start : first + start + outputs.shape[1]]
-                if keys is not None
-                else [("index", first + start + i) for i in range(outputs.shape[1])]
-            )
-            if isinstance(task, Classification):
-                classes = _classes(run, meta)
-                records.extend(_records(names, outputs, classes, max(1, min(top, len(classes))), False, None))
-            else:
-                records.extend(task_records(task, outputs, names))
-    return records
+    return tree, task, meta
 
 
 def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]:
     """``mheads predict``'s inputs for a run on inputs of any shape: table files (the run's
     ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the arrays
     :func:`npz_input_names` names, no targets needed: a dict per example for a list of them; ``path:index``)
-    or image files (segmentation; a record per file)."""
+    or image files (segmentation; a record per file). Where every file is a table holding the run's
+    ``data.targets`` columns, the inputs come as ``TensorPairs`` with those targets (records then name the
+    oracle)."""
     from mheads.config import load_config
     from mheads.data.arrays import read_npz_inputs
     from mheads.data.decode import decode, read_image_file
-    from mheads.data.tables import read_features
     from mheads.train.run_model import run_meta
 
     cfg = load_config(Path(run) / "config.yaml")
-    names = npz_input_names(cfg.data.inputs, run_meta(Path(run)).get("input"))
+    meta = run_meta(Path(run))
+    names = npz_input_names(cfg.data.inputs, meta.get("input"))
     chunks: list[Any] = []
+    targets: list[torch.Tensor | None] = []
     keys: list[tuple[str, Any]] = []
     for p in paths:
         suffix = Path(p).suffix.lower()
         x: Any
+        y = None
         if suffix in (".csv", ".tsv", ".parquet", ".pq"):
-            if not cfg.data.features:
-                raise ConfigError(f"{p}: the run names no data.features columns to read from a table")
-            x = read_features(p, cfg.data.features, delimiter="\t" if suffix == ".tsv" else ",")
+            x, y = _table_rows(p, cfg, meta.get("num_classes"))
             keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
         elif suffix == ".npz":  # the inputs alone: a file to predict needs no targets
             x = read_npz_inputs(p, names)
@@ -288,7 +315,29 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
             )[None]
             keys.append(("path", str(p)))
         chunks.append(x)
-    return _joined(chunks, paths), keys
+        targets.append(y)
+    joined = _joined(chunks, paths)
+    if all(y is not None for y in targets):
+        return TensorPairs(joined, torch.cat([y for y in targets if y is not None])), keys
+    return joined, keys
+
+
+def _table_rows(path: str, cfg: Any, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A table's ``data.features`` rows ``(n, F)``, and its ``data.targets`` columns where it has them all
+    (as training read them), else None: a table to predict on need not have them."""
+    from mheads.data.tables import read_features, read_table, table_columns
+
+    if not cfg.data.features:
+        raise ConfigError(f"{path}: the run names no data.features columns to read from a table")
+    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+    wanted = cfg.data.targets if isinstance(cfg.data.targets, list) else [cfg.data.targets]
+    if cfg.data.targets is None or not set(wanted) <= set(table_columns(path, delimiter=delimiter)):
+        return read_features(path, cfg.data.features, delimiter=delimiter), None
+    kind = "classification" if cfg.task.name == "classification" else "regression"
+    pairs = read_table(
+        path, cfg.data.features, wanted, kind=kind, num_classes=num_classes, delimiter=delimiter
+    )["train"]
+    return cast(torch.Tensor, pairs.inputs), cast(torch.Tensor, pairs.targets)  # a table's are tensors
 
 
 def _rows(x: Any) -> int:

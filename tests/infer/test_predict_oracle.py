@@ -1,0 +1,70 @@
+"""mheads.infer.predict_oracle: per record the member closest to its target and that member's error (the
+winner-takes-all winner), from the task's own oracle, on hand-built member outputs with known answers."""
+
+import pytest
+import torch
+
+from mheads.data.errors import DataError
+from mheads.infer.predict_oracle import oracle_fields, pair_targets
+from mheads.tasks import Classification, custom_task, multi_hypothesis, regression, segmentation
+
+
+def test_regression_names_the_member_with_the_lowest_squared_error_and_the_target():
+    outputs = torch.tensor([[[1.0, 0.0], [4.0, 4.0]], [[2.0, 2.0], [3.0, 1.0]]])  # (M=2, B=2, D=2): point
+    targets = torch.tensor([[2.0, 1.0], [4.0, 2.0]])
+    first, second = oracle_fields(regression(2), outputs, targets)
+    # example 0: member 0 (1 + 1) / 2 = 1.0, member 1 (0 + 1) / 2 = 0.5; example 1: 2.0 vs 1.0
+    assert first == {"target": [2.0, 1.0], "oracle": {"member": 1, "error": 0.5}}
+    assert second == {"target": [4.0, 2.0], "oracle": {"member": 1, "error": 1.0}}
+
+
+def test_a_tie_goes_to_the_lowest_member_and_gaussian_heads_use_their_means():
+    means = torch.tensor([[3.0], [1.0]])  # (M=2, B=1): 1 away from the target either side
+    outputs = torch.stack([means, torch.zeros_like(means)], dim=-1)  # (M, B, 2): a mean and a raw variance
+    (record,) = oracle_fields(regression(1, head="gaussian"), outputs, torch.tensor([2.0]))
+    assert record == {"target": [2.0], "oracle": {"member": 0, "error": 1.0}}
+
+
+def test_multiple_hypotheses_pick_the_closest_hypothesis_not_the_best_scored():
+    outputs = torch.tensor([[[0.0, 0.0, 5.0]], [[3.0, 4.0, -5.0]]])  # (M=2, B=1, D + 1): member 0 scored
+    (record,) = oracle_fields(multi_hypothesis(2), outputs, torch.tensor([[3.0, 5.0]]))
+    assert record == {"target": [3.0, 5.0], "oracle": {"member": 1, "error": 1.0}}  # Euclidean distance
+
+
+def test_classification_says_whether_any_member_is_right_and_the_first_that_is():
+    outputs = torch.tensor(
+        [[[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]], [[0.0, 0.0, 2.0], [0.0, 0.0, 2.0]]]
+    )  # (M=2, B=2, C=3): top classes (0, 1) and (2, 2)
+    records = oracle_fields(Classification(), outputs, torch.tensor([2, 0]), ["cat", "dog", "ship"])
+    assert records[0] == {"target": "ship", "oracle": {"member": 1, "correct": True}}
+    assert records[1] == {"target": "cat", "oracle": {"member": None, "correct": False}}  # nobody is right
+    assert oracle_fields(Classification(), outputs, torch.tensor([0, 1]))[1]["target"] == 1  # no names
+    with pytest.raises(
+        DataError,
+        match=r"^targets must lie in \[0, 3\), got .* \(the targets given with the inputs, for a "
+        r"classification run\)",
+    ):
+        oracle_fields(Classification(), outputs, torch.tensor([3, 0]), ["cat", "dog", "ship"])
+
+
+def test_segmentation_and_a_users_task_give_the_oracle_alone():
+    member0 = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])  # (H=1, W=3, C=2) -> mask 0 0 1
+    member1 = torch.tensor([[[0.0, 2.0], [0.0, 3.0], [0.0, 2.0]]])  # mask 1 1 1
+    outputs = torch.stack([member0, member1]).permute(0, 3, 1, 2).unsqueeze(1)  # (M, B=1, C, H, W)
+    (record,) = oracle_fields(segmentation(2), outputs, torch.tensor([[[0, 1, 1]]]))
+    assert record["oracle"]["member"] == 0 and record["oracle"]["error"] == pytest.approx(1 / 3, rel=1e-5)
+    assert "target" not in record
+    task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
+    out = torch.tensor([[[1.0, 2.0]], [[3.0, 4.0]]])  # (M=2, B=1, 2)
+    assert oracle_fields(task, out, torch.tensor([[3.0, 3.0]])) == [{"oracle": {"member": 1, "error": 0.5}}]
+
+
+def test_targets_that_do_not_fit_the_task_are_one_line_naming_the_way_out():
+    with pytest.raises(
+        DataError,
+        match=r"^target: .*\(B, 2\) \(the targets .*regression run\); .*, or predict the inputs alone",
+    ):
+        oracle_fields(regression(2), torch.zeros(2, 1, 2), torch.tensor([[1.0, 2.0, 3.0]]))
+    assert pair_targets([1.5, torch.tensor(2.0)]).tolist() == [1.5, 2.0]
+    with pytest.raises(DataError, match=r"^inputs: the targets of the \(input, target\) pairs do not stack"):
+        pair_targets([torch.zeros(2), torch.zeros(3)])
