@@ -8,6 +8,7 @@ starting) and the fork-server tests."""
 import contextlib
 import io
 import json
+import shlex
 
 import pytest
 import yaml
@@ -52,8 +53,10 @@ def test_eval_reproduces_the_final_metrics(trained, capsys):
 
 
 def test_plot_writes_heatmap_and_curves(trained):
-    run, _ = trained
-    assert main(["plot", str(run)]) == 0
+    run, stdout = trained
+    where, command = stdout.splitlines()[-1].split("; draw its plots with: ")  # train's last line says how
+    assert where == f"run written to {run}" and command == f"mheads plot {run}"
+    assert main(shlex.split(command)[1:]) == 0
     for name in ("assignment.png", "curves.png"):
         png = run / "plots" / name
         assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"

@@ -115,7 +115,7 @@ def test_predict_on_rows_with_the_target_column_names_each_rows_oracle(tmp_path,
     table = tmp_path / "t.csv"
     table.write_text("a,b,c,y\n" + "".join(f"{r[0]},{r[1]},{r[2]},{r.sum()}\n" for r in x))
     run = _train(tmp_path, table, "features_net", "regression", ["data.features=[a, b, c]", "data.targets=y"])
-    capsys.readouterr()
+    assert capsys.readouterr().out.splitlines()[-1].endswith(f"; draw its plots with: mheads plot {run}")
     predict = ["predict", "--run", str(run), str(table), "--model", "taskmodels:features_net"]
     assert main([*predict, "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)

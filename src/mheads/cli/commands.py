@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -130,14 +131,15 @@ def _resume_or_overwrite(args, out: Path) -> tuple[bool, bool]:
 
 
 def _print_run(cfg, metrics: dict, out: Path) -> None:
-    """The finished run's summary: the classification table, or any other task's metrics as JSON."""
+    """The finished run's summary: the classification table, or any other task's metrics as JSON; then where
+    the run is and the command that draws its plots (training writes none)."""
     from mheads.report.tables import format_run_summary
 
     if "member_acc" in metrics:
         print(format_run_summary(cfg.name, metrics))
     else:  # any task but classification: its metrics (docs/tasks.md)
         print(json.dumps({k: v for k, v in metrics.items() if k != "param_counts"}))
-    print(f"run written to {out}")
+    print(f"run written to {out}; draw its plots with: mheads plot {shlex.quote(str(out))}")
 
 
 def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
