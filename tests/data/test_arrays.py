@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mheads.data import DataError
-from mheads.data.arrays import read_npz
+from mheads.data.arrays import npz_names, read_npz
 
 
 @pytest.mark.parametrize(
@@ -241,3 +241,14 @@ def test_bad_dict_inputs_are_one_line_naming_the_array(tmp_path, arrays, inputs,
     with pytest.raises(error) as err:
         read_npz(tmp_path / "d.npz", inputs, kind="regression")
     assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_npz_names_lists_the_arrays_without_reading_them(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 3)), y=np.ones(2))
+    np.savez_compressed(tmp_path / "c.npz", input_ids=np.zeros((2, 4), dtype=np.int64))
+    assert sorted(npz_names(tmp_path / "d.npz")) == ["x", "y"] and npz_names(tmp_path / "c.npz") == [
+        "input_ids"
+    ]
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"bad.npz: not a .npz file"):
+        npz_names(tmp_path / "bad.npz")

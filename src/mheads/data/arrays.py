@@ -19,7 +19,8 @@ Nothing is unpickled (`allow_pickle=False`; an object array is refused). Sizes a
 allocated: the file by `mheads.data.bounds.read_limit()`, each array by the shape and dtype in its `.npy`
 header (Python integers, no wrap-around), which must also fit the member's declared size in the archive.
 Errors are one line naming the file, the array and the bad value (with its index).
-`read_npz_inputs(path, inputs)` reads the inputs alone (a file to predict, without targets).
+`read_npz_inputs(path, inputs)` reads the inputs alone (a file to predict, without targets); `npz_names(path)`
+names the arrays a file holds.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from mheads.data.files import display, read_regular
 from mheads.data.pairs import TensorPairs
 from mheads.data.tables import MAX_CLASSES
 
-__all__ = ["KINDS", "read_npz", "read_npz_inputs"]
+__all__ = ["KINDS", "npz_names", "read_npz", "read_npz_inputs"]
 
 KINDS = ("classification", "regression", "segmentation")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -208,6 +209,13 @@ def read_npz_inputs(path: str | os.PathLike, inputs: str | Sequence[str] = "x") 
     limit = read_limit()
     with _open(path, where, limit) as archive:
         return _inputs(archive, inputs, where, limit)[0]
+
+
+def npz_names(path: str | os.PathLike) -> list[str]:
+    """The names of the arrays a `.npz` file holds (its `NAME.npy` members), none of them read."""
+    where = display(path)
+    with _open(path, where, read_limit()) as archive:
+        return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
 
 
 def _rows(x: torch.Tensor | dict) -> int:
