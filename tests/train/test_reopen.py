@@ -91,6 +91,22 @@ def test_a_resumed_run_never_imports_the_model_its_config_names(server, finished
     assert _canaries(attack_dir) == []
 
 
+def test_a_resumed_run_never_writes_to_the_cache_folder_its_config_names(server, finished, tmp_path):
+    """config.yaml's data.cache_dir is where the decoded data is written: a handed-over folder naming any
+    folder of the user's had resume write there; it must be named again on the command line."""
+    run = _hostile_copy(finished, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["cache_dir"] = str(elsewhere)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = server.run("train", "--resume", run, "--no-progress")
+    assert r.returncode == 2 and f"--set data.cache_dir={elsewhere}" in r.error_line, str(r)
+    assert "a run folder never names where to write outside itself" in r.error_line
+    assert not elsewhere.exists()
+    r = server.run("train", "--resume", run, "--no-progress", "--set", f"data.cache_dir={elsewhere}")
+    assert r.returncode == 0, str(r)  # named by the user: used
+
+
 def test_an_edited_config_model_name_is_not_imported_by_eval(server, finished, attack_dir):
     """Only run.json's registered architecture is used; config.yaml's model.name is never imported."""
     run = _hostile_copy(finished, attack_dir / "run-config-only", config_model="evilmod:net")

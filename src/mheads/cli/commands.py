@@ -144,15 +144,23 @@ def _print_run(cfg, metrics: dict, out: Path) -> None:
 
 def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
     """A resumed run's config.yaml comes from its folder, which never names code to import: a model given by
-    import path must be named again on the command line (``--model``) before anything imports it."""
+    import path must be named again on the command line (``--model``) before anything imports it; nor where
+    to write outside it: a ``data.cache_dir`` must be named again (``--set data.cache_dir=...``)."""
     from mheads.train.reopen import needs_user_model
 
-    named = any(o.split("=", 1)[0].strip() == "model.name" for o in overrides)
-    if needs_user_model(cfg.model.name) and not named:
+    named = {o.split("=", 1)[0].strip() for o in overrides}
+    if needs_user_model(cfg.model.name) and "model.name" not in named:
         raise UsageError(
             f"--resume {out}: this run's model is {cfg.model.name!r}, named by its config.yaml; "
             "a run folder never names code to import, so name the model yourself: --model "
             "package.module:function (or --config with your own config)"
+        )
+    if cfg.data.cache_dir is not None and "data.cache_dir" not in named:
+        # the decoded data would be written there: a handed-over folder could name any folder of the user's
+        raise UsageError(
+            f"--resume {out}: its config.yaml names data.cache_dir {cfg.data.cache_dir!r}, where the decoded "
+            "data is written; a run folder never names where to write outside itself, so name it yourself: "
+            f"--set data.cache_dir={cfg.data.cache_dir} (or --set data.cache_dir=null for the default cache)"
         )
 
 
