@@ -161,6 +161,16 @@ def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):
     )
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 24 and sum(m["score"] for m in records[0]["members"]) == pytest.approx(1, abs=1e-5)
+    for r, target in zip(records, np.sign(x[:, 0]), strict=True):  # the file holds y: each row's oracle
+        distances = [abs(m["hypothesis"][0] - target) for m in r["members"]]
+        assert r["target"] == [target] and r["oracle"]["member"] == int(np.argmin(distances))
+        assert r["oracle"]["error"] == pytest.approx(min(distances), rel=1e-4, abs=1e-9)
+    np.savez(tmp_path / "x.npz", x=x)  # the inputs alone: no oracle
+    assert (
+        main(["predict", "--run", str(run), str(tmp_path / "x.npz"), "--model", "taskmodels:features_net"])
+        == 0
+    )
+    assert all("oracle" not in json.loads(line) for line in capsys.readouterr().out.splitlines())
 
 
 def test_a_mask_folder_of_non_square_images_trains_segmentation(tmp_path, capsys):

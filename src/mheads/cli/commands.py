@@ -225,7 +225,8 @@ def _cmd_predict(args) -> int:
 
     if args.top < 1:
         raise UsageError(f"--top: got {args.top}; expected an integer >= 1")
-    from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
+    from mheads.infer.predict_files import read_input_files
+    from mheads.infer.predict_task import is_tensor_run, predict_inputs
 
     if is_tensor_run(args.run):  # table rows, .npz arrays or images of a run on inputs of any shape
         batch, keys = read_input_files(args.run, args.paths)

@@ -26,7 +26,8 @@ from mheads.data.tensors import model_view
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.infer import predict as predicting
 from mheads.infer.evaluate import evaluate_run, trained_on_python_data
-from mheads.infer.predict_task import is_tensor_run, predict_inputs, read_input_files
+from mheads.infer.predict_files import read_input_files
+from mheads.infer.predict_task import is_tensor_run, predict_inputs
 from mheads.infer.task_eval import evaluate_task
 from mheads.tasks import Classification, Task
 from mheads.train.reopen import ModelSpec

@@ -17,9 +17,9 @@ Records (every number rounded to 6 significant digits; ``key`` is ``index`` or `
   output).
 
 Classification of inputs that are not images answers as :mod:`mheads.infer.predict` does. Inputs that carry
-targets (a table holding the run's ``data.targets`` columns, a Dataset of ``(input, target)`` pairs) add to
-each record its ``target`` and ``oracle``, the member closest to it and its error
-(:mod:`mheads.infer.predict_oracle`).
+targets (table rows or an ``.npz`` file holding the run's, :mod:`mheads.infer.predict_files`; a Dataset of
+``(input, target)`` pairs) add to each record its ``target`` and ``oracle``, the member closest to it and its
+error (:mod:`mheads.infer.predict_oracle`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -39,7 +39,7 @@ from mheads.data.tensors import as_entry, as_tensor, model_view, take
 from mheads.infer.predict_oracle import oracle_fields, pair_targets
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
-__all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "read_input_files", "task_records"]
+__all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "task_records"]
 
 
 def _r(x: Any) -> Any:
@@ -276,91 +276,3 @@ def _opened(run: Path, model, tree, task: Task | None) -> tuple[Any, Task, dict]
             )
         task = build_task(cfg.task, num_classes=meta["num_classes"], label_smoothing=cfg.loss.label_smoothing)
     return tree, task, meta
-
-
-def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]:
-    """``mheads predict``'s inputs for a run on inputs of any shape: table files (the run's
-    ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the arrays
-    :func:`npz_input_names` names, no targets needed: a dict per example for a list of them; ``path:index``)
-    or image files (segmentation; a record per file). Where every file is a table holding the run's
-    ``data.targets`` columns, the inputs come as ``TensorPairs`` with those targets (records then name the
-    oracle)."""
-    from mheads.config import load_config
-    from mheads.data.arrays import read_npz_inputs
-    from mheads.data.decode import decode, read_image_file
-    from mheads.train.run_model import run_meta
-
-    cfg = load_config(Path(run) / "config.yaml")
-    meta = run_meta(Path(run))
-    names = npz_input_names(cfg.data.inputs, meta.get("input"))
-    chunks: list[Any] = []
-    targets: list[torch.Tensor | None] = []
-    keys: list[tuple[str, Any]] = []
-    for p in paths:
-        suffix = Path(p).suffix.lower()
-        x: Any
-        y = None
-        if suffix in (".csv", ".tsv", ".parquet", ".pq"):
-            x, y = _table_rows(p, cfg, meta.get("num_classes"))
-            keys.extend(("path", f"{p}:{i + 1}") for i in range(len(x)))
-        elif suffix == ".npz":  # the inputs alone: a file to predict needs no targets
-            x = read_npz_inputs(p, names)
-            keys.extend(("path", f"{p}:{i}") for i in range(_rows(x)))
-        else:
-            import numpy as np
-
-            picture = np.array(decode(read_image_file(Path(p), str(p)), str(p)))
-            x = torch.from_numpy(
-                np.ascontiguousarray(picture[None] if picture.ndim == 2 else picture.transpose(2, 0, 1))
-            )[None]
-            keys.append(("path", str(p)))
-        chunks.append(x)
-        targets.append(y)
-    joined = _joined(chunks, paths)
-    if all(y is not None for y in targets):
-        return TensorPairs(joined, torch.cat([y for y in targets if y is not None])), keys
-    return joined, keys
-
-
-def _table_rows(path: str, cfg: Any, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A table's ``data.features`` rows ``(n, F)``, and its ``data.targets`` columns where it has them all
-    (as training read them), else None: a table to predict on need not have them."""
-    from mheads.data.tables import read_features, read_table, table_columns
-
-    if not cfg.data.features:
-        raise ConfigError(f"{path}: the run names no data.features columns to read from a table")
-    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    wanted = cfg.data.targets if isinstance(cfg.data.targets, list) else [cfg.data.targets]
-    if cfg.data.targets is None or not set(wanted) <= set(table_columns(path, delimiter=delimiter)):
-        return read_features(path, cfg.data.features, delimiter=delimiter), None
-    kind = "classification" if cfg.task.name == "classification" else "regression"
-    pairs = read_table(
-        path, cfg.data.features, wanted, kind=kind, num_classes=num_classes, delimiter=delimiter
-    )["train"]
-    return cast(torch.Tensor, pairs.inputs), cast(torch.Tensor, pairs.targets)  # a table's are tensors
-
-
-def _rows(x: Any) -> int:
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-
-
-def _joined(chunks: list[Any], paths: list[str]) -> Any:
-    """The files' inputs as one batch: tensors joined, or dicts joined key by key (the same keys: the run's
-    ``data.inputs``)."""
-
-    def shapes(c: Any) -> str:
-        if isinstance(c, dict):
-            return str({k: tuple(v.shape[1:]) for k, v in c.items()})
-        return str(tuple(c.shape[1:]))
-
-    try:
-        if isinstance(chunks[0], dict):
-            if not all(isinstance(c, dict) for c in chunks):
-                raise RuntimeError("a dict among tensors")
-            return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-        return torch.cat(chunks)
-    except (RuntimeError, TypeError):
-        raise DataError(
-            f"{' '.join(paths)}: inputs of different shapes ({', '.join(map(shapes, chunks))}); predict them "
-            "separately"
-        ) from None
