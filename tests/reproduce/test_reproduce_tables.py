@@ -7,7 +7,7 @@ import pytest
 from mheads.cli.parser import build_parser
 from mheads.config import ConfigError
 from mheads.reproduce.spec import load_spec
-from mheads.reproduce.tables import check_priors, recipe_overrides
+from mheads.reproduce.tables import SEED_FIELDS, check_priors, read_seed_rows, recipe_overrides
 
 IDENT = {"experiment": "table1", "scale": "smoke", "data": "embedded"}
 
@@ -88,3 +88,28 @@ def test_a_sweep_pools_several_seeds_csvs_first_holder_wins(tmp_path):
         (2, "ensemble_mean_acc"): 60.0,
         (2, "oracle_acc"): 60.0,
     }
+
+
+ROW = "table1,cpu,x,,bagging,"  # a seeds.csv row up to its seed
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (f"{ROW}0,oracle_acc,nan,1,hw", r"line 2: value: got 'nan'; expected a finite number"),
+        (f"{ROW}0,oracle_acc,inf,1,hw", r"line 2: value: got 'inf'; expected a finite number"),
+        (f"{ROW}-5,oracle_acc,1,1,hw", r"line 2: seed: got '-5'; expected an integer >= 0"),
+        (f"{ROW}0,oracle_acc,1,-7,hw", r"line 2: wall_time_s: got '-7'; expected a number >= 0"),
+        (f"{ROW}0,oracle_acc,1,1,\udcff", r"not a seeds.csv a sweep wrote \(UnicodeDecodeError"),
+        (f"{ROW}0,oracle_acc,1,1," + "a" * 200_000, r"not a seeds.csv a sweep wrote \(Error"),
+    ],
+    ids=["nan", "inf", "negative-seed", "negative-time", "not-utf8", "huge-field"],
+)
+def test_a_pooled_seeds_csv_of_non_finite_or_foreign_values_is_one_line(tmp_path, row, message):
+    """--pool-with reads another sweep's seeds.csv: NaN and inf were pooled into the cell's mean and std
+    without a word; bytes that are not UTF-8 and a field over csv's limit were tracebacks."""
+    path = tmp_path / "seeds.csv"
+    path.write_bytes((",".join(SEED_FIELDS) + "\n" + row + "\n").encode("utf-8", "surrogateescape"))
+    with pytest.raises(ConfigError, match=message) as info:
+        read_seed_rows(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -148,36 +148,49 @@ def read_seed_rows(path: Path) -> list[dict]:
             f"{path}: no such file{older}; expected a seeds.csv that a sweep wrote "
             f"(or the folder holding one)"
         )
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(SEED_FIELDS) - set(reader.fieldnames or []) - set(_OPTIONAL)
-        if missing:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _seed_rows(path, csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as err:  # another file's bytes, or a field over csv's limit
+        raise ConfigError(
+            f"{path}: not a seeds.csv a sweep wrote ({type(err).__name__}: {str(err)[:100]})"
+        ) from None
+
+
+def _seed_rows(path: Path, reader: csv.DictReader) -> list[dict]:
+    missing = set(SEED_FIELDS) - set(reader.fieldnames or []) - set(_OPTIONAL)
+    if missing:
+        raise ConfigError(
+            f"{path}: missing column(s) {sorted(missing)}; a seeds.csv has {', '.join(SEED_FIELDS)}"
+        )
+    rows: list[dict] = []
+    seen: dict[tuple[str, int, str], int] = {}  # (cell, seed, metric) -> its line
+    for line, r in enumerate(reader, start=2):
+        try:
+            row: dict = {
+                **{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY},
+                "cell": r["cell"],
+                "seed": int(r["seed"]),
+                "metric": r["metric"],
+                "value": float(r["value"]),
+                "wall_time_s": float(r["wall_time_s"] or 0.0),
+                "hardware": r["hardware"],
+            }
+        except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
+            raise ConfigError(f"{path}, line {line}: {err}") from None
+        # NaN or inf would be pooled into every mean and std of its cell without a word
+        limits = {"seed": "an integer >= 0", "value": "a finite number", "wall_time_s": "a number >= 0"}
+        for field, allowed in limits.items():
+            if not (math.isfinite(row[field]) and (field == "value" or row[field] >= 0)):
+                raise ConfigError(f"{path}, line {line}: {field}: got {r[field]!r}; expected {allowed}")
+        key = (row["cell"], row["seed"], row["metric"])
+        if key in seen:
             raise ConfigError(
-                f"{path}: missing column(s) {sorted(missing)}; a seeds.csv has {', '.join(SEED_FIELDS)}"
+                f"{path}: lines {seen[key]} and {line} both hold cell "
+                f"{key[0]!r}, seed {key[1]}, {key[2]}; a seeds.csv has one row for each"
             )
-        rows: list[dict] = []
-        seen: dict[tuple[str, int, str], int] = {}  # (cell, seed, metric) -> its line
-        for line, r in enumerate(reader, start=2):
-            try:
-                row: dict = {
-                    **{k: r.get(k, _OPTIONAL.get(k)) for k in _IDENTITY},
-                    "cell": r["cell"],
-                    "seed": int(r["seed"]),
-                    "metric": r["metric"],
-                    "value": float(r["value"]),
-                    "wall_time_s": float(r["wall_time_s"] or 0.0),
-                    "hardware": r["hardware"],
-                }
-            except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
-                raise ConfigError(f"{path}, line {line}: {err}") from None
-            key = (row["cell"], row["seed"], row["metric"])
-            if key in seen:
-                raise ConfigError(
-                    f"{path}: lines {seen[key]} and {line} both hold cell "
-                    f"{key[0]!r}, seed {key[1]}, {key[2]}; a seeds.csv has one row for each"
-                )
-            seen[key] = line
-            rows.append(row)
+        seen[key] = line
+        rows.append(row)
     return rows
 
 
