@@ -105,7 +105,13 @@ def test_predict_takes_a_tensor_batch_a_dataset_and_image_files(trained, tmp_pat
     by_tensor = mheads.predict(trained.run, data.x, model=Net(), top=2)
     by_dataset = mheads.predict(trained, data, top=2)
     assert [r["index"] for r in by_tensor] == list(range(5))
-    assert by_tensor == by_dataset
+    assert by_tensor == [{k: v for k, v in r.items() if k not in ("target", "oracle")} for r in by_dataset]
+    for r, label in zip(by_dataset, data.y.tolist(), strict=True):  # (image, label) pairs: the oracle too
+        right = [m for m, member in enumerate(r["members"]) if member["class"] == Images.classes[label]]
+        assert r["target"] == Images.classes[label]
+        assert r["oracle"] == {"member": right[0] if right else None, "correct": bool(right)}
+    test = mheads.predict(trained, Images(24, 1), batch_size=7)  # the test set: eval's oracle_acc, per image
+    assert sum(r["oracle"]["correct"] for r in test) / 24 == pytest.approx(trained["oracle_acc"])
     assert len(by_tensor[0]["top"]) == 2 and len(by_tensor[0]["members"]) == 2
     assert by_tensor[0]["top"][0]["class"] in Images.classes
     one = mheads.predict(trained, data.x[0].float() / 255)  # one [0, 1] float image

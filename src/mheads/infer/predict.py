@@ -44,8 +44,10 @@ from mheads.ensemble.calibration import apply_temperature
 from mheads.ensemble.losses import LOSSES
 from mheads.ensemble.uncertainty import CRITERIA, disagreement_score, entropy_decomposition
 from mheads.infer.predict_format import format_predictions
+from mheads.infer.predict_oracle import oracle_fields
 from mheads.runs.entries import read_run_json
 from mheads.runs.run_files import load_calibration, load_normalizer
+from mheads.tasks import Classification
 from mheads.train.build import tree_from_meta
 from mheads.train.reopen import ModelSpec
 from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
@@ -172,11 +174,18 @@ def predict(
 
 
 def predict_images(
-    opened: OpenedRun, images: torch.Tensor, *, top: int = 3, batch_size: int = 64, first: int = 0
+    opened: OpenedRun,
+    images: torch.Tensor,
+    *,
+    top: int = 3,
+    batch_size: int = 64,
+    first: int = 0,
+    targets: torch.Tensor | None = None,
 ) -> list[dict]:
     """One record per image of ``images``: ``(N, C, H, W)`` uint8 at the run's image size and channels (as
     decoded and cropped for the model); each record names its ``index`` (``first`` + its row) instead of a
-    path."""
+    path. With ``targets`` ``(N,)`` (class indices) each record also names its ``target`` and ``oracle``
+    (:mod:`mheads.infer.predict_oracle`)."""
     want = (opened.channels, opened.size, opened.size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want or images.dtype != torch.uint8:
         raise DataError(
@@ -187,16 +196,27 @@ def predict_images(
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         keys = [("index", first + start + i) for i in range(len(chunk))]
-        records.extend(_predicted(opened, chunk, keys, top))
+        labels = None if targets is None else targets[start : start + batch_size]
+        records.extend(_predicted(opened, chunk, keys, top, labels))
     return records
 
 
-def _predicted(opened: OpenedRun, images: torch.Tensor, keys: Sequence[tuple[str, object]], top: int):
+def _predicted(
+    opened: OpenedRun,
+    images: torch.Tensor,
+    keys: Sequence[tuple[str, object]],
+    top: int,
+    targets: torch.Tensor | None = None,
+):
     device = next(opened.tree.parameters()).device
     with torch.no_grad():
         logits = opened.tree(opened.normalizer(images.to(device))).float().cpu()  # (M, B, C)
     top = max(1, min(top, len(opened.classes)))
-    return _records(keys, logits, opened.classes, top, opened.assigning, opened.calibration)
+    records = _records(keys, logits, opened.classes, top, opened.assigning, opened.calibration)
+    if targets is None:
+        return records
+    found = oracle_fields(Classification(), logits, targets, opened.classes)  # the first member that is right
+    return [record | extra for record, extra in zip(records, found, strict=True)]
 
 
 def load_image(path: Path, channels: int, size: int, resize: int) -> torch.Tensor:
