@@ -65,6 +65,9 @@ def test_targets_that_do_not_fit_the_task_are_one_line_naming_the_way_out():
         match=r"^target: .*\(B, 2\) \(the targets .*regression run\); .*, or predict the inputs alone",
     ):
         oracle_fields(regression(2), torch.zeros(2, 1, 2), torch.tensor([[1.0, 2.0, 3.0]]))
+    task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
+    with pytest.raises(DataError, match=r"\(the targets given with the inputs, for a custom run\)"):
+        oracle_fields(task, torch.zeros(2, 1, 2), torch.zeros(1, 3))  # the user's loss: mismatched shapes
     assert pair_targets([1.5, torch.tensor(2.0)]).tolist() == [1.5, 2.0]
     with pytest.raises(DataError, match=r"^inputs: the targets of the \(input, target\) pairs do not stack"):
         pair_targets([torch.zeros(2), torch.zeros(3)])

@@ -47,7 +47,7 @@ def oracle_fields(
     targets = targets.to(outputs.device)
     try:
         best = task.oracle(outputs, targets)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a user's loss of mismatched shapes
         raise DataError(
             f"{str(err).splitlines()[0]} (the targets given with the inputs, for a {task.name} run); give "
             f"the targets the run trained on, {_ALONE}"
