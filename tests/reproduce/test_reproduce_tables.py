@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mheads.cli.parser import build_parser
 from mheads.config import ConfigError
 from mheads.reproduce.spec import load_spec
-from mheads.reproduce.tables import SEED_FIELDS, check_priors, read_seed_rows, recipe_overrides
+from mheads.reproduce.tables import (
+    SEED_FIELDS,
+    check_priors,
+    read_seed_rows,
+    recipe_overrides,
+    seed_rows,
+    write_seed_rows,
+)
 
 IDENT = {"experiment": "table1", "scale": "smoke", "data": "embedded"}
 
@@ -96,14 +105,13 @@ ROW = "table1,cpu,x,,bagging,"  # a seeds.csv row up to its seed
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (f"{ROW}0,oracle_acc,nan,1,hw", r"line 2: value: got 'nan'; expected a finite number"),
-        (f"{ROW}0,oracle_acc,inf,1,hw", r"line 2: value: got 'inf'; expected a finite number"),
+        (f"{ROW}0,oracle_acc,inf,1,hw", r"line 2: value: got 'inf'; expected a number \(nan: a metric"),
         (f"{ROW}-5,oracle_acc,1,1,hw", r"line 2: seed: got '-5'; expected an integer >= 0"),
         (f"{ROW}0,oracle_acc,1,-7,hw", r"line 2: wall_time_s: got '-7'; expected a number >= 0"),
         (f"{ROW}0,oracle_acc,1,1,\udcff", r"not a seeds.csv a sweep wrote \(UnicodeDecodeError"),
         (f"{ROW}0,oracle_acc,1,1," + "a" * 200_000, r"not a seeds.csv a sweep wrote \(Error"),
     ],
-    ids=["nan", "inf", "negative-seed", "negative-time", "not-utf8", "huge-field"],
+    ids=["inf", "negative-seed", "negative-time", "not-utf8", "huge-field"],
 )
 def test_a_pooled_seeds_csv_of_non_finite_or_foreign_values_is_one_line(tmp_path, row, message):
     """--pool-with reads another sweep's seeds.csv: NaN and inf were pooled into the cell's mean and std
@@ -113,3 +121,17 @@ def test_a_pooled_seeds_csv_of_non_finite_or_foreign_values_is_one_line(tmp_path
     with pytest.raises(ConfigError, match=message) as info:
         read_seed_rows(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_metric_the_run_recorded_as_null_is_read_back_as_the_sweep_wrote_it(tmp_path):
+    """A sweep writes a null metric (NaN or inf in metrics.json) as nan in its own seeds.csv, and reads that
+    file again on its next start (more seeds) or through --pool-with: it must not refuse its own file."""
+
+    class Spec:
+        metrics = ("ensemble_mean_acc", "ece")
+
+    ident = {**IDENT, "overrides": ""}
+    rows = seed_rows(Spec, ident, "bagging", 0, {"ensemble_mean_acc": 0.5, "ece": None}, "hw")
+    write_seed_rows(tmp_path / "seeds.csv", rows)
+    back = {r["metric"]: r["value"] for r in read_seed_rows(tmp_path / "seeds.csv")}
+    assert back["ensemble_mean_acc"] == 50.0 and math.isnan(back["ece"])

@@ -157,6 +157,15 @@ def read_seed_rows(path: Path) -> list[dict]:
         ) from None
 
 
+# inf would be pooled into every mean and std of its cell without a word; nan is how a sweep writes a metric
+# its run recorded as null (metric_value), and its cell shows "-" in the tables, as in the sweep that wrote it
+_LIMITS = {
+    "seed": "an integer >= 0",
+    "value": "a number (nan: a metric its run recorded as null)",
+    "wall_time_s": "a number >= 0",
+}
+
+
 def _seed_rows(path: Path, reader: csv.DictReader) -> list[dict]:
     missing = set(SEED_FIELDS) - set(reader.fieldnames or []) - set(_OPTIONAL)
     if missing:
@@ -178,10 +187,9 @@ def _seed_rows(path: Path, reader: csv.DictReader) -> list[dict]:
             }
         except (ValueError, TypeError) as err:  # TypeError: a short line (missing fields are None)
             raise ConfigError(f"{path}, line {line}: {err}") from None
-        # NaN or inf would be pooled into every mean and std of its cell without a word
-        limits = {"seed": "an integer >= 0", "value": "a finite number", "wall_time_s": "a number >= 0"}
-        for field, allowed in limits.items():
-            if not (math.isfinite(row[field]) and (field == "value" or row[field] >= 0)):
+        for field, allowed in _LIMITS.items():
+            fine = not math.isinf(row[field]) if field == "value" else row[field] >= 0  # False for NaN
+            if not fine:
                 raise ConfigError(f"{path}, line {line}: {field}: got {r[field]!r}; expected {allowed}")
         key = (row["cell"], row["seed"], row["metric"])
         if key in seen:
