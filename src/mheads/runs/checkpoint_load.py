@@ -126,7 +126,9 @@ def _parse_checkpoint(folder: Path, blobs: dict[str, bytes]) -> Checkpoint:
         bad = folder / WEIGHTS_FILE
         raise CheckpointError(f"{bad} is not a valid safetensors file: {_one_line(exc)}") from exc
     state = _safe_torch_load(blobs[STATE_FILE], folder / STATE_FILE)
-    check_finite(weights, folder / WEIGHTS_FILE)  # the checksums are the writer's: a folder may be edited
+    # the checksums are the writer's: a folder may be edited; a buffer may hold -inf (an attention mask), so
+    # infinite parameters are refused where the model is known (train.run_model.check_parameters_finite)
+    check_finite(weights, folder / WEIGHTS_FILE, allow_inf=True)
     check_finite(state, folder / STATE_FILE)  # e.g. optimizer momentum, which would turn the weights NaN
     return Checkpoint(step=doc["step"], weights=weights, state=state, meta=doc["meta"], path=folder)
 
@@ -150,12 +152,14 @@ def _safe_torch_load(data: bytes, path: Path) -> dict[str, Any]:
     return state
 
 
-def check_finite(tensors: Any, path: Path | str) -> None:
+def check_finite(tensors: Any, path: Path | str, allow_inf: bool = False) -> None:
     """Raise CheckpointError naming ``path`` and the entry when a floating-point tensor in ``tensors`` (a
-    dict of weights, or state nested in dicts, lists and tuples) holds NaN or an infinity; such values are
-    never saved (a non-finite step stops or is skipped), so they come from an edited or damaged file."""
+    dict of weights, or state nested in dicts, lists and tuples) holds NaN or (unless ``allow_inf``: weights
+    whose buffers may hold a -inf mask) an infinity; such parameters and optimizer state are never saved (a
+    non-finite step stops or is skipped), so they come from an edited or damaged file."""
     for name, t in _tensors(tensors, ""):
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = t.isnan().any() if allow_inf else ~torch.isfinite(t).all()
+        if t.is_floating_point() and bool(bad):
             raise CheckpointError(
                 f"{path}: {name or 'tensor'}: got non-finite values (NaN or inf); expected finite numbers "
                 "(an edited or damaged file)"

@@ -33,6 +33,7 @@ from mheads.train.device import resolve_device, resolve_sync
 from mheads.train.dist_checkpoint import is_distributed, restore_parts, run_state_json
 from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
+from mheads.train.run_model import check_parameters_finite
 from mheads.train.state import RunState, check_run_state
 from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task
 from mheads.tree import TreeNet
@@ -287,6 +288,7 @@ def _initial_weights(tree: TreeNet, cfg: Config) -> None:
 def _load_checkpoint_weights(tree: TreeNet, ck) -> None:
     """A checkpoint's weights into the tree its meta describes; weights of another architecture (an edited
     or foreign checkpoint whose hash was recomputed) raise ``CheckpointError`` naming it, not a traceback."""
+    check_parameters_finite(tree, ck.weights, ck.path / "weights.safetensors")
     try:
         tree.load_state_dict(ck.weights)
     except RuntimeError as err:

@@ -20,7 +20,7 @@ from mheads.train.build import tree_from_meta
 from mheads.train.reopen import ModelSpec
 from mheads.tree.treenet import TreeNet
 
-__all__ = ["load_run", "load_run_weights", "load_weights_checked", "run_meta"]
+__all__ = ["check_parameters_finite", "load_run", "load_run_weights", "load_weights_checked", "run_meta"]
 
 
 def run_meta(run: Path) -> dict:
@@ -49,7 +49,8 @@ def load_run_weights(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise CheckpointError(
                 f"{final}: unreadable or truncated weights ({str(err).splitlines()[0]})"
             ) from None
-        check_finite(weights, final)  # never saved so: an edited or damaged file
+        check_finite(weights, final, allow_inf=True)  # never saved so: an edited or damaged file (a buffer
+        # may hold -inf: infinite parameters are refused by load_weights_checked, which knows the model)
         return weights, meta
     if not (run / "checkpoints").is_dir():
         raise CheckpointError(
@@ -84,6 +85,7 @@ def load_weights_checked(tree, weights: dict, run) -> None:
     """Load a run's weights into the tree its run.json describes; weights of another shape or set of names
     (another run's, or edited) raise ``CheckpointError`` naming the run instead of torch's traceback; so do
     integer weights where the model has floats (or the reverse), which loading would silently convert."""
+    check_parameters_finite(tree, weights, f"--run {run}")
     expected = tree.state_dict()
     for name, t in weights.items():
         if name in expected and t.is_floating_point() != expected[name].is_floating_point():
@@ -99,3 +101,11 @@ def load_weights_checked(tree, weights: dict, run) -> None:
             f"--run {run}: its weights do not fit the model its run.json describes "
             f"({'; '.join(lines[1:3])[:300]})"
         ) from None
+
+
+def check_parameters_finite(tree, weights: dict, where: object) -> None:
+    """Raise ``CheckpointError`` naming ``where`` and the tensor when a weight the ``tree`` holds as a
+    parameter is NaN or infinite (never saved so: an edited or damaged file). Buffers are not checked for
+    infinities: a model's own may hold -inf (an attention mask); NaN ones are refused on reading the file."""
+    params = {name for name, _ in tree.named_parameters(remove_duplicate=False)}
+    check_finite({k: v for k, v in weights.items() if k in params}, str(where))
