@@ -199,6 +199,40 @@ def test_a_run_json_that_is_not_utf8_ends_eval_with_one_line(fresh, capsys):
     assert err.count("\n") == 1
 
 
+def _edit_run_json(run, section: str, **fields) -> None:
+    info = json.loads((run / "run.json").read_text())
+    info[section].update(fields)
+    (run / "run.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    "classes, wrong",
+    [
+        (["a", "b"], "['a', 'b'] (2 names)"),
+        ("abcde", "'abcde' (a str)"),
+        ([1, 2, 3, 4, 5], "(not all strings)"),
+    ],
+)
+def test_predict_refuses_class_names_that_do_not_fit_the_model(fresh, images, classes, wrong, capsys):
+    _edit_run_json(fresh, "data", classes=classes)  # each fell back to class numbers without a word
+    assert main(["predict", "--run", str(fresh), str(images)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mheads: error: {fresh / 'run.json'}: data.classes is ")
+    assert f"{wrong}; expected a list of 5 class names (strings)" in err and err.count("\n") == 1
+
+
+def test_a_run_json_num_classes_that_is_not_an_integer_names_run_json(fresh, images, capsys):
+    _edit_run_json(fresh, "meta", num_classes=True)  # eval named --data: "num_classes 5 (model takes True)"
+    for argv in (
+        ["predict", "--run", str(fresh), str(images)],
+        ["eval", "--run", str(fresh), "--no-figures"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"mheads: error: {fresh / 'run.json'}: the model description does not build")
+        assert "(num_classes: got True; expected an integer in 1..10000000)" in err and err.count("\n") == 1
+
+
 def test_eval_jsonl_lines_that_are_not_utf8_objects_are_skipped(fresh):
     from mheads.runs.folder import read_jsonl, truncate_jsonl
 

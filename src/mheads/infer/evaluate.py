@@ -27,7 +27,7 @@ from mheads.train.build import tree_from_meta
 from mheads.train.comm import LocalComm
 from mheads.train.device import resolve_device
 from mheads.train.evaluate import evaluate
-from mheads.train.reopen import ModelSpec
+from mheads.train.reopen import ModelSpec, check_meta
 from mheads.train.run_model import load_run_weights, load_weights_checked, run_meta
 from mheads.train.task_run import run_task
 
@@ -74,6 +74,8 @@ def load_for_eval(
         weights, meta = load_run_weights(run)
     else:
         meta = run_meta(run)
+    # its sizes are compared with the data's below: an edited size (num_classes: true) names run.json
+    check_meta(meta, str(run / "run.json"))
     if data is not None:  # a run trained from Python on dict inputs reads those arrays of an .npz file
         cfg.data.inputs = npz_input_names(cfg.data.inputs, meta.get("input"))
     device = resolve_device(cfg.train.device)

@@ -227,13 +227,30 @@ def load_image(path: Path, channels: int, size: int, resize: int) -> torch.Tenso
 
 
 def _classes(run: Path, meta: dict) -> list[str]:
-    try:
-        classes = read_run_json(run)["data"]["classes"]
-        if len(classes) == meta["num_classes"]:
-            return [str(c) for c in classes]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return [str(i) for i in range(meta["num_classes"])]
+    """The class names ``run.json`` records (``data.classes``), one string per class of the model; a run
+    that records none is named by class numbers. A list of another length or of other than strings is one
+    ``ConfigError`` naming the file and the field (it fell back to class numbers without a word)."""
+    data = read_run_json(run).get("data", {})
+    k = meta["num_classes"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{run / 'run.json'}: data is a {type(data).__name__}; expected a JSON object")
+    value = data.get("classes")
+    if value is None:
+        return [str(i) for i in range(k)]
+    if not isinstance(value, list):
+        wrong = f"a {type(value).__name__}"
+    elif len(value) != k:
+        wrong = f"{len(value)} names"
+    elif not all(isinstance(c, str) for c in value):
+        wrong = "not all strings"
+    else:
+        return value
+    text = repr(value)
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ConfigError(
+        f"{run / 'run.json'}: data.classes is {shown} ({wrong}); expected "
+        f"a list of {k} class names (strings), one per class of the model (meta.num_classes {k})"
+    )
 
 
 def _records(keys, logits: torch.Tensor, classes, top: int, assigning: bool, calibration: dict | None):
