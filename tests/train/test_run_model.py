@@ -34,3 +34,20 @@ def test_a_minus_inf_buffer_is_read_and_loaded_an_infinite_parameter_is_not(tmp_
     save_checkpoint(tmp_path, 2, loaded, {"step": 2}, {"arch": "masked"})
     with pytest.raises(CheckpointError, match=r"weights\.safetensors: mask: got non-finite values"):
         load_checkpoint(tmp_path)
+
+
+def test_resume_reads_a_minus_inf_buffer_and_refuses_an_infinite_parameter_on_every_path(tmp_path):
+    """The root's check before the run state is shared: a distributed run's parts are loaded elsewhere."""
+    from mheads.train.comm import LocalComm
+    from mheads.train.restore import _read_checkpoint
+
+    meta = {"arch": "masked"}
+    weights = {k: v.clone() for k, v in Masked().state_dict().items()}
+    state = {"step": 1, "skipped": 0, "skipped_total": 0, "optimizer": {}, "schedule": {}}
+    save_checkpoint(tmp_path, 1, weights, state, meta)
+    ck, shared = _read_checkpoint(tmp_path, True, LocalComm(), meta, Masked())
+    assert ck is not None and shared is not None and shared["step"] == 1
+    weights["fc.bias"][1] = float("-inf")
+    save_checkpoint(tmp_path, 2, weights, {**state, "step": 2}, meta)
+    with pytest.raises(CheckpointError, match=r"00002/weights\.safetensors: fc\.bias: got non-finite"):
+        _read_checkpoint(tmp_path, True, LocalComm(), meta, Masked())

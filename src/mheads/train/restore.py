@@ -86,7 +86,7 @@ def restore(
     device = resolve_device(cfg.train.device)  # fit set train.threads (and the allocator) for the run
     data = _prepare_data(cfg, device, dataset, comm, show)
     tree, task, meta = _build_model(cfg, data, device, comm, model, task)
-    ck, shared = _read_checkpoint(out, resume, comm, meta)
+    ck, shared = _read_checkpoint(out, resume, comm, meta, tree)
     state = RunState() if shared is None else RunState.from_checkpoint(shared)
     _start_weights(tree, cfg, wrap, ck, shared, state.step)
     owners = member_param_map(tree)
@@ -189,7 +189,7 @@ def _build_model(
 
 
 def _read_checkpoint(
-    out: Path, resume: bool, comm: Comm, meta: dict
+    out: Path, resume: bool, comm: Comm, meta: dict, tree: TreeNet
 ) -> tuple[Checkpoint | None, dict | None]:
     """``(checkpoint, run state)``: the root reads the newest checkpoint (None also when a resumed run never
     committed one: start over; None on the other ranks) and tells every rank its run state (JSON; None: a
@@ -198,6 +198,7 @@ def _read_checkpoint(
     if ck is not None:
         check_compatible(ck.meta, meta, where=ck.path)
         check_run_state(ck.state, ck.path / "state.pt")
+        check_parameters_finite(tree, ck.weights, ck.path / "weights.safetensors")  # distributed runs too
     return ck, comm.broadcast_json(None if ck is None else run_state_json(ck.state))
 
 
