@@ -171,6 +171,76 @@ def test_metrics_reject_bad_arguments():
         EnsembleMetrics(2, 3).merge(EnsembleMetrics(3, 3))
 
 
+# ---------------------------------------------------------------- non-finite outputs
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _non_finite_logits() -> torch.Tensor:
+    """TIE_LOGITS with a third member: NaN on examples 0 and 2 of member 1, inf (or -inf) on example 3 of
+    members 1 and 2; member 0 stays finite."""
+    logits = torch.cat([TIE_LOGITS, TIE_LOGITS[:1]])
+    logits[1, 0], logits[1, 2, 1], logits[1, 3, 0], logits[2, 3, 2] = NAN, NAN, INF, -INF
+    return logits
+
+
+NON_FINITE = (
+    "non-finite outputs in member 1 (3 of 4 examples), member 2 (1 of 4 examples): NaN or inf logits have "
+    "no probabilities to score; expected finite logits"
+)
+PURE = [
+    mt.member_accuracy,
+    mt.ensemble_mean_accuracy,
+    lambda x, y: mt.ensemble_mean_accuracy(x, y, average="scores"),
+    lambda x, y: mt.ensemble_topk_accuracy(x, y, 2),
+    mt.oracle_accuracy,
+    lambda x, y: mt.oracle_assignment(x, y, 3),
+    mt.negative_log_likelihood,
+    mt.brier_score,
+    mt.expected_calibration_error,
+    mt.mean_member_nll,
+    lambda x, y: mt.pairwise_disagreement(x),
+]
+
+
+def test_nan_logits_never_score_a_perfect_accuracy():
+    nan = torch.full((2, 4, 3), NAN)  # argmax of NaN hit every target: ensemble_mean_acc was 1.0
+    with pytest.raises(mt.NonFiniteOutputs, match=r"member 0 \(4 of 4 examples\), member 1 \(4 of 4"):
+        mt.ensemble_mean_accuracy(nan, torch.tensor([0, 1, 2, 0]))
+
+
+@pytest.mark.parametrize("metric", PURE)
+def test_every_metric_refuses_non_finite_logits_naming_the_members(metric):
+    with pytest.raises(mt.NonFiniteOutputs) as err:
+        metric(_non_finite_logits(), TIE_TARGETS)
+    assert str(err.value) == NON_FINITE and (err.value.counts, err.value.num_examples) == ([0, 3, 1], 4)
+
+
+def test_the_accumulator_counts_non_finite_outputs_over_every_batch():
+    logits, acc = _non_finite_logits(), EnsembleMetrics(3, 3)
+    for rows in ([0], [1, 2], [3]):  # the finite example 1 is counted too
+        acc.update(logits[:, rows], TIE_TARGETS[rows])
+    with pytest.raises(mt.NonFiniteOutputs) as err:
+        acc.compute()
+    assert str(err.value) == NON_FINITE  # as the pure functions on the whole set say it
+    merged = EnsembleMetrics(3, 3).merge(acc).merge(acc)
+    with pytest.raises(mt.NonFiniteOutputs, match=r"member 1 \(6 of 8 examples\), member 2 \(2 of 8"):
+        merged.compute()
+    acc.reset()
+    acc.update(logits[:, [1]], TIE_TARGETS[[1]])
+    assert acc.compute()["num_examples"] == 1
+
+
+def test_one_non_finite_member_among_many_is_named_with_a_short_message():
+    logits = torch.zeros(20, 2, 3)
+    logits[3:, 1, 0] = NAN
+    with pytest.raises(mt.NonFiniteOutputs) as err:
+        mt.oracle_accuracy(logits, torch.tensor([0, 1]))
+    assert "member 3 (1 of 2 examples)" in str(err.value) and "member 10 (1 of 2 examples) and 9 more" in str(
+        err.value
+    )
+
+
 # ---------------------------------------------------------------- properties
 
 

@@ -233,6 +233,24 @@ def test_a_run_json_num_classes_that_is_not_an_integer_names_run_json(fresh, ima
         assert "(num_classes: got True; expected an integer in 1..10000000)" in err and err.count("\n") == 1
 
 
+def test_eval_of_members_whose_outputs_overflow_to_nan_exits_3_naming_the_member(fresh, capsys):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(fresh / "model.safetensors")
+    top = weights[
+        "root.branches.1.layers.ip2.weight"
+    ]  # member 1's last layer: finite, overflowing to inf - inf
+    top[:] = 3e38
+    top[:, ::2] = -3e38
+    save_file(weights, fresh / "model.safetensors")
+    assert main(["eval", "--run", str(fresh), "--no-figures"]) == 3  # was a ValueError traceback (exit 1)
+    err = capsys.readouterr().err
+    assert err == (
+        "mheads: error: non-finite outputs in member 1 (100 of 100 examples): NaN or inf logits have no "
+        "probabilities to score; expected finite logits\n"
+    )
+
+
 def test_eval_jsonl_lines_that_are_not_utf8_objects_are_skipped(fresh):
     from mheads.runs.folder import read_jsonl, truncate_jsonl
 

@@ -478,12 +478,13 @@ def _exit_now(code: int) -> None:
 
 def _exit_code(err: Exception) -> tuple[int | None, str]:
     """The exit code an error ends the command with (None: a bug, shown with its traceback)."""
+    from mheads.ensemble.metrics import NonFiniteOutputs
     from mheads.train.numerics import NumericalFault
     from mheads.train.preempt import Preempted
 
     if isinstance(err, Preempted):
         return PREEMPTED_EXIT_CODE, ""
-    if isinstance(err, NumericalFault):
+    if isinstance(err, (NumericalFault, NonFiniteOutputs)):
         return EXIT_NUMERICAL, "error: "
     if isinstance(err, _user_errors()):
         return EXIT_BAD_INPUT, "error: "

@@ -19,11 +19,13 @@ from mheads.ensemble.metrics import (
     assignment_counts,
     brier_terms,
     calibration_terms,
+    check_finite_counts,
     check_num_bins,
     disagreeing_pairs,
     ece_from_bins,
     ensemble_hits,
     fractions_per_class,
+    non_finite,
     prepare,
 )
 
@@ -47,7 +49,10 @@ class EnsembleMetrics:
     `num_examples`, `ensemble_mean_acc` (averaged probabilities), `ensemble_mean_acc_scores` (averaged
     scores), `ensemble_top5_acc` (k = min(5, C)), `oracle_acc`, `member_acc` (M), `oracle_assignment`
     (M x C fractions, Figure 2), `nll` (probability-averaged ensemble), `brier`, `ece` (`num_bins`
-    equal-width bins), `disagreement` (pairwise, top-1), `mean_member_nll`, `member_nll` (M).
+    equal-width bins), `disagreement` (pairwise, top-1), `mean_member_nll`, `member_nll` (M). Non-finite
+    logits (NaN or inf) are counted per member over every batch, and `compute()` refuses them
+    (`mheads.ensemble.metrics.NonFiniteOutputs`, naming each member and on how many examples of the whole
+    set), as the pure functions do.
     """
 
     def __init__(
@@ -85,16 +90,22 @@ class EnsembleMetrics:
         self._member_nll = [ExactSum() for _ in range(m)]
         self._bin_neg_confidence = [ExactSum() for _ in range(self.num_bins)]
         self._bin_correct = [0] * self.num_bins
+        self._non_finite = torch.zeros(m, dtype=torch.int64)  # per member: examples with NaN/inf logits
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch: `logits: (M, B, C)`, `targets: (B,)` with the M and C given at construction."""
-        logits64, targets = prepare(logits, targets)
+        logits64, targets = prepare(logits, targets, finite=False)
         expected = (self.num_members, self.num_classes)
         if (logits64.shape[0], logits64.shape[2]) != expected:
             raise ValueError(
                 f"logits must have shape (M, B, C) with (M, C) = {expected}, got {tuple(logits64.shape)}"
             )
+        bad = non_finite(logits64)  # (M, B): counted over the whole set, refused by compute()
+        if bool(bad.any()):
+            self._non_finite += bad.sum(dim=1).cpu()
+            self._n += targets.shape[0]
+            return
         predictions = logits64.argmax(dim=-1)  # (M, B)
         hits = predictions == targets
         self._member_correct += hits.sum(dim=1).cpu()
@@ -148,6 +159,7 @@ class EnsembleMetrics:
         for mine, theirs in zip(self._bin_neg_confidence, other._bin_neg_confidence):
             mine.merge(theirs)
         self._bin_correct = [a + b for a, b in zip(self._bin_correct, other._bin_correct)]
+        self._non_finite += other._non_finite
         return self
 
     @property
@@ -159,6 +171,7 @@ class EnsembleMetrics:
         n = self._n
         if n == 0:
             raise RuntimeError("EnsembleMetrics.compute() needs at least one update() with examples")
+        check_finite_counts(self._non_finite.tolist(), n)  # a NaN output's argmax would count as right
         m = self.num_members
         pairs = m * (m - 1) // 2
         all_member_nll = ExactSum()

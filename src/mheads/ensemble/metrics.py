@@ -6,6 +6,11 @@ float64 without gradients, and floating sums go through `ExactSum`, so the resul
 
 Predictions are argmaxes with ties going to the lowest class index (torch.argmax's rule); top-k counts a
 target as found when fewer than k classes rank ahead of it under the same rule.
+
+Non-finite logits (NaN or inf) are refused with :class:`NonFiniteOutputs`, naming each member that gave them
+and on how many examples: an argmax of NaN would count as right (NaN logits scored `ensemble_mean_acc` 1.0),
+and their probabilities are NaN. The uncertainty metrics refuse them too
+(`mheads.ensemble.uncertainty.check_member_logits`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from mheads.ensemble.exact_sum import ExactSum
 
 __all__ = [
     "NUM_ECE_BINS",
+    "NonFiniteOutputs",
     "member_accuracy",
     "ensemble_mean_accuracy",
     "ensemble_topk_accuracy",
@@ -44,9 +50,40 @@ AVERAGES = ("probs", "scores")
 # ---------------------------------------------------------------- per-example statistics
 
 
-def prepare(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check inputs (target values included) and return float64 detached logits and int64 targets."""
+class NonFiniteOutputs(ValueError):
+    """Non-finite member outputs (see the module docstring); ``counts``: per member, the examples on which
+    it gave a NaN or inf logit, of ``num_examples``."""
+
+    def __init__(self, counts: list[int], num_examples: int):
+        self.counts, self.num_examples = counts, num_examples
+        bad = [(m, c) for m, c in enumerate(counts) if c]
+        named = ", ".join(f"member {m} ({c} of {num_examples} examples)" for m, c in bad[:8])
+        more = f" and {len(bad) - 8} more members" if len(bad) > 8 else ""
+        super().__init__(
+            f"non-finite outputs in {named}{more}: NaN or inf logits have no probabilities to score; "
+            "expected finite logits"
+        )
+
+
+def non_finite(logits: torch.Tensor) -> torch.Tensor:
+    """`(M, B, C)` -> `(M, B)` bool: the member's output on the example has a NaN or inf logit."""
+    return ~torch.isfinite(logits).all(dim=-1)
+
+
+def check_finite_counts(counts: list[int], num_examples: int) -> None:
+    """Raise :class:`NonFiniteOutputs` when any member has non-finite outputs (``counts``, per member)."""
+    if any(counts):
+        raise NonFiniteOutputs(counts, num_examples)
+
+
+def prepare(
+    logits: torch.Tensor, targets: torch.Tensor, *, finite: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check inputs (target values included) and return float64 detached logits and int64 targets;
+    ``finite`` also refuses non-finite logits (:class:`NonFiniteOutputs`)."""
     check_logits_targets(logits, targets, check_values=True)
+    if finite:
+        check_finite_counts(non_finite(logits).sum(dim=1).tolist(), targets.shape[0])
     return logits.detach().to(torch.float64), targets.long()
 
 
@@ -224,6 +261,7 @@ def pairwise_disagreement(logits: torch.Tensor) -> float:
     if logits.ndim != 3 or min(logits.shape) < 1:
         raise ValueError(f"logits must have shape (M, B, C) with M, B, C >= 1, got {tuple(logits.shape)}")
     num_members, batch, _ = logits.shape
+    check_finite_counts(non_finite(logits.detach()).sum(dim=1).tolist(), batch)
     pairs = num_members * (num_members - 1) // 2
     if pairs == 0:
         return 0.0

@@ -1,0 +1,45 @@
+"""Evaluation during training (``mheads.train.evaluate``): what a split's metrics are made of."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mheads.config import config_from_settings
+from mheads.ensemble.metrics import NonFiniteOutputs
+from mheads.train.comm import LocalComm
+from mheads.train.evaluate import evaluate
+
+
+class _Batches:
+    """A split of 6 examples in batches of 4 and 2, three classes."""
+
+    num_classes = 3
+
+    def eval_batches(self, split, batch_size):
+        x = torch.arange(6, dtype=torch.float32).unsqueeze(1)
+        y = torch.tensor([0, 1, 2, 0, 1, 2])
+        yield x[:4], y[:4]
+        yield x[4:], y[4:]
+
+
+class _Members(nn.Module):
+    """Two members: logits `(2, B, 3)` that favour the target class, member 1 NaN on inputs >= 3."""
+
+    def forward(self, x):
+        logits = torch.nn.functional.one_hot(x[:, 0].long() % 3, 3).float().expand(2, -1, -1).clone()
+        logits[1, x[:, 0] >= 3] = float("nan")
+        return logits
+
+
+def test_outputs_that_are_nan_stop_the_evaluation_naming_the_member_and_examples():
+    cfg = config_from_settings({"model.members": 2})
+    model = _Members()
+    with pytest.raises(NonFiniteOutputs, match=r"^non-finite outputs in member 1 \(3 of 6 examples\): "):
+        evaluate(
+            model, _Batches(), cfg, LocalComm()
+        )  # its argmax counted NaN as right: ensemble_mean_acc 1.0
+    assert model.training  # put back as it was
+    model.forward = lambda x: _Members.forward(model, x).nan_to_num(0.0)
+    assert evaluate(model, _Batches(), cfg, LocalComm())["member_acc"] == [1.0, 4 / 6]  # zeros: class 0
