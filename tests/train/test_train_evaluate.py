@@ -1,4 +1,5 @@
-"""Evaluation during training (``mheads.train.evaluate``): what a split's metrics are made of."""
+"""Evaluation during training (``mheads.train.evaluate``; named apart from tests/infer/test_evaluate.py, which
+pytest would take for the same module): what a split's metrics are made of."""
 
 from __future__ import annotations
 
