@@ -35,14 +35,11 @@ def test_integer_inputs_stay_integers(tmp_path):
     assert pairs.inputs.dtype == torch.int64 and pairs.targets.tolist() == [0, 1, 2]
 
 
-@pytest.mark.parametrize(
-    "shape, pixels",
-    [((4, 1, 6, 10), True), ((4, 3, 5, 5), True), ((4, 6, 10), True), ((4, 12), False)],
-)
-def test_a_uint8_array_alone_is_read_as_a_datasets_same_array(tmp_path, shape, pixels):
-    """One rule on both paths: uint8 images (N, C, H, W) / (N, H, W) reach the model as [0, 1] floats, uint8
-    token ids (N, T) as int64 values (the .npz path gave int64 for all of them, the Python path floats), and
-    the run records the same input description; through the whole reading of a run's data (a regression)."""
+@pytest.mark.parametrize("shape", [(4, 1, 6, 10), (4, 3, 5, 5), (4, 6, 10), (4, 12)])
+def test_a_uint8_array_alone_is_pixels_as_a_datasets_same_array(tmp_path, shape):
+    """One uint8 rule on both paths: uint8 of any shape, (N, C, H, W) images and (N, F) flattened pixels
+    alike, is recorded uint8 and reaches the model as [0, 1] floats (the .npz path gave int64 0-255, then
+    int64 for (N, F) alone); through the whole reading of a run's data (a regression)."""
     from mheads.config import config_from_settings
     from mheads.data.sources_task import read_task_source
     from mheads.data.tensors import prepare_tensors
@@ -55,11 +52,11 @@ def test_a_uint8_array_alone_is_read_as_a_datasets_same_array(tmp_path, shape, p
     npz = prepare_tensors(cfg, cpu, *read_task_source(cfg))
     items = [(torch.from_numpy(x[i]), float(y[i])) for i in range(shape[0])]  # as a Python Dataset gives them
     python = prepare_tensors(cfg, cpu, items)
-    want = torch.from_numpy(x).float() / 255 if pixels else torch.from_numpy(x).to(torch.int64)
+    want = torch.from_numpy(x).float() / 255
     for data in (npz, python):
-        assert data.input_spec() == {"shape": list(shape[1:]), "dtype": "uint8" if pixels else "int64"}
+        assert data.input_spec() == {"shape": list(shape[1:]), "dtype": "uint8"}
         (seen, _), *_ = data.eval_batches("test", shape[0])
-        assert seen.dtype == want.dtype and torch.equal(seen, want)
+        assert seen.dtype == torch.float32 and torch.equal(seen, want)
 
 
 def npz_bytes(**arrays):

@@ -119,42 +119,62 @@ def test_token_ids_of_another_length_in_the_test_split_are_not_refused():
     assert prepare_tensors(cls, torch.device("cpu"), train, test).test_x.shape == (2, 8)
 
 
-def test_a_uint8_dict_entry_is_read_as_an_npz_array_is_int64_never_scaled(tmp_path):
-    """One rule for both paths: a dict's integer entries (token ids, uint8 included) reach the model as int64
-    values, never scaled as pixels (the Python path gave [0, 1] floats, the .npz path int64); a float entry
-    stays float32; the run records the same input description either way."""
+def test_a_uint8_dict_entry_is_pixels_scaled_on_both_paths_and_int_ids_stay_int64(tmp_path):
+    """One uint8 rule for both paths: a dict's uint8 entry is pixels, recorded uint8 and given to the model
+    as [0, 1] floats (from a Python Dataset and from an .npz file alike); int32 ids reach it as int64, never
+    scaled; a float entry stays float32."""
     import numpy as np
 
     from mheads.data.arrays import read_npz
     from mheads.data.tensors import input_spec, model_view
 
-    ids = np.arange(12, dtype=np.uint8).reshape(4, 3) * 20
+    pixels = np.arange(12, dtype=np.uint8).reshape(4, 3) * 20
+    ids = np.arange(8, dtype=np.int32).reshape(4, 2) * 100
     feats = np.linspace(0, 1, 8, dtype=np.float32).reshape(4, 2)
     y = np.array([0, 1, 0, 1])
-    np.savez(tmp_path / "t.npz", input_ids=ids, feats=feats, y=y)
-    npz = read_npz(tmp_path / "t.npz", ["input_ids", "feats"], "y", kind="classification")
-    items = [({"input_ids": torch.from_numpy(ids[i]), "feats": feats[i]}, int(y[i])) for i in range(4)]
+    np.savez(tmp_path / "t.npz", pixels=pixels, ids=ids, feats=feats, y=y)
+    npz = read_npz(tmp_path / "t.npz", ["pixels", "ids", "feats"], "y", kind="classification")
+    items = [
+        ({"pixels": torch.from_numpy(pixels[i]), "ids": ids[i], "feats": feats[i]}, int(y[i]))
+        for i in range(4)
+    ]
     x_py, _ = read_pairs(Items(items), "train")
     x_npz = npz[:4][0]
     assert input_spec(x_py) == input_spec(x_npz)
-    assert input_spec(x_py)["dict"]["input_ids"] == {"shape": [3], "dtype": "int64"}
+    assert input_spec(x_py)["dict"]["pixels"] == {"shape": [3], "dtype": "uint8"}
+    assert input_spec(x_py)["dict"]["ids"] == {"shape": [2], "dtype": "int64"}
     for seen in (model_view(x_py), model_view(x_npz)):
-        assert seen["input_ids"].dtype == torch.int64 and seen["input_ids"].tolist() == ids.tolist()
+        assert seen["pixels"].dtype == torch.float32
+        assert torch.equal(seen["pixels"], torch.from_numpy(pixels).float() / 255)
+        assert seen["ids"].dtype == torch.int64 and seen["ids"].tolist() == ids.tolist()
         assert seen["feats"].dtype == torch.float32 and torch.equal(seen["feats"], torch.from_numpy(feats))
-    image = model_view(torch.from_numpy(ids[None]))  # a uint8 input alone is an image: scaled, as before
-    assert image.dtype == torch.float32 and torch.equal(image, torch.from_numpy(ids[None]).float() / 255)
 
 
-def test_uint8_alone_is_pixels_with_two_axes_per_example_else_token_ids():
-    """What the model sees of a batch given as uint8 (predict's inputs, a run's recorded example): pixels of
-    (H, W) or (C, H, W) scaled to [0, 1], token ids (T,) as int64 values (they were scaled too), as training
-    reads a Dataset's examples (as_input) and an .npz file's array."""
-    from mheads.data.tensors import as_input, model_view, spec_example
+def test_uint8_of_any_shape_is_pixels_scaled_and_integer_ids_are_not():
+    """What the model sees of a batch (predict's inputs, a run's recorded example): uint8 of any shape, (F,)
+    features and a number included, as [0, 1] floats; int32/int64 ids as stored; a run recorded as uint8
+    (F,) is rebuilt on floats (a rule of 2e3c43a gave int64: such runs from before no longer opened)."""
+    from mheads.data.tensors import model_view, pixels_scaled, spec_example
 
-    ids = torch.arange(10, dtype=torch.uint8).reshape(2, 5) * 25
-    assert model_view(ids).dtype == torch.int64 and torch.equal(model_view(ids), ids.long())
-    for image in (ids.reshape(2, 1, 5), ids.reshape(2, 1, 1, 5)):
-        assert torch.equal(model_view(image), image.float() / 255)
-    assert as_input(ids[0], "x").dtype == torch.int64 and as_input(ids[:, :1], "x").dtype == torch.uint8
-    assert as_input(ids[0, 1], "x").dtype == torch.int64  # a number
-    assert spec_example({"shape": [5], "dtype": "uint8"}, "run").dtype == torch.int64
+    flat = torch.arange(10, dtype=torch.uint8).reshape(2, 5) * 25
+    for x in (flat, flat.reshape(2, 1, 5), flat.reshape(2, 1, 1, 5), flat[:, 0]):
+        assert model_view(x).dtype == torch.float32 and torch.equal(model_view(x), x.float() / 255)
+    ids = flat.to(torch.int64)
+    assert pixels_scaled(ids) is ids and model_view({"ids": ids})["ids"] is ids
+    assert (
+        read_pairs(Items([(flat[0], 0), (flat[1], 1)]), "train")[0].dtype == torch.uint8
+    )  # kept, scaled late
+    example = spec_example({"shape": [5], "dtype": "uint8"}, "run")
+    assert example.dtype == torch.float32 and example.shape == (2, 5)
+
+
+def test_uint8_features_of_another_width_in_the_test_split_are_refused():
+    """uint8 (F,) is pixels (features), not token ids of any length: a test split of another width is
+    refused before training, as float features are."""
+    cls = config_from_settings({})
+    train = TensorPairs(torch.zeros(4, 6, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    test = TensorPairs(torch.zeros(2, 8, dtype=torch.uint8), torch.tensor([1, 0]))
+    with pytest.raises(
+        DataError, match=r"test\[0\]: input integer \(8,\); expected train\[0\]'s integer \(6,\)"
+    ):
+        prepare_tensors(cls, torch.device("cpu"), train, test)

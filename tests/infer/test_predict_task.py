@@ -4,6 +4,7 @@ ensemble's prediction and its uncertainty, on hand-built member outputs; and the
 import csv
 import io
 import json
+import re
 
 import pytest
 import torch
@@ -100,17 +101,27 @@ def test_npz_input_names_are_data_inputs_else_the_recorded_dict_keys():
     assert npz_input_names(None, {"dict": []}) == npz_input_names(None, "junk") == "x"
 
 
-def test_a_uint8_dict_entry_is_predicted_on_as_training_read_it():
-    """int64 token ids, never [0, 1] floats (mheads.data.tensors.as_entry), given as a batch or a Dataset."""
+def test_a_uint8_dict_entry_is_predicted_on_as_pixels_and_int64_ids_are_asked_for():
+    """uint8 is pixels on predict's path too: [0, 1] floats given as a batch or a Dataset, as training reads
+    it; uint8 where the run trained on int64 ids is one line saying to give int64."""
+    from mheads.data.errors import DataError
     from mheads.data.tensors import model_view
     from mheads.infer.predict_task import _examples
 
-    ids = torch.arange(6, dtype=torch.uint8).reshape(2, 3) * 40
-    spec = {"dict": {"input_ids": {"shape": [3], "dtype": "int64"}}}
-    for inputs in ({"input_ids": ids}, [{"input_ids": ids[0]}, {"input_ids": ids[1]}]):
+    pixels = torch.arange(6, dtype=torch.uint8).reshape(2, 3) * 40
+    spec = {"dict": {"pixels": {"shape": [3], "dtype": "uint8"}}}
+    for inputs in ({"pixels": pixels}, [{"pixels": pixels[0]}, {"pixels": pixels[1]}]):
         ((batch, first, targets),) = _examples(inputs, spec)
-        seen = model_view(batch)["input_ids"]
-        assert first == 0 and seen.dtype == torch.int64 and seen.tolist() == ids.tolist() and targets is None
+        seen = model_view(batch)["pixels"]
+        assert first == 0 and targets is None
+        assert seen.dtype == torch.float32 and torch.equal(seen, pixels.float() / 255)
+    ids = {"dict": {"input_ids": {"shape": [3], "dtype": "int64"}}}
+    with pytest.raises(
+        DataError, match=r"^inputs\['input_ids'\]: uint8, read as pixels .* give them as int64"
+    ):
+        _examples({"input_ids": pixels}, ids)
+    ((batch, _, _),) = _examples({"input_ids": pixels.to(torch.int32)}, ids)
+    assert batch["input_ids"].dtype == torch.int64
 
 
 def test_inputs_paired_with_targets_carry_them_to_the_oracle():
@@ -125,3 +136,19 @@ def test_inputs_paired_with_targets_carry_them_to_the_oracle():
     for alone in (x, list(x), [(row, None) for row in x]):  # inputs alone, or unlabelled pairs: no oracle
         ((batch, _, targets),) = _examples(alone, spec)
         assert torch.equal(batch, x) and targets is None
+
+
+def test_pairs_whose_targets_do_not_stack_are_predicted_alone_with_one_line(capsys):
+    """Text labels, targets of mixed shapes: the inputs are predicted (they were refused)."""
+    from mheads.infer.predict_task import _examples
+
+    x = torch.randn(3, 2)
+    spec = {"shape": [2], "dtype": "float32"}
+    for targets, why in (
+        (["cat", "dog", "cat"], r"inputs\[0\]: target 'cat'; expected a number or a tensor"),
+        ([torch.zeros(1), torch.zeros(1), torch.zeros(2)], r"inputs\[2\]: a target of shape \(2,\)"),
+    ):
+        ((batch, _, found),) = _examples(list(zip(x, targets)), spec)
+        assert torch.equal(batch, x) and found is None
+        (line,) = capsys.readouterr().err.splitlines()
+        assert re.match(rf"mheads: no oracle in the records: {why}.*; the inputs are predicted alone$", line)

@@ -223,3 +223,37 @@ def test_a_large_label_pass_is_announced(tmp_path, caplog):
         )
     assert any("reading the labels of all 12000 train examples" in r.getMessage() for r in caplog.records)
     assert any("12000 train / 3 test examples streamed" in r.getMessage() for r in caplog.records)
+
+
+class FlatBytes(torch.utils.data.Dataset):
+    """Flattened uint8 vectors (12,), labelled by their first byte."""
+
+    def __init__(self):
+        self.x = torch.randint(
+            0, 256, (16, 12), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+        )
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.x[i, 0] > 127)
+
+
+def test_flattened_uint8_vectors_train_an_mlp_and_the_run_reopens_and_predicts(tmp_path):
+    """uint8 is pixels at any shape: (F,) vectors reach an MLP as [0, 1] floats (a rule of 2e3c43a made them
+    int64: a raw dtype error), the run records uint8 as runs before it did, and load_run / predict read it
+    back (a RuntimeError then); predict scales uint8 as training did."""
+    from mheads.train.run_model import run_meta
+
+    def mlp():
+        return nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    ds = FlatBytes()
+    result = mheads.fit(mlp(), ds, out=tmp_path / "r", settings=SETTINGS)
+    assert run_meta(result.run)["input"] == {"shape": [12], "dtype": "uint8"}
+    tree = mheads.load_run(result.run, model=mlp())
+    with torch.no_grad():
+        assert torch.equal(tree(ds.x.float() / 255), result.tree(ds.x.float() / 255))
+    records = mheads.predict(result.run, ds.x, model=mlp())
+    assert records == mheads.predict(result.run, ds.x.float() / 255, model=mlp()) and len(records) == 16

@@ -116,6 +116,34 @@ def test_a_dict_model_failing_for_another_reason_keeps_its_own_error(tmp_path):
         )
 
 
+class DictModel(nn.Module):
+    """Token ids through an embedding, the dict as its one argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(256, 4), nn.Linear(4, 2)
+
+    def forward(self, batch):
+        return self.head(self.emb(batch["input_ids"]).mean(1))
+
+
+def test_uint8_token_ids_are_one_line_saying_ids_are_int64_and_int_ids_train(tmp_path):
+    """uint8 is pixels (scaled to [0, 1] floats), which an nn.Embedding refuses: one line naming the entry
+    (was torch's 'Expected tensor for argument #1 'indices' ...'); the same ids as int32 train."""
+    ids = torch.randint(0, 256, (8, 5), generator=torch.Generator().manual_seed(0))
+    settings = {"model.members": 2, "train.iterations": 1, "train.batch_size": 4, "train.eval_every": 0}
+    for dtype in (torch.uint8, torch.int32):
+        items = [({"input_ids": i.to(dtype)}, int(i[0] % 2)) for i in ids]
+        run = lambda: mheads.fit(DictModel(), items, out=tmp_path / str(dtype), settings=settings)  # noqa: E731
+        if dtype == torch.int32:
+            assert run().tree.num_members == 2
+            continue
+        with pytest.raises(
+            DataError, match=r"^input 'input_ids': uint8, given to the model as pixels .* int64"
+        ):
+            run()
+
+
 def _seg_fit(tmp_path, masks, test=None, task=None):
     images = torch.rand(8, 1, 4, 6)
     mheads.fit(

@@ -5,11 +5,12 @@
 
 - inputs: any shape `(N, ...)`: `(N, F)` features, `(N, C, T)` series, `(N, C, H, W)` images; floating
   arrays become float32 (every value finite, within float32's range), integer arrays int64 (token ids), but
-  uint8 of 2 or more axes per example (`(N, H, W)`, `(N, C, H, W)`) stays uint8: pixels, scaled to [0, 1] for
-  the model as a Dataset's same array is (`mheads.data.tensors.as_input`; uint8 `(N, T)` is token ids, int64);
+  uint8 arrays stay uint8: pixels, given to the model as [0, 1] floats, the one uint8 rule of every path
+  (`mheads.data.tensors.pixels_scaled`; give ids as int32/int64);
   a list of names (`["input_ids", "attention_mask"]`) makes each example's input the dict `{name: array[i]}`,
   as a Dataset of dict inputs gives it to the model: arrays of one length N, each `(N, ...)` (`(N,)`: a
-  number per example), integer and boolean ones int64, floating ones float32 as above;
+  number per example), uint8 ones pixels as above, other integer and boolean ones int64, floating ones
+  float32 as above;
 - targets by `kind`: "classification" `(N,)` integer class indices (int64; exact, so 2.7 and booleans are
   refused; `num_classes` bounds them); "regression" `(N,)` or `(N, D)` finite numbers (float32);
   "segmentation" `(N, H, W)` integer masks (int64) of classes `0..num_classes-1` or `ignore_index`, with
@@ -155,20 +156,24 @@ def _open(path: str | os.PathLike, where: str, limit: int) -> zipfile.ZipFile:
         ) from None
 
 
+def _integers(array: np.ndarray) -> torch.Tensor:
+    """Integers as a Dataset's are read: uint8 kept (pixels, scaled for the model by
+    :func:`mheads.data.tensors.pixels_scaled`), any other integer or boolean int64."""
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.array(array))  # a writable copy
+    return torch.from_numpy(array.astype(np.int64))
+
+
 def _entry(array: np.ndarray, at: str) -> torch.Tensor:
-    """One array of a dict input, as a Dataset's dict entry is read: integers and booleans int64, floats
-    float32 (finite, within float32's range)."""
-    if array.dtype.kind in "iub":
-        return torch.from_numpy(array.astype(np.int64))
-    return _as_float32(array, at)
+    """One array of a dict input, as a Dataset's dict entry is read: integers and booleans as
+    :func:`_integers`, floats float32 (finite, within float32's range)."""
+    return _integers(array) if array.dtype.kind in "iub" else _as_float32(array, at)
 
 
 def _single(x: np.ndarray, at: str) -> torch.Tensor:
-    """The one input array ``(N, ...)``: uint8 pixels (2 or more axes per example) as uint8, as a Dataset's
-    input is read (:func:`mheads.data.tensors.as_input`), other integers int64, floats float32."""
-    if x.dtype == np.uint8 and x.ndim >= 3:
-        return torch.from_numpy(np.array(x))  # a writable copy
-    return torch.from_numpy(x.astype(np.int64)) if x.dtype.kind in "iu" else _as_float32(x, at)
+    """The one input array ``(N, ...)``, as a Dataset's input is read: integers as :func:`_integers`,
+    floats float32."""
+    return _integers(x) if x.dtype.kind in "iu" else _as_float32(x, at)
 
 
 def _inputs(archive: zipfile.ZipFile, inputs: str | Sequence[str], where: str, limit: int):

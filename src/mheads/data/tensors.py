@@ -2,14 +2,13 @@
 the training device, for every task and for inputs that are not square images.
 
 Inputs: tensors or arrays of one shape per split, ``(F,)`` features, ``(C, T)`` sequences, ``(C, H, W)``
-images of any height and width (uint8 ones of 2 or more axes, ``(H, W)`` and ``(C, H, W)``, are pixels,
-scaled to [0, 1] floats per batch, as a bare TreeNet sees them; nothing else is normalized, ``data.normalize``
-included), integer token ids (uint8 ones of fewer axes, ``(T,)`` or a number, int64: :func:`as_input`, the
-rule an ``.npz`` file's single array is read by), PIL images, or dicts of such tensors (token ids and an
-attention mask: the model is called with the dict of batched tensors; a dict's integer entries, uint8
-included, are int64 and never scaled, as an ``.npz`` file's arrays are read: :func:`as_entry`). Targets:
-class indices, float vectors or scalars, masks: any tensor shape, one per split (a float target stays
-float32, an integer one int64).
+images of any height and width, integer token ids, PIL images, or dicts of such tensors (token ids and an
+attention mask: the model is called with the dict of batched tensors). One rule for uint8, on every path
+(a Dataset, an ``.npz`` file, predict and eval inputs; an input alone or a dict entry, any shape): uint8 is
+pixels, kept uint8 and given to the model as [0, 1] float32 per batch (:func:`pixels_scaled`; the run
+records ``uint8``); nothing else is normalized. Integer ids (token ids, masks, codes) are given as int32 or
+int64 and reach the model as int64. Targets: class indices, float vectors or scalars, masks: any tensor
+shape, one per split (a float target stays float32, an integer one int64).
 
 Batches come from the same :class:`~mheads.data.batching.BatchPlan` as the image loaders (a pure function of
 the seed and the batch number: exact resume), bagging is per-member example weights ``(M, N)``, and
@@ -38,17 +37,15 @@ __all__ = [
     "MAX_INPUT_ELEMENTS",
     "AnyShapeData",
     "TensorData",
-    "as_entry",
-    "as_input",
     "as_tensor",
     "check_like",
     "check_splits_alike",
     "check_same",
     "input_spec",
     "is_image_input",
-    "is_pixels",
     "item_tensors",
     "model_view",
+    "pixels_scaled",
     "prepare_tensors",
     "read_pairs",
     "refuse_image_settings",
@@ -104,33 +101,14 @@ def as_tensor(value: Any, where: str) -> torch.Tensor:
     return t if t.dtype == torch.uint8 else t.to(torch.int64)
 
 
-def is_pixels(t: torch.Tensor, batched: bool = False) -> bool:
-    """Whether a (non-dict) input is uint8 pixels, scaled to [0, 1] floats for the model: uint8 of 2 or more
-    axes per example (``(H, W)``, ``(C, H, W)``; ``batched``: after the first axis). Fewer axes, token ids
-    ``(T,)`` or a number, are integers, never scaled."""
-    return t.dtype == torch.uint8 and t.ndim - int(batched) >= 2
-
-
-def as_input(value: Any, where: str) -> torch.Tensor:
-    """One example's input (not a dict): :func:`as_tensor`'s, but uint8 that is not pixels
-    (:func:`is_pixels`: token ids ``(T,)``, a number) int64, as :mod:`mheads.data.arrays` reads an ``.npz``
-    file's single array."""
-    t = as_tensor(value, where)
-    return t.to(torch.int64) if t.dtype == torch.uint8 and not is_pixels(t) else t
-
-
-def as_entry(value: Any, where: str) -> torch.Tensor:
-    """One entry of a dict input: :func:`as_tensor`'s, but every integer entry int64, uint8 included. A dict
-    carries what a model called with it takes as is (token ids, masks, indices), so uint8 there is never
-    scaled as pixels: the rule :mod:`mheads.data.arrays` reads an ``.npz`` file's arrays by, so both paths
-    give the model the same tensors."""
-    t = as_tensor(value, where)
-    return t.to(torch.int64) if t.dtype == torch.uint8 else t
+def pixels_scaled(t: torch.Tensor) -> torch.Tensor:
+    """The one uint8 rule, for every input path: uint8 is pixels, given to the model as float32 in [0, 1]
+    (any shape, an input alone or a dict entry); anything else as stored. Integer ids are int32/int64."""
+    return t.float() / 255 if t.dtype == torch.uint8 else t
 
 
 def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
-    """One Dataset item ``(input, target)`` as tensors (:func:`as_input`; a dict input: per string key,
-    :func:`as_entry`);
+    """One Dataset item ``(input, target)`` as tensors (:func:`as_tensor`; a dict input: per string key);
     ``where`` names the item (``train[5]``) in a one-line ``DataError``."""
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise DataError(f"{where}: got {type(item).__name__}; expected an (input, target) pair")
@@ -140,8 +118,8 @@ def item_tensors(item: Any, where: str) -> tuple[Inputs, torch.Tensor]:
             raise DataError(
                 f"{where}: a dict input with keys {list(x)[:6]}; expected string keys naming tensors"
             )
-        return {k: as_entry(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
-    return as_input(x, f"{where} input"), as_tensor(y, f"{where} target")
+        return {k: as_tensor(v, f"{where}[{k!r}]") for k, v in x.items()}, as_tensor(y, f"{where} target")
+    return as_tensor(x, f"{where} input"), as_tensor(y, f"{where} target")
 
 
 def check_same(t: torch.Tensor, first: torch.Tensor, where: str, i: int) -> None:
@@ -195,7 +173,7 @@ def _kinds(x: Inputs, target: bool = False, free: bool = False) -> Any:
     if isinstance(x, dict):
         return {k: _kinds(v, free=True) for k, v in x.items()}
     shape = [str(n) for n in x.shape]
-    tokens = not target and x.ndim == 1 and not x.is_floating_point()
+    tokens = not target and x.ndim == 1 and not x.is_floating_point() and x.dtype != torch.uint8  # not pixels
     if free or tokens or (target and x.ndim >= 2):
         shape = ["*"] * x.ndim
     elif x.ndim >= 2:
@@ -236,13 +214,10 @@ def to_device(x: Inputs, device: torch.device) -> Inputs:
 
 
 def model_view(x: Inputs) -> Inputs:
-    """What the model sees of a batch: uint8 pixels (:func:`is_pixels`) as [0, 1] floats, other uint8 (token
-    ids, a dict's entries: :func:`as_input`, :func:`as_entry`) as int64, everything else as stored."""
+    """What the model sees of a batch: :func:`pixels_scaled` of the tensor or of each dict entry."""
     if isinstance(x, dict):
-        return {k: v.to(torch.int64) if v.dtype == torch.uint8 else v for k, v in x.items()}
-    if x.dtype != torch.uint8:
-        return x
-    return x.float() / 255 if is_pixels(x, batched=True) else x.to(torch.int64)
+        return {k: pixels_scaled(v) for k, v in x.items()}
+    return pixels_scaled(x)
 
 
 def _rows(x: Inputs) -> int:
@@ -250,7 +225,8 @@ def _rows(x: Inputs) -> int:
 
 
 def input_spec(x: Inputs) -> dict:
-    """One example's shape and dtype (a dict input: per key), as a run's meta records it."""
+    """One example's shape and dtype as stored (a dict input: per key), as a run's meta records it: ``uint8``
+    is pixels the model is given as [0, 1] floats (:func:`pixels_scaled`, as :func:`spec_example` builds)."""
     if isinstance(x, dict):
         return {"dict": {k: input_spec(v) for k, v in x.items()}}
     return {"shape": list(x.shape[1:]), "dtype": str(x.dtype).removeprefix("torch.")}

@@ -161,7 +161,7 @@ def _tree_metrics(tree: TreeNet, batches: Iterable) -> dict:
         for batch in batches:
             x, y = batch[0], batch[1]
             x = x.to(device)
-            x = model_view(x)  # as fit gives it: uint8 pixels scaled, uint8 token ids int64
+            x = model_view(x)  # as fit gives it: uint8 is pixels, scaled to [0, 1]
             logits = tree(x).float().cpu()  # (M, B, C)
             if acc is None:  # the classes: the members' output width
                 acc = EnsembleMetrics(

@@ -35,7 +35,7 @@ from mheads.config import ConfigError, build_task
 from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
-from mheads.data.tensors import as_entry, as_tensor, model_view, take
+from mheads.data.tensors import as_tensor, model_view, take
 from mheads.infer.predict_oracle import oracle_fields, pair_targets
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
@@ -162,13 +162,18 @@ def npz_input_names(inputs: str | list[str] | None, spec: Any) -> str | list[str
     return [str(k) for k in keys] if isinstance(keys, dict) and keys else "x"
 
 
-def _batched(x: Any, spec: dict, where: str, entry: bool = False) -> Any:
-    """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key, each an
-    ``entry`` read as :func:`~mheads.data.tensors.as_entry` reads it)."""
+def _batched(x: Any, spec: dict, where: str) -> Any:
+    """Inputs as a batch: ``(N, ...)`` or one example of the recorded shape (a dict: per key), read as
+    training read them (uint8: pixels, :func:`~mheads.data.tensors.pixels_scaled`)."""
     if isinstance(x, dict):
         inner = spec.get("dict") or {}
-        return {k: _batched(v, inner.get(k, {}), f"{where}[{k!r}]", entry=True) for k, v in x.items()}
-    t = as_entry(x, where) if entry else as_tensor(x, where)
+        return {k: _batched(v, inner.get(k, {}), f"{where}[{k!r}]") for k, v in x.items()}
+    t = as_tensor(x, where)
+    if t.dtype == torch.uint8 and spec.get("dtype") == "int64":  # ids trained on, pixels given
+        raise DataError(
+            f"{where}: uint8, read as pixels scaled to [0, 1]; the run trained on int64 values here "
+            "(token ids, masks, codes): give them as int64 (or int32)"
+        )
     shape = spec.get("shape")
     if isinstance(shape, list) and list(t.shape) == shape:
         t = t.unsqueeze(0)
@@ -202,7 +207,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | No
     items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
     if isinstance(items[0], dict):
         stacked: Any = {
-            k: torch.stack([as_entry(it[k], f"inputs[{i}][{k!r}]") for i, it in enumerate(items)])
+            k: torch.stack([as_tensor(it[k], f"inputs[{i}][{k!r}]") for i, it in enumerate(items)])
             for k in items[0]
         }
     else:

@@ -95,6 +95,8 @@ def check_outputs_fit(tree, data, task: Task) -> None:
         if isinstance(example, dict):  # a Hugging Face model takes the dict's entries as keyword arguments
             raise ConfigError(_dict_call_error(example, err)) from err
         raise  # any other failure of the user's forward (a bug in it) keeps its own type and traceback
+    except RuntimeError as err:  # an nn.Embedding refusing what the one uint8 rule scaled as pixels
+        raise _uint8_error(data.input_spec(), err) or err
     finally:
         tree.train(was)
     target = data.task_targets()[:1].cpu()
@@ -138,6 +140,20 @@ def _dict_call_error(example: dict, err: Exception) -> str:
         f"model: its forward failed on the first example, a dict of {sorted(example)} ({type(err).__name__}: "
         f"{said}); the model is called with the dict as its one argument: a model that takes its entries as "
         "keyword arguments (Hugging Face's) needs a module whose forward(batch) returns model(**batch)"
+    )
+
+
+def _uint8_error(spec: dict, err: RuntimeError) -> DataError | None:
+    """A dtype error of the model's forward where an input is uint8 (pixels, scaled to [0, 1] floats), in one
+    line naming it; None for any other error."""
+    entries = spec.get("dict") or {"input": spec}
+    uint8 = [k for k, v in entries.items() if isinstance(v, dict) and v.get("dtype") == "uint8"]
+    said = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+    if not uint8 or not ("scalar type" in said or "dtype" in said):
+        return None
+    return DataError(
+        f"input {uint8[0]!r}: uint8, given to the model as pixels scaled to [0, 1] floats, which its forward "
+        f"refused ({said}); give token ids, masks and codes as int64 (or int32)"
     )
 
 
