@@ -44,3 +44,20 @@ def test_outputs_that_are_nan_stop_the_evaluation_naming_the_member_and_examples
     assert model.training  # put back as it was
     model.forward = lambda x: _Members.forward(model, x).nan_to_num(0.0)
     assert evaluate(model, _Batches(), cfg, LocalComm())["member_acc"] == [1.0, 4 / 6]  # zeros: class 0
+
+
+class _Fails(nn.Module):
+    """A model whose forward raises on the second batch."""
+
+    def forward(self, x):
+        if x[0, 0] >= 4:
+            raise RuntimeError("out of memory")
+        return torch.zeros(2, x.shape[0], 3)
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_a_model_that_raises_mid_split_is_handed_back_in_its_mode(mode):
+    model = _Fails().train(mode)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluate(model, _Batches(), config_from_settings({"model.members": 2}), LocalComm())
+    assert model.training is mode  # was left in eval mode: training went on without dropout or BN updates

@@ -50,18 +50,20 @@ def evaluate(model, data, cfg: Config, comm, split: str = "test", task: Task | N
     )
     scored = getattr(model, "scoring", None) is not None and hasattr(model, "forward_with_scores")
     right, seen = [0, 0], 0  # correct (scored, score-weighted) predictions, examples
-    for x, y in data.eval_batches(split, cfg.train.eval_batch_size):
-        if scored:
-            logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
-        else:
-            logits = model(x)  # (M, B, C) at the root
-        if comm.is_root:
-            acc.update(logits.float().cpu(), y.cpu())
+    try:  # a model that raises mid-split is handed back in the mode it came in
+        for x, y in data.eval_batches(split, cfg.train.eval_batch_size):
             if scored:
-                for i, pred in enumerate(scored_predictions(logits.float().cpu(), scores.float().cpu())):
-                    right[i] += int((pred == y.cpu()).sum())
-                seen += len(y)
-    model.train(was_training)
+                logits, scores = model.forward_with_scores(x)  # (M, B, C), (M, B)
+            else:
+                logits = model(x)  # (M, B, C) at the root
+            if comm.is_root:
+                acc.update(logits.float().cpu(), y.cpu())
+                if scored:
+                    for i, pred in enumerate(scored_predictions(logits.float().cpu(), scores.float().cpu())):
+                        right[i] += int((pred == y.cpu()).sum())
+                    seen += len(y)
+    finally:
+        model.train(was_training)
     if not comm.is_root:
         return None
     metrics = acc.compute()
