@@ -1,6 +1,8 @@
 """mheads.infer.predict_files: a file to predict on carries the run's targets when it holds them (a table's
 data.targets columns, an .npz file's targets array), read as training read them; else the inputs alone."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +30,28 @@ def test_a_table_with_the_target_columns_gives_them_and_one_without_gives_none(t
     (tmp_path / "c.csv").write_text("a,label\n1,2\n3,0\n")
     _, y = _table_rows(str(tmp_path / "c.csv"), cfg("classification", features=["a"], targets="label"), 3)
     assert y.dtype == torch.int64 and y.tolist() == [2, 0]
-    with pytest.raises(DataError, match=r"column 'label': got '2'; expected an integer class index 0\.\.1"):
-        _table_rows(str(tmp_path / "c.csv"), cfg("classification", features=["a"], targets="label"), 2)
+
+
+def test_a_tables_targets_that_do_not_fit_the_run_leave_the_oracle_out_with_one_line(tmp_path, capsys):
+    """A label the run never trained on (classes 0..1 asked of a table with 2s), text labels, a text
+    regression target: the rows are predicted all the same (they were refused)."""
+    (tmp_path / "c.csv").write_text("a,label,y\n1,2,0.5\n3,0,cat\n")
+    x, y = _table_rows(str(tmp_path / "c.csv"), cfg("classification", features=["a"], targets="label"), 2)
+    assert x.tolist() == [[1.0], [3.0]] and y is None
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.match(
+        r"mheads: no oracle in the records: .*c\.csv: row 1 .*column 'label': got '2'; expected an integer "
+        r"class index 0\.\.1.*; the inputs are predicted alone$",
+        err[0],
+    )
+    (tmp_path / "t.csv").write_text("a,label\n1,cat\n3,dog\n")
+    _, y = _table_rows(str(tmp_path / "t.csv"), cfg("classification", features=["a"], targets="label"), 2)
+    assert y is None and "column 'label': got 'cat'" in capsys.readouterr().err
+    _, y = _table_rows(str(tmp_path / "c.csv"), cfg("regression", features=["a"], targets="y"), None)
+    assert y is None and "column 'y': got 'cat'" in capsys.readouterr().err
+    (tmp_path / "f.csv").write_text("a,label\nred,0\n")  # a bad feature is still the features' error
+    with pytest.raises(DataError, match=r"column 'a': got 'red'"):
+        _table_rows(str(tmp_path / "f.csv"), cfg("classification", features=["a"], targets="label"), 2)
 
 
 def test_an_npz_file_with_the_targets_array_gives_it(tmp_path):
@@ -42,3 +64,14 @@ def test_an_npz_file_with_the_targets_array_gives_it(tmp_path):
     assert y.tolist() == x[:, 1].tolist()
     inputs, y = _npz_rows(str(tmp_path / "x.npz"), cfg("regression"), None, "x")
     assert inputs.tolist() == x.tolist() and y is None
+
+
+def test_an_npz_targets_array_that_does_not_fit_the_run_leaves_the_oracle_out(tmp_path, capsys):
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 7, 1]), s=np.array(["a", "b", "c"]))
+    inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("classification"), 2, "x")
+    assert inputs.tolist() == x.tolist() and y is None
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "d.npz" in err[0] and "7" in err[0] and err[0].startswith("mheads: no oracle")
+    inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("regression", targets="s"), None, "x")
+    assert inputs.tolist() == x.tolist() and y is None and "mheads: no oracle" in capsys.readouterr().err

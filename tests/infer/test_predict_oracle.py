@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mheads.data.errors import DataError
-from mheads.infer.predict_oracle import oracle_fields, pair_targets
+from mheads.infer.predict_oracle import UnfitTargets, leave_out, oracle_fields, pair_targets, without_oracle
 from mheads.tasks import Classification, custom_task, multi_hypothesis, regression, segmentation
 
 
@@ -39,12 +39,12 @@ def test_classification_says_whether_any_member_is_right_and_the_first_that_is()
     assert records[0] == {"target": "ship", "oracle": {"member": 1, "correct": True}}
     assert records[1] == {"target": "cat", "oracle": {"member": None, "correct": False}}  # nobody is right
     assert oracle_fields(Classification(), outputs, torch.tensor([0, 1]))[1]["target"] == 1  # no names
-    with pytest.raises(
-        DataError,
-        match=r"^targets must lie in \[0, 3\), got .* \(the targets given with the inputs, for a "
-        r"classification run\)",
-    ):
-        oracle_fields(Classification(), outputs, torch.tensor([3, 0]), ["cat", "dog", "ship"])
+    with pytest.raises(UnfitTargets, match=r"^inputs\[7\]: target 3; the run's classes are 0\.\.2$"):
+        oracle_fields(Classification(), outputs, torch.tensor([0, 3]), None, [("index", 6), ("index", 7)])
+    with pytest.raises(UnfitTargets, match=r"^t\.csv:1: target -1; the run's classes are 0\.\.2$"):
+        oracle_fields(Classification(), outputs, torch.tensor([-1, 0]), None, [("path", "t.csv:1")] * 2)
+    with pytest.raises(UnfitTargets, match=r"^targets of dtype torch\.float32; expected integer class"):
+        oracle_fields(Classification(), outputs, torch.tensor([0.5, 1.0]))
 
 
 def test_segmentation_and_a_users_task_give_the_oracle_alone():
@@ -59,15 +59,26 @@ def test_segmentation_and_a_users_task_give_the_oracle_alone():
     assert oracle_fields(task, out, torch.tensor([[3.0, 3.0]])) == [{"oracle": {"member": 1, "error": 0.5}}]
 
 
-def test_targets_that_do_not_fit_the_task_are_one_line_naming_the_way_out():
-    with pytest.raises(
-        DataError,
-        match=r"^target: .*\(B, 2\) \(the targets .*regression run\); .*, or predict the inputs alone",
-    ):
+def test_targets_that_do_not_fit_the_task_raise_unfit_targets_naming_the_first():
+    with pytest.raises(UnfitTargets, match=r"^target: .*\(B, 2\) \(the targets .*regression run\)$"):
         oracle_fields(regression(2), torch.zeros(2, 1, 2), torch.tensor([[1.0, 2.0, 3.0]]))
     task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
-    with pytest.raises(DataError, match=r"\(the targets given with the inputs, for a custom run\)"):
+    with pytest.raises(UnfitTargets, match=r"\(the targets given with the inputs, for a custom run\)"):
         oracle_fields(task, torch.zeros(2, 1, 2), torch.zeros(1, 3))  # the user's loss: mismatched shapes
     assert pair_targets([1.5, torch.tensor(2.0)]).tolist() == [1.5, 2.0]
-    with pytest.raises(DataError, match=r"^inputs: the targets of the \(input, target\) pairs do not stack"):
-        pair_targets([torch.zeros(2), torch.zeros(3)])
+    with pytest.raises(UnfitTargets, match=r"^inputs\[5\]: a target of shape \(3,\); expected .* \(2,\)$"):
+        pair_targets([torch.zeros(2), torch.zeros(3)], first=4)
+    with pytest.raises(UnfitTargets, match=r"^inputs\[1\]: target 'cat'; expected a number or a tensor$"):
+        pair_targets([0, "cat", "dog"])
+    assert issubclass(UnfitTargets, DataError)
+
+
+def test_leave_out_says_why_in_one_line_and_without_oracle_drops_the_fields(capsys):
+    leave_out(UnfitTargets("inputs[3]: target 7; the run's classes are 0..4"))
+    err = capsys.readouterr().err
+    assert err == (
+        "mheads: no oracle in the records: inputs[3]: target 7; the run's classes are 0..4; the inputs are "
+        "predicted alone\n"
+    )
+    records = [{"index": 0, "top": [], "target": "cat", "oracle": {"member": 0, "correct": True}}]
+    assert without_oracle(records) == [{"index": 0, "top": []}]

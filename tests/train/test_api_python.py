@@ -4,6 +4,7 @@ global state as it found it."""
 
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -121,6 +122,35 @@ def test_predict_takes_a_tensor_batch_a_dataset_and_image_files(trained, tmp_pat
     assert by_file[0]["path"].endswith("a.png") and by_file[0]["top"] == one[0]["top"]
     with pytest.raises(DataError, match=r"inputs: got torch.uint8 images of shape \(1, 3, 9, 9\)"):
         mheads.predict(trained, torch.zeros(1, 3, 9, 9, dtype=torch.uint8))
+
+
+class Labelled(torch.utils.data.Dataset):
+    """Images(n, 1) paired with labels of the caller's: ones the run never trained on, text."""
+
+    def __init__(self, labels):
+        self.images, self.labels = Images(len(labels), 1).x, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def test_predict_leaves_the_oracle_out_where_labels_are_not_the_runs_classes(trained, capsys):
+    """An OOD set with labels, the run's 3 classes asked of 5 (a later batch), text labels: every image is
+    predicted as without labels (all were refused), and one line on stderr names the first label that does
+    not fit; labels that fit keep the oracle."""
+    alone = mheads.predict(trained, Images(10, 1).x, batch_size=4)
+    for labels, why in (
+        ([0, 1, 2, 0, 1, 2, 0, 1, 3, 4], r"inputs\[8\]: target 3; the run's classes are 0\.\.2"),
+        (["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"], r"inputs\[0\]: target 'a'; expected a number"),
+    ):
+        assert mheads.predict(trained, Labelled(labels), batch_size=4) == alone
+        (line,) = capsys.readouterr().err.splitlines()
+        assert re.match(rf"mheads: no oracle in the records: {why}.*; the inputs are predicted alone$", line)
+    fits = mheads.predict(trained, Labelled([2] * 10), batch_size=4)
+    assert all(r["target"] == "c" and "oracle" in r for r in fits) and capsys.readouterr().err == ""
 
 
 def test_fit_takes_a_config_and_dataloaders(tmp_path, caplog):

@@ -27,7 +27,7 @@ from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.infer import predict as predicting
 from mheads.infer.evaluate import evaluate_run, trained_on_python_data
 from mheads.infer.predict_files import read_input_files
-from mheads.infer.predict_oracle import pair_targets
+from mheads.infer.predict_oracle import UnfitTargets, leave_out, pair_targets, without_oracle
 from mheads.infer.predict_task import is_tensor_run, predict_inputs
 from mheads.infer.task_eval import evaluate_task
 from mheads.tasks import Classification, Task
@@ -193,8 +193,9 @@ def predict(
         inputs: image files or folders (a path or a list of them; records name each ``path``, an unreadable
             file gets an ``error``), or images as tensors: a batch ``(N, C, H, W)`` (or one ``(C, H, W)``),
             a map-style Dataset of images or ``(image, label)`` pairs (records then also name the ``target``
-            and the ``oracle``: whether any member is right, and the first that is), or a DataLoader over
-            one; uint8 or [0, 1] float at the run's channels and image size (records name each ``index``).
+            and the ``oracle``: whether any member is right, and the first that is; labels that are not the
+            run's classes leave both out, with one line on stderr), or a DataLoader over one; uint8 or
+            [0, 1] float at the run's channels and image size (records name each ``index``).
         model: for a run folder trained on a Python object or an import path, the model (see
             ``mheads.load_run``).
         top: how many of the ensemble's classes each record lists.
@@ -258,19 +259,24 @@ def _predict_image_dataset(opened, inputs: Any, top: int, batch_size: int) -> li
             f"inputs: got {type(inputs).__name__}; expected image paths, a tensor of images, "
             "or a map-style Dataset (or DataLoader) of images"
         )
-    records = []
+    records: list[dict] = []
+    fits = True  # until a label the run cannot read: then no record names an oracle, and one line says why
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        pictures = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        images = _uint8([item[0] if isinstance(item, (tuple, list)) else item for item in items], start)
         labelled = all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items) and any(
             item[1] is not None for item in items
         )  # (image, label) pairs: each record also names its oracle
-        targets = pair_targets([item[1] for item in items]) if labelled else None
-        records.extend(
-            predicting.predict_images(
-                opened, _uint8(pictures, start), top=top, batch_size=batch_size, first=start, targets=targets
+        try:
+            targets = pair_targets([item[1] for item in items], start) if labelled and fits else None
+            chunk = predicting.predict_images(
+                opened, images, top=top, batch_size=batch_size, first=start, targets=targets
             )
-        )
+        except UnfitTargets as err:  # an OOD label, a class the run never trained on, text
+            leave_out(err)
+            fits, records = False, without_oracle(records)
+            chunk = predicting.predict_images(opened, images, top=top, batch_size=batch_size, first=start)
+        records.extend(chunk)
     return records
 
 

@@ -185,7 +185,7 @@ def predict_images(
     """One record per image of ``images``: ``(N, C, H, W)`` uint8 at the run's image size and channels (as
     decoded and cropped for the model); each record names its ``index`` (``first`` + its row) instead of a
     path. With ``targets`` ``(N,)`` (class indices) each record also names its ``target`` and ``oracle``
-    (:mod:`mheads.infer.predict_oracle`)."""
+    (:mod:`mheads.infer.predict_oracle`); targets that are not the run's classes raise ``UnfitTargets``."""
     want = (opened.channels, opened.size, opened.size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want or images.dtype != torch.uint8:
         raise DataError(
@@ -215,7 +215,7 @@ def _predicted(
     records = _records(keys, logits, opened.classes, top, opened.assigning, opened.calibration)
     if targets is None:
         return records
-    found = oracle_fields(Classification(), logits, targets, opened.classes)  # the first member that is right
+    found = oracle_fields(Classification(), logits, targets, opened.classes, list(keys))  # the first right
     return [record | extra for record, extra in zip(records, found, strict=True)]
 
 

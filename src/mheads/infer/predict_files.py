@@ -12,6 +12,7 @@ from mheads.config import ConfigError
 from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
+from mheads.infer.predict_oracle import leave_out
 from mheads.infer.predict_task import npz_input_names
 
 __all__ = ["read_input_files"]
@@ -22,8 +23,10 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
     ``data.features`` columns; a record per row, ``path:row``), ``.npz`` files (the arrays
     :func:`npz_input_names` names, no targets needed: a dict per example for a list of them; ``path:index``)
     or image files (segmentation; a record per file). Where every file holds the run's targets (a table its
-    ``data.targets`` columns, an ``.npz`` file its targets array), the inputs come as ``TensorPairs`` with
-    them (records then name the oracle: :mod:`mheads.infer.predict_oracle`)."""
+    ``data.targets`` columns, an ``.npz`` file its targets array) and they fit the run, the inputs come as
+    ``TensorPairs`` with them (records then name the oracle: :mod:`mheads.infer.predict_oracle`); targets
+    that do not fit (a label the run never trained on, text, another type) leave the oracle out, with one
+    line on stderr naming the file, the column and the first bad value."""
     from mheads.config import load_config
     from mheads.data.decode import decode, read_image_file
     from mheads.train.run_model import run_meta
@@ -62,7 +65,8 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
 
 def _table_rows(path: str, cfg: Any, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A table's ``data.features`` rows ``(n, F)``, and its ``data.targets`` columns where it has them all
-    (as training read them), else None: a table to predict on need not have them."""
+    and they read as training read them, else None (a line on stderr says why where they do not read):
+    predicting needs no targets."""
     from mheads.data.tables import read_features, read_table, table_columns
 
     if not cfg.data.features:
@@ -72,9 +76,14 @@ def _table_rows(path: str, cfg: Any, num_classes: int | None) -> tuple[torch.Ten
     if cfg.data.targets is None or not set(wanted) <= set(table_columns(path, delimiter=delimiter)):
         return read_features(path, cfg.data.features, delimiter=delimiter), None
     kind = "classification" if cfg.task.name == "classification" else "regression"
-    pairs = read_table(
-        path, cfg.data.features, wanted, kind=kind, num_classes=num_classes, delimiter=delimiter
-    )["train"]
+    try:
+        pairs = read_table(
+            path, cfg.data.features, wanted, kind=kind, num_classes=num_classes, delimiter=delimiter
+        )["train"]
+    except DataError as err:  # the features' own fault raises again here; the targets' leaves the oracle out
+        inputs = read_features(path, cfg.data.features, delimiter=delimiter)
+        leave_out(err)
+        return inputs, None
     return cast(torch.Tensor, pairs.inputs), cast(torch.Tensor, pairs.targets)  # a table's are tensors
 
 
@@ -82,8 +91,8 @@ def _npz_rows(
     path: str, cfg: Any, num_classes: int | None, names: str | list[str]
 ) -> tuple[Any, torch.Tensor | None]:
     """An ``.npz`` file's inputs (the arrays ``names``), and its targets array (``data.targets``, else "y")
-    where it holds one, read as training read it; else None. A user's task (its targets are anything) reads
-    the inputs alone."""
+    where it holds one that reads as training read it; else None (a line on stderr says why where it does not
+    read). A user's task (its targets are anything) reads the inputs alone."""
     from mheads.data.arrays import npz_names, read_npz, read_npz_inputs
 
     target = cfg.data.targets if isinstance(cfg.data.targets, str) else "y"
@@ -92,9 +101,14 @@ def _npz_rows(
     kind = {"classification": "classification", "segmentation": "segmentation"}.get(
         cfg.task.name, "regression"
     )
-    pairs = read_npz(
-        path, names, target, kind=kind, num_classes=num_classes, ignore_index=cfg.task.ignore_index
-    )
+    try:
+        pairs = read_npz(
+            path, names, target, kind=kind, num_classes=num_classes, ignore_index=cfg.task.ignore_index
+        )
+    except DataError as err:  # as for a table: the inputs' own fault raises again
+        inputs = read_npz_inputs(path, names)
+        leave_out(err)
+        return inputs, None
     return pairs.inputs, cast(torch.Tensor, pairs.targets)  # an .npz file's are tensors
 
 

@@ -11,11 +11,16 @@ Fields added to each record (none without targets):
   Euclidean distance of its hypothesis, segmentation its pixel error rate, a user's task its loss;
   classification ``{"member": m, "correct": c}``: ``c`` whether any member's top class is the target, ``m``
   the first member whose is (None when none is).
+
+Predicting never needs targets: targets that do not fit the run (labels of classes it never learnt, text
+labels, targets of another shape or type) raise :class:`UnfitTargets`, on which the callers predict every
+record of the call without ``target`` and ``oracle`` and say why in one line on stderr (:func:`leave_out`).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -23,34 +28,62 @@ import torch
 from mheads.data.errors import DataError
 from mheads.tasks import Classification, MultiHypothesis, Regression, Task
 
-__all__ = ["oracle_fields", "pair_targets"]
-
-_ALONE = "or predict the inputs alone (a tensor, or a Dataset of inputs) for records without an oracle"
+__all__ = ["UnfitTargets", "leave_out", "oracle_fields", "pair_targets", "without_oracle"]
 
 
-def pair_targets(targets: list[Any]) -> torch.Tensor:
-    """The targets of a Dataset's ``(input, target)`` pairs as one tensor ``(N, ...)``."""
-    try:
-        return torch.stack([torch.as_tensor(t) for t in targets])
-    except (TypeError, RuntimeError, ValueError) as err:
-        raise DataError(
-            f"inputs: the targets of the (input, target) pairs do not stack into one tensor "
-            f"({str(err).splitlines()[0]}); expected a number or a tensor of one shape per pair, {_ALONE}"
-        ) from None
+class UnfitTargets(DataError):
+    """Targets given with the inputs that the run's oracle cannot read; the inputs are predicted alone."""
+
+
+def leave_out(err: Exception) -> None:
+    """One line on stderr: why the records name no oracle (their inputs are predicted all the same)."""
+    print(f"mheads: no oracle in the records: {err}; the inputs are predicted alone", file=sys.stderr)
+
+
+def without_oracle(records: list[dict]) -> list[dict]:
+    """``records`` without the ``target`` and ``oracle`` fields (a later batch's targets did not fit)."""
+    return [{k: v for k, v in r.items() if k not in ("target", "oracle")} for r in records]
+
+
+def pair_targets(targets: list[Any], first: int = 0) -> torch.Tensor:
+    """The targets of a Dataset's ``(input, target)`` pairs (``first``: the index of the first) as one
+    tensor ``(N, ...)``; ``UnfitTargets`` names the first that is not a number or a tensor of the first's
+    shape."""
+    tensors = []
+    for i, t in enumerate(targets):
+        try:
+            tensors.append(torch.as_tensor(t))
+        except (TypeError, RuntimeError, ValueError):
+            raise UnfitTargets(
+                f"inputs[{first + i}]: target {_shown(t)}; expected a number or a tensor"
+            ) from None
+        if tensors[-1].shape != tensors[0].shape:
+            raise UnfitTargets(
+                f"inputs[{first + i}]: a target of shape {tuple(tensors[-1].shape)}; expected the shape of "
+                f"inputs[{first}]'s, {tuple(tensors[0].shape)}"
+            )
+    return torch.stack(tensors)
 
 
 def oracle_fields(
-    task: Task, outputs: torch.Tensor, targets: torch.Tensor, classes: list[str] | None = None
+    task: Task,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    classes: list[str] | None = None,
+    keys: list[tuple[str, Any]] | None = None,
 ) -> list[dict]:
     """Per example of ``outputs: (M, B, ...)`` and its ``targets: (B, ...)``, the ``target`` and ``oracle``
-    fields (see the module docstring); ``classes`` names a classification run's classes."""
+    fields (see the module docstring); ``classes`` names a classification run's classes, ``keys`` the
+    records (``("index", i)`` or ``("path", p)``), for ``UnfitTargets`` to name the first that does not
+    fit."""
     targets = targets.to(outputs.device)
+    if isinstance(task, Classification):
+        _check_classes(targets, outputs.shape[-1], keys)
     try:
         best = task.oracle(outputs, targets)
     except (TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a user's loss of mismatched shapes
-        raise DataError(
-            f"{str(err).splitlines()[0]} (the targets given with the inputs, for a {task.name} run); give "
-            f"the targets the run trained on, {_ALONE}"
+        raise UnfitTargets(
+            f"{str(err).splitlines()[0]} (the targets given with the inputs, for a {task.name} run)"
         ) from None
     member, error = best.member.tolist(), best.error.tolist()
     if isinstance(task, Classification):
@@ -66,6 +99,26 @@ def oracle_fields(
         | {"oracle": {"member": member[i], "error": _r(e)}}
         for i, e in enumerate(error)
     ]
+
+
+def _check_classes(targets: torch.Tensor, num_classes: int, keys: list[tuple[str, Any]] | None) -> None:
+    """Targets ``(B,)`` of class indices the run knows (0..num_classes-1), else ``UnfitTargets`` naming the
+    first that is not one (an out-of-distribution label, a class the run never trained on)."""
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise UnfitTargets(f"targets of dtype {targets.dtype}; expected integer class indices")
+    if targets.ndim != 1:
+        return  # the task's own check names the shape
+    bad = ((targets < 0) | (targets >= num_classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        kind, value = keys[i] if keys is not None else ("index", i)
+        where = f"inputs[{value}]" if kind == "index" else str(value)
+        raise UnfitTargets(f"{where}: target {int(targets[i])}; the run's classes are 0..{num_classes - 1}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _class_names(targets: torch.Tensor, classes: list[str] | None) -> list[Any]:

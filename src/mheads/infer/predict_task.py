@@ -36,7 +36,7 @@ from mheads.config.task import PYTHON_TASK
 from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
 from mheads.data.tensors import as_tensor, model_view, take
-from mheads.infer.predict_oracle import oracle_fields, pair_targets
+from mheads.infer.predict_oracle import UnfitTargets, leave_out, oracle_fields, pair_targets, without_oracle
 from mheads.tasks import Classification, MultiHypothesis, Regression, Segmentation, Task
 
 __all__ = ["is_tensor_run", "npz_input_names", "predict_inputs", "task_records"]
@@ -193,7 +193,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | No
     ds = inputs.dataset if isinstance(inputs, torch.utils.data.DataLoader) else inputs
     targets: torch.Tensor | None
     if isinstance(ds, TensorPairs) and isinstance(ds.inputs, (torch.Tensor, dict)):
-        targets = ds.targets if isinstance(ds.targets, torch.Tensor) else pair_targets(list(ds.targets))
+        targets = ds.targets if isinstance(ds.targets, torch.Tensor) else _paired(list(ds.targets))
         return [(_batched(ds.inputs, spec, "inputs"), 0, targets)]
     if not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
         raise ConfigError(
@@ -203,7 +203,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | No
     items = [ds[i] for i in range(len(ds))]
     pairs = all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items)
     labelled = pairs and any(it[1] is not None for it in items)  # (input, None): unlabelled
-    targets = pair_targets([it[1] for it in items]) if labelled else None
+    targets = _paired([it[1] for it in items]) if labelled else None
     items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
     if isinstance(items[0], dict):
         stacked: Any = {
@@ -213,6 +213,15 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | No
     else:
         stacked = torch.stack([as_tensor(it, f"inputs[{i}]") for i, it in enumerate(items)])
     return [(_batched(stacked, spec, "inputs"), 0, targets)]
+
+
+def _paired(targets: list[Any]) -> torch.Tensor | None:
+    """The pairs' targets as one tensor, or None (with a line on stderr) where they do not stack."""
+    try:
+        return pair_targets(targets)
+    except UnfitTargets as err:
+        leave_out(err)
+        return None
 
 
 def predict_inputs(
@@ -228,7 +237,8 @@ def predict_inputs(
 ) -> list[dict]:
     """One record per input of a run trained on inputs of any shape (see the module docstring):
     ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
-    ``(input, target)`` pairs (whose records also name the oracle: :mod:`mheads.infer.predict_oracle`);
+    ``(input, target)`` pairs (whose records also name the oracle: :mod:`mheads.infer.predict_oracle`;
+    targets that do not fit the run leave it out of every record, with one line on stderr);
     ``task``: the run's Task object where it trained a user's task."""
     from mheads.infer.predict import _classes, _records
 
@@ -255,8 +265,12 @@ def predict_inputs(
             else:
                 chunk = task_records(task, outputs, names)
             if targets is not None:  # the member closest to each target, and its error
-                found = oracle_fields(task, outputs, targets[start : start + batch_size], classes)
-                chunk = [record | extra for record, extra in zip(chunk, found, strict=True)]
+                try:
+                    found = oracle_fields(task, outputs, targets[start : start + batch_size], classes, names)
+                    chunk = [record | extra for record, extra in zip(chunk, found, strict=True)]
+                except UnfitTargets as err:  # predicting needs no targets: none of the records names one
+                    leave_out(err)
+                    targets, records = None, without_oracle(records)
             records.extend(chunk)
     return records
 
