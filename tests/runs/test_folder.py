@@ -45,6 +45,22 @@ def test_overwrite_clears_every_eval_report_of_the_replaced_run(tmp_path):
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
 
 
+def test_overwrite_clears_every_entry_mheads_writes_but_the_lock(tmp_path):
+    """CLEARED_BY_OVERWRITE is built from runs.entries' list: every file and folder checked is cleared."""
+    from mheads.runs.entries import LOCK_FILE, RUN_FILES, RUN_FOLDERS
+    from mheads.runs.folder import prepare_out_dir
+
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    for name in RUN_FOLDERS:
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "inner").write_text("x")
+    for name in RUN_FILES:
+        (out / name).write_text("x")
+    prepare_out_dir(out, resume=False, overwrite=True)
+    assert os.listdir(out) == [LOCK_FILE]
+
+
 def test_resume_refuses_a_checkpoints_folder_linked_outside_the_run(tmp_path):
     # train --resume wrote its checkpoints through the link (and pruned old ones there).
     run, outside = tmp_path / "run", tmp_path / "outside"

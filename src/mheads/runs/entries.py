@@ -18,10 +18,18 @@ from mheads.config import ConfigError
 from mheads.core.atomic import os_reason
 from mheads.runs.checkpoint_format import CheckpointError
 
-__all__ = ["MAX_RUN_JSON_BYTES", "RUN_FILES", "RUN_FOLDERS", "check_run_entries", "read_run_json"]
+__all__ = [
+    "LOCK_FILE",
+    "MAX_RUN_JSON_BYTES",
+    "RUN_FILES",
+    "RUN_FOLDERS",
+    "check_run_entries",
+    "read_run_json",
+]
 
-# Every file and folder mheads writes into a run folder (runs.folder.CLEARED_BY_OVERWRITE and the lock; a
-# test keeps them in step), and the per-data-set evaluation reports eval-report-<name>.json.
+LOCK_FILE = ".mheads.lock"  # runs.lock's; named here, below it, so that RUN_FILES can list it
+# Every file and folder mheads writes into a run folder (all of them but the lock are what --overwrite
+# clears: runs.folder.CLEARED_BY_OVERWRITE), and the per-data-set evaluation reports eval-report-<name>.json.
 RUN_FILES = (
     "config.yaml",
     "run.json",
@@ -35,7 +43,7 @@ RUN_FILES = (
     "config_history.jsonl",
     "eval-report.json",
     ".torchrun-job",
-    ".mheads.lock",
+    LOCK_FILE,
 )
 RUN_FOLDERS = ("checkpoints", "members", "plots")
 MAX_RUN_JSON_BYTES = 64 << 20  # a real run.json is a few KiB; 21,841 ImageNet class names are under 1 MiB

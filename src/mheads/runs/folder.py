@@ -18,24 +18,12 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from mheads.core.atomic import OutputError, atomic_write_bytes, atomic_write_text, os_reason
-from mheads.runs.entries import check_run_entries
+from mheads.runs.entries import LOCK_FILE, RUN_FILES, RUN_FOLDERS, check_run_entries
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.json", "eval.jsonl")
-# what --overwrite removes from a run folder before a new run starts there
-CLEARED_BY_OVERWRITE = (
-    *RUN_MARKERS,
-    "members",
-    "model.safetensors",
-    "run.json",
-    "plots",
-    "train.jsonl",
-    "normalizer.safetensors",
-    "calibration.json",
-    "uncertainty.json",
-    "config_history.jsonl",
-    "eval-report.json",
-    ".torchrun-job",
-)
+# what --overwrite removes from a run folder before a new run starts there: every entry mheads writes but
+# the lock, which the overwriting process holds
+CLEARED_BY_OVERWRITE = tuple(name for name in (*RUN_FILES, *RUN_FOLDERS) if name != LOCK_FILE)
 LAUNCH_FILE = ".torchrun-job"  # the torchrun job (TORCHELASTIC_RUN_ID) that last started training here
 
 

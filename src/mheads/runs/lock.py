@@ -20,11 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from mheads.runs.entries import LOCK_FILE
 from mheads.runs.folder import RunExistsError
 
 __all__ = ["LOCK_FILE", "RunLock", "RunLockedError"]
 
-LOCK_FILE = ".mheads.lock"
 _NOT_OWN = (
     "{path}: is {what}; a run folder's lock must be its own regular file (nothing outside the folder is "
     "written): remove it and run again"
