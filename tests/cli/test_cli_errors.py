@@ -396,3 +396,18 @@ def test_debug_shows_the_traceback(server, tmp_path):
     assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr, str(
         result
     )
+
+
+def test_the_resume_advice_quotes_the_cache_folder_for_the_shell(tmp_path):
+    """A data.cache_dir with a space or a quote in it is named as one shell word the user can paste."""
+    import shlex
+
+    from mheads.cli.commands import UsageError, _check_folder_model
+    from mheads.config import config_from_settings
+
+    for folder in ("/data/my cache", "/data/it's", "/data/plain"):
+        cfg = config_from_settings({"data.cache_dir": folder})
+        with pytest.raises(UsageError) as err:
+            _check_folder_model(cfg, [], tmp_path)
+        advice = str(err.value).split("name it yourself: ", 1)[1].split(" (or ", 1)[0]
+        assert shlex.split(advice) == ["--set", f"data.cache_dir={folder}"]

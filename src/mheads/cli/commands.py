@@ -160,7 +160,8 @@ def _check_folder_model(cfg, overrides: list[str], out: Path) -> None:
         raise UsageError(
             f"--resume {out}: its config.yaml names data.cache_dir {cfg.data.cache_dir!r}, where the decoded "
             "data is written; a run folder never names where to write outside itself, so name it yourself: "
-            f"--set data.cache_dir={cfg.data.cache_dir} (or --set data.cache_dir=null for the default cache)"
+            f"--set {shlex.quote(f'data.cache_dir={cfg.data.cache_dir}')} (or --set data.cache_dir=null for "
+            "the default cache)"
         )
 
 
