@@ -261,3 +261,27 @@ def test_plot_of_a_task_run_draws_its_training_curves(tmp_path, capsys):
     (run / "eval.jsonl").write_text("")
     assert main(["plot", str(run)]) == 2
     assert "eval.jsonl: no evaluation records" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains and evaluates a run (about 4 s); the fast tier: test_task_eval's refusal
+def test_eval_of_a_task_run_whose_member_overflows_to_nan_exits_3_naming_it(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    rng = np.random.default_rng(0)
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "a,b,c,y\n" + "".join(f"{a},{b},{c},{a + b + c}\n" for a, b, c in rng.normal(size=(16, 3)))
+    )
+    run = _train(tmp_path, table, "features_net", "regression", ["data.features=[a, b, c]", "data.targets=y"])
+    weights = load_file(run / "model.safetensors")
+    first, last = weights["root.branches.1.layers.0.weight"], weights["root.branches.1.layers.2.weight"]
+    first[:4], first[4:] = 3e38, -3e38  # member 1: finite weights whose sums overflow to inf (and inf - inf)
+    last[:] = 3e38
+    save_file(weights, run / "model.safetensors")
+    capsys.readouterr()
+    args = ["eval", "--run", str(run), "--model", "taskmodels:features_net", "--no-figures"]
+    assert main(args) == 3  # printed rmse Infinity beside a fine oracle_rmse 1.08, exit 0
+    assert capsys.readouterr().err == (
+        "mheads: error: non-finite outputs in member 1 (4 of 4 examples): NaN or inf outputs have no "
+        "error to score; expected finite outputs\n"
+    )

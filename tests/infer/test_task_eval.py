@@ -191,3 +191,17 @@ def test_evaluate_task_runs_the_model_in_eval_mode_and_restores_it():
 def test_no_batch_is_refused_in_one_line():
     with pytest.raises(ValueError, match="no batch was added"):
         TaskEvaluation(regression(1)).compute()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_nan_or_inf_outputs_are_counted_over_every_batch_and_refused(case):
+    from mheads.ensemble.metrics import NonFiniteOutputs
+
+    task, outputs, target = CASES[case]
+    outputs = outputs.clone()
+    outputs[1, 2].view(-1)[0] = float("nan")  # batches of 3: the first and the third hold one each
+    outputs[1, 7].view(-1)[-1] = float("inf")
+    with pytest.raises(NonFiniteOutputs, match=r"^non-finite outputs in member 1 \(2 of 10 examples\): "):
+        _evaluate(
+            task, outputs, target
+        )  # scored them: rmse nan, a fine oracle_rmse on inf, NaN pixels a class

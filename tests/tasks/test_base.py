@@ -137,3 +137,53 @@ def test_identical_members_tie_and_ties_are_broken_at_random(case):
     assert all(abs(int(w) - batch / M) < 5 * sigma for w in wins), wins.tolist()
     again = task.loss("mcl", same, y, k=1, generator=_gen(5)).assignment
     assert torch.equal(again, res.assignment)  # seeded: the same draw again
+
+
+NON_FINITE = [float("nan"), float("inf"), -float("inf")]
+
+
+def _spoilt(case: str, bad: float):
+    """`_case` of 6 examples with member 1's outputs non-finite on examples 1 and 4 (one number each: the
+    first of the output on 1, the last on 4: a Gaussian head's variance, a hypothesis' score logit)."""
+    task, out, y = _case(case, b=6)
+    out = out.clone()
+    out[1, 1].view(-1)[0] = bad
+    out[1, 4].view(-1)[-1] = bad
+    return task, out, y
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("case", TASKS)
+def test_every_task_refuses_nan_or_inf_outputs_naming_the_member_and_examples(case, bad):
+    from mheads.ensemble.metrics import NonFiniteOutputs
+    from mheads.tasks import TaskMetrics
+
+    task, out, y = _spoilt(case, bad)
+    message = (
+        r"^non-finite outputs in member 1 \(2 of 6 examples\): NaN or inf outputs have no error to score; "
+        r"expected finite outputs$"
+    )
+    with pytest.raises(NonFiniteOutputs, match=message):  # reported rmse nan, a fine oracle_rmse on inf, ...
+        task.metrics(out, y)
+    acc = TaskMetrics(task)
+    for i in (0, 3):  # one bad example in each batch: counted over the whole set
+        acc.update(out[:, i : i + 3], y[i : i + 3])
+    with pytest.raises(NonFiniteOutputs, match=message):
+        acc.compute()
+    acc.reset()
+    acc.update(out[:, :1], y[:1])  # the finite examples alone score as before
+    assert acc.compute() == task.metrics(out[:, :1], y[:1])
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("case", TASKS)
+def test_a_member_whose_output_is_not_finite_never_wins_the_oracle(case, bad):
+    task, out, y = _case(case, b=8)
+    out = out.clone()
+    out[0] = bad  # member 0 wins every tie; an argmax of NaN is class 0 (was: right on every target 0)
+    best, others = task.oracle(out, y), task.oracle(out[1:], y)
+    assert best.member.tolist() == (others.member + 1).tolist()
+    assert torch.equal(best.error, others.error)
+    out[:, 2] = bad  # no member is finite on example 2: no error to name
+    best = task.oracle(out, y)
+    assert best.member[2] == 0 and math.isnan(best.error[2]) and torch.isfinite(best.error[3:]).all()

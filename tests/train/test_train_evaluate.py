@@ -61,3 +61,24 @@ def test_a_model_that_raises_mid_split_is_handed_back_in_its_mode(mode):
     with pytest.raises(RuntimeError, match="out of memory"):
         evaluate(model, _Batches(), config_from_settings({"model.members": 2}), LocalComm())
     assert model.training is mode  # was left in eval mode: training went on without dropout or BN updates
+
+
+class _Points(nn.Module):
+    """Two members' point predictions `(2, B, 1)`, member 0 NaN on inputs >= 4."""
+
+    def forward(self, x):
+        out = x.expand(2, -1, -1).clone()
+        out[0, x[:, 0] >= 4] = float("nan")
+        return out
+
+
+def test_a_tasks_outputs_that_are_nan_stop_the_evaluation_naming_the_member():
+    from mheads.tasks import regression
+
+    data = _Batches()
+    data.eval_batches = lambda split, size: (
+        (x, y.float().unsqueeze(1)) for x, y in _Batches().eval_batches(split, size)
+    )
+    cfg = config_from_settings({"model.members": 2})
+    with pytest.raises(NonFiniteOutputs, match=r"^non-finite outputs in member 0 \(2 of 6 examples\): "):
+        evaluate(_Points(), data, cfg, LocalComm(), task=regression(1))  # rmse was nan in eval.jsonl

@@ -50,19 +50,19 @@ AVERAGES = ("probs", "scores")
 # ---------------------------------------------------------------- per-example statistics
 
 
+LOGITS_WHY = "NaN or inf logits have no probabilities to score; expected finite logits"
+
+
 class NonFiniteOutputs(ValueError):
     """Non-finite member outputs (see the module docstring); ``counts``: per member, the examples on which
     it gave a NaN or inf logit, of ``num_examples``."""
 
-    def __init__(self, counts: list[int], num_examples: int):
+    def __init__(self, counts: list[int], num_examples: int, why: str = LOGITS_WHY):
         self.counts, self.num_examples = counts, num_examples
         bad = [(m, c) for m, c in enumerate(counts) if c]
         named = ", ".join(f"member {m} ({c} of {num_examples} examples)" for m, c in bad[:8])
         more = f" and {len(bad) - 8} more members" if len(bad) > 8 else ""
-        super().__init__(
-            f"non-finite outputs in {named}{more}: NaN or inf logits have no probabilities to score; "
-            "expected finite logits"
-        )
+        super().__init__(f"non-finite outputs in {named}{more}: {why}")
 
 
 def non_finite(logits: torch.Tensor) -> torch.Tensor:
@@ -70,10 +70,11 @@ def non_finite(logits: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(logits).all(dim=-1)
 
 
-def check_finite_counts(counts: list[int], num_examples: int) -> None:
-    """Raise :class:`NonFiniteOutputs` when any member has non-finite outputs (``counts``, per member)."""
+def check_finite_counts(counts: list[int], num_examples: int, why: str = LOGITS_WHY) -> None:
+    """Raise :class:`NonFiniteOutputs` when any member has non-finite outputs (``counts``, per member);
+    ``why``: the message's end (a task's outputs are not logits)."""
     if any(counts):
-        raise NonFiniteOutputs(counts, num_examples)
+        raise NonFiniteOutputs(counts, num_examples, why)
 
 
 def prepare(

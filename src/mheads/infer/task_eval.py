@@ -36,7 +36,7 @@ import torch
 
 from mheads.ensemble.exact_sum import ExactSum
 from mheads.tasks import MultiHypothesis, Regression, Segmentation, Task
-from mheads.tasks.base import Terms, first_argmin, reduce_terms
+from mheads.tasks.base import NonFiniteCounts, Terms, first_argmin, reduce_terms
 
 __all__ = [
     "COVERAGE_LEVELS",
@@ -153,7 +153,9 @@ def _cat(key: str, chunks: list[torch.Tensor], keep: int) -> torch.Tensor:
 class TaskEvaluation:
     """A task's metrics plus the report's (see the module docstring), fed batch by batch: ``update(outputs
     (M, B, ...), target, inputs)``, then ``compute() -> (metrics, arrays)``. The task's own metrics are
-    exactly those of ``TaskMetrics`` (and of ``task.metrics`` on the concatenated set)."""
+    exactly those of ``TaskMetrics`` (and of ``task.metrics`` on the concatenated set); as there, outputs
+    holding a NaN or inf are counted per member over every batch and refused by ``compute``
+    (:class:`~mheads.ensemble.metrics.NonFiniteOutputs`)."""
 
     def __init__(self, task: Task, keep: int = MAX_POINTS) -> None:
         self.task, self.keep = task, keep
@@ -161,9 +163,13 @@ class TaskEvaluation:
         self._extra: dict[str, Any] = {}
         self._arrays: dict[str, list[torch.Tensor]] = {}
         self._n = 0
+        self._non_finite = NonFiniteCounts()
 
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: Any = None) -> None:
+        if self._non_finite.add(outputs):
+            self._n += int(outputs.shape[1])
+            return
         reduce_terms(self.task.metric_terms(outputs, target), self._sums)
         reduce_terms(extra_terms(self.task, outputs, target), self._extra)
         if self._n < self.keep:
@@ -174,6 +180,7 @@ class TaskEvaluation:
     def compute(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         if self._n == 0:
             raise ValueError("TaskEvaluation.compute: no batch was added")
+        self._non_finite.check(self._n)
         sums = {k: (v.value() if isinstance(v, ExactSum) else v) for k, v in self._sums.items()}
         extra = {k: (v.value() if isinstance(v, ExactSum) else v) for k, v in self._extra.items()}
         metrics = self.task.finish_metrics(sums, self._n)

@@ -39,9 +39,11 @@ from mheads.ensemble.losses import (
     check_loss_params,
     ensemble_loss,
 )
+from mheads.ensemble.metrics import check_finite_counts
 from mheads.tasks.heads import HeadLayout
 
 __all__ = [
+    "NonFiniteCounts",
     "Oracle",
     "Task",
     "TaskMetrics",
@@ -49,11 +51,15 @@ __all__ = [
     "check_outputs",
     "check_vector_target",
     "first_argmin",
+    "non_finite_members",
     "reduce_terms",
 ]
 
 
 Terms = dict[str, torch.Tensor]  # metric terms: float (B,) per-example values or integer counts
+
+# the end of a task's NonFiniteOutputs (mheads.ensemble.metrics): its outputs need not be logits
+OUTPUTS_WHY = "NaN or inf outputs have no error to score; expected finite outputs"
 
 
 class Oracle(NamedTuple):
@@ -95,6 +101,34 @@ def check_outputs(outputs: Any, target: Any, min_ndim: int = 3, name: str = "out
         )
     if target.device != outputs.device:
         raise ValueError(f"target: on {target.device}; expected the {name}' device {outputs.device}")
+
+
+def non_finite_members(outputs: torch.Tensor) -> torch.Tensor:
+    """`(M, B, ...)` -> `(M, B)` bool: the member's output on the example holds a NaN or inf."""
+    finite = torch.isfinite(outputs.detach())
+    return ~(finite.flatten(2).all(dim=-1) if finite.ndim > 2 else finite)
+
+
+class NonFiniteCounts:
+    """Per member, the examples whose outputs hold a NaN or inf, counted over every batch (`add`) and refused
+    by `check` (`NonFiniteOutputs`, naming each member and on how many examples of the whole set): a NaN
+    error can win the oracle (segmentation's argmax of NaN is a class) or leave a metric NaN, an inf one
+    leave the oracle's metric looking fine."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def add(self, outputs: Any) -> bool:
+        """Count one batch `(M, B, ...)`; True when it holds any (its metric terms are then not computed).
+        Anything but a floating tensor of 2 or more axes is left to the task's own checks."""
+        if not isinstance(outputs, torch.Tensor) or outputs.ndim < 2 or not outputs.is_floating_point():
+            return False
+        counts = non_finite_members(outputs).sum(dim=1).tolist()
+        self.counts = [a + b for a, b in zip(self.counts, counts)] if self.counts else counts
+        return any(counts)
+
+    def check(self, num_examples: int) -> None:
+        check_finite_counts(self.counts, num_examples, OUTPUTS_WHY)
 
 
 def first_argmin(values: torch.Tensor) -> torch.Tensor:
@@ -198,9 +232,12 @@ class Task:
         return type(self).penalty is not Task.penalty
 
     def oracle(self, outputs: torch.Tensor, target: torch.Tensor) -> Oracle:
-        """Per example the member with the lowest `errors` (ties to the lowest index) and that error."""
+        """Per example the member with the lowest `errors` (ties to the lowest index) and that error. A member
+        whose output holds a NaN or inf never wins (its error counts as NaN: an argmax of NaN can be the
+        target's class); an example on which no member is finite gets member 0 and error NaN."""
         self.check(outputs, target)
         errors = self.errors(outputs, target)
+        errors = torch.where(non_finite_members(outputs).to(errors.device), torch.nan, errors)
         member = first_argmin(errors)
         return Oracle(member, errors.gather(0, member.unsqueeze(0)).squeeze(0))
 
@@ -242,7 +279,11 @@ class Task:
         return ensemble_loss(name, nll, penalty=penalty, score_logits=score_logits, weights=weights, **params)
 
     def metrics(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> dict[str, Any]:
-        """The task's metrics on one batch or a whole collected set (JSON-ready numbers)."""
+        """The task's metrics on one batch or a whole collected set (JSON-ready numbers); outputs holding a
+        NaN or inf are refused (`NonFiniteCounts`)."""
+        bad = NonFiniteCounts()
+        if bad.add(outputs):
+            bad.check(int(outputs.shape[1]))
         reduced = reduce_terms(self.metric_terms(outputs, target, **extra))
         return self.finish_metrics(_sums(reduced), int(outputs.shape[1]))
 
@@ -257,7 +298,8 @@ class Task:
 class TaskMetrics:
     """A task's metrics fed batch by batch: `update(outputs, target, **extra)`, then `compute()` returns what
     `task.metrics` returns on the concatenated set (exact sums: equal whatever the batching, as long as each
-    example's terms do not depend on its batch)."""
+    example's terms do not depend on its batch). Outputs holding a NaN or inf are counted per member over
+    every batch and refused by `compute` (`NonFiniteCounts`)."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -266,13 +308,16 @@ class TaskMetrics:
     def reset(self) -> None:
         self._sums: dict[str, Any] = {}
         self._n = 0
+        self._non_finite = NonFiniteCounts()
 
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> None:
-        reduce_terms(self.task.metric_terms(outputs, target, **extra), self._sums)
+        if not self._non_finite.add(outputs):
+            reduce_terms(self.task.metric_terms(outputs, target, **extra), self._sums)
         self._n += int(outputs.shape[1])
 
     def compute(self) -> dict[str, Any]:
         if self._n == 0:
             raise ValueError("TaskMetrics.compute: no batch was added")
+        self._non_finite.check(self._n)
         return self.task.finish_metrics(_sums(self._sums), self._n)
