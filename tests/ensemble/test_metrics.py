@@ -177,16 +177,17 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _non_finite_logits() -> torch.Tensor:
-    """TIE_LOGITS with a third member: NaN on examples 0 and 2 of member 1, inf (or -inf) on example 3 of
-    members 1 and 2; member 0 stays finite."""
+    """TIE_LOGITS with a third member: NaN on examples 0 and 2 of member 1, inf on example 3 of member 1, -inf
+    on every class of example 3 of member 2; member 0 stays finite."""
     logits = torch.cat([TIE_LOGITS, TIE_LOGITS[:1]])
-    logits[1, 0], logits[1, 2, 1], logits[1, 3, 0], logits[2, 3, 2] = NAN, NAN, INF, -INF
+    logits[1, 0], logits[1, 2, 1], logits[1, 3, 0], logits[2, 3] = NAN, NAN, INF, -INF
     return logits
 
 
 NON_FINITE = (
-    "non-finite outputs in member 1 (3 of 4 examples), member 2 (1 of 4 examples): NaN or inf logits have "
-    "no probabilities to score; expected finite logits"
+    "non-finite outputs in member 1 (3 of 4 examples), member 2 (1 of 4 examples): NaN or +inf logits, or "
+    "-inf on every class, have no probabilities to score; expected finite logits (-inf on some classes is "
+    "allowed)"
 )
 PURE = [
     mt.member_accuracy,
@@ -229,6 +230,31 @@ def test_the_accumulator_counts_non_finite_outputs_over_every_batch():
     acc.reset()
     acc.update(logits[:, [1]], TIE_TARGETS[[1]])
     assert acc.compute()["num_examples"] == 1
+
+
+def test_a_minus_inf_class_mask_scores_as_a_probability_of_zero():
+    """A model may mask classes with -inf (softmax and argmax are defined): every metric equals that of the
+    mask -1e300 (probability 0 in float64 too), in the pure functions and the accumulator."""
+    logits = torch.cat([TIE_LOGITS, TIE_LOGITS[:1]]).double()
+    masked, finite = logits.clone(), logits.clone()
+    masked[1, :2, 2], masked[2, 1:, 0] = -INF, -INF  # no target masked; was refused: "non-finite outputs ..."
+    finite[1, :2, 2], finite[2, 1:, 0] = -1e300, -1e300
+    for metric in PURE:  # oracle_assignment breaks ties at random: the same draws for both
+        values = [
+            (torch.manual_seed(0), torch.as_tensor(metric(x, TIE_TARGETS)))[1] for x in (masked, finite)
+        ]
+        assert torch.equal(*values)
+    results = []
+    for x in (masked, finite):
+        torch.manual_seed(0)
+        acc = EnsembleMetrics(3, 3)
+        acc.update(x, TIE_TARGETS)
+        results.append(acc.compute())
+    assert results[0] == results[1]
+    masked[1, 3, 2] = -INF  # the target's class masked: probability 0, NLL inf
+    assert (
+        mt.mean_member_nll(masked, TIE_TARGETS) == INF and mt.member_accuracy(masked, TIE_TARGETS)[1] == 0.5
+    )
 
 
 def test_one_non_finite_member_among_many_is_named_with_a_short_message():

@@ -246,8 +246,9 @@ def test_eval_of_members_whose_outputs_overflow_to_nan_exits_3_naming_the_member
     assert main(["eval", "--run", str(fresh), "--no-figures"]) == 3  # was a ValueError traceback (exit 1)
     err = capsys.readouterr().err
     assert err == (
-        "mheads: error: non-finite outputs in member 1 (100 of 100 examples): NaN or inf logits have no "
-        "probabilities to score; expected finite logits\n"
+        "mheads: error: non-finite outputs in member 1 (100 of 100 examples): NaN or +inf logits, or -inf on "
+        "every class, have no probabilities to score; expected finite logits (-inf on some classes is "
+        "allowed)\n"
     )
 
 

@@ -6,6 +6,7 @@ are MCL, scored MCL reads the score column of multi_hypothesis outputs; identica
 are broken at random (each member wins about 1/M of the examples)."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -144,9 +145,12 @@ NON_FINITE = [float("nan"), float("inf"), -float("inf")]
 
 def _spoilt(case: str, bad: float):
     """`_case` of 6 examples with member 1's outputs non-finite on examples 1 and 4 (one number each: the
-    first of the output on 1, the last on 4: a Gaussian head's variance, a hypothesis' score logit)."""
+    first of the output on 1, the last on 4: a Gaussian head's variance, a hypothesis' score logit).
+    Classification's -inf is on every class (on some, it is a class mask: scored)."""
     task, out, y = _case(case, b=6)
     out = out.clone()
+    if case == "classification" and bad == -math.inf:
+        out[1, 1], out[1, 4] = bad, bad
     out[1, 1].view(-1)[0] = bad
     out[1, 4].view(-1)[-1] = bad
     return task, out, y
@@ -159,10 +163,8 @@ def test_every_task_refuses_nan_or_inf_outputs_naming_the_member_and_examples(ca
     from mheads.tasks import TaskMetrics
 
     task, out, y = _spoilt(case, bad)
-    message = (
-        r"^non-finite outputs in member 1 \(2 of 6 examples\): NaN or inf outputs have no error to score; "
-        r"expected finite outputs$"
-    )
+    message = r"^non-finite outputs in member 1 \(2 of 6 examples\): " + re.escape(task.non_finite_why) + "$"
+    assert case == "classification" or task.non_finite_why.startswith("NaN or inf outputs have no error")
     with pytest.raises(NonFiniteOutputs, match=message):  # reported rmse nan, a fine oracle_rmse on inf, ...
         task.metrics(out, y)
     acc = TaskMetrics(task)
@@ -187,3 +189,23 @@ def test_a_member_whose_output_is_not_finite_never_wins_the_oracle(case, bad):
     out[:, 2] = bad  # no member is finite on example 2: no error to name
     best = task.oracle(out, y)
     assert best.member[2] == 0 and math.isnan(best.error[2]) and torch.isfinite(best.error[3:]).all()
+
+
+def test_a_classification_member_may_mask_classes_with_minus_inf():
+    """Softmax and argmax are defined with -inf on some classes: metrics, TaskMetrics and the oracle score the
+    mask as a finite one whose probability is 0 (-1e300 in float64); they refused it as non-finite."""
+    from mheads.tasks import TaskMetrics
+
+    task, out, y = _case("classification", b=6)
+    masked, finite = out.clone(), out.clone()
+    others = (y + 1) % 4  # never the target
+    masked[1, torch.arange(6), others], finite[1, torch.arange(6), others] = -math.inf, -1e300
+    masked[0, torch.arange(3), others[:3]] = -math.inf
+    finite[0, torch.arange(3), others[:3]] = -1e300
+    assert task.metrics(masked, y) == task.metrics(finite, y)
+    acc = TaskMetrics(task)
+    acc.update(masked[:, :4], y[:4])
+    acc.update(masked[:, 4:], y[4:])
+    assert acc.compute() == task.metrics(finite, y)
+    got, want = task.oracle(masked, y), task.oracle(finite, y)
+    assert torch.equal(got.member, want.member) and torch.equal(got.error, want.error)

@@ -82,3 +82,21 @@ def test_a_tasks_outputs_that_are_nan_stop_the_evaluation_naming_the_member():
     cfg = config_from_settings({"model.members": 2})
     with pytest.raises(NonFiniteOutputs, match=r"^non-finite outputs in member 0 \(2 of 6 examples\): "):
         evaluate(_Points(), data, cfg, LocalComm(), task=regression(1))  # rmse was nan in eval.jsonl
+
+
+def test_a_model_that_masks_a_class_with_minus_inf_is_evaluated():
+    """-inf on some classes (a class mask) has a softmax: scored as probability 0, as the mask -1e30 is (it
+    stopped training's first evaluation as non-finite outputs)."""
+    cfg = config_from_settings({"model.members": 2})
+    model = _Members()
+    model.forward = lambda x: (
+        _Members.forward(model, x).nan_to_num(0.0) + torch.tensor([0.0, 0.0, -torch.inf])
+    )
+    masked = evaluate(model, _Batches(), cfg, LocalComm())
+    model.forward = lambda x: _Members.forward(model, x).nan_to_num(0.0) + torch.tensor([0.0, 0.0, -1e30])
+    finite = evaluate(model, _Batches(), cfg, LocalComm())
+    nll = {"nll", "mean_member_nll", "member_nll"}  # class 2's targets have probability 0: NLL inf
+    assert masked["member_acc"] == [4 / 6, 0.5] and masked["nll"] == torch.inf
+    assert {k: v for k, v in masked.items() if k not in nll} == {
+        k: v for k, v in finite.items() if k not in nll
+    }

@@ -7,10 +7,11 @@ float64 without gradients, and floating sums go through `ExactSum`, so the resul
 Predictions are argmaxes with ties going to the lowest class index (torch.argmax's rule); top-k counts a
 target as found when fewer than k classes rank ahead of it under the same rule.
 
-Non-finite logits (NaN or inf) are refused with :class:`NonFiniteOutputs`, naming each member that gave them
-and on how many examples: an argmax of NaN would count as right (NaN logits scored `ensemble_mean_acc` 1.0),
-and their probabilities are NaN. The uncertainty metrics refuse them too
-(`mheads.ensemble.uncertainty.check_member_logits`).
+Logits with no softmax (a NaN, a +inf, or -inf on every class) are refused with :class:`NonFiniteOutputs`,
+naming each member that gave them and on how many examples: an argmax of NaN would count as right (NaN
+logits scored `ensemble_mean_acc` 1.0), and their probabilities are NaN. A -inf on some classes (a model's
+class mask) is a probability of 0 and is scored (a masked target's NLL is inf). The uncertainty metrics
+refuse any non-finite logit (`mheads.ensemble.uncertainty.check_member_logits`).
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ AVERAGES = ("probs", "scores")
 # ---------------------------------------------------------------- per-example statistics
 
 
-LOGITS_WHY = "NaN or inf logits have no probabilities to score; expected finite logits"
+LOGITS_WHY = (
+    "NaN or +inf logits, or -inf on every class, have no probabilities to score; "
+    "expected finite logits (-inf on some classes is allowed)"
+)
 
 
 class NonFiniteOutputs(ValueError):
     """Non-finite member outputs (see the module docstring); ``counts``: per member, the examples on which
-    it gave a NaN or inf logit, of ``num_examples``."""
+    gave outputs with no score (:func:`non_finite` for logits), of ``num_examples``."""
 
     def __init__(self, counts: list[int], num_examples: int, why: str = LOGITS_WHY):
         self.counts, self.num_examples = counts, num_examples
@@ -66,8 +70,10 @@ class NonFiniteOutputs(ValueError):
 
 
 def non_finite(logits: torch.Tensor) -> torch.Tensor:
-    """`(M, B, C)` -> `(M, B)` bool: the member's output on the example has a NaN or inf logit."""
-    return ~torch.isfinite(logits).all(dim=-1)
+    """`(M, B, C)` -> `(M, B)` bool: the member's logits on the example have no softmax: a NaN, a +inf, or
+    -inf on every class. A -inf on some classes (a class mask) has one: those classes get probability 0."""
+    no_max = (torch.isnan(logits) | (logits == torch.inf)).any(dim=-1)
+    return no_max | (logits == -torch.inf).all(dim=-1)
 
 
 def check_finite_counts(counts: list[int], num_examples: int, why: str = LOGITS_WHY) -> None:

@@ -163,7 +163,7 @@ class TaskEvaluation:
         self._extra: dict[str, Any] = {}
         self._arrays: dict[str, list[torch.Tensor]] = {}
         self._n = 0
-        self._non_finite = NonFiniteCounts()
+        self._non_finite = NonFiniteCounts(task)
 
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: Any = None) -> None:

@@ -110,12 +110,14 @@ def non_finite_members(outputs: torch.Tensor) -> torch.Tensor:
 
 
 class NonFiniteCounts:
-    """Per member, the examples whose outputs hold a NaN or inf, counted over every batch (`add`) and refused
-    by `check` (`NonFiniteOutputs`, naming each member and on how many examples of the whole set): a NaN
-    error can win the oracle (segmentation's argmax of NaN is a class) or leave a metric NaN, an inf one
-    leave the oracle's metric looking fine."""
+    """Per member, the examples whose outputs hold a NaN or inf (`task.non_finite`: classification's logits
+    may hold a -inf class mask), counted over every batch (`add`) and refused by `check` (`NonFiniteOutputs`,
+    naming each member and on how many examples of the whole set): a NaN error can win the oracle
+    (segmentation's argmax of NaN is a class) or leave a metric NaN, an inf one leave the oracle's metric
+    looking fine."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task) -> None:
+        self.task = task
         self.counts: list[int] = []
 
     def add(self, outputs: Any) -> bool:
@@ -123,12 +125,12 @@ class NonFiniteCounts:
         Anything but a floating tensor of 2 or more axes is left to the task's own checks."""
         if not isinstance(outputs, torch.Tensor) or outputs.ndim < 2 or not outputs.is_floating_point():
             return False
-        counts = non_finite_members(outputs).sum(dim=1).tolist()
+        counts = self.task.non_finite(outputs).sum(dim=1).tolist()
         self.counts = [a + b for a, b in zip(self.counts, counts)] if self.counts else counts
         return any(counts)
 
     def check(self, num_examples: int) -> None:
-        check_finite_counts(self.counts, num_examples, OUTPUTS_WHY)
+        check_finite_counts(self.counts, num_examples, self.task.non_finite_why)
 
 
 def first_argmin(values: torch.Tensor) -> torch.Tensor:
@@ -170,6 +172,7 @@ class Task:
     default_loss: ClassVar[str] = "independent"  # the loss a task's users start from
 
     head_layer: ClassVar[str] = "linear"  # the layer of `build_head`: "linear", or "conv" (1x1, dense tasks)
+    non_finite_why: ClassVar[str] = OUTPUTS_WHY  # the end of `NonFiniteOutputs`' message for this task
 
     # ------------------------------------------------------------------ what a subclass defines
     def head_width(self) -> int:
@@ -231,13 +234,18 @@ class Task:
         """Whether confident MCL ("cmcl") is defined: the output is categorical."""
         return type(self).penalty is not Task.penalty
 
+    def non_finite(self, outputs: torch.Tensor) -> torch.Tensor:
+        """`(M, B, ...)` -> `(M, B)` bool: the member's output on the example has no error to score (here: it
+        holds a NaN or inf; classification allows a -inf class mask)."""
+        return non_finite_members(outputs)
+
     def oracle(self, outputs: torch.Tensor, target: torch.Tensor) -> Oracle:
         """Per example the member with the lowest `errors` (ties to the lowest index) and that error. A member
         whose output holds a NaN or inf never wins (its error counts as NaN: an argmax of NaN can be the
         target's class); an example on which no member is finite gets member 0 and error NaN."""
         self.check(outputs, target)
         errors = self.errors(outputs, target)
-        errors = torch.where(non_finite_members(outputs).to(errors.device), torch.nan, errors)
+        errors = torch.where(self.non_finite(outputs).to(errors.device), torch.nan, errors)
         member = first_argmin(errors)
         return Oracle(member, errors.gather(0, member.unsqueeze(0)).squeeze(0))
 
@@ -281,7 +289,7 @@ class Task:
     def metrics(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> dict[str, Any]:
         """The task's metrics on one batch or a whole collected set (JSON-ready numbers); outputs holding a
         NaN or inf are refused (`NonFiniteCounts`)."""
-        bad = NonFiniteCounts()
+        bad = NonFiniteCounts(self)
         if bad.add(outputs):
             bad.check(int(outputs.shape[1]))
         reduced = reduce_terms(self.metric_terms(outputs, target, **extra))
@@ -308,7 +316,7 @@ class TaskMetrics:
     def reset(self) -> None:
         self._sums: dict[str, Any] = {}
         self._n = 0
-        self._non_finite = NonFiniteCounts()
+        self._non_finite = NonFiniteCounts(self.task)
 
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, target: torch.Tensor, **extra: Any) -> None:

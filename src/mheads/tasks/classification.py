@@ -22,6 +22,7 @@ from mheads.ensemble.combine import (
 )
 from mheads.ensemble.loss_terms import check_inputs, uniform_kl
 from mheads.ensemble.losses import LOSS_ALIASES, LossResult, compute_loss, smoothed_nll
+from mheads.ensemble.metrics import LOGITS_WHY, non_finite
 from mheads.tasks.base import Task, Terms
 
 __all__ = ["Classification", "classification"]
@@ -38,6 +39,7 @@ class Classification(Task):
     label_smoothing: float = 0.0
     name: ClassVar[str] = "classification"
     averaged: ClassVar[tuple[str, ...]] = ("score_averaged_ce", "prob_averaged_ce")
+    non_finite_why: ClassVar[str] = LOGITS_WHY
 
     def __post_init__(self) -> None:
         if self.num_classes is not None:
@@ -79,6 +81,11 @@ class Classification(Task):
     def penalty(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """`KL(U || p_m)` per member and example, `(M, B)` (confident MCL)."""
         return uniform_kl(member_log_probs(outputs))
+
+    def non_finite(self, outputs: torch.Tensor) -> torch.Tensor:
+        """`(M, B, C) -> (M, B)`: logits with no softmax (a NaN, a +inf, -inf on every class); a -inf class
+        mask is scored as `mheads.ensemble.metrics` scores it."""
+        return non_finite(outputs.detach())
 
     def errors(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Top-1 error per member and example, `(M, B)` float64 of 0 and 1."""
