@@ -175,6 +175,7 @@ def test_more_uncertain_inputs_score_higher():
         (torch.zeros(2, 3, 4, dtype=torch.int64), "logits: got dtype torch.int64"),
         (torch.tensor([[[0.0, float("nan")]]]), "logits: got non-finite values"),
         (torch.tensor([[[0.0, float("inf")]]]), "logits: got non-finite values"),
+        (torch.full((1, 1, 2), -float("inf")), "logits: got non-finite values"),  # -inf on every class
     ],
 )
 def test_bad_logits(bad, message):
@@ -263,3 +264,26 @@ def test_report_bad_ood_logits():
         uncertainty_report(logits, targets, torch.randn(3, 0, 3))
     with pytest.raises(ValueError, match="num_bins: got 0"):
         uncertainty_report(logits, targets, num_bins=0)
+
+
+def test_a_minus_inf_class_mask_is_scored_as_a_probability_of_zero():
+    """-inf on some classes (a model's class mask; no target masked) gives the report and every OOD score of
+    the mask -1e300 (probability 0 in float64 too); it was refused as non-finite."""
+    from mheads.ensemble.uncertainty_report import uncertainty_report
+
+    g = torch.Generator().manual_seed(0)
+    logits, ood = (
+        torch.randn(3, 40, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 20, 5, generator=g, dtype=torch.float64),
+    )
+    targets = torch.randint(0, 5, (40,), generator=g)
+    reports = []
+    for mask in (-float("inf"), -1e300):
+        z, o = logits.clone(), ood.clone()
+        z[1, torch.arange(40), (targets + 1) % 5] = mask
+        z[2, :, 4] = torch.where(targets != 4, mask, z[2, :, 4])
+        o[0, :, 0] = mask
+        reports.append((uncertainty_report(z, targets, o), [score(z) for score in un.CRITERIA.values()]))
+    (masked, masked_scores), (finite, finite_scores) = reports
+    assert masked == finite
+    assert all(torch.equal(a, b) for a, b in zip(masked_scores, finite_scores))

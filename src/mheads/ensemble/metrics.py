@@ -10,8 +10,8 @@ target as found when fewer than k classes rank ahead of it under the same rule.
 Logits with no softmax (a NaN, a +inf, or -inf on every class) are refused with :class:`NonFiniteOutputs`,
 naming each member that gave them and on how many examples: an argmax of NaN would count as right (NaN
 logits scored `ensemble_mean_acc` 1.0), and their probabilities are NaN. A -inf on some classes (a model's
-class mask) is a probability of 0 and is scored (a masked target's NLL is inf). The uncertainty metrics
-refuse any non-finite logit (`mheads.ensemble.uncertainty.check_member_logits`).
+class mask) is a probability of 0 and is scored (a masked target's NLL is inf), as the uncertainty metrics
+score it (`mheads.ensemble.uncertainty.check_member_logits`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from mheads.ensemble.combine import ensemble_log_probs, mean_scores
-from mheads.ensemble.metrics import disagreeing_pairs
+from mheads.ensemble.metrics import disagreeing_pairs, non_finite
 
 __all__ = [
     "CRITERIA",
@@ -41,7 +41,8 @@ __all__ = [
 
 
 def check_member_logits(logits: torch.Tensor, field: str = "logits") -> torch.Tensor:
-    """`logits: (M, B, C)` finite floats with M, B, C >= 1 -> a detached float64 copy."""
+    """`logits: (M, B, C)` floats with M, B, C >= 1 -> a detached float64 copy. Finite, but for a -inf on some
+    classes (a class mask: probability 0; `mheads.ensemble.metrics.non_finite` refuses the rest)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{field}: got {type(logits).__name__}; expected a torch.Tensor of shape (M, B, C)")
     if logits.ndim != 3 or min(logits.shape) < 1:
@@ -49,8 +50,11 @@ def check_member_logits(logits: torch.Tensor, field: str = "logits") -> torch.Te
     if not logits.is_floating_point():
         raise ValueError(f"{field}: got dtype {logits.dtype}; expected a floating-point tensor")
     logits64 = logits.detach().to(torch.float64)
-    if not bool(torch.isfinite(logits64).all()):
-        raise ValueError(f"{field}: got non-finite values; expected finite logits")
+    if bool(non_finite(logits64).any()):
+        raise ValueError(
+            f"{field}: got non-finite values (NaN, +inf, or -inf on every class); expected finite logits, "
+            "or -inf on some classes (a class mask)"
+        )
     return logits64
 
 
