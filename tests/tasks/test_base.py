@@ -146,11 +146,13 @@ NON_FINITE = [float("nan"), float("inf"), -float("inf")]
 def _spoilt(case: str, bad: float):
     """`_case` of 6 examples with member 1's outputs non-finite on examples 1 and 4 (one number each: the
     first of the output on 1, the last on 4: a Gaussian head's variance, a hypothesis' score logit).
-    Classification's -inf is on every class (on some, it is a class mask: scored)."""
+    Classification's and segmentation's -inf is on every class (on some, it is a class mask: scored)."""
     task, out, y = _case(case, b=6)
     out = out.clone()
     if case == "classification" and bad == -math.inf:
         out[1, 1], out[1, 4] = bad, bad
+    if case == "segmentation" and bad == -math.inf:  # one pixel each
+        out[1, 1, :, 0, 0], out[1, 4, :, -1, -1] = bad, bad
     out[1, 1].view(-1)[0] = bad
     out[1, 4].view(-1)[-1] = bad
     return task, out, y
@@ -164,7 +166,9 @@ def test_every_task_refuses_nan_or_inf_outputs_naming_the_member_and_examples(ca
 
     task, out, y = _spoilt(case, bad)
     message = r"^non-finite outputs in member 1 \(2 of 6 examples\): " + re.escape(task.non_finite_why) + "$"
-    assert case == "classification" or task.non_finite_why.startswith("NaN or inf outputs have no error")
+    assert case in ("classification", "segmentation") or task.non_finite_why.startswith(
+        "NaN or inf outputs have no error"
+    )
     with pytest.raises(NonFiniteOutputs, match=message):  # reported rmse nan, a fine oracle_rmse on inf, ...
         task.metrics(out, y)
     acc = TaskMetrics(task)
@@ -191,17 +195,28 @@ def test_a_member_whose_output_is_not_finite_never_wins_the_oracle(case, bad):
     assert best.member[2] == 0 and math.isnan(best.error[2]) and torch.isfinite(best.error[3:]).all()
 
 
-def test_a_classification_member_may_mask_classes_with_minus_inf():
+def _masked(case: str, mask: float):
+    """`_case` of 6 examples with a class other than the target's masked by `mask` (classification: member 1
+    on every example, member 0 on the first 3; segmentation: member 1's every pixel, on every image)."""
+    task, out, y = _case(case, b=6)
+    out = out.clone()
+    if case == "classification":
+        others = (y + 1) % 4  # never the target
+        out[1, torch.arange(6), others] = mask
+        out[0, torch.arange(3), others[:3]] = mask
+    else:  # (M, B, C, H, W): each pixel's next class
+        out[1].scatter_(1, ((y + 1) % 3).unsqueeze(1), mask)
+    return task, out, y
+
+
+@pytest.mark.parametrize("case", ["classification", "segmentation"])
+def test_a_member_may_mask_classes_with_minus_inf(case):
     """Softmax and argmax are defined with -inf on some classes: metrics, TaskMetrics and the oracle score the
     mask as a finite one whose probability is 0 (-1e300 in float64); they refused it as non-finite."""
     from mheads.tasks import TaskMetrics
 
-    task, out, y = _case("classification", b=6)
-    masked, finite = out.clone(), out.clone()
-    others = (y + 1) % 4  # never the target
-    masked[1, torch.arange(6), others], finite[1, torch.arange(6), others] = -math.inf, -1e300
-    masked[0, torch.arange(3), others[:3]] = -math.inf
-    finite[0, torch.arange(3), others[:3]] = -1e300
+    task, masked, y = _masked(case, -math.inf)
+    finite = _masked(case, -1e300)[1]
     assert task.metrics(masked, y) == task.metrics(finite, y)
     acc = TaskMetrics(task)
     acc.update(masked[:, :4], y[:4])

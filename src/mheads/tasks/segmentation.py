@@ -25,6 +25,7 @@ import torch
 
 from mheads.core.checks import check_int
 from mheads.ensemble.combine import compute_dtype
+from mheads.ensemble.metrics import LOGITS_WHY, non_finite
 from mheads.tasks.base import Task, Terms, check_outputs, first_argmin
 
 __all__ = ["Segmentation", "segmentation"]
@@ -43,6 +44,7 @@ class Segmentation(Task):
     name: ClassVar[str] = "segmentation"
     averaged: ClassVar[tuple[str, ...]] = ("score_averaged_ce", "prob_averaged_ce")
     head_layer: ClassVar[str] = "conv"  # a 1x1 convolution per pixel on (B, F, H, W) maps
+    non_finite_why: ClassVar[str] = LOGITS_WHY
 
     def __post_init__(self) -> None:
         if self.num_classes is not None:
@@ -110,6 +112,14 @@ class Segmentation(Task):
         log_probs = _log_softmax(outputs)
         kl = -math.log(outputs.shape[2]) - log_probs.mean(dim=-3)  # (M, B, H, W)
         return self._image_mean(kl, valid, count)
+
+    def non_finite(self, outputs: torch.Tensor) -> torch.Tensor:
+        """`(M, B, C, H, W) -> (M, B)`: an image with a pixel whose logits have no softmax (a NaN, a +inf,
+        -inf on every class); a -inf class mask is scored, as classification's."""
+        if outputs.ndim < 3:  # the task's own check names the shape
+            return super().non_finite(outputs)
+        pixels = non_finite(outputs.detach().movedim(2, -1))  # (M, B, H, W)
+        return pixels.flatten(2).any(dim=-1) if pixels.ndim > 2 else pixels
 
     def errors(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Pixel error rate per member and image, `(M, B)` float64 (0 for an image without labels)."""
