@@ -233,3 +233,25 @@ def test_one_sgd_step_equals_the_step_by_hand_on_the_parts():
             p -= 0.1 * g  # first SGD step with momentum: the gradient itself
     for (k, a), b in zip(tree.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=k)
+
+
+class _MaskedHead(nn.Module):
+    """Logits with a -inf class mask (a buffer), as a model that rules a class out has."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 3)
+        self.register_buffer("mask", torch.tensor([0.0, -float("inf"), 0.0]))
+
+    def forward(self, x):
+        return self.b(self.a(x).relu()) + self.mask
+
+
+@pytest.mark.parametrize("split", [None, "a"])
+def test_the_cut_check_takes_a_minus_inf_class_mask_and_still_refuses_nan(split):
+    tree = TreeNet(_MaskedHead(), 2, split, init="same", example_input=(3, 4))  # was: |difference| nan
+    assert "max |difference| 0 <=" in tree.cut_check and tree(torch.randn(3, 4))[:, :, 1].eq(-torch.inf).all()
+    base = _MaskedHead()
+    base.mask[0] = float("nan")
+    with pytest.raises(ValueError, match=r"max \|difference\| nan above the tolerance"):
+        TreeNet(base, 2, split, init="same", example_input=(3, 4))

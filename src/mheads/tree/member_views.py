@@ -76,9 +76,13 @@ class MemberViews(nn.Module):
                 f"split: {what}: output {shape(got)} instead of {shape(want)}; use split=None "
                 "or TreeNet.from_parts"
             )
-        scale = float(want.abs().max()) if want.numel() and want.is_floating_point() else 0.0
+        finite = want[torch.isfinite(want)] if want.is_floating_point() else want[:0]
+        scale = float(finite.abs().max()) if finite.numel() else 0.0
         tol = 64 * torch.finfo(want.dtype).eps * scale if want.is_floating_point() else 0.0
-        diff = float((got.double() - want.double()).abs().max()) if want.numel() else 0.0
+        same = got.double() == want.double()  # equal infinities agree (a -inf class mask); NaN never does
+        diff = (
+            float(torch.where(same, 0.0, (got.double() - want.double()).abs()).max()) if want.numel() else 0.0
+        )
         if not diff <= tol:
             raise ValueError(
                 f"split: {what}: max |difference| {diff:.3g} above the tolerance {tol:.3g} "
