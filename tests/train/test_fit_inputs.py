@@ -257,3 +257,37 @@ def test_flattened_uint8_vectors_train_an_mlp_and_the_run_reopens_and_predicts(t
         assert torch.equal(tree(ds.x.float() / 255), result.tree(ds.x.float() / 255))
     records = mheads.predict(result.run, ds.x, model=mlp())
     assert records == mheads.predict(result.run, ds.x.float() / 255, model=mlp()) and len(records) == 16
+
+
+class _ClassMask(nn.Module):
+    """net(4) whose last class is ruled out by a -inf mask (a buffer), as a model restricting its classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = net(4)
+        self.register_buffer("mask", torch.tensor([0.0, 0.0, 0.0, -float("inf")]))
+
+    def forward(self, x):
+        return self.body(x) + self.mask
+
+
+class _FourNames(Pairs):
+    classes = ["a", "b", "c", "d"]
+
+
+@pytest.mark.slow  # trains (about 2 s); the fast tests of each step: tree/test_cut, ensemble, tasks
+def test_a_model_masking_a_class_with_minus_inf_trains_evaluates_and_predicts(tmp_path):
+    """-inf logits on some classes have a softmax: fit built no TreeNet of it (the cut check's inf - inf) and
+    then stopped at its first evaluation (NonFiniteOutputs); the masked class gets probability 0."""
+    settings = dict(SETTINGS, **{"train.eval_every": 1})
+    result = mheads.fit(
+        _ClassMask(),
+        _FourNames([0, 1, 2, 1]),
+        _FourNames([0, 1, 2, 1]),
+        out=tmp_path / "r",
+        settings=settings,
+    )
+    metrics = mheads.evaluate(result.run, _FourNames([0, 1, 2, 1]), model=_ClassMask())
+    assert metrics["num_examples"] == 4 and metrics["oracle_assignment"][0][3] == 0.0
+    records = mheads.predict(result.run, _FourNames([0, 1, 2, 1]), model=_ClassMask(), top=4)
+    assert [r["top"][-1] for r in records] == [{"class": "d", "prob": 0.0}] * 4
