@@ -6,6 +6,7 @@ CSV."""
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -130,6 +131,31 @@ def test_predict_on_rows_with_the_target_column_names_each_rows_oracle(tmp_path,
     header, first, *_ = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     values = dict(zip(header, first, strict=True))
     assert int(values["oracle_member"]) == records[0]["oracle"]["member"] and values["aleatoric"] == ""
+
+
+def test_predict_on_rows_whose_targets_do_not_fit_says_why_in_one_stderr_line(tmp_path, capsys):
+    """The Python API warns; the CLI prints the same notice as one ``mheads: ...`` line on stderr (no
+    Python warning text), on every call, and predicts the rows all the same."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 3))
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,c,y\n" + "".join(f"{r[0]},{r[1]},{r[2]},{r.sum()}\n" for r in x))
+    run = _train(tmp_path, table, "features_net", "regression", ["data.features=[a, b, c]", "data.targets=y"])
+    text = tmp_path / "text.csv"
+    text.write_text("a,b,c,y\n0,0,0,1.5\n1,2,3,cat\n")
+    capsys.readouterr()
+    predict = ["predict", "--run", str(run), str(text), "--model", "taskmodels:features_net"]
+    for _ in range(2):  # the same notice again in one process: printed again
+        assert main([*predict, "--format", "json"]) == 0
+        out, err = capsys.readouterr()
+        (line,) = err.splitlines()
+        assert re.match(
+            rf"mheads: no oracle in the records: {re.escape(str(text))}: row 2 .*column 'y': got 'cat'.*; "
+            r"the inputs are predicted alone$",
+            line,
+        )
+        records = json.loads(out)
+        assert len(records) == 2 and not any("oracle" in r or "target" in r for r in records)
 
 
 def test_an_npz_file_trains_multiple_hypotheses(tmp_path, capsys):

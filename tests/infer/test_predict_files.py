@@ -32,23 +32,26 @@ def test_a_table_with_the_target_columns_gives_them_and_one_without_gives_none(t
     assert y.dtype == torch.int64 and y.tolist() == [2, 0]
 
 
-def test_a_tables_targets_that_do_not_fit_the_run_leave_the_oracle_out_with_one_line(tmp_path, capsys):
+def test_a_tables_targets_that_do_not_fit_the_run_leave_the_oracle_out_with_one_warning(tmp_path):
     """A label the run never trained on (classes 0..1 asked of a table with 2s), text labels, a text
     regression target: the rows are predicted all the same (they were refused)."""
     (tmp_path / "c.csv").write_text("a,label,y\n1,2,0.5\n3,0,cat\n")
-    x, y = _table_rows(str(tmp_path / "c.csv"), cfg("classification", features=["a"], targets="label"), 2)
+    with pytest.warns(UserWarning) as caught:
+        x, y = _table_rows(str(tmp_path / "c.csv"), cfg("classification", features=["a"], targets="label"), 2)
     assert x.tolist() == [[1.0], [3.0]] and y is None
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and re.match(
-        r"mheads: no oracle in the records: .*c\.csv: row 1 .*column 'label': got '2'; expected an integer "
+    (line,) = [str(w.message) for w in caught]
+    assert re.match(
+        r"no oracle in the records: .*c\.csv: row 1 .*column 'label': got '2'; expected an integer "
         r"class index 0\.\.1.*; the inputs are predicted alone$",
-        err[0],
+        line,
     )
     (tmp_path / "t.csv").write_text("a,label\n1,cat\n3,dog\n")
-    _, y = _table_rows(str(tmp_path / "t.csv"), cfg("classification", features=["a"], targets="label"), 2)
-    assert y is None and "column 'label': got 'cat'" in capsys.readouterr().err
-    _, y = _table_rows(str(tmp_path / "c.csv"), cfg("regression", features=["a"], targets="y"), None)
-    assert y is None and "column 'y': got 'cat'" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="column 'label': got 'cat'"):
+        _, y = _table_rows(str(tmp_path / "t.csv"), cfg("classification", features=["a"], targets="label"), 2)
+    assert y is None
+    with pytest.warns(UserWarning, match="column 'y': got 'cat'"):
+        _, y = _table_rows(str(tmp_path / "c.csv"), cfg("regression", features=["a"], targets="y"), None)
+    assert y is None
     (tmp_path / "f.csv").write_text("a,label\nred,0\n")  # a bad feature is still the features' error
     with pytest.raises(DataError, match=r"column 'a': got 'red'"):
         _table_rows(str(tmp_path / "f.csv"), cfg("classification", features=["a"], targets="label"), 2)
@@ -66,12 +69,14 @@ def test_an_npz_file_with_the_targets_array_gives_it(tmp_path):
     assert inputs.tolist() == x.tolist() and y is None
 
 
-def test_an_npz_targets_array_that_does_not_fit_the_run_leaves_the_oracle_out(tmp_path, capsys):
+def test_an_npz_targets_array_that_does_not_fit_the_run_leaves_the_oracle_out(tmp_path):
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 7, 1]), s=np.array(["a", "b", "c"]))
-    inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("classification"), 2, "x")
+    with pytest.warns(UserWarning) as caught:
+        inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("classification"), 2, "x")
     assert inputs.tolist() == x.tolist() and y is None
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "d.npz" in err[0] and "7" in err[0] and err[0].startswith("mheads: no oracle")
-    inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("regression", targets="s"), None, "x")
-    assert inputs.tolist() == x.tolist() and y is None and "mheads: no oracle" in capsys.readouterr().err
+    (line,) = [str(w.message) for w in caught]
+    assert "d.npz" in line and "7" in line and line.startswith("no oracle in the records: ")
+    with pytest.warns(UserWarning, match="^no oracle in the records: "):
+        inputs, y = _npz_rows(str(tmp_path / "d.npz"), cfg("regression", targets="s"), None, "x")
+    assert inputs.tolist() == x.tolist() and y is None

@@ -8,12 +8,15 @@ writing a checkpoint (continue with ``--resume``), or stopped by SIGTERM while s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from mheads.cli.parser import build_parser
@@ -219,6 +222,26 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _no_oracle_lines() -> Iterator[None]:
+    """predict's "no oracle in the records" warnings (``leave_out``) as one ``mheads: ...`` line each on
+    stderr, every time and when raised; any other warning is shown as Python would."""
+    from mheads.infer.predict_oracle import NO_ORACLE
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", message=NO_ORACLE, category=UserWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, UserWarning) and str(message).startswith(NO_ORACLE):
+                print(f"mheads: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _cmd_predict(args) -> int:
     from mheads.infer.predict import predict
     from mheads.infer.predict_format import failed, format_predictions
@@ -228,11 +251,12 @@ def _cmd_predict(args) -> int:
     from mheads.infer.predict_files import read_input_files
     from mheads.infer.predict_task import is_tensor_run, predict_inputs
 
-    if is_tensor_run(args.run):  # table rows, .npz arrays or images of a run on inputs of any shape
-        batch, keys = read_input_files(args.run, args.paths)
-        records = predict_inputs(args.run, batch, model=args.model, top=args.top, keys=keys)
-    else:
-        records = predict(args.run, args.paths, top=args.top, model=args.model)
+    with _no_oracle_lines():
+        if is_tensor_run(args.run):  # table rows, .npz arrays or images of a run on inputs of any shape
+            batch, keys = read_input_files(args.run, args.paths)
+            records = predict_inputs(args.run, batch, model=args.model, top=args.top, keys=keys)
+        else:
+            records = predict(args.run, args.paths, top=args.top, model=args.model)
     text = format_predictions(records, args.format)
     if args.output:
         from mheads.core.atomic import atomic_write_text

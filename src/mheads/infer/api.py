@@ -194,7 +194,7 @@ def predict(
             file gets an ``error``), or images as tensors: a batch ``(N, C, H, W)`` (or one ``(C, H, W)``),
             a map-style Dataset of images or ``(image, label)`` pairs (records then also name the ``target``
             and the ``oracle``: whether any member is right, and the first that is; labels that are not the
-            run's classes leave both out, with one line on stderr), or a DataLoader over one; uint8 or
+            run's classes leave both out, with one ``UserWarning``), or a DataLoader over one; uint8 or
             [0, 1] float at the run's channels and image size (records name each ``index``).
         model: for a run folder trained on a Python object or an import path, the model (see
             ``mheads.load_run``).

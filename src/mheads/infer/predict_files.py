@@ -26,7 +26,7 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
     ``data.targets`` columns, an ``.npz`` file its targets array) and they fit the run, the inputs come as
     ``TensorPairs`` with them (records then name the oracle: :mod:`mheads.infer.predict_oracle`); targets
     that do not fit (a label the run never trained on, text, another type) leave the oracle out, with one
-    line on stderr naming the file, the column and the first bad value."""
+    ``UserWarning`` naming the file, the column and the first bad value."""
     from mheads.config import load_config
     from mheads.data.decode import decode, read_image_file
     from mheads.train.run_model import run_meta
@@ -65,7 +65,7 @@ def read_input_files(run, paths: list[str]) -> tuple[Any, list[tuple[str, Any]]]
 
 def _table_rows(path: str, cfg: Any, num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A table's ``data.features`` rows ``(n, F)``, and its ``data.targets`` columns where it has them all
-    and they read as training read them, else None (a line on stderr says why where they do not read):
+    and they read as training read them, else None (a UserWarning says why where they do not read):
     predicting needs no targets."""
     from mheads.data.tables import read_features, read_table, table_columns
 
@@ -91,7 +91,7 @@ def _npz_rows(
     path: str, cfg: Any, num_classes: int | None, names: str | list[str]
 ) -> tuple[Any, torch.Tensor | None]:
     """An ``.npz`` file's inputs (the arrays ``names``), and its targets array (``data.targets``, else "y")
-    where it holds one that reads as training read it; else None (a line on stderr says why where it does not
+    where it holds one that reads as training read it; else None (a UserWarning says why where it does not
     read). A user's task (its targets are anything) reads the inputs alone."""
     from mheads.data.arrays import npz_names, read_npz, read_npz_inputs
 

@@ -14,13 +14,14 @@ Fields added to each record (none without targets):
 
 Predicting never needs targets: targets that do not fit the run (labels of classes it never learnt, text
 labels, targets of another shape or type) raise :class:`UnfitTargets`, on which the callers predict every
-record of the call without ``target`` and ``oracle`` and say why in one line on stderr (:func:`leave_out`).
+record of the call without ``target`` and ``oracle`` and say why in one ``UserWarning`` (:func:`leave_out`),
+which ``mheads predict`` prints as one line on stderr.
 """
 
 from __future__ import annotations
 
 import math
-import sys
+import warnings
 from typing import Any
 
 import torch
@@ -28,7 +29,11 @@ import torch
 from mheads.data.errors import DataError
 from mheads.tasks import Classification, MultiHypothesis, Regression, Task
 
-__all__ = ["UnfitTargets", "leave_out", "oracle_fields", "pair_targets", "without_oracle"]
+__all__ = ["NO_ORACLE", "UnfitTargets", "leave_out", "oracle_fields", "pair_targets", "without_oracle"]
+
+NO_ORACLE = "no oracle in the records"
+"""How :func:`leave_out`'s warning begins: ``warnings.filterwarnings("ignore", message=NO_ORACLE)``
+silences it."""
 
 
 class UnfitTargets(DataError):
@@ -36,8 +41,10 @@ class UnfitTargets(DataError):
 
 
 def leave_out(err: Exception) -> None:
-    """One line on stderr: why the records name no oracle (their inputs are predicted all the same)."""
-    print(f"mheads: no oracle in the records: {err}; the inputs are predicted alone", file=sys.stderr)
+    """A ``UserWarning`` saying why the records name no oracle (their inputs are predicted all the same): a
+    caller of ``mheads.predict`` filters or records it as any warning; ``mheads predict`` prints it as one
+    line on stderr."""
+    warnings.warn(f"{NO_ORACLE}: {err}; the inputs are predicted alone", UserWarning, stacklevel=2)
 
 
 def without_oracle(records: list[dict]) -> list[dict]:

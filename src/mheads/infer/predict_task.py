@@ -216,7 +216,7 @@ def _examples(inputs: Any, spec: dict) -> list[tuple[Any, int, torch.Tensor | No
 
 
 def _paired(targets: list[Any]) -> torch.Tensor | None:
-    """The pairs' targets as one tensor, or None (with a line on stderr) where they do not stack."""
+    """The pairs' targets as one tensor, or None (with a UserWarning) where they do not stack."""
     try:
         return pair_targets(targets)
     except UnfitTargets as err:
@@ -238,7 +238,7 @@ def predict_inputs(
     """One record per input of a run trained on inputs of any shape (see the module docstring):
     ``inputs`` a batch ``(N, ...)`` (or one example), a dict of batched tensors, or a Dataset of inputs or
     ``(input, target)`` pairs (whose records also name the oracle: :mod:`mheads.infer.predict_oracle`;
-    targets that do not fit the run leave it out of every record, with one line on stderr);
+    targets that do not fit the run leave it out of every record, with one ``UserWarning``);
     ``task``: the run's Task object where it trained a user's task."""
     from mheads.infer.predict import _classes, _records
 
