@@ -1,5 +1,6 @@
 """The checks a run makes of a user's model against its data before the first step (train/task_run.py)."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,8 @@ import mheads
 from mheads.config import ConfigError
 from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
-from mheads.train.task_run import check_image_classes
+from mheads.data.tensors import input_spec, model_view
+from mheads.train.task_run import check_image_classes, check_outputs_fit
 from mheads.tree import TreeNet
 
 
@@ -142,6 +144,56 @@ def test_uint8_token_ids_are_one_line_saying_ids_are_int64_and_int_ids_train(tmp
             DataError, match=r"^input 'input_ids': uint8, given to the model as pixels .* int64"
         ):
             run()
+
+
+class PixelsAndIds(nn.Module):
+    """Pixels (uint8, scaled) and token ids; ``bug``: a dtype bug of its own, a float64 matmul."""
+
+    def __init__(self, bug: bool):
+        super().__init__()
+        self.emb, self.head, self.bug = nn.Embedding(8, 4), nn.Linear(4 + 6, 2), bug
+
+    def forward(self, batch):
+        tokens = self.emb(batch["ids"]).mean(1)
+        pixels = batch["image"].flatten(1)
+        return self.head(torch.cat([tokens, pixels.double() if self.bug else pixels], 1))
+
+
+def _dict_data():
+    """What check_outputs_fit reads of a data source: dict inputs, a uint8 image and int64 ids, as stored."""
+    stored = {"image": torch.zeros(1, 1, 2, 3, dtype=torch.uint8), "ids": torch.zeros(1, 5, dtype=torch.long)}
+    return SimpleNamespace(
+        example_input=lambda: model_view(stored),
+        input_spec=lambda: input_spec(stored),
+        task_targets=lambda: torch.zeros(1, dtype=torch.long),
+    )
+
+
+def test_only_an_embeddings_float_indices_error_blames_uint8_a_models_own_dtype_bug_keeps_torchs():
+    """A forward that got a scaled uint8 entry and fails with a dtype error of its own (a float64 matmul, its
+    text says 'dtype') keeps torch's RuntimeError untouched (was: 'input 'image': uint8, given to the model as
+    pixels ...'); the embedding's float-indices error on a uint8 entry is still the one line."""
+    task = mheads.tasks.Classification(2)
+    with pytest.raises(RuntimeError, match=r"^mat1 and mat2 must have the same dtype") as caught:
+        check_outputs_fit(TreeNet(PixelsAndIds(bug=True), 2), _dict_data(), task)
+    assert type(caught.value) is RuntimeError and caught.value.__cause__ is None
+    check_outputs_fit(TreeNet(PixelsAndIds(bug=False), 2), _dict_data(), task)  # fits
+    for ids, image, error in (
+        (torch.float32, torch.float32, RuntimeError),  # no uint8 entry: the float ids are the user's own
+        (torch.uint8, torch.float32, DataError),  # uint8 ids, scaled: the one line naming the entry
+    ):
+        stored = {"ids": torch.zeros(1, 5, dtype=ids), "image": torch.zeros(1, 1, 2, 3, dtype=image)}
+        data = SimpleNamespace(
+            example_input=lambda s=stored: model_view(s), input_spec=lambda s=stored: input_spec(s)
+        )
+        with pytest.raises(error) as caught:
+            check_outputs_fit(TreeNet(PixelsAndIds(bug=False), 2), data, task)
+        assert type(caught.value) is error and re.match(
+            r"^Expected tensor for argument #1 'indices'"
+            if error is RuntimeError
+            else r"^input 'ids': uint8, given to the model as pixels .* int64",
+            str(caught.value),
+        )
 
 
 def _seg_fit(tmp_path, masks, test=None, task=None):

@@ -4,6 +4,8 @@ first step."""
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from mheads.config import Config, ConfigError, build_task
@@ -96,7 +98,10 @@ def check_outputs_fit(tree, data, task: Task) -> None:
             raise ConfigError(_dict_call_error(example, err)) from err
         raise  # any other failure of the user's forward (a bug in it) keeps its own type and traceback
     except RuntimeError as err:  # an nn.Embedding refusing what the one uint8 rule scaled as pixels
-        raise _uint8_error(data.input_spec(), err) or err
+        found = _uint8_error(data.input_spec(), example, err)
+        if found is None:
+            raise  # the user's own bug (a dtype one included): torch's error and traceback, untouched
+        raise found from err
     finally:
         tree.train(was)
     target = data.task_targets()[:1].cpu()
@@ -143,13 +148,32 @@ def _dict_call_error(example: dict, err: Exception) -> str:
     )
 
 
-def _uint8_error(spec: dict, err: RuntimeError) -> DataError | None:
-    """A dtype error of the model's forward where an input is uint8 (pixels, scaled to [0, 1] floats), in one
-    line naming it; None for any other error."""
+# torch's refusal of float indices by nn.Embedding / nn.EmbeddingBag (F.embedding, F.embedding_bag):
+# "Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; but got
+# torch.FloatTensor instead (while checking arguments for embedding)"
+_FLOAT_INDICES = re.compile(
+    r"Expected tensor for argument #1 'indices' to have one of the following scalar types: .*; but got "
+    r"torch\.(Float|Double|Half|BFloat16)Tensor instead \(while checking arguments for embedding"
+)
+
+
+def _uint8_error(spec: dict, example, err: RuntimeError) -> DataError | None:
+    """torch's float-indices error of an embedding (``_FLOAT_INDICES``) where the model's forward got an
+    entry stored as uint8 (pixels, which ``example``, the input as the model saw it, holds scaled to [0, 1]
+    floats), in one line naming the entry; None for any other error, a dtype bug of the model's own
+    included (torch's own error is then raised)."""
     entries = spec.get("dict") or {"input": spec}
-    uint8 = [k for k, v in entries.items() if isinstance(v, dict) and v.get("dtype") == "uint8"]
+    seen = example if isinstance(example, dict) else {"input": example}
+    uint8 = [
+        k
+        for k, v in entries.items()
+        if isinstance(v, dict)
+        and v.get("dtype") == "uint8"
+        and isinstance(seen.get(k), torch.Tensor)
+        and seen[k].is_floating_point()
+    ]
     said = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
-    if not uint8 or not ("scalar type" in said or "dtype" in said):
+    if not uint8 or _FLOAT_INDICES.search(str(err)) is None:
         return None
     return DataError(
         f"input {uint8[0]!r}: uint8, given to the model as pixels scaled to [0, 1] floats, which its forward "
