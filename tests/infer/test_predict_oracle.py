@@ -1,12 +1,14 @@
 """mheads.infer.predict_oracle: per record the member closest to its target and that member's error (the
 winner-takes-all winner), from the task's own oracle, on hand-built member outputs with known answers."""
 
+import json
 import warnings
 
 import pytest
 import torch
 
 from mheads.data.errors import DataError
+from mheads.infer.predict_format import format_predictions
 from mheads.infer.predict_oracle import (
     NO_ORACLE,
     UnfitTargets,
@@ -66,6 +68,24 @@ def test_segmentation_and_a_users_task_give_the_oracle_alone():
     task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
     out = torch.tensor([[[1.0, 2.0]], [[3.0, 4.0]]])  # (M=2, B=1, 2)
     assert oracle_fields(task, out, torch.tensor([[3.0, 3.0]])) == [{"oracle": {"member": 1, "error": 0.5}}]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_record_with_no_finite_member_names_member_and_error_null(bad):
+    outputs = torch.tensor([[[1.0], [bad], [bad]], [[3.0], [bad], [5.0]]])  # (M=2, B=3, D=1)
+    records = oracle_fields(regression(1), outputs, torch.tensor([2.0, 2.0, 2.0]))
+    assert [r["oracle"] for r in records] == [
+        {"member": 0, "error": 1.0},  # a tie, to the lowest member
+        {"member": None, "error": None},  # no member finite: no error to name (was member 0, error NaN)
+        {"member": 1, "error": 9.0},  # one finite member: it wins, as before
+    ]
+    rows = [{"task": "regression"} | r for r in records]
+    assert json.loads(format_predictions(rows, "json"))[1]["oracle"] == {"member": None, "error": None}
+    csv = format_predictions(rows, "csv").splitlines()
+    assert csv[0] == "task,target_0,oracle_member,oracle_error" and csv[2] == "regression,2.0,,"
+    task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
+    (record,) = oracle_fields(task, torch.full((2, 1, 2), bad), torch.tensor([[3.0, 3.0]]))
+    assert record == {"oracle": {"member": None, "error": None}}
 
 
 def test_targets_that_do_not_fit_the_task_raise_unfit_targets_naming_the_first():

@@ -8,7 +8,8 @@ Fields added to each record (none without targets):
   segmentation and a user's task, whose targets are masks or anything);
 - ``oracle``: ``{"member": m, "error": e}``, the member with the lowest ``task.errors`` (ties to the lowest
   index) and that error: regression the squared error of its mean averaged over D, multi_hypothesis the
-  Euclidean distance of its hypothesis, segmentation its pixel error rate, a user's task its loss;
+  Euclidean distance of its hypothesis, segmentation its pixel error rate, a user's task its loss; both
+  None (JSON null, an empty CSV cell) on a record where no member's output is finite;
   classification ``{"member": m, "correct": c}``: ``c`` whether any member's top class is the target, ``m``
   the first member whose is (None when none is).
 
@@ -101,9 +102,10 @@ def oracle_fields(
         ]
     vector = isinstance(task, (Regression, MultiHypothesis))
     rows = targets.detach().float().reshape(len(error), -1).tolist() if vector else None
+    lost = task.non_finite(outputs).all(dim=0).tolist()  # (B,): no member has an error to name
     return [
         ({"target": [_r(v) for v in rows[i]]} if rows is not None else {})
-        | {"oracle": {"member": member[i], "error": _r(e)}}
+        | {"oracle": {"member": None, "error": None} if lost[i] else {"member": member[i], "error": _r(e)}}
         for i, e in enumerate(error)
     ]
 

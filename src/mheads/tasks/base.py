@@ -242,7 +242,8 @@ class Task:
     def oracle(self, outputs: torch.Tensor, target: torch.Tensor) -> Oracle:
         """Per example the member with the lowest `errors` (ties to the lowest index) and that error. A member
         whose output holds a NaN or inf never wins (its error counts as NaN: an argmax of NaN can be the
-        target's class); an example on which no member is finite gets member 0 and error NaN."""
+        target's class); an example on which no member is finite gets member 0 and error NaN (`mheads predict`
+        names member and error null there)."""
         self.check(outputs, target)
         errors = self.errors(outputs, target)
         errors = torch.where(self.non_finite(outputs).to(errors.device), torch.nan, errors)
