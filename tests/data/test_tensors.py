@@ -170,11 +170,16 @@ def test_uint8_of_any_shape_is_pixels_scaled_and_integer_ids_are_not():
 
 def test_uint8_features_of_another_width_in_the_test_split_are_refused():
     """uint8 (F,) is pixels (features), not token ids of any length: a test split of another width is
-    refused before training, as float features are."""
+    refused before training, as float features are, and named as uint8 pixels (the model sees [0, 1] floats),
+    not integer; int64 images beside uint8 ones are refused too (the model would see them unscaled)."""
     cls = config_from_settings({})
     train = TensorPairs(torch.zeros(4, 6, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
     test = TensorPairs(torch.zeros(2, 8, dtype=torch.uint8), torch.tensor([1, 0]))
     with pytest.raises(
-        DataError, match=r"test\[0\]: input integer \(8,\); expected train\[0\]'s integer \(6,\)"
+        DataError, match=r"test\[0\]: input uint8 pixels \(8,\); expected train\[0\]'s uint8 pixels \(6,\)"
     ):
         prepare_tensors(cls, torch.device("cpu"), train, test)
+    images = TensorPairs(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    ints = TensorPairs(torch.zeros(2, 1, 2, 2, dtype=torch.int64), torch.tensor([1, 0]))
+    with pytest.raises(DataError, match=r"input integer \(1, \*, \*\); expected train\[0\]'s uint8 pixels"):
+        prepare_tensors(cls, torch.device("cpu"), images, ints)

@@ -166,19 +166,22 @@ def check_splits_alike(train: tuple[Inputs, torch.Tensor], test: tuple[Inputs, t
 
 
 def _kinds(x: Inputs, target: bool = False, free: bool = False) -> Any:
-    """What the splits' examples must agree on: the kind (floating or integer) and the shape, but for the
-    sizes a convolution or a sequence model takes at any value (``*``): every axis of a dict's entries (token
-    ids of any length), of integer token ids ``(T,)``, of a target of 2 or more axes (a mask), and of an
-    input of 2 or more but the first (channels of images and sequences)."""
+    """What the splits' examples must agree on: the kind (float, integer, or an input's uint8 pixels, which
+    the model sees as [0, 1] floats: :func:`pixels_scaled`) and the shape, but for the sizes a convolution or
+    a sequence model takes at any value (``*``): every axis of a dict's entries (token ids of any length), of
+    integer token ids ``(T,)``, of a target of 2 or more axes (a mask), and of an input of 2 or more but the
+    first (channels of images and sequences)."""
     if isinstance(x, dict):
         return {k: _kinds(v, free=True) for k, v in x.items()}
     shape = [str(n) for n in x.shape]
-    tokens = not target and x.ndim == 1 and not x.is_floating_point() and x.dtype != torch.uint8  # not pixels
+    pixels = not target and x.dtype == torch.uint8
+    tokens = not target and x.ndim == 1 and not x.is_floating_point() and not pixels
     if free or tokens or (target and x.ndim >= 2):
         shape = ["*"] * x.ndim
     elif x.ndim >= 2:
         shape = [shape[0]] + ["*"] * (x.ndim - 1)
-    return f"{'float' if x.is_floating_point() else 'integer'} ({', '.join(shape)}{',' * (len(shape) == 1)})"
+    kind = "float" if x.is_floating_point() else "uint8 pixels" if pixels else "integer"
+    return f"{kind} ({', '.join(shape)}{',' * (len(shape) == 1)})"
 
 
 def stack_items(items: list[tuple[Inputs, torch.Tensor]]) -> tuple[Inputs, torch.Tensor]:
