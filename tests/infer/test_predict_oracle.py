@@ -86,6 +86,9 @@ def test_a_record_with_no_finite_member_names_member_and_error_null(bad):
     task = custom_task(lambda out, y: (out - y).abs().mean(-1), head_width=2)
     (record,) = oracle_fields(task, torch.full((2, 1, 2), bad), torch.tensor([[3.0, 3.0]]))
     assert record == {"oracle": {"member": None, "error": None}}
+    nan_loss = custom_task(lambda out, y: torch.full(out.shape[:1], torch.nan), head_width=2)
+    (record,) = oracle_fields(nan_loss, torch.ones(2, 1, 2), torch.tensor([[3.0, 3.0]]))
+    assert record == {"oracle": {"member": None, "error": None}}  # finite outputs, no error (was NaN)
 
 
 def test_targets_that_do_not_fit_the_task_raise_unfit_targets_naming_the_first():

@@ -190,9 +190,23 @@ def test_a_member_whose_output_is_not_finite_never_wins_the_oracle(case, bad):
     best, others = task.oracle(out, y), task.oracle(out[1:], y)
     assert best.member.tolist() == (others.member + 1).tolist()
     assert torch.equal(best.error, others.error)
-    out[:, 2] = bad  # no member is finite on example 2: no error to name
+    out[:, 2] = bad  # no member is finite on example 2: no error to name (was member 0, a valid index)
     best = task.oracle(out, y)
-    assert best.member[2] == 0 and math.isnan(best.error[2]) and torch.isfinite(best.error[3:]).all()
+    assert best.member[2] == -1 and math.isnan(best.error[2]) and torch.isfinite(best.error[3:]).all()
+    assert best.found.tolist() == [True, True, False] + [True] * 5
+
+
+def test_the_oracle_names_no_member_where_every_error_is_nan_and_nan_ranks_after_inf():
+    from mheads.tasks.base import NO_MEMBER, first_argmin
+
+    task = custom_task(lambda out, y: torch.where(out[:, 0] > 0, torch.nan, (out - y).abs().mean(-1)))
+    out = torch.tensor([[[1.0], [-1.0], [1.0]], [[2.0], [-3.0], [-2.0]]])  # (M=2, B=3, 1): finite outputs
+    best = task.oracle(out, torch.zeros(3, 1))
+    assert best.member.tolist() == [NO_MEMBER, 0, 1] and best.found.tolist() == [False, True, True]
+    assert math.isnan(best.error[0]) and best.error[1:].tolist() == [1.0, 2.0]
+    member, error = best  # still a pair
+    nan, inf = math.nan, math.inf
+    assert first_argmin(torch.tensor([[nan, nan, 1.0], [inf, nan, nan]])).tolist() == [1, 0, 0]
 
 
 def _masked(case: str, mask: float):

@@ -9,7 +9,8 @@ Fields added to each record (none without targets):
 - ``oracle``: ``{"member": m, "error": e}``, the member with the lowest ``task.errors`` (ties to the lowest
   index) and that error: regression the squared error of its mean averaged over D, multi_hypothesis the
   Euclidean distance of its hypothesis, segmentation its pixel error rate, a user's task its loss; both
-  None (JSON null, an empty CSV cell) on a record where no member's output is finite;
+  None (JSON null, an empty CSV cell) on a record where no member has an error (``Task.oracle``'s member
+  -1: no member's output is finite, or every error is NaN);
   classification ``{"member": m, "correct": c}``: ``c`` whether any member's top class is the target, ``m``
   the first member whose is (None when none is).
 
@@ -102,10 +103,10 @@ def oracle_fields(
         ]
     vector = isinstance(task, (Regression, MultiHypothesis))
     rows = targets.detach().float().reshape(len(error), -1).tolist() if vector else None
-    lost = task.non_finite(outputs).all(dim=0).tolist()  # (B,): no member has an error to name
+    found = best.found.tolist()  # (B,): False where no member has an error to name
     return [
         ({"target": [_r(v) for v in rows[i]]} if rows is not None else {})
-        | {"oracle": {"member": None, "error": None} if lost[i] else {"member": member[i], "error": _r(e)}}
+        | {"oracle": {"member": member[i], "error": _r(e)} if found[i] else {"member": None, "error": None}}
         for i, e in enumerate(error)
     ]
 

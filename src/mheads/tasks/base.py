@@ -14,7 +14,8 @@ A `Task` turns member outputs `(M, B, ...)` and a batch's targets into:
   output is categorical; None where confident MCL is not defined.
 - `score_logits(outputs) -> (M, B) | None`: the scoring heads' logits when the outputs carry them.
 - `errors(outputs, target) -> (M, B)` float64: the error under which the oracle picks its member (default:
-  the member losses); `oracle(outputs, target) -> Oracle(member (B,), error (B,))`.
+  the member losses); `oracle(outputs, target) -> Oracle(member (B,), error (B,))` (member -1 where no
+  member has an error).
 - `metric_terms(outputs, target, **extra)` and `finish_metrics(sums, num_examples)`: metrics as additive
   terms, so that `metrics(outputs, target)` on a whole set and `TaskMetrics` fed batch by batch agree exactly.
 - `head_width()`: how many numbers a member outputs per example (per pixel for dense tasks); `build_head(F)`
@@ -43,6 +44,7 @@ from mheads.ensemble.metrics import check_finite_counts
 from mheads.tasks.heads import HeadLayout
 
 __all__ = [
+    "NO_MEMBER",
     "NonFiniteCounts",
     "Oracle",
     "Task",
@@ -62,12 +64,22 @@ Terms = dict[str, torch.Tensor]  # metric terms: float (B,) per-example values o
 OUTPUTS_WHY = "NaN or inf outputs have no error to score; expected finite outputs"
 
 
+NO_MEMBER = -1  # Oracle.member where no member has an error (mheads predict's null)
+
+
 class Oracle(NamedTuple):
     """Per example, the best member (`member: (B,)` int64, ties to the lowest index) and its error
-    (`error: (B,)` float64) under the task's `errors`."""
+    (`error: (B,)` float64) under the task's `errors`. Where no member has an error (every member's output
+    non-finite, or every error NaN) `member` is `NO_MEMBER` (-1) and `error` NaN; `found` is False there.
+    Select with `found` before indexing: `outputs[member, arange(B)]` would wrap -1 to the last member."""
 
     member: torch.Tensor
     error: torch.Tensor
+
+    @property
+    def found(self) -> torch.Tensor:
+        """`(B,)` bool: the example has an oracle member (`member >= 0`)."""
+        return self.member >= 0
 
 
 def check_vector_target(target: torch.Tensor, dim: int) -> None:
@@ -134,10 +146,12 @@ class NonFiniteCounts:
 
 
 def first_argmin(values: torch.Tensor) -> torch.Tensor:
-    """`(M, B)` -> `(B,)` the lowest member index attaining each column's minimum (NaN ranks last)."""
-    values = torch.where(torch.isnan(values), torch.inf, values)
+    """`(M, B)` -> `(B,)` the lowest member index attaining each column's minimum (NaN ranks last, after
+    +inf; 0 for a column of NaN)."""
+    nan = torch.isnan(values)
+    values = torch.where(nan, torch.inf, values)
     best = values.min(dim=0, keepdim=True).values
-    return (values == best).to(torch.int64).argmax(dim=0)
+    return ((values == best) & ~nan).to(torch.int64).argmax(dim=0)
 
 
 def reduce_terms(terms: dict[str, torch.Tensor], into: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -242,13 +256,14 @@ class Task:
     def oracle(self, outputs: torch.Tensor, target: torch.Tensor) -> Oracle:
         """Per example the member with the lowest `errors` (ties to the lowest index) and that error. A member
         whose output holds a NaN or inf never wins (its error counts as NaN: an argmax of NaN can be the
-        target's class); an example on which no member is finite gets member 0 and error NaN (`mheads predict`
-        names member and error null there)."""
+        target's class); an example on which no member has an error gets member `NO_MEMBER` (-1) and error
+        NaN (`Oracle.found` False; `mheads predict` names member and error null there)."""
         self.check(outputs, target)
         errors = self.errors(outputs, target)
         errors = torch.where(self.non_finite(outputs).to(errors.device), torch.nan, errors)
         member = first_argmin(errors)
-        return Oracle(member, errors.gather(0, member.unsqueeze(0)).squeeze(0))
+        error = errors.gather(0, member.unsqueeze(0)).squeeze(0)
+        return Oracle(torch.where(torch.isnan(error), NO_MEMBER, member), error)
 
     def loss(
         self,
