@@ -40,6 +40,9 @@ def test_multiple_hypotheses_pick_the_closest_hypothesis_not_the_best_scored():
     outputs = torch.tensor([[[0.0, 0.0, 5.0]], [[3.0, 4.0, -5.0]]])  # (M=2, B=1, D + 1): member 0 scored
     (record,) = oracle_fields(multi_hypothesis(2), outputs, torch.tensor([[3.0, 5.0]]))
     assert record == {"target": [3.0, 5.0], "oracle": {"member": 1, "error": 1.0}}  # Euclidean distance
+    outputs[1, 0, 2] = -float("inf")  # member 1 switched off (weight 0): still the closest (was: null)
+    (record,) = oracle_fields(multi_hypothesis(2), outputs, torch.tensor([[3.0, 5.0]]))
+    assert record == {"target": [3.0, 5.0], "oracle": {"member": 1, "error": 1.0}}
 
 
 def test_classification_says_whether_any_member_is_right_and_the_first_that_is():

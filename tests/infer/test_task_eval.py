@@ -193,6 +193,14 @@ def test_no_batch_is_refused_in_one_line():
         TaskEvaluation(regression(1)).compute()
 
 
+def test_a_minus_inf_hypothesis_score_is_evaluated_as_weight_zero():
+    task, outputs, target = CASES["multi_hypothesis"]
+    off, finite = outputs.double(), outputs.double()  # -1e300: a weight of 0, finite in float64
+    off[1, ::3, 2], finite[1, ::3, 2] = -math.inf, -1e300  # member 1 switched off on 4 of 10 (was refused)
+    metrics, arrays = _evaluate(task, off, target.double())
+    assert metrics == _evaluate(task, finite, target.double())[0] and not arrays  # arrays: 1 feature, D = 1
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_nan_or_inf_outputs_are_counted_over_every_batch_and_refused(case):
     from mheads.ensemble.metrics import NonFiniteOutputs

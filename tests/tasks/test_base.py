@@ -146,9 +146,12 @@ NON_FINITE = [float("nan"), float("inf"), -float("inf")]
 def _spoilt(case: str, bad: float):
     """`_case` of 6 examples with member 1's outputs non-finite on examples 1 and 4 (one number each: the
     first of the output on 1, the last on 4: a Gaussian head's variance, a hypothesis' score logit).
-    Classification's and segmentation's -inf is on every class (on some, it is a class mask: scored)."""
+    Classification's and segmentation's -inf is on every class (on some, it is a class mask: scored); a
+    hypothesis' -inf score switches it off (scored), so a coordinate of its hypothesis on 4 is -inf too."""
     task, out, y = _case(case, b=6)
     out = out.clone()
+    if case == "multi_hypothesis" and bad == -math.inf:
+        out[1, 4, 1] = bad
     if case == "classification" and bad == -math.inf:
         out[1, 1], out[1, 4] = bad, bad
     if case == "segmentation" and bad == -math.inf:  # one pixel each

@@ -101,6 +101,53 @@ def test_member_losses_combine_and_metrics_on_a_hand_case():
     assert task.oracle(out, y).member.tolist() == [2]
 
 
+def _switched_off(member: int, off: float):
+    """`hand_case` with `member`'s score logit `off` (target (1, 2): member 2 wins, member 1 is farthest)."""
+    out, y = hand_case()
+    out = out.clone()
+    out[member, 0, 2] = off
+    return out, y
+
+
+@pytest.mark.parametrize("member", [1, 2])
+def test_a_minus_inf_score_switches_a_hypothesis_off_on_metrics_the_oracle_and_the_loss(member):
+    """A -inf score logit is a weight of 0, scored as -1e300 (sigmoid 0 in float64) is: metrics, TaskMetrics
+    and the oracle (which may still pick the hypothesis) were refused as non-finite, mcl_scored was NaN."""
+    from mheads.tasks import TaskMetrics
+
+    task = multi_hypothesis(2)
+    out, y = _switched_off(member, -math.inf)
+    finite = _switched_off(member, -1e300)[0]
+    assert task.combine(out).weights[member, 0] == 0.0
+    assert task.metrics(out, y) == task.metrics(finite, y)
+    acc = TaskMetrics(task)
+    acc.update(out, y)
+    assert acc.compute() == task.metrics(finite, y)
+    assert task.oracle(out, y).member.tolist() == task.oracle(finite, y).member.tolist() == [2]
+    out.requires_grad_(True)
+    loss = task.loss("mcl_scored", out, y).loss
+    if member == 1:  # not assigned: probability 0 is right, costs 0
+        assert loss.item() == task.loss("mcl_scored", finite, y).loss.item()
+        loss.backward()
+        assert torch.isfinite(out.grad).all()
+    else:  # assigned the example it was given probability 0 of
+        assert loss.item() == math.inf
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_nan_or_plus_inf_scores_and_every_score_minus_inf_are_refused(bad):
+    from mheads.ensemble.metrics import NonFiniteOutputs
+
+    task = multi_hypothesis(2)
+    out, y = _switched_off(1, bad)
+    with pytest.raises(NonFiniteOutputs, match=r"^non-finite outputs in member 1 \(1 of 1 examples\): NaN"):
+        task.metrics(out, y)
+    out[:, 0, 2] = -math.inf  # every hypothesis off: the weights have no normalisation
+    with pytest.raises(NonFiniteOutputs, match=r"member 0 .*, member 1 .*, member 2 .*is allowed where some"):
+        task.metrics(out, y)
+    assert task.oracle(out, y).member.tolist() == [-1]
+
+
 def test_scored_mcl_is_wta_plus_the_score_bce_and_trains_the_score_column():
     g = torch.Generator().manual_seed(1)
     out = torch.randn(3, 6, 3, generator=g, dtype=F64, requires_grad=True)

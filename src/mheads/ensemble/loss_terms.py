@@ -313,8 +313,11 @@ def scored_mcl_terms(
     `score_weight * mean_{m,i} BCE(score_logits_mi, alpha_mi)` `(M,)`, and the assignment `(M, B)` bool.
 
     The target alpha is the (detached) MCL assignment; the bagging weights weigh the MCL terms only, since
-    the scores learn the assignment training actually made."""
+    the scores learn the assignment training actually made. A -inf score logit (a hypothesis switched off,
+    probability 0) costs 0 where not assigned and inf where assigned (torch's BCE gives NaN for both)."""
     mcl_part, assignment = mcl_terms(nll, k, generator, weights, None)
     target = assignment.to(score_logits.dtype)
     bce = F.binary_cross_entropy_with_logits(score_logits, target, reduction="none")  # (M, B)
+    off = score_logits == -torch.inf
+    bce = torch.where(off, torch.where(assignment, torch.inf, 0.0).to(bce.dtype), bce)
     return mcl_part + score_weight * bce.mean(dim=1) / bce.shape[0], assignment

@@ -28,12 +28,16 @@ import torch
 
 from mheads.core.checks import check_choice, check_int, check_number
 from mheads.ensemble.combine import compute_dtype
-from mheads.tasks.base import Task, Terms, check_outputs, check_vector_target
+from mheads.tasks.base import Task, Terms, check_outputs, check_vector_target, non_finite_members
 from mheads.tasks.transport import sliced_wasserstein, wasserstein_1d
 
 __all__ = ["MultiHypothesis", "WeightedHypotheses", "multi_hypothesis", "with_scores"]
 
 DISTANCES = ("sq", "l2")
+HYPOTHESES_WHY = (
+    "NaN or inf outputs have no error to score; expected finite outputs (a -inf score logit, a hypothesis "
+    "switched off, is allowed where some member's score is not -inf)"
+)
 
 
 class WeightedHypotheses(NamedTuple):
@@ -65,6 +69,7 @@ class MultiHypothesis(Task):
     name: ClassVar[str] = "multi_hypothesis"
     averaged: ClassVar[tuple[str, ...]] = ("averaged",)
     default_loss: ClassVar[str] = "mcl_scored"
+    non_finite_why: ClassVar[str] = HYPOTHESES_WHY
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim, 1)
@@ -112,6 +117,17 @@ class MultiHypothesis(Task):
         if name != "averaged":
             return super().combined_loss(name, outputs, target)
         return self._distance(self.combine(outputs).mean(), self._target(outputs, target))
+
+    def non_finite(self, outputs: torch.Tensor) -> torch.Tensor:
+        """`(M, B, D + 1) -> (M, B)`: a NaN or inf hypothesis, a NaN or +inf score logit, or every member's
+        score -inf on the example (its weights have no normalisation: every member is flagged). A -inf score
+        is a hypothesis switched off: weight 0, its hypothesis still scored (the oracle may pick it)."""
+        if outputs.ndim != 3 or outputs.shape[-1] != self.dim + 1:  # the task's own check names the shape
+            return super().non_finite(outputs)
+        outputs = outputs.detach()
+        scores = outputs[..., self.dim]
+        bad = non_finite_members(outputs[..., : self.dim]) | torch.isnan(scores) | (scores == torch.inf)
+        return bad | (scores == -torch.inf).all(dim=0)
 
     def errors(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Euclidean distance of each hypothesis to the target, `(M, B)` float64."""
