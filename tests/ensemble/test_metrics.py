@@ -257,6 +257,37 @@ def test_a_minus_inf_class_mask_scores_as_a_probability_of_zero():
     )
 
 
+# Members masking disjoint classes: every class's mean score is -inf (softmax NaN, argmax torch's class 0).
+DISJOINT = torch.tensor(
+    [[[-INF, 0.0, 1.0], [-INF, 0.0, 1.0]], [[0.0, -INF, 1.0], [0.0, -INF, 1.0]], [[0.0, 3.0, -INF]] * 2],
+    dtype=torch.float64,
+)  # (M=3, B=2, C=3): limit means (0, 1, 2/3) -> class 1
+
+
+def test_score_averaging_of_disjoint_masks_is_the_limit_of_a_large_finite_mask():
+    """`ensemble_scores` is `mean_scores` but where every class is -inf: there the classes masked by the
+    fewest members keep their mean with the masks as 0 (the limit of masks -L); a class all mask stays
+    -inf."""
+    from mheads.ensemble.combine import ensemble_scores, mean_scores
+
+    assert torch.equal(ensemble_scores(DISJOINT)[0], torch.tensor([0.0, 1.0, 2 / 3], dtype=torch.float64))
+    assert (mean_scores(DISJOINT) == -INF).all()  # the energy score's mean: +inf energy
+    three = torch.cat([DISJOINT[:, :1], torch.full((3, 1, 1), -INF, dtype=torch.float64)], dim=-1)
+    assert ensemble_scores(three)[0, 3] == -INF  # (C=4): class 3 masked by every member
+    plain = torch.randn(3, 5, 4, generator=gen(3), dtype=torch.float64)
+    plain[0, :3, 1] = -INF  # a mask on some classes: unchanged, bit for bit
+    assert torch.equal(ensemble_scores(plain), mean_scores(plain))
+    targets = torch.tensor([0, 1])  # 0: masked by member 0 (was right: argmax of -inf is class 0)
+    big = torch.where(DISJOINT == -INF, -1e6, DISJOINT)
+    for x in (DISJOINT, big):
+        assert mt.ensemble_mean_accuracy(x, targets, average="scores") == 0.5
+        assert mt.ensemble_topk_accuracy(x, targets, 2, average="scores") == 0.5  # top 2: classes 1, 2
+        acc = EnsembleMetrics(3, 3)
+        acc.update(x, targets)
+        assert acc.compute()["ensemble_mean_acc_scores"] == 0.5
+    assert mt.ensemble_mean_accuracy(DISJOINT, torch.tensor([2, 2])) == 1.0  # probabilities: finite, class 2
+
+
 def test_one_non_finite_member_among_many_is_named_with_a_short_message():
     logits = torch.zeros(20, 2, 3)
     logits[3:, 1, 0] = NAN

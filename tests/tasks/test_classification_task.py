@@ -1,5 +1,7 @@
 """mheads.tasks.classification: today's math behind the Task interface, unchanged."""
 
+import math
+
 import pytest
 import torch
 
@@ -81,3 +83,28 @@ def test_combine_head_width_and_checks():
         classification().head_width()
     with pytest.raises(ValueError, match="label_smoothing: got 2"):
         classification(label_smoothing=2)
+
+
+def test_members_masking_disjoint_classes_score_average_to_the_limit_of_a_large_mask():
+    """Every class masked (-inf) by some member: `ensemble_mean_acc_scores` read torch's argmax of -inf (class
+    0, which member 0 masks) and score_averaged_ce was NaN; both are now those of a mask -1e6."""
+    inf = math.inf
+    logits = torch.tensor([[[-inf, 0.0, 1.0]], [[0.0, -inf, 1.0]], [[0.0, 3.0, -inf]]], dtype=torch.float64)
+    big = torch.where(logits == -inf, -1e6, logits)
+    task = classification(3)
+    for target in (0, 1):  # the score-averaged prediction is class 1; probabilities pick class 2
+        y = torch.tensor([target])
+        got = task.metrics(logits, y)
+        assert (
+            got["ensemble_mean_acc_scores"]
+            == float(target == 1)
+            == task.metrics(big, y)["ensemble_mean_acc_scores"]
+        )
+        assert got["ensemble_mean_acc_scores"] == mt.ensemble_mean_accuracy(logits, y, average="scores")
+        assert got["ensemble_mean_acc"] == 0.0 and math.isfinite(got["nll"])
+        for loss in (
+            task.loss("score_averaged_ce", logits, y).loss,
+            compute_loss("score_averaged_ce", logits, y).loss,
+            task.combined_loss("score_averaged_ce", logits, y)[0],
+        ):
+            assert loss.item() == pytest.approx(task.loss("score_averaged_ce", big, y).loss.item(), rel=1e-9)

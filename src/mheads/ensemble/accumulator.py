@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from mheads.core.checks import check_int
-from mheads.ensemble.combine import ensemble_nll_from_members, ensemble_probs, mean_scores, member_nll
+from mheads.ensemble.combine import ensemble_nll_from_members, ensemble_probs, ensemble_scores, member_nll
 from mheads.ensemble.exact_sum import ExactSum
 from mheads.ensemble.metrics import (
     NUM_ECE_BINS,
@@ -114,7 +114,7 @@ class EnsembleMetrics:
         probs = ensemble_probs(logits64)  # (B, C)
         self._ensemble_correct += int(ensemble_hits(probs, targets, 1).sum())
         self._topk_correct += int(ensemble_hits(probs, targets, self.topk).sum())
-        self._ensemble_correct_scores += int(ensemble_hits(mean_scores(logits64), targets, 1).sum())
+        self._ensemble_correct_scores += int(ensemble_hits(ensemble_scores(logits64), targets, 1).sum())
 
         nll = member_nll(logits64, targets)  # (M, B)
         assigned, class_sizes = assignment_counts(nll, targets, self.num_classes, self.generator)

@@ -12,7 +12,7 @@ import torch
 from mheads.ensemble.combine import (
     ensemble_log_probs,
     ensemble_nll,
-    mean_scores,
+    ensemble_scores,
     member_log_probs,
     member_nll,
 )
@@ -71,9 +71,9 @@ def score_averaged_ce(
     check_label_smoothing(label_smoothing)
     if label_smoothing:
         return smoothed_nll(
-            member_log_probs(mean_scores(logits).unsqueeze(0)), targets, label_smoothing
+            member_log_probs(ensemble_scores(logits).unsqueeze(0)), targets, label_smoothing
         ).mean()
-    return member_nll(mean_scores(logits).unsqueeze(0), targets).mean()
+    return member_nll(ensemble_scores(logits).unsqueeze(0), targets).mean()
 
 
 def prob_averaged_ce(

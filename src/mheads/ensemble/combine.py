@@ -1,7 +1,8 @@
 """Member logits `(M, B, C)`: input checks and the one place where members are combined.
 
 Every loss and metric reads member logits `(M, B, C)` (members, batch, classes) and integer targets `(B,)`.
-Combining members happens only here: the mean of the members' scores (`mean_scores`) and the mean of
+Combining members happens only here: the mean of the members' scores (`mean_scores`; `ensemble_scores`
+for the score-averaged prediction, defined where members mask disjoint classes with -inf) and the mean of
 their probabilities (`ensemble_log_probs`, kept in log space).
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "pick_targets",
     "member_nll",
     "mean_scores",
+    "ensemble_scores",
     "ensemble_log_probs",
     "ensemble_probs",
     "ensemble_nll",
@@ -80,8 +82,25 @@ def member_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def mean_scores(logits: torch.Tensor) -> torch.Tensor:
-    """Score averaging (section 6.1): the mean of the members' pre-softmax scores, `(M, B, C) -> (B, C)`."""
+    """Score averaging (section 6.1): the mean of the members' pre-softmax scores, `(M, B, C) -> (B, C)`. A
+    class some member masks with -inf gets -inf; where members mask disjoint classes every class does (the
+    energy score is then +inf). The prediction's argmax and softmax read `ensemble_scores`."""
     return logits.to(compute_dtype(logits)).mean(dim=0)
+
+
+def ensemble_scores(logits: torch.Tensor) -> torch.Tensor:
+    """The score-averaged prediction, `(M, B, C) -> (B, C)`, for its argmax and softmax: `mean_scores`, except
+    on an example where every class is masked (-inf) by some member (members masking disjoint classes), which
+    has no softmax there. It gets the limit of masks -L as L -> inf: the classes masked by the fewest members
+    keep their mean with the masks counted as 0, the others -inf; so a class every member masks stays masked.
+    Equal to `mean_scores` on every other example."""
+    x = logits.to(compute_dtype(logits))
+    plain = x.mean(dim=0)
+    masked = x == -torch.inf
+    count = masked.sum(dim=0)  # (B, C): the members masking each class
+    fewest = count == count.min(dim=-1, keepdim=True).values
+    limit = torch.where(fewest, torch.where(masked, 0.0, x).mean(dim=0), -torch.inf)
+    return torch.where((plain == -torch.inf).all(dim=-1, keepdim=True), limit, plain)
 
 
 def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:

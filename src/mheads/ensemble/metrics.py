@@ -24,7 +24,7 @@ from mheads.ensemble.combine import (
     check_logits_targets,
     ensemble_nll,
     ensemble_probs,
-    mean_scores,
+    ensemble_scores,
     member_nll,
 )
 from mheads.ensemble.exact_sum import ExactSum
@@ -120,7 +120,7 @@ def ensemble_hits(combined: torch.Tensor, targets: torch.Tensor, k: int) -> torc
 
 def combined_prediction(logits64: torch.Tensor, average: str) -> torch.Tensor:
     """`(M, B, C)` -> `(B, C)`: the averaged probabilities (`"probs"`) or averaged scores (`"scores"`)."""
-    return ensemble_probs(logits64) if average == "probs" else mean_scores(logits64)
+    return ensemble_probs(logits64) if average == "probs" else ensemble_scores(logits64)
 
 
 def assignment_counts(

@@ -17,7 +17,7 @@ from mheads.core.checks import check_int, check_number
 from mheads.ensemble.combine import (
     ensemble_log_probs,
     ensemble_probs,
-    mean_scores,
+    ensemble_scores,
     member_log_probs,
 )
 from mheads.ensemble.loss_terms import check_inputs, uniform_kl
@@ -73,7 +73,7 @@ class Classification(Task):
         if name == "prob_averaged_ce":
             log_probs = ensemble_log_probs(outputs)
         elif name == "score_averaged_ce":
-            log_probs = member_log_probs(mean_scores(outputs).unsqueeze(0))[0]
+            log_probs = member_log_probs(ensemble_scores(outputs).unsqueeze(0))[0]
         else:
             return super().combined_loss(name, outputs, target)
         return smoothed_nll(log_probs.unsqueeze(0), target, self.label_smoothing)[0]
@@ -108,7 +108,7 @@ class Classification(Task):
         mean_log_probs = ensemble_log_probs(logits)
         return {
             "ensemble_correct": (ensemble_probs(logits).argmax(dim=-1) == target).sum(),
-            "ensemble_correct_scores": (mean_scores(logits).argmax(dim=-1) == target).sum(),
+            "ensemble_correct_scores": (ensemble_scores(logits).argmax(dim=-1) == target).sum(),
             "oracle_correct": hits.any(dim=0).sum(),
             "member_correct": hits.sum(dim=1),
             "nll": -mean_log_probs.gather(-1, target.view(-1, 1))[:, 0],

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from mheads.core.checks import check_int
-from mheads.ensemble.combine import compute_dtype
+from mheads.ensemble.combine import compute_dtype, ensemble_scores
 from mheads.ensemble.metrics import LOGITS_WHY, non_finite
 from mheads.tasks.base import Task, Terms, check_outputs, first_argmin
 
@@ -104,7 +104,8 @@ class Segmentation(Task):
         if name == "prob_averaged_ce":
             return self._image_nll(self.combine(outputs), target)
         if name == "score_averaged_ce":
-            return self._image_nll(_log_softmax(outputs.to(compute_dtype(outputs)).mean(dim=0)), target)
+            scores = ensemble_scores(outputs.movedim(2, -1)).movedim(-1, 1)  # (B, C, H, W), each pixel's
+            return self._image_nll(_log_softmax(scores), target)
         return super().combined_loss(name, outputs, target)
 
     def penalty(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
