@@ -3,12 +3,14 @@ training them from scratch ends."""
 
 import copy
 import json
+import os
 
 import pytest
 
 from mheads.reproduce import reproduce
-from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, plan_keep_steps
+from mheads.reproduce.fork import ce_prefix, find_fork_donor, fork_run, forked_from, plan_keep_steps
 from mheads.reproduce.spec import load_spec
+from mheads.runs.checkpoint import CheckpointError
 from mheads.train.loop import fit
 
 TIMING = {"train_time_s", "wall_time_s", "images_per_s", "resumed_from_iteration"}
@@ -115,3 +117,22 @@ def test_table5_sweep_trains_the_shared_pretraining_once(tmp_path):
     reproduce("table5", "smoke", None, fresh, seeds=1, reuse=False)
     assert "forked_from" not in json.loads((fresh / "seed-0/k3_p2000/run.json").read_text())
     _same_run(fresh / "seed-0/k3_p2000", seed / "k3_p2000")
+
+
+@pytest.mark.parametrize("make", ["link", "fifo", "none"])
+def test_forked_from_reads_run_json_as_a_run_folder_entry(tmp_path, make):
+    """A run.json that is a link or a FIFO is refused in one line (was: the link's target read, naming a
+    donor the folder never had; a FIFO waited on forever); no run.json yet: not a fork."""
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"forked_from": {"run": "elsewhere", "iteration": 5}}))
+    if make == "none":
+        assert forked_from(run) is None
+        return
+    if make == "link":
+        (run / "run.json").symlink_to(outside)
+    else:
+        os.mkfifo(run / "run.json")
+    with pytest.raises(CheckpointError, match=rf"^{run / 'run.json'}: is "):
+        forked_from(run)

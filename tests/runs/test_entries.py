@@ -11,7 +11,7 @@ import pytest
 from mheads.config import ConfigError
 from mheads.runs import entries
 from mheads.runs.checkpoint import CheckpointError
-from mheads.runs.entries import check_run_entries, read_run_json
+from mheads.runs.entries import check_run_entries, read_run_file, read_run_json
 
 
 def a_run(tmp_path):
@@ -76,7 +76,7 @@ def test_a_link_fifo_or_wrong_kind_is_refused_naming_the_entry(tmp_path, name, m
         (b"[]", r"unreadable run description \(list\)"),
         (b"\xff{}", r"unreadable run description \(UnicodeDecodeError"),
         (b"{" * 10, r"unreadable run description \(JSONDecodeError"),
-        (b" " * 100 + b"{}", r"larger than 64 bytes"),
+        (b" " * 100 + b"{}", r"file is 102 bytes; files above 64 bytes .* refused before reading"),
     ],
 )
 def test_run_json_must_be_a_small_utf8_json_object(tmp_path, monkeypatch, content, message):
@@ -93,3 +93,20 @@ def test_a_missing_run_json_says_what_a_run_folder_is(tmp_path):
     (run / "run.json").unlink()
     with pytest.raises(ConfigError, match=r"no run.json; is it a run folder written by `mheads train`\?"):
         read_run_json(run)
+
+
+def test_metrics_json_is_read_as_run_json_is(tmp_path, monkeypatch):
+    """read_run_file: the entries checked, a FIFO refused before it is opened, the size bounded, a JSON object
+    (mheads reproduce reads each cell's metrics.json with it)."""
+    run = a_run(tmp_path)
+    (run / "metrics.json").write_text(json.dumps({"oracle_acc": 50.0}))
+    assert read_run_file(run, "metrics.json") == {"oracle_acc": 50.0}
+    monkeypatch.setattr(entries, "MAX_RUN_JSON_BYTES", 8)
+    with pytest.raises(ConfigError, match=r"metrics.json: file is 20 bytes; files above 8 bytes"):
+        read_run_file(run, "metrics.json")
+    (run / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match=r"no metrics.json; is it a run folder"):
+        read_run_file(run, "metrics.json")
+    os.mkfifo(run / "metrics.json")
+    with pytest.raises(CheckpointError, match=r"metrics.json: is not a regular file"):
+        read_run_file(run, "metrics.json")

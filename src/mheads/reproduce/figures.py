@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import torch
 
 from mheads.report.figures import accuracy_vs_sharing, finetune_curves, heatmap_grid
+from mheads.runs.entries import read_run_file
 from mheads.runs.folder import read_jsonl
 
 
@@ -51,10 +52,9 @@ def draw_figures(spec, out: Path, results: dict[str, list[dict]], seed: int = 0)
 def _start(run: Path) -> list[dict]:
     """The point a fine-tuning curve starts from: the final test accuracies of the run it starts from, at
     iteration 0 (for identical members, one model copied M times: its accuracy is their oracle and mean)."""
-    try:
-        m = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
+    if not os.path.lexists(run / "metrics.json"):  # a dangling link is refused below
         return []
+    m = read_run_file(run, "metrics.json")  # a link, a FIFO or not a JSON object: refused in one line
     return [{"step": 0, "oracle_acc": m["oracle_acc"], "ensemble_mean_acc": m["ensemble_mean_acc"]}]
 
 

@@ -13,7 +13,7 @@ with the weights an uninterrupted run would have.
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -22,6 +22,7 @@ from mheads.config import config_from_dict, read_yaml
 from mheads.core.atomic import fsync_dir, write_durable
 from mheads.reproduce.reuse import result_key
 from mheads.runs.checkpoint import list_checkpoints, load_checkpoint
+from mheads.runs.entries import read_run_json
 from mheads.runs.folder import truncate_jsonl, write_run_info
 
 __all__ = ["ce_prefix", "find_fork_donor", "fork_run", "plan_keep_steps", "prefix_key"]
@@ -99,7 +100,7 @@ def fork_run(cfg, run: Path, donor: Path, checkpoint: Path) -> None:
             write_durable(target / f.name, f.read_bytes())
         fsync_dir(target)
         step = load_checkpoint(target).state["step"]  # the copy reads back, checksums verified
-        info = json.loads((donor / "run.json").read_text())
+        info = read_run_json(donor)
         extra = {k: info[k] for k in ("meta", "param_counts", "data") if k in info}
         write_run_info(tmp, cfg.to_yaml(), {**extra, FORK_INFO: {"run": str(donor), "iteration": step}})
         if (donor / "eval.jsonl").exists():
@@ -114,8 +115,8 @@ def fork_run(cfg, run: Path, donor: Path, checkpoint: Path) -> None:
 
 
 def forked_from(run: Path) -> dict | None:
-    """``{"run", "iteration"}`` for a forked run folder, else None."""
-    try:
-        return json.loads((run / "run.json").read_text()).get(FORK_INFO)
-    except (OSError, ValueError):
+    """``{"run", "iteration"}`` for a forked run folder, else None (no run.json yet: not a fork); a run.json
+    that is a link, a FIFO or not a JSON object is refused (``read_run_json``), not taken for a fresh run."""
+    if not os.path.lexists(run / "run.json"):  # a dangling link is refused below
         return None
+    return read_run_json(run).get(FORK_INFO)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from mheads.reproduce.tables import (
     write_seed_rows,
     write_tables,
 )
+from mheads.runs.entries import read_run_file, read_run_json
 from mheads.runs.folder import RUN_MARKERS, hardware
 from mheads.train.loop import fit
 
@@ -118,10 +118,10 @@ def _check_same_optim(cfg, run: Path) -> None:
 
 def run_cell(cfg, run: Path) -> dict:
     """Finished metrics of one run, training or resuming it as needed."""
-    metrics_path = run / "metrics.json"
-    if metrics_path.exists():
+    if (run / "metrics.json").exists():
+        done = read_run_file(run, "metrics.json")  # its entries checked first (no link, FIFO); bounded
         _check_same_optim(cfg, run)
-        return json.loads(metrics_path.read_text())
+        return done
     started = run.is_dir() and any((run / m).exists() for m in RUN_MARKERS)
     # writes metrics.json (atomically), with wall_time_s
     metrics = fit(cfg, run, resume=started, overwrite=False)
@@ -218,7 +218,7 @@ def _sweep_cell(sweep: _Sweep, name: str, cell, seed: int, keep_steps, selected:
     run = sweep.out / f"seed-{seed}" / cell.name
     if cell.name not in selected:
         if (run / "metrics.json").exists():
-            sweep.record(cell, seed, run, json.loads((run / "metrics.json").read_text()))
+            sweep.record(cell, seed, run, read_run_file(run, "metrics.json"))
         return
     cfg = _cell_config(cell, seed, sweep.out, keep_steps)
     print(f"== {name} [{sweep.scale}] seed {seed}: {cell.name}", flush=True)
@@ -282,7 +282,7 @@ def with_costs(spec, run: Path, metrics: dict) -> dict:
     from mheads.train.build import tree_from_meta
     from mheads.tree.flops import count_macs
 
-    meta = json.loads((run / "run.json").read_text())["meta"]
+    meta = read_run_json(run)["meta"]
     counts = metrics["param_counts"]
     tree = tree_from_meta(meta)
     flops = count_macs(tree, (meta["in_channels"], meta["image_size"], meta["image_size"])).train_flops()
@@ -317,10 +317,13 @@ def describe_hardware(hw: dict) -> str:
 
 
 def trained_on(run: Path) -> str:
-    """The hardware that trained a run, from its run.json (this machine's where the record is missing)."""
+    """The hardware that trained a run, from its run.json (this machine's where the record is missing); a
+    run.json that is a link, a FIFO or not a JSON object is refused (``read_run_json``), not passed over."""
+    if not os.path.lexists(run / "run.json"):  # a dangling link is refused below
+        return describe_hardware(hardware())
     try:
-        return describe_hardware(json.loads((run / "run.json").read_text())["hardware"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return describe_hardware(read_run_json(run)["hardware"])
+    except (KeyError, TypeError):
         return describe_hardware(hardware())
 
 

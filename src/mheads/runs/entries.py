@@ -4,7 +4,7 @@ data, and each of its entries must be a regular file (or folder) of the folder i
 A symbolic link would have mheads read a file elsewhere as the run's, or write through it outside the folder
 (``plots/`` linked elsewhere received the figures of ``mheads eval`` and ``mheads plot``, ``checkpoints/``
 the checkpoints of ``train --resume``); a FIFO or a device named ``run.json`` would hang the read, or never
-end it (``/dev/zero``). ``run.json`` is read whole only up to :data:`MAX_RUN_JSON_BYTES`.
+end it (``/dev/zero``). ``run.json`` and ``metrics.json`` are read only up to :data:`MAX_RUN_JSON_BYTES`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from mheads.config import ConfigError
 from mheads.core.atomic import os_reason
+from mheads.data.errors import DataError
+from mheads.data.files import read_regular
 from mheads.runs.checkpoint_format import CheckpointError
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RUN_FILES",
     "RUN_FOLDERS",
     "check_run_entries",
+    "read_run_file",
     "read_run_json",
 ]
 
@@ -82,25 +85,30 @@ def check_run_entries(run: str | os.PathLike) -> None:
 
 
 def read_run_json(run: str | os.PathLike) -> dict:
-    """The run's ``run.json`` as a JSON object, after :func:`check_run_entries`; read bounded. Raises
-    ``ConfigError`` (one line naming the file) when it is missing, too large or not a UTF-8 JSON object."""
+    """The run's ``run.json`` as a JSON object (:func:`read_run_file`). Raises ``ConfigError`` (one line
+    naming the file) when it is missing, too large or not a UTF-8 JSON object."""
+    return read_run_file(run, "run.json")
+
+
+# what each JSON file of a run folder holds, as its errors name it
+_DESCRIBED = {"run.json": "run description", "metrics.json": "final metrics"}
+
+
+def read_run_file(run: str | os.PathLike, name: str) -> dict:
+    """The run folder's JSON file ``name`` (``run.json``, ``metrics.json``) as a JSON object, after
+    :func:`check_run_entries`; read by ``data.files.read_regular``: a FIFO or device refused before it is
+    opened, at most :data:`MAX_RUN_JSON_BYTES` read. Raises ``ConfigError`` (one line naming the file) when
+    it is missing, unreadable, too large or not a UTF-8 JSON object."""
     run = Path(run)
     check_run_entries(run)
-    info = run / "run.json"
+    path, what = run / name, _DESCRIBED.get(name, "record")
     try:
-        with open(info, "rb") as f:
-            data = f.read(MAX_RUN_JSON_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"--run {run}: no run.json; is it a run folder written by `mheads train`?"
-        ) from None
-    except OSError as err:
-        raise ConfigError(f"{info}: unreadable ({os_reason(err)})") from None
-    if len(data) > MAX_RUN_JSON_BYTES:
-        raise ConfigError(
-            f"{info}: larger than {MAX_RUN_JSON_BYTES} bytes; expected the run description `mheads train` "
-            "writes (a few KiB)"
-        )
+        data = read_regular(path, str(path), max_bytes=MAX_RUN_JSON_BYTES)
+    except DataError as err:
+        if isinstance(err.__cause__, FileNotFoundError):
+            where = f"--run {run}: no {name}"
+            raise ConfigError(f"{where}; is it a run folder written by `mheads train`?") from None
+        raise ConfigError(str(err)) from None
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -108,7 +116,6 @@ def read_run_json(run: str | os.PathLike) -> dict:
     if not isinstance(doc, dict):
         got = f"{type(doc).__name__}: {str(doc)[:100]}" if isinstance(doc, ValueError) else type(doc).__name__
         raise ConfigError(
-            f"{info}: unreadable run description ({got}); expected the UTF-8 JSON object "
-            "`mheads train` writes"
+            f"{path}: unreadable {what} ({got}); expected the UTF-8 JSON object `mheads train` writes"
         )
     return doc
