@@ -35,7 +35,7 @@ from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
 from mheads.train.run_model import check_parameters_finite
 from mheads.train.state import RunState, check_run_state
-from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task
+from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task, uint8_ids_named
 from mheads.tree import TreeNet
 
 log = logging.getLogger("mheads")
@@ -178,11 +178,12 @@ def _build_model(
     task = run_task(cfg, data, task)
     # the task's head width (classification: its classes; a user's task: its head_width, if it gave one)
     width = (task.width or 1) if isinstance(task, CustomTask) else task.head_width()
-    if model is None:
-        channels, size = input_sizes(data.input_spec())
-        tree = build_tree(cfg, width, channels, size, example=data.example_input(), task=task)
-    else:
-        tree = model if isinstance(model, TreeNet) else model(data)
+    with uint8_ids_named(data):  # the TreeNet's construction check is the model's first forward
+        if model is None:
+            channels, size = input_sizes(data.input_spec())
+            tree = build_tree(cfg, width, channels, size, example=data.example_input(), task=task)
+        else:
+            tree = model if isinstance(model, TreeNet) else model(data)
     check_outputs_fit(tree, data, task)
     meta = model_meta(cfg, width, data.in_channels, data.image_size, input_spec=data.input_spec())
     return tree, task, meta

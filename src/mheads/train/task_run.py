@@ -5,6 +5,8 @@ first step."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -14,7 +16,7 @@ from mheads.data.errors import DataError
 from mheads.data.from_torch import _SPARE_CLASSES
 from mheads.tasks import Task
 
-__all__ = ["check_image_classes", "check_outputs_fit", "run_task"]
+__all__ = ["check_image_classes", "check_outputs_fit", "run_task", "uint8_ids_named"]
 
 
 def run_task(cfg: Config, data, task: Task | None = None) -> Task:
@@ -92,16 +94,12 @@ def check_outputs_fit(tree, data, task: Task) -> None:
     tree.eval()
     example = data.example_input()
     try:
-        outputs = tree(example)
+        with uint8_ids_named(data):
+            outputs = tree(example)
     except (TypeError, AttributeError) as err:  # what a dict where tensors are expected raises
         if isinstance(example, dict):  # a Hugging Face model takes the dict's entries as keyword arguments
             raise ConfigError(_dict_call_error(example, err)) from err
         raise  # any other failure of the user's forward (a bug in it) keeps its own type and traceback
-    except RuntimeError as err:  # an nn.Embedding refusing what the one uint8 rule scaled as pixels
-        found = _uint8_error(data.input_spec(), example, err)
-        if found is None:
-            raise  # the user's own bug (a dtype one included): torch's error and traceback, untouched
-        raise found from err
     finally:
         tree.train(was)
     target = data.task_targets()[:1].cpu()
@@ -157,6 +155,21 @@ _FLOAT_INDICES = re.compile(
 )
 
 
+@contextmanager
+def uint8_ids_named(data) -> Iterator[None]:
+    """Around the first forwards of the model on ``data``'s example (the TreeNet's construction check, then
+    :func:`check_outputs_fit`): an embedding's float-indices error on an input stored as uint8 becomes the
+    one line of :func:`_uint8_error`; any other RuntimeError (the user's own bug, a dtype one included)
+    keeps torch's error and traceback, untouched."""
+    try:
+        yield
+    except RuntimeError as err:  # an nn.Embedding refusing what the one uint8 rule scaled as pixels
+        found = _uint8_error(data.input_spec(), data.example_input(), err)
+        if found is None:
+            raise
+        raise found from err
+
+
 def _uint8_error(spec: dict, example, err: RuntimeError) -> DataError | None:
     """torch's float-indices error of an embedding (``_FLOAT_INDICES``) where the model's forward got an
     entry stored as uint8 (pixels, which ``example``, the input as the model saw it, holds scaled to [0, 1]
@@ -172,12 +185,14 @@ def _uint8_error(spec: dict, example, err: RuntimeError) -> DataError | None:
         and isinstance(seen.get(k), torch.Tensor)
         and seen[k].is_floating_point()
     ]
-    said = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
-    if not uint8 or _FLOAT_INDICES.search(str(err)) is None:
+    got = _FLOAT_INDICES.search(str(err))
+    if not uint8 or got is None:
         return None
+    name = f"input {uint8[0]!r}" if "dict" in spec else "the input"
     return DataError(
-        f"input {uint8[0]!r}: uint8, given to the model as pixels scaled to [0, 1] floats, which its forward "
-        f"refused ({said}); give token ids, masks and codes as int64 (or int32)"
+        f"{name}: uint8, which mheads reads as pixels and gives the model as [0, 1] floats, "
+        f"and its embedding refused those floats as indices (torch.{got.group(1)}Tensor, not Long or Int); "
+        "give token ids, masks and codes as int64 (or int32), or pixels as floats"
     )
 
 
