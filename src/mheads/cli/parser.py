@@ -80,7 +80,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "per row or example)",
     )
     pr.add_argument("--top", type=int, default=3, help="ensemble classes shown per image (default 3)")
-    pr.add_argument("--format", default="text", choices=("text", "json", "csv"))
+    pr.add_argument(
+        "--format",
+        default="text",
+        choices=("text", "json", "csv"),
+        help="text (a line per input, the default), json (a list of records) or csv (a row per record, "
+        "nested values as flat columns such as member0_class or members_0_mean_0)",
+    )
     pr.add_argument("--output", help="write here instead of printing")
     pr.add_argument("--model", metavar="IMPORT_PATH", help=_MODEL_HELP)
 
