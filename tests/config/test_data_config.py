@@ -28,3 +28,14 @@ def test_bad_inputs_are_one_line_naming_field_and_value(inputs, message):
     with pytest.raises(ConfigError) as err:
         config_from_settings({"data.inputs": inputs})
     assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_normalize_defaults_to_null_which_is_mean_image_for_the_image_loaders():
+    """null: the image loaders' mean_image, and inputs read as tensors given as stored (training refuses
+    mean_image and per_channel there: tests/train/test_restore.py)."""
+    d = config_from_settings({}).data
+    assert d.normalize is None and d.image_normalize == "mean_image"
+    for mode in ("mean_image", "per_channel", "none"):
+        assert config_from_settings({"data.normalize": mode}).data.image_normalize == mode
+    with pytest.raises(ConfigError, match=r"^data.normalize: got 'zca'; expected one of"):
+        config_from_settings({"data.normalize": "zca"})

@@ -24,9 +24,12 @@ class DataConfig:
     """null (the embedded Fashion-MNIST subset), or a path: an image data set (docs/data.md), a CSV / TSV /
     Parquet table (.csv, .tsv, .parquet, .pq), an .npz file of arrays, or a folder of images/ beside
     masks/."""
-    normalize: str = "mean_image"
-    """Input normalization: mean_image (subtract the training set's mean image: Caffe) | per_channel (each
-    channel to mean 0 and standard deviation 1) | none."""
+    normalize: str | None = None
+    """Input normalization of images read by the image loaders: null (mean_image) | mean_image (subtract the
+    training set's mean image: Caffe) | per_channel (each channel to mean 0 and standard deviation 1) | none.
+    Inputs read as tensors (a table, an .npz file, a mask folder, Datasets of inputs that are not square
+    images, any task but classification) reach the model as stored, uint8 as [0, 1] floats: null or none
+    there (mean_image and per_channel are refused)."""
     crop_padding: int = 0
     """Random-crop augmentation: pad each training image by this many pixels per side, then crop it back to
     its size at a random offset; an integer >= 0 (0: no cropping)."""
@@ -102,6 +105,11 @@ class DataConfig:
     as the test split, a number in (0, 0.9] (null: none; the run then evaluates on its training
     examples)."""
 
+    @property
+    def image_normalize(self) -> str:
+        """The normalizer's mode for images read by the image loaders (``normalize``, null: mean_image)."""
+        return self.normalize or "mean_image"
+
     def validate(self, p: str = "data") -> None:
         self._validate_loading(p)
         self._validate_selection(p)
@@ -111,7 +119,8 @@ class DataConfig:
 
     def _validate_loading(self, p: str) -> None:
         """How the examples are read: normalization, the loader and its image views, the cache."""
-        _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
+        if self.normalize is not None:
+            _choice(f"{p}.normalize", self.normalize, ("mean_image", "per_channel", "none"))
         _int(f"{p}.crop_padding", self.crop_padding, 0)
         _choice(f"{p}.loader", self.loader, ("auto", "resident", "stream"))
         _choice(f"{p}.train_crop", self.train_crop, ("pad", "random", "random_resized"))

@@ -155,7 +155,7 @@ def resident_data(
     if H != W:
         raise DataError(f"data.source {data.source}: images are {H}x{W}; the models take square images")
     kept = _kept(ds, data, seed)
-    normalizer = Normalizer.fit(kept.train_x, data.normalize).to(device)
+    normalizer = Normalizer.fit(kept.train_x, data.image_normalize).to(device)
     weights = member_weights(
         len(kept.train_y),
         len(kept.classes),

@@ -288,7 +288,8 @@ def stream_data(
     view = _view(sources.train, chosen.train, data, seed, len(chosen.classes))
     stream = _unfitted(sources, chosen, view, data, device, seed, batch_size, total_batches, channels_last)
     stream.bad_image_advice = bad_image_advice
-    normalizer = fit_normalizer(stream, stream.train_set, data.normalize, data.stats_images, seed, progress)
+    mode = data.image_normalize
+    normalizer = fit_normalizer(stream, stream.train_set, mode, data.stats_images, seed, progress)
     stream.normalizer = normalizer.to(device)
     weights = member_weights(
         len(chosen.train),

@@ -49,6 +49,7 @@ __all__ = [
     "prepare_tensors",
     "read_pairs",
     "refuse_image_settings",
+    "refuse_normalize",
     "spec_example",
     "stack_items",
     "take",
@@ -376,6 +377,20 @@ def _subset(x: Inputs, y: torch.Tensor, rows: torch.Tensor) -> tuple[Inputs, tor
     """Rows ``rows`` of a split (increasing positions: all of them when as many as the split has, and then
     no copy)."""
     return (x, y) if len(rows) == len(y) else (take(x, rows), y[rows])
+
+
+def refuse_normalize(d: Any) -> None:
+    """Refuse ``data.normalize`` mean_image or per_channel for inputs read as tensors, which reach the model
+    as stored (uint8 as [0, 1] floats): training would silently ignore it. Training calls it; evaluation and
+    prediction do not (a run from before null was the default recorded mean_image)."""
+    if d.normalize not in (None, "none"):
+        raise ConfigError(
+            f"data.normalize: got {d.normalize!r}; expected null or none for inputs read as tensors (a "
+            "table, an .npz file, a mask folder, inputs that are not square images, any task but "
+            "classification), which reach the model as stored, uint8 as [0, 1] floats; scale them yourself "
+            "(a run started with mean_image, the old default, never normalized them: resume it with "
+            "--set data.normalize=null)"
+        )
 
 
 def refuse_image_settings(d: Any) -> None:

@@ -15,10 +15,10 @@ import torch
 from mheads.config import Config, ConfigError
 from mheads.core.seeding import Stream, derived_generator
 from mheads.data.dataset import Dataset
-from mheads.data.loader import TorchData, prepare
+from mheads.data.loader import TorchData, prepare, uses_tensors
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData
-from mheads.data.tensors import AnyShapeData
+from mheads.data.tensors import AnyShapeData, refuse_normalize
 from mheads.models import is_import_path, model_factory
 from mheads.optim.build import NoParameters, build_optimizer
 from mheads.optim.schedules import Schedule
@@ -144,6 +144,8 @@ def _optimizer(
 
 def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
     """The run's data on ``device``; a data-parallel replica reads its shard of every batch."""
+    if uses_tensors(cfg, dataset):  # before the data is read: it would be given as stored
+        refuse_normalize(cfg.data)
     data = prepare(cfg, device, dataset=dataset, progress=show)
     if comm.replicas > 1:
         data.shard = (comm.replica, comm.replicas)
