@@ -2,15 +2,21 @@
 
 Every relative link reaches a file (and its #anchor a heading there); every Python block in docs/ runs as
 written, or is compiled and says on the line before it why it is not run (``<!-- not run: REASON -->``);
-every YAML block parses. The README's own Python blocks are the quick start's, run by test_readme.py.
+every YAML block parses. The README's own Python blocks are the quick start's, run by test_readme.py. An
+example that imports a package the install does not bring names the extra that does; every option that
+`mheads <command> --help` lists (docs/cli.md's pointer for the full list) says what it does.
 """
 
+import argparse
+import ast
 import re
+import sys
 
 import pytest
 import yaml
 
 from conftest import REPO
+from mheads.cli.parser import build_parser
 
 PAGES = sorted(
     [REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "CHANGELOG.md", *(REPO / "docs").glob("*.md")]
@@ -96,3 +102,63 @@ def test_the_readmes_tasks_section_links_a_run_example_for_every_task():
         assert task in linked, f"README's Tasks table links no example for {task}"
         run = [m for m in BLOCK.finditer(sections[task]) if m["lang"] == "python" and not m["why"]]
         assert run, f"docs/tasks.md#{task} holds no Python block that the docs test runs"
+
+
+# A module's import name where it differs from its distribution's (pyproject.toml names distributions).
+IMPORT_NAMES = {"yaml": "pyyaml", "PIL": "pillow"}
+
+
+def _distributions(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def _imports(code: str) -> set[str]:
+    """The top-level modules a block imports that are not in Python's standard library."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names)
+
+
+def test_an_example_needing_an_optional_package_names_the_extra_that_installs_it():
+    """`pip install -e .` brings the core dependencies only; a docs page whose Python block imports anything
+    else (transformers, pandas, ...) says `.[examples]`, and that extra holds the package."""
+    import tomllib  # Python 3.11+ (the tests' interpreter); the package itself supports 3.10
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    core = _distributions(project["dependencies"]) | {"mheads"}
+    extra = _distributions(project["optional-dependencies"]["examples"])
+    problems = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in blocks(page, "python"):
+            for module in sorted(_imports(block["code"])):
+                dist = IMPORT_NAMES.get(module, module).lower()
+                if dist in core:
+                    continue
+                if dist not in extra:
+                    problems.append(f"{page.name}: imports {module}, in no extra of pyproject.toml")
+                elif ".[examples]" not in page.read_text():
+                    problems.append(
+                        f"{page.name}: imports {module} but never says pip install -e '.[examples]'"
+                    )
+    assert not problems, "; ".join(problems)
+
+
+def _options(parser: argparse.ArgumentParser, command: str = "mheads"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, name)
+        else:
+            yield command, action
+
+
+def test_every_command_line_option_has_a_help_string():
+    """docs/cli.md sends readers to `mheads <command> --help` for every option: none may be listed bare."""
+    bare = [
+        f"{cmd} {'/'.join(a.option_strings) or a.dest}" for cmd, a in _options(build_parser()) if not a.help
+    ]
+    assert not bare, f"options without help text: {bare}"
