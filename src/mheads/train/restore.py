@@ -144,7 +144,8 @@ def _optimizer(
 
 def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
     """The run's data on ``device``; a data-parallel replica reads its shard of every batch."""
-    if uses_tensors(cfg, dataset):  # before the data is read: it would be given as stored
+    # before the data is read (a Dataset's first item only, and only when normalize asks for statistics)
+    if cfg.data.normalize not in (None, "none") and uses_tensors(cfg, dataset):
         refuse_normalize(cfg.data)
     data = prepare(cfg, device, dataset=dataset, progress=show)
     if comm.replicas > 1:
