@@ -65,6 +65,7 @@ def test_eval_scores_another_data_set_as_out_of_distribution(run, tmp_path, caps
     assert main(["eval", "--run", str(out), "--ood", str(tmp_path / "noise"), "--no-figures"]) == 0
     report = json.loads((out / "eval-report.json").read_text())
     assert report["ood_examples"] == {"noise": 20, "open_set": 100}
+    assert set(report["ood_conventions"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95_in", "fpr95_out"}
     text = capsys.readouterr().out
     assert "out-of-distribution: noise (20 images; AUPR chance: in 0.833, out 0.167)" in text
 
@@ -136,3 +137,24 @@ def test_predict_and_eval_work_on_a_run_from_before_normalizers_and_calibration_
     assert main(["eval", "--run", str(old), "--no-figures"]) == 0
     report = json.loads((old / "eval-report.json").read_text())
     assert "calibrated" not in report and report["ood"]["open_set"]["entropy"]["auroc"] > 0
+
+
+class _NoSplits:
+    """The one thing `analyse` asks of a data source when it is given the test logits: a split's size."""
+
+    def split_size(self, split: str) -> int:
+        return 0
+
+
+def test_the_report_keeps_the_ood_conventions_beside_the_ood_columns():
+    from mheads.config import Config
+    from mheads.ensemble.detection import CONVENTIONS
+    from mheads.train.analysis import analyse
+
+    g = torch.Generator().manual_seed(0)
+    test = torch.randn(3, 12, 4, generator=g), torch.randint(0, 4, (12,), generator=g)
+    ood = {"noise": torch.randn(3, 5, 4, generator=g)}
+    calibration = {"temperature": 1.5}
+    report = analyse(None, _NoSplits(), Config(), calibration, ood, test=test)
+    assert report["ood_conventions"] == CONVENTIONS and report["calibrated"]["ood_conventions"] == CONVENTIONS
+    assert "ood_conventions" not in analyse(None, _NoSplits(), Config(), test=test)  # no OOD set, no columns

@@ -122,6 +122,7 @@ def _report(logits, y, ood: dict[str, torch.Tensor]) -> dict:
             r = uncertainty_report(logits, y, out)
             report["ood"][name], report["ood_entropy"][name] = r["ood"], r["ood_entropy"]
             report["ood_examples"][name] = r["num_ood_examples"]
+        report["ood_conventions"] = r["ood_conventions"]  # which class is positive in each column, in words
     return report
 
 
