@@ -381,15 +381,15 @@ def _subset(x: Inputs, y: torch.Tensor, rows: torch.Tensor) -> tuple[Inputs, tor
 
 def refuse_normalize(d: Any) -> None:
     """Refuse ``data.normalize`` mean_image or per_channel for inputs read as tensors, which reach the model
-    as stored (uint8 as [0, 1] floats): training would silently ignore it. Training calls it; evaluation and
-    prediction do not (a run from before null was the default recorded mean_image)."""
+    as stored (uint8 as [0, 1] floats): training would silently ignore it. Training calls it, but for a
+    resumed run that recorded the mode before null was the default (:mod:`mheads.train.resume_checks`: it
+    trained on its inputs as stored); evaluation and prediction do not."""
     if d.normalize not in (None, "none"):
         raise ConfigError(
             f"data.normalize: got {d.normalize!r}; expected null or none for inputs read as tensors (a "
             "table, an .npz file, a mask folder, inputs that are not square images, any task but "
             "classification), which reach the model as stored, uint8 as [0, 1] floats; scale them yourself "
-            "(a run started with mean_image, the old default, never normalized them: resume it with "
-            "--set data.normalize=null)"
+            "(a run folder that recorded it before null was the default resumes as it trained, unnormalized)"
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,14 @@ from mheads.models import is_import_path, model_factory
 from mheads.optim.build import NoParameters, build_optimizer
 from mheads.optim.schedules import Schedule
 from mheads.runs.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint, load_latest
-from mheads.runs.folder import prepare_out_dir, record_launch, save_normalizer, truncate_jsonl, write_run_info
+from mheads.runs.folder import (
+    NORMALIZER_FILE,
+    prepare_out_dir,
+    record_launch,
+    save_normalizer,
+    truncate_jsonl,
+    write_run_info,
+)
 from mheads.runs.history import record_changes
 from mheads.tasks import CustomTask, Task
 from mheads.train.build import build_tree, input_sizes, model_meta, tree_from_meta, warm_start
@@ -33,6 +40,7 @@ from mheads.train.device import resolve_device, resolve_sync
 from mheads.train.dist_checkpoint import is_distributed, restore_parts, run_state_json
 from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
+from mheads.train.resume_checks import recorded_normalize, trained_unnormalized
 from mheads.train.run_model import check_parameters_finite
 from mheads.train.state import RunState, check_run_state
 from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task, uint8_ids_named
@@ -84,7 +92,7 @@ def restore(
         prepare_out_dir(out, resume=resume, overwrite=overwrite)
         record_launch(out)
     device = resolve_device(cfg.train.device)  # fit set train.threads (and the allocator) for the run
-    data = _prepare_data(cfg, device, dataset, comm, show)
+    data = _prepare_data(cfg, device, dataset, comm, show, out if resume else None)
     tree, task, meta = _build_model(cfg, data, device, comm, model, task)
     ck, shared = _read_checkpoint(out, resume, comm, meta, tree)
     state = RunState() if shared is None else RunState.from_checkpoint(shared)
@@ -142,15 +150,34 @@ def _optimizer(
     return opt, schedule
 
 
-def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool):
-    """The run's data on ``device``; a data-parallel replica reads its shard of every batch."""
+def _prepare_data(cfg: Config, device: torch.device, dataset, comm: Comm, show: bool, resumed: Path | None):
+    """The run's data on ``device``; a data-parallel replica reads its shard of every batch. ``resumed``: the
+    run folder of a resumed run (None: a fresh run)."""
     # before the data is read (a Dataset's first item only, and only when normalize asks for statistics)
     if cfg.data.normalize not in (None, "none") and uses_tensors(cfg, dataset):
-        refuse_normalize(cfg.data)
+        cfg = _unnormalized(cfg, resumed)
     data = prepare(cfg, device, dataset=dataset, progress=show)
     if comm.replicas > 1:
         data.shard = (comm.replica, comm.replicas)
     return data
+
+
+def _unnormalized(cfg: Config, resumed: Path | None) -> Config:
+    """The config that inputs read as tensors, with ``data.normalize`` mean_image or per_channel, are read
+    with: ``cfg`` with null where the resumed run's folder recorded that mode and no normalizer (a run from
+    before null was the default: it trained on them as stored); else refused, as for a new run (``cfg``
+    itself is unchanged: its config.yaml keeps what the run recorded)."""
+    mode = cfg.data.normalize
+    if resumed is None or not trained_unnormalized(
+        mode, recorded_normalize(resumed), (resumed / NORMALIZER_FILE).exists()
+    ):
+        refuse_normalize(cfg.data)
+    log.info(
+        "data.normalize %r, recorded by this run before null was the default, never applied to inputs read "
+        "as tensors: resuming on them as stored (null), as the run trained",
+        mode,
+    )
+    return replace(cfg, data=replace(cfg.data, normalize=None))
 
 
 def _build_model(
