@@ -1,7 +1,8 @@
 """What training checks of its data before reading it (mheads.train.restore): data.normalize mean_image or
 per_channel on inputs read as tensors (an .npz file, a table, a Dataset of inputs that are not square images)
 is one line before training; it was ignored without a word (the model saw the inputs unnormalized). A run
-folder that recorded it before null was the default resumes as it trained, with no flag."""
+folder that recorded it before null was the default resumes as it trained, with no flag; a resume on inputs
+of another description than its checkpoint recorded (int64 then, uint8 now) is refused in one line."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from torch import nn
+from torch.utils.data import TensorDataset
 
 import mheads
 from mheads.config import ConfigError
+from mheads.runs.checkpoint import CheckpointMismatch
 from mheads.runs.folder import NORMALIZER_FILE
 
 SETTINGS = {"model.members": 2, "train.iterations": 1, "train.batch_size": 4, "train.eval_every": 0}
@@ -95,6 +98,46 @@ def test_mean_image_asked_on_resume_of_a_run_that_recorded_another_mode_or_a_nor
     (run / NORMALIZER_FILE).write_bytes(b"")  # a normalizer there: the folder's mode did apply to something
     with pytest.raises(ConfigError, match=r"^data.normalize: got 'mean_image'; expected null or none"):
         mheads.fit(_net(), out=run, settings={**settings, "data.normalize": "mean_image"}, resume=True)
+
+
+class _Floats(nn.Module):
+    """An MLP on 5 numbers of any dtype (int64 0-255 as stored, uint8 as [0, 1] floats)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc(x.float())
+
+
+def test_resume_on_inputs_of_another_dtype_is_refused_in_one_line(tmp_path):
+    """A run on int64 vectors 0-255 (as the .npz reader read uint8 before the uint8 rule) resumed on uint8:
+    the model would see [0, 1] floats; it resumed without a word."""
+    values = torch.randint(0, 256, (8, 5))
+    settings = {**SETTINGS, "train.threads": 1}
+    mheads.fit(_Floats(), TensorDataset(values, torch.arange(8) % 2), out=tmp_path / "run", settings=settings)
+    uint8 = TensorDataset(values.to(torch.uint8), torch.arange(8) % 2)
+    with pytest.raises(CheckpointMismatch) as caught:
+        mheads.fit(_Floats(), uint8, out=tmp_path / "run", settings=settings, resume=True)
+    said = str(caught.value)
+    assert (
+        "\n" not in said
+        and said.startswith("checkpoint ")
+        and said.endswith(
+            ": input: the run trained on int64 (5,), the data now gives uint8 pixels (5,); uint8 reaches the "
+            "model as [0, 1] floats, other dtypes as stored; resume on inputs as recorded (int64 (5,); "
+            "convert them where only the dtype changed), or train a new run in another folder"
+        )
+    )
+    done = mheads.fit(
+        _Floats(),
+        TensorDataset(values, torch.arange(8) % 2),
+        out=tmp_path / "run",
+        settings=settings,
+        resume=True,
+    )  # the same inputs: resumed as before
+    assert done.tree.num_members == 2
 
 
 def test_mheads_train_resume_of_a_run_that_recorded_mean_image_on_an_npz_needs_no_flag(tmp_path, monkeypatch):

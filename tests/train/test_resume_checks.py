@@ -1,12 +1,21 @@
 """What a resumed run checks of its data against its folder (mheads.train.resume_checks): a data.normalize
 that a run from before null was the default recorded on inputs read as tensors (it trained on them as
-stored; tests/train/test_restore.py resumes real runs)."""
+stored), and the input description its checkpoint recorded (tests/train/test_restore.py resumes real runs)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mheads.train.resume_checks import recorded_normalize, trained_unnormalized
+from mheads.runs.checkpoint import CheckpointMismatch
+from mheads.train.resume_checks import (
+    check_same_inputs,
+    describe_input,
+    recorded_normalize,
+    trained_unnormalized,
+)
+
+INT64 = {"shape": [12], "dtype": "int64"}
+UINT8 = {"shape": [12], "dtype": "uint8"}
 
 
 @pytest.mark.parametrize(
@@ -34,3 +43,52 @@ def test_the_recorded_mode_is_read_from_config_yaml_and_none_where_there_is_none
     for text in ("data: {normalize: null}\n", "data: [1]\n", "- a list\n", "data: {normalize: 3}\n"):
         (tmp_path / "config.yaml").write_text(text)
         assert recorded_normalize(tmp_path) is None, text
+
+
+def test_input_descriptions_in_words():
+    assert describe_input(INT64) == "int64 (12,)"
+    assert describe_input({"shape": [1, 6, 6], "dtype": "uint8"}) == "uint8 pixels (1, 6, 6)"
+    assert describe_input({"dict": {"ids": INT64, "mask": INT64}}) == "a dict of 'ids', 'mask'"
+    assert describe_input(None) == "images read by the image loaders"
+    assert describe_input([3]) == "an unreadable description '[3]'"
+
+
+def test_a_changed_input_description_is_one_line_naming_the_input_both_descriptions_and_what_to_do():
+    with pytest.raises(CheckpointMismatch) as caught:
+        check_same_inputs({"input": INT64}, {"input": UINT8}, "run/checkpoints/step-00000002")
+    assert str(caught.value) == (
+        "checkpoint run/checkpoints/step-00000002: input: the run trained on int64 (12,), the data now gives "
+        "uint8 pixels (12,); uint8 reaches the model as [0, 1] floats, other dtypes as stored; resume on "
+        "inputs as recorded (int64 (12,); convert them where only the dtype changed), or train a new run in "
+        "another folder"
+    )
+    assert caught.value.differences == {"input": (INT64, UINT8)}
+    with pytest.raises(
+        CheckpointMismatch, match=r"^checkpoint c: input: the run trained on float32 \(3,\), the "
+    ):
+        check_same_inputs(
+            {"input": {"shape": [3], "dtype": "float32"}}, {"input": INT64}, "c"
+        )  # and no uint8
+    with pytest.raises(CheckpointMismatch, match=r"the data now gives images read by the image loaders; "):
+        check_same_inputs({"input": INT64}, {}, "c")
+
+
+def test_a_dict_names_its_changed_entry_and_a_changed_set_of_keys_names_both():
+    recorded = {"input": {"dict": {"ids": INT64, "mask": INT64}}}
+    with pytest.raises(
+        CheckpointMismatch,
+        match=r"^checkpoint c: input 'mask': the run trained on int64 \(12,\), the data now gives uint8 ",
+    ):
+        check_same_inputs(recorded, {"input": {"dict": {"mask": UINT8, "ids": INT64}}}, "c")
+    with pytest.raises(
+        CheckpointMismatch,
+        match=r"input: the run trained on a dict of 'ids', 'mask', the data now gives a dict of 'ids';",
+    ):
+        check_same_inputs(recorded, {"input": {"dict": {"ids": INT64}}}, "c")
+    check_same_inputs(recorded, {"input": {"dict": {"mask": INT64, "ids": INT64}}}, "c")  # the order of keys
+
+
+def test_a_checkpoint_that_recorded_no_description_resumes_as_before():
+    check_same_inputs({}, {"input": UINT8}, "c")  # images by the image loaders, or a run from before
+    check_same_inputs({}, {}, "c")
+    check_same_inputs({"input": UINT8}, {"input": {"shape": [12], "dtype": "uint8"}}, "c")

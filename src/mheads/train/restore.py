@@ -40,7 +40,7 @@ from mheads.train.device import resolve_device, resolve_sync
 from mheads.train.dist_checkpoint import is_distributed, restore_parts, run_state_json
 from mheads.train.numerics import DeviceTally, member_param_map
 from mheads.train.resources import check_model_size, check_resources
-from mheads.train.resume_checks import recorded_normalize, trained_unnormalized
+from mheads.train.resume_checks import check_same_inputs, recorded_normalize, trained_unnormalized
 from mheads.train.run_model import check_parameters_finite
 from mheads.train.state import RunState, check_run_state
 from mheads.train.task_run import check_image_classes, check_outputs_fit, run_task, uint8_ids_named
@@ -228,6 +228,7 @@ def _read_checkpoint(
     ck = load_latest(out) if resume and comm.is_root else None
     if ck is not None:
         check_compatible(ck.meta, meta, where=ck.path)
+        check_same_inputs(ck.meta, meta, where=ck.path)  # the dtype too: uint8 is scaled, int64 is not
         check_run_state(ck.state, ck.path / "state.pt")
         check_parameters_finite(tree, ck.weights, ck.path / "weights.safetensors")  # distributed runs too
     return ck, comm.broadcast_json(None if ck is None else run_state_json(ck.state))
