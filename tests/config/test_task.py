@@ -67,3 +67,15 @@ def test_a_users_task_is_recorded_as_python_and_never_rebuilt_from_a_config():
     assert section.name == PYTHON_TASK and section.options() == {}
     with pytest.raises(ValueError, match="task.name: got 'python'; a user's task is not rebuilt"):
         build_task(section)
+
+
+def test_classification_takes_independent_as_its_independent_ce():
+    """Every other task's name of the loss is accepted and recorded as classification's own (the same
+    per-example member losses and loss: tests/tasks/test_classification_task.py), so the saved config and
+    the training step see one name; the refusal lists it."""
+    cfg = config_from_settings({"loss.name": "independent", "loss.pretrain_iterations": 0})
+    assert cfg.loss.name == "independent_ce" and cfg == config_from_settings({"loss.name": "independent_ce"})
+    with pytest.raises(ConfigError, match=r"^loss.name: got 'indep' .*mcl_scored, independent$"):
+        config_from_settings({"loss.name": "indep"})
+    regression_cfg = config_from_settings({"task.name": "regression", "loss.name": "independent"})
+    assert regression_cfg.loss.name == "independent"  # recorded as given where both names are the ensemble's

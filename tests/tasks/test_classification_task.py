@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mheads.ensemble import metrics as mt
-from mheads.ensemble.losses import LOSS_NAMES, LOSSES, compute_loss
+from mheads.ensemble.losses import LOSS_NAMES, LOSSES, compute_loss, ensemble_loss
 from mheads.tasks import Task, TaskMetrics, classification
 
 
@@ -108,3 +108,37 @@ def test_members_masking_disjoint_classes_score_average_to_the_limit_of_a_large_
             task.combined_loss("score_averaged_ce", logits, y)[0],
         ):
             assert loss.item() == pytest.approx(task.loss("score_averaged_ce", big, y).loss.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_independent_is_independent_ce_bit_for_bit(smoothing):
+    """The other tasks' "independent" on classification's member losses is "independent_ce": the same
+    per-example member losses `(M, B)` (the members' smoothed cross-entropies) and the same loss, weights
+    (bagging) included, which is what lets a classification config take either name."""
+    logits, targets = batch(2)
+    weights = torch.randint(0, 3, (3, 7), generator=torch.Generator().manual_seed(1)).to(torch.float64)
+    task = classification(4, label_smoothing=smoothing)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    picked = log_probs.gather(-1, targets.view(1, -1, 1).expand(3, -1, 1))[..., 0]
+    want_nll = -(1 - smoothing) * picked - smoothing * log_probs.mean(dim=-1)
+    assert torch.allclose(task.member_losses(logits, targets), want_nll, rtol=1e-14, atol=0)
+    ce = compute_loss("independent_ce", logits, targets, weights=weights, label_smoothing=smoothing)
+    for got in (
+        ensemble_loss("independent", task.member_losses(logits, targets), weights=weights),
+        task.loss("independent", logits, targets, weights=weights),
+        Task.loss(task, "independent", logits, targets, weights=weights),
+    ):
+        assert torch.equal(got.loss, ce.loss) and torch.equal(got.per_member, ce.per_member)
+        assert got.assignment is None and ce.assignment is None
+
+
+def test_the_loss_names_and_refusal_are_the_configs():
+    from mheads.config.task import TaskConfig, task_loss_names
+
+    task = classification(4)
+    assert task.loss_names() == (*LOSS_NAMES, "independent") == task_loss_names(TaskConfig())
+    logits, targets = batch()
+    with pytest.raises(
+        ValueError, match=r"^loss: got 'indep'; expected one of independent_ce, .*, independent for"
+    ):
+        task.loss("indep", logits, targets)

@@ -12,7 +12,7 @@ from mheads.config.fields import fail as _fail
 from mheads.config.fields import integer as _int
 from mheads.config.fields import number as _num
 from mheads.config.model_config import ModelConfig
-from mheads.config.task import TaskConfig, task_loss_names, task_loss_spec
+from mheads.config.task import TaskConfig, task_loss_name, task_loss_names, task_loss_spec
 
 __all__ = ["LossConfig"]
 
@@ -24,8 +24,9 @@ class LossConfig:
     Each parameter is read only by the losses it names; the others ignore it."""
 
     name: str = "independent_ce"
-    """The loss. Classification: independent_ce | score_averaged_ce | prob_averaged_ce | mcl | mcl_ce | cmcl |
-    rwta | amcl | mcl_scored (mheads.ensemble.losses.LOSSES, with any registered there). Other tasks: the
+    """The loss. Classification: independent_ce (independent, the other tasks' name of it, is recorded as
+    independent_ce) | score_averaged_ce | prob_averaged_ce | mcl | mcl_ce | cmcl | rwta | amcl | mcl_scored
+    (mheads.ensemble.losses.LOSSES, with any registered there). Other tasks: the
     ensemble losses (independent, mcl, mcl_ce, rwta, amcl, mcl_scored; cmcl and the averaged cross-entropies
     for segmentation) and the task's loss of the combined prediction (averaged; mixture_nll for a user's
     task); docs/tasks.md."""
@@ -59,6 +60,7 @@ class LossConfig:
         classification's)."""
         task = task if task is not None else TaskConfig()
         _choice(f"{p}.name", self.name, task_loss_names(task))
+        self.name = task_loss_name(task, self.name)  # one name per loss in the run's config and its code
         spec = task_loss_spec(task, self.name)
         _int(f"{p}.k", self.k, 1)
         if spec.assigns and self.k > members:

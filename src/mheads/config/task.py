@@ -24,6 +24,7 @@ from mheads.tasks import (
     regression,
     segmentation,
 )
+from mheads.tasks.classification import CE_NAMES
 
 __all__ = [
     "PYTHON_TASK",
@@ -31,6 +32,7 @@ __all__ = [
     "TaskConfig",
     "build_task",
     "task_config_of",
+    "task_loss_name",
     "task_loss_names",
     "task_loss_spec",
 ]
@@ -176,20 +178,28 @@ def task_config_of(task: Task) -> TaskConfig:
 
 
 def task_loss_names(tc: TaskConfig) -> tuple[str, ...]:
-    """Every ``loss.name`` the task takes: classification's registry (``LOSSES``), or the ensemble losses
-    (with "independent_ce" for "independent") plus the task's losses of its combined prediction."""
+    """Every ``loss.name`` the task takes: classification's registry (``LOSSES``) with "independent" (every
+    other task's name of "independent_ce", the same loss), or the ensemble losses (with "independent_ce" for
+    "independent") plus the task's losses of its combined prediction."""
     if tc.is_classification:
-        return tuple(LOSSES)
+        return classification().loss_names()
     if tc.name == PYTHON_TASK:  # its penalty and combined losses are the object's: Task.loss checks them
         return ENSEMBLE_LOSS_NAMES + tuple(LOSS_ALIASES) + ("averaged", "mixture_nll")
     task = build_task(tc, dim=tc.dim or 1, num_classes=tc.num_classes or 2)
     return tuple(task.loss_names())
 
 
+def task_loss_name(tc: TaskConfig, name: str) -> str:
+    """The name the task's loss registry gives ``loss.name``: classification's "independent_ce" for
+    "independent" (the same per-example member losses ``(M, B)`` and the same loss, bit for bit); any other
+    name as it is."""
+    return CE_NAMES.get(name, name) if tc.is_classification else name
+
+
 def task_loss_spec(tc: TaskConfig, name: str) -> LossSpec:
     """The :class:`LossSpec` of ``loss.name`` under the task (a loss of the combined prediction: an
     ``average`` spec)."""
     if tc.is_classification:
-        return LOSSES[name]
+        return LOSSES[task_loss_name(tc, name)]
     spec = ENSEMBLE_LOSSES.get(LOSS_ALIASES.get(name, name))
     return spec if spec is not None else LossSpec(average=lambda *a: None)

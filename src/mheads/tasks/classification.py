@@ -21,7 +21,7 @@ from mheads.ensemble.combine import (
     member_log_probs,
 )
 from mheads.ensemble.loss_terms import check_inputs, uniform_kl
-from mheads.ensemble.losses import LOSS_ALIASES, LossResult, compute_loss, smoothed_nll
+from mheads.ensemble.losses import LOSS_ALIASES, LOSSES, LossResult, compute_loss, smoothed_nll
 from mheads.ensemble.metrics import LOGITS_WHY, non_finite
 from mheads.tasks.base import Task, Terms
 
@@ -91,9 +91,17 @@ class Classification(Task):
         """Top-1 error per member and example, `(M, B)` float64 of 0 and 1."""
         return (outputs.detach().argmax(dim=-1) != target).to(torch.float64)
 
+    def loss_names(self) -> tuple[str, ...]:
+        """Classification's registry (`LOSSES`, with any loss registered there) and "independent", every other
+        task's name of "independent_ce" (the same per-example member losses and loss)."""
+        return tuple(LOSSES) + tuple(name for name in CE_NAMES if name not in LOSSES)
+
     def loss(self, name: str, outputs: torch.Tensor, target: torch.Tensor, **params: Any) -> LossResult:
         """`compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)`;
         "independent" (every other task's name of it) is "independent_ce"."""
+        if name not in self.loss_names():
+            names = ", ".join(self.loss_names())
+            raise ValueError(f"loss: got {name!r}; expected one of {names} for task 'classification'")
         self.check(outputs, target)
         name = CE_NAMES.get(name, name)
         return compute_loss(name, outputs, target, label_smoothing=self.label_smoothing, **params)
