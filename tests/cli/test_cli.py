@@ -83,3 +83,41 @@ def test_shard_then_stream_from_the_shards(tmp_path, capsys):
     capsys.readouterr()
     assert main(["shard", str(folder), str(tmp_path / "x"), "--per-shard", "0"]) == 2
     assert "--per-shard: got 0; expected an integer >= 1" in capsys.readouterr().err
+
+
+NO_HELD_OUT = "temperature scaling and the uncertainty report skipped: no held-out split"
+
+
+def test_a_note_every_demo_cell_repeats_is_said_once_per_command(monkeypatch, tmp_path, caplog):
+    """The demo trains a run per cell, and each said "no held-out split": the command says it once."""
+    from types import SimpleNamespace
+
+    import mheads.cli.demo as demo
+    from mheads.train.finish import _uncertainty
+
+    cell = SimpleNamespace(comm=SimpleNamespace(world_size=1, is_root=True))
+    cell.data = SimpleNamespace(split_size=lambda split: 0)  # a cell's run without held-out or OOD images
+
+    def three_cells(out, recipe=None, overrides=()):
+        return [_uncertainty(cell) for _ in range(3)]
+
+    monkeypatch.setattr(demo, "run_demo", three_cells)
+    caplog.set_level("INFO", logger="mheads")
+    for _ in range(2):  # once per command, each command
+        assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert [r.getMessage().startswith(NO_HELD_OUT) for r in caplog.records].count(True) == 2
+
+
+@pytest.mark.slow
+def test_the_demo_says_the_no_held_out_note_once(tmp_path, capsys, caplog):
+    spec = {
+        "title": "two tiny cells",
+        "base": {**TINY, "model": {"name": "cifar10_quick", "members": 2}},
+        "cells": {"a": {"row": "a"}, "b": {"row": "b", "config": {"model": {"split": "conv1"}}}},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    caplog.set_level("INFO", logger="mheads")
+    assert main(["demo", "--config", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "demo")]) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith(NO_HELD_OUT) for m in said) == 1
+    assert sum("iteration 3/3" in m for m in said) == 2  # each cell's progress line is still said

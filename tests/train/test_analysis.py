@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -158,3 +159,19 @@ def test_the_report_keeps_the_ood_conventions_beside_the_ood_columns():
     report = analyse(None, _NoSplits(), Config(), calibration, ood, test=test)
     assert report["ood_conventions"] == CONVENTIONS and report["calibrated"]["ood_conventions"] == CONVENTIONS
     assert "ood_conventions" not in analyse(None, _NoSplits(), Config(), test=test)  # no OOD set, no columns
+
+
+def test_the_no_held_out_note_is_said_once_per_command(caplog):
+    """`mheads demo` trains a run per cell; its "no held-out split" note is the same on each: said once."""
+    from types import SimpleNamespace
+
+    from mheads.core.notes import once_per_command
+    from mheads.train.finish import _uncertainty
+
+    caplog.set_level(logging.INFO, logger="mheads")
+    run = SimpleNamespace(comm=SimpleNamespace(world_size=1, is_root=True), data=_NoSplits())
+    with once_per_command():
+        assert _uncertainty(run) == {} and _uncertainty(run) == {}
+    assert _uncertainty(run) == {}  # fit from Python, outside a command: said on each run
+    notes = [r.getMessage() for r in caplog.records if "no held-out split" in r.getMessage()]
+    assert len(notes) == 2 and notes[0].startswith("temperature scaling and the uncertainty report skipped")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mheads.cli.parser import build_parser
+from mheads.core.notes import once_per_command
 from mheads.train.preempt import PREEMPTED_EXIT_CODE  # light: no torch before a command needs it
 
 EXIT_BAD_INPUT, EXIT_NUMERICAL, EXIT_DIST = 2, 3, 4
@@ -386,7 +387,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return COMMANDS[args.command](args)
+        with once_per_command():  # a note repeated by every run of the command (demo cells) is said once
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("mheads: interrupted", file=sys.stderr)
         return 130

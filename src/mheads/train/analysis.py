@@ -13,6 +13,7 @@ import logging
 import torch
 
 from mheads.config import Config
+from mheads.core.notes import ONCE
 from mheads.ensemble.accumulator import EnsembleMetrics
 from mheads.ensemble.calibration import apply_temperature, fit_temperature
 from mheads.ensemble.detection import threshold_at_tpr
@@ -52,7 +53,7 @@ def calibrate(model, data, cfg: Config) -> dict | None:
     specialists, else ``max_prob``) on the temperature-scaled held-out logits, at the score below which
     ``OOD_TPR`` of those in-distribution images fall."""
     if not data.split_size("val"):
-        log.info("temperature scaling skipped: %s", NOT_CALIBRATED.removeprefix("not fitted: "))
+        log.info("temperature scaling skipped: %s", NOT_CALIBRATED.removeprefix("not fitted: "), extra=ONCE)
         return None
     logits, y = collect_logits(model, data, "val", cfg.train.eval_batch_size)
     t = fit_temperature(logits, y)

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mheads.core.atomic import atomic_write_text
+from mheads.core.notes import ONCE
 from mheads.data.streaming import StreamData
 from mheads.runs.folder import UNCERTAINTY_FILE, read_jsonl, save_calibration, save_weights, strict_json
 from mheads.tasks import Classification
@@ -74,7 +75,8 @@ def _uncertainty(run: Run) -> dict:
         if run.comm.is_root and run.comm.world_size == 1:  # said once, not silently skipped
             log.info(
                 "temperature scaling and the uncertainty report skipped: no held-out split (set "
-                "data.val_fraction, e.g. 0.1; `mheads eval` still reports the uncalibrated numbers)"
+                "data.val_fraction, e.g. 0.1; `mheads eval` still reports the uncalibrated numbers)",
+                extra=ONCE,  # the same on every run a command trains (demo cells, sweeps): said once there
             )
         return {}
     calibration = calibrate(run.model, run.data, run.cfg)
