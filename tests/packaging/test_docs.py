@@ -162,3 +162,20 @@ def test_every_command_line_option_has_a_help_string():
         f"{cmd} {'/'.join(a.option_strings) or a.dest}" for cmd, a in _options(build_parser()) if not a.help
     ]
     assert not bare, f"options without help text: {bare}"
+
+
+CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
+
+
+def test_the_setup_line_says_where_it_gets_the_cpu_build_and_how_to_elsewhere():
+    """`pip install torch==2.13.0` is the CPU build only through this machine's local wheel folder (CI runs
+    it as written, offline); README and CONTRIBUTING say how to get the CPU build elsewhere, and .ci/run
+    installs it as the README's line does."""
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ".venv/bin/pip install -q torch==2.13.0\n" in ci and "--index-url" not in ci.replace(CPU_INDEX, "")
+    for page in ("README.md", "CONTRIBUTING.md"):
+        text = (REPO / page).read_text()
+        assert text.count("python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 && ") == 2, page
+        after = " ".join(text.split("torch>=2.3", 1)[1].split("\n\n", 1)[0].split())  # the next paragraph
+        assert f"pip install torch==2.13.0 {CPU_INDEX}" in after, page
+        assert "it is the CUDA build, which works too" in after, page
