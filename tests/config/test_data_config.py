@@ -4,6 +4,7 @@ a non-empty list of distinct names (dict inputs); anything else is one line nami
 import pytest
 
 from mheads.config import ConfigError, config_from_settings
+from mheads.config.data_config import effective_normalize
 
 
 @pytest.mark.parametrize("inputs", [None, "x", ["input_ids"], ["input_ids", "attention_mask"]])
@@ -39,3 +40,10 @@ def test_normalize_defaults_to_null_which_is_mean_image_for_the_image_loaders():
         assert config_from_settings({"data.normalize": mode}).data.image_normalize == mode
     with pytest.raises(ConfigError, match=r"^data.normalize: got 'zca'; expected one of"):
         config_from_settings({"data.normalize": "zca"})
+
+
+def test_the_effective_normalization_of_null_is_mean_image_for_images_and_none_for_tensors():
+    assert effective_normalize(None, tensors=False) == "mean_image"
+    assert effective_normalize(None, tensors=True) == "none"
+    for mode in ("mean_image", "per_channel", "none"):  # a mode named is itself, whatever the data
+        assert effective_normalize(mode, tensors=False) == effective_normalize(mode, tensors=True) == mode

@@ -11,7 +11,17 @@ from mheads.config.fields import fail as _fail
 from mheads.config.fields import integer as _int
 from mheads.config.fields import number as _num
 
-__all__ = ["DataConfig"]
+__all__ = ["DataConfig", "effective_normalize"]
+
+
+def effective_normalize(normalize: str | None, tensors: bool) -> str:
+    """The normalization that ``data.normalize`` gives its data: the mode it names; null is ``mean_image`` for
+    images read by the image loaders and ``none`` for inputs read as tensors (``tensors``:
+    :func:`mheads.data.loader.uses_tensors`). Configs that compare (a resumed run with its folder's
+    config.yaml, a sweep cell with a finished run) compare this, so that null and its mode are the same."""
+    if normalize is not None:
+        return normalize
+    return "none" if tensors else "mean_image"
 
 
 @dataclass
@@ -108,7 +118,7 @@ class DataConfig:
     @property
     def image_normalize(self) -> str:
         """The normalizer's mode for images read by the image loaders (``normalize``, null: mean_image)."""
-        return self.normalize or "mean_image"
+        return effective_normalize(self.normalize, tensors=False)
 
     def validate(self, p: str = "data") -> None:
         self._validate_loading(p)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mheads.config import config_from_dict, read_yaml
 from mheads.core.atomic import fsync_dir, write_durable
+from mheads.data.loader import uses_tensors
 from mheads.reproduce.reuse import result_key
 from mheads.runs.checkpoint import list_checkpoints, load_checkpoint
 from mheads.runs.entries import read_run_json
@@ -37,9 +38,10 @@ def ce_prefix(cfg) -> int:
     return min(cfg.loss.pretrain_iterations, cfg.train.iterations)
 
 
-def prefix_key(cfg_dict: dict) -> dict:
-    """What determines a run's cross-entropy prefix: its result key without the loss."""
-    key = result_key(cfg_dict)
+def prefix_key(cfg_dict: dict, tensors: bool = False) -> dict:
+    """What determines a run's cross-entropy prefix: its result key (``tensors``: as there) without the
+    loss."""
+    key = result_key(cfg_dict, tensors)
     key.pop("loss", None)
     return key
 
@@ -53,7 +55,7 @@ def _fork_point(cfg) -> int:
 def plan_keep_steps(cfgs: list) -> list[list[int]]:
     """For each config, the iterations to keep checkpoints of: the fork points of the other configs that share
     its cross-entropy prefix up to there."""
-    keys = [prefix_key(c.to_dict()) for c in cfgs]
+    keys = [prefix_key(c.to_dict(), uses_tensors(c)) for c in cfgs]
     plans = []
     for i, cfg in enumerate(cfgs):
         steps = {_fork_point(other) for j, other in enumerate(cfgs) if j != i and keys[j] == keys[i]}
@@ -67,7 +69,7 @@ def find_fork_donor(cfg, seed: int, root: Path, run: Path) -> tuple[Path, Path] 
     step = _fork_point(cfg)
     if not step:
         return None
-    want = prefix_key(cfg.to_dict())
+    want = prefix_key(cfg.to_dict(), uses_tensors(cfg))
     seen = {run.resolve()}
     for config in sorted(root.glob(f"*/seed-{seed}/*/config.yaml")):
         other = config.parent.resolve()
@@ -76,7 +78,7 @@ def find_fork_donor(cfg, seed: int, root: Path, run: Path) -> tuple[Path, Path] 
         seen.add(other)
         try:
             ocfg = config_from_dict(read_yaml(config))
-            if ce_prefix(ocfg) < step or prefix_key(ocfg.to_dict()) != want:
+            if ce_prefix(ocfg) < step or prefix_key(ocfg.to_dict(), uses_tensors(ocfg)) != want:
                 continue
             found = [ck for ck in list_checkpoints(other) if ck.name == f"step-{step:08d}"]
         except Exception:  # an unreadable neighbour is simply not a donor

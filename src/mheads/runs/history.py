@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 from mheads.config import Config
+from mheads.config.data_config import effective_normalize
 from mheads.core.atomic import atomic_write_text
 from mheads.runs.folder import append_jsonl
 
-__all__ = ["record_changes"]
+__all__ = ["changed_settings", "record_changes"]
 
 log = logging.getLogger("mheads")
 
@@ -25,19 +26,37 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def record_changes(out: Path, cfg: Config, step: int) -> None:
-    """A run resumed with other settings (``--set``, or an edited ``config.yaml``) records them: every changed
-    field with its old and new value and the iteration from which the new one applies, appended to
-    ``config_history.jsonl``, and ``config.yaml`` rewritten to the settings the run now trains with; so the
-    folder never describes a run that did not happen."""
+def changed_settings(before: dict, now: dict, tensors: bool) -> dict[str, list]:
+    """The fields of the config dict ``now`` that differ from ``before`` (a run folder's config.yaml), each
+    as ``[old, new]`` with dotted names (``model.options`` and ``dist.placement`` whole); a field ``before``
+    lacks is not a change. ``data.normalize`` compares by the normalization it gives
+    (:func:`effective_normalize`, ``tensors``: the data is read as tensors): null and ``mean_image`` are the
+    same for images, null and ``none`` for tensors."""
+    old, new = _flat(before), _flat(now)
+    return {
+        k: [old[k], v]
+        for k, v in new.items()
+        if k in old and old[k] != v and not (k == "data.normalize" and _same_normalize(old[k], v, tensors))
+    }
+
+
+def _same_normalize(a, b, tensors: bool) -> bool:
+    return effective_normalize(a, tensors) == effective_normalize(b, tensors)
+
+
+def record_changes(out: Path, cfg: Config, step: int, *, tensors: bool) -> None:
+    """A run resumed with other settings (``--set``, or an edited ``config.yaml``) records them
+    (:func:`changed_settings`; ``tensors``: the run's data is read as tensors): every changed field with its
+    old and new value and the iteration from which the new one applies, appended to ``config_history.jsonl``,
+    and ``config.yaml`` rewritten to the settings the run now trains with; so the folder never describes a run
+    that did not happen."""
     import yaml
 
     try:
-        before = _flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
+        before = yaml.safe_load((out / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         before = {}
-    now = _flat(cfg.to_dict())
-    changes = {k: [before.get(k), v] for k, v in now.items() if k in before and before[k] != v}
+    changes = changed_settings(before if isinstance(before, dict) else {}, cfg.to_dict(), tensors)
     if not changes:
         return
     append_jsonl(out / "config_history.jsonl", {"step": step, "changes": changes})

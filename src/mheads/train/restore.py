@@ -268,7 +268,7 @@ def _record_start(
         for name in ("eval.jsonl", "train.jsonl"):
             truncate_jsonl(out / name, step)
         if ck is not None:
-            record_changes(out, cfg, step)
+            record_changes(out, cfg, step, tensors=isinstance(data, AnyShapeData))
     if ck is None:
         write_run_info(
             out, cfg.to_yaml(), {"meta": meta, "param_counts": tree.param_counts(), "data": data.describe()}
