@@ -38,3 +38,11 @@ def test_a_real_change_of_mode_is_recorded_with_the_values_as_written(recorded, 
 
 def test_a_field_the_folder_did_not_record_is_no_change():
     assert changed_settings({"train": {"iterations": 4}}, _cfg(None), tensors=False) == {}
+
+
+@pytest.mark.parametrize(("recorded", "now"), [("mean_image", None), ("per_channel", "none"), ("none", None)])
+def test_no_mode_is_a_change_on_inputs_given_as_stored(recorded, now):
+    """Inputs read as tensors in a folder without a normalizer: every mode gave them as stored."""
+    assert changed_settings(_cfg(recorded), _cfg(now), True, as_stored=True) == {}
+    got = changed_settings(_cfg(recorded), _cfg(now, iterations=6), True, as_stored=True)
+    assert got == {"train.iterations": [4, 6]}

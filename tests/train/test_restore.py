@@ -160,3 +160,20 @@ def test_mheads_train_resume_of_a_run_that_recorded_mean_image_on_an_npz_needs_n
     resume = ["train", "--resume", str(run), "--model", "restoremodels:net", "--no-progress"]
     assert main([*resume, "--set", "train.iterations=2"]) == 0
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 2
+
+
+@pytest.mark.parametrize("mode", ["mean_image", "per_channel"])
+def test_a_run_that_recorded_mean_image_on_tensor_inputs_resumed_with_normalize_unset_changes_nothing(
+    tmp_path, mode, caplog
+):
+    """``mheads.fit(..., resume=True)`` with the settings it trained with, ``data.normalize`` unset (null: its
+    inputs as stored, as the recorded mode gave them): no change to warn of or record (it warned
+    ``data.normalize 'mean_image' -> None`` and recorded it in config_history.jsonl)."""
+    run, settings = _old_style_run(tmp_path, mode)
+    with caplog.at_level(logging.INFO, logger="mheads"):
+        mheads.fit(_net(), out=run, settings={**settings, "train.iterations": 2}, resume=True, progress=False)
+    assert "data.normalize" not in caplog.text
+    # rewritten for train.iterations: the settings it trains with now (null, which gives the same)
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["normalize"] is None
+    history = [json.loads(line) for line in (run / "config_history.jsonl").read_text().splitlines()]
+    assert history == [{"step": 1, "changes": {"train.iterations": [1, 2]}}]

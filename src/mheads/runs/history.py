@@ -9,7 +9,7 @@ from pathlib import Path
 from mheads.config import Config
 from mheads.config.data_config import effective_normalize
 from mheads.core.atomic import atomic_write_text
-from mheads.runs.folder import append_jsonl
+from mheads.runs.folder import NORMALIZER_FILE, append_jsonl
 
 __all__ = ["changed_settings", "record_changes"]
 
@@ -26,17 +26,20 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def changed_settings(before: dict, now: dict, tensors: bool) -> dict[str, list]:
+def changed_settings(before: dict, now: dict, tensors: bool, *, as_stored: bool = False) -> dict[str, list]:
     """The fields of the config dict ``now`` that differ from ``before`` (a run folder's config.yaml), each
     as ``[old, new]`` with dotted names (``model.options`` and ``dist.placement`` whole); a field ``before``
     lacks is not a change. ``data.normalize`` compares by the normalization it gives
     (:func:`effective_normalize`, ``tensors``: the data is read as tensors): null and ``mean_image`` are the
-    same for images, null and ``none`` for tensors."""
+    same for images, null and ``none`` for tensors. ``as_stored`` (inputs read as tensors and no normalizer
+    saved: every mode a folder recorded before null was the default gave them as stored): never a change."""
     old, new = _flat(before), _flat(now)
     return {
         k: [old[k], v]
         for k, v in new.items()
-        if k in old and old[k] != v and not (k == "data.normalize" and _same_normalize(old[k], v, tensors))
+        if k in old
+        and old[k] != v
+        and not (k == "data.normalize" and (as_stored or _same_normalize(old[k], v, tensors)))
     }
 
 
@@ -56,7 +59,10 @@ def record_changes(out: Path, cfg: Config, step: int, *, tensors: bool) -> None:
         before = yaml.safe_load((out / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         before = {}
-    changes = changed_settings(before if isinstance(before, dict) else {}, cfg.to_dict(), tensors)
+    # tensor inputs with no normalizer saved: no mode ever applied (restore refuses one asked anew)
+    as_stored = tensors and not (out / NORMALIZER_FILE).exists()
+    before = before if isinstance(before, dict) else {}
+    changes = changed_settings(before, cfg.to_dict(), tensors, as_stored=as_stored)
     if not changes:
         return
     append_jsonl(out / "config_history.jsonl", {"step": step, "changes": changes})
