@@ -32,7 +32,9 @@ class _SayOnce(logging.Filter):
 
 @contextlib.contextmanager
 def once_per_command(logger: str = "mheads") -> Iterator[None]:
-    """While it runs, each note logged with ``extra=ONCE`` on ``logger`` is said once."""
+    """While it runs, each note logged with ``extra=ONCE`` on ``logger`` is said once. On ``logger`` itself
+    (``logging.getLogger("mheads")``, as every marked note is): a logger's filter never sees the records of
+    its children (``mheads.data``), which would be said every time."""
     said = _SayOnce()
     log = logging.getLogger(logger)
     log.addFilter(said)
