@@ -213,3 +213,13 @@ def test_nan_or_inf_outputs_are_counted_over_every_batch_and_refused(case):
         _evaluate(
             task, outputs, target
         )  # scored them: rmse nan, a fine oracle_rmse on inf, NaN pixels a class
+
+
+def test_no_member_wins_an_example_where_no_member_has_an_error():
+    """As `Task.oracle` names no member there (NO_MEMBER): a user's loss NaN on every member credited member 0
+    with a win."""
+    task = custom_task(lambda out, y: torch.where(out[:, 0] > 0, torch.nan, (out - y).abs().mean(-1)))
+    outputs = torch.tensor([[[1.0], [-1.0], [1.0]], [[2.0], [-3.0], [-2.0]]])  # (M=2, B=3, 1): finite
+    metrics, _ = _evaluate(task, outputs, torch.zeros(3, 1))
+    assert task.oracle(outputs, torch.zeros(3, 1)).member.tolist() == [-1, 0, 1]
+    assert metrics["win_share"] == [1 / 3, 1 / 3]

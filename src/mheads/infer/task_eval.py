@@ -5,7 +5,9 @@ plus what the eval report adds, and the per-example arrays its figures draw.
 Added to every task's metrics (M members, N examples):
 
 - ``win_share`` (M): per member, the share of examples where it is the oracle's pick (the lowest
-  ``task.errors``, ties to the lowest index); they sum to 1. One member near 1 is MCL collapse.
+  ``task.errors``, ties to the lowest index); they sum to 1, less the share of examples where no member has
+  an error (a user's loss NaN on every member: ``Task.oracle``'s ``NO_MEMBER``). One member near 1 is MCL
+  collapse.
 - ``member_error`` (M): per member, the mean of ``task.errors``, the error the oracle picks by
   (regression: squared error; multi_hypothesis: Euclidean distance; segmentation: pixel error rate; a
   user's task: its loss).
@@ -79,7 +81,8 @@ def extra_terms(task: Task, outputs: torch.Tensor, target: torch.Tensor) -> Term
     (multi_hypothesis)."""
     errors = task.errors(outputs, target)  # (M, B) float64
     M = errors.shape[0]
-    terms: Terms = {"wins": torch.bincount(first_argmin(errors).cpu(), minlength=M)}
+    found = ~torch.isnan(errors).all(dim=0)  # as Task.oracle: no member wins where none has an error
+    terms: Terms = {"wins": torch.bincount(first_argmin(errors)[found].cpu(), minlength=M)}
     terms.update({f"member_error_{m}": errors[m] for m in range(M)})
     if isinstance(task, Regression) and task.head == "gaussian":
         grid = replace(task, levels=COVERAGE_LEVELS).metric_terms(outputs, target)
