@@ -261,31 +261,43 @@ def test_a_minus_inf_class_mask_scores_as_a_probability_of_zero():
 DISJOINT = torch.tensor(
     [[[-INF, 0.0, 1.0], [-INF, 0.0, 1.0]], [[0.0, -INF, 1.0], [0.0, -INF, 1.0]], [[0.0, 3.0, -INF]] * 2],
     dtype=torch.float64,
-)  # (M=3, B=2, C=3): limit means (0, 1, 2/3) -> class 1
+)  # (M=3, B=2, C=3): mean probabilities (0.105, 0.407, 0.487) -> class 2
 
 
-def test_score_averaging_of_disjoint_masks_is_the_limit_of_a_large_finite_mask():
-    """`ensemble_scores` is `mean_scores` but where every class is -inf: there the classes masked by the
-    fewest members keep their mean with the masks as 0 (the limit of masks -L); a class all mask stays
-    -inf."""
-    from mheads.ensemble.combine import ensemble_scores, mean_scores
+def test_score_averaging_of_disjoint_masks_falls_back_to_the_mean_probabilities():
+    """`ensemble_scores` is `mean_scores` but where every class is -inf: there the log of the members' mean
+    probabilities (its softmax is that mean); a class all mask stays -inf."""
+    from mheads.ensemble.combine import ensemble_log_probs, ensemble_probs, ensemble_scores, mean_scores
 
-    assert torch.equal(ensemble_scores(DISJOINT)[0], torch.tensor([0.0, 1.0, 2 / 3], dtype=torch.float64))
+    assert torch.equal(ensemble_scores(DISJOINT), ensemble_log_probs(DISJOINT))
+    assert torch.allclose(torch.softmax(ensemble_scores(DISJOINT), dim=-1), ensemble_probs(DISJOINT))
     assert (mean_scores(DISJOINT) == -INF).all()  # the energy score's mean: +inf energy
     three = torch.cat([DISJOINT[:, :1], torch.full((3, 1, 1), -INF, dtype=torch.float64)], dim=-1)
     assert ensemble_scores(three)[0, 3] == -INF  # (C=4): class 3 masked by every member
     plain = torch.randn(3, 5, 4, generator=gen(3), dtype=torch.float64)
     plain[0, :3, 1] = -INF  # a mask on some classes: unchanged, bit for bit
     assert torch.equal(ensemble_scores(plain), mean_scores(plain))
-    targets = torch.tensor([0, 1])  # 0: masked by member 0 (was right: argmax of -inf is class 0)
-    big = torch.where(DISJOINT == -INF, -1e6, DISJOINT)
-    for x in (DISJOINT, big):
-        assert mt.ensemble_mean_accuracy(x, targets, average="scores") == 0.5
-        assert mt.ensemble_topk_accuracy(x, targets, 2, average="scores") == 0.5  # top 2: classes 1, 2
-        acc = EnsembleMetrics(3, 3)
-        acc.update(x, targets)
-        assert acc.compute()["ensemble_mean_acc_scores"] == 0.5
-    assert mt.ensemble_mean_accuracy(DISJOINT, torch.tensor([2, 2])) == 1.0  # probabilities: finite, class 2
+    targets = torch.tensor([1, 2])  # 1: the class the mean finite scores (0, 1, 2/3) picked before
+    for average in ("scores", "probs"):
+        assert mt.ensemble_mean_accuracy(DISJOINT, targets, average=average) == 0.5
+        assert mt.ensemble_topk_accuracy(DISJOINT, targets, 2, average=average) == 1.0  # top 2: classes 2, 1
+    acc = EnsembleMetrics(3, 3)
+    acc.update(DISJOINT, targets)
+    assert acc.compute()["ensemble_mean_acc_scores"] == 0.5
+
+
+def test_score_averaging_of_disjoint_masks_is_unchanged_by_shifting_a_member():
+    """Score averaging and softmax ignore a constant added to one member's logits; the rule for disjoint
+    masks did not (the reviewer's case: class 0, class 2 after shifting member 0 by +200)."""
+    from mheads.ensemble.combine import ensemble_scores
+
+    logits = torch.tensor([[[-INF, -INF, -100.0]], [[5.0, 0.0, -INF]]], dtype=torch.float64)
+    shifted = logits.clone()
+    shifted[0] += 200.0
+    for x in (logits, shifted):
+        assert ensemble_scores(x).argmax(dim=-1).tolist() == [2]  # mean probabilities (0.497, 0.003, 0.5)
+        assert mt.ensemble_mean_accuracy(x, torch.tensor([2]), average="scores") == 1.0
+    assert torch.allclose(ensemble_scores(logits), ensemble_scores(shifted), rtol=0, atol=1e-15)
 
 
 def test_one_non_finite_member_among_many_is_named_with_a_short_message():

@@ -85,29 +85,34 @@ def test_combine_head_width_and_checks():
         classification(label_smoothing=2)
 
 
-def test_members_masking_disjoint_classes_score_average_to_the_limit_of_a_large_mask():
+def test_members_masking_disjoint_classes_score_average_to_the_mean_probabilities():
     """Every class masked (-inf) by some member: `ensemble_mean_acc_scores` read torch's argmax of -inf (class
-    0, which member 0 masks) and score_averaged_ce was NaN; both are now those of a mask -1e6."""
+    0, which member 0 masks) and score_averaged_ce was NaN; both are now those of the mean probabilities (a
+    rule that a constant added to one member's logits leaves alone), with a finite gradient."""
     inf = math.inf
     logits = torch.tensor([[[-inf, 0.0, 1.0]], [[0.0, -inf, 1.0]], [[0.0, 3.0, -inf]]], dtype=torch.float64)
-    big = torch.where(logits == -inf, -1e6, logits)
+    shifted = logits.clone()
+    shifted[1] -= 50.0
     task = classification(3)
-    for target in (0, 1):  # the score-averaged prediction is class 1; probabilities pick class 2
+    for target in (1, 2):  # mean probabilities (0.105, 0.407, 0.487): class 2 (mean finite scores: 1)
         y = torch.tensor([target])
-        got = task.metrics(logits, y)
-        assert (
-            got["ensemble_mean_acc_scores"]
-            == float(target == 1)
-            == task.metrics(big, y)["ensemble_mean_acc_scores"]
-        )
-        assert got["ensemble_mean_acc_scores"] == mt.ensemble_mean_accuracy(logits, y, average="scores")
-        assert got["ensemble_mean_acc"] == 0.0 and math.isfinite(got["nll"])
-        for loss in (
-            task.loss("score_averaged_ce", logits, y).loss,
-            compute_loss("score_averaged_ce", logits, y).loss,
-            task.combined_loss("score_averaged_ce", logits, y)[0],
-        ):
-            assert loss.item() == pytest.approx(task.loss("score_averaged_ce", big, y).loss.item(), rel=1e-9)
+        for x in (logits, shifted):
+            got = task.metrics(x, y)
+            assert got["ensemble_mean_acc_scores"] == float(target == 2) == got["ensemble_mean_acc"]
+            assert got["ensemble_mean_acc_scores"] == mt.ensemble_mean_accuracy(x, y, average="scores")
+            x = x.clone().requires_grad_(True)
+            for loss in (
+                task.loss("score_averaged_ce", x, y).loss,
+                compute_loss("score_averaged_ce", x, y).loss,
+                task.combined_loss("score_averaged_ce", x, y)[0],
+            ):
+                assert loss.item() == pytest.approx(got["nll"], rel=1e-12)  # -log of the mean probability
+                (grad,) = torch.autograd.grad(loss, x)
+                assert torch.isfinite(grad).all()
+    every = torch.cat([logits, torch.full((3, 1, 1), -inf, dtype=torch.float64)], dim=-1).requires_grad_(True)
+    loss = classification(4).loss("score_averaged_ce", every, torch.tensor([2])).loss  # class 3: all mask it
+    assert loss.item() == pytest.approx(got["nll"], rel=1e-12)
+    assert torch.isfinite(torch.autograd.grad(loss, every)[0]).all()  # logsumexp's backward of all -inf: NaN
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

@@ -2,8 +2,8 @@
 
 Every loss and metric reads member logits `(M, B, C)` (members, batch, classes) and integer targets `(B,)`.
 Combining members happens only here: the mean of the members' scores (`mean_scores`; `ensemble_scores`
-for the score-averaged prediction, defined where members mask disjoint classes with -inf) and the mean of
-their probabilities (`ensemble_log_probs`, kept in log space).
+for the score-averaged prediction, which falls back to the mean of the probabilities where members mask
+disjoint classes with -inf) and the mean of their probabilities (`ensemble_log_probs`, kept in log space).
 """
 
 from __future__ import annotations
@@ -91,16 +91,24 @@ def mean_scores(logits: torch.Tensor) -> torch.Tensor:
 def ensemble_scores(logits: torch.Tensor) -> torch.Tensor:
     """The score-averaged prediction, `(M, B, C) -> (B, C)`, for its argmax and softmax: `mean_scores`, except
     on an example where every class is masked (-inf) by some member (members masking disjoint classes), which
-    has no softmax there. It gets the limit of masks -L as L -> inf: the classes masked by the fewest members
-    keep their mean with the masks counted as 0, the others -inf; so a class every member masks stays masked.
-    Equal to `mean_scores` on every other example."""
+    has no softmax there. Such an example falls back to probability averaging: `ensemble_log_probs`, whose
+    softmax is itself (the mean of the members' probabilities), finite wherever each member has a finite
+    class and, like score averaging, unchanged when a member's logits are shifted by a constant. A class every
+    member masks stays -inf. Equal to `mean_scores`, bit for bit, on every other example."""
     x = logits.to(compute_dtype(logits))
     plain = x.mean(dim=0)
-    masked = x == -torch.inf
-    count = masked.sum(dim=0)  # (B, C): the members masking each class
-    fewest = count == count.min(dim=-1, keepdim=True).values
-    limit = torch.where(fewest, torch.where(masked, 0.0, x).mean(dim=0), -torch.inf)
-    return torch.where((plain == -torch.inf).all(dim=-1, keepdim=True), limit, plain)
+    none = (plain == -torch.inf).all(dim=-1, keepdim=True)  # (B, 1): no class has a finite mean score
+    # The other examples' logits read as 0: whatever they hold stays out of the unused branch's gradient.
+    return torch.where(none, _log_mean_probs(torch.where(none, x, 0.0)), plain)
+
+
+def _log_mean_probs(x: torch.Tensor) -> torch.Tensor:
+    """`ensemble_log_probs` of `x: (M, ..., C)` in its compute dtype, with a finite gradient where a class is
+    -inf for every member: it is left out of the logsumexp, whose backward is NaN on all -inf."""
+    log_probs = member_log_probs(x)
+    dead = (log_probs == -torch.inf).all(dim=0)
+    mixed = torch.logsumexp(torch.where(dead, 0.0, log_probs), dim=0) - math.log(x.shape[0])
+    return torch.where(dead, -torch.inf, mixed)
 
 
 def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:
