@@ -125,13 +125,14 @@ def test_a_minus_inf_score_switches_a_hypothesis_off_on_metrics_the_oracle_and_t
     assert acc.compute() == task.metrics(finite, y)
     assert task.oracle(out, y).member.tolist() == task.oracle(finite, y).member.tolist() == [2]
     out.requires_grad_(True)
-    loss = task.loss("mcl_scored", out, y).loss
-    if member == 1:  # not assigned: probability 0 is right, costs 0
-        assert loss.item() == task.loss("mcl_scored", finite, y).loss.item()
-        loss.backward()
-        assert torch.isfinite(out.grad).all()
-    else:  # assigned the example it was given probability 0 of
-        assert loss.item() == math.inf
+    result = task.loss("mcl_scored", out, y)
+    # Never assigned, as with a bagging weight of 0 (member 2, the closest, was: the loss was inf); costs 0.
+    left_out = torch.ones(3, 1, dtype=F64)
+    left_out[member] = 0.0
+    assert result.assignment[:, 0].tolist() == ([False, False, True] if member == 1 else [True, False, False])
+    assert result.loss.item() == task.loss("mcl_scored", finite, y, weights=left_out).loss.item()
+    result.loss.backward()
+    assert torch.isfinite(out.grad).all()
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
@@ -146,6 +147,77 @@ def test_nan_or_plus_inf_scores_and_every_score_minus_inf_are_refused(bad):
     with pytest.raises(NonFiniteOutputs, match=r"member 0 .*, member 1 .*, member 2 .*is allowed where some"):
         task.metrics(out, y)
     assert task.oracle(out, y).member.tolist() == [-1]
+    assert task.loss("mcl_scored", out, y).loss.item() == math.inf  # the closest is assigned: training stops
+
+
+def _switched_off_members(members=4, off=(0, 2)):
+    """The reviewer's setup: a linear hypothesis and score per member on 3 features, `off` members' scores
+    -inf (a model's switch), and 32 targets (D = 1)."""
+    torch.manual_seed(0)
+    heads = torch.nn.ModuleList(torch.nn.Linear(3, 2) for _ in range(members))
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+
+    def forward():
+        out = torch.stack([head(x) for head in heads])  # (M, B, D + 1)
+        keep = torch.ones(members, 1, 1, dtype=torch.bool)
+        keep[list(off)] = False
+        return torch.where(keep | (torch.arange(2) == 0), out, -math.inf)
+
+    return heads, forward, y
+
+
+def test_mcl_scored_trains_with_hypotheses_switched_off():
+    """4 members, 0 and 2 switched off: a switched-off hypothesis that was the closest won the example and
+    the loss was inf (training stopped at iteration 0). Now the others share the examples."""
+    heads, forward, y = _switched_off_members()
+    task = multi_hypothesis(1)
+    for _ in range(5):  # plain gradient steps (torch.optim's first optimizer costs ~1.5 s of imports)
+        heads.zero_grad()
+        result = task.loss("mcl_scored", forward(), y)
+        assert math.isfinite(result.loss.item())
+        assert not result.assignment[[0, 2]].any() and result.assignment[[1, 3]].sum(dim=0).eq(1).all()
+        result.loss.backward()
+        with torch.no_grad():
+            for p in heads.parameters():
+                assert torch.isfinite(p.grad).all()
+                p -= 0.05 * p.grad
+
+
+@pytest.mark.slow
+def test_fit_trains_with_hypotheses_switched_off(tmp_path):
+    """The reviewer's run through mheads.fit: NumericalFault 'non-finite loss at iteration 0 in member 0,
+    member 2' before."""
+    import itertools
+
+    import mheads
+    from mheads.data.pairs import TensorPairs
+
+    class Member(torch.nn.Module):
+        def __init__(self, off: bool) -> None:
+            super().__init__()
+            self.linear, self.off = torch.nn.Linear(3, 2), off
+
+        def forward(self, x):
+            out = self.linear(x)
+            return torch.cat([out[:, :1], out[:, 1:] - math.inf], dim=1) if self.off else out
+
+    count = itertools.count()
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    result = mheads.fit(
+        lambda: Member(next(count) in (0, 2)),
+        TensorPairs(x, x.sum(1, keepdim=True) + torch.where(torch.rand(64, 1) < 0.5, -1.0, 1.0)),
+        out=tmp_path / "run",
+        task=multi_hypothesis(1),
+        settings={
+            "loss.name": "mcl_scored",
+            "model.members": 4,
+            "train.iterations": 4,
+            "train.batch_size": 16,
+            "train.eval_every": 4,
+        },
+    )
+    assert result.metrics["iterations"] == 4 and math.isfinite(result.metrics["oracle_error"])
 
 
 def test_scored_mcl_is_wta_plus_the_score_bce_and_trains_the_score_column():

@@ -314,10 +314,18 @@ def scored_mcl_terms(
 
     The target alpha is the (detached) MCL assignment; the bagging weights weigh the MCL terms only, since
     the scores learn the assignment training actually made. A -inf score logit (a hypothesis switched off,
-    probability 0) costs 0 where not assigned and inf where assigned (torch's BCE gives NaN for both)."""
-    mcl_part, assignment = mcl_terms(nll, k, generator, weights, None)
+    probability 0) is never assigned an example (like a bagging weight of 0): the example goes to the closest
+    hypotheses with a finite score, and the -inf score costs 0 (torch's BCE gives NaN). An example whose every
+    score is -inf keeps every hypothesis eligible, so its winner's -inf score costs inf: the loss says so
+    (training stops), as metrics refuse such outputs."""
+    off = score_logits.detach() == -torch.inf
+    eligible = ~off | off.all(dim=0, keepdim=True)  # (M, B)
+    if weights is not None:
+        eligible = eligible & (weights > 0)
+    # The draws are those of `assign`: where no score is -inf, the assignment is MCL's, draw for draw.
+    assignment = topk_assignment(nll.detach(), k, generator=generator, eligible=eligible)
+    mcl_part, assignment = mcl_terms(nll, k, generator, weights, assignment)
     target = assignment.to(score_logits.dtype)
     bce = F.binary_cross_entropy_with_logits(score_logits, target, reduction="none")  # (M, B)
-    off = score_logits == -torch.inf
     bce = torch.where(off, torch.where(assignment, torch.inf, 0.0).to(bce.dtype), bce)
     return mcl_part + score_weight * bce.mean(dim=1) / bce.shape[0], assignment
