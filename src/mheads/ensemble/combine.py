@@ -115,10 +115,10 @@ def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:
     """Probability averaging (section 6.1) in log space: `log mean_m softmax(s_m)`, `(M, B, C) -> (B, C)`.
 
     Computed as `logsumexp_m log_softmax(s_m) - log M`, never as the log of an averaged softmax, so that a
-    class every member gives a probability below the float range still has a finite log-probability.
+    class every member gives a probability below the float range still has a finite log-probability. A class
+    every member masks with -inf stays -inf with a finite gradient (`_log_mean_probs`).
     """
-    num_members = logits.shape[0]
-    return torch.logsumexp(member_log_probs(logits), dim=0) - math.log(num_members)
+    return _log_mean_probs(logits)
 
 
 def ensemble_probs(logits: torch.Tensor) -> torch.Tensor:
