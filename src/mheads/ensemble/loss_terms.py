@@ -70,17 +70,29 @@ def check_score_weight(score_weight: float) -> None:
 
 
 def check_label_smoothing(label_smoothing: float) -> None:
-    """`label_smoothing`, the share of the target spread over every class, must be a number in [0, 1]."""
+    """`label_smoothing`, the target share spread over the unmasked classes, must be a number in [0, 1]."""
     check_number("label_smoothing", label_smoothing, 0.0, 1.0)
 
 
 def smoothed_nll(log_probs: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """Cross-entropy against targets smoothed by ``label_smoothing`` = eps (Szegedy et al. 2016): ``(1 - eps)
-    * -log p(y) + eps * mean_c -log p(c)``. ``log_probs: (..., B, C)``, ``targets: (B,)`` -> ``(..., B)``."""
+    * -log p(y) + eps * mean_c -log p(c)``. ``log_probs: (..., B, C)``, ``targets: (B,)`` -> ``(..., B)``.
+
+    The mean runs over the classes not masked with -inf in that row (member and example): a masked class
+    gets target mass 0 and adds 0 to the loss and its gradient. Rows without -inf: the plain mean."""
     nll = -pick_targets(log_probs, targets)
     if label_smoothing:
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * log_probs.mean(dim=-1)
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * _unmasked_mean(log_probs)
     return nll
+
+
+def _unmasked_mean(log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean of `log_probs` over its last dim, leaving out -inf entries (masked classes) per row. Rows with no
+    -inf keep the plain mean, bit for bit; no host sync (both means are formed, `where` picks per row)."""
+    masked = log_probs == float("-inf")
+    kept = (~masked).sum(dim=-1).clamp(min=1)
+    unmasked = log_probs.masked_fill(masked, 0.0).sum(dim=-1) / kept
+    return torch.where(masked.any(dim=-1), unmasked, log_probs.mean(dim=-1))
 
 
 def smoothed_member_nll(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
