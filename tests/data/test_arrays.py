@@ -42,7 +42,7 @@ def test_a_uint8_array_alone_is_pixels_as_a_datasets_same_array(tmp_path, shape)
     int64 for (N, F) alone); through the whole reading of a run's data (a regression)."""
     from mheads.config import config_from_settings
     from mheads.data.sources_task import read_task_source
-    from mheads.data.tensors import prepare_tensors
+    from mheads.data.tensor_data import prepare_tensors
 
     x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     y = np.linspace(0, 1, shape[0], dtype=np.float32)
@@ -156,7 +156,8 @@ def _tokens(tmp_path, n=6, t=4):
 
 def test_a_list_of_names_gives_dict_inputs_as_a_dataset_of_dicts_does(tmp_path):
     from mheads.config import config_from_settings
-    from mheads.data.tensors import prepare_tensors, read_pairs
+    from mheads.data.tensor_data import prepare_tensors
+    from mheads.data.tensors import read_pairs
 
     ids, mask = _tokens(tmp_path)
     pairs = read_npz(tmp_path / "tok.npz", ["input_ids", "attention_mask"], kind="classification")

@@ -61,7 +61,7 @@ def test_every_loader_is_a_batch_source_and_serves_a_batch_as_it_says():
     from mheads.data.pairs import TensorPairs
     from mheads.data.resident import prepare_data
     from mheads.data.streaming import prepare_stream
-    from mheads.data.tensors import prepare_tensors
+    from mheads.data.tensor_data import prepare_tensors
 
     cpu = torch.device("cpu")
     settings = {"model.members": 2, "data.bagging": True, "train.batch_size": 4, "train.iterations": 2}

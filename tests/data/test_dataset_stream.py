@@ -21,7 +21,7 @@ from mheads.data.loader import TorchData, prepare
 from mheads.data.pairs import TensorPairs
 from mheads.data.rows import RowChoice
 from mheads.data.stream_failures import StreamWorkerError
-from mheads.data.tensors import prepare_tensors
+from mheads.data.tensor_data import prepare_tensors
 
 CPU = torch.device("cpu")
 

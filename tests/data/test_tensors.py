@@ -7,7 +7,8 @@ import torch
 from mheads.config import ConfigError, config_from_settings
 from mheads.data.errors import DataError
 from mheads.data.pairs import TensorPairs
-from mheads.data.tensors import AnyShapeData, prepare_tensors, read_pairs
+from mheads.data.tensor_data import AnyShapeData, prepare_tensors
+from mheads.data.tensors import read_pairs
 
 
 class Items(torch.utils.data.Dataset):

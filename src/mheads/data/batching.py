@@ -26,7 +26,7 @@ class BatchSource(Protocol):
     """What the training loop reads: a source of batches. The resident loader
     (:class:`~mheads.data.resident.ResidentData`), the streaming one
     (:class:`~mheads.data.streaming.StreamData`) and a user's Datasets of any shape, read whole
-    (:class:`~mheads.data.tensors.TensorData`) or streamed
+    (:class:`~mheads.data.tensor_data.TensorData`) or streamed
     (:class:`~mheads.data.dataset_stream.DatasetStream`), implement it.
 
     ``train_batch(b, generator)``: batch ``b`` of the run's seeded plan, ``(inputs, targets, per-member

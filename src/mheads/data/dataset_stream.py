@@ -1,7 +1,7 @@
 """A user's map-style ``(input, target)`` Datasets of any shape streamed (issue 32, ``data.loader: stream``):
 read item by item per batch, so that memory holds a batch (and those the workers read ahead), not the set.
 
-Batch ``b`` is :class:`~mheads.data.tensors.TensorData`'s batch ``b``: the same rows of the splits
+Batch ``b`` is :class:`~mheads.data.tensor_data.TensorData`'s batch ``b``: the same rows of the splits
 (:func:`~mheads.data.rows.choose_rows`), the same :class:`~mheads.data.batching.BatchPlan` positions into
 them, read through a torch ``DataLoader`` whose batch sampler yields those Dataset indices, and checked and
 stacked as ``TensorData`` reads them (:func:`~mheads.data.tensors.item_tensors`,
@@ -55,8 +55,8 @@ from mheads.data.rows import (
 from mheads.data.stream_failures import fetch_batch
 from mheads.data.stream_worker import default_workers, worker_init, workers_shielded
 from mheads.data.streaming import WORKER_TIMEOUT_S
+from mheads.data.tensor_data import AnyShapeData, refuse_image_settings
 from mheads.data.tensors import (
-    AnyShapeData,
     Inputs,
     as_tensor,
     check_like,
@@ -65,7 +65,6 @@ from mheads.data.tensors import (
     input_spec,
     item_tensors,
     model_view,
-    refuse_image_settings,
     stack_items,
     to_device,
 )

@@ -35,7 +35,8 @@ from mheads.data.index import index_source, streamable
 from mheads.data.load import load_dataset
 from mheads.data.resident import prepare_data
 from mheads.data.sources_task import read_task_source, task_source_kind
-from mheads.data.tensors import is_image_input, prepare_tensors
+from mheads.data.tensor_data import prepare_tensors
+from mheads.data.tensors import is_image_input
 
 __all__ = [
     "STREAM_BYTES_PER_EXAMPLE",

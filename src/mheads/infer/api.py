@@ -122,7 +122,7 @@ def _tree_task_metrics(tree: TreeNet, task: Task, ds: Any, batch_size: int) -> d
     """A bare TreeNet's task metrics (and the report's: :mod:`mheads.infer.task_eval`) on ``(input,
     target)`` pairs of any shape, batched in order."""
     from mheads.config import Config
-    from mheads.data.tensors import prepare_tensors
+    from mheads.data.tensor_data import prepare_tensors
 
     device = next(tree.parameters()).device
     cfg = Config()

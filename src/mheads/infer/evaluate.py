@@ -15,7 +15,7 @@ from mheads.config import Config, ConfigError, load_config
 from mheads.data import DataError
 from mheads.data.channel_view import CONVERTIBLE, ChannelView
 from mheads.data.loader import prepare
-from mheads.data.tensors import AnyShapeData
+from mheads.data.tensor_data import AnyShapeData
 from mheads.infer.eval_data import scored_split
 from mheads.infer.predict_task import npz_input_names
 from mheads.infer.task_eval import evaluate_task

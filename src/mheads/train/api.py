@@ -16,7 +16,7 @@ from torch import nn
 
 from mheads.config import Config, ConfigError
 from mheads.config.schema import PYTHON_MODEL
-from mheads.data.tensors import AnyShapeData
+from mheads.data.tensor_data import AnyShapeData
 from mheads.models import is_import_path
 from mheads.tasks import Classification, Task
 from mheads.train import loop

@@ -18,7 +18,7 @@ from mheads.data.dataset import Dataset
 from mheads.data.loader import TorchData, prepare, uses_tensors
 from mheads.data.resident import ResidentData
 from mheads.data.streaming import StreamData
-from mheads.data.tensors import AnyShapeData, refuse_normalize
+from mheads.data.tensor_data import AnyShapeData, refuse_normalize
 from mheads.models import is_import_path, model_factory
 from mheads.optim.build import NoParameters, build_optimizer
 from mheads.optim.schedules import Schedule

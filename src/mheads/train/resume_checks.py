@@ -6,7 +6,7 @@ older mheads wrote.
   the default recorded ``mean_image`` (or ``per_channel``), which never applied there (no
   ``normalizer.safetensors``): it trained on its inputs as stored, and resumes so
   (:func:`trained_unnormalized`); a new run that asks for either is still refused
-  (:func:`mheads.data.tensors.refuse_normalize`).
+  (:func:`mheads.data.tensor_data.refuse_normalize`).
 * The input description (dtype and shape of each input, :func:`mheads.data.tensors.input_spec`) a checkpoint
   recorded must be the resumed data's: uint8 reaches the model as [0, 1] floats, int64 as stored, so a change
   of dtype is a change of what the model sees (:func:`check_same_inputs`). A checkpoint that recorded none
